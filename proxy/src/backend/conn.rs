@@ -1,0 +1,402 @@
+//! One connection from the proxy to a data source: login as a MySQL client,
+//! send commands, read replies, and remember what was set up on it (the
+//! session state applied, the statements prepared) so sessions can share it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mysql_common::auth::plugins::mysql_native_password::scramble_native;
+use mysql_common::constants::CapabilityFlags;
+use mysql_common::io::ParseBuf;
+use mysql_common::packets::{AuthPlugin, HandshakePacket, HandshakeResponse};
+use mysql_common::proto::MySerialize;
+use shardgate_rules::config::BackendUrl;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+use super::Flavor;
+use crate::error::BackendError;
+use crate::wire::command::{COM_INIT_DB, COM_QUERY, COM_RESET_CONNECTION, COM_STMT_CLOSE};
+use crate::wire::ok_err::{take_lenenc_int, ErrInfo, OkInfo};
+use crate::wire::packet::{PacketReader, PacketWriter};
+use crate::wire::response::{Outcome, ResponseKind, ResponseScanner, Step};
+
+/// Capabilities every backend connection asks for; the session-visible ones
+/// come from the client through `Flavor`.
+fn base_capabilities() -> CapabilityFlags {
+    CapabilityFlags::CLIENT_LONG_PASSWORD
+        | CapabilityFlags::CLIENT_LONG_FLAG
+        | CapabilityFlags::CLIENT_CONNECT_WITH_DB
+        | CapabilityFlags::CLIENT_PROTOCOL_41
+        | CapabilityFlags::CLIENT_TRANSACTIONS
+        | CapabilityFlags::CLIENT_SECURE_CONNECTION
+        | CapabilityFlags::CLIENT_PLUGIN_AUTH
+        | CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Statements kept prepared per connection before the oldest are closed.
+const STATEMENT_CACHE: usize = 256;
+/// Backend replies are not limited by the client's max_allowed_packet.
+const NO_LIMIT: usize = usize::MAX;
+
+static NEXT_UID: AtomicU64 = AtomicU64::new(1);
+
+/// A statement prepared on this connection.
+#[derive(Debug, Clone, Copy)]
+pub struct BackendStatement {
+    pub id: u32,
+    pub num_params: u16,
+    last_used: u64,
+}
+
+/// A logged-in connection to one data source.
+pub struct BackendConn {
+    /// Process-unique id (the backend's thread id repeats across servers).
+    pub uid: u64,
+    pub ds: Arc<str>,
+    pub flavor: Flavor,
+    pub thread_id: u32,
+    pub(crate) reader: PacketReader<OwnedReadHalf>,
+    writer: PacketWriter<OwnedWriteHalf>,
+    physical_db: Arc<str>,
+    /// Fingerprint of the session state last applied (0: none since login or reset).
+    pub applied_state: u64,
+    statements: HashMap<Arc<[u8]>, BackendStatement>,
+    use_counter: u64,
+    /// Server status flags after the last reply.
+    pub status: u16,
+    /// Set when a reply was not read to its end or the socket failed: such a
+    /// connection is closed instead of going back to the pool.
+    pub broken: bool,
+    pub last_used: Instant,
+}
+
+impl BackendConn {
+    /// Connects and logs in with the data source's URL.
+    pub async fn connect(
+        ds: Arc<str>,
+        url: &BackendUrl,
+        flavor: Flavor,
+    ) -> Result<Self, BackendError> {
+        let addr = format!("{}:{}", url.host, url.port);
+        let ds_name = ds.to_string();
+        let connect_err = |source| BackendError::Connect {
+            ds: ds_name.clone(),
+            addr: addr.clone(),
+            source,
+        };
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr))
+            .await
+            .map_err(|_| connect_err(std::io::Error::from(std::io::ErrorKind::TimedOut)))?
+            .map_err(connect_err)?;
+        stream.set_nodelay(true).map_err(connect_err)?;
+        let (r, w) = stream.into_split();
+        let mut conn = BackendConn {
+            uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
+            ds,
+            flavor,
+            thread_id: 0,
+            reader: PacketReader::new(r),
+            writer: PacketWriter::new(w),
+            physical_db: Arc::from(url.database.as_str()),
+            applied_state: 0,
+            statements: HashMap::new(),
+            use_counter: 0,
+            status: 0,
+            broken: false,
+            last_used: Instant::now(),
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, conn.login(url))
+            .await
+            .map_err(|_| connect_err(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
+        Ok(conn)
+    }
+
+    async fn login(&mut self, url: &BackendUrl) -> Result<(), BackendError> {
+        let (_, greeting) = self.read().await?;
+        if greeting.first() == Some(&0xFF) {
+            return Err(self.login_error(&greeting));
+        }
+        let handshake: HandshakePacket<'_> = ParseBuf(&greeting)
+            .parse(())
+            .map_err(|e| self.protocol(format!("bad greeting: {e}")))?;
+        self.thread_id = handshake.connection_id();
+        let nonce = handshake.nonce();
+        let scramble = scramble_native(&nonce, url.password.as_bytes());
+        let caps = base_capabilities() | self.flavor.capabilities();
+        let response = HandshakeResponse::new(
+            Some(scramble.as_ref().map(|s| &s[..]).unwrap_or(&[])),
+            handshake.server_version_parsed().unwrap_or((10, 0, 0)),
+            Some(url.user.as_bytes()),
+            Some(url.database.as_bytes()),
+            Some(AuthPlugin::MysqlNativePassword),
+            caps,
+            None,
+            1 << 30,
+        );
+        let mut payload = Vec::with_capacity(128);
+        response.serialize(&mut payload);
+        // The collation byte follows capabilities and max packet size; it
+        // must be the client's so the backend converts text as the client expects.
+        if let Some(b) = payload.get_mut(8) {
+            *b = self.flavor.collation;
+        }
+        self.writer.set_seq(1);
+        self.writer.push(&payload);
+        self.flush().await?;
+        loop {
+            let (seq, reply) = self.read().await?;
+            match reply.first() {
+                Some(0x00) => {
+                    self.status = OkInfo::parse(&reply).map(|ok| ok.status).unwrap_or(0);
+                    return Ok(());
+                }
+                Some(0xFE) => {
+                    // Auth switch: plugin name NUL, then the new nonce.
+                    let body = &reply[1..];
+                    let name_end = body.iter().position(|&b| b == 0).unwrap_or(body.len());
+                    if &body[..name_end] != b"mysql_native_password" {
+                        return Err(self.protocol(format!(
+                            "data source asks for auth plugin '{}'; only mysql_native_password is supported for backend logins",
+                            String::from_utf8_lossy(&body[..name_end])
+                        )));
+                    }
+                    let nonce = body.get(name_end + 1..).unwrap_or(&[]);
+                    let nonce = nonce.strip_suffix(&[0]).unwrap_or(nonce);
+                    let answer = scramble_native(nonce, url.password.as_bytes());
+                    self.writer.set_seq(seq.wrapping_add(1));
+                    self.writer
+                        .push(answer.as_ref().map(|a| &a[..]).unwrap_or(&[]));
+                    self.flush().await?;
+                }
+                Some(0xFF) => return Err(self.login_error(&reply)),
+                _ => return Err(self.protocol("unexpected packet during login".into())),
+            }
+        }
+    }
+
+    fn login_error(&self, payload: &[u8]) -> BackendError {
+        BackendError::Login {
+            ds: self.ds.to_string(),
+            err: ErrInfo::parse(payload)
+                .unwrap_or_else(|| ErrInfo::new(1045, "28000", "login refused")),
+        }
+    }
+
+    fn protocol(&self, what: String) -> BackendError {
+        BackendError::Protocol {
+            ds: self.ds.to_string(),
+            what,
+        }
+    }
+
+    async fn read(&mut self) -> Result<(u8, bytes::BytesMut), BackendError> {
+        match self.reader.read_packet(NO_LIMIT).await {
+            Ok(p) => Ok(p),
+            Err(e) => {
+                self.broken = true;
+                Err(BackendError::from_read(&self.ds, e))
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), BackendError> {
+        if let Err(e) = self.writer.flush().await {
+            self.broken = true;
+            return Err(BackendError::lost(&self.ds, e));
+        }
+        Ok(())
+    }
+
+    /// Sends one command packet (sequence 0). The reply is the caller's to read.
+    pub async fn send_command(&mut self, payload: &[u8]) -> Result<(), BackendError> {
+        self.last_used = Instant::now();
+        self.writer.set_seq(0);
+        self.writer.push(payload);
+        self.flush().await
+    }
+
+    /// Queues a command that gets no reply (COM_STMT_CLOSE, SEND_LONG_DATA);
+    /// it goes out with the next `send_command`.
+    pub fn queue_command(&mut self, payload: &[u8]) {
+        self.writer.set_seq(0);
+        self.writer.push(payload);
+    }
+
+    /// Reads a whole reply, keeping nothing but its outcome.
+    pub async fn read_outcome(&mut self, kind: ResponseKind) -> Result<Outcome, BackendError> {
+        let mut scanner = ResponseScanner::new(kind, self.flavor.deprecate_eof());
+        loop {
+            let (_, payload) = self.read().await?;
+            if let Step::Done(outcome) = scanner.feed(&payload) {
+                self.note_outcome(&outcome);
+                return Ok(outcome);
+            }
+        }
+    }
+
+    /// Records the status flags a finished reply left.
+    pub fn note_outcome(&mut self, outcome: &Outcome) {
+        if let Some(status) = outcome.status() {
+            self.status = status;
+        }
+    }
+
+    /// Runs a statement whose result the client never sees; a server error is returned as such.
+    pub async fn execute_internal(&mut self, sql: &str) -> Result<OkInfo, BackendError> {
+        let mut payload = Vec::with_capacity(sql.len() + 1);
+        payload.push(COM_QUERY);
+        payload.extend_from_slice(sql.as_bytes());
+        self.send_command(&payload).await?;
+        match self.read_outcome(ResponseKind::ResultSets).await? {
+            Outcome::Ok(ok) => Ok(ok),
+            Outcome::Err(err) => Err(BackendError::Server {
+                ds: self.ds.to_string(),
+                err,
+            }),
+            Outcome::Prepared(_) => Err(self.protocol("prepare reply to a query".into())),
+        }
+    }
+
+    /// Runs a query and returns its rows as text (NULL as None). For small
+    /// internal queries only: everything is held in memory.
+    pub async fn query_text(
+        &mut self,
+        sql: &str,
+    ) -> Result<Vec<Vec<Option<String>>>, BackendError> {
+        let mut payload = Vec::with_capacity(sql.len() + 1);
+        payload.push(COM_QUERY);
+        payload.extend_from_slice(sql.as_bytes());
+        self.send_command(&payload).await?;
+        let deprecate_eof = self.flavor.deprecate_eof();
+        let mut scanner = ResponseScanner::new(ResponseKind::ResultSets, deprecate_eof);
+        let mut rows = Vec::new();
+        let mut columns: Option<u64> = None;
+        let mut defs_seen = 0u64;
+        let mut in_rows = false;
+        loop {
+            let (_, payload) = self.read().await?;
+            let step = scanner.feed(&payload);
+            match columns {
+                None => {
+                    let mut rest = &payload[..];
+                    columns = take_lenenc_int(&mut rest);
+                }
+                Some(n) if !in_rows => {
+                    defs_seen += 1;
+                    in_rows = if deprecate_eof {
+                        defs_seen == n
+                    } else {
+                        defs_seen > n
+                    };
+                }
+                Some(n) => {
+                    if step == Step::More {
+                        rows.push(decode_text_row(&payload, n));
+                    }
+                }
+            }
+            if let Step::Done(outcome) = step {
+                self.note_outcome(&outcome);
+                return match outcome {
+                    Outcome::Err(err) => Err(BackendError::Server {
+                        ds: self.ds.to_string(),
+                        err,
+                    }),
+                    _ => Ok(rows),
+                };
+            }
+        }
+    }
+
+    /// COM_RESET_CONNECTION: rolls back, drops temporary tables, releases
+    /// locks, clears variables and prepared statements; then re-selects the
+    /// physical database.
+    pub async fn reset(&mut self) -> Result<(), BackendError> {
+        self.send_command(&[COM_RESET_CONNECTION]).await?;
+        self.expect_ok().await?;
+        self.statements.clear();
+        self.applied_state = 0;
+        let mut init = vec![COM_INIT_DB];
+        init.extend_from_slice(self.physical_db.as_bytes());
+        self.send_command(&init).await?;
+        self.expect_ok().await
+    }
+
+    async fn expect_ok(&mut self) -> Result<(), BackendError> {
+        match self.read_outcome(ResponseKind::Single).await? {
+            Outcome::Ok(_) => Ok(()),
+            Outcome::Err(err) => Err(BackendError::Server {
+                ds: self.ds.to_string(),
+                err,
+            }),
+            Outcome::Prepared(_) => Err(self.protocol("prepare reply to a reset".into())),
+        }
+    }
+
+    /// The statement prepared here for `sql`, if any.
+    pub fn statement(&mut self, sql: &[u8]) -> Option<BackendStatement> {
+        self.use_counter += 1;
+        let counter = self.use_counter;
+        self.statements.get_mut(sql).map(|s| {
+            s.last_used = counter;
+            *s
+        })
+    }
+
+    /// Records a statement prepared here; closes the least recently used one
+    /// when the cache is full (the close goes out with the next command).
+    pub fn remember_statement(&mut self, sql: Arc<[u8]>, id: u32, num_params: u16) {
+        if self.statements.len() >= STATEMENT_CACHE {
+            let oldest = self
+                .statements
+                .iter()
+                .min_by_key(|(_, s)| s.last_used)
+                .map(|(k, s)| (k.clone(), s.id));
+            if let Some((key, old_id)) = oldest {
+                self.statements.remove(&key);
+                let mut close = vec![COM_STMT_CLOSE];
+                close.extend_from_slice(&old_id.to_le_bytes());
+                self.queue_command(&close);
+            }
+        }
+        self.use_counter += 1;
+        if let Some(previous) = self.statements.insert(
+            sql,
+            BackendStatement {
+                id,
+                num_params,
+                last_used: self.use_counter,
+            },
+        ) {
+            let mut close = vec![COM_STMT_CLOSE];
+            close.extend_from_slice(&previous.id.to_le_bytes());
+            self.queue_command(&close);
+        }
+    }
+
+    /// Whether the connection can serve another session as it is.
+    pub fn reusable(&self) -> bool {
+        !self.broken && self.status & crate::wire::ok_err::status::IN_TRANS == 0
+    }
+}
+
+fn decode_text_row(payload: &[u8], columns: u64) -> Vec<Option<String>> {
+    let mut rest = payload;
+    let mut row = Vec::with_capacity(columns as usize);
+    for _ in 0..columns {
+        if rest.first() == Some(&0xFB) {
+            rest = &rest[1..];
+            row.push(None);
+            continue;
+        }
+        let len = take_lenenc_int(&mut rest).unwrap_or(0) as usize;
+        let (value, tail) = rest.split_at(len.min(rest.len()));
+        row.push(Some(String::from_utf8_lossy(value).into_owned()));
+        rest = tail;
+    }
+    row
+}

@@ -1,0 +1,77 @@
+//! Errors of the backend layer and how every refusal maps to what a MySQL
+//! client understands: an error code, a SQLSTATE and a message that says
+//! what to change.
+
+use crate::wire::ok_err::ErrInfo;
+use crate::wire::packet::ReadError;
+
+/// MySQL error codes the proxy sends itself.
+pub mod codes {
+    pub const ER_CON_COUNT_ERROR: u16 = 1040;
+    pub const ER_ACCESS_DENIED_ERROR: u16 = 1045;
+    pub const ER_UNKNOWN_COM_ERROR: u16 = 1047;
+    pub const ER_BAD_DB_ERROR: u16 = 1049;
+    pub const ER_UNKNOWN_ERROR: u16 = 1105;
+    pub const ER_NET_PACKET_TOO_LARGE: u16 = 1153;
+    pub const ER_UNKNOWN_STMT_HANDLER: u16 = 1243;
+    pub const ER_NOT_SUPPORTED_YET: u16 = 1235;
+    pub const ER_CONNECT_TO_FOREIGN_DATA_SOURCE: u16 = 1429;
+}
+
+/// A failure talking to one data source.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("cannot connect to data source {ds} ({addr}): {source}")]
+    Connect {
+        ds: String,
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("data source {ds} refused the proxy's login: {err}")]
+    Login { ds: String, err: ErrInfo },
+    #[error("connection to data source {ds} lost: {reason}")]
+    Lost { ds: String, reason: String },
+    #[error("unexpected reply from data source {ds}: {what}")]
+    Protocol { ds: String, what: String },
+    #[error("{err}")]
+    Server { ds: String, err: ErrInfo },
+    #[error("pool for {ds} exhausted ({in_use}/{max} in use, waited {waited_ms} ms); raise data_sources.{ds}.pool.max_size or acquire_timeout_ms")]
+    PoolExhausted {
+        ds: String,
+        in_use: usize,
+        max: usize,
+        waited_ms: u64,
+    },
+}
+
+impl BackendError {
+    pub fn lost(ds: &str, err: impl std::fmt::Display) -> Self {
+        BackendError::Lost {
+            ds: ds.to_owned(),
+            reason: err.to_string(),
+        }
+    }
+
+    /// Maps a read failure on a backend connection.
+    pub fn from_read(ds: &str, err: ReadError) -> Self {
+        Self::lost(ds, err)
+    }
+
+    /// The error the client gets.
+    pub fn to_client(&self) -> ErrInfo {
+        match self {
+            BackendError::Server { err, .. } => err.clone(),
+            BackendError::Connect { .. } | BackendError::Login { .. } => ErrInfo::new(
+                codes::ER_CONNECT_TO_FOREIGN_DATA_SOURCE,
+                "HY000",
+                self.to_string(),
+            ),
+            BackendError::PoolExhausted { .. } => {
+                ErrInfo::new(codes::ER_CON_COUNT_ERROR, "08004", self.to_string())
+            }
+            BackendError::Lost { .. } | BackendError::Protocol { .. } => {
+                ErrInfo::new(codes::ER_UNKNOWN_ERROR, "HY000", self.to_string())
+            }
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! ShardGate's proxy: a MySQL-protocol front end that serves clients from
+//! pooled backend connections.
+//!
+//! A statement flows: `session` (command loop, session state) → `sql`
+//! (classification) → `backend` (pools, connections) → `wire` (framing and
+//! forwarding of replies). Routing by sharding rules slots in between
+//! classification and the choice of pool.
+
+pub mod backend;
+pub mod error;
+pub mod server;
+pub mod session;
+pub mod sql;
+pub mod wire;
+
+pub use server::{start, RunningProxy, StartError};

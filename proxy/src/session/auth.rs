@@ -1,0 +1,123 @@
+//! The connection phase with a client: greeting, handshake response,
+//! password check (with an auth switch for clients that open with another
+//! plugin), default database.
+
+use mysql_common::constants::CapabilityFlags;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+use crate::error::codes;
+use crate::server::Shared;
+use crate::wire::handshake::{
+    auth_switch_request, greeting, new_salt, parse_hello, verify_native_password, ClientHello,
+    NATIVE_PASSWORD,
+};
+use crate::wire::ok_err::{status, ErrInfo, OkInfo};
+use crate::wire::packet::{PacketReader, PacketWriter, ReadError};
+
+/// Handshake packets are small; anything bigger is not a client.
+const HANDSHAKE_LIMIT: usize = 64 * 1024;
+
+/// A client that logged in.
+pub struct LoggedIn {
+    pub hello: ClientHello,
+}
+
+/// Why the connection phase ended without a session.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("client went away during login: {0}")]
+    Gone(#[from] ReadError),
+    #[error("write to client failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("refused: {0}")]
+    Refused(ErrInfo),
+}
+
+pub async fn login(
+    shared: &Shared,
+    connection_id: u32,
+    peer_ip: &str,
+    reader: &mut PacketReader<OwnedReadHalf>,
+    writer: &mut PacketWriter<OwnedWriteHalf>,
+) -> Result<LoggedIn, LoginError> {
+    let salt = new_salt();
+    writer.set_seq(0);
+    writer.push(&greeting(&shared.identity, connection_id, &salt));
+    writer.flush().await?;
+
+    let (seq, payload) = reader.read_packet(HANDSHAKE_LIMIT).await?;
+    writer.set_seq(seq.wrapping_add(1));
+    let hello = match parse_hello(&payload) {
+        Ok(hello) => hello,
+        Err(e) => {
+            return refuse(
+                writer,
+                ErrInfo::new(1043, "08S01", format!("Bad handshake: {e}")),
+            )
+            .await
+        }
+    };
+    let user = shared
+        .config
+        .server
+        .users
+        .iter()
+        .find(|u| u.name == hello.user);
+    let mut answer = hello.auth_response.clone();
+    let switch = hello
+        .capabilities
+        .contains(CapabilityFlags::CLIENT_PLUGIN_AUTH)
+        && hello.auth_plugin.as_deref() != Some(NATIVE_PASSWORD);
+    if switch && user.is_some() {
+        writer.push(&auth_switch_request(&salt));
+        writer.flush().await?;
+        let (seq, payload) = reader.read_packet(HANDSHAKE_LIMIT).await?;
+        writer.set_seq(seq.wrapping_add(1));
+        answer = payload.to_vec();
+    }
+    let authenticated = user.is_some_and(|u| verify_native_password(&salt, &u.password, &answer));
+    if !authenticated {
+        let using = if answer.is_empty() { "NO" } else { "YES" };
+        let err = ErrInfo::new(
+            codes::ER_ACCESS_DENIED_ERROR,
+            "28000",
+            format!(
+                "Access denied for user '{}'@'{}' (using password: {using})",
+                hello.user, peer_ip
+            ),
+        );
+        return refuse(writer, err).await;
+    }
+    if let Some(db) = &hello.database {
+        if *db != shared.config.server.database {
+            return refuse(writer, unknown_database(db)).await;
+        }
+    }
+    writer.push(
+        &OkInfo {
+            status: status::AUTOCOMMIT,
+            ..OkInfo::default()
+        }
+        .encode(),
+    );
+    writer.flush().await?;
+    Ok(LoggedIn { hello })
+}
+
+/// Error 1049 for a database the proxy does not serve.
+pub fn unknown_database(name: &str) -> ErrInfo {
+    ErrInfo::new(
+        codes::ER_BAD_DB_ERROR,
+        "42000",
+        format!("Unknown database '{name}'"),
+    )
+}
+
+async fn refuse<T>(
+    writer: &mut PacketWriter<OwnedWriteHalf>,
+    err: ErrInfo,
+) -> Result<T, LoginError> {
+    writer.push(&err.encode());
+    writer.flush().await?;
+    Err(LoginError::Refused(err))
+}

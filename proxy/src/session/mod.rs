@@ -1,0 +1,545 @@
+//! One client session: the command loop, the session state the proxy keeps
+//! for the client, and how a backend connection is taken for a statement,
+//! brought to the session's state, held across a transaction and given back.
+
+mod auth;
+mod forward;
+mod prepared;
+mod state;
+
+use std::sync::Arc;
+
+use mysql_common::constants::CapabilityFlags;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tracing::{debug, info_span, warn, Instrument};
+
+use crate::backend::{Flavor, PooledConn};
+use crate::error::{codes, BackendError};
+use crate::server::Shared;
+use crate::sql::classify::{classify, Classified, Kind};
+use crate::wire::command::*;
+use crate::wire::ok_err::{encode_eof, status, ErrInfo, OkInfo};
+use crate::wire::packet::{PacketReader, PacketWriter, ReadError};
+use crate::wire::response::{Outcome, ResponseKind};
+use crate::wire::stmt::{long_data_param, retarget_execute, set_statement_id, statement_id};
+use forward::{forward_reply, ForwardError};
+use prepared::{PreparedStatement, Statements};
+use state::{literal_from_read_back, SessionVars};
+
+/// Serves one client connection until it quits or goes away.
+pub async fn serve(shared: Arc<Shared>, stream: TcpStream) {
+    let connection_id = shared.next_connection_id();
+    let peer_ip = stream
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    let _ = stream.set_nodelay(true);
+    let span = info_span!("session", id = connection_id, peer = %peer_ip);
+    async move {
+        let (r, w) = stream.into_split();
+        let mut reader = PacketReader::new(r);
+        let mut writer = PacketWriter::new(w);
+        let logged_in =
+            match auth::login(&shared, connection_id, &peer_ip, &mut reader, &mut writer).await {
+                Ok(l) => l,
+                Err(e) => {
+                    debug!("login failed: {e}");
+                    return;
+                }
+            };
+        debug!(user = %logged_in.hello.user, "logged in");
+        let hello = logged_in.hello;
+        let mut session = Session {
+            flavor: Flavor::for_client(hello.capabilities, hello.collation),
+            capabilities: hello.capabilities,
+            database: hello.database,
+            shared,
+            reader,
+            writer,
+            vars: SessionVars::default(),
+            statements: Statements::default(),
+            held: None,
+            pinned: None,
+            last_insert: None,
+            status: status::AUTOCOMMIT,
+        };
+        session.run().await;
+        session.close().await;
+    }
+    .instrument(span)
+    .await
+}
+
+/// The last insert id a statement produced, and on which backend connection.
+#[derive(Debug, Clone, Copy)]
+struct LastInsert {
+    id: u64,
+    conn_uid: u64,
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    reader: PacketReader<OwnedReadHalf>,
+    writer: PacketWriter<OwnedWriteHalf>,
+    capabilities: CapabilityFlags,
+    flavor: Flavor,
+    database: Option<String>,
+    vars: SessionVars,
+    statements: Statements,
+    /// The backend connection kept between statements: in a transaction,
+    /// pinned, or held for the next statement.
+    held: Option<PooledConn>,
+    /// Why the session keeps its backend connection for good.
+    pinned: Option<&'static str>,
+    last_insert: Option<LastInsert>,
+    /// Server status flags after the last statement.
+    status: u16,
+}
+
+/// How a command went, as far as the loop is concerned.
+enum Flow {
+    Continue,
+    Quit,
+}
+
+/// A command that failed: either the client is gone, or it gets an error.
+enum Failure {
+    ClientGone,
+    Reply(ErrInfo),
+}
+
+impl From<BackendError> for Failure {
+    fn from(e: BackendError) -> Self {
+        Failure::Reply(e.to_client())
+    }
+}
+
+impl From<ForwardError> for Failure {
+    fn from(e: ForwardError) -> Self {
+        match e {
+            ForwardError::Client(_) => Failure::ClientGone,
+            ForwardError::Backend(b) => b.into(),
+        }
+    }
+}
+
+type CommandResult = Result<Flow, Failure>;
+
+impl Session {
+    async fn run(&mut self) {
+        let limit = self.shared.config.server.max_allowed_packet;
+        loop {
+            let (seq, payload) = match self.reader.read_packet(limit).await {
+                Ok(p) => p,
+                Err(ReadError::TooLarge { limit, seq }) => {
+                    self.writer.set_seq(seq.wrapping_add(1));
+                    let err = ErrInfo::new(
+                        codes::ER_NET_PACKET_TOO_LARGE,
+                        "08S01",
+                        format!(
+                            "Got a packet bigger than 'max_allowed_packet' bytes ({limit}); \
+                             raise server.max_allowed_packet in the ShardGate config to send more"
+                        ),
+                    );
+                    self.writer.push(&err.encode());
+                    if self.writer.flush().await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                Err(_) => return,
+            };
+            self.writer.set_seq(seq.wrapping_add(1));
+            let Some(&command) = payload.first() else {
+                return;
+            };
+            let flow = self.dispatch(command, &payload).await;
+            match flow {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Quit) | Err(Failure::ClientGone) => return,
+                Err(Failure::Reply(err)) => {
+                    debug!(code = err.code, "statement failed: {}", err.message);
+                    self.writer.push(&err.encode());
+                }
+            }
+            if self.writer.flush().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn dispatch(&mut self, command: u8, payload: &[u8]) -> CommandResult {
+        match command {
+            COM_QUERY => self.query(payload).await,
+            COM_STMT_PREPARE => self.prepare(payload).await,
+            COM_STMT_EXECUTE => self.execute(payload).await,
+            COM_STMT_SEND_LONG_DATA => {
+                self.send_long_data(payload);
+                Ok(Flow::Continue)
+            }
+            COM_STMT_CLOSE => {
+                if let Some(id) = statement_id(payload) {
+                    self.statements.remove(id);
+                }
+                Ok(Flow::Continue)
+            }
+            COM_STMT_RESET => {
+                let stmt = statement_id(payload).and_then(|id| self.statements.get_mut(id));
+                match stmt {
+                    Some(stmt) => {
+                        stmt.long_data.clear();
+                        self.reply_ok();
+                        Ok(Flow::Continue)
+                    }
+                    None => Err(unknown_statement(payload, "mysqld_stmt_reset")),
+                }
+            }
+            COM_PING => {
+                self.reply_ok();
+                Ok(Flow::Continue)
+            }
+            COM_QUIT => Ok(Flow::Quit),
+            COM_INIT_DB => {
+                let name = String::from_utf8_lossy(&payload[1..]).into_owned();
+                self.use_database(&name)
+            }
+            COM_FIELD_LIST => self.pass_through(payload, ResponseKind::FieldList).await,
+            COM_STATISTICS => self.pass_through(payload, ResponseKind::Single).await,
+            COM_SET_OPTION => self.set_option(payload).await,
+            COM_RESET_CONNECTION => {
+                self.reset().await;
+                self.reply_ok();
+                Ok(Flow::Continue)
+            }
+            COM_CHANGE_USER => Err(Failure::Reply(ErrInfo::new(
+                codes::ER_UNKNOWN_COM_ERROR,
+                "08S01",
+                "COM_CHANGE_USER is not supported by ShardGate; open a new connection as the other user",
+            ))),
+            _ => Err(Failure::Reply(ErrInfo::new(
+                codes::ER_UNKNOWN_COM_ERROR,
+                "08S01",
+                format!("Unknown command 0x{command:02x}"),
+            ))),
+        }
+    }
+
+    fn reply_ok(&mut self) {
+        self.writer.push(
+            &OkInfo {
+                status: self.status,
+                ..OkInfo::default()
+            }
+            .encode(),
+        );
+    }
+
+    fn use_database(&mut self, name: &str) -> CommandResult {
+        if name == self.shared.config.server.database {
+            self.database = Some(name.to_owned());
+            self.reply_ok();
+            Ok(Flow::Continue)
+        } else {
+            Err(Failure::Reply(auth::unknown_database(name)))
+        }
+    }
+
+    async fn query(&mut self, payload: &[u8]) -> CommandResult {
+        let sql = String::from_utf8_lossy(&payload[1..]);
+        let classified = classify(&sql);
+        if let Kind::Use(db) = &classified.kind {
+            return self.use_database(db);
+        }
+        if let Some(reason) = classified.pins_session {
+            if self.pinned.is_none() {
+                debug!(reason, "session pinned to its backend connection");
+            }
+            self.pinned = Some(reason);
+        }
+        let mut conn = self.checkout(&classified).await?;
+        let outcome = self
+            .run_on(&mut conn, payload, ResponseKind::ResultSets, None)
+            .await?;
+        if let (Kind::Set(assignments), Outcome::Ok(_)) = (&classified.kind, &outcome) {
+            for assignment in assignments {
+                if assignment.read_back {
+                    let sql = format!("SELECT @@session.{}", assignment.key);
+                    let rows = conn.query_text(&sql).await?;
+                    let value = rows
+                        .first()
+                        .and_then(|r| r.first())
+                        .and_then(|v| v.as_deref());
+                    let literal = literal_from_read_back(value);
+                    self.vars.record_fragment(
+                        &assignment.key,
+                        format!("@@session.{} = {literal}", assignment.key),
+                    );
+                } else {
+                    self.vars.record(assignment);
+                }
+            }
+            conn.applied_state = self.vars.fingerprint();
+        }
+        self.release(conn, &classified);
+        Ok(Flow::Continue)
+    }
+
+    async fn prepare(&mut self, payload: &[u8]) -> CommandResult {
+        let sql: Arc<[u8]> = Arc::from(&payload[1..]);
+        let classified = classify(&String::from_utf8_lossy(&sql));
+        let id = self.statements.next_id();
+        let mut conn = self.checkout(&classified).await?;
+        let outcome = self
+            .run_on(&mut conn, payload, ResponseKind::Prepare, Some(id))
+            .await?;
+        if let Outcome::Prepared(ok) = outcome {
+            conn.remember_statement(sql.clone(), ok.statement_id, ok.num_params);
+            self.statements.insert(
+                id,
+                PreparedStatement {
+                    sql,
+                    num_params: ok.num_params,
+                    classified: classified.clone(),
+                    param_types: None,
+                    long_data: Vec::new(),
+                },
+            );
+        }
+        self.release(conn, &Classified::default());
+        Ok(Flow::Continue)
+    }
+
+    async fn execute(&mut self, payload: &[u8]) -> CommandResult {
+        let Some(stmt) = statement_id(payload).and_then(|id| self.statements.get_mut(id)) else {
+            return Err(unknown_statement(payload, "mysqld_stmt_execute"));
+        };
+        let sql = stmt.sql.clone();
+        let classified = stmt.classified.clone();
+        if let Some(reason) = classified.pins_session {
+            self.pinned = Some(reason);
+        }
+        let mut conn = self.checkout(&classified).await?;
+        let backend = match conn.statement(&sql) {
+            Some(s) => s,
+            None => {
+                let mut prepare = Vec::with_capacity(sql.len() + 1);
+                prepare.push(COM_STMT_PREPARE);
+                prepare.extend_from_slice(&sql);
+                conn.send_command(&prepare).await?;
+                match conn.read_outcome(ResponseKind::Prepare).await? {
+                    Outcome::Prepared(ok) => {
+                        conn.remember_statement(sql.clone(), ok.statement_id, ok.num_params);
+                        conn.statement(&sql).ok_or_else(|| {
+                            Failure::Reply(ErrInfo::new(
+                                codes::ER_UNKNOWN_ERROR,
+                                "HY000",
+                                "statement vanished from the backend connection's cache",
+                            ))
+                        })?
+                    }
+                    Outcome::Err(err) => {
+                        self.release(conn, &Classified::default());
+                        return Err(Failure::Reply(err));
+                    }
+                    Outcome::Ok(_) => {
+                        conn.broken = true;
+                        return Err(Failure::Reply(ErrInfo::new(
+                            codes::ER_UNKNOWN_ERROR,
+                            "HY000",
+                            "backend answered a prepare with OK",
+                        )));
+                    }
+                }
+            }
+        };
+        let Some(stmt) = statement_id(payload).and_then(|id| self.statements.get_mut(id)) else {
+            return Err(unknown_statement(payload, "mysqld_stmt_execute"));
+        };
+        let (mut packet, types) = match retarget_execute(
+            payload,
+            backend.id,
+            stmt.num_params,
+            stmt.param_types.as_deref(),
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                self.release(conn, &Classified::default());
+                return Err(Failure::Reply(ErrInfo::new(
+                    1210,
+                    "HY000",
+                    format!("Incorrect arguments to mysqld_stmt_execute: {e}"),
+                )));
+            }
+        };
+        if types.is_some() {
+            stmt.param_types = types;
+        }
+        // Cursors are not kept across pooled connections: a client that asked
+        // for one gets the whole result, which libmysqlclient, Connector/J and
+        // the others accept when the server reports no open cursor.
+        packet[5] = 0;
+        for mut chunk in std::mem::take(&mut stmt.long_data) {
+            set_statement_id(&mut chunk, backend.id);
+            conn.queue_command(&chunk);
+        }
+        self.run_on(&mut conn, &packet, ResponseKind::ResultSets, None)
+            .await?;
+        self.release(conn, &classified);
+        Ok(Flow::Continue)
+    }
+
+    fn send_long_data(&mut self, payload: &[u8]) {
+        // No reply, even on error, as the server does.
+        if long_data_param(payload).is_none() {
+            return;
+        }
+        if let Some(stmt) = statement_id(payload).and_then(|id| self.statements.get_mut(id)) {
+            stmt.long_data.push(payload.to_vec());
+        }
+    }
+
+    async fn pass_through(&mut self, payload: &[u8], kind: ResponseKind) -> CommandResult {
+        let classified = Classified::default();
+        let mut conn = self.checkout(&classified).await?;
+        self.run_on(&mut conn, payload, kind, None).await?;
+        self.release(conn, &classified);
+        Ok(Flow::Continue)
+    }
+
+    async fn set_option(&mut self, payload: &[u8]) -> CommandResult {
+        let on = match payload.get(1..3) {
+            Some([0, 0]) => true,
+            Some([1, 0]) => false,
+            _ => {
+                return Err(Failure::Reply(ErrInfo::new(
+                    codes::ER_UNKNOWN_COM_ERROR,
+                    "08S01",
+                    "Unknown COM_SET_OPTION value",
+                )))
+            }
+        };
+        self.flavor = self.flavor.with_multi_statements(on);
+        self.capabilities
+            .set(CapabilityFlags::CLIENT_MULTI_STATEMENTS, on);
+        if let Some(mut conn) = self.held.take() {
+            // The held connection changes with the session.
+            conn.flavor = self.flavor;
+            self.run_on(&mut conn, payload, ResponseKind::Single, None)
+                .await?;
+            self.held = Some(conn);
+        } else if self.flavor.deprecate_eof() {
+            self.writer.push(
+                &OkInfo {
+                    status: self.status,
+                    ..OkInfo::default()
+                }
+                .encode_with_header(0xFE),
+            );
+        } else {
+            self.writer.push(&encode_eof(0, self.status));
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// The backend connection for the next statement: the held one, or one
+    /// from the pool brought to the session's state.
+    async fn checkout(&mut self, classified: &Classified) -> Result<PooledConn, Failure> {
+        let mut conn = match self.held.take() {
+            Some(conn) => conn,
+            None => {
+                let pool = self.shared.default_pool.clone();
+                let mut conn = pool.acquire(self.flavor, self.vars.fingerprint()).await?;
+                if conn.applied_state != self.vars.fingerprint() {
+                    self.apply_state(&mut conn).await?;
+                }
+                conn
+            }
+        };
+        if classified.reads_last_insert_id {
+            if let Some(last) = self.last_insert {
+                if last.conn_uid != conn.uid {
+                    conn.execute_internal(&format!("SET @@session.last_insert_id = {}", last.id))
+                        .await?;
+                }
+            }
+        }
+        Ok(conn)
+    }
+
+    async fn apply_state(&mut self, conn: &mut PooledConn) -> Result<(), BackendError> {
+        if conn.applied_state != 0 {
+            conn.reset().await?;
+        }
+        for sql in self.vars.replay_statements() {
+            conn.execute_internal(&sql).await?;
+        }
+        conn.applied_state = self.vars.fingerprint();
+        Ok(())
+    }
+
+    /// Sends one command on `conn` and forwards the reply to the client.
+    async fn run_on(
+        &mut self,
+        conn: &mut PooledConn,
+        payload: &[u8],
+        kind: ResponseKind,
+        statement_id: Option<u32>,
+    ) -> Result<Outcome, Failure> {
+        conn.send_command(payload).await?;
+        let outcome = forward_reply(conn, &mut self.writer, kind, statement_id).await?;
+        if let Outcome::Ok(ok) = &outcome {
+            self.status = ok.status;
+            if ok.last_insert_id != 0 {
+                self.last_insert = Some(LastInsert {
+                    id: ok.last_insert_id,
+                    conn_uid: conn.uid,
+                });
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Keeps the connection for the session or gives it back to its pool.
+    fn release(&mut self, conn: PooledConn, classified: &Classified) {
+        let keep =
+            conn.status & status::IN_TRANS != 0 || self.pinned.is_some() || classified.holds_next;
+        if keep && !conn.broken {
+            self.held = Some(conn);
+        }
+    }
+
+    /// COM_RESET_CONNECTION: forget all session state; a held connection is
+    /// reset (rolled back) and returned.
+    async fn reset(&mut self) {
+        self.return_held().await;
+        self.vars.clear();
+        self.statements.clear();
+        self.pinned = None;
+        self.last_insert = None;
+        self.status = status::AUTOCOMMIT;
+    }
+
+    async fn return_held(&mut self) {
+        if let Some(mut conn) = self.held.take() {
+            if let Err(e) = conn.reset().await {
+                warn!("could not reset a backend connection; closing it: {e}");
+                conn.broken = true;
+            }
+        }
+    }
+
+    async fn close(&mut self) {
+        self.return_held().await;
+        let _ = self.writer.shutdown().await;
+    }
+}
+
+fn unknown_statement(payload: &[u8], command: &str) -> Failure {
+    let id = statement_id(payload).unwrap_or(0);
+    Failure::Reply(ErrInfo::new(
+        codes::ER_UNKNOWN_STMT_HANDLER,
+        "HY000",
+        format!("Unknown prepared statement handler ({id}) given to {command}"),
+    ))
+}

@@ -1,0 +1,93 @@
+//! The prepared statements a client holds on the proxy. Ids are the
+//! proxy's own; each backend connection prepares the SQL on first use and
+//! keeps it (see `BackendConn::statement`), so any pooled connection can
+//! execute any session's statement.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::sql::classify::Classified;
+
+/// A statement prepared by the client.
+#[derive(Debug)]
+pub struct PreparedStatement {
+    pub sql: Arc<[u8]>,
+    pub num_params: u16,
+    pub classified: Classified,
+    /// Parameter types from the last execute that sent them.
+    pub param_types: Option<Vec<u8>>,
+    /// COM_STMT_SEND_LONG_DATA packets to replay before the next execute.
+    pub long_data: Vec<Vec<u8>>,
+}
+
+/// The statements of one session.
+#[derive(Debug, Default)]
+pub struct Statements {
+    next_id: u32,
+    by_id: HashMap<u32, PreparedStatement>,
+    last_prepared: Option<u32>,
+}
+
+/// The id MariaDB clients use for "the statement prepared just before".
+pub const LAST_PREPARED: u32 = u32::MAX;
+
+impl Statements {
+    /// The id the next statement gets.
+    pub fn next_id(&self) -> u32 {
+        self.next_id.wrapping_add(1).max(1)
+    }
+
+    pub fn insert(&mut self, id: u32, stmt: PreparedStatement) {
+        self.next_id = id;
+        self.last_prepared = Some(id);
+        self.by_id.insert(id, stmt);
+    }
+
+    /// The statement `id` names (resolving `LAST_PREPARED`).
+    pub fn get_mut(&mut self, id: u32) -> Option<&mut PreparedStatement> {
+        let id = if id == LAST_PREPARED {
+            self.last_prepared?
+        } else {
+            id
+        };
+        self.by_id.get_mut(&id)
+    }
+
+    pub fn remove(&mut self, id: u32) {
+        self.by_id.remove(&id);
+    }
+
+    pub fn clear(&mut self) {
+        self.by_id.clear();
+        self.last_prepared = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stmt(sql: &str) -> PreparedStatement {
+        PreparedStatement {
+            sql: Arc::from(sql.as_bytes()),
+            num_params: 0,
+            classified: Classified::default(),
+            param_types: None,
+            long_data: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn ids_start_at_one_and_last_prepared_resolves() {
+        let mut s = Statements::default();
+        let a = s.next_id();
+        assert_eq!(a, 1);
+        s.insert(a, stmt("select 1"));
+        let b = s.next_id();
+        s.insert(b, stmt("select 2"));
+        assert_eq!(&*s.get_mut(LAST_PREPARED).unwrap().sql, b"select 2");
+        s.remove(b);
+        assert!(s.get_mut(b).is_none());
+        assert!(s.get_mut(a).is_some());
+    }
+}

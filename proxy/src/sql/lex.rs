@@ -1,0 +1,290 @@
+//! A small MySQL lexer: just enough to classify a statement (its leading
+//! keywords, SET assignments, functions that tie a session to one backend
+//! connection) without a full parse on the pass-through path.
+
+/// One token; text tokens borrow from the statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Token<'a> {
+    /// A keyword or unquoted identifier.
+    Word(&'a str),
+    /// A `backtick` quoted identifier, without the quotes.
+    QuotedIdent(&'a str),
+    /// A string literal as written, quotes included.
+    Str(&'a str),
+    Number(&'a str),
+    /// `@name`, name without the `@`.
+    UserVar(&'a str),
+    /// `@@[scope.]name`, as written after `@@`.
+    SysVar(&'a str),
+    Punct(u8),
+}
+
+impl<'a> Token<'a> {
+    /// Whether this is the keyword `kw` (any letter case).
+    pub fn is_word(&self, kw: &str) -> bool {
+        matches!(self, Token::Word(w) if w.eq_ignore_ascii_case(kw))
+    }
+}
+
+/// A token and the byte range it covers in the statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spanned<'a> {
+    pub token: Token<'a>,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Iterates over the tokens of `sql`, skipping white space and comments.
+/// Executable comments (`/*! ... */`, `/*M! ... */`) count as code, as the
+/// server runs them.
+#[derive(Debug, Clone)]
+pub struct Lexer<'a> {
+    sql: &'a str,
+    pos: usize,
+    in_exec_comment: bool,
+}
+
+impl<'a> Lexer<'a> {
+    pub fn new(sql: &'a str) -> Self {
+        Self {
+            sql,
+            pos: 0,
+            in_exec_comment: false,
+        }
+    }
+
+    fn bytes(&self) -> &'a [u8] {
+        self.sql.as_bytes()
+    }
+
+    fn skip_trivia(&mut self) {
+        let b = self.bytes();
+        loop {
+            match b.get(self.pos) {
+                Some(c) if c.is_ascii_whitespace() => self.pos += 1,
+                Some(b'#') => self.skip_line(),
+                Some(b'-')
+                    if b.get(self.pos + 1) == Some(&b'-')
+                        && b.get(self.pos + 2).is_none_or(|c| c.is_ascii_whitespace()) =>
+                {
+                    self.skip_line()
+                }
+                Some(b'/') if b.get(self.pos + 1) == Some(&b'*') => {
+                    let exec = b.get(self.pos + 2) == Some(&b'!')
+                        || (b.get(self.pos + 2) == Some(&b'M')
+                            && b.get(self.pos + 3) == Some(&b'!'));
+                    if exec {
+                        self.pos += if b[self.pos + 2] == b'M' { 4 } else { 3 };
+                        while b.get(self.pos).is_some_and(u8::is_ascii_digit) {
+                            self.pos += 1;
+                        }
+                        self.in_exec_comment = true;
+                    } else {
+                        match find(b, self.pos + 2, b"*/") {
+                            Some(end) => self.pos = end + 2,
+                            None => self.pos = b.len(),
+                        }
+                    }
+                }
+                Some(b'*') if self.in_exec_comment && b.get(self.pos + 1) == Some(&b'/') => {
+                    self.in_exec_comment = false;
+                    self.pos += 2;
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn skip_line(&mut self) {
+        let b = self.bytes();
+        while let Some(&c) = b.get(self.pos) {
+            self.pos += 1;
+            if c == b'\n' {
+                return;
+            }
+        }
+    }
+
+    /// End of a quoted run starting at `start` (on the quote); handles
+    /// doubled quotes and backslash escapes.
+    fn quoted_end(&self, start: usize) -> usize {
+        let b = self.bytes();
+        let quote = b[start];
+        let mut i = start + 1;
+        while i < b.len() {
+            let c = b[i];
+            if c == b'\\' && quote != b'`' {
+                i += 2;
+                continue;
+            }
+            if c == quote {
+                if b.get(i + 1) == Some(&quote) {
+                    i += 2;
+                    continue;
+                }
+                return i + 1;
+            }
+            i += 1;
+        }
+        b.len()
+    }
+
+    fn word_end(&self, start: usize) -> usize {
+        let b = self.bytes();
+        let mut i = start;
+        while i < b.len() && is_word_byte(b[i]) {
+            i += 1;
+        }
+        i
+    }
+}
+
+fn is_word_byte(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80
+}
+
+fn find(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    hay.get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| p + from)
+}
+
+impl<'a> Iterator for Lexer<'a> {
+    type Item = Spanned<'a>;
+
+    fn next(&mut self) -> Option<Spanned<'a>> {
+        self.skip_trivia();
+        let b = self.bytes();
+        let start = self.pos;
+        let c = *b.get(start)?;
+        let (token, end) = match c {
+            b'\'' | b'"' => {
+                let end = self.quoted_end(start);
+                (Token::Str(&self.sql[start..end]), end)
+            }
+            b'`' => {
+                let end = self.quoted_end(start);
+                let inner_end = end.saturating_sub(1).max(start + 1);
+                (Token::QuotedIdent(&self.sql[start + 1..inner_end]), end)
+            }
+            b'@' if b.get(start + 1) == Some(&b'@') => {
+                let mut end = start + 2;
+                while end < b.len() && (is_word_byte(b[end]) || b[end] == b'.') {
+                    end += 1;
+                }
+                (Token::SysVar(&self.sql[start + 2..end]), end)
+            }
+            b'@' => match b.get(start + 1) {
+                Some(q @ (b'\'' | b'"' | b'`')) => {
+                    let _ = q;
+                    let end = self.quoted_end(start + 1);
+                    let inner_end = end.saturating_sub(1).max(start + 2);
+                    (Token::UserVar(&self.sql[start + 2..inner_end]), end)
+                }
+                _ => {
+                    let end = self.word_end(start + 1);
+                    (Token::UserVar(&self.sql[start + 1..end]), end)
+                }
+            },
+            b'0'..=b'9' => {
+                let mut end = start;
+                while end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'.') {
+                    end += 1;
+                }
+                (Token::Number(&self.sql[start..end]), end)
+            }
+            c if is_word_byte(c) => {
+                let end = self.word_end(start);
+                (Token::Word(&self.sql[start..end]), end)
+            }
+            c => (Token::Punct(c), start + 1),
+        };
+        self.pos = end;
+        Some(Spanned { token, start, end })
+    }
+}
+
+/// Case-insensitive ASCII substring test, for cheap pre-checks.
+pub fn contains_ignore_case(hay: &str, needle: &str) -> bool {
+    let n = needle.as_bytes();
+    hay.as_bytes()
+        .windows(n.len())
+        .any(|w| w.eq_ignore_ascii_case(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(sql: &str) -> Vec<Token<'_>> {
+        Lexer::new(sql).map(|s| s.token).collect()
+    }
+
+    #[test]
+    fn words_strings_vars() {
+        assert_eq!(
+            tokens("SET @a = 'it''s', @@session.sql_mode=`x`, b=1.5 -- tail"),
+            vec![
+                Token::Word("SET"),
+                Token::UserVar("a"),
+                Token::Punct(b'='),
+                Token::Str("'it''s'"),
+                Token::Punct(b','),
+                Token::SysVar("session.sql_mode"),
+                Token::Punct(b'='),
+                Token::QuotedIdent("x"),
+                Token::Punct(b','),
+                Token::Word("b"),
+                Token::Punct(b'='),
+                Token::Number("1.5"),
+            ]
+        );
+    }
+
+    #[test]
+    fn comments_skipped_and_executable_comments_kept() {
+        assert_eq!(
+            tokens("/* hi */ # line\n /*!40101 SET NAMES utf8 */"),
+            vec![
+                Token::Word("SET"),
+                Token::Word("NAMES"),
+                Token::Word("utf8")
+            ]
+        );
+        assert_eq!(
+            tokens("SELECT 1 --x"),
+            vec![
+                Token::Word("SELECT"),
+                Token::Number("1"),
+                Token::Punct(b'-'),
+                Token::Punct(b'-'),
+                Token::Word("x")
+            ]
+        );
+    }
+
+    #[test]
+    fn backslash_escapes_in_strings() {
+        assert_eq!(
+            tokens(r"'a\'b' c"),
+            vec![Token::Str(r"'a\'b'"), Token::Word("c")]
+        );
+    }
+
+    #[test]
+    fn unterminated_input_does_not_panic() {
+        for sql in ["'abc", "`abc", "/* abc", "@", "@@", "@'", "/*!", "x`"] {
+            let _ = tokens(sql);
+        }
+    }
+
+    #[test]
+    fn substring_ignoring_case() {
+        assert!(contains_ignore_case(
+            "select last_insert_id()",
+            "LAST_INSERT_ID"
+        ));
+        assert!(!contains_ignore_case("select 1", "LAST_INSERT_ID"));
+    }
+}

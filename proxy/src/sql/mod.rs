@@ -1,0 +1,4 @@
+//! SQL text handling: lexing and statement classification.
+
+pub mod classify;
+pub mod lex;

@@ -1,0 +1,243 @@
+//! MySQL packet framing: the 4-byte header (3-byte length, 1-byte sequence id),
+//! payloads of 16 MiB - 1 or more split over several packets, and the
+//! buffered reader/writer both sides of the proxy use.
+//!
+//! Reading keeps bytes in one `BytesMut` so that a response can be forwarded
+//! from that buffer as it arrives (see `session::forward`), without copying
+//! each packet out first.
+
+use bytes::{Buf, BytesMut};
+use std::io;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Largest payload one packet carries; a payload of exactly this length is
+/// followed by a continuation packet.
+pub const MAX_PAYLOAD: usize = 0xFF_FFFF;
+
+/// Header length in bytes.
+pub const HEADER: usize = 4;
+
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Why a logical packet could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("connection closed")]
+    Closed,
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// The logical payload exceeded the limit; the rest of it was drained so
+    /// the next packet starts at a packet boundary.
+    #[error("packet larger than max_allowed_packet ({limit} bytes)")]
+    TooLarge { limit: usize, seq: u8 },
+}
+
+/// Reads packets from one side of a connection.
+pub struct PacketReader<R> {
+    inner: R,
+    buf: BytesMut,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> PacketReader<R> {
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+        }
+    }
+
+    /// The bytes read but not consumed yet.
+    pub fn buffer(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// Reads more bytes into the buffer; `Closed` at end of stream.
+    pub async fn fill(&mut self) -> Result<usize, ReadError> {
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK {
+            self.buf.reserve(READ_CHUNK);
+        }
+        let n = self.inner.read_buf(&mut self.buf).await?;
+        if n == 0 {
+            return Err(ReadError::Closed);
+        }
+        Ok(n)
+    }
+
+    /// Ensures that at least `n` bytes are buffered.
+    async fn fill_to(&mut self, n: usize) -> Result<(), ReadError> {
+        if self.buf.len() < n {
+            self.buf.reserve(n - self.buf.len());
+        }
+        while self.buf.len() < n {
+            self.fill().await?;
+        }
+        Ok(())
+    }
+
+    /// Reads one physical packet: (sequence id, payload).
+    async fn read_physical(&mut self) -> Result<(u8, BytesMut), ReadError> {
+        self.fill_to(HEADER).await?;
+        let len = payload_len(&self.buf);
+        let seq = self.buf[3];
+        self.fill_to(HEADER + len).await?;
+        self.buf.advance(HEADER);
+        Ok((seq, self.buf.split_to(len)))
+    }
+
+    /// Reads one logical packet, joining continuation packets, refusing
+    /// payloads larger than `limit` (the rest of such a payload is drained).
+    /// Returns the sequence id of the last physical packet.
+    pub async fn read_packet(&mut self, limit: usize) -> Result<(u8, BytesMut), ReadError> {
+        let (mut seq, mut payload) = self.read_physical().await?;
+        let mut last_len = payload.len();
+        let mut too_large = payload.len() > limit;
+        while last_len == MAX_PAYLOAD {
+            let (next_seq, next) = self.read_physical().await?;
+            seq = next_seq;
+            last_len = next.len();
+            if !too_large {
+                if payload.len() + next.len() > limit {
+                    too_large = true;
+                    payload.clear();
+                } else {
+                    payload.unsplit(next);
+                }
+            }
+        }
+        if too_large {
+            return Err(ReadError::TooLarge { limit, seq });
+        }
+        Ok((seq, payload))
+    }
+}
+
+/// Length field of the packet whose header starts `buf`.
+pub fn payload_len(buf: &[u8]) -> usize {
+    usize::from(buf[0]) | usize::from(buf[1]) << 8 | usize::from(buf[2]) << 16
+}
+
+/// Appends `payload` to `out` as one logical packet starting at `seq`,
+/// splitting it at `MAX_PAYLOAD`; returns the next sequence id.
+pub fn frame_into(out: &mut Vec<u8>, mut seq: u8, payload: &[u8]) -> u8 {
+    let mut rest = payload;
+    loop {
+        let n = rest.len().min(MAX_PAYLOAD);
+        out.extend_from_slice(&[n as u8, (n >> 8) as u8, (n >> 16) as u8, seq]);
+        out.extend_from_slice(&rest[..n]);
+        seq = seq.wrapping_add(1);
+        rest = &rest[n..];
+        // A payload that is an exact multiple of MAX_PAYLOAD ends with an
+        // empty packet so the reader knows it is complete.
+        if n < MAX_PAYLOAD {
+            return seq;
+        }
+    }
+}
+
+/// Buffers outgoing packets and writes them in one go.
+pub struct PacketWriter<W> {
+    inner: W,
+    buf: Vec<u8>,
+    seq: u8,
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> PacketWriter<W> {
+    pub fn new(inner: W) -> Self {
+        Self {
+            inner,
+            buf: Vec::with_capacity(READ_CHUNK),
+            seq: 0,
+        }
+    }
+
+    /// The sequence id the next packet gets.
+    pub fn seq(&self) -> u8 {
+        self.seq
+    }
+
+    pub fn set_seq(&mut self, seq: u8) {
+        self.seq = seq;
+    }
+
+    /// Queues one logical packet.
+    pub fn push(&mut self, payload: &[u8]) {
+        self.seq = frame_into(&mut self.buf, self.seq, payload);
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Queues already framed bytes (forwarded packets, renumbered by the caller).
+    pub fn push_raw(&mut self, framed: &[u8]) {
+        self.buf.extend_from_slice(framed);
+    }
+
+    /// Writes everything queued.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.inner.write_all(&self.buf).await?;
+            self.buf.clear();
+            if self.buf.capacity() > 4 * 1024 * 1024 {
+                self.buf.shrink_to(READ_CHUNK);
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn shutdown(&mut self) -> io::Result<()> {
+        self.inner.shutdown().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_small_payload() {
+        let mut out = Vec::new();
+        let next = frame_into(&mut out, 3, b"\x03SELECT 1");
+        assert_eq!(next, 4);
+        assert_eq!(&out[..4], &[9, 0, 0, 3]);
+        assert_eq!(&out[4..], b"\x03SELECT 1");
+    }
+
+    #[test]
+    fn frame_splits_at_max_payload_and_ends_with_empty_packet() {
+        let payload = vec![7u8; MAX_PAYLOAD * 2];
+        let mut out = Vec::new();
+        let next = frame_into(&mut out, 0, &payload);
+        assert_eq!(next, 3);
+        assert_eq!(out.len(), payload.len() + 3 * HEADER);
+        assert_eq!(&out[out.len() - 4..], &[0, 0, 0, 2]);
+    }
+
+    #[tokio::test]
+    async fn read_joins_continuations() {
+        let payload: Vec<u8> = (0..MAX_PAYLOAD + 10).map(|i| i as u8).collect();
+        let mut framed = Vec::new();
+        frame_into(&mut framed, 0, &payload);
+        frame_into(&mut framed, 0, b"next");
+        let mut reader = PacketReader::new(&framed[..]);
+        let (seq, got) = reader.read_packet(usize::MAX).await.unwrap();
+        assert_eq!(seq, 1);
+        assert_eq!(&got[..], &payload[..]);
+        let (_, next) = reader.read_packet(usize::MAX).await.unwrap();
+        assert_eq!(&next[..], b"next");
+    }
+
+    #[tokio::test]
+    async fn too_large_is_drained_and_next_packet_readable() {
+        let payload = vec![1u8; MAX_PAYLOAD + 5];
+        let mut framed = Vec::new();
+        frame_into(&mut framed, 0, &payload);
+        frame_into(&mut framed, 0, b"ok");
+        let mut reader = PacketReader::new(&framed[..]);
+        let err = reader.read_packet(1024).await.unwrap_err();
+        assert!(matches!(err, ReadError::TooLarge { limit: 1024, .. }));
+        let (_, next) = reader.read_packet(1024).await.unwrap();
+        assert_eq!(&next[..], b"ok");
+    }
+}

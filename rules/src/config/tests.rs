@@ -1,0 +1,257 @@
+//! Loading the example file, defaults, and one test per validation message.
+
+use super::*;
+
+const EXAMPLE: &str = include_str!("../../../examples/wework.toml");
+
+const MINIMAL: &str = r#"
+[server]
+database = "wework"
+[[server.users]]
+name = "root"
+[data_sources.ds0]
+url = "mysql://root@127.0.0.1:13306/ds0"
+[data_sources.ds1]
+url = "mysql://root@127.0.0.1:13307/ds1"
+"#;
+
+fn error_of(extra: &str) -> String {
+    match Config::from_toml_str(&format!("{MINIMAL}{extra}")) {
+        Ok(_) => panic!("expected an error for:\n{extra}"),
+        Err(error) => error.to_string(),
+    }
+}
+
+#[test]
+fn the_example_file_loads() {
+    let config = Config::from_toml_str(EXAMPLE).unwrap();
+    assert_eq!(config.server.database, "wework");
+    assert_eq!(config.data_sources.len(), 4);
+    assert_eq!(config.data_sources["ds2"].replicas.len(), 2);
+    assert_eq!(config.data_sources["ds3"].url.port, 13309);
+    assert_eq!(
+        config.tables["users"].key.as_ref().map(|key| key.generator),
+        Some(KeyGenerator::Snowflake)
+    );
+    let month = config.tables["message_records"]
+        .table
+        .as_ref()
+        .map(|strategy| &strategy.algorithm);
+    assert_eq!(month, Some(&AlgorithmConfig::Month));
+    assert_eq!(
+        config.broadcast.tables,
+        ["sys_configs", "sys_dictionaries", "sys_permissions"]
+    );
+}
+
+#[test]
+fn defaults_fill_what_is_left_out() {
+    let config = Config::from_toml_str(MINIMAL).unwrap();
+    assert_eq!(config.server.mysql_listen, "127.0.0.1:3307");
+    assert_eq!(config.server.admin_listen, "127.0.0.1:9797");
+    assert_eq!(config.server.default_data_source, "ds0");
+    assert_eq!(config.server.max_allowed_packet, 64 * 1024 * 1024);
+    assert_eq!(config.server.users[0].password, "");
+    assert_eq!(
+        config.data_sources["ds0"].pool,
+        PoolConfig {
+            max_size: 20,
+            acquire_timeout_ms: 5_000
+        }
+    );
+    assert!(config.data_sources["ds0"].replicas.is_empty());
+    assert_eq!(config.snowflake, SnowflakeConfig::default());
+    assert_eq!(config.snowflake.epoch.unix_millis(), 1_704_067_200_000);
+}
+
+#[test]
+fn snowflake_section_is_read() {
+    let extra = "[snowflake]\nepoch = \"2020-01-01T00:00:00Z\"\nworker_id = 1023\nmax_clock_backward_ms = 3\n";
+    let config = Config::from_toml_str(&format!("{MINIMAL}{extra}")).unwrap();
+    assert_eq!(config.snowflake.epoch.unix_millis(), 1_577_836_800_000);
+    assert_eq!(config.snowflake.worker_id.get(), 1023);
+    assert_eq!(config.snowflake.max_clock_backward_ms, 3);
+}
+
+#[test]
+fn user_passwords_stay_out_of_debug_output() {
+    let user = UserConfig {
+        name: "root".into(),
+        password: "secret".into(),
+    };
+    assert!(!format!("{user:?}").contains("secret"));
+}
+
+#[test]
+fn unknown_data_source_in_nodes() {
+    let message = error_of("[tables.users]\nnodes = \"ds${0..2}.users_0\"\ndatabase = { column = \"user_id\", algorithm = \"mod\", count = 3 }\n");
+    assert_eq!(
+        message,
+        "tables.users.nodes: unknown data source 'ds2' (declared: ds0, ds1)"
+    );
+}
+
+#[test]
+fn reversed_range_in_nodes() {
+    let message = error_of("[tables.x]\nnodes = \"ds0.x_${5..3}\"\n");
+    assert_eq!(
+        message,
+        "tables.x.nodes: range ${5..3} has lower bound greater than upper"
+    );
+}
+
+#[test]
+fn unclosed_placeholder_and_empty_list_in_nodes() {
+    assert_eq!(
+        error_of("[tables.x]\nnodes = \"ds0.x_${0..3\"\n"),
+        "tables.x.nodes: unclosed '${' in 'ds0.x_${0..3'"
+    );
+    assert_eq!(
+        error_of("[tables.x]\nnodes = \"ds0.x_${[]}\"\n"),
+        "tables.x.nodes: empty list in '${[]}'"
+    );
+}
+
+#[test]
+fn node_listed_twice() {
+    let message = error_of("[tables.x]\nnodes = \"ds0.x_0, ds0.x_0\"\n");
+    assert_eq!(message, "tables.x.nodes: node ds0.x_0 is listed twice");
+}
+
+#[test]
+fn strategy_without_column() {
+    let message = error_of("[tables.users]\nnodes = \"ds${0..1}.users\"\ndatabase = { algorithm = \"mod\", count = 2 }\n");
+    assert_eq!(message, "tables.users.database: missing 'column'");
+}
+
+#[test]
+fn strategy_shape_errors() {
+    let nodes = "[tables.t]\nnodes = \"ds${0..1}.t\"\n";
+    let cases = [
+        ("database = { column = \"id\" }", "tables.t.database: missing 'algorithm'"),
+        ("database = { column = \"id\", algorithm = \"mod\" }", "tables.t.database: missing 'count'"),
+        ("database = { column = \"id\", algorithm = \"mod\", count = 0 }", "tables.t.database.count: 0 is out of range 1..=4294967295"),
+        (
+            "database = { column = \"id\", algorithm = \"hash\", count = 2 }",
+            "tables.t.database: unknown algorithm 'hash' (expected mod, crc32_mod or month, or an 'expression')",
+        ),
+        (
+            "database = { column = \"id\", algorithm = \"mod\", count = 2, expression = \"ds${id % 2}\" }",
+            "tables.t.database: give either 'algorithm' or 'expression', not both",
+        ),
+        (
+            "database = { column = \"id\", algorithm = \"mod\", count = 2, format = \"%Y%m\" }",
+            "tables.t.database: 'format' does not apply to mod algorithms",
+        ),
+        (
+            "database = { column = \"id\", algorithm = \"month\", format = \"%Y-%m\" }",
+            "tables.t.database.format: unsupported month format '%Y-%m' (only \"%Y%m\" is supported)",
+        ),
+        (
+            "database = { column = \"id\", expression = \"ds${other % 2}\" }",
+            "tables.t.database.expression: 'other' is not the sharding column 'id'",
+        ),
+        (
+            "database = { column = \"id\", algorithm = \"mod\", count = 3 }",
+            "tables.t.database.count: count 3 does not match the 2 data sources of the nodes",
+        ),
+        ("database = { column = \"id\", algorithm = \"month\" }", "tables.t.database: 'ds0' does not end with a YYYYMM month suffix"),
+    ];
+    for (strategy, expected) in cases {
+        assert_eq!(
+            error_of(&format!("{nodes}{strategy}\n")),
+            expected,
+            "{strategy}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_strategy_is_refused_when_rows_would_have_two_homes() {
+    let message = error_of("[tables.t]\nnodes = \"ds${0..1}.t\"\n");
+    assert_eq!(message, "tables.t.database: missing, but there are several nodes: a strategy must choose between them");
+    let message = error_of(
+        "[tables.t]\nnodes = \"ds${0..1}.t_${0..1}\"\ndatabase = { column = \"id\", algorithm = \"mod\", count = 2 }\n",
+    );
+    assert_eq!(
+        message,
+        "tables.t.table: missing, but a data source holds several of the nodes: a strategy must choose between them"
+    );
+}
+
+#[test]
+fn duplicate_tables() {
+    let sharded = "[tables.users]\nnodes = \"ds0.users\"\n";
+    assert_eq!(
+        error_of(&format!("{sharded}[broadcast]\ntables = [\"users\"]\n")),
+        "broadcast.tables: table 'users' is both sharded ([tables]) and broadcast"
+    );
+    assert_eq!(
+        error_of("[broadcast]\ntables = [\"a\", \"A\"]\n"),
+        "broadcast.tables: table 'A' is declared more than once"
+    );
+    assert_eq!(
+        error_of("[tables.t]\nnodes = \"ds0.t\"\n[tables.T]\nnodes = \"ds1.t\"\n"),
+        "tables.t: table 't' is declared more than once"
+    );
+}
+
+#[test]
+fn server_level_errors() {
+    let no_users = MINIMAL.replace("[[server.users]]\nname = \"root\"\n", "");
+    let message = Config::from_toml_str(&no_users).unwrap_err().to_string();
+    assert_eq!(message, "server.users: at least one user is required");
+
+    let bad_default = MINIMAL.replace(
+        "database = \"wework\"",
+        "database = \"wework\"\ndefault_data_source = \"ds7\"",
+    );
+    let message = Config::from_toml_str(&bad_default).unwrap_err().to_string();
+    assert_eq!(
+        message,
+        "server.default_data_source: unknown data source 'ds7' (declared: ds0, ds1)"
+    );
+
+    let message =
+        error_of("[data_sources.ds2]\nurl = \"mysql://r@h/d\"\npool = { max_size = 0 }\n");
+    assert_eq!(
+        message,
+        "data_sources.ds2.pool.max_size: 0 is out of range 1.."
+    );
+}
+
+#[test]
+fn snowflake_errors() {
+    assert_eq!(
+        error_of("[snowflake]\nworker_id = 1024\n"),
+        "snowflake.worker_id: 1024 is out of range 0..=1023"
+    );
+    let message = error_of("[snowflake]\nepoch = \"2024-01-01\"\n");
+    assert!(
+        message.starts_with("snowflake.epoch: '2024-01-01' is not valid"),
+        "{message}"
+    );
+}
+
+#[test]
+fn serde_errors_keep_toml_locations() {
+    let unknown_field = error_of("[tables.t]\nnodes = \"ds0.t\"\nshards = 4\n");
+    assert!(
+        unknown_field.contains("unknown field `shards`"),
+        "{unknown_field}"
+    );
+    assert!(unknown_field.contains("line"), "{unknown_field}");
+    let wrong_type =
+        error_of("[data_sources.ds2]\nurl = \"mysql://r@h/d\"\npool = { max_size = \"big\" }\n");
+    assert!(wrong_type.contains("max_size"), "{wrong_type}");
+    let bad_url = error_of("[data_sources.ds2]\nurl = \"postgres://r@h/d\"\n");
+    assert!(
+        bad_url.contains("backend URL must start with 'mysql://'"),
+        "{bad_url}"
+    );
+    let missing_database = Config::from_toml_str("[server]\n").unwrap_err().to_string();
+    assert!(
+        missing_database.contains("missing field `database`"),
+        "{missing_database}"
+    );
+}

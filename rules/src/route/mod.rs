@@ -1,0 +1,510 @@
+//! Routing: which data nodes a logical table's rows live on, and which of
+//! them a condition on the sharding columns can reach.
+//!
+//! Results are in declared node order (data source, then table as the
+//! `nodes` expression lists them), without duplicates.
+
+mod condition;
+mod error;
+mod sharded_table;
+
+pub use condition::Condition;
+pub use error::RouteError;
+
+use crate::algorithm::ShardValue;
+use crate::config::{declared_list, Config, ConfigError, Problem};
+use crate::inline::DataNode;
+use sharded_table::{NodeSet, Pick, ShardedTable};
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Bound;
+
+/// How a logical table is placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableKind {
+    /// Split over several data nodes by sharding columns.
+    Sharded,
+    /// A full copy on every data source: write to all, read from any.
+    Broadcast,
+    /// Named by no rule: lives unsharded on the default data source.
+    Single,
+}
+
+/// The routing rules of a configuration. Table names and column names
+/// compare case-insensitively.
+#[derive(Debug)]
+pub struct ShardingRules {
+    default_data_source: String,
+    data_sources: Vec<String>,
+    /// Keyed by lower-case logical name.
+    sharded: HashMap<String, ShardedTable>,
+    /// Lower-case logical name to the name as configured.
+    broadcast: HashMap<String, String>,
+}
+
+impl ShardingRules {
+    /// Builds the rules, refusing a configuration they could not route.
+    pub fn new(config: &Config) -> Result<ShardingRules, ConfigError> {
+        let default_data_source = &config.server.default_data_source;
+        if !config.data_sources.contains_key(default_data_source) {
+            let problem = Problem::UnknownDataSource {
+                name: default_data_source.clone(),
+                declared: declared_list(config.data_sources.keys()),
+            };
+            return Err(ConfigError::invalid("server.default_data_source", problem));
+        }
+        let mut sharded = HashMap::new();
+        for (name, table) in &config.tables {
+            let rules = ShardedTable::new(name, table, &config.data_sources)?;
+            if sharded.insert(name.to_lowercase(), rules).is_some() {
+                return Err(ConfigError::invalid(
+                    format!("tables.{name}"),
+                    Problem::DuplicateTable(name.clone()),
+                ));
+            }
+        }
+        let mut broadcast = HashMap::new();
+        for name in &config.broadcast.tables {
+            let lower = name.to_lowercase();
+            if sharded.contains_key(&lower) {
+                return Err(ConfigError::invalid(
+                    "broadcast.tables",
+                    Problem::ShardedAndBroadcast(name.clone()),
+                ));
+            }
+            if broadcast.insert(lower, name.clone()).is_some() {
+                return Err(ConfigError::invalid(
+                    "broadcast.tables",
+                    Problem::DuplicateTable(name.clone()),
+                ));
+            }
+        }
+        Ok(ShardingRules {
+            default_data_source: default_data_source.clone(),
+            data_sources: config.data_sources.keys().cloned().collect(),
+            sharded,
+            broadcast,
+        })
+    }
+
+    pub fn table_kind(&self, table: &str) -> TableKind {
+        let lower = table.to_lowercase();
+        if self.sharded.contains_key(&lower) {
+            TableKind::Sharded
+        } else if self.broadcast.contains_key(&lower) {
+            TableKind::Broadcast
+        } else {
+            TableKind::Single
+        }
+    }
+
+    /// Every data node of the table: all shards, one copy per data source
+    /// for a broadcast table, or the default data source for the rest.
+    pub fn nodes(&self, table: &str) -> Vec<DataNode> {
+        let lower = table.to_lowercase();
+        if let Some(sharded) = self.sharded.get(&lower) {
+            sharded.nodes().to_vec()
+        } else if let Some(name) = self.broadcast.get(&lower) {
+            self.data_sources
+                .iter()
+                .map(|source| DataNode::new(source, name))
+                .collect()
+        } else {
+            vec![DataNode::new(&self.default_data_source, table)]
+        }
+    }
+
+    /// The sharding columns of a sharded table (empty for other tables),
+    /// so that the SQL layer knows which predicates to extract.
+    pub fn sharding_columns(&self, table: &str) -> Vec<&str> {
+        self.sharded
+            .get(&table.to_lowercase())
+            .map(ShardedTable::sharding_columns)
+            .unwrap_or_default()
+    }
+
+    /// The column the proxy fills with a snowflake id when an INSERT omits it.
+    pub fn generated_key_column(&self, table: &str) -> Option<&str> {
+        self.sharded
+            .get(&table.to_lowercase())
+            .and_then(ShardedTable::key_column)
+    }
+
+    /// The data nodes that can hold rows matching `condition`. Conditions
+    /// only narrow sharded tables; broadcast and single tables return
+    /// [`ShardingRules::nodes`].
+    pub fn route(&self, table: &str, condition: &Condition) -> Result<Vec<DataNode>, RouteError> {
+        let Some(sharded) = self.sharded.get(&table.to_lowercase()) else {
+            return Ok(self.nodes(table));
+        };
+        let reached = route_condition(sharded, condition)?;
+        Ok(reached
+            .into_iter()
+            .map(|node| sharded.nodes()[node].clone())
+            .collect())
+    }
+
+    /// The one data node an inserted row goes to, from its column values.
+    /// Broadcast rows go to every data source: use [`ShardingRules::nodes`].
+    pub fn route_row(
+        &self,
+        table: &str,
+        row: &[(&str, ShardValue)],
+    ) -> Result<DataNode, RouteError> {
+        let lower = table.to_lowercase();
+        if let Some(sharded) = self.sharded.get(&lower) {
+            sharded.route_row(row).cloned()
+        } else if self.broadcast.contains_key(&lower) {
+            Err(RouteError::BroadcastRow {
+                table: table.to_string(),
+            })
+        } else {
+            Ok(DataNode::new(&self.default_data_source, table))
+        }
+    }
+}
+
+fn route_condition(table: &ShardedTable, condition: &Condition) -> Result<NodeSet, RouteError> {
+    use Bound::{Excluded, Included, Unbounded};
+    let range = |column: &str, lower, upper| table.route_leaf(column, Pick::Range(lower, upper));
+    match condition {
+        Condition::Eq(column, value) => table.route_leaf(column, Pick::Value(value)),
+        Condition::In(column, values) => {
+            values
+                .iter()
+                .try_fold(BTreeSet::new(), |mut reached, value| {
+                    reached.extend(table.route_leaf(column, Pick::Value(value))?);
+                    Ok(reached)
+                })
+        }
+        Condition::Between(column, low, high) => range(column, Included(low), Included(high)),
+        Condition::Lt(column, value) => range(column, Unbounded, Excluded(value)),
+        Condition::Le(column, value) => range(column, Unbounded, Included(value)),
+        Condition::Gt(column, value) => range(column, Excluded(value), Unbounded),
+        Condition::Ge(column, value) => range(column, Included(value), Unbounded),
+        Condition::And(conditions) => {
+            conditions
+                .iter()
+                .try_fold(table.all_nodes(), |reached, condition| {
+                    let narrowed = route_condition(table, condition)?;
+                    Ok(reached.intersection(&narrowed).copied().collect())
+                })
+        }
+        Condition::Or(conditions) => {
+            conditions
+                .iter()
+                .try_fold(BTreeSet::new(), |mut reached, condition| {
+                    reached.extend(route_condition(table, condition)?);
+                    Ok(reached)
+                })
+        }
+        Condition::Unknown => Ok(table.all_nodes()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../../examples/wework.toml");
+
+    fn rules() -> ShardingRules {
+        ShardingRules::new(&Config::from_toml_str(EXAMPLE).unwrap()).unwrap()
+    }
+
+    fn names(nodes: &[DataNode]) -> Vec<String> {
+        nodes.iter().map(ToString::to_string).collect()
+    }
+
+    fn text(value: &str) -> ShardValue {
+        ShardValue::Text(value.to_string())
+    }
+
+    #[test]
+    fn table_kinds_and_node_lists() {
+        let rules = rules();
+        assert_eq!(rules.table_kind("users"), TableKind::Sharded);
+        assert_eq!(rules.table_kind("USERS"), TableKind::Sharded);
+        assert_eq!(rules.table_kind("sys_configs"), TableKind::Broadcast);
+        assert_eq!(rules.table_kind("orders"), TableKind::Single);
+        assert_eq!(rules.nodes("users").len(), 64);
+        assert_eq!(rules.nodes("message_records").len(), 48);
+        assert_eq!(
+            names(&rules.nodes("Sys_Configs")),
+            [
+                "ds0.sys_configs",
+                "ds1.sys_configs",
+                "ds2.sys_configs",
+                "ds3.sys_configs"
+            ]
+        );
+        assert_eq!(names(&rules.nodes("orders")), ["ds0.orders"]);
+        assert_eq!(rules.sharding_columns("users"), ["user_id"]);
+        assert_eq!(
+            rules.sharding_columns("message_records"),
+            ["tenant_id", "created_at"]
+        );
+        assert_eq!(rules.generated_key_column("users"), Some("user_id"));
+        assert_eq!(rules.generated_key_column("message_records"), None);
+    }
+
+    #[test]
+    fn the_seed_users_layout() {
+        let rules = rules();
+        for (user_id, expected) in [
+            (0, "ds0.users_0"),
+            (5, "ds1.users_1"),
+            (67, "ds3.users_0"),
+            (63, "ds3.users_15"),
+        ] {
+            let routed = rules
+                .route("users", &Condition::eq("user_id", user_id))
+                .unwrap();
+            assert_eq!(names(&routed), [expected], "user_id {user_id}");
+            let row = rules
+                .route_row(
+                    "users",
+                    &[("name", text("x")), ("USER_ID", ShardValue::Int(user_id))],
+                )
+                .unwrap();
+            assert_eq!(row.to_string(), expected);
+        }
+    }
+
+    #[test]
+    fn the_seed_message_records_layout() {
+        let rules = rules();
+        let tenant = (crc32fast::hash(b"acme") % 4) as usize;
+        let condition = Condition::And(vec![
+            Condition::eq("tenant_id", "acme"),
+            Condition::eq("created_at", "2024-02-29 23:59:59"),
+        ]);
+        let expected = format!("ds{tenant}.message_records_202402");
+        assert_eq!(
+            names(&rules.route("message_records", &condition).unwrap()),
+            [expected.as_str()]
+        );
+        let row = [
+            ("tenant_id", text("acme")),
+            ("created_at", text("2024-02-29 23:59:59")),
+        ];
+        assert_eq!(
+            rules
+                .route_row("message_records", &row)
+                .unwrap()
+                .to_string(),
+            expected
+        );
+    }
+
+    #[test]
+    fn one_column_narrows_one_dimension() {
+        let rules = rules();
+        let by_tenant = rules
+            .route("message_records", &Condition::eq("tenant_id", "acme"))
+            .unwrap();
+        assert_eq!(by_tenant.len(), 12);
+        assert!(by_tenant.iter().all(|node| node.data_source == "ds2"));
+        let by_month = rules
+            .route(
+                "message_records",
+                &Condition::eq("created_at", "2024-07-04"),
+            )
+            .unwrap();
+        assert_eq!(
+            names(&by_month),
+            [
+                "ds0.message_records_202407",
+                "ds1.message_records_202407",
+                "ds2.message_records_202407",
+                "ds3.message_records_202407"
+            ]
+        );
+    }
+
+    #[test]
+    fn in_or_and_unknown() {
+        let rules = rules();
+        let in_list = Condition::In(
+            "user_id".into(),
+            vec![ShardValue::Int(0), ShardValue::Int(5), ShardValue::Int(64)],
+        );
+        assert_eq!(
+            names(&rules.route("users", &in_list).unwrap()),
+            ["ds0.users_0", "ds1.users_1"]
+        );
+        let or = Condition::Or(vec![Condition::eq("user_id", 0), Condition::Unknown]);
+        assert_eq!(rules.route("users", &or).unwrap().len(), 64);
+        let and = Condition::And(vec![Condition::eq("user_id", 0), Condition::Unknown]);
+        assert_eq!(rules.route("users", &and).unwrap().len(), 1);
+        let contradiction = Condition::And(vec![
+            Condition::eq("user_id", 0),
+            Condition::eq("user_id", 1),
+        ]);
+        assert!(rules.route("users", &contradiction).unwrap().is_empty());
+        assert!(rules
+            .route("users", &Condition::Or(vec![]))
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            rules
+                .route("users", &Condition::eq("name", "bob"))
+                .unwrap()
+                .len(),
+            64
+        );
+    }
+
+    #[test]
+    fn ranges() {
+        let rules = rules();
+        let on_user = Condition::Between("user_id".into(), ShardValue::Int(1), ShardValue::Int(2));
+        assert_eq!(rules.route("users", &on_user).unwrap().len(), 64);
+        let quarter = Condition::And(vec![
+            Condition::Ge("created_at".into(), text("2024-01-15")),
+            Condition::Lt("created_at".into(), text("2024-04-01")),
+            Condition::eq("tenant_id", "acme"),
+        ]);
+        assert_eq!(
+            names(&rules.route("message_records", &quarter).unwrap()),
+            [
+                "ds2.message_records_202401",
+                "ds2.message_records_202402",
+                "ds2.message_records_202403"
+            ]
+        );
+        let after = Condition::Gt("created_at".into(), text("2025-01-01"));
+        assert!(rules.route("message_records", &after).unwrap().is_empty());
+        let before = Condition::Le("created_at".into(), text("2024-01-31 23:59:59"));
+        assert_eq!(rules.route("message_records", &before).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn values_outside_the_declared_nodes_are_errors() {
+        let rules = rules();
+        let error = rules
+            .route(
+                "message_records",
+                &Condition::eq("created_at", "2023-12-31"),
+            )
+            .unwrap_err();
+        assert_eq!(
+            error,
+            RouteError::NoNode {
+                table: "message_records".into(),
+                column: "created_at".into(),
+                value: text("2023-12-31")
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "no data node of table 'message_records' holds created_at = '2023-12-31'"
+        );
+        let in_2025 = Condition::In(
+            "created_at".into(),
+            vec![text("2024-05-01"), text("2025-01-01")],
+        );
+        assert!(matches!(
+            rules.route("message_records", &in_2025),
+            Err(RouteError::NoNode { .. })
+        ));
+        assert!(matches!(
+            rules.route("users", &Condition::eq("user_id", -5)),
+            Err(RouteError::NoNode { .. })
+        ));
+    }
+
+    #[test]
+    fn nulls_bad_values_and_missing_columns_are_errors() {
+        let rules = rules();
+        let null = rules
+            .route("users", &Condition::Eq("user_id".into(), ShardValue::Null))
+            .unwrap_err();
+        assert_eq!(
+            null.to_string(),
+            "table 'users': sharding column user_id is NULL, which routes nowhere"
+        );
+        let null_bound = Condition::Lt("created_at".into(), ShardValue::Null);
+        assert!(matches!(
+            rules.route("message_records", &null_bound),
+            Err(RouteError::NullValue { .. })
+        ));
+        let not_int = rules
+            .route("users", &Condition::eq("user_id", "abc"))
+            .unwrap_err();
+        assert_eq!(
+            not_int.to_string(),
+            "table 'users': user_id = 'abc' cannot be routed: not an integer"
+        );
+        let not_date = Condition::Between("created_at".into(), text("soon"), text("2024-02-01"));
+        assert!(matches!(
+            rules.route("message_records", &not_date),
+            Err(RouteError::InvalidValue { .. })
+        ));
+        let missing = rules
+            .route_row("message_records", &[("tenant_id", text("acme"))])
+            .unwrap_err();
+        assert_eq!(
+            missing.to_string(),
+            "table 'message_records': the row has no value for sharding column created_at"
+        );
+        let null_row = rules.route_row("users", &[("user_id", ShardValue::Null)]);
+        assert!(matches!(null_row, Err(RouteError::NullValue { .. })));
+    }
+
+    #[test]
+    fn non_sharded_tables_ignore_conditions() {
+        let rules = rules();
+        assert_eq!(
+            names(&rules.route("orders", &Condition::eq("id", 1)).unwrap()),
+            ["ds0.orders"]
+        );
+        assert_eq!(
+            rules
+                .route("sys_permissions", &Condition::Unknown)
+                .unwrap()
+                .len(),
+            4
+        );
+        assert_eq!(
+            rules.route_row("orders", &[]).unwrap().to_string(),
+            "ds0.orders"
+        );
+        assert!(matches!(
+            rules.route_row("sys_configs", &[]),
+            Err(RouteError::BroadcastRow { .. })
+        ));
+    }
+
+    #[test]
+    fn layouts_without_a_table_strategy() {
+        let config = Config::from_toml_str(
+            r#"
+            [server]
+            database = "d"
+            default_data_source = "a"
+            [[server.users]]
+            name = "u"
+            [data_sources.a]
+            url = "mysql://u@h/a"
+            [data_sources.b]
+            url = "mysql://u@h/b"
+            [tables.t]
+            nodes = "a.t_${['x']}, b.t_y"
+            database = { column = "id", algorithm = "mod", count = 2 }
+            "#,
+        )
+        .unwrap();
+        let rules = ShardingRules::new(&config).unwrap();
+        assert_eq!(
+            rules
+                .route_row("t", &[("id", ShardValue::Int(3))])
+                .unwrap()
+                .to_string(),
+            "b.t_y"
+        );
+        assert_eq!(
+            names(&rules.route("t", &Condition::eq("id", 2)).unwrap()),
+            ["a.t_x"]
+        );
+    }
+}
