@@ -25,6 +25,7 @@ impl Flavor {
         .union(CapabilityFlags::CLIENT_MULTI_STATEMENTS)
         .union(CapabilityFlags::CLIENT_MULTI_RESULTS)
         .union(CapabilityFlags::CLIENT_PS_MULTI_RESULTS)
+        .union(CapabilityFlags::CLIENT_SESSION_TRACK)
         .union(CapabilityFlags::CLIENT_DEPRECATE_EOF);
 
     /// The flavor a client with these negotiated capabilities needs.

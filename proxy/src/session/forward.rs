@@ -48,14 +48,15 @@ pub async fn forward_reply<W: AsyncWrite + Unpin>(
             buf[pos + 3] = seq;
             seq = seq.wrapping_add(1);
             let payload = &mut buf[pos + HEADER..end];
+            // The scanner reads the backend's statement id before the client's replaces it.
+            if let Step::Done(outcome) = scanner.feed(payload) {
+                done = Some(outcome);
+            }
             if first {
                 first = false;
                 if let (Some(id), Some(0x00)) = (statement_id, payload.first()) {
                     set_statement_id(payload, id);
                 }
-            }
-            if let Step::Done(outcome) = scanner.feed(payload) {
-                done = Some(outcome);
             }
             pos = end;
         }

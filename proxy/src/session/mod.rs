@@ -17,7 +17,7 @@ use tracing::{debug, info_span, warn, Instrument};
 use crate::backend::{Flavor, PooledConn};
 use crate::error::{codes, BackendError};
 use crate::server::Shared;
-use crate::sql::classify::{classify, Classified, Kind};
+use crate::sql::classify::{classify, with_logical_database, Classified, Kind};
 use crate::wire::command::*;
 use crate::wire::ok_err::{encode_eof, status, ErrInfo, OkInfo};
 use crate::wire::packet::{PacketReader, PacketWriter, ReadError};
@@ -251,6 +251,8 @@ impl Session {
         if let Kind::Use(db) = &classified.kind {
             return self.use_database(db);
         }
+        let rewritten = self.logical_database_rewrite(COM_QUERY, &sql, &classified);
+        let payload = rewritten.as_deref().unwrap_or(payload);
         if let Some(reason) = classified.pins_session {
             if self.pinned.is_none() {
                 debug!(reason, "session pinned to its backend connection");
@@ -285,9 +287,30 @@ impl Session {
         Ok(Flow::Continue)
     }
 
+    /// The command with `DATABASE()` select items showing the logical
+    /// database, when the statement has any.
+    fn logical_database_rewrite(
+        &self,
+        command: u8,
+        sql: &str,
+        classified: &Classified,
+    ) -> Option<Vec<u8>> {
+        if classified.database_items.is_empty() {
+            return None;
+        }
+        let text = with_logical_database(sql, &classified.database_items, self.database.as_deref());
+        let mut payload = Vec::with_capacity(text.len() + 1);
+        payload.push(command);
+        payload.extend_from_slice(text.as_bytes());
+        Some(payload)
+    }
+
     async fn prepare(&mut self, payload: &[u8]) -> CommandResult {
+        let text = String::from_utf8_lossy(&payload[1..]);
+        let classified = classify(&text);
+        let rewritten = self.logical_database_rewrite(COM_STMT_PREPARE, &text, &classified);
+        let payload = rewritten.as_deref().unwrap_or(payload);
         let sql: Arc<[u8]> = Arc::from(&payload[1..]);
-        let classified = classify(&String::from_utf8_lossy(&sql));
         let id = self.statements.next_id();
         let mut conn = self.checkout(&classified).await?;
         let outcome = self

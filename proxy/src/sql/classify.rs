@@ -3,7 +3,7 @@
 //! connection serves the session next), and what ties a session to one
 //! backend connection (temporary tables, user locks, `LOCK TABLES`, ...).
 
-use super::lex::{contains_ignore_case, Lexer, Spanned, Token};
+use super::lex::{Lexer, Spanned, Token};
 
 /// What the session layer needs to know about one statement.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -16,6 +16,17 @@ pub struct Classified {
     pub holds_next: bool,
     /// The statement reads the connection's last insert id.
     pub reads_last_insert_id: bool,
+    /// `DATABASE()` / `SCHEMA()` items of the select list, which must show
+    /// the logical database rather than the backend's physical one.
+    pub database_items: Vec<DatabaseItem>,
+}
+
+/// A `DATABASE()` select item: its byte range and whether an alias follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DatabaseItem {
+    pub start: usize,
+    pub end: usize,
+    pub aliased: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -41,21 +52,172 @@ pub struct Assignment {
     pub read_back: bool,
 }
 
-/// Classifies `sql`.
+/// Classifies `sql`, which may hold several statements separated by `;`.
 pub fn classify(sql: &str) -> Classified {
-    let mut tokens = Lexer::new(sql);
+    let mut statements = Vec::new();
+    let mut current = Vec::new();
+    for s in Lexer::new(sql) {
+        if s.token == Token::Punct(b';') {
+            if !current.is_empty() {
+                statements.push(std::mem::take(&mut current));
+            }
+        } else {
+            current.push(s);
+        }
+    }
+    if !current.is_empty() {
+        statements.push(current);
+    }
     let mut out = Classified::default();
-    let Some(first) = tokens.next() else {
-        return out;
+    for tokens in &statements {
+        scan_functions(tokens, &mut out);
+    }
+    match statements.as_slice() {
+        [] => {}
+        [only] => {
+            classify_statement(sql, only, &mut out);
+            out.database_items = database_items(only);
+        }
+        several => {
+            // The proxy cannot tell which statements of a multi-statement ran
+            // before one failed, so session changes inside one tie the session
+            // to its connection instead of being replayed.
+            for tokens in several {
+                let mut one = Classified::default();
+                classify_statement(sql, tokens, &mut one);
+                out.holds_next |= one.holds_next;
+                if one.pins_session.is_some() {
+                    out.pins_session = one.pins_session;
+                } else if one.kind != Kind::Other {
+                    out.pins_session = Some("session change inside a multi-statement");
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Words after a select item that are not an alias.
+const CLAUSE_WORDS: [&str; 12] = [
+    "FROM", "WHERE", "GROUP", "HAVING", "ORDER", "LIMIT", "UNION", "INTO", "FOR", "LOCK", "WINDOW",
+    "EXCEPT",
+];
+
+/// `DATABASE()` and `SCHEMA()` standing as whole items of a top-level select list.
+fn database_items(tokens: &[Spanned<'_>]) -> Vec<DatabaseItem> {
+    if !tokens.first().is_some_and(|t| t.token.is_word("SELECT")) {
+        return Vec::new();
+    }
+    let mut items = Vec::new();
+    let mut depth = 0usize;
+    for (i, t) in tokens.iter().enumerate() {
+        match t.token {
+            Token::Punct(b'(') => depth += 1,
+            Token::Punct(b')') => depth = depth.saturating_sub(1),
+            Token::Word(w)
+                if depth == 0
+                    && (w.eq_ignore_ascii_case("DATABASE") || w.eq_ignore_ascii_case("SCHEMA")) =>
+            {
+                let starts_item = i > 0
+                    && (tokens[i - 1].token == Token::Punct(b',')
+                        || tokens[i - 1].token.is_word("SELECT")
+                        || tokens[i - 1].token.is_word("DISTINCT"));
+                let call = tokens.get(i + 1).map(|t| t.token) == Some(Token::Punct(b'('))
+                    && tokens.get(i + 2).map(|t| t.token) == Some(Token::Punct(b')'));
+                if !(starts_item && call) {
+                    continue;
+                }
+                let after = tokens.get(i + 3).map(|t| t.token);
+                let ends_item = matches!(
+                    after,
+                    None | Some(Token::Punct(b',' | b';'))
+                        | Some(Token::Word(_) | Token::QuotedIdent(_) | Token::Str(_))
+                );
+                if !ends_item {
+                    continue;
+                }
+                let aliased = match after {
+                    Some(Token::Word(w)) => !CLAUSE_WORDS.iter().any(|c| w.eq_ignore_ascii_case(c)),
+                    Some(Token::QuotedIdent(_)) | Some(Token::Str(_)) => true,
+                    _ => false,
+                };
+                items.push(DatabaseItem {
+                    start: t.start,
+                    end: tokens[i + 2].end,
+                    aliased,
+                });
+            }
+            _ => {}
+        }
+    }
+    items
+}
+
+/// `sql` with each `DATABASE()` item replaced by the logical database name
+/// (NULL when none is selected), keeping the column label the client expects.
+pub fn with_logical_database(sql: &str, items: &[DatabaseItem], database: Option<&str>) -> String {
+    let mut out = String::with_capacity(sql.len() + 32);
+    let mut from = 0;
+    for item in items {
+        out.push_str(&sql[from..item.start]);
+        match database {
+            Some(db) => {
+                out.push('\'');
+                out.push_str(&db.replace('\'', "''"));
+                out.push('\'');
+            }
+            None => out.push_str("NULL"),
+        }
+        if !item.aliased {
+            out.push_str(" AS `");
+            out.push_str(&sql[item.start..item.end].replace('`', "``"));
+            out.push('`');
+        }
+        from = item.end;
+    }
+    out.push_str(&sql[from..]);
+    out
+}
+
+/// Functions and variables that tie a statement to its connection's history.
+fn scan_functions(tokens: &[Spanned<'_>], out: &mut Classified) {
+    for (i, s) in tokens.iter().enumerate() {
+        let call = tokens
+            .get(i + 1)
+            .is_some_and(|n| n.token == Token::Punct(b'('));
+        match s.token {
+            Token::Word(w) if call && (w.eq_ignore_ascii_case("GET_LOCK")) => {
+                out.pins_session = Some("user lock (GET_LOCK)");
+            }
+            Token::Word(w) if call && w.eq_ignore_ascii_case("LAST_INSERT_ID") => {
+                out.reads_last_insert_id = true;
+            }
+            Token::Word(w) if w.eq_ignore_ascii_case("SQL_CALC_FOUND_ROWS") => {
+                out.holds_next = true;
+            }
+            Token::SysVar(v)
+                if v.eq_ignore_ascii_case("identity")
+                    || v.eq_ignore_ascii_case("last_insert_id") =>
+            {
+                out.reads_last_insert_id = true;
+            }
+            _ => {}
+        }
+    }
+}
+
+fn classify_statement(sql: &str, tokens: &[Spanned<'_>], out: &mut Classified) {
+    let Some(first) = tokens.first() else {
+        return;
     };
-    let second = tokens.clone().next();
+    let second = tokens.get(1);
     match first.token {
         t if t.is_word("USE") => {
             if let Some(db) = second.and_then(|s| identifier(s.token)) {
                 out.kind = Kind::Use(db.to_owned());
             }
         }
-        t if t.is_word("SET") => classify_set(sql, tokens, &mut out),
+        t if t.is_word("SET") => classify_set(sql, &tokens[1..], out),
         t if t.is_word("LOCK") => out.pins_session = Some("LOCK TABLES"),
         t if t.is_word("PREPARE") || t.is_word("EXECUTE") || t.is_word("DEALLOCATE") => {
             out.pins_session = Some("SQL-level prepared statement")
@@ -67,18 +229,6 @@ pub fn classify(sql: &str) -> Classified {
         }
         _ => {}
     }
-    if out.pins_session.is_none()
-        && (contains_ignore_case(sql, "GET_LOCK") || contains_ignore_case(sql, "RELEASE_LOCK"))
-        && Lexer::new(sql).any(|s| s.token.is_word("GET_LOCK"))
-    {
-        out.pins_session = Some("user lock (GET_LOCK)");
-    }
-    if contains_ignore_case(sql, "SQL_CALC_FOUND_ROWS") {
-        out.holds_next = true;
-    }
-    out.reads_last_insert_id =
-        contains_ignore_case(sql, "LAST_INSERT_ID") || contains_ignore_case(sql, "@@IDENTITY");
-    out
 }
 
 fn identifier(token: Token<'_>) -> Option<&str> {
@@ -88,8 +238,8 @@ fn identifier(token: Token<'_>) -> Option<&str> {
     }
 }
 
-fn classify_set<'a>(sql: &'a str, mut tokens: Lexer<'a>, out: &mut Classified) {
-    let Some(next) = tokens.clone().next() else {
+fn classify_set<'a>(sql: &'a str, tokens: &[Spanned<'a>], out: &mut Classified) {
+    let Some(next) = tokens.first() else {
         return;
     };
     if next.token.is_word("TRANSACTION") {
@@ -105,19 +255,23 @@ fn classify_set<'a>(sql: &'a str, mut tokens: Lexer<'a>, out: &mut Classified) {
         return;
     }
     let mut assignments = Vec::new();
-    while let Some(start) = tokens.next() {
-        let rest: Vec<Spanned<'a>> = take_until_comma(&mut tokens);
-        match assignment(sql, start, &rest, &mut tokens) {
-            Parsed::Session(a) => assignments.push(a),
+    for part in split_top_level_commas(tokens) {
+        let Some((first, rest)) = part.split_first() else {
+            continue;
+        };
+        match assignment(sql, *first, rest, tokens) {
+            Parsed::Session(a) => {
+                let whole_rest = a.key == "transaction";
+                assignments.push(a);
+                if whole_rest {
+                    break;
+                }
+            }
             Parsed::Global => {}
             Parsed::Untracked(reason) => {
                 out.pins_session = Some(reason);
                 return;
             }
-        }
-        // Skip the comma between assignments.
-        if tokens.next().is_none() {
-            break;
         }
     }
     out.kind = Kind::Set(assignments);
@@ -129,33 +283,31 @@ enum Parsed {
     Untracked(&'static str),
 }
 
-/// Tokens up to (not including) the next top-level comma.
-fn take_until_comma<'a>(tokens: &mut Lexer<'a>) -> Vec<Spanned<'a>> {
+/// The comma-separated parts of a token list (commas inside parentheses kept).
+fn split_top_level_commas<'t, 'a>(tokens: &'t [Spanned<'a>]) -> Vec<&'t [Spanned<'a>]> {
+    let mut parts = Vec::new();
     let mut depth = 0usize;
-    let mut out = Vec::new();
-    loop {
-        let mut peek = tokens.clone();
-        match peek.next() {
-            None => return out,
-            Some(s) => {
-                match s.token {
-                    Token::Punct(b'(') => depth += 1,
-                    Token::Punct(b')') => depth = depth.saturating_sub(1),
-                    Token::Punct(b',') if depth == 0 => return out,
-                    _ => {}
-                }
-                out.push(s);
-                *tokens = peek;
+    let mut from = 0;
+    for (i, s) in tokens.iter().enumerate() {
+        match s.token {
+            Token::Punct(b'(') => depth += 1,
+            Token::Punct(b')') => depth = depth.saturating_sub(1),
+            Token::Punct(b',') if depth == 0 => {
+                parts.push(&tokens[from..i]);
+                from = i + 1;
             }
+            _ => {}
         }
     }
+    parts.push(&tokens[from..]);
+    parts
 }
 
 fn assignment<'a>(
     sql: &'a str,
     first: Spanned<'a>,
     rest: &[Spanned<'a>],
-    tokens: &mut Lexer<'a>,
+    all: &[Spanned<'a>],
 ) -> Parsed {
     let text_from = |from: usize| -> String {
         let end = rest.last().map_or(first.end, |s| s.end);
@@ -179,10 +331,7 @@ fn assignment<'a>(
                 && rest.first().is_some_and(|s| s.token.is_word("TRANSACTION")) =>
         {
             // SESSION TRANSACTION takes the rest of the statement, commas included.
-            let mut end = rest.last().map_or(first.end, |s| s.end);
-            for s in tokens.by_ref() {
-                end = s.end;
-            }
+            let end = all.last().map_or(first.end, |s| s.end);
             Parsed::Session(Assignment {
                 key: "transaction".into(),
                 fragment: sql[first.start..end].trim().to_owned(),
@@ -340,6 +489,66 @@ mod tests {
     }
 
     #[test]
+    fn trailing_semicolon_is_not_part_of_a_value() {
+        assert_eq!(
+            set_fragments("SET time_zone='+00:00',NAMES utf8mb4 COLLATE utf8mb4_unicode_ci;"),
+            vec![
+                (
+                    "time_zone".into(),
+                    "@@session.time_zone = '+00:00'".into(),
+                    false
+                ),
+                (
+                    "names".into(),
+                    "NAMES utf8mb4 COLLATE utf8mb4_unicode_ci".into(),
+                    false
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn multi_statements_with_session_changes_pin() {
+        assert!(classify("SET @a = 1; SELECT @a").pins_session.is_some());
+        assert!(classify("SELECT 1; SELECT 2;").pins_session.is_none());
+        assert_eq!(classify("SELECT 1; SELECT 2;").kind, Kind::Other);
+        assert!(classify("SELECT 1; SELECT LAST_INSERT_ID()").reads_last_insert_id);
+    }
+
+    #[test]
+    fn database_function_shows_the_logical_name() {
+        let rewrite = |sql: &str| {
+            let c = classify(sql);
+            with_logical_database(sql, &c.database_items, Some("wework"))
+        };
+        assert_eq!(
+            rewrite("SELECT DATABASE()"),
+            "SELECT 'wework' AS `DATABASE()`"
+        );
+        assert_eq!(
+            rewrite("select database() as db, 1"),
+            "select 'wework' as db, 1"
+        );
+        assert_eq!(
+            rewrite("SELECT 1, schema() FROM dual;"),
+            "SELECT 1, 'wework' AS `schema()` FROM dual;"
+        );
+        assert_eq!(
+            rewrite("SELECT * FROM information_schema.tables WHERE table_schema = DATABASE()"),
+            "SELECT * FROM information_schema.tables WHERE table_schema = DATABASE()"
+        );
+        assert_eq!(
+            rewrite("SELECT CONCAT(DATABASE(), 'x')"),
+            "SELECT CONCAT(DATABASE(), 'x')"
+        );
+        let c = classify("SELECT DATABASE()");
+        assert_eq!(
+            with_logical_database("SELECT DATABASE()", &c.database_items, None),
+            "SELECT NULL AS `DATABASE()`"
+        );
+    }
+
+    #[test]
     fn global_is_not_session_state() {
         assert_eq!(
             set_fragments("SET GLOBAL max_connections = 10, @@global.x = 1"),
@@ -379,6 +588,7 @@ mod tests {
     #[test]
     fn last_insert_id_and_found_rows() {
         assert!(classify("select LAST_INSERT_ID()").reads_last_insert_id);
+        assert!(!classify("select 'LAST_INSERT_ID()'").reads_last_insert_id);
         assert!(classify("SELECT @@identity").reads_last_insert_id);
         assert!(classify("SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1").holds_next);
     }

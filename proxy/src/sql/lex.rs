@@ -205,14 +205,6 @@ impl<'a> Iterator for Lexer<'a> {
     }
 }
 
-/// Case-insensitive ASCII substring test, for cheap pre-checks.
-pub fn contains_ignore_case(hay: &str, needle: &str) -> bool {
-    let n = needle.as_bytes();
-    hay.as_bytes()
-        .windows(n.len())
-        .any(|w| w.eq_ignore_ascii_case(n))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,14 +269,5 @@ mod tests {
         for sql in ["'abc", "`abc", "/* abc", "@", "@@", "@'", "/*!", "x`"] {
             let _ = tokens(sql);
         }
-    }
-
-    #[test]
-    fn substring_ignoring_case() {
-        assert!(contains_ignore_case(
-            "select last_insert_id()",
-            "LAST_INSERT_ID"
-        ));
-        assert!(!contains_ignore_case("select 1", "LAST_INSERT_ID"));
     }
 }

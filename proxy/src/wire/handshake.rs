@@ -11,8 +11,8 @@ use rand::Rng;
 
 pub const NATIVE_PASSWORD: &str = "mysql_native_password";
 
-/// Capabilities the proxy offers clients. No TLS, compression, LOCAL INFILE
-/// or session tracking yet; CLIENT_LONG_PASSWORD (CLIENT_MYSQL) is set, so
+/// Capabilities the proxy offers clients. No TLS, compression or LOCAL
+/// INFILE yet; session tracking is the backend's, passed through; CLIENT_LONG_PASSWORD (CLIENT_MYSQL) is set, so
 /// MariaDB clients do not expect MariaDB extended capabilities (bulk
 /// execute, metadata caching) that the proxy does not speak.
 pub fn server_capabilities() -> CapabilityFlags {
@@ -31,6 +31,7 @@ pub fn server_capabilities() -> CapabilityFlags {
         | CapabilityFlags::CLIENT_PLUGIN_AUTH
         | CapabilityFlags::CLIENT_CONNECT_ATTRS
         | CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
+        | CapabilityFlags::CLIENT_SESSION_TRACK
         | CapabilityFlags::CLIENT_DEPRECATE_EOF
 }
 
