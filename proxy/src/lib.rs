@@ -8,8 +8,10 @@
 
 pub mod backend;
 pub mod error;
+pub mod merge;
 pub mod server;
 pub mod session;
+pub mod shard;
 pub mod sql;
 pub mod wire;
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::HandshakePacket;
 use shardgate_rules::config::{BackendUrl, Config};
+use shardgate_rules::{ShardingRules, SnowflakeGenerator, SystemClock};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -22,13 +23,20 @@ use crate::wire::packet::PacketReader;
 pub struct Shared {
     pub config: Arc<Config>,
     pub pools: BTreeMap<String, Arc<Pool>>,
-    /// Where every statement goes until sharding rules route them.
+    /// Where statements on unsharded tables go.
     pub default_pool: Arc<Pool>,
+    pub rules: ShardingRules,
+    pub keys: SnowflakeGenerator,
     pub identity: ServerIdentity,
     next_connection_id: AtomicU32,
 }
 
 impl Shared {
+    /// The pool of a data source named by the rules.
+    pub fn pool(&self, data_source: &str) -> Option<&Arc<Pool>> {
+        self.pools.get(data_source)
+    }
+
     pub fn next_connection_id(&self) -> u32 {
         self.next_connection_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -44,6 +52,8 @@ pub enum StartError {
     },
     #[error("server.default_data_source '{0}' is not a data source")]
     NoDefaultDataSource(String),
+    #[error("invalid sharding rules: {0}")]
+    Rules(#[from] shardgate_rules::ConfigError),
 }
 
 /// A proxy running in this process.
@@ -85,6 +95,8 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
         .get(default_name)
         .cloned()
         .ok_or_else(|| StartError::NoDefaultDataSource(default_name.clone()))?;
+    let rules = ShardingRules::new(&config)?;
+    let keys = SnowflakeGenerator::new(&config.snowflake, SystemClock);
     let identity = probe_identity(default_pool.url()).await;
     let listen = config.server.mysql_listen.clone();
     let listener = TcpListener::bind(&listen)
@@ -101,6 +113,8 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
         config,
         pools,
         default_pool,
+        rules,
+        keys,
         identity,
         next_connection_id: AtomicU32::new(1),
     });

@@ -81,3 +81,69 @@ pub async fn forward_reply<W: AsyncWrite + Unpin>(
         }
     }
 }
+
+/// Which parts of a result set a node contributes when several nodes'
+/// rows are concatenated: the first sends the column definitions, the last
+/// the end-of-result packet, every one its rows.
+#[derive(Debug, Clone, Copy)]
+pub struct Part {
+    pub first: bool,
+    pub last: bool,
+}
+
+/// Copies one node's result set as a part of a concatenated one. An error
+/// reply is always copied (and ends the concatenation: `Outcome::Err`).
+pub async fn forward_part<W: AsyncWrite + Unpin>(
+    conn: &mut BackendConn,
+    client: &mut PacketWriter<W>,
+    part: Part,
+) -> Result<Outcome, ForwardError> {
+    let deprecate_eof = conn.flavor.deprecate_eof();
+    let mut scanner = ResponseScanner::new(ResponseKind::ResultSets, deprecate_eof);
+    let mut index = 0u64;
+    let mut header = u64::MAX;
+    loop {
+        let buf = conn.reader.buffer();
+        let mut pos = 0;
+        while buf.len() - pos >= HEADER {
+            let end = pos + HEADER + payload_len(&buf[pos..]);
+            if buf.len() < end {
+                break;
+            }
+            let payload = &buf[pos + HEADER..end];
+            if index == 0 {
+                let mut rest = payload;
+                if let Some(n) = crate::wire::ok_err::take_lenenc_int(&mut rest) {
+                    header = 1 + n + u64::from(!deprecate_eof);
+                }
+            }
+            let step = scanner.feed(payload);
+            let keep = match &step {
+                Step::Done(Outcome::Err(_)) => true,
+                Step::Done(_) => part.last,
+                Step::More => index >= header || part.first,
+            };
+            if keep {
+                client.push_framed(&buf[pos..end]);
+            }
+            index += 1;
+            pos = end;
+            if let Step::Done(outcome) = step {
+                buf.advance(pos);
+                conn.note_outcome(&outcome);
+                return Ok(outcome);
+            }
+        }
+        buf.advance(pos);
+        if client.pending() >= FLUSH_AT {
+            if let Err(e) = client.flush().await {
+                conn.broken = true;
+                return Err(ForwardError::Client(e));
+            }
+        }
+        if let Err(e) = conn.reader.fill().await {
+            conn.broken = true;
+            return Err(BackendError::from_read(&conn.ds, e).into());
+        }
+    }
+}

@@ -5,6 +5,7 @@
 mod auth;
 mod forward;
 mod prepared;
+mod sharded;
 mod state;
 
 use std::sync::Arc;
@@ -14,9 +15,14 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tracing::{debug, info_span, warn, Instrument};
 
+use crate::backend::conn::BackendStatement;
 use crate::backend::{Flavor, PooledConn};
 use crate::error::{codes, BackendError};
 use crate::server::Shared;
+use crate::shard::analyze::{analyze, Analysis, ShardedStatement};
+use crate::shard::not_supported;
+use crate::shard::params::decode_params;
+use crate::shard::plan::prepare_target;
 use crate::sql::classify::{classify, with_logical_database, Classified, Kind};
 use crate::wire::command::*;
 use crate::wire::ok_err::{encode_eof, status, ErrInfo, OkInfo};
@@ -59,7 +65,8 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream) {
             writer,
             vars: SessionVars::default(),
             statements: Statements::default(),
-            held: None,
+            held: Vec::new(),
+            transaction: None,
             pinned: None,
             last_insert: None,
             status: status::AUTOCOMMIT,
@@ -87,9 +94,12 @@ struct Session {
     database: Option<String>,
     vars: SessionVars,
     statements: Statements,
-    /// The backend connection kept between statements: in a transaction,
-    /// pinned, or held for the next statement.
-    held: Option<PooledConn>,
+    /// Backend connections kept between statements, at most one per data
+    /// source: in a transaction, pinned, or held for the next statement.
+    held: Vec<PooledConn>,
+    /// How the client opened its explicit transaction (`START TRANSACTION
+    /// READ ONLY`, ...), so data sources it reaches later join alike.
+    transaction: Option<String>,
     /// Why the session keeps its backend connection for good.
     pinned: Option<&'static str>,
     last_insert: Option<LastInsert>,
@@ -253,6 +263,21 @@ impl Session {
         }
         let rewritten = self.logical_database_rewrite(COM_QUERY, &sql, &classified);
         let payload = rewritten.as_deref().unwrap_or(payload);
+        match &classified.kind {
+            Kind::TransactionControl { ends } => {
+                return self
+                    .transaction_control(payload, &sql, *ends, &classified)
+                    .await
+                    .map(|()| Flow::Continue);
+            }
+            Kind::Other => {
+                if let Analysis::Sharded(st) = self.analyze(&sql)? {
+                    self.run_sharded(&st, &sql, &[], None).await?;
+                    return Ok(Flow::Continue);
+                }
+            }
+            _ => {}
+        }
         if let Some(reason) = classified.pins_session {
             if self.pinned.is_none() {
                 debug!(reason, "session pinned to its backend connection");
@@ -263,6 +288,9 @@ impl Session {
         let outcome = self
             .run_on(&mut conn, payload, ResponseKind::ResultSets, None)
             .await?;
+        if let (Kind::Begin(text), Outcome::Ok(_)) = (&classified.kind, &outcome) {
+            self.transaction = Some(text.clone());
+        }
         if let (Kind::Set(assignments), Outcome::Ok(_)) = (&classified.kind, &outcome) {
             for assignment in assignments {
                 if assignment.read_back {
@@ -285,6 +313,13 @@ impl Session {
         }
         self.release(conn, &classified);
         Ok(Flow::Continue)
+    }
+
+    /// The sharding analysis of a statement; a statement on sharded tables
+    /// the proxy cannot analyse is refused.
+    fn analyze(&self, sql: &str) -> Result<Analysis, Failure> {
+        analyze(sql, &self.shared.rules, &self.shared.config.server.database)
+            .map_err(|e| Failure::Reply(not_supported(e.to_string())))
     }
 
     /// The command with `DATABASE()` select items showing the logical
@@ -311,19 +346,40 @@ impl Session {
         let rewritten = self.logical_database_rewrite(COM_STMT_PREPARE, &text, &classified);
         let payload = rewritten.as_deref().unwrap_or(payload);
         let sql: Arc<[u8]> = Arc::from(&payload[1..]);
+        let sharded = match self.analyze(&String::from_utf8_lossy(&sql))? {
+            Analysis::Sharded(st) => Some(Arc::<ShardedStatement>::from(st)),
+            Analysis::Unsharded => None,
+        };
+        // A sharded statement is prepared on one of its nodes to learn its
+        // parameters and columns; executions go wherever their values route.
+        let (pool, backend_sql) = match &sharded {
+            Some(st) => {
+                let target =
+                    prepare_target(st, &String::from_utf8_lossy(&sql), &self.plan_context());
+                (
+                    self.pool_of(&target.data_source)?,
+                    Arc::<[u8]>::from(target.sql.as_bytes()),
+                )
+            }
+            None => (self.shared.default_pool.clone(), sql.clone()),
+        };
+        let mut backend_payload = Vec::with_capacity(backend_sql.len() + 1);
+        backend_payload.push(COM_STMT_PREPARE);
+        backend_payload.extend_from_slice(&backend_sql);
         let id = self.statements.next_id();
-        let mut conn = self.checkout(&classified).await?;
+        let mut conn = self.checkout_on(&pool, &classified).await?;
         let outcome = self
-            .run_on(&mut conn, payload, ResponseKind::Prepare, Some(id))
+            .run_on(&mut conn, &backend_payload, ResponseKind::Prepare, Some(id))
             .await?;
         if let Outcome::Prepared(ok) = outcome {
-            conn.remember_statement(sql.clone(), ok.statement_id, ok.num_params);
+            conn.remember_statement(backend_sql, ok.statement_id, ok.num_params);
             self.statements.insert(
                 id,
                 PreparedStatement {
                     sql,
                     num_params: ok.num_params,
                     classified: classified.clone(),
+                    sharded,
                     param_types: None,
                     long_data: Vec::new(),
                 },
@@ -337,72 +393,59 @@ impl Session {
         let Some(stmt) = statement_id(payload).and_then(|id| self.statements.get_mut(id)) else {
             return Err(unknown_statement(payload, "mysqld_stmt_execute"));
         };
-        let sql = stmt.sql.clone();
-        let classified = stmt.classified.clone();
-        if let Some(reason) = classified.pins_session {
-            self.pinned = Some(reason);
-        }
-        let mut conn = self.checkout(&classified).await?;
-        let backend = match conn.statement(&sql) {
-            Some(s) => s,
-            None => {
-                let mut prepare = Vec::with_capacity(sql.len() + 1);
-                prepare.push(COM_STMT_PREPARE);
-                prepare.extend_from_slice(&sql);
-                conn.send_command(&prepare).await?;
-                match conn.read_outcome(ResponseKind::Prepare).await? {
-                    Outcome::Prepared(ok) => {
-                        conn.remember_statement(sql.clone(), ok.statement_id, ok.num_params);
-                        conn.statement(&sql).ok_or_else(|| {
-                            Failure::Reply(ErrInfo::new(
-                                codes::ER_UNKNOWN_ERROR,
-                                "HY000",
-                                "statement vanished from the backend connection's cache",
-                            ))
-                        })?
-                    }
-                    Outcome::Err(err) => {
-                        self.release(conn, &Classified::default());
-                        return Err(Failure::Reply(err));
-                    }
-                    Outcome::Ok(_) => {
-                        conn.broken = true;
-                        return Err(Failure::Reply(ErrInfo::new(
-                            codes::ER_UNKNOWN_ERROR,
-                            "HY000",
-                            "backend answered a prepare with OK",
-                        )));
-                    }
-                }
-            }
-        };
-        let Some(stmt) = statement_id(payload).and_then(|id| self.statements.get_mut(id)) else {
-            return Err(unknown_statement(payload, "mysqld_stmt_execute"));
-        };
-        let (mut packet, types) = match retarget_execute(
-            payload,
-            backend.id,
-            stmt.num_params,
-            stmt.param_types.as_deref(),
-        ) {
-            Ok(p) => p,
-            Err(e) => {
-                self.release(conn, &Classified::default());
-                return Err(Failure::Reply(ErrInfo::new(
-                    1210,
-                    "HY000",
-                    format!("Incorrect arguments to mysqld_stmt_execute: {e}"),
-                )));
-            }
-        };
+        // The packet with parameter types, whatever the client sent this time.
+        let (packet, types) =
+            retarget_execute(payload, 0, stmt.num_params, stmt.param_types.as_deref()).map_err(
+                |e| {
+                    Failure::Reply(ErrInfo::new(
+                        1210,
+                        "HY000",
+                        format!("Incorrect arguments to mysqld_stmt_execute: {e}"),
+                    ))
+                },
+            )?;
         if types.is_some() {
             stmt.param_types = types;
         }
+        let long_data = std::mem::take(&mut stmt.long_data);
+        let sql = stmt.sql.clone();
+        let classified = stmt.classified.clone();
+        let num_params = stmt.num_params;
+        let sharded = stmt.sharded.clone();
+        if let Some(reason) = classified.pins_session {
+            self.pinned = Some(reason);
+        }
+        if let Some(st) = sharded {
+            let long: Vec<(u16, Vec<u8>)> = long_data
+                .iter()
+                .filter_map(|p| Some((long_data_param(p)?, p.get(7..)?.to_vec())))
+                .collect();
+            let params = decode_params(&packet, usize::from(num_params), &long)
+                .map_err(|e| Failure::Reply(ErrInfo::new(1210, "HY000", e.to_string())))?;
+            let text = String::from_utf8_lossy(&sql).into_owned();
+            let execution = sharded::Execution {
+                packet: &packet,
+                num_params,
+            };
+            self.run_sharded(&st, &text, &params, Some(execution))
+                .await?;
+            return Ok(Flow::Continue);
+        }
+        let mut conn = self.checkout(&classified).await?;
+        let backend = match ensure_prepared(&mut conn, &sql).await? {
+            Ok(b) => b,
+            Err(err) => {
+                self.release(conn, &Classified::default());
+                return Err(Failure::Reply(err));
+            }
+        };
+        let mut packet = packet;
+        set_statement_id(&mut packet, backend.id);
         // Cursors are not kept across pooled connections: a client that asked
         // for one gets the whole result, which libmysqlclient, Connector/J and
         // the others accept when the server reports no open cursor.
         packet[5] = 0;
-        for mut chunk in std::mem::take(&mut stmt.long_data) {
+        for mut chunk in long_data {
             set_statement_id(&mut chunk, backend.id);
             conn.queue_command(&chunk);
         }
@@ -445,12 +488,17 @@ impl Session {
         self.flavor = self.flavor.with_multi_statements(on);
         self.capabilities
             .set(CapabilityFlags::CLIENT_MULTI_STATEMENTS, on);
-        if let Some(mut conn) = self.held.take() {
-            // The held connection changes with the session.
+        if let Some(mut conn) = self.held.pop() {
+            // Held connections change with the session; the first one answers.
             conn.flavor = self.flavor;
             self.run_on(&mut conn, payload, ResponseKind::Single, None)
                 .await?;
-            self.held = Some(conn);
+            for other in &mut self.held {
+                other.flavor = self.flavor;
+                other.send_command(payload).await?;
+                other.read_outcome(ResponseKind::Single).await?;
+            }
+            self.held.push(conn);
         } else if self.flavor.deprecate_eof() {
             self.writer.push(
                 &OkInfo {
@@ -465,16 +513,35 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    /// The backend connection for the next statement: the held one, or one
-    /// from the pool brought to the session's state.
+    /// The backend connection of the default data source for the next statement.
     async fn checkout(&mut self, classified: &Classified) -> Result<PooledConn, Failure> {
-        let mut conn = match self.held.take() {
-            Some(conn) => conn,
+        let pool = self.shared.default_pool.clone();
+        self.checkout_on(&pool, classified).await
+    }
+
+    /// A backend connection of `pool`'s data source: the held one, or one
+    /// from the pool brought to the session's state (and into the session's
+    /// transaction, when one is open on other data sources).
+    async fn checkout_on(
+        &mut self,
+        pool: &Arc<crate::backend::Pool>,
+        classified: &Classified,
+    ) -> Result<PooledConn, Failure> {
+        let held = self.held.iter().position(|c| Arc::ptr_eq(c.pool(), pool));
+        let mut conn = match held {
+            Some(i) => self.held.swap_remove(i),
             None => {
-                let pool = self.shared.default_pool.clone();
+                let in_transaction = self.in_transaction();
                 let mut conn = pool.acquire(self.flavor, self.vars.fingerprint()).await?;
                 if conn.applied_state != self.vars.fingerprint() {
                     self.apply_state(&mut conn).await?;
+                }
+                if in_transaction {
+                    let begin = self
+                        .transaction
+                        .clone()
+                        .unwrap_or_else(|| "START TRANSACTION".into());
+                    conn.execute_internal(&begin).await?;
                 }
                 conn
             }
@@ -488,6 +555,11 @@ impl Session {
             }
         }
         Ok(conn)
+    }
+
+    /// Whether the session has a transaction open on some data source.
+    fn in_transaction(&self) -> bool {
+        self.transaction.is_some() || self.held.iter().any(|c| c.status & status::IN_TRANS != 0)
     }
 
     async fn apply_state(&mut self, conn: &mut PooledConn) -> Result<(), BackendError> {
@@ -528,7 +600,7 @@ impl Session {
         let keep =
             conn.status & status::IN_TRANS != 0 || self.pinned.is_some() || classified.holds_next;
         if keep && !conn.broken {
-            self.held = Some(conn);
+            self.held.push(conn);
         }
     }
 
@@ -544,7 +616,8 @@ impl Session {
     }
 
     async fn return_held(&mut self) {
-        if let Some(mut conn) = self.held.take() {
+        self.transaction = None;
+        for mut conn in std::mem::take(&mut self.held) {
             if let Err(e) = conn.reset().await {
                 warn!("could not reset a backend connection; closing it: {e}");
                 conn.broken = true;
@@ -555,6 +628,42 @@ impl Session {
     async fn close(&mut self) {
         self.return_held().await;
         let _ = self.writer.shutdown().await;
+    }
+}
+
+/// The statement prepared on `conn` for `sql`, preparing it there first if
+/// needed; a server error preparing it is the inner error.
+async fn ensure_prepared(
+    conn: &mut PooledConn,
+    sql: &Arc<[u8]>,
+) -> Result<Result<BackendStatement, ErrInfo>, Failure> {
+    if let Some(s) = conn.statement(sql) {
+        return Ok(Ok(s));
+    }
+    let mut prepare = Vec::with_capacity(sql.len() + 1);
+    prepare.push(COM_STMT_PREPARE);
+    prepare.extend_from_slice(sql);
+    conn.send_command(&prepare).await?;
+    match conn.read_outcome(ResponseKind::Prepare).await? {
+        Outcome::Prepared(ok) => {
+            conn.remember_statement(sql.clone(), ok.statement_id, ok.num_params);
+            conn.statement(sql).map(Ok).ok_or_else(|| {
+                Failure::Reply(ErrInfo::new(
+                    codes::ER_UNKNOWN_ERROR,
+                    "HY000",
+                    "statement vanished from the backend connection's cache",
+                ))
+            })
+        }
+        Outcome::Err(err) => Ok(Err(err)),
+        Outcome::Ok(_) => {
+            conn.broken = true;
+            Err(Failure::Reply(ErrInfo::new(
+                codes::ER_UNKNOWN_ERROR,
+                "HY000",
+                "backend answered a prepare with OK",
+            )))
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::shard::analyze::ShardedStatement;
 use crate::sql::classify::Classified;
 
 /// A statement prepared by the client.
@@ -14,6 +15,8 @@ pub struct PreparedStatement {
     pub sql: Arc<[u8]>,
     pub num_params: u16,
     pub classified: Classified,
+    /// Set when the statement names sharded or broadcast tables.
+    pub sharded: Option<Arc<ShardedStatement>>,
     /// Parameter types from the last execute that sent them.
     pub param_types: Option<Vec<u8>>,
     /// COM_STMT_SEND_LONG_DATA packets to replay before the next execute.
@@ -72,6 +75,7 @@ mod tests {
             sql: Arc::from(sql.as_bytes()),
             num_params: 0,
             classified: Classified::default(),
+            sharded: None,
             param_types: None,
             long_data: Vec::new(),
         }

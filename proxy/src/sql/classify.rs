@@ -35,6 +35,11 @@ pub enum Kind {
     Use(String),
     /// `SET` of session state.
     Set(Vec<Assignment>),
+    /// `BEGIN` / `START TRANSACTION ...`, as written.
+    Begin(String),
+    /// `COMMIT`, `ROLLBACK` (not `ROLLBACK TO`), `SAVEPOINT`, `ROLLBACK TO`,
+    /// `RELEASE SAVEPOINT`: every data source in the transaction runs it.
+    TransactionControl { ends: bool },
     #[default]
     Other,
 }
@@ -218,6 +223,20 @@ fn classify_statement(sql: &str, tokens: &[Spanned<'_>], out: &mut Classified) {
             }
         }
         t if t.is_word("SET") => classify_set(sql, &tokens[1..], out),
+        t if t.is_word("BEGIN")
+            || (t.is_word("START") && second.is_some_and(|s| s.token.is_word("TRANSACTION"))) =>
+        {
+            let end = tokens.last().map_or(first.end, |s| s.end);
+            out.kind = Kind::Begin(sql[first.start..end].to_owned());
+        }
+        t if t.is_word("COMMIT") => out.kind = Kind::TransactionControl { ends: true },
+        t if t.is_word("ROLLBACK") => {
+            let to = tokens.iter().any(|s| s.token.is_word("TO"));
+            out.kind = Kind::TransactionControl { ends: !to };
+        }
+        t if t.is_word("SAVEPOINT") || t.is_word("RELEASE") => {
+            out.kind = Kind::TransactionControl { ends: false }
+        }
         t if t.is_word("LOCK") => out.pins_session = Some("LOCK TABLES"),
         t if t.is_word("PREPARE") || t.is_word("EXECUTE") || t.is_word("DEALLOCATE") => {
             out.pins_session = Some("SQL-level prepared statement")
@@ -545,6 +564,27 @@ mod tests {
         assert_eq!(
             with_logical_database("SELECT DATABASE()", &c.database_items, None),
             "SELECT NULL AS `DATABASE()`"
+        );
+    }
+
+    #[test]
+    fn transaction_statements() {
+        assert_eq!(
+            classify("start transaction read only").kind,
+            Kind::Begin("start transaction read only".into())
+        );
+        assert_eq!(classify("BEGIN;").kind, Kind::Begin("BEGIN".into()));
+        assert_eq!(
+            classify("COMMIT").kind,
+            Kind::TransactionControl { ends: true }
+        );
+        assert_eq!(
+            classify("rollback work").kind,
+            Kind::TransactionControl { ends: true }
+        );
+        assert_eq!(
+            classify("ROLLBACK TO SAVEPOINT a").kind,
+            Kind::TransactionControl { ends: false }
         );
     }
 

@@ -174,6 +174,17 @@ impl<W: tokio::io::AsyncWrite + Unpin> PacketWriter<W> {
         self.buf.extend_from_slice(framed);
     }
 
+    /// Queues one framed packet (continuation packets count as their own),
+    /// giving it the next sequence id.
+    pub fn push_framed(&mut self, framed: &[u8]) {
+        let at = self.buf.len();
+        self.buf.extend_from_slice(framed);
+        if let Some(seq) = self.buf.get_mut(at + 3) {
+            *seq = self.seq;
+        }
+        self.seq = self.seq.wrapping_add(1);
+    }
+
     /// Writes everything queued.
     pub async fn flush(&mut self) -> io::Result<()> {
         if !self.buf.is_empty() {

@@ -1,0 +1,157 @@
+//! Ordering of values and rows as MariaDB orders them: by collation weight
+//! when the plan supplies a `WEIGHT_STRING` column, otherwise by the typed
+//! value; NULL first ascending (and so last descending).
+
+use std::cmp::Ordering;
+
+use super::column::{ColumnInfo, TypeClass};
+use super::decimal::Dec;
+use super::plan::{Compared, SortKey};
+use super::temporal::time_micros;
+use super::value::Value;
+
+/// Compares two values of column `col` (a weight column is `Bytes`).
+pub(crate) fn compare_values(a: &Value, b: &Value, col: &ColumnInfo) -> Ordering {
+    use Value::*;
+    match (a, b) {
+        (Null, Null) => Ordering::Equal,
+        (Null, _) => Ordering::Less,
+        (_, Null) => Ordering::Greater,
+        (Int(x), Int(y)) => x.cmp(y),
+        (UInt(x), UInt(y)) => x.cmp(y),
+        (Int(x), UInt(y)) => i128::from(*x).cmp(&i128::from(*y)),
+        (UInt(x), Int(y)) => i128::from(*x).cmp(&i128::from(*y)),
+        (Decimal(x), Decimal(y)) => match (Dec::parse(x), Dec::parse(y)) {
+            (Ok(x), Ok(y)) => x.cmp(&y),
+            _ => x.cmp(y),
+        },
+        (Bytes(x), Bytes(y)) if col.class() == TypeClass::Time => {
+            time_micros(x).cmp(&time_micros(y))
+        }
+        (Bytes(x), Bytes(y)) => x.cmp(y),
+        (x, y) => numeric(x).total_cmp(&numeric(y)),
+    }
+}
+
+/// Mixed numeric representations (not produced for one column by the
+/// decoder, but possible after aggregation): compared as doubles.
+fn numeric(v: &Value) -> f64 {
+    match v {
+        Value::Int(i) => *i as f64,
+        Value::UInt(u) => *u as f64,
+        Value::Double(d) => *d,
+        Value::Float(f) => f64::from(*f),
+        Value::Decimal(s) => s.parse().unwrap_or(0.0),
+        Value::Null | Value::Bytes(_) => 0.0,
+    }
+}
+
+/// Compares the item in two full rows.
+pub(crate) fn compare_item(
+    a: &[Value],
+    b: &[Value],
+    item: &Compared,
+    columns: &[ColumnInfo],
+) -> Ordering {
+    match item.weight {
+        Some(w) => compare_values(&a[w], &b[w], &columns[w]),
+        None => compare_values(&a[item.column], &b[item.column], &columns[item.column]),
+    }
+}
+
+/// Compares two full rows by sort keys.
+pub(crate) fn compare_rows(
+    a: &[Value],
+    b: &[Value],
+    keys: &[SortKey],
+    columns: &[ColumnInfo],
+) -> Ordering {
+    for key in keys {
+        let ord = compare_item(a, b, &key.item, columns);
+        let ord = if key.descending { ord.reverse() } else { ord };
+        if ord != Ordering::Equal {
+            return ord;
+        }
+    }
+    Ordering::Equal
+}
+
+/// Whether two full rows agree on every item (NULL equals NULL).
+pub(crate) fn same_items(
+    a: &[Value],
+    b: &[Value],
+    items: &[Compared],
+    columns: &[ColumnInfo],
+) -> bool {
+    items
+        .iter()
+        .all(|item| compare_item(a, b, item, columns) == Ordering::Equal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::column::types;
+    use super::*;
+
+    fn col(t: u8) -> ColumnInfo {
+        ColumnInfo::synthetic("c", t, 0, 0, 33)
+    }
+
+    #[test]
+    fn typed_comparisons() {
+        let int = col(types::LONGLONG);
+        assert_eq!(
+            compare_values(&Value::Null, &Value::Int(i64::MIN), &int),
+            Ordering::Less
+        );
+        assert_eq!(
+            compare_values(&Value::Int(-1), &Value::UInt(0), &int),
+            Ordering::Less
+        );
+        let dec = col(types::NEWDECIMAL);
+        let d = |s: &str| Value::Decimal(s.into());
+        assert_eq!(
+            compare_values(&d("-10.5"), &d("2.25"), &dec),
+            Ordering::Less
+        );
+        assert_eq!(
+            compare_values(&d("10.50"), &d("9.99"), &dec),
+            Ordering::Greater
+        );
+        let time = col(types::TIME);
+        let t = |s: &str| Value::Bytes(s.into());
+        assert_eq!(
+            compare_values(&t("-10:00:00"), &t("09:00:00"), &time),
+            Ordering::Less
+        );
+        assert_eq!(
+            compare_values(&t("100:00:00"), &t("99:00:00"), &time),
+            Ordering::Greater
+        );
+        let dbl = col(types::DOUBLE);
+        assert_eq!(
+            compare_values(&Value::Double(-0.5), &Value::Double(0.25), &dbl),
+            Ordering::Less
+        );
+    }
+
+    #[test]
+    fn weights_decide_over_values_and_desc_puts_nulls_last() {
+        let columns = vec![col(types::VAR_STRING), col(types::VAR_STRING)];
+        // 'a' and 'A' have equal weights under a case-insensitive collation.
+        let a = [Value::Bytes(b"a".to_vec()), Value::Bytes(vec![0x41])];
+        let big_a = [Value::Bytes(b"A".to_vec()), Value::Bytes(vec![0x41])];
+        let null = [Value::Null, Value::Null];
+        let item = Compared {
+            column: 0,
+            weight: Some(1),
+        };
+        assert_eq!(compare_item(&a, &big_a, &item, &columns), Ordering::Equal);
+        let desc = [SortKey {
+            item,
+            descending: true,
+        }];
+        assert_eq!(compare_rows(&null, &a, &desc, &columns), Ordering::Greater);
+        assert!(same_items(&a, &big_a, &[item], &columns));
+    }
+}

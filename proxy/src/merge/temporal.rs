@@ -1,0 +1,253 @@
+//! DATE/DATETIME/TIMESTAMP/TIME values: conversion between the binary
+//! protocol encoding and MySQL's canonical text, and TIME ordering.
+
+use super::column::TypeClass;
+use super::error::MergeError;
+
+/// The fields of a temporal value.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Parts {
+    negative: bool,
+    year: u32,
+    month: u32,
+    day: u32,
+    /// For TIME: total hours (may exceed 24).
+    hour: u32,
+    minute: u32,
+    second: u32,
+    micros: u32,
+}
+
+/// Decodes one binary-protocol temporal value from the front of `buf` into
+/// canonical text (`decimals` fractional digits, as the column declares).
+pub(crate) fn decode_binary(
+    buf: &mut &[u8],
+    class: TypeClass,
+    decimals: u8,
+) -> Result<Vec<u8>, MergeError> {
+    let (&len, rest) = buf
+        .split_first()
+        .ok_or_else(|| MergeError::Malformed("truncated temporal value".into()))?;
+    let len = usize::from(len);
+    let b = rest
+        .get(..len)
+        .ok_or_else(|| MergeError::Malformed("truncated temporal value".into()))?;
+    *buf = &rest[len..];
+    let u32le = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let mut p = Parts::default();
+    if class == TypeClass::Time {
+        if !matches!(len, 0 | 8 | 12) {
+            return Err(MergeError::Malformed(format!("TIME value of {len} bytes")));
+        }
+        if len >= 8 {
+            p.negative = b[0] == 1;
+            p.hour = u32le(1) * 24 + u32::from(b[5]);
+            p.minute = u32::from(b[6]);
+            p.second = u32::from(b[7]);
+        }
+        if len == 12 {
+            p.micros = u32le(8);
+        }
+        return Ok(format_time(&p, decimals));
+    }
+    if !matches!(len, 0 | 4 | 7 | 11) {
+        return Err(MergeError::Malformed(format!(
+            "DATETIME value of {len} bytes"
+        )));
+    }
+    if len >= 4 {
+        p.year = u32::from(u16::from_le_bytes([b[0], b[1]]));
+        p.month = u32::from(b[2]);
+        p.day = u32::from(b[3]);
+    }
+    if len >= 7 {
+        p.hour = u32::from(b[4]);
+        p.minute = u32::from(b[5]);
+        p.second = u32::from(b[6]);
+    }
+    if len == 11 {
+        p.micros = u32le(7);
+    }
+    Ok(format_datetime(&p, class, decimals))
+}
+
+/// Appends the binary-protocol encoding of canonical temporal text, with
+/// the shortest length MariaDB itself uses. Unparsable text encodes as the
+/// zero value.
+pub(crate) fn encode_binary(text: &[u8], class: TypeClass, out: &mut Vec<u8>) {
+    let p = parse(text, class);
+    if class == TypeClass::Time {
+        let len = if p.micros != 0 {
+            12
+        } else if p.hour != 0 || p.minute != 0 || p.second != 0 {
+            8
+        } else {
+            0
+        };
+        out.push(len);
+        if len >= 8 {
+            out.push(u8::from(p.negative));
+            out.extend_from_slice(&(p.hour / 24).to_le_bytes());
+            out.extend_from_slice(&[(p.hour % 24) as u8, p.minute as u8, p.second as u8]);
+        }
+        if len == 12 {
+            out.extend_from_slice(&p.micros.to_le_bytes());
+        }
+        return;
+    }
+    let len = if p.micros != 0 {
+        11
+    } else if p.hour != 0 || p.minute != 0 || p.second != 0 {
+        7
+    } else if p.year != 0 || p.month != 0 || p.day != 0 {
+        4
+    } else {
+        0
+    };
+    out.push(len);
+    if len >= 4 {
+        out.extend_from_slice(&(p.year as u16).to_le_bytes());
+        out.extend_from_slice(&[p.month as u8, p.day as u8]);
+    }
+    if len >= 7 {
+        out.extend_from_slice(&[p.hour as u8, p.minute as u8, p.second as u8]);
+    }
+    if len == 11 {
+        out.extend_from_slice(&p.micros.to_le_bytes());
+    }
+}
+
+/// A TIME's signed value in microseconds, for ordering.
+pub(crate) fn time_micros(text: &[u8]) -> i64 {
+    let p = parse(text, TypeClass::Time);
+    let secs = i64::from(p.hour) * 3600 + i64::from(p.minute) * 60 + i64::from(p.second);
+    let v = secs * 1_000_000 + i64::from(p.micros);
+    if p.negative {
+        -v
+    } else {
+        v
+    }
+}
+
+fn parse(text: &[u8], class: TypeClass) -> Parts {
+    let mut p = Parts::default();
+    let (negative, body) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    p.negative = negative && class == TypeClass::Time;
+    let (main, frac) = match body.iter().position(|&b| b == b'.') {
+        Some(i) => (&body[..i], &body[i + 1..]),
+        None => (body, &[][..]),
+    };
+    let fields: Vec<u32> = main
+        .split(|b| !b.is_ascii_digit())
+        .filter(|f| !f.is_empty())
+        .map(|f| {
+            f.iter().fold(0u32, |n, d| {
+                n.saturating_mul(10).saturating_add(u32::from(d - b'0'))
+            })
+        })
+        .collect();
+    let field = |i: usize| fields.get(i).copied().unwrap_or(0);
+    if class == TypeClass::Time {
+        (p.hour, p.minute, p.second) = (field(0), field(1), field(2));
+    } else {
+        (p.year, p.month, p.day) = (field(0), field(1), field(2));
+        (p.hour, p.minute, p.second) = (field(3), field(4), field(5));
+    }
+    let mut micros = 0u32;
+    for i in 0..6 {
+        let digit = frac
+            .get(i)
+            .filter(|b| b.is_ascii_digit())
+            .map_or(0, |b| b - b'0');
+        micros = micros * 10 + u32::from(digit);
+    }
+    p.micros = micros;
+    p
+}
+
+fn fraction(p: &Parts, decimals: u8) -> String {
+    let digits = match decimals {
+        1..=6 => usize::from(decimals),
+        _ if p.micros != 0 => 6,
+        _ => return String::new(),
+    };
+    let full = format!("{:06}", p.micros);
+    format!(".{}", &full[..digits])
+}
+
+fn format_datetime(p: &Parts, class: TypeClass, decimals: u8) -> Vec<u8> {
+    let date = format!("{:04}-{:02}-{:02}", p.year, p.month, p.day);
+    if class == TypeClass::Date {
+        return date.into_bytes();
+    }
+    format!(
+        "{date} {:02}:{:02}:{:02}{}",
+        p.hour,
+        p.minute,
+        p.second,
+        fraction(p, decimals)
+    )
+    .into_bytes()
+}
+
+fn format_time(p: &Parts, decimals: u8) -> Vec<u8> {
+    format!(
+        "{}{:02}:{:02}:{:02}{}",
+        if p.negative { "-" } else { "" },
+        p.hour,
+        p.minute,
+        p.second,
+        fraction(p, decimals)
+    )
+    .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(text: &str, class: TypeClass, decimals: u8, expected_len: u8) {
+        let mut bin = Vec::new();
+        encode_binary(text.as_bytes(), class, &mut bin);
+        assert_eq!(bin[0], expected_len, "{text}");
+        let mut slice = &bin[..];
+        let back = decode_binary(&mut slice, class, decimals).unwrap();
+        assert!(slice.is_empty());
+        assert_eq!(String::from_utf8(back).unwrap(), text);
+    }
+
+    #[test]
+    fn binary_round_trips() {
+        round_trip("2024-01-31", TypeClass::Date, 0, 4);
+        round_trip("0000-00-00", TypeClass::Date, 0, 0);
+        round_trip("2024-02-29 23:59:59", TypeClass::DateTime, 0, 7);
+        round_trip("2024-02-29 00:00:00", TypeClass::DateTime, 0, 4);
+        round_trip("0000-00-00 00:00:00", TypeClass::DateTime, 0, 0);
+        round_trip("2024-12-31 23:59:59.120", TypeClass::DateTime, 3, 11);
+        round_trip("2024-12-31 00:00:00.000001", TypeClass::DateTime, 6, 11);
+        round_trip("838:59:59", TypeClass::Time, 0, 8);
+        round_trip("-838:59:59.5", TypeClass::Time, 1, 12);
+        round_trip("00:00:00", TypeClass::Time, 0, 0);
+        round_trip("-00:00:01", TypeClass::Time, 0, 8);
+        round_trip("25:00:00", TypeClass::Time, 0, 8);
+    }
+
+    #[test]
+    fn bad_lengths_are_malformed() {
+        let mut buf: &[u8] = &[5, 0, 0, 0, 0, 0];
+        assert!(decode_binary(&mut buf, TypeClass::DateTime, 0).is_err());
+        let mut buf: &[u8] = &[8, 0];
+        assert!(decode_binary(&mut buf, TypeClass::Time, 0).is_err());
+    }
+
+    #[test]
+    fn time_orders_negative_and_long_values() {
+        assert!(time_micros(b"-01:00:00") < time_micros(b"00:00:00"));
+        assert!(time_micros(b"-00:00:00.5") < time_micros(b"00:00:00"));
+        assert!(time_micros(b"100:00:00") > time_micros(b"99:59:59.999999"));
+        assert!(time_micros(b"-100:00:00") < time_micros(b"-99:00:00"));
+    }
+}

@@ -1,0 +1,420 @@
+//! Running sharded statements for a session: a plan's single node, its
+//! concatenated nodes, or its fan-out of writes (in one transaction when the
+//! client has none open), and transaction control across data sources.
+
+use std::sync::Arc;
+
+use tracing::{debug, warn};
+
+use super::forward::{forward_part, Part};
+use super::{Failure, Session};
+use crate::backend::{Pool, PooledConn};
+use crate::error::codes;
+use crate::shard::analyze::ShardedStatement;
+use crate::shard::params::ParamValue;
+use crate::shard::plan::{plan, Affected, PlanContext, Route, Target};
+use crate::sql::classify::Classified;
+use crate::wire::command::COM_QUERY;
+use crate::wire::ok_err::{status, ErrInfo, OkInfo};
+use crate::wire::response::{Outcome, ResponseKind};
+
+/// A prepared execution: the client's COM_STMT_EXECUTE (with parameter
+/// types) to re-target at each node's own statement.
+pub struct Execution<'a> {
+    pub packet: &'a [u8],
+    pub num_params: u16,
+}
+
+impl Session {
+    pub(super) fn plan_context(&self) -> PlanContext<'_> {
+        PlanContext {
+            rules: &self.shared.rules,
+            default_data_source: &self.shared.config.server.default_data_source,
+            keys: &self.shared.keys,
+        }
+    }
+
+    pub(super) fn pool_of(&self, data_source: &str) -> Result<Arc<Pool>, Failure> {
+        self.shared.pool(data_source).cloned().ok_or_else(|| {
+            Failure::Reply(ErrInfo::new(
+                codes::ER_UNKNOWN_ERROR,
+                "HY000",
+                format!("the rules name data source {data_source}, which is not configured"),
+            ))
+        })
+    }
+
+    /// Plans and runs a statement on sharded or broadcast tables.
+    pub(super) async fn run_sharded(
+        &mut self,
+        st: &ShardedStatement,
+        sql: &str,
+        params: &[ParamValue],
+        execution: Option<Execution<'_>>,
+    ) -> Result<(), Failure> {
+        let binary_rows = execution.is_some();
+        let route = plan(st, sql, params, true, &self.plan_context()).map_err(Failure::Reply)?;
+        debug!(?route, "routed");
+        match route {
+            Route::One(target) => match &execution {
+                Some(exec) if st.kind.returns_rows() => {
+                    let pool = self.pool_of(&target.data_source)?;
+                    let node_sql: Arc<[u8]> = Arc::from(target.sql.as_bytes());
+                    self.execute_on(
+                        &pool,
+                        node_sql,
+                        exec.packet,
+                        exec.num_params,
+                        Part {
+                            first: true,
+                            last: true,
+                        },
+                    )
+                    .await
+                }
+                _ => {
+                    let text = if binary_rows {
+                        self.bind_for_text(st, &target, params)
+                    } else {
+                        target.sql.clone()
+                    };
+                    self.query_on(&target.data_source, &text).await
+                }
+            },
+            Route::Concat(targets) => self.concat(st, targets, params, execution).await,
+            Route::Fanout {
+                targets,
+                affected,
+                transactional,
+                generated_id,
+            } => {
+                self.fanout(targets, affected, transactional, generated_id)
+                    .await
+            }
+        }
+    }
+
+    /// The text form of a prepared statement's node SQL (parameters bound).
+    fn bind_for_text(
+        &self,
+        _st: &ShardedStatement,
+        target: &Target,
+        params: &[ParamValue],
+    ) -> String {
+        let placeholders: Vec<usize> = crate::sql::lex::Lexer::new(&target.sql)
+            .filter(|s| s.token == crate::sql::lex::Token::Punct(b'?'))
+            .map(|s| s.start)
+            .collect();
+        crate::shard::rewrite::bind_params(&target.sql, &placeholders, params)
+    }
+
+    /// Runs one text statement on a data source, forwarding the reply.
+    async fn query_on(&mut self, data_source: &str, sql: &str) -> Result<(), Failure> {
+        let pool = self.pool_of(data_source)?;
+        let classified = Classified::default();
+        let mut conn = self.checkout_on(&pool, &classified).await?;
+        let mut payload = Vec::with_capacity(sql.len() + 1);
+        payload.push(COM_QUERY);
+        payload.extend_from_slice(sql.as_bytes());
+        self.run_on(&mut conn, &payload, ResponseKind::ResultSets, None)
+            .await?;
+        self.release(conn, &classified);
+        Ok(())
+    }
+
+    /// Rows of several nodes, one after the other, as one result set.
+    async fn concat(
+        &mut self,
+        st: &ShardedStatement,
+        targets: Vec<Target>,
+        params: &[ParamValue],
+        execution: Option<Execution<'_>>,
+    ) -> Result<(), Failure> {
+        let count = targets.len();
+        for (i, target) in targets.into_iter().enumerate() {
+            let part = Part {
+                first: i == 0,
+                last: i + 1 == count,
+            };
+            let pool = self.pool_of(&target.data_source)?;
+            let outcome = match &execution {
+                Some(exec) => {
+                    let node_sql: Arc<[u8]> = Arc::from(target.sql.as_bytes());
+                    self.execute_part(&pool, node_sql, exec.packet, exec.num_params, part)
+                        .await?
+                }
+                None => {
+                    let sql = if params.is_empty() {
+                        target.sql.clone()
+                    } else {
+                        self.bind_for_text(st, &target, params)
+                    };
+                    let classified = Classified::default();
+                    let mut conn = self.checkout_on(&pool, &classified).await?;
+                    let mut payload = Vec::with_capacity(sql.len() + 1);
+                    payload.push(COM_QUERY);
+                    payload.extend_from_slice(sql.as_bytes());
+                    conn.send_command(&payload).await?;
+                    let outcome = forward_part(&mut conn, &mut self.writer, part).await?;
+                    self.release(conn, &classified);
+                    outcome
+                }
+            };
+            if let Outcome::Err(_) = outcome {
+                break;
+            }
+            if let Outcome::Ok(ok) = &outcome {
+                self.status = ok.status;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes on several nodes; one OK with the combined count.
+    async fn fanout(
+        &mut self,
+        targets: Vec<Target>,
+        affected: Affected,
+        transactional: bool,
+        generated_id: Option<u64>,
+    ) -> Result<(), Failure> {
+        let implicit = transactional && !self.in_transaction();
+        let classified = Classified::default();
+        let mut conns: Vec<PooledConn> = Vec::new();
+        let mut total = 0u64;
+        let mut one_copy = None;
+        let mut applied: Vec<String> = Vec::new();
+        let mut failure: Option<(String, ErrInfo)> = None;
+        for target in &targets {
+            let pool = self.pool_of(&target.data_source)?;
+            let at = conns.iter().position(|c| Arc::ptr_eq(c.pool(), &pool));
+            let conn = match at {
+                Some(i) => &mut conns[i],
+                None => {
+                    let mut conn = self.checkout_on(&pool, &classified).await?;
+                    if implicit {
+                        if let Err(e) = conn.execute_internal("START TRANSACTION").await {
+                            failure = Some((target.data_source.clone(), e.to_client()));
+                            conns.push(conn);
+                            break;
+                        }
+                    }
+                    conns.push(conn);
+                    let last = conns.len() - 1;
+                    &mut conns[last]
+                }
+            };
+            match conn.execute_internal(&target.sql).await {
+                Ok(ok) => {
+                    total += ok.affected_rows;
+                    one_copy.get_or_insert(ok.affected_rows);
+                    applied.push(target.data_source.clone());
+                }
+                Err(e) => {
+                    failure = Some((target.data_source.clone(), e.to_client()));
+                    break;
+                }
+            }
+        }
+        let mut end_error = None;
+        if implicit {
+            let finish = if failure.is_some() {
+                "ROLLBACK"
+            } else {
+                "COMMIT"
+            };
+            let mut committed = Vec::new();
+            for conn in &mut conns {
+                match conn.execute_internal(finish).await {
+                    Ok(_) => committed.push(conn.ds.to_string()),
+                    Err(e) if failure.is_none() => {
+                        warn!(ds = %conn.ds, "commit failed after others committed: {e}");
+                        end_error.get_or_insert_with(|| {
+                            ErrInfo::new(
+                                codes::ER_UNKNOWN_ERROR,
+                                "HY000",
+                                format!(
+                                    "COMMIT failed on data source {} ({e}); already committed on: {}",
+                                    conn.ds,
+                                    if committed.is_empty() { "none".into() } else { committed.join(", ") }
+                                ),
+                            )
+                        });
+                    }
+                    Err(e) => {
+                        warn!(ds = %conn.ds, "rollback failed: {e}");
+                        conn.broken = true;
+                    }
+                }
+            }
+        }
+        for conn in conns {
+            self.release(conn, &classified);
+        }
+        if let Some((ds, err)) = failure {
+            let undone = if implicit || self.in_transaction() {
+                "nothing was applied".to_owned()
+            } else if applied.is_empty() {
+                "no data node was changed".to_owned()
+            } else {
+                format!("already applied on: {}", applied.join(", "))
+            };
+            return Err(Failure::Reply(ErrInfo {
+                message: format!("{} (on data source {ds}; {undone})", err.message),
+                ..err
+            }));
+        }
+        if let Some(err) = end_error {
+            return Err(Failure::Reply(err));
+        }
+        if let Some(id) = generated_id {
+            self.last_insert = Some(super::LastInsert { id, conn_uid: 0 });
+        }
+        let affected_rows = match affected {
+            Affected::Sum => total,
+            Affected::OneCopy => one_copy.unwrap_or(0),
+        };
+        let in_trans = if self.in_transaction() {
+            status::IN_TRANS
+        } else {
+            0
+        };
+        self.status = (self.status & !status::IN_TRANS) | in_trans;
+        self.writer.push(
+            &OkInfo {
+                affected_rows,
+                last_insert_id: generated_id.unwrap_or(0),
+                status: self.status,
+                warnings: 0,
+            }
+            .encode(),
+        );
+        Ok(())
+    }
+
+    /// COMMIT / ROLLBACK / SAVEPOINT ... on every data source of the
+    /// transaction. With one (or none) it is an ordinary statement.
+    pub(super) async fn transaction_control(
+        &mut self,
+        payload: &[u8],
+        sql: &str,
+        ends: bool,
+        classified: &Classified,
+    ) -> Result<(), Failure> {
+        if self.held.len() <= 1 {
+            let mut conn = match self.held.pop() {
+                Some(conn) => conn,
+                None => self.checkout(classified).await?,
+            };
+            self.run_on(&mut conn, payload, ResponseKind::ResultSets, None)
+                .await?;
+            if ends {
+                self.transaction = None;
+            }
+            self.release(conn, classified);
+            return Ok(());
+        }
+        let mut done = Vec::new();
+        let mut failed: Option<ErrInfo> = None;
+        let mut last = OkInfo::default();
+        for conn in &mut self.held {
+            match conn.execute_internal(sql).await {
+                Ok(ok) => {
+                    last = ok;
+                    done.push(conn.ds.to_string());
+                }
+                Err(e) => {
+                    let err = e.to_client();
+                    warn!(ds = %conn.ds, "{sql} failed: {}", err.message);
+                    failed.get_or_insert(ErrInfo {
+                        message: format!(
+                            "{} (on data source {}; done on: {})",
+                            err.message,
+                            conn.ds,
+                            if done.is_empty() {
+                                "none".into()
+                            } else {
+                                done.join(", ")
+                            }
+                        ),
+                        ..err
+                    });
+                }
+            }
+        }
+        if ends {
+            self.transaction = None;
+        }
+        for conn in std::mem::take(&mut self.held) {
+            self.release(conn, classified);
+        }
+        if let Some(err) = failed {
+            return Err(Failure::Reply(err));
+        }
+        self.status = last.status;
+        self.writer.push(&last.encode());
+        Ok(())
+    }
+
+    /// Executes a node's statement (prepared there on first use) with the
+    /// client's parameters, forwarding the whole reply.
+    pub(super) async fn execute_on(
+        &mut self,
+        pool: &Arc<Pool>,
+        node_sql: Arc<[u8]>,
+        packet: &[u8],
+        num_params: u16,
+        part: Part,
+    ) -> Result<(), Failure> {
+        self.execute_part(pool, node_sql, packet, num_params, part)
+            .await?;
+        Ok(())
+    }
+
+    async fn execute_part(
+        &mut self,
+        pool: &Arc<Pool>,
+        node_sql: Arc<[u8]>,
+        packet: &[u8],
+        num_params: u16,
+        part: Part,
+    ) -> Result<Outcome, Failure> {
+        let classified = Classified::default();
+        let mut conn = self.checkout_on(pool, &classified).await?;
+        let backend = match super::ensure_prepared(&mut conn, &node_sql).await? {
+            Ok(b) => b,
+            Err(err) => {
+                self.release(conn, &classified);
+                return Err(Failure::Reply(err));
+            }
+        };
+        let (mut retargeted, _) = crate::wire::stmt::retarget_execute(
+            packet, backend.id, num_params, None,
+        )
+        .map_err(|e| {
+            Failure::Reply(ErrInfo::new(
+                1210,
+                "HY000",
+                format!("Incorrect arguments to mysqld_stmt_execute: {e}"),
+            ))
+        })?;
+        retargeted[5] = 0;
+        conn.send_command(&retargeted).await?;
+        let outcome = if part.first && part.last {
+            super::forward::forward_reply(
+                &mut conn,
+                &mut self.writer,
+                ResponseKind::ResultSets,
+                None,
+            )
+            .await?
+        } else {
+            forward_part(&mut conn, &mut self.writer, part).await?
+        };
+        if let Outcome::Ok(ok) = &outcome {
+            self.status = ok.status;
+        }
+        self.release(conn, &classified);
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,759 @@
+//! What a statement does with sharded and broadcast tables: which logical
+//! tables it names and where (so `rewrite` can splice physical names into
+//! the original text), the sharding conditions of its WHERE clause, and the
+//! shape of a SELECT or INSERT that routing and merging need.
+//!
+//! Statements that name no sharded or broadcast table are not parsed at all:
+//! they go to the default data source as they are.
+
+use std::collections::BTreeSet;
+use std::ops::ControlFlow;
+
+use shardgate_rules::{ShardValue, ShardingRules, TableKind};
+use sqlparser::ast::{
+    visit_expressions, visit_relations, BinaryOperator, Expr, FromTable, GroupByExpr, InTarget,
+    ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, Spanned, Statement, TableFactor,
+    UnaryOperator, Value,
+};
+use sqlparser::dialect::MySqlDialect;
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::Location;
+
+use crate::sql::lex::{Lexer, Token};
+
+/// A value in a condition: a literal, or the n-th `?` of a prepared statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Val {
+    Lit(ShardValue),
+    Param(usize),
+}
+
+/// A condition on sharding columns, with parameters still unbound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cond {
+    Eq(String, Val),
+    In(String, Vec<Val>),
+    Between(String, Val, Val),
+    Lt(String, Val),
+    Le(String, Val),
+    Gt(String, Val),
+    Ge(String, Val),
+    And(Vec<Cond>),
+    Or(Vec<Cond>),
+    Unknown,
+}
+
+/// What kind of statement, as far as routing goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatementKind {
+    Select,
+    Insert,
+    Update,
+    Delete,
+    /// CREATE / ALTER / DROP / TRUNCATE TABLE, CREATE / DROP INDEX.
+    Ddl,
+    /// SHOW COLUMNS / CREATE TABLE / INDEX, DESCRIBE: answered by one node.
+    Describe,
+}
+
+impl StatementKind {
+    /// Whether the statement answers with rows.
+    pub fn returns_rows(self) -> bool {
+        matches!(self, StatementKind::Select | StatementKind::Describe)
+    }
+}
+
+/// A place in the text where a logical table name stands (possibly with
+/// the logical database as qualifier), to be replaced by a physical name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replacement {
+    pub start: usize,
+    pub end: usize,
+    pub table: String,
+}
+
+/// The parts of a SELECT that decide how node results combine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SelectShape {
+    pub order_by: bool,
+    pub limit: bool,
+    pub group_by: bool,
+    pub having: bool,
+    pub distinct: bool,
+    pub aggregates: bool,
+    /// Locking reads (FOR UPDATE / LOCK IN SHARE MODE).
+    pub locking: bool,
+    /// UNION, subqueries or derived tables in the statement.
+    pub compound: bool,
+}
+
+/// One row of an INSERT ... VALUES: its text range and its values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InsertRow {
+    pub start: usize,
+    pub end: usize,
+    /// The value of each listed column: Some for a literal or `?`, None for
+    /// an expression the proxy does not evaluate.
+    pub values: Vec<Option<Val>>,
+}
+
+/// The shape of an INSERT / REPLACE ... VALUES.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InsertShape {
+    /// Listed columns, lower case; empty when the statement lists none.
+    pub columns: Vec<String>,
+    /// Byte offset just after the last listed column (inside the parentheses).
+    pub columns_end: Option<usize>,
+    pub rows: Vec<InsertRow>,
+    /// ON DUPLICATE KEY UPDATE assigns a sharding column.
+    pub updates_sharding_column: bool,
+}
+
+/// The analysis of a statement that names sharded or broadcast tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardedStatement {
+    pub kind: StatementKind,
+    /// Logical tables named, lower case, each once.
+    pub tables: Vec<String>,
+    /// Other tables the statement names (unsharded ones on the default data source).
+    pub other_tables: Vec<String>,
+    pub replacements: Vec<Replacement>,
+    /// Sharding conditions of the WHERE clause.
+    pub condition: Cond,
+    /// Byte offsets of each `?`, in order.
+    pub placeholders: Vec<usize>,
+    pub select: SelectShape,
+    pub insert: Option<InsertShape>,
+    /// UPDATE assigns a sharding column.
+    pub updates_sharding_column: bool,
+    /// UPDATE / DELETE with ORDER BY or LIMIT.
+    pub ordered_write: bool,
+}
+
+/// The analysis of one statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Analysis {
+    /// Names no sharded or broadcast table.
+    Unsharded,
+    Sharded(Box<ShardedStatement>),
+}
+
+/// Why a statement that names sharded tables cannot be analysed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum AnalyzeError {
+    #[error("ShardGate cannot parse this statement on sharded table(s) {tables}: {reason}")]
+    Unparsable { tables: String, reason: String },
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Analyses `sql` against the rules.
+pub fn analyze(
+    sql: &str,
+    rules: &ShardingRules,
+    logical_db: &str,
+) -> Result<Analysis, AnalyzeError> {
+    let named = named_tables(sql, rules);
+    if named.is_empty() {
+        return Ok(Analysis::Unsharded);
+    }
+    let tables_text = || named.iter().cloned().collect::<Vec<_>>().join(", ");
+    let statements =
+        Parser::parse_sql(&MySqlDialect {}, sql).map_err(|e| AnalyzeError::Unparsable {
+            tables: tables_text(),
+            reason: e.to_string(),
+        })?;
+    let [statement] = statements.as_slice() else {
+        return Err(AnalyzeError::Unsupported(format!(
+            "multi-statements on sharded table(s) {} are not supported; send one statement at a time",
+            tables_text()
+        )));
+    };
+    let lines = LineIndex::new(sql);
+    let mut a = Analyzer {
+        sql,
+        rules,
+        logical_db,
+        lines,
+        replacements: Vec::new(),
+        tables: BTreeSet::new(),
+        others: BTreeSet::new(),
+        aliases: Vec::new(),
+    };
+    a.collect_relations(statement);
+    let placeholders = Lexer::new(sql)
+        .filter(|s| s.token == Token::Punct(b'?'))
+        .map(|s| s.start)
+        .collect::<Vec<_>>();
+    let mut out = ShardedStatement {
+        kind: StatementKind::Select,
+        tables: Vec::new(),
+        other_tables: Vec::new(),
+        replacements: Vec::new(),
+        condition: Cond::Unknown,
+        placeholders,
+        select: SelectShape::default(),
+        insert: None,
+        updates_sharding_column: false,
+        ordered_write: false,
+    };
+    match statement {
+        Statement::Query(q) => {
+            out.select = a.select_shape(q);
+            if let SetExpr::Select(s) = q.body.as_ref() {
+                a.collect_aliases(&s.from);
+                if let Some(w) = &s.selection {
+                    out.condition = a.condition(w, &out.placeholders);
+                }
+            }
+        }
+        Statement::Insert(ins) => {
+            out.kind = StatementKind::Insert;
+            out.insert = Some(a.insert_shape(ins, &out.placeholders)?);
+        }
+        Statement::Update(u) => {
+            out.kind = StatementKind::Update;
+            a.collect_aliases(std::slice::from_ref(&u.table));
+            if let Some(w) = &u.selection {
+                out.condition = a.condition(w, &out.placeholders);
+            }
+            out.ordered_write = !u.order_by.is_empty() || u.limit.is_some();
+            out.updates_sharding_column = u.assignments.iter().any(|asg| {
+                let target = asg.target.to_string();
+                let column = target
+                    .rsplit('.')
+                    .next()
+                    .unwrap_or(&target)
+                    .trim_matches('`');
+                a.tables.iter().any(|t| {
+                    rules
+                        .sharding_columns(t)
+                        .iter()
+                        .any(|c| c.eq_ignore_ascii_case(column))
+                })
+            });
+        }
+        Statement::Delete(d) => {
+            out.kind = StatementKind::Delete;
+            let from = match &d.from {
+                FromTable::WithFromKeyword(f) | FromTable::WithoutKeyword(f) => f,
+            };
+            a.collect_aliases(from);
+            if let Some(w) = &d.selection {
+                out.condition = a.condition(w, &out.placeholders);
+            }
+            out.ordered_write = !d.order_by.is_empty() || d.limit.is_some();
+        }
+        Statement::CreateTable(_)
+        | Statement::AlterTable(_)
+        | Statement::Drop { .. }
+        | Statement::Truncate(_)
+        | Statement::CreateIndex(_) => {
+            out.kind = StatementKind::Ddl;
+            a.collect_names_by_token();
+        }
+        Statement::ShowColumns { .. }
+        | Statement::ShowCreate { .. }
+        | Statement::ExplainTable { .. }
+        | Statement::ShowVariable { .. } => {
+            out.kind = StatementKind::Describe;
+            a.collect_names_by_token();
+        }
+        _ => {
+            return Err(AnalyzeError::Unsupported(format!(
+                "this kind of statement is not supported on sharded table(s) {}",
+                tables_text()
+            )))
+        }
+    }
+    a.replacements.sort_by_key(|r| r.start);
+    a.replacements.dedup_by_key(|r| r.start);
+    out.tables = a.tables.into_iter().collect();
+    let aliases: BTreeSet<&String> = a.aliases.iter().map(|(al, _)| al).collect();
+    out.other_tables = a
+        .others
+        .into_iter()
+        .filter(|o| !aliases.contains(o))
+        .collect();
+    out.replacements = a.replacements;
+    Ok(Analysis::Sharded(Box::new(out)))
+}
+
+/// Sharded and broadcast table names that appear as words in `sql`.
+fn named_tables(sql: &str, rules: &ShardingRules) -> BTreeSet<String> {
+    let mut named = BTreeSet::new();
+    for s in Lexer::new(sql) {
+        if let Token::Word(w) | Token::QuotedIdent(w) = s.token {
+            if !matches!(rules.table_kind(w), TableKind::Single) {
+                named.insert(w.to_ascii_lowercase());
+            }
+        }
+    }
+    named
+}
+
+/// Converts sqlparser's line/column locations to byte offsets.
+struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    fn new(sql: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(sql.match_indices('\n').map(|(i, _)| i + 1));
+        Self { starts }
+    }
+
+    fn offset(&self, sql: &str, loc: Location) -> Option<usize> {
+        let line_start = *self
+            .starts
+            .get(usize::try_from(loc.line).ok()?.checked_sub(1)?)?;
+        let column = usize::try_from(loc.column).ok()?.checked_sub(1)?;
+        let line = &sql[line_start..];
+        let byte = line
+            .char_indices()
+            .nth(column)
+            .map_or(line.len(), |(b, _)| b);
+        Some(line_start + byte)
+    }
+}
+
+struct Analyzer<'a> {
+    sql: &'a str,
+    rules: &'a ShardingRules,
+    logical_db: &'a str,
+    lines: LineIndex,
+    replacements: Vec<Replacement>,
+    tables: BTreeSet<String>,
+    others: BTreeSet<String>,
+    /// (alias, logical table) pairs of sharded/broadcast tables.
+    aliases: Vec<(String, String)>,
+}
+
+impl Analyzer<'_> {
+    fn is_routed(&self, name: &str) -> bool {
+        !matches!(self.rules.table_kind(name), TableKind::Single)
+    }
+
+    fn span_bytes(&self, span: sqlparser::tokenizer::Span) -> Option<(usize, usize)> {
+        Some((
+            self.lines.offset(self.sql, span.start)?,
+            self.lines.offset(self.sql, span.end)?,
+        ))
+    }
+
+    /// Records an object name that is a relation.
+    fn relation(&mut self, name: &ObjectName) {
+        let idents: Vec<_> = name
+            .0
+            .iter()
+            .filter_map(|p| match p {
+                ObjectNamePart::Identifier(i) => Some(i),
+                ObjectNamePart::Function(_) => None,
+            })
+            .collect();
+        let Some(last) = idents.last() else { return };
+        if !self.is_routed(&last.value) {
+            self.others.insert(last.value.to_ascii_lowercase());
+            return;
+        }
+        if idents.len() == 2 && !idents[0].value.eq_ignore_ascii_case(self.logical_db) {
+            return;
+        }
+        let first = idents[0];
+        if let (Some((start, _)), Some((_, end))) =
+            (self.span_bytes(first.span), self.span_bytes(last.span))
+        {
+            let table = last.value.to_ascii_lowercase();
+            self.tables.insert(table.clone());
+            self.replacements.push(Replacement { start, end, table });
+        }
+    }
+
+    fn collect_relations(&mut self, statement: &Statement) {
+        let mut names = Vec::new();
+        let _ = visit_relations(statement, |name| {
+            names.push(name.clone());
+            ControlFlow::<()>::Continue(())
+        });
+        for name in &names {
+            self.relation(name);
+        }
+        // Qualifiers: `users.name`, `wework.users.name`.
+        let mut qualified = Vec::new();
+        let _ = visit_expressions(statement, |e| {
+            if let Expr::CompoundIdentifier(ids) = e {
+                if ids.len() >= 2 {
+                    qualified.push(ids[..ids.len() - 1].to_vec());
+                }
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        if let Statement::Query(q) = statement {
+            if let SetExpr::Select(s) = q.body.as_ref() {
+                for item in &s.projection {
+                    if let SelectItem::QualifiedWildcard(
+                        sqlparser::ast::SelectItemQualifiedWildcardKind::ObjectName(n),
+                        _,
+                    ) = item
+                    {
+                        self.relation(n);
+                    }
+                }
+            }
+        }
+        let others = std::mem::take(&mut self.others);
+        for qualifier in qualified {
+            self.relation(&ObjectName::from(qualifier));
+        }
+        // Qualifiers of unsharded tables are often aliases: only relations count.
+        self.others = others;
+    }
+
+    /// For statements whose table names the visitor does not reach (DROP,
+    /// SHOW): every word that names a routed table.
+    fn collect_names_by_token(&mut self) {
+        let tokens: Vec<_> = Lexer::new(self.sql).collect();
+        for (i, s) in tokens.iter().enumerate() {
+            let (Token::Word(w) | Token::QuotedIdent(w)) = s.token else {
+                continue;
+            };
+            if !self.is_routed(w) {
+                continue;
+            }
+            // `wework.users`: the qualifier goes with the name.
+            let start = match (
+                i.checked_sub(2).map(|j| tokens[j]),
+                i.checked_sub(1).map(|j| tokens[j]),
+            ) {
+                (Some(db), Some(dot)) if dot.token == Token::Punct(b'.') => match db.token {
+                    Token::Word(d) | Token::QuotedIdent(d)
+                        if d.eq_ignore_ascii_case(self.logical_db) =>
+                    {
+                        db.start
+                    }
+                    _ => s.start,
+                },
+                _ => s.start,
+            };
+            let table = w.to_ascii_lowercase();
+            self.tables.insert(table.clone());
+            self.replacements.push(Replacement {
+                start,
+                end: s.end,
+                table,
+            });
+        }
+    }
+
+    fn collect_aliases(&mut self, from: &[sqlparser::ast::TableWithJoins]) {
+        let factors = from
+            .iter()
+            .flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)));
+        for factor in factors {
+            if let TableFactor::Table { name, alias, .. } = factor {
+                let table = name.to_string();
+                let table = table
+                    .rsplit('.')
+                    .next()
+                    .unwrap_or(&table)
+                    .trim_matches('`')
+                    .to_ascii_lowercase();
+                if let Some(alias) = alias {
+                    self.aliases
+                        .push((alias.name.value.to_ascii_lowercase(), table));
+                }
+            }
+        }
+    }
+
+    /// The sharding column an expression names, if it is a plain column of
+    /// a sharded table in this statement.
+    fn sharding_column(&self, e: &Expr) -> Option<String> {
+        let (qualifier, column) = match e {
+            Expr::Identifier(i) => (None, i.value.as_str()),
+            Expr::CompoundIdentifier(ids) if ids.len() >= 2 => (
+                Some(ids[ids.len() - 2].value.to_ascii_lowercase()),
+                ids[ids.len() - 1].value.as_str(),
+            ),
+            Expr::Nested(inner) => return self.sharding_column(inner),
+            _ => return None,
+        };
+        let candidates: Vec<&String> = match &qualifier {
+            Some(q) => {
+                let table = self
+                    .aliases
+                    .iter()
+                    .find(|(a, _)| a == q)
+                    .map(|(_, t)| t)
+                    .or_else(|| self.tables.get(q));
+                table.into_iter().collect()
+            }
+            None => self.tables.iter().collect(),
+        };
+        candidates.into_iter().find_map(|t| {
+            self.rules
+                .sharding_columns(t)
+                .iter()
+                .find(|c| c.eq_ignore_ascii_case(column))
+                .map(|c| c.to_string())
+        })
+    }
+
+    fn value(&self, e: &Expr, placeholders: &[usize]) -> Option<Val> {
+        match e {
+            Expr::Value(v) => match &v.value {
+                Value::Number(n, _) => Some(Val::Lit(match n.parse::<i64>() {
+                    Ok(i) => ShardValue::Int(i),
+                    Err(_) => ShardValue::Text(n.clone()),
+                })),
+                Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => {
+                    Some(Val::Lit(ShardValue::Text(s.clone())))
+                }
+                Value::Null => Some(Val::Lit(ShardValue::Null)),
+                Value::Boolean(b) => Some(Val::Lit(ShardValue::Int(i64::from(*b)))),
+                Value::Placeholder(_) => {
+                    let (start, _) = self.span_bytes(v.span)?;
+                    placeholders
+                        .iter()
+                        .position(|p| *p == start)
+                        .map(Val::Param)
+                }
+                _ => None,
+            },
+            Expr::UnaryOp {
+                op: UnaryOperator::Minus,
+                expr,
+            } => match self.value(expr, placeholders)? {
+                Val::Lit(ShardValue::Int(i)) => Some(Val::Lit(ShardValue::Int(-i))),
+                _ => None,
+            },
+            Expr::Nested(inner) => self.value(inner, placeholders),
+            _ => None,
+        }
+    }
+
+    fn condition(&self, e: &Expr, ph: &[usize]) -> Cond {
+        match e {
+            Expr::BinaryOp { left, op, right } => match op {
+                BinaryOperator::And => {
+                    Cond::And(vec![self.condition(left, ph), self.condition(right, ph)])
+                }
+                BinaryOperator::Or => {
+                    Cond::Or(vec![self.condition(left, ph), self.condition(right, ph)])
+                }
+                BinaryOperator::Eq
+                | BinaryOperator::Lt
+                | BinaryOperator::LtEq
+                | BinaryOperator::Gt
+                | BinaryOperator::GtEq => {
+                    let (column, value, flipped) =
+                        match (self.sharding_column(left), self.sharding_column(right)) {
+                            (Some(c), _) => match self.value(right, ph) {
+                                Some(v) => (c, v, false),
+                                None => return Cond::Unknown,
+                            },
+                            (None, Some(c)) => match self.value(left, ph) {
+                                Some(v) => (c, v, true),
+                                None => return Cond::Unknown,
+                            },
+                            _ => return Cond::Unknown,
+                        };
+                    match (op, flipped) {
+                        (BinaryOperator::Eq, _) => Cond::Eq(column, value),
+                        (BinaryOperator::Lt, false) | (BinaryOperator::Gt, true) => {
+                            Cond::Lt(column, value)
+                        }
+                        (BinaryOperator::LtEq, false) | (BinaryOperator::GtEq, true) => {
+                            Cond::Le(column, value)
+                        }
+                        (BinaryOperator::Gt, false) | (BinaryOperator::Lt, true) => {
+                            Cond::Gt(column, value)
+                        }
+                        _ => Cond::Ge(column, value),
+                    }
+                }
+                _ => Cond::Unknown,
+            },
+            Expr::In {
+                expr,
+                target: InTarget::List(list),
+                negated: false,
+                ..
+            } => match self.sharding_column(expr) {
+                Some(c) => {
+                    let values: Option<Vec<Val>> = list.iter().map(|v| self.value(v, ph)).collect();
+                    values.map_or(Cond::Unknown, |v| Cond::In(c, v))
+                }
+                None => Cond::Unknown,
+            },
+            Expr::Between {
+                expr,
+                negated: false,
+                low,
+                high,
+            } => match (
+                self.sharding_column(expr),
+                self.value(low, ph),
+                self.value(high, ph),
+            ) {
+                (Some(c), Some(l), Some(h)) => Cond::Between(c, l, h),
+                _ => Cond::Unknown,
+            },
+            Expr::Nested(inner) => self.condition(inner, ph),
+            _ => Cond::Unknown,
+        }
+    }
+
+    fn select_shape(&self, q: &Query) -> SelectShape {
+        let mut shape = SelectShape {
+            order_by: q.order_by.is_some(),
+            limit: q.limit_clause.is_some(),
+            locking: !q.locks.is_empty()
+                || self.sql.to_ascii_uppercase().contains("LOCK IN SHARE MODE"),
+            compound: q.with.is_some(),
+            ..SelectShape::default()
+        };
+        match q.body.as_ref() {
+            SetExpr::Select(s) => {
+                shape.distinct = s.distinct.is_some();
+                shape.having = s.having.is_some();
+                shape.group_by = match &s.group_by {
+                    GroupByExpr::All(_) => true,
+                    GroupByExpr::Expressions(e, _) => !e.is_empty(),
+                };
+                let mut aggregates = false;
+                let mut subquery = false;
+                let _ = visit_expressions(&s.projection, |e| {
+                    match e {
+                        Expr::Function(f) => {
+                            let name = f.name.to_string().to_ascii_uppercase();
+                            if matches!(
+                                name.as_str(),
+                                "COUNT"
+                                    | "SUM"
+                                    | "MIN"
+                                    | "MAX"
+                                    | "AVG"
+                                    | "GROUP_CONCAT"
+                                    | "STD"
+                                    | "STDDEV"
+                                    | "VARIANCE"
+                                    | "BIT_AND"
+                                    | "BIT_OR"
+                                    | "BIT_XOR"
+                                    | "JSON_ARRAYAGG"
+                                    | "JSON_OBJECTAGG"
+                            ) {
+                                aggregates = true;
+                            }
+                        }
+                        Expr::Subquery(_)
+                        | Expr::Exists { .. }
+                        | Expr::In {
+                            target: InTarget::Subquery(_),
+                            ..
+                        } => subquery = true,
+                        _ => {}
+                    }
+                    ControlFlow::<()>::Continue(())
+                });
+                let _ = visit_expressions(&s.selection, |e| {
+                    if matches!(
+                        e,
+                        Expr::Subquery(_)
+                            | Expr::Exists { .. }
+                            | Expr::In {
+                                target: InTarget::Subquery(_),
+                                ..
+                            }
+                    ) {
+                        subquery = true;
+                    }
+                    ControlFlow::<()>::Continue(())
+                });
+                shape.aggregates = aggregates;
+                shape.compound |= subquery
+                    || s.from.iter().any(|t| {
+                        std::iter::once(&t.relation)
+                            .chain(t.joins.iter().map(|j| &j.relation))
+                            .any(|f| !matches!(f, TableFactor::Table { .. }))
+                    });
+            }
+            _ => shape.compound = true,
+        }
+        shape
+    }
+
+    fn insert_shape(
+        &self,
+        ins: &sqlparser::ast::Insert,
+        ph: &[usize],
+    ) -> Result<InsertShape, AnalyzeError> {
+        let table = ins.table.to_string();
+        let unsupported = |what: &str| {
+            AnalyzeError::Unsupported(format!(
+                "{what} on sharded or broadcast table {table} is not supported"
+            ))
+        };
+        let columns: Vec<String> = ins
+            .columns
+            .iter()
+            .map(|c| c.to_string().trim_matches('`').to_ascii_lowercase())
+            .collect();
+        let columns_end = ins
+            .columns
+            .last()
+            .and_then(|c| self.span_bytes(c.span()))
+            .map(|(_, end)| end);
+        let Some(source) = &ins.source else {
+            return Err(unsupported("INSERT ... SET"));
+        };
+        let SetExpr::Values(values) = source.body.as_ref() else {
+            return Err(unsupported("INSERT ... SELECT"));
+        };
+        let mut rows = Vec::with_capacity(values.rows.len());
+        for row in &values.rows {
+            let (Some(first), Some(last)) = (row.first(), row.last()) else {
+                return Err(unsupported("an empty VALUES row"));
+            };
+            let (Some((first_start, _)), Some((_, last_end))) =
+                (self.span_bytes(first.span()), self.span_bytes(last.span()))
+            else {
+                return Err(unsupported("a VALUES row without positions"));
+            };
+            // Widen to the enclosing parentheses.
+            let start = self.sql[..first_start].rfind('(').unwrap_or(first_start);
+            let end = self.sql[last_end..]
+                .find(')')
+                .map_or(last_end, |p| last_end + p + 1);
+            rows.push(InsertRow {
+                start,
+                end,
+                values: row.iter().map(|v| self.value(v, ph)).collect(),
+            });
+        }
+        let sharding: Vec<&str> = self
+            .tables
+            .iter()
+            .flat_map(|t| self.rules.sharding_columns(t))
+            .collect();
+        let updates_sharding_column = match &ins.on {
+            Some(sqlparser::ast::OnInsert::DuplicateKeyUpdate(assignments)) => {
+                assignments.iter().any(|a| {
+                    let target = a.target.to_string();
+                    sharding
+                        .iter()
+                        .any(|c| c.eq_ignore_ascii_case(target.trim_matches('`')))
+                })
+            }
+            _ => false,
+        };
+        Ok(InsertShape {
+            columns,
+            columns_end,
+            rows,
+            updates_sharding_column,
+        })
+    }
+}

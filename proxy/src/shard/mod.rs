@@ -1,0 +1,17 @@
+//! Sharded statements: what a statement touches (`analyze`), where it goes
+//! (`plan`), and the SQL each data node runs (`rewrite`). The executor in
+//! `session` carries a plan out.
+
+pub mod analyze;
+pub mod params;
+pub mod plan;
+pub mod rewrite;
+
+use crate::error::codes;
+use crate::wire::ok_err::ErrInfo;
+
+/// A statement the proxy will not run because it cannot run it correctly
+/// across data nodes; the message names the tables and what to change.
+pub fn not_supported(message: impl Into<String>) -> ErrInfo {
+    ErrInfo::new(codes::ER_NOT_SUPPORTED_YET, "42000", message)
+}

@@ -1,0 +1,619 @@
+//! Where an analysed statement runs: one data node (its reply forwarded as
+//! it is), several nodes whose rows are concatenated, or a write fanned out
+//! to several nodes in one transaction. Anything the proxy cannot answer
+//! exactly as one database would is refused with error 1235 and a message
+//! naming the tables.
+
+use std::collections::BTreeMap;
+
+use shardgate_rules::{
+    Condition, DataNode, RouteError, ShardValue, ShardingRules, SnowflakeGenerator, TableKind,
+};
+
+use super::analyze::{Cond, InsertShape, ShardedStatement, StatementKind, Val};
+use super::not_supported;
+use super::params::ParamValue;
+use super::rewrite::{bind_params, insert_rows, splice_tables};
+use crate::sql::lex::{Lexer, Token};
+use crate::wire::ok_err::ErrInfo;
+
+/// One statement for one data source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub data_source: String,
+    pub sql: String,
+}
+
+/// How the affected-row counts of a fan-out add up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Affected {
+    /// Each node changed its own rows.
+    Sum,
+    /// Each node holds a copy (broadcast tables, DDL): report one.
+    OneCopy,
+}
+
+/// Where a statement runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// One node; its reply goes to the client unchanged.
+    One(Target),
+    /// Several nodes; their rows are concatenated in node order.
+    Concat(Vec<Target>),
+    /// Writes on several nodes (or one with a generated key); one OK.
+    Fanout {
+        targets: Vec<Target>,
+        affected: Affected,
+        /// All or nothing: the nodes run in one transaction.
+        transactional: bool,
+        /// The first generated key, reported as the last insert id.
+        generated_id: Option<u64>,
+    },
+}
+
+/// What planning needs besides the statement.
+pub struct PlanContext<'a> {
+    pub rules: &'a ShardingRules,
+    pub default_data_source: &'a str,
+    pub keys: &'a SnowflakeGenerator,
+}
+
+/// Plans `st` (the analysis of `sql`) with the bound parameters `params`.
+/// `as_text` says whether targets must carry the parameters as literals
+/// (text protocol) or keep the `?` (prepared on the node).
+pub fn plan(
+    st: &ShardedStatement,
+    sql: &str,
+    params: &[ParamValue],
+    as_text: bool,
+    ctx: &PlanContext<'_>,
+) -> Result<Route, ErrInfo> {
+    let sharded: Vec<&String> = st
+        .tables
+        .iter()
+        .filter(|t| ctx.rules.table_kind(t) == TableKind::Sharded)
+        .collect();
+    let names = st.tables.join(", ");
+    if sharded.len() > 1 {
+        return Err(not_supported(format!(
+            "statements over several sharded tables ({names}) are not supported: they are not sharded alike; query them separately"
+        )));
+    }
+    if !sharded.is_empty() && !st.other_tables.is_empty() {
+        return Err(not_supported(format!(
+            "joining sharded table {} with unsharded table(s) {} is not supported: they live on different data sources",
+            sharded[0],
+            st.other_tables.join(", ")
+        )));
+    }
+    if st.select.compound && !sharded.is_empty() {
+        return Err(not_supported(format!(
+            "subqueries, UNION or derived tables over sharded table {} are not supported yet",
+            sharded[0]
+        )));
+    }
+    let text_of = |s: &str| {
+        if as_text && !params.is_empty() {
+            bind_params(s, &placeholders(s), params)
+        } else {
+            s.to_owned()
+        }
+    };
+    match sharded.first() {
+        Some(table) => plan_sharded(st, sql, table, params, ctx, &text_of),
+        None => plan_broadcast(st, sql, ctx, &text_of),
+    }
+}
+
+/// Where a prepared statement is prepared to learn its parameters and
+/// columns: the first node of its sharded table, or the default data
+/// source for broadcast tables.
+pub fn prepare_target(st: &ShardedStatement, sql: &str, ctx: &PlanContext<'_>) -> Target {
+    let sharded = st
+        .tables
+        .iter()
+        .find(|t| ctx.rules.table_kind(t) == TableKind::Sharded);
+    match sharded.and_then(|t| ctx.rules.nodes(t).into_iter().next().map(|n| (t, n))) {
+        Some((table, node)) => Target {
+            data_source: node.data_source.clone(),
+            sql: node_sql(st, sql, &node, table),
+        },
+        None => Target {
+            data_source: ctx.default_data_source.to_owned(),
+            sql: splice_tables(sql, &st.replacements, str::to_owned),
+        },
+    }
+}
+
+fn placeholders(sql: &str) -> Vec<usize> {
+    Lexer::new(sql)
+        .filter(|s| s.token == Token::Punct(b'?'))
+        .map(|s| s.start)
+        .collect()
+}
+
+/// The physical name of each table on one node: the node's table for the
+/// sharded one, the same name for broadcast tables.
+fn on_node(node: &DataNode, sharded: &str) -> impl Fn(&str) -> String {
+    let physical = node.table.clone();
+    let sharded = sharded.to_owned();
+    move |t: &str| {
+        if t == sharded {
+            physical.clone()
+        } else {
+            t.to_owned()
+        }
+    }
+}
+
+fn node_sql(st: &ShardedStatement, sql: &str, node: &DataNode, table: &str) -> String {
+    splice_tables(sql, &st.replacements, on_node(node, table))
+}
+
+fn resolve(cond: &Cond, params: &[ParamValue]) -> Condition {
+    let v = |val: &Val| match val {
+        Val::Lit(v) => Some(v.clone()),
+        Val::Param(i) => params.get(*i).map(ParamValue::shard_value),
+    };
+    let leaf = |make: fn(String, ShardValue) -> Condition, c: &String, val: &Val| match v(val) {
+        Some(value) => make(c.clone(), value),
+        None => Condition::Unknown,
+    };
+    match cond {
+        Cond::Eq(c, val) => leaf(Condition::Eq, c, val),
+        Cond::Lt(c, val) => leaf(Condition::Lt, c, val),
+        Cond::Le(c, val) => leaf(Condition::Le, c, val),
+        Cond::Gt(c, val) => leaf(Condition::Gt, c, val),
+        Cond::Ge(c, val) => leaf(Condition::Ge, c, val),
+        Cond::In(c, vals) => match vals.iter().map(v).collect::<Option<Vec<_>>>() {
+            Some(values) => Condition::In(c.clone(), values),
+            None => Condition::Unknown,
+        },
+        Cond::Between(c, lo, hi) => match (v(lo), v(hi)) {
+            (Some(lo), Some(hi)) => Condition::Between(c.clone(), lo, hi),
+            _ => Condition::Unknown,
+        },
+        Cond::And(parts) => Condition::And(parts.iter().map(|p| resolve(p, params)).collect()),
+        Cond::Or(parts) => Condition::Or(parts.iter().map(|p| resolve(p, params)).collect()),
+        Cond::Unknown => Condition::Unknown,
+    }
+}
+
+/// The client-facing error for a value that routes nowhere.
+pub fn route_error(e: &RouteError) -> ErrInfo {
+    match e {
+        RouteError::NullValue { table, column } => ErrInfo::new(
+            1048,
+            "23000",
+            format!("Column '{column}' cannot be null: it is the sharding column of table '{table}'"),
+        ),
+        RouteError::MissingShardingColumn { table, column } => ErrInfo::new(
+            1364,
+            "HY000",
+            format!("Field '{column}' doesn't have a default value: table '{table}' is sharded by it; give it a value"),
+        ),
+        other => ErrInfo::new(1526, "HY000", format!("{other}; nothing was written")),
+    }
+}
+
+fn plan_sharded(
+    st: &ShardedStatement,
+    sql: &str,
+    table: &str,
+    params: &[ParamValue],
+    ctx: &PlanContext<'_>,
+    text_of: &dyn Fn(&str) -> String,
+) -> Result<Route, ErrInfo> {
+    let target = |node: &DataNode, text: bool| Target {
+        data_source: node.data_source.clone(),
+        sql: if text {
+            text_of(&node_sql(st, sql, node, table))
+        } else {
+            node_sql(st, sql, node, table)
+        },
+    };
+    match st.kind {
+        StatementKind::Insert => {
+            let shape = st
+                .insert
+                .as_ref()
+                .ok_or_else(|| not_supported("INSERT without VALUES"))?;
+            plan_insert(st, sql, shape, table, params, ctx, text_of)
+        }
+        StatementKind::Ddl => Ok(Route::Fanout {
+            targets: ctx
+                .rules
+                .nodes(table)
+                .iter()
+                .map(|n| target(n, true))
+                .collect(),
+            affected: Affected::OneCopy,
+            transactional: false,
+            generated_id: None,
+        }),
+        StatementKind::Describe => {
+            let nodes = ctx.rules.nodes(table);
+            let first = nodes
+                .first()
+                .ok_or_else(|| not_supported(format!("table {table} has no data nodes")))?;
+            Ok(Route::One(target(first, false)))
+        }
+        StatementKind::Select | StatementKind::Update | StatementKind::Delete => {
+            let condition = resolve(&st.condition, params);
+            let mut nodes = ctx
+                .rules
+                .route(table, &condition)
+                .map_err(|e| route_error(&e))?;
+            if nodes.is_empty() {
+                // No node can hold a matching row; any one answers with the
+                // empty result (or zero affected rows) and the right columns.
+                nodes = ctx.rules.nodes(table).into_iter().take(1).collect();
+            }
+            if st.updates_sharding_column {
+                return Err(not_supported(format!(
+                    "changing the sharding column of table {table} is not supported: it would move the row to another node; DELETE it and INSERT it again"
+                )));
+            }
+            if let [node] = nodes.as_slice() {
+                return Ok(Route::One(target(node, false)));
+            }
+            if st.kind == StatementKind::Select {
+                let s = &st.select;
+                if s.order_by || s.limit || s.group_by || s.aggregates || s.distinct || s.having {
+                    return Err(not_supported(format!(
+                        "ORDER BY, LIMIT, GROUP BY, aggregates and DISTINCT across the {} data nodes of table {table} are not supported yet; add a condition on its sharding column",
+                        nodes.len()
+                    )));
+                }
+                return Ok(Route::Concat(
+                    nodes.iter().map(|n| target(n, false)).collect(),
+                ));
+            }
+            if st.ordered_write {
+                return Err(not_supported(format!(
+                    "UPDATE/DELETE with ORDER BY or LIMIT across the {} data nodes of table {table} is not supported; add a condition on its sharding column",
+                    nodes.len()
+                )));
+            }
+            Ok(Route::Fanout {
+                targets: nodes.iter().map(|n| target(n, true)).collect(),
+                affected: Affected::Sum,
+                transactional: true,
+                generated_id: None,
+            })
+        }
+    }
+}
+
+fn plan_insert(
+    st: &ShardedStatement,
+    sql: &str,
+    shape: &InsertShape,
+    table: &str,
+    params: &[ParamValue],
+    ctx: &PlanContext<'_>,
+    text_of: &dyn Fn(&str) -> String,
+) -> Result<Route, ErrInfo> {
+    if shape.columns.is_empty() {
+        return Err(not_supported(format!(
+            "INSERT into sharded table {table} needs a column list, so the proxy can find the sharding columns"
+        )));
+    }
+    if shape.updates_sharding_column {
+        return Err(not_supported(format!(
+            "ON DUPLICATE KEY UPDATE of a sharding column of table {table} is not supported: it would move the row"
+        )));
+    }
+    let key_column = ctx
+        .rules
+        .generated_key_column(table)
+        .filter(|k| !shape.columns.iter().any(|c| c.eq_ignore_ascii_case(k)));
+    let mut generated = Vec::new();
+    if key_column.is_some() {
+        for _ in &shape.rows {
+            let id = ctx.keys.next_id().map_err(|e| {
+                ErrInfo::new(
+                    1105,
+                    "HY000",
+                    format!("cannot generate a key for {table}: {e}"),
+                )
+            })?;
+            generated.push(id);
+        }
+    }
+    let sharding = ctx.rules.sharding_columns(table);
+    let mut by_node: BTreeMap<DataNode, Vec<usize>> = BTreeMap::new();
+    for (i, row) in shape.rows.iter().enumerate() {
+        let mut values: Vec<(&str, ShardValue)> = Vec::new();
+        for column in &sharding {
+            if key_column.is_some_and(|k| k.eq_ignore_ascii_case(column)) {
+                values.push((column, ShardValue::Int(generated[i])));
+                continue;
+            }
+            let Some(pos) = shape
+                .columns
+                .iter()
+                .position(|c| c.eq_ignore_ascii_case(column))
+            else {
+                continue;
+            };
+            let value = match row.values.get(pos).cloned().flatten() {
+                Some(Val::Lit(v)) => v,
+                Some(Val::Param(p)) => params.get(p).map(ParamValue::shard_value).ok_or_else(|| {
+                    not_supported(format!("parameter {p} of the INSERT into {table} has no value"))
+                })?,
+                None => {
+                    return Err(not_supported(format!(
+                        "INSERT into {table}: the value of sharding column {column} must be a literal or a parameter"
+                    )))
+                }
+            };
+            values.push((column, value));
+        }
+        let node = ctx
+            .rules
+            .route_row(table, &values)
+            .map_err(|e| route_error(&e))?;
+        by_node.entry(node).or_default().push(i);
+    }
+    let generated_text: Vec<String> = generated.iter().map(|g| g.to_string()).collect();
+    let first_row_start = shape.rows.first().map_or(sql.len(), |r| r.start);
+    let head_replacements: Vec<_> = st
+        .replacements
+        .iter()
+        .filter(|r| r.end <= first_row_start)
+        .cloned()
+        .collect();
+    // Parameters outside the rows (ON DUPLICATE KEY UPDATE ... = ?) go with every node.
+    let row_of = |at: usize| shape.rows.iter().position(|r| r.start <= at && at < r.end);
+    let mut targets = Vec::with_capacity(by_node.len());
+    for (node, rows) in &by_node {
+        let extra = key_column.map(|k| (k, generated_text.as_slice()));
+        let text = insert_rows(sql, shape, rows, extra);
+        let text = splice_tables(&text, &head_replacements, |_| node.table.clone());
+        let kept: Vec<ParamValue> = st
+            .placeholders
+            .iter()
+            .enumerate()
+            .filter(|(_, at)| row_of(**at).is_none_or(|r| rows.contains(&r)))
+            .filter_map(|(i, _)| params.get(i).cloned())
+            .collect();
+        let text = if params.is_empty() {
+            text_of(&text)
+        } else {
+            bind_params(&text, &placeholders(&text), &kept)
+        };
+        targets.push(Target {
+            data_source: node.data_source.clone(),
+            sql: text,
+        });
+    }
+    Ok(Route::Fanout {
+        targets,
+        affected: Affected::Sum,
+        transactional: true,
+        generated_id: generated.first().map(|g| *g as u64),
+    })
+}
+
+fn plan_broadcast(
+    st: &ShardedStatement,
+    sql: &str,
+    ctx: &PlanContext<'_>,
+    text_of: &dyn Fn(&str) -> String,
+) -> Result<Route, ErrInfo> {
+    let same_name = splice_tables(sql, &st.replacements, str::to_owned);
+    let everywhere = || -> Vec<Target> {
+        let first = st.tables.first().map(String::as_str).unwrap_or_default();
+        ctx.rules
+            .nodes(first)
+            .into_iter()
+            .map(|n| Target {
+                data_source: n.data_source,
+                sql: text_of(&same_name),
+            })
+            .collect()
+    };
+    match st.kind {
+        StatementKind::Select | StatementKind::Describe => Ok(Route::One(Target {
+            data_source: ctx.default_data_source.to_owned(),
+            sql: same_name,
+        })),
+        StatementKind::Ddl => Ok(Route::Fanout {
+            targets: everywhere(),
+            affected: Affected::OneCopy,
+            transactional: false,
+            generated_id: None,
+        }),
+        StatementKind::Insert | StatementKind::Update | StatementKind::Delete => {
+            if !st.other_tables.is_empty() {
+                return Err(not_supported(format!(
+                    "writing broadcast table(s) {} together with unsharded table(s) {} is not supported",
+                    st.tables.join(", "),
+                    st.other_tables.join(", ")
+                )));
+            }
+            Ok(Route::Fanout {
+                targets: everywhere(),
+                affected: Affected::OneCopy,
+                transactional: true,
+                generated_id: None,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shard::analyze::{analyze, Analysis};
+    use shardgate_rules::{Config, SystemClock};
+
+    fn fixture() -> (Config, ShardingRules) {
+        let config = Config::from_toml_str(include_str!("../../../examples/wework.toml")).unwrap();
+        let rules = ShardingRules::new(&config).unwrap();
+        (config, rules)
+    }
+
+    fn route(sql: &str, params: &[ParamValue]) -> Result<Route, ErrInfo> {
+        let (config, rules) = fixture();
+        let keys = SnowflakeGenerator::new(&config.snowflake, SystemClock);
+        let ctx = PlanContext {
+            rules: &rules,
+            default_data_source: "ds0",
+            keys: &keys,
+        };
+        let Analysis::Sharded(st) = analyze(sql, &rules, "wework").unwrap() else {
+            panic!("unsharded: {sql}")
+        };
+        plan(&st, sql, params, true, &ctx)
+    }
+
+    fn one(ds: &str, sql: &str) -> Route {
+        Route::One(Target {
+            data_source: ds.into(),
+            sql: sql.into(),
+        })
+    }
+
+    #[test]
+    fn point_reads_go_to_one_node() {
+        assert_eq!(
+            route("SELECT * FROM users WHERE user_id = 67", &[]).unwrap(),
+            one("ds3", "SELECT * FROM `users_0` WHERE user_id = 67")
+        );
+        assert_eq!(
+            route(
+                "SELECT * FROM users u WHERE u.user_id = ?",
+                &[ParamValue::Int(5)]
+            )
+            .unwrap(),
+            one("ds1", "SELECT * FROM `users_1` u WHERE u.user_id = ?")
+        );
+    }
+
+    #[test]
+    fn scatter_without_order_concatenates_every_node() {
+        let Route::Concat(targets) = route("SELECT name FROM users WHERE status = 1", &[]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(targets.len(), 64);
+        assert_eq!(
+            targets[0].sql,
+            "SELECT name FROM `users_0` WHERE status = 1"
+        );
+    }
+
+    #[test]
+    fn scatter_with_order_is_refused_for_now() {
+        let err = route("SELECT name FROM users ORDER BY name", &[]).unwrap_err();
+        assert_eq!(err.code, 1235);
+        assert!(err.message.contains("users"));
+    }
+
+    #[test]
+    fn insert_splits_rows_by_node() {
+        let Route::Fanout {
+            targets,
+            affected,
+            transactional,
+            ..
+        } = route(
+            "INSERT INTO users (user_id, name) VALUES (1, 'a'), (5, 'b'), (2, ?)",
+            &[ParamValue::Bytes(b"c".to_vec())],
+        )
+        .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((affected, transactional), (Affected::Sum, true));
+        let got: Vec<_> = targets
+            .iter()
+            .map(|t| (t.data_source.as_str(), t.sql.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("ds1", "INSERT INTO `users_0` (user_id, name) VALUES (1, 'a')"),
+                ("ds1", "INSERT INTO `users_1` (user_id, name) VALUES (5, 'b')"),
+                ("ds2", "INSERT INTO `users_0` (user_id, name) VALUES (2, CONVERT(X'63' USING utf8mb4))"),
+            ]
+        );
+    }
+
+    #[test]
+    fn insert_without_key_generates_it() {
+        let Route::Fanout {
+            targets,
+            generated_id,
+            ..
+        } = route("INSERT INTO users (name) VALUES ('a')", &[]).unwrap()
+        else {
+            panic!()
+        };
+        let id = generated_id.unwrap();
+        assert!(targets[0]
+            .sql
+            .ends_with(&format!("(name, `user_id`) VALUES ('a', {id})")));
+        assert_eq!(targets[0].data_source, format!("ds{}", id % 4));
+    }
+
+    #[test]
+    fn values_outside_the_nodes_are_refused() {
+        let err = route(
+            "INSERT INTO message_records (id, tenant_id, created_at) VALUES (1, 'acme', '2023-12-31 10:00:00')",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(err.code, 1526);
+        assert!(err.message.contains("created_at"), "{}", err.message);
+        let err = route("INSERT INTO users (user_id, name) VALUES (NULL, 'x')", &[]).unwrap_err();
+        assert_eq!(err.code, 1048);
+    }
+
+    #[test]
+    fn broadcast_reads_one_writes_all() {
+        assert_eq!(
+            route("SELECT COUNT(*) FROM sys_permissions", &[]).unwrap(),
+            one("ds0", "SELECT COUNT(*) FROM `sys_permissions`")
+        );
+        let Route::Fanout {
+            targets, affected, ..
+        } = route("UPDATE sys_configs SET v = 'x' WHERE k = 'a'", &[]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(affected, Affected::OneCopy);
+        assert_eq!(targets.len(), 4);
+    }
+
+    #[test]
+    fn sharding_column_change_and_cross_joins_refused() {
+        assert_eq!(
+            route("UPDATE users SET user_id = 9 WHERE user_id = 5", &[])
+                .unwrap_err()
+                .code,
+            1235
+        );
+        assert_eq!(
+            route(
+                "SELECT * FROM users u JOIN message_records m ON m.sender = u.user_id",
+                &[]
+            )
+            .unwrap_err()
+            .code,
+            1235
+        );
+    }
+
+    #[test]
+    fn ddl_fans_out_to_every_node() {
+        let Route::Fanout { targets, .. } =
+            route("CREATE TABLE users (user_id BIGINT PRIMARY KEY)", &[]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(targets.len(), 64);
+    }
+}
