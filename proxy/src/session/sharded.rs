@@ -178,7 +178,12 @@ impl Session {
         transactional: bool,
         generated_id: Option<u64>,
     ) -> Result<(), Failure> {
-        let implicit = transactional && !self.in_transaction();
+        // Under autocommit the proxy opens a transaction for the statement;
+        // inside the client's transaction a savepoint keeps the statement
+        // all-or-nothing, as one server would.
+        let autocommit = self.status & status::AUTOCOMMIT != 0;
+        let implicit = transactional && autocommit && !self.in_transaction();
+        let savepoint = transactional && !implicit;
         let classified = Classified::default();
         let mut conns: Vec<PooledConn> = Vec::new();
         let mut total = 0u64;
@@ -192,8 +197,15 @@ impl Session {
                 Some(i) => &mut conns[i],
                 None => {
                     let mut conn = self.checkout_on(&pool, &classified).await?;
-                    if implicit {
-                        if let Err(e) = conn.execute_internal("START TRANSACTION").await {
+                    let opening = if implicit {
+                        Some("START TRANSACTION")
+                    } else if savepoint {
+                        Some("SAVEPOINT `__shardgate_statement`")
+                    } else {
+                        None
+                    };
+                    if let Some(opening) = opening {
+                        if let Err(e) = conn.execute_internal(opening).await {
                             failure = Some((target.data_source.clone(), e.to_client()));
                             conns.push(conn);
                             break;
@@ -217,6 +229,17 @@ impl Session {
             }
         }
         let mut end_error = None;
+        if savepoint && failure.is_some() {
+            for conn in &mut conns {
+                if let Err(e) = conn
+                    .execute_internal("ROLLBACK TO SAVEPOINT `__shardgate_statement`")
+                    .await
+                {
+                    warn!(ds = %conn.ds, "cannot undo a failed statement: {e}");
+                    conn.broken = true;
+                }
+            }
+        }
         if implicit {
             let finish = if failure.is_some() {
                 "ROLLBACK"
@@ -252,7 +275,7 @@ impl Session {
             self.release(conn, &classified);
         }
         if let Some((ds, err)) = failure {
-            let undone = if implicit || self.in_transaction() {
+            let undone = if implicit || savepoint {
                 "nothing was applied".to_owned()
             } else if applied.is_empty() {
                 "no data node was changed".to_owned()

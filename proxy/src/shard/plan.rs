@@ -150,12 +150,16 @@ fn node_sql(st: &ShardedStatement, sql: &str, node: &DataNode, table: &str) -> S
     splice_tables(sql, &st.replacements, on_node(node, table))
 }
 
+/// Binds a condition's parameters. A comparison with NULL is never true
+/// in SQL, so it matches no row and reaches no node.
 fn resolve(cond: &Cond, params: &[ParamValue]) -> Condition {
+    let nothing = || Condition::Or(Vec::new());
     let v = |val: &Val| match val {
         Val::Lit(v) => Some(v.clone()),
         Val::Param(i) => params.get(*i).map(ParamValue::shard_value),
     };
     let leaf = |make: fn(String, ShardValue) -> Condition, c: &String, val: &Val| match v(val) {
+        Some(ShardValue::Null) => nothing(),
         Some(value) => make(c.clone(), value),
         None => Condition::Unknown,
     };
@@ -166,10 +170,17 @@ fn resolve(cond: &Cond, params: &[ParamValue]) -> Condition {
         Cond::Gt(c, val) => leaf(Condition::Gt, c, val),
         Cond::Ge(c, val) => leaf(Condition::Ge, c, val),
         Cond::In(c, vals) => match vals.iter().map(v).collect::<Option<Vec<_>>>() {
-            Some(values) => Condition::In(c.clone(), values),
+            Some(values) => Condition::In(
+                c.clone(),
+                values
+                    .into_iter()
+                    .filter(|x| *x != ShardValue::Null)
+                    .collect(),
+            ),
             None => Condition::Unknown,
         },
         Cond::Between(c, lo, hi) => match (v(lo), v(hi)) {
+            (Some(ShardValue::Null), _) | (_, Some(ShardValue::Null)) => nothing(),
             (Some(lo), Some(hi)) => Condition::Between(c.clone(), lo, hi),
             _ => Condition::Unknown,
         },
@@ -570,6 +581,25 @@ mod tests {
         assert!(err.message.contains("created_at"), "{}", err.message);
         let err = route("INSERT INTO users (user_id, name) VALUES (NULL, 'x')", &[]).unwrap_err();
         assert_eq!(err.code, 1048);
+    }
+
+    #[test]
+    fn null_keys_in_where_match_nothing() {
+        for sql in [
+            "SELECT * FROM users WHERE user_id = NULL",
+            "SELECT * FROM users WHERE user_id IN (NULL)",
+        ] {
+            let Route::One(target) = route(sql, &[]).unwrap() else {
+                panic!("{sql}")
+            };
+            assert!(target.sql.contains("users_0"), "{sql}");
+        }
+        let Route::One(target) =
+            route("SELECT * FROM users WHERE user_id IN (NULL, 5)", &[]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(target.data_source, "ds1");
     }
 
     #[test]

@@ -1,0 +1,596 @@
+//! SELECTs over several data nodes that need their rows combined: the
+//! derived columns and ORDER BY / LIMIT each node runs, and the merge plan
+//! the rows go through (built once the column definitions are known).
+//!
+//! String keys are compared by `WEIGHT_STRING(...)` columns the nodes
+//! compute, so ordering and grouping follow each column's collation exactly.
+
+use sqlparser::ast::{
+    DuplicateTreatment, Expr, FunctionArguments, GroupByExpr, LimitClause, OrderByKind, OrderBySort,
+    Query, Select, SelectItem, Spanned, Value,
+};
+
+use super::analyze::Replacement;
+use crate::merge::column::ColumnInfo;
+use crate::merge::plan::{Aggregate, AggregateKind, Compared, MergePlan, SortKey};
+use crate::sql::lex::{Lexer, Spanned as Tok, Token};
+
+/// A column of the node result: a select item, or the k-th derived column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ix {
+    Visible(usize),
+    Derived(usize),
+}
+
+/// A compared value and, for strings, its collation weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColRef {
+    pub value: Ix,
+    pub weight: Option<Ix>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggSpec {
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg { sum: Ix, count: Ix },
+}
+
+/// A LIMIT value: literal or parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitVal {
+    Lit(u64),
+    Param(usize),
+}
+
+/// A derived column: `prefix` + the original text of `range` + `suffix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Derived {
+    pub prefix: &'static str,
+    pub range: (usize, usize),
+    pub suffix: &'static str,
+}
+
+/// How a multi-node SELECT runs and merges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScatterSelect {
+    /// Where the derived columns go (just before the top-level FROM).
+    pub insert_at: usize,
+    /// The original ORDER BY ... LIMIT ..., replaced by the node's own.
+    pub tail: (usize, usize),
+    pub derived: Vec<Derived>,
+    /// What each node sorts by.
+    pub node_order: Vec<(Ix, bool)>,
+    /// Whether nodes apply LIMIT 0, offset+count.
+    pub node_limit: bool,
+    pub offset: Option<LimitVal>,
+    pub limit: Option<LimitVal>,
+    pub order: Vec<(ColRef, bool)>,
+    pub group: Option<Vec<ColRef>>,
+    pub aggregates: Vec<(ColRef, AggSpec)>,
+    pub order_after_group: Vec<(ColRef, bool)>,
+    pub distinct: Option<Vec<ColRef>>,
+}
+
+struct Item {
+    text: (usize, usize),
+    alias: Option<String>,
+    aggregate: Option<(String, bool)>,
+}
+
+struct Builder<'a> {
+    sql: &'a str,
+    offset: &'a dyn Fn(Span) -> Option<usize>,
+    items: Vec<Item>,
+    wildcard: bool,
+    derived: Vec<Derived>,
+}
+
+type Span = sqlparser::tokenizer::Location;
+
+impl Builder<'_> {
+    fn range(&self, e: &Expr) -> Result<(usize, usize), String> {
+        let span = e.span();
+        match ((self.offset)(span.start), (self.offset)(span.end)) {
+            (Some(a), Some(b)) if a < b => Ok((a, b)),
+            _ => Err("an expression without a position".into()),
+        }
+    }
+
+    fn derive(&mut self, prefix: &'static str, range: (usize, usize), suffix: &'static str) -> Ix {
+        let d = Derived { prefix, range, suffix };
+        if let Some(k) = self.derived.iter().position(|x| *x == d) {
+            return Ix::Derived(k);
+        }
+        self.derived.push(d);
+        Ix::Derived(self.derived.len() - 1)
+    }
+
+    fn text(&self, r: (usize, usize)) -> String {
+        normalize(&self.sql[r.0..r.1])
+    }
+
+    /// The select item an ORDER BY / GROUP BY expression names.
+    fn item_of(&self, e: &Expr) -> Result<Option<usize>, String> {
+        if let Expr::Value(v) = e {
+            if let Value::Number(n, _) = &v.value {
+                let pos: usize = n.parse().map_err(|_| format!("bad position {n}"))?;
+                if self.wildcard {
+                    return Err("a positional ORDER BY / GROUP BY with SELECT *".into());
+                }
+                return match pos.checked_sub(1).filter(|i| *i < self.items.len()) {
+                    Some(i) => Ok(Some(i)),
+                    None => Err(format!("position {pos} is not in the select list")),
+                };
+            }
+        }
+        if self.wildcard {
+            return Ok(None);
+        }
+        if let Expr::Identifier(id) = e {
+            if let Some(i) = self
+                .items
+                .iter()
+                .position(|it| it.alias.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(&id.value)))
+            {
+                return Ok(Some(i));
+            }
+        }
+        let text = self.text(self.range(e)?);
+        Ok(self.items.iter().position(|it| self.text(it.text) == text))
+    }
+
+    /// A non-aggregate key: a visible item when it is one, else derived.
+    fn key(&mut self, e: &Expr) -> Result<ColRef, String> {
+        let (value, range) = match self.item_of(e)? {
+            Some(i) => (Ix::Visible(i), self.items[i].text),
+            None => {
+                let r = self.range(e)?;
+                (self.derive("", r, ""), r)
+            }
+        };
+        let weight = Some(self.derive("WEIGHT_STRING(", range, ")"));
+        Ok(ColRef { value, weight })
+    }
+}
+
+fn normalize(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ").to_ascii_lowercase()
+}
+
+/// The aggregate an expression is, if it is exactly one call of a
+/// mergeable aggregate: (upper-case name, DISTINCT?).
+fn aggregate_call(e: &Expr) -> Option<(String, bool)> {
+    let Expr::Function(f) = e else { return None };
+    let name = f.name.to_string().to_ascii_uppercase();
+    let distinct = match &f.args {
+        FunctionArguments::List(list) => matches!(list.duplicate_treatment, Some(DuplicateTreatment::Distinct)),
+        _ => false,
+    };
+    matches!(
+        name.as_str(),
+        "COUNT" | "SUM" | "MIN" | "MAX" | "AVG" | "GROUP_CONCAT" | "STD" | "STDDEV" | "STDDEV_POP"
+            | "STDDEV_SAMP" | "VARIANCE" | "VAR_POP" | "VAR_SAMP" | "BIT_AND" | "BIT_OR" | "BIT_XOR"
+            | "JSON_ARRAYAGG" | "JSON_OBJECTAGG"
+    )
+    .then_some((name, distinct))
+}
+
+fn contains_aggregate(e: &Expr) -> bool {
+    let mut found = false;
+    let _ = sqlparser::ast::visit_expressions(e, |x| {
+        if aggregate_call(x).is_some() {
+            found = true;
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    found
+}
+
+/// Plans the merge of a SELECT over several nodes, or says why it cannot.
+pub fn scatter_select(
+    sql: &str,
+    q: &Query,
+    s: &Select,
+    offset: &dyn Fn(Span) -> Option<usize>,
+    placeholders: &[usize],
+) -> Result<ScatterSelect, String> {
+    if s.having.is_some() {
+        return Err("HAVING across data nodes".into());
+    }
+    let mut b = Builder {
+        sql,
+        offset,
+        items: Vec::new(),
+        wildcard: false,
+        derived: Vec::new(),
+    };
+    for item in &s.projection {
+        match item {
+            SelectItem::UnnamedExpr(e) => b.items.push(Item {
+                text: b.range(e)?,
+                alias: None,
+                aggregate: aggregate_call(e),
+            }),
+            SelectItem::ExprWithAlias { expr, alias } => b.items.push(Item {
+                text: b.range(expr)?,
+                alias: Some(alias.value.clone()),
+                aggregate: aggregate_call(expr),
+            }),
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => b.wildcard = true,
+            _ => return Err("this kind of select item".into()),
+        }
+    }
+    for item in &s.projection {
+        if let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } = item {
+            if aggregate_call(e).is_none() && contains_aggregate(e) {
+                return Err("an expression over aggregates across data nodes".into());
+            }
+        }
+    }
+    if b.items.iter().any(|i| i.aggregate.as_ref().is_some_and(|(_, d)| *d)) {
+        return Err("aggregates over DISTINCT values across data nodes".into());
+    }
+    let group_exprs: Vec<&Expr> = match &s.group_by {
+        GroupByExpr::Expressions(e, modifiers) if modifiers.is_empty() => e.iter().collect(),
+        GroupByExpr::Expressions(..) => return Err("GROUP BY modifiers (WITH ROLLUP)".into()),
+        GroupByExpr::All(_) => return Err("GROUP BY ALL".into()),
+    };
+    let order_exprs: Vec<(&Expr, bool)> = match &q.order_by {
+        None => Vec::new(),
+        Some(o) => match &o.kind {
+            OrderByKind::Expressions(list) => list
+                .iter()
+                .map(|x| (&x.expr, matches!(x.options.sort, Some(OrderBySort::Desc))))
+                .collect(),
+            OrderByKind::All(_) => return Err("ORDER BY ALL".into()),
+        },
+    };
+    let has_aggregates = b.items.iter().any(|i| i.aggregate.is_some());
+    if b.wildcard && (has_aggregates || !group_exprs.is_empty()) {
+        return Err("SELECT * with aggregates or GROUP BY across data nodes".into());
+    }
+    let (offset_val, limit_val) = limit_values(q, &b, placeholders)?;
+    let mut out = ScatterSelect {
+        insert_at: 0,
+        tail: (0, 0),
+        derived: Vec::new(),
+        node_order: Vec::new(),
+        node_limit: false,
+        offset: offset_val,
+        limit: limit_val,
+        order: Vec::new(),
+        group: None,
+        aggregates: Vec::new(),
+        order_after_group: Vec::new(),
+        distinct: None,
+    };
+    if has_aggregates || !group_exprs.is_empty() {
+        let mut keys = Vec::new();
+        for g in &group_exprs {
+            keys.push(b.key(g)?);
+        }
+        for i in 0..b.items.len() {
+            let Some((name, _)) = b.items[i].aggregate.clone() else { continue };
+            let range = b.items[i].text;
+            let arg = inner_args(sql, range);
+            let spec = match name.as_str() {
+                "COUNT" => AggSpec::Count,
+                "SUM" => AggSpec::Sum,
+                "MIN" => AggSpec::Min,
+                "MAX" => AggSpec::Max,
+                "AVG" => {
+                    let arg = arg.ok_or("AVG without an argument")?;
+                    AggSpec::Avg {
+                        sum: b.derive("SUM(", arg, ")"),
+                        count: b.derive("COUNT(", arg, ")"),
+                    }
+                }
+                other => return Err(format!("{other}() across data nodes")),
+            };
+            let weight = matches!(spec, AggSpec::Min | AggSpec::Max).then(|| b.derive("WEIGHT_STRING(", range, ")"));
+            out.aggregates.push((ColRef { value: Ix::Visible(i), weight }, spec));
+        }
+        // Nodes sort by the group keys so equal groups meet in the merge.
+        out.node_order = keys.iter().map(|k| (k.value, false)).collect();
+        out.order = keys.iter().map(|k| (*k, false)).collect();
+        let same_as_group = order_exprs.len() <= keys.len()
+            && order_exprs
+                .iter()
+                .zip(&keys)
+                .all(|((e, _), k)| b.key(e).map(|x| x.value == k.value).unwrap_or(false));
+        if same_as_group && !order_exprs.is_empty() {
+            for (i, (_, desc)) in order_exprs.iter().enumerate() {
+                out.node_order[i].1 = *desc;
+                out.order[i].1 = *desc;
+            }
+        } else {
+            for (e, desc) in &order_exprs {
+                let key = match b.item_of(e)? {
+                    Some(i) if b.items[i].aggregate.is_some() => out
+                        .aggregates
+                        .iter()
+                        .find(|(c, _)| c.value == Ix::Visible(i))
+                        .map(|(c, _)| *c)
+                        .ok_or("ORDER BY an aggregate")?,
+                    _ if contains_aggregate(e) => return Err("ORDER BY an aggregate not in the select list".into()),
+                    _ => b.key(e)?,
+                };
+                out.order_after_group.push((key, *desc));
+            }
+        }
+        out.group = Some(keys);
+    } else if s.distinct.is_some() {
+        if b.wildcard {
+            return Err("SELECT DISTINCT * across data nodes".into());
+        }
+        let mut all = Vec::new();
+        for (e, desc) in &order_exprs {
+            if b.item_of(e)?.is_none() {
+                return Err("SELECT DISTINCT ordered by a column it does not select".into());
+            }
+            let k = b.key(e)?;
+            all.push((k, *desc));
+        }
+        let mut distinct = Vec::new();
+        for i in 0..b.items.len() {
+            let range = b.items[i].text;
+            let k = ColRef {
+                value: Ix::Visible(i),
+                weight: Some(b.derive("WEIGHT_STRING(", range, ")")),
+            };
+            if !all.iter().any(|(x, _): &(ColRef, bool)| x.value == k.value) {
+                all.push((k, false));
+            }
+            distinct.push(k);
+        }
+        out.node_order = all.iter().map(|(k, d)| (k.value, *d)).collect();
+        out.order = all;
+        out.distinct = Some(distinct);
+        out.node_limit = true;
+    } else {
+        for (e, desc) in &order_exprs {
+            let k = b.key(e)?;
+            out.order.push((k, *desc));
+            out.node_order.push((k.value, *desc));
+        }
+        out.node_limit = true;
+    }
+    let (insert_at, tail) = clause_positions(sql)?;
+    let tail_has_params = placeholders
+        .iter()
+        .any(|p| (tail.0..tail.1).contains(p) && !limit_param_at(q, &b, *p));
+    if tail_has_params || b.derived.iter().any(|d| placeholders.iter().any(|p| (d.range.0..d.range.1).contains(p))) {
+        return Err("parameters in ORDER BY / GROUP BY across data nodes".into());
+    }
+    out.insert_at = insert_at;
+    out.tail = tail;
+    out.derived = b.derived;
+    Ok(out)
+}
+
+fn limit_param_at(q: &Query, b: &Builder<'_>, at: usize) -> bool {
+    let exprs: Vec<&Expr> = match &q.limit_clause {
+        Some(LimitClause::LimitOffset { limit, offset, .. }) => limit.iter().chain(offset.iter().map(|o| &o.value)).collect(),
+        Some(LimitClause::OffsetCommaLimit { offset, limit }) => vec![offset, limit],
+        None => Vec::new(),
+    };
+    exprs.iter().any(|e| b.range(e).is_ok_and(|r| r.0 == at))
+}
+
+/// The text between a function call's parentheses.
+fn inner_args(sql: &str, range: (usize, usize)) -> Option<(usize, usize)> {
+    let text = &sql[range.0..range.1];
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    (open + 1 < close).then_some((range.0 + open + 1, range.0 + close))
+}
+
+fn limit_values(q: &Query, b: &Builder<'_>, placeholders: &[usize]) -> Result<(Option<LimitVal>, Option<LimitVal>), String> {
+    let val = |e: &Expr| -> Result<LimitVal, String> {
+        match e {
+            Expr::Value(v) => match &v.value {
+                Value::Number(n, _) => n.parse().map(LimitVal::Lit).map_err(|_| format!("LIMIT {n}")),
+                Value::Placeholder(_) => {
+                    let (start, _) = b.range(e)?;
+                    placeholders
+                        .iter()
+                        .position(|p| *p == start)
+                        .map(LimitVal::Param)
+                        .ok_or_else(|| "a LIMIT parameter".to_string())
+                }
+                _ => Err("a LIMIT that is not a number".into()),
+            },
+            _ => Err("a LIMIT that is not a number".into()),
+        }
+    };
+    Ok(match &q.limit_clause {
+        None => (None, None),
+        Some(LimitClause::LimitOffset { limit, offset, limit_by }) => {
+            if !limit_by.is_empty() {
+                return Err("LIMIT BY".into());
+            }
+            (offset.as_ref().map(|o| val(&o.value)).transpose()?, limit.as_ref().map(val).transpose()?)
+        }
+        Some(LimitClause::OffsetCommaLimit { offset, limit }) => (Some(val(offset)?), Some(val(limit)?)),
+    })
+}
+
+/// Where derived columns go (before the top-level FROM) and the byte range
+/// of the top-level ORDER BY ... LIMIT ... (empty, at the end of the query
+/// proper, when there is none).
+fn clause_positions(sql: &str) -> Result<(usize, (usize, usize)), String> {
+    let tokens: Vec<Tok<'_>> = Lexer::new(sql).collect();
+    let mut depth = 0usize;
+    let mut from = None;
+    let mut tail_start = None;
+    let mut tail_end = None;
+    let mut core_end = tokens.last().map_or(sql.len(), |t| t.end);
+    let mut i = 0;
+    while i < tokens.len() {
+        let t = tokens[i];
+        match t.token {
+            Token::Punct(b'(') => depth += 1,
+            Token::Punct(b')') => depth = depth.saturating_sub(1),
+            Token::Punct(b';') if depth == 0 => {
+                core_end = tokens.get(i.wrapping_sub(1)).map_or(t.start, |p| p.end);
+                break;
+            }
+            tok if depth == 0 && from.is_none() && tok.is_word("FROM") => from = Some(t.start),
+            tok if depth == 0 && from.is_some() && (tok.is_word("ORDER") || tok.is_word("LIMIT")) => {
+                tail_start.get_or_insert(t.start);
+                // Consume to the end of the clause.
+                let mut j = i + 1;
+                let mut d = 0usize;
+                while j < tokens.len() {
+                    match tokens[j].token {
+                        Token::Punct(b'(') => d += 1,
+                        Token::Punct(b')') if d > 0 => d -= 1,
+                        Token::Punct(b';') if d == 0 => break,
+                        Token::Word(w)
+                            if d == 0
+                                && ["FOR", "LOCK", "INTO", "PROCEDURE"].iter().any(|k| w.eq_ignore_ascii_case(k))
+                                || (d == 0 && tok.is_word("ORDER") && w.eq_ignore_ascii_case("LIMIT")) =>
+                        {
+                            break
+                        }
+                        _ => {}
+                    }
+                    j += 1;
+                }
+                tail_end = Some(tokens[j - 1].end);
+                i = j;
+                continue;
+            }
+            tok if depth == 0 && from.is_some() && tail_start.is_none() && (tok.is_word("FOR") || tok.is_word("LOCK")) => {
+                core_end = tokens.get(i.wrapping_sub(1)).map_or(t.start, |p| p.end);
+                tail_start = Some(core_end);
+                tail_end = Some(core_end);
+                break;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let from = from.ok_or("a SELECT without FROM")?;
+    let start = tail_start.unwrap_or(core_end);
+    Ok((from, (start, tail_end.unwrap_or(start))))
+}
+
+/// The ORDER BY / LIMIT a node runs, for derived columns numbered from
+/// `__sg_0`, with `limit` = offset + count when nodes limit.
+pub fn node_tail(sc: &ScatterSelect, limit: Option<u64>) -> String {
+    let mut out = String::new();
+    if !sc.node_order.is_empty() {
+        out.push_str(" ORDER BY ");
+        let keys: Vec<String> = sc
+            .node_order
+            .iter()
+            .map(|(ix, desc)| {
+                let col = match ix {
+                    Ix::Visible(i) => (i + 1).to_string(),
+                    Ix::Derived(k) => format!("`__sg_{k}`"),
+                };
+                if *desc { format!("{col} DESC") } else { col }
+            })
+            .collect();
+        out.push_str(&keys.join(", "));
+    }
+    if let (true, Some(n)) = (sc.node_limit, limit) {
+        out.push_str(&format!(" LIMIT {n}"));
+    }
+    out.push(' ');
+    out
+}
+
+/// Renders derived columns for a node (tables inside them renamed).
+pub fn derived_columns(
+    sql: &str,
+    sc: &ScatterSelect,
+    replacements: &[Replacement],
+    physical: &dyn Fn(&str) -> String,
+) -> String {
+    let mut out = String::new();
+    for (k, d) in sc.derived.iter().enumerate() {
+        let inner: Vec<Replacement> = replacements
+            .iter()
+            .filter(|r| r.start >= d.range.0 && r.end <= d.range.1)
+            .map(|r| Replacement {
+                start: r.start - d.range.0,
+                end: r.end - d.range.0,
+                table: r.table.clone(),
+            })
+            .collect();
+        let text = super::rewrite::splice_tables(&sql[d.range.0..d.range.1], &inner, physical);
+        out.push_str(&format!(", {}{}{} AS `__sg_{k}`", d.prefix, text, d.suffix));
+    }
+    out.push(' ');
+    out
+}
+
+/// Whether a column holds text compared by collation.
+fn is_collated_text(c: &ColumnInfo) -> bool {
+    use crate::merge::column::types;
+    !c.is_binary_charset()
+        && matches!(
+            c.column_type,
+            types::VARCHAR | types::VAR_STRING | types::STRING | types::BLOB | types::TINY_BLOB
+                | types::MEDIUM_BLOB | types::LONG_BLOB | types::ENUM | types::SET
+        )
+}
+
+/// The merge plan for node results with these columns.
+pub fn merge_plan(sc: &ScatterSelect, columns: Vec<ColumnInfo>, offset: u64, limit: Option<u64>) -> Result<MergePlan, String> {
+    let derived = sc.derived.len();
+    let visible = columns
+        .len()
+        .checked_sub(derived)
+        .ok_or("fewer columns than derived ones")?;
+    let ix = |i: Ix| match i {
+        Ix::Visible(v) => v,
+        Ix::Derived(k) => visible + k,
+    };
+    let cmp = |c: &ColRef| {
+        let value = ix(c.value);
+        let weight = c
+            .weight
+            .map(ix)
+            .filter(|_| columns.get(value).is_some_and(is_collated_text));
+        Compared { column: value, weight }
+    };
+    let keys = |list: &[(ColRef, bool)]| -> Vec<SortKey> {
+        list.iter()
+            .map(|(c, desc)| SortKey {
+                item: cmp(c),
+                descending: *desc,
+            })
+            .collect()
+    };
+    let mut plan = MergePlan::new(columns.clone(), visible);
+    plan.order_by = keys(&sc.order);
+    plan.order_after_group = keys(&sc.order_after_group);
+    plan.group_by = sc.group.as_ref().map(|g| g.iter().map(cmp).collect());
+    plan.distinct = sc.distinct.as_ref().map(|d| d.iter().map(cmp).collect());
+    plan.aggregates = sc
+        .aggregates
+        .iter()
+        .map(|(c, spec)| Aggregate {
+            item: cmp(c),
+            kind: match spec {
+                AggSpec::Count => AggregateKind::Count,
+                AggSpec::Sum => AggregateKind::Sum,
+                AggSpec::Min => AggregateKind::Min,
+                AggSpec::Max => AggregateKind::Max,
+                AggSpec::Avg { sum, count } => AggregateKind::Avg {
+                    sum: ix(*sum),
+                    count: ix(*count),
+                },
+            },
+        })
+        .collect();
+    plan.offset = offset;
+    plan.limit = limit;
+    Ok(plan)
+}
