@@ -10,13 +10,21 @@ use super::forward::{forward_part, Part};
 use super::{Failure, Session};
 use crate::backend::{Pool, PooledConn};
 use crate::error::codes;
+use crate::merge::column::ColumnInfo;
+use crate::merge::engine::{merge, RowSink, RowSource};
+use crate::merge::error::MergeError;
+use crate::merge::value::{decode_row, encode_row, RowFormat, Value};
 use crate::shard::analyze::ShardedStatement;
 use crate::shard::params::ParamValue;
 use crate::shard::plan::{plan, Affected, PlanContext, Route, Target};
+use crate::shard::scatter::{merge_plan, ScatterSelect};
 use crate::sql::classify::Classified;
 use crate::wire::command::COM_QUERY;
+use crate::wire::ok_err::{encode_eof, put_lenenc_int};
 use crate::wire::ok_err::{status, ErrInfo, OkInfo};
+use crate::wire::packet::PacketWriter;
 use crate::wire::response::{Outcome, ResponseKind};
+use tokio::net::tcp::OwnedWriteHalf;
 
 /// A prepared execution: the client's COM_STMT_EXECUTE (with parameter
 /// types) to re-target at each node's own statement.
@@ -82,6 +90,20 @@ impl Session {
                 }
             },
             Route::Concat(targets) => self.concat(st, targets, params, execution).await,
+            Route::Merge {
+                targets,
+                scatter,
+                offset,
+                limit,
+            } => {
+                let format = if binary_rows {
+                    RowFormat::Binary
+                } else {
+                    RowFormat::Text
+                };
+                self.merge_select(targets, &scatter, offset, limit, format)
+                    .await
+            }
             Route::Fanout {
                 targets,
                 affected,
@@ -168,6 +190,140 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// A SELECT over several data sources, their sorted rows merged.
+    async fn merge_select(
+        &mut self,
+        targets: Vec<Target>,
+        scatter: &ScatterSelect,
+        offset: u64,
+        limit: Option<u64>,
+        format: RowFormat,
+    ) -> Result<(), Failure> {
+        let classified = Classified::default();
+        let mut conns: Vec<PooledConn> = Vec::with_capacity(targets.len());
+        for target in &targets {
+            let pool = self.pool_of(&target.data_source)?;
+            let mut conn = self.checkout_on(&pool, &classified).await?;
+            let mut payload = Vec::with_capacity(target.sql.len() + 1);
+            payload.push(COM_QUERY);
+            payload.extend_from_slice(target.sql.as_bytes());
+            // Every node starts at once; rows are read as the merge needs them.
+            conn.send_command(&payload).await?;
+            conns.push(conn);
+        }
+        let mut columns: Option<Vec<ColumnInfo>> = None;
+        let mut failure = None;
+        for conn in &mut conns {
+            match read_columns(conn).await {
+                Ok(Ok(c)) => {
+                    columns.get_or_insert(c);
+                }
+                Ok(Err(err)) => {
+                    failure.get_or_insert(err);
+                }
+                Err(e) => {
+                    failure.get_or_insert(e.to_client());
+                }
+            }
+        }
+        let plan = match (failure, columns) {
+            (None, Some(columns)) => merge_plan(scatter, columns, offset, limit).map_err(|e| {
+                ErrInfo::new(
+                    codes::ER_UNKNOWN_ERROR,
+                    "HY000",
+                    format!("cannot merge node results: {e}"),
+                )
+            }),
+            (Some(err), _) => Err(err),
+            (None, None) => Err(ErrInfo::new(
+                codes::ER_UNKNOWN_ERROR,
+                "HY000",
+                "no data node answered",
+            )),
+        };
+        let plan = match plan {
+            Ok(plan) => plan,
+            Err(err) => {
+                for mut conn in conns {
+                    // Replies not read to their end: these connections are closed.
+                    conn.broken = true;
+                    self.release(conn, &classified);
+                }
+                return Err(Failure::Reply(err));
+            }
+        };
+        let deprecate_eof = self.flavor.deprecate_eof();
+        let mut count = Vec::new();
+        put_lenenc_int(&mut count, plan.visible as u64);
+        self.writer.push(&count);
+        for column in &plan.columns[..plan.visible] {
+            self.writer.push(&column.raw);
+        }
+        if !deprecate_eof {
+            self.writer.push(&encode_eof(0, self.status));
+        }
+        let visible: Vec<ColumnInfo> = plan.columns[..plan.visible].to_vec();
+        let mut sources: Vec<NodeRows<'_>> = conns
+            .iter_mut()
+            .map(|conn| NodeRows {
+                conn,
+                columns: &plan.columns,
+                deprecate_eof,
+                done: false,
+            })
+            .collect();
+        let mut sink = ClientRows {
+            writer: &mut self.writer,
+            columns: &visible,
+            format,
+            buf: Vec::new(),
+        };
+        let result = merge(
+            &plan,
+            sources.iter_mut().map(SourceRef).collect(),
+            &mut sink,
+        )
+        .await;
+        let unfinished: Vec<bool> = sources.iter().map(|s| !s.done).collect();
+        drop(sources);
+        for (mut conn, unfinished) in conns.into_iter().zip(unfinished) {
+            if unfinished {
+                conn.broken = true;
+            }
+            self.release(conn, &classified);
+        }
+        match result {
+            Ok(stats) => {
+                debug!(
+                    rows_in = stats.rows_in,
+                    rows_out = stats.rows_out,
+                    peak = stats.peak_buffered,
+                    "merged"
+                );
+                if deprecate_eof {
+                    self.writer.push(
+                        &OkInfo {
+                            status: self.status,
+                            ..OkInfo::default()
+                        }
+                        .encode_with_header(0xFE),
+                    );
+                } else {
+                    self.writer.push(&encode_eof(0, self.status));
+                }
+                Ok(())
+            }
+            Err(MergeError::Source(message)) if message.starts_with("client:") => {
+                Err(Failure::ClientGone)
+            }
+            Err(e) => Err(Failure::Reply(ErrInfo::new(
+                codes::ER_UNKNOWN_ERROR,
+                "HY000",
+                format!("merging node results failed: {e}"),
+            ))),
+        }
     }
 
     /// Writes on several nodes; one OK with the combined count.
@@ -439,5 +595,120 @@ impl Session {
         }
         self.release(conn, &classified);
         Ok(outcome)
+    }
+}
+
+/// Reads a result set's column definitions; a node's error is the inner error.
+async fn read_columns(
+    conn: &mut PooledConn,
+) -> Result<Result<Vec<ColumnInfo>, ErrInfo>, crate::error::BackendError> {
+    let ds = conn.ds.to_string();
+    let lost = |e| crate::error::BackendError::from_read(&ds, e);
+    let (_, first) = conn.reader.read_packet(usize::MAX).await.map_err(lost)?;
+    match first.first() {
+        Some(0xFF) => {
+            return Ok(Err(
+                ErrInfo::parse(&first).unwrap_or_else(|| ErrInfo::new(1105, "HY000", "node error"))
+            ));
+        }
+        Some(0x00) | None => {
+            return Ok(Err(ErrInfo::new(
+                1105,
+                "HY000",
+                "a node answered a SELECT without rows",
+            )));
+        }
+        _ => {}
+    }
+    let mut rest = &first[..];
+    let n = crate::wire::ok_err::take_lenenc_int(&mut rest).unwrap_or(0);
+    let mut columns = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let (_, def) = conn.reader.read_packet(usize::MAX).await.map_err(lost)?;
+        match ColumnInfo::parse(&def) {
+            Ok(c) => columns.push(c),
+            Err(e) => {
+                return Ok(Err(ErrInfo::new(
+                    1105,
+                    "HY000",
+                    format!("bad column definition: {e}"),
+                )))
+            }
+        }
+    }
+    if !conn.flavor.deprecate_eof() {
+        conn.reader.read_packet(usize::MAX).await.map_err(lost)?;
+    }
+    Ok(Ok(columns))
+}
+
+/// One node's rows, decoded as the merge pulls them.
+struct NodeRows<'a> {
+    conn: &'a mut PooledConn,
+    columns: &'a [ColumnInfo],
+    deprecate_eof: bool,
+    done: bool,
+}
+
+impl NodeRows<'_> {
+    async fn next(&mut self) -> Result<Option<Vec<Value>>, MergeError> {
+        if self.done {
+            return Ok(None);
+        }
+        let (_, payload) = self
+            .conn
+            .reader
+            .read_packet(usize::MAX)
+            .await
+            .map_err(|e| MergeError::Source(format!("data source {}: {e}", self.conn.ds)))?;
+        match payload.first() {
+            Some(0xFF) => {
+                self.done = true;
+                let err = ErrInfo::parse(&payload)
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                Err(MergeError::Source(format!(
+                    "data source {}: {err}",
+                    self.conn.ds
+                )))
+            }
+            Some(0xFE) if payload.len() < if self.deprecate_eof { 0xFF_FFFF } else { 9 } => {
+                self.done = true;
+                Ok(None)
+            }
+            _ => decode_row(&payload, self.columns, RowFormat::Text).map(Some),
+        }
+    }
+}
+
+/// A mutable borrow of a node source, so the session can still inspect it after the merge.
+struct SourceRef<'s, 'a>(&'s mut NodeRows<'a>);
+
+impl RowSource for SourceRef<'_, '_> {
+    async fn next_row(&mut self) -> Result<Option<Vec<Value>>, MergeError> {
+        self.0.next().await
+    }
+}
+
+/// Merged rows to the client, in the client's protocol.
+struct ClientRows<'a> {
+    writer: &'a mut PacketWriter<OwnedWriteHalf>,
+    columns: &'a [ColumnInfo],
+    format: RowFormat,
+    buf: Vec<u8>,
+}
+
+impl RowSink for ClientRows<'_> {
+    async fn push_row(&mut self, row: &[Value]) -> Result<(), MergeError> {
+        self.buf.clear();
+        encode_row(row, self.columns, self.format, &mut self.buf);
+        self.writer.push(&self.buf);
+        if self.writer.pending() >= 256 * 1024 {
+            self.writer
+                .flush()
+                .await
+                .map_err(|e| MergeError::Source(format!("client: {e}")))?;
+        }
+        Ok(())
     }
 }

@@ -128,6 +128,8 @@ pub struct ShardedStatement {
     pub updates_sharding_column: bool,
     /// UPDATE / DELETE with ORDER BY or LIMIT.
     pub ordered_write: bool,
+    /// For a SELECT whose rows need merging across nodes: how, or why not.
+    pub scatter: Option<Result<super::scatter::ScatterSelect, String>>,
 }
 
 /// The analysis of one statement.
@@ -196,6 +198,7 @@ pub fn analyze(
         insert: None,
         updates_sharding_column: false,
         ordered_write: false,
+        scatter: None,
     };
     match statement {
         Statement::Query(q) => {
@@ -204,6 +207,23 @@ pub fn analyze(
                 a.collect_aliases(&s.from);
                 if let Some(w) = &s.selection {
                     out.condition = a.condition(w, &out.placeholders);
+                }
+                let shape = &out.select;
+                if shape.order_by
+                    || shape.limit
+                    || shape.group_by
+                    || shape.aggregates
+                    || shape.distinct
+                    || shape.having
+                {
+                    let offset = |loc| a.lines.offset(sql, loc);
+                    out.scatter = Some(super::scatter::scatter_select(
+                        sql,
+                        q,
+                        s,
+                        &offset,
+                        &out.placeholders,
+                    ));
                 }
             }
         }
@@ -277,6 +297,40 @@ pub fn analyze(
         .collect();
     out.replacements = a.replacements;
     Ok(Analysis::Sharded(Box::new(out)))
+}
+
+/// The true end of an expression whose parser span may stop before its
+/// closing parentheses (function calls): extends `end` until the
+/// parentheses opened since `start` are closed, and over an argument list
+/// that follows at once.
+pub fn expression_end(sql: &str, start: usize, end: usize) -> usize {
+    let mut depth: i64 = Lexer::new(&sql[start..end])
+        .map(|t| match t.token {
+            Token::Punct(b'(') => 1,
+            Token::Punct(b')') => -1,
+            _ => 0,
+        })
+        .sum();
+    let mut tokens = Lexer::new(&sql[end..]).peekable();
+    if depth <= 0 {
+        match tokens.peek() {
+            Some(t) if t.token == Token::Punct(b'(') => {}
+            _ => return end,
+        }
+    }
+    let mut last = end;
+    for t in tokens {
+        match t.token {
+            Token::Punct(b'(') => depth += 1,
+            Token::Punct(b')') => depth -= 1,
+            _ => {}
+        }
+        last = end + t.end;
+        if depth <= 0 {
+            break;
+        }
+    }
+    last
 }
 
 /// Sharded and broadcast table names that appear as words in `sql`.
@@ -717,11 +771,12 @@ impl Analyzer<'_> {
             let (Some(first), Some(last)) = (row.first(), row.last()) else {
                 return Err(unsupported("an empty VALUES row"));
             };
-            let (Some((first_start, _)), Some((_, last_end))) =
+            let (Some((first_start, _)), Some((last_start, last_end))) =
                 (self.span_bytes(first.span()), self.span_bytes(last.span()))
             else {
                 return Err(unsupported("a VALUES row without positions"));
             };
+            let last_end = expression_end(self.sql, last_start, last_end);
             // Widen to the enclosing parentheses.
             let start = self.sql[..first_start].rfind('(').unwrap_or(first_start);
             let end = self.sql[last_end..]

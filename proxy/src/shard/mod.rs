@@ -6,6 +6,7 @@ pub mod analyze;
 pub mod params;
 pub mod plan;
 pub mod rewrite;
+pub mod scatter;
 
 use crate::error::codes;
 use crate::wire::ok_err::ErrInfo;

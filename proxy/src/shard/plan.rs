@@ -14,6 +14,7 @@ use super::analyze::{Cond, InsertShape, ShardedStatement, StatementKind, Val};
 use super::not_supported;
 use super::params::ParamValue;
 use super::rewrite::{bind_params, insert_rows, splice_tables};
+use super::scatter::{derived_columns, node_tail, LimitVal, ScatterSelect};
 use crate::sql::lex::{Lexer, Token};
 use crate::wire::ok_err::ErrInfo;
 
@@ -40,6 +41,14 @@ pub enum Route {
     One(Target),
     /// Several nodes; their rows are concatenated in node order.
     Concat(Vec<Target>),
+    /// Several data sources (one statement each, its tables' rows combined
+    /// with UNION ALL); their rows are merged as `scatter` says.
+    Merge {
+        targets: Vec<Target>,
+        scatter: Box<ScatterSelect>,
+        offset: u64,
+        limit: Option<u64>,
+    },
     /// Writes on several nodes (or one with a generated key); one OK.
     Fanout {
         targets: Vec<Target>,
@@ -269,16 +278,14 @@ fn plan_sharded(
                 return Ok(Route::One(target(node, false)));
             }
             if st.kind == StatementKind::Select {
-                let s = &st.select;
-                if s.order_by || s.limit || s.group_by || s.aggregates || s.distinct || s.having {
-                    return Err(not_supported(format!(
-                        "ORDER BY, LIMIT, GROUP BY, aggregates and DISTINCT across the {} data nodes of table {table} are not supported yet; add a condition on its sharding column",
+                return match &st.scatter {
+                    None => Ok(Route::Concat(nodes.iter().map(|n| target(n, false)).collect())),
+                    Some(Ok(sc)) => plan_merge(st, sql, sc, &nodes, table, params),
+                    Some(Err(why)) => Err(not_supported(format!(
+                        "{why} is not supported on sharded table {table} (its rows are on {} data nodes); add a condition on its sharding column",
                         nodes.len()
-                    )));
-                }
-                return Ok(Route::Concat(
-                    nodes.iter().map(|n| target(n, false)).collect(),
-                ));
+                    ))),
+                };
             }
             if st.ordered_write {
                 return Err(not_supported(format!(
@@ -294,6 +301,115 @@ fn plan_sharded(
             })
         }
     }
+}
+
+/// Node statements for a merged SELECT: per data source, its tables' rows
+/// as one sorted stream (UNION ALL under the same ORDER BY / LIMIT).
+fn plan_merge(
+    st: &ShardedStatement,
+    sql: &str,
+    sc: &ScatterSelect,
+    nodes: &[DataNode],
+    table: &str,
+    params: &[ParamValue],
+) -> Result<Route, ErrInfo> {
+    let value = |v: LimitVal| -> Result<u64, ErrInfo> {
+        match v {
+            LimitVal::Lit(n) => Ok(n),
+            LimitVal::Param(i) => match params.get(i) {
+                Some(ParamValue::Int(n)) if *n >= 0 => Ok(*n as u64),
+                Some(ParamValue::UInt(n)) => Ok(*n),
+                _ => Err(ErrInfo::new(1210, "HY000", "Incorrect arguments to LIMIT")),
+            },
+        }
+    };
+    let offset = sc.offset.map(value).transpose()?.unwrap_or(0);
+    let limit = sc.limit.map(value).transpose()?;
+    let node_limit = limit.map(|n| offset.saturating_add(n));
+    let tail = node_tail(sc, node_limit);
+    // Parameters left in the node statement (LIMIT ones are applied by the proxy).
+    let kept: Vec<ParamValue> = st
+        .placeholders
+        .iter()
+        .zip(params)
+        .filter(|(at, _)| !(sc.tail.0..sc.tail.1).contains(*at))
+        .map(|(_, p)| p.clone())
+        .collect();
+    let mut by_source: Vec<(String, Vec<String>)> = Vec::new();
+    for node in nodes {
+        let physical = on_node(node, table);
+        let mut edits: Vec<(usize, usize, String)> = st
+            .replacements
+            .iter()
+            .filter(|r| r.end <= sc.tail.0 || r.start >= sc.tail.1)
+            .map(|r| {
+                (
+                    r.start,
+                    r.end,
+                    format!("`{}`", physical(&r.table).replace('`', "``")),
+                )
+            })
+            .collect();
+        edits.push((
+            sc.insert_at,
+            sc.insert_at,
+            derived_columns(sql, sc, &st.replacements, &physical),
+        ));
+        // Replacing an ORDER BY / LIMIT that was there: the space before it stays.
+        let tail_text = if sc.tail.0 < sc.tail.1 {
+            tail.trim_start()
+        } else {
+            tail.as_str()
+        };
+        edits.push((sc.tail.0, sc.tail.1, tail_text.to_owned()));
+        edits.sort_by_key(|e| (e.0, e.1));
+        let mut text = String::with_capacity(sql.len() + 128);
+        let mut from = 0;
+        for (start, end, with) in edits {
+            if start < from {
+                continue;
+            }
+            text.push_str(&sql[from..start]);
+            text.push_str(&with);
+            from = end;
+        }
+        text.push_str(&sql[from..]);
+        let text = text.trim_end().trim_end_matches(';').to_owned();
+        let text = if kept.is_empty() {
+            text
+        } else {
+            bind_params(&text, &placeholders(&text), &kept)
+        };
+        match by_source.iter_mut().find(|(ds, _)| *ds == node.data_source) {
+            Some((_, parts)) => parts.push(text),
+            None => by_source.push((node.data_source.clone(), vec![text])),
+        }
+    }
+    let targets = by_source
+        .into_iter()
+        .map(|(data_source, parts)| {
+            let sql = if parts.len() == 1 {
+                parts.concat()
+            } else {
+                // DISTINCT rows must stay distinct across a data source's
+                // tables, or its LIMIT would count duplicates.
+                let glue = if sc.distinct.is_some() {
+                    " UNION "
+                } else {
+                    " UNION ALL "
+                };
+                let union: Vec<String> = parts.iter().map(|p| format!("({p})")).collect();
+                format!("{}{}", union.join(glue), tail)
+            };
+            Target { data_source, sql }
+        })
+        .collect();
+    Ok(Route::Merge {
+        targets,
+        scatter: Box::new(sc.clone()),
+        offset,
+        limit,
+    })
 }
 
 fn plan_insert(
@@ -517,10 +633,73 @@ mod tests {
     }
 
     #[test]
-    fn scatter_with_order_is_refused_for_now() {
-        let err = route("SELECT name FROM users ORDER BY name", &[]).unwrap_err();
+    fn scatter_with_order_and_limit_merges_per_data_source() {
+        let Route::Merge {
+            targets,
+            offset,
+            limit,
+            ..
+        } = route(
+            "SELECT name FROM users u ORDER BY u.name DESC LIMIT 5, 10",
+            &[],
+        )
+        .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((offset, limit), (5, Some(10)));
+        assert_eq!(targets.len(), 4);
+        assert!(
+            targets[0].sql.starts_with(
+                "(SELECT name, u.name AS `__sg_0`, WEIGHT_STRING(u.name) AS `__sg_1` FROM `users_0` u ORDER BY `__sg_0` DESC LIMIT 15) UNION ALL ("
+            ),
+            "{}",
+            targets[0].sql
+        );
+        assert!(
+            targets[0]
+                .sql
+                .ends_with(") ORDER BY `__sg_0` DESC LIMIT 15"),
+            "{}",
+            targets[0].sql
+        );
+    }
+
+    #[test]
+    fn group_by_with_avg_derives_sum_and_count() {
+        let Route::Merge {
+            targets, scatter, ..
+        } = route(
+            "SELECT status, COUNT(*), AVG(balance) FROM users GROUP BY status",
+            &[],
+        )
+        .unwrap()
+        else {
+            panic!()
+        };
+        assert!(
+            targets[0]
+                .sql
+                .contains("SUM(balance) AS `__sg_1`, COUNT(balance) AS `__sg_2` FROM `users_0` GROUP BY status ORDER BY 1)"),
+            "{}",
+            targets[0].sql
+        );
+        assert_eq!(scatter.aggregates.len(), 2);
+    }
+
+    #[test]
+    fn unsupported_merges_are_refused_with_the_reason() {
+        let err = route(
+            "SELECT status FROM users GROUP BY status HAVING COUNT(*) > 1",
+            &[],
+        )
+        .unwrap_err();
         assert_eq!(err.code, 1235);
-        assert!(err.message.contains("users"));
+        assert!(
+            err.message.contains("HAVING") && err.message.contains("users"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //! compute, so ordering and grouping follow each column's collation exactly.
 
 use sqlparser::ast::{
-    DuplicateTreatment, Expr, FunctionArguments, GroupByExpr, LimitClause, OrderByKind, OrderBySort,
-    Query, Select, SelectItem, Spanned, Value,
+    DuplicateTreatment, Expr, FunctionArguments, GroupByExpr, LimitClause, OrderByKind,
+    OrderBySort, Query, Select, SelectItem, Spanned, Value,
 };
 
 use super::analyze::Replacement;
@@ -94,13 +94,17 @@ impl Builder<'_> {
     fn range(&self, e: &Expr) -> Result<(usize, usize), String> {
         let span = e.span();
         match ((self.offset)(span.start), (self.offset)(span.end)) {
-            (Some(a), Some(b)) if a < b => Ok((a, b)),
+            (Some(a), Some(b)) if a < b => Ok((a, super::analyze::expression_end(self.sql, a, b))),
             _ => Err("an expression without a position".into()),
         }
     }
 
     fn derive(&mut self, prefix: &'static str, range: (usize, usize), suffix: &'static str) -> Ix {
-        let d = Derived { prefix, range, suffix };
+        let d = Derived {
+            prefix,
+            range,
+            suffix,
+        };
         if let Some(k) = self.derived.iter().position(|x| *x == d) {
             return Ix::Derived(k);
         }
@@ -130,11 +134,11 @@ impl Builder<'_> {
             return Ok(None);
         }
         if let Expr::Identifier(id) = e {
-            if let Some(i) = self
-                .items
-                .iter()
-                .position(|it| it.alias.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(&id.value)))
-            {
+            if let Some(i) = self.items.iter().position(|it| {
+                it.alias
+                    .as_deref()
+                    .is_some_and(|a| a.eq_ignore_ascii_case(&id.value))
+            }) {
                 return Ok(Some(i));
             }
         }
@@ -157,7 +161,10 @@ impl Builder<'_> {
 }
 
 fn normalize(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ").to_ascii_lowercase()
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_lowercase()
 }
 
 /// The aggregate an expression is, if it is exactly one call of a
@@ -166,14 +173,31 @@ fn aggregate_call(e: &Expr) -> Option<(String, bool)> {
     let Expr::Function(f) = e else { return None };
     let name = f.name.to_string().to_ascii_uppercase();
     let distinct = match &f.args {
-        FunctionArguments::List(list) => matches!(list.duplicate_treatment, Some(DuplicateTreatment::Distinct)),
+        FunctionArguments::List(list) => {
+            matches!(list.duplicate_treatment, Some(DuplicateTreatment::Distinct))
+        }
         _ => false,
     };
     matches!(
         name.as_str(),
-        "COUNT" | "SUM" | "MIN" | "MAX" | "AVG" | "GROUP_CONCAT" | "STD" | "STDDEV" | "STDDEV_POP"
-            | "STDDEV_SAMP" | "VARIANCE" | "VAR_POP" | "VAR_SAMP" | "BIT_AND" | "BIT_OR" | "BIT_XOR"
-            | "JSON_ARRAYAGG" | "JSON_OBJECTAGG"
+        "COUNT"
+            | "SUM"
+            | "MIN"
+            | "MAX"
+            | "AVG"
+            | "GROUP_CONCAT"
+            | "STD"
+            | "STDDEV"
+            | "STDDEV_POP"
+            | "STDDEV_SAMP"
+            | "VARIANCE"
+            | "VAR_POP"
+            | "VAR_SAMP"
+            | "BIT_AND"
+            | "BIT_OR"
+            | "BIT_XOR"
+            | "JSON_ARRAYAGG"
+            | "JSON_OBJECTAGG"
     )
     .then_some((name, distinct))
 }
@@ -230,7 +254,10 @@ pub fn scatter_select(
             }
         }
     }
-    if b.items.iter().any(|i| i.aggregate.as_ref().is_some_and(|(_, d)| *d)) {
+    if b.items
+        .iter()
+        .any(|i| i.aggregate.as_ref().is_some_and(|(_, d)| *d))
+    {
         return Err("aggregates over DISTINCT values across data nodes".into());
     }
     let group_exprs: Vec<&Expr> = match &s.group_by {
@@ -273,7 +300,9 @@ pub fn scatter_select(
             keys.push(b.key(g)?);
         }
         for i in 0..b.items.len() {
-            let Some((name, _)) = b.items[i].aggregate.clone() else { continue };
+            let Some((name, _)) = b.items[i].aggregate.clone() else {
+                continue;
+            };
             let range = b.items[i].text;
             let arg = inner_args(sql, range);
             let spec = match name.as_str() {
@@ -290,8 +319,15 @@ pub fn scatter_select(
                 }
                 other => return Err(format!("{other}() across data nodes")),
             };
-            let weight = matches!(spec, AggSpec::Min | AggSpec::Max).then(|| b.derive("WEIGHT_STRING(", range, ")"));
-            out.aggregates.push((ColRef { value: Ix::Visible(i), weight }, spec));
+            let weight = matches!(spec, AggSpec::Min | AggSpec::Max)
+                .then(|| b.derive("WEIGHT_STRING(", range, ")"));
+            out.aggregates.push((
+                ColRef {
+                    value: Ix::Visible(i),
+                    weight,
+                },
+                spec,
+            ));
         }
         // Nodes sort by the group keys so equal groups meet in the merge.
         out.node_order = keys.iter().map(|k| (k.value, false)).collect();
@@ -315,7 +351,9 @@ pub fn scatter_select(
                         .find(|(c, _)| c.value == Ix::Visible(i))
                         .map(|(c, _)| *c)
                         .ok_or("ORDER BY an aggregate")?,
-                    _ if contains_aggregate(e) => return Err("ORDER BY an aggregate not in the select list".into()),
+                    _ if contains_aggregate(e) => {
+                        return Err("ORDER BY an aggregate not in the select list".into())
+                    }
                     _ => b.key(e)?,
                 };
                 out.order_after_group.push((key, *desc));
@@ -362,7 +400,13 @@ pub fn scatter_select(
     let tail_has_params = placeholders
         .iter()
         .any(|p| (tail.0..tail.1).contains(p) && !limit_param_at(q, &b, *p));
-    if tail_has_params || b.derived.iter().any(|d| placeholders.iter().any(|p| (d.range.0..d.range.1).contains(p))) {
+    if tail_has_params
+        || b.derived.iter().any(|d| {
+            placeholders
+                .iter()
+                .any(|p| (d.range.0..d.range.1).contains(p))
+        })
+    {
         return Err("parameters in ORDER BY / GROUP BY across data nodes".into());
     }
     out.insert_at = insert_at;
@@ -373,7 +417,10 @@ pub fn scatter_select(
 
 fn limit_param_at(q: &Query, b: &Builder<'_>, at: usize) -> bool {
     let exprs: Vec<&Expr> = match &q.limit_clause {
-        Some(LimitClause::LimitOffset { limit, offset, .. }) => limit.iter().chain(offset.iter().map(|o| &o.value)).collect(),
+        Some(LimitClause::LimitOffset { limit, offset, .. }) => limit
+            .iter()
+            .chain(offset.iter().map(|o| &o.value))
+            .collect(),
         Some(LimitClause::OffsetCommaLimit { offset, limit }) => vec![offset, limit],
         None => Vec::new(),
     };
@@ -388,11 +435,18 @@ fn inner_args(sql: &str, range: (usize, usize)) -> Option<(usize, usize)> {
     (open + 1 < close).then_some((range.0 + open + 1, range.0 + close))
 }
 
-fn limit_values(q: &Query, b: &Builder<'_>, placeholders: &[usize]) -> Result<(Option<LimitVal>, Option<LimitVal>), String> {
+fn limit_values(
+    q: &Query,
+    b: &Builder<'_>,
+    placeholders: &[usize],
+) -> Result<(Option<LimitVal>, Option<LimitVal>), String> {
     let val = |e: &Expr| -> Result<LimitVal, String> {
         match e {
             Expr::Value(v) => match &v.value {
-                Value::Number(n, _) => n.parse().map(LimitVal::Lit).map_err(|_| format!("LIMIT {n}")),
+                Value::Number(n, _) => n
+                    .parse()
+                    .map(LimitVal::Lit)
+                    .map_err(|_| format!("LIMIT {n}")),
                 Value::Placeholder(_) => {
                     let (start, _) = b.range(e)?;
                     placeholders
@@ -408,17 +462,26 @@ fn limit_values(q: &Query, b: &Builder<'_>, placeholders: &[usize]) -> Result<(O
     };
     Ok(match &q.limit_clause {
         None => (None, None),
-        Some(LimitClause::LimitOffset { limit, offset, limit_by }) => {
+        Some(LimitClause::LimitOffset {
+            limit,
+            offset,
+            limit_by,
+        }) => {
             if !limit_by.is_empty() {
                 return Err("LIMIT BY".into());
             }
-            (offset.as_ref().map(|o| val(&o.value)).transpose()?, limit.as_ref().map(val).transpose()?)
+            (
+                offset.as_ref().map(|o| val(&o.value)).transpose()?,
+                limit.as_ref().map(val).transpose()?,
+            )
         }
-        Some(LimitClause::OffsetCommaLimit { offset, limit }) => (Some(val(offset)?), Some(val(limit)?)),
+        Some(LimitClause::OffsetCommaLimit { offset, limit }) => {
+            (Some(val(offset)?), Some(val(limit)?))
+        }
     })
 }
 
-/// Where derived columns go (before the top-level FROM) and the byte range
+/// Where derived columns go (after the last select item) and the byte range
 /// of the top-level ORDER BY ... LIMIT ... (empty, at the end of the query
 /// proper, when there is none).
 fn clause_positions(sql: &str) -> Result<(usize, (usize, usize)), String> {
@@ -438,8 +501,13 @@ fn clause_positions(sql: &str) -> Result<(usize, (usize, usize)), String> {
                 core_end = tokens.get(i.wrapping_sub(1)).map_or(t.start, |p| p.end);
                 break;
             }
-            tok if depth == 0 && from.is_none() && tok.is_word("FROM") => from = Some(t.start),
-            tok if depth == 0 && from.is_some() && (tok.is_word("ORDER") || tok.is_word("LIMIT")) => {
+            tok if depth == 0 && from.is_none() && tok.is_word("FROM") => {
+                from = Some(tokens.get(i.wrapping_sub(1)).map_or(t.start, |p| p.end))
+            }
+            tok if depth == 0
+                && from.is_some()
+                && (tok.is_word("ORDER") || tok.is_word("LIMIT")) =>
+            {
                 tail_start.get_or_insert(t.start);
                 // Consume to the end of the clause.
                 let mut j = i + 1;
@@ -451,8 +519,12 @@ fn clause_positions(sql: &str) -> Result<(usize, (usize, usize)), String> {
                         Token::Punct(b';') if d == 0 => break,
                         Token::Word(w)
                             if d == 0
-                                && ["FOR", "LOCK", "INTO", "PROCEDURE"].iter().any(|k| w.eq_ignore_ascii_case(k))
-                                || (d == 0 && tok.is_word("ORDER") && w.eq_ignore_ascii_case("LIMIT")) =>
+                                && ["FOR", "LOCK", "INTO", "PROCEDURE"]
+                                    .iter()
+                                    .any(|k| w.eq_ignore_ascii_case(k))
+                                || (d == 0
+                                    && tok.is_word("ORDER")
+                                    && w.eq_ignore_ascii_case("LIMIT")) =>
                         {
                             break
                         }
@@ -464,7 +536,11 @@ fn clause_positions(sql: &str) -> Result<(usize, (usize, usize)), String> {
                 i = j;
                 continue;
             }
-            tok if depth == 0 && from.is_some() && tail_start.is_none() && (tok.is_word("FOR") || tok.is_word("LOCK")) => {
+            tok if depth == 0
+                && from.is_some()
+                && tail_start.is_none()
+                && (tok.is_word("FOR") || tok.is_word("LOCK")) =>
+            {
                 core_end = tokens.get(i.wrapping_sub(1)).map_or(t.start, |p| p.end);
                 tail_start = Some(core_end);
                 tail_end = Some(core_end);
@@ -493,7 +569,11 @@ pub fn node_tail(sc: &ScatterSelect, limit: Option<u64>) -> String {
                     Ix::Visible(i) => (i + 1).to_string(),
                     Ix::Derived(k) => format!("`__sg_{k}`"),
                 };
-                if *desc { format!("{col} DESC") } else { col }
+                if *desc {
+                    format!("{col} DESC")
+                } else {
+                    col
+                }
             })
             .collect();
         out.push_str(&keys.join(", "));
@@ -501,7 +581,6 @@ pub fn node_tail(sc: &ScatterSelect, limit: Option<u64>) -> String {
     if let (true, Some(n)) = (sc.node_limit, limit) {
         out.push_str(&format!(" LIMIT {n}"));
     }
-    out.push(' ');
     out
 }
 
@@ -526,7 +605,6 @@ pub fn derived_columns(
         let text = super::rewrite::splice_tables(&sql[d.range.0..d.range.1], &inner, physical);
         out.push_str(&format!(", {}{}{} AS `__sg_{k}`", d.prefix, text, d.suffix));
     }
-    out.push(' ');
     out
 }
 
@@ -536,13 +614,25 @@ fn is_collated_text(c: &ColumnInfo) -> bool {
     !c.is_binary_charset()
         && matches!(
             c.column_type,
-            types::VARCHAR | types::VAR_STRING | types::STRING | types::BLOB | types::TINY_BLOB
-                | types::MEDIUM_BLOB | types::LONG_BLOB | types::ENUM | types::SET
+            types::VARCHAR
+                | types::VAR_STRING
+                | types::STRING
+                | types::BLOB
+                | types::TINY_BLOB
+                | types::MEDIUM_BLOB
+                | types::LONG_BLOB
+                | types::ENUM
+                | types::SET
         )
 }
 
 /// The merge plan for node results with these columns.
-pub fn merge_plan(sc: &ScatterSelect, columns: Vec<ColumnInfo>, offset: u64, limit: Option<u64>) -> Result<MergePlan, String> {
+pub fn merge_plan(
+    sc: &ScatterSelect,
+    columns: Vec<ColumnInfo>,
+    offset: u64,
+    limit: Option<u64>,
+) -> Result<MergePlan, String> {
     let derived = sc.derived.len();
     let visible = columns
         .len()
@@ -558,7 +648,10 @@ pub fn merge_plan(sc: &ScatterSelect, columns: Vec<ColumnInfo>, offset: u64, lim
             .weight
             .map(ix)
             .filter(|_| columns.get(value).is_some_and(is_collated_text));
-        Compared { column: value, weight }
+        Compared {
+            column: value,
+            weight,
+        }
     };
     let keys = |list: &[(ColRef, bool)]| -> Vec<SortKey> {
         list.iter()
