@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Installs what ShardGate's sandbox, tests and benchmark need on Debian 12 and
+# nothing that is already there. Safe to run again; prints what it installs.
+#
+#   Debian packages: mariadb-server mariadb-client (the sandbox's servers and
+#     the CLI driver), libmariadb-java (Connector/J for the JDBC test),
+#     sysbench and haproxy (the benchmark); default-jdk-headless only when
+#     javac is missing, nodejs/npm only when node/npm are missing.
+#   PyMySQL for python3 (pip; Debian's python3-pymysql when pip cannot).
+#   npm package mysql2 in integration-tests/drivers/node.
+#
+#   rustfmt and clippy via rustup when cargo lacks them.
+#
+# Runs as root, or through sudo when it is available. Rust itself is not
+# installed here (see https://rustup.rs).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+NODE_DIR=$REPO/integration-tests/drivers/node
+
+say() { echo "install-deps: $*"; }
+die() {
+  echo "install-deps: $*" >&2
+  exit 1
+}
+
+SUDO=()
+if ((EUID != 0)); then
+  command -v sudo >/dev/null || die "run as root (or install sudo)"
+  SUDO=(sudo)
+fi
+
+installed() {
+  [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true) == "install ok installed" ]]
+}
+
+# apt-get update at most once per run, and only when the package lists are
+# missing or older than a day (or an install failed on stale lists).
+UPDATED=0
+apt_update() {
+  ((UPDATED)) && return 0
+  say "apt-get update"
+  "${SUDO[@]}" apt-get update -qq
+  UPDATED=1
+}
+
+apt_install() {
+  (($#)) || return 0
+  if [[ -z $(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -1440 2>/dev/null | head -n 1) ]]; then
+    apt_update
+  fi
+  say "apt-get install $*"
+  if ! "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"; then
+    ((UPDATED)) && die "apt-get install $* failed"
+    apt_update
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
+  fi
+}
+
+# ------------------------------------------------------------ Debian packages
+
+missing=()
+for pkg in mariadb-server mariadb-client libmariadb-java sysbench haproxy; do
+  installed "$pkg" || missing+=("$pkg")
+done
+command -v javac >/dev/null || missing+=(default-jdk-headless)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+command -v python3 >/dev/null || missing+=(python3)
+apt_install "${missing[@]}"
+
+[[ -f /usr/share/java/mariadb-java-client.jar ]] ||
+  die "libmariadb-java is installed but /usr/share/java/mariadb-java-client.jar is missing"
+
+# ------------------------------------------------------------ PyMySQL
+
+if ! python3 -c 'import pymysql' 2>/dev/null; then
+  say "pip install pymysql (for $(command -v python3))"
+  if ! python3 -m pip install --quiet --disable-pip-version-check pymysql; then
+    # Debian's own python3 refuses pip installs (PEP 668): use its package.
+    say "pip could not install it; using Debian's python3-pymysql"
+    apt_install python3-pymysql
+  fi
+  python3 -c 'import pymysql' || die "python3 still cannot import pymysql"
+fi
+
+# ------------------------------------------------------------ node mysql2
+
+if [[ ! -d $NODE_DIR/node_modules/mysql2 ]]; then
+  mkdir -p "$NODE_DIR"
+  if [[ ! -f $NODE_DIR/package.json ]]; then
+    say "creating $NODE_DIR/package.json"
+    cat >"$NODE_DIR/package.json" <<'EOF'
+{
+  "name": "shardgate-driver-node",
+  "version": "0.0.0",
+  "private": true,
+  "description": "ShardGate integration test: node mysql2 with execute() (binary protocol)",
+  "license": "Apache-2.0",
+  "dependencies": {
+    "mysql2": "^3.11.0"
+  }
+}
+EOF
+  fi
+  say "npm install in $NODE_DIR"
+  (cd "$NODE_DIR" && npm install --no-audit --no-fund --loglevel=error)
+fi
+
+# ------------------------------------------------------------ Rust components
+
+if command -v cargo >/dev/null; then
+  for comp in rustfmt clippy; do
+    if ! cargo "${comp/rustfmt/fmt}" --version >/dev/null 2>&1; then
+      command -v rustup >/dev/null || die "cargo ${comp/rustfmt/fmt} is missing and rustup is not available"
+      say "rustup component add $comp"
+      rustup component add "$comp"
+    fi
+  done
+else
+  say "warning: cargo not found; install Rust from https://rustup.rs (the tests need it)"
+fi
+
+say "ok: mariadbd $(/usr/sbin/mariadbd --version | awk '{print $3}'), $(sysbench --version), $(haproxy -v | head -n 1 | awk '{print "haproxy", $3}'), node $(node --version), $(javac -version 2>&1), PyMySQL $(python3 -c 'import pymysql; print(pymysql.__version__)')"
