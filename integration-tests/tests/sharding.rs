@@ -1517,3 +1517,23 @@ async fn ddl_errors_match() {
     }
     c.finish();
 }
+
+/// Metadata through ShardGate names the logical tables, as the plain
+/// database does: one `users`, not `users_0` .. `users_15`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_shows_logical_names() {
+    let Some((mut c, _g)) = reader("metadata_shows_logical_names").await else {
+        return;
+    };
+    same_ord!(
+        c,
+        "SHOW CREATE TABLE users",
+        "SHOW CREATE TABLE message_records",
+        "DESCRIBE users",
+        "SHOW COLUMNS FROM message_records",
+        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN ('users', 'message_records', 'sys_configs') ORDER BY TABLE_NAME",
+        "SELECT COLUMN_NAME, DATA_TYPE, IS_NULLABLE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'users' ORDER BY ORDINAL_POSITION",
+        "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'message_records'",
+    );
+    c.finish();
+}

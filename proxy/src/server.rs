@@ -27,6 +27,7 @@ pub struct Shared {
     pub default_pool: Arc<Pool>,
     pub rules: ShardingRules,
     pub keys: SnowflakeGenerator,
+    pub metadata: crate::shard::metadata::MetadataNames,
     pub identity: ServerIdentity,
     next_connection_id: AtomicU32,
 }
@@ -97,6 +98,7 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
         .ok_or_else(|| StartError::NoDefaultDataSource(default_name.clone()))?;
     let rules = ShardingRules::new(&config)?;
     let keys = SnowflakeGenerator::new(&config.snowflake, SystemClock);
+    let metadata = crate::shard::metadata::MetadataNames::new(&config, &rules);
     let identity = probe_identity(default_pool.url()).await;
     let listen = config.server.mysql_listen.clone();
     let listener = TcpListener::bind(&listen)
@@ -115,6 +117,7 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
         default_pool,
         rules,
         keys,
+        metadata,
         identity,
         next_connection_id: AtomicU32::new(1),
     });

@@ -270,6 +270,10 @@ impl Session {
                     .await
                     .map(|()| Flow::Continue);
             }
+            Kind::Other if crate::shard::metadata::MetadataNames::is_metadata(&sql) => {
+                self.metadata_query(&sql).await?;
+                return Ok(Flow::Continue);
+            }
             Kind::Other => {
                 if let Analysis::Sharded(st) = self.analyze(&sql)? {
                     self.run_sharded(&st, &sql, &[], None).await?;

@@ -326,6 +326,98 @@ impl Session {
         }
     }
 
+    /// A metadata query on the default data source, its physical names
+    /// mapped to logical ones and the rows of a sharded table's physical
+    /// tables folded into one.
+    pub(super) async fn metadata_query(&mut self, sql: &str) -> Result<(), Failure> {
+        let physical = self.shared.metadata.to_physical_sql(sql);
+        let classified = Classified::default();
+        let pool = self.shared.default_pool.clone();
+        let mut conn = self.checkout_on(&pool, &classified).await?;
+        let mut payload = Vec::with_capacity(physical.len() + 1);
+        payload.push(COM_QUERY);
+        payload.extend_from_slice(physical.as_bytes());
+        conn.send_command(&payload).await?;
+        let columns = match read_columns(&mut conn).await? {
+            Ok(columns) => columns,
+            Err(err) => {
+                // Not a result set (or an error): nothing to map.
+                self.release(conn, &classified);
+                return Err(Failure::Reply(err));
+            }
+        };
+        let names = &self.shared.metadata;
+        let deprecate_eof = self.flavor.deprecate_eof();
+        let mut count = Vec::new();
+        put_lenenc_int(&mut count, columns.len() as u64);
+        self.writer.push(&count);
+        for column in &columns {
+            let mut mapped = column.clone();
+            if let Some(label) = names.logical_label(&column.name) {
+                mapped.name = label;
+            }
+            if let Some(schema) = names.logical_cell(column.schema.as_bytes()) {
+                mapped.schema = String::from_utf8_lossy(&schema).into_owned();
+            }
+            self.writer.push(&mapped.encode());
+        }
+        if !deprecate_eof {
+            self.writer.push(&encode_eof(0, self.status));
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut source = NodeRows {
+            conn: &mut conn,
+            columns: &columns,
+            deprecate_eof,
+            done: false,
+        };
+        let mut buf = Vec::new();
+        let result = loop {
+            match source.next().await {
+                Ok(Some(mut row)) => {
+                    for value in &mut row {
+                        if let Value::Bytes(b) = value {
+                            if let Some(mapped) = names.logical_cell(b) {
+                                *b = mapped;
+                            }
+                        }
+                    }
+                    buf.clear();
+                    encode_row(&row, &columns, RowFormat::Text, &mut buf);
+                    if seen.insert(buf.clone()) {
+                        self.writer.push(&buf);
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        let finished = source.done;
+        if !finished {
+            conn.broken = true;
+        }
+        self.release(conn, &classified);
+        if let Err(e) = result {
+            return Err(Failure::Reply(ErrInfo::new(
+                codes::ER_UNKNOWN_ERROR,
+                "HY000",
+                e.to_string(),
+            )));
+        }
+        if deprecate_eof {
+            self.writer.push(
+                &OkInfo {
+                    status: self.status,
+                    ..OkInfo::default()
+                }
+                .encode_with_header(0xFE),
+            );
+        } else {
+            self.writer.push(&encode_eof(0, self.status));
+        }
+        Ok(())
+    }
+
     /// Writes on several nodes; one OK with the combined count.
     async fn fanout(
         &mut self,

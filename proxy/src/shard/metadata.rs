@@ -1,0 +1,224 @@
+//! Metadata as the client's logical database shows it: `SHOW TABLES`,
+//! `SHOW CREATE TABLE`, `SHOW COLUMNS` / `DESCRIBE`, `SHOW INDEX` and the
+//! information_schema queries drivers and ORMs issue. They run on the
+//! default data source with logical names mapped to its physical ones, and
+//! the rows come back with physical names mapped to logical ones (`users`,
+//! not `users_7`; `wework`, not `ds0`), one row per logical table.
+
+use std::collections::HashMap;
+
+use shardgate_rules::{Config, ShardingRules, TableKind};
+
+use crate::sql::lex::{Lexer, Token};
+
+/// The names to translate between the logical database and the default
+/// data source's physical one.
+#[derive(Debug, Clone)]
+pub struct MetadataNames {
+    logical_db: String,
+    physical_db: String,
+    /// Physical table on the default data source → logical table.
+    to_logical: HashMap<String, String>,
+    /// Logical sharded table → the physical table that stands for it.
+    to_physical: HashMap<String, String>,
+}
+
+impl MetadataNames {
+    pub fn new(config: &Config, rules: &ShardingRules) -> Self {
+        let default = &config.server.default_data_source;
+        let physical_db = config
+            .data_sources
+            .get(default)
+            .map(|d| d.url.database.clone())
+            .unwrap_or_default();
+        let mut to_logical = HashMap::new();
+        let mut to_physical = HashMap::new();
+        for table in config.tables.keys() {
+            if rules.table_kind(table) != TableKind::Sharded {
+                continue;
+            }
+            let nodes = rules.nodes(table);
+            for node in nodes.iter().filter(|n| &n.data_source == default) {
+                to_logical.insert(node.table.to_ascii_lowercase(), table.clone());
+                to_physical
+                    .entry(table.to_ascii_lowercase())
+                    .or_insert_with(|| node.table.clone());
+            }
+        }
+        Self {
+            logical_db: config.server.database.clone(),
+            physical_db,
+            to_logical,
+            to_physical,
+        }
+    }
+
+    /// Whether `sql` reads metadata this module translates.
+    pub fn is_metadata(sql: &str) -> bool {
+        let mut tokens = Lexer::new(sql);
+        let Some(first) = tokens.next() else {
+            return false;
+        };
+        let second = tokens.clone().next();
+        if first.token.is_word("SHOW") {
+            return second.is_some_and(|s| {
+                [
+                    "TABLES", "FULL", "CREATE", "COLUMNS", "FIELDS", "INDEX", "INDEXES", "KEYS",
+                    "TABLE",
+                ]
+                .iter()
+                .any(|w| s.token.is_word(w))
+            });
+        }
+        if first.token.is_word("DESCRIBE")
+            || first.token.is_word("DESC")
+            || first.token.is_word("EXPLAIN")
+        {
+            // EXPLAIN SELECT ... is a plan, not metadata.
+            return second
+                .is_some_and(|s| matches!(s.token, Token::Word(_) | Token::QuotedIdent(_)))
+                && !second.is_some_and(|s| {
+                    [
+                        "SELECT",
+                        "INSERT",
+                        "UPDATE",
+                        "DELETE",
+                        "REPLACE",
+                        "EXTENDED",
+                        "PARTITIONS",
+                        "FORMAT",
+                        "ANALYZE",
+                    ]
+                    .iter()
+                    .any(|w| s.token.is_word(w))
+                });
+        }
+        Lexer::new(sql).any(|t| match t.token {
+            Token::Word(w) | Token::QuotedIdent(w) => w.eq_ignore_ascii_case("information_schema"),
+            _ => false,
+        })
+    }
+
+    /// `sql` with the logical database and sharded table names (as
+    /// identifiers or string literals) replaced by their physical ones.
+    pub fn to_physical_sql(&self, sql: &str) -> String {
+        let mut out = String::with_capacity(sql.len() + 16);
+        let mut from = 0;
+        for t in Lexer::new(sql) {
+            let replacement = match t.token {
+                Token::Word(w) | Token::QuotedIdent(w) => self
+                    .physical_name(w)
+                    .map(|p| format!("`{}`", p.replace('`', "``"))),
+                Token::Str(s) if s.len() >= 2 => {
+                    let quote = &s[..1];
+                    let inner = &s[1..s.len() - 1];
+                    self.physical_name(inner)
+                        .map(|p| format!("{quote}{p}{quote}"))
+                }
+                _ => None,
+            };
+            if let Some(r) = replacement {
+                out.push_str(&sql[from..t.start]);
+                out.push_str(&r);
+                from = t.end;
+            }
+        }
+        out.push_str(&sql[from..]);
+        out
+    }
+
+    fn physical_name(&self, name: &str) -> Option<String> {
+        if name == self.logical_db {
+            return Some(self.physical_db.clone());
+        }
+        self.to_physical.get(&name.to_ascii_lowercase()).cloned()
+    }
+
+    /// A result cell with physical names mapped back; None when unchanged.
+    pub fn logical_cell(&self, cell: &[u8]) -> Option<Vec<u8>> {
+        let text = std::str::from_utf8(cell).ok()?;
+        if text == self.physical_db {
+            return Some(self.logical_db.clone().into_bytes());
+        }
+        if let Some(logical) = self.to_logical.get(&text.to_ascii_lowercase()) {
+            return Some(logical.clone().into_bytes());
+        }
+        // SHOW CREATE TABLE: the statement names the physical table.
+        let rest = text.strip_prefix("CREATE TABLE `")?;
+        let end = rest.find('`')?;
+        let logical = self.to_logical.get(&rest[..end].to_ascii_lowercase())?;
+        Some(format!("CREATE TABLE `{logical}`{}", &rest[end + 1..]).into_bytes())
+    }
+
+    /// A column label with the physical database mapped (`Tables_in_ds0`,
+    /// `Tables_in_ds0 (user%)`).
+    pub fn logical_label(&self, label: &str) -> Option<String> {
+        let marker = format!("_in_{}", self.physical_db);
+        let at = label.find(&marker)?;
+        let rest = &label[at + marker.len()..];
+        (rest.is_empty() || rest.starts_with(' '))
+            .then(|| format!("{}_in_{}{rest}", &label[..at], self.logical_db))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> MetadataNames {
+        let config = Config::from_toml_str(include_str!("../../../examples/wework.toml")).unwrap();
+        let rules = ShardingRules::new(&config).unwrap();
+        MetadataNames::new(&config, &rules)
+    }
+
+    #[test]
+    fn recognises_metadata_statements() {
+        for sql in [
+            "SHOW TABLES",
+            "show full tables from wework like 'u%'",
+            "SHOW CREATE TABLE users",
+            "DESCRIBE users",
+            "desc `users`",
+            "SHOW INDEX FROM users",
+            "SELECT * FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'wework'",
+        ] {
+            assert!(MetadataNames::is_metadata(sql), "{sql}");
+        }
+        for sql in ["SELECT 1", "EXPLAIN SELECT * FROM users", "SHOW VARIABLES"] {
+            assert!(!MetadataNames::is_metadata(sql), "{sql}");
+        }
+    }
+
+    #[test]
+    fn maps_names_both_ways() {
+        let n = names();
+        assert_eq!(
+            n.to_physical_sql("SELECT * FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'wework' AND TABLE_NAME = 'users'"),
+            "SELECT * FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'ds0' AND TABLE_NAME = 'users_0'"
+        );
+        assert_eq!(
+            n.to_physical_sql("SHOW CREATE TABLE wework.users"),
+            "SHOW CREATE TABLE `ds0`.`users_0`"
+        );
+        assert_eq!(n.logical_cell(b"users_7"), Some(b"users".to_vec()));
+        assert_eq!(
+            n.logical_cell(b"message_records_202403"),
+            Some(b"message_records".to_vec())
+        );
+        assert_eq!(n.logical_cell(b"ds0"), Some(b"wework".to_vec()));
+        assert_eq!(n.logical_cell(b"sys_configs"), None);
+        assert_eq!(
+            n.logical_cell(b"CREATE TABLE `users_0` (\n  `user_id` bigint"),
+            Some(b"CREATE TABLE `users` (\n  `user_id` bigint".to_vec())
+        );
+        assert_eq!(
+            n.logical_label("Tables_in_ds0").as_deref(),
+            Some("Tables_in_wework")
+        );
+        assert_eq!(n.logical_label("Table"), None);
+        assert_eq!(
+            n.logical_label("Tables_in_ds0 (user%)").as_deref(),
+            Some("Tables_in_wework (user%)")
+        );
+    }
+}
