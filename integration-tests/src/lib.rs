@@ -7,6 +7,7 @@
 //! source's primary directly (`ds0`, database `ds0`) and through ShardGate
 //! (database `wework`) — and asserts that the two transcripts are identical.
 
+pub mod conformance;
 pub mod sharding;
 pub mod sqlx_scenario;
 

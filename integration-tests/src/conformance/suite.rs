@@ -77,14 +77,19 @@ pub fn load_cases(suite: &Path) -> Result<Vec<Case>, String> {
     let path = suite.join("cases-index.tsv");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().ok_or("empty cases-index.tsv")?.split('\t').collect();
+    let header: Vec<&str> = lines
+        .next()
+        .ok_or("empty cases-index.tsv")?
+        .split('\t')
+        .collect();
     let col = |name: &str| {
         header
             .iter()
             .position(|h| *h == name)
             .ok_or_else(|| format!("cases-index.tsv has no column {name}"))
     };
-    let (c_file, c_no, c_cmd, c_sql) = (col("file")?, col("case_no")?, col("command")?, col("sql")?);
+    let (c_file, c_no, c_cmd, c_sql) =
+        (col("file")?, col("case_no")?, col("command")?, col("sql")?);
     let (c_app, c_params, c_order, c_extra) = (
         col("applicable_scenarios")?,
         col("parameters")?,
@@ -112,7 +117,11 @@ pub fn load_cases(suite: &Path) -> Result<Vec<Case>, String> {
         cases.push(Case {
             file: get(c_file).to_string(),
             case_no: get(c_no).parse().map_err(|e| format!("case_no: {e}"))?,
-            command: if get(c_cmd) == "DML" { Command::Dml } else { Command::Dql },
+            command: if get(c_cmd) == "DML" {
+                Command::Dml
+            } else {
+                Command::Dql
+            },
             sql: unescape(get(c_sql)),
             applicable: get(c_app).split(',').map(str::to_string).collect(),
             parameters,
@@ -375,7 +384,11 @@ fn expand_one(text: &str) -> Result<Vec<String>, String> {
         let a: i64 = a.trim().parse().map_err(|e| format!("{text}: {e}"))?;
         let b: i64 = b.trim().parse().map_err(|e| format!("{text}: {e}"))?;
         (a..=b).map(|v| v.to_string()).collect()
-    } else if let Some(list) = body.trim().strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+    } else if let Some(list) = body
+        .trim()
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+    {
         list.split(',')
             .map(|s| s.trim().trim_matches('\'').trim_matches('"').to_string())
             .collect()
@@ -504,7 +517,23 @@ mod tests {
         assert_eq!(n.len(), 7);
         assert_eq!(n[1], ("db_0".into(), "t_order_1".into()));
         assert_eq!(n[6], ("db_0".into(), "t_user".into()));
-        let w = words("SELECT i.* FROM `t_order` o JOIN t_order_item i /* t_user */ WHERE x='t_merchant'");
-        assert_eq!(w, ["select", "i", "from", "t_order", "o", "join", "t_order_item", "i", "where", "x"]);
+        let w = words(
+            "SELECT i.* FROM `t_order` o JOIN t_order_item i /* t_user */ WHERE x='t_merchant'",
+        );
+        assert_eq!(
+            w,
+            [
+                "select",
+                "i",
+                "from",
+                "t_order",
+                "o",
+                "join",
+                "t_order_item",
+                "i",
+                "where",
+                "x"
+            ]
+        );
     }
 }

@@ -22,7 +22,7 @@ use crate::server::Shared;
 use crate::shard::analyze::{analyze, Analysis, ShardedStatement};
 use crate::shard::not_supported;
 use crate::shard::params::decode_params;
-use crate::shard::plan::prepare_target;
+use crate::shard::plan::{check_supported, prepare_target};
 use crate::sql::classify::{classify, with_logical_database, Classified, Kind};
 use crate::wire::command::*;
 use crate::wire::ok_err::{encode_eof, status, ErrInfo, OkInfo};
@@ -358,6 +358,7 @@ impl Session {
         // parameters and columns; executions go wherever their values route.
         let (pool, backend_sql) = match &sharded {
             Some(st) => {
+                check_supported(st, &self.plan_context()).map_err(Failure::Reply)?;
                 let target =
                     prepare_target(st, &String::from_utf8_lossy(&sql), &self.plan_context());
                 (

@@ -333,6 +333,26 @@ pub fn expression_end(sql: &str, start: usize, end: usize) -> usize {
     last
 }
 
+/// Every table alias the statement declares.
+fn table_aliases(statement: &Statement) -> Vec<String> {
+    struct Aliases(Vec<String>);
+    impl sqlparser::ast::Visitor for Aliases {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Table {
+                alias: Some(alias), ..
+            } = factor
+            {
+                self.0.push(alias.name.value.clone());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut aliases = Aliases(Vec::new());
+    let _ = sqlparser::ast::Visit::visit(statement, &mut aliases);
+    aliases.0
+}
+
 /// Sharded and broadcast table names that appear as words in `sql`.
 fn named_tables(sql: &str, rules: &ShardingRules) -> BTreeSet<String> {
     let mut named = BTreeSet::new();
@@ -451,14 +471,30 @@ impl Analyzer<'_> {
                         _,
                     ) = item
                     {
-                        self.relation(n);
+                        qualified.push(
+                            n.0.iter()
+                                .filter_map(|p| match p {
+                                    ObjectNamePart::Identifier(i) => Some(i.clone()),
+                                    ObjectNamePart::Function(_) => None,
+                                })
+                                .collect(),
+                        );
                     }
                 }
             }
         }
         let others = std::mem::take(&mut self.others);
+        // A qualifier that is an alias (even one spelled like its table, as
+        // in `FROM users users`) names the alias, which keeps its name.
+        let aliases = table_aliases(statement);
         for qualifier in qualified {
-            self.relation(&ObjectName::from(qualifier));
+            let is_alias = qualifier.len() == 1
+                && aliases
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(&qualifier[0].value));
+            if !is_alias {
+                self.relation(&ObjectName::from(qualifier));
+            }
         }
         // Qualifiers of unsharded tables are often aliases: only relations count.
         self.others = others;

@@ -77,6 +77,29 @@ pub fn plan(
     as_text: bool,
     ctx: &PlanContext<'_>,
 ) -> Result<Route, ErrInfo> {
+    check_supported(st, ctx)?;
+    let sharded: Vec<&String> = st
+        .tables
+        .iter()
+        .filter(|t| ctx.rules.table_kind(t) == TableKind::Sharded)
+        .collect();
+    let text_of = |s: &str| {
+        if as_text && !params.is_empty() {
+            bind_params(s, &placeholders(s), params)
+        } else {
+            s.to_owned()
+        }
+    };
+    match sharded.first() {
+        Some(table) => plan_sharded(st, sql, table, params, ctx, &text_of),
+        None => plan_broadcast(st, sql, ctx, &text_of),
+    }
+}
+
+/// Refuses statements whose shape no parameter value can make routable:
+/// several sharded tables, a sharded table with unsharded ones, subqueries
+/// over a sharded table.
+pub fn check_supported(st: &ShardedStatement, ctx: &PlanContext<'_>) -> Result<(), ErrInfo> {
     let sharded: Vec<&String> = st
         .tables
         .iter()
@@ -101,17 +124,7 @@ pub fn plan(
             sharded[0]
         )));
     }
-    let text_of = |s: &str| {
-        if as_text && !params.is_empty() {
-            bind_params(s, &placeholders(s), params)
-        } else {
-            s.to_owned()
-        }
-    };
-    match sharded.first() {
-        Some(table) => plan_sharded(st, sql, table, params, ctx, &text_of),
-        None => plan_broadcast(st, sql, ctx, &text_of),
-    }
+    Ok(())
 }
 
 /// Where a prepared statement is prepared to learn its parameters and
