@@ -2,11 +2,11 @@
 # ShardGate's whole test suite (what .ci/run runs):
 #   cargo fmt --check, cargo clippy -D warnings, cargo test --workspace.
 #
-# The end-to-end tests in integration-tests/ need the local sandbox
-# (docker/sandbox.sh up). When its ds0 primary (127.0.0.1:13306) answers, this
-# exports SHARDGATE_SANDBOX=1 (plus SHARDGATE_SANDBOX_DIR/_PRIMARIES/_REPLICAS);
-# otherwise those tests print SKIPPED, unless SHARDGATE_REQUIRE_SANDBOX=1
-# (set by .ci/run, and by default when CI=true) makes them fail instead.
+# The end-to-end tests in integration-tests/ need the local sandbox: when its
+# ds0 primary (127.0.0.1:13306) does not answer, this installs what is missing
+# and starts it (docker/sandbox.sh up; it stays up), unless
+# SHARDGATE_NO_SANDBOX=1, in which case those tests print SKIPPED (or fail
+# when SHARDGATE_REQUIRE_SANDBOX=1, set by .ci/run and by default under CI).
 # Extra arguments go to `cargo test --workspace`, e.g. scripts/test.sh -- --nocapture.
 set -euo pipefail
 
@@ -16,6 +16,13 @@ cd "$REPO"
 step() { printf '\n==> %s\n' "$*"; }
 
 export SHARDGATE_SANDBOX_DIR=${SANDBOX_DIR:-$REPO/.sandbox}
+# The end-to-end tests need the sandbox: bring it up (and what it needs)
+# when it is not running, unless told not to (SHARDGATE_NO_SANDBOX=1).
+if ! (exec 3<>/dev/tcp/127.0.0.1/13306) 2>/dev/null && [[ ${SHARDGATE_NO_SANDBOX:-0} != 1 ]]; then
+  step "starting the sandbox (docker/sandbox.sh up; stop it with docker/sandbox.sh down)"
+  scripts/install-deps.sh
+  docker/sandbox.sh up
+fi
 if (exec 3<>/dev/tcp/127.0.0.1/13306) 2>/dev/null; then
   export SHARDGATE_SANDBOX=1
   # The topology of the last `docker/sandbox.sh up` (default 4 primaries, 2 replicas).
@@ -32,7 +39,7 @@ if (exec 3<>/dev/tcp/127.0.0.1/13306) 2>/dev/null; then
   echo "sandbox: up ($primaries primaries, $replicas replica(s) each)"
 else
   export SHARDGATE_SANDBOX=0
-  echo "sandbox: not running on 127.0.0.1:13306; end-to-end tests will skip (docker/sandbox.sh up)"
+  echo "sandbox: not running on 127.0.0.1:13306; end-to-end tests will skip"
 fi
 if [[ ${CI:-} == true ]]; then
   export SHARDGATE_REQUIRE_SANDBOX=${SHARDGATE_REQUIRE_SANDBOX:-1}

@@ -111,6 +111,7 @@ pub fn test_config() -> Config {
     };
     let mut cfg = Config::from_toml_str(&text).expect("the test config loads");
     cfg.server.mysql_listen = "127.0.0.1:0".into();
+    cfg.server.admin_listen = "127.0.0.1:0".into();
     cfg
 }
 

@@ -98,6 +98,7 @@ pub fn sharding_config() -> Config {
     let text = format!("{}\n{}", crate::SEED_CONFIG, EXTRA_RULES);
     let mut cfg = Config::from_toml_str(&text).expect("the sharding test config loads");
     cfg.server.mysql_listen = "127.0.0.1:0".into();
+    cfg.server.admin_listen = "127.0.0.1:0".into();
     cfg
 }
 

@@ -6,6 +6,7 @@
 //! forwarding of replies). Routing by sharding rules slots in between
 //! classification and the choice of pool.
 
+pub mod admin;
 pub mod backend;
 pub mod error;
 pub mod merge;

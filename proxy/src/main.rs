@@ -59,7 +59,8 @@ fn main() -> ExitCode {
         };
         let addr = proxy.mysql_addr();
         println!(
-            "ShardGate is serving MySQL clients on {addr}; connect with: mysql -h{} -P{} -uroot {database}",
+            "ShardGate is serving MySQL clients on {addr} (admin HTTP on {}); connect with: mysql -h{} -P{} -uroot {database}",
+            proxy.admin_addr(),
             addr.ip(),
             addr.port()
         );

@@ -60,7 +60,9 @@ pub enum StartError {
 /// A proxy running in this process.
 pub struct RunningProxy {
     mysql_addr: SocketAddr,
+    admin_addr: SocketAddr,
     accept: JoinHandle<()>,
+    admin: JoinHandle<()>,
 }
 
 impl RunningProxy {
@@ -69,9 +71,15 @@ impl RunningProxy {
         self.mysql_addr
     }
 
+    /// Where the admin HTTP listener is bound.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
     /// Stops accepting clients; sessions already open run to their end.
     pub fn stop(self) {
         self.accept.abort();
+        self.admin.abort();
     }
 }
 
@@ -121,9 +129,23 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
         identity,
         next_connection_id: AtomicU32::new(1),
     });
-    info!(%mysql_addr, "ShardGate listening (MySQL protocol)");
+    let admin_listen = shared.config.server.admin_listen.clone();
+    let (admin_listener, admin_addr) =
+        crate::admin::bind(&admin_listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: admin_listen,
+                source,
+            })?;
+    info!(%mysql_addr, %admin_addr, "ShardGate listening (MySQL protocol, admin HTTP)");
+    let admin = crate::admin::serve(admin_listener, shared.clone());
     let accept = tokio::spawn(accept_loop(listener, shared));
-    Ok(RunningProxy { mysql_addr, accept })
+    Ok(RunningProxy {
+        mysql_addr,
+        admin_addr,
+        accept,
+        admin,
+    })
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
