@@ -338,6 +338,7 @@ pub fn translate(
     let mut sharded = BTreeSet::new();
     let mut rule_tables = BTreeSet::new();
     let mut tables_toml = String::new();
+    let mut binding_groups: Vec<Vec<String>> = Vec::new();
     if let Some(sh) = sharding {
         for (name, a) in get(sh, "shardingAlgorithms")
             .and_then(Value::as_mapping)
@@ -392,10 +393,15 @@ pub fn translate(
             .into_iter()
             .flatten()
         {
-            notes.push(format!(
-                "binding group {} not configurable in ShardGate (joins between them are left to the proxy)",
-                text(group).unwrap_or_default()
-            ));
+            // `name:a,b,c` (a named group) or `a,b,c`.
+            let group = text(group).unwrap_or_default();
+            let list = group.split_once(':').map_or(group.as_str(), |(_, l)| l);
+            let tables: Vec<String> = list
+                .split(',')
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .collect();
+            binding_groups.push(tables);
         }
         let default_db = get(sh, "defaultDatabaseStrategy");
         let default_tbl = get(sh, "defaultTableStrategy");
@@ -487,6 +493,29 @@ pub fn translate(
     out.push_str(&tables_toml);
     if !broadcast.is_empty() {
         let _ = writeln!(out, "[broadcast]\ntables = {broadcast:?}");
+    }
+    // Binding groups that ShardGate accepts (members sharded and laid out
+    // alike); the others are noted and their joins left to the proxy.
+    for group in binding_groups {
+        let (group, left_out): (Vec<String>, Vec<String>) =
+            group.into_iter().partition(|t| sharded.contains(t));
+        if !left_out.is_empty() {
+            notes.push(format!(
+                "binding: {} not sharded here, left out",
+                left_out.join(",")
+            ));
+        }
+        if group.len() < 2 {
+            continue;
+        }
+        let entry = format!("\n[[binding]]\ntables = {group:?}\n");
+        match Config::from_toml_str(&format!("{out}{entry}")) {
+            Ok(_) => out.push_str(&entry),
+            Err(e) => notes.push(format!(
+                "binding group {} not configured: {e}",
+                group.join(",")
+            )),
+        }
     }
     let config =
         Config::from_toml_str(&out).map_err(|e| format!("translated config: {e}\n{out}"))?;

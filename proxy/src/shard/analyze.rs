@@ -130,6 +130,8 @@ pub struct ShardedStatement {
     pub ordered_write: bool,
     /// For a SELECT whose rows need merging across nodes: how, or why not.
     pub scatter: Option<Result<super::scatter::ScatterSelect, String>>,
+    /// Tables joined on equal sharding columns (for binding tables).
+    pub sharding_joins: Vec<(String, String)>,
 }
 
 /// The analysis of one statement.
@@ -199,12 +201,14 @@ pub fn analyze(
         updates_sharding_column: false,
         ordered_write: false,
         scatter: None,
+        sharding_joins: Vec::new(),
     };
     match statement {
         Statement::Query(q) => {
             out.select = a.select_shape(q);
             if let SetExpr::Select(s) = q.body.as_ref() {
                 a.collect_aliases(&s.from);
+                out.sharding_joins = a.sharding_joins(statement);
                 if let Some(w) = &s.selection {
                     out.condition = a.condition(w, &out.placeholders);
                 }
@@ -560,13 +564,18 @@ impl Analyzer<'_> {
     /// The sharding column an expression names, if it is a plain column of
     /// a sharded table in this statement.
     fn sharding_column(&self, e: &Expr) -> Option<String> {
+        self.sharding_column_of(e).map(|(_, column)| column)
+    }
+
+    /// The (table, sharding column) an expression names.
+    fn sharding_column_of(&self, e: &Expr) -> Option<(String, String)> {
         let (qualifier, column) = match e {
             Expr::Identifier(i) => (None, i.value.as_str()),
             Expr::CompoundIdentifier(ids) if ids.len() >= 2 => (
                 Some(ids[ids.len() - 2].value.to_ascii_lowercase()),
                 ids[ids.len() - 1].value.as_str(),
             ),
-            Expr::Nested(inner) => return self.sharding_column(inner),
+            Expr::Nested(inner) => return self.sharding_column_of(inner),
             _ => return None,
         };
         let candidates: Vec<&String> = match &qualifier {
@@ -586,8 +595,32 @@ impl Analyzer<'_> {
                 .sharding_columns(t)
                 .iter()
                 .find(|c| c.eq_ignore_ascii_case(column))
-                .map(|c| c.to_string())
+                .map(|c| (t.clone(), c.to_string()))
         })
+    }
+
+    /// Pairs of tables joined by equal sharding columns (`a.k = b.k` in ON or WHERE).
+    fn sharding_joins(&self, statement: &Statement) -> Vec<(String, String)> {
+        let mut pairs = Vec::new();
+        let _ = visit_expressions(statement, |e| {
+            if let Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Eq,
+                right,
+            } = e
+            {
+                if let (Some((a, _)), Some((b, _))) = (
+                    self.sharding_column_of(left),
+                    self.sharding_column_of(right),
+                ) {
+                    if a != b {
+                        pairs.push((a, b));
+                    }
+                }
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        pairs
     }
 
     fn value(&self, e: &Expr, placeholders: &[usize]) -> Option<Val> {

@@ -107,9 +107,23 @@ pub fn check_supported(st: &ShardedStatement, ctx: &PlanContext<'_>) -> Result<(
         .collect();
     let names = st.tables.join(", ");
     if sharded.len() > 1 {
-        return Err(not_supported(format!(
-            "statements over several sharded tables ({names}) are not supported: they are not sharded alike; query them separately"
-        )));
+        let group = ctx.rules.binding_group(sharded[0]);
+        let bound = group.is_some() && sharded.iter().all(|t| ctx.rules.binding_group(t) == group);
+        if !bound {
+            return Err(not_supported(format!(
+                "statements over several sharded tables ({names}) are not supported unless they are bound ([[binding]] in the config: sharded alike and joined on their sharding columns); query them separately"
+            )));
+        }
+        if st.kind != StatementKind::Select {
+            return Err(not_supported(format!(
+                "writes over several sharded tables ({names}) are not supported; write each table on its own"
+            )));
+        }
+        if !joined_on_sharding_columns(&sharded, &st.sharding_joins) {
+            return Err(not_supported(format!(
+                "binding tables ({names}) must be joined on their sharding columns (e.g. a.k = b.k) to be answered node by node"
+            )));
+        }
     }
     if !sharded.is_empty() && !st.other_tables.is_empty() {
         return Err(not_supported(format!(
@@ -127,6 +141,24 @@ pub fn check_supported(st: &ShardedStatement, ctx: &PlanContext<'_>) -> Result<(
     Ok(())
 }
 
+/// Whether the equalities connect every table to the first.
+fn joined_on_sharding_columns(tables: &[&String], joins: &[(String, String)]) -> bool {
+    let mut reached = vec![tables[0].clone()];
+    let mut grew = true;
+    while grew {
+        grew = false;
+        for (a, b) in joins {
+            for (from, to) in [(a, b), (b, a)] {
+                if reached.contains(from) && !reached.contains(to) {
+                    reached.push(to.clone());
+                    grew = true;
+                }
+            }
+        }
+    }
+    tables.iter().all(|t| reached.contains(t))
+}
+
 /// Where a prepared statement is prepared to learn its parameters and
 /// columns: the first node of its sharded table, or the default data
 /// source for broadcast tables.
@@ -135,16 +167,33 @@ pub fn prepare_target(st: &ShardedStatement, sql: &str, ctx: &PlanContext<'_>) -
         .tables
         .iter()
         .find(|t| ctx.rules.table_kind(t) == TableKind::Sharded);
-    match sharded.and_then(|t| ctx.rules.nodes(t).into_iter().next().map(|n| (t, n))) {
-        Some((table, node)) => Target {
-            data_source: node.data_source.clone(),
-            sql: node_sql(st, sql, &node, table),
+    match sharded.and_then(|_| first_placement(st, ctx)) {
+        Some(place) => Target {
+            data_source: place.data_source.clone(),
+            sql: node_sql(st, sql, &place),
         },
         None => Target {
             data_source: ctx.default_data_source.to_owned(),
             sql: splice_tables(sql, &st.replacements, str::to_owned),
         },
     }
+}
+
+/// Every sharded table of the statement at its first node.
+fn first_placement(st: &ShardedStatement, ctx: &PlanContext<'_>) -> Option<Placement> {
+    let mut place: Option<Placement> = None;
+    for t in st
+        .tables
+        .iter()
+        .filter(|t| ctx.rules.table_kind(t) == TableKind::Sharded)
+    {
+        let node = ctx.rules.nodes(t).into_iter().next()?;
+        match &mut place {
+            None => place = Some(Placement::single(&node, t)),
+            Some(p) => p.tables.push((t.clone(), node.table)),
+        }
+    }
+    place
 }
 
 fn placeholders(sql: &str) -> Vec<usize> {
@@ -154,22 +203,65 @@ fn placeholders(sql: &str) -> Vec<usize> {
         .collect()
 }
 
-/// The physical name of each table on one node: the node's table for the
-/// sharded one, the same name for broadcast tables.
-fn on_node(node: &DataNode, sharded: &str) -> impl Fn(&str) -> String {
-    let physical = node.table.clone();
-    let sharded = sharded.to_owned();
-    move |t: &str| {
-        if t == sharded {
-            physical.clone()
-        } else {
-            t.to_owned()
+/// Where one node statement runs: its data source and the physical name of
+/// each sharded table there (bound tables share a position).
+#[derive(Debug, Clone)]
+struct Placement {
+    data_source: String,
+    tables: Vec<(String, String)>,
+}
+
+impl Placement {
+    fn single(node: &DataNode, table: &str) -> Self {
+        Placement {
+            data_source: node.data_source.clone(),
+            tables: vec![(table.to_owned(), node.table.clone())],
+        }
+    }
+
+    /// The physical name of each table here: the node's table for sharded
+    /// ones, the same name for broadcast tables.
+    fn names(&self) -> impl Fn(&str) -> String + '_ {
+        move |t: &str| {
+            self.tables
+                .iter()
+                .find(|(logical, _)| logical == t)
+                .map_or_else(|| t.to_owned(), |(_, physical)| physical.clone())
         }
     }
 }
 
-fn node_sql(st: &ShardedStatement, sql: &str, node: &DataNode, table: &str) -> String {
-    splice_tables(sql, &st.replacements, on_node(node, table))
+fn node_sql(st: &ShardedStatement, sql: &str, place: &Placement) -> String {
+    splice_tables(sql, &st.replacements, place.names())
+}
+
+/// The placements a condition reaches for a group of bound tables: the
+/// positions every table's own routing allows (each is a superset).
+fn bound_placements(
+    tables: &[&String],
+    condition: &Condition,
+    ctx: &PlanContext<'_>,
+) -> Result<Vec<Placement>, ErrInfo> {
+    let all: Vec<Vec<DataNode>> = tables.iter().map(|t| ctx.rules.nodes(t)).collect();
+    let width = all.first().map_or(0, Vec::len);
+    let mut allowed = vec![true; width];
+    for (t, nodes) in tables.iter().zip(&all) {
+        let reached = ctx.rules.route(t, condition).map_err(|e| route_error(&e))?;
+        for (i, node) in nodes.iter().enumerate() {
+            allowed[i] &= reached.contains(node);
+        }
+    }
+    Ok((0..width)
+        .filter(|i| allowed[*i])
+        .map(|i| Placement {
+            data_source: all[0][i].data_source.clone(),
+            tables: tables
+                .iter()
+                .zip(&all)
+                .map(|(t, nodes)| ((*t).clone(), nodes[i].table.clone()))
+                .collect(),
+        })
+        .collect())
 }
 
 /// Binds a condition's parameters. A comparison with NULL is never true
@@ -237,14 +329,15 @@ fn plan_sharded(
     ctx: &PlanContext<'_>,
     text_of: &dyn Fn(&str) -> String,
 ) -> Result<Route, ErrInfo> {
-    let target = |node: &DataNode, text: bool| Target {
-        data_source: node.data_source.clone(),
+    let target = |place: &Placement, text: bool| Target {
+        data_source: place.data_source.clone(),
         sql: if text {
-            text_of(&node_sql(st, sql, node, table))
+            text_of(&node_sql(st, sql, place))
         } else {
-            node_sql(st, sql, node, table)
+            node_sql(st, sql, place)
         },
     };
+    let single = |node: &DataNode| Placement::single(node, table);
     match st.kind {
         StatementKind::Insert => {
             let shape = st
@@ -258,7 +351,7 @@ fn plan_sharded(
                 .rules
                 .nodes(table)
                 .iter()
-                .map(|n| target(n, true))
+                .map(|n| target(&single(n), true))
                 .collect(),
             affected: Affected::OneCopy,
             transactional: false,
@@ -269,18 +362,29 @@ fn plan_sharded(
             let first = nodes
                 .first()
                 .ok_or_else(|| not_supported(format!("table {table} has no data nodes")))?;
-            Ok(Route::One(target(first, false)))
+            Ok(Route::One(target(&single(first), false)))
         }
         StatementKind::Select | StatementKind::Update | StatementKind::Delete => {
             let condition = resolve(&st.condition, params);
-            let mut nodes = ctx
-                .rules
-                .route(table, &condition)
-                .map_err(|e| route_error(&e))?;
+            let bound: Vec<&String> = st
+                .tables
+                .iter()
+                .filter(|t| ctx.rules.table_kind(t) == TableKind::Sharded)
+                .collect();
+            let mut nodes = if bound.len() > 1 {
+                bound_placements(&bound, &condition, ctx)?
+            } else {
+                ctx.rules
+                    .route(table, &condition)
+                    .map_err(|e| route_error(&e))?
+                    .iter()
+                    .map(single)
+                    .collect()
+            };
             if nodes.is_empty() {
                 // No node can hold a matching row; any one answers with the
                 // empty result (or zero affected rows) and the right columns.
-                nodes = ctx.rules.nodes(table).into_iter().take(1).collect();
+                nodes = first_placement(st, ctx).into_iter().collect();
             }
             if st.updates_sharding_column {
                 return Err(not_supported(format!(
@@ -293,7 +397,7 @@ fn plan_sharded(
             if st.kind == StatementKind::Select {
                 return match &st.scatter {
                     None => Ok(Route::Concat(nodes.iter().map(|n| target(n, false)).collect())),
-                    Some(Ok(sc)) => plan_merge(st, sql, sc, &nodes, table, params),
+                    Some(Ok(sc)) => plan_merge(st, sql, sc, &nodes, params),
                     Some(Err(why)) => Err(not_supported(format!(
                         "{why} is not supported on sharded table {table} (its rows are on {} data nodes); add a condition on its sharding column",
                         nodes.len()
@@ -322,8 +426,7 @@ fn plan_merge(
     st: &ShardedStatement,
     sql: &str,
     sc: &ScatterSelect,
-    nodes: &[DataNode],
-    table: &str,
+    nodes: &[Placement],
     params: &[ParamValue],
 ) -> Result<Route, ErrInfo> {
     let value = |v: LimitVal| -> Result<u64, ErrInfo> {
@@ -350,7 +453,7 @@ fn plan_merge(
         .collect();
     let mut by_source: Vec<(String, Vec<String>)> = Vec::new();
     for node in nodes {
-        let physical = on_node(node, table);
+        let physical = node.names();
         let mut edits: Vec<(usize, usize, String)> = st
             .replacements
             .iter()
@@ -826,6 +929,53 @@ mod tests {
             .unwrap_err()
             .code,
             1235
+        );
+    }
+
+    #[test]
+    fn binding_tables_join_node_by_node() {
+        let text = format!(
+            "{}\n[tables.orders]\nnodes = \"ds${{0..3}}.orders_${{0..15}}\"\ndatabase = {{ column = \"user_id\", algorithm = \"mod\", count = 4 }}\ntable = {{ column = \"user_id\", expression = \"orders_${{(user_id / 4) % 16}}\" }}\n[[binding]]\ntables = [\"users\", \"orders\"]\n",
+            include_str!("../../../examples/wework.toml")
+        );
+        let config = Config::from_toml_str(&text).unwrap();
+        let rules = ShardingRules::new(&config).unwrap();
+        let keys = SnowflakeGenerator::new(&config.snowflake, SystemClock);
+        let ctx = PlanContext {
+            rules: &rules,
+            default_data_source: "ds0",
+            keys: &keys,
+        };
+        let plan_of = |sql: &str| {
+            let Analysis::Sharded(st) = analyze(sql, &rules, "wework").unwrap() else {
+                panic!()
+            };
+            plan(&st, sql, &[], true, &ctx)
+        };
+        assert_eq!(
+            plan_of("SELECT u.name, o.id FROM users u JOIN orders o ON o.user_id = u.user_id WHERE u.user_id = 5").unwrap(),
+            one(
+                "ds1",
+                "SELECT u.name, o.id FROM `users_1` u JOIN `orders_1` o ON o.user_id = u.user_id WHERE u.user_id = 5"
+            )
+        );
+        let Route::Concat(targets) =
+            plan_of("SELECT u.name, o.id FROM users u JOIN orders o ON o.user_id = u.user_id")
+                .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(targets.len(), 64);
+        assert!(
+            targets[17].sql.contains("`users_1` u JOIN `orders_1` o"),
+            "{}",
+            targets[17].sql
+        );
+        let err = plan_of("SELECT * FROM users u JOIN orders o ON o.id = u.status").unwrap_err();
+        assert!(
+            err.message.contains("joined on their sharding columns"),
+            "{}",
+            err.message
         );
     }
 

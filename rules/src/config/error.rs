@@ -45,6 +45,16 @@ pub enum Problem {
     DuplicateTable(String),
     #[error("table '{0}' is both sharded ([tables]) and broadcast")]
     ShardedAndBroadcast(String),
+    #[error("table '{0}' is not a sharded table, so it cannot be bound")]
+    BindingNotSharded(String),
+    #[error("table '{0}' is in more than one binding group")]
+    BindingTwice(String),
+    #[error("tables '{a}' and '{b}' are not sharded alike: {reason}")]
+    BindingNotAlike {
+        a: String,
+        b: String,
+        reason: String,
+    },
     #[error("unknown algorithm '{0}' (expected mod, crc32_mod or month, or an 'expression')")]
     UnknownAlgorithm(String),
     #[error("give either 'algorithm' or 'expression', not both")]

@@ -27,6 +27,10 @@ pub struct Config {
     /// Sharded tables keyed by logical name.
     pub tables: BTreeMap<String, TableConfig>,
     pub broadcast: BroadcastConfig,
+    /// Groups of sharded tables laid out alike, so that rows joined on
+    /// their sharding columns sit on the same node (ShardingSphere's
+    /// binding tables).
+    pub binding: Vec<BindingConfig>,
     pub snowflake: SnowflakeConfig,
 }
 
@@ -97,6 +101,13 @@ impl Default for PoolConfig {
     }
 }
 
+/// One group of binding tables (`[[binding]] tables = ["a", "b"]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindingConfig {
+    pub tables: Vec<String>,
+}
+
 /// Tables copied in full on every data source.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -135,6 +146,8 @@ struct RawConfig {
     tables: BTreeMap<String, RawTableConfig>,
     #[serde(default)]
     broadcast: BroadcastConfig,
+    #[serde(default)]
+    binding: Vec<BindingConfig>,
     snowflake: Option<RawSnowflakeConfig>,
 }
 
@@ -163,6 +176,7 @@ impl Config {
             data_sources: raw.data_sources,
             tables,
             broadcast: raw.broadcast,
+            binding: raw.binding,
             snowflake: raw
                 .snowflake
                 .map(RawSnowflakeConfig::into_config)

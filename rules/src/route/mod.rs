@@ -39,6 +39,8 @@ pub struct ShardingRules {
     sharded: HashMap<String, ShardedTable>,
     /// Lower-case logical name to the name as configured.
     broadcast: HashMap<String, String>,
+    /// Lower-case logical name of a bound table to its binding group.
+    binding: HashMap<String, usize>,
 }
 
 impl ShardingRules {
@@ -78,12 +80,19 @@ impl ShardingRules {
                 ));
             }
         }
+        let binding = binding_groups(config, &sharded)?;
         Ok(ShardingRules {
             default_data_source: default_data_source.clone(),
             data_sources: config.data_sources.keys().cloned().collect(),
             sharded,
             broadcast,
+            binding,
         })
+    }
+
+    /// The binding group of a sharded table, if it is in one.
+    pub fn binding_group(&self, table: &str) -> Option<usize> {
+        self.binding.get(&table.to_lowercase()).copied()
     }
 
     pub fn table_kind(&self, table: &str) -> TableKind {
@@ -160,6 +169,81 @@ impl ShardingRules {
         } else {
             Ok(DataNode::new(&self.default_data_source, table))
         }
+    }
+}
+
+/// Checks the binding groups: every member sharded, in one group only, and
+/// laid out like the group's first table: the same data sources in the
+/// same order, and (for tables sharded by one column) every sample value
+/// routed to the same position.
+fn binding_groups(
+    config: &Config,
+    sharded: &HashMap<String, ShardedTable>,
+) -> Result<HashMap<String, usize>, ConfigError> {
+    let mut groups = HashMap::new();
+    for (g, group) in config.binding.iter().enumerate() {
+        let key = format!("binding[{g}].tables");
+        let mut first: Option<(&String, &ShardedTable)> = None;
+        for name in &group.tables {
+            let lower = name.to_lowercase();
+            let Some(table) = sharded.get(&lower) else {
+                return Err(ConfigError::invalid(
+                    key,
+                    Problem::BindingNotSharded(name.clone()),
+                ));
+            };
+            if groups.insert(lower, g).is_some() {
+                return Err(ConfigError::invalid(
+                    key,
+                    Problem::BindingTwice(name.clone()),
+                ));
+            }
+            let Some((first_name, first_table)) = first else {
+                first = Some((name, table));
+                continue;
+            };
+            let not_alike = |reason: String| {
+                ConfigError::invalid(
+                    key.clone(),
+                    Problem::BindingNotAlike {
+                        a: first_name.clone(),
+                        b: name.clone(),
+                        reason,
+                    },
+                )
+            };
+            let sources = |t: &ShardedTable| -> Vec<String> {
+                t.nodes().iter().map(|n| n.data_source.clone()).collect()
+            };
+            if sources(first_table) != sources(table) {
+                return Err(not_alike(
+                    "their nodes are not on the same data sources in the same order".into(),
+                ));
+            }
+            if let (Some(ca), Some(cb)) = (single_column(first_table), single_column(table)) {
+                for v in 0..256i64 {
+                    let at = |t: &ShardedTable, c: &str| {
+                        t.route_row(&[(c, ShardValue::Int(v))])
+                            .ok()
+                            .and_then(|n| t.nodes().iter().position(|x| x == n))
+                    };
+                    if at(first_table, &ca) != at(table, &cb) {
+                        return Err(not_alike(format!(
+                            "the value {v} goes to different positions"
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    Ok(groups)
+}
+
+/// The sharding column of a table sharded by one column.
+fn single_column(table: &ShardedTable) -> Option<String> {
+    match table.sharding_columns().as_slice() {
+        [one] => Some(one.to_string()),
+        _ => None,
     }
 }
 
@@ -506,5 +590,50 @@ mod tests {
             names(&rules.route("t", &Condition::eq("id", 2)).unwrap()),
             ["a.t_x"]
         );
+    }
+}
+
+#[cfg(test)]
+mod binding_tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../../examples/wework.toml");
+
+    fn with(extra: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_str(&format!("{EXAMPLE}\n{extra}"))
+    }
+
+    const ORDERS: &str = r#"
+[tables.orders]
+nodes = "ds${0..3}.orders_${0..15}"
+database = { column = "user_id", algorithm = "mod", count = 4 }
+table = { column = "user_id", expression = "orders_${(user_id / 4) % 16}" }
+"#;
+
+    #[test]
+    fn tables_sharded_alike_bind() {
+        let config = with(&format!(
+            "{ORDERS}\n[[binding]]\ntables = [\"users\", \"orders\"]\n"
+        ))
+        .unwrap();
+        let rules = ShardingRules::new(&config).unwrap();
+        assert_eq!(rules.binding_group("users"), Some(0));
+        assert_eq!(rules.binding_group("ORDERS"), Some(0));
+        assert_eq!(rules.binding_group("message_records"), None);
+    }
+
+    #[test]
+    fn tables_not_alike_are_refused() {
+        let other = ORDERS.replace("(user_id / 4) % 16", "(user_id / 8) % 16");
+        let err = with(&format!(
+            "{other}\n[[binding]]\ntables = [\"users\", \"orders\"]\n"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("binding[0].tables"), "{err}");
+        assert!(err.to_string().contains("not sharded alike"), "{err}");
+        let err = with("[[binding]]\ntables = [\"users\", \"sys_configs\"]\n").unwrap_err();
+        assert!(err.to_string().contains("not a sharded table"), "{err}");
+        let err = with("[[binding]]\ntables = [\"users\", \"message_records\"]\n").unwrap_err();
+        assert!(err.to_string().contains("same data sources"), "{err}");
     }
 }
