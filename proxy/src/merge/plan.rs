@@ -51,6 +51,19 @@ pub struct Aggregate {
     pub kind: AggregateKind,
 }
 
+/// The test a [`RowFilter`] applies to a merged row.
+pub type RowTest = dyn Fn(&[super::value::Value]) -> Result<bool, MergeError> + Send + Sync;
+
+/// A condition merged groups must meet (HAVING), checked after grouping.
+#[derive(Clone)]
+pub struct RowFilter(pub std::sync::Arc<RowTest>);
+
+impl std::fmt::Debug for RowFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RowFilter")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct MergePlan {
     /// Definitions of every column the nodes return (visible then derived),
@@ -76,6 +89,8 @@ pub struct MergePlan {
     /// Columns [0, visible) go to the client; the rest are dropped.
     pub visible: usize,
     pub max_buffered_rows: usize,
+    /// Groups failing this are dropped before ordering, OFFSET and LIMIT.
+    pub filter: Option<RowFilter>,
 }
 
 impl MergePlan {
@@ -92,6 +107,7 @@ impl MergePlan {
             limit: None,
             visible,
             max_buffered_rows: DEFAULT_MAX_BUFFERED_ROWS,
+            filter: None,
         }
     }
 

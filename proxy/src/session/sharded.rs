@@ -15,6 +15,7 @@ use crate::merge::engine::{merge, RowSink, RowSource};
 use crate::merge::error::MergeError;
 use crate::merge::value::{decode_row, encode_row, RowFormat, Value};
 use crate::shard::analyze::ShardedStatement;
+use crate::shard::having::Cond as HavingCond;
 use crate::shard::params::ParamValue;
 use crate::shard::plan::{plan, Affected, PlanContext, Route, Target};
 use crate::shard::scatter::{merge_plan, ScatterSelect};
@@ -95,13 +96,14 @@ impl Session {
                 scatter,
                 offset,
                 limit,
+                having,
             } => {
                 let format = if binary_rows {
                     RowFormat::Binary
                 } else {
                     RowFormat::Text
                 };
-                self.merge_select(targets, &scatter, offset, limit, format)
+                self.merge_select(targets, &scatter, offset, limit, having.as_ref(), format)
                     .await
             }
             Route::Fanout {
@@ -199,6 +201,7 @@ impl Session {
         scatter: &ScatterSelect,
         offset: u64,
         limit: Option<u64>,
+        having: Option<&HavingCond>,
         format: RowFormat,
     ) -> Result<(), Failure> {
         let classified = Classified::default();
@@ -229,13 +232,15 @@ impl Session {
             }
         }
         let plan = match (failure, columns) {
-            (None, Some(columns)) => merge_plan(scatter, columns, offset, limit).map_err(|e| {
-                ErrInfo::new(
-                    codes::ER_UNKNOWN_ERROR,
-                    "HY000",
-                    format!("cannot merge node results: {e}"),
-                )
-            }),
+            (None, Some(columns)) => {
+                merge_plan(scatter, columns, offset, limit, having).map_err(|e| {
+                    ErrInfo::new(
+                        codes::ER_UNKNOWN_ERROR,
+                        "HY000",
+                        format!("cannot merge node results: {e}"),
+                    )
+                })
+            }
             (Some(err), _) => Err(err),
             (None, None) => Err(ErrInfo::new(
                 codes::ER_UNKNOWN_ERROR,

@@ -3,6 +3,7 @@
 //! `session` carries a plan out.
 
 pub mod analyze;
+pub mod having;
 pub mod metadata;
 pub mod params;
 pub mod plan;

@@ -11,6 +11,7 @@ use shardgate_rules::{
 };
 
 use super::analyze::{Cond, InsertShape, ShardedStatement, StatementKind, Val};
+use super::having::Cond as HavingCond;
 use super::not_supported;
 use super::params::ParamValue;
 use super::rewrite::{bind_params, insert_rows, splice_tables};
@@ -48,6 +49,8 @@ pub enum Route {
         scatter: Box<ScatterSelect>,
         offset: u64,
         limit: Option<u64>,
+        /// HAVING with its parameters bound, evaluated on merged groups.
+        having: Option<HavingCond>,
     },
     /// Writes on several nodes (or one with a generated key); one OK.
     Fanout {
@@ -443,21 +446,31 @@ fn plan_merge(
     let limit = sc.limit.map(value).transpose()?;
     let node_limit = limit.map(|n| offset.saturating_add(n));
     let tail = node_tail(sc, node_limit);
-    // Parameters left in the node statement (LIMIT ones are applied by the proxy).
+    let having_range = sc.having.as_ref().map_or((0, 0), |(_, r)| *r);
+    let removed = |at: usize| {
+        (sc.tail.0..sc.tail.1).contains(&at) || (having_range.0..having_range.1).contains(&at)
+    };
+    // Parameters left in the node statement (LIMIT and HAVING ones are the proxy's).
     let kept: Vec<ParamValue> = st
         .placeholders
         .iter()
         .zip(params)
-        .filter(|(at, _)| !(sc.tail.0..sc.tail.1).contains(*at))
+        .filter(|(at, _)| !removed(**at))
         .map(|(_, p)| p.clone())
         .collect();
+    let having = sc
+        .having
+        .as_ref()
+        .map(|(cond, _)| bind_having_params(cond, params))
+        .transpose()
+        .map_err(|e| ErrInfo::new(1210, "HY000", e))?;
     let mut by_source: Vec<(String, Vec<String>)> = Vec::new();
     for node in nodes {
         let physical = node.names();
         let mut edits: Vec<(usize, usize, String)> = st
             .replacements
             .iter()
-            .filter(|r| r.end <= sc.tail.0 || r.start >= sc.tail.1)
+            .filter(|r| !removed(r.start))
             .map(|r| {
                 (
                     r.start,
@@ -478,6 +491,9 @@ fn plan_merge(
             tail.as_str()
         };
         edits.push((sc.tail.0, sc.tail.1, tail_text.to_owned()));
+        if having_range.0 < having_range.1 {
+            edits.push((having_range.0, having_range.1, String::new()));
+        }
         edits.sort_by_key(|e| (e.0, e.1));
         let mut text = String::with_capacity(sql.len() + 128);
         let mut from = 0;
@@ -525,6 +541,41 @@ fn plan_merge(
         scatter: Box::new(sc.clone()),
         offset,
         limit,
+        having,
+    })
+}
+
+/// A bound parameter as a HAVING literal.
+fn param_condition(p: &ParamValue) -> HavingCond {
+    match p {
+        ParamValue::Null => HavingCond::Null,
+        ParamValue::Int(i) => HavingCond::Number(i.to_string()),
+        ParamValue::UInt(u) => HavingCond::Number(u.to_string()),
+        ParamValue::Double(d) => HavingCond::Number(d.to_string()),
+        ParamValue::Decimal(d) => HavingCond::Number(d.clone()),
+        ParamValue::Bytes(b) => HavingCond::Text(b.clone()),
+        ParamValue::Temporal(t) => HavingCond::Text(t.clone().into_bytes()),
+    }
+}
+
+/// The HAVING condition with its `?` replaced by the bound values (columns
+/// stay symbolic until the node results' width is known).
+fn bind_having_params(cond: &HavingCond, params: &[ParamValue]) -> Result<HavingCond, String> {
+    use HavingCond as C;
+    let b = |c: &HavingCond| bind_having_params(c, params).map(Box::new);
+    Ok(match cond {
+        C::Param(i) => params
+            .get(*i)
+            .map(param_condition)
+            .ok_or_else(|| format!("HAVING parameter {i} has no value"))?,
+        C::Compare(op, a, c) => C::Compare(*op, b(a)?, b(c)?),
+        C::Arith(op, a, c) => C::Arith(*op, b(a)?, b(c)?),
+        C::And(a, c) => C::And(b(a)?, b(c)?),
+        C::Or(a, c) => C::Or(b(a)?, b(c)?),
+        C::Not(a) => C::Not(b(a)?),
+        C::Neg(a) => C::Neg(b(a)?),
+        C::IsNull(a, n) => C::IsNull(b(a)?, *n),
+        other => other.clone(),
     })
 }
 
@@ -805,17 +856,25 @@ mod tests {
 
     #[test]
     fn unsupported_merges_are_refused_with_the_reason() {
-        let err = route(
-            "SELECT status FROM users GROUP BY status HAVING COUNT(*) > 1",
-            &[],
-        )
-        .unwrap_err();
+        let err = route("SELECT COUNT(DISTINCT tenant_id) FROM users", &[]).unwrap_err();
         assert_eq!(err.code, 1235);
         assert!(
-            err.message.contains("HAVING") && err.message.contains("users"),
+            err.message.contains("DISTINCT") && err.message.contains("users"),
             "{}",
             err.message
         );
+        let Route::Merge {
+            targets, having, ..
+        } = route(
+            "SELECT status FROM users GROUP BY status HAVING COUNT(*) > ? ORDER BY status",
+            &[ParamValue::Int(1)],
+        )
+        .unwrap()
+        else {
+            panic!()
+        };
+        assert!(having.is_some());
+        assert!(!targets[0].sql.contains("HAVING"), "{}", targets[0].sql);
     }
 
     #[test]

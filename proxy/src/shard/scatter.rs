@@ -11,6 +11,7 @@ use sqlparser::ast::{
 };
 
 use super::analyze::Replacement;
+use super::having::{ArithOp, CmpOp, Cond as HavingCond};
 use crate::merge::column::ColumnInfo;
 use crate::merge::plan::{Aggregate, AggregateKind, Compared, MergePlan, SortKey};
 use crate::sql::lex::{Lexer, Spanned as Tok, Token};
@@ -72,6 +73,9 @@ pub struct ScatterSelect {
     pub aggregates: Vec<(ColRef, AggSpec)>,
     pub order_after_group: Vec<(ColRef, bool)>,
     pub distinct: Option<Vec<ColRef>>,
+    /// HAVING, evaluated on merged groups, and the clause's text, which
+    /// nodes do not run.
+    pub having: Option<(HavingCond, (usize, usize))>,
 }
 
 struct Item {
@@ -221,9 +225,6 @@ pub fn scatter_select(
     offset: &dyn Fn(Span) -> Option<usize>,
     placeholders: &[usize],
 ) -> Result<ScatterSelect, String> {
-    if s.having.is_some() {
-        return Err("HAVING across data nodes".into());
-    }
     let mut b = Builder {
         sql,
         offset,
@@ -293,6 +294,7 @@ pub fn scatter_select(
         aggregates: Vec::new(),
         order_after_group: Vec::new(),
         distinct: None,
+        having: None,
     };
     if has_aggregates || !group_exprs.is_empty() {
         let mut keys = Vec::new();
@@ -351,15 +353,25 @@ pub fn scatter_select(
                         .find(|(c, _)| c.value == Ix::Visible(i))
                         .map(|(c, _)| *c)
                         .ok_or("ORDER BY an aggregate")?,
+                    _ if aggregate_call(e).is_some() => {
+                        aggregate_column(&mut b, e, &mut out.aggregates)?
+                    }
                     _ if contains_aggregate(e) => {
-                        return Err("ORDER BY an aggregate not in the select list".into())
+                        return Err("ORDER BY an expression over aggregates".into())
                     }
                     _ => b.key(e)?,
                 };
                 out.order_after_group.push((key, *desc));
             }
         }
+        if let Some(h) = &s.having {
+            let cond = having_cond(&mut b, h, &mut out.aggregates, placeholders)?;
+            let range = having_range(sql)?;
+            out.having = Some((cond, range));
+        }
         out.group = Some(keys);
+    } else if s.having.is_some() {
+        return Err("HAVING without GROUP BY or aggregates".into());
     } else if s.distinct.is_some() {
         if b.wildcard {
             return Err("SELECT DISTINCT * across data nodes".into());
@@ -413,6 +425,159 @@ pub fn scatter_select(
     out.tail = tail;
     out.derived = b.derived;
     Ok(out)
+}
+
+/// The column holding an aggregate call's merged value: its select item, or
+/// a derived column registered as an aggregate.
+fn aggregate_column(
+    b: &mut Builder<'_>,
+    e: &Expr,
+    aggregates: &mut Vec<(ColRef, AggSpec)>,
+) -> Result<ColRef, String> {
+    if let Some(i) = b.item_of(e)? {
+        if let Some((c, _)) = aggregates.iter().find(|(c, _)| c.value == Ix::Visible(i)) {
+            return Ok(*c);
+        }
+    }
+    let (name, distinct) = aggregate_call(e).ok_or("an aggregate")?;
+    if distinct {
+        return Err("aggregates over DISTINCT values across data nodes".into());
+    }
+    let range = b.range(e)?;
+    let value = b.derive("", range, "");
+    let spec = match name.as_str() {
+        "COUNT" => AggSpec::Count,
+        "SUM" => AggSpec::Sum,
+        "MIN" => AggSpec::Min,
+        "MAX" => AggSpec::Max,
+        "AVG" => {
+            let arg = inner_args(b.sql, range).ok_or("AVG without an argument")?;
+            AggSpec::Avg {
+                sum: b.derive("SUM(", arg, ")"),
+                count: b.derive("COUNT(", arg, ")"),
+            }
+        }
+        other => return Err(format!("{other}() across data nodes")),
+    };
+    let weight =
+        matches!(spec, AggSpec::Min | AggSpec::Max).then(|| b.derive("WEIGHT_STRING(", range, ")"));
+    let c = ColRef { value, weight };
+    aggregates.push((c, spec));
+    Ok(c)
+}
+
+/// A HAVING condition over merged columns.
+fn having_cond(
+    b: &mut Builder<'_>,
+    e: &Expr,
+    aggregates: &mut Vec<(ColRef, AggSpec)>,
+    placeholders: &[usize],
+) -> Result<HavingCond, String> {
+    use sqlparser::ast::{BinaryOperator as B, UnaryOperator as U};
+    let sub = |x: &Expr, b: &mut Builder<'_>, a: &mut Vec<(ColRef, AggSpec)>| {
+        having_cond(b, x, a, placeholders).map(Box::new)
+    };
+    Ok(match e {
+        Expr::Nested(x) => having_cond(b, x, aggregates, placeholders)?,
+        Expr::BinaryOp { left, op, right } => {
+            let l = sub(left, b, aggregates)?;
+            let r = sub(right, b, aggregates)?;
+            match op {
+                B::And => HavingCond::And(l, r),
+                B::Or => HavingCond::Or(l, r),
+                B::Eq => HavingCond::Compare(CmpOp::Eq, l, r),
+                B::NotEq => HavingCond::Compare(CmpOp::Ne, l, r),
+                B::Lt => HavingCond::Compare(CmpOp::Lt, l, r),
+                B::LtEq => HavingCond::Compare(CmpOp::Le, l, r),
+                B::Gt => HavingCond::Compare(CmpOp::Gt, l, r),
+                B::GtEq => HavingCond::Compare(CmpOp::Ge, l, r),
+                B::Plus => HavingCond::Arith(ArithOp::Add, l, r),
+                B::Minus => HavingCond::Arith(ArithOp::Sub, l, r),
+                B::Multiply => HavingCond::Arith(ArithOp::Mul, l, r),
+                B::Divide => HavingCond::Arith(ArithOp::Div, l, r),
+                other => return Err(format!("HAVING with the operator {other}")),
+            }
+        }
+        Expr::UnaryOp { op: U::Not, expr } => HavingCond::Not(sub(expr, b, aggregates)?),
+        Expr::UnaryOp { op: U::Minus, expr } => HavingCond::Neg(sub(expr, b, aggregates)?),
+        Expr::IsNull(x) => HavingCond::IsNull(sub(x, b, aggregates)?, false),
+        Expr::IsNotNull(x) => HavingCond::IsNull(sub(x, b, aggregates)?, true),
+        Expr::Between {
+            expr,
+            negated: false,
+            low,
+            high,
+        } => {
+            let x = sub(expr, b, aggregates)?;
+            HavingCond::And(
+                Box::new(HavingCond::Compare(
+                    CmpOp::Ge,
+                    x.clone(),
+                    sub(low, b, aggregates)?,
+                )),
+                Box::new(HavingCond::Compare(CmpOp::Le, x, sub(high, b, aggregates)?)),
+            )
+        }
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => HavingCond::Number(n.clone()),
+            Value::SingleQuotedString(t) | Value::DoubleQuotedString(t) => {
+                HavingCond::Text(t.clone().into_bytes())
+            }
+            Value::Null => HavingCond::Null,
+            Value::Placeholder(_) => {
+                let (start, _) = b.range(e)?;
+                let i = placeholders
+                    .iter()
+                    .position(|p| *p == start)
+                    .ok_or("a HAVING parameter")?;
+                HavingCond::Param(i)
+            }
+            _ => return Err("HAVING with this literal".into()),
+        },
+        _ if aggregate_call(e).is_some() => {
+            HavingCond::Column(aggregate_column(b, e, aggregates)?.value)
+        }
+        _ if contains_aggregate(e) => {
+            return Err("HAVING with this expression over aggregates".into())
+        }
+        _ => match b.item_of(e)? {
+            Some(i) => HavingCond::Column(Ix::Visible(i)),
+            None => HavingCond::Column(b.key(e)?.value),
+        },
+    })
+}
+
+/// The byte range of the top-level HAVING clause (up to ORDER BY, LIMIT,
+/// a locking clause or the end).
+fn having_range(sql: &str) -> Result<(usize, usize), String> {
+    let tokens: Vec<Tok<'_>> = Lexer::new(sql).collect();
+    let mut depth = 0usize;
+    let mut start = None;
+    let mut end = None;
+    for t in &tokens {
+        match t.token {
+            Token::Punct(b'(') => depth += 1,
+            Token::Punct(b')') => depth = depth.saturating_sub(1),
+            Token::Punct(b';') if depth == 0 => break,
+            tok if depth == 0 && tok.is_word("HAVING") => start = Some(t.start),
+            tok if depth == 0
+                && start.is_some()
+                && ["ORDER", "LIMIT", "FOR", "LOCK", "WINDOW", "INTO"]
+                    .iter()
+                    .any(|w| tok.is_word(w)) =>
+            {
+                break
+            }
+            _ => {}
+        }
+        if start.is_some() {
+            end = Some(t.end);
+        }
+    }
+    match (start, end) {
+        (Some(s), Some(e)) => Ok((s, e)),
+        _ => Err("a HAVING clause the proxy cannot find".into()),
+    }
 }
 
 fn limit_param_at(q: &Query, b: &Builder<'_>, at: usize) -> bool {
@@ -632,6 +797,7 @@ pub fn merge_plan(
     columns: Vec<ColumnInfo>,
     offset: u64,
     limit: Option<u64>,
+    having: Option<&HavingCond>,
 ) -> Result<MergePlan, String> {
     let derived = sc.derived.len();
     let visible = columns
@@ -685,5 +851,11 @@ pub fn merge_plan(
         .collect();
     plan.offset = offset;
     plan.limit = limit;
+    if let Some(cond) = having {
+        let bound = cond.bind(&ix, &|_| None)?;
+        plan.filter = Some(crate::merge::plan::RowFilter(std::sync::Arc::new(
+            move |row| bound.passes(row),
+        )));
+    }
     Ok(plan)
 }

@@ -78,11 +78,15 @@ pub async fn merge<S: RowSource, K: RowSink>(
             },
             None => row,
         };
-        deliver(row, &mut sorter, &mut out).await?;
+        if passes(plan, &row)? {
+            deliver(row, &mut sorter, &mut out).await?;
+        }
     }
     if !out.done() {
         if let Some(row) = grouper.as_mut().map(Grouper::finish).transpose()?.flatten() {
-            deliver(row, &mut sorter, &mut out).await?;
+            if passes(plan, &row)? {
+                deliver(row, &mut sorter, &mut out).await?;
+            }
         }
     }
     if let Some(sorter) = sorter {
@@ -99,6 +103,13 @@ pub async fn merge<S: RowSource, K: RowSink>(
         rows_in: input.rows_in(),
         peak_buffered: peak,
     })
+}
+
+fn passes(plan: &MergePlan, row: &[Value]) -> Result<bool, MergeError> {
+    match &plan.filter {
+        Some(filter) => (filter.0)(row),
+        None => Ok(true),
+    }
 }
 
 async fn deliver<K: RowSink>(
