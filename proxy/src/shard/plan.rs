@@ -490,6 +490,14 @@ fn plan_merge(
         } else {
             tail.as_str()
         };
+        if let Some((at, text)) = &sc.group_append {
+            let at = if *at == usize::MAX {
+                sc.having.as_ref().map_or(sc.tail.0, |(_, r)| r.0)
+            } else {
+                *at
+            };
+            edits.push((at, at, text.clone()));
+        }
         edits.push((sc.tail.0, sc.tail.1, tail_text.to_owned()));
         if having_range.0 < having_range.1 {
             edits.push((having_range.0, having_range.1, String::new()));
@@ -856,7 +864,19 @@ mod tests {
 
     #[test]
     fn unsupported_merges_are_refused_with_the_reason() {
-        let err = route("SELECT COUNT(DISTINCT tenant_id) FROM users", &[]).unwrap_err();
+        let Route::Merge { targets, .. } =
+            route("SELECT COUNT(DISTINCT tenant_id) FROM users", &[]).unwrap()
+        else {
+            panic!()
+        };
+        assert!(
+            targets[0]
+                .sql
+                .contains("FROM `users_0` GROUP BY tenant_id ORDER BY `__sg_0`"),
+            "{}",
+            targets[0].sql
+        );
+        let err = route("SELECT COUNT(DISTINCT tenant_id), COUNT(*) FROM users", &[]).unwrap_err();
         assert_eq!(err.code, 1235);
         assert!(
             err.message.contains("DISTINCT") && err.message.contains("users"),

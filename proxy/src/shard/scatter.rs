@@ -32,11 +32,18 @@ pub struct ColRef {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AggSpec {
+    /// COUNT(DISTINCT x): nodes group by x too; the merge counts distinct x.
+    CountDistinct {
+        value: ColRef,
+    },
     Count,
     Sum,
     Min,
     Max,
-    Avg { sum: Ix, count: Ix },
+    Avg {
+        sum: Ix,
+        count: Ix,
+    },
 }
 
 /// A LIMIT value: literal or parameter.
@@ -76,6 +83,12 @@ pub struct ScatterSelect {
     /// HAVING, evaluated on merged groups, and the clause's text, which
     /// nodes do not run.
     pub having: Option<(HavingCond, (usize, usize))>,
+    /// Text appended to (or making) the nodes' GROUP BY, and where: for
+    /// COUNT(DISTINCT x) nodes group by x as well. `usize::MAX`: before the
+    /// HAVING / ORDER BY / LIMIT tail.
+    pub group_append: Option<(usize, String)>,
+    /// A column nodes sort by after the group keys (COUNT(DISTINCT)'s value).
+    pub node_order_extra: Option<Ix>,
 }
 
 struct Item {
@@ -255,11 +268,18 @@ pub fn scatter_select(
             }
         }
     }
-    if b.items
+    let distinct_aggregates = b
+        .items
         .iter()
-        .any(|i| i.aggregate.as_ref().is_some_and(|(_, d)| *d))
-    {
-        return Err("aggregates over DISTINCT values across data nodes".into());
+        .filter(|i| i.aggregate.as_ref().is_some_and(|(_, d)| *d))
+        .count();
+    let plain_aggregates = b
+        .items
+        .iter()
+        .filter(|i| i.aggregate.as_ref().is_some_and(|(_, d)| !*d))
+        .count();
+    if distinct_aggregates > 0 && (distinct_aggregates > 1 || plain_aggregates > 0) {
+        return Err("COUNT(DISTINCT ...) together with other aggregates across data nodes".into());
     }
     let group_exprs: Vec<&Expr> = match &s.group_by {
         GroupByExpr::Expressions(e, modifiers) if modifiers.is_empty() => e.iter().collect(),
@@ -295,6 +315,8 @@ pub fn scatter_select(
         order_after_group: Vec::new(),
         distinct: None,
         having: None,
+        group_append: None,
+        node_order_extra: None,
     };
     if has_aggregates || !group_exprs.is_empty() {
         let mut keys = Vec::new();
@@ -302,11 +324,33 @@ pub fn scatter_select(
             keys.push(b.key(g)?);
         }
         for i in 0..b.items.len() {
-            let Some((name, _)) = b.items[i].aggregate.clone() else {
+            let Some((name, distinct)) = b.items[i].aggregate.clone() else {
                 continue;
             };
             let range = b.items[i].text;
             let arg = inner_args(sql, range);
+            if distinct {
+                let value = count_distinct_value(sql, &name, arg)?;
+                let value = ColRef {
+                    value: b.derive("", value, ""),
+                    weight: Some(b.derive("WEIGHT_STRING(", value, ")")),
+                };
+                out.aggregates.push((
+                    ColRef {
+                        value: Ix::Visible(i),
+                        weight: None,
+                    },
+                    AggSpec::CountDistinct { value },
+                ));
+                // Nodes group by the value too, and sort by it after the keys.
+                let text = &sql[value_range(&b, value.value).0..value_range(&b, value.value).1];
+                out.group_append = Some(match group_exprs.last() {
+                    Some(last) => (b.range(last)?.1, format!(", {text}")),
+                    None => (usize::MAX, format!(" GROUP BY {text}")),
+                });
+                out.node_order_extra = Some(value.value);
+                continue;
+            }
             let spec = match name.as_str() {
                 "COUNT" => AggSpec::Count,
                 "SUM" => AggSpec::Sum,
@@ -334,6 +378,18 @@ pub fn scatter_select(
         // Nodes sort by the group keys so equal groups meet in the merge.
         out.node_order = keys.iter().map(|k| (k.value, false)).collect();
         out.order = keys.iter().map(|k| (*k, false)).collect();
+        if let Some(extra) = out.node_order_extra {
+            out.node_order.push((extra, false));
+            let value = out
+                .aggregates
+                .iter()
+                .find_map(|(_, a)| match a {
+                    AggSpec::CountDistinct { value } => Some(*value),
+                    _ => None,
+                })
+                .ok_or("COUNT(DISTINCT)")?;
+            out.order.push((value, false));
+        }
         let same_as_group = order_exprs.len() <= keys.len()
             && order_exprs
                 .iter()
@@ -425,6 +481,44 @@ pub fn scatter_select(
     out.tail = tail;
     out.derived = b.derived;
     Ok(out)
+}
+
+/// The argument of COUNT(DISTINCT x): x's byte range.
+fn count_distinct_value(
+    sql: &str,
+    name: &str,
+    arg: Option<(usize, usize)>,
+) -> Result<(usize, usize), String> {
+    if name != "COUNT" {
+        return Err(format!("{name}(DISTINCT ...) across data nodes"));
+    }
+    let (start, end) = arg.ok_or("COUNT(DISTINCT) without an argument")?;
+    let tokens: Vec<Tok<'_>> = Lexer::new(&sql[start..end]).collect();
+    let Some(first) = tokens.first().filter(|t| t.token.is_word("DISTINCT")) else {
+        return Err("COUNT(DISTINCT) the proxy cannot read".into());
+    };
+    let mut depth = 0usize;
+    for t in &tokens[1..] {
+        match t.token {
+            Token::Punct(b'(') => depth += 1,
+            Token::Punct(b')') => depth = depth.saturating_sub(1),
+            Token::Punct(b',') if depth == 0 => {
+                return Err("COUNT(DISTINCT) of several columns across data nodes".into())
+            }
+            _ => {}
+        }
+    }
+    let value_start = start + first.end;
+    let trimmed = sql[value_start..end].trim_start();
+    Ok((end - trimmed.len(), end))
+}
+
+/// The text range of a derived column's expression.
+fn value_range(b: &Builder<'_>, ix: Ix) -> (usize, usize) {
+    match ix {
+        Ix::Derived(k) => b.derived.get(k).map_or((0, 0), |d| d.range),
+        Ix::Visible(i) => b.items.get(i).map_or((0, 0), |it| it.text),
+    }
 }
 
 /// The column holding an aggregate call's merged value: its select item, or
@@ -838,6 +932,9 @@ pub fn merge_plan(
         .map(|(c, spec)| Aggregate {
             item: cmp(c),
             kind: match spec {
+                AggSpec::CountDistinct { value } => {
+                    AggregateKind::CountDistinct { value: cmp(value) }
+                }
                 AggSpec::Count => AggregateKind::Count,
                 AggSpec::Sum => AggregateKind::Sum,
                 AggSpec::Min => AggregateKind::Min,
