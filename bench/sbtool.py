@@ -2,16 +2,25 @@
 """Helper for bench/passthrough.sh (python3 standard library only).
 
   sbtool.py run --records F --raw F --test T --threads N --endpoint E
-                [--proxy-pid P] [--db-pid P] [--clk-tck N] -- sysbench ...
+                [--proxy-pid P] [--db-pid P]... [--clk-tck N] -- sysbench ...
       Runs one measured sysbench command. Around it, samples utime+stime of
       the watched processes from /proc/<pid>/stat and the CPU time of the
       sysbench child (getrusage). Parses QPS, query count and p95 latency from
-      sysbench's report and appends one JSON record to --records. Exits 0 even
-      when sysbench fails (the failure is recorded), so one broken endpoint
-      does not stop the run.
+      sysbench's report and appends one JSON record to --records (with the
+      1-minute load average at the end of the run). Exits 0 even when
+      sysbench fails (the failure is recorded), so one broken endpoint does
+      not stop the run. --db-pid may be given several times (a sharded run
+      drives several mariadbd): their CPU is summed.
 
-  sbtool.py report --records F [--title S]
-      Prints the results table and the issue's target lines.
+  sbtool.py report --records F [--title S] [--target-name S]
+                   [--target-ratio R] [--target-us U]
+      Prints the results table and the target lines (default: issue 2's
+      pass-through target, ShardGate >= 90% of HAProxy, <= 25 µs/query).
+
+  sbtool.py memwatch --pid P --out F [--interval S]
+      Samples VmRSS/VmHWM of P until SIGTERM/SIGINT or until P exits, then
+      writes {"start_hwm_kib", "end_hwm_kib", "max_rss_kib", "samples"} as
+      JSON to F (used by bench/sharded.sh around the deep scatter query).
 """
 
 import argparse
@@ -26,11 +35,13 @@ import time
 
 ENDPOINT_ORDER = {"direct": 0, "haproxy": 1, "shardgate": 2}
 
-# Target of issue 2, section 6 (pass-through stage).
+# Default target: issue 2, section 6 (pass-through stage). bench/sharded.sh
+# passes issue 3's (80%, 30 µs) with --target-*.
 TARGET_TEST = "oltp_point_select"
 TARGET_THREADS = 8
 TARGET_QPS_RATIO = 0.90      # ShardGate QPS / HAProxy QPS
 TARGET_PROXY_US = 25.0       # ShardGate CPU µs per query
+TARGET_NAME = "issue 2 §6"
 
 
 # ---------------------------------------------------------------- /proc ----
@@ -55,6 +66,25 @@ def cpu_delta_us(before, after, clk_tck):
     if before is None or after is None or before[0] != after[0]:
         return None  # process missing, or died and pid got reused
     return (after[1] - before[1]) * 1_000_000 / clk_tck
+
+
+def sum_delta_us(befores, afters, clk_tck):
+    """Summed CPU of several processes; None if any of them is missing."""
+    total = 0.0
+    for b, a in zip(befores, afters):
+        d = cpu_delta_us(b, a, clk_tck)
+        if d is None:
+            return None
+        total += d
+    return total
+
+
+def loadavg1():
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def children_cpu_s():
@@ -89,7 +119,11 @@ def parse_sysbench(text):
 def first_fatal(text):
     lines = [l.strip() for l in text.splitlines()]
     # Prefer the server's or client library's message ("MySQL error: 1146 ...",
-    # "error 2002: Can't connect ...") over sysbench's generic FATAL lines.
+    # "error 2002: Can't connect ...", "mysql_stmt_execute() returned error
+    # 1235 (...) for query '...'") over sysbench's generic FATAL lines.
+    for l in lines:
+        if re.search(r"returned error \d+", l):
+            return l[:400]
     for l in lines:
         if re.search(r"(MySQL error|error \d+):", l):
             return l[:200]
@@ -106,16 +140,21 @@ def cmd_run(a):
     # On SIGTERM (the script being stopped) raise SystemExit, so that
     # subprocess.run kills sysbench instead of leaving it running.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    p0, d0, c0, t0 = proc_cpu(a.proxy_pid), proc_cpu(a.db_pid), children_cpu_s(), time.monotonic()
+    db_pids = a.db_pid or []
+    p0, c0, t0 = proc_cpu(a.proxy_pid), children_cpu_s(), time.monotonic()
+    d0 = [proc_cpu(p) for p in db_pids]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    p1, d1, c1, t1 = proc_cpu(a.proxy_pid), proc_cpu(a.db_pid), children_cpu_s(), time.monotonic()
+    p1, c1, t1 = proc_cpu(a.proxy_pid), children_cpu_s(), time.monotonic()
+    d1 = [proc_cpu(p) for p in db_pids]
 
     with open(a.raw, "a") as f:
         f.write(f"\n===== {a.test} threads={a.threads} endpoint={a.endpoint} "
                 f"rc={proc.returncode} =====\n$ {' '.join(cmd)}\n{proc.stdout}")
 
     rec = {"test": a.test, "threads": a.threads, "endpoint": a.endpoint,
-           "rc": proc.returncode, "wall_s": round(t1 - t0, 3)}
+           "rc": proc.returncode, "wall_s": round(t1 - t0, 3), "load1": loadavg1()}
+    if len(db_pids) > 1:
+        rec["db_pids"] = len(db_pids)
     rec.update(parse_sysbench(proc.stdout))
     ok = proc.returncode == 0 and rec.get("queries", 0) > 0
     rec["ok"] = ok
@@ -124,7 +163,7 @@ def cmd_run(a):
     else:
         q = rec["queries"]
         proxy_us = cpu_delta_us(p0, p1, clk_tck) if a.proxy_pid else None
-        db_us = cpu_delta_us(d0, d1, clk_tck) if a.db_pid else None
+        db_us = sum_delta_us(d0, d1, clk_tck) if db_pids else None
         rec["proxy_us_q"] = None if proxy_us is None else proxy_us / q
         rec["db_us_q"] = None if db_us is None else db_us / q
         rec["client_us_q"] = (c1 - c0) * 1e6 / q
@@ -141,10 +180,53 @@ def cmd_run(a):
     return 0
 
 
+# -------------------------------------------------------------- memwatch ----
+
+def proc_mem_kib(pid):
+    """(VmRSS, VmHWM) in KiB, or None if the pid is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            text = f.read()
+    except OSError:
+        return None
+    vals = {}
+    for l in text.splitlines():
+        if l.startswith(("VmRSS:", "VmHWM:")):
+            k, v = l.split(":", 1)
+            vals[k] = int(v.split()[0])
+    if "VmRSS" not in vals or "VmHWM" not in vals:
+        return None
+    return vals["VmRSS"], vals["VmHWM"]
+
+
+def cmd_memwatch(a):
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    first = proc_mem_kib(a.pid)
+    if first is None:
+        sys.exit(f"memwatch: no process {a.pid}")
+    start_hwm, max_rss, last_hwm, n = first[1], first[0], first[1], 1
+    while not stop:
+        m = proc_mem_kib(a.pid)
+        if m is None:
+            break
+        max_rss, last_hwm, n = max(max_rss, m[0]), m[1], n + 1
+        time.sleep(a.interval)
+    with open(a.out, "w") as f:
+        json.dump({"start_hwm_kib": start_hwm, "end_hwm_kib": last_hwm,
+                   "max_rss_kib": max_rss, "samples": n}, f)
+    return 0
+
+
 # ---------------------------------------------------------------- report ----
 
 def fmt_us(v):
     return "-" if v is None else f"{v:.1f}"
+
+
+def fmt_load(v):
+    return "-" if v is None else f"{v:.2f}"
 
 
 def fmt_pct(v):
@@ -178,19 +260,20 @@ def cmd_report(a):
         return r["qps"] if r and r.get("ok") else None
 
     hdr = ("test", "thr", "endpoint", "QPS", "p95 ms", "vs direct", "SG/HAProxy",
-           "proxy µs/q", "mariadbd µs/q", "client µs/q")
+           "proxy µs/q", "mariadbd µs/q", "client µs/q", "load1")
     rows = []
     for r in recs:
         t, n, ep = r["test"], r["threads"], r["endpoint"]
         if not r.get("ok"):
-            rows.append((t, str(n), ep, "FAILED", "-", "-", "-", "-", "-", "-"))
+            rows.append((t, str(n), ep, "FAILED", "-", "-", "-", "-", "-", "-", fmt_load(r.get("load1"))))
             continue
         d, h = qps(t, n, "direct"), qps(t, n, "haproxy")
         vs_direct = r["qps"] / d if d else None
         sg_hap = r["qps"] / h if (ep == "shardgate" and h) else None
         rows.append((t, str(n), ep, f"{r['qps']:.0f}", f"{r['p95_ms']:.2f}" if "p95_ms" in r else "-",
                      fmt_pct(vs_direct), fmt_pct(sg_hap), fmt_us(r.get("proxy_us_q")),
-                     fmt_us(r.get("db_us_q")), fmt_us(r.get("client_us_q"))))
+                     fmt_us(r.get("db_us_q")) + ("*" if r.get("db_pids", 1) > 1 else ""),
+                     fmt_us(r.get("client_us_q")), fmt_load(r.get("load1"))))
     widths = [max(len(hdr[i]), *(len(row[i]) for row in rows)) if rows else len(hdr[i])
               for i in range(len(hdr))]
     left = {0, 2}
@@ -209,6 +292,9 @@ def cmd_report(a):
             print()
         prev = row[:2]
         print(line(row))
+    if any(r.get("db_pids", 1) > 1 for r in recs):
+        print("  * mariadbd µs/q summed over the data sources' primaries the run used")
+    print("  load1 = 1-minute load average at the end of the run")
     for r in recs:
         if not r.get("ok"):
             print(f"  FAILED {r['test']} {r['threads']} thr {r['endpoint']}: {r.get('error')}")
@@ -220,23 +306,25 @@ def cmd_report(a):
 
     # Target lines (never a failure: the script exits 0 on a miss).
     print()
-    print(f"Target (issue 2 §6, {TARGET_TEST} @ {TARGET_THREADS} threads):")
+    target_ratio = a.target_ratio if a.target_ratio is not None else TARGET_QPS_RATIO
+    target_us = a.target_us if a.target_us is not None else TARGET_PROXY_US
+    print(f"Target ({a.target_name or TARGET_NAME}, {TARGET_TEST} @ {TARGET_THREADS} threads):")
     sg = by_key.get((TARGET_TEST, TARGET_THREADS, "shardgate"))
     hap = by_key.get((TARGET_TEST, TARGET_THREADS, "haproxy"))
     sg_ok = bool(sg and sg.get("ok"))
     hap_ok = bool(hap and hap.get("ok"))
-    label1 = f"  ShardGate QPS >= {TARGET_QPS_RATIO:.0%} of HAProxy QPS"
-    label2 = f"  ShardGate proxy CPU <= {TARGET_PROXY_US:.0f} µs/query"
+    label1 = f"  ShardGate QPS >= {target_ratio:.0%} of HAProxy QPS"
+    label2 = f"  ShardGate proxy CPU <= {target_us:.0f} µs/query"
     if sg_ok and hap_ok:
         ratio = sg["qps"] / hap["qps"]
-        verdict = "PASS" if ratio >= TARGET_QPS_RATIO else "MISS"
+        verdict = "PASS" if ratio >= target_ratio else "MISS"
         print(f"{label1}: {sg['qps']:.0f} / {hap['qps']:.0f} = {ratio:.1%}  {verdict}")
     else:
         why = "ShardGate not measured" if not sg_ok else "HAProxy not measured"
         print(f"{label1}: n/a ({why})  MISS")
     if sg_ok and sg.get("proxy_us_q") is not None:
         v = sg["proxy_us_q"]
-        verdict = "PASS" if v <= TARGET_PROXY_US else "MISS"
+        verdict = "PASS" if v <= target_us else "MISS"
         print(f"{label2}: {v:.1f} µs  {verdict}")
     else:
         print(f"{label2}: n/a (ShardGate not measured)  MISS")
@@ -253,14 +341,25 @@ def main():
     r.add_argument("--threads", required=True, type=int)
     r.add_argument("--endpoint", required=True)
     r.add_argument("--proxy-pid", type=int)
-    r.add_argument("--db-pid", type=int)
+    r.add_argument("--db-pid", type=int, action="append")
     r.add_argument("--clk-tck", type=int)
     r.add_argument("cmd", nargs=argparse.REMAINDER)
     p = sub.add_parser("report")
     p.add_argument("--records", required=True)
     p.add_argument("--title")
+    p.add_argument("--target-name")
+    p.add_argument("--target-ratio", type=float)
+    p.add_argument("--target-us", type=float)
+    m = sub.add_parser("memwatch")
+    m.add_argument("--pid", required=True, type=int)
+    m.add_argument("--out", required=True)
+    m.add_argument("--interval", type=float, default=0.02)
     a = ap.parse_args()
-    return cmd_run(a) if a.cmd_name == "run" else cmd_report(a)
+    if a.cmd_name == "run":
+        return cmd_run(a)
+    if a.cmd_name == "memwatch":
+        return cmd_memwatch(a)
+    return cmd_report(a)
 
 
 if __name__ == "__main__":

@@ -1487,7 +1487,6 @@ async fn ddl_fans_out_on_a_scratch_sharded_table() {
 /// INSERT without a column list (ShardGate must find the sharding column
 /// from the table's definition).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "refused by the proxy yet: INSERT into a sharded table without a column list (1235)"]
 async fn insert_without_column_list() {
     let Some((mut c, _g)) = writer("insert_without_column_list").await else {
         return;

@@ -28,6 +28,9 @@ pub struct Shared {
     pub rules: ShardingRules,
     pub keys: SnowflakeGenerator,
     pub metadata: crate::shard::metadata::MetadataNames,
+    /// Column order of sharded tables, learnt for INSERTs without a column
+    /// list; forgotten when DDL changes the table.
+    pub table_columns: std::sync::Mutex<std::collections::HashMap<String, Arc<Vec<String>>>>,
     pub identity: ServerIdentity,
     next_connection_id: AtomicU32,
 }
@@ -126,6 +129,7 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
         rules,
         keys,
         metadata,
+        table_columns: std::sync::Mutex::default(),
         identity,
         next_connection_id: AtomicU32::new(1),
     });

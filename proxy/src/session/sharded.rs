@@ -62,6 +62,24 @@ impl Session {
         execution: Option<Execution<'_>>,
     ) -> Result<(), Failure> {
         let binary_rows = execution.is_some();
+        let filled;
+        let st = match self.insert_columns(st).await? {
+            Some(with_columns) => {
+                filled = with_columns;
+                &filled
+            }
+            None => st,
+        };
+        if st.kind == crate::shard::analyze::StatementKind::Ddl {
+            let mut cache = self
+                .shared
+                .table_columns
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            for t in &st.tables {
+                cache.remove(t);
+            }
+        }
         let route = plan(st, sql, params, true, &self.plan_context()).map_err(Failure::Reply)?;
         debug!(?route, "routed");
         match route {
@@ -116,6 +134,69 @@ impl Session {
                     .await
             }
         }
+    }
+
+    /// For an INSERT without a column list into a sharded table: the
+    /// statement with the table's columns (learnt once from its first node),
+    /// so its sharding columns can be found.
+    async fn insert_columns(
+        &mut self,
+        st: &ShardedStatement,
+    ) -> Result<Option<ShardedStatement>, Failure> {
+        let Some(shape) = st.insert.as_ref().filter(|s| s.implicit_columns) else {
+            return Ok(None);
+        };
+        let Some(table) = st
+            .tables
+            .iter()
+            .find(|t| self.shared.rules.table_kind(t) == shardgate_rules::TableKind::Sharded)
+        else {
+            return Ok(None);
+        };
+        let cached = self
+            .shared
+            .table_columns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(table)
+            .cloned();
+        let columns = match cached {
+            Some(c) => c,
+            None => {
+                let Some(node) = self.shared.rules.nodes(table).into_iter().next() else {
+                    return Ok(None);
+                };
+                let pool = self.pool_of(&node.data_source)?;
+                let classified = Classified::default();
+                let mut conn = self.checkout_on(&pool, &classified).await?;
+                let rows = conn
+                    .query_text(&format!(
+                        "SHOW COLUMNS FROM `{}`",
+                        node.table.replace('`', "``")
+                    ))
+                    .await;
+                self.release(conn, &classified);
+                let columns: Arc<Vec<String>> = Arc::new(
+                    rows?
+                        .into_iter()
+                        .filter_map(|r| r.into_iter().next().flatten())
+                        .map(|c| c.to_ascii_lowercase())
+                        .collect(),
+                );
+                self.shared
+                    .table_columns
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(table.clone(), columns.clone());
+                columns
+            }
+        };
+        let mut with_columns = st.clone();
+        if let Some(insert) = with_columns.insert.as_mut() {
+            insert.columns = columns.as_ref().clone();
+        }
+        let _ = shape;
+        Ok(Some(with_columns))
     }
 
     /// The text form of a prepared statement's node SQL (parameters bound).

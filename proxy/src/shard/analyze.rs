@@ -107,6 +107,11 @@ pub struct InsertShape {
     pub rows: Vec<InsertRow>,
     /// ON DUPLICATE KEY UPDATE assigns a sharding column.
     pub updates_sharding_column: bool,
+    /// `INSERT ... SET col = value, ...`: one row, its assignments as the row.
+    pub set_form: bool,
+    /// No column list: `columns` is the table's own order, filled in by the
+    /// session from the table's definition before planning.
+    pub implicit_columns: bool,
 }
 
 /// The analysis of a statement that names sharded or broadcast tables.
@@ -337,6 +342,26 @@ pub fn expression_end(sql: &str, start: usize, end: usize) -> usize {
     last
 }
 
+/// Whether ON DUPLICATE KEY UPDATE assigns a sharding column.
+fn updates_sharding_column(a: &Analyzer<'_>, ins: &sqlparser::ast::Insert) -> bool {
+    let sharding: Vec<&str> = a
+        .tables
+        .iter()
+        .flat_map(|t| a.rules.sharding_columns(t))
+        .collect();
+    match &ins.on {
+        Some(sqlparser::ast::OnInsert::DuplicateKeyUpdate(assignments)) => {
+            assignments.iter().any(|x| {
+                let target = x.target.to_string();
+                sharding
+                    .iter()
+                    .any(|c| c.eq_ignore_ascii_case(target.trim_matches('`')))
+            })
+        }
+        _ => false,
+    }
+}
+
 /// Every table alias the statement declares.
 fn table_aliases(statement: &Statement) -> Vec<String> {
     struct Aliases(Vec<String>);
@@ -370,29 +395,45 @@ fn named_tables(sql: &str, rules: &ShardingRules) -> BTreeSet<String> {
     named
 }
 
-/// Converts sqlparser's line/column locations to byte offsets.
+/// Converts sqlparser's line/column locations (columns count characters)
+/// to byte offsets. Lookups mostly move forward through the text, so the
+/// last position found is kept and the scan resumes from it: a long
+/// multi-row INSERT costs linear, not quadratic, time.
 struct LineIndex {
     starts: Vec<usize>,
+    /// (line, character column, byte offset) of the last lookup.
+    cursor: std::cell::Cell<(usize, usize, usize)>,
 }
 
 impl LineIndex {
     fn new(sql: &str) -> Self {
         let mut starts = vec![0];
         starts.extend(sql.match_indices('\n').map(|(i, _)| i + 1));
-        Self { starts }
+        Self {
+            starts,
+            cursor: std::cell::Cell::new((0, 0, 0)),
+        }
     }
 
     fn offset(&self, sql: &str, loc: Location) -> Option<usize> {
-        let line_start = *self
-            .starts
-            .get(usize::try_from(loc.line).ok()?.checked_sub(1)?)?;
+        let line = usize::try_from(loc.line).ok()?.checked_sub(1)?;
         let column = usize::try_from(loc.column).ok()?.checked_sub(1)?;
-        let line = &sql[line_start..];
-        let byte = line
-            .char_indices()
-            .nth(column)
-            .map_or(line.len(), |(b, _)| b);
-        Some(line_start + byte)
+        let line_start = *self.starts.get(line)?;
+        let line_end = self.starts.get(line + 1).map_or(sql.len(), |s| s - 1);
+        let (cursor_line, cursor_col, cursor_byte) = self.cursor.get();
+        let (mut col, mut byte) = if cursor_line == line && cursor_col <= column {
+            (cursor_col, cursor_byte)
+        } else {
+            (0, line_start)
+        };
+        let text = &sql[..line_end];
+        while col < column {
+            let ch = text[byte..].chars().next()?;
+            byte += ch.len_utf8();
+            col += 1;
+        }
+        self.cursor.set((line, col, byte));
+        Some(byte)
     }
 }
 
@@ -830,7 +871,7 @@ impl Analyzer<'_> {
             .and_then(|c| self.span_bytes(c.span()))
             .map(|(_, end)| end);
         let Some(source) = &ins.source else {
-            return Err(unsupported("INSERT ... SET"));
+            return self.insert_set_shape(ins, ph, &table);
         };
         let SetExpr::Values(values) = source.body.as_ref() else {
             return Err(unsupported("INSERT ... SELECT"));
@@ -857,27 +898,57 @@ impl Analyzer<'_> {
                 values: row.iter().map(|v| self.value(v, ph)).collect(),
             });
         }
-        let sharding: Vec<&str> = self
-            .tables
-            .iter()
-            .flat_map(|t| self.rules.sharding_columns(t))
-            .collect();
-        let updates_sharding_column = match &ins.on {
-            Some(sqlparser::ast::OnInsert::DuplicateKeyUpdate(assignments)) => {
-                assignments.iter().any(|a| {
-                    let target = a.target.to_string();
-                    sharding
-                        .iter()
-                        .any(|c| c.eq_ignore_ascii_case(target.trim_matches('`')))
-                })
-            }
-            _ => false,
-        };
         Ok(InsertShape {
+            implicit_columns: columns.is_empty(),
             columns,
             columns_end,
             rows,
-            updates_sharding_column,
+            updates_sharding_column: updates_sharding_column(self, ins),
+            set_form: false,
+        })
+    }
+
+    /// `INSERT ... SET a = 1, b = 2` as a one-row insert.
+    fn insert_set_shape(
+        &self,
+        ins: &sqlparser::ast::Insert,
+        ph: &[usize],
+        table: &str,
+    ) -> Result<InsertShape, AnalyzeError> {
+        let unsupported = || {
+            AnalyzeError::Unsupported(format!(
+                "this INSERT form on sharded or broadcast table {table} is not supported"
+            ))
+        };
+        let (Some(first), Some(last)) = (ins.assignments.first(), ins.assignments.last()) else {
+            return Err(unsupported());
+        };
+        let (Some((start, _)), Some((last_start, last_end))) = (
+            self.span_bytes(first.target.span()),
+            self.span_bytes(last.value.span()),
+        ) else {
+            return Err(unsupported());
+        };
+        let end = expression_end(self.sql, last_start, last_end);
+        Ok(InsertShape {
+            columns: ins
+                .assignments
+                .iter()
+                .map(|a| a.target.to_string().trim_matches('`').to_ascii_lowercase())
+                .collect(),
+            columns_end: None,
+            rows: vec![InsertRow {
+                start,
+                end,
+                values: ins
+                    .assignments
+                    .iter()
+                    .map(|a| self.value(&a.value, ph))
+                    .collect(),
+            }],
+            updates_sharding_column: updates_sharding_column(self, ins),
+            set_form: true,
+            implicit_columns: false,
         })
     }
 }

@@ -598,7 +598,7 @@ fn plan_insert(
 ) -> Result<Route, ErrInfo> {
     if shape.columns.is_empty() {
         return Err(not_supported(format!(
-            "INSERT into sharded table {table} needs a column list, so the proxy can find the sharding columns"
+            "INSERT into sharded table {table} without a column list: the proxy could not learn the table's columns"
         )));
     }
     if shape.updates_sharding_column {

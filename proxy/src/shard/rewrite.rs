@@ -43,7 +43,7 @@ pub fn insert_rows(
     let mut out = String::with_capacity(sql.len());
     let head = &sql[..first.start];
     match (extra, shape.columns_end) {
-        (Some((column, _)), Some(at)) => {
+        (Some((column, _)), Some(at)) if !shape.set_form => {
             out.push_str(&head[..at]);
             out.push_str(", `");
             out.push_str(column);
@@ -59,6 +59,10 @@ pub fn insert_rows(
         let row = &shape.rows[i];
         let text = &sql[row.start..row.end];
         match extra {
+            Some((column, values)) if shape.set_form => {
+                out.push_str(text);
+                out.push_str(&format!(", `{column}` = {}", values[i]));
+            }
             Some((_, values)) => {
                 // Insert before the row's closing parenthesis.
                 let close = text.rfind(')').unwrap_or(text.len());
@@ -162,6 +166,21 @@ mod tests {
         assert_eq!(
             insert_rows(sql, shape, &[1], None),
             "INSERT INTO users (name, email) VALUES ('b', 'x')"
+        );
+    }
+
+    #[test]
+    fn insert_set_form_gets_the_generated_key() {
+        let sql = "INSERT INTO users SET name = 'a', email = CONCAT('x', '@y')";
+        let Analysis::Sharded(st) = analyze(sql, &rules(), "wework").unwrap() else {
+            panic!()
+        };
+        let shape = st.insert.as_ref().unwrap();
+        assert!(shape.set_form);
+        let ids = vec!["7".to_string()];
+        assert_eq!(
+            insert_rows(sql, shape, &[0], Some(("user_id", &ids))),
+            "INSERT INTO users SET name = 'a', email = CONCAT('x', '@y'), `user_id` = 7"
         );
     }
 
