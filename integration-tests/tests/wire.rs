@@ -133,6 +133,12 @@ async fn wire_level_commands_and_admin() {
     let ping = wire.command(&[0x0E], 1).await;
     assert_eq!(ping[0][0], 0x00);
 
+    // KILL names a ShardGate connection id: refused rather than forwarded to
+    // a server, where it would kill an unrelated thread.
+    let kill = wire.command(b"\x03KILL QUERY 1", 1).await;
+    assert_eq!(kill[0][0], 0xFF);
+    assert_eq!(u16::from_le_bytes([kill[0][1], kill[0][2]]), 1235);
+
     // COM_RESET_CONNECTION forgets user variables.
     let set = wire.command(b"\x03SET @wire_v = 42", 1).await;
     assert_eq!(set[0][0], 0x00, "{set:?}");

@@ -264,6 +264,12 @@ impl Session {
         let rewritten = self.logical_database_rewrite(COM_QUERY, &sql, &classified);
         let payload = rewritten.as_deref().unwrap_or(payload);
         match &classified.kind {
+            Kind::Kill => {
+                // Forwarded, it would kill whichever backend thread has that id.
+                return Err(Failure::Reply(not_supported(
+                    "KILL through ShardGate is not supported yet: the id is ShardGate's, not a server's; close the client connection instead",
+                )));
+            }
             Kind::TransactionControl { ends } => {
                 return self
                     .transaction_control(payload, &sql, *ends, &classified)

@@ -37,6 +37,9 @@ pub enum Kind {
     Set(Vec<Assignment>),
     /// `BEGIN` / `START TRANSACTION ...`, as written.
     Begin(String),
+    /// `KILL [QUERY | CONNECTION] id`: the id is a proxy connection id, which
+    /// means nothing to a backend.
+    Kill,
     /// `COMMIT`, `ROLLBACK` (not `ROLLBACK TO`), `SAVEPOINT`, `ROLLBACK TO`,
     /// `RELEASE SAVEPOINT`: every data source in the transaction runs it.
     TransactionControl { ends: bool },
@@ -230,6 +233,7 @@ fn classify_statement(sql: &str, tokens: &[Spanned<'_>], out: &mut Classified) {
             out.kind = Kind::Begin(sql[first.start..end].to_owned());
         }
         t if t.is_word("COMMIT") => out.kind = Kind::TransactionControl { ends: true },
+        t if t.is_word("KILL") => out.kind = Kind::Kill,
         t if t.is_word("ROLLBACK") => {
             let to = tokens.iter().any(|s| s.token.is_word("TO"));
             out.kind = Kind::TransactionControl { ends: !to };
