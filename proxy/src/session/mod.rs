@@ -235,6 +235,22 @@ impl Session {
         }
     }
 
+    /// The packet that ends a result set the proxy built (or a COM_SET_OPTION
+    /// reply): EOF, or an OK with header 0xFE under CLIENT_DEPRECATE_EOF.
+    fn push_end_of_result(&mut self) {
+        if self.flavor.deprecate_eof() {
+            self.writer.push(
+                &OkInfo {
+                    status: self.status,
+                    ..OkInfo::default()
+                }
+                .encode_with_header(0xFE),
+            );
+        } else {
+            self.writer.push(&encode_eof(0, self.status));
+        }
+    }
+
     fn reply_ok(&mut self) {
         self.writer.push(
             &OkInfo {
@@ -510,16 +526,8 @@ impl Session {
                 other.read_outcome(ResponseKind::Single).await?;
             }
             self.held.push(conn);
-        } else if self.flavor.deprecate_eof() {
-            self.writer.push(
-                &OkInfo {
-                    status: self.status,
-                    ..OkInfo::default()
-                }
-                .encode_with_header(0xFE),
-            );
         } else {
-            self.writer.push(&encode_eof(0, self.status));
+            self.push_end_of_result();
         }
         Ok(Flow::Continue)
     }

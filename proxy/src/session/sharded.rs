@@ -388,17 +388,7 @@ impl Session {
                     peak = stats.peak_buffered,
                     "merged"
                 );
-                if deprecate_eof {
-                    self.writer.push(
-                        &OkInfo {
-                            status: self.status,
-                            ..OkInfo::default()
-                        }
-                        .encode_with_header(0xFE),
-                    );
-                } else {
-                    self.writer.push(&encode_eof(0, self.status));
-                }
+                self.push_end_of_result();
                 Ok(())
             }
             Err(MergeError::Source(message)) if message.starts_with("client:") => {
@@ -490,17 +480,7 @@ impl Session {
                 e.to_string(),
             )));
         }
-        if deprecate_eof {
-            self.writer.push(
-                &OkInfo {
-                    status: self.status,
-                    ..OkInfo::default()
-                }
-                .encode_with_header(0xFE),
-            );
-        } else {
-            self.writer.push(&encode_eof(0, self.status));
-        }
+        self.push_end_of_result();
         Ok(())
     }
 

@@ -792,23 +792,7 @@ impl Analyzer<'_> {
                     match e {
                         Expr::Function(f) => {
                             let name = f.name.to_string().to_ascii_uppercase();
-                            if matches!(
-                                name.as_str(),
-                                "COUNT"
-                                    | "SUM"
-                                    | "MIN"
-                                    | "MAX"
-                                    | "AVG"
-                                    | "GROUP_CONCAT"
-                                    | "STD"
-                                    | "STDDEV"
-                                    | "VARIANCE"
-                                    | "BIT_AND"
-                                    | "BIT_OR"
-                                    | "BIT_XOR"
-                                    | "JSON_ARRAYAGG"
-                                    | "JSON_OBJECTAGG"
-                            ) {
+                            if super::scatter::is_aggregate_name(&name) {
                                 aggregates = true;
                             }
                         }

@@ -184,19 +184,10 @@ fn normalize(s: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// The aggregate an expression is, if it is exactly one call of a
-/// mergeable aggregate: (upper-case name, DISTINCT?).
-fn aggregate_call(e: &Expr) -> Option<(String, bool)> {
-    let Expr::Function(f) = e else { return None };
-    let name = f.name.to_string().to_ascii_uppercase();
-    let distinct = match &f.args {
-        FunctionArguments::List(list) => {
-            matches!(list.duplicate_treatment, Some(DuplicateTreatment::Distinct))
-        }
-        _ => false,
-    };
+/// Aggregate functions, as MariaDB names them.
+pub(crate) fn is_aggregate_name(name: &str) -> bool {
     matches!(
-        name.as_str(),
+        name,
         "COUNT"
             | "SUM"
             | "MIN"
@@ -216,7 +207,20 @@ fn aggregate_call(e: &Expr) -> Option<(String, bool)> {
             | "JSON_ARRAYAGG"
             | "JSON_OBJECTAGG"
     )
-    .then_some((name, distinct))
+}
+
+/// The aggregate an expression is, if it is exactly one call of an
+/// aggregate function: (upper-case name, DISTINCT?).
+fn aggregate_call(e: &Expr) -> Option<(String, bool)> {
+    let Expr::Function(f) = e else { return None };
+    let name = f.name.to_string().to_ascii_uppercase();
+    let distinct = match &f.args {
+        FunctionArguments::List(list) => {
+            matches!(list.duplicate_treatment, Some(DuplicateTreatment::Distinct))
+        }
+        _ => false,
+    };
+    is_aggregate_name(&name).then_some((name, distinct))
 }
 
 fn contains_aggregate(e: &Expr) -> bool {
