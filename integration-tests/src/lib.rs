@@ -282,30 +282,38 @@ impl Driver {
         Ok(())
     }
 
-    fn command(self, ep: &Endpoint) -> tokio::process::Command {
-        let dir = drivers_dir();
+    /// The driver's folder under `drivers/` and its default scenario file.
+    fn scenario_file(self) -> (&'static str, &'static str) {
+        match self {
+            Driver::Cli => ("cli", "scenario.sh"),
+            Driver::PyMySql => ("python", "scenario.py"),
+            Driver::Jdbc => ("java", "Scenario.java"),
+            Driver::Node => ("node", "scenario.js"),
+        }
+    }
+
+    /// The command running `file` (in the driver's folder) against `ep`.
+    fn command(self, file: &str, ep: &Endpoint) -> tokio::process::Command {
+        let dir = drivers_dir().join(self.scenario_file().0);
         let mut cmd = match self {
             Driver::Cli => {
                 let mut c = tokio::process::Command::new("bash");
-                c.arg(dir.join("cli/scenario.sh"));
+                c.arg(dir.join(file));
                 c
             }
             Driver::PyMySql => {
                 let mut c = tokio::process::Command::new(python());
-                c.arg(dir.join("python/scenario.py"));
+                c.arg(dir.join(file));
                 c
             }
             Driver::Jdbc => {
                 let mut c = tokio::process::Command::new("java");
-                c.arg("-cp")
-                    .arg(mariadb_jar())
-                    .arg(dir.join("java/Scenario.java"));
+                c.arg("-cp").arg(mariadb_jar()).arg(dir.join(file));
                 c
             }
             Driver::Node => {
                 let mut c = tokio::process::Command::new("node");
-                c.arg(dir.join("node/scenario.js"))
-                    .current_dir(dir.join("node"));
+                c.arg(dir.join(file)).current_dir(&dir);
                 c
             }
         };
@@ -315,18 +323,31 @@ impl Driver {
 
     /// Runs the scenario against `ep` and returns its transcript (stdout).
     pub async fn run(self, ep: &Endpoint) -> Result<String, String> {
+        let what = format!(
+            "{} scenario against {}/{}",
+            self.name(),
+            ep.addr(),
+            ep.database
+        );
+        self.run_with(self.scenario_file().1, ep, &what).await
+    }
+
+    /// Runs another scenario of this driver, `file` in its folder under
+    /// `drivers/` (e.g. `sharded.js` for node), against `ep` and returns its
+    /// transcript (stdout).
+    pub async fn run_file(self, file: &str, ep: &Endpoint) -> Result<String, String> {
+        let what = format!(
+            "{} scenario {file} against {}/{}",
+            self.name(),
+            ep.addr(),
+            ep.database
+        );
+        self.run_with(file, ep, &what).await
+    }
+
+    async fn run_with(self, file: &str, ep: &Endpoint, what: &str) -> Result<String, String> {
         self.prepare()?;
-        let cmd = self.command(ep);
-        run_command(
-            cmd,
-            &format!(
-                "{} scenario against {}/{}",
-                self.name(),
-                ep.addr(),
-                ep.database
-            ),
-        )
-        .await
+        run_command(self.command(file, ep), what).await
     }
 }
 

@@ -21,7 +21,7 @@ use crate::shard::plan::{plan, Affected, PlanContext, Route, Target};
 use crate::shard::scatter::{merge_plan, ScatterSelect};
 use crate::sql::classify::Classified;
 use crate::wire::command::COM_QUERY;
-use crate::wire::ok_err::{encode_eof, put_lenenc_int};
+use crate::wire::ok_err::{encode_eof, put_lenenc_int, InfoCounts};
 use crate::wire::ok_err::{status, ErrInfo, OkInfo};
 use crate::wire::packet::PacketWriter;
 use crate::wire::response::{Outcome, ResponseKind};
@@ -129,8 +129,9 @@ impl Session {
                 affected,
                 transactional,
                 generated_id,
+                insert_rows,
             } => {
-                self.fanout(targets, affected, transactional, generated_id)
+                self.fanout(targets, affected, transactional, generated_id, &insert_rows)
                     .await
             }
         }
@@ -394,6 +395,9 @@ impl Session {
             Err(MergeError::Source(message)) if message.starts_with("client:") => {
                 Err(Failure::ClientGone)
             }
+            Err(MergeError::Plan(message)) => {
+                Err(Failure::Reply(crate::shard::not_supported(message)))
+            }
             Err(e) => Err(Failure::Reply(ErrInfo::new(
                 codes::ER_UNKNOWN_ERROR,
                 "HY000",
@@ -491,7 +495,11 @@ impl Session {
         affected: Affected,
         transactional: bool,
         generated_id: Option<u64>,
+        insert_rows: &[usize],
     ) -> Result<(), Failure> {
+        let multi_row_insert = insert_rows.iter().sum::<usize>() > 1;
+        let mut info: Option<InfoCounts> = None;
+        let mut warnings = 0u64;
         // Under autocommit the proxy opens a transaction for the statement;
         // inside the client's transaction a savepoint keeps the statement
         // all-or-nothing, as one server would.
@@ -504,7 +512,7 @@ impl Session {
         let mut one_copy = None;
         let mut applied: Vec<String> = Vec::new();
         let mut failure: Option<(String, ErrInfo)> = None;
-        for target in &targets {
+        for (n, target) in targets.iter().enumerate() {
             let pool = self.pool_of(&target.data_source)?;
             let at = conns.iter().position(|c| Arc::ptr_eq(c.pool(), &pool));
             let conn = match at {
@@ -533,6 +541,23 @@ impl Session {
             match conn.execute_internal(&target.sql).await {
                 Ok(ok) => {
                     total += ok.affected_rows;
+                    warnings += u64::from(ok.warnings);
+                    // A single-row INSERT has no info text; in a multi-row
+                    // one its row still counts (a duplicate unless it
+                    // changed exactly one row).
+                    let node_info = ok.info.or_else(|| {
+                        let rows = *insert_rows.get(n)?;
+                        (multi_row_insert && rows == 1).then_some(InfoCounts::Insert {
+                            records: 1,
+                            duplicates: u64::from(ok.affected_rows != 1),
+                            warnings: u64::from(ok.warnings),
+                        })
+                    });
+                    info = match (info, node_info) {
+                        (Some(a), Some(b)) if affected == Affected::Sum => Some(a.sum_with(b)),
+                        (None, b) => b,
+                        (a, _) => a,
+                    };
                     one_copy.get_or_insert(ok.affected_rows);
                     applied.push(target.data_source.clone());
                 }
@@ -622,7 +647,8 @@ impl Session {
                 affected_rows,
                 last_insert_id: generated_id.unwrap_or(0),
                 status: self.status,
-                warnings: 0,
+                warnings: u16::try_from(warnings).unwrap_or(u16::MAX),
+                info,
             }
             .encode(),
         );

@@ -174,9 +174,34 @@ fn compare(a: &Scalar, b: &Scalar) -> Result<Option<std::cmp::Ordering>, MergeEr
     Ok(match (a, b) {
         (Scalar::Null, _) | (_, Scalar::Null) => None,
         (Scalar::Int(x), Scalar::Int(y)) => Some(x.cmp(y)),
-        (Scalar::Text(_), _) | (_, Scalar::Text(_)) => return Err(text_error()),
+        (Scalar::Text(_), Scalar::Text(_)) => return Err(text_error()),
+        // Text against a number compares as numbers, as MariaDB does.
+        (Scalar::Text(t), n) => to_f64(&text_number(t)).partial_cmp(&to_f64(n)),
+        (n, Scalar::Text(t)) => to_f64(n).partial_cmp(&to_f64(&text_number(t))),
         (x, y) => to_f64(x).partial_cmp(&to_f64(y)),
     })
+}
+
+/// A string's numeric value in a comparison with a number: its leading
+/// number, 0 when it has none (MariaDB warns and uses that value).
+fn text_number(t: &[u8]) -> Scalar {
+    let text = std::str::from_utf8(t).unwrap_or("").trim();
+    let end = text
+        .char_indices()
+        .take_while(|(i, c)| {
+            c.is_ascii_digit()
+                || *c == '.'
+                || ((*c == '-' || *c == '+') && *i == 0)
+                || *c == 'e'
+                || *c == 'E'
+        })
+        .map(|(i, c)| i + c.len_utf8())
+        .last()
+        .unwrap_or(0);
+    match text[..end].parse::<f64>() {
+        Ok(f) => Scalar::Num(f),
+        Err(_) => Scalar::Num(0.0),
+    }
 }
 
 fn to_f64(s: &Scalar) -> f64 {
@@ -270,5 +295,13 @@ mod tests {
     fn text_comparisons_are_refused() {
         let c = cmp(CmpOp::Eq, Cond::At(0), Cond::Text(b"a".to_vec()));
         assert!(c.passes(&[Value::Bytes(b"a".to_vec())]).is_err());
+    }
+
+    #[test]
+    fn a_string_against_a_number_compares_as_numbers() {
+        let c = cmp(CmpOp::Gt, Cond::At(0), Cond::Text(b"-1000000.5".to_vec()));
+        assert!(c.passes(&[Value::Decimal("-3.0000".into())]).unwrap());
+        let c = cmp(CmpOp::Gt, Cond::At(0), Cond::Text(b"75".to_vec()));
+        assert!(!c.passes(&[Value::Int(75)]).unwrap());
     }
 }

@@ -60,6 +60,9 @@ pub enum Route {
         transactional: bool,
         /// The first generated key, reported as the last insert id.
         generated_id: Option<u64>,
+        /// For an INSERT: the rows each target writes (the OK's "Records"
+        /// counts of a multi-row INSERT add up from them).
+        insert_rows: Vec<usize>,
     },
 }
 
@@ -359,6 +362,7 @@ fn plan_sharded(
             affected: Affected::OneCopy,
             transactional: false,
             generated_id: None,
+            insert_rows: Vec::new(),
         }),
         StatementKind::Describe => {
             let nodes = ctx.rules.nodes(table);
@@ -418,6 +422,7 @@ fn plan_sharded(
                 affected: Affected::Sum,
                 transactional: true,
                 generated_id: None,
+                insert_rows: Vec::new(),
             })
         }
     }
@@ -435,10 +440,18 @@ fn plan_merge(
     let value = |v: LimitVal| -> Result<u64, ErrInfo> {
         match v {
             LimitVal::Lit(n) => Ok(n),
+            // Drivers bind LIMIT values as integers, doubles or strings
+            // (mysql2 sends JavaScript numbers as DOUBLE); MariaDB takes all.
             LimitVal::Param(i) => match params.get(i) {
                 Some(ParamValue::Int(n)) if *n >= 0 => Ok(*n as u64),
                 Some(ParamValue::UInt(n)) => Ok(*n),
-                _ => Err(ErrInfo::new(1210, "HY000", "Incorrect arguments to LIMIT")),
+                Some(ParamValue::Double(d)) if *d >= 0.0 && d.fract() == 0.0 => Ok(*d as u64),
+                Some(ParamValue::Decimal(t)) => t.trim().parse().map_err(|_| bad_limit()),
+                Some(ParamValue::Bytes(b)) => std::str::from_utf8(b)
+                    .ok()
+                    .and_then(|t| t.trim().parse().ok())
+                    .ok_or_else(bad_limit),
+                _ => Err(bad_limit()),
             },
         }
     };
@@ -551,6 +564,10 @@ fn plan_merge(
         limit,
         having,
     })
+}
+
+fn bad_limit() -> ErrInfo {
+    ErrInfo::new(1210, "HY000", "Incorrect arguments to LIMIT")
 }
 
 /// A bound parameter as a HAVING literal.
@@ -695,6 +712,7 @@ fn plan_insert(
         affected: Affected::Sum,
         transactional: true,
         generated_id: generated.first().map(|g| *g as u64),
+        insert_rows: by_node.values().map(Vec::len).collect(),
     })
 }
 
@@ -726,6 +744,7 @@ fn plan_broadcast(
             affected: Affected::OneCopy,
             transactional: false,
             generated_id: None,
+            insert_rows: Vec::new(),
         }),
         StatementKind::Insert | StatementKind::Update | StatementKind::Delete => {
             if !st.other_tables.is_empty() {
@@ -740,6 +759,7 @@ fn plan_broadcast(
                 affected: Affected::OneCopy,
                 transactional: true,
                 generated_id: None,
+                insert_rows: Vec::new(),
             })
         }
     }

@@ -353,10 +353,8 @@ mod tests {
         }
         .encode_with_header(0xFE);
         let final_ok = OkInfo {
-            affected_rows: 0,
-            last_insert_id: 0,
             status: status::AUTOCOMMIT,
-            warnings: 0,
+            ..OkInfo::default()
         };
         let steps = feed_all(
             &mut s,
@@ -379,7 +377,7 @@ mod tests {
             affected_rows: 1,
             last_insert_id: 42,
             status: 2,
-            warnings: 0,
+            ..OkInfo::default()
         };
         assert_eq!(s.feed(&ok.encode()), Step::Done(Outcome::Ok(ok)));
     }
