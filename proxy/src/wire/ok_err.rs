@@ -330,7 +330,10 @@ mod tests {
     fn info_counts_add_up() {
         let a = InfoCounts::parse("Records: 3  Duplicates: 1  Warnings: 0").unwrap();
         let b = InfoCounts::parse("Records: 5  Duplicates: 0  Warnings: 2").unwrap();
-        assert_eq!(a.sum_with(b).text(), "Records: 8  Duplicates: 1  Warnings: 2");
+        assert_eq!(
+            a.sum_with(b).text(),
+            "Records: 8  Duplicates: 1  Warnings: 2"
+        );
         assert_eq!(InfoCounts::parse("(no info)"), None);
     }
 
