@@ -101,14 +101,14 @@ impl Session {
                 }
                 _ => {
                     let text = if binary_rows {
-                        self.bind_for_text(st, &target, params)
+                        bind_for_text(&target, params)
                     } else {
                         target.sql.clone()
                     };
                     self.query_on(&target.data_source, &text).await
                 }
             },
-            Route::Concat(targets) => self.concat(st, targets, params, execution).await,
+            Route::Concat(targets) => self.concat(targets, params, execution).await,
             Route::Merge {
                 targets,
                 scatter,
@@ -144,7 +144,7 @@ impl Session {
         &mut self,
         st: &ShardedStatement,
     ) -> Result<Option<ShardedStatement>, Failure> {
-        let Some(shape) = st.insert.as_ref().filter(|s| s.implicit_columns) else {
+        if !st.insert.as_ref().is_some_and(|s| s.implicit_columns) {
             return Ok(None);
         };
         let Some(table) = st
@@ -196,22 +196,7 @@ impl Session {
         if let Some(insert) = with_columns.insert.as_mut() {
             insert.columns = columns.as_ref().clone();
         }
-        let _ = shape;
         Ok(Some(with_columns))
-    }
-
-    /// The text form of a prepared statement's node SQL (parameters bound).
-    fn bind_for_text(
-        &self,
-        _st: &ShardedStatement,
-        target: &Target,
-        params: &[ParamValue],
-    ) -> String {
-        let placeholders: Vec<usize> = crate::sql::lex::Lexer::new(&target.sql)
-            .filter(|s| s.token == crate::sql::lex::Token::Punct(b'?'))
-            .map(|s| s.start)
-            .collect();
-        crate::shard::rewrite::bind_params(&target.sql, &placeholders, params)
     }
 
     /// Runs one text statement on a data source, forwarding the reply.
@@ -231,7 +216,6 @@ impl Session {
     /// Rows of several nodes, one after the other, as one result set.
     async fn concat(
         &mut self,
-        st: &ShardedStatement,
         targets: Vec<Target>,
         params: &[ParamValue],
         execution: Option<Execution<'_>>,
@@ -253,7 +237,7 @@ impl Session {
                     let sql = if params.is_empty() {
                         target.sql.clone()
                     } else {
-                        self.bind_for_text(st, &target, params)
+                        bind_for_text(&target, params)
                     };
                     let classified = Classified::default();
                     let mut conn = self.checkout_on(&pool, &classified).await?;
@@ -895,4 +879,13 @@ impl RowSink for ClientRows<'_> {
         }
         Ok(())
     }
+}
+
+/// The text form of a node statement with `?` parameters (parameters bound).
+fn bind_for_text(target: &Target, params: &[ParamValue]) -> String {
+    let placeholders: Vec<usize> = crate::sql::lex::Lexer::new(&target.sql)
+        .filter(|s| s.token == crate::sql::lex::Token::Punct(b'?'))
+        .map(|s| s.start)
+        .collect();
+    crate::shard::rewrite::bind_params(&target.sql, &placeholders, params)
 }
