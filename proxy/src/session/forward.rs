@@ -9,6 +9,7 @@ use tokio::io::AsyncWrite;
 
 use crate::backend::BackendConn;
 use crate::error::BackendError;
+use crate::shard::metadata::MetadataNames;
 use crate::wire::packet::{payload_len, PacketWriter, HEADER};
 use crate::wire::response::{Outcome, ResponseKind, ResponseScanner, Step};
 use crate::wire::stmt::set_statement_id;
@@ -32,6 +33,7 @@ pub async fn forward_reply<W: AsyncWrite + Unpin>(
     client: &mut PacketWriter<W>,
     kind: ResponseKind,
     statement_id: Option<u32>,
+    names: Option<&MetadataNames>,
 ) -> Result<Outcome, ForwardError> {
     let mut scanner = ResponseScanner::new(kind, conn.flavor.deprecate_eof());
     let mut seq = client.seq();
@@ -39,6 +41,8 @@ pub async fn forward_reply<W: AsyncWrite + Unpin>(
     loop {
         let buf = conn.reader.buffer();
         let mut pos = 0;
+        // Bytes from `chunk` to `pos` go to the client as they are.
+        let mut chunk = 0;
         let mut done = None;
         while done.is_none() && buf.len() - pos >= HEADER {
             let end = pos + HEADER + payload_len(&buf[pos..]);
@@ -47,6 +51,22 @@ pub async fn forward_reply<W: AsyncWrite + Unpin>(
             }
             buf[pos + 3] = seq;
             seq = seq.wrapping_add(1);
+            // Column definitions name the physical schema and tables: the
+            // client sees the logical ones.
+            if let Some(names) = names.filter(|_| scanner.expects_column_definition()) {
+                if let Some(logical) = names.logical_column(&buf[pos + HEADER..end]) {
+                    client.push_raw(&buf[chunk..pos]);
+                    let len = logical.len();
+                    client.push_raw(&[
+                        len as u8,
+                        (len >> 8) as u8,
+                        (len >> 16) as u8,
+                        buf[pos + 3],
+                    ]);
+                    client.push_raw(&logical);
+                    chunk = end;
+                }
+            }
             let payload = &mut buf[pos + HEADER..end];
             // The scanner reads the backend's statement id before the client's replaces it.
             if let Step::Done(outcome) = scanner.feed(payload) {
@@ -61,7 +81,7 @@ pub async fn forward_reply<W: AsyncWrite + Unpin>(
             pos = end;
         }
         if pos > 0 {
-            client.push_raw(&buf[..pos]);
+            client.push_raw(&buf[chunk..pos]);
             buf.advance(pos);
         }
         client.set_seq(seq);
@@ -97,6 +117,7 @@ pub async fn forward_part<W: AsyncWrite + Unpin>(
     conn: &mut BackendConn,
     client: &mut PacketWriter<W>,
     part: Part,
+    names: Option<&MetadataNames>,
 ) -> Result<Outcome, ForwardError> {
     let deprecate_eof = conn.flavor.deprecate_eof();
     let mut scanner = ResponseScanner::new(ResponseKind::ResultSets, deprecate_eof);
@@ -123,8 +144,15 @@ pub async fn forward_part<W: AsyncWrite + Unpin>(
                 Step::Done(_) => part.last,
                 Step::More => index >= header || part.first,
             };
-            if keep {
-                client.push_framed(&buf[pos..end]);
+            let definition =
+                index >= 1 && index <= header.saturating_sub(1 + u64::from(!deprecate_eof));
+            match names
+                .filter(|_| keep && definition)
+                .and_then(|n| n.logical_column(payload))
+            {
+                Some(logical) => client.push(&logical),
+                None if keep => client.push_framed(&buf[pos..end]),
+                None => {}
             }
             index += 1;
             pos = end;

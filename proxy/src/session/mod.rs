@@ -601,7 +601,14 @@ impl Session {
         statement_id: Option<u32>,
     ) -> Result<Outcome, Failure> {
         conn.send_command(payload).await?;
-        let outcome = forward_reply(conn, &mut self.writer, kind, statement_id).await?;
+        let outcome = forward_reply(
+            conn,
+            &mut self.writer,
+            kind,
+            statement_id,
+            Some(&self.shared.metadata),
+        )
+        .await?;
         if let Outcome::Ok(ok) = &outcome {
             self.status = ok.status;
             if ok.last_insert_id != 0 {

@@ -245,7 +245,13 @@ impl Session {
                     payload.push(COM_QUERY);
                     payload.extend_from_slice(sql.as_bytes());
                     conn.send_command(&payload).await?;
-                    let outcome = forward_part(&mut conn, &mut self.writer, part).await?;
+                    let outcome = forward_part(
+                        &mut conn,
+                        &mut self.writer,
+                        part,
+                        Some(&self.shared.metadata),
+                    )
+                    .await?;
                     self.release(conn, &classified);
                     outcome
                 }
@@ -330,7 +336,10 @@ impl Session {
         put_lenenc_int(&mut count, plan.visible as u64);
         self.writer.push(&count);
         for column in &plan.columns[..plan.visible] {
-            self.writer.push(&column.raw);
+            match self.shared.metadata.logical_column(&column.raw) {
+                Some(logical) => self.writer.push(&logical),
+                None => self.writer.push(&column.raw),
+            }
         }
         if !deprecate_eof {
             self.writer.push(&encode_eof(0, self.status));
@@ -753,10 +762,17 @@ impl Session {
                 &mut self.writer,
                 ResponseKind::ResultSets,
                 None,
+                Some(&self.shared.metadata),
             )
             .await?
         } else {
-            forward_part(&mut conn, &mut self.writer, part).await?
+            forward_part(
+                &mut conn,
+                &mut self.writer,
+                part,
+                Some(&self.shared.metadata),
+            )
+            .await?
         };
         if let Outcome::Ok(ok) = &outcome {
             self.status = ok.status;

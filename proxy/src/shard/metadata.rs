@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use shardgate_rules::{Config, ShardingRules, TableKind};
 
+use crate::merge::column::ColumnInfo;
 use crate::sql::lex::{Lexer, Token};
 
 /// The names to translate between the logical database and the default
@@ -21,6 +22,10 @@ pub struct MetadataNames {
     to_logical: HashMap<String, String>,
     /// Logical sharded table → the physical table that stands for it.
     to_physical: HashMap<String, String>,
+    /// Physical databases of every data source.
+    physical_dbs: Vec<String>,
+    /// Physical table on any data source → logical table (for column definitions).
+    any_to_logical: HashMap<String, String>,
 }
 
 impl MetadataNames {
@@ -33,11 +38,15 @@ impl MetadataNames {
             .unwrap_or_default();
         let mut to_logical = HashMap::new();
         let mut to_physical = HashMap::new();
+        let mut any_to_logical = HashMap::new();
         for table in config.tables.keys() {
             if rules.table_kind(table) != TableKind::Sharded {
                 continue;
             }
             let nodes = rules.nodes(table);
+            for node in &nodes {
+                any_to_logical.insert(node.table.clone(), table.clone());
+            }
             for node in nodes.iter().filter(|n| &n.data_source == default) {
                 to_logical.insert(node.table.to_ascii_lowercase(), table.clone());
                 to_physical
@@ -45,11 +54,19 @@ impl MetadataNames {
                     .or_insert_with(|| node.table.clone());
             }
         }
+        let mut physical_dbs: Vec<String> = config
+            .data_sources
+            .values()
+            .map(|d| d.url.database.clone())
+            .collect();
+        physical_dbs.dedup();
         Self {
             logical_db: config.server.database.clone(),
             physical_db,
             to_logical,
             to_physical,
+            physical_dbs,
+            any_to_logical,
         }
     }
 
@@ -148,6 +165,25 @@ impl MetadataNames {
         let end = rest.find('`')?;
         let logical = self.to_logical.get(&rest[..end].to_ascii_lowercase())?;
         Some(format!("CREATE TABLE `{logical}`{}", &rest[end + 1..]).into_bytes())
+    }
+
+    /// A column definition packet with the physical schema and tables
+    /// renamed to the logical ones; None when it names none of them.
+    pub fn logical_column(&self, payload: &[u8]) -> Option<Vec<u8>> {
+        let mut column = ColumnInfo::parse(payload).ok()?;
+        let mut changed = false;
+        if self.physical_dbs.iter().any(|d| *d == column.schema) && column.schema != self.logical_db
+        {
+            column.schema = self.logical_db.clone();
+            changed = true;
+        }
+        for field in [&mut column.table, &mut column.org_table] {
+            if let Some(logical) = self.any_to_logical.get(field.as_str()) {
+                *field = logical.clone();
+                changed = true;
+            }
+        }
+        changed.then(|| column.encode())
     }
 
     /// A column label with the physical database mapped (`Tables_in_ds0`,

@@ -118,6 +118,11 @@ impl ResponseScanner {
         }
     }
 
+    /// Whether the next packet is a column (or parameter) definition.
+    pub fn expects_column_definition(&self) -> bool {
+        !self.continuing && matches!(self.state, State::Columns { .. })
+    }
+
     /// Feeds one physical packet's payload.
     pub fn feed(&mut self, payload: &[u8]) -> Step {
         let continuation = self.continuing;
