@@ -172,8 +172,7 @@ impl MetadataNames {
     pub fn logical_column(&self, payload: &[u8]) -> Option<Vec<u8>> {
         let mut column = ColumnInfo::parse(payload).ok()?;
         let mut changed = false;
-        if self.physical_dbs.iter().any(|d| *d == column.schema) && column.schema != self.logical_db
-        {
+        if self.physical_dbs.contains(&column.schema) && column.schema != self.logical_db {
             column.schema = self.logical_db.clone();
             changed = true;
         }
