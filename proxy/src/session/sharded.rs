@@ -20,7 +20,7 @@ use crate::shard::params::ParamValue;
 use crate::shard::plan::{plan, Affected, PlanContext, Route, Target};
 use crate::shard::scatter::{merge_plan, ScatterSelect};
 use crate::sql::classify::Classified;
-use crate::wire::command::COM_QUERY;
+use crate::wire::command::{COM_QUERY, COM_STMT_PREPARE};
 use crate::wire::ok_err::{encode_eof, put_lenenc_int, InfoCounts};
 use crate::wire::ok_err::{status, ErrInfo, OkInfo};
 use crate::wire::packet::PacketWriter;
@@ -111,6 +111,7 @@ impl Session {
             Route::Concat(targets) => self.concat(targets, params, execution).await,
             Route::Merge {
                 targets,
+                definitions_sql,
                 scatter,
                 offset,
                 limit,
@@ -121,8 +122,16 @@ impl Session {
                 } else {
                     RowFormat::Text
                 };
-                self.merge_select(targets, &scatter, offset, limit, having.as_ref(), format)
-                    .await
+                self.merge_select(
+                    targets,
+                    definitions_sql.as_deref(),
+                    &scatter,
+                    offset,
+                    limit,
+                    having.as_ref(),
+                    format,
+                )
+                .await
             }
             Route::Fanout {
                 targets,
@@ -267,9 +276,11 @@ impl Session {
     }
 
     /// A SELECT over several data sources, their sorted rows merged.
+    #[allow(clippy::too_many_arguments)]
     async fn merge_select(
         &mut self,
         targets: Vec<Target>,
+        definitions_sql: Option<&str>,
         scatter: &ScatterSelect,
         offset: u64,
         limit: Option<u64>,
@@ -284,9 +295,24 @@ impl Session {
             let mut payload = Vec::with_capacity(target.sql.len() + 1);
             payload.push(COM_QUERY);
             payload.extend_from_slice(target.sql.as_bytes());
+            if let (Some(definitions), true) = (definitions_sql, conns.is_empty()) {
+                let mut prepare = Vec::with_capacity(definitions.len() + 1);
+                prepare.push(COM_STMT_PREPARE);
+                prepare.extend_from_slice(definitions.as_bytes());
+                conn.queue_command(&prepare);
+            }
             // Every node starts at once; rows are read as the merge needs them.
             conn.send_command(&payload).await?;
+            // Until its reply is read to the end the connection cannot go
+            // back to the pool: an early return closes it instead.
+            conn.broken = true;
             conns.push(conn);
+        }
+        let mut shown: Option<Vec<ColumnInfo>> = None;
+        if definitions_sql.is_some() {
+            if let Some(conn) = conns.first_mut() {
+                shown = read_prepared_columns(conn).await?;
+            }
         }
         let mut columns: Option<Vec<ColumnInfo>> = None;
         let mut failure = None;
@@ -335,7 +361,10 @@ impl Session {
         let mut count = Vec::new();
         put_lenenc_int(&mut count, plan.visible as u64);
         self.writer.push(&count);
-        for column in &plan.columns[..plan.visible] {
+        let shown = shown
+            .filter(|c| c.len() == plan.columns.len())
+            .unwrap_or_else(|| plan.columns.clone());
+        for column in &shown[..plan.visible] {
             match self.shared.metadata.logical_column(&column.raw) {
                 Some(logical) => self.writer.push(&logical),
                 None => self.writer.push(&column.raw),
@@ -366,12 +395,17 @@ impl Session {
             &mut sink,
         )
         .await;
+        // A connection in the client's transaction must survive an early
+        // end (LIMIT reached): read the rest of its reply. Others are closed.
+        for source in &mut sources {
+            if !source.done && source.conn.status & status::IN_TRANS != 0 {
+                while let Ok(Some(())) = source.skip().await {}
+            }
+        }
         let unfinished: Vec<bool> = sources.iter().map(|s| !s.done).collect();
         drop(sources);
         for (mut conn, unfinished) in conns.into_iter().zip(unfinished) {
-            if unfinished {
-                conn.broken = true;
-            }
+            conn.broken = unfinished;
             self.release(conn, &classified);
         }
         match result {
@@ -782,6 +816,39 @@ impl Session {
     }
 }
 
+/// Reads the reply to a COM_STMT_PREPARE queued ahead of a query: its
+/// column definitions (None if the server refused to prepare), and queues
+/// the statement's close.
+async fn read_prepared_columns(
+    conn: &mut PooledConn,
+) -> Result<Option<Vec<ColumnInfo>>, crate::error::BackendError> {
+    let ds = conn.ds.to_string();
+    let lost = |e| crate::error::BackendError::from_read(&ds, e);
+    let (_, first) = conn.reader.read_packet(usize::MAX).await.map_err(lost)?;
+    let Some(ok) = crate::wire::response::PrepareOk::parse(&first) else {
+        return Ok(None);
+    };
+    let eof = !conn.flavor.deprecate_eof();
+    let mut columns = Vec::with_capacity(usize::from(ok.num_columns));
+    for _ in 0..ok.num_params {
+        conn.reader.read_packet(usize::MAX).await.map_err(lost)?;
+    }
+    if eof && ok.num_params > 0 {
+        conn.reader.read_packet(usize::MAX).await.map_err(lost)?;
+    }
+    for _ in 0..ok.num_columns {
+        let (_, def) = conn.reader.read_packet(usize::MAX).await.map_err(lost)?;
+        columns.extend(ColumnInfo::parse(&def).ok());
+    }
+    if eof && ok.num_columns > 0 {
+        conn.reader.read_packet(usize::MAX).await.map_err(lost)?;
+    }
+    let mut close = vec![crate::wire::command::COM_STMT_CLOSE];
+    close.extend_from_slice(&ok.statement_id.to_le_bytes());
+    conn.queue_command(&close);
+    Ok(Some(columns))
+}
+
 /// Reads a result set's column definitions; a node's error is the inner error.
 async fn read_columns(
     conn: &mut PooledConn,
@@ -835,6 +902,27 @@ struct NodeRows<'a> {
 }
 
 impl NodeRows<'_> {
+    /// Reads past one row without decoding it; None at the end.
+    async fn skip(&mut self) -> Result<Option<()>, MergeError> {
+        if self.done {
+            return Ok(None);
+        }
+        let (_, payload) = self
+            .conn
+            .reader
+            .read_packet(usize::MAX)
+            .await
+            .map_err(|e| MergeError::Source(format!("data source {}: {e}", self.conn.ds)))?;
+        let end = payload.first() == Some(&0xFF)
+            || (payload.first() == Some(&0xFE)
+                && payload.len() < if self.deprecate_eof { 0xFF_FFFF } else { 9 });
+        if end {
+            self.done = true;
+            return Ok(None);
+        }
+        Ok(Some(()))
+    }
+
     async fn next(&mut self) -> Result<Option<Vec<Value>>, MergeError> {
         if self.done {
             return Ok(None);

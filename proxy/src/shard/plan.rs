@@ -46,6 +46,9 @@ pub enum Route {
     /// with UNION ALL); their rows are merged as `scatter` says.
     Merge {
         targets: Vec<Target>,
+        /// A single-table statement of the first target, prepared (not run)
+        /// for the column definitions the client sees.
+        definitions_sql: Option<String>,
         scatter: Box<ScatterSelect>,
         offset: u64,
         limit: Option<u64>,
@@ -538,6 +541,12 @@ fn plan_merge(
             None => by_source.push((node.data_source.clone(), vec![text])),
         }
     }
+    // A UNION's column definitions lose their tables and some flags; the
+    // client gets those of one single-table statement instead.
+    let definitions_sql = by_source
+        .first()
+        .filter(|(_, parts)| parts.len() > 1)
+        .and_then(|(_, parts)| parts.first().cloned());
     let targets = by_source
         .into_iter()
         .map(|(data_source, parts)| {
@@ -559,6 +568,7 @@ fn plan_merge(
         .collect();
     Ok(Route::Merge {
         targets,
+        definitions_sql,
         scatter: Box::new(sc.clone()),
         offset,
         limit,
