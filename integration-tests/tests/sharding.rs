@@ -1219,6 +1219,10 @@ async fn rollback_case(name: &str, test_no: i64, begin: &str, end: &[&str]) {
         "UPDATE users SET status = 9 WHERE user_id BETWEEN {lo} AND {hi}"
     ))
     .await;
+    // A merge that stops early (LIMIT reached on every node) must not cost
+    // the transaction any of its nodes.
+    c.same_ordered("SELECT user_id FROM users ORDER BY user_id LIMIT 1")
+        .await;
     c.same(&format!(
         "SELECT user_id FROM users WHERE status = 9 AND user_id >= {lo}"
     ))
