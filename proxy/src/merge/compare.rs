@@ -8,7 +8,7 @@ use super::column::{ColumnInfo, TypeClass};
 use super::decimal::Dec;
 use super::plan::{Compared, SortKey};
 use super::temporal::time_micros;
-use super::value::Value;
+use super::value::{as_f64, Value};
 
 /// Compares two values of column `col` (a weight column is `Bytes`).
 pub(crate) fn compare_values(a: &Value, b: &Value, col: &ColumnInfo) -> Ordering {
@@ -29,20 +29,7 @@ pub(crate) fn compare_values(a: &Value, b: &Value, col: &ColumnInfo) -> Ordering
             time_micros(x).cmp(&time_micros(y))
         }
         (Bytes(x), Bytes(y)) => x.cmp(y),
-        (x, y) => numeric(x).total_cmp(&numeric(y)),
-    }
-}
-
-/// Mixed numeric representations (not produced for one column by the
-/// decoder, but possible after aggregation): compared as doubles.
-fn numeric(v: &Value) -> f64 {
-    match v {
-        Value::Int(i) => *i as f64,
-        Value::UInt(u) => *u as f64,
-        Value::Double(d) => *d,
-        Value::Float(f) => f64::from(*f),
-        Value::Decimal(s) => s.parse().unwrap_or(0.0),
-        Value::Null | Value::Bytes(_) => 0.0,
+        (x, y) => as_f64(x).total_cmp(&as_f64(y)),
     }
 }
 

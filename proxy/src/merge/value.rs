@@ -215,7 +215,9 @@ fn as_u64(v: &Value) -> u64 {
     }
 }
 
-fn as_f64(v: &Value) -> f64 {
+/// A numeric value as a double (mixed representations compare this way,
+/// and FLOAT/DOUBLE columns encode from it).
+pub(crate) fn as_f64(v: &Value) -> f64 {
     match v {
         Value::Int(i) => *i as f64,
         Value::UInt(u) => *u as f64,

@@ -902,28 +902,9 @@ struct NodeRows<'a> {
 }
 
 impl NodeRows<'_> {
-    /// Reads past one row without decoding it; None at the end.
-    async fn skip(&mut self) -> Result<Option<()>, MergeError> {
-        if self.done {
-            return Ok(None);
-        }
-        let (_, payload) = self
-            .conn
-            .reader
-            .read_packet(usize::MAX)
-            .await
-            .map_err(|e| MergeError::Source(format!("data source {}: {e}", self.conn.ds)))?;
-        let end = payload.first() == Some(&0xFF)
-            || (payload.first() == Some(&0xFE)
-                && payload.len() < if self.deprecate_eof { 0xFF_FFFF } else { 9 });
-        if end {
-            self.done = true;
-            return Ok(None);
-        }
-        Ok(Some(()))
-    }
-
-    async fn next(&mut self) -> Result<Option<Vec<Value>>, MergeError> {
+    /// The next row packet; None at the end of the rows. A node's error
+    /// ends them too and comes back as the error.
+    async fn next_packet(&mut self) -> Result<Option<bytes::BytesMut>, MergeError> {
         if self.done {
             return Ok(None);
         }
@@ -948,7 +929,19 @@ impl NodeRows<'_> {
                 self.done = true;
                 Ok(None)
             }
-            _ => decode_row(&payload, self.columns, RowFormat::Text).map(Some),
+            _ => Ok(Some(payload)),
+        }
+    }
+
+    /// Reads past one row without decoding it; None at the end.
+    async fn skip(&mut self) -> Result<Option<()>, MergeError> {
+        Ok(self.next_packet().await?.map(drop))
+    }
+
+    async fn next(&mut self) -> Result<Option<Vec<Value>>, MergeError> {
+        match self.next_packet().await? {
+            Some(payload) => decode_row(&payload, self.columns, RowFormat::Text).map(Some),
+            None => Ok(None),
         }
     }
 }
