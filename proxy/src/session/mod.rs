@@ -292,7 +292,7 @@ impl Session {
                     .await
                     .map(|()| Flow::Continue);
             }
-            Kind::Other if crate::shard::metadata::MetadataNames::is_metadata(&sql) => {
+            Kind::Other if classified.reads_metadata => {
                 self.metadata_query(&sql).await?;
                 return Ok(Flow::Continue);
             }

@@ -70,52 +70,6 @@ impl MetadataNames {
         }
     }
 
-    /// Whether `sql` reads metadata this module translates.
-    pub fn is_metadata(sql: &str) -> bool {
-        let mut tokens = Lexer::new(sql);
-        let Some(first) = tokens.next() else {
-            return false;
-        };
-        let second = tokens.clone().next();
-        if first.token.is_word("SHOW") {
-            return second.is_some_and(|s| {
-                [
-                    "TABLES", "FULL", "CREATE", "COLUMNS", "FIELDS", "INDEX", "INDEXES", "KEYS",
-                    "TABLE",
-                ]
-                .iter()
-                .any(|w| s.token.is_word(w))
-            });
-        }
-        if first.token.is_word("DESCRIBE")
-            || first.token.is_word("DESC")
-            || first.token.is_word("EXPLAIN")
-        {
-            // EXPLAIN SELECT ... is a plan, not metadata.
-            return second
-                .is_some_and(|s| matches!(s.token, Token::Word(_) | Token::QuotedIdent(_)))
-                && !second.is_some_and(|s| {
-                    [
-                        "SELECT",
-                        "INSERT",
-                        "UPDATE",
-                        "DELETE",
-                        "REPLACE",
-                        "EXTENDED",
-                        "PARTITIONS",
-                        "FORMAT",
-                        "ANALYZE",
-                    ]
-                    .iter()
-                    .any(|w| s.token.is_word(w))
-                });
-        }
-        Lexer::new(sql).any(|t| match t.token {
-            Token::Word(w) | Token::QuotedIdent(w) => w.eq_ignore_ascii_case("information_schema"),
-            _ => false,
-        })
-    }
-
     /// `sql` with the logical database and sharded table names (as
     /// identifiers or string literals) replaced by their physical ones.
     pub fn to_physical_sql(&self, sql: &str) -> String {
@@ -204,24 +158,6 @@ mod tests {
         let config = Config::from_toml_str(include_str!("../../../examples/wework.toml")).unwrap();
         let rules = ShardingRules::new(&config).unwrap();
         MetadataNames::new(&config, &rules)
-    }
-
-    #[test]
-    fn recognises_metadata_statements() {
-        for sql in [
-            "SHOW TABLES",
-            "show full tables from wework like 'u%'",
-            "SHOW CREATE TABLE users",
-            "DESCRIBE users",
-            "desc `users`",
-            "SHOW INDEX FROM users",
-            "SELECT * FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'wework'",
-        ] {
-            assert!(MetadataNames::is_metadata(sql), "{sql}");
-        }
-        for sql in ["SELECT 1", "EXPLAIN SELECT * FROM users", "SHOW VARIABLES"] {
-            assert!(!MetadataNames::is_metadata(sql), "{sql}");
-        }
     }
 
     #[test]

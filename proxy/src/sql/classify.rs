@@ -16,6 +16,9 @@ pub struct Classified {
     pub holds_next: bool,
     /// The statement reads the connection's last insert id.
     pub reads_last_insert_id: bool,
+    /// SHOW TABLES / CREATE TABLE / COLUMNS / INDEX, DESCRIBE, or a read of
+    /// information_schema: metadata that names physical tables.
+    pub reads_metadata: bool,
     /// `DATABASE()` / `SCHEMA()` items of the select list, which must show
     /// the logical database rather than the backend's physical one.
     pub database_items: Vec<DatabaseItem>,
@@ -80,6 +83,7 @@ pub fn classify(sql: &str) -> Classified {
     for tokens in &statements {
         scan_functions(tokens, &mut out);
     }
+    out.reads_metadata = reads_metadata(statements.iter().flatten());
     match statements.as_slice() {
         [] => {}
         [only] => {
@@ -185,6 +189,52 @@ pub fn with_logical_database(sql: &str, items: &[DatabaseItem], database: Option
     }
     out.push_str(&sql[from..]);
     out
+}
+
+/// Whether the statement reads metadata (its first two words, or any
+/// mention of information_schema).
+fn reads_metadata<'a>(tokens: impl Iterator<Item = &'a Spanned<'a>> + Clone) -> bool {
+    let mut words = tokens.clone();
+    let Some(first) = words.next() else {
+        return false;
+    };
+    let second = words.next();
+    if first.token.is_word("SHOW") {
+        return second.is_some_and(|s| {
+            [
+                "TABLES", "FULL", "CREATE", "COLUMNS", "FIELDS", "INDEX", "INDEXES", "KEYS",
+                "TABLE",
+            ]
+            .iter()
+            .any(|w| s.token.is_word(w))
+        });
+    }
+    if first.token.is_word("DESCRIBE")
+        || first.token.is_word("DESC")
+        || first.token.is_word("EXPLAIN")
+    {
+        // EXPLAIN SELECT ... is a plan, not metadata.
+        return second.is_some_and(|s| {
+            matches!(s.token, Token::Word(_) | Token::QuotedIdent(_))
+                && ![
+                    "SELECT",
+                    "INSERT",
+                    "UPDATE",
+                    "DELETE",
+                    "REPLACE",
+                    "EXTENDED",
+                    "PARTITIONS",
+                    "FORMAT",
+                    "ANALYZE",
+                ]
+                .iter()
+                .any(|w| s.token.is_word(w))
+        });
+    }
+    tokens.into_iter().any(|t| match t.token {
+        Token::Word(w) | Token::QuotedIdent(w) => w.eq_ignore_ascii_case("information_schema"),
+        _ => false,
+    })
 }
 
 /// Functions and variables that tie a statement to its connection's history.
@@ -590,6 +640,24 @@ mod tests {
             classify("ROLLBACK TO SAVEPOINT a").kind,
             Kind::TransactionControl { ends: false }
         );
+    }
+
+    #[test]
+    fn recognises_metadata_statements() {
+        for sql in [
+            "SHOW TABLES",
+            "show full tables from wework like 'u%'",
+            "SHOW CREATE TABLE users",
+            "DESCRIBE users",
+            "desc `users`",
+            "SHOW INDEX FROM users",
+            "SELECT * FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'wework'",
+        ] {
+            assert!(classify(sql).reads_metadata, "{sql}");
+        }
+        for sql in ["SELECT 1", "EXPLAIN SELECT * FROM users", "SHOW VARIABLES"] {
+            assert!(!classify(sql).reads_metadata, "{sql}");
+        }
     }
 
     #[test]
