@@ -14,6 +14,7 @@ pub mod codes {
     pub const ER_UNKNOWN_ERROR: u16 = 1105;
     pub const ER_NET_PACKET_TOO_LARGE: u16 = 1153;
     pub const ER_UNKNOWN_STMT_HANDLER: u16 = 1243;
+    pub const ER_LOCK_DEADLOCK: u16 = 1213;
     pub const ER_NOT_SUPPORTED_YET: u16 = 1235;
     pub const ER_CONNECT_TO_FOREIGN_DATA_SOURCE: u16 = 1429;
 }
@@ -35,13 +36,30 @@ pub enum BackendError {
     Protocol { ds: String, what: String },
     #[error("{err}")]
     Server { ds: String, err: ErrInfo },
-    #[error("pool for {ds} exhausted ({in_use}/{max} in use, waited {waited_ms} ms); raise data_sources.{ds}.pool.max_size or acquire_timeout_ms")]
+    #[error("pool for {ds} exhausted ({in_use}/{max} in use, waited {}); raise the pool's max_size (or acquire_timeout_ms) in data_sources.{}.pool", seconds(.waited), data_source_of(.ds))]
     PoolExhausted {
         ds: String,
         in_use: usize,
         max: usize,
-        waited_ms: u64,
+        waited: std::time::Duration,
     },
+    #[error("Deadlock found when trying to get a connection to {ds} ({in_use}/{max} in use by transactions waiting on each other); try restarting transaction")]
+    Deadlock {
+        ds: String,
+        in_use: usize,
+        max: usize,
+    },
+}
+
+/// `5s`, `0.25s`: a wait as people write it.
+fn seconds(d: &std::time::Duration) -> String {
+    let text = format!("{:.1}", d.as_secs_f64());
+    format!("{}s", text.strip_suffix(".0").unwrap_or(&text))
+}
+
+/// `ds0` for the pool `ds0.replica1`.
+fn data_source_of(pool: &str) -> &str {
+    pool.split('.').next().unwrap_or(pool)
 }
 
 impl BackendError {
@@ -68,6 +86,9 @@ impl BackendError {
             ),
             BackendError::PoolExhausted { .. } => {
                 ErrInfo::new(codes::ER_CON_COUNT_ERROR, "08004", self.to_string())
+            }
+            BackendError::Deadlock { .. } => {
+                ErrInfo::new(codes::ER_LOCK_DEADLOCK, "40001", self.to_string())
             }
             BackendError::Lost { .. } | BackendError::Protocol { .. } => {
                 ErrInfo::new(codes::ER_UNKNOWN_ERROR, "HY000", self.to_string())

@@ -7,9 +7,11 @@
 //! classification and the choice of pool.
 
 pub mod admin;
+pub mod alerts;
 pub mod backend;
 pub mod error;
 pub mod merge;
+pub mod metrics;
 pub mod server;
 pub mod session;
 pub mod shard;

@@ -15,14 +15,21 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::backend::Pool;
+use crate::alerts::Alerts;
+use crate::backend::{Pool, PoolContext, Role};
+use crate::metrics::Metrics;
 use crate::wire::handshake::ServerIdentity;
 use crate::wire::packet::PacketReader;
 
 /// What every session shares.
 pub struct Shared {
     pub config: Arc<Config>,
+    /// The primary's pool of each data source, by data source name.
     pub pools: BTreeMap<String, Arc<Pool>>,
+    /// The replicas' pools of each data source, in configuration order.
+    pub replicas: BTreeMap<String, Vec<Arc<Pool>>>,
+    pub metrics: Arc<Metrics>,
+    pub alerts: Arc<Alerts>,
     /// Where statements on unsharded tables go.
     pub default_pool: Arc<Pool>,
     pub rules: ShardingRules,
@@ -41,6 +48,18 @@ impl Shared {
         self.pools.get(data_source)
     }
 
+    /// Every pool: primaries and replicas, by data source.
+    pub fn all_pools(&self) -> impl Iterator<Item = &Arc<Pool>> {
+        self.pools.iter().flat_map(move |(name, primary)| {
+            std::iter::once(primary).chain(self.replicas.get(name).into_iter().flatten())
+        })
+    }
+
+    /// A pool by its name (`ds0`, `ds0.replica1`).
+    pub fn pool_named(&self, name: &str) -> Option<&Arc<Pool>> {
+        self.all_pools().find(|p| p.name() == name)
+    }
+
     pub fn next_connection_id(&self) -> u32 {
         self.next_connection_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -56,6 +75,8 @@ pub enum StartError {
     },
     #[error("server.default_data_source '{0}' is not a data source")]
     NoDefaultDataSource(String),
+    #[error("the admin API listens on {0}, beyond loopback: set server.admin_token so that it asks for a bearer token")]
+    AdminTokenRequired(SocketAddr),
     #[error("invalid sharding rules: {0}")]
     Rules(#[from] shardgate_rules::ConfigError),
 }
@@ -66,6 +87,7 @@ pub struct RunningProxy {
     admin_addr: SocketAddr,
     accept: JoinHandle<()>,
     admin: JoinHandle<()>,
+    maintenance: Vec<JoinHandle<()>>,
 }
 
 impl RunningProxy {
@@ -83,25 +105,47 @@ impl RunningProxy {
     pub fn stop(self) {
         self.accept.abort();
         self.admin.abort();
+        for task in self.maintenance {
+            task.abort();
+        }
     }
 }
 
 /// Binds the listener and serves clients in the background.
 pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
     let config = Arc::new(config);
-    let pools: BTreeMap<String, Arc<Pool>> = config
-        .data_sources
-        .iter()
-        .map(|(name, ds)| {
-            let pool = Pool::new(
-                name,
-                ds.url.clone(),
-                ds.pool.max_size,
-                Duration::from_millis(ds.pool.acquire_timeout_ms),
-            );
-            (name.clone(), pool)
-        })
-        .collect();
+    let metrics = Arc::new(Metrics::new());
+    let alerts = Alerts::new(metrics.clone(), config.alerts.webhook.clone());
+    let context = PoolContext::new(metrics.clone());
+    let mut pools = BTreeMap::new();
+    let mut replicas = BTreeMap::new();
+    for (name, ds) in &config.data_sources {
+        let primary = Pool::new(
+            name,
+            name,
+            Role::Primary,
+            ds.url.clone(),
+            ds.pool.clone(),
+            context.clone(),
+        );
+        pools.insert(name.clone(), primary);
+        let of_ds: Vec<Arc<Pool>> = ds
+            .replicas
+            .iter()
+            .enumerate()
+            .map(|(i, url)| {
+                Pool::new(
+                    &format!("{name}.replica{}", i + 1),
+                    name,
+                    Role::Replica(i),
+                    url.clone(),
+                    ds.pool.clone(),
+                    context.clone(),
+                )
+            })
+            .collect();
+        replicas.insert(name.clone(), of_ds);
+    }
     let default_name = &config.server.default_data_source;
     let default_pool = pools
         .get(default_name)
@@ -125,6 +169,9 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
     let shared = Arc::new(Shared {
         config,
         pools,
+        replicas,
+        metrics,
+        alerts,
         default_pool,
         rules,
         keys,
@@ -141,14 +188,28 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
                 addr: admin_listen,
                 source,
             })?;
+    if !admin_addr.ip().is_loopback() && shared.config.server.admin_token.is_none() {
+        return Err(StartError::AdminTokenRequired(admin_addr));
+    }
     info!(%mysql_addr, %admin_addr, "ShardGate listening (MySQL protocol, admin HTTP)");
     let admin = crate::admin::serve(admin_listener, shared.clone());
+    let maintenance = shared
+        .all_pools()
+        .map(|pool| {
+            crate::backend::maintenance::spawn(
+                pool.clone(),
+                shared.alerts.clone(),
+                shared.config.alerts.clone(),
+            )
+        })
+        .collect();
     let accept = tokio::spawn(accept_loop(listener, shared));
     Ok(RunningProxy {
         mysql_addr,
         admin_addr,
         accept,
         admin,
+        maintenance,
     })
 }
 

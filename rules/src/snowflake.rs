@@ -96,6 +96,8 @@ struct State {
     sequence: u16,
     /// Counts new milliseconds, to cycle the sequence's start offset.
     milliseconds_seen: u16,
+    /// Ids returned so far.
+    issued: u64,
 }
 
 #[derive(Debug)]
@@ -141,6 +143,7 @@ impl<C: Clock> SnowflakeGenerator<C> {
             if now == last {
                 if state.sequence < MAX_SEQUENCE {
                     state.sequence += 1;
+                    state.issued += 1;
                     return Ok(self.compose(now, state.sequence));
                 }
                 now = self.wait_past(last)?;
@@ -149,7 +152,16 @@ impl<C: Clock> SnowflakeGenerator<C> {
         state.milliseconds_seen = state.milliseconds_seen.wrapping_add(1);
         state.sequence = state.milliseconds_seen % START_OFFSETS;
         state.last_millis = Some(now);
+        state.issued += 1;
         Ok(self.compose(now, state.sequence))
+    }
+
+    /// How many ids this generator has returned.
+    pub fn issued(&self) -> u64 {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .issued
     }
 
     fn wait_past(&self, last: u64) -> Result<u64, SnowflakeError> {

@@ -1,13 +1,24 @@
 //! The admin HTTP listener (default 127.0.0.1:9797): liveness and
-//! readiness for load balancers and orchestrators.
+//! readiness for orchestrators, the JSON API for operators and the
+//! migrator, Prometheus metrics, and the dashboard.
+//!
+//! Access: on loopback, reading is open and mutating endpoints need the
+//! bearer token when one is configured (`server.admin_token`). Bound beyond
+//! loopback, a token is required (the proxy refuses to start without one)
+//! and every endpoint but `/health` and `/ready` asks for it.
+
+mod api;
+mod dashboard;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
+use axum::extract::{Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -15,18 +26,78 @@ use tracing::warn;
 
 use crate::server::Shared;
 
+pub use api::{pool_json, rules_json};
+
+/// Who may call what.
+#[derive(Clone)]
+struct Access {
+    token: Option<Arc<str>>,
+    /// Every endpoint (but liveness/readiness) needs the token.
+    everything: bool,
+}
+
 /// The admin routes.
-pub fn router(shared: Arc<Shared>) -> Router {
+pub fn router(shared: Arc<Shared>, loopback: bool) -> Router {
+    let access = Access {
+        token: shared.config.server.admin_token.as_deref().map(Arc::from),
+        everything: !loopback,
+    };
+    let guarded = Router::new()
+        .route("/", get(dashboard::page))
+        .route("/api/pools", get(api::pools))
+        .route("/api/pools/{name}/resize", post(api::resize))
+        .route("/api/rules", get(api::rules))
+        .route("/api/route", get(api::route))
+        .route("/api/alerts", get(api::alerts))
+        .route("/metrics", get(api::metrics))
+        .route("/openapi.yaml", get(dashboard::openapi))
+        .layer(middleware::from_fn_with_state(access, authorize));
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .merge(guarded)
         .with_state(shared)
+}
+
+/// Checks the bearer token where one is needed.
+async fn authorize(State(access): State<Access>, request: Request, next: Next) -> Response {
+    let mutating = request.method() != Method::GET && request.method() != Method::HEAD;
+    if !(mutating || access.everything) {
+        return next.run(request).await;
+    }
+    let Some(token) = &access.token else {
+        // Loopback without a token: the host's own users are trusted.
+        return next.run(request).await;
+    };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes())) {
+        next.run(request).await
+    } else {
+        let mut response = api::error(
+            StatusCode::UNAUTHORIZED,
+            "this endpoint needs 'Authorization: Bearer <server.admin_token>'",
+        );
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        response
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Serves the admin routes on `listener` in the background.
 pub fn serve(listener: TcpListener, shared: Arc<Shared>) -> JoinHandle<()> {
+    let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router(shared)).await {
+        if let Err(e) = axum::serve(listener, router(shared, loopback)).await {
             warn!("admin listener stopped: {e}");
         }
     })

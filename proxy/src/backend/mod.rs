@@ -2,12 +2,15 @@
 //! sessions.
 
 pub mod conn;
+pub mod maintenance;
 pub mod pool;
+pub mod waits;
 
 use mysql_common::constants::CapabilityFlags;
 
 pub use conn::BackendConn;
-pub use pool::{Pool, PooledConn};
+pub use pool::{Pool, PoolContext, PooledConn, Role};
+pub use waits::Holder;
 
 /// The client-visible connection options a backend connection must share
 /// with the session it serves: they change how the server answers
@@ -43,6 +46,12 @@ impl Flavor {
     pub fn deprecate_eof(&self) -> bool {
         self.capabilities()
             .contains(CapabilityFlags::CLIENT_DEPRECATE_EOF)
+    }
+
+    /// The flavor of the proxy's own connections (health checks): text
+    /// results with EOF packets, utf8mb4.
+    pub fn internal() -> Self {
+        Self::for_client(CapabilityFlags::CLIENT_PROTOCOL_41, 45)
     }
 
     /// The same flavor with multi-statements switched on or off (COM_SET_OPTION).

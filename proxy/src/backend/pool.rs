@@ -1,95 +1,364 @@
-//! A pool of connections to one data source: at most `max_size` in use,
-//! bounded waiting, connections matched to the session's flavor and state,
+//! A pool of connections to one primary or replica: at most `size` in use,
+//! bounded waiting, deadlock detection between waiting sessions,
+//! connections matched to the session's flavor and state, validation of
+//! long-idle connections, resizing that never closes a connection in use,
 //! and a guard that puts a connection back only when it is clean.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use shardgate_rules::config::BackendUrl;
+use shardgate_rules::config::{BackendUrl, PoolConfig};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::{info, warn};
 
+use super::waits::{Holder, WaitGraph};
 use super::{BackendConn, Flavor};
 use crate::error::BackendError;
+use crate::metrics::Metrics;
 
-/// Connections of one data source.
+/// What a pool's server is to its data source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Primary,
+    /// The n-th replica (0-based) in the data source's list.
+    Replica(usize),
+}
+
+impl Role {
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Replica(_) => "replica",
+        }
+    }
+}
+
+/// The outcome of the last health check.
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    pub at: std::time::SystemTime,
+    pub ok: bool,
+    pub latency: Duration,
+    pub error: Option<String>,
+}
+
+/// A pool's figures at one instant (for the admin API and metrics).
+#[derive(Debug, Clone)]
+pub struct PoolStats {
+    /// Connections in use at most now.
+    pub max: usize,
+    /// Connections open (idle and in use).
+    pub open: usize,
+    pub active: usize,
+    pub idle: usize,
+    pub waiting: usize,
+    /// Highest demand (in use + waiting) since the last resize decision.
+    pub peak: usize,
+    pub acquired: u64,
+    pub timeouts: u64,
+    pub errors: u64,
+    pub acquire_p50: Duration,
+    pub acquire_p99: Duration,
+    pub last_health_check: Option<HealthCheck>,
+}
+
+/// Everything the pools of a proxy share.
+pub struct PoolContext {
+    pub metrics: Arc<Metrics>,
+    waits: WaitGraph,
+    /// Every pool by wait-graph id, so a pool can size the others that a
+    /// waiting session holds.
+    pools: Mutex<HashMap<usize, Weak<Pool>>>,
+}
+
+impl PoolContext {
+    pub fn new(metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(PoolContext {
+            metrics,
+            waits: WaitGraph::default(),
+            pools: Mutex::default(),
+        })
+    }
+
+    fn register(&self, pool: &Arc<Pool>) {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        pools.retain(|_, p| p.strong_count() > 0);
+        pools.insert(pool.id, Arc::downgrade(pool));
+    }
+
+    fn size_of(&self, id: usize) -> usize {
+        let pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        pools
+            .get(&id)
+            .and_then(Weak::upgrade)
+            .map_or(0, |p| p.size())
+    }
+}
+
+/// Connections of one server.
 pub struct Pool {
+    /// Process-unique, for the wait graph.
+    id: usize,
+    /// `ds0` for a primary, `ds0.replica1` for its second replica.
     name: Arc<str>,
+    /// The data source (node) this server belongs to.
+    data_source: Arc<str>,
+    role: Role,
     url: BackendUrl,
-    max_size: usize,
+    config: PoolConfig,
     acquire_timeout: Duration,
-    /// One permit per connection in use.
+    context: Arc<PoolContext>,
+    /// One permit per connection that may be in use.
     permits: Arc<Semaphore>,
+    /// The current size (permits issued, less those owed).
+    size: AtomicUsize,
+    /// Permits to retire as connections in use come back (after a shrink).
+    owed: AtomicUsize,
     idle: Mutex<Vec<BackendConn>>,
     open: AtomicUsize,
+    active: AtomicUsize,
+    waiting: AtomicUsize,
+    peak: AtomicUsize,
+    acquired: AtomicU64,
+    timeouts: AtomicU64,
+    errors: AtomicU64,
+    /// Recent acquire latencies in µs, for p50/p99.
+    latencies: Mutex<LatencyWindow>,
+    /// The flavor sessions used last, for connections opened in advance.
+    last_flavor: Mutex<Option<Flavor>>,
+    health: Mutex<Option<HealthCheck>>,
 }
+
+static NEXT_POOL: AtomicUsize = AtomicUsize::new(0);
 
 impl Pool {
     pub fn new(
         name: &str,
+        data_source: &str,
+        role: Role,
         url: BackendUrl,
-        max_size: usize,
-        acquire_timeout: Duration,
+        config: PoolConfig,
+        context: Arc<PoolContext>,
     ) -> Arc<Self> {
-        Arc::new(Self {
+        let size = config.max_size;
+        let pool = Arc::new(Self {
+            id: NEXT_POOL.fetch_add(1, Ordering::Relaxed),
             name: Arc::from(name),
+            data_source: Arc::from(data_source),
+            role,
             url,
-            max_size,
-            acquire_timeout,
-            permits: Arc::new(Semaphore::new(max_size)),
+            acquire_timeout: Duration::from_millis(config.acquire_timeout_ms),
+            config,
+            context,
+            permits: Arc::new(Semaphore::new(size)),
+            size: AtomicUsize::new(size),
+            owed: AtomicUsize::new(0),
             idle: Mutex::new(Vec::new()),
             open: AtomicUsize::new(0),
-        })
+            active: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            acquired: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            latencies: Mutex::new(LatencyWindow::default()),
+            last_flavor: Mutex::new(None),
+            health: Mutex::new(None),
+        });
+        pool.context.register(&pool);
+        pool
     }
 
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    pub fn data_source(&self) -> &str {
+        &self.data_source
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
     pub fn url(&self) -> &BackendUrl {
         &self.url
     }
 
-    /// Takes a connection of the given flavor, preferring one that already
-    /// carries the session state `state` (0: none).
+    pub fn config(&self) -> &PoolConfig {
+        &self.config
+    }
+
+    /// The current size: connections in use at most.
+    pub fn size(&self) -> usize {
+        self.size.load(Ordering::Relaxed)
+    }
+
+    /// Takes a connection of the given flavor for `holder`, preferring one
+    /// that already carries the session state `state` (0: none).
     pub async fn acquire(
         self: &Arc<Self>,
         flavor: Flavor,
         state: u64,
+        holder: &Arc<Holder>,
     ) -> Result<PooledConn, BackendError> {
-        let started = Instant::now();
-        let permit =
-            match tokio::time::timeout(self.acquire_timeout, self.permits.clone().acquire_owned())
-                .await
-            {
-                Ok(Ok(permit)) => permit,
-                _ => {
-                    return Err(BackendError::PoolExhausted {
-                        ds: self.name.to_string(),
-                        in_use: self.max_size - self.permits.available_permits(),
-                        max: self.max_size,
-                        waited_ms: started.elapsed().as_millis() as u64,
-                    })
-                }
-            };
-        let conn = match self.take_idle(flavor, state) {
-            Some(conn) => conn,
-            None => {
-                let conn = BackendConn::connect(self.name.clone(), &self.url, flavor).await?;
-                self.open.fetch_add(1, Ordering::Relaxed);
-                conn
-            }
-        };
-        Ok(PooledConn {
-            conn: Some(conn),
-            pool: self.clone(),
-            _permit: permit,
-        })
+        remember(&self.last_flavor, flavor);
+        self.checkout(flavor, state, holder).await
     }
 
-    /// An idle connection of this flavor, best one carrying `state`. When
-    /// only other flavors idle and the pool is full, one of them is closed
-    /// to make room.
+    async fn checkout(
+        self: &Arc<Self>,
+        flavor: Flavor,
+        state: u64,
+        holder: &Arc<Holder>,
+    ) -> Result<PooledConn, BackendError> {
+        let started = Instant::now();
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                self.note_demand(1);
+                permit
+            }
+            Err(_) => self.wait_for_permit(holder, started).await?,
+        };
+        self.active.fetch_add(1, Ordering::Relaxed);
+        let mut guard = PooledConn {
+            conn: None,
+            pool: self.clone(),
+            permit: Some(permit),
+            holder: holder.clone(),
+        };
+        holder.add(self.id);
+        let conn = match self.take_valid_idle(flavor, state).await {
+            Some(conn) => conn,
+            None => match BackendConn::connect(self.name.clone(), &self.url, flavor).await {
+                Ok(conn) => {
+                    self.open.fetch_add(1, Ordering::Relaxed);
+                    conn
+                }
+                Err(e) => {
+                    self.errors.fetch_add(1, Ordering::Relaxed);
+                    self.context.metrics.pool_event(&self.name, "connect_error");
+                    return Err(e);
+                }
+            },
+        };
+        guard.conn = Some(conn);
+        let waited = started.elapsed();
+        self.acquired.fetch_add(1, Ordering::Relaxed);
+        self.latencies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(waited);
+        self.context.metrics.pool_acquired(&self.name, waited);
+        Ok(guard)
+    }
+
+    /// The slow path: the pool is exhausted; wait (bounded), unless the
+    /// wait would close a cycle of sessions waiting on each other.
+    async fn wait_for_permit(
+        self: &Arc<Self>,
+        holder: &Arc<Holder>,
+        started: Instant,
+    ) -> Result<OwnedSemaphorePermit, BackendError> {
+        let waiting = WaitingGuard::new(self);
+        self.note_demand(0);
+        let tracked = holder.holds_any();
+        if tracked {
+            let sizes = |pool: usize| self.size_of_pool(pool);
+            if !self.context.waits.start_waiting(holder, self.id, &sizes) {
+                drop(waiting);
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                self.context.metrics.pool_event(&self.name, "deadlock");
+                return Err(BackendError::Deadlock {
+                    ds: self.name.to_string(),
+                    in_use: self.active.load(Ordering::Relaxed),
+                    max: self.size(),
+                });
+            }
+        }
+        let result =
+            tokio::time::timeout(self.acquire_timeout, self.permits.clone().acquire_owned()).await;
+        if tracked {
+            self.context.waits.stop_waiting(holder);
+        }
+        drop(waiting);
+        match result {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => {
+                self.timeouts.fetch_add(1, Ordering::Relaxed);
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                self.context.metrics.pool_event(&self.name, "timeout");
+                Err(BackendError::PoolExhausted {
+                    ds: self.name.to_string(),
+                    in_use: self.active.load(Ordering::Relaxed),
+                    max: self.size(),
+                    waited: started.elapsed(),
+                })
+            }
+        }
+    }
+
+    /// The size of the pool with wait-graph id `pool`: this one, or one of
+    /// the pools registered with the same context.
+    fn size_of_pool(&self, pool: usize) -> usize {
+        if pool == self.id {
+            return self.size();
+        }
+        self.context.size_of(pool)
+    }
+
+    /// Tracks peak demand: connections in use, sessions waiting, and
+    /// `arriving` not yet counted in either. Demand rather than use, so a
+    /// pool that is too small can grow.
+    fn note_demand(&self, arriving: usize) {
+        let demand =
+            self.active.load(Ordering::Relaxed) + self.waiting.load(Ordering::Relaxed) + arriving;
+        self.peak.fetch_max(demand, Ordering::Relaxed);
+    }
+
+    /// An idle connection of this flavor, best one carrying `state`,
+    /// validated first when it has been idle long; broken ones are closed.
+    async fn take_valid_idle(&self, flavor: Flavor, state: u64) -> Option<BackendConn> {
+        let validate_after = Duration::from_millis(self.config.validate_idle_ms);
+        loop {
+            let mut conn = self.take_idle(flavor, state)?;
+            if conn.last_used.elapsed() < validate_after {
+                return Some(conn);
+            }
+            match self.validate(&mut conn).await {
+                Ok(()) => return Some(conn),
+                Err(e) => {
+                    warn!(pool = %self.name, "idle connection failed validation; replacing it: {e}");
+                    self.context
+                        .metrics
+                        .pool_event(&self.name, "validation_failed");
+                    self.open.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// `SELECT 1` within the validation timeout.
+    pub async fn validate(&self, conn: &mut BackendConn) -> Result<(), BackendError> {
+        let timeout = Duration::from_millis(self.config.validation_timeout_ms);
+        match tokio::time::timeout(timeout, conn.query_text("SELECT 1")).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => {
+                conn.broken = true;
+                Err(e)
+            }
+            Err(_) => {
+                conn.broken = true;
+                Err(BackendError::lost(
+                    &self.name,
+                    format!("validation (SELECT 1) took longer than {timeout:?}"),
+                ))
+            }
+        }
+    }
+
     fn take_idle(&self, flavor: Flavor, state: u64) -> Option<BackendConn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let mut best: Option<usize> = None;
@@ -105,22 +374,160 @@ impl Pool {
         if let Some(i) = best {
             return Some(idle.swap_remove(i));
         }
-        if self.open.load(Ordering::Relaxed) >= self.max_size && !idle.is_empty() {
+        // Only other flavors idle and the pool is at its size: close one to
+        // make room.
+        if self.open.load(Ordering::Relaxed) >= self.size() && !idle.is_empty() {
             idle.remove(0);
             self.open.fetch_sub(1, Ordering::Relaxed);
         }
         None
     }
 
-    fn give_back(&self, conn: BackendConn) {
-        if conn.reusable() {
+    fn give_back(&self, conn: BackendConn, shrinking: bool) {
+        if conn.reusable() && !shrinking {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            if idle.len() < self.max_size {
+            if idle.len() < self.size() {
                 idle.push(conn);
                 return;
             }
         }
         self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Whether a permit coming back should be retired instead (the pool
+    /// was shrunk while it was in use).
+    fn retire_owed(&self) -> bool {
+        self.owed
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |owed| {
+                owed.checked_sub(1)
+            })
+            .is_ok()
+    }
+
+    /// Changes the size. Growing adds permits at once; shrinking retires
+    /// free permits at once and the others as their connections come back,
+    /// so no connection in use is closed.
+    pub fn resize(&self, new_size: usize, cause: &str) -> usize {
+        let new_size = new_size.max(1);
+        let old = self.size.swap(new_size, Ordering::AcqRel);
+        if new_size > old {
+            let mut grow = new_size - old;
+            // Cancel retirements still owed before adding permits.
+            while grow > 0 && self.retire_owed() {
+                grow -= 1;
+            }
+            self.permits.add_permits(grow);
+        } else if new_size < old {
+            let shrink = old - new_size;
+            let retired = self.permits.forget_permits(shrink);
+            self.owed.fetch_add(shrink - retired, Ordering::AcqRel);
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            while idle.len() > new_size {
+                idle.remove(0);
+                self.open.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        if new_size != old {
+            info!(pool = %self.name, from = old, to = new_size, cause, "pool resized");
+            self.context.metrics.pool_resized(&self.name, cause);
+        }
+        old
+    }
+
+    /// The adaptive size for the peak demand seen since the last call
+    /// (which starts a new window): ceil(peak × 1.2) within the bounds.
+    pub fn take_peak_and_optimal_size(&self) -> (usize, usize) {
+        let demand = self.active.load(Ordering::Relaxed) + self.waiting.load(Ordering::Relaxed);
+        let peak = self.peak.swap(demand, Ordering::AcqRel);
+        let optimal = (peak * 12).div_ceil(10);
+        (
+            peak,
+            optimal.clamp(self.config.min_size, self.config.max_bound),
+        )
+    }
+
+    /// Opens connections until `min_idle` are open, in the flavor sessions
+    /// used last; nothing before the pool's first use.
+    pub async fn fill_min_idle(&self) {
+        let Some(flavor) = *self.last_flavor.lock().unwrap_or_else(|e| e.into_inner()) else {
+            return;
+        };
+        let want = self.config.min_idle().min(self.size());
+        while self.idle_count() < want && self.open.load(Ordering::Relaxed) < self.size() {
+            match BackendConn::connect(self.name.clone(), &self.url, flavor).await {
+                Ok(conn) => {
+                    self.open.fetch_add(1, Ordering::Relaxed);
+                    self.give_back(conn, false);
+                }
+                Err(e) => {
+                    warn!(pool = %self.name, "cannot open an idle connection: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn idle_count(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Takes a connection and validates it within the validation timeout.
+    pub async fn health_check(self: &Arc<Self>) -> HealthCheck {
+        let started = Instant::now();
+        let flavor = (*self.last_flavor.lock().unwrap_or_else(|e| e.into_inner()))
+            .unwrap_or_else(Flavor::internal);
+        let timeout = Duration::from_millis(self.config.validation_timeout_ms);
+        let holder = Holder::new();
+        let result = tokio::time::timeout(timeout, async {
+            // Not `acquire`: a health check is not a sign of use that
+            // should open min_idle connections.
+            let mut conn = self.checkout(flavor, 0, &holder).await?;
+            self.validate(&mut conn).await
+        })
+        .await;
+        let error = match result {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!("no validated connection within {timeout:?}")),
+        };
+        if error.is_some() {
+            self.context.metrics.pool_event(&self.name, "health_failed");
+        }
+        let check = HealthCheck {
+            at: std::time::SystemTime::now(),
+            ok: error.is_none(),
+            latency: started.elapsed(),
+            error,
+        };
+        *self.health.lock().unwrap_or_else(|e| e.into_inner()) = Some(check.clone());
+        check
+    }
+
+    /// The figures of this pool now.
+    pub fn stats(&self) -> PoolStats {
+        let (acquire_p50, acquire_p99) = self
+            .latencies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .percentiles();
+        PoolStats {
+            max: self.size(),
+            open: self.open.load(Ordering::Relaxed),
+            active: self.active.load(Ordering::Relaxed),
+            idle: self.idle_count(),
+            waiting: self.waiting.load(Ordering::Relaxed),
+            peak: self.peak.load(Ordering::Relaxed),
+            acquired: self.acquired.load(Ordering::Relaxed),
+            timeouts: self.timeouts.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            acquire_p50,
+            acquire_p99,
+            last_health_check: self
+                .health
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        }
     }
 
     /// Connections open now (idle and in use).
@@ -130,7 +537,64 @@ impl Pool {
 
     /// Connections in use now.
     pub fn in_use(&self) -> usize {
-        self.max_size - self.permits.available_permits()
+        self.active.load(Ordering::Relaxed)
+    }
+}
+
+fn remember(slot: &Mutex<Option<Flavor>>, flavor: Flavor) {
+    let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+    if *slot != Some(flavor) {
+        *slot = Some(flavor);
+    }
+}
+
+/// Counts a waiting session for as long as it waits.
+struct WaitingGuard<'a>(&'a Pool);
+
+impl<'a> WaitingGuard<'a> {
+    fn new(pool: &'a Pool) -> Self {
+        pool.waiting.fetch_add(1, Ordering::Relaxed);
+        WaitingGuard(pool)
+    }
+}
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The last 1024 acquire latencies.
+#[derive(Default)]
+struct LatencyWindow {
+    micros: Vec<u32>,
+    next: usize,
+}
+
+const LATENCY_WINDOW: usize = 1024;
+
+impl LatencyWindow {
+    fn record(&mut self, d: Duration) {
+        let us = u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
+        if self.micros.len() < LATENCY_WINDOW {
+            self.micros.push(us);
+        } else {
+            self.micros[self.next] = us;
+        }
+        self.next = (self.next + 1) % LATENCY_WINDOW;
+    }
+
+    fn percentiles(&self) -> (Duration, Duration) {
+        if self.micros.is_empty() {
+            return (Duration::ZERO, Duration::ZERO);
+        }
+        let mut sorted = self.micros.clone();
+        sorted.sort_unstable();
+        let at = |q: f64| {
+            let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+            Duration::from_micros(u64::from(sorted[i]))
+        };
+        (at(0.5), at(0.99))
     }
 }
 
@@ -139,7 +603,8 @@ impl Pool {
 pub struct PooledConn {
     conn: Option<BackendConn>,
     pool: Arc<Pool>,
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
+    holder: Arc<Holder>,
 }
 
 impl PooledConn {
@@ -151,7 +616,7 @@ impl PooledConn {
 impl std::ops::Deref for PooledConn {
     type Target = BackendConn;
     fn deref(&self) -> &BackendConn {
-        // The option is only emptied in drop.
+        // The option is only empty before acquire returns and in drop.
         self.conn
             .as_ref()
             .unwrap_or_else(|| unreachable!("connection taken before drop"))
@@ -168,8 +633,16 @@ impl std::ops::DerefMut for PooledConn {
 
 impl Drop for PooledConn {
     fn drop(&mut self) {
+        let shrinking = self.pool.retire_owed();
         if let Some(conn) = self.conn.take() {
-            self.pool.give_back(conn);
+            self.pool.give_back(conn, shrinking);
+        }
+        self.holder.remove(self.pool.id);
+        self.pool.active.fetch_sub(1, Ordering::Relaxed);
+        if let Some(permit) = self.permit.take() {
+            if shrinking {
+                permit.forget();
+            }
         }
     }
 }

@@ -16,14 +16,16 @@ use tokio::net::TcpStream;
 use tracing::{debug, info_span, warn, Instrument};
 
 use crate::backend::conn::BackendStatement;
-use crate::backend::{Flavor, PooledConn};
+use crate::backend::{Flavor, Holder, PooledConn};
 use crate::error::{codes, BackendError};
+use crate::metrics;
 use crate::server::Shared;
 use crate::shard::analyze::{analyze, Analysis, ShardedStatement};
 use crate::shard::not_supported;
 use crate::shard::params::decode_params;
 use crate::shard::plan::{check_supported, prepare_target};
 use crate::sql::classify::{classify, with_logical_database, Classified, Kind};
+use crate::sql::label::statement_label;
 use crate::wire::command::*;
 use crate::wire::ok_err::{encode_eof, status, ErrInfo, OkInfo};
 use crate::wire::packet::{PacketReader, PacketWriter, ReadError};
@@ -66,6 +68,9 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream) {
             vars: SessionVars::default(),
             statements: Statements::default(),
             held: Vec::new(),
+            holder: Holder::new(),
+            user: hello.user.clone(),
+            reply_failed: false,
             transaction: None,
             pinned: None,
             last_insert: None,
@@ -97,6 +102,12 @@ struct Session {
     /// Backend connections kept between statements, at most one per data
     /// source: in a transaction, pinned, or held for the next statement.
     held: Vec<PooledConn>,
+    /// The pools this session holds connections of, for deadlock detection.
+    holder: Arc<Holder>,
+    /// The login user (a metric label).
+    user: String,
+    /// Whether the reply to the current command carries an error.
+    reply_failed: bool,
     /// How the client opened its explicit transaction (`START TRANSACTION
     /// READ ONLY`, ...), so data sources it reaches later join alike.
     transaction: Option<String>,
@@ -164,18 +175,47 @@ impl Session {
             let Some(&command) = payload.first() else {
                 return;
             };
+            let started = std::time::Instant::now();
+            let label = self.statement_label(command, &payload);
+            self.reply_failed = false;
             let flow = self.dispatch(command, &payload).await;
             match flow {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Quit) | Err(Failure::ClientGone) => return,
                 Err(Failure::Reply(err)) => {
                     debug!(code = err.code, "statement failed: {}", err.message);
+                    self.shared.metrics.error(error_type(err.code));
+                    self.reply_failed = true;
                     self.writer.push(&err.encode());
                 }
             }
             if self.writer.flush().await.is_err() {
                 return;
             }
+            if let Some(label) = label {
+                let outcome = if self.reply_failed {
+                    metrics::Outcome::Error
+                } else {
+                    metrics::Outcome::Ok
+                };
+                self.shared
+                    .metrics
+                    .statement(label, outcome, &self.user, started.elapsed());
+            }
+        }
+    }
+
+    /// The metric label of a statement command (None: not a statement).
+    fn statement_label(&self, command: u8, payload: &[u8]) -> Option<&'static str> {
+        match command {
+            COM_QUERY => Some(statement_label(&payload[1..])),
+            COM_STMT_EXECUTE => Some(
+                statement_id(payload)
+                    .and_then(|id| self.statements.get(id))
+                    .map_or("other", |stmt| statement_label(&stmt.sql)),
+            ),
+            COM_STMT_PREPARE => Some("prepare"),
+            _ => None,
         }
     }
 
@@ -551,7 +591,19 @@ impl Session {
             Some(i) => self.held.swap_remove(i),
             None => {
                 let in_transaction = self.in_transaction();
-                let mut conn = pool.acquire(self.flavor, self.vars.fingerprint()).await?;
+                let acquired = pool
+                    .acquire(self.flavor, self.vars.fingerprint(), &self.holder)
+                    .await;
+                let mut conn = match acquired {
+                    Ok(conn) => conn,
+                    Err(e @ BackendError::Deadlock { .. }) => {
+                        // As a server does for a lock deadlock: the whole
+                        // transaction is rolled back, so the others proceed.
+                        self.return_held().await;
+                        return Err(e.into());
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 if conn.applied_state != self.vars.fingerprint() {
                     self.apply_state(&mut conn).await?;
                 }
@@ -609,6 +661,7 @@ impl Session {
             Some(&self.shared.metadata),
         )
         .await?;
+        self.note_outcome(&outcome);
         if let Outcome::Ok(ok) = &outcome {
             self.status = ok.status;
             if ok.last_insert_id != 0 {
@@ -619,6 +672,13 @@ impl Session {
             }
         }
         Ok(outcome)
+    }
+
+    /// Remembers that the client got an error reply from a backend.
+    fn note_outcome(&mut self, outcome: &Outcome) {
+        if let Outcome::Err(_) = outcome {
+            self.reply_failed = true;
+        }
     }
 
     /// Keeps the connection for the session or gives it back to its pool.
@@ -654,6 +714,18 @@ impl Session {
     async fn close(&mut self) {
         self.return_held().await;
         let _ = self.writer.shutdown().await;
+    }
+}
+
+/// The metric label of an error the proxy replies with.
+fn error_type(code: u16) -> &'static str {
+    match code {
+        codes::ER_CON_COUNT_ERROR => "pool_exhausted",
+        codes::ER_LOCK_DEADLOCK => "deadlock",
+        codes::ER_NOT_SUPPORTED_YET => "refused",
+        codes::ER_CONNECT_TO_FOREIGN_DATA_SOURCE => "backend_unreachable",
+        codes::ER_UNKNOWN_ERROR => "proxy",
+        _ => "backend",
     }
 }
 

@@ -48,12 +48,20 @@ impl Statements {
 
     /// The statement `id` names (resolving `LAST_PREPARED`).
     pub fn get_mut(&mut self, id: u32) -> Option<&mut PreparedStatement> {
-        let id = if id == LAST_PREPARED {
-            self.last_prepared?
-        } else {
-            id
-        };
+        let id = self.resolve(id)?;
         self.by_id.get_mut(&id)
+    }
+
+    pub fn get(&self, id: u32) -> Option<&PreparedStatement> {
+        self.by_id.get(&self.resolve(id)?)
+    }
+
+    fn resolve(&self, id: u32) -> Option<u32> {
+        if id == LAST_PREPARED {
+            self.last_prepared
+        } else {
+            Some(id)
+        }
     }
 
     pub fn remove(&mut self, id: u32) {

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use super::forward::{forward_part, Part};
 use super::{Failure, Session};
@@ -82,6 +82,7 @@ impl Session {
         }
         let route = plan(st, sql, params, true, &self.plan_context()).map_err(Failure::Reply)?;
         debug!(?route, "routed");
+        self.count_routed(st, &route);
         match route {
             Route::One(target) => match &execution {
                 Some(exec) if st.kind.returns_rows() => {
@@ -142,6 +143,30 @@ impl Session {
             } => {
                 self.fanout(targets, affected, transactional, generated_id, &insert_rows)
                     .await
+            }
+        }
+    }
+
+    /// Counts the statements sent to each data source, by logical table.
+    fn count_routed(&self, st: &ShardedStatement, route: &Route) {
+        let table = st.tables.first().map_or("", String::as_str);
+        let metrics = &self.shared.metrics;
+        match route {
+            Route::One(target) => metrics.routed(&target.data_source, table, 0),
+            Route::Concat(targets) | Route::Merge { targets, .. } => {
+                for target in targets {
+                    metrics.routed(&target.data_source, table, 0);
+                }
+            }
+            Route::Fanout {
+                targets,
+                insert_rows,
+                ..
+            } => {
+                for (n, target) in targets.iter().enumerate() {
+                    let rows = insert_rows.get(n).copied().unwrap_or(0) as u64;
+                    metrics.routed(&target.data_source, table, rows);
+                }
             }
         }
     }
@@ -265,6 +290,7 @@ impl Session {
                     outcome
                 }
             };
+            self.note_outcome(&outcome);
             if let Outcome::Err(_) = outcome {
                 break;
             }
@@ -739,6 +765,12 @@ impl Session {
             self.release(conn, classified);
         }
         if let Some(err) = failed {
+            let commit =
+                crate::sql::label::first_word(sql.as_bytes()).eq_ignore_ascii_case(b"commit");
+            if commit && !done.is_empty() {
+                error!(committed = %done.join(", "), "COMMIT failed after other data sources committed: {}", err.message);
+                self.shared.metrics.partial_commit();
+            }
             return Err(Failure::Reply(err));
         }
         self.status = last.status;
@@ -808,6 +840,7 @@ impl Session {
             )
             .await?
         };
+        self.note_outcome(&outcome);
         if let Outcome::Ok(ok) = &outcome {
             self.status = ok.status;
         }

@@ -46,6 +46,20 @@ pub enum AggSpec {
     },
 }
 
+impl AggSpec {
+    /// The aggregate's SQL name, lower case.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AggSpec::CountDistinct { .. } => "count_distinct",
+            AggSpec::Count => "count",
+            AggSpec::Sum => "sum",
+            AggSpec::Min => "min",
+            AggSpec::Max => "max",
+            AggSpec::Avg { .. } => "avg",
+        }
+    }
+}
+
 /// A LIMIT value: literal or parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LimitVal {

@@ -1,4 +1,5 @@
 //! SQL text handling: lexing and statement classification.
 
 pub mod classify;
+pub mod label;
 pub mod lex;

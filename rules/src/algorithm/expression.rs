@@ -100,6 +100,8 @@ impl Expression {
 /// `prefix${expression}suffix`: renders a target name from a column value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameTemplate {
+    /// As written in the configuration.
+    text: String,
     prefix: String,
     expression: Expression,
     suffix: String,
@@ -114,10 +116,16 @@ impl NameTemplate {
             return Err(not_a_template());
         }
         Ok(NameTemplate {
+            text: text.to_string(),
             prefix: prefix.to_string(),
             expression: Expression::parse(body, column)?,
             suffix: suffix.to_string(),
         })
+    }
+
+    /// The template as written in the configuration.
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
     pub fn render(&self, column_value: i64) -> Result<String, ArithmeticError> {

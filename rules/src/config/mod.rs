@@ -32,6 +32,7 @@ pub struct Config {
     /// binding tables).
     pub binding: Vec<BindingConfig>,
     pub snowflake: SnowflakeConfig,
+    pub alerts: AlertConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -51,6 +52,10 @@ pub struct ServerConfig {
     pub max_allowed_packet: usize,
     #[serde(default)]
     pub users: Vec<UserConfig>,
+    /// Bearer token the admin HTTP API asks for on mutating endpoints, and
+    /// on every endpoint when it listens beyond loopback.
+    #[serde(default)]
+    pub admin_token: Option<String>,
 }
 
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -83,20 +88,92 @@ pub struct DataSourceConfig {
     pub pool: PoolConfig,
 }
 
+/// How the connections of one data source (its primary, and each replica)
+/// are pooled. Every field has a default (SPEC.md §3).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolConfig {
+    /// Connections in use at most, to start with; with `adaptive`, the
+    /// pool then follows its peak demand within `min_size..=max_bound`.
     #[serde(default = "default_pool_max_size")]
     pub max_size: usize,
+    /// Idle connections kept open once the pool is in use (default:
+    /// `max_size / 4`).
+    #[serde(default)]
+    pub min_idle: Option<usize>,
+    /// How long a statement waits for a connection before error 1040.
     #[serde(default = "default_acquire_timeout_ms")]
     pub acquire_timeout_ms: u64,
+    /// Resize to ceil(peak demand x 1.2) every `resize_interval_ms` when
+    /// that differs from the current size by more than 5.
+    #[serde(default = "default_true")]
+    pub adaptive: bool,
+    #[serde(default = "default_pool_min_size")]
+    pub min_size: usize,
+    #[serde(default = "default_pool_max_bound")]
+    pub max_bound: usize,
+    #[serde(default = "default_resize_interval_ms")]
+    pub resize_interval_ms: u64,
+    /// A connection idle longer than this is validated (`SELECT 1`) before
+    /// it is handed out.
+    #[serde(default = "default_validate_idle_ms")]
+    pub validate_idle_ms: u64,
+    /// Bound on one validation (checkout and health check).
+    #[serde(default = "default_validation_timeout_ms")]
+    pub validation_timeout_ms: u64,
+    /// How often each data source is health-checked.
+    #[serde(default = "default_health_check_interval_ms")]
+    pub health_check_interval_ms: u64,
+}
+
+impl PoolConfig {
+    /// Idle connections to keep open.
+    pub fn min_idle(&self) -> usize {
+        self.min_idle.unwrap_or(self.max_size / 4)
+    }
 }
 
 impl Default for PoolConfig {
     fn default() -> Self {
         PoolConfig {
             max_size: default_pool_max_size(),
+            min_idle: None,
             acquire_timeout_ms: default_acquire_timeout_ms(),
+            adaptive: true,
+            min_size: default_pool_min_size(),
+            max_bound: default_pool_max_bound(),
+            resize_interval_ms: default_resize_interval_ms(),
+            validate_idle_ms: default_validate_idle_ms(),
+            validation_timeout_ms: default_validation_timeout_ms(),
+            health_check_interval_ms: default_health_check_interval_ms(),
+        }
+    }
+}
+
+/// When to raise an alert, and where to send it besides the log and the
+/// metric.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertConfig {
+    /// `http://host:port/path` that receives each alert as a JSON POST.
+    #[serde(default)]
+    pub webhook: Option<String>,
+    /// Active connections above this share of a pool's size ...
+    #[serde(default = "default_pool_usage_ratio")]
+    pub pool_usage_ratio: f64,
+    /// ... for this long raise `pool_saturated`.
+    #[serde(default = "default_pool_usage_sustain_ms")]
+    pub pool_usage_sustain_ms: u64,
+}
+
+impl Eq for AlertConfig {}
+
+impl Default for AlertConfig {
+    fn default() -> Self {
+        AlertConfig {
+            webhook: None,
+            pool_usage_ratio: default_pool_usage_ratio(),
+            pool_usage_sustain_ms: default_pool_usage_sustain_ms(),
         }
     }
 }
@@ -149,6 +226,8 @@ struct RawConfig {
     #[serde(default)]
     binding: Vec<BindingConfig>,
     snowflake: Option<RawSnowflakeConfig>,
+    #[serde(default)]
+    alerts: AlertConfig,
 }
 
 /// Raw so that a bad epoch or worker id is reported with its key.
@@ -182,6 +261,7 @@ impl Config {
                 .map(RawSnowflakeConfig::into_config)
                 .transpose()?
                 .unwrap_or_default(),
+            alerts: raw.alerts,
         };
         config.validate()?;
         Ok(config)
@@ -200,15 +280,48 @@ impl Config {
             ));
         }
         for (name, source) in &self.data_sources {
-            if source.pool.max_size == 0 {
-                let problem = Problem::OutOfRange {
-                    value: 0,
-                    range: "1..",
+            let pool = &source.pool;
+            for (key, value) in [
+                ("max_size", pool.max_size),
+                ("min_size", pool.min_size),
+                ("max_bound", pool.max_bound),
+            ] {
+                if value == 0 {
+                    let problem = Problem::OutOfRange {
+                        value: 0,
+                        range: "1..",
+                    };
+                    return Err(ConfigError::invalid(
+                        format!("data_sources.{name}.pool.{key}"),
+                        problem,
+                    ));
+                }
+            }
+            if pool.min_size > pool.max_bound {
+                let problem = Problem::BadValue {
+                    value: pool.min_size.to_string(),
+                    reason: format!("min_size must not exceed max_bound ({})", pool.max_bound),
                 };
                 return Err(ConfigError::invalid(
-                    format!("data_sources.{name}.pool.max_size"),
+                    format!("data_sources.{name}.pool.min_size"),
                     problem,
                 ));
+            }
+        }
+        if !(self.alerts.pool_usage_ratio > 0.0 && self.alerts.pool_usage_ratio <= 1.0) {
+            let problem = Problem::BadValue {
+                value: self.alerts.pool_usage_ratio.to_string(),
+                reason: "expected a share of the pool size in (0, 1]".into(),
+            };
+            return Err(ConfigError::invalid("alerts.pool_usage_ratio", problem));
+        }
+        if let Some(url) = &self.alerts.webhook {
+            if !url.starts_with("http://") {
+                let problem = Problem::BadValue {
+                    value: url.clone(),
+                    reason: "expected an http:// URL".into(),
+                };
+                return Err(ConfigError::invalid("alerts.webhook", problem));
             }
         }
         ShardingRules::new(self).map(drop)
@@ -268,6 +381,42 @@ fn default_pool_max_size() -> usize {
 
 fn default_acquire_timeout_ms() -> u64 {
     5_000
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_pool_min_size() -> usize {
+    10
+}
+
+fn default_pool_max_bound() -> usize {
+    100
+}
+
+fn default_resize_interval_ms() -> u64 {
+    5 * 60 * 1_000
+}
+
+fn default_validate_idle_ms() -> u64 {
+    30_000
+}
+
+fn default_validation_timeout_ms() -> u64 {
+    5_000
+}
+
+fn default_health_check_interval_ms() -> u64 {
+    60_000
+}
+
+fn default_pool_usage_ratio() -> f64 {
+    0.9
+}
+
+fn default_pool_usage_sustain_ms() -> u64 {
+    30_000
 }
 
 fn default_max_clock_backward_ms() -> u64 {

@@ -56,9 +56,19 @@ fn defaults_fill_what_is_left_out() {
         config.data_sources["ds0"].pool,
         PoolConfig {
             max_size: 20,
-            acquire_timeout_ms: 5_000
+            min_idle: None,
+            acquire_timeout_ms: 5_000,
+            adaptive: true,
+            min_size: 10,
+            max_bound: 100,
+            resize_interval_ms: 300_000,
+            validate_idle_ms: 30_000,
+            validation_timeout_ms: 5_000,
+            health_check_interval_ms: 60_000,
         }
     );
+    assert_eq!(config.data_sources["ds0"].pool.min_idle(), 5);
+    assert_eq!(config.alerts, AlertConfig::default());
     assert!(config.data_sources["ds0"].replicas.is_empty());
     assert_eq!(config.snowflake, SnowflakeConfig::default());
     assert_eq!(config.snowflake.epoch.unix_millis(), 1_704_067_200_000);
@@ -254,4 +264,20 @@ fn serde_errors_keep_toml_locations() {
         missing_database.contains("missing field `database`"),
         "{missing_database}"
     );
+}
+
+#[test]
+fn pool_bounds_and_alert_settings_are_checked() {
+    let bad_bounds = MINIMAL.replace(
+        "[data_sources.ds0]\n",
+        "[data_sources.ds0]\npool = { min_size = 50, max_bound = 40 }\n",
+    );
+    let err = Config::from_toml_str(&bad_bounds).unwrap_err().to_string();
+    assert!(err.contains("data_sources.ds0.pool.min_size"), "{err}");
+    let bad_ratio = format!("{MINIMAL}[alerts]\npool_usage_ratio = 1.5\n");
+    let err = Config::from_toml_str(&bad_ratio).unwrap_err().to_string();
+    assert!(err.contains("alerts.pool_usage_ratio"), "{err}");
+    let bad_hook = format!("{MINIMAL}[alerts]\nwebhook = \"https://example.com\"\n");
+    let err = Config::from_toml_str(&bad_hook).unwrap_err().to_string();
+    assert!(err.contains("alerts.webhook"), "{err}");
 }

@@ -1,0 +1,254 @@
+//! The JSON endpoints of the admin API (described in `docs/admin-api.yaml`):
+//! pools, rules, route previews, alerts, and the Prometheus exposition.
+
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use shardgate_rules::config::{AlgorithmConfig, Config, StrategyConfig};
+
+use crate::backend::pool::{HealthCheck, Pool};
+use crate::server::Shared;
+use crate::shard::preview::preview;
+
+/// Largest size `POST /api/pools/{name}/resize` accepts.
+pub const MAX_MANUAL_SIZE: usize = 1000;
+
+/// An error answer: `{"error": "..."}` with a status.
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn millis(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+fn health_json(check: &Option<HealthCheck>) -> Value {
+    match check {
+        None => Value::Null,
+        Some(c) => json!({
+            "at_ms": c.at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            "ok": c.ok,
+            "latency_ms": millis(c.latency),
+            "error": c.error,
+        }),
+    }
+}
+
+/// One pool as `GET /api/pools` lists it.
+pub fn pool_json(pool: &Pool) -> Value {
+    let s = pool.stats();
+    let config = pool.config();
+    json!({
+        "name": pool.name(),
+        "data_source": pool.data_source(),
+        "role": pool.role().label(),
+        "address": format!("{}:{}", pool.url().host, pool.url().port),
+        "max": s.max,
+        "size": s.open,
+        "active": s.active,
+        "idle": s.idle,
+        "waiting": s.waiting,
+        "peak": s.peak,
+        "min_idle": config.min_idle().min(s.max),
+        "acquired": s.acquired,
+        "timeouts": s.timeouts,
+        "errors": s.errors,
+        "acquire_ms": { "p50": millis(s.acquire_p50), "p99": millis(s.acquire_p99) },
+        "adaptive": {
+            "enabled": config.adaptive,
+            "min_size": config.min_size,
+            "max_bound": config.max_bound,
+            "resize_interval_ms": config.resize_interval_ms,
+        },
+        "last_health_check": health_json(&s.last_health_check),
+    })
+}
+
+pub async fn pools(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let pools: Vec<Value> = shared.all_pools().map(|p| pool_json(p)).collect();
+    Json(json!({ "pools": pools }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResizeRequest {
+    size: usize,
+}
+
+pub async fn resize(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    body: Result<Json<ResizeRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Some(pool) = shared.pool_named(&name) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no pool named {name}; GET /api/pools lists them"),
+        );
+    };
+    let Json(request) = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("expected a JSON body like {{\"size\": 30}}: {rejection}"),
+            )
+        }
+    };
+    if request.size == 0 || request.size > MAX_MANUAL_SIZE {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("size must be between 1 and {MAX_MANUAL_SIZE}"),
+        );
+    }
+    let from = pool.resize(request.size, "api");
+    Json(json!({ "name": name, "from": from, "to": request.size, "pool": pool_json(pool) }))
+        .into_response()
+}
+
+fn strategy_json(strategy: &Option<StrategyConfig>) -> Value {
+    let Some(s) = strategy else {
+        return Value::Null;
+    };
+    let algorithm = match &s.algorithm {
+        AlgorithmConfig::Mod { count } => json!({ "type": "mod", "count": count.get() }),
+        AlgorithmConfig::Crc32Mod { count } => {
+            json!({ "type": "crc32_mod", "count": count.get() })
+        }
+        AlgorithmConfig::Month => json!({ "type": "month", "format": "%Y%m" }),
+        AlgorithmConfig::Expression(template) => {
+            json!({ "type": "expression", "expression": template.text() })
+        }
+    };
+    json!({ "column": s.column, "algorithm": algorithm })
+}
+
+/// The effective configuration with secrets (passwords, the admin token)
+/// redacted.
+pub fn rules_json(config: &Config, version: u64) -> Value {
+    let redacted = |secret: &str| if secret.is_empty() { "" } else { "***" };
+    let data_sources: serde_json::Map<String, Value> = config
+        .data_sources
+        .iter()
+        .map(|(name, ds)| {
+            let p = &ds.pool;
+            let value = json!({
+                "url": ds.url.to_string(),
+                "replicas": ds.replicas.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "pool": {
+                    "max_size": p.max_size,
+                    "min_idle": p.min_idle(),
+                    "acquire_timeout_ms": p.acquire_timeout_ms,
+                    "adaptive": p.adaptive,
+                    "min_size": p.min_size,
+                    "max_bound": p.max_bound,
+                    "resize_interval_ms": p.resize_interval_ms,
+                    "validate_idle_ms": p.validate_idle_ms,
+                    "validation_timeout_ms": p.validation_timeout_ms,
+                    "health_check_interval_ms": p.health_check_interval_ms,
+                },
+            });
+            (name.clone(), value)
+        })
+        .collect();
+    let tables: serde_json::Map<String, Value> = config
+        .tables
+        .iter()
+        .map(|(name, t)| {
+            let value = json!({
+                "nodes": t.nodes,
+                "database": strategy_json(&t.database),
+                "table": strategy_json(&t.table),
+                "key": t.key.as_ref().map(|k| json!({ "column": k.column, "generator": "snowflake" })),
+            });
+            (name.clone(), value)
+        })
+        .collect();
+    let server = &config.server;
+    json!({
+        "version": version,
+        "server": {
+            "mysql_listen": server.mysql_listen,
+            "admin_listen": server.admin_listen,
+            "database": server.database,
+            "default_data_source": server.default_data_source,
+            "max_allowed_packet": server.max_allowed_packet,
+            "users": server.users.iter().map(|u| json!({ "name": u.name, "password": redacted(&u.password) })).collect::<Vec<_>>(),
+            "admin_token": server.admin_token.as_deref().map(redacted),
+        },
+        "data_sources": data_sources,
+        "tables": tables,
+        "broadcast": { "tables": config.broadcast.tables },
+        "binding": config.binding.iter().map(|b| json!({ "tables": b.tables })).collect::<Vec<_>>(),
+        "snowflake": {
+            "epoch_ms": config.snowflake.epoch.unix_millis(),
+            "worker_id": config.snowflake.worker_id.get(),
+            "max_clock_backward_ms": config.snowflake.max_clock_backward_ms,
+        },
+        "alerts": {
+            "webhook": config.alerts.webhook,
+            "pool_usage_ratio": config.alerts.pool_usage_ratio,
+            "pool_usage_sustain_ms": config.alerts.pool_usage_sustain_ms,
+        },
+    })
+}
+
+pub async fn rules(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    Json(rules_json(&shared.config, 1))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RouteQuery {
+    sql: Option<String>,
+}
+
+pub async fn route(State(shared): State<Arc<Shared>>, Query(query): Query<RouteQuery>) -> Response {
+    let Some(sql) = query.sql.filter(|s| !s.trim().is_empty()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "pass the statement as ?sql=SELECT ... (URL-encoded)",
+        );
+    };
+    let ctx = crate::shard::plan::PlanContext {
+        rules: &shared.rules,
+        default_data_source: &shared.config.server.default_data_source,
+        keys: &shared.keys,
+    };
+    match preview(&sql, &shared.config.server.database, &ctx) {
+        Ok(p) => Json(json!({ "sql": sql, "preview": p })).into_response(),
+        Err(err) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({
+                "sql": sql,
+                "error": err.message,
+                "code": err.code,
+                "sqlstate": String::from_utf8_lossy(&err.sqlstate),
+            })),
+        )
+            .into_response(),
+    }
+}
+
+pub async fn alerts(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    Json(json!({ "alerts": shared.alerts.recent() }))
+}
+
+pub async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let text = shared
+        .metrics
+        .render(shared.all_pools(), shared.keys.issued());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}

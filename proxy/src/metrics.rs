@@ -1,0 +1,266 @@
+//! The proxy's Prometheus metrics: one registry per proxy (no globals),
+//! counters bumped where things happen, gauges read from the pools when
+//! scraped. Labels are bounded: data source, user, statement kind, error
+//! type, alert name, configured table — never SQL text.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::backend::Pool;
+
+/// Latency buckets in seconds, from 50 µs (a pass-through point select)
+/// to 10 s (a pool wait that is about to time out).
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0,
+];
+
+/// Every metric the proxy exports.
+pub struct Metrics {
+    registry: Registry,
+    statements: IntCounterVec,
+    statement_seconds: HistogramVec,
+    errors: IntCounterVec,
+    routed_statements: IntCounterVec,
+    routed_rows: IntCounterVec,
+    partial_commits: IntCounter,
+    alerts: IntCounterVec,
+    snowflake_ids: IntGaugeVec,
+    pool_acquire_seconds: HistogramVec,
+    pool_resizes: IntCounterVec,
+    pool_gauges: IntGaugeVec,
+    pool_events: IntCounterVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| unreachable!("metric {name} is well-formed: {e}"));
+    register(registry, &metric, name);
+    metric
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let metric = IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| unreachable!("metric {name} is well-formed: {e}"));
+    register(registry, &metric, name);
+    metric
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+    let metric = HistogramVec::new(opts, labels)
+        .unwrap_or_else(|e| unreachable!("metric {name} is well-formed: {e}"));
+    register(registry, &metric, name);
+    metric
+}
+
+fn register<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: &M,
+    name: &str,
+) {
+    // Names are fixed and distinct, so registration cannot collide.
+    registry
+        .register(Box::new(metric.clone()))
+        .unwrap_or_else(|e| unreachable!("metric {name} registered twice: {e}"));
+}
+
+/// How a client statement ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Error,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let r = &registry;
+        Metrics {
+            statements: counter(
+                r,
+                "shardgate_statements_total",
+                "Client statements by kind (select, insert, ...), outcome (ok, error) and user.",
+                &["kind", "outcome", "user"],
+            ),
+            statement_seconds: histogram(
+                r,
+                "shardgate_statement_duration_seconds",
+                "Time from a client statement's arrival to its reply being flushed.",
+                &["kind"],
+            ),
+            errors: counter(
+                r,
+                "shardgate_errors_total",
+                "Errors sent to clients by type (backend, refused, pool_exhausted, deadlock, partial_commit, ...).",
+                &["type"],
+            ),
+            routed_statements: counter(
+                r,
+                "shardgate_routed_statements_total",
+                "Statements sent to a data source for a logical table (unsharded: table \"\").",
+                &["data_source", "table"],
+            ),
+            routed_rows: counter(
+                r,
+                "shardgate_routed_rows_total",
+                "Rows INSERTed into a data source for a logical table.",
+                &["data_source", "table"],
+            ),
+            partial_commits: counter(
+                r,
+                "shardgate_partial_commits_total",
+                "COMMITs that failed on a data source after others had committed.",
+                &[],
+            )
+            .with_label_values::<&str>(&[]),
+            alerts: counter(
+                r,
+                "shardgate_alerts_total",
+                "Alerts fired, by alert and pool.",
+                &["alert", "pool"],
+            ),
+            snowflake_ids: gauge(
+                r,
+                "shardgate_snowflake_ids_issued",
+                "Snowflake keys generated since start.",
+                &[],
+            ),
+            pool_acquire_seconds: histogram(
+                r,
+                "shardgate_pool_acquire_duration_seconds",
+                "Time to take a connection from a pool (waiting and connecting included).",
+                &["pool"],
+            ),
+            pool_resizes: counter(
+                r,
+                "shardgate_pool_resizes_total",
+                "Pool size changes, by pool and cause (adaptive, api).",
+                &["pool", "cause"],
+            ),
+            pool_gauges: gauge(
+                r,
+                "shardgate_pool_connections",
+                "Pool state by pool (ds0, ds0.replica1), role and state (max, open, active, idle, waiting, peak).",
+                &["pool", "role", "state"],
+            ),
+            pool_events: counter(
+                r,
+                "shardgate_pool_events_total",
+                "Pool events by pool and event (timeout, connect_error, validation_failed, health_failed, deadlock).",
+                &["pool", "event"],
+            ),
+            registry,
+        }
+    }
+
+    /// One client statement ended.
+    pub fn statement(&self, kind: &str, outcome: Outcome, user: &str, elapsed: Duration) {
+        let outcome = match outcome {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+        };
+        self.statements
+            .with_label_values(&[kind, outcome, user])
+            .inc();
+        self.statement_seconds
+            .with_label_values(&[kind])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// An error reply of the given type.
+    pub fn error(&self, kind: &str) {
+        self.errors.with_label_values(&[kind]).inc();
+    }
+
+    /// A statement sent to `data_source` for `table`, touching `rows` rows.
+    pub fn routed(&self, data_source: &str, table: &str, rows: u64) {
+        self.routed_statements
+            .with_label_values(&[data_source, table])
+            .inc();
+        if rows > 0 {
+            self.routed_rows
+                .with_label_values(&[data_source, table])
+                .inc_by(rows);
+        }
+    }
+
+    /// A COMMIT failed after other data sources had committed.
+    pub fn partial_commit(&self) {
+        self.partial_commits.inc();
+        self.error("partial_commit");
+    }
+
+    pub fn partial_commits(&self) -> u64 {
+        self.partial_commits.get()
+    }
+
+    /// An alert fired.
+    pub fn alert(&self, alert: &str, data_source: &str) {
+        self.alerts.with_label_values(&[alert, data_source]).inc();
+    }
+
+    pub fn pool_acquired(&self, data_source: &str, waited: Duration) {
+        self.pool_acquire_seconds
+            .with_label_values(&[data_source])
+            .observe(waited.as_secs_f64());
+    }
+
+    /// Something went wrong in a pool (see the metric's help for events).
+    pub fn pool_event(&self, data_source: &str, event: &str) {
+        self.pool_events
+            .with_label_values(&[data_source, event])
+            .inc();
+    }
+
+    pub fn pool_resized(&self, data_source: &str, cause: &str) {
+        self.pool_resizes
+            .with_label_values(&[data_source, cause])
+            .inc();
+    }
+
+    /// The text exposition: counters as they are, gauges read from `pools`
+    /// now.
+    pub fn render<'a>(
+        &self,
+        pools: impl IntoIterator<Item = &'a std::sync::Arc<Pool>>,
+        snowflake_ids: u64,
+    ) -> String {
+        for pool in pools {
+            let s = pool.stats();
+            let role = pool.role().label();
+            let name = pool.name();
+            for (state, value) in [
+                ("max", s.max),
+                ("open", s.open),
+                ("active", s.active),
+                ("idle", s.idle),
+                ("waiting", s.waiting),
+                ("peak", s.peak),
+            ] {
+                self.pool_gauges
+                    .with_label_values(&[name, role, state])
+                    .set(value as i64);
+            }
+        }
+        self.snowflake_ids
+            .with_label_values::<&str>(&[])
+            .set(snowflake_ids as i64);
+        let mut out = Vec::new();
+        let families = self.registry.gather();
+        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
+            tracing::warn!("cannot encode metrics: {e}");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
