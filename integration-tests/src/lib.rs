@@ -179,6 +179,8 @@ pub fn sandbox_ready(cfg: &Config, test: &str) -> bool {
 /// ShardGate running inside the test process.
 pub struct RunningProxy {
     pub addr: SocketAddr,
+    /// The admin HTTP listener.
+    pub admin_addr: SocketAddr,
     pub cfg: Config,
     _handle: Box<dyn std::any::Any>,
 }
@@ -199,6 +201,7 @@ pub async fn start_proxy(cfg: Config) -> RunningProxy {
     let addr = proxy.mysql_addr();
     RunningProxy {
         addr,
+        admin_addr: proxy.admin_addr(),
         cfg,
         _handle: Box::new(proxy),
     }

@@ -101,11 +101,18 @@ impl RunningProxy {
         self.admin_addr
     }
 
-    /// Stops accepting clients; sessions already open run to their end.
+    /// Stops accepting clients, the admin API and the pools' background
+    /// care; sessions already open run to their end.
     pub fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for RunningProxy {
+    fn drop(&mut self) {
         self.accept.abort();
         self.admin.abort();
-        for task in self.maintenance {
+        for task in &self.maintenance {
             task.abort();
         }
     }
