@@ -3,7 +3,10 @@
 //! scraped. Labels are bounded: data source, user, statement kind, error
 //! type, alert name, configured table — never SQL text.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
+
+use serde::Serialize;
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
@@ -73,6 +76,29 @@ fn register<M: prometheus::core::Collector + Clone + 'static>(
     registry
         .register(Box::new(metric.clone()))
         .unwrap_or_else(|e| unreachable!("metric {name} registered twice: {e}"));
+}
+
+/// Plain figures of the counters (see [`Metrics::snapshot`]).
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Snapshot {
+    pub statements: u64,
+    pub errors: u64,
+    pub by_kind: BTreeMap<String, u64>,
+    /// Cumulative counts per upper bound (seconds) of all statements.
+    pub latency_buckets: Vec<(f64, u64)>,
+    pub latency_count: u64,
+    pub latency_sum: f64,
+    pub routed: Vec<Routed>,
+    pub partial_commits: u64,
+}
+
+/// Statements (and INSERTed rows) sent to one data source for one table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Routed {
+    pub data_source: String,
+    pub table: String,
+    pub statements: u64,
+    pub rows: u64,
 }
 
 /// How a client statement ended.
@@ -229,6 +255,71 @@ impl Metrics {
             .inc();
     }
 
+    /// Counters and the statement latency histogram as plain figures, for
+    /// the dashboard (which computes rates from successive snapshots).
+    pub fn snapshot(&self) -> Snapshot {
+        use prometheus::core::Collector;
+        let mut snap = Snapshot::default();
+        for family in self.statements.collect() {
+            for m in family.get_metric() {
+                let label = |name: &str| label_of(m, name);
+                let n = m.get_counter().get_value() as u64;
+                snap.statements += n;
+                if label("outcome") == "error" {
+                    snap.errors += n;
+                }
+                *snap.by_kind.entry(label("kind")).or_default() += n;
+            }
+        }
+        for family in self.statement_seconds.collect() {
+            for m in family.get_metric() {
+                let h = m.get_histogram();
+                if snap.latency_buckets.is_empty() {
+                    snap.latency_buckets = h
+                        .get_bucket()
+                        .iter()
+                        .map(|b| (b.upper_bound(), 0))
+                        .collect();
+                }
+                for (i, b) in h.get_bucket().iter().enumerate() {
+                    if let Some(slot) = snap.latency_buckets.get_mut(i) {
+                        slot.1 += b.cumulative_count();
+                    }
+                }
+                snap.latency_count += h.get_sample_count();
+                snap.latency_sum += h.get_sample_sum();
+            }
+        }
+        let mut routed: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+        for (vec, rows) in [(&self.routed_statements, false), (&self.routed_rows, true)] {
+            for family in vec.collect() {
+                for m in family.get_metric() {
+                    let label = |name: &str| label_of(m, name);
+                    let entry = routed
+                        .entry((label("data_source"), label("table")))
+                        .or_default();
+                    let n = m.get_counter().get_value() as u64;
+                    if rows {
+                        entry.1 += n;
+                    } else {
+                        entry.0 += n;
+                    }
+                }
+            }
+        }
+        snap.routed = routed
+            .into_iter()
+            .map(|((data_source, table), (statements, rows))| Routed {
+                data_source,
+                table,
+                statements,
+                rows,
+            })
+            .collect();
+        snap.partial_commits = self.partial_commits.get();
+        snap
+    }
+
     /// The text exposition: counters as they are, gauges read from `pools`
     /// now.
     pub fn render<'a>(
@@ -263,4 +354,13 @@ impl Metrics {
         }
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+fn label_of(metric: &prometheus::proto::Metric, name: &str) -> String {
+    metric
+        .get_label()
+        .iter()
+        .find(|l| l.name() == name)
+        .map(|l| l.value().to_owned())
+        .unwrap_or_default()
 }

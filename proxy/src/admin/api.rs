@@ -235,6 +235,24 @@ pub async fn route(State(shared): State<Arc<Shared>>, Query(query): Query<RouteQ
     }
 }
 
+/// Everything the dashboard shows, in one request: counters (rates are
+/// the client's deltas between two snapshots), pools and recent alerts.
+pub async fn stats(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let at_ms = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let pools: Vec<Value> = shared.all_pools().map(|p| pool_json(p)).collect();
+    Json(json!({
+        "at_ms": at_ms,
+        "counters": shared.metrics.snapshot(),
+        "snowflake_ids": shared.keys.issued(),
+        "data_sources": shared.config.data_sources.keys().collect::<Vec<_>>(),
+        "tables": shared.config.tables.keys().chain(shared.config.broadcast.tables.iter()).collect::<Vec<_>>(),
+        "pools": pools,
+        "alerts": shared.alerts.recent(),
+    }))
+}
+
 pub async fn alerts(State(shared): State<Arc<Shared>>) -> Json<Value> {
     Json(json!({ "alerts": shared.alerts.recent() }))
 }

@@ -49,6 +49,7 @@ pub fn router(shared: Arc<Shared>, loopback: bool) -> Router {
         .route("/api/rules", get(api::rules))
         .route("/api/route", get(api::route))
         .route("/api/alerts", get(api::alerts))
+        .route("/api/stats", get(api::stats))
         .route("/metrics", get(api::metrics))
         .route("/openapi.yaml", get(dashboard::openapi))
         .layer(middleware::from_fn_with_state(access, authorize));
