@@ -8,6 +8,7 @@
 //! (database `wework`) — and asserts that the two transcripts are identical.
 
 pub mod conformance;
+pub mod fixtures;
 pub mod sharding;
 pub mod sqlx_scenario;
 
@@ -182,7 +183,7 @@ pub struct RunningProxy {
     /// The admin HTTP listener.
     pub admin_addr: SocketAddr,
     pub cfg: Config,
-    _handle: Box<dyn std::any::Any>,
+    _handle: Box<dyn std::any::Any + Send + Sync>,
 }
 
 impl RunningProxy {

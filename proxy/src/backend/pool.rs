@@ -479,10 +479,17 @@ impl Pool {
         let timeout = Duration::from_millis(self.config.validation_timeout_ms);
         let holder = Holder::new();
         let result = tokio::time::timeout(timeout, async {
-            // Not `acquire`: a health check is not a sign of use that
-            // should open min_idle connections.
-            let mut conn = self.checkout(flavor, 0, &holder).await?;
-            self.validate(&mut conn).await
+            if self.permits.available_permits() > 0 {
+                // Not `acquire`: a health check is not a sign of use that
+                // should open min_idle connections.
+                let mut conn = self.checkout(flavor, 0, &holder).await?;
+                self.validate(&mut conn).await
+            } else {
+                // Every connection is in use: a busy pool is not a sick
+                // server, so check with a connection of its own.
+                let mut conn = BackendConn::connect(self.name.clone(), &self.url, flavor).await?;
+                self.validate(&mut conn).await
+            }
         })
         .await;
         let error = match result {

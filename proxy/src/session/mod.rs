@@ -326,6 +326,21 @@ impl Session {
                     "KILL through ShardGate is not supported yet: the id is ShardGate's, not a server's; close the client connection instead",
                 )));
             }
+            // Not with a connection held (pinned): it must begin there.
+            Kind::Begin(text) if self.held.is_empty() && self.transaction.is_none() => {
+                if let Some(read_only) = deferrable_begin(text) {
+                    // Opened lazily: each data source joins the transaction
+                    // when a statement first reaches it, so a transaction
+                    // holds only the connections it uses.
+                    self.transaction = Some(text.clone());
+                    self.status |= status::IN_TRANS;
+                    if read_only {
+                        self.status |= status::IN_TRANS_READONLY;
+                    }
+                    self.reply_ok();
+                    return Ok(Flow::Continue);
+                }
+            }
             Kind::TransactionControl { ends } => {
                 return self
                     .transaction_control(payload, &sql, *ends, &classified)
@@ -717,6 +732,38 @@ impl Session {
     }
 }
 
+/// For `BEGIN [WORK]` and `START TRANSACTION [READ ONLY | READ WRITE | WITH
+/// CONSISTENT SNAPSHOT, ...]`: whether it is read-only. None for anything
+/// else (`BEGIN NOT ATOMIC` ...), which goes to a server as it is.
+fn deferrable_begin(text: &str) -> Option<bool> {
+    let words: Vec<String> = text
+        .split(|c: char| c.is_ascii_whitespace() || c == ',')
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_uppercase)
+        .collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        ["BEGIN"] | ["BEGIN", "WORK"] => return Some(false),
+        ["START", "TRANSACTION", rest @ ..] => {
+            let mut read_only = false;
+            let mut rest = rest;
+            while !rest.is_empty() {
+                rest = match rest {
+                    ["READ", "ONLY", tail @ ..] => {
+                        read_only = true;
+                        tail
+                    }
+                    ["READ", "WRITE", tail @ ..] => tail,
+                    ["WITH", "CONSISTENT", "SNAPSHOT", tail @ ..] => tail,
+                    _ => return None,
+                };
+            }
+            Some(read_only)
+        }
+        _ => None,
+    }
+}
+
 /// The metric label of an error the proxy replies with.
 fn error_type(code: u16) -> &'static str {
     match code {
@@ -772,4 +819,27 @@ fn unknown_statement(payload: &[u8], command: &str) -> Failure {
         "HY000",
         format!("Unknown prepared statement handler ({id}) given to {command}"),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::deferrable_begin;
+
+    #[test]
+    fn only_plain_transaction_starts_are_deferred() {
+        assert_eq!(deferrable_begin("BEGIN"), Some(false));
+        assert_eq!(deferrable_begin("begin work"), Some(false));
+        assert_eq!(deferrable_begin("START TRANSACTION"), Some(false));
+        assert_eq!(deferrable_begin("start transaction read only"), Some(true));
+        assert_eq!(
+            deferrable_begin("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"),
+            Some(true)
+        );
+        assert_eq!(
+            deferrable_begin("START TRANSACTION READ WRITE"),
+            Some(false)
+        );
+        assert_eq!(deferrable_begin("BEGIN NOT ATOMIC"), None);
+        assert_eq!(deferrable_begin("START TRANSACTION READ"), None);
+    }
 }

@@ -717,6 +717,13 @@ impl Session {
         ends: bool,
         classified: &Classified,
     ) -> Result<(), Failure> {
+        if self.held.is_empty() && ends && self.transaction.is_some() {
+            // A transaction that never reached a data source.
+            self.transaction = None;
+            self.status &= !(status::IN_TRANS | status::IN_TRANS_READONLY);
+            self.reply_ok();
+            return Ok(());
+        }
         if self.held.len() <= 1 {
             let mut conn = match self.held.pop() {
                 Some(conn) => conn,

@@ -1,0 +1,95 @@
+//! Small fixtures for tests that need their own sharded table and the admin
+//! API: a config with a table sharded by `id` over ds0..ds3, the table
+//! created (and dropped) through the proxy, and one-shot HTTP requests.
+
+use sqlx::mysql::MySqlConnection;
+use sqlx::Executor;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::{start_proxy, Config, RunningProxy, SEED_CONFIG};
+
+/// The seed config plus a table `name` sharded by `id` over ds0..ds3 (two
+/// tables each: `name_0`, `name_1`; data source = id % 4), listening on
+/// ephemeral loopback ports, with every pool adjusted by `pool`.
+pub fn config_with_table(
+    name: &str,
+    pool: impl Fn(&mut shardgate_rules::config::PoolConfig),
+) -> Config {
+    let text = format!(
+        "{SEED_CONFIG}\n[tables.{name}]\nnodes = \"ds${{0..3}}.{name}_${{0..1}}\"\n\
+         database = {{ column = \"id\", algorithm = \"mod\", count = 4 }}\n\
+         table = {{ column = \"id\", expression = \"{name}_${{(id / 4) % 2}}\" }}\n"
+    );
+    let mut cfg = Config::from_toml_str(&text).expect("test config loads");
+    cfg.server.mysql_listen = "127.0.0.1:0".into();
+    cfg.server.admin_listen = "127.0.0.1:0".into();
+    for ds in cfg.data_sources.values_mut() {
+        pool(&mut ds.pool);
+    }
+    cfg
+}
+
+/// Starts the proxy and (re)creates table `name` (`id BIGINT PRIMARY KEY,
+/// v INT`) with rows id = v = 0..40.
+pub async fn start_with_table(cfg: Config, name: &str) -> RunningProxy {
+    let proxy = start_proxy(cfg).await;
+    let mut conn = connect(&proxy).await;
+    for sql in [
+        format!("DROP TABLE IF EXISTS {name}"),
+        format!("CREATE TABLE {name} (id BIGINT PRIMARY KEY, v INT)"),
+        format!(
+            "INSERT INTO {name} VALUES {}",
+            (0..40)
+                .map(|i| format!("({i}, {i})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    ] {
+        conn.execute(sql.as_str()).await.expect(&sql);
+    }
+    proxy
+}
+
+pub async fn drop_table(proxy: &RunningProxy, name: &str) {
+    let mut conn = connect(proxy).await;
+    let _ = conn
+        .execute(format!("DROP TABLE IF EXISTS {name}").as_str())
+        .await;
+}
+
+/// A sqlx connection to the proxy.
+pub async fn connect(proxy: &RunningProxy) -> MySqlConnection {
+    proxy.endpoint().connect().await.expect("connect to proxy")
+}
+
+/// One HTTP/1.1 request to the proxy's admin API: (status, body).
+pub async fn admin_request(
+    proxy: &RunningProxy,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, String) {
+    let mut stream = TcpStream::connect(proxy.admin_addr)
+        .await
+        .expect("admin API accepts");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).await.expect("read");
+    let reply = String::from_utf8_lossy(&reply).into_owned();
+    let status = reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}

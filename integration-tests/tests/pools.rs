@@ -1,0 +1,530 @@
+//! Connection pools against the sandbox (issue 5, "Pools"): no deadlock
+//! when scatter queries and transactions race tiny pools, the exhaustion
+//! error and a session that survives it, resizing under load (by hand and
+//! adaptively) without a failed query, and an alert (log, metric, webhook
+//! POST) when a replica stops answering.
+//!
+//! Each test shards its own table over ds0..ds3 (created and dropped
+//! through the proxy), so tests can run side by side.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shardgate_integration_tests::fixtures::{
+    admin_request as http, config_with_table as config, connect, drop_table, start_with_table,
+};
+use shardgate_integration_tests::{db_error, sandbox_ready, start_proxy, RunningProxy};
+use sqlx::{Executor, Row};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// The `/api/pools` entry of pool `name`.
+async fn pool_state(proxy: &RunningProxy, name: &str) -> serde_json::Value {
+    let (status, body) = http(proxy, "GET", "/api/pools", "").await;
+    assert_eq!(status, 200, "{body}");
+    let pools: serde_json::Value = serde_json::from_str(&body).expect("json");
+    pools["pools"]
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["name"] == name).cloned())
+        .unwrap_or_else(|| panic!("no pool {name} in {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scatter_queries_racing_a_tiny_pool_all_complete() {
+    const TABLE: &str = "pool_scatter";
+    let cfg = config(TABLE, |p| {
+        p.max_size = 2;
+        p.adaptive = false;
+        p.min_idle = Some(0);
+    });
+    if !sandbox_ready(&cfg, "scatter_queries_racing_a_tiny_pool_all_complete") {
+        return;
+    }
+    let proxy = Arc::new(start_with_table(cfg, TABLE).await);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let proxy = proxy.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = connect(&proxy).await;
+            for _ in 0..5 {
+                let row = conn
+                    .fetch_one(format!("SELECT COUNT(*), SUM(v) FROM {TABLE}").as_str())
+                    .await
+                    .expect("a scatter query over 4 nodes completes");
+                let (count, sum): (i64, rust_decimal::Decimal) = (row.get(0), row.get(1));
+                assert_eq!((count, sum), (40, rust_decimal::Decimal::from(780)));
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    eprintln!(
+        "32 sessions x 5 scatter queries over pools of 2: {:?}",
+        started.elapsed()
+    );
+    for ds in ["ds0", "ds1", "ds2", "ds3"] {
+        let state = pool_state(&proxy, ds).await;
+        assert_eq!(state["max"], 2, "{state}");
+        assert_eq!(state["timeouts"], 0, "{state}");
+    }
+    drop_table(&proxy, TABLE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transactions_waiting_on_each_other_get_a_deadlock_error_at_once() {
+    const TABLE: &str = "pool_deadlock";
+    let cfg = config(TABLE, |p| {
+        p.max_size = 1;
+        p.adaptive = false;
+        p.min_idle = Some(0);
+        p.acquire_timeout_ms = 30_000;
+    });
+    if !sandbox_ready(&cfg, "transactions_waiting_on_each_other") {
+        return;
+    }
+    let proxy = start_with_table(cfg, TABLE).await;
+    // id 0 lives on ds0, id 1 on ds1 (database = id % 4).
+    let mut a = connect(&proxy).await;
+    let mut b = connect(&proxy).await;
+    a.execute("BEGIN").await.expect("a begins");
+    b.execute("BEGIN").await.expect("b begins");
+    a.execute(format!("SELECT v FROM {TABLE} WHERE id = 0").as_str())
+        .await
+        .expect("a holds ds0");
+    b.execute(format!("SELECT v FROM {TABLE} WHERE id = 1").as_str())
+        .await
+        .expect("b holds ds1");
+    // a waits for ds1 (held by b) ...
+    let a_waits = tokio::spawn(async move {
+        let row = a
+            .fetch_one(format!("SELECT v FROM {TABLE} WHERE id = 1").as_str())
+            .await
+            .expect("a gets ds1 once b's transaction is rolled back");
+        let v: i32 = row.get(0);
+        a.execute("COMMIT").await.expect("a commits");
+        v
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ... and b's wait for ds0 would close the cycle.
+    let started = Instant::now();
+    let err = b
+        .execute(format!("SELECT v FROM {TABLE} WHERE id = 0").as_str())
+        .await
+        .expect_err("b would wait for ever");
+    let (code, state, message) = db_error(&err).expect("a server error");
+    assert_eq!(code, 1213, "{message}");
+    assert_eq!(state.as_deref(), Some("40001"));
+    assert!(
+        message.contains("Deadlock") && message.contains("ds0"),
+        "{message}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "detected at once, not after acquire_timeout"
+    );
+    assert_eq!(a_waits.await.expect("a"), 1);
+    // b's transaction was rolled back; the session goes on.
+    b.execute("COMMIT").await.expect("b's session survives");
+    let row = b
+        .fetch_one(format!("SELECT COUNT(*) FROM {TABLE}").as_str())
+        .await
+        .expect("b reads again");
+    assert_eq!(row.get::<i64, _>(0), 40);
+    drop_table(&proxy, TABLE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_transactions_over_all_nodes_finish_with_small_pools() {
+    const TABLE: &str = "pool_txn_storm";
+    let cfg = config(TABLE, |p| {
+        p.max_size = 3;
+        p.adaptive = false;
+        p.min_idle = Some(0);
+        p.acquire_timeout_ms = 30_000;
+    });
+    if !sandbox_ready(&cfg, "many_transactions_over_all_nodes") {
+        return;
+    }
+    let proxy = Arc::new(start_with_table(cfg, TABLE).await);
+    let deadlocks = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for session in 0..16u64 {
+        let proxy = proxy.clone();
+        let deadlocks = deadlocks.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = connect(&proxy).await;
+            let mut done = 0;
+            while done < 5 {
+                // Each transaction touches the nodes in its own order, then
+                // scans all of them: the pattern of sysbench oltp_read_only.
+                let run = async {
+                    conn.execute("BEGIN").await?;
+                    for k in 0..4u64 {
+                        let id = (session + k * 3 + done) % 40;
+                        conn.execute(format!("SELECT v FROM {TABLE} WHERE id = {id}").as_str())
+                            .await?;
+                    }
+                    conn.execute(format!("SELECT SUM(v) FROM {TABLE}").as_str())
+                        .await?;
+                    conn.execute("COMMIT").await?;
+                    Ok::<(), sqlx::Error>(())
+                };
+                match run.await {
+                    Ok(()) => done += 1,
+                    Err(e) => {
+                        let (code, _, message) = db_error(&e).unwrap_or((0, None, e.to_string()));
+                        assert_eq!(code, 1213, "only deadlocks may fail: {message}");
+                        deadlocks.fetch_add(1, Ordering::Relaxed);
+                        let _ = conn.execute("ROLLBACK").await;
+                    }
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    eprintln!(
+        "16 sessions x 5 transactions over pools of 3: {:?}, {} deadlocks retried",
+        started.elapsed(),
+        deadlocks.load(Ordering::Relaxed)
+    );
+    for ds in ["ds0", "ds1", "ds2", "ds3"] {
+        let state = pool_state(&proxy, ds).await;
+        assert_eq!(state["timeouts"], 0, "{state}");
+    }
+    drop_table(&proxy, TABLE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_exhausted_pool_says_so_and_the_session_survives() {
+    const TABLE: &str = "pool_exhaust";
+    let cfg = config(TABLE, |p| {
+        p.max_size = 1;
+        p.adaptive = false;
+        p.min_idle = Some(0);
+        p.acquire_timeout_ms = 300;
+    });
+    if !sandbox_ready(&cfg, "an_exhausted_pool_says_so") {
+        return;
+    }
+    let proxy = start_with_table(cfg, TABLE).await;
+    let mut holder = connect(&proxy).await;
+    let mut other = connect(&proxy).await;
+    holder.execute("BEGIN").await.expect("begin");
+    holder
+        .execute(format!("SELECT v FROM {TABLE} WHERE id = 2").as_str())
+        .await
+        .expect("holds ds2");
+    let err = other
+        .execute(format!("SELECT v FROM {TABLE} WHERE id = 2").as_str())
+        .await
+        .expect_err("ds2's only connection is taken");
+    let (code, _, message) = db_error(&err).expect("server error");
+    assert_eq!(code, 1040, "{message}");
+    assert!(
+        message.starts_with("pool for ds2 exhausted (1/1 in use, waited 0.3s)"),
+        "{message}"
+    );
+    holder.execute("COMMIT").await.expect("commit");
+    let row = other
+        .fetch_one(format!("SELECT v FROM {TABLE} WHERE id = 2").as_str())
+        .await
+        .expect("the session that got 1040 goes on");
+    assert_eq!(row.get::<i32, _>(0), 2);
+    let metrics = http(&proxy, "GET", "/metrics", "").await.1;
+    assert!(
+        metrics.contains("shardgate_pool_events_total{event=\"timeout\",pool=\"ds2\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("shardgate_errors_total{type=\"pool_exhausted\"} 1"),
+        "{metrics}"
+    );
+    drop_table(&proxy, TABLE).await;
+}
+
+/// Runs point selects from `sessions` sessions until `stop`; returns the
+/// number of queries and failures.
+fn point_select_load(
+    proxy: &Arc<RunningProxy>,
+    table: &'static str,
+    sessions: u64,
+    stride: u64,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<(u64, Vec<String>)>> {
+    (0..sessions)
+        .map(|s| {
+            let proxy = proxy.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut conn = connect(&proxy).await;
+                let (mut queries, mut failures) = (0u64, Vec::new());
+                while !stop.load(Ordering::Relaxed) {
+                    // stride 4 keeps every query on ds0 (database = id % 4).
+                    let id = (s + queries) % (40 / stride) * stride;
+                    // A short sleep on the server keeps connections busy,
+                    // so that demand exceeds a small pool.
+                    let sql = format!("SELECT v, SLEEP(0.01) FROM {table} WHERE id = {id}");
+                    match conn.fetch_one(sql.as_str()).await {
+                        Ok(row) => assert_eq!(row.get::<i32, _>(0) as u64, id),
+                        Err(e) => failures.push(e.to_string()),
+                    }
+                    queries += 1;
+                }
+                (queries, failures)
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn resizing_under_load_fails_no_query() {
+    const TABLE: &str = "pool_resize";
+    let cfg = config(TABLE, |p| {
+        p.max_size = 10;
+        p.adaptive = false;
+        p.min_idle = Some(0);
+        p.acquire_timeout_ms = 10_000;
+    });
+    if !sandbox_ready(&cfg, "resizing_under_load_fails_no_query") {
+        return;
+    }
+    let proxy = Arc::new(start_with_table(cfg, TABLE).await);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = point_select_load(&proxy, TABLE, 16, 1, stop.clone());
+    for size in [2, 30, 1, 12] {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let (status, body) = http(
+            &proxy,
+            "POST",
+            "/api/pools/ds1/resize",
+            &format!("{{\"size\": {size}}}"),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let state = pool_state(&proxy, "ds1").await;
+        assert_eq!(state["max"], size, "{state}");
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for task in load {
+        let (queries, failures) = task.await.expect("load task");
+        assert!(failures.is_empty(), "failed queries: {failures:?}");
+        total += queries;
+    }
+    let state = pool_state(&proxy, "ds1").await;
+    assert!(state["active"].as_u64() == Some(0), "{state}");
+    assert!(state["size"].as_u64().unwrap_or(99) <= 12, "{state}");
+    eprintln!("{total} queries while ds1 went 10 -> 2 -> 30 -> 1 -> 12: none failed");
+    drop_table(&proxy, TABLE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn adaptive_sizing_follows_peak_demand() {
+    const TABLE: &str = "pool_adaptive";
+    let cfg = config(TABLE, |p| {
+        p.max_size = 4;
+        p.adaptive = true;
+        p.min_size = 2;
+        p.max_bound = 40;
+        p.min_idle = Some(0);
+        p.resize_interval_ms = 1_000;
+        p.acquire_timeout_ms = 10_000;
+    });
+    if !sandbox_ready(&cfg, "adaptive_sizing_follows_peak_demand") {
+        return;
+    }
+    let proxy = Arc::new(start_with_table(cfg, TABLE).await);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // 24 sessions, all on ds0: a demand of 24 wants ceil(24 x 1.2) = 29.
+    let load = point_select_load(&proxy, TABLE, 24, 4, stop.clone());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut grown = 0;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        grown = pool_state(&proxy, "ds0").await["max"].as_u64().unwrap_or(0);
+        if grown > 10 {
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        let (_, failures) = task.await.expect("load task");
+        assert!(failures.is_empty(), "failed queries: {failures:?}");
+    }
+    assert!(grown > 10, "ds0 grew from 4 under load to {grown}");
+    // Idle: the next decisions shrink it back to min_size.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut shrunk = grown;
+    while Instant::now() < deadline && shrunk > 2 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        shrunk = pool_state(&proxy, "ds0").await["max"].as_u64().unwrap_or(0);
+    }
+    assert_eq!(shrunk, 2, "ds0 shrank to min_size when idle");
+    eprintln!("ds0: 4 -> {grown} under load -> {shrunk} idle");
+    drop_table(&proxy, TABLE).await;
+}
+
+/// Stops a process with SIGSTOP and continues it when dropped, so that a
+/// failing test never leaves the sandbox's server frozen.
+struct Frozen(u32);
+
+impl Frozen {
+    fn new(pid: u32) -> Self {
+        signal(pid, "STOP");
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        signal(self.0, "CONT");
+    }
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{name} {pid}");
+}
+
+/// The pid of the sandbox's mariadbd listening on `port`.
+fn sandbox_pid(port: u16) -> Option<u32> {
+    let dir = shardgate_integration_tests::crate_dir().join("../.sandbox");
+    for entry in std::fs::read_dir(dir).ok()? {
+        let path = entry.ok()?.path();
+        let cnf = std::fs::read_to_string(path.join("my.cnf")).unwrap_or_default();
+        if cnf
+            .lines()
+            .any(|l| l.replace(' ', "") == format!("port={port}"))
+        {
+            let pid = std::fs::read_to_string(path.join("mariadbd.pid")).ok()?;
+            return pid.trim().parse().ok();
+        }
+    }
+    None
+}
+
+/// Accepts HTTP POSTs and forwards their bodies.
+async fn webhook_receiver() -> (String, tokio::sync::mpsc::Receiver<serde_json::Value>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/alerts", listener.local_addr().expect("addr"));
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let Ok(n) = stream.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&request).into_owned();
+                    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                        continue;
+                    };
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if body.len() < length {
+                        continue;
+                    }
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+                        .await;
+                    if let Ok(json) = serde_json::from_str(body) {
+                        let _ = tx.send(json).await;
+                    }
+                    return;
+                }
+            });
+        }
+    });
+    (url, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_replica_raises_an_alert_with_a_webhook_post() {
+    let (url, mut posts) = webhook_receiver().await;
+    let mut cfg = config("pool_alert_unused", |p| {
+        p.health_check_interval_ms = 300;
+        p.validation_timeout_ms = 700;
+    });
+    cfg.alerts.webhook = Some(url);
+    if !sandbox_ready(&cfg, "a_stopped_replica_raises_an_alert") {
+        return;
+    }
+    let replica = cfg.data_sources["ds3"].replicas[1].clone();
+    let Some(pid) = sandbox_pid(replica.port) else {
+        panic!("no sandbox server found on port {}", replica.port);
+    };
+    let proxy = start_proxy(cfg).await;
+    // Healthy first.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let state = pool_state(&proxy, "ds3.replica2").await;
+        if state["last_health_check"]["ok"] == true {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ds3.replica2 never healthy: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let alert = {
+        let _frozen = Frozen::new(pid);
+        tokio::time::timeout(Duration::from_secs(10), posts.recv())
+            .await
+            .expect("an alert is posted within 10 s")
+            .expect("receiver open")
+    };
+    assert_eq!(alert["alert"], "health_check_failed", "{alert}");
+    assert_eq!(alert["data_source"], "ds3.replica2", "{alert}");
+    let state = pool_state(&proxy, "ds3.replica2").await;
+    assert_eq!(state["last_health_check"]["ok"], false, "{state}");
+    let metrics = http(&proxy, "GET", "/metrics", "").await.1;
+    assert!(
+        metrics.contains(
+            "shardgate_alerts_total{alert=\"health_check_failed\",pool=\"ds3.replica2\"} 1"
+        ),
+        "{metrics}"
+    );
+    let (_, alerts) = http(&proxy, "GET", "/api/alerts", "").await;
+    assert!(alerts.contains("ds3.replica2"), "{alerts}");
+    // Continued: the pool is healthy again (its broken connection replaced).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let state = pool_state(&proxy, "ds3.replica2").await;
+        if state["last_health_check"]["ok"] == true {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ds3.replica2 not healthy again: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
