@@ -743,7 +743,7 @@ fn deferrable_begin(text: &str) -> Option<bool> {
         .collect();
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
     match words.as_slice() {
-        ["BEGIN"] | ["BEGIN", "WORK"] => return Some(false),
+        ["BEGIN"] | ["BEGIN", "WORK"] => Some(false),
         ["START", "TRANSACTION", rest @ ..] => {
             let mut read_only = false;
             let mut rest = rest;
