@@ -12,6 +12,7 @@ pub mod backend;
 pub mod error;
 pub mod merge;
 pub mod metrics;
+pub mod replica;
 pub mod server;
 pub mod session;
 pub mod shard;

@@ -37,6 +37,8 @@ pub struct Metrics {
     pool_resizes: IntCounterVec,
     pool_gauges: IntGaugeVec,
     pool_events: IntCounterVec,
+    replica_transitions: IntCounterVec,
+    replica_gauges: prometheus::GaugeVec,
 }
 
 impl Default for Metrics {
@@ -186,6 +188,22 @@ impl Metrics {
                 "Pool events by pool and event (timeout, connect_error, validation_failed, health_failed, deadlock).",
                 &["pool", "event"],
             ),
+            replica_transitions: counter(
+                r,
+                "shardgate_replica_transitions_total",
+                "Replicas entering (to=\"in\") or leaving (to=\"out\") the read rotation.",
+                &["pool", "to"],
+            ),
+            replica_gauges: {
+                let name = "shardgate_replica";
+                let metric = prometheus::GaugeVec::new(
+                    Opts::new(name, "Replica state: usable (1/0) and lag_seconds (-1: unknown)."),
+                    &["pool", "state"],
+                )
+                .unwrap_or_else(|e| unreachable!("metric {name} is well-formed: {e}"));
+                register(r, &metric, name);
+                metric
+            },
             registry,
         }
     }
@@ -246,6 +264,14 @@ impl Metrics {
     pub fn pool_event(&self, data_source: &str, event: &str) {
         self.pool_events
             .with_label_values(&[data_source, event])
+            .inc();
+    }
+
+    /// A replica entered or left the read rotation.
+    pub fn replica_transition(&self, pool: &str, usable: bool) {
+        let to = if usable { "in" } else { "out" };
+        self.replica_transitions
+            .with_label_values(&[pool, to])
             .inc();
     }
 
@@ -331,6 +357,15 @@ impl Metrics {
             let s = pool.stats();
             let role = pool.role().label();
             let name = pool.name();
+            if let Some(r) = pool.replication() {
+                let lag = r.lag.map_or(-1.0, |d| d.as_secs_f64());
+                let usable = if r.usable { 1.0 } else { 0.0 };
+                for (state, value) in [("usable", usable), ("lag_seconds", lag)] {
+                    self.replica_gauges
+                        .with_label_values(&[name, state])
+                        .set(value);
+                }
+            }
             for (state, value) in [
                 ("max", s.max),
                 ("open", s.open),

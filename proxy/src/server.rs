@@ -200,7 +200,7 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
     }
     info!(%mysql_addr, %admin_addr, "ShardGate listening (MySQL protocol, admin HTTP)");
     let admin = crate::admin::serve(admin_listener, shared.clone());
-    let maintenance = shared
+    let mut maintenance: Vec<JoinHandle<()>> = shared
         .all_pools()
         .map(|pool| {
             crate::backend::maintenance::spawn(
@@ -210,6 +210,16 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
             )
         })
         .collect();
+    for (name, replicas) in &shared.replicas {
+        let read = &shared.config.data_sources[name].read;
+        for replica in replicas {
+            maintenance.push(crate::replica::monitor::spawn(
+                replica.clone(),
+                read.clone(),
+                shared.metrics.clone(),
+            ));
+        }
+    }
     let accept = tokio::spawn(accept_loop(listener, shared));
     Ok(RunningProxy {
         mysql_addr,

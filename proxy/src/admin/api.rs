@@ -67,6 +67,14 @@ pub fn pool_json(pool: &Pool) -> Value {
             "resize_interval_ms": config.resize_interval_ms,
         },
         "last_health_check": health_json(&s.last_health_check),
+        "lag_seconds": pool.replication().and_then(|r| r.lag).map(|d| d.as_secs_f64()),
+        "replication": pool.replication().map(|r| json!({
+            "usable": r.usable,
+            "reason": r.reason,
+            "lag_seconds": r.lag.map(|d| d.as_secs_f64()),
+            "applied": r.applied.to_string(),
+            "checked_at_ms": r.checked_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+        })),
     })
 }
 

@@ -267,6 +267,24 @@ impl BackendConn {
         &mut self,
         sql: &str,
     ) -> Result<Vec<Vec<Option<String>>>, BackendError> {
+        Ok(self.query_text_with_names(sql).await?.1)
+    }
+
+    /// Like [`query_text`](Self::query_text), each row keyed by column name
+    /// (`SHOW SLAVE STATUS` has dozens of columns, in an order that differs
+    /// between versions).
+    pub async fn query_text_named(
+        &mut self,
+        sql: &str,
+    ) -> Result<Vec<HashMap<String, Option<String>>>, BackendError> {
+        let (names, rows) = self.query_text_with_names(sql).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| names.iter().cloned().zip(row).collect())
+            .collect())
+    }
+
+    async fn query_text_with_names(&mut self, sql: &str) -> Result<TextRows, BackendError> {
         let mut payload = Vec::with_capacity(sql.len() + 1);
         payload.push(COM_QUERY);
         payload.extend_from_slice(sql.as_bytes());
@@ -274,6 +292,7 @@ impl BackendConn {
         let deprecate_eof = self.flavor.deprecate_eof();
         let mut scanner = ResponseScanner::new(ResponseKind::ResultSets, deprecate_eof);
         let mut rows = Vec::new();
+        let mut names = Vec::new();
         let mut columns: Option<u64> = None;
         let mut defs_seen = 0u64;
         let mut in_rows = false;
@@ -287,6 +306,9 @@ impl BackendConn {
                 }
                 Some(n) if !in_rows => {
                     defs_seen += 1;
+                    if defs_seen <= n {
+                        names.push(column_name(&payload));
+                    }
                     in_rows = if deprecate_eof {
                         defs_seen == n
                     } else {
@@ -306,7 +328,7 @@ impl BackendConn {
                         ds: self.ds.to_string(),
                         err,
                     }),
-                    _ => Ok(rows),
+                    _ => Ok((names, rows)),
                 };
             }
         }
@@ -382,6 +404,21 @@ impl BackendConn {
     pub fn reusable(&self) -> bool {
         !self.broken && self.status & crate::wire::ok_err::status::IN_TRANS == 0
     }
+}
+
+/// Column names and text rows of a small internal query.
+type TextRows = (Vec<String>, Vec<Vec<Option<String>>>);
+
+/// The `name` of a column definition packet (its fifth string, after
+/// catalog, schema, table and org_table).
+fn column_name(payload: &[u8]) -> String {
+    let mut rest = payload;
+    for _ in 0..4 {
+        let len = take_lenenc_int(&mut rest).unwrap_or(0) as usize;
+        rest = &rest[len.min(rest.len())..];
+    }
+    let len = take_lenenc_int(&mut rest).unwrap_or(0) as usize;
+    String::from_utf8_lossy(&rest[..len.min(rest.len())]).into_owned()
 }
 
 fn decode_text_row(payload: &[u8], columns: u64) -> Vec<Option<String>> {

@@ -17,6 +17,7 @@ use super::waits::{Holder, WaitGraph};
 use super::{BackendConn, Flavor};
 use crate::error::BackendError;
 use crate::metrics::Metrics;
+use crate::replica::gtid::Position;
 
 /// What a pool's server is to its data source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +44,31 @@ pub struct HealthCheck {
     pub latency: Duration,
     pub error: Option<String>,
 }
+
+/// What the replica monitor last learnt of a replica.
+#[derive(Debug, Clone)]
+pub struct Replication {
+    /// In the read rotation.
+    pub usable: bool,
+    /// Why not, when not.
+    pub reason: Option<String>,
+    /// `Seconds_Behind_Master` (None: unknown, e.g. SQL thread stopped).
+    pub lag: Option<Duration>,
+    /// `@@gtid_slave_pos`: what it has applied.
+    pub applied: Position,
+    pub checked_at: std::time::SystemTime,
+}
+
+/// Moving averages of what statements on this server took and how often
+/// they failed, for the replica balancer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Observed {
+    pub latency_us: f64,
+    pub error_rate: f64,
+}
+
+/// Weight of the newest sample in the moving averages.
+const EWMA_ALPHA: f64 = 0.1;
 
 /// A pool's figures at one instant (for the admin API and metrics).
 #[derive(Debug, Clone)]
@@ -129,6 +155,9 @@ pub struct Pool {
     /// The flavor sessions used last, for connections opened in advance.
     last_flavor: Mutex<Option<Flavor>>,
     health: Mutex<Option<HealthCheck>>,
+    /// Set by the replica monitor (replicas only).
+    replication: Mutex<Option<Replication>>,
+    observed: Mutex<Observed>,
 }
 
 static NEXT_POOL: AtomicUsize = AtomicUsize::new(0);
@@ -166,6 +195,8 @@ impl Pool {
             latencies: Mutex::new(LatencyWindow::default()),
             last_flavor: Mutex::new(None),
             health: Mutex::new(None),
+            replication: Mutex::new(None),
+            observed: Mutex::new(Observed::default()),
         });
         pool.context.register(&pool);
         pool
@@ -535,6 +566,36 @@ impl Pool {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
         }
+    }
+
+    /// The replica monitor's last findings (None: a primary, or not
+    /// measured yet).
+    pub fn replication(&self) -> Option<Replication> {
+        self.replication
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_replication(&self, replication: Replication) {
+        *self.replication.lock().unwrap_or_else(|e| e.into_inner()) = Some(replication);
+    }
+
+    /// Records how a statement on this server went.
+    pub fn observe(&self, latency: Duration, ok: bool) {
+        let mut o = self.observed.lock().unwrap_or_else(|e| e.into_inner());
+        let us = latency.as_secs_f64() * 1e6;
+        o.latency_us = if o.latency_us == 0.0 {
+            us
+        } else {
+            o.latency_us + EWMA_ALPHA * (us - o.latency_us)
+        };
+        let failed = if ok { 0.0 } else { 1.0 };
+        o.error_rate += EWMA_ALPHA * (failed - o.error_rate);
+    }
+
+    pub fn observed(&self) -> Observed {
+        *self.observed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Connections open now (idle and in use).

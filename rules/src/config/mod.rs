@@ -52,6 +52,10 @@ pub struct ServerConfig {
     pub max_allowed_packet: usize,
     #[serde(default)]
     pub users: Vec<UserConfig>,
+    #[serde(default)]
+    pub read_consistency: ReadConsistency,
+    #[serde(default)]
+    pub transaction_reads: TransactionReads,
     /// Bearer token the admin HTTP API asks for on mutating endpoints, and
     /// on every endpoint when it listens beyond loopback.
     #[serde(default)]
@@ -86,6 +90,105 @@ pub struct DataSourceConfig {
     pub replicas: Vec<BackendUrl>,
     #[serde(default)]
     pub pool: PoolConfig,
+    /// How reads are spread over the replicas.
+    #[serde(default)]
+    pub read: ReadConfig,
+}
+
+/// A replica-choosing strategy (SPEC.md §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BalanceStrategy {
+    RoundRobin,
+    WeightedRoundRobin,
+    LeastConnections,
+    ResponseTime,
+    #[default]
+    Adaptive,
+}
+
+/// Whether the primary serves reads besides the replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrimaryReads {
+    /// Only when no replica is usable.
+    #[default]
+    Fallback,
+    /// As one more candidate, always.
+    Always,
+}
+
+/// What a read does when no replica is usable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadFallback {
+    #[default]
+    Primary,
+    Error,
+}
+
+/// Read/write splitting of one data source.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadConfig {
+    #[serde(default)]
+    pub strategy: BalanceStrategy,
+    /// For `weighted_round_robin`: one weight per replica, in order
+    /// (default: 1 each).
+    #[serde(default)]
+    pub weights: Vec<u32>,
+    #[serde(default)]
+    pub primary_reads: PrimaryReads,
+    #[serde(default)]
+    pub fallback: ReadFallback,
+    /// A replica further behind than this leaves the rotation.
+    #[serde(default = "default_max_replica_lag_ms")]
+    pub max_replica_lag_ms: u64,
+    /// How often each replica's health and lag are measured.
+    #[serde(default = "default_monitor_interval_ms")]
+    pub monitor_interval_ms: u64,
+}
+
+impl Default for ReadConfig {
+    fn default() -> Self {
+        ReadConfig {
+            strategy: BalanceStrategy::default(),
+            weights: Vec::new(),
+            primary_reads: PrimaryReads::default(),
+            fallback: ReadFallback::default(),
+            max_replica_lag_ms: default_max_replica_lag_ms(),
+            monitor_interval_ms: default_monitor_interval_ms(),
+        }
+    }
+}
+
+impl ReadConfig {
+    /// The weight of replica `index`.
+    pub fn weight(&self, index: usize) -> u32 {
+        self.weights.get(index).copied().unwrap_or(1)
+    }
+}
+
+/// What a session reads after it wrote (`server.read_consistency`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadConsistency {
+    /// Any replica in the rotation.
+    Eventual,
+    /// Never older than the session's own last write on that node.
+    #[default]
+    Session,
+}
+
+/// Where reads inside an explicit transaction go
+/// (`server.transaction_reads`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransactionReads {
+    #[default]
+    Primary,
+    /// One replica per data source for the whole read-only transaction.
+    Replica,
 }
 
 /// How the connections of one data source (its primary, and each replica)
@@ -297,6 +400,30 @@ impl Config {
                     ));
                 }
             }
+            let read = &source.read;
+            if !read.weights.is_empty() && read.weights.len() != source.replicas.len() {
+                let problem = Problem::BadValue {
+                    value: format!("{:?}", read.weights),
+                    reason: format!(
+                        "expected one weight per replica ({} replicas)",
+                        source.replicas.len()
+                    ),
+                };
+                return Err(ConfigError::invalid(
+                    format!("data_sources.{name}.read.weights"),
+                    problem,
+                ));
+            }
+            if read.weights.contains(&0) {
+                let problem = Problem::BadValue {
+                    value: format!("{:?}", read.weights),
+                    reason: "weights must be at least 1".into(),
+                };
+                return Err(ConfigError::invalid(
+                    format!("data_sources.{name}.read.weights"),
+                    problem,
+                ));
+            }
             if pool.min_size > pool.max_bound {
                 let problem = Problem::BadValue {
                     value: pool.min_size.to_string(),
@@ -381,6 +508,14 @@ fn default_pool_max_size() -> usize {
 
 fn default_acquire_timeout_ms() -> u64 {
     5_000
+}
+
+fn default_max_replica_lag_ms() -> u64 {
+    5_000
+}
+
+fn default_monitor_interval_ms() -> u64 {
+    1_000
 }
 
 fn default_true() -> bool {
