@@ -3,3 +3,4 @@
 pub mod classify;
 pub mod label;
 pub mod lex;
+pub mod reads;
