@@ -86,6 +86,8 @@ pub struct Snapshot {
     pub statements: u64,
     pub errors: u64,
     pub by_kind: BTreeMap<String, u64>,
+    /// Error replies by type (backend, refused, pool_exhausted, ...).
+    pub errors_by_type: BTreeMap<String, u64>,
     /// Cumulative counts per upper bound (seconds) of all statements.
     pub latency_buckets: Vec<(f64, u64)>,
     pub latency_count: u64,
@@ -295,6 +297,12 @@ impl Metrics {
                     snap.errors += n;
                 }
                 *snap.by_kind.entry(label("kind")).or_default() += n;
+            }
+        }
+        for family in self.errors.collect() {
+            for m in family.get_metric() {
+                *snap.errors_by_type.entry(label_of(m, "type")).or_default() +=
+                    m.get_counter().get_value() as u64;
             }
         }
         for family in self.statement_seconds.collect() {

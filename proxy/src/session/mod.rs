@@ -2,6 +2,7 @@
 //! for the client, and how a backend connection is taken for a statement,
 //! brought to the session's state, held across a transaction and given back.
 
+mod admin;
 mod auth;
 mod forward;
 mod prepared;
@@ -24,6 +25,7 @@ use crate::shard::analyze::{analyze, Analysis, ShardedStatement};
 use crate::shard::not_supported;
 use crate::shard::params::decode_params;
 use crate::shard::plan::{check_supported, prepare_target};
+use crate::sql::admin::{may_be_admin, parse as parse_admin, AdminSqlError, AdminStatement};
 use crate::sql::classify::{classify, with_logical_database, Classified, Kind};
 use crate::sql::label::statement_label;
 use crate::wire::command::*;
@@ -312,6 +314,9 @@ impl Session {
     }
 
     async fn query(&mut self, payload: &[u8]) -> CommandResult {
+        if let Some(parsed) = admin_statement(&payload[1..]) {
+            return self.admin(parsed);
+        }
         let sql = String::from_utf8_lossy(&payload[1..]);
         let classified = classify(&sql);
         if let Kind::Use(db) = &classified.kind {
@@ -422,6 +427,14 @@ impl Session {
     }
 
     async fn prepare(&mut self, payload: &[u8]) -> CommandResult {
+        if admin_statement(&payload[1..]).is_some() {
+            // As DistSQL: the admin statements are text protocol only.
+            return Err(Failure::Reply(ErrInfo::new(
+                codes::ER_UNSUPPORTED_PS,
+                "HY000",
+                "This command is not supported in the prepared statement protocol; send ShardGate's SHOW/PREVIEW admin statements as plain queries",
+            )));
+        }
         let text = String::from_utf8_lossy(&payload[1..]);
         let classified = classify(&text);
         let rewritten = self.logical_database_rewrite(COM_STMT_PREPARE, &text, &classified);
@@ -762,6 +775,15 @@ fn deferrable_begin(text: &str) -> Option<bool> {
         }
         _ => None,
     }
+}
+
+/// The admin statement `sql` is, if it is one (see `sql::admin`); an
+/// ordinary statement costs a byte comparison or two.
+fn admin_statement(sql: &[u8]) -> Option<Result<AdminStatement, AdminSqlError>> {
+    if !may_be_admin(sql) {
+        return None;
+    }
+    parse_admin(&String::from_utf8_lossy(sql))
 }
 
 /// The metric label of an error the proxy replies with.

@@ -1,5 +1,7 @@
-//! SQL text handling: lexing and statement classification.
+//! SQL text handling: lexing, statement classification and the SQL admin
+//! statements ShardGate answers itself.
 
+pub mod admin;
 pub mod classify;
 pub mod label;
 pub mod lex;
