@@ -4,10 +4,13 @@
 #
 #   Debian packages: mariadb-server mariadb-client (the sandbox's servers and
 #     the CLI driver), libmariadb-java (Connector/J for the JDBC test),
-#     sysbench and haproxy (the benchmark); default-jdk-headless only when
-#     javac is missing, nodejs/npm only when node/npm are missing.
+#     sysbench and haproxy (the benchmark), chromium (the dashboard's
+#     browser test); default-jdk-headless only when javac is missing,
+#     nodejs/npm only when node/npm are missing.
 #   PyMySQL for python3 (pip; Debian's python3-pymysql when pip cannot).
 #   npm package mysql2 in integration-tests/drivers/node.
+#   npm package playwright-core in integration-tests/drivers/browser (it
+#     drives Debian's chromium; it downloads no browser of its own).
 #
 #   rustfmt and clippy via rustup when cargo lacks them.
 #
@@ -17,6 +20,7 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NODE_DIR=$REPO/integration-tests/drivers/node
+BROWSER_DIR=$REPO/integration-tests/drivers/browser
 
 say() { echo "install-deps: $*"; }
 die() {
@@ -60,7 +64,7 @@ apt_install() {
 # ------------------------------------------------------------ Debian packages
 
 missing=()
-for pkg in mariadb-server mariadb-client libmariadb-java sysbench haproxy; do
+for pkg in mariadb-server mariadb-client libmariadb-java sysbench haproxy chromium; do
   installed "$pkg" || missing+=("$pkg")
 done
 command -v javac >/dev/null || missing+=(default-jdk-headless)
@@ -107,6 +111,15 @@ EOF
   (cd "$NODE_DIR" && npm install --no-audit --no-fund --loglevel=error)
 fi
 
+# ------------------------------------------------------------ node playwright-core
+
+# The versions pinned by the committed package-lock.json (npm ci).
+if [[ ! -d $BROWSER_DIR/node_modules/playwright-core ]]; then
+  [[ -f $BROWSER_DIR/package-lock.json ]] || die "$BROWSER_DIR/package-lock.json is missing"
+  say "npm ci in $BROWSER_DIR (playwright-core)"
+  (cd "$BROWSER_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 # ------------------------------------------------------------ Rust components
 
 if command -v cargo >/dev/null; then
@@ -121,4 +134,4 @@ else
   say "warning: cargo not found; install Rust from https://rustup.rs (the tests need it)"
 fi
 
-say "ok: mariadbd $(/usr/sbin/mariadbd --version | awk '{print $3}'), $(sysbench --version), $(haproxy -v | head -n 1 | awk '{print "haproxy", $3}'), node $(node --version), $(javac -version 2>&1), PyMySQL $(python3 -c 'import pymysql; print(pymysql.__version__)')"
+say "ok: mariadbd $(/usr/sbin/mariadbd --version | awk '{print $3}'), $(sysbench --version), $(haproxy -v | head -n 1 | awk '{print "haproxy", $3}'), node $(node --version), $(javac -version 2>&1), PyMySQL $(python3 -c 'import pymysql; print(pymysql.__version__)'), $(/usr/bin/chromium --version 2>/dev/null | awk '{print $1, $2}')"
