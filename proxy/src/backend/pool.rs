@@ -127,7 +127,7 @@ impl PoolContext {
 pub struct Pool {
     /// Process-unique, for the wait graph.
     id: usize,
-    /// `ds0` for a primary, `ds0.replica1` for its second replica.
+    /// `ds0` for a primary, `ds0.replica1` for its first replica.
     name: Arc<str>,
     /// The data source (node) this server belongs to.
     data_source: Arc<str>,
