@@ -8,6 +8,8 @@
 #     browser test); default-jdk-headless only when javac is missing,
 #     nodejs/npm only when node/npm are missing.
 #   PyMySQL for python3 (pip; Debian's python3-pymysql when pip cannot).
+#   schemathesis 4.x in a virtualenv at .venv (git-ignored) for the admin
+#     API's contract test; python3-venv when python3 cannot make one.
 #   npm package mysql2 in integration-tests/drivers/node.
 #   npm package playwright-core in integration-tests/drivers/browser (it
 #     drives Debian's chromium; it downloads no browser of its own).
@@ -88,6 +90,28 @@ if ! python3 -c 'import pymysql' 2>/dev/null; then
   python3 -c 'import pymysql' || die "python3 still cannot import pymysql"
 fi
 
+# ------------------------------------------------------------ schemathesis
+
+# integration-tests/tests/admin_api.rs runs it against the admin API. A venv
+# keeps its many dependencies apart from the system's Python packages, and
+# needs neither root nor --user; the test looks for .venv/bin/schemathesis.
+VENV=$REPO/.venv
+if ! "$VENV/bin/schemathesis" --version >/dev/null 2>&1; then
+  if ! "$VENV/bin/python" -c '' 2>/dev/null; then
+    say "python3 -m venv $VENV"
+    if ! python3 -m venv "$VENV"; then
+      # Debian's own python3 ships venv (and ensurepip) separately.
+      rm -rf "$VENV"
+      apt_install python3-venv
+      python3 -m venv "$VENV"
+    fi
+  fi
+  say "pip install schemathesis (in $VENV)"
+  # 4.x: the test's command line (checks, phases) is that major version's.
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check 'schemathesis>=4,<5'
+  "$VENV/bin/schemathesis" --version >/dev/null || die "schemathesis does not run from $VENV"
+fi
+
 # ------------------------------------------------------------ node mysql2
 
 if [[ ! -d $NODE_DIR/node_modules/mysql2 ]]; then
@@ -134,4 +158,4 @@ else
   say "warning: cargo not found; install Rust from https://rustup.rs (the tests need it)"
 fi
 
-say "ok: mariadbd $(/usr/sbin/mariadbd --version | awk '{print $3}'), $(sysbench --version), $(haproxy -v | head -n 1 | awk '{print "haproxy", $3}'), node $(node --version), $(javac -version 2>&1), PyMySQL $(python3 -c 'import pymysql; print(pymysql.__version__)'), $(/usr/bin/chromium --version 2>/dev/null | awk '{print $1, $2}')"
+say "ok: mariadbd $(/usr/sbin/mariadbd --version | awk '{print $3}'), $(sysbench --version), $(haproxy -v | head -n 1 | awk '{print "haproxy", $3}'), node $(node --version), $(javac -version 2>&1), PyMySQL $(python3 -c 'import pymysql; print(pymysql.__version__)'), $(/usr/bin/chromium --version 2>/dev/null | awk '{print $1, $2}'), $("$VENV/bin/schemathesis" --version)"

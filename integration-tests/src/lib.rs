@@ -1,7 +1,7 @@
 //! Shared helpers of ShardGate's end-to-end tests: the sandbox check, the
 //! in-process proxy, the driver scenarios (external programs under
-//! `drivers/`, plus the sqlx one in [`sqlx_scenario`]) and the transcript
-//! comparison.
+//! `drivers/`, plus the sqlx one in [`sqlx_scenario`]), the transcript
+//! comparison, and an HTTP client for the admin API ([`http`]).
 //!
 //! Every differential test runs a scenario twice — against the default data
 //! source's primary directly (`ds0`, database `ds0`) and through ShardGate
@@ -9,6 +9,7 @@
 
 pub mod conformance;
 pub mod fixtures;
+pub mod http;
 pub mod sharding;
 pub mod sqlx_scenario;
 
@@ -409,7 +410,8 @@ pub fn mariadb_client() -> PathBuf {
         .expect("the mariadb client is installed (apt-get install -y mariadb-client)")
 }
 
-fn which(program: &str) -> Option<PathBuf> {
+/// `program` in a folder of `PATH`.
+pub fn which(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))

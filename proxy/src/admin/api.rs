@@ -1,9 +1,11 @@
 //! The JSON endpoints of the admin API (described in `docs/admin-api.yaml`):
 //! pools, rules, route previews, alerts, and the Prometheus exposition.
+//! Every error, bad input included, is `{"error": "..."}` with a 4xx status.
 
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -22,6 +24,22 @@ pub const MAX_MANUAL_SIZE: usize = 1000;
 /// An error answer: `{"error": "..."}` with a status.
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// A request to a path the API does not have.
+pub async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "no such endpoint; GET /openapi.yaml describes the API",
+    )
+}
+
+/// A known path with a method it does not take (axum adds `Allow`).
+pub async fn method_not_allowed() -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this endpoint does not take that method; see the Allow header",
+    )
 }
 
 fn millis(d: std::time::Duration) -> f64 {
@@ -91,9 +109,16 @@ pub struct ResizeRequest {
 
 pub async fn resize(
     State(shared): State<Arc<Shared>>,
-    Path(name): Path<String>,
-    body: Result<Json<ResizeRequest>, axum::extract::rejection::JsonRejection>,
+    name: Result<Path<String>, PathRejection>,
+    body: Result<Json<ResizeRequest>, JsonRejection>,
 ) -> Response {
+    // axum's own rejections answer in plain text; the API answers in JSON,
+    // keeping their status (400 bad encoding or syntax, 413 too large, 415
+    // not declared JSON, 422 not the expected shape).
+    let Path(name) = match name {
+        Ok(name) => name,
+        Err(rejection) => return error(rejection.status(), rejection.body_text()),
+    };
     let Some(pool) = shared.pool_named(&name) else {
         return error(
             StatusCode::NOT_FOUND,
@@ -104,8 +129,11 @@ pub async fn resize(
         Ok(body) => body,
         Err(rejection) => {
             return error(
-                StatusCode::BAD_REQUEST,
-                format!("expected a JSON body like {{\"size\": 30}}: {rejection}"),
+                rejection.status(),
+                format!(
+                    "expected a JSON body like {{\"size\": 30}}: {}",
+                    rejection.body_text()
+                ),
             )
         }
     };
@@ -200,11 +228,28 @@ pub fn rules_json(config: &Config, version: u64) -> Value {
             "max_clock_backward_ms": config.snowflake.max_clock_backward_ms,
         },
         "alerts": {
-            "webhook": config.alerts.webhook,
+            "webhook": config.alerts.webhook.as_deref().map(redact_url_password),
             "pool_usage_ratio": config.alerts.pool_usage_ratio,
             "pool_usage_sustain_ms": config.alerts.pool_usage_sustain_ms,
         },
     })
+}
+
+/// `http://user:secret@host/...` becomes `http://user:***@host/...`, as
+/// backend URLs show; a URL without a password stays as it is.
+fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+        None => url.to_string(),
+    }
 }
 
 pub async fn rules(State(shared): State<Arc<Shared>>) -> Json<Value> {
@@ -216,7 +261,24 @@ pub struct RouteQuery {
     sql: Option<String>,
 }
 
-pub async fn route(State(shared): State<Arc<Shared>>, Query(query): Query<RouteQuery>) -> Response {
+pub async fn route(
+    State(shared): State<Arc<Shared>>,
+    query: Result<Query<RouteQuery>, QueryRejection>,
+) -> Response {
+    // A query string that does not decode (e.g. `sql` given twice) is the
+    // caller's mistake: JSON 400 like the other errors, not axum's text.
+    let query = match query {
+        Ok(Query(query)) => query,
+        Err(rejection) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "pass the statement once as ?sql=SELECT ... (URL-encoded): {}",
+                    rejection.body_text()
+                ),
+            )
+        }
+    };
     let Some(sql) = query.sql.filter(|s| !s.trim().is_empty()) else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -277,4 +339,25 @@ pub async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         text,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url_password;
+
+    #[test]
+    fn webhook_passwords_are_redacted() {
+        assert_eq!(
+            redact_url_password("http://ops:hunter2@alerts.local:8080/hook?x=1"),
+            "http://ops:***@alerts.local:8080/hook?x=1"
+        );
+        assert_eq!(
+            redact_url_password("http://alerts.local/a@b"),
+            "http://alerts.local/a@b"
+        );
+        assert_eq!(
+            redact_url_password("http://ops@alerts.local/"),
+            "http://ops@alerts.local/"
+        );
+    }
 }

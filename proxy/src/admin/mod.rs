@@ -57,6 +57,9 @@ pub fn router(shared: Arc<Shared>, loopback: bool) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .merge(guarded)
+        // JSON like every other error (axum's defaults have empty bodies).
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .fallback(api::not_found)
         .with_state(shared)
 }
 
@@ -74,7 +77,7 @@ async fn authorize(State(access): State<Access>, request: Request, next: Next) -
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(bearer_token);
     if presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes())) {
         next.run(request).await
     } else {
@@ -88,6 +91,15 @@ async fn authorize(State(access): State<Access>, request: Request, next: Next) -
         );
         response
     }
+}
+
+/// The credentials of `Authorization: Bearer <token>`; the scheme's name
+/// is case-insensitive (RFC 9110 §11.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
