@@ -209,6 +209,39 @@ pub async fn start_proxy(cfg: Config) -> RunningProxy {
     }
 }
 
+/// Starts ShardGate in-process from a configuration file (which `POST
+/// /api/reload` then re-reads).
+pub async fn start_proxy_from_file(path: &Path) -> RunningProxy {
+    let cfg = Config::from_toml_str(&std::fs::read_to_string(path).expect("config file"))
+        .expect("the config file loads");
+    let proxy = shardgate_proxy::start_from_file(path)
+        .await
+        .expect("shardgate starts");
+    RunningProxy {
+        addr: proxy.mysql_addr(),
+        admin_addr: proxy.admin_addr(),
+        cfg,
+        _handle: Box::new(proxy),
+    }
+}
+
+/// The seed config's text listening on ephemeral loopback ports.
+pub fn seed_config_text() -> String {
+    SEED_CONFIG
+        .replace("127.0.0.1:3307", "127.0.0.1:0")
+        .replace("127.0.0.1:9797", "127.0.0.1:0")
+}
+
+/// Writes a config file for one test (under the system's temp folder, one
+/// subfolder per test process).
+pub fn write_config_file(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("shardgate-it-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
 /// The folder of this crate (`integration-tests/`).
 pub fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -12,6 +12,7 @@ pub mod backend;
 pub mod error;
 pub mod merge;
 pub mod metrics;
+pub mod reload;
 pub mod replica;
 pub mod server;
 pub mod session;
@@ -19,4 +20,4 @@ pub mod shard;
 pub mod sql;
 pub mod wire;
 
-pub use server::{start, RunningProxy, StartError};
+pub use server::{start, start_from_file, Proxy, RunningProxy, StartError};

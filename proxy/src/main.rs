@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use shardgate_rules::config::Config;
+use shardgate_proxy::StartError;
 use tracing_subscriber::EnvFilter;
 
 /// A sharding proxy for MySQL/MariaDB.
@@ -24,20 +24,6 @@ fn main() -> ExitCode {
         )
         .init();
     let args = Args::parse();
-    let text = match std::fs::read_to_string(&args.config) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("cannot read {}: {e}", args.config.display());
-            return ExitCode::from(2);
-        }
-    };
-    let config = match Config::from_toml_str(&text) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("invalid config {}: {e}", args.config.display());
-            return ExitCode::from(2);
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -49,14 +35,19 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let database = config.server.database.clone();
-        let proxy = match shardgate_proxy::start(config).await {
+        let proxy = match shardgate_proxy::start_from_file(&args.config).await {
             Ok(p) => p,
+            Err(e @ StartError::Config(_)) => {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
             Err(e) => {
                 eprintln!("cannot start: {e}");
                 return ExitCode::FAILURE;
             }
         };
+        let database = proxy.proxy().current().config.server.database.clone();
+        reload_on_sighup(proxy.proxy().clone());
         let addr = proxy.mysql_addr();
         println!(
             "ShardGate is serving MySQL clients on {addr} (admin HTTP on {}); connect with: mysql -h{} -P{} -uroot {database}",
@@ -68,6 +59,27 @@ fn main() -> ExitCode {
         proxy.stop();
         ExitCode::SUCCESS
     })
+}
+
+/// SIGHUP re-reads the configuration file, as POST /api/reload does.
+fn reload_on_sighup(proxy: std::sync::Arc<shardgate_proxy::Proxy>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        // The outcome is logged by reload itself.
+                        let _ = proxy.reload().await;
+                    }
+                });
+            }
+            Err(e) => tracing::warn!("cannot watch SIGHUP; reload with POST /api/reload: {e}"),
+        }
+    }
+    #[cfg(not(unix))]
+    drop(proxy);
 }
 
 async fn wait_for_shutdown() {

@@ -1,11 +1,15 @@
-//! Starting the proxy: the pools, what the proxy says about itself in its
-//! greeting, and the accept loop that hands each client to a session.
+//! Starting the proxy: the configuration version sessions share (pools,
+//! rules), what the proxy says about itself in its greeting, and the
+//! accept loop that hands each client to a session.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::HandshakePacket;
@@ -18,11 +22,16 @@ use tracing::{info, warn};
 use crate::alerts::Alerts;
 use crate::backend::{Pool, PoolContext, Role};
 use crate::metrics::Metrics;
+use crate::replica::ReadRouter;
 use crate::wire::handshake::ServerIdentity;
 use crate::wire::packet::PacketReader;
 
-/// What every session shares.
+/// What every session shares: one version of the configuration and what
+/// is built from it. A reload builds a new one (reusing unchanged pools);
+/// sessions move to it between transactions.
 pub struct Shared {
+    /// 1 at start, +1 per reload.
+    pub version: u64,
     pub config: Arc<Config>,
     /// The primary's pool of each data source, by data source name.
     pub pools: BTreeMap<String, Arc<Pool>>,
@@ -33,13 +42,14 @@ pub struct Shared {
     /// Where statements on unsharded tables go.
     pub default_pool: Arc<Pool>,
     pub rules: ShardingRules,
-    pub keys: SnowflakeGenerator,
+    /// Kept across reloads unless `[snowflake]` changes, so ids stay unique.
+    pub keys: Arc<SnowflakeGenerator>,
+    pub reads: ReadRouter,
     pub metadata: crate::shard::metadata::MetadataNames,
     /// Column order of sharded tables, learnt for INSERTs without a column
     /// list; forgotten when DDL changes the table.
     pub table_columns: std::sync::Mutex<std::collections::HashMap<String, Arc<Vec<String>>>>,
     pub identity: ServerIdentity,
-    next_connection_id: AtomicU32,
 }
 
 impl Shared {
@@ -59,10 +69,182 @@ impl Shared {
     pub fn pool_named(&self, name: &str) -> Option<&Arc<Pool>> {
         self.all_pools().find(|p| p.name() == name)
     }
+}
+
+/// The proxy's current configuration version, swapped whole on reload,
+/// and what outlives versions.
+pub struct Proxy {
+    current: ArcSwap<Shared>,
+    /// The file `reload` re-reads (None: started from a config value).
+    config_path: Option<PathBuf>,
+    context: Arc<PoolContext>,
+    next_connection_id: AtomicU32,
+    /// The background tasks of the current version's pools.
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl Proxy {
+    /// The configuration version new statements use.
+    pub fn current(&self) -> Arc<Shared> {
+        self.current.load_full()
+    }
+
+    pub fn version(&self) -> u64 {
+        self.current.load().version
+    }
+
+    pub fn config_path(&self) -> Option<&std::path::Path> {
+        self.config_path.as_deref()
+    }
 
     pub fn next_connection_id(&self) -> u32 {
         self.next_connection_id.fetch_add(1, Ordering::Relaxed)
     }
+
+    pub(crate) fn context(&self) -> &Arc<PoolContext> {
+        &self.context
+    }
+
+    /// Makes `shared` current and gives its pools their background care
+    /// (health checks, resizing, replica monitors), ending the previous
+    /// version's.
+    pub(crate) fn install(&self, shared: Arc<Shared>) {
+        let tasks = spawn_care(&shared);
+        self.current.store(shared);
+        let old = std::mem::replace(
+            &mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()),
+            tasks,
+        );
+        for task in old {
+            task.abort();
+        }
+    }
+
+    pub(crate) async fn reload_guard(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.reloading.lock().await
+    }
+
+    fn stop_care(&self) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+}
+
+/// The background tasks of every pool of `shared`.
+fn spawn_care(shared: &Shared) -> Vec<JoinHandle<()>> {
+    let mut tasks: Vec<JoinHandle<()>> = shared
+        .all_pools()
+        .map(|pool| {
+            crate::backend::maintenance::spawn(
+                pool.clone(),
+                shared.alerts.clone(),
+                shared.config.alerts.clone(),
+            )
+        })
+        .collect();
+    for (name, replicas) in &shared.replicas {
+        let Some(ds) = shared.config.data_sources.get(name) else {
+            continue;
+        };
+        for replica in replicas {
+            tasks.push(crate::replica::monitor::spawn(
+                replica.clone(),
+                ds.read.clone(),
+                shared.metrics.clone(),
+            ));
+        }
+    }
+    tasks
+}
+
+/// Builds a configuration version: pools of `previous` are reused where
+/// their server and settings did not change, so a reload neither drops
+/// idle connections nor disturbs statements running on them.
+pub(crate) fn build_shared(
+    config: Config,
+    version: u64,
+    previous: Option<&Shared>,
+    context: &Arc<PoolContext>,
+    metrics: Arc<Metrics>,
+    alerts: Arc<Alerts>,
+    identity: ServerIdentity,
+) -> Result<Shared, StartError> {
+    let config = Arc::new(config);
+    let reuse = |name: &str, url: &BackendUrl, pool: &shardgate_rules::config::PoolConfig| {
+        previous
+            .and_then(|p| p.pool_named(name))
+            .filter(|p| p.url() == url && p.config() == pool)
+            .cloned()
+    };
+    let mut pools = BTreeMap::new();
+    let mut replicas = BTreeMap::new();
+    for (name, ds) in &config.data_sources {
+        let primary = reuse(name, &ds.url, &ds.pool).unwrap_or_else(|| {
+            Pool::new(
+                name,
+                name,
+                Role::Primary,
+                ds.url.clone(),
+                ds.pool.clone(),
+                context.clone(),
+            )
+        });
+        pools.insert(name.clone(), primary);
+        let of_ds: Vec<Arc<Pool>> = ds
+            .replicas
+            .iter()
+            .enumerate()
+            .map(|(i, url)| {
+                let pool_name = format!("{name}.replica{}", i + 1);
+                reuse(&pool_name, url, &ds.pool).unwrap_or_else(|| {
+                    Pool::new(
+                        &pool_name,
+                        name,
+                        Role::Replica(i),
+                        url.clone(),
+                        ds.pool.clone(),
+                        context.clone(),
+                    )
+                })
+            })
+            .collect();
+        replicas.insert(name.clone(), of_ds);
+    }
+    let default_name = &config.server.default_data_source;
+    let default_pool = pools
+        .get(default_name)
+        .cloned()
+        .ok_or_else(|| StartError::NoDefaultDataSource(default_name.clone()))?;
+    let rules = ShardingRules::new(&config)?;
+    let keys = match previous {
+        Some(p) if p.config.snowflake == config.snowflake => p.keys.clone(),
+        _ => Arc::new(SnowflakeGenerator::new(&config.snowflake, SystemClock)),
+    };
+    let metadata = crate::shard::metadata::MetadataNames::new(&config, &rules);
+    let reads = ReadRouter::new(&config);
+    Ok(Shared {
+        version,
+        config,
+        pools,
+        replicas,
+        metrics,
+        alerts,
+        default_pool,
+        rules,
+        keys,
+        reads,
+        metadata,
+        table_columns: std::sync::Mutex::default(),
+        identity,
+    })
 }
 
 /// Why the proxy could not start.
@@ -77,6 +259,8 @@ pub enum StartError {
     NoDefaultDataSource(String),
     #[error("the admin API listens on {0}, beyond loopback: set server.admin_token so that it asks for a bearer token")]
     AdminTokenRequired(SocketAddr),
+    #[error("{0}")]
+    Config(crate::reload::ReloadError),
     #[error("invalid sharding rules: {0}")]
     Rules(#[from] shardgate_rules::ConfigError),
 }
@@ -87,7 +271,7 @@ pub struct RunningProxy {
     admin_addr: SocketAddr,
     accept: JoinHandle<()>,
     admin: JoinHandle<()>,
-    maintenance: Vec<JoinHandle<()>>,
+    proxy: Arc<Proxy>,
 }
 
 impl RunningProxy {
@@ -101,6 +285,11 @@ impl RunningProxy {
         self.admin_addr
     }
 
+    /// The running proxy's configuration versions (reload, current rules).
+    pub fn proxy(&self) -> &Arc<Proxy> {
+        &self.proxy
+    }
+
     /// Stops accepting clients, the admin API and the pools' background
     /// care; sessions already open run to their end.
     pub fn stop(self) {
@@ -112,57 +301,39 @@ impl Drop for RunningProxy {
     fn drop(&mut self) {
         self.accept.abort();
         self.admin.abort();
-        for task in &self.maintenance {
-            task.abort();
-        }
+        self.proxy.stop_care();
     }
 }
 
 /// Binds the listener and serves clients in the background.
 pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
-    let config = Arc::new(config);
+    start_with(config, None).await
+}
+
+/// Like [`start`], from a configuration file that `POST /api/reload` and
+/// SIGHUP re-read.
+pub async fn start_from_file(path: &std::path::Path) -> Result<RunningProxy, StartError> {
+    let config = crate::reload::read_config(path).map_err(StartError::Config)?;
+    start_with(config, Some(path.to_path_buf())).await
+}
+
+async fn start_with(
+    config: Config,
+    config_path: Option<PathBuf>,
+) -> Result<RunningProxy, StartError> {
     let metrics = Arc::new(Metrics::new());
     let alerts = Alerts::new(metrics.clone(), config.alerts.webhook.clone());
     let context = PoolContext::new(metrics.clone());
-    let mut pools = BTreeMap::new();
-    let mut replicas = BTreeMap::new();
-    for (name, ds) in &config.data_sources {
-        let primary = Pool::new(
-            name,
-            name,
-            Role::Primary,
-            ds.url.clone(),
-            ds.pool.clone(),
-            context.clone(),
-        );
-        pools.insert(name.clone(), primary);
-        let of_ds: Vec<Arc<Pool>> = ds
-            .replicas
-            .iter()
-            .enumerate()
-            .map(|(i, url)| {
-                Pool::new(
-                    &format!("{name}.replica{}", i + 1),
-                    name,
-                    Role::Replica(i),
-                    url.clone(),
-                    ds.pool.clone(),
-                    context.clone(),
-                )
-            })
-            .collect();
-        replicas.insert(name.clone(), of_ds);
-    }
-    let default_name = &config.server.default_data_source;
-    let default_pool = pools
-        .get(default_name)
-        .cloned()
-        .ok_or_else(|| StartError::NoDefaultDataSource(default_name.clone()))?;
-    let rules = ShardingRules::new(&config)?;
-    let keys = SnowflakeGenerator::new(&config.snowflake, SystemClock);
-    let metadata = crate::shard::metadata::MetadataNames::new(&config, &rules);
-    let identity = probe_identity(default_pool.url()).await;
-    let listen = config.server.mysql_listen.clone();
+    let default_url = config
+        .data_sources
+        .get(&config.server.default_data_source)
+        .map(|ds| ds.url.clone())
+        .ok_or_else(|| {
+            StartError::NoDefaultDataSource(config.server.default_data_source.clone())
+        })?;
+    let identity = probe_identity(&default_url).await;
+    let shared = build_shared(config, 1, None, &context, metrics, alerts, identity)?;
+    let listen = shared.config.server.mysql_listen.clone();
     let listener = TcpListener::bind(&listen)
         .await
         .map_err(|source| StartError::Listen {
@@ -173,20 +344,6 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
         addr: listen.clone(),
         source,
     })?;
-    let shared = Arc::new(Shared {
-        config,
-        pools,
-        replicas,
-        metrics,
-        alerts,
-        default_pool,
-        rules,
-        keys,
-        metadata,
-        table_columns: std::sync::Mutex::default(),
-        identity,
-        next_connection_id: AtomicU32::new(1),
-    });
     let admin_listen = shared.config.server.admin_listen.clone();
     let (admin_listener, admin_addr) =
         crate::admin::bind(&admin_listen)
@@ -198,43 +355,33 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
     if !admin_addr.ip().is_loopback() && shared.config.server.admin_token.is_none() {
         return Err(StartError::AdminTokenRequired(admin_addr));
     }
+    let shared = Arc::new(shared);
+    let proxy = Arc::new(Proxy {
+        current: ArcSwap::from(shared.clone()),
+        config_path,
+        context,
+        next_connection_id: AtomicU32::new(1),
+        tasks: Mutex::new(Vec::new()),
+        reloading: tokio::sync::Mutex::new(()),
+    });
+    proxy.install(shared);
     info!(%mysql_addr, %admin_addr, "ShardGate listening (MySQL protocol, admin HTTP)");
-    let admin = crate::admin::serve(admin_listener, shared.clone());
-    let mut maintenance: Vec<JoinHandle<()>> = shared
-        .all_pools()
-        .map(|pool| {
-            crate::backend::maintenance::spawn(
-                pool.clone(),
-                shared.alerts.clone(),
-                shared.config.alerts.clone(),
-            )
-        })
-        .collect();
-    for (name, replicas) in &shared.replicas {
-        let read = &shared.config.data_sources[name].read;
-        for replica in replicas {
-            maintenance.push(crate::replica::monitor::spawn(
-                replica.clone(),
-                read.clone(),
-                shared.metrics.clone(),
-            ));
-        }
-    }
-    let accept = tokio::spawn(accept_loop(listener, shared));
+    let admin = crate::admin::serve(admin_listener, proxy.clone());
+    let accept = tokio::spawn(accept_loop(listener, proxy.clone()));
     Ok(RunningProxy {
         mysql_addr,
         admin_addr,
         accept,
         admin,
-        maintenance,
+        proxy,
     })
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(crate::session::serve(shared.clone(), stream));
+                tokio::spawn(crate::session::serve(proxy.clone(), stream));
             }
             Err(e) => {
                 // Out of file descriptors and the like: wait rather than spin.

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use shardgate_rules::config::{AlgorithmConfig, Config, StrategyConfig};
 
 use crate::backend::pool::{HealthCheck, Pool};
-use crate::server::Shared;
+use crate::server::Proxy;
 use crate::shard::preview::preview;
 
 /// Largest size `POST /api/pools/{name}/resize` accepts.
@@ -96,7 +96,8 @@ pub fn pool_json(pool: &Pool) -> Value {
     })
 }
 
-pub async fn pools(State(shared): State<Arc<Shared>>) -> Json<Value> {
+pub async fn pools(State(proxy): State<Arc<Proxy>>) -> Json<Value> {
+    let shared = proxy.current();
     let pools: Vec<Value> = shared.all_pools().map(|p| pool_json(p)).collect();
     Json(json!({ "pools": pools }))
 }
@@ -108,10 +109,11 @@ pub struct ResizeRequest {
 }
 
 pub async fn resize(
-    State(shared): State<Arc<Shared>>,
+    State(proxy): State<Arc<Proxy>>,
     name: Result<Path<String>, PathRejection>,
     body: Result<Json<ResizeRequest>, JsonRejection>,
 ) -> Response {
+    let shared = proxy.current();
     // axum's own rejections answer in plain text; the API answers in JSON,
     // keeping their status (400 bad encoding or syntax, 413 too large, 415
     // not declared JSON, 422 not the expected shape).
@@ -252,8 +254,9 @@ fn redact_url_password(url: &str) -> String {
     }
 }
 
-pub async fn rules(State(shared): State<Arc<Shared>>) -> Json<Value> {
-    Json(rules_json(&shared.config, 1))
+pub async fn rules(State(proxy): State<Arc<Proxy>>) -> Json<Value> {
+    let shared = proxy.current();
+    Json(rules_json(&shared.config, shared.version))
 }
 
 #[derive(Debug, Deserialize)]
@@ -262,9 +265,10 @@ pub struct RouteQuery {
 }
 
 pub async fn route(
-    State(shared): State<Arc<Shared>>,
+    State(proxy): State<Arc<Proxy>>,
     query: Result<Query<RouteQuery>, QueryRejection>,
 ) -> Response {
+    let shared = proxy.current();
     // A query string that does not decode (e.g. `sql` given twice) is the
     // caller's mistake: JSON 400 like the other errors, not axum's text.
     let query = match query {
@@ -307,7 +311,8 @@ pub async fn route(
 
 /// Everything the dashboard shows, in one request: counters (rates are
 /// the client's deltas between two snapshots), pools and recent alerts.
-pub async fn stats(State(shared): State<Arc<Shared>>) -> Json<Value> {
+pub async fn stats(State(proxy): State<Arc<Proxy>>) -> Json<Value> {
+    let shared = proxy.current();
     let at_ms = std::time::SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
@@ -323,11 +328,33 @@ pub async fn stats(State(shared): State<Arc<Shared>>) -> Json<Value> {
     }))
 }
 
-pub async fn alerts(State(shared): State<Arc<Shared>>) -> Json<Value> {
+/// `POST /api/reload`: re-reads the configuration file; an invalid one
+/// is refused with its errors and the old configuration keeps serving.
+pub async fn reload(State(proxy): State<Arc<Proxy>>) -> Response {
+    match proxy.reload().await {
+        Ok(r) => Json(json!({ "reloaded": true, "version": r.version, "changes": r.changes }))
+            .into_response(),
+        Err(e) => {
+            let status = match e {
+                crate::reload::ReloadError::NoFile => StatusCode::CONFLICT,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            (
+                status,
+                Json(json!({ "reloaded": false, "error": e.to_string(), "version": proxy.version() })),
+            )
+                .into_response()
+        }
+    }
+}
+
+pub async fn alerts(State(proxy): State<Arc<Proxy>>) -> Json<Value> {
+    let shared = proxy.current();
     Json(json!({ "alerts": shared.alerts.recent() }))
 }
 
-pub async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+pub async fn metrics(State(proxy): State<Arc<Proxy>>) -> Response {
+    let shared = proxy.current();
     let text = shared
         .metrics
         .render(shared.all_pools(), shared.keys.issued());

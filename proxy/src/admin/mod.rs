@@ -24,22 +24,23 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tracing::warn;
 
-use crate::server::Shared;
+use crate::server::Proxy;
 
 pub use api::{pool_json, rules_json};
 
-/// Who may call what.
+/// Who may call what. The token is read from the current configuration
+/// on each request, so a reload can change it.
 #[derive(Clone)]
 struct Access {
-    token: Option<Arc<str>>,
+    proxy: Arc<Proxy>,
     /// Every endpoint (but liveness/readiness) needs the token.
     everything: bool,
 }
 
 /// The admin routes.
-pub fn router(shared: Arc<Shared>, loopback: bool) -> Router {
+pub fn router(proxy: Arc<Proxy>, loopback: bool) -> Router {
     let access = Access {
-        token: shared.config.server.admin_token.as_deref().map(Arc::from),
+        proxy: proxy.clone(),
         everything: !loopback,
     };
     let guarded = Router::new()
@@ -50,6 +51,7 @@ pub fn router(shared: Arc<Shared>, loopback: bool) -> Router {
         .route("/api/route", get(api::route))
         .route("/api/alerts", get(api::alerts))
         .route("/api/stats", get(api::stats))
+        .route("/api/reload", post(api::reload))
         .route("/metrics", get(api::metrics))
         .route("/openapi.yaml", get(dashboard::openapi))
         .layer(middleware::from_fn_with_state(access, authorize));
@@ -60,7 +62,7 @@ pub fn router(shared: Arc<Shared>, loopback: bool) -> Router {
         // JSON like every other error (axum's defaults have empty bodies).
         .method_not_allowed_fallback(api::method_not_allowed)
         .fallback(api::not_found)
-        .with_state(shared)
+        .with_state(proxy)
 }
 
 /// Checks the bearer token where one is needed.
@@ -69,7 +71,8 @@ async fn authorize(State(access): State<Access>, request: Request, next: Next) -
     if !(mutating || access.everything) {
         return next.run(request).await;
     }
-    let Some(token) = &access.token else {
+    let shared = access.proxy.current();
+    let Some(token) = &shared.config.server.admin_token else {
         // Loopback without a token: the host's own users are trusted.
         return next.run(request).await;
     };
@@ -107,10 +110,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Serves the admin routes on `listener` in the background.
-pub fn serve(listener: TcpListener, shared: Arc<Shared>) -> JoinHandle<()> {
+pub fn serve(listener: TcpListener, proxy: Arc<Proxy>) -> JoinHandle<()> {
     let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router(shared, loopback)).await {
+        if let Err(e) = axum::serve(listener, router(proxy, loopback)).await {
             warn!("admin listener stopped: {e}");
         }
     })
@@ -122,7 +125,8 @@ async fn health() -> &'static str {
 }
 
 /// Every primary accepts connections (200), or which ones do not (503).
-async fn ready(State(shared): State<Arc<Shared>>) -> (StatusCode, Json<serde_json::Value>) {
+async fn ready(State(proxy): State<Arc<Proxy>>) -> (StatusCode, Json<serde_json::Value>) {
+    let shared = proxy.current();
     let mut down = Vec::new();
     for (name, ds) in &shared.config.data_sources {
         let addr = format!("{}:{}", ds.url.host, ds.url.port);

@@ -20,7 +20,7 @@ use crate::backend::conn::BackendStatement;
 use crate::backend::{Flavor, Holder, PooledConn};
 use crate::error::{codes, BackendError};
 use crate::metrics;
-use crate::server::Shared;
+use crate::server::{Proxy, Shared};
 use crate::shard::analyze::{analyze, Analysis, ShardedStatement};
 use crate::shard::not_supported;
 use crate::shard::params::decode_params;
@@ -38,8 +38,9 @@ use prepared::{PreparedStatement, Statements};
 use state::{literal_from_read_back, SessionVars};
 
 /// Serves one client connection until it quits or goes away.
-pub async fn serve(shared: Arc<Shared>, stream: TcpStream) {
-    let connection_id = shared.next_connection_id();
+pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
+    let connection_id = proxy.next_connection_id();
+    let shared = proxy.current();
     let peer_ip = stream
         .peer_addr()
         .map(|a| a.ip().to_string())
@@ -65,6 +66,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream) {
             capabilities: hello.capabilities,
             database: hello.database,
             shared,
+            proxy,
             reader,
             writer,
             vars: SessionVars::default(),
@@ -93,7 +95,9 @@ struct LastInsert {
 }
 
 struct Session {
+    /// The configuration version this session uses now.
     shared: Arc<Shared>,
+    proxy: Arc<Proxy>,
     reader: PacketReader<OwnedReadHalf>,
     writer: PacketWriter<OwnedWriteHalf>,
     capabilities: CapabilityFlags,
@@ -177,6 +181,7 @@ impl Session {
             let Some(&command) = payload.first() else {
                 return;
             };
+            self.follow_reload();
             let started = std::time::Instant::now();
             let label = self.statement_label(command, &payload);
             self.reply_failed = false;
@@ -204,6 +209,24 @@ impl Session {
                     .metrics
                     .statement(label, outcome, &self.user, started.elapsed());
             }
+        }
+    }
+
+    /// Moves to the current configuration version after a reload, between
+    /// transactions: a transaction (or a pinned connection) finishes on the
+    /// version it started with.
+    fn follow_reload(&mut self) {
+        if self.shared.version != self.proxy.version()
+            && self.held.is_empty()
+            && self.transaction.is_none()
+        {
+            self.shared = self.proxy.current();
+            // Analyses made under the old rules may be wrong under the new.
+            self.statements.forget_analyses();
+            debug!(
+                version = self.shared.version,
+                "session follows the reloaded configuration"
+            );
         }
     }
 
@@ -484,7 +507,29 @@ impl Session {
         Ok(Flow::Continue)
     }
 
+    /// Analyses statement `id` again when the rules were reloaded since it
+    /// was prepared (a table may have become sharded, or changed nodes).
+    fn refresh_analysis(&mut self, id: u32) -> Result<(), Failure> {
+        if !self.statements.take_stale(id) {
+            return Ok(());
+        }
+        let Some(sql) = self.statements.get(id).map(|s| s.sql.clone()) else {
+            return Ok(());
+        };
+        let sharded = match self.analyze(&String::from_utf8_lossy(&sql))? {
+            Analysis::Sharded(st) => Some(Arc::<ShardedStatement>::from(st)),
+            Analysis::Unsharded => None,
+        };
+        if let Some(stmt) = self.statements.get_mut(id) {
+            stmt.sharded = sharded;
+        }
+        Ok(())
+    }
+
     async fn execute(&mut self, payload: &[u8]) -> CommandResult {
+        if let Some(id) = statement_id(payload) {
+            self.refresh_analysis(id)?;
+        }
         let Some(stmt) = statement_id(payload).and_then(|id| self.statements.get_mut(id)) else {
             return Err(unknown_statement(payload, "mysqld_stmt_execute"));
         };

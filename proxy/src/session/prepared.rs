@@ -29,6 +29,8 @@ pub struct Statements {
     next_id: u32,
     by_id: HashMap<u32, PreparedStatement>,
     last_prepared: Option<u32>,
+    /// Statements whose sharding analysis predates a rules reload.
+    stale: std::collections::HashSet<u32>,
 }
 
 /// The id MariaDB clients use for "the statement prepared just before".
@@ -61,6 +63,19 @@ impl Statements {
             self.last_prepared
         } else {
             Some(id)
+        }
+    }
+
+    /// Marks every statement's analysis as made under old rules.
+    pub fn forget_analyses(&mut self) {
+        self.stale.extend(self.by_id.keys().copied());
+    }
+
+    /// Whether statement `id` must be analysed again (once: the mark goes).
+    pub fn take_stale(&mut self, id: u32) -> bool {
+        match self.resolve(id) {
+            Some(id) => self.stale.remove(&id),
+            None => false,
         }
     }
 

@@ -1,0 +1,182 @@
+//! Reloading the configuration file while serving (`POST /api/reload`,
+//! SIGHUP): the new file is validated whole; if it is invalid the old
+//! configuration keeps serving and the errors are returned. A valid one
+//! becomes a new version: unchanged pools are kept, new statements use it,
+//! and sessions in a transaction finish theirs on the old one first.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use shardgate_rules::config::Config;
+use shardgate_rules::ConfigError;
+use tracing::{info, warn};
+
+use crate::alerts::Alerts;
+use crate::server::{build_shared, Proxy};
+
+/// Why a configuration could not be (re)loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("no configuration file to reload: this proxy was started from a config value")]
+    NoFile,
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config {}: {source}", path.display())]
+    Invalid { path: PathBuf, source: ConfigError },
+    #[error(
+        "{key} cannot change while running ('{old}' -> '{new}'); restart ShardGate to apply it"
+    )]
+    NeedsRestart {
+        key: &'static str,
+        old: String,
+        new: String,
+    },
+    #[error("cannot apply the new config: {0}")]
+    Build(String),
+}
+
+/// A reload that took effect.
+#[derive(Debug, Clone)]
+pub struct Reloaded {
+    pub version: u64,
+    /// What differs from the previous version, one line each.
+    pub changes: Vec<String>,
+}
+
+/// Reads and validates a configuration file.
+pub fn read_config(path: &Path) -> Result<Config, ReloadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ReloadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Config::from_toml_str(&text).map_err(|source| ReloadError::Invalid {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+impl Proxy {
+    /// Re-reads the configuration file and makes it current.
+    pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
+        let _one_at_a_time = self.reload_guard().await;
+        let result = self.try_reload();
+        match &result {
+            Ok(r) => info!(version = r.version, changes = ?r.changes, "configuration reloaded"),
+            Err(e) => warn!("configuration not reloaded, the old one keeps serving: {e}"),
+        }
+        result
+    }
+
+    fn try_reload(&self) -> Result<Reloaded, ReloadError> {
+        let path = self.config_path().ok_or(ReloadError::NoFile)?;
+        let config = read_config(path)?;
+        let old = self.current();
+        for (key, was, now) in [
+            (
+                "server.mysql_listen",
+                &old.config.server.mysql_listen,
+                &config.server.mysql_listen,
+            ),
+            (
+                "server.admin_listen",
+                &old.config.server.admin_listen,
+                &config.server.admin_listen,
+            ),
+        ] {
+            if was != now {
+                return Err(ReloadError::NeedsRestart {
+                    key,
+                    old: was.clone(),
+                    new: now.clone(),
+                });
+            }
+        }
+        let changes = describe_changes(&old.config, &config);
+        let alerts = if old.config.alerts.webhook == config.alerts.webhook {
+            old.alerts.clone()
+        } else {
+            Alerts::new(old.metrics.clone(), config.alerts.webhook.clone())
+        };
+        let version = old.version + 1;
+        let shared = build_shared(
+            config,
+            version,
+            Some(&old),
+            self.context(),
+            old.metrics.clone(),
+            alerts,
+            old.identity.clone(),
+        )
+        .map_err(|e| ReloadError::Build(e.to_string()))?;
+        self.install(Arc::new(shared));
+        Ok(Reloaded { version, changes })
+    }
+}
+
+/// What differs between two configurations, for people.
+fn describe_changes(old: &Config, new: &Config) -> Vec<String> {
+    let mut changes = Vec::new();
+    for (name, ds) in &new.data_sources {
+        match old.data_sources.get(name) {
+            None => changes.push(format!("data source {name} added ({})", ds.url)),
+            Some(was) => {
+                if was.url != ds.url {
+                    changes.push(format!(
+                        "data source {name}: primary {} -> {}",
+                        was.url, ds.url
+                    ));
+                }
+                if was.replicas != ds.replicas {
+                    changes.push(format!("data source {name}: replicas changed"));
+                }
+                if was.pool != ds.pool {
+                    changes.push(format!("data source {name}: pool settings changed"));
+                }
+                if was.read != ds.read {
+                    changes.push(format!("data source {name}: read settings changed"));
+                }
+            }
+        }
+    }
+    for name in old.data_sources.keys() {
+        if !new.data_sources.contains_key(name) {
+            changes.push(format!("data source {name} removed"));
+        }
+    }
+    for (name, table) in &new.tables {
+        match old.tables.get(name) {
+            None => changes.push(format!("sharded table {name} added ({})", table.nodes)),
+            Some(was) if was != table => changes.push(format!("sharded table {name} changed")),
+            Some(_) => {}
+        }
+    }
+    for name in old.tables.keys() {
+        if !new.tables.contains_key(name) {
+            changes.push(format!("sharded table {name} removed"));
+        }
+    }
+    let sections = [
+        ("broadcast tables", old.broadcast != new.broadcast),
+        ("binding tables", old.binding != new.binding),
+        ("snowflake", old.snowflake != new.snowflake),
+        ("alerts", old.alerts != new.alerts),
+        ("users", old.server.users != new.server.users),
+        (
+            "server settings",
+            old.server.default_data_source != new.server.default_data_source
+                || old.server.max_allowed_packet != new.server.max_allowed_packet
+                || old.server.read_consistency != new.server.read_consistency
+                || old.server.transaction_reads != new.server.transaction_reads
+                || old.server.admin_token != new.server.admin_token,
+        ),
+    ];
+    for (what, changed) in sections {
+        if changed {
+            changes.push(format!("{what} changed"));
+        }
+    }
+    changes
+}
