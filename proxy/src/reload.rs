@@ -25,7 +25,10 @@ pub enum ReloadError {
         source: std::io::Error,
     },
     #[error("invalid config {}: {source}", path.display())]
-    Invalid { path: PathBuf, source: ConfigError },
+    Invalid {
+        path: PathBuf,
+        source: Box<ConfigError>,
+    },
     #[error(
         "{key} cannot change while running ('{old}' -> '{new}'); restart ShardGate to apply it"
     )]
@@ -54,7 +57,7 @@ pub fn read_config(path: &Path) -> Result<Config, ReloadError> {
     })?;
     Config::from_toml_str(&text).map_err(|source| ReloadError::Invalid {
         path: path.to_path_buf(),
-        source,
+        source: Box::new(source),
     })
 }
 

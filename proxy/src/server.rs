@@ -260,7 +260,7 @@ pub enum StartError {
     #[error("the admin API listens on {0}, beyond loopback: set server.admin_token so that it asks for a bearer token")]
     AdminTokenRequired(SocketAddr),
     #[error("{0}")]
-    Config(crate::reload::ReloadError),
+    Config(Box<crate::reload::ReloadError>),
     #[error("invalid sharding rules: {0}")]
     Rules(#[from] shardgate_rules::ConfigError),
 }
@@ -313,7 +313,7 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
 /// Like [`start`], from a configuration file that `POST /api/reload` and
 /// SIGHUP re-read.
 pub async fn start_from_file(path: &std::path::Path) -> Result<RunningProxy, StartError> {
-    let config = crate::reload::read_config(path).map_err(StartError::Config)?;
+    let config = crate::reload::read_config(path).map_err(|e| StartError::Config(Box::new(e)))?;
     start_with(config, Some(path.to_path_buf())).await
 }
 
