@@ -45,6 +45,15 @@ impl Position {
         )
     }
 
+    /// Whether every transaction of `other` is included.
+    pub fn includes_all(&self, other: &Position) -> bool {
+        other.0.iter().all(|g| self.includes(g))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Whether the transaction `gtid` is included (sequences grow within a
     /// domain, whichever server wrote them).
     pub fn includes(&self, gtid: &Gtid) -> bool {
@@ -82,5 +91,8 @@ mod tests {
         assert!(!Position::parse("").includes(&at("0-1-1")));
         assert_eq!(at("0-13306-9727").to_string(), "0-13306-9727");
         assert_eq!(Gtid::parse("garbage"), None);
+        assert!(pos.includes_all(&Position::parse("0-13306-9000,1-7-3")));
+        assert!(!pos.includes_all(&Position::parse("0-13306-9000,1-7-4")));
+        assert!(pos.includes_all(&Position::parse("")));
     }
 }

@@ -14,7 +14,7 @@ use crate::backend::Pool;
 use crate::error::codes;
 use crate::wire::ok_err::ErrInfo;
 use balance::{Balancer, Candidate};
-use gtid::Gtid;
+use gtid::Position;
 
 /// Where one read goes.
 #[derive(Clone)]
@@ -24,7 +24,7 @@ pub enum ReadChoice {
     /// short `MASTER_GTID_WAIT` — else the read goes to the primary.
     Replica {
         pool: Arc<Pool>,
-        wait_for: Option<Gtid>,
+        wait_for: Option<Position>,
     },
     Primary,
 }
@@ -54,7 +54,7 @@ impl ReadRouter {
         replicas: &[Arc<Pool>],
         read: &ReadConfig,
         primary: &Arc<Pool>,
-        written: Option<&Gtid>,
+        written: Option<&Position>,
     ) -> Result<ReadChoice, ErrInfo> {
         let usable: Vec<(usize, &Arc<Pool>)> = replicas
             .iter()
@@ -69,10 +69,10 @@ impl ReadRouter {
         }
         // Replicas known to have the session's write need no wait.
         let caught_up: Vec<(usize, &Arc<Pool>)> = match written {
-            Some(gtid) => usable
+            Some(pos) => usable
                 .iter()
                 .copied()
-                .filter(|(_, p)| p.replication().is_some_and(|r| r.applied.includes(gtid)))
+                .filter(|(_, p)| p.replication().is_some_and(|r| r.applied.includes_all(pos)))
                 .collect(),
             None => Vec::new(),
         };
@@ -96,7 +96,7 @@ impl ReadRouter {
             return Ok(ReadChoice::Primary);
         };
         let wait_for = if caught_up.is_empty() {
-            written.copied()
+            written.cloned()
         } else {
             None
         };

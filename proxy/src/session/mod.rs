@@ -6,6 +6,7 @@ mod admin;
 mod auth;
 mod forward;
 mod prepared;
+mod reads;
 mod sharded;
 mod state;
 
@@ -75,6 +76,10 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
             holder: Holder::new(),
             user: hello.user.clone(),
             reply_failed: false,
+            statement_label: None,
+            read_intent: false,
+            used_replicas: Vec::new(),
+            written: std::collections::HashMap::new(),
             transaction: None,
             pinned: None,
             last_insert: None,
@@ -114,6 +119,14 @@ struct Session {
     user: String,
     /// Whether the reply to the current command carries an error.
     reply_failed: bool,
+    /// The metric label of the current command's statement.
+    statement_label: Option<&'static str>,
+    /// Whether the current statement's reads may go to replicas.
+    read_intent: bool,
+    /// Replicas the current statement read, for the balancer's figures.
+    used_replicas: Vec<Arc<crate::backend::Pool>>,
+    /// The session's last write on each data source, for read-your-writes.
+    written: std::collections::HashMap<String, reads::Written>,
     /// How the client opened its explicit transaction (`START TRANSACTION
     /// READ ONLY`, ...), so data sources it reaches later join alike.
     transaction: Option<String>,
@@ -184,6 +197,9 @@ impl Session {
             self.follow_reload();
             let started = std::time::Instant::now();
             let label = self.statement_label(command, &payload);
+            self.statement_label = label;
+            self.decide_read_intent(command, &payload);
+            self.resolve_pending_writes().await;
             self.reply_failed = false;
             let flow = self.dispatch(command, &payload).await;
             match flow {
@@ -199,6 +215,7 @@ impl Session {
             if self.writer.flush().await.is_err() {
                 return;
             }
+            self.observe_replicas(started.elapsed());
             if let Some(label) = label {
                 let outcome = if self.reply_failed {
                     metrics::Outcome::Error
@@ -645,9 +662,11 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    /// The backend connection of the default data source for the next statement.
+    /// The backend connection of the default data source for the next
+    /// statement (one of its replicas for a read).
     async fn checkout(&mut self, classified: &Classified) -> Result<PooledConn, Failure> {
-        let pool = self.shared.default_pool.clone();
+        let default = self.shared.config.server.default_data_source.clone();
+        let pool = self.pool_of(&default)?;
         self.checkout_on(&pool, classified).await
     }
 
@@ -664,9 +683,12 @@ impl Session {
             Some(i) => self.held.swap_remove(i),
             None => {
                 let in_transaction = self.in_transaction();
-                let acquired = pool
+                let mut acquired = pool
                     .acquire(self.flavor, self.vars.fingerprint(), &self.holder)
                     .await;
+                if pool.role() != crate::backend::Role::Primary {
+                    acquired = self.replica_or_primary(pool, acquired).await;
+                }
                 let mut conn = match acquired {
                     Ok(conn) => conn,
                     Err(e @ BackendError::Deadlock { .. }) => {
@@ -758,6 +780,7 @@ impl Session {
     fn release(&mut self, conn: PooledConn, classified: &Classified) {
         let keep =
             conn.status & status::IN_TRANS != 0 || self.pinned.is_some() || classified.holds_next;
+        self.note_possible_write(&conn);
         if keep && !conn.broken {
             self.held.push(conn);
         }

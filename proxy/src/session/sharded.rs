@@ -43,7 +43,8 @@ impl Session {
         }
     }
 
-    pub(super) fn pool_of(&self, data_source: &str) -> Result<Arc<Pool>, Failure> {
+    /// The pool of a data source's primary.
+    pub(super) fn primary_pool(&self, data_source: &str) -> Result<Arc<Pool>, Failure> {
         self.shared.pool(data_source).cloned().ok_or_else(|| {
             Failure::Reply(ErrInfo::new(
                 codes::ER_UNKNOWN_ERROR,
@@ -51,6 +52,12 @@ impl Session {
                 format!("the rules name data source {data_source}, which is not configured"),
             ))
         })
+    }
+
+    /// The pool a statement on `data_source` uses (a replica for a read;
+    /// see `reads.rs`).
+    pub(super) fn pool_of(&mut self, data_source: &str) -> Result<Arc<Pool>, Failure> {
+        self.pool_for(data_source)
     }
 
     /// Plans and runs a statement on sharded or broadcast tables.

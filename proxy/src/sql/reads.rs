@@ -26,6 +26,17 @@ const PRIMARY_FUNCTIONS: &[&str] = &[
     "BINLOG_GTID_POS",
 ];
 
+/// Per-connection diagnostics that only the connection of the client's
+/// previous statement can answer.
+const PRIMARY_VARIABLES: &[&str] = &[
+    "warning_count",
+    "error_count",
+    "identity",
+    "last_insert_id",
+    "insert_id",
+    "last_gtid",
+];
+
 /// Whether `sql` is a read a replica may answer.
 pub fn replica_safe(sql: &str) -> bool {
     if contains_ignore_case(sql, PRIMARY_HINT) {
@@ -48,7 +59,12 @@ pub fn replica_safe(sql: &str) -> bool {
         let primary_function = matches!(token, Token::Word(w)
             if next == Some(&Token::Punct(b'('))
                 && PRIMARY_FUNCTIONS.iter().any(|f| f.eq_ignore_ascii_case(w)));
-        if locks || stateful || primary_function {
+        let diagnostics = matches!(token, Token::SysVar(v)
+        if PRIMARY_VARIABLES.iter().any(|name| {
+            let v = v.rsplit('.').next().unwrap_or(v);
+            v.eq_ignore_ascii_case(name)
+        }));
+        if locks || stateful || primary_function || diagnostics {
             return false;
         }
     }
@@ -95,6 +111,8 @@ mod tests {
             "SELECT @n := name FROM users LIMIT 1",
             "SELECT NEXT VALUE FOR s",
             "SELECT /* shardgate:primary */ * FROM users",
+            "SELECT @@warning_count",
+            "SELECT @@session.error_count, 1",
             "/* ShardGate:Primary */ SELECT 1",
             "SHOW TABLES",
             "SET @a = 1",

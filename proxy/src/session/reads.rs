@@ -1,0 +1,257 @@
+//! Read/write splitting for one session: whether the current statement
+//! may read a replica, which server of a data source serves it, and the
+//! bookkeeping behind read-your-writes.
+//!
+//! Read-your-writes: after a statement that may have written on a
+//! primary, the session marks that data source. Before its next read that
+//! could go to a replica, it asks the primary for its binlog position
+//! (`@@gtid_binlog_pos`, which includes the session's commit); a replica
+//! serves the read only once it has applied that position (known from
+//! the monitor, or a short `MASTER_GTID_WAIT`), else the primary does.
+//! Asking later rather than reading `@@last_gtid` right after the write
+//! keeps the write's connection untouched, so `ROW_COUNT()` and
+//! `SHOW WARNINGS` still answer for the client's own statement.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use shardgate_rules::config::{ReadConsistency, TransactionReads};
+use tracing::{debug, warn};
+
+use super::{Failure, Session};
+use crate::backend::{Pool, PooledConn, Role};
+use crate::error::BackendError;
+use crate::replica::gtid::Position;
+use crate::replica::ReadChoice;
+use crate::sql::reads::replica_safe;
+use crate::wire::command::{COM_QUERY, COM_STMT_EXECUTE};
+use crate::wire::ok_err::status;
+use crate::wire::stmt::statement_id;
+
+/// How long a read waits for a replica to apply the session's own last
+/// write before it goes to the primary instead.
+const READ_YOUR_WRITES_WAIT_SECONDS: &str = "0.1";
+
+/// Statement labels that never write (see `sql::label`).
+const NON_WRITING: &[&str] = &["select", "show", "set", "use", "admin", "prepare"];
+
+/// What a session knows of its last write on one data source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Written {
+    /// Written; the primary's position not asked yet.
+    Pending,
+    /// A replica must have applied this to serve the session.
+    At(Position),
+    /// Written, position unknown: reads use the primary.
+    Unknown,
+}
+
+impl Session {
+    /// Decides, before a command runs, whether its reads may go to
+    /// replicas.
+    pub(super) fn decide_read_intent(&mut self, command: u8, payload: &[u8]) {
+        self.read_intent = false;
+        self.used_replicas.clear();
+        if self.pinned.is_some() || self.shared.replicas.values().all(Vec::is_empty) {
+            return;
+        }
+        if self.in_transaction() {
+            let read_only = self.status & status::IN_TRANS_READONLY != 0;
+            if !(read_only
+                && self.shared.config.server.transaction_reads == TransactionReads::Replica)
+            {
+                return;
+            }
+        }
+        let sql: &[u8] = match command {
+            COM_QUERY => &payload[1..],
+            COM_STMT_EXECUTE => {
+                match statement_id(payload).and_then(|id| self.statements.get(id)) {
+                    Some(stmt) => &stmt.sql,
+                    None => return,
+                }
+            }
+            _ => return,
+        };
+        self.read_intent = replica_safe(&String::from_utf8_lossy(sql));
+    }
+
+    /// The pool a statement on data source `ds` uses: the one of a
+    /// connection the session holds there, else a replica for a read,
+    /// else the primary.
+    pub(super) fn pool_for(&mut self, ds: &str) -> Result<Arc<Pool>, Failure> {
+        if let Some(held) = self.held.iter().find(|c| c.pool().data_source() == ds) {
+            return Ok(held.pool().clone());
+        }
+        let primary = self.primary_pool(ds)?;
+        if !self.read_intent {
+            return Ok(primary);
+        }
+        let shared = self.shared.clone();
+        let (Some(replicas), Some(config)) =
+            (shared.replicas.get(ds), shared.config.data_sources.get(ds))
+        else {
+            return Ok(primary);
+        };
+        let written = match self.written.get(ds) {
+            Some(Written::Unknown | Written::Pending) if self.consistency_is_session() => {
+                return Ok(primary)
+            }
+            _ => self.read_your_writes(ds),
+        };
+        match shared
+            .reads
+            .choose(ds, replicas, &config.read, &primary, written.as_ref())
+            .map_err(Failure::Reply)?
+        {
+            ReadChoice::Replica { pool, .. } => Ok(pool),
+            ReadChoice::Primary => Ok(primary),
+        }
+    }
+
+    fn consistency_is_session(&self) -> bool {
+        self.shared.config.server.read_consistency == ReadConsistency::Session
+    }
+
+    /// The position of the session's last write on `ds`, when reads must
+    /// not be older.
+    fn read_your_writes(&self, ds: &str) -> Option<Position> {
+        match self.written.get(ds) {
+            Some(Written::At(pos)) if self.consistency_is_session() => Some(pos.clone()),
+            _ => None,
+        }
+    }
+
+    /// After a replica connection was taken for a read: makes sure it has
+    /// applied the session's last write on its data source (a short
+    /// `MASTER_GTID_WAIT`). False when it has not: the read goes to the
+    /// primary.
+    pub(super) async fn replica_caught_up(&mut self, conn: &mut PooledConn) -> bool {
+        let pool = conn.pool().clone();
+        if pool.role() == Role::Primary {
+            return true;
+        }
+        self.used_replicas.push(pool.clone());
+        let Some(pos) = self.read_your_writes(pool.data_source()) else {
+            return true;
+        };
+        if pool
+            .replication()
+            .is_some_and(|r| r.applied.includes_all(&pos))
+        {
+            return true;
+        }
+        let sql = format!("SELECT MASTER_GTID_WAIT('{pos}', {READ_YOUR_WRITES_WAIT_SECONDS})");
+        let waited = Instant::now();
+        let applied = match conn.query_text(&sql).await {
+            Ok(rows) => rows
+                .first()
+                .and_then(|r| r.first())
+                .is_some_and(|v| v.as_deref() == Some("0")),
+            Err(_) => false,
+        };
+        debug!(replica = %pool.name(), %pos, applied, waited = ?waited.elapsed(), "read-your-writes wait");
+        applied
+    }
+
+    /// A replica connection for a read, or the primary's when the replica
+    /// cannot be reached or has not caught up with the session's writes.
+    /// Nothing has been sent to the client yet, so the read loses nothing.
+    pub(super) async fn replica_or_primary(
+        &mut self,
+        replica: &Arc<Pool>,
+        acquired: Result<PooledConn, BackendError>,
+    ) -> Result<PooledConn, BackendError> {
+        let failure = match acquired {
+            Ok(mut conn) => {
+                if self.replica_caught_up(&mut conn).await {
+                    return Ok(conn);
+                }
+                None
+            }
+            Err(e) => {
+                warn!(replica = %replica.name(), "replica unavailable for a read; using the primary: {e}");
+                replica.observe(std::time::Duration::ZERO, false);
+                Some(e)
+            }
+        };
+        match self.shared.pool(replica.data_source()).cloned() {
+            Some(primary) => {
+                primary
+                    .acquire(self.flavor, self.vars.fingerprint(), &self.holder)
+                    .await
+            }
+            None => Err(failure.unwrap_or_else(|| {
+                BackendError::lost(replica.name(), "no primary configured to read instead")
+            })),
+        }
+    }
+
+    /// Marks the data source of a connection coming back after a
+    /// statement that may have written there (a primary, outside a
+    /// transaction, with session consistency).
+    pub(super) fn note_possible_write(&mut self, conn: &PooledConn) {
+        if self.consistency_is_session()
+            && conn.pool().role() == Role::Primary
+            && conn.status & status::IN_TRANS == 0
+            && !self
+                .statement_label
+                .is_some_and(|l| NON_WRITING.contains(&l))
+            && self.shared.replicas.values().any(|r| !r.is_empty())
+        {
+            self.written
+                .insert(conn.pool().data_source().to_owned(), Written::Pending);
+        }
+    }
+
+    /// Before a read that may use replicas: learns the primaries'
+    /// positions the session's pending writes need.
+    pub(super) async fn resolve_pending_writes(&mut self) {
+        if !self.read_intent || !self.written.values().any(|w| *w == Written::Pending) {
+            return;
+        }
+        let pending: Vec<String> = self
+            .written
+            .iter()
+            .filter(|(_, w)| **w == Written::Pending)
+            .map(|(ds, _)| ds.clone())
+            .collect();
+        for ds in pending {
+            let mark = match self.shared.pool(&ds).cloned() {
+                Some(primary) => match primary_position(self, &primary).await {
+                    Ok(pos) => Written::At(pos),
+                    Err(e) => {
+                        debug!(%ds, "cannot read the primary's position: {e}");
+                        Written::Unknown
+                    }
+                },
+                None => Written::Unknown,
+            };
+            self.written.insert(ds, mark);
+        }
+    }
+
+    /// Feeds the balancer: how the statement went on each replica it used.
+    pub(super) fn observe_replicas(&mut self, elapsed: std::time::Duration) {
+        for pool in self.used_replicas.drain(..) {
+            pool.observe(elapsed, !self.reply_failed);
+        }
+    }
+}
+
+/// `@@gtid_binlog_pos` of a primary: every transaction committed there so
+/// far, the session's own included.
+async fn primary_position(
+    session: &Session,
+    primary: &Arc<Pool>,
+) -> Result<Position, BackendError> {
+    let mut conn = primary
+        .acquire(session.flavor, session.vars.fingerprint(), &session.holder)
+        .await?;
+    let rows = conn.query_text("SELECT @@gtid_binlog_pos").await?;
+    let text = rows
+        .first()
+        .and_then(|r| r.first().cloned().flatten())
+        .unwrap_or_default();
+    Ok(Position::parse(&text))
+}
