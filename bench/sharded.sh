@@ -249,7 +249,7 @@ fi
       -v ports="${DS_PORT[*]}" -v dbs="${DS_DB[*]}" -v pool="$SHARDGATE_POOL_MAX_SIZE" '
     BEGIN { split(ports, P, " "); split(dbs, D, " ") }
     /^[[:space:]]*\[/ { section = $0; gsub(/[[:space:]]/, "", section) }
-    /^[[:space:]]*mysql_listen[[:space:]]*=/ && section == "[server]" { print "mysql_listen = \"" listen "\""; next }
+    /^[[:space:]]*mysql_listen[[:space:]]*=/ && section == "[server]" { print "mysql_listen = \"" listen "\""; print "read_write_splitting = false"; next }
     /^[[:space:]]*admin_listen[[:space:]]*=/ && section == "[server]" { print "admin_listen = \"" admin "\""; next }
     /^[[:space:]]*url[[:space:]]*=/ && section ~ /^\[data_sources\.ds[0-3]\]$/ {
       i = substr(section, 17, 1) + 1

@@ -24,6 +24,7 @@ pub fn config_with_table(
     let mut cfg = Config::from_toml_str(&text).expect("test config loads");
     cfg.server.mysql_listen = "127.0.0.1:0".into();
     cfg.server.admin_listen = "127.0.0.1:0".into();
+    cfg.server.read_write_splitting = false;
     for ds in cfg.data_sources.values_mut() {
         pool(&mut ds.pool);
     }

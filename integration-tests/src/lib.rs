@@ -114,6 +114,10 @@ pub fn test_config() -> Config {
     let mut cfg = Config::from_toml_str(&text).expect("the test config loads");
     cfg.server.mysql_listen = "127.0.0.1:0".into();
     cfg.server.admin_listen = "127.0.0.1:0".into();
+    // Tests that write in one session (or straight into the physical
+    // tables) and read in another want the primaries; the replica tests
+    // switch splitting on.
+    cfg.server.read_write_splitting = false;
     cfg
 }
 
@@ -225,11 +229,13 @@ pub async fn start_proxy_from_file(path: &Path) -> RunningProxy {
     }
 }
 
-/// The seed config's text listening on ephemeral loopback ports.
+/// The seed config's text listening on ephemeral loopback ports, reads on
+/// the primaries (as [`test_config`]).
 pub fn seed_config_text() -> String {
     SEED_CONFIG
         .replace("127.0.0.1:3307", "127.0.0.1:0")
         .replace("127.0.0.1:9797", "127.0.0.1:0")
+        .replace("[server]\n", "[server]\nread_write_splitting = false\n")
 }
 
 /// Writes a config file for one test (under the system's temp folder, one

@@ -402,7 +402,8 @@ fn write_config(dir: &Path) -> (PathBuf, Config) {
             section = trimmed.to_string();
         }
         if section == "[server]" && trimmed.starts_with("mysql_listen") {
-            text.push_str("mysql_listen = \"127.0.0.1:0\"\n");
+            // Rows are loaded straight into the primaries: read them there.
+            text.push_str("mysql_listen = \"127.0.0.1:0\"\nread_write_splitting = false\n");
         } else if section == "[server]" && trimmed.starts_with("admin_listen") {
             text.push_str(&format!("admin_listen = \"127.0.0.1:{}\"\n", free_port()));
         } else {

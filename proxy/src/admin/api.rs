@@ -216,6 +216,7 @@ pub fn rules_json(config: &Config, version: u64) -> Value {
             "admin_listen": server.admin_listen,
             "database": server.database,
             "default_data_source": server.default_data_source,
+            "read_write_splitting": server.read_write_splitting,
             "max_allowed_packet": server.max_allowed_packet,
             "users": server.users.iter().map(|u| json!({ "name": u.name, "password": redacted(&u.password) })).collect::<Vec<_>>(),
             "admin_token": server.admin_token.as_deref().map(redacted),

@@ -52,7 +52,10 @@ impl Session {
     pub(super) fn decide_read_intent(&mut self, command: u8, payload: &[u8]) {
         self.read_intent = false;
         self.used_replicas.clear();
-        if self.pinned.is_some() || self.shared.replicas.values().all(Vec::is_empty) {
+        if self.pinned.is_some()
+            || !self.shared.config.server.read_write_splitting
+            || self.shared.replicas.values().all(Vec::is_empty)
+        {
             return;
         }
         if self.in_transaction() {

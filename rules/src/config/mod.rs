@@ -52,6 +52,10 @@ pub struct ServerConfig {
     pub max_allowed_packet: usize,
     #[serde(default)]
     pub users: Vec<UserConfig>,
+    /// Whether reads go to replicas at all (off: every statement on the
+    /// primaries; replicas are still monitored).
+    #[serde(default = "default_true")]
+    pub read_write_splitting: bool,
     #[serde(default)]
     pub read_consistency: ReadConsistency,
     #[serde(default)]
