@@ -528,3 +528,115 @@ async fn a_stopped_replica_raises_an_alert_with_a_webhook_post() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pool_running_hot_raises_an_alert() {
+    const TABLE: &str = "pool_hot";
+    let (url, mut posts) = webhook_receiver().await;
+    let mut cfg = config(TABLE, |p| {
+        p.max_size = 2;
+        p.adaptive = false;
+        p.min_idle = Some(0);
+    });
+    cfg.alerts.webhook = Some(url);
+    cfg.alerts.pool_usage_ratio = 0.9;
+    cfg.alerts.pool_usage_sustain_ms = 1_500;
+    if !sandbox_ready(&cfg, "a_pool_running_hot_raises_an_alert") {
+        return;
+    }
+    let proxy = start_with_table(cfg, TABLE).await;
+    // Two transactions hold both of ds3's connections (ids 3 and 7 live there).
+    let mut holders = Vec::new();
+    for id in [3, 7] {
+        let mut conn = connect(&proxy).await;
+        conn.execute("BEGIN").await.expect("begin");
+        conn.execute(format!("SELECT v FROM {TABLE} WHERE id = {id}").as_str())
+            .await
+            .expect("holds a ds3 connection");
+        holders.push(conn);
+    }
+    let alert = loop {
+        let post = tokio::time::timeout(Duration::from_secs(10), posts.recv())
+            .await
+            .expect("an alert within 10 s")
+            .expect("receiver open");
+        if post["alert"] == "pool_saturated" {
+            break post;
+        }
+    };
+    assert_eq!(alert["data_source"], "ds3", "{alert}");
+    assert!(
+        alert["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("2 connections")),
+        "{alert}"
+    );
+    for mut conn in holders {
+        conn.execute("COMMIT").await.expect("commit");
+    }
+    drop_table(&proxy, TABLE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn broken_idle_connections_are_replaced_not_handed_out() {
+    const TABLE: &str = "pool_validate";
+    let cfg = config(TABLE, |p| {
+        p.adaptive = false;
+        p.min_idle = Some(0);
+        // Validate every connection taken from the idle list.
+        p.validate_idle_ms = 0;
+    });
+    if !sandbox_ready(&cfg, "broken_idle_connections_are_replaced") {
+        return;
+    }
+    let ds1 = cfg.data_sources["ds1"].url.clone();
+    let proxy = start_with_table(cfg, TABLE).await;
+    let mut conn = connect(&proxy).await;
+    // Statements on ds1 (ids 1, 5, 9 ...); the backend threads that served
+    // them go back to the pool's idle list.
+    let mut threads = Vec::new();
+    for id in [1, 5, 9] {
+        let thread: u64 = conn
+            .fetch_one(format!("SELECT CONNECTION_ID() FROM {TABLE} WHERE id = {id}").as_str())
+            .await
+            .expect("read")
+            .get(0);
+        threads.push(thread);
+    }
+    let before = pool_state(&proxy, "ds1").await["idle"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(before >= 1, "ds1 has idle connections");
+    // Kill them behind the proxy's back (only this proxy's: other tests
+    // share the server).
+    let direct = shardgate_integration_tests::Endpoint {
+        host: ds1.host.clone(),
+        port: ds1.port,
+        user: ds1.user.clone(),
+        password: ds1.password.clone(),
+        database: ds1.database.clone(),
+    };
+    let mut admin = direct.connect().await.expect("ds1 directly");
+    threads.sort_unstable();
+    threads.dedup();
+    for id in threads {
+        admin
+            .execute(format!("KILL {id}").as_str())
+            .await
+            .expect("kill");
+    }
+    // The next statements get validated, working connections.
+    for id in [1, 5, 9, 13] {
+        let row = conn
+            .fetch_one(format!("SELECT v FROM {TABLE} WHERE id = {id}").as_str())
+            .await
+            .expect("a killed idle connection is never handed out");
+        assert_eq!(row.get::<i32, _>(0) as i64, id);
+    }
+    let metrics = http(&proxy, "GET", "/metrics", "").await.1;
+    assert!(
+        metrics.contains("shardgate_pool_events_total{event=\"validation_failed\",pool=\"ds1\"}"),
+        "{metrics}"
+    );
+    drop_table(&proxy, TABLE).await;
+}
