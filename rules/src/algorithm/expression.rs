@@ -122,7 +122,21 @@ impl NameTemplate {
 
     pub fn render(&self, column_value: i64) -> Result<String, ArithmeticError> {
         let value = self.expression.evaluate(column_value)?;
-        Ok(format!("{}{value}{}", self.prefix, self.suffix))
+        Ok(self.name_of(value))
+    }
+
+    fn name_of(&self, value: i64) -> String {
+        format!("{}{value}{}", self.prefix, self.suffix)
+    }
+
+    /// The placeholder value for which the template renders `name`, if any.
+    fn value_named(&self, name: &str) -> Option<i64> {
+        let digits = name
+            .strip_prefix(self.prefix.as_str())?
+            .strip_suffix(self.suffix.as_str())?;
+        let value: i64 = digits.parse().ok()?;
+        // `users_+1` and `users_01` parse, but no value renders them.
+        (value.to_string() == digits).then_some(value)
     }
 }
 
@@ -130,30 +144,33 @@ impl NameTemplate {
 #[derive(Debug, Clone)]
 pub struct ExpressionAlgorithm {
     template: NameTemplate,
-    positions_by_name: HashMap<String, usize>,
+    /// Targets by the placeholder value that renders their name: routing
+    /// evaluates the expression and looks the number up, without rendering
+    /// a name for every statement.
+    positions_by_value: HashMap<i64, usize>,
 }
 
 impl ExpressionAlgorithm {
     pub fn new(template: NameTemplate, targets: &[String]) -> Self {
-        let positions_by_name = targets
+        let positions_by_value = targets
             .iter()
             .enumerate()
-            .map(|(position, name)| (name.clone(), position))
+            .filter_map(|(position, name)| Some((template.value_named(name)?, position)))
             .collect();
         ExpressionAlgorithm {
             template,
-            positions_by_name,
+            positions_by_value,
         }
     }
 }
 
 impl ShardingAlgorithm for ExpressionAlgorithm {
     fn target(&self, key: ShardKey<'_>) -> Result<usize, AlgorithmError> {
-        let name = self.template.render(key.integer()?)?;
-        self.positions_by_name
-            .get(&name)
+        let value = self.template.expression.evaluate(key.integer()?)?;
+        self.positions_by_value
+            .get(&value)
             .copied()
-            .ok_or(AlgorithmError::NoTarget(name))
+            .ok_or_else(|| AlgorithmError::NoTarget(self.template.name_of(value)))
     }
 
     fn targets_in_range(
@@ -395,6 +412,20 @@ mod tests {
             algorithm.target(ShardKey::Int(-5)),
             Err(AlgorithmError::NoTarget("users_-1".into()))
         );
+        // Only names the template can render are targets.
+        let odd: Vec<String> = ["t_01", "t_+2", "t_3", "t_x", "u_4"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let template = NameTemplate::parse("t_${user_id}", "user_id").unwrap();
+        let algorithm = ExpressionAlgorithm::new(template, &odd);
+        assert_eq!(algorithm.target(ShardKey::Int(3)), Ok(2));
+        for (value, name) in [(1, "t_1"), (2, "t_2"), (4, "t_4")] {
+            assert_eq!(
+                algorithm.target(ShardKey::Int(value)),
+                Err(AlgorithmError::NoTarget(name.into()))
+            );
+        }
         assert!(matches!(
             NameTemplate::parse("users", "user_id"),
             Err(ExpressionError::NotATemplate(_))

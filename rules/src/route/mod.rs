@@ -15,6 +15,7 @@ use crate::algorithm::ShardValue;
 use crate::config::{declared_list, Config, ConfigError, Problem};
 use crate::inline::DataNode;
 use sharded_table::{NodeSet, Pick, ShardedTable};
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
 
@@ -92,14 +93,14 @@ impl ShardingRules {
 
     /// The binding group of a sharded table, if it is in one.
     pub fn binding_group(&self, table: &str) -> Option<usize> {
-        self.binding.get(&table.to_lowercase()).copied()
+        self.binding.get(lower(table).as_ref()).copied()
     }
 
     pub fn table_kind(&self, table: &str) -> TableKind {
-        let lower = table.to_lowercase();
-        if self.sharded.contains_key(&lower) {
+        let lower = lower(table);
+        if self.sharded.contains_key(lower.as_ref()) {
             TableKind::Sharded
-        } else if self.broadcast.contains_key(&lower) {
+        } else if self.broadcast.contains_key(lower.as_ref()) {
             TableKind::Broadcast
         } else {
             TableKind::Single
@@ -109,10 +110,10 @@ impl ShardingRules {
     /// Every data node of the table: all shards, one copy per data source
     /// for a broadcast table, or the default data source for the rest.
     pub fn nodes(&self, table: &str) -> Vec<DataNode> {
-        let lower = table.to_lowercase();
-        if let Some(sharded) = self.sharded.get(&lower) {
+        let lower = lower(table);
+        if let Some(sharded) = self.sharded.get(lower.as_ref()) {
             sharded.nodes().to_vec()
-        } else if let Some(name) = self.broadcast.get(&lower) {
+        } else if let Some(name) = self.broadcast.get(lower.as_ref()) {
             self.data_sources
                 .iter()
                 .map(|source| DataNode::new(source, name))
@@ -126,7 +127,7 @@ impl ShardingRules {
     /// so that the SQL layer knows which predicates to extract.
     pub fn sharding_columns(&self, table: &str) -> Vec<&str> {
         self.sharded
-            .get(&table.to_lowercase())
+            .get(lower(table).as_ref())
             .map(ShardedTable::sharding_columns)
             .unwrap_or_default()
     }
@@ -134,7 +135,7 @@ impl ShardingRules {
     /// The column the proxy fills with a snowflake id when an INSERT omits it.
     pub fn generated_key_column(&self, table: &str) -> Option<&str> {
         self.sharded
-            .get(&table.to_lowercase())
+            .get(lower(table).as_ref())
             .and_then(ShardedTable::key_column)
     }
 
@@ -142,7 +143,7 @@ impl ShardingRules {
     /// only narrow sharded tables; broadcast and single tables return
     /// [`ShardingRules::nodes`].
     pub fn route(&self, table: &str, condition: &Condition) -> Result<Vec<DataNode>, RouteError> {
-        let Some(sharded) = self.sharded.get(&table.to_lowercase()) else {
+        let Some(sharded) = self.sharded.get(lower(table).as_ref()) else {
             return Ok(self.nodes(table));
         };
         let reached = route_condition(sharded, condition)?;
@@ -152,6 +153,26 @@ impl ShardingRules {
             .collect())
     }
 
+    /// The data nodes of a sharded table, borrowed (None for other tables):
+    /// [`ShardingRules::nodes`] without the copies, for per-statement routing.
+    pub fn sharded_nodes(&self, table: &str) -> Option<&[DataNode]> {
+        self.sharded
+            .get(lower(table).as_ref())
+            .map(ShardedTable::nodes)
+    }
+
+    /// For a sharded table, the positions in [`ShardingRules::sharded_nodes`]
+    /// of the nodes [`ShardingRules::route`] would return, in the same
+    /// order; None for other tables.
+    pub fn route_positions(
+        &self,
+        table: &str,
+        condition: &Condition,
+    ) -> Option<Result<Vec<usize>, RouteError>> {
+        let sharded = self.sharded.get(lower(table).as_ref())?;
+        Some(route_condition(sharded, condition).map(|reached| reached.into_iter().collect()))
+    }
+
     /// The one data node an inserted row goes to, from its column values.
     /// Broadcast rows go to every data source: use [`ShardingRules::nodes`].
     pub fn route_row(
@@ -159,16 +180,29 @@ impl ShardingRules {
         table: &str,
         row: &[(&str, ShardValue)],
     ) -> Result<DataNode, RouteError> {
-        let lower = table.to_lowercase();
-        if let Some(sharded) = self.sharded.get(&lower) {
+        let lower = lower(table);
+        if let Some(sharded) = self.sharded.get(lower.as_ref()) {
             sharded.route_row(row).cloned()
-        } else if self.broadcast.contains_key(&lower) {
+        } else if self.broadcast.contains_key(lower.as_ref()) {
             Err(RouteError::BroadcastRow {
                 table: table.to_string(),
             })
         } else {
             Ok(DataNode::new(&self.default_data_source, table))
         }
+    }
+}
+
+/// A table name as the maps are keyed: lower case. Names are looked up per
+/// statement, and most are written in lower case already: those are
+/// borrowed, not copied.
+fn lower(table: &str) -> Cow<'_, str> {
+    if !table.is_ascii() {
+        Cow::Owned(table.to_lowercase())
+    } else if table.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(table.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(table)
     }
 }
 
@@ -435,6 +469,42 @@ mod tests {
                 .unwrap()
                 .len(),
             64
+        );
+    }
+
+    #[test]
+    fn positions_name_the_routed_nodes() {
+        let rules = rules();
+        assert!(rules.sharded_nodes("sys_configs").is_none());
+        assert!(rules
+            .route_positions("orders", &Condition::Unknown)
+            .is_none());
+        for (table, condition) in [
+            ("users", Condition::eq("user_id", 67)),
+            ("USERS", Condition::eq("user_id", 5)),
+            ("users", Condition::Unknown),
+            (
+                "message_records",
+                Condition::And(vec![
+                    Condition::eq("tenant_id", "acme"),
+                    Condition::Ge("created_at".into(), text("2024-11-02")),
+                ]),
+            ),
+        ] {
+            let nodes = rules.sharded_nodes(table).unwrap();
+            let positions = rules.route_positions(table, &condition).unwrap().unwrap();
+            let by_position: Vec<DataNode> = positions.iter().map(|&i| nodes[i].clone()).collect();
+            assert_eq!(
+                by_position,
+                rules.route(table, &condition).unwrap(),
+                "{table}"
+            );
+        }
+        assert_eq!(
+            rules.route_positions("users", &Condition::eq("user_id", -5)),
+            Some(Err(rules
+                .route("users", &Condition::eq("user_id", -5))
+                .unwrap_err()))
         );
     }
 

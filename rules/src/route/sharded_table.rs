@@ -130,6 +130,24 @@ impl ShardedTable {
     /// The nodes that can hold rows where `column` matches `pick`. An
     /// equality that names a node not declared is an error, not a guess.
     pub(super) fn route_leaf(&self, column: &str, pick: Pick<'_>) -> Result<NodeSet, RouteError> {
+        if let Pick::Value(value) = pick {
+            // The common case (`col = value`, once per routed statement): one
+            // target per dimension at most, so no target sets are built.
+            let [database, table] = [0, 1].map(|dimension| self.target(dimension, column, value));
+            let (database, table) = (database?, table?);
+            let admits =
+                |target: Option<usize>, position: usize| target.is_none_or(|t| t == position);
+            let matching: NodeSet = (0..self.nodes.len())
+                .filter(|&node| {
+                    let [source_position, table_position] = self.node_targets[node];
+                    admits(database, source_position) && admits(table, table_position)
+                })
+                .collect();
+            if matching.is_empty() {
+                return Err(self.no_node(column, value));
+            }
+            return Ok(matching);
+        }
         let [database, table] = [0, 1].map(|dimension| self.targets(dimension, column, pick));
         let matching = self.nodes_matching(&database?, &table?);
         match pick {
@@ -166,6 +184,27 @@ impl ShardedTable {
                 column: self.sharding_columns().join(", "),
                 value: ShardValue::Null,
             })
+    }
+
+    /// The one target of `dimension` that holds rows where `column` equals
+    /// `value`; None when the dimension does not go by `column` (any target).
+    /// The same answer as [`Self::targets`] with `Pick::Value`.
+    fn target(
+        &self,
+        dimension: usize,
+        column: &str,
+        value: &ShardValue,
+    ) -> Result<Option<usize>, RouteError> {
+        let Some(strategy) = self.strategies[dimension]
+            .as_ref()
+            .filter(|s| s.column.eq_ignore_ascii_case(column))
+        else {
+            return Ok(None);
+        };
+        let position = strategy.algorithm.target(self.key_of(column, value)?);
+        position
+            .map(Some)
+            .map_err(|error| self.value_error(column, value, error))
     }
 
     fn targets(
