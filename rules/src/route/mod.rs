@@ -6,6 +6,7 @@
 
 mod condition;
 mod error;
+mod node_set;
 mod sharded_table;
 
 pub use condition::Condition;
@@ -14,9 +15,10 @@ pub use error::RouteError;
 use crate::algorithm::ShardValue;
 use crate::config::{declared_list, Config, ConfigError, Problem};
 use crate::inline::DataNode;
-use sharded_table::{NodeSet, Pick, ShardedTable};
+use node_set::NodeSet;
+use sharded_table::{Pick, ShardedTable};
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::ops::Bound;
 
 /// How a logical table is placed.
@@ -148,6 +150,7 @@ impl ShardingRules {
         };
         let reached = route_condition(sharded, condition)?;
         Ok(reached
+            .into_vec()
             .into_iter()
             .map(|node| sharded.nodes()[node].clone())
             .collect())
@@ -170,7 +173,7 @@ impl ShardingRules {
         condition: &Condition,
     ) -> Option<Result<Vec<usize>, RouteError>> {
         let sharded = self.sharded.get(lower(table).as_ref())?;
-        Some(route_condition(sharded, condition).map(|reached| reached.into_iter().collect()))
+        Some(route_condition(sharded, condition).map(NodeSet::into_vec))
     }
 
     /// The one data node an inserted row goes to, from its column values.
@@ -286,14 +289,11 @@ fn route_condition(table: &ShardedTable, condition: &Condition) -> Result<NodeSe
     let range = |column: &str, lower, upper| table.route_leaf(column, Pick::Range(lower, upper));
     match condition {
         Condition::Eq(column, value) => table.route_leaf(column, Pick::Value(value)),
-        Condition::In(column, values) => {
-            values
-                .iter()
-                .try_fold(BTreeSet::new(), |mut reached, value| {
-                    reached.extend(table.route_leaf(column, Pick::Value(value))?);
-                    Ok(reached)
-                })
-        }
+        Condition::In(column, values) => values
+            .iter()
+            .map(|value| table.route_leaf(column, Pick::Value(value)))
+            .collect::<Result<Vec<_>, _>>()
+            .map(NodeSet::union),
         Condition::Between(column, low, high) => range(column, Included(low), Included(high)),
         Condition::Lt(column, value) => range(column, Unbounded, Excluded(value)),
         Condition::Le(column, value) => range(column, Unbounded, Included(value)),
@@ -302,19 +302,16 @@ fn route_condition(table: &ShardedTable, condition: &Condition) -> Result<NodeSe
         Condition::And(conditions) => {
             conditions
                 .iter()
-                .try_fold(table.all_nodes(), |reached, condition| {
-                    let narrowed = route_condition(table, condition)?;
-                    Ok(reached.intersection(&narrowed).copied().collect())
-                })
-        }
-        Condition::Or(conditions) => {
-            conditions
-                .iter()
-                .try_fold(BTreeSet::new(), |mut reached, condition| {
-                    reached.extend(route_condition(table, condition)?);
+                .try_fold(table.all_nodes(), |mut reached, condition| {
+                    reached.intersect(&route_condition(table, condition)?);
                     Ok(reached)
                 })
         }
+        Condition::Or(conditions) => conditions
+            .iter()
+            .map(|condition| route_condition(table, condition))
+            .collect::<Result<Vec<_>, _>>()
+            .map(NodeSet::union),
         Condition::Unknown => Ok(table.all_nodes()),
     }
 }
