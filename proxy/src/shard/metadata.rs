@@ -146,7 +146,14 @@ impl MetadataNames {
             let logical = self.any_to_logical.get(std::str::from_utf8(t).ok()?)?;
             Some(logical.as_bytes())
         };
-        let (table, org_table) = (logical_table(table), logical_table(org_table));
+        let renamed_table = logical_table(table);
+        // Usually the same name twice (no alias): one lookup.
+        let org_table = if org_table == table {
+            renamed_table
+        } else {
+            logical_table(org_table)
+        };
+        let table = renamed_table;
         if schema.is_none() && table.is_none() && org_table.is_none() {
             return None;
         }

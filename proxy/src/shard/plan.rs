@@ -117,21 +117,20 @@ pub fn single_node(
     if st.kind != StatementKind::Select {
         return None;
     }
-    let mut sharded = st
+    let condition = resolve(&st.condition, params);
+    // Routing answers for sharded tables only: that finds the one sharded
+    // table without looking each table up twice.
+    let mut routed = st
         .tables
         .iter()
-        .filter(|t| ctx.rules.table_kind(t) == TableKind::Sharded);
-    let table = sharded.next()?;
-    if sharded.next().is_some() {
+        .filter_map(|t| ctx.rules.route_positions(t, &condition));
+    let positions = routed.next()?.ok()?;
+    if routed.next().is_some() {
         return None;
     }
-    let condition = resolve(&st.condition, params);
-    match ctx.rules.route_positions(table, &condition)? {
-        Ok(positions) => match positions.as_slice() {
-            [position] => Some(*position),
-            _ => None,
-        },
-        Err(_) => None,
+    match positions.as_slice() {
+        [position] => Some(*position),
+        _ => None,
     }
 }
 
