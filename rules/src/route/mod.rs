@@ -17,7 +17,6 @@ use crate::config::{declared_list, Config, ConfigError, Problem};
 use crate::inline::DataNode;
 use node_set::NodeSet;
 use sharded_table::{Pick, ShardedTable};
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Bound;
 
@@ -44,6 +43,37 @@ pub struct ShardingRules {
     broadcast: HashMap<String, String>,
     /// Lower-case logical name of a bound table to its binding group.
     binding: HashMap<String, usize>,
+    /// The lengths and first bytes of the sharded and broadcast names.
+    routed_names: NameFilter,
+}
+
+/// A quick test that a lower-case name is certainly not one of a set: its
+/// length and first byte against theirs. `table_kind` is asked about every
+/// word of a statement, and most are keywords or columns.
+#[derive(Debug, Default)]
+struct NameFilter {
+    /// Bit n: a name of n bytes (bit 63: 63 or more).
+    lengths: u64,
+    /// Bit b: a name starting with byte b.
+    first_bytes: [u64; 4],
+}
+
+impl NameFilter {
+    fn add(&mut self, name: &str) {
+        self.lengths |= 1 << name.len().min(63);
+        if let Some(&b) = name.as_bytes().first() {
+            self.first_bytes[usize::from(b >> 6)] |= 1 << (b & 63);
+        }
+    }
+
+    /// False when no name added has this length and first byte.
+    fn admits(&self, name: &str) -> bool {
+        let first = name
+            .as_bytes()
+            .first()
+            .is_none_or(|&b| self.first_bytes[usize::from(b >> 6)] & (1 << (b & 63)) != 0);
+        first && self.lengths & (1 << name.len().min(63)) != 0
+    }
 }
 
 impl ShardingRules {
@@ -84,12 +114,17 @@ impl ShardingRules {
             }
         }
         let binding = binding_groups(config, &sharded)?;
+        let mut routed_names = NameFilter::default();
+        for name in sharded.keys().chain(broadcast.keys()) {
+            routed_names.add(name);
+        }
         Ok(ShardingRules {
             default_data_source: default_data_source.clone(),
             data_sources: config.data_sources.keys().cloned().collect(),
             sharded,
             broadcast,
             binding,
+            routed_names,
         })
     }
 
@@ -100,7 +135,9 @@ impl ShardingRules {
 
     pub fn table_kind(&self, table: &str) -> TableKind {
         let lower = lower(table);
-        if self.sharded.contains_key(lower.as_ref()) {
+        if !self.routed_names.admits(lower.as_ref()) {
+            TableKind::Single
+        } else if self.sharded.contains_key(lower.as_ref()) {
             TableKind::Sharded
         } else if self.broadcast.contains_key(lower.as_ref()) {
             TableKind::Broadcast
@@ -197,15 +234,40 @@ impl ShardingRules {
 }
 
 /// A table name as the maps are keyed: lower case. Names are looked up per
-/// statement, and most are written in lower case already: those are
-/// borrowed, not copied.
-fn lower(table: &str) -> Cow<'_, str> {
+/// statement (every word of a statement, to find the routed tables): a name
+/// in lower case is borrowed, an ASCII one up to 64 bytes (MySQL's longest
+/// identifier) is lowered on the stack, only others are copied.
+fn lower(table: &str) -> Lower<'_> {
     if !table.is_ascii() {
-        Cow::Owned(table.to_lowercase())
-    } else if table.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(table.to_ascii_lowercase())
+        Lower::Owned(table.to_lowercase())
+    } else if !table.bytes().any(|b| b.is_ascii_uppercase()) {
+        Lower::Borrowed(table)
+    } else if table.len() <= 64 {
+        let mut buf = [0u8; 64];
+        for (to, from) in buf.iter_mut().zip(table.bytes()) {
+            *to = from.to_ascii_lowercase();
+        }
+        Lower::Inline(buf, table.len())
     } else {
-        Cow::Borrowed(table)
+        Lower::Owned(table.to_ascii_lowercase())
+    }
+}
+
+/// A lower-case table name (see [`lower`]).
+enum Lower<'a> {
+    Borrowed(&'a str),
+    Inline([u8; 64], usize),
+    Owned(String),
+}
+
+impl AsRef<str> for Lower<'_> {
+    fn as_ref(&self) -> &str {
+        match self {
+            Lower::Borrowed(s) => s,
+            // ASCII lowered is ASCII: always UTF-8.
+            Lower::Inline(buf, len) => std::str::from_utf8(&buf[..*len]).unwrap_or_default(),
+            Lower::Owned(s) => s,
+        }
     }
 }
 
@@ -339,6 +401,12 @@ mod tests {
         let rules = rules();
         assert_eq!(rules.table_kind("users"), TableKind::Sharded);
         assert_eq!(rules.table_kind("USERS"), TableKind::Sharded);
+        assert_eq!(rules.table_kind("Sys_Configs"), TableKind::Broadcast);
+        assert_eq!(rules.table_kind(&"U".repeat(65)), TableKind::Single);
+        assert_eq!(rules.table_kind("ÜSERS"), TableKind::Single);
+        for word in ["SELECT", "where", "user", "userx", "sys_config", ""] {
+            assert_eq!(rules.table_kind(word), TableKind::Single, "{word}");
+        }
         assert_eq!(rules.table_kind("sys_configs"), TableKind::Broadcast);
         assert_eq!(rules.table_kind("orders"), TableKind::Single);
         assert_eq!(rules.nodes("users").len(), 64);
@@ -657,6 +725,33 @@ mod tests {
             names(&rules.route("t", &Condition::eq("id", 2)).unwrap()),
             ["a.t_x"]
         );
+    }
+}
+
+#[cfg(test)]
+mod name_filter_tests {
+    use super::NameFilter;
+
+    #[test]
+    fn admits_every_name_added() {
+        let mut filter = NameFilter::default();
+        let names = [
+            "users",
+            "sys_configs",
+            "\u{e9}t\u{e9}",
+            &"x".repeat(80),
+            "a",
+        ];
+        for name in names {
+            filter.add(name);
+        }
+        for name in names {
+            assert!(filter.admits(name), "{name}");
+        }
+        assert!(filter.admits(&"x".repeat(64)));
+        for name in ["usersx", "where", "b", "", "Users"] {
+            assert!(!filter.admits(name), "{name}");
+        }
     }
 }
 
