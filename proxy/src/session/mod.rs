@@ -25,7 +25,7 @@ use crate::server::{Proxy, Shared};
 use crate::shard::analyze::{analyze, Analysis, ShardedStatement};
 use crate::shard::not_supported;
 use crate::shard::params::decode_params;
-use crate::shard::plan::{check_supported, prepare_target};
+use crate::shard::plan::{check_supported, prepare_target, single_node};
 use crate::sql::admin::{may_be_admin, parse as parse_admin, AdminSqlError, AdminStatement};
 use crate::sql::classify::{classify, with_logical_database, Classified, Kind};
 use crate::sql::label::statement_label;
@@ -35,7 +35,7 @@ use crate::wire::packet::{PacketReader, PacketWriter, ReadError};
 use crate::wire::response::{Outcome, ResponseKind};
 use crate::wire::stmt::{long_data_param, retarget_execute, set_statement_id, statement_id};
 use forward::{forward_reply, ForwardError};
-use prepared::{PreparedStatement, Statements};
+use prepared::{PreparedStatement, ShardedPrepared, Statements};
 use state::{literal_from_read_back, SessionVars};
 
 /// Serves one client connection until it quits or goes away.
@@ -480,17 +480,21 @@ impl Session {
         let rewritten = self.logical_database_rewrite(COM_STMT_PREPARE, &text, &classified);
         let payload = rewritten.as_deref().unwrap_or(payload);
         let sql: Arc<[u8]> = Arc::from(&payload[1..]);
-        let sharded = match self.analyze(&String::from_utf8_lossy(&sql))? {
-            Analysis::Sharded(st) => Some(Arc::<ShardedStatement>::from(st)),
+        let text = String::from_utf8_lossy(&sql);
+        let sharded = match self.analyze(&text)? {
+            Analysis::Sharded(st) => Some(ShardedPrepared::new(
+                Arc::<ShardedStatement>::from(st),
+                Arc::from(text.as_ref()),
+            )),
             Analysis::Unsharded => None,
         };
         // A sharded statement is prepared on one of its nodes to learn its
         // parameters and columns; executions go wherever their values route.
         let (pool, backend_sql) = match &sharded {
-            Some(st) => {
+            Some(sh) => {
+                let st = &sh.statement;
                 check_supported(st, &self.plan_context()).map_err(Failure::Reply)?;
-                let target =
-                    prepare_target(st, &String::from_utf8_lossy(&sql), &self.plan_context());
+                let target = prepare_target(st, &sh.text, &self.plan_context());
                 (
                     self.pool_of(&target.data_source)?,
                     Arc::<[u8]>::from(target.sql.as_bytes()),
@@ -533,8 +537,12 @@ impl Session {
         let Some(sql) = self.statements.get(id).map(|s| s.sql.clone()) else {
             return Ok(());
         };
-        let sharded = match self.analyze(&String::from_utf8_lossy(&sql))? {
-            Analysis::Sharded(st) => Some(Arc::<ShardedStatement>::from(st)),
+        let text = String::from_utf8_lossy(&sql);
+        let sharded = match self.analyze(&text)? {
+            Analysis::Sharded(st) => Some(ShardedPrepared::new(
+                Arc::<ShardedStatement>::from(st),
+                Arc::from(text.as_ref()),
+            )),
             Analysis::Unsharded => None,
         };
         if let Some(stmt) = self.statements.get_mut(id) {
@@ -568,21 +576,40 @@ impl Session {
         let sql = stmt.sql.clone();
         let classified = stmt.classified.clone();
         let num_params = stmt.num_params;
-        let sharded = stmt.sharded.clone();
+        let sharded = stmt
+            .sharded
+            .as_ref()
+            .map(|sh| (sh.statement.clone(), sh.text.clone()));
         if let Some(reason) = classified.pins_session {
             self.pinned = Some(reason);
         }
-        if let Some(st) = sharded {
+        let mut packet = packet;
+        if let Some((st, text)) = sharded {
             let long: Vec<(u16, Vec<u8>)> = long_data
                 .iter()
                 .filter_map(|p| Some((long_data_param(p)?, p.get(7..)?.to_vec())))
                 .collect();
             let params = decode_params(&packet, usize::from(num_params), &long)
                 .map_err(|e| Failure::Reply(ErrInfo::new(1210, "HY000", e.to_string())))?;
-            let text = String::from_utf8_lossy(&sql).into_owned();
+            // A row-returning execution that reaches one node runs that
+            // node's statement as `run_sharded` would for Route::One; the
+            // statement is built once per node, not planned per execution.
+            let single = st
+                .kind
+                .returns_rows()
+                .then(|| single_node(&st, &params, &self.plan_context()))
+                .flatten();
+            if let Some(position) = single {
+                if let Some(node) = self.node_statement(payload, position)? {
+                    debug!(position, "routed to one node");
+                    // The node's primary, or a replica of it for a read.
+                    let pool = self.pool_of(node.pool.data_source())?;
+                    self.execute_on(&pool, node.sql, &mut packet).await?;
+                    return Ok(Flow::Continue);
+                }
+            }
             let execution = sharded::Execution {
-                packet: &packet,
-                num_params,
+                packet: &mut packet,
             };
             self.run_sharded(&st, &text, &params, Some(execution))
                 .await?;
@@ -596,7 +623,6 @@ impl Session {
                 return Err(Failure::Reply(err));
             }
         };
-        let mut packet = packet;
         set_statement_id(&mut packet, backend.id);
         // Cursors are not kept across pooled connections: a client that asked
         // for one gets the whole result, which libmysqlclient, Connector/J and

@@ -2,10 +2,14 @@
 //! proxy's own; each backend connection prepares the SQL on first use and
 //! keeps it (see `BackendConn::statement`), so any pooled connection can
 //! execute any session's statement.
+//!
+//! A statement on sharded tables is analysed once, at prepare; the node
+//! statements its executions reach one at a time are kept with it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::backend::Pool;
 use crate::shard::analyze::ShardedStatement;
 use crate::sql::classify::Classified;
 
@@ -16,11 +20,62 @@ pub struct PreparedStatement {
     pub num_params: u16,
     pub classified: Classified,
     /// Set when the statement names sharded or broadcast tables.
-    pub sharded: Option<Arc<ShardedStatement>>,
+    pub sharded: Option<ShardedPrepared>,
     /// Parameter types from the last execute that sent them.
     pub param_types: Option<Vec<u8>>,
     /// COM_STMT_SEND_LONG_DATA packets to replay before the next execute.
     pub long_data: Vec<Vec<u8>>,
+}
+
+/// What a prepared statement on sharded or broadcast tables keeps.
+#[derive(Debug)]
+pub struct ShardedPrepared {
+    pub statement: Arc<ShardedStatement>,
+    /// The text that was analysed, for planning executions.
+    pub text: Arc<str>,
+    /// The node statements of executions routed to one node, by the node's
+    /// position (see `plan::single_node`), built on first use: the same
+    /// node statement serves every execution that reaches that node.
+    nodes: Vec<Option<NodeStatement>>,
+}
+
+/// One node's statement: where it runs and its SQL (prepared there on first use).
+#[derive(Clone)]
+pub struct NodeStatement {
+    pub pool: Arc<Pool>,
+    pub sql: Arc<[u8]>,
+}
+
+impl std::fmt::Debug for NodeStatement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeStatement")
+            .field("data_source", &self.pool.name())
+            .field("sql", &String::from_utf8_lossy(&self.sql))
+            .finish()
+    }
+}
+
+impl ShardedPrepared {
+    pub fn new(statement: Arc<ShardedStatement>, text: Arc<str>) -> Self {
+        Self {
+            statement,
+            text,
+            nodes: Vec::new(),
+        }
+    }
+
+    /// The node statement kept for `position`, if one was built.
+    pub fn node(&self, position: usize) -> Option<&NodeStatement> {
+        self.nodes.get(position)?.as_ref()
+    }
+
+    /// Keeps the node statement for `position`.
+    pub fn keep_node(&mut self, position: usize, node: NodeStatement) {
+        if self.nodes.len() <= position {
+            self.nodes.resize(position + 1, None);
+        }
+        self.nodes[position] = Some(node);
+    }
 }
 
 /// The statements of one session.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tracing::{debug, error, warn};
 
 use super::forward::{forward_part, Part};
+use super::prepared::NodeStatement;
 use super::{Failure, Session};
 use crate::backend::{Pool, PooledConn};
 use crate::error::codes;
@@ -17,7 +18,7 @@ use crate::merge::value::{decode_row, encode_row, RowFormat, Value};
 use crate::shard::analyze::ShardedStatement;
 use crate::shard::having::Cond as HavingCond;
 use crate::shard::params::ParamValue;
-use crate::shard::plan::{plan, Affected, PlanContext, Route, Target};
+use crate::shard::plan::{node_target, plan, Affected, PlanContext, Route, Target};
 use crate::shard::scatter::{merge_plan, ScatterSelect};
 use crate::sql::classify::Classified;
 use crate::wire::command::{COM_QUERY, COM_STMT_PREPARE};
@@ -25,13 +26,14 @@ use crate::wire::ok_err::{encode_eof, put_lenenc_int, InfoCounts};
 use crate::wire::ok_err::{status, ErrInfo, OkInfo};
 use crate::wire::packet::PacketWriter;
 use crate::wire::response::{Outcome, ResponseKind};
+use crate::wire::stmt::{set_statement_id, statement_id};
 use tokio::net::tcp::OwnedWriteHalf;
 
 /// A prepared execution: the client's COM_STMT_EXECUTE (with parameter
-/// types) to re-target at each node's own statement.
+/// types, as `retarget_execute` leaves it) to re-target at each node's own
+/// statement, in place.
 pub struct Execution<'a> {
-    pub packet: &'a [u8],
-    pub num_params: u16,
+    pub packet: &'a mut [u8],
 }
 
 impl Session {
@@ -52,6 +54,40 @@ impl Session {
                 format!("the rules name data source {data_source}, which is not configured"),
             ))
         })
+    }
+
+    /// The statement of the prepared statement the execute `payload` names
+    /// for its node at `position`, built on first use and kept with the
+    /// prepared statement. None when there is no such node.
+    pub(super) fn node_statement(
+        &mut self,
+        payload: &[u8],
+        position: usize,
+    ) -> Result<Option<NodeStatement>, Failure> {
+        let shared = &self.shared;
+        let Some(prepared) = statement_id(payload)
+            .and_then(|id| self.statements.get_mut(id))
+            .and_then(|stmt| stmt.sharded.as_mut())
+        else {
+            return Ok(None);
+        };
+        if let Some(node) = prepared.node(position) {
+            return Ok(Some(node.clone()));
+        }
+        let ctx = PlanContext {
+            rules: &shared.rules,
+            default_data_source: &shared.config.server.default_data_source,
+            keys: &shared.keys,
+        };
+        let Some(target) = node_target(&prepared.statement, &prepared.text, position, &ctx) else {
+            return Ok(None);
+        };
+        let node = NodeStatement {
+            pool: pool_of(shared, &target.data_source)?,
+            sql: Arc::from(target.sql.as_bytes()),
+        };
+        prepared.keep_node(position, node.clone());
+        Ok(Some(node))
     }
 
     /// The pool a statement on `data_source` uses (a replica for a read;
@@ -91,21 +127,11 @@ impl Session {
         debug!(?route, "routed");
         self.count_routed(st, &route);
         match route {
-            Route::One(target) => match &execution {
+            Route::One(target) => match execution {
                 Some(exec) if st.kind.returns_rows() => {
                     let pool = self.pool_of(&target.data_source)?;
                     let node_sql: Arc<[u8]> = Arc::from(target.sql.as_bytes());
-                    self.execute_on(
-                        &pool,
-                        node_sql,
-                        exec.packet,
-                        exec.num_params,
-                        Part {
-                            first: true,
-                            last: true,
-                        },
-                    )
-                    .await
+                    self.execute_on(&pool, node_sql, exec.packet).await
                 }
                 _ => {
                     let text = if binary_rows {
@@ -259,7 +285,7 @@ impl Session {
         &mut self,
         targets: Vec<Target>,
         params: &[ParamValue],
-        execution: Option<Execution<'_>>,
+        mut execution: Option<Execution<'_>>,
     ) -> Result<(), Failure> {
         let count = targets.len();
         for (i, target) in targets.into_iter().enumerate() {
@@ -268,10 +294,10 @@ impl Session {
                 last: i + 1 == count,
             };
             let pool = self.pool_of(&target.data_source)?;
-            let outcome = match &execution {
+            let outcome = match &mut execution {
                 Some(exec) => {
                     let node_sql: Arc<[u8]> = Arc::from(target.sql.as_bytes());
-                    self.execute_part(&pool, node_sql, exec.packet, exec.num_params, part)
+                    self.execute_part(&pool, node_sql, exec.packet, part)
                         .await?
                 }
                 None => {
@@ -798,21 +824,23 @@ impl Session {
         &mut self,
         pool: &Arc<Pool>,
         node_sql: Arc<[u8]>,
-        packet: &[u8],
-        num_params: u16,
-        part: Part,
+        packet: &mut [u8],
     ) -> Result<(), Failure> {
-        self.execute_part(pool, node_sql, packet, num_params, part)
-            .await?;
+        let part = Part {
+            first: true,
+            last: true,
+        };
+        self.execute_part(pool, node_sql, packet, part).await?;
         Ok(())
     }
 
+    /// Executes a node's statement with the client's parameters: `packet`
+    /// (an [`Execution`]'s) is re-targeted in place at the node's statement.
     async fn execute_part(
         &mut self,
         pool: &Arc<Pool>,
         node_sql: Arc<[u8]>,
-        packet: &[u8],
-        num_params: u16,
+        packet: &mut [u8],
         part: Part,
     ) -> Result<Outcome, Failure> {
         let classified = Classified::default();
@@ -824,18 +852,14 @@ impl Session {
                 return Err(Failure::Reply(err));
             }
         };
-        let (mut retargeted, _) = crate::wire::stmt::retarget_execute(
-            packet, backend.id, num_params, None,
-        )
-        .map_err(|e| {
-            Failure::Reply(ErrInfo::new(
-                1210,
-                "HY000",
-                format!("Incorrect arguments to mysqld_stmt_execute: {e}"),
-            ))
-        })?;
-        retargeted[5] = 0;
-        conn.send_command(&retargeted).await?;
+        // The packet already carries its parameter types: only the
+        // statement id differs from node to node. Cursors are not kept (see
+        // `Session::execute`): flags 0.
+        set_statement_id(packet, backend.id);
+        if let Some(flags) = packet.get_mut(5) {
+            *flags = 0;
+        }
+        conn.send_command(packet).await?;
         let outcome = if part.first && part.last {
             super::forward::forward_reply(
                 &mut conn,
@@ -861,6 +885,17 @@ impl Session {
         self.release(conn, &classified);
         Ok(outcome)
     }
+}
+
+/// The pool of a data source the rules name.
+fn pool_of(shared: &crate::server::Shared, data_source: &str) -> Result<Arc<Pool>, Failure> {
+    shared.pool(data_source).cloned().ok_or_else(|| {
+        Failure::Reply(ErrInfo::new(
+            codes::ER_UNKNOWN_ERROR,
+            "HY000",
+            format!("the rules name data source {data_source}, which is not configured"),
+        ))
+    })
 }
 
 /// Reads the reply to a COM_STMT_PREPARE queued ahead of a query: its

@@ -166,6 +166,34 @@ pub fn analyze(
     if named.is_empty() {
         return Ok(Analysis::Unsharded);
     }
+    if let Some(st) = super::simple::point_select(sql, rules) {
+        return Ok(Analysis::Sharded(Box::new(st)));
+    }
+    parsed(sql, rules, logical_db, &named)
+}
+
+/// [`analyze`] from sqlparser's parse, whatever the statement (the tests
+/// compare it with the analysis that needs no parse).
+#[cfg(test)]
+pub(crate) fn analyze_parsed(
+    sql: &str,
+    rules: &ShardingRules,
+    logical_db: &str,
+) -> Result<Analysis, AnalyzeError> {
+    let named = named_tables(sql, rules);
+    if named.is_empty() {
+        return Ok(Analysis::Unsharded);
+    }
+    parsed(sql, rules, logical_db, &named)
+}
+
+/// The analysis of a statement naming the routed tables `named`, from its parse.
+fn parsed(
+    sql: &str,
+    rules: &ShardingRules,
+    logical_db: &str,
+    named: &BTreeSet<String>,
+) -> Result<Analysis, AnalyzeError> {
     let tables_text = || named.iter().cloned().collect::<Vec<_>>().join(", ");
     let statements =
         Parser::parse_sql(&MySqlDialect {}, sql).map_err(|e| AnalyzeError::Unparsable {

@@ -1,4 +1,5 @@
-//! Sharded statements: what a statement touches (`analyze`), where it goes
+//! Sharded statements: what a statement touches (`analyze`, `simple` for
+//! point SELECTs that need no parse), where it goes
 //! (`plan`), and the SQL each data node runs (`rewrite`). The executor in
 //! `session` carries a plan out.
 
@@ -10,6 +11,7 @@ pub mod plan;
 pub mod preview;
 pub mod rewrite;
 pub mod scatter;
+pub mod simple;
 
 use crate::error::codes;
 use crate::wire::ok_err::ErrInfo;

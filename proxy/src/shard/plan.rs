@@ -87,11 +87,7 @@ pub fn plan(
     ctx: &PlanContext<'_>,
 ) -> Result<Route, ErrInfo> {
     check_supported(st, ctx)?;
-    let sharded: Vec<&String> = st
-        .tables
-        .iter()
-        .filter(|t| ctx.rules.table_kind(t) == TableKind::Sharded)
-        .collect();
+    let layout = Layout::of(st, ctx);
     let text_of = |s: &str| {
         if as_text && !params.is_empty() {
             bind_params(s, &placeholders(s), params)
@@ -99,10 +95,58 @@ pub fn plan(
             s.to_owned()
         }
     };
-    match sharded.first() {
-        Some(table) => plan_sharded(st, sql, table, params, ctx, &text_of),
+    match layout.first_table() {
+        Some(table) => plan_sharded(st, sql, table, &layout, params, ctx, &text_of),
         None => plan_broadcast(st, sql, ctx, &text_of),
     }
+}
+
+/// For a SELECT on one sharded table that `check_supported` accepted: the
+/// position (among the table's nodes) of the one node these parameters
+/// reach, where `plan` answers `Route::One` with [`node_target`] of it.
+/// None when `plan` must decide: another kind of statement, bound tables,
+/// several nodes or none, a value that does not route.
+///
+/// Prepared statements route each execution here and keep the node
+/// statements they built, instead of planning every execution anew.
+pub fn single_node(
+    st: &ShardedStatement,
+    params: &[ParamValue],
+    ctx: &PlanContext<'_>,
+) -> Option<usize> {
+    if st.kind != StatementKind::Select {
+        return None;
+    }
+    let condition = resolve(&st.condition, params);
+    // Routing answers for sharded tables only: that finds the one sharded
+    // table without looking each table up twice.
+    let mut routed = st
+        .tables
+        .iter()
+        .filter_map(|t| ctx.rules.route_positions(t, &condition));
+    let positions = routed.next()?.ok()?;
+    if routed.next().is_some() {
+        return None;
+    }
+    match positions.as_slice() {
+        [position] => Some(*position),
+        _ => None,
+    }
+}
+
+/// The statement for the node at `position` of `st`'s sharded tables, as
+/// `plan` sends it there (parameters left as `?`); None past the last node.
+pub fn node_target(
+    st: &ShardedStatement,
+    sql: &str,
+    position: usize,
+    ctx: &PlanContext<'_>,
+) -> Option<Target> {
+    let layout = Layout::of(st, ctx);
+    (position < layout.width()).then(|| Target {
+        data_source: layout.data_source(position).to_owned(),
+        sql: node_sql(st, sql, &layout, position),
+    })
 }
 
 /// Refuses statements whose shape no parameter value can make routable:
@@ -114,23 +158,26 @@ pub fn check_supported(st: &ShardedStatement, ctx: &PlanContext<'_>) -> Result<(
         .iter()
         .filter(|t| ctx.rules.table_kind(t) == TableKind::Sharded)
         .collect();
-    let names = st.tables.join(", ");
+    let names = || st.tables.join(", ");
     if sharded.len() > 1 {
         let group = ctx.rules.binding_group(sharded[0]);
         let bound = group.is_some() && sharded.iter().all(|t| ctx.rules.binding_group(t) == group);
         if !bound {
             return Err(not_supported(format!(
-                "statements over several sharded tables ({names}) are not supported unless they are bound ([[binding]] in the config: sharded alike and joined on their sharding columns); query them separately"
+                "statements over several sharded tables ({}) are not supported unless they are bound ([[binding]] in the config: sharded alike and joined on their sharding columns); query them separately",
+                names()
             )));
         }
         if st.kind != StatementKind::Select {
             return Err(not_supported(format!(
-                "writes over several sharded tables ({names}) are not supported; write each table on its own"
+                "writes over several sharded tables ({}) are not supported; write each table on its own",
+                names()
             )));
         }
         if !joined_on_sharding_columns(&sharded, &st.sharding_joins) {
             return Err(not_supported(format!(
-                "binding tables ({names}) must be joined on their sharding columns (e.g. a.k = b.k) to be answered node by node"
+                "binding tables ({}) must be joined on their sharding columns (e.g. a.k = b.k) to be answered node by node",
+                names()
             )));
         }
     }
@@ -172,37 +219,17 @@ fn joined_on_sharding_columns(tables: &[&String], joins: &[(String, String)]) ->
 /// columns: the first node of its sharded table, or the default data
 /// source for broadcast tables.
 pub fn prepare_target(st: &ShardedStatement, sql: &str, ctx: &PlanContext<'_>) -> Target {
-    let sharded = st
-        .tables
-        .iter()
-        .find(|t| ctx.rules.table_kind(t) == TableKind::Sharded);
-    match sharded.and_then(|_| first_placement(st, ctx)) {
-        Some(place) => Target {
-            data_source: place.data_source.clone(),
-            sql: node_sql(st, sql, &place),
+    let layout = Layout::of(st, ctx);
+    match layout.first_position() {
+        Some(position) => Target {
+            data_source: layout.data_source(position).to_owned(),
+            sql: node_sql(st, sql, &layout, position),
         },
         None => Target {
             data_source: ctx.default_data_source.to_owned(),
             sql: splice_tables(sql, &st.replacements, str::to_owned),
         },
     }
-}
-
-/// Every sharded table of the statement at its first node.
-fn first_placement(st: &ShardedStatement, ctx: &PlanContext<'_>) -> Option<Placement> {
-    let mut place: Option<Placement> = None;
-    for t in st
-        .tables
-        .iter()
-        .filter(|t| ctx.rules.table_kind(t) == TableKind::Sharded)
-    {
-        let node = ctx.rules.nodes(t).into_iter().next()?;
-        match &mut place {
-            None => place = Some(Placement::single(&node, t)),
-            Some(p) => p.tables.push((t.clone(), node.table)),
-        }
-    }
-    place
 }
 
 fn placeholders(sql: &str) -> Vec<usize> {
@@ -212,65 +239,94 @@ fn placeholders(sql: &str) -> Vec<usize> {
         .collect()
 }
 
-/// Where one node statement runs: its data source and the physical name of
-/// each sharded table there (bound tables share a position).
-#[derive(Debug, Clone)]
-struct Placement {
-    data_source: String,
-    tables: Vec<(String, String)>,
+/// The sharded tables of a statement with their data nodes, borrowed from
+/// the rules. Bound tables are laid out alike (the config is refused
+/// otherwise), so one position names a node of each: a node statement is
+/// a position in these lists.
+struct Layout<'a> {
+    /// (logical table, its nodes), in the statement's table order.
+    tables: Vec<(&'a str, &'a [DataNode])>,
 }
 
-impl Placement {
-    fn single(node: &DataNode, table: &str) -> Self {
-        Placement {
-            data_source: node.data_source.clone(),
-            tables: vec![(table.to_owned(), node.table.clone())],
-        }
-    }
-
-    /// The physical name of each table here: the node's table for sharded
-    /// ones, the same name for broadcast tables.
-    fn names(&self) -> impl Fn(&str) -> String + '_ {
-        move |t: &str| {
-            self.tables
+impl<'a> Layout<'a> {
+    fn of(st: &'a ShardedStatement, ctx: &PlanContext<'a>) -> Self {
+        Layout {
+            tables: st
+                .tables
                 .iter()
-                .find(|(logical, _)| logical == t)
-                .map_or_else(|| t.to_owned(), |(_, physical)| physical.clone())
+                .filter_map(|t| Some((t.as_str(), ctx.rules.sharded_nodes(t)?)))
+                .collect(),
         }
+    }
+
+    fn first_table(&self) -> Option<&'a str> {
+        self.tables.first().map(|(t, _)| *t)
+    }
+
+    /// How many positions there are (nodes of the first table).
+    fn width(&self) -> usize {
+        self.tables.first().map_or(0, |(_, nodes)| nodes.len())
+    }
+
+    /// Every sharded table at its first node, when there are sharded tables.
+    fn first_position(&self) -> Option<usize> {
+        (!self.tables.is_empty() && self.tables.iter().all(|(_, nodes)| !nodes.is_empty()))
+            .then_some(0)
+    }
+
+    /// The data source of a position (below `width`: positions come from
+    /// routing these very tables).
+    fn data_source(&self, position: usize) -> &'a str {
+        &self.tables[0].1[position].data_source
+    }
+
+    /// The physical name of `logical` at a position: the node's table for
+    /// sharded tables, the same name for broadcast ones.
+    fn physical<'s>(&'s self, position: usize, logical: &'s str) -> &'s str {
+        self.tables
+            .iter()
+            .find(|(t, _)| *t == logical)
+            .map_or(logical, |(_, nodes)| nodes[position].table.as_str())
+    }
+
+    /// [`Layout::physical`] as an owned name, for the rewrite helpers.
+    fn names(&self, position: usize) -> impl Fn(&str) -> String + '_ {
+        move |t: &str| self.physical(position, t).to_owned()
     }
 }
 
-fn node_sql(st: &ShardedStatement, sql: &str, place: &Placement) -> String {
-    splice_tables(sql, &st.replacements, place.names())
+fn node_sql(st: &ShardedStatement, sql: &str, layout: &Layout<'_>, position: usize) -> String {
+    splice_tables(sql, &st.replacements, layout.names(position))
 }
 
-/// The placements a condition reaches for a group of bound tables: the
-/// positions every table's own routing allows (each is a superset).
-fn bound_placements(
-    tables: &[&String],
+/// The positions of `table`'s nodes a condition reaches.
+fn reached(
+    table: &str,
     condition: &Condition,
     ctx: &PlanContext<'_>,
-) -> Result<Vec<Placement>, ErrInfo> {
-    let all: Vec<Vec<DataNode>> = tables.iter().map(|t| ctx.rules.nodes(t)).collect();
-    let width = all.first().map_or(0, Vec::len);
-    let mut allowed = vec![true; width];
-    for (t, nodes) in tables.iter().zip(&all) {
-        let reached = ctx.rules.route(t, condition).map_err(|e| route_error(&e))?;
-        for (i, node) in nodes.iter().enumerate() {
-            allowed[i] &= reached.contains(node);
+) -> Result<Vec<usize>, ErrInfo> {
+    match ctx.rules.route_positions(table, condition) {
+        Some(positions) => positions.map_err(|e| route_error(&e)),
+        // Layouts hold sharded tables only.
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The positions a condition reaches for a group of bound tables: those
+/// every table's own routing allows (each is a superset).
+fn bound_positions(
+    layout: &Layout<'_>,
+    condition: &Condition,
+    ctx: &PlanContext<'_>,
+) -> Result<Vec<usize>, ErrInfo> {
+    let mut allowed = vec![true; layout.width()];
+    for (t, _) in &layout.tables {
+        let positions = reached(t, condition, ctx)?;
+        for (i, ok) in allowed.iter_mut().enumerate() {
+            *ok &= positions.contains(&i);
         }
     }
-    Ok((0..width)
-        .filter(|i| allowed[*i])
-        .map(|i| Placement {
-            data_source: all[0][i].data_source.clone(),
-            tables: tables
-                .iter()
-                .zip(&all)
-                .map(|(t, nodes)| ((*t).clone(), nodes[i].table.clone()))
-                .collect(),
-        })
-        .collect())
+    Ok((0..allowed.len()).filter(|i| allowed[*i]).collect())
 }
 
 /// Binds a condition's parameters. A comparison with NULL is never true
@@ -334,19 +390,19 @@ fn plan_sharded(
     st: &ShardedStatement,
     sql: &str,
     table: &str,
+    layout: &Layout<'_>,
     params: &[ParamValue],
     ctx: &PlanContext<'_>,
     text_of: &dyn Fn(&str) -> String,
 ) -> Result<Route, ErrInfo> {
-    let target = |place: &Placement, text: bool| Target {
-        data_source: place.data_source.clone(),
+    let target = |position: usize, text: bool| Target {
+        data_source: layout.data_source(position).to_owned(),
         sql: if text {
-            text_of(&node_sql(st, sql, place))
+            text_of(&node_sql(st, sql, layout, position))
         } else {
-            node_sql(st, sql, place)
+            node_sql(st, sql, layout, position)
         },
     };
-    let single = |node: &DataNode| Placement::single(node, table);
     match st.kind {
         StatementKind::Insert => {
             let shape = st
@@ -356,45 +412,29 @@ fn plan_sharded(
             plan_insert(st, sql, shape, table, params, ctx, text_of)
         }
         StatementKind::Ddl => Ok(Route::Fanout {
-            targets: ctx
-                .rules
-                .nodes(table)
-                .iter()
-                .map(|n| target(&single(n), true))
-                .collect(),
+            targets: (0..layout.width()).map(|p| target(p, true)).collect(),
             affected: Affected::OneCopy,
             transactional: false,
             generated_id: None,
             insert_rows: Vec::new(),
         }),
         StatementKind::Describe => {
-            let nodes = ctx.rules.nodes(table);
-            let first = nodes
-                .first()
-                .ok_or_else(|| not_supported(format!("table {table} has no data nodes")))?;
-            Ok(Route::One(target(&single(first), false)))
+            if layout.width() == 0 {
+                return Err(not_supported(format!("table {table} has no data nodes")));
+            }
+            Ok(Route::One(target(0, false)))
         }
         StatementKind::Select | StatementKind::Update | StatementKind::Delete => {
             let condition = resolve(&st.condition, params);
-            let bound: Vec<&String> = st
-                .tables
-                .iter()
-                .filter(|t| ctx.rules.table_kind(t) == TableKind::Sharded)
-                .collect();
-            let mut nodes = if bound.len() > 1 {
-                bound_placements(&bound, &condition, ctx)?
+            let mut nodes = if layout.tables.len() > 1 {
+                bound_positions(layout, &condition, ctx)?
             } else {
-                ctx.rules
-                    .route(table, &condition)
-                    .map_err(|e| route_error(&e))?
-                    .iter()
-                    .map(single)
-                    .collect()
+                reached(table, &condition, ctx)?
             };
             if nodes.is_empty() {
                 // No node can hold a matching row; any one answers with the
                 // empty result (or zero affected rows) and the right columns.
-                nodes = first_placement(st, ctx).into_iter().collect();
+                nodes = layout.first_position().into_iter().collect();
             }
             if st.updates_sharding_column {
                 return Err(not_supported(format!(
@@ -402,12 +442,12 @@ fn plan_sharded(
                 )));
             }
             if let [node] = nodes.as_slice() {
-                return Ok(Route::One(target(node, false)));
+                return Ok(Route::One(target(*node, false)));
             }
             if st.kind == StatementKind::Select {
                 return match &st.scatter {
-                    None => Ok(Route::Concat(nodes.iter().map(|n| target(n, false)).collect())),
-                    Some(Ok(sc)) => plan_merge(st, sql, sc, &nodes, params),
+                    None => Ok(Route::Concat(nodes.iter().map(|n| target(*n, false)).collect())),
+                    Some(Ok(sc)) => plan_merge(st, sql, sc, layout, &nodes, params),
                     Some(Err(why)) => Err(not_supported(format!(
                         "{why} is not supported on sharded table {table} (its rows are on {} data nodes); add a condition on its sharding column",
                         nodes.len()
@@ -421,7 +461,7 @@ fn plan_sharded(
                 )));
             }
             Ok(Route::Fanout {
-                targets: nodes.iter().map(|n| target(n, true)).collect(),
+                targets: nodes.iter().map(|n| target(*n, true)).collect(),
                 affected: Affected::Sum,
                 transactional: true,
                 generated_id: None,
@@ -437,7 +477,8 @@ fn plan_merge(
     st: &ShardedStatement,
     sql: &str,
     sc: &ScatterSelect,
-    nodes: &[Placement],
+    layout: &Layout<'_>,
+    nodes: &[usize],
     params: &[ParamValue],
 ) -> Result<Route, ErrInfo> {
     let value = |v: LimitVal| -> Result<u64, ErrInfo> {
@@ -481,8 +522,8 @@ fn plan_merge(
         .transpose()
         .map_err(|e| ErrInfo::new(1210, "HY000", e))?;
     let mut by_source: Vec<(String, Vec<String>)> = Vec::new();
-    for node in nodes {
-        let physical = node.names();
+    for &node in nodes {
+        let physical = layout.names(node);
         let mut edits: Vec<(usize, usize, String)> = st
             .replacements
             .iter()
@@ -536,9 +577,10 @@ fn plan_merge(
         } else {
             bind_params(&text, &placeholders(&text), &kept)
         };
-        match by_source.iter_mut().find(|(ds, _)| *ds == node.data_source) {
+        let data_source = layout.data_source(node);
+        match by_source.iter_mut().find(|(ds, _)| ds == data_source) {
             Some((_, parts)) => parts.push(text),
-            None => by_source.push((node.data_source.clone(), vec![text])),
+            None => by_source.push((data_source.to_owned(), vec![text])),
         }
     }
     // A UNION's column definitions lose their tables and some flags; the
@@ -822,6 +864,87 @@ mod tests {
             .unwrap(),
             one("ds1", "SELECT * FROM `users_1` u WHERE u.user_id = ?")
         );
+    }
+
+    #[test]
+    fn single_node_agrees_with_plan() {
+        let (config, rules) = fixture();
+        let keys = SnowflakeGenerator::new(&config.snowflake, SystemClock);
+        let ctx = PlanContext {
+            rules: &rules,
+            default_data_source: "ds0",
+            keys: &keys,
+        };
+        for (sql, params, single) in [
+            (
+                "SELECT * FROM users WHERE user_id = ?",
+                vec![ParamValue::Int(67)],
+                true,
+            ),
+            (
+                "SELECT * FROM USERS u WHERE u.user_id = ? AND name = ?",
+                vec![ParamValue::Int(5), ParamValue::Null],
+                true,
+            ),
+            (
+                "SELECT name FROM users WHERE user_id IN (?, 5)",
+                vec![ParamValue::Int(69)],
+                true,
+            ),
+            (
+                "SELECT name FROM users, sys_configs c WHERE user_id = ? AND c.k = users.name",
+                vec![ParamValue::Int(2)],
+                true,
+            ),
+            (
+                "SELECT * FROM users WHERE user_id IN (?, 6)",
+                vec![ParamValue::Int(5)],
+                false,
+            ),
+            (
+                "SELECT * FROM users WHERE user_id = ?",
+                vec![ParamValue::Null],
+                false,
+            ),
+            (
+                "SELECT * FROM users WHERE user_id = ?",
+                vec![ParamValue::Int(-5)],
+                false,
+            ),
+            (
+                "SELECT * FROM users WHERE name = ?",
+                vec![ParamValue::Int(1)],
+                false,
+            ),
+            (
+                "UPDATE users SET name = 'x' WHERE user_id = ?",
+                vec![ParamValue::Int(1)],
+                false,
+            ),
+            (
+                "SELECT * FROM sys_configs WHERE k = ?",
+                vec![ParamValue::Int(1)],
+                false,
+            ),
+        ] {
+            let Analysis::Sharded(st) = analyze(sql, &rules, "wework").unwrap() else {
+                panic!("unsharded: {sql}")
+            };
+            let planned = plan(&st, sql, &params, true, &ctx);
+            match single_node(&st, &params, &ctx) {
+                Some(position) => {
+                    assert!(single, "{sql}");
+                    let target = node_target(&st, sql, position, &ctx).unwrap();
+                    assert_eq!(planned.unwrap(), Route::One(target), "{sql}");
+                }
+                None => assert!(!single, "{sql}"),
+            }
+        }
+        let Analysis::Sharded(st) = analyze("SELECT 1 FROM users", &rules, "wework").unwrap()
+        else {
+            panic!()
+        };
+        assert!(node_target(&st, "SELECT 1 FROM users", 64, &ctx).is_none());
     }
 
     #[test]

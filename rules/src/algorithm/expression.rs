@@ -130,7 +130,21 @@ impl NameTemplate {
 
     pub fn render(&self, column_value: i64) -> Result<String, ArithmeticError> {
         let value = self.expression.evaluate(column_value)?;
-        Ok(format!("{}{value}{}", self.prefix, self.suffix))
+        Ok(self.name_of(value))
+    }
+
+    fn name_of(&self, value: i64) -> String {
+        format!("{}{value}{}", self.prefix, self.suffix)
+    }
+
+    /// The placeholder value for which the template renders `name`, if any.
+    fn value_named(&self, name: &str) -> Option<i64> {
+        let digits = name
+            .strip_prefix(self.prefix.as_str())?
+            .strip_suffix(self.suffix.as_str())?;
+        let value: i64 = digits.parse().ok()?;
+        // `users_+1` and `users_01` parse, but no value renders them.
+        (value.to_string() == digits).then_some(value)
     }
 }
 
@@ -138,30 +152,70 @@ impl NameTemplate {
 #[derive(Debug, Clone)]
 pub struct ExpressionAlgorithm {
     template: NameTemplate,
-    positions_by_name: HashMap<String, usize>,
+    /// Targets by the placeholder value that renders their name: routing
+    /// evaluates the expression and looks the number up, without rendering
+    /// a name for every statement.
+    positions: Positions,
+}
+
+/// Target positions by placeholder value.
+#[derive(Debug, Clone)]
+enum Positions {
+    /// Values from `first` on, mostly all present (`t_${id % 16}`): by index.
+    Dense {
+        first: i64,
+        slots: Vec<Option<usize>>,
+    },
+    Sparse(HashMap<i64, usize>),
+}
+
+impl Positions {
+    fn new(by_value: HashMap<i64, usize>) -> Self {
+        let (Some(&first), Some(&last)) = (by_value.keys().min(), by_value.keys().max()) else {
+            return Positions::Sparse(by_value);
+        };
+        let span = i128::from(last) - i128::from(first) + 1;
+        if span > 2 * by_value.len() as i128 + 16 {
+            return Positions::Sparse(by_value);
+        }
+        let mut slots = vec![None; span as usize];
+        for (value, position) in by_value {
+            slots[(value - first) as usize] = Some(position);
+        }
+        Positions::Dense { first, slots }
+    }
+
+    fn get(&self, value: i64) -> Option<usize> {
+        match self {
+            Positions::Dense { first, slots } => {
+                let index = usize::try_from(value.checked_sub(*first)?).ok()?;
+                slots.get(index).copied().flatten()
+            }
+            Positions::Sparse(by_value) => by_value.get(&value).copied(),
+        }
+    }
 }
 
 impl ExpressionAlgorithm {
     pub fn new(template: NameTemplate, targets: &[String]) -> Self {
-        let positions_by_name = targets
+        let by_value = targets
             .iter()
             .enumerate()
-            .map(|(position, name)| (name.clone(), position))
+            .filter_map(|(position, name)| Some((template.value_named(name)?, position)))
             .collect();
         ExpressionAlgorithm {
             template,
-            positions_by_name,
+            positions: Positions::new(by_value),
         }
     }
 }
 
 impl ShardingAlgorithm for ExpressionAlgorithm {
     fn target(&self, key: ShardKey<'_>) -> Result<usize, AlgorithmError> {
-        let name = self.template.render(key.integer()?)?;
-        self.positions_by_name
-            .get(&name)
-            .copied()
-            .ok_or(AlgorithmError::NoTarget(name))
+        let value = self.template.expression.evaluate(key.integer()?)?;
+        self.positions
+            .get(value)
+            .ok_or_else(|| AlgorithmError::NoTarget(self.template.name_of(value)))
     }
 
     fn targets_in_range(
@@ -397,12 +451,41 @@ mod tests {
         assert_eq!(template.render(67), Ok("users_0".to_string()));
         let targets: Vec<String> = (0..16).map(|i| format!("users_{i}")).collect();
         let algorithm = ExpressionAlgorithm::new(template, &targets);
+        assert!(matches!(algorithm.positions, Positions::Dense { .. }));
         assert_eq!(algorithm.target(ShardKey::Int(5)), Ok(1));
         assert_eq!(algorithm.target(ShardKey::Text("63")), Ok(15));
         assert_eq!(
             algorithm.target(ShardKey::Int(-5)),
             Err(AlgorithmError::NoTarget("users_-1".into()))
         );
+        // Values far apart are looked up by hash, not by index.
+        let far: Vec<String> = ["t_-9000000000000000000", "t_7", "t_9000000000000000000"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let template = NameTemplate::parse("t_${user_id}", "user_id").unwrap();
+        let algorithm = ExpressionAlgorithm::new(template, &far);
+        assert!(matches!(algorithm.positions, Positions::Sparse(_)));
+        assert_eq!(algorithm.target(ShardKey::Int(7)), Ok(1));
+        assert_eq!(
+            algorithm.target(ShardKey::Int(9_000_000_000_000_000_000)),
+            Ok(2)
+        );
+        assert!(algorithm.target(ShardKey::Int(8)).is_err());
+        // Only names the template can render are targets.
+        let odd: Vec<String> = ["t_01", "t_+2", "t_3", "t_x", "u_4"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let template = NameTemplate::parse("t_${user_id}", "user_id").unwrap();
+        let algorithm = ExpressionAlgorithm::new(template, &odd);
+        assert_eq!(algorithm.target(ShardKey::Int(3)), Ok(2));
+        for (value, name) in [(1, "t_1"), (2, "t_2"), (4, "t_4")] {
+            assert_eq!(
+                algorithm.target(ShardKey::Int(value)),
+                Err(AlgorithmError::NoTarget(name.into()))
+            );
+        }
         assert!(matches!(
             NameTemplate::parse("users", "user_id"),
             Err(ExpressionError::NotATemplate(_))

@@ -6,6 +6,7 @@
 
 mod condition;
 mod error;
+mod node_set;
 mod sharded_table;
 
 pub use condition::Condition;
@@ -14,8 +15,9 @@ pub use error::RouteError;
 use crate::algorithm::ShardValue;
 use crate::config::{declared_list, Config, ConfigError, Problem};
 use crate::inline::DataNode;
-use sharded_table::{NodeSet, Pick, ShardedTable};
-use std::collections::{BTreeSet, HashMap};
+use node_set::NodeSet;
+use sharded_table::{Pick, ShardedTable};
+use std::collections::HashMap;
 use std::ops::Bound;
 
 /// How a logical table is placed.
@@ -41,6 +43,37 @@ pub struct ShardingRules {
     broadcast: HashMap<String, String>,
     /// Lower-case logical name of a bound table to its binding group.
     binding: HashMap<String, usize>,
+    /// The lengths and first bytes of the sharded and broadcast names.
+    routed_names: NameFilter,
+}
+
+/// A quick test that a lower-case name is certainly not one of a set: its
+/// length and first byte against theirs. `table_kind` is asked about every
+/// word of a statement, and most are keywords or columns.
+#[derive(Debug, Default)]
+struct NameFilter {
+    /// Bit n: a name of n bytes (bit 63: 63 or more).
+    lengths: u64,
+    /// Bit b: a name starting with byte b.
+    first_bytes: [u64; 4],
+}
+
+impl NameFilter {
+    fn add(&mut self, name: &str) {
+        self.lengths |= 1 << name.len().min(63);
+        if let Some(&b) = name.as_bytes().first() {
+            self.first_bytes[usize::from(b >> 6)] |= 1 << (b & 63);
+        }
+    }
+
+    /// False when no name added has this length and first byte.
+    fn admits(&self, name: &str) -> bool {
+        let first = name
+            .as_bytes()
+            .first()
+            .is_none_or(|&b| self.first_bytes[usize::from(b >> 6)] & (1 << (b & 63)) != 0);
+        first && self.lengths & (1 << name.len().min(63)) != 0
+    }
 }
 
 impl ShardingRules {
@@ -81,25 +114,32 @@ impl ShardingRules {
             }
         }
         let binding = binding_groups(config, &sharded)?;
+        let mut routed_names = NameFilter::default();
+        for name in sharded.keys().chain(broadcast.keys()) {
+            routed_names.add(name);
+        }
         Ok(ShardingRules {
             default_data_source: default_data_source.clone(),
             data_sources: config.data_sources.keys().cloned().collect(),
             sharded,
             broadcast,
             binding,
+            routed_names,
         })
     }
 
     /// The binding group of a sharded table, if it is in one.
     pub fn binding_group(&self, table: &str) -> Option<usize> {
-        self.binding.get(&table.to_lowercase()).copied()
+        self.binding.get(lower(table).as_ref()).copied()
     }
 
     pub fn table_kind(&self, table: &str) -> TableKind {
-        let lower = table.to_lowercase();
-        if self.sharded.contains_key(&lower) {
+        let lower = lower(table);
+        if !self.routed_names.admits(lower.as_ref()) {
+            TableKind::Single
+        } else if self.sharded.contains_key(lower.as_ref()) {
             TableKind::Sharded
-        } else if self.broadcast.contains_key(&lower) {
+        } else if self.broadcast.contains_key(lower.as_ref()) {
             TableKind::Broadcast
         } else {
             TableKind::Single
@@ -109,10 +149,10 @@ impl ShardingRules {
     /// Every data node of the table: all shards, one copy per data source
     /// for a broadcast table, or the default data source for the rest.
     pub fn nodes(&self, table: &str) -> Vec<DataNode> {
-        let lower = table.to_lowercase();
-        if let Some(sharded) = self.sharded.get(&lower) {
+        let lower = lower(table);
+        if let Some(sharded) = self.sharded.get(lower.as_ref()) {
             sharded.nodes().to_vec()
-        } else if let Some(name) = self.broadcast.get(&lower) {
+        } else if let Some(name) = self.broadcast.get(lower.as_ref()) {
             self.data_sources
                 .iter()
                 .map(|source| DataNode::new(source, name))
@@ -126,7 +166,7 @@ impl ShardingRules {
     /// so that the SQL layer knows which predicates to extract.
     pub fn sharding_columns(&self, table: &str) -> Vec<&str> {
         self.sharded
-            .get(&table.to_lowercase())
+            .get(lower(table).as_ref())
             .map(ShardedTable::sharding_columns)
             .unwrap_or_default()
     }
@@ -134,7 +174,7 @@ impl ShardingRules {
     /// The column the proxy fills with a snowflake id when an INSERT omits it.
     pub fn generated_key_column(&self, table: &str) -> Option<&str> {
         self.sharded
-            .get(&table.to_lowercase())
+            .get(lower(table).as_ref())
             .and_then(ShardedTable::key_column)
     }
 
@@ -142,14 +182,35 @@ impl ShardingRules {
     /// only narrow sharded tables; broadcast and single tables return
     /// [`ShardingRules::nodes`].
     pub fn route(&self, table: &str, condition: &Condition) -> Result<Vec<DataNode>, RouteError> {
-        let Some(sharded) = self.sharded.get(&table.to_lowercase()) else {
+        let Some(sharded) = self.sharded.get(lower(table).as_ref()) else {
             return Ok(self.nodes(table));
         };
         let reached = route_condition(sharded, condition)?;
         Ok(reached
+            .into_vec()
             .into_iter()
             .map(|node| sharded.nodes()[node].clone())
             .collect())
+    }
+
+    /// The data nodes of a sharded table, borrowed (None for other tables):
+    /// [`ShardingRules::nodes`] without the copies, for per-statement routing.
+    pub fn sharded_nodes(&self, table: &str) -> Option<&[DataNode]> {
+        self.sharded
+            .get(lower(table).as_ref())
+            .map(ShardedTable::nodes)
+    }
+
+    /// For a sharded table, the positions in [`ShardingRules::sharded_nodes`]
+    /// of the nodes [`ShardingRules::route`] would return, in the same
+    /// order; None for other tables.
+    pub fn route_positions(
+        &self,
+        table: &str,
+        condition: &Condition,
+    ) -> Option<Result<Vec<usize>, RouteError>> {
+        let sharded = self.sharded.get(lower(table).as_ref())?;
+        Some(route_condition(sharded, condition).map(NodeSet::into_vec))
     }
 
     /// The one data node an inserted row goes to, from its column values.
@@ -159,15 +220,53 @@ impl ShardingRules {
         table: &str,
         row: &[(&str, ShardValue)],
     ) -> Result<DataNode, RouteError> {
-        let lower = table.to_lowercase();
-        if let Some(sharded) = self.sharded.get(&lower) {
+        let lower = lower(table);
+        if let Some(sharded) = self.sharded.get(lower.as_ref()) {
             sharded.route_row(row).cloned()
-        } else if self.broadcast.contains_key(&lower) {
+        } else if self.broadcast.contains_key(lower.as_ref()) {
             Err(RouteError::BroadcastRow {
                 table: table.to_string(),
             })
         } else {
             Ok(DataNode::new(&self.default_data_source, table))
+        }
+    }
+}
+
+/// A table name as the maps are keyed: lower case. Names are looked up per
+/// statement (every word of a statement, to find the routed tables): a name
+/// in lower case is borrowed, an ASCII one up to 64 bytes (MySQL's longest
+/// identifier) is lowered on the stack, only others are copied.
+fn lower(table: &str) -> Lower<'_> {
+    if !table.is_ascii() {
+        Lower::Owned(table.to_lowercase())
+    } else if !table.bytes().any(|b| b.is_ascii_uppercase()) {
+        Lower::Borrowed(table)
+    } else if table.len() <= 64 {
+        let mut buf = [0u8; 64];
+        for (to, from) in buf.iter_mut().zip(table.bytes()) {
+            *to = from.to_ascii_lowercase();
+        }
+        Lower::Inline(buf, table.len())
+    } else {
+        Lower::Owned(table.to_ascii_lowercase())
+    }
+}
+
+/// A lower-case table name (see [`lower`]).
+enum Lower<'a> {
+    Borrowed(&'a str),
+    Inline([u8; 64], usize),
+    Owned(String),
+}
+
+impl AsRef<str> for Lower<'_> {
+    fn as_ref(&self) -> &str {
+        match self {
+            Lower::Borrowed(s) => s,
+            // ASCII lowered is ASCII: always UTF-8.
+            Lower::Inline(buf, len) => std::str::from_utf8(&buf[..*len]).unwrap_or_default(),
+            Lower::Owned(s) => s,
         }
     }
 }
@@ -252,14 +351,11 @@ fn route_condition(table: &ShardedTable, condition: &Condition) -> Result<NodeSe
     let range = |column: &str, lower, upper| table.route_leaf(column, Pick::Range(lower, upper));
     match condition {
         Condition::Eq(column, value) => table.route_leaf(column, Pick::Value(value)),
-        Condition::In(column, values) => {
-            values
-                .iter()
-                .try_fold(BTreeSet::new(), |mut reached, value| {
-                    reached.extend(table.route_leaf(column, Pick::Value(value))?);
-                    Ok(reached)
-                })
-        }
+        Condition::In(column, values) => values
+            .iter()
+            .map(|value| table.route_leaf(column, Pick::Value(value)))
+            .collect::<Result<Vec<_>, _>>()
+            .map(NodeSet::union),
         Condition::Between(column, low, high) => range(column, Included(low), Included(high)),
         Condition::Lt(column, value) => range(column, Unbounded, Excluded(value)),
         Condition::Le(column, value) => range(column, Unbounded, Included(value)),
@@ -268,19 +364,16 @@ fn route_condition(table: &ShardedTable, condition: &Condition) -> Result<NodeSe
         Condition::And(conditions) => {
             conditions
                 .iter()
-                .try_fold(table.all_nodes(), |reached, condition| {
-                    let narrowed = route_condition(table, condition)?;
-                    Ok(reached.intersection(&narrowed).copied().collect())
-                })
-        }
-        Condition::Or(conditions) => {
-            conditions
-                .iter()
-                .try_fold(BTreeSet::new(), |mut reached, condition| {
-                    reached.extend(route_condition(table, condition)?);
+                .try_fold(table.all_nodes(), |mut reached, condition| {
+                    reached.intersect(&route_condition(table, condition)?);
                     Ok(reached)
                 })
         }
+        Condition::Or(conditions) => conditions
+            .iter()
+            .map(|condition| route_condition(table, condition))
+            .collect::<Result<Vec<_>, _>>()
+            .map(NodeSet::union),
         Condition::Unknown => Ok(table.all_nodes()),
     }
 }
@@ -308,6 +401,12 @@ mod tests {
         let rules = rules();
         assert_eq!(rules.table_kind("users"), TableKind::Sharded);
         assert_eq!(rules.table_kind("USERS"), TableKind::Sharded);
+        assert_eq!(rules.table_kind("Sys_Configs"), TableKind::Broadcast);
+        assert_eq!(rules.table_kind(&"U".repeat(65)), TableKind::Single);
+        assert_eq!(rules.table_kind("ÜSERS"), TableKind::Single);
+        for word in ["SELECT", "where", "user", "userx", "sys_config", ""] {
+            assert_eq!(rules.table_kind(word), TableKind::Single, "{word}");
+        }
         assert_eq!(rules.table_kind("sys_configs"), TableKind::Broadcast);
         assert_eq!(rules.table_kind("orders"), TableKind::Single);
         assert_eq!(rules.nodes("users").len(), 64);
@@ -435,6 +534,42 @@ mod tests {
                 .unwrap()
                 .len(),
             64
+        );
+    }
+
+    #[test]
+    fn positions_name_the_routed_nodes() {
+        let rules = rules();
+        assert!(rules.sharded_nodes("sys_configs").is_none());
+        assert!(rules
+            .route_positions("orders", &Condition::Unknown)
+            .is_none());
+        for (table, condition) in [
+            ("users", Condition::eq("user_id", 67)),
+            ("USERS", Condition::eq("user_id", 5)),
+            ("users", Condition::Unknown),
+            (
+                "message_records",
+                Condition::And(vec![
+                    Condition::eq("tenant_id", "acme"),
+                    Condition::Ge("created_at".into(), text("2024-11-02")),
+                ]),
+            ),
+        ] {
+            let nodes = rules.sharded_nodes(table).unwrap();
+            let positions = rules.route_positions(table, &condition).unwrap().unwrap();
+            let by_position: Vec<DataNode> = positions.iter().map(|&i| nodes[i].clone()).collect();
+            assert_eq!(
+                by_position,
+                rules.route(table, &condition).unwrap(),
+                "{table}"
+            );
+        }
+        assert_eq!(
+            rules.route_positions("users", &Condition::eq("user_id", -5)),
+            Some(Err(rules
+                .route("users", &Condition::eq("user_id", -5))
+                .unwrap_err()))
         );
     }
 
@@ -590,6 +725,33 @@ mod tests {
             names(&rules.route("t", &Condition::eq("id", 2)).unwrap()),
             ["a.t_x"]
         );
+    }
+}
+
+#[cfg(test)]
+mod name_filter_tests {
+    use super::NameFilter;
+
+    #[test]
+    fn admits_every_name_added() {
+        let mut filter = NameFilter::default();
+        let names = [
+            "users",
+            "sys_configs",
+            "\u{e9}t\u{e9}",
+            &"x".repeat(80),
+            "a",
+        ];
+        for name in names {
+            filter.add(name);
+        }
+        for name in names {
+            assert!(filter.admits(name), "{name}");
+        }
+        assert!(filter.admits(&"x".repeat(64)));
+        for name in ["usersx", "where", "b", "", "Users"] {
+            assert!(!filter.admits(name), "{name}");
+        }
     }
 }
 

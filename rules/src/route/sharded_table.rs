@@ -2,6 +2,7 @@
 //! dimension (data source, table), and the routing of values and ranges.
 
 use super::error::RouteError;
+use super::node_set::NodeSet;
 use crate::algorithm::{
     AlgorithmError, Crc32Modulo, ExpressionAlgorithm, Modulo, Month, ShardKey, ShardValue,
     ShardingAlgorithm, Targets,
@@ -13,9 +14,6 @@ use crate::config::{
 use crate::inline::{expand_data_nodes, DataNode};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ops::Bound;
-
-/// Positions into [`ShardedTable::nodes`].
-pub(super) type NodeSet = BTreeSet<usize>;
 
 /// What a leaf condition says about one column.
 #[derive(Debug, Clone, Copy)]
@@ -123,13 +121,30 @@ impl ShardedTable {
         columns
     }
 
+    /// Positions into [`ShardedTable::nodes`]: all of them.
     pub(super) fn all_nodes(&self) -> NodeSet {
-        (0..self.nodes.len()).collect()
+        NodeSet::all(self.nodes.len())
     }
 
     /// The nodes that can hold rows where `column` matches `pick`. An
     /// equality that names a node not declared is an error, not a guess.
     pub(super) fn route_leaf(&self, column: &str, pick: Pick<'_>) -> Result<NodeSet, RouteError> {
+        if let Pick::Value(value) = pick {
+            // The common case (`col = value`, once per routed statement): one
+            // target per dimension at most, so no target sets are built.
+            let [database, table] = [0, 1].map(|dimension| self.target(dimension, column, value));
+            let (database, table) = (database?, table?);
+            let admits =
+                |target: Option<usize>, position: usize| target.is_none_or(|t| t == position);
+            let matching = NodeSet::from_ascending((0..self.nodes.len()).filter(|&node| {
+                let [source_position, table_position] = self.node_targets[node];
+                admits(database, source_position) && admits(table, table_position)
+            }));
+            if matching.is_empty() {
+                return Err(self.no_node(column, value));
+            }
+            return Ok(matching);
+        }
         let [database, table] = [0, 1].map(|dimension| self.targets(dimension, column, pick));
         let matching = self.nodes_matching(&database?, &table?);
         match pick {
@@ -151,7 +166,7 @@ impl ShardedTable {
                     column: strategy.column.clone(),
                 })?;
             let on_column = self.route_leaf(&strategy.column, Pick::Value(value))?;
-            matching.retain(|node| on_column.contains(node));
+            matching.intersect(&on_column);
             if matching.is_empty() {
                 return Err(self.no_node(&strategy.column, value));
             }
@@ -160,12 +175,33 @@ impl ShardedTable {
         // one here; the fallback only keeps this total without a panic.
         matching
             .first()
-            .map(|&node| &self.nodes[node])
+            .map(|node| &self.nodes[node])
             .ok_or_else(|| RouteError::NoNode {
                 table: self.name.clone(),
                 column: self.sharding_columns().join(", "),
                 value: ShardValue::Null,
             })
+    }
+
+    /// The one target of `dimension` that holds rows where `column` equals
+    /// `value`; None when the dimension does not go by `column` (any target).
+    /// The same answer as [`Self::targets`] with `Pick::Value`.
+    fn target(
+        &self,
+        dimension: usize,
+        column: &str,
+        value: &ShardValue,
+    ) -> Result<Option<usize>, RouteError> {
+        let Some(strategy) = self.strategies[dimension]
+            .as_ref()
+            .filter(|s| s.column.eq_ignore_ascii_case(column))
+        else {
+            return Ok(None);
+        };
+        let position = strategy.algorithm.target(self.key_of(column, value)?);
+        position
+            .map(Some)
+            .map_err(|error| self.value_error(column, value, error))
     }
 
     fn targets(
@@ -210,12 +246,10 @@ impl ShardedTable {
             Targets::All => true,
             Targets::Only(positions) => positions.contains(&position),
         };
-        (0..self.nodes.len())
-            .filter(|&node| {
-                let [source_position, table_position] = self.node_targets[node];
-                admits(database, source_position) && admits(table, table_position)
-            })
-            .collect()
+        NodeSet::from_ascending((0..self.nodes.len()).filter(|&node| {
+            let [source_position, table_position] = self.node_targets[node];
+            admits(database, source_position) && admits(table, table_position)
+        }))
     }
 
     /// Without a strategy for a dimension, the other must already single out
