@@ -4,7 +4,6 @@
 //! type, alert name, configured table — never SQL text.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde::Serialize;
 
@@ -106,7 +105,7 @@ pub struct Routed {
 }
 
 /// How a client statement ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
     Ok,
     Error,
@@ -210,18 +209,28 @@ impl Metrics {
         }
     }
 
-    /// One client statement ended.
-    pub fn statement(&self, kind: &str, outcome: Outcome, user: &str, elapsed: Duration) {
+    /// The counter and latency histogram of statements of `kind` ending
+    /// with `outcome` for `user`: sessions keep these handles, so the hot
+    /// path does not hash label values per statement.
+    pub fn statement_handles(
+        &self,
+        kind: &str,
+        outcome: Outcome,
+        user: &str,
+    ) -> (IntCounter, prometheus::Histogram) {
         let outcome = match outcome {
             Outcome::Ok => "ok",
             Outcome::Error => "error",
         };
-        self.statements
-            .with_label_values(&[kind, outcome, user])
-            .inc();
-        self.statement_seconds
-            .with_label_values(&[kind])
-            .observe(elapsed.as_secs_f64());
+        (
+            self.statements.with_label_values(&[kind, outcome, user]),
+            self.statement_seconds.with_label_values(&[kind]),
+        )
+    }
+
+    /// The acquire-latency histogram of pool `pool` (kept by the pool).
+    pub fn pool_acquire_histogram(&self, pool: &str) -> prometheus::Histogram {
+        self.pool_acquire_seconds.with_label_values(&[pool])
     }
 
     /// An error reply of the given type.
@@ -254,12 +263,6 @@ impl Metrics {
     /// An alert fired.
     pub fn alert(&self, alert: &str, data_source: &str) {
         self.alerts.with_label_values(&[alert, data_source]).inc();
-    }
-
-    pub fn pool_acquired(&self, data_source: &str, waited: Duration) {
-        self.pool_acquire_seconds
-            .with_label_values(&[data_source])
-            .observe(waited.as_secs_f64());
     }
 
     /// Something went wrong in a pool (see the metric's help for events).

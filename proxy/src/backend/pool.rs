@@ -155,6 +155,7 @@ pub struct Pool {
     /// The flavor sessions used last, for connections opened in advance.
     last_flavor: Mutex<Option<Flavor>>,
     health: Mutex<Option<HealthCheck>>,
+    acquire_seconds: prometheus::Histogram,
     /// Set by the replica monitor (replicas only).
     replication: Mutex<Option<Replication>>,
     observed: Mutex<Observed>,
@@ -172,6 +173,7 @@ impl Pool {
         context: Arc<PoolContext>,
     ) -> Arc<Self> {
         let size = config.max_size;
+        let acquire_seconds = context.metrics.pool_acquire_histogram(name);
         let pool = Arc::new(Self {
             id: NEXT_POOL.fetch_add(1, Ordering::Relaxed),
             name: Arc::from(name),
@@ -195,6 +197,7 @@ impl Pool {
             latencies: Mutex::new(LatencyWindow::default()),
             last_flavor: Mutex::new(None),
             health: Mutex::new(None),
+            acquire_seconds,
             replication: Mutex::new(None),
             observed: Mutex::new(Observed::default()),
         });
@@ -282,7 +285,7 @@ impl Pool {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .record(waited);
-        self.context.metrics.pool_acquired(&self.name, waited);
+        self.acquire_seconds.observe(waited.as_secs_f64());
         Ok(guard)
     }
 

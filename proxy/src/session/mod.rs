@@ -76,6 +76,7 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
             holder: Holder::new(),
             user: hello.user.clone(),
             reply_failed: false,
+            metric_handles: std::collections::HashMap::new(),
             statement_label: None,
             read_intent: false,
             used_replicas: Vec::new(),
@@ -119,6 +120,11 @@ struct Session {
     user: String,
     /// Whether the reply to the current command carries an error.
     reply_failed: bool,
+    /// Statement metric handles by (kind, outcome).
+    metric_handles: std::collections::HashMap<
+        (&'static str, metrics::Outcome),
+        (prometheus::IntCounter, prometheus::Histogram),
+    >,
     /// The metric label of the current command's statement.
     statement_label: Option<&'static str>,
     /// Whether the current statement's reads may go to replicas.
@@ -217,14 +223,7 @@ impl Session {
             }
             self.observe_replicas(started.elapsed());
             if let Some(label) = label {
-                let outcome = if self.reply_failed {
-                    metrics::Outcome::Error
-                } else {
-                    metrics::Outcome::Ok
-                };
-                self.shared
-                    .metrics
-                    .statement(label, outcome, &self.user, started.elapsed());
+                self.count_statement(label, started.elapsed());
             }
         }
     }
@@ -245,6 +244,26 @@ impl Session {
                 "session follows the reloaded configuration"
             );
         }
+    }
+
+    /// Counts a statement in the metrics, through handles the session keeps
+    /// per (kind, outcome).
+    fn count_statement(&mut self, label: &'static str, elapsed: std::time::Duration) {
+        let outcome = if self.reply_failed {
+            metrics::Outcome::Error
+        } else {
+            metrics::Outcome::Ok
+        };
+        let (counter, histogram) =
+            self.metric_handles
+                .entry((label, outcome))
+                .or_insert_with(|| {
+                    self.shared
+                        .metrics
+                        .statement_handles(label, outcome, &self.user)
+                });
+        counter.inc();
+        histogram.observe(elapsed.as_secs_f64());
     }
 
     /// The metric label of a statement command (None: not a statement).
