@@ -12,7 +12,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use shardgate_rules::config::{AlgorithmConfig, Config, StrategyConfig};
+use shardgate_rules::config::{
+    AlgorithmConfig, BalanceStrategy, Config, PrimaryReads, ReadConfig, ReadConsistency,
+    ReadFallback, StrategyConfig, TransactionReads,
+};
 
 use crate::backend::pool::{HealthCheck, Pool};
 use crate::server::Proxy;
@@ -167,6 +170,30 @@ fn strategy_json(strategy: &Option<StrategyConfig>) -> Value {
     json!({ "column": s.column, "algorithm": algorithm })
 }
 
+fn read_json(read: &ReadConfig) -> Value {
+    let strategy = match read.strategy {
+        BalanceStrategy::RoundRobin => "round_robin",
+        BalanceStrategy::WeightedRoundRobin => "weighted_round_robin",
+        BalanceStrategy::LeastConnections => "least_connections",
+        BalanceStrategy::ResponseTime => "response_time",
+        BalanceStrategy::Adaptive => "adaptive",
+    };
+    json!({
+        "strategy": strategy,
+        "weights": read.weights,
+        "primary_reads": match read.primary_reads {
+            PrimaryReads::Fallback => "fallback",
+            PrimaryReads::Always => "always",
+        },
+        "fallback": match read.fallback {
+            ReadFallback::Primary => "primary",
+            ReadFallback::Error => "error",
+        },
+        "max_replica_lag_ms": read.max_replica_lag_ms,
+        "monitor_interval_ms": read.monitor_interval_ms,
+    })
+}
+
 /// The effective configuration with secrets (passwords, the admin token)
 /// redacted.
 pub fn rules_json(config: &Config, version: u64) -> Value {
@@ -191,6 +218,7 @@ pub fn rules_json(config: &Config, version: u64) -> Value {
                     "validation_timeout_ms": p.validation_timeout_ms,
                     "health_check_interval_ms": p.health_check_interval_ms,
                 },
+                "read": read_json(&ds.read),
             });
             (name.clone(), value)
         })
@@ -217,6 +245,14 @@ pub fn rules_json(config: &Config, version: u64) -> Value {
             "database": server.database,
             "default_data_source": server.default_data_source,
             "read_write_splitting": server.read_write_splitting,
+            "read_consistency": match server.read_consistency {
+                ReadConsistency::Session => "session",
+                ReadConsistency::Eventual => "eventual",
+            },
+            "transaction_reads": match server.transaction_reads {
+                TransactionReads::Primary => "primary",
+                TransactionReads::Replica => "replica",
+            },
             "max_allowed_packet": server.max_allowed_packet,
             "users": server.users.iter().map(|u| json!({ "name": u.name, "password": redacted(&u.password) })).collect::<Vec<_>>(),
             "admin_token": server.admin_token.as_deref().map(redacted),
