@@ -87,6 +87,26 @@ impl Pool {
         })
     }
 
+    /// An idle connection of this flavor already carrying the session state
+    /// `state`, if one is there and the pool has room now. Never waits,
+    /// connects or replays state: for work that has another way to be done
+    /// when the pool is busy.
+    pub fn try_acquire_idle(self: &Arc<Self>, flavor: Flavor, state: u64) -> Option<PooledConn> {
+        let permit = self.permits.clone().try_acquire_owned().ok()?;
+        let conn = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let i = idle
+                .iter()
+                .rposition(|c| c.flavor == flavor && c.applied_state == state)?;
+            idle.swap_remove(i)
+        };
+        Some(PooledConn {
+            conn: Some(conn),
+            pool: self.clone(),
+            _permit: permit,
+        })
+    }
+
     /// An idle connection of this flavor, best one carrying `state`. When
     /// only other flavors idle and the pool is full, one of them is closed
     /// to make room.

@@ -3,6 +3,7 @@
 //! brought to the session's state, held across a transaction and given back.
 
 mod auth;
+mod definitions;
 mod forward;
 mod prepared;
 mod sharded;

@@ -7,6 +7,7 @@ pub mod having;
 pub mod metadata;
 pub mod params;
 pub mod plan;
+pub mod repeatable;
 pub mod rewrite;
 pub mod scatter;
 
