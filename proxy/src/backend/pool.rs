@@ -87,18 +87,38 @@ impl Pool {
         })
     }
 
-    /// An idle connection of this flavor already carrying the session state
-    /// `state`, if one is there and the pool has room now. Never waits,
-    /// connects or replays state: for work that has another way to be done
-    /// when the pool is busy.
-    pub fn try_acquire_idle(self: &Arc<Self>, flavor: Flavor, state: u64) -> Option<PooledConn> {
+    /// A connection ready for the session state `state` at once, if the
+    /// pool has room now: an idle one already carrying `state`, or a new
+    /// one when `state` is none (0) and the pool may open one. Never waits
+    /// for a permit, resets or replays state: for work that has another way
+    /// to be done when the pool is busy. A failed connect is `None` too.
+    pub async fn try_acquire_ready(
+        self: &Arc<Self>,
+        flavor: Flavor,
+        state: u64,
+    ) -> Option<PooledConn> {
         let permit = self.permits.clone().try_acquire_owned().ok()?;
-        let conn = {
+        let idle = {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            let i = idle
-                .iter()
-                .rposition(|c| c.flavor == flavor && c.applied_state == state)?;
-            idle.swap_remove(i)
+            idle.iter()
+                .rposition(|c| c.flavor == flavor && c.applied_state == state)
+                .map(|i| idle.swap_remove(i))
+        };
+        let conn = match idle {
+            Some(conn) => conn,
+            None if state == 0 && self.open.load(Ordering::Relaxed) < self.max_size => {
+                match BackendConn::connect(self.name.clone(), &self.url, flavor).await {
+                    Ok(conn) => {
+                        self.open.fetch_add(1, Ordering::Relaxed);
+                        conn
+                    }
+                    Err(e) => {
+                        tracing::debug!(ds = %self.name, "no extra connection: {e}");
+                        return None;
+                    }
+                }
+            }
+            None => return None,
         };
         Some(PooledConn {
             conn: Some(conn),

@@ -10,10 +10,13 @@
 //! definitions the client gets are those of the first table's statement
 //! really executed, in the first of these ways that applies:
 //!
-//! 1. it runs as a merge source of its own, on a spare idle connection of
-//!    the data source (the rest of the data source's tables on the usual
-//!    one): no statement runs twice. Only outside transactions, where two
-//!    connections see the same data;
+//! 1. it runs as a merge source of its own, on a second connection of the
+//!    data source (the rest of the data source's tables on the usual one):
+//!    no statement runs twice. Only outside transactions, where two
+//!    connections see the same data, and when the pool has one ready now
+//!    (idle with the session's state, or opened when there is room and no
+//!    state to replay): the first merged SELECT of a single session grows
+//!    the pool by one, the next ones find it idle;
 //! 2. it runs once more on the data source's connection, pipelined ahead of
 //!    the data source's statement, and its rows are read and dropped: one
 //!    more packet, no more round trips;

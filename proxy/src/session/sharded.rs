@@ -305,9 +305,12 @@ impl Session {
             let mut sql = target.sql.as_str();
             if let (0, Some(first)) = (i, first_table) {
                 // The column definitions the client sees: see `definitions`.
-                let spare = may_split
-                    .then(|| pool.try_acquire_idle(self.flavor, self.vars.fingerprint()))
-                    .flatten();
+                let spare = if may_split {
+                    pool.try_acquire_ready(self.flavor, self.vars.fingerprint())
+                        .await
+                } else {
+                    None
+                };
                 match spare {
                     Some(mut spare) => {
                         debug!("first table runs as a source of its own");
