@@ -91,12 +91,17 @@ impl Pool {
     /// pool has room now: an idle one already carrying `state`, or a new
     /// one when `state` is none (0) and the pool may open one. Never waits
     /// for a permit, resets or replays state: for work that has another way
-    /// to be done when the pool is busy. A failed connect is `None` too.
+    /// to be done when the pool is busy, which here means half of it or
+    /// more in use (the other half stays for sessions that must wait for a
+    /// connection). A failed connect is `None` too.
     pub async fn try_acquire_ready(
         self: &Arc<Self>,
         flavor: Flavor,
         state: u64,
     ) -> Option<PooledConn> {
+        if self.permits.available_permits() <= self.max_size / 2 {
+            return None;
+        }
         let permit = self.permits.clone().try_acquire_owned().ok()?;
         let idle = {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());

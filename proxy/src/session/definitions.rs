@@ -14,9 +14,10 @@
 //!    data source (the rest of the data source's tables on the usual one):
 //!    no statement runs twice. Only outside transactions, where two
 //!    connections see the same data, and when the pool has one ready now
-//!    (idle with the session's state, or opened when there is room and no
-//!    state to replay): the first merged SELECT of a single session grows
-//!    the pool by one, the next ones find it idle;
+//!    and less than half of it is in use (idle with the session's state,
+//!    or opened when there is no state to replay): the first merged SELECT
+//!    of a single session grows the pool by one, the next ones find it
+//!    idle;
 //! 2. it runs once more on the data source's connection, pipelined ahead of
 //!    the data source's statement, and its rows are read and dropped: one
 //!    more packet, no more round trips;
