@@ -380,13 +380,26 @@ impl Driver {
     /// `drivers/` (e.g. `sharded.js` for node), against `ep` and returns its
     /// transcript (stdout).
     pub async fn run_file(self, file: &str, ep: &Endpoint) -> Result<String, String> {
+        self.run_file_env(file, ep, &[]).await
+    }
+
+    /// As [`Driver::run_file`], with environment variables `env` for the scenario.
+    pub async fn run_file_env(
+        self,
+        file: &str,
+        ep: &Endpoint,
+        env: &[(&str, &str)],
+    ) -> Result<String, String> {
         let what = format!(
             "{} scenario {file} against {}/{}",
             self.name(),
             ep.addr(),
             ep.database
         );
-        self.run_with(file, ep, &what).await
+        self.prepare()?;
+        let mut cmd = self.command(file, ep);
+        cmd.envs(env.iter().copied());
+        run_command(cmd, &what).await
     }
 
     async fn run_with(self, file: &str, ep: &Endpoint, what: &str) -> Result<String, String> {

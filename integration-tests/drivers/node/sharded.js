@@ -9,6 +9,12 @@
 //
 // Usage: node sharded.js HOST PORT USER PASSWORD DATABASE
 //   (or env SG_HOST, SG_PORT, SG_USER, SG_PASSWORD, SG_DATABASE)
+//   SG_REFERENCE_KEY_STANDIN=1: the run is against the plain reference, whose
+//   users.user_id the scenario makes AUTO_INCREMENT (the stand-in for
+//   ShardGate's key generator) for its generated-key INSERTs only. Every
+//   other step reads a reference whose user_id is declared as ShardGate's
+//   physical ones, so column flags derived from it (NO_DEFAULT_VALUE, also
+//   on MIN(user_id) of a grouped result) compare as they are.
 //
 // It expects the differential harness's seed data (integration-tests/src/sharding.rs)
 // and writes only rows with user_id / message id in [BASE, BASE + 99999] and
@@ -18,8 +24,7 @@
 // printed row order comes from an ORDER BY, the rows of unordered statements
 // are printed sorted, generated key values are never printed (the
 // reference's AUTO_INCREMENT and ShardGate's snowflake differ), nor the
-// database name, connection ids or user_id's auto-increment and
-// no-default-value column flags.
+// database name or connection ids.
 'use strict';
 
 process.env.TZ = 'UTC';
@@ -30,8 +35,7 @@ const BASE = 9_100_000_000n;
 const TOP = BASE + 99_999n;
 const TENANT = 'node-w';
 const GEN_TENANT = 'node-gen';
-const AUTO_INCREMENT_FLAG = 512;
-const NO_DEFAULT_VALUE_FLAG = 4096;
+const KEY_STANDIN = process.env.SG_REFERENCE_KEY_STANDIN === '1';
 const NAMES = ['node 漢字', 'node 🦀 crab', "O'Brien", 'back\\slash', '', 'Zoë', '한국어', 'plain'];
 
 function render(v) {
@@ -63,9 +67,7 @@ function describeFields(fields) {
     length: f.columnLength,
     decimals: f.decimals,
     charset: f.characterSet,
-    // the reference's user_id is AUTO_INCREMENT (its stand-in for the key
-    // generator), which also clears NO_DEFAULT_VALUE: neither flag compares
-    flags: f.orgName === 'user_id' ? f.flags & ~(AUTO_INCREMENT_FLAG | NO_DEFAULT_VALUE_FLAG) : f.flags,
+    flags: f.flags,
   }));
 }
 
@@ -76,12 +78,15 @@ function errorOf(e) {
   return { code: e.errno, sqlstate: e.sqlState, name: e.code };
 }
 
-/** One prepared statement; `sorted`: rows printed sorted (no total ORDER BY). Returns the result. */
-async function run(conn, step, sql, params, sorted = false) {
+/**
+ * One prepared statement (`text`: a text-protocol query, mysql2 binding the
+ * parameters); `sorted`: rows printed sorted (no total ORDER BY). Returns the result.
+ */
+async function run(conn, step, sql, params, sorted = false, text = false) {
   const rec = { step, sql };
   let result = null;
   try {
-    const [res, fields] = await conn.execute(sql, params);
+    const [res, fields] = text ? await conn.query(sql, params) : await conn.execute(sql, params);
     result = res;
     if (Array.isArray(res)) {
       rec.columns = describeFields(fields || []);
@@ -230,6 +235,9 @@ async function main() {
   ]);
   await run(conn, 'distinct_ordered', 'SELECT DISTINCT tenant_id FROM users WHERE status = ? ORDER BY tenant_id DESC', [0]);
   await run(conn, 'distinct_unordered', 'SELECT DISTINCT status, tenant_id FROM users WHERE tenant_id IN (?, ?, ?)', ['t3', 't4', 't39'], true);
+  // the text protocol's column definitions are those of a text query
+  await run(conn, 'group_by_aggregates_text', 'SELECT tenant_id, COUNT(*), SUM(balance), MIN(name), MIN(user_id) FROM users WHERE status <> ? GROUP BY tenant_id ORDER BY tenant_id', [0], false, true);
+  await run(conn, 'distinct_text', 'SELECT DISTINCT status, tenant_id FROM users WHERE tenant_id IN (?, ?) ORDER BY tenant_id, status', ['t3', 't5'], false, true);
   await run(conn, 'count_distinct', 'SELECT COUNT(DISTINCT tenant_id) FROM message_records WHERE created_at > ?', ['2024-10-01 00:00:00']);
   await run(conn, 'count_distinct_group', 'SELECT status, COUNT(DISTINCT tenant_id) FROM users WHERE email IS NOT NULL AND status >= ? GROUP BY status ORDER BY status', [0]);
   await run(conn, 'broadcast_count', 'SELECT COUNT(*), SUM(id) FROM sys_permissions WHERE id > ?', [3]);
@@ -280,6 +288,9 @@ async function main() {
   ]);
 
   // generated keys: the value differs by nature (AUTO_INCREMENT vs snowflake); only use it
+  const keyStandin = (on) =>
+    conn.query(`ALTER TABLE users MODIFY user_id BIGINT NOT NULL${on ? ' AUTO_INCREMENT' : ''}`);
+  if (KEY_STANDIN) await keyStandin(true); // not in the transcript
   const gen = [];
   for (const [step, sql, params] of [
     ['insert_generated_key', 'INSERT INTO users (tenant_id, name, balance, status) VALUES (?, ?, ?, ?)', [GEN_TENANT, 'generated 🦀', '12.3400', 1]],
@@ -301,6 +312,7 @@ async function main() {
     }
     emit(rec);
   }
+  if (KEY_STANDIN) await keyStandin(false);
   await run(conn, 'generated_key_read_back', 'SELECT tenant_id, name, balance, status FROM users WHERE user_id = ?', [T.BIGINT(gen[0])]);
   // the insert id of a multi-row INSERT is the first row's (as MySQL does)
   await run(conn, 'generated_first_key_read_back', 'SELECT tenant_id, name, status FROM users WHERE user_id = ?', [gen[1].toString()]);
@@ -335,6 +347,8 @@ async function main() {
   await run(conn, 'txn_rollback_insert', insertTwo, [...userParams(BASE + 20n, 20), ...userParams(BASE + 21n, 21)]);
   await run(conn, 'txn_rollback_update', 'UPDATE users SET name = ? WHERE user_id IN (?, ?)', ['rolled back', T.BIGINT(BASE + 6n), T.BIGINT(BASE + 7n)]);
   await run(conn, 'txn_rollback_inside', 'SELECT user_id, name FROM users WHERE user_id BETWEEN ? AND ? ORDER BY user_id', range);
+  // inside a transaction the merge keeps one connection per data source
+  await run(conn, 'txn_rollback_inside_group_by', 'SELECT status, COUNT(*), MIN(user_id), MAX(name) FROM users WHERE user_id BETWEEN ? AND ? GROUP BY status ORDER BY status', range);
   await run(conn, 'txn_rollback_inside_point', 'SELECT user_id, name FROM users WHERE user_id = ?', [T.BIGINT(BASE + 21n)]);
   await call('txn_rollback', () => conn.rollback());
   await run(conn, 'txn_rollback_after', 'SELECT user_id, name FROM users WHERE user_id BETWEEN ? AND ? ORDER BY user_id', range);
@@ -342,6 +356,7 @@ async function main() {
   await run(conn, 'txn_commit_insert', insertTwo, [...userParams(BASE + 22n, 22), ...userParams(BASE + 23n, 23)]);
   await run(conn, 'txn_commit_update', 'UPDATE users SET name = ? WHERE user_id = ?', ['committed', T.BIGINT(BASE + 7n)]);
   await run(conn, 'txn_commit_delete', 'DELETE FROM users WHERE user_id = ?', [T.BIGINT(BASE + 6n)]);
+  await run(conn, 'txn_commit_inside_distinct', 'SELECT DISTINCT tenant_id, status FROM users WHERE user_id BETWEEN ? AND ? ORDER BY tenant_id, status', range);
   await run(conn, 'txn_commit_inside', 'SELECT user_id, name FROM users WHERE user_id BETWEEN ? AND ? ORDER BY user_id', range);
   await call('txn_commit', async () => {
     await conn.commit();

@@ -219,8 +219,9 @@ impl BackendConn {
         self.flush().await
     }
 
-    /// Queues a command that gets no reply (COM_STMT_CLOSE, SEND_LONG_DATA);
-    /// it goes out with the next `send_command`.
+    /// Queues a command to go out with the next `send_command`, in the same
+    /// write: one that gets no reply (COM_STMT_CLOSE, SEND_LONG_DATA), or
+    /// one whose reply the caller reads before the next command's.
     pub fn queue_command(&mut self, payload: &[u8]) {
         self.writer.set_seq(0);
         self.writer.push(payload);

@@ -393,6 +393,56 @@ impl Pool {
         }
     }
 
+    /// A connection ready for the session state `state` at once, if the
+    /// pool has room now: an idle one already carrying `state`, or a new
+    /// one when `state` is none (0) and the pool may open one. Never waits
+    /// for a permit, resets or replays state: for work that has another way
+    /// to be done when the pool is busy, which here means half of it or
+    /// more in use (the other half stays for sessions that must wait for a
+    /// connection). A failed connect is `None` too.
+    pub async fn try_acquire_ready(
+        self: &Arc<Self>,
+        flavor: Flavor,
+        state: u64,
+        holder: &Arc<Holder>,
+    ) -> Option<PooledConn> {
+        let size = self.size();
+        if self.permits.available_permits() <= size / 2 {
+            return None;
+        }
+        let permit = self.permits.clone().try_acquire_owned().ok()?;
+        let idle = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            idle.iter()
+                .rposition(|c| c.flavor == flavor && c.applied_state == state)
+                .map(|i| idle.swap_remove(i))
+        };
+        let conn = match idle {
+            Some(conn) => conn,
+            None if state == 0 && self.open.load(Ordering::Relaxed) < size => {
+                match BackendConn::connect(self.name.clone(), &self.url, flavor).await {
+                    Ok(conn) => {
+                        self.open.fetch_add(1, Ordering::Relaxed);
+                        conn
+                    }
+                    Err(e) => {
+                        tracing::debug!(ds = %self.name, "no extra connection: {e}");
+                        return None;
+                    }
+                }
+            }
+            None => return None,
+        };
+        self.active.fetch_add(1, Ordering::Relaxed);
+        holder.add(self.id);
+        Some(PooledConn {
+            conn: Some(conn),
+            pool: self.clone(),
+            permit: Some(permit),
+            holder: holder.clone(),
+        })
+    }
+
     fn take_idle(&self, flavor: Flavor, state: u64) -> Option<BackendConn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let mut best: Option<usize> = None;

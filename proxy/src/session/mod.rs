@@ -4,6 +4,7 @@
 
 mod admin;
 mod auth;
+mod definitions;
 mod forward;
 mod prepared;
 mod reads;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tracing::{debug, error, warn};
 
+use super::definitions::Ahead;
 use super::forward::{forward_part, Part};
 use super::prepared::NodeStatement;
 use super::{Failure, Session};
@@ -18,10 +19,10 @@ use crate::merge::value::{decode_row, encode_row, RowFormat, Value};
 use crate::shard::analyze::ShardedStatement;
 use crate::shard::having::Cond as HavingCond;
 use crate::shard::params::ParamValue;
-use crate::shard::plan::{node_target, plan, Affected, PlanContext, Route, Target};
+use crate::shard::plan::{node_target, plan, Affected, FirstTable, PlanContext, Route, Target};
 use crate::shard::scatter::{merge_plan, ScatterSelect};
 use crate::sql::classify::Classified;
-use crate::wire::command::{COM_QUERY, COM_STMT_PREPARE};
+use crate::wire::command::COM_QUERY;
 use crate::wire::ok_err::{encode_eof, put_lenenc_int, InfoCounts};
 use crate::wire::ok_err::{status, ErrInfo, OkInfo};
 use crate::wire::packet::PacketWriter;
@@ -145,7 +146,7 @@ impl Session {
             Route::Concat(targets) => self.concat(targets, params, execution).await,
             Route::Merge {
                 targets,
-                definitions_sql,
+                first_table,
                 scatter,
                 offset,
                 limit,
@@ -158,7 +159,7 @@ impl Session {
                 };
                 self.merge_select(
                     targets,
-                    definitions_sql.as_deref(),
+                    first_table.as_ref(),
                     &scatter,
                     offset,
                     limit,
@@ -339,7 +340,7 @@ impl Session {
     async fn merge_select(
         &mut self,
         targets: Vec<Target>,
-        definitions_sql: Option<&str>,
+        first_table: Option<&FirstTable>,
         scatter: &ScatterSelect,
         offset: u64,
         limit: Option<u64>,
@@ -347,34 +348,60 @@ impl Session {
         format: RowFormat,
     ) -> Result<(), Failure> {
         let classified = Classified::default();
-        let mut conns: Vec<PooledConn> = Vec::with_capacity(targets.len());
-        for target in &targets {
+        // A second connection of a data source sees what the first one
+        // does only when no transaction (or pinned state) ties the session
+        // to one connection.
+        let may_split = first_table.is_some()
+            && self.held.is_empty()
+            && self.pinned.is_none()
+            && !self.in_transaction()
+            && self.status & status::AUTOCOMMIT != 0;
+        let mut conns: Vec<PooledConn> = Vec::with_capacity(targets.len() + 1);
+        let mut ahead = None;
+        for (i, target) in targets.iter().enumerate() {
             let pool = self.pool_of(&target.data_source)?;
             let mut conn = self.checkout_on(&pool, &classified).await?;
-            let mut payload = Vec::with_capacity(target.sql.len() + 1);
-            payload.push(COM_QUERY);
-            payload.extend_from_slice(target.sql.as_bytes());
-            if let (Some(definitions), true) = (definitions_sql, conns.is_empty()) {
-                let mut prepare = Vec::with_capacity(definitions.len() + 1);
-                prepare.push(COM_STMT_PREPARE);
-                prepare.extend_from_slice(definitions.as_bytes());
-                conn.queue_command(&prepare);
+            let mut sql = target.sql.as_str();
+            if let (0, Some(first)) = (i, first_table) {
+                // The column definitions the client sees: see `definitions`.
+                let spare = if may_split {
+                    pool.try_acquire_ready(self.flavor, self.vars.fingerprint(), &self.holder)
+                        .await
+                } else {
+                    None
+                };
+                match spare {
+                    Some(mut spare) => {
+                        debug!("first table runs as a source of its own");
+                        start_query(&mut spare, &first.sql).await?;
+                        conns.push(spare);
+                        sql = &first.rest;
+                    }
+                    None => {
+                        let how = if first.repeatable {
+                            Ahead::Run
+                        } else {
+                            Ahead::Prepare
+                        };
+                        debug!(?how, "first table's definitions from a command ahead");
+                        conn.queue_command(&how.command(&first.sql));
+                        ahead = Some(how);
+                    }
+                }
             }
             // Every node starts at once; rows are read as the merge needs them.
-            conn.send_command(&payload).await?;
-            // Until its reply is read to the end the connection cannot go
-            // back to the pool: an early return closes it instead.
-            conn.broken = true;
+            start_query(&mut conn, sql).await?;
             conns.push(conn);
         }
         let mut shown: Option<Vec<ColumnInfo>> = None;
-        if definitions_sql.is_some() {
-            if let Some(conn) = conns.first_mut() {
-                shown = read_prepared_columns(conn).await?;
+        let mut failure = None;
+        if let (Some(how), Some(conn)) = (ahead, conns.first_mut()) {
+            match how.read(conn).await? {
+                Ok(columns) => shown = columns,
+                Err(err) => failure = Some(err),
             }
         }
         let mut columns: Option<Vec<ColumnInfo>> = None;
-        let mut failure = None;
         for conn in &mut conns {
             match read_columns(conn).await {
                 Ok(Ok(c)) => {
@@ -898,41 +925,19 @@ fn pool_of(shared: &crate::server::Shared, data_source: &str) -> Result<Arc<Pool
     })
 }
 
-/// Reads the reply to a COM_STMT_PREPARE queued ahead of a query: its
-/// column definitions (None if the server refused to prepare), and queues
-/// the statement's close.
-async fn read_prepared_columns(
-    conn: &mut PooledConn,
-) -> Result<Option<Vec<ColumnInfo>>, crate::error::BackendError> {
-    let ds = conn.ds.to_string();
-    let lost = |e| crate::error::BackendError::from_read(&ds, e);
-    let (_, first) = conn.reader.read_packet(usize::MAX).await.map_err(lost)?;
-    let Some(ok) = crate::wire::response::PrepareOk::parse(&first) else {
-        return Ok(None);
-    };
-    let eof = !conn.flavor.deprecate_eof();
-    let mut columns = Vec::with_capacity(usize::from(ok.num_columns));
-    for _ in 0..ok.num_params {
-        conn.reader.read_packet(usize::MAX).await.map_err(lost)?;
-    }
-    if eof && ok.num_params > 0 {
-        conn.reader.read_packet(usize::MAX).await.map_err(lost)?;
-    }
-    for _ in 0..ok.num_columns {
-        let (_, def) = conn.reader.read_packet(usize::MAX).await.map_err(lost)?;
-        columns.extend(ColumnInfo::parse(&def).ok());
-    }
-    if eof && ok.num_columns > 0 {
-        conn.reader.read_packet(usize::MAX).await.map_err(lost)?;
-    }
-    let mut close = vec![crate::wire::command::COM_STMT_CLOSE];
-    close.extend_from_slice(&ok.statement_id.to_le_bytes());
-    conn.queue_command(&close);
-    Ok(Some(columns))
+/// Sends a query whose reply is read later. Until it is read to the end
+/// the connection cannot go back to the pool: an early return closes it.
+async fn start_query(conn: &mut PooledConn, sql: &str) -> Result<(), crate::error::BackendError> {
+    let mut payload = Vec::with_capacity(sql.len() + 1);
+    payload.push(COM_QUERY);
+    payload.extend_from_slice(sql.as_bytes());
+    conn.send_command(&payload).await?;
+    conn.broken = true;
+    Ok(())
 }
 
 /// Reads a result set's column definitions; a node's error is the inner error.
-async fn read_columns(
+pub(super) async fn read_columns(
     conn: &mut PooledConn,
 ) -> Result<Result<Vec<ColumnInfo>, ErrInfo>, crate::error::BackendError> {
     let ds = conn.ds.to_string();

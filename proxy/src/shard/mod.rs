@@ -9,6 +9,7 @@ pub mod metadata;
 pub mod params;
 pub mod plan;
 pub mod preview;
+pub mod repeatable;
 pub mod rewrite;
 pub mod scatter;
 pub mod simple;

@@ -46,9 +46,9 @@ pub enum Route {
     /// with UNION ALL); their rows are merged as `scatter` says.
     Merge {
         targets: Vec<Target>,
-        /// A single-table statement of the first target, prepared (not run)
-        /// for the column definitions the client sees.
-        definitions_sql: Option<String>,
+        /// When the first data source combines several tables: its first
+        /// table's own statement, whose column definitions the client sees.
+        first_table: Option<FirstTable>,
         scatter: Box<ScatterSelect>,
         offset: u64,
         limit: Option<u64>,
@@ -67,6 +67,23 @@ pub enum Route {
         /// counts of a multi-row INSERT add up from them).
         insert_rows: Vec<usize>,
     },
+}
+
+/// The first table of a merged SELECT's first data source, when that data
+/// source combines several tables. A UNION's column definitions lose their
+/// tables and the flags MariaDB gives a single table's result (GROUP_FLAG,
+/// NOT_NULL, ...), so the client sees those of this statement run on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstTable {
+    /// The first table's statement, exactly as it runs inside the data
+    /// source's UNION.
+    pub sql: String,
+    /// The data source's statement without that table: its other tables'
+    /// rows, sorted and limited as the whole data source's.
+    pub rest: String,
+    /// Whether the first table's statement may run a second time for its
+    /// definitions ([`ScatterSelect::repeatable`]).
+    pub repeatable: bool,
 }
 
 /// What planning needs besides the statement.
@@ -583,34 +600,41 @@ fn plan_merge(
             None => by_source.push((data_source.to_owned(), vec![text])),
         }
     }
-    // A UNION's column definitions lose their tables and some flags; the
-    // client gets those of one single-table statement instead.
-    let definitions_sql = by_source
+    // A data source's tables as one sorted stream.
+    let combined = |parts: &[String]| {
+        if parts.len() == 1 {
+            parts.concat()
+        } else {
+            // DISTINCT rows must stay distinct across a data source's
+            // tables, or its LIMIT would count duplicates.
+            let glue = if sc.distinct.is_some() {
+                " UNION "
+            } else {
+                " UNION ALL "
+            };
+            let union: Vec<String> = parts.iter().map(|p| format!("({p})")).collect();
+            format!("{}{}", union.join(glue), tail)
+        }
+    };
+    let first_table = by_source
         .first()
-        .filter(|(_, parts)| parts.len() > 1)
-        .and_then(|(_, parts)| parts.first().cloned());
+        .and_then(|(_, parts)| parts.split_first())
+        .filter(|(_, rest)| !rest.is_empty())
+        .map(|(first, rest)| FirstTable {
+            sql: first.clone(),
+            rest: combined(rest),
+            repeatable: sc.repeatable,
+        });
     let targets = by_source
         .into_iter()
-        .map(|(data_source, parts)| {
-            let sql = if parts.len() == 1 {
-                parts.concat()
-            } else {
-                // DISTINCT rows must stay distinct across a data source's
-                // tables, or its LIMIT would count duplicates.
-                let glue = if sc.distinct.is_some() {
-                    " UNION "
-                } else {
-                    " UNION ALL "
-                };
-                let union: Vec<String> = parts.iter().map(|p| format!("({p})")).collect();
-                format!("{}{}", union.join(glue), tail)
-            };
-            Target { data_source, sql }
+        .map(|(data_source, parts)| Target {
+            sql: combined(&parts),
+            data_source,
         })
         .collect();
     Ok(Route::Merge {
         targets,
-        definitions_sql,
+        first_table,
         scatter: Box::new(sc.clone()),
         offset,
         limit,
@@ -991,6 +1015,47 @@ mod tests {
             "{}",
             targets[0].sql
         );
+    }
+
+    #[test]
+    fn first_table_runs_alone_and_without_it_the_rest() {
+        let Route::Merge {
+            targets,
+            first_table: Some(first),
+            ..
+        } = route(
+            "SELECT status, COUNT(*) FROM users GROUP BY status ORDER BY status LIMIT 3",
+            &[],
+        )
+        .unwrap()
+        else {
+            panic!()
+        };
+        let node = "SELECT status, COUNT(*), WEIGHT_STRING(status) AS `__sg_0` FROM";
+        let tail = "GROUP BY status ORDER BY 1";
+        assert_eq!(first.sql, format!("{node} `users_0` {tail}"));
+        assert!(first.repeatable);
+        // the data source's UNION is the first table's statement and the rest's
+        let (head, rest) = targets[0].sql.split_once(" UNION ALL ").unwrap();
+        assert_eq!(head, format!("({})", first.sql));
+        assert!(
+            first
+                .rest
+                .starts_with(&format!("({node} `users_1` {tail}) UNION ALL (")),
+            "{}",
+            first.rest
+        );
+        assert!(rest.ends_with(&first.rest[first.rest.len() - 40..]));
+        assert_eq!(first.rest.matches(" UNION ALL ").count(), 14);
+
+        let Route::Merge { first_table, .. } = route(
+            "SELECT name, SLEEP(0) FROM users ORDER BY name LIMIT 3",
+            &[],
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert!(first_table.is_some_and(|f| !f.repeatable));
     }
 
     #[test]

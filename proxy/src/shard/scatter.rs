@@ -103,6 +103,9 @@ pub struct ScatterSelect {
     pub group_append: Option<(usize, String)>,
     /// A column nodes sort by after the group keys (COUNT(DISTINCT)'s value).
     pub node_order_extra: Option<Ix>,
+    /// Whether a node's statement may run once more with no effect beyond
+    /// its result (see `repeatable`).
+    pub repeatable: bool,
 }
 
 struct Item {
@@ -335,6 +338,7 @@ pub fn scatter_select(
         having: None,
         group_append: None,
         node_order_extra: None,
+        repeatable: super::repeatable::repeatable(q),
     };
     if has_aggregates || !group_exprs.is_empty() {
         let mut keys = Vec::new();
