@@ -286,8 +286,11 @@ impl Session {
         &mut self,
         targets: Vec<Target>,
         params: &[ParamValue],
-        mut execution: Option<Execution<'_>>,
+        execution: Option<Execution<'_>>,
     ) -> Result<(), Failure> {
+        let Some(exec) = execution else {
+            return self.concat_text(targets, params).await;
+        };
         let count = targets.len();
         for (i, target) in targets.into_iter().enumerate() {
             let part = Part {
@@ -295,35 +298,10 @@ impl Session {
                 last: i + 1 == count,
             };
             let pool = self.pool_of(&target.data_source)?;
-            let outcome = match &mut execution {
-                Some(exec) => {
-                    let node_sql: Arc<[u8]> = Arc::from(target.sql.as_bytes());
-                    self.execute_part(&pool, node_sql, exec.packet, part)
-                        .await?
-                }
-                None => {
-                    let sql = if params.is_empty() {
-                        target.sql.clone()
-                    } else {
-                        bind_for_text(&target, params)
-                    };
-                    let classified = Classified::default();
-                    let mut conn = self.checkout_on(&pool, &classified).await?;
-                    let mut payload = Vec::with_capacity(sql.len() + 1);
-                    payload.push(COM_QUERY);
-                    payload.extend_from_slice(sql.as_bytes());
-                    conn.send_command(&payload).await?;
-                    let outcome = forward_part(
-                        &mut conn,
-                        &mut self.writer,
-                        part,
-                        Some(&self.shared.metadata),
-                    )
-                    .await?;
-                    self.release(conn, &classified);
-                    outcome
-                }
-            };
+            let node_sql: Arc<[u8]> = Arc::from(target.sql.as_bytes());
+            let outcome = self
+                .execute_part(&pool, node_sql, exec.packet, part)
+                .await?;
             self.note_outcome(&outcome);
             if let Outcome::Err(_) = outcome {
                 break;
@@ -331,6 +309,76 @@ impl Session {
             if let Outcome::Ok(ok) = &outcome {
                 self.status = ok.status;
             }
+        }
+        Ok(())
+    }
+
+    /// Concatenation over the text protocol: every node's query is sent
+    /// before any reply is read (one connection per data source, its
+    /// tables' queries pipelined on it), so the nodes work at once and a
+    /// data source with four tables costs one round trip, not four. The
+    /// replies are forwarded in node order.
+    async fn concat_text(
+        &mut self,
+        targets: Vec<Target>,
+        params: &[ParamValue],
+    ) -> Result<(), Failure> {
+        let classified = Classified::default();
+        let count = targets.len();
+        let mut conns: Vec<PooledConn> = Vec::new();
+        let mut unread: Vec<usize> = Vec::new();
+        let mut conn_of: Vec<usize> = Vec::with_capacity(count);
+        for target in &targets {
+            let pool = self.pool_of(&target.data_source)?;
+            let at = match conns.iter().position(|c| Arc::ptr_eq(c.pool(), &pool)) {
+                Some(at) => at,
+                None => {
+                    conns.push(self.checkout_on(&pool, &classified).await?);
+                    unread.push(0);
+                    conns.len() - 1
+                }
+            };
+            let sql = if params.is_empty() {
+                target.sql.clone()
+            } else {
+                bind_for_text(target, params)
+            };
+            let mut payload = Vec::with_capacity(sql.len() + 1);
+            payload.push(COM_QUERY);
+            payload.extend_from_slice(sql.as_bytes());
+            // Until its replies are read, a connection cannot be reused:
+            // an early return closes it.
+            conns[at].broken = true;
+            unread[at] += 1;
+            conns[at].send_command(&payload).await?;
+            conn_of.push(at);
+        }
+        for (i, &at) in conn_of.iter().enumerate() {
+            let part = Part {
+                first: i == 0,
+                last: i + 1 == count,
+            };
+            let outcome = forward_part(
+                &mut conns[at],
+                &mut self.writer,
+                part,
+                Some(&self.shared.metadata),
+            )
+            .await?;
+            unread[at] -= 1;
+            if unread[at] == 0 {
+                conns[at].broken = false;
+            }
+            self.note_outcome(&outcome);
+            if let Outcome::Err(_) = outcome {
+                break;
+            }
+            if let Outcome::Ok(ok) = &outcome {
+                self.status = ok.status;
+            }
+        }
+        for conn in conns {
+            self.release(conn, &classified);
         }
         Ok(())
     }
