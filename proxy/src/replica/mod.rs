@@ -45,13 +45,14 @@ impl ReadRouter {
         }
     }
 
-    /// Picks the server of data source `ds` for a read. `written`: the
-    /// session's last write on that data source, when reads must not be
-    /// older than it.
+    /// Picks the server of data source `ds` for a read. `avoid`: replicas
+    /// this read already failed on. `written`: the session's last write on
+    /// that data source, when reads must not be older than it.
     pub fn choose(
         &self,
         ds: &str,
         replicas: &[Arc<Pool>],
+        avoid: &[Arc<Pool>],
         read: &ReadConfig,
         primary: &Arc<Pool>,
         written: Option<&Position>,
@@ -60,6 +61,7 @@ impl ReadRouter {
             .iter()
             .enumerate()
             .filter(|(_, p)| p.replication().is_some_and(|r| r.usable))
+            .filter(|(_, p)| !avoid.iter().any(|a| Arc::ptr_eq(a, p)))
             .collect();
         if usable.is_empty() {
             return match read.fallback {

@@ -348,46 +348,47 @@ impl Session {
             }
         }
         let mut columns: Option<Vec<ColumnInfo>> = None;
-        let mut failure = None;
+        let mut failure: Option<Failure> = None;
         for conn in &mut conns {
             match read_columns(conn).await {
                 Ok(Ok(c)) => {
                     columns.get_or_insert(c);
                 }
                 Ok(Err(err)) => {
-                    failure.get_or_insert(err);
+                    failure.get_or_insert(Failure::Reply(err));
                 }
                 Err(e) => {
-                    failure.get_or_insert(e.to_client());
+                    // Kept as a backend failure: a lost replica may be retried.
+                    failure.get_or_insert(e.into());
                 }
             }
         }
         let plan = match (failure, columns) {
             (None, Some(columns)) => {
                 merge_plan(scatter, columns, offset, limit, having).map_err(|e| {
-                    ErrInfo::new(
+                    Failure::Reply(ErrInfo::new(
                         codes::ER_UNKNOWN_ERROR,
                         "HY000",
                         format!("cannot merge node results: {e}"),
-                    )
+                    ))
                 })
             }
-            (Some(err), _) => Err(err),
-            (None, None) => Err(ErrInfo::new(
+            (Some(failure), _) => Err(failure),
+            (None, None) => Err(Failure::Reply(ErrInfo::new(
                 codes::ER_UNKNOWN_ERROR,
                 "HY000",
                 "no data node answered",
-            )),
+            ))),
         };
         let plan = match plan {
             Ok(plan) => plan,
-            Err(err) => {
+            Err(failure) => {
                 for mut conn in conns {
                     // Replies not read to their end: these connections are closed.
                     conn.broken = true;
                     self.release(conn, &classified);
                 }
-                return Err(Failure::Reply(err));
+                return Err(failure);
             }
         };
         let deprecate_eof = self.flavor.deprecate_eof();
@@ -414,6 +415,7 @@ impl Session {
                 columns: &plan.columns,
                 deprecate_eof,
                 done: false,
+                lost: false,
             })
             .collect();
         let mut sink = ClientRows {
@@ -436,6 +438,10 @@ impl Session {
             }
         }
         let unfinished: Vec<bool> = sources.iter().map(|s| !s.done).collect();
+        let lost = sources
+            .iter()
+            .find(|s| s.lost)
+            .map(|s| s.conn.ds.to_string());
         drop(sources);
         for (mut conn, unfinished) in conns.into_iter().zip(unfinished) {
             conn.broken = unfinished;
@@ -458,11 +464,17 @@ impl Session {
             Err(MergeError::Plan(message)) => {
                 Err(Failure::Reply(crate::shard::not_supported(message)))
             }
-            Err(e) => Err(Failure::Reply(ErrInfo::new(
-                codes::ER_UNKNOWN_ERROR,
-                "HY000",
-                format!("merging node results failed: {e}"),
-            ))),
+            Err(e) => {
+                let err = ErrInfo::new(
+                    codes::ER_UNKNOWN_ERROR,
+                    "HY000",
+                    format!("merging node results failed: {e}"),
+                );
+                Err(match lost {
+                    Some(server) => Failure::Lost { server, err },
+                    None => Failure::Reply(err),
+                })
+            }
         }
     }
 
@@ -510,6 +522,7 @@ impl Session {
             columns: &columns,
             deprecate_eof,
             done: false,
+            lost: false,
         };
         let mut buf = Vec::new();
         let result = loop {
@@ -946,6 +959,8 @@ struct NodeRows<'a> {
     columns: &'a [ColumnInfo],
     deprecate_eof: bool,
     done: bool,
+    /// The connection failed (not a node's error reply).
+    lost: bool,
 }
 
 impl NodeRows<'_> {
@@ -955,12 +970,16 @@ impl NodeRows<'_> {
         if self.done {
             return Ok(None);
         }
-        let (_, payload) = self
-            .conn
-            .reader
-            .read_packet(usize::MAX)
-            .await
-            .map_err(|e| MergeError::Source(format!("data source {}: {e}", self.conn.ds)))?;
+        let (_, payload) = match self.conn.reader.read_packet(usize::MAX).await {
+            Ok(packet) => packet,
+            Err(e) => {
+                self.lost = true;
+                return Err(MergeError::Source(format!(
+                    "data source {}: {e}",
+                    self.conn.ds
+                )));
+            }
+        };
         match payload.first() {
             Some(0xFF) => {
                 self.done = true;
