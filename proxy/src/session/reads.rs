@@ -23,11 +23,13 @@ use crate::backend::{Pool, PooledConn, Role};
 use crate::error::BackendError;
 use crate::replica::gtid::Position;
 use crate::replica::ReadChoice;
+use crate::shard::analyze::ShardedStatement;
 use crate::sql::reads::replica_safe;
 use crate::wire::command::{COM_QUERY, COM_STMT_EXECUTE};
 use crate::wire::ok_err::status;
 use crate::wire::packet::Mark;
 use crate::wire::stmt::statement_id;
+use shardgate_rules::TableKind;
 
 /// How long a read waits for a replica to apply the session's own last
 /// write before it goes to the primary instead.
@@ -241,6 +243,49 @@ impl Session {
             };
             self.written.insert(ds, mark);
         }
+    }
+
+    /// For a read of broadcast tables only: the data source to read them
+    /// on, taking turns over those with a usable replica (all hold a copy),
+    /// so that such reads spread over every node's replicas. None: the
+    /// plan's data source (the default one) stays, e.g. when the statement
+    /// also names an unsharded table (which lives there only) or may not
+    /// use a replica.
+    pub(super) fn broadcast_read_source(&self, st: &ShardedStatement) -> Option<String> {
+        let rules = &self.shared.rules;
+        if !self.read_intent
+            || st.tables.is_empty()
+            || !st.other_tables.is_empty()
+            || !st
+                .tables
+                .iter()
+                .all(|t| rules.table_kind(t) == TableKind::Broadcast)
+        {
+            return None;
+        }
+        let holders: Vec<Vec<String>> = st
+            .tables
+            .iter()
+            .map(|t| rules.nodes(t).into_iter().map(|n| n.data_source).collect())
+            .collect();
+        let first = holders.first()?;
+        let candidates: Vec<&str> = first
+            .iter()
+            .filter(|ds| holders.iter().all(|h| h.contains(ds)))
+            .filter(|ds| {
+                self.shared.replicas.get(ds.as_str()).is_some_and(|rs| {
+                    rs.iter().any(|r| {
+                        r.replication().is_some_and(|s| s.usable)
+                            && !self.avoid_replicas.iter().any(|a| Arc::ptr_eq(a, r))
+                    })
+                })
+            })
+            .map(String::as_str)
+            .collect();
+        self.shared
+            .reads
+            .broadcast_source(&candidates)
+            .map(str::to_owned)
     }
 
     /// Before a command runs: where the client's writer stands, when the

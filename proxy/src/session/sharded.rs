@@ -87,7 +87,13 @@ impl Session {
                 cache.remove(t);
             }
         }
-        let route = plan(st, sql, params, true, &self.plan_context()).map_err(Failure::Reply)?;
+        let mut route =
+            plan(st, sql, params, true, &self.plan_context()).map_err(Failure::Reply)?;
+        if let Route::One(target) = &mut route {
+            if let Some(ds) = self.broadcast_read_source(st) {
+                target.data_source = ds;
+            }
+        }
         debug!(?route, "routed");
         self.count_routed(st, &route);
         match route {
