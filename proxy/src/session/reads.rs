@@ -25,7 +25,7 @@ use crate::replica::gtid::Position;
 use crate::replica::ReadChoice;
 use crate::shard::analyze::ShardedStatement;
 use crate::sql::reads::replica_safe;
-use crate::wire::command::{COM_QUERY, COM_STMT_EXECUTE};
+use crate::wire::command::{COM_QUERY, COM_STMT_EXECUTE, COM_STMT_PREPARE};
 use crate::wire::ok_err::status;
 use crate::wire::packet::Mark;
 use crate::wire::stmt::statement_id;
@@ -71,7 +71,10 @@ impl Session {
             }
         }
         let sql: &[u8] = match command {
-            COM_QUERY => &payload[1..],
+            // A prepare of a read is answered where the read would go: in
+            // a read-only transaction on replicas, that is where its data
+            // source's connection must be taken (not its primary).
+            COM_QUERY | COM_STMT_PREPARE => &payload[1..],
             COM_STMT_EXECUTE => {
                 match statement_id(payload).and_then(|id| self.statements.get(id)) {
                     Some(stmt) => &stmt.sql,
