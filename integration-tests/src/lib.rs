@@ -10,6 +10,7 @@
 pub mod conformance;
 pub mod fixtures;
 pub mod http;
+pub mod replication;
 pub mod sharding;
 pub mod sqlx_scenario;
 

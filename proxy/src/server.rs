@@ -154,9 +154,13 @@ fn spawn_care(shared: &Shared) -> Vec<JoinHandle<()>> {
         let Some(ds) = shared.config.data_sources.get(name) else {
             continue;
         };
+        let Some(primary) = shared.pools.get(name) else {
+            continue;
+        };
         for replica in replicas {
             tasks.push(crate::replica::monitor::spawn(
                 replica.clone(),
+                primary.clone(),
                 ds.read.clone(),
                 shared.metrics.clone(),
             ));

@@ -634,15 +634,19 @@ impl Pool {
         *self.replication.lock().unwrap_or_else(|e| e.into_inner()) = Some(replication);
     }
 
-    /// Records how a statement on this server went.
+    /// Records how a statement on this server went. A failure's latency
+    /// is not the server's speed (a refused connection takes no time), so
+    /// only the error rate learns from it.
     pub fn observe(&self, latency: Duration, ok: bool) {
         let mut o = self.observed.lock().unwrap_or_else(|e| e.into_inner());
         let us = latency.as_secs_f64() * 1e6;
-        o.latency_us = if o.latency_us == 0.0 {
-            us
-        } else {
-            o.latency_us + EWMA_ALPHA * (us - o.latency_us)
-        };
+        if ok {
+            o.latency_us = if o.latency_us == 0.0 {
+                us
+            } else {
+                o.latency_us + EWMA_ALPHA * (us - o.latency_us)
+            };
+        }
         let failed = if ok { 0.0 } else { 1.0 };
         o.error_rate += EWMA_ALPHA * (failed - o.error_rate);
     }

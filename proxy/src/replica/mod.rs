@@ -6,6 +6,7 @@ pub mod gtid;
 pub mod monitor;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use shardgate_rules::config::{Config, PrimaryReads, ReadConfig, ReadFallback};
@@ -32,6 +33,8 @@ pub enum ReadChoice {
 /// The replica balancers of every data source.
 pub struct ReadRouter {
     balancers: HashMap<String, Balancer>,
+    /// Turns of broadcast-table reads over the data sources.
+    broadcast_turn: AtomicUsize,
 }
 
 impl ReadRouter {
@@ -42,16 +45,29 @@ impl ReadRouter {
                 .iter()
                 .map(|(name, ds)| (name.clone(), Balancer::new(ds.read.strategy)))
                 .collect(),
+            broadcast_turn: AtomicUsize::new(0),
         }
     }
 
-    /// Picks the server of data source `ds` for a read. `written`: the
-    /// session's last write on that data source, when reads must not be
-    /// older than it.
+    /// The data source that serves the next read of broadcast tables, in
+    /// turn among `candidates` (every one holds a copy): the reads spread
+    /// over all data sources' replicas instead of the default one's.
+    pub fn broadcast_source<'a>(&self, candidates: &[&'a str]) -> Option<&'a str> {
+        if candidates.is_empty() {
+            return None;
+        }
+        let turn = self.broadcast_turn.fetch_add(1, Ordering::Relaxed);
+        candidates.get(turn % candidates.len()).copied()
+    }
+
+    /// Picks the server of data source `ds` for a read. `avoid`: replicas
+    /// this read already failed on. `written`: the session's last write on
+    /// that data source, when reads must not be older than it.
     pub fn choose(
         &self,
         ds: &str,
         replicas: &[Arc<Pool>],
+        avoid: &[Arc<Pool>],
         read: &ReadConfig,
         primary: &Arc<Pool>,
         written: Option<&Position>,
@@ -60,6 +76,7 @@ impl ReadRouter {
             .iter()
             .enumerate()
             .filter(|(_, p)| p.replication().is_some_and(|r| r.usable))
+            .filter(|(_, p)| !avoid.iter().any(|a| Arc::ptr_eq(a, p)))
             .collect();
         if usable.is_empty() {
             return match read.fallback {
@@ -140,4 +157,82 @@ fn no_replica(ds: &str, replicas: &[Arc<Pool>]) -> ErrInfo {
             if why.is_empty() { "none configured".into() } else { why.join("; ") }
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::pool::Replication;
+    use crate::backend::{PoolContext, Role};
+    use crate::metrics::Metrics;
+    use shardgate_rules::config::{BackendUrl, PoolConfig};
+
+    fn replica(i: usize, context: &Arc<PoolContext>) -> Arc<Pool> {
+        let url = BackendUrl::parse(&format!("mysql://root@127.0.0.1:{}/ds0", 13316 + 10 * i))
+            .expect("url");
+        let pool = Pool::new(
+            &format!("ds0.replica{}", i + 1),
+            "ds0",
+            Role::Replica(i),
+            url,
+            PoolConfig::default(),
+            context.clone(),
+        );
+        pool.set_replication(Replication {
+            usable: true,
+            reason: None,
+            lag: None,
+            applied: Position::default(),
+            checked_at: std::time::SystemTime::now(),
+        });
+        pool
+    }
+
+    #[test]
+    fn a_replica_to_avoid_is_not_chosen_and_broadcast_reads_take_turns() {
+        let config =
+            Config::from_toml_str(include_str!("../../../examples/wework.toml")).expect("config");
+        let router = ReadRouter::new(&config);
+        let context = PoolContext::new(Arc::new(Metrics::new()));
+        let replicas = [replica(0, &context), replica(1, &context)];
+        let primary = Pool::new(
+            "ds0",
+            "ds0",
+            Role::Primary,
+            BackendUrl::parse("mysql://root@127.0.0.1:13306/ds0").expect("url"),
+            PoolConfig::default(),
+            context.clone(),
+        );
+        let read = ReadConfig::default();
+        for _ in 0..10 {
+            let choice = router
+                .choose("ds0", &replicas, &replicas[..1], &read, &primary, None)
+                .expect("a choice");
+            let ReadChoice::Replica { pool, .. } = choice else {
+                panic!("the other replica, not the primary");
+            };
+            assert_eq!(pool.name(), "ds0.replica2");
+        }
+        let all = router.choose("ds0", &replicas, &replicas, &read, &primary, None);
+        assert!(
+            matches!(all, Ok(ReadChoice::Primary)),
+            "none left: the primary"
+        );
+        let turns: Vec<&str> = (0..6)
+            .filter_map(|_| router.broadcast_source(&["ds0", "ds1", "ds2"]))
+            .collect();
+        assert_eq!(turns, ["ds0", "ds1", "ds2", "ds0", "ds1", "ds2"]);
+        assert_eq!(router.broadcast_source(&[]), None);
+    }
+
+    #[test]
+    fn a_failure_counts_as_an_error_not_as_a_fast_answer() {
+        let context = PoolContext::new(Arc::new(Metrics::new()));
+        let pool = replica(0, &context);
+        pool.observe(std::time::Duration::from_millis(5), true);
+        pool.observe(std::time::Duration::ZERO, false);
+        let observed = pool.observed();
+        assert_eq!(observed.latency_us, 5_000.0);
+        assert!((observed.error_rate - 0.1).abs() < 1e-9, "{observed:?}");
+    }
 }

@@ -3,7 +3,10 @@
 //! (`SHOW SLAVE STATUS`, `@@gtid_slave_pos`). A replica that does not
 //! answer, whose replication threads stopped, or that lags more than
 //! `max_replica_lag_ms` leaves the read rotation; it comes back when
-//! healthy again. Each transition is logged once and counted.
+//! healthy again. Each transition is logged once and counted. A replica
+//! whose IO thread lost a primary that is down (the proxy cannot reach it
+//! either) stays in: it has all there is, and reads go on without the
+//! primary.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -18,8 +21,14 @@ use crate::backend::{BackendConn, Flavor};
 use crate::error::BackendError;
 use crate::metrics::Metrics;
 
-/// Starts monitoring `pool` (a replica); ends when the handle is aborted.
-pub fn spawn(pool: Arc<Pool>, read: ReadConfig, metrics: Arc<Metrics>) -> JoinHandle<()> {
+/// Starts monitoring `pool` (a replica of `primary`); ends when the handle
+/// is aborted.
+pub fn spawn(
+    pool: Arc<Pool>,
+    primary: Arc<Pool>,
+    read: ReadConfig,
+    metrics: Arc<Metrics>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let interval = Duration::from_millis(read.monitor_interval_ms.max(50));
         let mut tick = tokio::time::interval(interval);
@@ -30,17 +39,18 @@ pub fn spawn(pool: Arc<Pool>, read: ReadConfig, metrics: Arc<Metrics>) -> JoinHa
             tick.tick().await;
             // A check may take a whole interval, at least a second.
             let bound = interval.max(Duration::from_secs(1));
-            let state = match tokio::time::timeout(bound, check(&pool, &mut conn, &read)).await {
-                Ok(Ok(state)) => state,
-                Ok(Err(e)) => {
-                    conn = None;
-                    unusable(format!("not answering: {e}"))
-                }
-                Err(_) => {
-                    conn = None;
-                    unusable(format!("no answer within {bound:?}"))
-                }
-            };
+            let state =
+                match tokio::time::timeout(bound, check(&pool, &primary, &mut conn, &read)).await {
+                    Ok(Ok(state)) => state,
+                    Ok(Err(e)) => {
+                        conn = None;
+                        unusable(format!("not answering: {e}"))
+                    }
+                    Err(_) => {
+                        conn = None;
+                        unusable(format!("no answer within {bound:?}"))
+                    }
+                };
             if was_usable != Some(state.usable) {
                 let name = pool.name();
                 match (&state.reason, state.usable) {
@@ -74,6 +84,7 @@ fn unusable(reason: String) -> Replication {
 /// One look at the replica.
 async fn check(
     pool: &Pool,
+    primary: &Pool,
     conn: &mut Option<BackendConn>,
     read: &ReadConfig,
 ) -> Result<Replication, BackendError> {
@@ -107,10 +118,20 @@ async fn check(
         .ok()
         .map(Duration::from_secs);
     let max_lag = Duration::from_millis(read.max_replica_lag_ms);
+    // Everything the IO thread received has been applied.
+    let applied_all = field("Master_Log_File") == field("Relay_Master_Log_File")
+        && field("Read_Master_Log_Pos") == field("Exec_Master_Log_Pos");
     let reason = if sql != "Yes" {
         Some(format!("replication SQL thread is {}", or_unknown(sql)))
     } else if io != "Yes" {
-        Some(format!("replication IO thread is {}", or_unknown(io)))
+        // When the primary itself is down there is nothing newer to lag
+        // behind: a replica that applied all it received is the freshest
+        // copy there is, and keeps serving reads while the primary is away.
+        if applied_all && !answers(primary).await {
+            None
+        } else {
+            Some(format!("replication IO thread is {}", or_unknown(io)))
+        }
     } else {
         match lag {
             None => Some("lag unknown (Seconds_Behind_Master is NULL)".into()),
@@ -130,6 +151,21 @@ async fn check(
         checked_at: SystemTime::now(),
     })
 }
+
+/// Whether the primary accepts a connection (and the proxy's login)
+/// within a short bound.
+async fn answers(primary: &Pool) -> bool {
+    let name: Arc<str> = Arc::from(format!("{} (replica monitor)", primary.name()));
+    let connect = BackendConn::connect(name, primary.url(), Flavor::internal());
+    matches!(
+        tokio::time::timeout(PRIMARY_PROBE_TIMEOUT, connect).await,
+        Ok(Ok(_))
+    )
+}
+
+/// How long the probe of a primary may take when a replica's IO thread is
+/// not running.
+const PRIMARY_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 fn or_unknown(state: &str) -> &str {
     if state.is_empty() {

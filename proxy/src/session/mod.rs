@@ -81,6 +81,7 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
             statement_label: None,
             read_intent: false,
             used_replicas: Vec::new(),
+            avoid_replicas: Vec::new(),
             written: std::collections::HashMap::new(),
             transaction: None,
             pinned: None,
@@ -132,6 +133,9 @@ struct Session {
     read_intent: bool,
     /// Replicas the current statement read, for the balancer's figures.
     used_replicas: Vec<Arc<crate::backend::Pool>>,
+    /// Replicas the current statement must not read again: it lost its
+    /// connection there and is being retried.
+    avoid_replicas: Vec<Arc<crate::backend::Pool>>,
     /// The session's last write on each data source, for read-your-writes.
     written: std::collections::HashMap<String, reads::Written>,
     /// How the client opened its explicit transaction (`START TRANSACTION
@@ -154,11 +158,24 @@ enum Flow {
 enum Failure {
     ClientGone,
     Reply(ErrInfo),
+    /// The connection to one backend server (`server`: its pool's name)
+    /// failed during the command; the client gets `err` unless the command
+    /// is a read that can be retried elsewhere (see `reads.rs`).
+    Lost {
+        server: String,
+        err: ErrInfo,
+    },
 }
 
 impl From<BackendError> for Failure {
     fn from(e: BackendError) -> Self {
-        Failure::Reply(e.to_client())
+        match &e {
+            BackendError::Lost { ds, .. } => Failure::Lost {
+                server: ds.clone(),
+                err: e.to_client(),
+            },
+            _ => Failure::Reply(e.to_client()),
+        }
     }
 }
 
@@ -208,11 +225,20 @@ impl Session {
             self.decide_read_intent(command, &payload);
             self.resolve_pending_writes().await;
             self.reply_failed = false;
-            let flow = self.dispatch(command, &payload).await;
+            // A read whose replica connection broke before the client got
+            // any of the reply runs once more, elsewhere (see `reads.rs`).
+            let retry_from = self.read_retry_point(command, &payload);
+            let mut flow = self.dispatch(command, &payload).await;
+            if let (Some(mark), Err(Failure::Lost { server, .. })) = (retry_from, &flow) {
+                let server = server.clone();
+                if self.retry_read_elsewhere(&server, mark) {
+                    flow = self.dispatch(command, &payload).await;
+                }
+            }
             match flow {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Quit) | Err(Failure::ClientGone) => return,
-                Err(Failure::Reply(err)) => {
+                Err(Failure::Reply(err) | Failure::Lost { err, .. }) => {
                     debug!(code = err.code, "statement failed: {}", err.message);
                     self.shared.metrics.error(error_type(err.code));
                     self.reply_failed = true;

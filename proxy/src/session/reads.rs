@@ -23,10 +23,13 @@ use crate::backend::{Pool, PooledConn, Role};
 use crate::error::BackendError;
 use crate::replica::gtid::Position;
 use crate::replica::ReadChoice;
+use crate::shard::analyze::ShardedStatement;
 use crate::sql::reads::replica_safe;
-use crate::wire::command::{COM_QUERY, COM_STMT_EXECUTE};
+use crate::wire::command::{COM_QUERY, COM_STMT_EXECUTE, COM_STMT_PREPARE};
 use crate::wire::ok_err::status;
+use crate::wire::packet::Mark;
 use crate::wire::stmt::statement_id;
+use shardgate_rules::TableKind;
 
 /// How long a read waits for a replica to apply the session's own last
 /// write before it goes to the primary instead.
@@ -52,6 +55,7 @@ impl Session {
     pub(super) fn decide_read_intent(&mut self, command: u8, payload: &[u8]) {
         self.read_intent = false;
         self.used_replicas.clear();
+        self.avoid_replicas.clear();
         if self.pinned.is_some()
             || !self.shared.config.server.read_write_splitting
             || self.shared.replicas.values().all(Vec::is_empty)
@@ -67,7 +71,10 @@ impl Session {
             }
         }
         let sql: &[u8] = match command {
-            COM_QUERY => &payload[1..],
+            // A prepare of a read is answered where the read would go: in
+            // a read-only transaction on replicas, that is where its data
+            // source's connection must be taken (not its primary).
+            COM_QUERY | COM_STMT_PREPARE => &payload[1..],
             COM_STMT_EXECUTE => {
                 match statement_id(payload).and_then(|id| self.statements.get(id)) {
                     Some(stmt) => &stmt.sql,
@@ -104,7 +111,14 @@ impl Session {
         };
         match shared
             .reads
-            .choose(ds, replicas, &config.read, &primary, written.as_ref())
+            .choose(
+                ds,
+                replicas,
+                &self.avoid_replicas,
+                &config.read,
+                &primary,
+                written.as_ref(),
+            )
             .map_err(Failure::Reply)?
         {
             ReadChoice::Replica { pool, .. } => Ok(pool),
@@ -232,6 +246,95 @@ impl Session {
             };
             self.written.insert(ds, mark);
         }
+    }
+
+    /// For a read of broadcast tables only: the data source to read them
+    /// on, taking turns over those with a usable replica (all hold a copy),
+    /// so that such reads spread over every node's replicas. None: the
+    /// plan's data source (the default one) stays, e.g. when the statement
+    /// also names an unsharded table (which lives there only) or may not
+    /// use a replica.
+    pub(super) fn broadcast_read_source(&self, st: &ShardedStatement) -> Option<String> {
+        let rules = &self.shared.rules;
+        if !self.read_intent
+            || st.tables.is_empty()
+            || !st.other_tables.is_empty()
+            || !st
+                .tables
+                .iter()
+                .all(|t| rules.table_kind(t) == TableKind::Broadcast)
+        {
+            return None;
+        }
+        let holders: Vec<Vec<String>> = st
+            .tables
+            .iter()
+            .map(|t| rules.nodes(t).into_iter().map(|n| n.data_source).collect())
+            .collect();
+        let first = holders.first()?;
+        let candidates: Vec<&str> = first
+            .iter()
+            .filter(|ds| holders.iter().all(|h| h.contains(ds)))
+            .filter(|ds| {
+                self.shared.replicas.get(ds.as_str()).is_some_and(|rs| {
+                    rs.iter().any(|r| {
+                        r.replication().is_some_and(|s| s.usable)
+                            && !self.avoid_replicas.iter().any(|a| Arc::ptr_eq(a, r))
+                    })
+                })
+            })
+            .map(String::as_str)
+            .collect();
+        self.shared
+            .reads
+            .broadcast_source(&candidates)
+            .map(str::to_owned)
+    }
+
+    /// Before a command runs: where the client's writer stands, when the
+    /// command is a read that may be retried on another server should its
+    /// replica connection fail (see `retry_read_elsewhere`). None for
+    /// anything else: a transaction's reads belong to its connections, and
+    /// an execution's long data is consumed by the first attempt.
+    pub(super) fn read_retry_point(&self, command: u8, payload: &[u8]) -> Option<Mark> {
+        if !self.read_intent || self.in_transaction() || !self.held.is_empty() {
+            return None;
+        }
+        if command == COM_STMT_EXECUTE
+            && statement_id(payload)
+                .and_then(|id| self.statements.get(id))
+                .is_some_and(|s| !s.long_data.is_empty())
+        {
+            return None;
+        }
+        Some(self.writer.mark())
+    }
+
+    /// After a read lost its connection to replica `server`: when nothing
+    /// of the reply has been written to the client yet (whatever was
+    /// queued since `mark` is taken back), prepares the one retry, on
+    /// another replica of that data source or its primary. False when the
+    /// client already got part of the reply, or `server` is not a replica
+    /// this read used: the error stands.
+    pub(super) fn retry_read_elsewhere(&mut self, server: &str, mark: Mark) -> bool {
+        let Some(lost) = self
+            .used_replicas
+            .iter()
+            .find(|p| p.name() == server)
+            .cloned()
+        else {
+            return false;
+        };
+        if !self.writer.rollback(mark) {
+            return false;
+        }
+        warn!(replica = %server, "a read lost its replica connection before anything reached the client; retrying it once elsewhere");
+        lost.observe(std::time::Duration::ZERO, false);
+        // The retry takes its replicas (and reports on them) anew.
+        self.used_replicas.clear();
+        self.avoid_replicas.push(lost);
+        self.reply_failed = false;
+        true
     }
 
     /// Feeds the balancer: how the statement went on each replica it used.

@@ -124,7 +124,13 @@ impl Session {
                 cache.remove(t);
             }
         }
-        let route = plan(st, sql, params, true, &self.plan_context()).map_err(Failure::Reply)?;
+        let mut route =
+            plan(st, sql, params, true, &self.plan_context()).map_err(Failure::Reply)?;
+        if let Route::One(target) = &mut route {
+            if let Some(ds) = self.broadcast_read_source(st) {
+                target.data_source = ds;
+            }
+        }
         debug!(?route, "routed");
         self.count_routed(st, &route);
         match route {
@@ -442,11 +448,11 @@ impl Session {
             conns.push(conn);
         }
         let mut shown: Option<Vec<ColumnInfo>> = None;
-        let mut failure = None;
+        let mut failure: Option<Failure> = None;
         if let (Some(how), Some(conn)) = (ahead, conns.first_mut()) {
             match how.read(conn).await? {
                 Ok(columns) => shown = columns,
-                Err(err) => failure = Some(err),
+                Err(err) => failure = Some(Failure::Reply(err)),
             }
         }
         let mut columns: Option<Vec<ColumnInfo>> = None;
@@ -456,39 +462,40 @@ impl Session {
                     columns.get_or_insert(c);
                 }
                 Ok(Err(err)) => {
-                    failure.get_or_insert(err);
+                    failure.get_or_insert(Failure::Reply(err));
                 }
                 Err(e) => {
-                    failure.get_or_insert(e.to_client());
+                    // Kept as a backend failure: a lost replica may be retried.
+                    failure.get_or_insert(e.into());
                 }
             }
         }
         let plan = match (failure, columns) {
             (None, Some(columns)) => {
                 merge_plan(scatter, columns, offset, limit, having).map_err(|e| {
-                    ErrInfo::new(
+                    Failure::Reply(ErrInfo::new(
                         codes::ER_UNKNOWN_ERROR,
                         "HY000",
                         format!("cannot merge node results: {e}"),
-                    )
+                    ))
                 })
             }
-            (Some(err), _) => Err(err),
-            (None, None) => Err(ErrInfo::new(
+            (Some(failure), _) => Err(failure),
+            (None, None) => Err(Failure::Reply(ErrInfo::new(
                 codes::ER_UNKNOWN_ERROR,
                 "HY000",
                 "no data node answered",
-            )),
+            ))),
         };
         let plan = match plan {
             Ok(plan) => plan,
-            Err(err) => {
+            Err(failure) => {
                 for mut conn in conns {
                     // Replies not read to their end: these connections are closed.
                     conn.broken = true;
                     self.release(conn, &classified);
                 }
-                return Err(Failure::Reply(err));
+                return Err(failure);
             }
         };
         let deprecate_eof = self.flavor.deprecate_eof();
@@ -515,6 +522,7 @@ impl Session {
                 columns: &plan.columns,
                 deprecate_eof,
                 done: false,
+                lost: false,
             })
             .collect();
         let mut sink = ClientRows {
@@ -537,6 +545,10 @@ impl Session {
             }
         }
         let unfinished: Vec<bool> = sources.iter().map(|s| !s.done).collect();
+        let lost = sources
+            .iter()
+            .find(|s| s.lost)
+            .map(|s| s.conn.ds.to_string());
         drop(sources);
         for (mut conn, unfinished) in conns.into_iter().zip(unfinished) {
             conn.broken = unfinished;
@@ -559,11 +571,17 @@ impl Session {
             Err(MergeError::Plan(message)) => {
                 Err(Failure::Reply(crate::shard::not_supported(message)))
             }
-            Err(e) => Err(Failure::Reply(ErrInfo::new(
-                codes::ER_UNKNOWN_ERROR,
-                "HY000",
-                format!("merging node results failed: {e}"),
-            ))),
+            Err(e) => {
+                let err = ErrInfo::new(
+                    codes::ER_UNKNOWN_ERROR,
+                    "HY000",
+                    format!("merging node results failed: {e}"),
+                );
+                Err(match lost {
+                    Some(server) => Failure::Lost { server, err },
+                    None => Failure::Reply(err),
+                })
+            }
         }
     }
 
@@ -611,6 +629,7 @@ impl Session {
             columns: &columns,
             deprecate_eof,
             done: false,
+            lost: false,
         };
         let mut buf = Vec::new();
         let result = loop {
@@ -1034,6 +1053,8 @@ struct NodeRows<'a> {
     columns: &'a [ColumnInfo],
     deprecate_eof: bool,
     done: bool,
+    /// The connection failed (not a node's error reply).
+    lost: bool,
 }
 
 impl NodeRows<'_> {
@@ -1043,12 +1064,16 @@ impl NodeRows<'_> {
         if self.done {
             return Ok(None);
         }
-        let (_, payload) = self
-            .conn
-            .reader
-            .read_packet(usize::MAX)
-            .await
-            .map_err(|e| MergeError::Source(format!("data source {}: {e}", self.conn.ds)))?;
+        let (_, payload) = match self.conn.reader.read_packet(usize::MAX).await {
+            Ok(packet) => packet,
+            Err(e) => {
+                self.lost = true;
+                return Err(MergeError::Source(format!(
+                    "data source {}: {e}",
+                    self.conn.ds
+                )));
+            }
+        };
         match payload.first() {
             Some(0xFF) => {
                 self.done = true;

@@ -157,6 +157,24 @@ pub enum AnalyzeError {
 }
 
 /// Analyses `sql` against the rules.
+/// The parser knows `FOR SHARE` but not MariaDB's `LOCK IN SHARE MODE`:
+/// the text it parses has the latter written as the former, padded to the
+/// same length, so every position it reports holds for `sql` itself (the
+/// node statements are cut from `sql`, which keeps its own words).
+fn share_mode_as_for_share(sql: &str) -> Option<String> {
+    use crate::sql::lex::Lexer;
+    let tokens: Vec<_> = Lexer::new(sql).collect();
+    let at = tokens.windows(4).find(|w| {
+        w[0].token.is_word("LOCK")
+            && w[1].token.is_word("IN")
+            && w[2].token.is_word("SHARE")
+            && w[3].token.is_word("MODE")
+    })?;
+    let (start, end) = (at[0].start, at[3].end);
+    let replacement = format!("{:<width$}", "FOR SHARE", width = end - start);
+    Some(format!("{}{replacement}{}", &sql[..start], &sql[end..]))
+}
+
 pub fn analyze(
     sql: &str,
     rules: &ShardingRules,
@@ -195,8 +213,9 @@ fn parsed(
     named: &BTreeSet<String>,
 ) -> Result<Analysis, AnalyzeError> {
     let tables_text = || named.iter().cloned().collect::<Vec<_>>().join(", ");
-    let statements =
-        Parser::parse_sql(&MySqlDialect {}, sql).map_err(|e| AnalyzeError::Unparsable {
+    let parsable = share_mode_as_for_share(sql);
+    let statements = Parser::parse_sql(&MySqlDialect {}, parsable.as_deref().unwrap_or(sql))
+        .map_err(|e| AnalyzeError::Unparsable {
             tables: tables_text(),
             reason: e.to_string(),
         })?;

@@ -1195,6 +1195,23 @@ mod tests {
     }
 
     #[test]
+    fn lock_in_share_mode_is_kept_in_the_node_statement() {
+        let Route::One(target) = route(
+            "SELECT * FROM users WHERE user_id = 5 LOCK IN SHARE MODE",
+            &[],
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(target.data_source, "ds1");
+        assert!(
+            target.sql.ends_with("WHERE user_id = 5 LOCK IN SHARE MODE"),
+            "{}",
+            target.sql
+        );
+    }
+
+    #[test]
     fn broadcast_reads_one_writes_all() {
         assert_eq!(
             route("SELECT COUNT(*) FROM sys_permissions", &[]).unwrap(),

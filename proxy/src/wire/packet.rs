@@ -139,6 +139,18 @@ pub struct PacketWriter<W> {
     inner: W,
     buf: Vec<u8>,
     seq: u8,
+    /// Writes done so far, so that a [`Mark`] knows whether bytes queued
+    /// after it may have reached the peer.
+    flushes: u64,
+}
+
+/// Where a writer stood, to take back what was queued since (see
+/// [`PacketWriter::rollback`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    len: usize,
+    seq: u8,
+    flushes: u64,
 }
 
 impl<W: tokio::io::AsyncWrite + Unpin> PacketWriter<W> {
@@ -147,7 +159,29 @@ impl<W: tokio::io::AsyncWrite + Unpin> PacketWriter<W> {
             inner,
             buf: Vec::with_capacity(READ_CHUNK),
             seq: 0,
+            flushes: 0,
         }
+    }
+
+    /// The current position, for a later [`rollback`](Self::rollback).
+    pub fn mark(&self) -> Mark {
+        Mark {
+            len: self.buf.len(),
+            seq: self.seq,
+            flushes: self.flushes,
+        }
+    }
+
+    /// Drops what was queued since `mark`, if none of it was written yet
+    /// (no flush since): the peer then never knew of it. False when
+    /// something may have been written, and nothing is changed.
+    pub fn rollback(&mut self, mark: Mark) -> bool {
+        if self.flushes != mark.flushes || self.buf.len() < mark.len {
+            return false;
+        }
+        self.buf.truncate(mark.len);
+        self.seq = mark.seq;
+        true
     }
 
     /// The sequence id the next packet gets.
@@ -188,6 +222,8 @@ impl<W: tokio::io::AsyncWrite + Unpin> PacketWriter<W> {
     /// Writes everything queued.
     pub async fn flush(&mut self) -> io::Result<()> {
         if !self.buf.is_empty() {
+            // Counted before writing: a failed write may have sent a part.
+            self.flushes += 1;
             self.inner.write_all(&self.buf).await?;
             self.buf.clear();
             if self.buf.capacity() > 4 * 1024 * 1024 {
@@ -223,6 +259,21 @@ mod tests {
         assert_eq!(next, 3);
         assert_eq!(out.len(), payload.len() + 3 * HEADER);
         assert_eq!(&out[out.len() - 4..], &[0, 0, 0, 2]);
+    }
+
+    #[tokio::test]
+    async fn rollback_takes_back_only_what_was_not_written() {
+        let mut w = PacketWriter::new(Vec::new());
+        w.push(b"kept");
+        let mark = w.mark();
+        w.push(b"dropped");
+        assert!(w.rollback(mark));
+        assert_eq!(w.seq(), 1);
+        assert_eq!(w.pending(), HEADER + 4);
+        w.push(b"sent");
+        w.flush().await.unwrap();
+        assert!(!w.rollback(mark), "written bytes cannot be taken back");
+        assert_eq!(w.inner.len(), 2 * HEADER + 8);
     }
 
     #[tokio::test]
