@@ -365,10 +365,11 @@ async fn stats_count_statements_and_other_shows_reach_the_backend() {
     let ep = proxy.endpoint();
     let mut conn = ep.connect().await.expect("sqlx connects");
     for _ in 0..3 {
-        sqlx::raw_sql("SELECT * FROM users WHERE user_id = 5")
+        // Routed (and counted) whether or not another test left `users`
+        // in the sandbox: on a fresh one the node answers 1146.
+        let _ = sqlx::raw_sql("SELECT * FROM users WHERE user_id = 5")
             .execute(&mut conn)
-            .await
-            .expect("a sharded select");
+            .await;
     }
     let err = sqlx::raw_sql("SHOW SHARDING TABLE RULE nope")
         .execute(&mut conn)
