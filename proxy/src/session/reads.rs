@@ -89,7 +89,7 @@ impl Session {
     /// The pool a statement on data source `ds` uses: the one of a
     /// connection the session holds there, else a replica for a read,
     /// else the primary.
-    pub(super) fn pool_for(&mut self, ds: &str) -> Result<Arc<Pool>, Failure> {
+    pub(super) fn pool_of(&mut self, ds: &str) -> Result<Arc<Pool>, Failure> {
         if let Some(held) = self.held.iter().find(|c| c.pool().data_source() == ds) {
             return Ok(held.pool().clone());
         }

@@ -48,13 +48,7 @@ impl Session {
 
     /// The pool of a data source's primary.
     pub(super) fn primary_pool(&self, data_source: &str) -> Result<Arc<Pool>, Failure> {
-        self.shared.pool(data_source).cloned().ok_or_else(|| {
-            Failure::Reply(ErrInfo::new(
-                codes::ER_UNKNOWN_ERROR,
-                "HY000",
-                format!("the rules name data source {data_source}, which is not configured"),
-            ))
-        })
+        primary_pool_of(&self.shared, data_source)
     }
 
     /// The statement of the prepared statement the execute `payload` names
@@ -84,17 +78,11 @@ impl Session {
             return Ok(None);
         };
         let node = NodeStatement {
-            pool: pool_of(shared, &target.data_source)?,
+            pool: primary_pool_of(shared, &target.data_source)?,
             sql: Arc::from(target.sql.as_bytes()),
         };
         prepared.keep_node(position, node.clone());
         Ok(Some(node))
-    }
-
-    /// The pool a statement on `data_source` uses (a replica for a read;
-    /// see `reads.rs`).
-    pub(super) fn pool_of(&mut self, data_source: &str) -> Result<Arc<Pool>, Failure> {
-        self.pool_for(data_source)
     }
 
     /// Plans and runs a statement on sharded or broadcast tables.
@@ -982,7 +970,10 @@ impl Session {
 }
 
 /// The pool of a data source the rules name.
-fn pool_of(shared: &crate::server::Shared, data_source: &str) -> Result<Arc<Pool>, Failure> {
+fn primary_pool_of(
+    shared: &crate::server::Shared,
+    data_source: &str,
+) -> Result<Arc<Pool>, Failure> {
     shared.pool(data_source).cloned().ok_or_else(|| {
         Failure::Reply(ErrInfo::new(
             codes::ER_UNKNOWN_ERROR,
