@@ -558,12 +558,14 @@ impl Session {
             .await?;
         if let Outcome::Prepared(ok) = outcome {
             conn.remember_statement(backend_sql, ok.statement_id, ok.num_params);
+            let replica_safe = crate::sql::reads::replica_safe(&String::from_utf8_lossy(&sql));
             self.statements.insert(
                 id,
                 PreparedStatement {
                     sql,
                     num_params: ok.num_params,
                     classified: classified.clone(),
+                    replica_safe,
                     sharded,
                     param_types: None,
                     long_data: Vec::new(),

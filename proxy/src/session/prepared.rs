@@ -19,6 +19,9 @@ pub struct PreparedStatement {
     pub sql: Arc<[u8]>,
     pub num_params: u16,
     pub classified: Classified,
+    /// Whether an execution may read a replica (`sql::reads::replica_safe`
+    /// of its text, worked out once at prepare).
+    pub replica_safe: bool,
     /// Set when the statement names sharded or broadcast tables.
     pub sharded: Option<ShardedPrepared>,
     /// Parameter types from the last execute that sent them.
@@ -153,6 +156,7 @@ mod tests {
             sql: Arc::from(sql.as_bytes()),
             num_params: 0,
             classified: Classified::default(),
+            replica_safe: false,
             sharded: None,
             param_types: None,
             long_data: Vec::new(),

@@ -70,20 +70,17 @@ impl Session {
                 return;
             }
         }
-        let sql: &[u8] = match command {
+        self.read_intent = match command {
             // A prepare of a read is answered where the read would go: in
             // a read-only transaction on replicas, that is where its data
             // source's connection must be taken (not its primary).
-            COM_QUERY | COM_STMT_PREPARE => &payload[1..],
-            COM_STMT_EXECUTE => {
-                match statement_id(payload).and_then(|id| self.statements.get(id)) {
-                    Some(stmt) => &stmt.sql,
-                    None => return,
-                }
-            }
-            _ => return,
+            COM_QUERY | COM_STMT_PREPARE => replica_safe(&String::from_utf8_lossy(&payload[1..])),
+            // Worked out once, when the statement was prepared.
+            COM_STMT_EXECUTE => statement_id(payload)
+                .and_then(|id| self.statements.get(id))
+                .is_some_and(|stmt| stmt.replica_safe),
+            _ => false,
         };
-        self.read_intent = replica_safe(&String::from_utf8_lossy(sql));
     }
 
     /// The pool a statement on data source `ds` uses: the one of a
