@@ -1,11 +1,9 @@
 //! Small fixtures for tests that need their own sharded table and the admin
 //! API: a config with a table sharded by `id` over ds0..ds3, the table
-//! created (and dropped) through the proxy, and one-shot HTTP requests.
+//! created (and dropped) through the proxy, and admin API requests.
 
 use sqlx::mysql::MySqlConnection;
 use sqlx::Executor;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::{start_proxy, Config, RunningProxy, SEED_CONFIG};
 
@@ -64,33 +62,22 @@ pub async fn connect(proxy: &RunningProxy) -> MySqlConnection {
     proxy.endpoint().connect().await.expect("connect to proxy")
 }
 
-/// One HTTP/1.1 request to the proxy's admin API: (status, body).
+/// One request to the proxy's admin API (a JSON body, if any): (status,
+/// body).
 pub async fn admin_request(
     proxy: &RunningProxy,
     method: &str,
     path: &str,
     body: &str,
 ) -> (u16, String) {
-    let mut stream = TcpStream::connect(proxy.admin_addr)
+    let headers: &[(&str, &str)] = if body.is_empty() {
+        &[]
+    } else {
+        &[("Content-Type", "application/json")]
+    };
+    let body = (!body.is_empty()).then_some(body.as_bytes());
+    let response = crate::http::request(proxy.admin_addr, method, path, headers, body)
         .await
-        .expect("admin API accepts");
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut reply = Vec::new();
-    stream.read_to_end(&mut reply).await.expect("read");
-    let reply = String::from_utf8_lossy(&reply).into_owned();
-    let status = reply
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = reply
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+        .unwrap_or_else(|e| panic!("admin API: {e}"));
+    (response.status, response.text())
 }
