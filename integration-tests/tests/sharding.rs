@@ -1335,6 +1335,36 @@ async fn transaction_commit_writes_every_node() {
     c.finish();
 }
 
+/// Savepoints in a transaction over several data sources: ROLLBACK TO
+/// undoes every node's later writes, a failing savepoint command (one no
+/// node knows) is an error that leaves the transaction going, and the
+/// writes before the savepoint commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_savepoints_across_nodes() {
+    let Some((mut c, _g)) = writer("transaction_savepoints_across_nodes").await else {
+        return;
+    };
+    let (lo, hi) = range(16);
+    clean_users(&mut c, lo, hi).await;
+    let rows = users(12, lo, 0x161);
+    let in_range = format!("SELECT * FROM users WHERE user_id BETWEEN {lo} AND {hi}");
+    c.same("BEGIN").await;
+    c.same(&users_insert(&rows[..4])).await;
+    c.same("SAVEPOINT before_more").await;
+    c.same(&users_insert(&rows[4..])).await;
+    c.same(&in_range).await;
+    c.same("ROLLBACK TO SAVEPOINT before_more").await;
+    c.same(&in_range).await;
+    c.same("ROLLBACK TO SAVEPOINT no_such_savepoint").await;
+    c.same(&in_range).await;
+    c.same("RELEASE SAVEPOINT before_more").await;
+    c.same("COMMIT").await;
+    c.same(&in_range).await;
+    c.placement("users").await;
+    clean_users(&mut c, lo, hi).await;
+    c.finish();
+}
+
 /// UPDATE / DELETE with ORDER BY ... LIMIT: by key (one node) they must
 /// work; across nodes, an equal result or a refusal naming the table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

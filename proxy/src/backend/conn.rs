@@ -252,6 +252,11 @@ impl BackendConn {
         payload.push(COM_QUERY);
         payload.extend_from_slice(sql.as_bytes());
         self.send_command(&payload).await?;
+        self.read_ok().await
+    }
+
+    /// Reads the reply of a statement that answers OK (or an error).
+    pub async fn read_ok(&mut self) -> Result<OkInfo, BackendError> {
         match self.read_outcome(ResponseKind::ResultSets).await? {
             Outcome::Ok(ok) => Ok(ok),
             Outcome::Err(err) => Err(BackendError::Server {

@@ -84,6 +84,7 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
             avoid_replicas: Vec::new(),
             written: std::collections::HashMap::new(),
             transaction: None,
+            savepoints: Vec::new(),
             pinned: None,
             last_insert: None,
             status: status::AUTOCOMMIT,
@@ -141,6 +142,10 @@ struct Session {
     /// How the client opened its explicit transaction (`START TRANSACTION
     /// READ ONLY`, ...), so data sources it reaches later join alike.
     transaction: Option<String>,
+    /// The transaction's savepoints, oldest first: a data source that joins
+    /// the transaction later sets them too (nothing happened there before
+    /// them), so `ROLLBACK TO` works on every data source.
+    savepoints: Vec<String>,
     /// Why the session keeps its backend connection for good.
     pinned: Option<&'static str>,
     last_insert: Option<LastInsert>,
@@ -432,9 +437,9 @@ impl Session {
                     return Ok(Flow::Continue);
                 }
             }
-            Kind::TransactionControl { ends } => {
+            Kind::TransactionControl { ends, savepoint } => {
                 return self
-                    .transaction_control(payload, &sql, *ends, &classified)
+                    .transaction_control(payload, &sql, *ends, savepoint.as_ref(), &classified)
                     .await
                     .map(|()| Flow::Continue);
             }
@@ -782,6 +787,10 @@ impl Session {
                         .clone()
                         .unwrap_or_else(|| "START TRANSACTION".into());
                     conn.execute_internal(&begin).await?;
+                    for name in &self.savepoints {
+                        conn.execute_internal(&format!("SAVEPOINT `{}`", name.replace('`', "``")))
+                            .await?;
+                    }
                 }
                 conn
             }
@@ -873,6 +882,7 @@ impl Session {
 
     async fn return_held(&mut self) {
         self.transaction = None;
+        self.savepoints.clear();
         for mut conn in std::mem::take(&mut self.held) {
             if let Err(e) = conn.reset().await {
                 warn!("could not reset a backend connection; closing it: {e}");

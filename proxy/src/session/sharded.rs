@@ -11,7 +11,7 @@ use super::forward::{forward_part, Part};
 use super::prepared::NodeStatement;
 use super::{Failure, Session};
 use crate::backend::{Pool, PooledConn};
-use crate::error::codes;
+use crate::error::{codes, BackendError};
 use crate::merge::column::ColumnInfo;
 use crate::merge::engine::{merge, RowSink, RowSource};
 use crate::merge::error::MergeError;
@@ -21,7 +21,7 @@ use crate::shard::having::Cond as HavingCond;
 use crate::shard::params::ParamValue;
 use crate::shard::plan::{node_target, plan, Affected, FirstTable, PlanContext, Route, Target};
 use crate::shard::scatter::{merge_plan, ScatterSelect};
-use crate::sql::classify::Classified;
+use crate::sql::classify::{Classified, Savepoint};
 use crate::wire::command::COM_QUERY;
 use crate::wire::ok_err::{encode_eof, put_lenenc_int, InfoCounts};
 use crate::wire::ok_err::{status, ErrInfo, OkInfo};
@@ -276,51 +276,20 @@ impl Session {
     }
 
     /// Rows of several nodes, one after the other, as one result set.
+    /// Every node's statement is sent before any reply is read (one
+    /// connection per data source, its tables' statements pipelined on
+    /// it), so the nodes work at once and a data source with four tables
+    /// costs one round trip, not four. The replies are forwarded in node
+    /// order.
     async fn concat(
         &mut self,
         targets: Vec<Target>,
         params: &[ParamValue],
         execution: Option<Execution<'_>>,
     ) -> Result<(), Failure> {
-        let Some(exec) = execution else {
-            return self.concat_text(targets, params).await;
-        };
-        let count = targets.len();
-        for (i, target) in targets.into_iter().enumerate() {
-            let part = Part {
-                first: i == 0,
-                last: i + 1 == count,
-            };
-            let pool = self.pool_of(&target.data_source)?;
-            let node_sql: Arc<[u8]> = Arc::from(target.sql.as_bytes());
-            let outcome = self
-                .execute_part(&pool, node_sql, exec.packet, part)
-                .await?;
-            self.note_outcome(&outcome);
-            if let Outcome::Err(_) = outcome {
-                break;
-            }
-            if let Outcome::Ok(ok) = &outcome {
-                self.status = ok.status;
-            }
-        }
-        Ok(())
-    }
-
-    /// Concatenation over the text protocol: every node's query is sent
-    /// before any reply is read (one connection per data source, its
-    /// tables' queries pipelined on it), so the nodes work at once and a
-    /// data source with four tables costs one round trip, not four. The
-    /// replies are forwarded in node order.
-    async fn concat_text(
-        &mut self,
-        targets: Vec<Target>,
-        params: &[ParamValue],
-    ) -> Result<(), Failure> {
         let classified = Classified::default();
         let count = targets.len();
         let mut conns: Vec<PooledConn> = Vec::new();
-        let mut unread: Vec<usize> = Vec::new();
         let mut conn_of: Vec<usize> = Vec::with_capacity(count);
         for target in &targets {
             let pool = self.pool_of(&target.data_source)?;
@@ -328,24 +297,58 @@ impl Session {
                 Some(at) => at,
                 None => {
                     conns.push(self.checkout_on(&pool, &classified).await?);
-                    unread.push(0);
                     conns.len() - 1
                 }
             };
-            let sql = if params.is_empty() {
-                target.sql.clone()
-            } else {
-                bind_for_text(target, params)
+            conn_of.push(at);
+        }
+        // Each node's command. Prepared on first use: before anything is
+        // pipelined on the connection, whose replies must come in order.
+        let mut commands: Vec<Vec<u8>> = Vec::with_capacity(count);
+        for (target, &at) in targets.iter().zip(&conn_of) {
+            let command = match &execution {
+                None => {
+                    let sql = if params.is_empty() {
+                        target.sql.clone()
+                    } else {
+                        bind_for_text(target, params)
+                    };
+                    let mut payload = Vec::with_capacity(sql.len() + 1);
+                    payload.push(COM_QUERY);
+                    payload.extend_from_slice(sql.as_bytes());
+                    payload
+                }
+                Some(exec) => {
+                    let node_sql: Arc<[u8]> = Arc::from(target.sql.as_bytes());
+                    let backend = match super::ensure_prepared(&mut conns[at], &node_sql).await? {
+                        Ok(b) => b,
+                        Err(err) => {
+                            for conn in conns {
+                                self.release(conn, &classified);
+                            }
+                            return Err(Failure::Reply(err));
+                        }
+                    };
+                    // The packet carries its parameter types: only the
+                    // statement id differs from node to node. Cursors are
+                    // not kept (see `Session::execute`): flags 0.
+                    let mut packet = exec.packet.to_vec();
+                    set_statement_id(&mut packet, backend.id);
+                    if let Some(flags) = packet.get_mut(5) {
+                        *flags = 0;
+                    }
+                    packet
+                }
             };
-            let mut payload = Vec::with_capacity(sql.len() + 1);
-            payload.push(COM_QUERY);
-            payload.extend_from_slice(sql.as_bytes());
+            commands.push(command);
+        }
+        let mut unread: Vec<usize> = vec![0; conns.len()];
+        for (command, &at) in commands.iter().zip(&conn_of) {
             // Until its replies are read, a connection cannot be reused:
             // an early return closes it.
             conns[at].broken = true;
             unread[at] += 1;
-            conns[at].send_command(&payload).await?;
-            conn_of.push(at);
+            conns[at].send_command(command).await?;
         }
         for (i, &at) in conn_of.iter().enumerate() {
             let part = Part {
@@ -830,8 +833,12 @@ impl Session {
         payload: &[u8],
         sql: &str,
         ends: bool,
+        savepoint: Option<&Savepoint>,
         classified: &Classified,
     ) -> Result<(), Failure> {
+        if ends {
+            self.savepoints.clear();
+        }
         if self.held.is_empty() && ends && self.transaction.is_some() {
             // A transaction that never reached a data source.
             self.transaction = None;
@@ -844,19 +851,42 @@ impl Session {
                 Some(conn) => conn,
                 None => self.checkout(classified).await?,
             };
-            self.run_on(&mut conn, payload, ResponseKind::ResultSets, None)
+            let outcome = self
+                .run_on(&mut conn, payload, ResponseKind::ResultSets, None)
                 .await?;
             if ends {
                 self.transaction = None;
             }
+            if let (Some(op), Outcome::Ok(_)) = (savepoint, outcome) {
+                self.track_savepoint(op);
+            }
             self.release(conn, classified);
             return Ok(());
+        }
+        // Every data source gets the statement whatever the others answer
+        // (LOCAL mode), so it is sent to all before any reply is read: one
+        // round trip, not one per data source.
+        let mut command = Vec::with_capacity(sql.len() + 1);
+        command.push(COM_QUERY);
+        command.extend_from_slice(sql.as_bytes());
+        let mut sent = Vec::with_capacity(self.held.len());
+        for conn in &mut self.held {
+            // Until its reply is read, a connection cannot be reused.
+            conn.broken = true;
+            sent.push(conn.send_command(&command).await);
         }
         let mut done = Vec::new();
         let mut failed: Option<ErrInfo> = None;
         let mut last = OkInfo::default();
-        for conn in &mut self.held {
-            match conn.execute_internal(sql).await {
+        for (conn, sent) in self.held.iter_mut().zip(sent) {
+            let reply = match sent {
+                Ok(()) => conn.read_ok().await,
+                Err(e) => Err(e),
+            };
+            // An error reply was read whole: the connection stays usable
+            // (and keeps its transaction, for a failed SAVEPOINT command).
+            conn.broken = !matches!(reply, Ok(_) | Err(BackendError::Server { .. }));
+            match reply {
                 Ok(ok) => {
                     last = ok;
                     done.push(conn.ds.to_string());
@@ -895,9 +925,41 @@ impl Session {
             }
             return Err(Failure::Reply(err));
         }
+        if let Some(op) = savepoint {
+            self.track_savepoint(op);
+        }
         self.status = last.status;
         self.writer.push(&last.encode());
         Ok(())
+    }
+
+    /// Follows a savepoint statement that succeeded, as the server keeps
+    /// its savepoints: setting one again moves it last, rolling back to one
+    /// forgets those after it, releasing one forgets it and those after.
+    fn track_savepoint(&mut self, op: &Savepoint) {
+        let position = |name: &str| {
+            self.savepoints
+                .iter()
+                .position(|s| s.eq_ignore_ascii_case(name))
+        };
+        match op {
+            Savepoint::Set(name) => {
+                if let Some(i) = position(name) {
+                    self.savepoints.remove(i);
+                }
+                self.savepoints.push(name.clone());
+            }
+            Savepoint::RollbackTo(name) => {
+                if let Some(i) = position(name) {
+                    self.savepoints.truncate(i + 1);
+                }
+            }
+            Savepoint::Release(name) => {
+                if let Some(i) = position(name) {
+                    self.savepoints.truncate(i);
+                }
+            }
+        }
     }
 
     /// Executes a node's statement (prepared there on first use) with the

@@ -45,9 +45,21 @@ pub enum Kind {
     Kill,
     /// `COMMIT`, `ROLLBACK` (not `ROLLBACK TO`), `SAVEPOINT`, `ROLLBACK TO`,
     /// `RELEASE SAVEPOINT`: every data source in the transaction runs it.
-    TransactionControl { ends: bool },
+    TransactionControl {
+        ends: bool,
+        savepoint: Option<Savepoint>,
+    },
     #[default]
     Other,
+}
+
+/// What a savepoint statement does, to the savepoint it names (as written,
+/// without quotes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Savepoint {
+    Set(String),
+    RollbackTo(String),
+    Release(String),
 }
 
 /// One piece of session state a `SET` changes.
@@ -282,14 +294,33 @@ fn classify_statement(sql: &str, tokens: &[Spanned<'_>], out: &mut Classified) {
             let end = tokens.last().map_or(first.end, |s| s.end);
             out.kind = Kind::Begin(sql[first.start..end].to_owned());
         }
-        t if t.is_word("COMMIT") => out.kind = Kind::TransactionControl { ends: true },
+        t if t.is_word("COMMIT") => {
+            out.kind = Kind::TransactionControl {
+                ends: true,
+                savepoint: None,
+            }
+        }
         t if t.is_word("KILL") => out.kind = Kind::Kill,
         t if t.is_word("ROLLBACK") => {
             let to = tokens.iter().any(|s| s.token.is_word("TO"));
-            out.kind = Kind::TransactionControl { ends: !to };
+            out.kind = Kind::TransactionControl {
+                ends: !to,
+                savepoint: to
+                    .then(|| savepoint_name(tokens))
+                    .flatten()
+                    .map(Savepoint::RollbackTo),
+            };
         }
         t if t.is_word("SAVEPOINT") || t.is_word("RELEASE") => {
-            out.kind = Kind::TransactionControl { ends: false }
+            let op = if t.is_word("SAVEPOINT") {
+                Savepoint::Set
+            } else {
+                Savepoint::Release
+            };
+            out.kind = Kind::TransactionControl {
+                ends: false,
+                savepoint: savepoint_name(tokens).map(op),
+            }
         }
         t if t.is_word("LOCK") => out.pins_session = Some("LOCK TABLES"),
         t if t.is_word("PREPARE") || t.is_word("EXECUTE") || t.is_word("DEALLOCATE") => {
@@ -307,6 +338,19 @@ fn classify_statement(sql: &str, tokens: &[Spanned<'_>], out: &mut Classified) {
 fn identifier(token: Token<'_>) -> Option<&str> {
     match token {
         Token::Word(w) | Token::QuotedIdent(w) => Some(w),
+        _ => None,
+    }
+}
+
+/// The savepoint a savepoint statement names: its last token.
+fn savepoint_name(tokens: &[Spanned<'_>]) -> Option<String> {
+    let last = tokens
+        .iter()
+        .rev()
+        .find(|s| !matches!(s.token, Token::Punct(b';')))?;
+    match last.token {
+        Token::Word(w) if !w.eq_ignore_ascii_case("SAVEPOINT") => Some(w.to_owned()),
+        Token::QuotedIdent(q) => Some(q.replace("``", "`")),
         _ => None,
     }
 }
@@ -630,15 +674,45 @@ mod tests {
         assert_eq!(classify("BEGIN;").kind, Kind::Begin("BEGIN".into()));
         assert_eq!(
             classify("COMMIT").kind,
-            Kind::TransactionControl { ends: true }
+            Kind::TransactionControl {
+                ends: true,
+                savepoint: None
+            }
         );
         assert_eq!(
             classify("rollback work").kind,
-            Kind::TransactionControl { ends: true }
+            Kind::TransactionControl {
+                ends: true,
+                savepoint: None
+            }
         );
         assert_eq!(
             classify("ROLLBACK TO SAVEPOINT a").kind,
-            Kind::TransactionControl { ends: false }
+            Kind::TransactionControl {
+                ends: false,
+                savepoint: Some(Savepoint::RollbackTo("a".into()))
+            }
+        );
+        assert_eq!(
+            classify("rollback work to `b``c`;").kind,
+            Kind::TransactionControl {
+                ends: false,
+                savepoint: Some(Savepoint::RollbackTo("b`c".into()))
+            }
+        );
+        assert_eq!(
+            classify("savepoint Sp1").kind,
+            Kind::TransactionControl {
+                ends: false,
+                savepoint: Some(Savepoint::Set("Sp1".into()))
+            }
+        );
+        assert_eq!(
+            classify("RELEASE SAVEPOINT sp1").kind,
+            Kind::TransactionControl {
+                ends: false,
+                savepoint: Some(Savepoint::Release("sp1".into()))
+            }
         );
     }
 
