@@ -28,7 +28,9 @@ pub enum CdcError {
     )]
     MissingPrivilege { message: String },
 
-    #[error("binary logging is off on the primary (SHOW MASTER STATUS is empty): start it with log_bin")]
+    #[error(
+        "binary logging is off on the primary (SHOW MASTER STATUS is empty): start it with log_bin"
+    )]
     BinlogDisabled,
 
     #[error(
@@ -58,10 +60,7 @@ pub enum CdcError {
     BinlogPurged { file: String, oldest: String },
 
     #[error("position {position} lies past the end of its binlog file ({size} bytes): it was not read from this primary")]
-    PositionPastEnd {
-        position: BinlogPosition,
-        size: u64,
-    },
+    PositionPastEnd { position: BinlogPosition, size: u64 },
 
     #[error(
         "the primary cannot send its binlog from {from}: {message} (the file may have been purged \
@@ -122,14 +121,20 @@ pub enum CdcError {
         position: BinlogPosition,
     },
 
-    #[error(
-        "value of {schema}.{table}.{column} at {position} cannot be captured: {reason}"
-    )]
+    /// `table` is `schema.table`.
+    #[error("value of {table}.{column} at {position} cannot be captured: {reason}")]
     BadValue {
-        schema: String,
         table: String,
         column: String,
         position: BinlogPosition,
+        reason: String,
+    },
+
+    #[error("column {schema}.{table}.{column} cannot be captured: {reason}")]
+    UnsupportedColumn {
+        schema: String,
+        table: String,
+        column: String,
         reason: String,
     },
 

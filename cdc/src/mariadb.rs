@@ -58,7 +58,12 @@ impl std::fmt::Display for MariadbGtid {
 /// The table id at the start of a (compressed) rows event body: 6 bytes.
 pub(crate) fn rows_event_table_id(data: &[u8]) -> Option<u64> {
     let bytes = data.get(0..6)?;
-    Some(bytes.iter().rev().fold(0, |acc, b| (acc << 8) | u64::from(*b)))
+    Some(
+        bytes
+            .iter()
+            .rev()
+            .fold(0, |acc, b| (acc << 8) | u64::from(*b)),
+    )
 }
 
 #[cfg(test)]
@@ -88,7 +93,10 @@ mod tests {
 
     #[test]
     fn table_id_is_six_little_endian_bytes() {
-        assert_eq!(rows_event_table_id(&[0x01, 0x02, 0, 0, 0, 0x01, 0xff]), Some(0x0100_0000_0201));
+        assert_eq!(
+            rows_event_table_id(&[0x01, 0x02, 0, 0, 0, 0x01, 0xff]),
+            Some(0x0100_0000_0201)
+        );
         assert_eq!(rows_event_table_id(&[1, 2]), None);
     }
 }

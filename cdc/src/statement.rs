@@ -86,9 +86,7 @@ fn lex(sql: &str) -> Vec<Token> {
             // The end of an executable comment.
             '*' if next == Some('/') => i += 2,
             '#' => i = find_from(&chars, i, &['\n']).map_or(chars.len(), |end| end + 1),
-            '-' if next == Some('-')
-                && chars.get(i + 2).is_none_or(|c| c.is_whitespace()) =>
-            {
+            '-' if next == Some('-') && chars.get(i + 2).is_none_or(|c| c.is_whitespace()) => {
                 i = find_from(&chars, i, &['\n']).map_or(chars.len(), |end| end + 1)
             }
             '\'' | '"' => {
@@ -268,8 +266,9 @@ pub(crate) fn classify(sql: &str) -> Statement {
             t.eat("WORK");
             if t.eat("TO") {
                 t.eat("SAVEPOINT");
-                t.table_name()
-                    .map_or(Statement::Other, |n| Statement::RollbackToSavepoint(n.table))
+                t.table_name().map_or(Statement::Other, |n| {
+                    Statement::RollbackToSavepoint(n.table)
+                })
             } else {
                 Statement::Rollback
             }
@@ -398,7 +397,10 @@ mod tests {
         assert_eq!(classify("BEGIN"), Statement::Begin);
         assert_eq!(classify("COMMIT"), Statement::Commit);
         assert_eq!(classify("ROLLBACK"), Statement::Rollback);
-        assert_eq!(classify("SAVEPOINT `sp 1`"), Statement::Savepoint("sp 1".into()));
+        assert_eq!(
+            classify("SAVEPOINT `sp 1`"),
+            Statement::Savepoint("sp 1".into())
+        );
         assert_eq!(
             classify("ROLLBACK TO SAVEPOINT sp1"),
             Statement::RollbackToSavepoint("sp1".into())
@@ -424,7 +426,9 @@ mod tests {
             [name(None, "p"), name(Some("d"), "users_5")]
         );
         assert_eq!(
-            changed("CREATE OR REPLACE TABLE IF NOT EXISTS users_5 (id INT) /*!50100 ENGINE=InnoDB */"),
+            changed(
+                "CREATE OR REPLACE TABLE IF NOT EXISTS users_5 (id INT) /*!50100 ENGINE=InnoDB */"
+            ),
             [name(None, "users_5")]
         );
         assert_eq!(
@@ -459,10 +463,7 @@ mod tests {
             changed("/* leading */ -- line\n # hash\n ALTER TABLE `we``ird` COMMENT 'users_5'"),
             [name(None, "we`ird")]
         );
-        assert_eq!(
-            changed("/*M!100301 ALTER TABLE t1 */"),
-            [name(None, "t1")]
-        );
+        assert_eq!(changed("/*M!100301 ALTER TABLE t1 */"), [name(None, "t1")]);
         assert_eq!(
             classify("INSERT INTO `d`.t (a) VALUES ('users_5', \"x\")"),
             Statement::Write(vec![
@@ -476,10 +477,16 @@ mod tests {
 
     #[test]
     fn other_statements_touch_no_table() {
-        assert_eq!(classify("CREATE VIEW v AS SELECT * FROM users_5"), Statement::Other);
+        assert_eq!(
+            classify("CREATE VIEW v AS SELECT * FROM users_5"),
+            Statement::Other
+        );
         assert_eq!(classify("GRANT SELECT ON *.* TO x"), Statement::Other);
         assert_eq!(classify("CREATE DATABASE d"), Statement::Other);
         assert_eq!(classify(""), Statement::Other);
-        assert_eq!(classify("ALTER DATABASE d CHARACTER SET utf8mb4"), Statement::Other);
+        assert_eq!(
+            classify("ALTER DATABASE d CHARACTER SET utf8mb4"),
+            Statement::Other
+        );
     }
 }

@@ -22,11 +22,11 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 use mysql_async::binlog::events::{
-    Event, EventData, OptionalMetadataField, QueryEvent, RotateEvent, RowsEventData,
-    TableMapEvent,
+    Event, EventData, OptionalMetadataField, QueryEvent, RotateEvent, RowsEventData, TableMapEvent,
 };
 use mysql_async::binlog::row::BinlogRow;
 use mysql_async::binlog::EventType;
+use mysql_async::consts::ColumnType;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Opts};
 
@@ -249,12 +249,10 @@ impl ChangeStream {
                 Ok(None)
             }
             mariadb::GTID_EVENT => {
-                let gtid = MariadbGtid::parse(event.data(), header.server_id()).ok_or_else(|| {
-                    decode(
-                        "GTID",
-                        std::io::Error::other("GTID event body too short"),
-                    )
-                })?;
+                let gtid =
+                    MariadbGtid::parse(event.data(), header.server_id()).ok_or_else(|| {
+                        decode("GTID", std::io::Error::other("GTID event body too short"))
+                    })?;
                 self.abandon_open_group(&start)?;
                 self.group = Some(OpenGroup {
                     gtid: Some(gtid.to_string()),
@@ -483,6 +481,16 @@ impl ChangeStream {
                 schema: schema.clone(),
                 table: table.clone(),
             })?;
+        if let Some(column) = mis_decoded_column(map, &columns) {
+            return Err(CdcError::UnsupportedColumn {
+                schema,
+                table,
+                column,
+                reason: "mysql_common 0.37 decodes negative TIME(1) and TIME(2) values \
+                         with a fraction wrongly; change the column to TIME or TIME(3..6)"
+                    .into(),
+            });
+        }
         self.tables.insert(
             map.table_id(),
             WatchedTable {
@@ -572,6 +580,19 @@ fn column_names(map: &TableMapEvent<'_>) -> std::io::Result<Option<Arc<[String]>
     Ok(None)
 }
 
+/// A column whose values the binlog decoder would get wrong: TIME(1) and
+/// TIME(2), whose negative values with a fraction overflow its arithmetic.
+fn mis_decoded_column(map: &TableMapEvent<'_>, names: &[String]) -> Option<String> {
+    (0..names.len()).find_map(|k| {
+        let time2 = matches!(
+            map.get_column_type(k),
+            Ok(Some(ColumnType::MYSQL_TYPE_TIME2))
+        );
+        let decimals = map.get_column_metadata(k).and_then(|m| m.first().copied());
+        (time2 && matches!(decimals, Some(1 | 2))).then(|| names[k].clone())
+    })
+}
+
 /// A row image as a [`Row`]; the image must hold every column.
 fn to_row(image: BinlogRow, table: &WatchedTable, at: &BinlogPosition) -> Result<Row, CdcError> {
     if image.len() != table.columns.len() {
@@ -593,8 +614,7 @@ fn to_row(image: BinlogRow, table: &WatchedTable, at: &BinlogPosition) -> Result
         .zip(table.columns.iter())
         .map(|((value, column_type), name)| {
             values::to_value(value, column_type).map_err(|e| CdcError::BadValue {
-                schema: table.schema.clone(),
-                table: table.table.clone(),
+                table: format!("{}.{}", table.schema, table.table),
                 column: name.clone(),
                 position: at.clone(),
                 reason: e.to_string(),
@@ -634,10 +654,7 @@ async fn check_capture_settings(conn: &mut Conn) -> Result<(), CdcError> {
 /// Whether the primary still has `from`'s binlog file and the position lies
 /// inside it, so that a purged file is reported as such rather than as the
 /// server's generic dump error.
-async fn check_position_available(
-    conn: &mut Conn,
-    from: &BinlogPosition,
-) -> Result<(), CdcError> {
+async fn check_position_available(conn: &mut Conn, from: &BinlogPosition) -> Result<(), CdcError> {
     let logs: Vec<mysql_async::Row> = conn.query("SHOW BINARY LOGS").await?;
     let mut oldest = None;
     for log in &logs {

@@ -254,7 +254,10 @@ async fn a_final_position_is_observed_within_two_seconds_without_further_writes(
         let table = if last_write_watched { "w" } else { "u" };
         db.exec(&[
             "CREATE TABLE IF NOT EXISTS u (id INT PRIMARY KEY)",
-            &format!("INSERT INTO {table} VALUES ({})", u8::from(last_write_watched)),
+            &format!(
+                "INSERT INTO {table} VALUES ({})",
+                u8::from(last_write_watched)
+            ),
         ])
         .await;
         let target = db.position().await;
@@ -405,5 +408,66 @@ async fn a_purged_binlog_file_is_reported_as_such() {
         .err()
         .expect("opened a stream past the end of the binlog");
     assert!(matches!(err, CdcError::PositionPastEnd { .. }), "{err}");
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn positions_follow_the_binlog_into_its_next_file() {
+    let Some(opts) = primary("positions_follow_the_binlog_into_its_next_file") else {
+        return;
+    };
+    let db = TestDb::create(&opts, "rotate").await;
+    db.exec(&["CREATE TABLE t (id INT PRIMARY KEY, name VARCHAR(20))"])
+        .await;
+    let start = db.position().await;
+    db.exec(&[
+        "INSERT INTO t VALUES (1, 'before')",
+        "FLUSH BINARY LOGS",
+        "INSERT INTO t VALUES (2, 'after')",
+    ])
+    .await;
+    let mut stream = db.stream(start.clone(), &["t"]).await;
+    let first = next_transaction(&mut stream).await;
+    let second = next_transaction(&mut stream).await;
+    assert_eq!(first.end.file, start.file);
+    assert_ne!(first.end.file, second.end.file);
+    assert!(second.end > first.end);
+    assert_eq!(describe(&second)[0].1, 2);
+
+    // Resuming at the end of the old file crosses into the new one.
+    let mut resumed = db.stream(first.end.clone(), &["t"]).await;
+    assert_eq!(next_transaction(&mut resumed).await, second);
+    // And an idle stream in the new file reports where it is.
+    let target = db.position().await;
+    loop {
+        if *item_position(&next_item(&mut resumed).await) >= target {
+            break;
+        }
+    }
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn a_user_without_replication_rights_is_told_what_to_grant() {
+    let Some(opts) = primary("a_user_without_replication_rights") else {
+        return;
+    };
+    let db = TestDb::create(&opts, "privs").await;
+    let user = format!("cdc_noprivs_{}", std::process::id());
+    db.exec(&[
+        &format!("DROP USER IF EXISTS '{user}'@'%'"),
+        &format!("CREATE USER '{user}'@'%'"),
+        &format!("GRANT SELECT ON `{}`.* TO '{user}'@'%'", db.name),
+    ])
+    .await;
+    let start = db.position().await;
+    let weak = mysql_async::OptsBuilder::from_opts(db.opts.clone()).user(Some(user.clone()));
+    let result = ChangeStream::open(weak.into(), start, db.filter(&["t"])).await;
+    db.exec(&[&format!("DROP USER '{user}'@'%'")]).await;
+    let err = result
+        .err()
+        .expect("opened a stream without replication rights");
+    assert!(matches!(err, CdcError::MissingPrivilege { .. }), "{err}");
+    assert!(err.to_string().contains("REPLICATION SLAVE"), "{err}");
     db.drop().await;
 }

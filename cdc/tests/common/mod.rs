@@ -33,8 +33,7 @@ pub fn primary(test: &str) -> Option<Opts> {
         return None;
     }
     Some(
-        Opts::from_url(&format!("mysql://root@{}:{}/", PRIMARY.0, PRIMARY.1))
-            .expect("sandbox URL"),
+        Opts::from_url(&format!("mysql://root@{}:{}/", PRIMARY.0, PRIMARY.1)).expect("sandbox URL"),
     )
 }
 
