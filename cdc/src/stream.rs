@@ -118,7 +118,6 @@ pub struct ChangeStream {
     /// Watched tables by table id, from their TABLE_MAP events.
     tables: HashMap<u64, WatchedTable>,
     group: Option<OpenGroup>,
-    server_id: u32,
     seen_format_description: bool,
 }
 
@@ -165,20 +164,20 @@ impl ChangeStream {
             pos: from.pos,
             tables: HashMap::new(),
             group: None,
-            server_id,
             seen_format_description: false,
         })
     }
 
-    /// The replica server id this stream registered with.
-    pub fn server_id(&self) -> u32 {
-        self.server_id
+    /// Ends the replica connection (dropping the stream does too, less
+    /// politely).
+    pub async fn close(self) -> Result<(), CdcError> {
+        Ok(self.binlog.close().await?)
     }
 
     /// Where the stream is: everything before this position has been read.
-    /// Inside a transaction this is not a resumable position; the `end` of
-    /// the last transaction or progress reported is.
-    pub fn position(&self) -> BinlogPosition {
+    /// Inside a transaction this is not a resumable position, which is why
+    /// callers get positions only with transactions and progress.
+    fn position(&self) -> BinlogPosition {
         BinlogPosition {
             file: self.file.clone(),
             pos: self.pos,

@@ -132,7 +132,7 @@ async fn changes_come_in_commit_order_with_images_gtids_and_ends() {
         previous = tx.end.clone();
     }
     assert!(previous <= end);
-    drop(stream);
+    stream.close().await.unwrap();
     db.drop().await;
 }
 
