@@ -2,10 +2,25 @@
 //! chosen tables on a MariaDB primary, read from its binlog in commit order,
 //! each transaction with the binlog position after it, so that a reader can
 //! stop anywhere and resume from the last position it handled.
+//!
+//! [`ChangeStream`] reads the binlog; [`current_position`] says where a
+//! primary's binlog is now. Column values are `mysql_async::Value`s meant
+//! to be written back through prepared statements; the `values` module doc
+//! (on [`WRITE_TIME_ZONE`]'s module) says how they compare with a SELECT.
 
+mod error;
+mod filter;
+mod mariadb;
 mod position;
+mod statement;
+mod stream;
+mod values;
 
+pub use error::CdcError;
+pub use filter::TableFilter;
 pub use position::BinlogPosition;
+pub use stream::{current_position, ChangeStream, StreamItem, HEARTBEAT_PERIOD};
+pub use values::WRITE_TIME_ZONE;
 
 use std::sync::Arc;
 
