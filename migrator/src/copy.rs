@@ -12,7 +12,7 @@ use crate::layout::{Layout, Mode, RowRouter};
 use crate::progress::Progress;
 use crate::state::{SourceTable, StateStore};
 use crate::throttle::Throttle;
-use crate::values::{ident, ident_list, key_of, key_param, Key};
+use crate::values::{display_value, ident, ident_list, key_of, key_param, Key};
 use futures_util::{StreamExt, TryStreamExt};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Params, TxOpts, Value};
@@ -137,7 +137,7 @@ impl Copier<'_> {
                 .map_err(|source| {
                     let key = values
                         .get(self.key_index)
-                        .map(|v| v.as_sql(true))
+                        .map(display_value)
                         .unwrap_or_default();
                     MigrateError::route(node, key, source)
                 })?;

@@ -6,7 +6,7 @@ use crate::backend::{moved_data_sources, Backends};
 use crate::error::{DbContext, MigrateError};
 use crate::layout::{same_layout, Layout, Mode, RowRouter, TableDiff};
 use crate::schema::{row_count, table_schema, TableSchema};
-use crate::values::{ident, ident_list};
+use crate::values::{display_key, ident, ident_list};
 use futures_util::StreamExt;
 use mysql_async::prelude::Queryable;
 use serde::Serialize;
@@ -398,11 +398,7 @@ async fn scan_rows(
                 Ok(to) if to != *node => estimate.rows_moving += 1,
                 Ok(_) => {}
                 Err(error) if unroutable.len() < UNROUTABLE_SHOWN => {
-                    let key = values[..key_columns.min(values.len())]
-                        .iter()
-                        .map(|v| v.as_sql(true))
-                        .collect::<Vec<_>>()
-                        .join(", ");
+                    let key = display_key(&values, key_columns);
                     unroutable.push(Refusal::Unroutable {
                         node: node.to_string(),
                         key,

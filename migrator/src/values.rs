@@ -71,6 +71,26 @@ pub fn key_param(key: Key) -> Value {
     }
 }
 
+/// A value as people read it in a report: text unquoted, NULL as `NULL`.
+pub fn display_value(value: &Value) -> String {
+    match value {
+        Value::NULL => "NULL".into(),
+        Value::Bytes(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        Value::Int(i) => i.to_string(),
+        Value::UInt(u) => u.to_string(),
+        other => other.as_sql(true).trim_matches('\'').to_string(),
+    }
+}
+
+/// The key columns of a row (the first `count` values) for a report.
+pub fn display_key(values: &[Value], count: usize) -> String {
+    values[..count.min(values.len())]
+        .iter()
+        .map(display_value)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// An identifier quoted for MySQL: backticks, inner backticks doubled.
 pub fn ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
@@ -129,6 +149,17 @@ mod tests {
         assert_eq!(key_of(&Value::NULL), None);
         assert_eq!(key_param(Key::from(u64::MAX)), Value::UInt(u64::MAX));
         assert_eq!(key_param(-3), Value::Int(-3));
+    }
+
+    #[test]
+    fn keys_display_without_quotes() {
+        let row = [
+            Value::Bytes(b"42".to_vec()),
+            Value::Date(2024, 1, 2, 3, 4, 5, 0),
+            Value::NULL,
+        ];
+        assert_eq!(display_key(&row, 2), "42,2024-01-02 03:04:05");
+        assert_eq!(display_key(&row, 9), "42,2024-01-02 03:04:05,NULL");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::job::JobContext;
 use crate::layout::{Mode, RowRouter};
 use crate::schema::{table_schema, TableSchema};
 use crate::state::{now_ms, JobState, Verification};
-use crate::values::{ident, ident_list, key_of, key_param, Key};
+use crate::values::{display_key, ident, ident_list, key_of, key_param, Key};
 use futures_util::StreamExt;
 use mysql_async::prelude::Queryable;
 use mysql_async::Value;
@@ -340,20 +340,13 @@ impl Sides<'_> {
             while let Some(row) = stream.next().await {
                 let values = row.context(context_text)?.unwrap();
                 rows += 1;
-                let key = || {
-                    values[..key_columns.min(values.len())]
-                        .iter()
-                        .map(|v| v.as_sql(true))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                };
                 let expected = match router.route(&context.new_rules, &values) {
                     Ok(to) => context.layout.staging(&to, mode).to_string(),
                     Err(error) => format!("nowhere ({error})"),
                 };
                 if expected != node.to_string() {
                     misplaced.push(Misplaced {
-                        key: key(),
+                        key: display_key(&values, key_columns),
                         found: node.to_string(),
                         expected,
                     });
