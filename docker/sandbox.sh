@@ -2,7 +2,7 @@
 # ShardGate's local database sandbox: real MariaDB servers with real GTID
 # replication, started from Debian's binaries (no Docker).
 #
-#   docker/sandbox.sh up [--primaries N] [--replicas N] [--dir DIR]
+#   docker/sandbox.sh up [--primaries N] [--replicas N] [--from-primary K] [--dir DIR]
 #   docker/sandbox.sh status [--dir DIR]
 #   docker/sandbox.sh down [--purge] [--dir DIR]
 #
@@ -21,6 +21,11 @@
 # from its primary's binary log: `down`, `rm -rf .sandbox/ds3-replica0`, `up`.
 # `status` exits non-zero unless every server of the last `up` runs (and
 # replicates).
+# `--from-primary K` sets up only ds<K>.. and their replicas and leaves the
+# lower ones entirely alone (not started, re-attached or waited for): it grows
+# a running sandbox that others are using, e.g. `up --primaries 8
+# --from-primary 4` adds ds4..ds7 (the migrator's tests need them) without
+# restarting a replica someone stopped on purpose.
 #
 # Environment: SANDBOX_DIR, SANDBOX_PRIMARIES, SANDBOX_REPLICAS (flags win),
 # SANDBOX_START_TIMEOUT (s, default 60), SANDBOX_STOP_TIMEOUT (s, default 30),
@@ -39,6 +44,7 @@ REPLICAS=${SANDBOX_REPLICAS:-2}
 START_TIMEOUT=${SANDBOX_START_TIMEOUT:-60}
 STOP_TIMEOUT=${SANDBOX_STOP_TIMEOUT:-30}
 MARIADBD=${MARIADBD:-/usr/sbin/mariadbd}
+FIRST_PRIMARY=0
 PURGE=0
 
 PRIMARY_PORT0= # set_ports
@@ -424,6 +430,9 @@ cmd_up() {
   if ! [[ $REPLICAS =~ ^[0-9]+$ ]] || ((REPLICAS > MAX_REPLICAS)); then
     die "--replicas must be 0..$MAX_REPLICAS (got '$REPLICAS')"
   fi
+  if ! [[ $FIRST_PRIMARY =~ ^[0-9]+$ ]] || ((FIRST_PRIMARY >= PRIMARIES)); then
+    die "--from-primary must be 0..$((PRIMARIES - 1)) (got '$FIRST_PRIMARY')"
+  fi
 
   # a unix socket path is limited to 107 bytes
   local longest_socket=$BASE/ds0-replica0/mariadbd.sock
@@ -433,7 +442,7 @@ cmd_up() {
   mkdir -p "$BASE"
   touch "$BASE/$MARKER"
   lock
-  for ((i = 0; i < PRIMARIES; i++)); do
+  for ((i = FIRST_PRIMARY; i < PRIMARIES; i++)); do
     write_cnf "ds$i" primary "$(primary_port "$i")"
     servers+=("ds$i")
     for ((r = 0; r < REPLICAS; r++)); do
@@ -467,7 +476,7 @@ cmd_up() {
   fi
 
   # 4. the physical databases, on the primaries only
-  for ((i = 0; i < PRIMARIES; i++)); do
+  for ((i = FIRST_PRIMARY; i < PRIMARIES; i++)); do
     if [[ -z $(sql "$(primary_port "$i")" "SHOW DATABASES LIKE 'ds$i'") ]]; then
       sql "$(primary_port "$i")" "CREATE DATABASE \`ds$i\`"
     fi
@@ -476,7 +485,7 @@ cmd_up() {
   # 5. every replica running and caught up
   if ((${#replicas[@]})); then
     local waits=()
-    for ((i = 0; i < PRIMARIES; i++)); do
+    for ((i = FIRST_PRIMARY; i < PRIMARIES; i++)); do
       pos=$(sql "$(primary_port "$i")" 'SELECT @@gtid_binlog_pos')
       for ((r = 0; r < REPLICAS; r++)); do
         waits+=("$i $r $pos")
@@ -608,6 +617,8 @@ main() {
     --replicas=*) REPLICAS=${1#*=}; shift ;;
     --primaries) PRIMARIES=${2:?--primaries needs a number}; shift 2 ;;
     --primaries=*) PRIMARIES=${1#*=}; shift ;;
+    --from-primary) FIRST_PRIMARY=${2:?--from-primary needs a number}; shift 2 ;;
+    --from-primary=*) FIRST_PRIMARY=${1#*=}; shift ;;
     --dir) BASE=${2:?--dir needs a path}; shift 2 ;;
     --dir=*) BASE=${1#*=}; shift ;;
     --purge) PURGE=1; shift ;;

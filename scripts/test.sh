@@ -19,9 +19,9 @@ export SHARDGATE_SANDBOX_DIR=${SANDBOX_DIR:-$REPO/.sandbox}
 # The end-to-end tests need the sandbox: bring it up (and what it needs)
 # when it is not running, unless told not to (SHARDGATE_NO_SANDBOX=1).
 if ! (exec 3<>/dev/tcp/127.0.0.1/13306) 2>/dev/null && [[ ${SHARDGATE_NO_SANDBOX:-0} != 1 ]]; then
-  step "starting the sandbox (docker/sandbox.sh up; stop it with docker/sandbox.sh down)"
+  step "starting the sandbox (docker/sandbox.sh up --primaries 8; stop it with docker/sandbox.sh down)"
   scripts/install-deps.sh
-  docker/sandbox.sh up
+  docker/sandbox.sh up --primaries 8
 fi
 if (exec 3<>/dev/tcp/127.0.0.1/13306) 2>/dev/null; then
   export SHARDGATE_SANDBOX=1

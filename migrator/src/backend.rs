@@ -1,0 +1,172 @@
+//! Connections to the data sources of both configurations: one pool per
+//! primary (a data source named in both must be the same server and
+//! database), the replicas for throttling, and the primaries' binlog
+//! positions.
+
+use crate::error::{DbContext, MigrateError};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder, Pool, PoolConstraints, PoolOpts};
+use shardgate_cdc::BinlogPosition;
+use shardgate_rules::config::{BackendUrl, Config};
+use std::collections::BTreeMap;
+
+/// A data source whose server or database differs between the two
+/// configurations: the migrator would read one and write another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MovedDataSource {
+    pub name: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// The data sources named in either configuration whose URL differs.
+pub fn moved_data_sources(from: &Config, to: &Config) -> Vec<MovedDataSource> {
+    from.data_sources
+        .iter()
+        .filter_map(|(name, old)| {
+            let new = to.data_sources.get(name)?;
+            (old.url != new.url).then(|| MovedDataSource {
+                name: name.clone(),
+                from: old.url.to_string(),
+                to: new.url.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// A replica of a data source, for lag checks.
+pub struct Replica {
+    /// `host:port`, for messages.
+    pub address: String,
+    pub pool: Pool,
+}
+
+/// Pools for every data source of both configurations.
+pub struct Backends {
+    primaries: BTreeMap<String, (BackendUrl, Pool)>,
+    replicas: BTreeMap<String, Vec<Replica>>,
+}
+
+fn pool(url: &BackendUrl, max_connections: usize) -> Pool {
+    let constraints = PoolConstraints::new(0, max_connections.max(1)).unwrap_or_default();
+    let opts = OptsBuilder::default()
+        .ip_or_hostname(url.host.clone())
+        .tcp_port(url.port)
+        .user(Some(url.user.clone()))
+        .pass(Some(url.password.clone()))
+        .db_name(Some(url.database.clone()))
+        .pool_opts(PoolOpts::default().with_constraints(constraints));
+    Pool::new(opts)
+}
+
+impl Backends {
+    /// Pools for the data sources of `from` and `to` (the new
+    /// configuration's URL wins for a name in both; the plan refuses a
+    /// data source whose URL changed). `max_connections` bounds each pool.
+    pub fn new(from: &Config, to: &Config, max_connections: usize) -> Backends {
+        let mut primaries = BTreeMap::new();
+        let mut replicas = BTreeMap::new();
+        for config in [from, to] {
+            for (name, source) in &config.data_sources {
+                primaries.insert(
+                    name.clone(),
+                    (source.url.clone(), pool(&source.url, max_connections)),
+                );
+                let list = source
+                    .replicas
+                    .iter()
+                    .map(|url| Replica {
+                        address: format!("{}:{}", url.host, url.port),
+                        pool: pool(url, 1),
+                    })
+                    .collect();
+                replicas.insert(name.clone(), list);
+            }
+        }
+        Backends {
+            primaries,
+            replicas,
+        }
+    }
+
+    /// A connection to a data source's primary.
+    pub async fn conn(&self, data_source: &str) -> Result<Conn, MigrateError> {
+        let (url, pool) = self
+            .primaries
+            .get(data_source)
+            .ok_or_else(|| MigrateError::UnknownDataSource(data_source.to_string()))?;
+        pool.get_conn()
+            .await
+            .context(|| format!("connecting to {data_source} ({url})"))
+    }
+
+    /// The database a data source's tables live in.
+    pub fn database(&self, data_source: &str) -> Result<&str, MigrateError> {
+        self.primaries
+            .get(data_source)
+            .map(|(url, _)| url.database.as_str())
+            .ok_or_else(|| MigrateError::UnknownDataSource(data_source.to_string()))
+    }
+
+    pub fn replicas(&self, data_source: &str) -> &[Replica] {
+        self.replicas
+            .get(data_source)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    /// Closes every pool (waits for their connections to close).
+    pub async fn disconnect(self) {
+        let replicas = self.replicas.into_values().flatten().map(|r| r.pool);
+        for pool in self.primaries.into_values().map(|(_, p)| p).chain(replicas) {
+            if let Err(error) = pool.disconnect().await {
+                tracing::debug!(%error, "closing a pool");
+            }
+        }
+    }
+}
+
+/// A primary's current binlog position (`SHOW MASTER STATUS`) and its
+/// `@@gtid_binlog_pos`, for display.
+pub async fn master_position(
+    conn: &mut Conn,
+    data_source: &str,
+) -> Result<(BinlogPosition, String), MigrateError> {
+    // Four columns (File, Position, Binlog_Do_DB, Binlog_Ignore_DB): read
+    // the first two.
+    let row: Option<mysql_async::Row> = conn
+        .query_first("SHOW MASTER STATUS")
+        .await
+        .context(|| format!("SHOW MASTER STATUS on {data_source}"))?;
+    let (file, pos) = row
+        .and_then(|row| Some((row.get::<String, _>(0)?, row.get::<u64, _>(1)?)))
+        .ok_or_else(|| MigrateError::Table {
+            node: data_source.to_string(),
+            problem: "SHOW MASTER STATUS returned no file and position: is the binary log on?"
+                .into(),
+        })?;
+    let gtid: Option<String> = conn
+        .query_first("SELECT @@gtid_binlog_pos")
+        .await
+        .context(|| format!("reading @@gtid_binlog_pos on {data_source}"))?;
+    Ok((BinlogPosition { file, pos }, gtid.unwrap_or_default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::tests::users_config;
+
+    #[test]
+    fn a_data_source_pointing_elsewhere_is_named() {
+        let old = users_config(4, 16);
+        let mut new = users_config(8, 16);
+        assert!(moved_data_sources(&old, &new).is_empty());
+        new.data_sources.get_mut("ds1").unwrap().url =
+            BackendUrl::parse("mysql://root@127.0.0.1:13307/other").unwrap();
+        let moved = moved_data_sources(&old, &new);
+        assert_eq!(moved.len(), 1);
+        assert_eq!(moved[0].name, "ds1");
+        assert!(moved[0].to.ends_with("/other"), "{:?}", moved[0]);
+    }
+}

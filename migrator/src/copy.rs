@@ -1,0 +1,217 @@
+//! The row copy, lock-and-copy style: per source table, in primary-key
+//! order, one batch at a time. A batch is read with `SELECT ... FOR UPDATE`
+//! in a source transaction, written to its rows' new locations with
+//! `REPLACE INTO` (committed), and only then is the source transaction
+//! committed: while a copied row's value is on its way it cannot change, so
+//! any later change of it reaches the binlog after the copy landed and
+//! catch-up applies it on top. The cursor is saved after every batch.
+
+use crate::backend::Backends;
+use crate::error::{DbContext, MigrateError};
+use crate::layout::{Layout, Mode, RowRouter};
+use crate::progress::Progress;
+use crate::state::{SourceTable, StateStore};
+use crate::throttle::Throttle;
+use crate::values::{display_value, ident, ident_list, key_of, key_param, Key};
+use futures_util::{StreamExt, TryStreamExt};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Params, TxOpts, Value};
+use shardgate_rules::{DataNode, ShardingRules};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// MySQL's limit on the placeholders of one prepared statement.
+const MAX_PLACEHOLDERS: usize = 65_535;
+
+/// Everything the copy of one job needs, shared by its workers.
+pub struct Copier<'a> {
+    pub job: &'a str,
+    pub table: &'a str,
+    pub store: &'a StateStore,
+    pub backends: &'a Backends,
+    pub new_rules: &'a ShardingRules,
+    pub layout: &'a Layout,
+    pub mode: Mode,
+    /// The source tables' columns, in order.
+    pub columns: Vec<String>,
+    /// Position of the integer primary key in `columns`.
+    pub key_index: usize,
+    pub router: RowRouter,
+    pub batch_size: usize,
+    pub parallelism: usize,
+    pub pause: Duration,
+    pub throttle: Throttle,
+    pub progress: &'a Progress,
+}
+
+/// Rows for one physical table.
+type TableRows = (String, Vec<Vec<Value>>);
+
+/// What one batch copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batch {
+    pub rows: usize,
+    pub last_key: Key,
+}
+
+impl Copier<'_> {
+    /// Copies every source table not done yet, `parallelism` at a time;
+    /// stops at the first error (the state keeps every finished batch).
+    pub async fn copy_all(&self, sources: Vec<SourceTable>) -> Result<(), MigrateError> {
+        futures_util::stream::iter(sources.into_iter().filter(|s| !s.done).map(Ok))
+            .try_for_each_concurrent(self.parallelism.max(1), |source| self.copy_table(source))
+            .await
+    }
+
+    async fn copy_table(&self, source: SourceTable) -> Result<(), MigrateError> {
+        let node = DataNode::new(&source.data_source, &source.table);
+        let mut cursor = source.cursor;
+        loop {
+            self.throttle.wait(self.backends, &node.data_source).await;
+            let batch = self.copy_batch(&node, cursor).await?;
+            let rows = batch.map_or(0, |b| b.rows);
+            let done = rows < self.batch_size;
+            if let Some(batch) = batch {
+                cursor = Some(batch.last_key);
+            }
+            self.store.update(self.job, |state| {
+                if let Some(s) = state.source_mut(&node.data_source, &node.table) {
+                    s.cursor = cursor;
+                    s.rows_copied += rows as u64;
+                    s.done = done;
+                }
+            })?;
+            self.progress.add(rows as u64);
+            if done {
+                tracing::info!(job = self.job, source = %node, "source table copied");
+                return Ok(());
+            }
+            if !self.pause.is_zero() {
+                tokio::time::sleep(self.pause).await;
+            }
+        }
+    }
+
+    /// Copies the batch after `cursor`; None when no row is left.
+    pub async fn copy_batch(
+        &self,
+        node: &DataNode,
+        cursor: Option<Key>,
+    ) -> Result<Option<Batch>, MigrateError> {
+        let key = ident(&self.columns[self.key_index]);
+        let (condition, params) = match cursor {
+            Some(after) => (format!("WHERE {key} > ?"), vec![key_param(after)]),
+            None => (String::new(), vec![]),
+        };
+        let select = format!(
+            "SELECT {} FROM {} {condition} ORDER BY {key} LIMIT {} FOR UPDATE",
+            ident_list(&self.columns),
+            ident(&node.table),
+            self.batch_size
+        );
+        let context = || format!("copying from {node}");
+        let mut source = self.backends.conn(&node.data_source).await?;
+        let mut locked = source
+            .start_transaction(TxOpts::default())
+            .await
+            .context(context)?;
+        let rows: Vec<mysql_async::Row> = locked.exec(select, params).await.context(context)?;
+        let Some(last) = rows.last() else {
+            locked.commit().await.context(context)?;
+            return Ok(None);
+        };
+        let last_key = last
+            .as_ref(self.key_index)
+            .and_then(key_of)
+            .ok_or_else(|| MigrateError::Table {
+                node: node.to_string(),
+                problem: "a primary key value is not an integer".into(),
+            })?;
+        let count = rows.len();
+        let mut by_target: BTreeMap<DataNode, Vec<Vec<Value>>> = BTreeMap::new();
+        for row in rows {
+            let values = row.unwrap();
+            let to = self
+                .router
+                .route(self.new_rules, &values)
+                .map_err(|source| {
+                    let key = values
+                        .get(self.key_index)
+                        .map(display_value)
+                        .unwrap_or_default();
+                    MigrateError::route(node, key, source)
+                })?;
+            by_target
+                .entry(self.layout.staging(&to, self.mode))
+                .or_default()
+                .push(values);
+        }
+        self.write(by_target).await?;
+        // Only now may the source rows change again.
+        locked.commit().await.context(context)?;
+        Ok(Some(Batch {
+            rows: count,
+            last_key,
+        }))
+    }
+
+    /// `REPLACE INTO` each target table, one transaction per data source.
+    async fn write(
+        &self,
+        by_target: BTreeMap<DataNode, Vec<Vec<Value>>>,
+    ) -> Result<(), MigrateError> {
+        let mut by_source: BTreeMap<String, Vec<TableRows>> = BTreeMap::new();
+        for (node, rows) in by_target {
+            by_source
+                .entry(node.data_source)
+                .or_default()
+                .push((node.table, rows));
+        }
+        let writes = by_source
+            .into_iter()
+            .map(|(data_source, tables)| async move {
+                let context = || format!("writing copied rows to {data_source}");
+                let mut conn = self.backends.conn(&data_source).await?;
+                let mut tx = conn
+                    .start_transaction(TxOpts::default())
+                    .await
+                    .context(context)?;
+                for (table, rows) in tables {
+                    replace_rows(&mut tx, &table, &self.columns, rows)
+                        .await
+                        .context(|| format!("writing copied rows to {data_source}.{table}"))?;
+                }
+                tx.commit().await.context(context)
+            });
+        futures_util::stream::iter(writes)
+            .buffer_unordered(4)
+            .try_collect::<Vec<()>>()
+            .await
+            .map(drop)
+    }
+}
+
+/// `REPLACE INTO table (columns) VALUES (...), ...`, in as few statements
+/// as the placeholder limit allows.
+pub async fn replace_rows<Q: Queryable>(
+    conn: &mut Q,
+    table: &str,
+    columns: &[String],
+    rows: Vec<Vec<Value>>,
+) -> Result<(), mysql_async::Error> {
+    let per_statement = (MAX_PLACEHOLDERS / columns.len().max(1)).max(1);
+    let one_row = format!("({})", vec!["?"; columns.len()].join(", "));
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<Vec<Value>> = rows.by_ref().take(per_statement).collect();
+        let sql = format!(
+            "REPLACE INTO {} ({}) VALUES {}",
+            ident(table),
+            ident_list(columns),
+            vec![one_row.as_str(); chunk.len()].join(", ")
+        );
+        let params: Vec<Value> = chunk.into_iter().flatten().collect();
+        conn.exec_drop(sql, Params::Positional(params)).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,415 @@
+//! Running a job: `start` (plan, then create the job and run it), `resume`
+//! (continue a job from its state file), and `cancel` (drop what the job
+//! created). Running means: create the new-layout tables, record each
+//! source primary's binlog position, then copy; the job is then left in
+//! `catching_up`, where the change stream takes over from those positions.
+
+use crate::backend::{master_position, Backends};
+use crate::copy::Copier;
+use crate::error::{DbContext, MigrateError};
+use crate::layout::{Layout, Mode, RowRouter};
+use crate::plan::plan_table;
+use crate::progress::Progress;
+use crate::schema::{create_statement, retarget_create, row_count, table_schema};
+use crate::state::{
+    job_id, now_ms, CopyOptions, CopyRun, JobState, Phase, PrimaryState, SourceTable, StateStore,
+    TargetTable,
+};
+use crate::throttle::Throttle;
+use crate::values::ident;
+use mysql_async::prelude::Queryable;
+use shardgate_rules::config::Config;
+use shardgate_rules::ShardingRules;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// A job's configurations, rules and layout, as its state records them.
+pub struct JobContext {
+    pub from: Config,
+    pub to: Config,
+    pub old_rules: ShardingRules,
+    pub new_rules: ShardingRules,
+    pub layout: Layout,
+}
+
+/// Parses a configuration's text; `path` names it in errors.
+pub fn parse_config(path: &str, text: &str) -> Result<Config, MigrateError> {
+    let config_error = |source| MigrateError::config(path.to_string(), source);
+    let config = Config::from_toml_str(text).map_err(config_error)?;
+    ShardingRules::new(&config).map_err(config_error)?;
+    Ok(config)
+}
+
+/// Reads and parses a configuration file; returns its text too.
+pub fn read_config(path: &str) -> Result<(String, Config), MigrateError> {
+    let text = std::fs::read_to_string(path).map_err(|source| MigrateError::ConfigFile {
+        path: path.to_string(),
+        source,
+    })?;
+    let config = parse_config(path, &text)?;
+    Ok((text, config))
+}
+
+impl JobContext {
+    pub fn of(state: &JobState) -> Result<JobContext, MigrateError> {
+        let from = parse_config(&state.from_path, &state.from_config)?;
+        let to = parse_config(&state.to_path, &state.to_config)?;
+        JobContext::new(from, to, &state.table)
+    }
+
+    /// The context of moving `table` from `from`'s layout to `to`'s.
+    pub fn new(from: Config, to: Config, table: &str) -> Result<JobContext, MigrateError> {
+        let old_rules = ShardingRules::new(&from)
+            .map_err(|source| MigrateError::config("old configuration", source))?;
+        let new_rules = ShardingRules::new(&to)
+            .map_err(|source| MigrateError::config("new configuration", source))?;
+        let layout = Layout::new(table, &old_rules, &new_rules);
+        Ok(JobContext {
+            from,
+            to,
+            old_rules,
+            new_rules,
+            layout,
+        })
+    }
+
+    /// Pools for the job's data sources.
+    pub fn backends(&self, options: &CopyOptions) -> Backends {
+        Backends::new(&self.from, &self.to, options.parallelism * 2 + 2)
+    }
+}
+
+/// What `start` needs besides the state directory.
+pub struct StartRequest {
+    pub from_path: String,
+    pub to_path: String,
+    pub table: String,
+    pub options: CopyOptions,
+}
+
+/// Plans the table, refuses what the plan refuses, creates the job (its id
+/// is printed before anything else) and runs it.
+pub async fn start(store: &StateStore, request: StartRequest) -> Result<String, MigrateError> {
+    let (from_text, from) = read_config(&request.from_path)?;
+    let (to_text, to) = read_config(&request.to_path)?;
+    let backends = Backends::new(&from, &to, 2);
+    let planned = plan_table(&from, &to, &request.table, &backends).await;
+    backends.disconnect().await;
+    let plan = planned?;
+    let Some(mode) = plan.mode else {
+        return Err(MigrateError::Refused(plan.refusal_text()));
+    };
+    let old_rules = ShardingRules::new(&from)
+        .map_err(|source| MigrateError::config(request.from_path.clone(), source))?;
+    let new_rules = ShardingRules::new(&to)
+        .map_err(|source| MigrateError::config(request.to_path.clone(), source))?;
+    let layout = Layout::new(&request.table, &old_rules, &new_rules);
+    let created_at_ms = now_ms();
+    let sources: Vec<SourceTable> = match mode {
+        Mode::Extend => vec![],
+        Mode::Rebuild => layout
+            .old
+            .iter()
+            .map(|node| SourceTable {
+                data_source: node.data_source.clone(),
+                table: node.table.clone(),
+                rows_total: 0,
+                rows_copied: 0,
+                cursor: None,
+                done: false,
+            })
+            .collect(),
+    };
+    let primaries: BTreeSet<&String> = sources.iter().map(|s| &s.data_source).collect();
+    let state = JobState {
+        id: job_id(&request.table, created_at_ms),
+        table: request.table.clone(),
+        mode,
+        phase: Phase::Planned,
+        from_path: request.from_path,
+        to_path: request.to_path,
+        from_config: from_text,
+        to_config: to_text,
+        options: request.options,
+        created_at_ms,
+        updated_at_ms: created_at_ms,
+        targets: layout
+            .tables_to_create(mode)
+            .into_iter()
+            .map(|node| TargetTable {
+                data_source: node.data_source,
+                table: node.table,
+                created: false,
+            })
+            .collect(),
+        primaries: primaries
+            .into_iter()
+            .map(|data_source| PrimaryState {
+                data_source: data_source.clone(),
+                start: None,
+                start_gtid: None,
+                applied: None,
+            })
+            .collect(),
+        sources,
+        copy_run: None,
+        verification: None,
+        errors: vec![],
+    };
+    store.create(&state)?;
+    println!(
+        "job {} ({mode}, {} rows to copy)",
+        state.id, plan.rows_to_copy
+    );
+    run(store, &state.id).await?;
+    Ok(state.id)
+}
+
+/// Continues a job where its state says it stopped.
+pub async fn resume(store: &StateStore, job: &str) -> Result<(), MigrateError> {
+    run(store, job).await
+}
+
+/// Runs the job's steps from its current phase up to `catching_up` (or
+/// `ready` for an extend). An error is recorded in the state and the phase
+/// kept, so that `resume` retries from the last saved batch.
+async fn run(store: &StateStore, job: &str) -> Result<(), MigrateError> {
+    let _claim = store.claim(job)?;
+    let state = store.load(job)?;
+    match state.phase {
+        Phase::Planned | Phase::Creating | Phase::Copying => {}
+        Phase::Failed | Phase::Cancelled | Phase::Completed | Phase::RolledBack => {
+            return Err(MigrateError::WrongPhase {
+                job: job.to_string(),
+                phase: state.phase,
+                action: "run the copy",
+            })
+        }
+        phase => {
+            println!("{job}: copy already complete (phase {phase})");
+            return Ok(());
+        }
+    }
+    let context = JobContext::of(&state)?;
+    let backends = context.backends(&state.options);
+    let result = run_steps(store, &state, &context, &backends).await;
+    backends.disconnect().await;
+    if let Err(error) = &result {
+        store.update(job, |s| s.record_error(error.to_string()))?;
+    }
+    result
+}
+
+async fn run_steps(
+    store: &StateStore,
+    state: &JobState,
+    context: &JobContext,
+    backends: &Backends,
+) -> Result<(), MigrateError> {
+    let job = state.id.as_str();
+    if matches!(state.phase, Phase::Planned | Phase::Creating) {
+        store.update(job, |s| s.phase = Phase::Creating)?;
+        create_tables(store, state, context, backends).await?;
+        let next = match state.mode {
+            Mode::Extend => Phase::Ready,
+            Mode::Rebuild => Phase::Copying,
+        };
+        store.update(job, |s| s.phase = next)?;
+        if next == Phase::Ready {
+            println!("{job}: new tables created; nothing to copy (extend): ready for cutover");
+            return Ok(());
+        }
+    }
+    record_start(store, job, backends).await?;
+    copy(store, job, context, backends).await?;
+    store.update(job, |s| s.phase = Phase::CatchingUp)?;
+    println!("{job}: copy complete; catch-up continues from the recorded binlog positions");
+    Ok(())
+}
+
+/// Creates every target table not created yet, from the first source
+/// table's definition.
+async fn create_tables(
+    store: &StateStore,
+    state: &JobState,
+    context: &JobContext,
+    backends: &Backends,
+) -> Result<(), MigrateError> {
+    let Some(model) = context.layout.old.first() else {
+        return Ok(());
+    };
+    let mut conn = backends.conn(&model.data_source).await?;
+    let create = create_statement(&mut conn, &model.table).await?;
+    drop(conn);
+    for target in state.targets.iter().filter(|t| !t.created) {
+        let sql = retarget_create(&create, &model.table, &target.table).map_err(|problem| {
+            MigrateError::Table {
+                node: model.to_string(),
+                problem,
+            }
+        })?;
+        let mut conn = backends.conn(&target.data_source).await?;
+        conn.query_drop(sql)
+            .await
+            .context(|| format!("creating {}.{}", target.data_source, target.table))?;
+        tracing::debug!(
+            job = state.id,
+            data_source = target.data_source,
+            table = target.table,
+            "created"
+        );
+        store.update(&state.id, |s| {
+            if let Some(t) = s
+                .targets
+                .iter_mut()
+                .find(|t| t.data_source == target.data_source && t.table == target.table)
+            {
+                t.created = true;
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// Before the first row is copied: each source primary's binlog position
+/// (catch-up replays from there) and each source table's row count. A
+/// resumed copy keeps the positions recorded by the first run.
+async fn record_start(
+    store: &StateStore,
+    job: &str,
+    backends: &Backends,
+) -> Result<(), MigrateError> {
+    let state = store.load(job)?;
+    for primary in state.primaries.iter().filter(|p| p.start.is_none()) {
+        let mut conn = backends.conn(&primary.data_source).await?;
+        let (position, gtid) = master_position(&mut conn, &primary.data_source).await?;
+        tracing::info!(job, data_source = primary.data_source, %position, gtid, "catch-up start position");
+        store.update(job, |s| {
+            if let Some(p) = s.primary_mut(&primary.data_source) {
+                p.start = Some(position);
+                p.start_gtid = Some(gtid);
+            }
+        })?;
+    }
+    for source in state
+        .sources
+        .iter()
+        .filter(|s| s.rows_total == 0 && !s.done && s.cursor.is_none())
+    {
+        let mut conn = backends.conn(&source.data_source).await?;
+        let rows = row_count(&mut conn, &source.table).await?;
+        store.update(job, |s| {
+            if let Some(t) = s.source_mut(&source.data_source, &source.table) {
+                t.rows_total = rows;
+            }
+        })?;
+    }
+    Ok(())
+}
+
+async fn copy(
+    store: &StateStore,
+    job: &str,
+    context: &JobContext,
+    backends: &Backends,
+) -> Result<(), MigrateError> {
+    let (_, state) = store.update(job, |s| {
+        s.copy_run = Some(CopyRun {
+            started_at_ms: now_ms(),
+            rows_at_start: s.rows_copied(),
+        })
+    })?;
+    let Some(model) = context.layout.old.first() else {
+        return Ok(());
+    };
+    let mut conn = backends.conn(&model.data_source).await?;
+    let database = backends.database(&model.data_source)?;
+    let schema = table_schema(&mut conn, database, &model.table)
+        .await?
+        .ok_or_else(|| MigrateError::Table {
+            node: model.to_string(),
+            problem: "the source table no longer exists".into(),
+        })?;
+    drop(conn);
+    let key_index = schema
+        .integer_key()
+        .map_err(|problem| MigrateError::Table {
+            node: model.to_string(),
+            problem,
+        })?;
+    let columns = schema.column_names();
+    let sharding = context.new_rules.sharding_columns(&state.table);
+    let router = RowRouter::new(&state.table, &sharding, &columns)
+        .map_err(|source| MigrateError::route(model.to_string(), "-", source))?;
+    let progress = Progress::start(job, state.rows_copied(), state.rows_total());
+    let copier = Copier {
+        job,
+        table: &state.table,
+        store,
+        backends,
+        new_rules: &context.new_rules,
+        layout: &context.layout,
+        mode: state.mode,
+        columns,
+        key_index,
+        router,
+        batch_size: state.options.batch_size.max(1),
+        parallelism: state.options.parallelism.max(1),
+        pause: Duration::from_millis(state.options.pause_ms),
+        throttle: Throttle::new(state.options.max_replica_lag_secs),
+        progress: &progress,
+    };
+    let result = copier.copy_all(state.sources.clone()).await;
+    progress.finish();
+    result
+}
+
+/// Drops the tables the job created and marks it cancelled; refused once
+/// cutover began (the new tables may then be the live ones).
+pub async fn cancel(store: &StateStore, job: &str) -> Result<(), MigrateError> {
+    let _claim = store.claim(job)?;
+    let state = store.load(job)?;
+    if state.phase.is_past_cutover() {
+        return Err(MigrateError::WrongPhase {
+            job: job.to_string(),
+            phase: state.phase,
+            action: "cancel (roll back instead)",
+        });
+    }
+    let context = JobContext::of(&state)?;
+    let backends = context.backends(&state.options);
+    let result = drop_targets(&state, &context, &backends).await;
+    backends.disconnect().await;
+    result?;
+    store.update(job, |s| {
+        s.phase = Phase::Cancelled;
+        for t in &mut s.targets {
+            t.created = false;
+        }
+    })?;
+    println!("{job}: cancelled; {} tables dropped", state.targets.len());
+    Ok(())
+}
+
+async fn drop_targets(
+    state: &JobState,
+    context: &JobContext,
+    backends: &Backends,
+) -> Result<(), MigrateError> {
+    for target in &state.targets {
+        let node = shardgate_rules::DataNode::new(&target.data_source, &target.table);
+        // Never drop an old-layout table, whatever the state file says.
+        if context.layout.is_old_node(&node) {
+            return Err(MigrateError::Table {
+                node: node.to_string(),
+                problem: "is a source table of the job; refusing to drop it".into(),
+            });
+        }
+        let mut conn = backends.conn(&target.data_source).await?;
+        conn.query_drop(format!("DROP TABLE IF EXISTS {}", ident(&target.table)))
+            .await
+            .context(|| format!("dropping {node}"))?;
+        tracing::debug!(job = state.id, %node, "dropped");
+    }
+    Ok(())
+}

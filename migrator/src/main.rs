@@ -1,0 +1,252 @@
+//! The `shardgate-migrator` command line: plan, start, resume, status,
+//! verify and cancel resharding jobs. Exit status: 0 done, 1 error, 2 the
+//! plan is refused or verification found differences.
+
+use clap::{Parser, Subcommand};
+use shardgate_migrator::job::{self, read_config, JobContext, StartRequest};
+use shardgate_migrator::plan::{plan, render_text};
+use shardgate_migrator::state::{CopyOptions, Phase, StateStore};
+use shardgate_migrator::status::{current_positions, render};
+use shardgate_migrator::verify::{self, VerifyOptions};
+use shardgate_migrator::{backend::Backends, MigrateError};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "shardgate-migrator",
+    version,
+    about = "Online resharding of ShardGate's sharded tables"
+)]
+struct Cli {
+    /// Where job state files live.
+    #[arg(long, global = true, default_value = "./migrations")]
+    state_dir: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// What moving to the new configuration takes (or why it cannot be done).
+    Plan {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        /// Only this logical table (default: every table whose layout changes).
+        #[arg(long)]
+        table: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a job for one table and run it: create the new tables, copy.
+    Start {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        table: String,
+        #[arg(long, default_value_t = 1000)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 4)]
+        parallelism: usize,
+        /// Pause copying from a data source while a replica lags more.
+        #[arg(long, default_value_t = 5)]
+        max_replica_lag_secs: u64,
+        /// Sleep after each batch (lightens the load on busy sources).
+        #[arg(long, default_value_t = 0)]
+        pause_ms: u64,
+    },
+    /// Continue a job after a crash or kill.
+    Resume { job: String },
+    /// Phase, progress, rate, ETA and catch-up lag of a job (or of all).
+    Status {
+        job: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare the new layout with the old one, chunk by chunk.
+    Verify {
+        job: String,
+        #[arg(long, default_value_t = 1000)]
+        chunk_rows: usize,
+        /// Times differing rows are read again before they count.
+        #[arg(long, default_value_t = 2)]
+        rechecks: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drop the tables the job created and mark it cancelled (before cutover).
+    Cancel { job: String },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(MigrateError::Refused(reasons)) => {
+            eprintln!("refused:\n{reasons}");
+            ExitCode::from(2)
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, MigrateError> {
+    let store = || StateStore::open(&cli.state_dir).map_err(MigrateError::from);
+    match cli.command {
+        Command::Plan {
+            from,
+            to,
+            table,
+            json,
+        } => {
+            let (_, from_config) = read_config(&from)?;
+            let (_, to_config) = read_config(&to)?;
+            let backends = Backends::new(&from_config, &to_config, 2);
+            let report = plan(
+                &from_config,
+                &to_config,
+                &from,
+                &to,
+                table.as_deref(),
+                &backends,
+            )
+            .await;
+            backends.disconnect().await;
+            let report = report?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+            } else {
+                print!("{}", render_text(&report));
+            }
+            let refused = report.plans.iter().any(|p| p.mode.is_none());
+            Ok(if refused {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Start {
+            from,
+            to,
+            table,
+            batch_size,
+            parallelism,
+            max_replica_lag_secs,
+            pause_ms,
+        } => {
+            let request = StartRequest {
+                from_path: from,
+                to_path: to,
+                table,
+                options: CopyOptions {
+                    batch_size,
+                    parallelism,
+                    max_replica_lag_secs,
+                    pause_ms,
+                },
+            };
+            job::start(&store()?, request).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Resume { job } => {
+            job::resume(&store()?, &job).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { job, json } => {
+            let store = store()?;
+            let jobs = match job {
+                Some(job) => vec![store.load(&job)?],
+                None => store.list()?,
+            };
+            if jobs.is_empty() {
+                println!("no jobs in {}", store.dir().display());
+            }
+            for state in jobs {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&state).unwrap_or_default()
+                    );
+                } else {
+                    print!("{}", render(&state, &current_positions(&state).await));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify {
+            job,
+            chunk_rows,
+            rechecks,
+            json,
+        } => {
+            let store = store()?;
+            let state = store.load(&job)?;
+            if matches!(
+                state.phase,
+                Phase::Planned | Phase::Creating | Phase::Cancelled
+            ) || state.phase.is_past_cutover()
+            {
+                return Err(MigrateError::WrongPhase {
+                    job,
+                    phase: state.phase,
+                    action: "verify (the new tables are not there, or are live)",
+                });
+            }
+            let context = JobContext::of(&state)?;
+            let backends = context.backends(&state.options);
+            let options = VerifyOptions {
+                chunk_rows,
+                rechecks,
+                recheck_delay: Duration::from_millis(500),
+            };
+            let report = verify::verify(&state, &context, &backends, &options).await;
+            backends.disconnect().await;
+            let report = report?;
+            store.update(&job, |s| s.verification = Some(report.summary()))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+            } else {
+                print!("{}", verify::render_text(&job, &report));
+            }
+            Ok(if report.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
+        Command::Cancel { job } => {
+            job::cancel(&store()?, &job).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,538 @@
+//! `verify`: does the new layout hold exactly the old layout's rows, each
+//! where the new rules place it?
+//!
+//! Rows are compared in primary-key chunks across all source tables and all
+//! target tables at once: chunk boundaries are every N-th key of the sorted
+//! source keys (keys may be sparse 64-bit snowflake ids, so value ranges
+//! would give empty and huge chunks), each table reports per chunk its
+//! `COUNT(*)` and `BIT_XOR(CRC32(CONCAT_WS(every column, NULL markers)))` in
+//! one grouped scan, and chunks whose sums differ are compared row by row.
+//! Keys found different are read again a few times, so that rows changed
+//! while catch-up is still applying them are not reported. Separately,
+//! every target row's sharding values are routed with the new rules: a row
+//! in another table than the one they name is misplaced.
+
+use crate::backend::Backends;
+use crate::error::{DbContext, MigrateError};
+use crate::job::JobContext;
+use crate::layout::{Mode, RowRouter};
+use crate::schema::{table_schema, TableSchema};
+use crate::state::{now_ms, JobState, Verification};
+use crate::values::{display_key, ident, ident_list, key_of, key_param, Key};
+use futures_util::StreamExt;
+use mysql_async::prelude::Queryable;
+use mysql_async::Value;
+use serde::Serialize;
+use shardgate_rules::DataNode;
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+/// Keys read again per statement when rechecking.
+const RECHECK_BATCH: usize = 1000;
+
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    /// Source rows per chunk.
+    pub chunk_rows: usize,
+    /// How many times differing keys are read again before they count.
+    pub rechecks: u32,
+    pub recheck_delay: Duration,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions {
+            chunk_rows: 1000,
+            rechecks: 2,
+            recheck_delay: Duration::from_millis(500),
+        }
+    }
+}
+
+/// A target row in another table than the new rules name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Misplaced {
+    pub key: String,
+    pub found: String,
+    pub expected: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    pub chunks: usize,
+    pub mismatched_chunks: usize,
+    pub source_rows: u64,
+    pub target_rows: u64,
+    /// Keys in the old layout, not in the new.
+    pub missing: Vec<String>,
+    /// Keys in the new layout, not in the old (or there twice).
+    pub extra: Vec<String>,
+    /// Keys whose row differs.
+    pub different: Vec<String>,
+    pub misplaced: Vec<Misplaced>,
+}
+
+impl VerifyReport {
+    pub fn is_clean(&self) -> bool {
+        self.missing.is_empty()
+            && self.extra.is_empty()
+            && self.different.is_empty()
+            && self.misplaced.is_empty()
+    }
+
+    pub fn summary(&self) -> Verification {
+        Verification {
+            at_ms: now_ms(),
+            chunks: self.chunks,
+            source_rows: self.source_rows,
+            target_rows: self.target_rows,
+            missing: self.missing.len(),
+            extra: self.extra.len(),
+            different: self.different.len(),
+            misplaced: self.misplaced.len(),
+        }
+    }
+}
+
+/// Chunk starts: every `chunk_rows`-th of the sorted keys, from the
+/// `chunk_rows`-th on (chunk 0 holds everything below the first start).
+pub fn chunk_starts(mut keys: Vec<Key>, chunk_rows: usize) -> Vec<Key> {
+    keys.sort_unstable();
+    keys.dedup();
+    keys.into_iter()
+        .skip(chunk_rows.max(1))
+        .step_by(chunk_rows.max(1))
+        .collect()
+}
+
+/// SQL giving a row's chunk number from its key: `INTERVAL(key, s1, s2, ...)`
+/// is 0 below s1, 1 from s1 below s2, and so on.
+pub fn chunk_expression(key_column: &str, starts: &[Key]) -> String {
+    if starts.is_empty() {
+        return "0".into();
+    }
+    let list: Vec<String> = starts.iter().map(Key::to_string).collect();
+    format!("INTERVAL({}, {})", ident(key_column), list.join(", "))
+}
+
+/// SQL of a row's checksum: CRC32 over every column and whether it is NULL
+/// (CONCAT_WS skips NULLs, so `NULL` and `''` would otherwise agree).
+pub fn row_checksum_expression(columns: &[String]) -> String {
+    let parts: Vec<String> = columns
+        .iter()
+        .map(|c| format!("{0}, ISNULL({0})", ident(c)))
+        .collect();
+    format!("CRC32(CONCAT_WS(CHAR(31), {}))", parts.join(", "))
+}
+
+/// Rows by key, each with the table it was read from.
+type RowsByKey = HashMap<Key, Vec<(DataNode, Vec<Value>)>>;
+
+/// The keys missing from, extra in, or different in the target.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Differences {
+    pub missing: BTreeSet<Key>,
+    pub extra: BTreeSet<Key>,
+    pub different: BTreeSet<Key>,
+}
+
+impl Differences {
+    fn keys(&self) -> Vec<Key> {
+        self.missing
+            .iter()
+            .chain(&self.extra)
+            .chain(&self.different)
+            .copied()
+            .collect()
+    }
+}
+
+/// Compares rows read from both sides (for the same keys).
+pub fn classify(source: &RowsByKey, target: &RowsByKey) -> Differences {
+    let mut found = Differences::default();
+    for (key, rows) in source {
+        match target.get(key) {
+            None => {
+                found.missing.insert(*key);
+            }
+            Some(copies) => {
+                if copies.iter().any(|(_, values)| *values != rows[0].1) {
+                    found.different.insert(*key);
+                }
+                if copies.len() > 1 {
+                    found.extra.insert(*key);
+                }
+            }
+        }
+    }
+    for key in target.keys() {
+        if !source.contains_key(key) {
+            found.extra.insert(*key);
+        }
+    }
+    found
+}
+
+struct Sides<'a> {
+    backends: &'a Backends,
+    schema: TableSchema,
+    columns: Vec<String>,
+    key_column: String,
+    key_index: usize,
+    sources: Vec<DataNode>,
+    targets: Vec<DataNode>,
+}
+
+impl Sides<'_> {
+    /// Every source key.
+    async fn source_keys(&self) -> Result<Vec<Key>, MigrateError> {
+        let mut keys = Vec::new();
+        for node in &self.sources {
+            let mut conn = self.backends.conn(&node.data_source).await?;
+            let sql = format!(
+                "SELECT {} FROM {}",
+                ident(&self.key_column),
+                ident(&node.table)
+            );
+            let values: Vec<Value> = conn
+                .exec(sql, ())
+                .await
+                .context(|| format!("reading the keys of {node}"))?;
+            keys.extend(values.iter().filter_map(key_of));
+        }
+        Ok(keys)
+    }
+
+    /// (count, checksum) per chunk over `tables`.
+    async fn chunk_sums(
+        &self,
+        tables: &[DataNode],
+        chunk_sql: &str,
+        chunks: usize,
+    ) -> Result<Vec<(u64, u64)>, MigrateError> {
+        let mut sums = vec![(0u64, 0u64); chunks];
+        let checksum = row_checksum_expression(&self.columns);
+        for node in tables {
+            let mut conn = self.backends.conn(&node.data_source).await?;
+            let sql = format!(
+                "SELECT {chunk_sql} AS sg_chunk, COUNT(*), BIT_XOR({checksum}) FROM {} GROUP BY sg_chunk",
+                ident(&node.table)
+            );
+            let rows: Vec<(u64, u64, u64)> = conn
+                .query(sql)
+                .await
+                .context(|| format!("checksumming {node}"))?;
+            for (chunk, count, xor) in rows {
+                if let Some(sum) = usize::try_from(chunk).ok().and_then(|c| sums.get_mut(c)) {
+                    sum.0 += count;
+                    sum.1 ^= xor;
+                }
+            }
+        }
+        Ok(sums)
+    }
+
+    /// Rows of `tables` matching `condition` (with `params`), by key.
+    async fn read(
+        &self,
+        tables: &[DataNode],
+        condition: &str,
+        params: Vec<Value>,
+    ) -> Result<RowsByKey, MigrateError> {
+        let mut rows: RowsByKey = HashMap::new();
+        for node in tables {
+            let mut conn = self.backends.conn(&node.data_source).await?;
+            let sql = format!(
+                "SELECT {} FROM {} WHERE {condition}",
+                ident_list(&self.columns),
+                ident(&node.table)
+            );
+            let found: Vec<mysql_async::Row> = conn
+                .exec(sql, params.clone())
+                .await
+                .context(|| format!("reading rows of {node}"))?;
+            for row in found {
+                let values = row.unwrap();
+                if let Some(key) = values.get(self.key_index).and_then(key_of) {
+                    rows.entry(key).or_default().push((node.clone(), values));
+                }
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Row-by-row comparison of chunk `chunk` (between `starts`).
+    async fn compare_chunk(
+        &self,
+        starts: &[Key],
+        chunk: usize,
+    ) -> Result<Differences, MigrateError> {
+        let key = ident(&self.key_column);
+        let mut conditions = Vec::new();
+        let mut params = Vec::new();
+        if let Some(low) = chunk.checked_sub(1).and_then(|i| starts.get(i)) {
+            conditions.push(format!("{key} >= ?"));
+            params.push(key_param(*low));
+        }
+        if let Some(high) = starts.get(chunk) {
+            conditions.push(format!("{key} < ?"));
+            params.push(key_param(*high));
+        }
+        if conditions.is_empty() {
+            conditions.push("1".into());
+        }
+        let condition = conditions.join(" AND ");
+        let source = self.read(&self.sources, &condition, params.clone()).await?;
+        let target = self.read(&self.targets, &condition, params).await?;
+        Ok(classify(&source, &target))
+    }
+
+    /// Reads `keys` again on both sides and compares them.
+    async fn recheck(&self, keys: &[Key]) -> Result<Differences, MigrateError> {
+        let mut found = Differences::default();
+        for batch in keys.chunks(RECHECK_BATCH) {
+            let condition = format!(
+                "{} IN ({})",
+                ident(&self.key_column),
+                vec!["?"; batch.len()].join(", ")
+            );
+            let params: Vec<Value> = batch.iter().map(|k| key_param(*k)).collect();
+            let source = self.read(&self.sources, &condition, params.clone()).await?;
+            let target = self.read(&self.targets, &condition, params).await?;
+            let more = classify(&source, &target);
+            found.missing.extend(more.missing);
+            found.extra.extend(more.extra);
+            found.different.extend(more.different);
+        }
+        Ok(found)
+    }
+
+    /// Every target row in the table the new rules name?
+    async fn placement(
+        &self,
+        context: &JobContext,
+        mode: Mode,
+    ) -> Result<(u64, Vec<Misplaced>), MigrateError> {
+        let sharding = context.new_rules.sharding_columns(&context.layout.table);
+        let mut columns = self.schema.primary_key.clone();
+        columns.extend(sharding.iter().map(|c| c.to_string()));
+        let router = RowRouter::new(&context.layout.table, &sharding, &columns)
+            .map_err(|source| MigrateError::route(context.layout.table.clone(), "-", source))?;
+        let key_columns = self.schema.primary_key.len();
+        let mut rows = 0;
+        let mut misplaced = Vec::new();
+        for node in &self.targets {
+            let mut conn = self.backends.conn(&node.data_source).await?;
+            let context_text = || format!("reading the sharding columns of {node}");
+            let sql = format!(
+                "SELECT {} FROM {}",
+                ident_list(&columns),
+                ident(&node.table)
+            );
+            let mut result = conn.query_iter(sql).await.context(context_text)?;
+            let Some(mut stream) = result
+                .stream::<mysql_async::Row>()
+                .await
+                .context(context_text)?
+            else {
+                continue;
+            };
+            while let Some(row) = stream.next().await {
+                let values = row.context(context_text)?.unwrap();
+                rows += 1;
+                let expected = match router.route(&context.new_rules, &values) {
+                    Ok(to) => context.layout.staging(&to, mode).to_string(),
+                    Err(error) => format!("nowhere ({error})"),
+                };
+                if expected != node.to_string() {
+                    misplaced.push(Misplaced {
+                        key: display_key(&values, key_columns),
+                        found: node.to_string(),
+                        expected,
+                    });
+                }
+            }
+        }
+        Ok((rows, misplaced))
+    }
+}
+
+/// Verifies a job's new layout against its old one (before cutover).
+pub async fn verify(
+    state: &JobState,
+    context: &JobContext,
+    backends: &Backends,
+    options: &VerifyOptions,
+) -> Result<VerifyReport, MigrateError> {
+    let Some(model) = context.layout.old.first() else {
+        return Ok(VerifyReport::default());
+    };
+    let mut conn = backends.conn(&model.data_source).await?;
+    let schema = table_schema(
+        &mut conn,
+        backends.database(&model.data_source)?,
+        &model.table,
+    )
+    .await?
+    .ok_or_else(|| MigrateError::Table {
+        node: model.to_string(),
+        problem: "the source table no longer exists".into(),
+    })?;
+    drop(conn);
+    let targets = match state.mode {
+        Mode::Rebuild => context.layout.tables_to_create(Mode::Rebuild),
+        // Rows stay in place: the old tables (and the new, empty ones) are
+        // the new layout.
+        Mode::Extend => context.layout.new.clone(),
+    };
+    let mut sides = Sides {
+        backends,
+        columns: schema.column_names(),
+        key_column: String::new(),
+        key_index: 0,
+        schema,
+        sources: context.layout.old.clone(),
+        targets,
+    };
+    let mut report = VerifyReport::default();
+    let (target_rows, misplaced) = sides.placement(context, state.mode).await?;
+    report.target_rows = target_rows;
+    report.misplaced = misplaced;
+    if state.mode == Mode::Extend {
+        // Same tables on both sides: only placement can be wrong.
+        report.source_rows = target_rows;
+        return Ok(report);
+    }
+    sides.key_index = sides
+        .schema
+        .integer_key()
+        .map_err(|problem| MigrateError::Table {
+            node: model.to_string(),
+            problem,
+        })?;
+    sides.key_column = sides.columns[sides.key_index].clone();
+
+    let keys = sides.source_keys().await?;
+    let starts = chunk_starts(keys, options.chunk_rows);
+    let chunks = starts.len() + 1;
+    let chunk_sql = chunk_expression(&sides.key_column, &starts);
+    let source_sums = sides.chunk_sums(&sides.sources, &chunk_sql, chunks).await?;
+    let target_sums = sides.chunk_sums(&sides.targets, &chunk_sql, chunks).await?;
+    report.chunks = chunks;
+    report.source_rows = source_sums.iter().map(|s| s.0).sum();
+    let mut found = Differences::default();
+    for chunk in 0..chunks {
+        if source_sums[chunk] != target_sums[chunk] {
+            report.mismatched_chunks += 1;
+            let more = sides.compare_chunk(&starts, chunk).await?;
+            found.missing.extend(more.missing);
+            found.extra.extend(more.extra);
+            found.different.extend(more.different);
+        }
+    }
+    for _ in 0..options.rechecks {
+        let keys = found.keys();
+        if keys.is_empty() {
+            break;
+        }
+        tokio::time::sleep(options.recheck_delay).await;
+        found = sides.recheck(&keys).await?;
+    }
+    let text = |keys: BTreeSet<Key>| keys.into_iter().map(|k| k.to_string()).collect();
+    report.missing = text(found.missing);
+    report.extra = text(found.extra);
+    report.different = text(found.different);
+    Ok(report)
+}
+
+/// At most this many keys of each kind are printed.
+const SHOWN: usize = 50;
+
+/// The report for people.
+pub fn render_text(job: &str, report: &VerifyReport) -> String {
+    let mut out = format!(
+        "{job}: verified {} source rows against {} target rows in {} chunks ({} mismatched)\n",
+        report.source_rows, report.target_rows, report.chunks, report.mismatched_chunks
+    );
+    let list = |name: &str, keys: &[String], out: &mut String| {
+        if keys.is_empty() {
+            return;
+        }
+        let shown: Vec<&str> = keys.iter().take(SHOWN).map(String::as_str).collect();
+        let more = keys.len().saturating_sub(SHOWN);
+        out.push_str(&format!("  {name} ({}): {}", keys.len(), shown.join(", ")));
+        if more > 0 {
+            out.push_str(&format!(" and {more} more"));
+        }
+        out.push('\n');
+    };
+    list("missing in the new layout", &report.missing, &mut out);
+    list("extra in the new layout", &report.extra, &mut out);
+    list("different", &report.different, &mut out);
+    for m in report.misplaced.iter().take(SHOWN) {
+        out.push_str(&format!(
+            "  misplaced: key {} is in {}, the new rules place it in {}\n",
+            m.key, m.found, m.expected
+        ));
+    }
+    if report.misplaced.len() > SHOWN {
+        out.push_str(&format!(
+            "  and {} more misplaced\n",
+            report.misplaced.len() - SHOWN
+        ));
+    }
+    out.push_str(if report.is_clean() {
+        "  result: no differences\n"
+    } else {
+        "  result: DIFFERENCES FOUND\n"
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_starts_follow_sorted_sparse_keys() {
+        let keys = vec![900_000_000_000_000_009, 5, 7, 1 << 60, 3, 11];
+        assert_eq!(
+            chunk_starts(keys.clone(), 2),
+            vec![7, 900_000_000_000_000_009]
+        );
+        assert_eq!(chunk_starts(keys.clone(), 6), Vec::<Key>::new());
+        assert_eq!(
+            chunk_starts(keys, 1),
+            vec![5, 7, 11, 900_000_000_000_000_009, 1 << 60]
+        );
+        assert_eq!(chunk_expression("id", &[]), "0");
+        assert_eq!(chunk_expression("id", &[7, 11]), "INTERVAL(`id`, 7, 11)");
+    }
+
+    #[test]
+    fn checksums_mark_nulls() {
+        assert_eq!(
+            row_checksum_expression(&["a".into(), "b".into()]),
+            "CRC32(CONCAT_WS(CHAR(31), `a`, ISNULL(`a`), `b`, ISNULL(`b`)))"
+        );
+    }
+
+    #[test]
+    fn rows_are_missing_extra_duplicated_or_different() {
+        let node = |t: &str| DataNode::new("ds0", t);
+        let row = |v: i64| vec![Value::Int(v)];
+        let mut source: RowsByKey = HashMap::new();
+        let mut target: RowsByKey = HashMap::new();
+        for key in 1..=4 {
+            source.insert(key, vec![(node("a"), row(key as i64))]);
+        }
+        target.insert(1, vec![(node("b"), row(1))]);
+        target.insert(2, vec![(node("b"), row(20))]);
+        target.insert(3, vec![(node("b"), row(3)), (node("c"), row(3))]);
+        target.insert(5, vec![(node("b"), row(5))]);
+        let found = classify(&source, &target);
+        assert_eq!(found.missing, BTreeSet::from([4]));
+        assert_eq!(found.different, BTreeSet::from([2]));
+        assert_eq!(found.extra, BTreeSet::from([3, 5]));
+    }
+}
