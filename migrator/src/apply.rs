@@ -13,7 +13,7 @@ use crate::copy::replace_rows;
 use crate::error::{DbContext, MigrateError};
 use crate::job::JobContext;
 use crate::layout::{retired_name, Mode, RowRouteError, RowRouter};
-use crate::state::StateStore;
+use crate::state::{Direction, StateStore};
 use crate::values::ident;
 use mysql_async::prelude::Queryable;
 use mysql_async::{TxOpts, Value};
@@ -288,15 +288,16 @@ impl<'a> Applier<'a> {
     }
 }
 
-/// Saves how far catch-up has applied a source primary's binlog.
+/// Saves how far a change stream has applied a source primary's binlog.
 pub fn record_applied(
     store: &StateStore,
     job: &str,
+    direction: Direction,
     data_source: &str,
     position: BinlogPosition,
 ) -> Result<(), MigrateError> {
     store.update(job, |s| {
-        if let Some(p) = s.primary_mut(data_source) {
+        if let Some(p) = s.stream_source_mut(direction, data_source) {
             p.applied = Some(position);
         }
     })?;

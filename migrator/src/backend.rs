@@ -2,11 +2,14 @@
 //! primary (a data source named in both must be the same server and
 //! database), the replicas for throttling, and the primaries' binlog
 //! positions.
+//!
+//! Every pooled session runs in UTC ([`WRITE_TIME_ZONE`]): the change
+//! stream gives TIMESTAMP values in UTC, and the copy, the applied changes
+//! and verification must all read and write them in the same zone.
 
 use crate::error::{DbContext, MigrateError};
-use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder, Pool, PoolConstraints, PoolOpts};
-use shardgate_cdc::BinlogPosition;
+use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
+use shardgate_cdc::{BinlogPosition, WRITE_TIME_ZONE};
 use shardgate_rules::config::{BackendUrl, Config};
 use std::collections::BTreeMap;
 
@@ -47,14 +50,19 @@ pub struct Backends {
     replicas: BTreeMap<String, Vec<Replica>>,
 }
 
-fn pool(url: &BackendUrl, max_connections: usize) -> Pool {
-    let constraints = PoolConstraints::new(0, max_connections.max(1)).unwrap_or_default();
-    let opts = OptsBuilder::default()
+fn opts(url: &BackendUrl) -> OptsBuilder {
+    OptsBuilder::default()
         .ip_or_hostname(url.host.clone())
         .tcp_port(url.port)
         .user(Some(url.user.clone()))
         .pass(Some(url.password.clone()))
         .db_name(Some(url.database.clone()))
+}
+
+fn pool(url: &BackendUrl, max_connections: usize) -> Pool {
+    let constraints = PoolConstraints::new(0, max_connections.max(1)).unwrap_or_default();
+    let opts = opts(url)
+        .init(vec![format!("SET time_zone = '{WRITE_TIME_ZONE}'")])
         .pool_opts(PoolOpts::default().with_constraints(constraints));
     Pool::new(opts)
 }
@@ -100,6 +108,30 @@ impl Backends {
             .context(|| format!("connecting to {data_source} ({url})"))
     }
 
+    /// How to open a connection of its own to a data source's primary (a
+    /// change stream's).
+    pub fn opts(&self, data_source: &str) -> Result<Opts, MigrateError> {
+        self.primaries
+            .get(data_source)
+            .map(|(url, _)| Opts::from(opts(url)))
+            .ok_or_else(|| MigrateError::UnknownDataSource(data_source.to_string()))
+    }
+
+    /// A primary's current binlog position (where its next transaction
+    /// will be written) and `@@gtid_binlog_pos`, for display.
+    pub async fn position(
+        &self,
+        data_source: &str,
+    ) -> Result<(BinlogPosition, String), MigrateError> {
+        let mut conn = self.conn(data_source).await?;
+        shardgate_cdc::current_position(&mut conn)
+            .await
+            .map_err(|source| MigrateError::Cdc {
+                data_source: data_source.to_string(),
+                source: Box::new(source),
+            })
+    }
+
     /// The database a data source's tables live in.
     pub fn database(&self, data_source: &str) -> Result<&str, MigrateError> {
         self.primaries
@@ -124,32 +156,6 @@ impl Backends {
             }
         }
     }
-}
-
-/// A primary's current binlog position (`SHOW MASTER STATUS`) and its
-/// `@@gtid_binlog_pos`, for display.
-pub async fn master_position(
-    conn: &mut Conn,
-    data_source: &str,
-) -> Result<(BinlogPosition, String), MigrateError> {
-    // Four columns (File, Position, Binlog_Do_DB, Binlog_Ignore_DB): read
-    // the first two.
-    let row: Option<mysql_async::Row> = conn
-        .query_first("SHOW MASTER STATUS")
-        .await
-        .context(|| format!("SHOW MASTER STATUS on {data_source}"))?;
-    let (file, pos) = row
-        .and_then(|row| Some((row.get::<String, _>(0)?, row.get::<u64, _>(1)?)))
-        .ok_or_else(|| MigrateError::Table {
-            node: data_source.to_string(),
-            problem: "SHOW MASTER STATUS returned no file and position: is the binary log on?"
-                .into(),
-        })?;
-    let gtid: Option<String> = conn
-        .query_first("SELECT @@gtid_binlog_pos")
-        .await
-        .context(|| format!("reading @@gtid_binlog_pos on {data_source}"))?;
-    Ok((BinlogPosition { file, pos }, gtid.unwrap_or_default()))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! file it failed on.
 
 use crate::layout::RowRouteError;
+use crate::proxies::ProxyError;
 use crate::state::{Phase, StateError};
 use shardgate_rules::ConfigError;
 use thiserror::Error;
@@ -28,6 +29,32 @@ pub enum MigrateError {
     },
     #[error(transparent)]
     State(#[from] StateError),
+    #[error("change capture on {data_source}: {source}")]
+    Cdc {
+        data_source: String,
+        #[source]
+        source: Box<shardgate_cdc::CdcError>,
+    },
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
+    #[error("{0}")]
+    CatchUp(String),
+    #[error("cannot watch for SIGINT/SIGTERM: {0}")]
+    Signal(#[source] std::io::Error),
+    #[error("job {0}: {1}")]
+    Switch(String, String),
+    #[error(
+        "cutover of job {job} failed and was undone (writes resumed on the old layout): {reason}"
+    )]
+    SwitchUndone { job: String, reason: String },
+    #[error("cutover of job {job} failed and could NOT be fully undone: {reason}; undo problems: {undo}")]
+    SwitchStuck {
+        job: String,
+        reason: String,
+        undo: String,
+    },
+    #[error("verification of job {0} found differences (see `verify {0}`)")]
+    Differences(String),
     #[error("data source `{0}` is declared in neither configuration")]
     UnknownDataSource(String),
     #[error("a row of {node} (key {key}) cannot be routed: {source}")]

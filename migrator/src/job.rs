@@ -1,22 +1,28 @@
 //! Running a job: `start` (plan, then create the job and run it), `resume`
 //! (continue a job from its state file), and `cancel` (drop what the job
 //! created). Running means: create the new-layout tables, record each
-//! source primary's binlog position, then copy; the job is then left in
-//! `catching_up`, where the change stream takes over from those positions.
+//! source primary's binlog position, then copy while the forward streams
+//! apply the captured changes (catch-up), catch up, verify with the
+//! streams still running, and reach `ready`; then, as asked, cut over, keep
+//! following until a signal, or stop the streams (positions saved) and
+//! exit. A job resumed after cutover runs its reverse stream.
 
-use crate::backend::{master_position, Backends};
+use crate::backend::Backends;
+use crate::catchup::{follow, key_column, streams, Control, Until};
 use crate::copy::Copier;
+use crate::cutover::{cut_over, follow_reverse, SwitchRequest};
 use crate::error::{DbContext, MigrateError};
 use crate::layout::{Layout, Mode, RowRouter};
 use crate::plan::plan_table;
 use crate::progress::Progress;
 use crate::schema::{create_statement, retarget_create, row_count, table_schema};
 use crate::state::{
-    job_id, now_ms, CopyOptions, CopyRun, JobState, Phase, PrimaryState, SourceTable, StateStore,
-    TargetTable,
+    job_id, now_ms, CopyOptions, CopyRun, Direction, JobState, Phase, PrimaryState, SourceTable,
+    StateStore, TargetTable,
 };
 use crate::throttle::Throttle;
 use crate::values::ident;
+use crate::verify::{self, VerifyOptions};
 use mysql_async::prelude::Queryable;
 use shardgate_rules::config::Config;
 use shardgate_rules::ShardingRules;
@@ -85,11 +91,28 @@ pub struct StartRequest {
     pub to_path: String,
     pub table: String,
     pub options: CopyOptions,
+    /// Proxy admin URLs the cutover switches (stored in the job).
+    pub proxies: Vec<String>,
+}
+
+/// How far a run goes once the job is `ready`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Cut over once ready (with these proxies, or the job's).
+    pub cutover: Option<SwitchRequest>,
+    /// Keep the streams running until SIGINT/SIGTERM (after a cutover:
+    /// the reverse stream).
+    pub follow: bool,
+    pub verify: VerifyOptions,
 }
 
 /// Plans the table, refuses what the plan refuses, creates the job (its id
 /// is printed before anything else) and runs it.
-pub async fn start(store: &StateStore, request: StartRequest) -> Result<String, MigrateError> {
+pub async fn start(
+    store: &StateStore,
+    request: StartRequest,
+    run_options: &RunOptions,
+) -> Result<String, MigrateError> {
     let (from_text, from) = read_config(&request.from_path)?;
     let (to_text, to) = read_config(&request.to_path)?;
     let backends = Backends::new(&from, &to, 2);
@@ -155,47 +178,88 @@ pub async fn start(store: &StateStore, request: StartRequest) -> Result<String, 
         copy_run: None,
         verification: None,
         errors: vec![],
+        proxies: request.proxies,
+        reverse: vec![],
+        cutover: None,
+        rollback: None,
     };
     store.create(&state)?;
     println!(
         "job {} ({mode}, {} rows to copy)",
         state.id, plan.rows_to_copy
     );
-    run(store, &state.id).await?;
+    run(store, &state.id, run_options).await?;
     Ok(state.id)
 }
 
 /// Continues a job where its state says it stopped.
-pub async fn resume(store: &StateStore, job: &str) -> Result<(), MigrateError> {
-    run(store, job).await
+pub async fn resume(
+    store: &StateStore,
+    job: &str,
+    run_options: &RunOptions,
+) -> Result<(), MigrateError> {
+    run(store, job, run_options).await
 }
 
-/// Runs the job's steps from its current phase up to `catching_up` (or
-/// `ready` for an extend). An error is recorded in the state and the phase
-/// kept, so that `resume` retries from the last saved batch.
-async fn run(store: &StateStore, job: &str) -> Result<(), MigrateError> {
+/// Runs the job's steps from its current phase. An error is recorded in
+/// the state and the phase kept, so that `resume` retries from the last
+/// saved batch and position.
+async fn run(store: &StateStore, job: &str, options: &RunOptions) -> Result<(), MigrateError> {
     let _claim = store.claim(job)?;
     let state = store.load(job)?;
     match state.phase {
-        Phase::Planned | Phase::Creating | Phase::Copying => {}
-        Phase::Failed | Phase::Cancelled | Phase::Completed | Phase::RolledBack => {
-            return Err(MigrateError::WrongPhase {
-                job: job.to_string(),
-                phase: state.phase,
-                action: "run the copy",
-            })
+        Phase::Planned
+        | Phase::Creating
+        | Phase::Copying
+        | Phase::CatchingUp
+        | Phase::Verifying
+        | Phase::Ready
+        | Phase::CutOver => {}
+        Phase::CuttingOver | Phase::RollingBack => {
+            return Err(MigrateError::Switch(
+                job.to_string(),
+                format!(
+                    "the migrator stopped in the middle of a switch (phase {}): check which \
+                     rules the proxies serve and which tables carry the `__sgold` suffix \
+                     before going on",
+                    state.phase
+                ),
+            ))
         }
         phase => {
-            println!("{job}: copy already complete (phase {phase})");
-            return Ok(());
+            return Err(MigrateError::WrongPhase {
+                job: job.to_string(),
+                phase,
+                action: "run it",
+            })
+        }
+    }
+    if let Some(request) = &options.cutover {
+        if !request.proxies.is_empty() {
+            store.update(job, |s| s.proxies = request.proxies.clone())?;
         }
     }
     let context = JobContext::of(&state)?;
     let backends = context.backends(&state.options);
-    let result = run_steps(store, &state, &context, &backends).await;
+    let result = if state.phase == Phase::CutOver {
+        let until = if options.follow {
+            Until::Shutdown
+        } else {
+            Until::CaughtUp
+        };
+        follow_reverse(store, job, &context, &backends, until).await
+    } else {
+        run_steps(store, &state, &context, &backends, options).await
+    };
     backends.disconnect().await;
     if let Err(error) = &result {
-        store.update(job, |s| s.record_error(error.to_string()))?;
+        // A failed switch recorded its own error.
+        if !matches!(
+            error,
+            MigrateError::SwitchUndone { .. } | MigrateError::SwitchStuck { .. }
+        ) {
+            store.update(job, |s| s.record_error(error.to_string()))?;
+        }
     }
     result
 }
@@ -205,6 +269,7 @@ async fn run_steps(
     state: &JobState,
     context: &JobContext,
     backends: &Backends,
+    options: &RunOptions,
 ) -> Result<(), MigrateError> {
     let job = state.id.as_str();
     if matches!(state.phase, Phase::Planned | Phase::Creating) {
@@ -217,13 +282,93 @@ async fn run_steps(
         store.update(job, |s| s.phase = next)?;
         if next == Phase::Ready {
             println!("{job}: new tables created; nothing to copy (extend): ready for cutover");
-            return Ok(());
         }
     }
+    if state.mode == Mode::Extend {
+        if let Some(request) = &options.cutover {
+            cut_over(store, job, context, backends, None, request.max_pause).await?;
+        }
+        return Ok(());
+    }
     record_start(store, job, backends).await?;
-    copy(store, job, context, backends).await?;
-    store.update(job, |s| s.phase = Phase::CatchingUp)?;
-    println!("{job}: copy complete; catch-up continues from the recorded binlog positions");
+    let key = key_column(context, backends).await?;
+    let state = store.load(job)?;
+    let (control, running) = streams(store, &state, context, backends, &key, Direction::Forward)?;
+    let driver = async {
+        let result = drive_forward(store, job, context, backends, &control, options).await;
+        control.stop();
+        result
+    };
+    let (streamed, driven) = tokio::join!(running, driver);
+    driven?;
+    streamed?;
+    if options.follow && store.load(job)?.phase == Phase::CutOver {
+        follow_reverse(store, job, context, backends, Until::Shutdown).await?;
+    }
+    Ok(())
+}
+
+/// Beside the running forward streams: copy, catch up, verify, then cut
+/// over or follow as asked.
+async fn drive_forward(
+    store: &StateStore,
+    job: &str,
+    context: &JobContext,
+    backends: &Backends,
+    streams: &Control,
+    options: &RunOptions,
+) -> Result<(), MigrateError> {
+    let state = store.load(job)?;
+    let sources: Vec<String> = state
+        .primaries
+        .iter()
+        .map(|p| p.data_source.clone())
+        .collect();
+    if state.phase == Phase::Copying {
+        copy(store, job, context, backends).await?;
+        if let Some(failure) = streams.failure() {
+            return Err(MigrateError::CatchUp(format!("catch-up failed: {failure}")));
+        }
+        store.update(job, |s| s.phase = Phase::CatchingUp)?;
+        println!("{job}: copy complete; catching up");
+    }
+    // Verification is much quieter once the streams hold what the
+    // primaries hold (they keep running while it compares).
+    follow(streams, backends, &sources, Until::CaughtUp).await?;
+    store.update(job, |s| s.phase = Phase::Verifying)?;
+    let state = store.load(job)?;
+    let report = verify::verify(&state, context, backends, &options.verify).await?;
+    let clean = report.is_clean();
+    store.update(job, |s| {
+        s.verification = Some(report.summary());
+        s.phase = if clean {
+            Phase::Ready
+        } else {
+            Phase::CatchingUp
+        };
+    })?;
+    if !clean {
+        print!("{}", verify::render_text(job, &report));
+        return Err(MigrateError::Differences(job.to_string()));
+    }
+    println!(
+        "{job}: verified clean ({} rows): ready for cutover",
+        report.source_rows
+    );
+    if let Some(request) = &options.cutover {
+        cut_over(
+            store,
+            job,
+            context,
+            backends,
+            Some(streams),
+            request.max_pause,
+        )
+        .await?;
+    } else if options.follow {
+        println!("{job}: following the source binlogs until SIGINT/SIGTERM");
+        follow(streams, backends, &sources, Until::Shutdown).await?;
+    }
     Ok(())
 }
 
@@ -281,8 +426,7 @@ async fn record_start(
 ) -> Result<(), MigrateError> {
     let state = store.load(job)?;
     for primary in state.primaries.iter().filter(|p| p.start.is_none()) {
-        let mut conn = backends.conn(&primary.data_source).await?;
-        let (position, gtid) = master_position(&mut conn, &primary.data_source).await?;
+        let (position, gtid) = backends.position(&primary.data_source).await?;
         tracing::info!(job, data_source = primary.data_source, %position, gtid, "catch-up start position");
         store.update(job, |s| {
             if let Some(p) = s.primary_mut(&primary.data_source) {
@@ -391,7 +535,7 @@ pub async fn cancel(store: &StateStore, job: &str) -> Result<(), MigrateError> {
     Ok(())
 }
 
-async fn drop_targets(
+pub(crate) async fn drop_targets(
     state: &JobState,
     context: &JobContext,
     backends: &Backends,

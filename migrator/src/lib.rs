@@ -5,19 +5,25 @@
 //! A job: plan ([`plan`]), create the new-layout tables and record each
 //! source primary's binlog position, lock-and-copy the rows ([`copy`]),
 //! apply the captured changes at their new places ([`apply`]), verify
-//! ([`verify`]); its state lives in a local JSON file ([`state`]).
+//! ([`verify`]) while the change streams keep it current ([`catchup`]),
+//! then switch the proxies over ([`cutover`], [`switch`], through
+//! [`proxies`]); its state lives in a local JSON file ([`state`]).
 
 pub mod apply;
 pub mod backend;
+pub mod catchup;
 pub mod copy;
+pub mod cutover;
 pub mod error;
 pub mod job;
 pub mod layout;
 pub mod plan;
 pub mod progress;
+pub mod proxies;
 pub mod schema;
 pub mod state;
 pub mod status;
+pub mod switch;
 pub mod throttle;
 pub mod values;
 pub mod verify;

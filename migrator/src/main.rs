@@ -1,9 +1,11 @@
 //! The `shardgate-migrator` command line: plan, start, resume, status,
-//! verify and cancel resharding jobs. Exit status: 0 done, 1 error, 2 the
-//! plan is refused or verification found differences.
+//! verify, cutover, rollback, complete and cancel resharding jobs. Exit
+//! status: 0 done, 1 error, 2 the plan is refused or verification found
+//! differences.
 
-use clap::{Parser, Subcommand};
-use shardgate_migrator::job::{self, read_config, JobContext, StartRequest};
+use clap::{Args, Parser, Subcommand};
+use shardgate_migrator::cutover::{self, SwitchRequest};
+use shardgate_migrator::job::{self, read_config, JobContext, RunOptions, StartRequest};
 use shardgate_migrator::plan::{plan, render_text};
 use shardgate_migrator::state::{CopyOptions, Phase, StateStore};
 use shardgate_migrator::status::{current_positions, render};
@@ -26,6 +28,51 @@ struct Cli {
     command: Command,
 }
 
+/// How a run goes on once the job is ready.
+#[derive(Args)]
+struct Onward {
+    /// Cut over once verified (needs the proxies: --proxy, or the job's).
+    #[arg(long)]
+    cutover: bool,
+    /// Keep the change streams running until SIGINT/SIGTERM (after a
+    /// cutover: the reverse stream), saving their positions.
+    #[arg(long)]
+    follow: bool,
+    #[command(flatten)]
+    switch: SwitchArgs,
+}
+
+#[derive(Args)]
+struct SwitchArgs {
+    /// A proxy's admin URL, like http://127.0.0.1:9797 (repeat for each
+    /// proxy; stored in the job).
+    #[arg(long = "proxy")]
+    proxies: Vec<String>,
+    /// The bound on the write pause (and on each queued statement's wait).
+    #[arg(long, default_value_t = 1000)]
+    max_pause_ms: u64,
+}
+
+impl SwitchArgs {
+    fn request(&self, follow: bool) -> SwitchRequest {
+        SwitchRequest {
+            proxies: self.proxies.clone(),
+            max_pause: Duration::from_millis(self.max_pause_ms.max(1)),
+            follow,
+        }
+    }
+}
+
+impl Onward {
+    fn run_options(&self) -> RunOptions {
+        RunOptions {
+            cutover: self.cutover.then(|| self.switch.request(self.follow)),
+            follow: self.follow,
+            verify: VerifyOptions::default(),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// What moving to the new configuration takes (or why it cannot be done).
@@ -40,7 +87,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Create a job for one table and run it: create the new tables, copy.
+    /// Create a job for one table and run it: create the new tables, copy
+    /// while catching up, verify: `ready` (then cut over with --cutover).
     Start {
         #[arg(long)]
         from: String,
@@ -58,9 +106,34 @@ enum Command {
         /// Sleep after each batch (lightens the load on busy sources).
         #[arg(long, default_value_t = 0)]
         pause_ms: u64,
+        #[command(flatten)]
+        onward: Onward,
     },
-    /// Continue a job after a crash or kill.
-    Resume { job: String },
+    /// Continue a job after a crash or kill (after cutover: bring the
+    /// reverse stream up to date).
+    Resume {
+        job: String,
+        #[command(flatten)]
+        onward: Onward,
+    },
+    /// Switch the proxies to the new layout (a job in phase ready).
+    Cutover {
+        job: String,
+        /// Keep the reverse stream running afterwards until SIGINT/SIGTERM.
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        switch: SwitchArgs,
+    },
+    /// Switch the proxies back to the old layout after a cutover.
+    Rollback {
+        job: String,
+        #[command(flatten)]
+        switch: SwitchArgs,
+    },
+    /// After cutover, drop the old layout's tables (after a rollback: the
+    /// new layout's).
+    Complete { job: String },
     /// Phase, progress, rate, ETA and catch-up lag of a job (or of all).
     Status {
         job: Option<String>,
@@ -114,6 +187,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// Exit status 2 when verification found differences.
+fn finished<T>(result: Result<T, MigrateError>) -> Result<ExitCode, MigrateError> {
+    match result {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(MigrateError::Differences(job)) => {
+            eprintln!("{job}: verification found differences; `resume` verifies again");
+            Ok(ExitCode::from(2))
+        }
+        Err(error) => Err(error),
+    }
+}
+
 async fn run(cli: Cli) -> Result<ExitCode, MigrateError> {
     let store = || StateStore::open(&cli.state_dir).map_err(MigrateError::from);
     match cli.command {
@@ -160,6 +245,7 @@ async fn run(cli: Cli) -> Result<ExitCode, MigrateError> {
             parallelism,
             max_replica_lag_secs,
             pause_ms,
+            onward,
         } => {
             let request = StartRequest {
                 from_path: from,
@@ -171,12 +257,27 @@ async fn run(cli: Cli) -> Result<ExitCode, MigrateError> {
                     max_replica_lag_secs,
                     pause_ms,
                 },
+                proxies: onward.switch.proxies.clone(),
             };
-            job::start(&store()?, request).await?;
+            finished(job::start(&store()?, request, &onward.run_options()).await)
+        }
+        Command::Resume { job, onward } => {
+            finished(job::resume(&store()?, &job, &onward.run_options()).await)
+        }
+        Command::Cutover {
+            job,
+            follow,
+            switch,
+        } => {
+            cutover::cutover(&store()?, &job, &switch.request(follow)).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Resume { job } => {
-            job::resume(&store()?, &job).await?;
+        Command::Rollback { job, switch } => {
+            cutover::rollback(&store()?, &job, &switch.request(false)).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Complete { job } => {
+            cutover::complete(&store()?, &job).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { job, json } => {

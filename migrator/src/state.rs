@@ -137,6 +137,34 @@ impl Verification {
     }
 }
 
+/// Which way a change stream carries changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Before cutover: old layout -> new layout (catch-up).
+    Forward,
+    /// After cutover: new layout -> the old layout's `__sgold` tables,
+    /// which keeps rollback possible.
+    Reverse,
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Direction::Forward => "catch-up",
+            Direction::Reverse => "reverse stream",
+        })
+    }
+}
+
+/// A switch of the proxies between layouts (a cutover or a rollback).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchRecord {
+    pub at_ms: u64,
+    /// The longest time a proxy held the table's writes (pause to resume).
+    pub longest_pause_ms: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobError {
     pub at_ms: u64,
@@ -165,6 +193,17 @@ pub struct JobState {
     pub copy_run: Option<CopyRun>,
     pub verification: Option<Verification>,
     pub errors: Vec<JobError>,
+    /// The admin URLs of the proxies the cutover switches.
+    #[serde(default)]
+    pub proxies: Vec<String>,
+    /// After cutover: the new layout's data sources, with the positions
+    /// the reverse stream (new layout -> old) starts from and has applied.
+    #[serde(default)]
+    pub reverse: Vec<PrimaryState>,
+    #[serde(default)]
+    pub cutover: Option<SwitchRecord>,
+    #[serde(default)]
+    pub rollback: Option<SwitchRecord>,
 }
 
 impl JobState {
@@ -186,6 +225,26 @@ impl JobState {
         self.primaries
             .iter_mut()
             .find(|p| p.data_source == data_source)
+    }
+
+    /// The source primaries of a change stream and their positions.
+    pub fn stream_sources(&self, direction: Direction) -> &[PrimaryState] {
+        match direction {
+            Direction::Forward => &self.primaries,
+            Direction::Reverse => &self.reverse,
+        }
+    }
+
+    pub fn stream_source_mut(
+        &mut self,
+        direction: Direction,
+        data_source: &str,
+    ) -> Option<&mut PrimaryState> {
+        let list = match direction {
+            Direction::Forward => &mut self.primaries,
+            Direction::Reverse => &mut self.reverse,
+        };
+        list.iter_mut().find(|p| p.data_source == data_source)
     }
 
     pub fn record_error(&mut self, message: String) {
@@ -445,6 +504,10 @@ pub(crate) mod tests {
             copy_run: None,
             verification: None,
             errors: vec![],
+            proxies: vec![],
+            reverse: vec![],
+            cutover: None,
+            rollback: None,
         }
     }
 

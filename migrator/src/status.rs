@@ -2,7 +2,7 @@
 //! rate, ETA, catch-up lag of each source primary (its binlog now against
 //! the position catch-up has applied), the last verification and error.
 
-use crate::backend::{master_position, Backends};
+use crate::backend::Backends;
 use crate::job::JobContext;
 use crate::progress::percent;
 use crate::state::{JobState, Phase};
@@ -72,10 +72,17 @@ pub fn render(state: &JobState, current: &[(String, Option<BinlogPosition>)]) ->
         state.targets.len(),
         state.sources.len()
     ));
-    for primary in &state.primaries {
+    // After cutover the forward streams are done for good: the reverse
+    // stream's lag is the one that matters.
+    let (label, streams) = if state.reverse.is_empty() {
+        ("catch-up", &state.primaries)
+    } else {
+        ("reverse stream", &state.reverse)
+    };
+    for primary in streams {
         let Some(start) = &primary.start else {
             out.push_str(&format!(
-                "  catch-up {}: no start position yet\n",
+                "  {label} {}: no start position yet\n",
                 primary.data_source
             ));
             continue;
@@ -89,7 +96,7 @@ pub fn render(state: &JobState, current: &[(String, Option<BinlogPosition>)]) ->
             lag_text(applied, now)
         });
         out.push_str(&format!(
-            "  catch-up {}: from {start} (gtid {}), applied {}, lag {lag}\n",
+            "  {label} {}: from {start} (gtid {}), applied {}, lag {lag}\n",
             primary.data_source,
             primary.start_gtid.as_deref().unwrap_or("-"),
             primary
@@ -97,6 +104,14 @@ pub fn render(state: &JobState, current: &[(String, Option<BinlogPosition>)]) ->
                 .as_ref()
                 .map_or("nothing yet".to_string(), ToString::to_string),
         ));
+    }
+    for (what, switch) in [("cutover", &state.cutover), ("rollback", &state.rollback)] {
+        if let Some(switch) = switch {
+            out.push_str(&format!(
+                "  {what}: longest write pause {} ms\n",
+                switch.longest_pause_ms
+            ));
+        }
     }
     if let Some(v) = &state.verification {
         out.push_str(&format!(
@@ -111,21 +126,24 @@ pub fn render(state: &JobState, current: &[(String, Option<BinlogPosition>)]) ->
     out
 }
 
-/// Each source primary's binlog position now.
+/// Each streamed primary's binlog position now.
 pub async fn current_positions(state: &JobState) -> Vec<(String, Option<BinlogPosition>)> {
     let Ok(context) = JobContext::of(state) else {
         return vec![];
     };
     let backends: Backends = context.backends(&state.options);
     let mut positions = Vec::new();
-    for primary in &state.primaries {
-        let position = match backends.conn(&primary.data_source).await {
-            Ok(mut conn) => master_position(&mut conn, &primary.data_source)
-                .await
-                .ok()
-                .map(|(p, _)| p),
-            Err(_) => None,
-        };
+    let streamed = if state.reverse.is_empty() {
+        &state.primaries
+    } else {
+        &state.reverse
+    };
+    for primary in streamed {
+        let position = backends
+            .position(&primary.data_source)
+            .await
+            .ok()
+            .map(|(p, _)| p);
         positions.push((primary.data_source.clone(), position));
     }
     backends.disconnect().await;

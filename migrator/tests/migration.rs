@@ -12,7 +12,7 @@ use shardgate_cdc::{Change, Row, TableChange, Transaction};
 use shardgate_migrator::apply::Applier;
 use shardgate_migrator::job::JobContext;
 use shardgate_migrator::layout::Mode;
-use shardgate_migrator::state::StateStore;
+use shardgate_migrator::state::{Direction, StateStore};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -60,7 +60,7 @@ async fn users_16_to_32_tables_copies_verifies_clean_and_cancels() {
     let job = fx.job();
     assert!(job.starts_with("migration_users_"), "{job}");
     let state = fx.state(&job);
-    assert_eq!(state["phase"], "catching_up");
+    assert_eq!(state["phase"], "ready");
     for primary in state["primaries"].as_array().unwrap() {
         assert!(primary["start"]["file"]
             .as_str()
@@ -107,7 +107,7 @@ async fn users_16_to_32_tables_copies_verifies_clean_and_cancels() {
 
     let status = fx.migrator(&["status", &job]);
     let text = stdout(&status);
-    assert!(text.contains("phase catching_up"), "{text}");
+    assert!(text.contains("phase ready"), "{text}");
     assert!(text.contains("100.0% migrated 6000 / 6000 rows"), "{text}");
     assert!(text.contains("verification: clean"), "{text}");
     assert!(text.contains("catch-up ds3: from mariadb-bin."), "{text}");
@@ -294,14 +294,23 @@ async fn a_copy_killed_midway_resumes_to_a_clean_verify() {
         .map(|s| s["rows_copied"].as_u64().unwrap())
         .sum();
     assert!(copied < 4000, "killed before the end: {copied}");
-    let positions = state["primaries"].clone();
+    let starts = |state: &serde_json::Value| -> Vec<serde_json::Value> {
+        state["primaries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["start"].clone())
+            .collect()
+    };
+    let positions = starts(&state);
 
     let resume = fx.migrator(&["resume", &job]);
     assert!(resume.status.success());
     let state = fx.state(&job);
-    assert_eq!(state["phase"], "catching_up");
+    assert_eq!(state["phase"], "ready");
     assert_eq!(
-        state["primaries"], positions,
+        starts(&state),
+        positions,
         "catch-up still starts before the first batch"
     );
     let copied: u64 = state["sources"]
@@ -638,8 +647,14 @@ async fn captured_changes_land_at_their_new_places() {
             "4 upserts, 1 delete for the move, 1 delete, 1 update"
         );
     }
-    shardgate_migrator::apply::record_applied(&store, &job, "ds1", transaction.end.clone())
-        .unwrap();
+    shardgate_migrator::apply::record_applied(
+        &store,
+        &job,
+        Direction::Forward,
+        "ds1",
+        transaction.end.clone(),
+    )
+    .unwrap();
     backends.disconnect().await;
     assert_eq!(
         store.load(&job).unwrap().primaries[1].applied,

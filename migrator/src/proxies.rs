@@ -1,0 +1,334 @@
+//! The ShardGate proxies' admin API as the cutover drives it: stage and
+//! activate a rules version, pause and resume statements on a logical
+//! table, and read the pauses (queued statements, in-flight transactions).
+//! One HTTP/1.1 request per connection, each bounded by a timeout, so that a
+//! proxy that does not answer fails the step instead of stalling a pause.
+//! A bearer token for the admin API is read from `SHARDGATE_ADMIN_TOKEN`.
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::net::TcpStream;
+
+/// The environment variable holding the admin API's bearer token, if the
+/// proxies require one (kept out of the job's state file on purpose).
+pub const TOKEN_VARIABLE: &str = "SHARDGATE_ADMIN_TOKEN";
+
+#[derive(Debug, Error)]
+pub enum ProxyError {
+    #[error("`{0}` is not a proxy admin URL like http://127.0.0.1:9797")]
+    BadUrl(String),
+    #[error("{method} {url}: {problem}")]
+    Request {
+        method: &'static str,
+        url: String,
+        problem: String,
+    },
+    #[error("{method} {url}: HTTP {status}: {body}")]
+    Status {
+        method: &'static str,
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("{method} {url}: unexpected answer {body}: {problem}")]
+    Answer {
+        method: &'static str,
+        url: String,
+        body: String,
+        problem: String,
+    },
+}
+
+/// Which statements a pause holds back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    Writes,
+    All,
+}
+
+/// A pause in effect on a proxy, as `GET /api/pauses` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Pause {
+    pub table: String,
+    pub scope: Scope,
+    pub queued: u64,
+    pub in_flight_transactions: u64,
+    pub refused: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct StagedReply {
+    staged_version: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct ActivatedReply {
+    active_version: u64,
+}
+
+/// One proxy's admin API.
+#[derive(Debug, Clone)]
+pub struct ProxyAdmin {
+    url: String,
+    /// `host:port`.
+    authority: String,
+    /// Path prefix (without a trailing slash).
+    base: String,
+    token: Option<String>,
+    timeout: Duration,
+}
+
+impl ProxyAdmin {
+    /// `url`: `http://host:port` with an optional path prefix.
+    pub fn new(url: &str, timeout: Duration) -> Result<ProxyAdmin, ProxyError> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| ProxyError::BadUrl(url.to_string()))?;
+        let (authority, base) = match rest.find('/') {
+            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
+            None => (rest, ""),
+        };
+        let port_ok = authority
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !port_ok {
+            return Err(ProxyError::BadUrl(url.to_string()));
+        }
+        Ok(ProxyAdmin {
+            url: url.trim_end_matches('/').to_string(),
+            authority: authority.to_string(),
+            base: base.to_string(),
+            token: std::env::var(TOKEN_VARIABLE).ok().filter(|t| !t.is_empty()),
+            timeout,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The same proxy with another bound on each request.
+    pub fn with_timeout(&self, timeout: Duration) -> ProxyAdmin {
+        ProxyAdmin {
+            timeout,
+            ..self.clone()
+        }
+    }
+
+    /// `PUT /api/rules/staged`: stages a whole configuration; returns the
+    /// staged version.
+    pub async fn stage(&self, config_text: &str) -> Result<u64, ProxyError> {
+        let reply: StagedReply = self
+            .call(
+                Method::PUT,
+                "/api/rules/staged",
+                "text/plain",
+                config_text.as_bytes().to_vec(),
+            )
+            .await?;
+        Ok(reply.staged_version)
+    }
+
+    /// `DELETE /api/rules/staged`.
+    pub async fn discard_staged(&self) -> Result<(), ProxyError> {
+        self.call::<serde_json::Value>(Method::DELETE, "/api/rules/staged", "text/plain", vec![])
+            .await
+            .map(drop)
+    }
+
+    /// `POST /api/rules/activate`: returns the now active version.
+    pub async fn activate(&self, version: u64) -> Result<u64, ProxyError> {
+        let reply: ActivatedReply = self
+            .post("/api/rules/activate", json!({ "version": version }))
+            .await?;
+        Ok(reply.active_version)
+    }
+
+    /// `POST /api/pauses`: pauses (or renews the pause of) a table.
+    pub async fn pause(
+        &self,
+        table: &str,
+        scope: Scope,
+        max_queue_ms: u64,
+        lease_ms: u64,
+    ) -> Result<Vec<Pause>, ProxyError> {
+        self.post(
+            "/api/pauses",
+            json!({
+                "tables": [table],
+                "scope": scope,
+                "max_queue_ms": max_queue_ms,
+                "lease_ms": lease_ms,
+            }),
+        )
+        .await
+    }
+
+    /// `POST /api/pauses/resume`.
+    pub async fn resume(&self, table: &str) -> Result<Vec<Pause>, ProxyError> {
+        self.post("/api/pauses/resume", json!({ "tables": [table] }))
+            .await
+    }
+
+    /// `GET /api/pauses`.
+    pub async fn pauses(&self) -> Result<Vec<Pause>, ProxyError> {
+        self.call(Method::GET, "/api/pauses", "application/json", vec![])
+            .await
+    }
+
+    async fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<T, ProxyError> {
+        self.call(
+            Method::POST,
+            path,
+            "application/json",
+            body.to_string().into_bytes(),
+        )
+        .await
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<T, ProxyError> {
+        let method_name = method_name(&method);
+        let url = format!("{}{path}", self.url);
+        let request_error = |problem: String| ProxyError::Request {
+            method: method_name,
+            url: url.clone(),
+            problem,
+        };
+        let exchange = self.exchange(method, path, content_type, body);
+        let (status, body) = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| request_error(format!("no answer within {:?}", self.timeout)))?
+            .map_err(request_error)?;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if !(200..300).contains(&status) {
+            return Err(ProxyError::Status {
+                method: method_name,
+                url,
+                status,
+                body: text,
+            });
+        }
+        serde_json::from_slice(&body).map_err(|error| ProxyError::Answer {
+            method: method_name,
+            url,
+            body: text,
+            problem: error.to_string(),
+        })
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<(u16, Bytes), String> {
+        let stream = TcpStream::connect(&self.authority)
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        // The connection is driven beside the request and ends with it.
+        let driver = tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "admin API connection");
+            }
+        });
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header(HOST, &self.authority)
+            .header(CONTENT_TYPE, content_type);
+        if let Some(token) = &self.token {
+            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let result = async {
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = response.status().as_u16();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            Ok((status, body))
+        }
+        .await;
+        driver.abort();
+        result
+    }
+}
+
+fn method_name(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::PUT => "PUT",
+        Method::POST => "POST",
+        Method::DELETE => "DELETE",
+        _ => "request",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_urls_need_http_a_host_and_a_port() {
+        let admin = ProxyAdmin::new("http://127.0.0.1:9797/", Duration::from_secs(1)).unwrap();
+        assert_eq!(admin.authority, "127.0.0.1:9797");
+        assert_eq!(admin.base, "");
+        assert_eq!(admin.url(), "http://127.0.0.1:9797");
+        let prefixed = ProxyAdmin::new("http://proxy-a:80/admin/", Duration::from_secs(1)).unwrap();
+        assert_eq!(prefixed.base, "/admin");
+        for bad in ["127.0.0.1:9797", "https://x:1", "http://x", "http://:80"] {
+            assert!(
+                matches!(
+                    ProxyAdmin::new(bad, Duration::from_secs(1)),
+                    Err(ProxyError::BadUrl(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_proxy_that_does_not_listen_is_a_request_error() {
+        // A port just released: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let admin =
+            ProxyAdmin::new(&format!("http://127.0.0.1:{port}"), Duration::from_secs(2)).unwrap();
+        let error = admin.pauses().await.unwrap_err();
+        assert!(matches!(error, ProxyError::Request { .. }), "{error}");
+        assert!(error.to_string().contains("cannot connect"), "{error}");
+    }
+}

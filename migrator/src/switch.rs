@@ -1,0 +1,335 @@
+//! Switching the proxies from one layout to the other, the step shared by
+//! cutover and rollback: stage the other configuration on every proxy
+//! (before any pause), pause writes to the table on every proxy, wait until
+//! no transaction that already wrote it is open, read each streamed
+//! primary's final position and let the streams apply up to it, pause reads
+//! too, swap the physical tables with one atomic `RENAME TABLE` per data
+//! source, read the positions the next streams start from, activate the
+//! staged version on every proxy, resume.
+//!
+//! Any failure, or a pause about to outlast its bound, undoes what was
+//! done (renames reversed, the old configuration staged and activated
+//! where the new one was, staged versions discarded), then resumes writes
+//! on the layout that served before. Nothing is lost: the streams stopped
+//! at a position every change before which they applied, and while the
+//! table stays paused nothing else changes it.
+
+use crate::backend::Backends;
+use crate::catchup::{positions_now, Control};
+use crate::error::{DbContext, MigrateError};
+use crate::proxies::{ProxyAdmin, Scope};
+use crate::values::ident;
+use mysql_async::prelude::Queryable;
+use shardgate_cdc::BinlogPosition;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// How long the streams may take to catch up before the pause starts.
+const CATCH_UP_BEFORE_PAUSE: Duration = Duration::from_secs(120);
+/// The bound on admin requests outside the pause, and on undo steps.
+const SLOW_REQUEST: Duration = Duration::from_secs(10);
+/// How often the in-flight transactions are polled during the pause.
+const IN_FLIGHT_POLL: Duration = Duration::from_millis(2);
+/// Tries to resume a proxy before leaving it to its pause lease.
+const RESUME_TRIES: u32 = 3;
+
+/// One data source's renames, in order (`RENAME TABLE a TO b, c TO d`).
+pub type Renames = Vec<(String, String)>;
+
+/// What a switch does.
+pub struct Switch<'a> {
+    pub table: &'a str,
+    /// The configuration the proxies switch to.
+    pub config: &'a str,
+    /// The configuration in force before, restored by an undo.
+    pub previous_config: &'a str,
+    /// Per data source, the renames that swap the layouts.
+    pub renames: BTreeMap<String, Renames>,
+    /// The running streams that must reach the final positions, and the
+    /// primaries they read.
+    pub streams: Option<(&'a Control, Vec<String>)>,
+    /// Data sources whose binlog position after the renames is recorded
+    /// (where the next streams start).
+    pub record_after: Vec<String>,
+    pub backends: &'a Backends,
+    pub proxies: Vec<ProxyAdmin>,
+    /// The pause bound (also each queued statement's `max_queue_ms`).
+    pub max_pause: Duration,
+}
+
+/// A switch that took effect.
+#[derive(Debug)]
+pub struct Switched {
+    /// The longest pause among the proxies (pause to resume).
+    pub longest_pause: Duration,
+    /// The `record_after` data sources' positions after the renames.
+    pub positions_after: BTreeMap<String, BinlogPosition>,
+    /// Proxies that could not be resumed (their pause lease lifts it).
+    pub resume_problems: Vec<String>,
+}
+
+/// A switch that failed and what its undo did.
+#[derive(Debug)]
+pub struct Failed {
+    pub reason: MigrateError,
+    /// Undo steps that failed: when not empty, a person must look.
+    pub undo_problems: Vec<String>,
+    /// When the tables were renamed and renamed back: the streamed
+    /// primaries' positions after that, where the streams must continue
+    /// (the renames are schema changes a stream refuses to read through;
+    /// nothing else changed the table meanwhile, it was paused).
+    pub streams_continue_at: Option<BTreeMap<String, BinlogPosition>>,
+    pub longest_pause: Option<Duration>,
+}
+
+/// What was done so far, to undo.
+#[derive(Default)]
+struct Done {
+    staged: Vec<usize>,
+    /// Proxies paused and when their pause began.
+    paused: Vec<(usize, Instant)>,
+    renamed: Vec<String>,
+    activated: Vec<usize>,
+}
+
+/// The inverse of a list of renames.
+pub fn inverse(renames: &Renames) -> Renames {
+    renames
+        .iter()
+        .rev()
+        .map(|(from, to)| (to.clone(), from.clone()))
+        .collect()
+}
+
+/// `RENAME TABLE a TO b, c TO d`.
+pub fn rename_statement(renames: &Renames) -> String {
+    let pairs: Vec<String> = renames
+        .iter()
+        .map(|(from, to)| format!("{} TO {}", ident(from), ident(to)))
+        .collect();
+    format!("RENAME TABLE {}", pairs.join(", "))
+}
+
+impl Switch<'_> {
+    /// Runs the switch; on failure undoes it.
+    pub async fn run(&self) -> Result<Switched, Box<Failed>> {
+        let mut done = Done::default();
+        match self.steps(&mut done).await {
+            Ok(switched) => Ok(switched),
+            Err(reason) => Err(Box::new(self.undo(done, reason).await)),
+        }
+    }
+
+    /// Time left before the pause reaches its bound (with a margin for
+    /// the steps after the check), or an error when none is left.
+    fn remaining(&self, paused_at: Instant, before: &str) -> Result<Duration, MigrateError> {
+        let margin = (self.max_pause / 5).max(Duration::from_millis(20));
+        let limit = self.max_pause.saturating_sub(margin);
+        let elapsed = paused_at.elapsed();
+        if elapsed >= limit {
+            return Err(MigrateError::CatchUp(format!(
+                "the pause reached {} ms before {before}, near its bound of {} ms",
+                elapsed.as_millis(),
+                self.max_pause.as_millis()
+            )));
+        }
+        Ok(limit - elapsed)
+    }
+
+    async fn steps(&self, done: &mut Done) -> Result<Switched, MigrateError> {
+        let max_queue_ms = u64::try_from(self.max_pause.as_millis()).unwrap_or(u64::MAX);
+        // A dead migrator must not hold the application's writes for long,
+        // yet the lease must outlast the pause with room to spare.
+        let lease_ms = (max_queue_ms * 10).max(10_000);
+        let mut versions = Vec::new();
+        for (i, proxy) in self.proxies.iter().enumerate() {
+            let version = proxy.with_timeout(SLOW_REQUEST).stage(self.config).await?;
+            done.staged.push(i);
+            versions.push(version);
+        }
+        if let Some((streams, sources)) = &self.streams {
+            let now = positions_now(self.backends, sources).await?;
+            streams.wait_until(&now, CATCH_UP_BEFORE_PAUSE).await?;
+        }
+
+        let first_pause = Instant::now();
+        for (i, proxy) in self.proxies.iter().enumerate() {
+            let started = Instant::now();
+            let fast = proxy.with_timeout(self.remaining(first_pause, "pausing")?);
+            fast.pause(self.table, Scope::Writes, max_queue_ms, lease_ms)
+                .await?;
+            done.paused.push((i, started));
+        }
+        self.wait_for_in_flight(first_pause).await?;
+        if let Some((streams, sources)) = &self.streams {
+            let finals = positions_now(self.backends, sources).await?;
+            tracing::info!(?finals, "final positions");
+            let left = self.remaining(first_pause, "reaching the final positions")?;
+            streams.stop_at(finals, left).await?;
+        }
+        for proxy in &self.proxies {
+            let fast = proxy.with_timeout(self.remaining(first_pause, "pausing reads")?);
+            fast.pause(self.table, Scope::All, max_queue_ms, lease_ms)
+                .await?;
+        }
+        for (data_source, renames) in &self.renames {
+            let left = self.remaining(first_pause, "renaming the tables")?;
+            self.rename(data_source, renames, left).await?;
+            done.renamed.push(data_source.clone());
+        }
+        let positions_after = positions_now(self.backends, &self.record_after).await?;
+        for (i, proxy) in self.proxies.iter().enumerate() {
+            let fast = proxy.with_timeout(self.remaining(first_pause, "activating")?);
+            fast.activate(versions[i]).await?;
+            done.activated.push(i);
+        }
+        let (longest_pause, resume_problems) = self.resume_all(&done.paused).await;
+        Ok(Switched {
+            longest_pause,
+            positions_after,
+            resume_problems,
+        })
+    }
+
+    /// Waits until no proxy has an open transaction that wrote the table.
+    async fn wait_for_in_flight(&self, paused_at: Instant) -> Result<(), MigrateError> {
+        loop {
+            let mut busy = 0;
+            for proxy in &self.proxies {
+                let fast = proxy
+                    .with_timeout(self.remaining(paused_at, "transactions in flight finished")?);
+                busy += fast
+                    .pauses()
+                    .await?
+                    .iter()
+                    .filter(|p| p.table.eq_ignore_ascii_case(self.table))
+                    .map(|p| p.in_flight_transactions)
+                    .sum::<u64>();
+            }
+            if busy == 0 {
+                return Ok(());
+            }
+            tokio::time::sleep(IN_FLIGHT_POLL).await;
+        }
+    }
+
+    async fn rename(
+        &self,
+        data_source: &str,
+        renames: &Renames,
+        timeout: Duration,
+    ) -> Result<(), MigrateError> {
+        let sql = rename_statement(renames);
+        let rename = async {
+            let mut conn = self.backends.conn(data_source).await?;
+            // Waits for metadata locks no longer than the pause allows.
+            let lock_wait = timeout.as_secs().max(1);
+            conn.query_drop(format!("SET SESSION lock_wait_timeout = {lock_wait}"))
+                .await
+                .context(|| format!("renaming on {data_source}"))?;
+            conn.query_drop(&sql)
+                .await
+                .context(|| format!("{sql} on {data_source}"))
+        };
+        tokio::time::timeout(timeout, rename)
+            .await
+            .map_err(|_| MigrateError::CatchUp(format!("{sql} on {data_source} took too long")))?
+    }
+
+    /// Resumes the paused proxies; returns the longest pause and the
+    /// proxies that would not resume.
+    async fn resume_all(&self, paused: &[(usize, Instant)]) -> (Duration, Vec<String>) {
+        let mut longest = Duration::ZERO;
+        let mut problems = Vec::new();
+        for (i, started) in paused {
+            let proxy = self.proxies[*i].with_timeout(SLOW_REQUEST);
+            let mut outcome = Ok(vec![]);
+            for _ in 0..RESUME_TRIES {
+                outcome = proxy.resume(self.table).await;
+                if outcome.is_ok() {
+                    break;
+                }
+            }
+            longest = longest.max(started.elapsed());
+            if let Err(error) = outcome {
+                tracing::error!(proxy = proxy.url(), %error, "cannot resume; the pause lease will lift it");
+                problems.push(error.to_string());
+            }
+        }
+        (longest, problems)
+    }
+
+    async fn undo(&self, done: Done, reason: MigrateError) -> Failed {
+        tracing::warn!(%reason, "switch failed; undoing it");
+        let mut problems = Vec::new();
+        for data_source in done.renamed.iter().rev() {
+            let Some(renames) = self.renames.get(data_source) else {
+                continue;
+            };
+            if let Err(error) = self
+                .rename(data_source, &inverse(renames), SLOW_REQUEST)
+                .await
+            {
+                problems.push(error.to_string());
+            }
+        }
+        for i in &done.staged {
+            let proxy = self.proxies[*i].with_timeout(SLOW_REQUEST);
+            let restored = if done.activated.contains(i) {
+                match proxy.stage(self.previous_config).await {
+                    Ok(version) => proxy.activate(version).await.map(drop),
+                    Err(error) => Err(error),
+                }
+            } else {
+                proxy.discard_staged().await
+            };
+            if let Err(error) = restored {
+                problems.push(error.to_string());
+            }
+        }
+        let streams_continue_at = match &self.streams {
+            Some((_, sources)) if !done.renamed.is_empty() => {
+                match positions_now(self.backends, sources).await {
+                    Ok(positions) => Some(positions),
+                    Err(error) => {
+                        problems.push(format!(
+                            "reading the positions after the renames back: {error}"
+                        ));
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let (longest, resume_problems) = self.resume_all(&done.paused).await;
+        problems.extend(resume_problems);
+        Failed {
+            reason,
+            undo_problems: problems,
+            streams_continue_at,
+            longest_pause: (!done.paused.is_empty()).then_some(longest),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renames_swap_and_their_inverse_swaps_back() {
+        let cutover: Renames = vec![
+            ("users_5".into(), "users_5__sgold".into()),
+            ("users_5__sgnew".into(), "users_5".into()),
+        ];
+        assert_eq!(
+            rename_statement(&cutover),
+            "RENAME TABLE `users_5` TO `users_5__sgold`, `users_5__sgnew` TO `users_5`"
+        );
+        assert_eq!(
+            rename_statement(&inverse(&cutover)),
+            "RENAME TABLE `users_5` TO `users_5__sgnew`, `users_5__sgold` TO `users_5`"
+        );
+        assert_eq!(inverse(&inverse(&cutover)), cutover);
+    }
+}
