@@ -292,3 +292,93 @@ pub async fn table_counts(fixture: &Fixture, source: u32, like: &str) -> BTreeMa
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// A configuration a test proxy can run: `config`'s text listening on
+/// ephemeral loopback ports, reads on the primaries.
+pub fn proxy_ready(config: &str) -> String {
+    config.replacen(
+        "[server]\n",
+        "[server]\nmysql_listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+         read_write_splitting = false\n",
+        1,
+    )
+}
+
+/// Runs the migrator off the async runtime's threads (a test proxy may be
+/// serving it on them).
+pub async fn migrator_async(fx: &Fixture, args: &[&str]) -> Output {
+    let mut command = fx.command(args);
+    let shown = args.join(" ");
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    eprintln!(
+        "$ shardgate-migrator {shown}\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// The job's state, or None while it has no state file yet.
+pub fn try_state(fx: &Fixture) -> Option<serde_json::Value> {
+    let entries = std::fs::read_dir(fx.state_dir()).ok()?;
+    let job = entries
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .into_string()
+                .ok()?
+                .strip_suffix(".json")
+                .map(str::to_string)
+        })
+        .next()?;
+    let text = std::fs::read_to_string(format!("{}/{job}.json", fx.state_dir())).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Every `users_<t>` table (t < tables) of every data source: each row's
+/// key must route there under `users_rules(sources, tables)`. Returns the
+/// keys and names.
+pub async fn users_by_placement(
+    fx: &Fixture,
+    sources: u32,
+    tables: u32,
+) -> BTreeMap<i64, String> {
+    let mut rows = BTreeMap::new();
+    for s in 0..sources {
+        let mut conn = fx.conn(s).await;
+        for t in 0..tables {
+            let found: Vec<(i64, String)> = conn
+                .query(format!("SELECT user_id, name FROM users_{t}"))
+                .await
+                .unwrap();
+            for (key, name) in found {
+                assert_eq!(
+                    (
+                        key.rem_euclid(i64::from(sources)),
+                        (key / i64::from(sources)).rem_euclid(i64::from(tables))
+                    ),
+                    (i64::from(s), i64::from(t)),
+                    "key {key} sits in ds{s}.users_{t}"
+                );
+                assert!(rows.insert(key, name).is_none(), "key {key} twice");
+            }
+        }
+        conn.disconnect().await.unwrap();
+    }
+    rows
+}
+
+/// A small deterministic pseudo-random sequence for test workloads.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n.max(1)
+    }
+}
