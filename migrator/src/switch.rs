@@ -19,6 +19,7 @@ use crate::catchup::{positions_now, Control};
 use crate::error::{DbContext, MigrateError};
 use crate::proxies::{ProxyAdmin, Scope};
 use crate::values::ident;
+use futures_util::future::join_all;
 use mysql_async::prelude::Queryable;
 use shardgate_cdc::BinlogPosition;
 use std::collections::BTreeMap;
@@ -160,29 +161,56 @@ impl Switch<'_> {
                 .await?;
             done.paused.push((i, started));
         }
+        let step = |what: &str| {
+            tracing::info!(
+                elapsed_ms = first_pause.elapsed().as_millis(),
+                "pause: {what}"
+            )
+        };
+        step("writes paused");
         self.wait_for_in_flight(first_pause).await?;
+        step("no transaction in flight");
         if let Some((streams, sources)) = &self.streams {
             let finals = positions_now(self.backends, sources).await?;
-            tracing::info!(?finals, "final positions");
+            step("final positions read");
             let left = self.remaining(first_pause, "reaching the final positions")?;
             streams.stop_at(finals, left).await?;
+            step("streams stopped at the final positions");
         }
         for proxy in &self.proxies {
             let fast = proxy.with_timeout(self.remaining(first_pause, "pausing reads")?);
             fast.pause(self.table, Scope::All, max_queue_ms, lease_ms)
                 .await?;
         }
-        for (data_source, renames) in &self.renames {
-            let left = self.remaining(first_pause, "renaming the tables")?;
-            self.rename(data_source, renames, left).await?;
-            done.renamed.push(data_source.clone());
+        step("reads paused");
+        // The data sources are separate servers: rename on all at once.
+        let left = self.remaining(first_pause, "renaming the tables")?;
+        let renamed = join_all(
+            self.renames
+                .iter()
+                .map(|(data_source, renames)| async move {
+                    (data_source, self.rename(data_source, renames, left).await)
+                }),
+        )
+        .await;
+        let mut failure = None;
+        for (data_source, result) in renamed {
+            match result {
+                Ok(()) => done.renamed.push(data_source.clone()),
+                Err(error) => failure = failure.or(Some(error)),
+            }
         }
+        if let Some(error) = failure {
+            return Err(error);
+        }
+        step("tables renamed");
         let positions_after = positions_now(self.backends, &self.record_after).await?;
         for (i, proxy) in self.proxies.iter().enumerate() {
             let fast = proxy.with_timeout(self.remaining(first_pause, "activating")?);
             fast.activate(versions[i]).await?;
             done.activated.push(i);
         }
+        step("activated");
         let (longest_pause, resume_problems) = self.resume_all(&done.paused).await;
         Ok(Switched {
             longest_pause,

@@ -170,7 +170,10 @@ async fn writes_made_during_the_copy_reach_the_new_layout() {
         "{report}"
     );
     let status = stdout(&migrator_async(&fx, &["status", &job]).await);
-    assert!(status.contains("catch-up ds2: from mariadb-bin."), "{status}");
+    assert!(
+        status.contains("catch-up ds2: from mariadb-bin."),
+        "{status}"
+    );
     assert!(status.contains(", lag "), "{status}");
 
     // Before cutover the old tables are live: complete is refused.

@@ -157,7 +157,10 @@ impl Fixture {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_shardgate-migrator"));
         command.arg("--state-dir").arg(self.state_dir()).args(args);
-        command.env("RUST_LOG", "warn");
+        command.env(
+            "RUST_LOG",
+            std::env::var("MIGRATOR_LOG").unwrap_or("warn".into()),
+        );
         command
     }
 
@@ -340,11 +343,7 @@ pub fn try_state(fx: &Fixture) -> Option<serde_json::Value> {
 /// Every `users_<t>` table (t < tables) of every data source: each row's
 /// key must route there under `users_rules(sources, tables)`. Returns the
 /// keys and names.
-pub async fn users_by_placement(
-    fx: &Fixture,
-    sources: u32,
-    tables: u32,
-) -> BTreeMap<i64, String> {
+pub async fn users_by_placement(fx: &Fixture, sources: u32, tables: u32) -> BTreeMap<i64, String> {
     let mut rows = BTreeMap::new();
     for s in 0..sources {
         let mut conn = fx.conn(s).await;
