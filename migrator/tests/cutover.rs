@@ -309,6 +309,37 @@ async fn a_failed_cutover_leaves_the_old_layout_serving_with_nothing_lost() {
     assert_eq!(users_by_placement(&fx, 4, 16).await, model);
     assert_eq!(std::fs::read_to_string(&a_file).unwrap(), from_text);
 
+    // A transaction that wrote the table before the pause and stays open
+    // keeps the cutover waiting, but no longer than the pause bound.
+    let mut model = model;
+    let mut open = proxy_conn(&a).await;
+    let key = user_key(4_000_000);
+    open.query_drop("BEGIN").await.unwrap();
+    open.query_drop(format!(
+        "INSERT INTO users (user_id, tenant_id, name, status) VALUES ({key}, 't', 'in flight', 1)"
+    ))
+    .await
+    .unwrap();
+    let failed = migrator_async(
+        &fx,
+        &[
+            "cutover",
+            &job,
+            "--proxy",
+            &admin_url(&a),
+            "--max-pause-ms",
+            "400",
+        ],
+    )
+    .await;
+    assert_eq!(failed.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("near its bound of 400 ms"), "{stderr}");
+    open.query_drop("COMMIT").await.unwrap();
+    open.disconnect().await.unwrap();
+    model.insert(key, "in flight".into());
+    assert_eq!(read_through(&a).await, model);
+
     // What was written meanwhile reaches the new layout: a later cutover
     // (the broken proxy retired) succeeds with everything in it.
     drop(b);
@@ -323,5 +354,92 @@ async fn a_failed_cutover_leaves_the_old_layout_serving_with_nothing_lost() {
         assert_eq!(tables(&fx, s, "users\\_%\\_\\_sgold").await.len(), 0);
     }
     drop(a);
+    fx.cleanup().await;
+}
+
+fn messages_rules(months: &str) -> String {
+    format!(
+        "[tables.message_records]\nnodes = \"ds${{0..3}}.message_records_{months}\"\n\
+         database = {{ column = \"tenant_id\", algorithm = \"crc32_mod\", count = 4 }}\n\
+         table = {{ column = \"created_at\", algorithm = \"month\", format = \"%Y%m\" }}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_extend_cuts_over_without_moving_rows() {
+    if !sandbox_ready("an_extend_cuts_over", 4) {
+        return;
+    }
+    let fx = Fixture::new("orch_extend", 4).await;
+    for s in 0..4 {
+        let mut conn = fx.conn(s).await;
+        for m in 1..=12 {
+            conn.query_drop(format!(
+                "CREATE TABLE message_records_2024{m:02} {MESSAGES_DDL}"
+            ))
+            .await
+            .unwrap();
+        }
+        conn.disconnect().await.unwrap();
+    }
+    let from_text = proxy_ready(&fx.config(4, &messages_rules("${202401..202412}")));
+    let to_text = proxy_ready(&fx.config(
+        4,
+        &messages_rules("${202401..202412}, ds${0..3}.message_records_${202501..202512}"),
+    ));
+    let from = fx.write("from.toml", &from_text);
+    let to = fx.write("to.toml", &to_text);
+    let proxy = proxy_from(&fx.dir.join("proxy/shardgate.toml"), &from_text).await;
+    let start = migrator_async(
+        &fx,
+        &[
+            "start",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--table",
+            "message_records",
+            "--proxy",
+            &admin_url(&proxy),
+            "--cutover",
+        ],
+    )
+    .await;
+    assert!(start.status.success(), "{}", stdout(&start));
+    let job = fx.job();
+    let state = fx.state(&job);
+    assert_eq!(state["phase"], "cut_over");
+    assert!(state["cutover"]["longest_pause_ms"].as_u64().unwrap() < 1000);
+    assert!(state["reverse"].as_array().unwrap().is_empty());
+
+    // The proxy now routes March 2025 to its new table.
+    let mut conn = proxy_conn(&proxy).await;
+    conn.query_drop(
+        "INSERT INTO message_records (id, tenant_id, created_at, sender, body) \
+         VALUES (1, 'acme', '2025-03-04 10:00:00', 7, 'new month')",
+    )
+    .await
+    .unwrap();
+    conn.disconnect().await.unwrap();
+    let mut in_march = 0;
+    for s in 0..4 {
+        in_march += table_counts(&fx, s, "message\\_records\\_202503")
+            .await
+            .values()
+            .sum::<u64>();
+    }
+    assert_eq!(in_march, 1);
+
+    // The old rules have no place for that row: rollback is refused.
+    let rollback = migrator_async(&fx, &["rollback", &job]).await;
+    assert_eq!(rollback.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&rollback.stderr);
+    assert!(stderr.contains("cannot roll back"), "{stderr}");
+    assert_eq!(fx.state(&job)["phase"], "cut_over");
+    let complete = migrator_async(&fx, &["complete", &job]).await;
+    assert!(complete.status.success());
+    assert_eq!(fx.state(&job)["phase"], "completed");
+    drop(proxy);
     fx.cleanup().await;
 }
