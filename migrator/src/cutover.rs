@@ -16,7 +16,7 @@ use crate::proxies::ProxyAdmin;
 use crate::schema::row_count;
 use crate::state::{now_ms, Direction, JobState, Phase, PrimaryState, StateStore, SwitchRecord};
 use crate::switch::{inverse, Failed, Renames, Switch};
-use crate::values::ident;
+use crate::values::{ident, string_literal};
 use mysql_async::prelude::Queryable;
 use shardgate_rules::DataNode;
 use std::collections::{BTreeMap, BTreeSet};
@@ -445,6 +445,79 @@ async fn refuse_filled_new_tables(
         }
     }
     Ok(())
+}
+
+/// Brings back a job whose switch the migrator did not finish (it was
+/// killed): when no data source renamed its tables yet, nothing switched
+/// (proxies activate only after the renames; their pauses lift by their
+/// lease), so the job returns to the phase before the switch. Otherwise a
+/// person must look: the error says so. Returns the phase to go on from.
+pub async fn recover_interrupted(
+    store: &StateStore,
+    state: &JobState,
+    context: &JobContext,
+    backends: &Backends,
+) -> Result<Phase, MigrateError> {
+    let back_to = match state.phase {
+        Phase::CuttingOver => Phase::Ready,
+        Phase::RollingBack => Phase::CutOver,
+        phase => return Ok(phase),
+    };
+    let stuck = |why: &str| {
+        MigrateError::Switch(
+            state.id.clone(),
+            format!(
+                "the migrator stopped in the middle of a switch (phase {}): {why}; check which \
+                 rules the proxies serve and which tables carry the `__sgold` and `__sgnew` \
+                 suffixes before going on",
+                state.phase
+            ),
+        )
+    };
+    if state.mode == Mode::Extend {
+        return Err(stuck(
+            "an extend renames nothing, so whether proxies switched is unknown",
+        ));
+    }
+    for (ds, pairs) in cutover_renames(&context.layout, state.mode) {
+        // A data source's renames are one atomic statement: the first
+        // name it creates tells whether it ran (a cutover retires the old
+        // table; a rollback brings back the shadow).
+        let marker = match state.phase {
+            Phase::CuttingOver => pairs.first().map(|(_, retired)| retired.clone()),
+            _ => pairs.get(1).map(|(shadow, _)| shadow.clone()),
+        };
+        let Some(marker) = marker else { continue };
+        let mut conn = backends.conn(&ds).await?;
+        let found: Option<String> = conn
+            .query_first(format!(
+                "SELECT TABLE_NAME FROM information_schema.TABLES \
+                 WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {}",
+                string_literal(backends.database(&ds)?),
+                string_literal(&marker)
+            ))
+            .await
+            .context(|| format!("looking for {ds}.{marker}"))?;
+        if found.is_some() {
+            return Err(stuck(&format!(
+                "{ds} already renamed its tables ({marker} exists)"
+            )));
+        }
+    }
+    let note = format!(
+        "the {} was interrupted before any table was renamed: back to {back_to}",
+        if back_to == Phase::Ready {
+            "cutover"
+        } else {
+            "rollback"
+        }
+    );
+    store.update(&state.id, |s| {
+        s.phase = back_to;
+        s.record_error(note.clone());
+    })?;
+    println!("{}: {note}", state.id);
+    Ok(back_to)
 }
 
 /// `complete <job>`: after a cutover, drops the retired old tables; after

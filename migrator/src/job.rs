@@ -10,7 +10,7 @@
 use crate::backend::Backends;
 use crate::catchup::{follow, key_column, streams, Control, Until};
 use crate::copy::Copier;
-use crate::cutover::{cut_over, follow_reverse, SwitchRequest};
+use crate::cutover::{cut_over, follow_reverse, recover_interrupted, SwitchRequest};
 use crate::error::{DbContext, MigrateError};
 use crate::layout::{Layout, Mode, RowRouter};
 use crate::plan::plan_table;
@@ -214,18 +214,9 @@ async fn run(store: &StateStore, job: &str, options: &RunOptions) -> Result<(), 
         | Phase::CatchingUp
         | Phase::Verifying
         | Phase::Ready
-        | Phase::CutOver => {}
-        Phase::CuttingOver | Phase::RollingBack => {
-            return Err(MigrateError::Switch(
-                job.to_string(),
-                format!(
-                    "the migrator stopped in the middle of a switch (phase {}): check which \
-                     rules the proxies serve and which tables carry the `__sgold` suffix \
-                     before going on",
-                    state.phase
-                ),
-            ))
-        }
+        | Phase::CuttingOver
+        | Phase::CutOver
+        | Phase::RollingBack => {}
         phase => {
             return Err(MigrateError::WrongPhase {
                 job: job.to_string(),
@@ -241,16 +232,7 @@ async fn run(store: &StateStore, job: &str, options: &RunOptions) -> Result<(), 
     }
     let context = JobContext::of(&state)?;
     let backends = context.backends(&state.options);
-    let result = if state.phase == Phase::CutOver {
-        let until = if options.follow {
-            Until::Shutdown
-        } else {
-            Until::CaughtUp
-        };
-        follow_reverse(store, job, &context, &backends, until).await
-    } else {
-        run_steps(store, &state, &context, &backends, options).await
-    };
+    let result = run_phase(store, &state, &context, &backends, options).await;
     backends.disconnect().await;
     if let Err(error) = &result {
         // A failed switch recorded its own error.
@@ -262,6 +244,27 @@ async fn run(store: &StateStore, job: &str, options: &RunOptions) -> Result<(), 
         }
     }
     result
+}
+
+async fn run_phase(
+    store: &StateStore,
+    state: &JobState,
+    context: &JobContext,
+    backends: &Backends,
+    options: &RunOptions,
+) -> Result<(), MigrateError> {
+    let job = state.id.as_str();
+    match recover_interrupted(store, state, context, backends).await? {
+        Phase::CutOver => {
+            let until = if options.follow {
+                Until::Shutdown
+            } else {
+                Until::CaughtUp
+            };
+            follow_reverse(store, job, context, backends, until).await
+        }
+        _ => run_steps(store, &store.load(job)?, context, backends, options).await,
+    }
 }
 
 async fn run_steps(

@@ -176,6 +176,39 @@ async fn writes_made_during_the_copy_reach_the_new_layout() {
     );
     assert!(status.contains(", lag "), "{status}");
 
+    // A migrator killed during a cutover before any rename: resume goes
+    // back to ready (and verifies again); after a rename it refuses.
+    let set_phase = |phase: &str| {
+        let mut state = fx.state(&job);
+        state["phase"] = phase.into();
+        let path = format!("{}/{job}.json", fx.state_dir());
+        std::fs::write(path, serde_json::to_vec(&state).unwrap()).unwrap();
+    };
+    set_phase("cutting_over");
+    let resume = migrator_async(&fx, &["resume", &job]).await;
+    let out = stdout(&resume);
+    assert!(resume.status.success(), "{out}");
+    assert!(
+        out.contains("cutover was interrupted before any table was renamed: back to ready"),
+        "{out}"
+    );
+    assert!(out.contains("verified clean"), "{out}");
+    let mut ds0 = fx.conn(0).await;
+    ds0.query_drop("CREATE TABLE users_0__sgold LIKE users_0")
+        .await
+        .unwrap();
+    set_phase("cutting_over");
+    let resume = migrator_async(&fx, &["resume", &job]).await;
+    assert_eq!(resume.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&resume.stderr);
+    assert!(
+        stderr.contains("ds0 already renamed its tables (users_0__sgold exists)"),
+        "{stderr}"
+    );
+    ds0.query_drop("DROP TABLE users_0__sgold").await.unwrap();
+    ds0.disconnect().await.unwrap();
+    set_phase("ready");
+
     // Before cutover the old tables are live: complete is refused.
     let complete = migrator_async(&fx, &["complete", &job]).await;
     assert_eq!(complete.status.code(), Some(1));
