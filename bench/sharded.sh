@@ -67,9 +67,12 @@ Environment (defaults in brackets):
                        DS_*, the sbtest tables appended) [examples/wework.toml]
   SHARDGATE_PORT SHARDGATE_ADMIN_PORT                [two free ports]
   SHARDGATE_POOL_MAX_SIZE  pool = { max_size = N } for each data source
-                       [unset: the config's default, 20]. oltp_read_only at
-                       32 threads holds one connection per data source per
-                       transaction, so 32 > 20 exhausts the pools (error 1040).
+                       [40]. oltp_read_only holds one connection per data
+                       source for the whole transaction, so each pool must
+                       have room for every sysbench thread (32) at once, as
+                       a direct server gives each client its own connection;
+                       the config's default (20) would exhaust (error 1040).
+                       Empty: the config's default.
   RUST_LOG             passed to shardgate                           [warn]
 
 Defaults take about 5 minutes (12 runs of 2+15 s, prepare, memory phase)
@@ -112,7 +115,7 @@ SHARDGATE_BIN=${SHARDGATE_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release/shardga
 SHARDGATE_CONFIG=${SHARDGATE_CONFIG:-$REPO/examples/wework.toml}
 SHARDGATE_PORT=${SHARDGATE_PORT:-}
 SHARDGATE_ADMIN_PORT=${SHARDGATE_ADMIN_PORT:-}
-SHARDGATE_POOL_MAX_SIZE=${SHARDGATE_POOL_MAX_SIZE:-}
+SHARDGATE_POOL_MAX_SIZE=${SHARDGATE_POOL_MAX_SIZE-40}
 SG_USER=root SG_PASSWORD= SG_DB=wework
 export RUST_LOG=${RUST_LOG:-warn}
 NODES=4 TABLES_PER_NODE=4

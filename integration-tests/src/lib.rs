@@ -1,7 +1,8 @@
 //! Shared helpers of ShardGate's end-to-end tests: the sandbox check, the
 //! in-process proxy, the driver scenarios (external programs under
 //! `drivers/`, plus the sqlx one in [`sqlx_scenario`]), the transcript
-//! comparison, and an HTTP client for the admin API ([`http`]).
+//! comparison, an HTTP client for the admin API ([`http`]), and a live
+//! write/read load with its checker for the migration tests ([`live_load`]).
 //!
 //! Every differential test runs a scenario twice — against the default data
 //! source's primary directly (`ds0`, database `ds0`) and through ShardGate
@@ -10,6 +11,7 @@
 pub mod conformance;
 pub mod fixtures;
 pub mod http;
+pub mod live_load;
 pub mod replication;
 pub mod sharding;
 pub mod sqlx_scenario;
@@ -124,18 +126,21 @@ pub fn test_config() -> Config {
 
 /// The default data source's primary (`ds0`), straight, with its physical database.
 pub fn direct_endpoint(cfg: &Config) -> Endpoint {
-    let source = cfg
-        .data_sources
-        .get(&cfg.server.default_data_source)
-        .expect("the default data source is configured");
-    let url = &source.url;
-    Endpoint {
+    data_source_endpoint(cfg, &cfg.server.default_data_source)
+        .expect("the default data source is configured")
+}
+
+/// A data source's primary, straight, with its physical database (None when
+/// `cfg` has no data source `name`).
+pub fn data_source_endpoint(cfg: &Config, name: &str) -> Option<Endpoint> {
+    let url = &cfg.data_sources.get(name)?.url;
+    Some(Endpoint {
         host: url.host.clone(),
         port: url.port,
         user: url.user.clone(),
         password: url.password.clone(),
         database: url.database.clone(),
-    }
+    })
 }
 
 /// ShardGate at `addr`, as the config's first user, with the logical database.

@@ -24,7 +24,7 @@ use futures_util::TryStreamExt;
 use serde_json::Value;
 use shardgate_rules::{DataNode, ShardValue, ShardingRules, TableKind};
 use sqlx::mysql::{MySqlArguments, MySqlConnection, MySqlRow};
-use sqlx::{Column, Either, Row, TypeInfo, ValueRef};
+use sqlx::{Column, Either, Executor, Row, TypeInfo, ValueRef};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -78,14 +78,7 @@ impl Shared {
 
     /// A data source's primary, directly, with its physical database.
     pub fn data_source(&self, name: &str) -> Endpoint {
-        let url = &self.cfg.data_sources[name].url;
-        Endpoint {
-            host: url.host.clone(),
-            port: url.port,
-            user: url.user.clone(),
-            password: url.password.clone(),
-            database: url.database.clone(),
-        }
+        crate::data_source_endpoint(&self.cfg, name).expect("a configured data source")
     }
 
     pub fn data_source_names(&self) -> Vec<String> {
@@ -1021,43 +1014,36 @@ fn shard_value(row: &MySqlRow, column: &str) -> Result<ShardValue, String> {
     }
 }
 
-/// Every physical copy of `table`, read directly: rows where the rules say
-/// (sharded) or identical copies (broadcast), and the union (or each copy)
-/// equal to the reference table. Returns the problems found.
-pub async fn check_placement(shared: &Shared, table: &str) -> Vec<String> {
+/// The rows of one physical table of a logical table, read directly from
+/// its data source's primary.
+pub struct PhysicalRows {
+    pub node: DataNode,
+    pub rows: Vec<MySqlRow>,
+}
+
+/// Every physical table the rules name for `table` (`cfg` says where each
+/// data source is), read directly with `SELECT *`. Returns the tables read
+/// and the problems met: a data source that cannot be reached, a physical
+/// table missing or unreadable.
+pub async fn read_physical_tables(
+    cfg: &Config,
+    rules: &ShardingRules,
+    table: &str,
+) -> (Vec<PhysicalRows>, Vec<String>) {
     let mut problems = Vec::new();
+    let mut tables = Vec::new();
     let mut conns: BTreeMap<String, MySqlConnection> = BTreeMap::new();
-    let reference = {
-        let mut rf = match shared.reference().connect().await {
-            Ok(c) => c,
-            Err(e) => return vec![format!("placement of {table}: connect to {REF_DB}: {e}")],
-        };
-        match sqlx::raw_sql(&format!("SELECT * FROM `{table}`"))
-            .fetch_all(&mut rf)
-            .await
-        {
-            Ok(rows) => rows.iter().map(render_row).collect::<Vec<_>>(),
-            Err(e) => {
-                return vec![format!(
-                    "placement of {table}: reading {REF_DB}.{table}: {e}"
-                )]
-            }
-        }
-    };
-    let kind = shared.rules.table_kind(table);
-    let columns: Vec<String> = shared
-        .rules
-        .sharding_columns(table)
-        .into_iter()
-        .map(str::to_string)
-        .collect();
-    let mut union = Vec::new();
-    let mut misplaced = 0usize;
     let mut missing: Vec<String> = Vec::new();
-    for node in shared.rules.nodes(table) {
+    for node in rules.nodes(table) {
         let ds = node.data_source.clone();
         if !conns.contains_key(&ds) {
-            match shared.data_source(&ds).connect().await {
+            let Some(endpoint) = crate::data_source_endpoint(cfg, &ds) else {
+                problems.push(format!(
+                    "placement of {table}: data source {ds} is not in the config"
+                ));
+                continue;
+            };
+            match endpoint.connect().await {
                 Ok(c) => {
                     conns.insert(ds.clone(), c);
                 }
@@ -1068,11 +1054,14 @@ pub async fn check_placement(shared: &Shared, table: &str) -> Vec<String> {
             }
         }
         let conn = conns.get_mut(&ds).expect("connected");
-        let rows = match sqlx::raw_sql(&format!("SELECT * FROM `{}`", node.table))
-            .fetch_all(&mut *conn)
-            .await
-        {
-            Ok(rows) => rows,
+        // Text protocol, through `Executor` rather than `raw_sql`, whose
+        // future is not `Send` for every lifetime: callers spawn this.
+        let sql = format!("SELECT * FROM `{}`", node.table);
+        match conn.fetch_all(sql.as_str()).await {
+            Ok(rows) => tables.push(PhysicalRows {
+                node: node.clone(),
+                rows,
+            }),
             Err(e) => {
                 if db_error(&e).map(|(code, _, _)| code) == Some(1146) {
                     missing.push(format!("{ds}.{}", node.table));
@@ -1081,50 +1070,6 @@ pub async fn check_placement(shared: &Shared, table: &str) -> Vec<String> {
                         "placement of {table}: reading physical table {}.{}: {e}",
                         ds, node.table
                     ));
-                }
-                continue;
-            }
-        };
-        match kind {
-            TableKind::Broadcast => {
-                let copy: Vec<String> = rows.iter().map(render_row).collect();
-                if let Some(d) = row_diff(&reference, &copy, Mode::Multiset) {
-                    problems.push(format!(
-                        "broadcast table {table}: the copy on {ds} differs from the reference\n{d}"
-                    ));
-                }
-            }
-            _ => {
-                for row in &rows {
-                    let values: Result<Vec<(String, ShardValue)>, String> = columns
-                        .iter()
-                        .map(|c| shard_value(row, c).map(|v| (c.clone(), v)))
-                        .collect();
-                    let home = values.and_then(|values| {
-                        let pairs: Vec<(&str, ShardValue)> = values
-                            .iter()
-                            .map(|(c, v)| (c.as_str(), v.clone()))
-                            .collect();
-                        shared
-                            .rules
-                            .route_row(table, &pairs)
-                            .map_err(|e| e.to_string())
-                    });
-                    let want = DataNode::new(&ds, &node.table);
-                    let ok = matches!(&home, Ok(h) if *h == want);
-                    if !ok {
-                        misplaced += 1;
-                        if misplaced <= 5 {
-                            problems.push(format!(
-                                "MISPLACED row of {table} on {}.{}: rules say {:?}: {}",
-                                ds,
-                                node.table,
-                                home,
-                                clip_sql(&render_row(row))
-                            ));
-                        }
-                    }
-                    union.push(render_row(row));
                 }
             }
         }
@@ -1142,15 +1087,86 @@ pub async fn check_placement(shared: &Shared, table: &str) -> Vec<String> {
             if missing.len() > 6 { ", …" } else { "" }
         ));
     }
-    if kind != TableKind::Broadcast {
-        if misplaced > 5 {
-            problems.push(format!("… {misplaced} misplaced rows of {table} in all"));
+    (tables, problems)
+}
+
+/// The rows of a sharded `table` that do not sit on the node the rules name
+/// for them (the first five, then a count).
+pub fn misplaced_rows(rules: &ShardingRules, table: &str, tables: &[PhysicalRows]) -> Vec<String> {
+    let columns: Vec<&str> = rules.sharding_columns(table);
+    let mut problems = Vec::new();
+    let mut misplaced = 0usize;
+    for physical in tables {
+        for row in &physical.rows {
+            let values: Result<Vec<(&str, ShardValue)>, String> = columns
+                .iter()
+                .map(|c| shard_value(row, c).map(|v| (*c, v)))
+                .collect();
+            let home =
+                values.and_then(|pairs| rules.route_row(table, &pairs).map_err(|e| e.to_string()));
+            if !matches!(&home, Ok(h) if *h == physical.node) {
+                misplaced += 1;
+                if misplaced <= 5 {
+                    problems.push(format!(
+                        "MISPLACED row of {table} on {}.{}: rules say {:?}: {}",
+                        physical.node.data_source,
+                        physical.node.table,
+                        home,
+                        clip_sql(&render_row(row))
+                    ));
+                }
+            }
         }
-        if let Some(d) = row_diff(&reference, &union, Mode::Multiset) {
-            problems.push(format!(
-                "{table}: the union of the physical tables differs from the reference table\n{d}"
-            ));
+    }
+    if misplaced > 5 {
+        problems.push(format!("… {misplaced} misplaced rows of {table} in all"));
+    }
+    problems
+}
+
+/// Every physical copy of `table`, read directly: rows where the rules say
+/// (sharded) or identical copies (broadcast), and the union (or each copy)
+/// equal to the reference table. Returns the problems found.
+pub async fn check_placement(shared: &Shared, table: &str) -> Vec<String> {
+    let reference = {
+        let mut rf = match shared.reference().connect().await {
+            Ok(c) => c,
+            Err(e) => return vec![format!("placement of {table}: connect to {REF_DB}: {e}")],
+        };
+        match sqlx::raw_sql(&format!("SELECT * FROM `{table}`"))
+            .fetch_all(&mut rf)
+            .await
+        {
+            Ok(rows) => rows.iter().map(render_row).collect::<Vec<_>>(),
+            Err(e) => {
+                return vec![format!(
+                    "placement of {table}: reading {REF_DB}.{table}: {e}"
+                )]
+            }
         }
+    };
+    let (tables, mut problems) = read_physical_tables(&shared.cfg, &shared.rules, table).await;
+    if shared.rules.table_kind(table) == TableKind::Broadcast {
+        for physical in &tables {
+            let copy: Vec<String> = physical.rows.iter().map(render_row).collect();
+            if let Some(d) = row_diff(&reference, &copy, Mode::Multiset) {
+                problems.push(format!(
+                    "broadcast table {table}: the copy on {} differs from the reference\n{d}",
+                    physical.node.data_source
+                ));
+            }
+        }
+        return problems;
+    }
+    problems.extend(misplaced_rows(&shared.rules, table, &tables));
+    let union: Vec<String> = tables
+        .iter()
+        .flat_map(|physical| physical.rows.iter().map(render_row))
+        .collect();
+    if let Some(d) = row_diff(&reference, &union, Mode::Multiset) {
+        problems.push(format!(
+            "{table}: the union of the physical tables differs from the reference table\n{d}"
+        ));
     }
     problems
 }
