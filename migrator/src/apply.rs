@@ -13,6 +13,7 @@ use crate::copy::replace_rows;
 use crate::error::{DbContext, MigrateError};
 use crate::job::JobContext;
 use crate::layout::{retired_name, Mode, RowRouteError, RowRouter};
+use crate::retry::retried;
 use crate::state::{Direction, StateStore};
 use crate::values::ident;
 use mysql_async::prelude::Queryable;
@@ -229,8 +230,22 @@ impl<'a> Applier<'a> {
         data_source: &str,
         transaction: &Transaction,
     ) -> Result<usize, MigrateError> {
+        self.apply_transactions(backends, data_source, std::slice::from_ref(transaction))
+            .await
+    }
+
+    /// Applies consecutive captured transactions of `data_source`'s binlog
+    /// together, in order, in one transaction per target data source: a
+    /// stream that fell behind catches up with one commit per batch
+    /// instead of one per source transaction. Returns the number of writes.
+    pub async fn apply_transactions(
+        &self,
+        backends: &Backends,
+        data_source: &str,
+        transactions: &[Transaction],
+    ) -> Result<usize, MigrateError> {
         let mut actions = Vec::new();
-        for change in &transaction.changes {
+        for change in transactions.iter().flat_map(|t| &t.changes) {
             let more = self
                 .actions(data_source, change)
                 .map_err(|error| MigrateError::Table {
@@ -239,6 +254,12 @@ impl<'a> Applier<'a> {
                 })?;
             actions.extend(more);
         }
+        retried(|| self.write(backends, &actions)).await?;
+        Ok(actions.len())
+    }
+
+    /// Writes the actions in one transaction per target data source.
+    async fn write(&self, backends: &Backends, actions: &[Action]) -> Result<(), MigrateError> {
         // One connection and transaction per target data source.
         let targets: BTreeSet<&str> = actions
             .iter()
@@ -256,7 +277,7 @@ impl<'a> Applier<'a> {
                 .context(|| format!("applying changes on {data_source}"))?;
             open.insert(data_source, tx);
         }
-        for action in &actions {
+        for action in actions {
             let at = action.at();
             let Some(tx) = open.get_mut(at.data_source.as_str()) else {
                 continue;
@@ -284,7 +305,7 @@ impl<'a> Applier<'a> {
                 .await
                 .context(|| format!("committing applied changes on {data_source}"))?;
         }
-        Ok(actions.len())
+        Ok(())
     }
 }
 

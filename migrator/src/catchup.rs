@@ -19,7 +19,8 @@ use crate::job::JobContext;
 use crate::schema::table_schema;
 use crate::state::{Direction, JobState, StateStore};
 use futures_util::future::join_all;
-use shardgate_cdc::{BinlogPosition, ChangeStream, StreamItem, TableFilter};
+use futures_util::FutureExt;
+use shardgate_cdc::{BinlogPosition, CdcError, ChangeStream, StreamItem, TableFilter, Transaction};
 use shardgate_rules::DataNode;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -357,6 +358,45 @@ pub fn streams<'a>(
     Ok((control, run))
 }
 
+/// Most source transactions applied in one target commit.
+const APPLY_BATCH: usize = 500;
+
+/// Transactions a stream already holds, read without waiting.
+struct Ready {
+    transactions: Vec<Transaction>,
+    /// Progress read after them (it ends the batch).
+    progress: Option<BinlogPosition>,
+    /// An error read after them: the batch is applied, then the stream
+    /// stops with it.
+    error: Option<CdcError>,
+}
+
+/// `first` and what follows it that the stream can give at once (already
+/// received), up to [`APPLY_BATCH`] transactions.
+fn read_ready(stream: &mut ChangeStream, first: Transaction) -> Ready {
+    let mut ready = Ready {
+        transactions: vec![first],
+        progress: None,
+        error: None,
+    };
+    while ready.transactions.len() < APPLY_BATCH {
+        // `next` is cancel-safe: an item not ready now stays in the stream.
+        match stream.next().now_or_never() {
+            Some(Ok(StreamItem::Transaction(transaction))) => ready.transactions.push(transaction),
+            Some(Ok(StreamItem::Progress(at))) => {
+                ready.progress = Some(at);
+                break;
+            }
+            Some(Err(error)) => {
+                ready.error = Some(error);
+                break;
+            }
+            None => break,
+        }
+    }
+    ready
+}
+
 struct Follower<'a> {
     store: &'a StateStore,
     job: String,
@@ -441,20 +481,30 @@ impl Follower<'_> {
                 }
                 item = open.next() => {
                     match item.map_err(cdc_error) {
-                        Ok(StreamItem::Transaction(transaction)) => {
+                        Ok(StreamItem::Transaction(first)) => {
+                            let batch = read_ready(open, first);
                             if let Err(error) = self
                                 .applier
-                                .apply_transaction(self.backends, ds, &transaction)
+                                .apply_transactions(self.backends, ds, &batch.transactions)
                                 .await
                             {
                                 break Err(error);
                             }
-                            position = transaction.end;
+                            if let Some(last) = batch.transactions.last() {
+                                position = last.end.clone();
+                            }
+                            if let Some(at) = batch.progress {
+                                position = at;
+                            }
+                            let applied = batch.transactions.len() as u64;
                             status.send_modify(|s| {
                                 if let Some(entry) = s.get_mut(ds) {
-                                    entry.transactions += 1;
+                                    entry.transactions += applied;
                                 }
                             });
+                            if let Some(error) = batch.error {
+                                break Err(cdc_error(error));
+                            }
                         }
                         Ok(StreamItem::Progress(at)) => position = at,
                         Err(error) => break Err(error),

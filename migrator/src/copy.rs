@@ -10,6 +10,7 @@ use crate::backend::Backends;
 use crate::error::{DbContext, MigrateError};
 use crate::layout::{Layout, Mode, RowRouter};
 use crate::progress::Progress;
+use crate::retry::retried;
 use crate::state::{SourceTable, StateStore};
 use crate::throttle::Throttle;
 use crate::values::{display_value, ident, ident_list, key_of, key_param, Key};
@@ -170,24 +171,32 @@ impl Copier<'_> {
         let writes = by_source
             .into_iter()
             .map(|(data_source, tables)| async move {
-                let context = || format!("writing copied rows to {data_source}");
-                let mut conn = self.backends.conn(&data_source).await?;
-                let mut tx = conn
-                    .start_transaction(TxOpts::default())
-                    .await
-                    .context(context)?;
-                for (table, rows) in tables {
-                    replace_rows(&mut tx, &table, &self.columns, rows)
-                        .await
-                        .context(|| format!("writing copied rows to {data_source}.{table}"))?;
-                }
-                tx.commit().await.context(context)
+                // The source rows stay locked meanwhile: running the
+                // target transaction again after a conflict copies the
+                // same values.
+                retried(|| self.write_to(&data_source, &tables)).await
             });
         futures_util::stream::iter(writes)
             .buffer_unordered(4)
             .try_collect::<Vec<()>>()
             .await
             .map(drop)
+    }
+
+    /// One target data source's share of a batch, in one transaction.
+    async fn write_to(&self, data_source: &str, tables: &[TableRows]) -> Result<(), MigrateError> {
+        let context = || format!("writing copied rows to {data_source}");
+        let mut conn = self.backends.conn(data_source).await?;
+        let mut tx = conn
+            .start_transaction(TxOpts::default())
+            .await
+            .context(context)?;
+        for (table, rows) in tables {
+            replace_rows(&mut tx, table, &self.columns, rows.clone())
+                .await
+                .context(|| format!("writing copied rows to {data_source}.{table}"))?;
+        }
+        tx.commit().await.context(context)
     }
 }
 

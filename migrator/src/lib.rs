@@ -20,6 +20,7 @@ pub mod layout;
 pub mod plan;
 pub mod progress;
 pub mod proxies;
+pub mod retry;
 pub mod schema;
 pub mod state;
 pub mod status;
