@@ -311,6 +311,55 @@ async fn run_steps(
     Ok(())
 }
 
+/// Verifications of a job under live writes before its differences count:
+/// a stream that fell behind for a moment (a busy primary) makes rows
+/// differ that the next catch-up settles.
+const VERIFY_ATTEMPTS: u32 = 3;
+
+/// Catches up, then verifies with the streams running; differences send
+/// it back to catching up and verifying again, up to [`VERIFY_ATTEMPTS`]
+/// times. Leaves the job `ready` when clean.
+async fn verify_caught_up(
+    store: &StateStore,
+    job: &str,
+    context: &JobContext,
+    backends: &Backends,
+    streams: &Control,
+    sources: &[String],
+    options: &RunOptions,
+) -> Result<verify::VerifyReport, MigrateError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        follow(streams, backends, sources, Until::CaughtUp).await?;
+        store.update(job, |s| s.phase = Phase::Verifying)?;
+        let state = store.load(job)?;
+        let report = verify::verify(&state, context, backends, &options.verify).await?;
+        let clean = report.is_clean();
+        store.update(job, |s| {
+            s.verification = Some(report.summary());
+            s.phase = if clean {
+                Phase::Ready
+            } else {
+                Phase::CatchingUp
+            };
+        })?;
+        if clean {
+            return Ok(report);
+        }
+        if attempt >= VERIFY_ATTEMPTS {
+            print!("{}", verify::render_text(job, &report));
+            return Err(MigrateError::Differences(job.to_string()));
+        }
+        let summary = report.summary();
+        println!(
+            "{job}: verification {attempt} found {} differing rows while the sources change; \
+             catching up and verifying again",
+            summary.missing + summary.extra + summary.different + summary.misplaced
+        );
+    }
+}
+
 /// Beside the running forward streams: copy, catch up, verify, then cut
 /// over or follow as asked.
 async fn drive_forward(
@@ -337,23 +386,8 @@ async fn drive_forward(
     }
     // Verification is much quieter once the streams hold what the
     // primaries hold (they keep running while it compares).
-    follow(streams, backends, &sources, Until::CaughtUp).await?;
-    store.update(job, |s| s.phase = Phase::Verifying)?;
-    let state = store.load(job)?;
-    let report = verify::verify(&state, context, backends, &options.verify).await?;
-    let clean = report.is_clean();
-    store.update(job, |s| {
-        s.verification = Some(report.summary());
-        s.phase = if clean {
-            Phase::Ready
-        } else {
-            Phase::CatchingUp
-        };
-    })?;
-    if !clean {
-        print!("{}", verify::render_text(job, &report));
-        return Err(MigrateError::Differences(job.to_string()));
-    }
+    let report =
+        verify_caught_up(store, job, context, backends, streams, &sources, options).await?;
     println!(
         "{job}: verified clean ({} rows): ready for cutover",
         report.source_rows
