@@ -233,3 +233,25 @@ fn describe_changes(old: &Config, new: &Config) -> Vec<String> {
     }
     changes
 }
+
+#[cfg(test)]
+mod tests {
+    use super::tables_with_new_rules;
+    use shardgate_rules::config::Config;
+
+    const SEED: &str = include_str!("../../examples/wework.toml");
+
+    #[test]
+    fn re_ruled_tables_are_the_changed_added_and_removed_ones() {
+        let old = Config::from_toml_str(SEED).unwrap();
+        assert!(tables_with_new_rules(&old, &old).is_empty());
+        let mut new = old.clone();
+        let users = new.tables.remove("users").unwrap();
+        new.tables.insert("members".into(), users);
+        new.broadcast.tables.push("sys_extra".into());
+        assert_eq!(
+            tables_with_new_rules(&old, &new),
+            ["members", "sys_extra", "users"]
+        );
+    }
+}

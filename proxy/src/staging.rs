@@ -96,14 +96,16 @@ impl Proxy {
     pub async fn activate(&self, version: u64) -> Result<Activated, ActivateError> {
         let _one_at_a_time = self.reload_guard().await;
         let old = self.current();
-        let staged = self
-            .staged_slot()
-            .clone()
-            .filter(|s| s.version == version && s.version == old.version + 1)
-            .ok_or_else(|| ActivateError::NotStaged {
-                requested: version,
-                staged: self.staged_version(),
-            })?;
+        let staged = self.staged_slot().clone();
+        let staged = match staged {
+            Some(s) if s.version == version && s.version == old.version + 1 => s,
+            other => {
+                return Err(ActivateError::NotStaged {
+                    requested: version,
+                    staged: other.map(|s| s.version),
+                })
+            }
+        };
         let shared = self
             .next_version(&old, staged.config.clone())
             .map_err(ActivateError::Build)?;

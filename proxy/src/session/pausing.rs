@@ -110,7 +110,7 @@ impl Session {
     }
 
     /// For a session that keeps an older rules version (it is inside a
-    /// transaction): refuses a statement naming a table whose rules changed
+    /// transaction, or keeps its backend connection): refuses a statement naming a table whose rules changed
     /// since, which its version would route to the old layout — after a
     /// cutover renamed the physical tables, the wrong ones.
     pub(super) fn refuse_re_ruled_tables(
@@ -128,16 +128,24 @@ impl Session {
         };
         let sql = String::from_utf8_lossy(&sql);
         let statement = StatementTables::of(&sql);
-        match changed.iter().find(|t| statement.mentions(t)) {
-            None => Ok(()),
-            Some(table) => Err(Failure::Reply(ErrInfo::new(
-                codes::ER_TABLE_DEF_CHANGED,
-                "HY000",
-                format!(
-                    "Table definition has changed, please retry transaction: the sharding rules of table `{table}` changed (version {} -> {}) while this transaction was open; roll it back and run it again",
-                    self.shared.version, current.version
-                ),
-            ))),
-        }
+        let Some(table) = changed.iter().find(|t| statement.mentions(t)) else {
+            return Ok(());
+        };
+        let (held_by, remedy) = if self.in_transaction() {
+            ("this transaction was open", "roll it back and run it again")
+        } else {
+            (
+                "this session kept its backend connection",
+                "reconnect to use the new rules",
+            )
+        };
+        Err(Failure::Reply(ErrInfo::new(
+            codes::ER_TABLE_DEF_CHANGED,
+            "HY000",
+            format!(
+                "Table definition has changed, please retry transaction: the sharding rules of table `{table}` changed (version {} -> {}) while {held_by}; {remedy}",
+                self.shared.version, current.version
+            ),
+        )))
     }
 }
