@@ -449,6 +449,13 @@ async fn openapi_describes_every_endpoint() {
         ("/api/reload", "post"),
         ("/api/alerts", "get"),
         ("/api/stats", "get"),
+        ("/api/pauses", "get"),
+        ("/api/pauses", "post"),
+        ("/api/pauses/resume", "post"),
+        ("/api/rules/staged", "put"),
+        ("/api/rules/staged", "delete"),
+        ("/api/rules/activate", "post"),
+        ("/api/sessions", "get"),
     ] {
         assert!(described(path, method), "{method} {path} is not described");
     }
@@ -523,6 +530,8 @@ async fn schemathesis_finds_no_problem() {
     let seed = std::env::var("SHARDGATE_IT_SCHEMATHESIS_SEED").unwrap_or_else(|_| "20261".into());
     let mut cmd = tokio::process::Command::new(&cli);
     cmd.current_dir(&workdir)
+        .arg("--config-file")
+        .arg(crate_dir().join("schemathesis.toml"))
         .arg("run")
         .arg(format!("{base}/openapi.yaml"))
         .args(["--url", &base])

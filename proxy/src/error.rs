@@ -16,9 +16,11 @@ pub mod codes {
     pub const ER_NO_SUCH_TABLE: u16 = 1146;
     pub const ER_NET_PACKET_TOO_LARGE: u16 = 1153;
     pub const ER_UNKNOWN_STMT_HANDLER: u16 = 1243;
+    pub const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
     pub const ER_LOCK_DEADLOCK: u16 = 1213;
     pub const ER_NOT_SUPPORTED_YET: u16 = 1235;
     pub const ER_UNSUPPORTED_PS: u16 = 1295;
+    pub const ER_TABLE_DEF_CHANGED: u16 = 1412;
     pub const ER_CONNECT_TO_FOREIGN_DATA_SOURCE: u16 = 1429;
 }
 

@@ -12,12 +12,15 @@ pub mod backend;
 pub mod error;
 pub mod merge;
 pub mod metrics;
+pub mod pause;
 pub mod reload;
 pub mod replica;
 pub mod server;
 pub mod session;
+pub mod sessions;
 pub mod shard;
 pub mod sql;
+pub mod staging;
 pub mod wire;
 
 pub use server::{start, start_from_file, Proxy, RunningProxy, StartError};

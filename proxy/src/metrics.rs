@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::backend::Pool;
@@ -38,6 +38,10 @@ pub struct Metrics {
     pool_events: IntCounterVec,
     replica_transitions: IntCounterVec,
     replica_gauges: prometheus::GaugeVec,
+    paused_tables: IntGauge,
+    paused_statements: IntGauge,
+    pause_refused: IntCounterVec,
+    rules_version: IntGauge,
 }
 
 impl Default for Metrics {
@@ -205,6 +209,33 @@ impl Metrics {
                 register(r, &metric, name);
                 metric
             },
+            paused_tables: gauge(
+                r,
+                "shardgate_paused_tables",
+                "Logical tables paused for a resharding cutover now.",
+                &[],
+            )
+            .with_label_values::<&str>(&[]),
+            paused_statements: gauge(
+                r,
+                "shardgate_paused_statements",
+                "Statements waiting now for a paused table to resume.",
+                &[],
+            )
+            .with_label_values::<&str>(&[]),
+            pause_refused: counter(
+                r,
+                "shardgate_pause_refused_total",
+                "Statements refused (error 1205) after waiting max_queue_ms for a paused table, by table.",
+                &["table"],
+            ),
+            rules_version: gauge(
+                r,
+                "shardgate_rules_version",
+                "The configuration (rules) version in force: 1 at start, +1 per reload or activation.",
+                &[],
+            )
+            .with_label_values::<&str>(&[]),
             registry,
         }
     }
@@ -284,6 +315,26 @@ impl Metrics {
         self.pool_resizes
             .with_label_values(&[data_source, cause])
             .inc();
+    }
+
+    /// How many tables are paused now.
+    pub fn paused_tables(&self, count: usize) {
+        self.paused_tables.set(count as i64);
+    }
+
+    /// Statements began (+) or stopped (-) waiting for paused tables.
+    pub fn paused_statements(&self, delta: i64) {
+        self.paused_statements.add(delta);
+    }
+
+    /// A statement refused after waiting for paused `table`.
+    pub fn pause_refused(&self, table: &str) {
+        self.pause_refused.with_label_values(&[table]).inc();
+    }
+
+    /// The configuration version now in force.
+    pub fn rules_version(&self, version: u64) {
+        self.rules_version.set(version as i64);
     }
 
     /// Counters and the statement latency histogram as plain figures, for

@@ -12,7 +12,7 @@ use shardgate_rules::ConfigError;
 use tracing::{info, warn};
 
 use crate::alerts::Alerts;
-use crate::server::{build_shared, Proxy};
+use crate::server::{build_shared, Proxy, Shared};
 
 /// Why a configuration could not be (re)loaded.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,8 @@ pub enum ReloadError {
         old: String,
         new: String,
     },
+    #[error("invalid config: {0}")]
+    InvalidText(Box<ConfigError>),
     #[error("cannot apply the new config: {0}")]
     Build(String),
 }
@@ -77,46 +79,93 @@ impl Proxy {
         let path = self.config_path().ok_or(ReloadError::NoFile)?;
         let config = read_config(path)?;
         let old = self.current();
-        for (key, was, now) in [
-            (
-                "server.mysql_listen",
-                &old.config.server.mysql_listen,
-                &config.server.mysql_listen,
-            ),
-            (
-                "server.admin_listen",
-                &old.config.server.admin_listen,
-                &config.server.admin_listen,
-            ),
-        ] {
-            if was != now {
-                return Err(ReloadError::NeedsRestart {
-                    key,
-                    old: was.clone(),
-                    new: now.clone(),
-                });
-            }
+        let changes = check_replacement(&old.config, &config)?;
+        let shared = self.next_version(&old, config)?;
+        let version = shared.version;
+        self.install(Arc::new(shared));
+        if let Some(staged) = self.discard_staged() {
+            // Its version number is now taken by the file's configuration.
+            warn!(
+                staged,
+                "the reload discarded the staged rules version; stage it again"
+            );
         }
-        let changes = describe_changes(&old.config, &config);
+        Ok(Reloaded { version, changes })
+    }
+
+    /// The version after `old`, built from `config` (already checked with
+    /// [`check_replacement`]); not yet in force.
+    pub(crate) fn next_version(&self, old: &Shared, config: Config) -> Result<Shared, ReloadError> {
         let alerts = if old.config.alerts.webhook == config.alerts.webhook {
             old.alerts.clone()
         } else {
             Alerts::new(old.metrics.clone(), config.alerts.webhook.clone())
         };
-        let version = old.version + 1;
-        let shared = build_shared(
+        build_shared(
             config,
-            version,
-            Some(&old),
+            old.version + 1,
+            Some(old),
             self.context(),
             old.metrics.clone(),
             alerts,
             old.identity.clone(),
         )
-        .map_err(|e| ReloadError::Build(e.to_string()))?;
-        self.install(Arc::new(shared));
-        Ok(Reloaded { version, changes })
+        .map_err(|e| ReloadError::Build(e.to_string()))
     }
+}
+
+/// Whether `new` may replace `old` while running (the listeners stay);
+/// what it changes, one line each.
+pub(crate) fn check_replacement(old: &Config, new: &Config) -> Result<Vec<String>, ReloadError> {
+    for (key, was, now) in [
+        (
+            "server.mysql_listen",
+            &old.server.mysql_listen,
+            &new.server.mysql_listen,
+        ),
+        (
+            "server.admin_listen",
+            &old.server.admin_listen,
+            &new.server.admin_listen,
+        ),
+    ] {
+        if was != now {
+            return Err(ReloadError::NeedsRestart {
+                key,
+                old: was.clone(),
+                new: now.clone(),
+            });
+        }
+    }
+    Ok(describe_changes(old, new))
+}
+
+/// Logical tables whose routing differs between two configurations: added,
+/// removed or changed sharded tables, and tables that became or stopped
+/// being broadcast.
+pub(crate) fn tables_with_new_rules(old: &Config, new: &Config) -> Vec<String> {
+    let mut tables: Vec<String> = old
+        .tables
+        .keys()
+        .chain(new.tables.keys())
+        .filter(|name| old.tables.get(*name) != new.tables.get(*name))
+        .chain(
+            old.broadcast
+                .tables
+                .iter()
+                .filter(|t| !new.broadcast.tables.contains(t)),
+        )
+        .chain(
+            new.broadcast
+                .tables
+                .iter()
+                .filter(|t| !old.broadcast.tables.contains(t)),
+        )
+        .map(|t| t.to_ascii_lowercase())
+        .collect();
+    tables.sort();
+    tables.dedup();
+    tables
 }
 
 /// What differs between two configurations, for people.
@@ -183,4 +232,26 @@ fn describe_changes(old: &Config, new: &Config) -> Vec<String> {
         }
     }
     changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tables_with_new_rules;
+    use shardgate_rules::config::Config;
+
+    const SEED: &str = include_str!("../../examples/wework.toml");
+
+    #[test]
+    fn re_ruled_tables_are_the_changed_added_and_removed_ones() {
+        let old = Config::from_toml_str(SEED).unwrap();
+        assert!(tables_with_new_rules(&old, &old).is_empty());
+        let mut new = old.clone();
+        let users = new.tables.remove("users").unwrap();
+        new.tables.insert("members".into(), users);
+        new.broadcast.tables.push("sys_extra".into());
+        assert_eq!(
+            tables_with_new_rules(&old, &new),
+            ["members", "sys_extra", "users"]
+        );
+    }
 }

@@ -22,7 +22,10 @@ use tracing::{info, warn};
 use crate::alerts::Alerts;
 use crate::backend::{Pool, PoolContext, Role};
 use crate::metrics::Metrics;
+use crate::pause::Pauses;
 use crate::replica::ReadRouter;
+use crate::sessions::Sessions;
+use crate::staging::Staged;
 use crate::wire::handshake::ServerIdentity;
 use crate::wire::packet::PacketReader;
 
@@ -81,8 +84,13 @@ pub struct Proxy {
     next_connection_id: AtomicU32,
     /// The background tasks of the current version's pools.
     tasks: Mutex<Vec<JoinHandle<()>>>,
-    /// One reload at a time.
+    /// One reload (or staging, or activation) at a time.
     reloading: tokio::sync::Mutex<()>,
+    /// Tables paused for a cutover; they outlive rules versions.
+    pauses: Arc<Pauses>,
+    sessions: Arc<Sessions>,
+    /// The configuration staged to become the next version.
+    staged: Mutex<Option<Staged>>,
 }
 
 impl Proxy {
@@ -107,11 +115,26 @@ impl Proxy {
         &self.context
     }
 
+    /// The tables paused for a cutover.
+    pub fn pauses(&self) -> &Arc<Pauses> {
+        &self.pauses
+    }
+
+    /// The logged-in client sessions.
+    pub fn sessions(&self) -> &Arc<Sessions> {
+        &self.sessions
+    }
+
+    pub(crate) fn staged_slot(&self) -> std::sync::MutexGuard<'_, Option<Staged>> {
+        self.staged.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Makes `shared` current and gives its pools their background care
     /// (health checks, resizing, replica monitors), ending the previous
     /// version's.
     pub(crate) fn install(&self, shared: Arc<Shared>) {
         let tasks = spawn_care(&shared);
+        shared.metrics.rules_version(shared.version);
         self.current.store(shared);
         let old = std::mem::replace(
             &mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()),
@@ -275,6 +298,8 @@ pub struct RunningProxy {
     admin_addr: SocketAddr,
     accept: JoinHandle<()>,
     admin: JoinHandle<()>,
+    /// Lifts pauses whose lease ended.
+    leases: JoinHandle<()>,
     proxy: Arc<Proxy>,
 }
 
@@ -305,6 +330,7 @@ impl Drop for RunningProxy {
     fn drop(&mut self) {
         self.accept.abort();
         self.admin.abort();
+        self.leases.abort();
         self.proxy.stop_care();
     }
 }
@@ -360,6 +386,7 @@ async fn start_with(
         return Err(StartError::AdminTokenRequired(admin_addr));
     }
     let shared = Arc::new(shared);
+    let pauses = Arc::new(Pauses::new(shared.metrics.clone()));
     let proxy = Arc::new(Proxy {
         current: ArcSwap::from(shared.clone()),
         config_path,
@@ -367,18 +394,43 @@ async fn start_with(
         next_connection_id: AtomicU32::new(1),
         tasks: Mutex::new(Vec::new()),
         reloading: tokio::sync::Mutex::new(()),
+        pauses,
+        sessions: Arc::default(),
+        staged: Mutex::new(None),
     });
     proxy.install(shared);
     info!(%mysql_addr, %admin_addr, "ShardGate listening (MySQL protocol, admin HTTP)");
     let admin = crate::admin::serve(admin_listener, proxy.clone());
     let accept = tokio::spawn(accept_loop(listener, proxy.clone()));
+    let leases = tokio::spawn(keep_pause_leases(Arc::downgrade(&proxy)));
     Ok(RunningProxy {
         mysql_addr,
         admin_addr,
         accept,
         admin,
+        leases,
         proxy,
     })
+}
+
+/// Lifts pauses whose lease ended, with an alert: the migrator that asked
+/// for them stopped renewing them (it died, or lost its way).
+async fn keep_pause_leases(proxy: std::sync::Weak<Proxy>) {
+    let Some(pauses) = proxy.upgrade().map(|p| p.pauses.clone()) else {
+        return;
+    };
+    pauses
+        .keep_leases(|table, terms| {
+            let message = format!(
+                "the pause of table `{table}` was neither renewed nor resumed within its lease of {} ms: lifted, statements on it run again",
+                terms.lease.as_millis()
+            );
+            match proxy.upgrade() {
+                Some(proxy) => proxy.current().alerts.fire("pause_lease_expired", table, message),
+                None => warn!("{message}"),
+            }
+        })
+        .await;
 }
 
 async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>) {

@@ -291,9 +291,13 @@ fn redact_url_password(url: &str) -> String {
     }
 }
 
+/// `GET /api/rules`: the configuration in force, its version and the
+/// staged version (null when nothing is staged).
 pub async fn rules(State(proxy): State<Arc<Proxy>>) -> Json<Value> {
     let shared = proxy.current();
-    Json(rules_json(&shared.config, shared.version))
+    let mut rules = rules_json(&shared.config, shared.version);
+    rules["staged_version"] = json!(proxy.staged_version());
+    Json(rules)
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,6 +1,7 @@
 //! The admin HTTP listener (default 127.0.0.1:9797): liveness and
 //! readiness for orchestrators, the JSON API for operators and the
-//! migrator, Prometheus metrics, and the dashboard.
+//! migrator (cutover pauses, staged rules versions, sessions), Prometheus
+//! metrics, and the dashboard.
 //!
 //! Access: on loopback, reading is open and mutating endpoints need the
 //! bearer token when one is configured (`server.admin_token`). Bound beyond
@@ -8,6 +9,7 @@
 //! and every endpoint but `/health` and `/ready` asks for it.
 
 mod api;
+mod cutover;
 mod dashboard;
 
 use std::net::SocketAddr;
@@ -18,7 +20,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -52,6 +54,14 @@ pub fn router(proxy: Arc<Proxy>, loopback: bool) -> Router {
         .route("/api/alerts", get(api::alerts))
         .route("/api/stats", get(api::stats))
         .route("/api/reload", post(api::reload))
+        .route("/api/pauses", get(cutover::pauses).post(cutover::pause))
+        .route("/api/pauses/resume", post(cutover::resume))
+        .route(
+            "/api/rules/staged",
+            put(cutover::stage).delete(cutover::discard_staged),
+        )
+        .route("/api/rules/activate", post(cutover::activate))
+        .route("/api/sessions", get(cutover::sessions))
         .route("/metrics", get(api::metrics))
         .route("/openapi.yaml", get(dashboard::openapi))
         .layer(middleware::from_fn_with_state(access, authorize));

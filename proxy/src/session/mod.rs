@@ -6,6 +6,7 @@ mod admin;
 mod auth;
 mod definitions;
 mod forward;
+mod pausing;
 mod prepared;
 mod reads;
 mod sharded;
@@ -22,7 +23,9 @@ use crate::backend::conn::BackendStatement;
 use crate::backend::{Flavor, Holder, PooledConn};
 use crate::error::{codes, BackendError};
 use crate::metrics;
+use crate::pause::Gate;
 use crate::server::{Proxy, Shared};
+use crate::sessions::Registration;
 use crate::shard::analyze::{analyze, Analysis, ShardedStatement};
 use crate::shard::not_supported;
 use crate::shard::params::decode_params;
@@ -63,6 +66,9 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
             };
         debug!(user = %logged_in.hello.user, "logged in");
         let hello = logged_in.hello;
+        let registration = proxy
+            .sessions()
+            .register(connection_id, &hello.user, shared.version);
         let mut session = Session {
             flavor: Flavor::for_client(hello.capabilities, hello.collation),
             capabilities: hello.capabilities,
@@ -88,6 +94,9 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
             pinned: None,
             last_insert: None,
             status: status::AUTOCOMMIT,
+            registration,
+            admitted: Gate::default(),
+            wrote: false,
         };
         session.run().await;
         session.close().await;
@@ -95,6 +104,10 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
     .instrument(span)
     .await
 }
+
+/// How many times a statement goes back to the pause gate (a new pause
+/// began while it was being analysed) before it is refused.
+const MAX_REQUEUES: usize = 3;
 
 /// The last insert id a statement produced, and on which backend connection.
 #[derive(Debug, Clone, Copy)]
@@ -151,6 +164,14 @@ struct Session {
     last_insert: Option<LastInsert>,
     /// Server status flags after the last statement.
     status: u16,
+    /// Where the session publishes its state (`GET /api/sessions`, the
+    /// in-flight transactions of paused tables).
+    registration: Registration,
+    /// The pause gate the current statement passed under.
+    admitted: Gate,
+    /// Writes to logical tables are recorded for the open transaction (or
+    /// the running statement).
+    wrote: bool,
 }
 
 /// How a command went, as far as the loop is concerned.
@@ -170,6 +191,9 @@ enum Failure {
         server: String,
         err: ErrInfo,
     },
+    /// A pause that began after the statement passed the pause gate holds a
+    /// table it writes; nothing of it ran: it goes back to the gate.
+    Requeue,
 }
 
 impl From<BackendError> for Failure {
@@ -223,21 +247,14 @@ impl Session {
             let Some(&command) = payload.first() else {
                 return;
             };
-            self.follow_reload();
             let started = std::time::Instant::now();
             let label = self.statement_label(command, &payload);
             self.statement_label = label;
-            self.decide_read_intent(command, &payload);
-            self.resolve_pending_writes().await;
-            self.reply_failed = false;
-            // A read whose replica connection broke before the client got
-            // any of the reply runs once more, elsewhere (see `reads.rs`).
-            let retry_from = self.read_retry_point(command, &payload);
-            let mut flow = self.dispatch(command, &payload).await;
-            if let (Some(mark), Err(Failure::Lost { server, .. })) = (retry_from, &flow) {
-                let server = server.clone();
-                if self.retry_read_elsewhere(&server, mark) {
-                    flow = self.dispatch(command, &payload).await;
+            let mut flow = Err(Failure::Requeue);
+            for _ in 0..MAX_REQUEUES {
+                flow = self.admit_and_dispatch(command, &payload).await;
+                if !matches!(flow, Err(Failure::Requeue)) {
+                    break;
                 }
             }
             match flow {
@@ -249,7 +266,20 @@ impl Session {
                     self.reply_failed = true;
                     self.writer.push(&err.encode());
                 }
+                Err(Failure::Requeue) => {
+                    let err = ErrInfo::new(
+                        codes::ER_LOCK_WAIT_TIMEOUT,
+                        "HY000",
+                        "new pauses for a resharding cutover kept holding this statement back; retry the statement",
+                    );
+                    self.shared.metrics.error(error_type(err.code));
+                    self.reply_failed = true;
+                    self.writer.push(&err.encode());
+                }
             }
+            self.forget_ended_writes();
+            self.registration
+                .command_ended(self.in_transaction(), !self.follows_versions());
             if self.writer.flush().await.is_err() {
                 return;
             }
@@ -260,22 +290,58 @@ impl Session {
         }
     }
 
+    /// One attempt at a command: the pause gate, the move to the current
+    /// configuration version, then the command itself.
+    async fn admit_and_dispatch(&mut self, command: u8, payload: &[u8]) -> CommandResult {
+        let admitted = self.wait_while_paused(command, payload).await;
+        let behind = !self.follow_reload();
+        self.registration.command_started(self.shared.version);
+        if let Err(refused) = admitted {
+            return Err(Failure::Reply(refused));
+        }
+        if behind {
+            self.refuse_re_ruled_tables(command, payload)?;
+        }
+        self.decide_read_intent(command, payload);
+        self.resolve_pending_writes().await;
+        self.reply_failed = false;
+        // A read whose replica connection broke before the client got
+        // any of the reply runs once more, elsewhere (see `reads.rs`).
+        let retry_from = self.read_retry_point(command, payload);
+        let flow = self.dispatch(command, payload).await;
+        if let (Some(mark), Err(Failure::Lost { server, .. })) = (retry_from, &flow) {
+            let server = server.clone();
+            if self.retry_read_elsewhere(&server, mark) {
+                return self.dispatch(command, payload).await;
+            }
+        }
+        flow
+    }
+
+    /// Whether the session may move to another configuration version now:
+    /// no transaction, no held connection.
+    fn follows_versions(&self) -> bool {
+        self.held.is_empty() && self.transaction.is_none()
+    }
+
     /// Moves to the current configuration version after a reload, between
     /// transactions: a transaction (or a pinned connection) finishes on the
-    /// version it started with.
-    fn follow_reload(&mut self) {
-        if self.shared.version != self.proxy.version()
-            && self.held.is_empty()
-            && self.transaction.is_none()
-        {
-            self.shared = self.proxy.current();
-            // Analyses made under the old rules may be wrong under the new.
-            self.statements.forget_analyses();
-            debug!(
-                version = self.shared.version,
-                "session follows the reloaded configuration"
-            );
+    /// version it started with. False when the session stays behind.
+    fn follow_reload(&mut self) -> bool {
+        if self.shared.version == self.proxy.version() {
+            return true;
         }
+        if !self.follows_versions() {
+            return false;
+        }
+        self.shared = self.proxy.current();
+        // Analyses made under the old rules may be wrong under the new.
+        self.statements.forget_analyses();
+        debug!(
+            version = self.shared.version,
+            "session follows the reloaded configuration"
+        );
+        true
     }
 
     /// Counts a statement in the metrics, through handles the session keeps
@@ -449,6 +515,7 @@ impl Session {
             }
             Kind::Other => {
                 if let Analysis::Sharded(st) = self.analyze(&sql)? {
+                    self.note_writes(&st)?;
                     self.run_sharded(&st, &sql, &[], None).await?;
                     return Ok(Flow::Continue);
                 }
@@ -607,6 +674,16 @@ impl Session {
     async fn execute(&mut self, payload: &[u8]) -> CommandResult {
         if let Some(id) = statement_id(payload) {
             self.refresh_analysis(id)?;
+            let analysis = self
+                .statements
+                .get(id)
+                .and_then(|stmt| stmt.sharded.as_ref())
+                .map(|sh| sh.statement.clone());
+            if let Some(st) = analysis {
+                // Before anything of the execution is consumed (long data):
+                // it may have to go back to the pause gate.
+                self.note_writes(&st)?;
+            }
         }
         let Some(stmt) = statement_id(payload).and_then(|id| self.statements.get_mut(id)) else {
             return Err(unknown_statement(payload, "mysqld_stmt_execute"));
