@@ -11,14 +11,12 @@ mod common;
 use common::*;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
-use shardgate_integration_tests::live_load::{LiveLoad, LoadConfig};
 use shardgate_integration_tests::{start_proxy_from_file, RunningProxy};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use std::time::Instant;
 
 type Model = BTreeMap<i64, String>;
 
