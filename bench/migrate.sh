@@ -7,10 +7,11 @@
 # The rows are written straight into the physical tables of databases
 # mgbench_ds0..3 on the sandbox's primaries (INSERT ... SELECT from MariaDB's
 # sequence engine, each row in the table the old rules name), then:
-#   copy    `shardgate-migrator start` up to the end of the copy (create the
-#           new tables, record the binlog positions, lock-and-copy in batches)
-#   verify  `shardgate-migrator verify`: chunk checksums of old vs new layout,
-#           plus the placement of every new row
+#   copy    `shardgate-migrator start`'s copy phase (lock-and-copy in batches,
+#           with the binlog catch-up streaming beside it), timed from the
+#           job's state file; start then catches up and verifies
+#   verify  `shardgate-migrator verify` on its own: chunk checksums of old vs
+#           new layout, plus the placement of every new row
 # and prints rows/s for each. No ShardGate process is involved.
 #
 # Exit status: 0 when the benchmark ran and verify found no difference; 1 on a
@@ -134,20 +135,59 @@ done
 log "loaded in $(printf '%.1f' "$(echo "$t1 - $t0" | bc)") s"
 
 # ----------------------------------------------------------------- copy ----
+# `start` runs create -> copy (with catch-up beside it) -> catch-up ->
+# verify -> ready; a watcher notes when the job's state file changes phase.
 state="$TMP/state"
-log "shardgate-migrator start (copy), batch $BENCH_BATCH, parallelism $BENCH_PARALLELISM"
-t0=$(now)
+log "shardgate-migrator start, batch $BENCH_BATCH, parallelism $BENCH_PARALLELISM"
 "$MIGRATOR_BIN" --state-dir "$state" start --from "$TMP/from.toml" --to "$TMP/to.toml" --table users \
-  --batch-size "$BENCH_BATCH" --parallelism "$BENCH_PARALLELISM" >"$TMP/start.log" 2>&1 \
-  || { tail -n 20 "$TMP/start.log" >&2; die "start failed"; }
-t1=$(now)
-copy_s=$(echo "$t1 - $t0" | bc)
+  --batch-size "$BENCH_BATCH" --parallelism "$BENCH_PARALLELISM" >"$TMP/start.log" 2>&1 &
+start_pid=$!
+python3 - "$state" "$start_pid" >"$TMP/phases" <<'PY' &
+import glob, json, os, sys, time
+state_dir, pid = sys.argv[1], int(sys.argv[2])
+seen = None
+def alive():
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+while True:
+    running = alive()
+    for path in glob.glob(os.path.join(state_dir, "migration_users_*.json")):
+        try:
+            with open(path) as f:
+                phase = json.load(f)["phase"]
+        except (OSError, ValueError, KeyError):
+            continue
+        if phase != seen:
+            print(f"{time.time():.3f} {phase}", flush=True)
+            seen = phase
+    if not running:
+        break
+    time.sleep(0.05)
+PY
+watch_pid=$!
+t_start=$(now)
+wait "$start_pid" || { tail -n 20 "$TMP/start.log" >&2; die "start failed"; }
+t_end=$(now)
+wait "$watch_pid"
 job=$(ls "$state" | grep -E '^migration_users_[0-9]+\.json$' | head -1)
 job=${job%.json}
 [[ -n $job ]] || die "no job in $state"
+phase_at() { awk -v p="$1" '$2 == p { print $1; exit }' "$TMP/phases"; }
+copy_from=$(phase_at copying); copy_to=$(phase_at catching_up)
+[[ -n $copy_to ]] || copy_to=$(phase_at verifying)
+verify_from=$(phase_at verifying); verify_to=$(phase_at ready)
+[[ -n $copy_from && -n $copy_to && -n $verify_from && -n $verify_to ]] \
+  || { cat "$TMP/phases" >&2; die "did not see the job's phases (see above)"; }
+copy_s=$(echo "$copy_to - $copy_from" | bc)
+catchup_s=$(echo "$verify_from - $copy_to" | bc)
+start_verify_s=$(echo "$verify_to - $verify_from" | bc)
+start_s=$(echo "$t_end - $t_start" | bc)
 
 # --------------------------------------------------------------- verify ----
-log "shardgate-migrator verify $job"
+log "shardgate-migrator verify $job (again, on its own)"
 t0=$(now)
 "$MIGRATOR_BIN" --state-dir "$state" verify "$job" >"$TMP/verify.log" 2>&1
 verify_rc=$?
@@ -162,12 +202,17 @@ report="$BENCH_RESULTS_DIR/migrate-$(date +%Y%m%d-%H%M%S).txt"
   echo "machine:  $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
   echo "settings: batch $BENCH_BATCH, parallelism $BENCH_PARALLELISM"
   echo
-  printf '%-8s %10s %12s\n' phase seconds rows/s
-  printf '%-8s %10.1f %12s\n' copy "$copy_s" "$(rate "$copy_s")"
-  printf '%-8s %10.1f %12s\n' verify "$verify_s" "$(rate "$verify_s")"
+  printf '%-22s %10s %12s\n' phase seconds rows/s
+  printf '%-22s %10.1f %12s\n' "copy" "$copy_s" "$(rate "$copy_s")"
+  printf '%-22s %10.1f %12s\n' "verify (in start)" "$start_verify_s" "$(rate "$start_verify_s")"
+  printf '%-22s %10.1f %12s\n' "verify (on its own)" "$verify_s" "$(rate "$verify_s")"
+  printf '%-22s %10.1f\n' "catch-up after copy" "$catchup_s"
+  printf '%-22s %10.1f\n' "start, in all" "$start_s"
   echo
-  echo "copy = 'start' from job creation to the end of the copy (creating 128 tables included);"
-  echo "verify = chunk checksums of both layouts and the placement of every new row."
+  echo "copy = the job's 'copying' phase (lock-and-copy batches, catch-up streaming beside it);"
+  echo "verify = chunk checksums of both layouts, row comparison of mismatching chunks and the"
+  echo "placement of every new row; 'start, in all' adds creating the 128 tables, the catch-up"
+  echo "and the process start. Phases seen in the job's state file every 50 ms."
   echo
   echo "verify output (exit status $verify_rc):"
   tail -n 8 "$TMP/verify.log" | sed 's/^/  /'
