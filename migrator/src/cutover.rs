@@ -529,7 +529,7 @@ pub async fn complete(store: &StateStore, job: &str) -> Result<(), MigrateError>
     let backends = context.backends(&state.options);
     let result = match state.phase {
         Phase::CutOver => drop_retired(&state, &context, &backends).await,
-        Phase::RolledBack => drop_targets(&state, &context, &backends).await,
+        Phase::RolledBack => drop_targets(store, &state, &context, &backends).await,
         phase => Err(MigrateError::WrongPhase {
             job: job.to_string(),
             phase,

@@ -68,12 +68,43 @@ pub enum MigrateError {
     Table { node: String, problem: String },
     #[error("the plan is refused:\n{0}")]
     Refused(String),
+    /// A run of a job that failed on the way (a data source went down, a
+    /// table changed): the state keeps everything saved so far.
+    #[error("job {job} stopped in phase {phase}: {source}; {}", resume_hint(.job, *.phase))]
+    Stopped {
+        job: String,
+        phase: Phase,
+        #[source]
+        source: Box<MigrateError>,
+    },
+    #[error(
+        "job {job} is cancelled, but not all of its tables are dropped: {source}; \
+         `cancel {job}` again drops the rest"
+    )]
+    CancelUnfinished {
+        job: String,
+        #[source]
+        source: Box<MigrateError>,
+    },
     #[error("job {job} is in phase {phase}: cannot {action}")]
     WrongPhase {
         job: String,
         phase: Phase,
         action: &'static str,
     },
+}
+
+/// What an operator can do about a stopped job.
+fn resume_hint(job: &str, phase: Phase) -> String {
+    let resume = format!(
+        "its state is kept: once the cause is fixed, `resume {job}` continues from the last \
+         saved batch and positions"
+    );
+    if phase.is_past_cutover() {
+        resume
+    } else {
+        format!("{resume} (or `cancel {job}` drops the tables it created)")
+    }
 }
 
 impl MigrateError {
@@ -108,5 +139,37 @@ impl<T> DbContext<T> for Result<T, mysql_async::Error> {
             context: context(),
             source,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stopped(phase: Phase) -> String {
+        MigrateError::Stopped {
+            job: "migration_users_1".into(),
+            phase,
+            source: Box::new(MigrateError::CatchUp("ds5 is down".into())),
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn a_stopped_job_names_its_phase_the_cause_and_what_to_do() {
+        let copying = stopped(Phase::Copying);
+        assert!(
+            copying.starts_with("job migration_users_1 stopped in phase copying: ds5 is down; "),
+            "{copying}"
+        );
+        assert!(
+            copying.contains("`resume migration_users_1` continues"),
+            "{copying}"
+        );
+        assert!(copying.contains("`cancel migration_users_1`"), "{copying}");
+        // After cutover the new tables are live: no cancel.
+        let cut_over = stopped(Phase::CutOver);
+        assert!(cut_over.contains("phase cut_over"), "{cut_over}");
+        assert!(!cut_over.contains("cancel"), "{cut_over}");
     }
 }

@@ -234,16 +234,30 @@ async fn run(store: &StateStore, job: &str, options: &RunOptions) -> Result<(), 
     let backends = context.backends(&state.options);
     let result = run_phase(store, &state, &context, &backends, options).await;
     backends.disconnect().await;
-    if let Err(error) = &result {
+    match result {
+        Ok(()) => Ok(()),
         // A failed switch recorded its own error.
-        if !matches!(
-            error,
-            MigrateError::SwitchUndone { .. } | MigrateError::SwitchStuck { .. }
-        ) {
+        Err(error @ (MigrateError::SwitchUndone { .. } | MigrateError::SwitchStuck { .. })) => {
+            Err(error)
+        }
+        // An outcome of verification, which the command line reports.
+        Err(error @ MigrateError::Differences(_)) => {
             store.update(job, |s| s.record_error(error.to_string()))?;
+            Err(error)
+        }
+        // Named with the phase it stopped in (the phase is kept, so that
+        // `resume` carries on from there).
+        Err(error) => {
+            let phase = store.load(job).map_or(state.phase, |s| s.phase);
+            let error = MigrateError::Stopped {
+                job: job.to_string(),
+                phase,
+                source: Box::new(error),
+            };
+            store.update(job, |s| s.record_error(error.to_string()))?;
+            Err(error)
         }
     }
-    result
 }
 
 async fn run_phase(
@@ -558,21 +572,29 @@ pub async fn cancel(store: &StateStore, job: &str) -> Result<(), MigrateError> {
         });
     }
     let context = JobContext::of(&state)?;
+    // Cancelled from here on, even if a data source is down and some
+    // tables stay: a resumed copy would write into a half-dropped layout,
+    // and `cancel` again drops what is left.
+    store.update(job, |s| s.phase = Phase::Cancelled)?;
     let backends = context.backends(&state.options);
-    let result = drop_targets(&state, &context, &backends).await;
+    let result = drop_targets(store, &state, &context, &backends).await;
     backends.disconnect().await;
-    result?;
-    store.update(job, |s| {
-        s.phase = Phase::Cancelled;
-        for t in &mut s.targets {
-            t.created = false;
-        }
-    })?;
+    if let Err(error) = result {
+        let error = MigrateError::CancelUnfinished {
+            job: job.to_string(),
+            source: Box::new(error),
+        };
+        store.update(job, |s| s.record_error(error.to_string()))?;
+        return Err(error);
+    }
     println!("{job}: cancelled; {} tables dropped", state.targets.len());
     Ok(())
 }
 
+/// Drops the tables the job created, each marked as no longer created in
+/// the state once it is gone.
 pub(crate) async fn drop_targets(
+    store: &StateStore,
     state: &JobState,
     context: &JobContext,
     backends: &Backends,
@@ -590,6 +612,15 @@ pub(crate) async fn drop_targets(
         conn.query_drop(format!("DROP TABLE IF EXISTS {}", ident(&target.table)))
             .await
             .context(|| format!("dropping {node}"))?;
+        store.update(&state.id, |s| {
+            if let Some(t) = s
+                .targets
+                .iter_mut()
+                .find(|t| t.data_source == target.data_source && t.table == target.table)
+            {
+                t.created = false;
+            }
+        })?;
         tracing::debug!(job = state.id, %node, "dropped");
     }
     Ok(())
