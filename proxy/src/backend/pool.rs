@@ -478,6 +478,19 @@ impl Pool {
         self.open.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// Adds a connection opened ahead of need at the bottom of the idle
+    /// stack: sessions take the top (the connection returned last), and a
+    /// session's next statement must find the connection its previous one
+    /// ran on, whose `ROW_COUNT()`, `FOUND_ROWS()` and warnings are its own.
+    fn add_spare(&self, conn: BackendConn) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < self.size() {
+            idle.insert(0, conn);
+        } else {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     /// Whether a permit coming back should be retired instead (the pool
     /// was shrunk while it was in use).
     fn retire_owed(&self) -> bool {
@@ -541,7 +554,7 @@ impl Pool {
             match BackendConn::connect(self.name.clone(), &self.url, flavor).await {
                 Ok(conn) => {
                     self.open.fetch_add(1, Ordering::Relaxed);
-                    self.give_back(conn, false);
+                    self.add_spare(conn);
                 }
                 Err(e) => {
                     warn!(pool = %self.name, "cannot open an idle connection: {e}");
