@@ -268,6 +268,24 @@ pub async fn key_column(context: &JobContext, backends: &Backends) -> Result<Str
     Ok(schema.column_names()[index].clone())
 }
 
+/// Runs `work` beside the streams `running` (from [`streams`]) and stops
+/// them when it ends; the work's error comes first, then the streams'.
+pub async fn beside_streams<T>(
+    control: &Control,
+    running: impl Future<Output = Result<(), MigrateError>>,
+    work: impl Future<Output = Result<T, MigrateError>>,
+) -> Result<T, MigrateError> {
+    let driver = async {
+        let result = work.await;
+        control.stop();
+        result
+    };
+    let (streamed, driven) = tokio::join!(running, driver);
+    let value = driven?;
+    streamed?;
+    Ok(value)
+}
+
 /// One stream's source: a primary, where to start, the tables to watch.
 struct Source {
     data_source: String,

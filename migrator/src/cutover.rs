@@ -8,7 +8,7 @@
 //! [`switch`]: crate::switch
 
 use crate::backend::Backends;
-use crate::catchup::{follow, key_column, streams, Control, Until};
+use crate::catchup::{beside_streams, follow, key_column, streams, Control, Until};
 use crate::error::{DbContext, MigrateError};
 use crate::job::{drop_targets, JobContext};
 use crate::layout::{retired_name, Layout, Mode};
@@ -284,13 +284,12 @@ pub async fn follow_reverse(
     let key = key_column(context, backends).await?;
     let (control, running) = streams(store, &state, context, backends, &key, Direction::Reverse)?;
     let sources = stream_sources(&state, Direction::Reverse);
-    let driver = async {
-        let result = follow(&control, backends, &sources, until).await;
-        control.stop();
-        result
-    };
-    let (streamed, driven) = tokio::join!(running, driver);
-    driven.and(streamed)
+    beside_streams(
+        &control,
+        running,
+        follow(&control, backends, &sources, until),
+    )
+    .await
 }
 
 /// Updates the job's proxy list when the command gave one.
@@ -309,20 +308,39 @@ pub async fn cutover(
     request: &SwitchRequest,
 ) -> Result<(), MigrateError> {
     let _claim = store.claim(job)?;
+    let (state, context, backends) = switch_job(
+        store,
+        job,
+        request,
+        Phase::Ready,
+        "cut over (only a verified job in phase ready can)",
+    )?;
+    let result = cutover_and_follow(store, &state, &context, &backends, request).await;
+    backends.disconnect().await;
+    result
+}
+
+/// What a switch needs once the job is in `phase`: its state, rules and
+/// connections; the command's proxy list (if any) stored in the job.
+fn switch_job(
+    store: &StateStore,
+    job: &str,
+    request: &SwitchRequest,
+    phase: Phase,
+    action: &'static str,
+) -> Result<(JobState, JobContext, Backends), MigrateError> {
     let state = store.load(job)?;
-    if state.phase != Phase::Ready {
+    if state.phase != phase {
         return Err(MigrateError::WrongPhase {
             job: job.to_string(),
             phase: state.phase,
-            action: "cut over (only a verified job in phase ready can)",
+            action,
         });
     }
     store_proxies(store, job, &request.proxies)?;
     let context = JobContext::of(&state)?;
     let backends = context.backends(&state.options);
-    let result = cutover_and_follow(store, &state, &context, &backends, request).await;
-    backends.disconnect().await;
-    result
+    Ok((state, context, backends))
 }
 
 async fn cutover_and_follow(
@@ -339,22 +357,15 @@ async fn cutover_and_follow(
             let key = key_column(context, backends).await?;
             let (control, running) =
                 streams(store, state, context, backends, &key, Direction::Forward)?;
-            let driver = async {
-                let result = cut_over(
-                    store,
-                    job,
-                    context,
-                    backends,
-                    Some(&control),
-                    request.max_pause,
-                )
-                .await;
-                control.stop();
-                result
-            };
-            let (streamed, driven) = tokio::join!(running, driver);
-            driven?;
-            streamed?;
+            let switch = cut_over(
+                store,
+                job,
+                context,
+                backends,
+                Some(&control),
+                request.max_pause,
+            );
+            beside_streams(&control, running, switch).await?;
         }
     }
     if request.follow {
@@ -371,17 +382,13 @@ pub async fn rollback(
     request: &SwitchRequest,
 ) -> Result<(), MigrateError> {
     let _claim = store.claim(job)?;
-    let state = store.load(job)?;
-    if state.phase != Phase::CutOver {
-        return Err(MigrateError::WrongPhase {
-            job: job.to_string(),
-            phase: state.phase,
-            action: "roll back (only a cut-over job can; before cutover, cancel it)",
-        });
-    }
-    store_proxies(store, job, &request.proxies)?;
-    let context = JobContext::of(&state)?;
-    let backends = context.backends(&state.options);
+    let (state, context, backends) = switch_job(
+        store,
+        job,
+        request,
+        Phase::CutOver,
+        "roll back (only a cut-over job can; before cutover, cancel it)",
+    )?;
     let result = rollback_with_streams(store, &state, &context, &backends, request).await;
     backends.disconnect().await;
     result
@@ -404,22 +411,15 @@ async fn rollback_with_streams(
             let key = key_column(context, backends).await?;
             let (control, running) =
                 streams(store, state, context, backends, &key, Direction::Reverse)?;
-            let driver = async {
-                let result = roll_back(
-                    store,
-                    job,
-                    context,
-                    backends,
-                    Some(&control),
-                    request.max_pause,
-                )
-                .await;
-                control.stop();
-                result
-            };
-            let (streamed, driven) = tokio::join!(running, driver);
-            driven?;
-            streamed
+            let switch = roll_back(
+                store,
+                job,
+                context,
+                backends,
+                Some(&control),
+                request.max_pause,
+            );
+            beside_streams(&control, running, switch).await
         }
     }
 }

@@ -8,7 +8,7 @@
 //! exit. A job resumed after cutover runs its reverse stream.
 
 use crate::backend::Backends;
-use crate::catchup::{follow, key_column, streams, Control, Until};
+use crate::catchup::{beside_streams, follow, key_column, streams, Control, Until};
 use crate::copy::Copier;
 use crate::cutover::{cut_over, follow_reverse, recover_interrupted, SwitchRequest};
 use crate::error::{DbContext, MigrateError};
@@ -311,14 +311,8 @@ async fn run_steps(
     let key = key_column(context, backends).await?;
     let state = store.load(job)?;
     let (control, running) = streams(store, &state, context, backends, &key, Direction::Forward)?;
-    let driver = async {
-        let result = drive_forward(store, job, context, backends, &control, options).await;
-        control.stop();
-        result
-    };
-    let (streamed, driven) = tokio::join!(running, driver);
-    driven?;
-    streamed?;
+    let forward = drive_forward(store, job, context, backends, &control, options);
+    beside_streams(&control, running, forward).await?;
     if options.follow && store.load(job)?.phase == Phase::CutOver {
         follow_reverse(store, job, context, backends, Until::Shutdown).await?;
     }

@@ -100,10 +100,7 @@ async fn writes_made_during_the_copy_reach_the_new_layout() {
         return;
     }
     let fx = Arc::new(Fixture::new("orch_copywrites", 4).await);
-    let from = fx.config(4, &users_rules(4, 16));
-    seed_users(&fx, &from, 4, 16, 4000).await;
-    let from = fx.write("from.toml", &from);
-    let to = fx.write("to.toml", &fx.config(4, &users_rules(4, 32)));
+    let (from, to) = fx.users_expansion(4000, 4, 32).await;
     let child = fx
         .command(&[
             "start",
@@ -246,10 +243,7 @@ async fn a_migrator_killed_catching_up_and_verifying_resumes_clean() {
         return;
     }
     let fx = Arc::new(Fixture::new("orch_kill", 4).await);
-    let from = fx.config(4, &users_rules(4, 16));
-    seed_users(&fx, &from, 4, 16, 20_000).await;
-    let from = fx.write("from.toml", &from);
-    let to = fx.write("to.toml", &fx.config(4, &users_rules(4, 32)));
+    let (from, to) = fx.users_expansion(20_000, 4, 32).await;
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let (fx, stop) = (fx.clone(), stop.clone());

@@ -26,10 +26,7 @@ async fn users_16_to_32_tables_copies_verifies_clean_and_cancels() {
         return;
     }
     let fx = Fixture::new("migrator_t32", 4).await;
-    let from = fx.config(4, &users_rules(4, 16));
-    seed_users(&fx, &from, 4, 16, 6000).await;
-    let from = fx.write("from.toml", &from);
-    let to = fx.write("to.toml", &fx.config(4, &users_rules(4, 32)));
+    let (from, to) = fx.users_expansion(6000, 4, 32).await;
 
     let plan = fx.migrator(&["plan", "--from", &from, "--to", &to, "--json"]);
     assert!(plan.status.success());
@@ -128,10 +125,7 @@ async fn verify_names_rows_changed_behind_the_migrators_back() {
         return;
     }
     let fx = Fixture::new("migrator_tamper", 4).await;
-    let from = fx.config(4, &users_rules(4, 16));
-    seed_users(&fx, &from, 4, 16, 2000).await;
-    let from = fx.write("from.toml", &from);
-    let to = fx.write("to.toml", &fx.config(4, &users_rules(4, 32)));
+    let (from, to) = fx.users_expansion(2000, 4, 32).await;
     assert!(fx
         .migrator(&["start", "--from", &from, "--to", &to, "--table", "users"])
         .status
@@ -227,10 +221,7 @@ async fn a_copy_killed_midway_resumes_to_a_clean_verify() {
         return;
     }
     let fx = Fixture::new("migrator_kill", 4).await;
-    let from = fx.config(4, &users_rules(4, 16));
-    seed_users(&fx, &from, 4, 16, 4000).await;
-    let from = fx.write("from.toml", &from);
-    let to = fx.write("to.toml", &fx.config(4, &users_rules(4, 32)));
+    let (from, to) = fx.users_expansion(4000, 4, 32).await;
     let mut child = fx
         .command(&[
             "start",
@@ -332,10 +323,7 @@ async fn users_onto_eight_data_sources() {
         return;
     }
     let fx = Fixture::new("migrator_ds8", 8).await;
-    let from = fx.config(4, &users_rules(4, 16));
-    seed_users(&fx, &from, 4, 16, 3000).await;
-    let from = fx.write("from.toml", &from);
-    let to = fx.write("to.toml", &fx.config(8, &users_rules(8, 16)));
+    let (from, to) = fx.users_expansion(3000, 8, 16).await;
     let plan = fx.migrator(&["plan", "--from", &from, "--to", &to, "--table", "users"]);
     assert!(plan.status.success());
     let text = stdout(&plan);

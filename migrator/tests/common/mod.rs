@@ -131,6 +131,25 @@ impl Fixture {
         toml
     }
 
+    /// The usual job of these tests: `rows` users seeded in the old layout
+    /// (ds0..ds3, 16 tables each) and the config files of the move to
+    /// `to_sources` data sources of `to_tables` tables: (from, to) paths.
+    pub async fn users_expansion(
+        &self,
+        rows: u64,
+        to_sources: u32,
+        to_tables: u32,
+    ) -> (String, String) {
+        let from = self.config(4, &users_rules(4, 16));
+        seed_users(self, &from, 4, 16, rows).await;
+        let from = self.write("from.toml", &from);
+        let to = self.write(
+            "to.toml",
+            &self.config(to_sources, &users_rules(to_sources, to_tables)),
+        );
+        (from, to)
+    }
+
     /// Writes a config file in the scratch directory.
     pub fn write(&self, name: &str, text: &str) -> String {
         let path = self.dir.join(name);
