@@ -137,6 +137,21 @@ impl Switch<'_> {
         Ok(limit - elapsed)
     }
 
+    /// The error of a request bounded by the pause's remaining time: once
+    /// that time is gone, the bound is the cause, whatever the request
+    /// reported (a timeout of the last microseconds, say).
+    fn bound_or(
+        &self,
+        paused_at: Instant,
+        before: &str,
+        error: impl Into<MigrateError>,
+    ) -> MigrateError {
+        match self.remaining(paused_at, before) {
+            Err(bound) => bound,
+            Ok(_) => error.into(),
+        }
+    }
+
     async fn steps(&self, done: &mut Done) -> Result<Switched, MigrateError> {
         let max_queue_ms = u64::try_from(self.max_pause.as_millis()).unwrap_or(u64::MAX);
         // A dead migrator must not hold the application's writes for long,
@@ -158,7 +173,8 @@ impl Switch<'_> {
             let started = Instant::now();
             let fast = proxy.with_timeout(self.remaining(first_pause, "pausing")?);
             fast.pause(self.table, Scope::Writes, max_queue_ms, lease_ms)
-                .await?;
+                .await
+                .map_err(|e| self.bound_or(first_pause, "pausing", e))?;
             done.paused.push((i, started));
         }
         let step = |what: &str| {
@@ -180,7 +196,8 @@ impl Switch<'_> {
         for proxy in &self.proxies {
             let fast = proxy.with_timeout(self.remaining(first_pause, "pausing reads")?);
             fast.pause(self.table, Scope::All, max_queue_ms, lease_ms)
-                .await?;
+                .await
+                .map_err(|e| self.bound_or(first_pause, "pausing reads", e))?;
         }
         step("reads paused");
         // The data sources are separate servers: rename on all at once.
@@ -207,7 +224,9 @@ impl Switch<'_> {
         let positions_after = positions_now(self.backends, &self.record_after).await?;
         for (i, proxy) in self.proxies.iter().enumerate() {
             let fast = proxy.with_timeout(self.remaining(first_pause, "activating")?);
-            fast.activate(versions[i]).await?;
+            fast.activate(versions[i])
+                .await
+                .map_err(|e| self.bound_or(first_pause, "activating", e))?;
             done.activated.push(i);
         }
         step("activated");
@@ -228,7 +247,8 @@ impl Switch<'_> {
                     .with_timeout(self.remaining(paused_at, "transactions in flight finished")?);
                 busy += fast
                     .pauses()
-                    .await?
+                    .await
+                    .map_err(|e| self.bound_or(paused_at, "transactions in flight finished", e))?
                     .iter()
                     .filter(|p| p.table.eq_ignore_ascii_case(self.table))
                     .map(|p| p.in_flight_transactions)
