@@ -325,6 +325,9 @@ async fn multiple_result_sets_come_through_whole() {
         t.push(json!({"multi": all_results(&mut conn, "SELECT 1 AS a; SELECT 2 AS b, 'two' AS c; DO 1; SELECT 3 AS d", false).await}));
         t.push(json!({"call_text": all_results(&mut conn, "CALL it_proto_two()", false).await}));
         t.push(json!({"call_prepared": all_results(&mut conn, "CALL it_proto_two()", true).await}));
+        // Again: the same statement, whose result sets the data source may
+        // now send without column definitions (MariaDB metadata caching).
+        t.push(json!({"call_prepared_again": all_results(&mut conn, "CALL it_proto_two()", true).await}));
         let after: i64 = ok(
             sqlx::query_scalar("SELECT 5").fetch_one(&mut conn).await,
             "after the multi-results",

@@ -1472,6 +1472,16 @@ async fn ddl_fans_out_on_a_scratch_sharded_table() {
     ))
     .await;
     c.placement("it_orders").await;
+    // Prepared reads before and after the columns change: MariaDB answers
+    // an execute without definitions while they stay as the connection got
+    // them (metadata caching), and with the new ones after an ALTER.
+    let point = "SELECT * FROM it_orders WHERE order_id = ?";
+    let spread = "SELECT * FROM it_orders WHERE order_id IN (?, ?, ?)";
+    let spread_args = || vec![Arg::I64(3), Arg::I64(4), Arg::I64(5)];
+    for _ in 0..2 {
+        c.same_prep(point, vec![Arg::I64(3)]).await;
+        c.same_prep(spread, spread_args()).await;
+    }
 
     c.same("ALTER TABLE it_orders ADD COLUMN note VARCHAR(32) NULL")
         .await;
@@ -1484,6 +1494,10 @@ async fn ddl_fans_out_on_a_scratch_sharded_table() {
     c.same("UPDATE it_orders SET note = '备注' WHERE order_id IN (3, 4, 5)")
         .await;
     c.same("SELECT * FROM it_orders").await;
+    for _ in 0..2 {
+        c.same_prep(point, vec![Arg::I64(3)]).await;
+        c.same_prep(spread, spread_args()).await;
+    }
 
     c.same("CREATE INDEX idx_it_orders_user ON it_orders (user_id)")
         .await;
@@ -1498,6 +1512,8 @@ async fn ddl_fans_out_on_a_scratch_sharded_table() {
     }
     c.same("ALTER TABLE it_orders DROP COLUMN note").await;
     c.same("SELECT * FROM it_orders").await;
+    c.same_prep(point, vec![Arg::I64(3)]).await;
+    c.same_prep(spread, spread_args()).await;
 
     c.same("TRUNCATE TABLE it_orders").await;
     let rows = per_node_count(&c, "SELECT COUNT(*) FROM `{db}`.`{table}`").await;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mysql_common::auth::plugins::mysql_native_password::scramble_native;
-use mysql_common::constants::CapabilityFlags;
+use mysql_common::constants::{CapabilityFlags, MariadbCapabilities};
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::{AuthPlugin, HandshakePacket, HandshakeResponse};
 use mysql_common::proto::MySerialize;
@@ -16,12 +16,13 @@ use shardgate_rules::config::BackendUrl;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
+use super::columns::{KeptColumns, ResultColumns};
 use super::Flavor;
 use crate::error::BackendError;
 use crate::wire::command::{COM_INIT_DB, COM_QUERY, COM_RESET_CONNECTION, COM_STMT_CLOSE};
 use crate::wire::ok_err::{take_lenenc_int, ErrInfo, OkInfo};
 use crate::wire::packet::{PacketReader, PacketWriter};
-use crate::wire::response::{Outcome, ResponseKind, ResponseScanner, Step};
+use crate::wire::response::{Outcome, PrepareOk, ResponseKind, ResponseScanner, Step};
 
 /// Capabilities every backend connection asks for; the session-visible ones
 /// come from the client through `Flavor`.
@@ -72,6 +73,15 @@ pub struct BackendConn {
     /// connection is closed instead of going back to the pool.
     pub broken: bool,
     pub last_used: Instant,
+    /// MariaDB's metadata caching is on: every column count packet carries
+    /// a "metadata follows" byte, and an execute whose result columns are
+    /// those the server sent last time for that statement gets none (see
+    /// [`ResultColumns`]).
+    pub cache_metadata: bool,
+    /// The column definitions each prepared statement's result last came
+    /// with, by backend statement id, for executes the server answers
+    /// without them.
+    result_columns: HashMap<u32, ResultColumns>,
 }
 
 impl BackendConn {
@@ -108,6 +118,8 @@ impl BackendConn {
             status: 0,
             broken: false,
             last_used: Instant::now(),
+            cache_metadata: false,
+            result_columns: HashMap::new(),
         };
         tokio::time::timeout(CONNECT_TIMEOUT, conn.login(url))
             .await
@@ -126,7 +138,18 @@ impl BackendConn {
         self.thread_id = handshake.connection_id();
         let nonce = handshake.nonce();
         let scramble = scramble_native(&nonce, url.password.as_bytes());
-        let caps = base_capabilities() | self.flavor.capabilities();
+        let mut caps = base_capabilities() | self.flavor.capabilities();
+        // A MariaDB server (no CLIENT_MYSQL bit) that can skip the column
+        // definitions of repeated executes: they are the larger part of a
+        // point select's reply, and building them is work on the server.
+        let mariadb_caps = MariadbCapabilities::MARIADB_CLIENT_CACHE_METADATA;
+        self.cache_metadata = !handshake
+            .capabilities()
+            .contains(CapabilityFlags::CLIENT_LONG_PASSWORD)
+            && handshake.mariadb_ext_capabilities().contains(mariadb_caps);
+        if self.cache_metadata {
+            caps.remove(CapabilityFlags::CLIENT_LONG_PASSWORD);
+        }
         let response = HandshakeResponse::new(
             Some(scramble.as_ref().map(|s| &s[..]).unwrap_or(&[])),
             handshake.server_version_parsed().unwrap_or((10, 0, 0)),
@@ -136,7 +159,12 @@ impl BackendConn {
             caps,
             None,
             1 << 30,
-        );
+        )
+        .with_mariadb_ext_capabilities(if self.cache_metadata {
+            mariadb_caps
+        } else {
+            MariadbCapabilities::empty()
+        });
         let mut payload = Vec::with_capacity(128);
         response.serialize(&mut payload);
         // The collation byte follows capabilities and max packet size; it
@@ -229,10 +257,50 @@ impl BackendConn {
 
     /// Reads a whole reply, keeping nothing but its outcome.
     pub async fn read_outcome(&mut self, kind: ResponseKind) -> Result<Outcome, BackendError> {
-        let mut scanner = ResponseScanner::new(kind, self.flavor.deprecate_eof());
+        let mut scanner = self.scanner(kind);
         loop {
             let (_, payload) = self.read().await?;
             if let Step::Done(outcome) = scanner.feed(&payload) {
+                self.note_outcome(&outcome);
+                return Ok(outcome);
+            }
+        }
+    }
+
+    /// A scanner for a reply on this connection.
+    pub fn scanner(&self, kind: ResponseKind) -> ResponseScanner {
+        ResponseScanner::new(kind, self.flavor.deprecate_eof())
+            .with_metadata_flag(self.cache_metadata)
+    }
+
+    /// The column definitions statement `id`'s result last came with.
+    pub fn result_columns(&self, id: u32) -> Option<ResultColumns> {
+        self.result_columns.get(&id).cloned()
+    }
+
+    /// Keeps the column definitions statement `id`'s result came with.
+    pub fn keep_result_columns(&mut self, id: u32, columns: ResultColumns) {
+        self.result_columns.insert(id, columns);
+    }
+
+    /// Reads the reply to a COM_STMT_PREPARE, keeping its column
+    /// definitions for executes the server answers without them.
+    pub async fn read_prepare_outcome(&mut self) -> Result<Outcome, BackendError> {
+        let mut scanner = self.scanner(ResponseKind::Prepare);
+        let mut columns = KeptColumns::for_prepare(self);
+        let mut first = true;
+        loop {
+            let (_, payload) = self.read().await?;
+            if first {
+                first = false;
+                if let Some(ok) = PrepareOk::parse(&payload) {
+                    columns.prepared(&ok);
+                }
+            } else if scanner.expects_column_definition() {
+                columns.arrived(&payload);
+            }
+            if let Step::Done(outcome) = scanner.feed(&payload) {
+                columns.store(self);
                 self.note_outcome(&outcome);
                 return Ok(outcome);
             }
@@ -296,7 +364,7 @@ impl BackendConn {
         payload.extend_from_slice(sql.as_bytes());
         self.send_command(&payload).await?;
         let deprecate_eof = self.flavor.deprecate_eof();
-        let mut scanner = ResponseScanner::new(ResponseKind::ResultSets, deprecate_eof);
+        let mut scanner = self.scanner(ResponseKind::ResultSets);
         let mut rows = Vec::new();
         let mut names = Vec::new();
         let mut columns: Option<u64> = None;
@@ -309,6 +377,12 @@ impl BackendConn {
                 None => {
                     let mut rest = &payload[..];
                     columns = take_lenenc_int(&mut rest);
+                    // A text result always comes with its definitions.
+                    if self.cache_metadata && step == Step::More && rest.first() == Some(&0) {
+                        self.broken = true;
+                        return Err(self
+                            .protocol("a query's result came without column definitions".into()));
+                    }
                 }
                 Some(n) if !in_rows => {
                     defs_seen += 1;
@@ -347,6 +421,7 @@ impl BackendConn {
         self.send_command(&[COM_RESET_CONNECTION]).await?;
         self.expect_ok().await?;
         self.statements.clear();
+        self.result_columns.clear();
         self.applied_state = 0;
         let mut init = vec![COM_INIT_DB];
         init.extend_from_slice(self.physical_db.as_bytes());
@@ -386,6 +461,7 @@ impl BackendConn {
                 .map(|(k, s)| (k.clone(), s.id));
             if let Some((key, old_id)) = oldest {
                 self.statements.remove(&key);
+                self.result_columns.remove(&old_id);
                 let mut close = vec![COM_STMT_CLOSE];
                 close.extend_from_slice(&old_id.to_le_bytes());
                 self.queue_command(&close);
@@ -400,6 +476,7 @@ impl BackendConn {
                 last_used: self.use_counter,
             },
         ) {
+            self.result_columns.remove(&previous.id);
             let mut close = vec![COM_STMT_CLOSE];
             close.extend_from_slice(&previous.id.to_le_bytes());
             self.queue_command(&close);

@@ -1,6 +1,7 @@
 //! Connections to the data sources and the pools that share them between
 //! sessions.
 
+pub mod columns;
 pub mod conn;
 pub mod maintenance;
 pub mod pool;

@@ -7,11 +7,13 @@
 use bytes::Buf;
 use tokio::io::AsyncWrite;
 
+use crate::backend::columns::KeptColumns;
 use crate::backend::BackendConn;
 use crate::error::BackendError;
 use crate::shard::metadata::MetadataNames;
+use crate::wire::ok_err::take_lenenc_int;
 use crate::wire::packet::{payload_len, PacketWriter, HEADER};
-use crate::wire::response::{Outcome, ResponseKind, ResponseScanner, Step};
+use crate::wire::response::{Outcome, PrepareOk, ResponseKind, Step};
 use crate::wire::stmt::set_statement_id;
 
 /// Queued client bytes beyond which the proxy writes before reading on.
@@ -26,24 +28,43 @@ pub enum ForwardError {
     Client(std::io::Error),
 }
 
-/// Copies one reply from `conn` to `client`. With `statement_id`, a
-/// prepare-OK gets that id (the proxy's) instead of the backend's.
+/// What a forwarded reply answers, where that changes how it is copied.
+#[derive(Debug, Clone, Copy)]
+pub enum Answer {
+    /// Copied as it is (but for sequence ids and logical names).
+    Plain,
+    /// A COM_STMT_PREPARE: the prepare-OK gets the proxy's statement id.
+    Prepare { client_id: u32 },
+    /// A COM_STMT_EXECUTE of this backend statement: a result the data
+    /// source sent without column definitions (MariaDB's metadata caching)
+    /// gets the ones it came with last time.
+    Execute { backend_id: u32 },
+}
+
+/// Copies one reply from `conn` to `client`.
 pub async fn forward_reply<W: AsyncWrite + Unpin>(
     conn: &mut BackendConn,
     client: &mut PacketWriter<W>,
     kind: ResponseKind,
-    statement_id: Option<u32>,
+    answer: Answer,
     names: Option<&MetadataNames>,
 ) -> Result<Outcome, ForwardError> {
-    let mut scanner = ResponseScanner::new(kind, conn.flavor.deprecate_eof());
+    let mut scanner = conn.scanner(kind);
     let mut seq = client.seq();
     let mut first = true;
+    let (statement_id, executed) = match answer {
+        Answer::Plain => (None, None),
+        Answer::Prepare { client_id } => (Some(client_id), None),
+        Answer::Execute { backend_id } => (None, Some(backend_id)),
+    };
+    let mut columns = KeptColumns::for_execute(conn, executed);
     loop {
         let buf = conn.reader.buffer();
         let mut pos = 0;
         // Bytes from `chunk` to `pos` go to the client as they are.
         let mut chunk = 0;
         let mut done = None;
+        let mut missing = false;
         while done.is_none() && buf.len() - pos >= HEADER {
             let end = pos + HEADER + payload_len(&buf[pos..]);
             if buf.len() < end {
@@ -51,6 +72,33 @@ pub async fn forward_reply<W: AsyncWrite + Unpin>(
             }
             buf[pos + 3] = seq;
             seq = seq.wrapping_add(1);
+            if columns.caching && scanner.expects_column_count(&buf[pos + HEADER..end]) {
+                // The client gets the count without the "metadata follows"
+                // byte and, when the data source left them out, the
+                // definitions it sent last time.
+                client.push_raw(&buf[chunk..pos]);
+                let count = &buf[pos + HEADER..end - 1];
+                push_packet(client, buf[pos + 3], count);
+                chunk = end;
+                if buf[end - 1] == 0 {
+                    let Some(defs) = columns.skipped() else {
+                        missing = true;
+                        break;
+                    };
+                    for def in defs.iter() {
+                        match names.and_then(|n| n.logical_column(def)) {
+                            Some(logical) => push_packet(client, seq, &logical),
+                            None => push_packet(client, seq, def),
+                        }
+                        seq = seq.wrapping_add(1);
+                    }
+                } else {
+                    let mut rest = count;
+                    columns.sent(take_lenenc_int(&mut rest).unwrap_or(0));
+                }
+            } else if scanner.expects_column_definition() {
+                columns.arrived(&buf[pos + HEADER..end]);
+            }
             // Column definitions name the physical schema and tables: the
             // client sees the logical ones.
             if let Some(names) = names.filter(|_| scanner.expects_column_definition()) {
@@ -74,17 +122,23 @@ pub async fn forward_reply<W: AsyncWrite + Unpin>(
             }
             if first {
                 first = false;
-                if let (Some(id), Some(0x00)) = (statement_id, payload.first()) {
+                if let (Some(id), Some(ok)) = (statement_id, PrepareOk::parse(payload)) {
+                    columns.prepared(&ok);
                     set_statement_id(payload, id);
                 }
             }
             pos = end;
+        }
+        if missing {
+            conn.broken = true;
+            return Err(KeptColumns::missing(&conn.ds).into());
         }
         if pos > 0 {
             client.push_raw(&buf[chunk..pos]);
             buf.advance(pos);
         }
         client.set_seq(seq);
+        columns.store(conn);
         if let Some(outcome) = done {
             conn.note_outcome(&outcome);
             return Ok(outcome);
@@ -102,6 +156,13 @@ pub async fn forward_reply<W: AsyncWrite + Unpin>(
     }
 }
 
+/// Queues one packet (under 16 MiB) with sequence id `seq`.
+fn push_packet<W: AsyncWrite + Unpin>(client: &mut PacketWriter<W>, seq: u8, payload: &[u8]) {
+    let len = payload.len();
+    client.push_raw(&[len as u8, (len >> 8) as u8, (len >> 16) as u8, seq]);
+    client.push_raw(payload);
+}
+
 /// Which parts of a result set a node contributes when several nodes'
 /// rows are concatenated: the first sends the column definitions, the last
 /// the end-of-result packet, every one its rows.
@@ -113,30 +174,55 @@ pub struct Part {
 
 /// Copies one node's result set as a part of a concatenated one. An error
 /// reply is always copied (and ends the concatenation: `Outcome::Err`).
+/// `executed`: the backend statement, for an execute (see [`Answer::Execute`]).
 pub async fn forward_part<W: AsyncWrite + Unpin>(
     conn: &mut BackendConn,
     client: &mut PacketWriter<W>,
     part: Part,
+    executed: Option<u32>,
     names: Option<&MetadataNames>,
 ) -> Result<Outcome, ForwardError> {
     let deprecate_eof = conn.flavor.deprecate_eof();
-    let mut scanner = ResponseScanner::new(ResponseKind::ResultSets, deprecate_eof);
+    let mut scanner = conn.scanner(ResponseKind::ResultSets);
+    let mut columns = KeptColumns::for_execute(conn, executed);
     let mut index = 0u64;
+    // Packets up to the rows (count, definitions, EOF), and the definitions among them.
     let mut header = u64::MAX;
+    let mut definitions = 0;
+    // The count carries the "metadata follows" byte, which the client does not get.
+    let mut flagged = false;
     loop {
         let buf = conn.reader.buffer();
         let mut pos = 0;
+        let mut missing = false;
         while buf.len() - pos >= HEADER {
             let end = pos + HEADER + payload_len(&buf[pos..]);
             if buf.len() < end {
                 break;
             }
             let payload = &buf[pos + HEADER..end];
+            let mut skipped = None;
             if index == 0 {
                 let mut rest = payload;
-                if let Some(n) = crate::wire::ok_err::take_lenenc_int(&mut rest) {
-                    header = 1 + n + u64::from(!deprecate_eof);
+                if let Some(n) = take_lenenc_int(&mut rest) {
+                    definitions = n;
+                    if scanner.expects_column_count(payload) {
+                        flagged = true;
+                        if rest.first() == Some(&0) {
+                            definitions = 0;
+                            let Some(defs) = columns.skipped() else {
+                                missing = true;
+                                break;
+                            };
+                            skipped = Some(defs);
+                        } else {
+                            columns.sent(n);
+                        }
+                    }
+                    header = 1 + definitions + u64::from(!deprecate_eof);
                 }
+            } else if index <= definitions {
+                columns.arrived(payload);
             }
             let step = scanner.feed(payload);
             let keep = match &step {
@@ -144,25 +230,40 @@ pub async fn forward_part<W: AsyncWrite + Unpin>(
                 Step::Done(_) => part.last,
                 Step::More => index >= header || part.first,
             };
-            let definition =
-                index >= 1 && index <= header.saturating_sub(1 + u64::from(!deprecate_eof));
+            let definition = index >= 1 && index <= definitions;
             match names
                 .filter(|_| keep && definition)
                 .and_then(|n| n.logical_column(payload))
             {
                 Some(logical) => client.push(&logical),
+                // The count without the "metadata follows" byte.
+                None if keep && index == 0 && flagged => {
+                    client.push(&payload[..payload.len() - 1]);
+                }
                 None if keep => client.push_framed(&buf[pos..end]),
                 None => {}
+            }
+            for def in skipped.iter().flat_map(|defs| defs.iter()).filter(|_| keep) {
+                match names.and_then(|n| n.logical_column(def)) {
+                    Some(logical) => client.push(&logical),
+                    None => client.push(def),
+                }
             }
             index += 1;
             pos = end;
             if let Step::Done(outcome) = step {
                 buf.advance(pos);
+                columns.store(conn);
                 conn.note_outcome(&outcome);
                 return Ok(outcome);
             }
         }
+        if missing {
+            conn.broken = true;
+            return Err(KeptColumns::missing(&conn.ds).into());
+        }
         buf.advance(pos);
+        columns.store(conn);
         if client.pending() >= FLUSH_AT {
             if let Err(e) = client.flush().await {
                 conn.broken = true;

@@ -38,7 +38,7 @@ use crate::wire::ok_err::{encode_eof, status, ErrInfo, OkInfo};
 use crate::wire::packet::{PacketReader, PacketWriter, ReadError};
 use crate::wire::response::{Outcome, ResponseKind};
 use crate::wire::stmt::{long_data_param, retarget_execute, set_statement_id, statement_id};
-use forward::{forward_reply, ForwardError};
+use forward::{forward_reply, Answer, ForwardError};
 use prepared::{PreparedStatement, ShardedPrepared, Statements};
 use state::{literal_from_read_back, SessionVars};
 
@@ -530,7 +530,7 @@ impl Session {
         }
         let mut conn = self.checkout(&classified).await?;
         let outcome = self
-            .run_on(&mut conn, payload, ResponseKind::ResultSets, None)
+            .run_on(&mut conn, payload, ResponseKind::ResultSets, Answer::Plain)
             .await?;
         if let (Kind::Begin(text), Outcome::Ok(_)) = (&classified.kind, &outcome) {
             self.transaction = Some(text.clone());
@@ -626,7 +626,12 @@ impl Session {
         let id = self.statements.next_id();
         let mut conn = self.checkout_on(&pool, &classified).await?;
         let outcome = self
-            .run_on(&mut conn, &backend_payload, ResponseKind::Prepare, Some(id))
+            .run_on(
+                &mut conn,
+                &backend_payload,
+                ResponseKind::Prepare,
+                Answer::Prepare { client_id: id },
+            )
             .await?;
         if let Outcome::Prepared(ok) = outcome {
             conn.remember_statement(backend_sql, ok.statement_id, ok.num_params);
@@ -762,8 +767,15 @@ impl Session {
             set_statement_id(&mut chunk, backend.id);
             conn.queue_command(&chunk);
         }
-        self.run_on(&mut conn, &packet, ResponseKind::ResultSets, None)
-            .await?;
+        self.run_on(
+            &mut conn,
+            &packet,
+            ResponseKind::ResultSets,
+            Answer::Execute {
+                backend_id: backend.id,
+            },
+        )
+        .await?;
         self.release(conn, &classified);
         Ok(Flow::Continue)
     }
@@ -781,7 +793,7 @@ impl Session {
     async fn pass_through(&mut self, payload: &[u8], kind: ResponseKind) -> CommandResult {
         let classified = Classified::default();
         let mut conn = self.checkout(&classified).await?;
-        self.run_on(&mut conn, payload, kind, None).await?;
+        self.run_on(&mut conn, payload, kind, Answer::Plain).await?;
         self.release(conn, &classified);
         Ok(Flow::Continue)
     }
@@ -804,7 +816,7 @@ impl Session {
         if let Some(mut conn) = self.held.pop() {
             // Held connections change with the session; the first one answers.
             conn.flavor = self.flavor;
-            self.run_on(&mut conn, payload, ResponseKind::Single, None)
+            self.run_on(&mut conn, payload, ResponseKind::Single, Answer::Plain)
                 .await?;
             for other in &mut self.held {
                 other.flavor = self.flavor;
@@ -905,14 +917,14 @@ impl Session {
         conn: &mut PooledConn,
         payload: &[u8],
         kind: ResponseKind,
-        statement_id: Option<u32>,
+        answer: Answer,
     ) -> Result<Outcome, Failure> {
         conn.send_command(payload).await?;
         let outcome = forward_reply(
             conn,
             &mut self.writer,
             kind,
-            statement_id,
+            answer,
             Some(&self.shared.metadata),
         )
         .await?;
@@ -1040,7 +1052,7 @@ async fn ensure_prepared(
     prepare.push(COM_STMT_PREPARE);
     prepare.extend_from_slice(sql);
     conn.send_command(&prepare).await?;
-    match conn.read_outcome(ResponseKind::Prepare).await? {
+    match conn.read_prepare_outcome().await? {
         Outcome::Prepared(ok) => {
             conn.remember_statement(sql.clone(), ok.statement_id, ok.num_params);
             conn.statement(sql).map(Ok).ok_or_else(|| {

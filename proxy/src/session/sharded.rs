@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tracing::{debug, error, warn};
 
 use super::definitions::Ahead;
-use super::forward::{forward_part, Part};
+use super::forward::{forward_part, Answer, Part};
 use super::prepared::NodeStatement;
 use super::{Failure, Session};
 use crate::backend::{Pool, PooledConn};
@@ -269,7 +269,7 @@ impl Session {
         let mut payload = Vec::with_capacity(sql.len() + 1);
         payload.push(COM_QUERY);
         payload.extend_from_slice(sql.as_bytes());
-        self.run_on(&mut conn, &payload, ResponseKind::ResultSets, None)
+        self.run_on(&mut conn, &payload, ResponseKind::ResultSets, Answer::Plain)
             .await?;
         self.release(conn, &classified);
         Ok(())
@@ -305,6 +305,8 @@ impl Session {
         // Each node's command. Prepared on first use: before anything is
         // pipelined on the connection, whose replies must come in order.
         let mut commands: Vec<Vec<u8>> = Vec::with_capacity(count);
+        // The backend statement each node executes (None: a query).
+        let mut executed: Vec<Option<u32>> = Vec::with_capacity(count);
         for (target, &at) in targets.iter().zip(&conn_of) {
             let command = match &execution {
                 None => {
@@ -316,6 +318,7 @@ impl Session {
                     let mut payload = Vec::with_capacity(sql.len() + 1);
                     payload.push(COM_QUERY);
                     payload.extend_from_slice(sql.as_bytes());
+                    executed.push(None);
                     payload
                 }
                 Some(exec) => {
@@ -337,6 +340,7 @@ impl Session {
                     if let Some(flags) = packet.get_mut(5) {
                         *flags = 0;
                     }
+                    executed.push(Some(backend.id));
                     packet
                 }
             };
@@ -359,6 +363,7 @@ impl Session {
                 &mut conns[at],
                 &mut self.writer,
                 part,
+                executed[i],
                 Some(&self.shared.metadata),
             )
             .await?;
@@ -852,7 +857,7 @@ impl Session {
                 None => self.checkout(classified).await?,
             };
             let outcome = self
-                .run_on(&mut conn, payload, ResponseKind::ResultSets, None)
+                .run_on(&mut conn, payload, ResponseKind::ResultSets, Answer::Plain)
                 .await?;
             if ends {
                 self.transaction = None;
@@ -1009,7 +1014,9 @@ impl Session {
                 &mut conn,
                 &mut self.writer,
                 ResponseKind::ResultSets,
-                None,
+                Answer::Execute {
+                    backend_id: backend.id,
+                },
                 Some(&self.shared.metadata),
             )
             .await?
@@ -1018,6 +1025,7 @@ impl Session {
                 &mut conn,
                 &mut self.writer,
                 part,
+                Some(backend.id),
                 Some(&self.shared.metadata),
             )
             .await?
@@ -1080,6 +1088,14 @@ pub(super) async fn read_columns(
     }
     let mut rest = &first[..];
     let n = crate::wire::ok_err::take_lenenc_int(&mut rest).unwrap_or(0);
+    // A query's result always comes with its definitions.
+    if conn.cache_metadata && rest.first() == Some(&0) {
+        conn.broken = true;
+        return Err(crate::error::BackendError::Protocol {
+            ds,
+            what: "a query's result came without column definitions".into(),
+        });
+    }
     let mut columns = Vec::with_capacity(n as usize);
     for _ in 0..n {
         let (_, def) = conn.reader.read_packet(usize::MAX).await.map_err(lost)?;

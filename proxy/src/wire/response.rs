@@ -93,6 +93,9 @@ pub struct ResponseScanner {
     continuing: bool,
     prepared: Option<PrepareOk>,
     last_ok: Option<OkInfo>,
+    /// Column count packets carry MariaDB's "metadata follows" byte
+    /// (MARIADB_CLIENT_CACHE_METADATA).
+    metadata_flag: bool,
 }
 
 /// What the scanner learned from one packet.
@@ -115,12 +118,31 @@ impl ResponseScanner {
             continuing: false,
             prepared: None,
             last_ok: None,
+            metadata_flag: false,
         }
+    }
+
+    /// Reads column count packets as a connection with MariaDB's metadata
+    /// caching sends them: with a byte saying whether definitions follow.
+    pub fn with_metadata_flag(mut self, on: bool) -> Self {
+        self.metadata_flag = on;
+        self
     }
 
     /// Whether the next packet is a column (or parameter) definition.
     pub fn expects_column_definition(&self) -> bool {
         !self.continuing && matches!(self.state, State::Columns { .. })
+    }
+
+    /// Whether `payload`, the next packet, is a column count packet with
+    /// MariaDB's "metadata follows" byte (its last byte).
+    pub fn expects_column_count(&self, payload: &[u8]) -> bool {
+        self.metadata_flag
+            && !self.continuing
+            && self.kind == ResponseKind::ResultSets
+            && matches!(self.state, State::Start)
+            && payload.len() >= 2
+            && !matches!(payload[0], 0x00 | 0xFB | 0xFF)
     }
 
     /// Feeds one physical packet's payload.
@@ -207,6 +229,18 @@ impl ResponseScanner {
             (ResponseKind::ResultSets, Some(_)) => {
                 let mut rest = payload;
                 match take_lenenc_int(&mut rest) {
+                    // Metadata skipped: the column count is followed by
+                    // the EOF that would end the definitions, or the rows.
+                    Some(n) if n > 0 && self.metadata_flag && rest.first() == Some(&0) => {
+                        self.state = if self.deprecate_eof {
+                            State::Rows
+                        } else {
+                            State::ColumnsEof {
+                                then: AfterColumns::Rows,
+                            }
+                        };
+                        Step::More
+                    }
                     Some(n) if n > 0 => {
                         self.state = State::Columns {
                             remaining: n,
@@ -373,6 +407,55 @@ mod tests {
         );
         assert!(steps[..4].iter().all(|s| *s == Step::More));
         assert_eq!(steps[4], Step::Done(Outcome::Ok(final_ok)));
+    }
+
+    #[test]
+    fn metadata_flag_with_definitions() {
+        let mut s = ResponseScanner::new(ResponseKind::ResultSets, true).with_metadata_flag(true);
+        let count = vec![2, 1];
+        assert!(s.expects_column_count(&count));
+        let end = OkInfo::default().encode_with_header(0xFE);
+        let steps = feed_all(
+            &mut s,
+            &[count, coldef(), coldef(), b"\x011\x012".to_vec(), end],
+        );
+        assert!(steps[..4].iter().all(|s| *s == Step::More));
+        assert!(matches!(steps[4], Step::Done(Outcome::Ok(_))));
+    }
+
+    #[test]
+    fn metadata_flag_without_definitions() {
+        // DEPRECATE_EOF: the rows follow the count at once.
+        let mut s = ResponseScanner::new(ResponseKind::ResultSets, true).with_metadata_flag(true);
+        let end = OkInfo::default().encode_with_header(0xFE);
+        let steps = feed_all(&mut s, &[vec![2, 0], b"\x011\x012".to_vec(), end]);
+        assert_eq!(steps[..2], [Step::More, Step::More]);
+        assert!(matches!(steps[2], Step::Done(Outcome::Ok(_))));
+        // Without it, the EOF that would end the definitions comes first.
+        let mut s = ResponseScanner::new(ResponseKind::ResultSets, false).with_metadata_flag(true);
+        let steps = feed_all(
+            &mut s,
+            &[
+                vec![2, 0],
+                encode_eof(0, 2),
+                b"\x011\x012".to_vec(),
+                encode_eof(0, 2),
+            ],
+        );
+        assert!(steps[..3].iter().all(|s| *s == Step::More));
+        assert!(matches!(steps[3], Step::Done(Outcome::Ok(_))));
+    }
+
+    #[test]
+    fn only_result_headers_are_column_counts() {
+        let s = ResponseScanner::new(ResponseKind::ResultSets, true).with_metadata_flag(true);
+        assert!(!s.expects_column_count(&OkInfo::default().encode()));
+        assert!(!s.expects_column_count(b"\xff\x15\x04#42000"));
+        assert!(!s.expects_column_count(&[1]), "no flag byte");
+        let plain = ResponseScanner::new(ResponseKind::ResultSets, true);
+        assert!(!plain.expects_column_count(&[1, 1]), "no metadata caching");
+        let prepare = ResponseScanner::new(ResponseKind::Prepare, true).with_metadata_flag(true);
+        assert!(!prepare.expects_column_count(&[1, 1]));
     }
 
     #[test]
