@@ -29,11 +29,12 @@ import os
 import re
 import resource
 import signal
+import statistics
 import subprocess
 import sys
 import time
 
-ENDPOINT_ORDER = {"direct": 0, "haproxy": 1, "shardgate": 2}
+ENDPOINT_ORDER = {"direct": 0, "haproxy": 1, "shardgate": 2, "shardgate-1srv": 3}
 
 # Default target: issue 2, section 6 (pass-through stage). bench/sharded.sh
 # passes issue 3's (80%, 30 µs) with --target-*.
@@ -151,7 +152,7 @@ def cmd_run(a):
         f.write(f"\n===== {a.test} threads={a.threads} endpoint={a.endpoint} "
                 f"rc={proc.returncode} =====\n$ {' '.join(cmd)}\n{proc.stdout}")
 
-    rec = {"test": a.test, "threads": a.threads, "endpoint": a.endpoint,
+    rec = {"test": a.test, "threads": a.threads, "endpoint": a.endpoint, "round": a.round,
            "rc": proc.returncode, "wall_s": round(t1 - t0, 3), "load1": loadavg1()}
     if len(db_pids) > 1:
         rec["db_pids"] = len(db_pids)
@@ -245,8 +246,21 @@ def load(path):
     return recs
 
 
+def target_pairs(recs, endpoint="shardgate"):
+    """(haproxy, endpoint) records of the target test, one pair per round
+    in which both ran."""
+    by_round = {}
+    for r in recs:
+        if r["test"] == TARGET_TEST and r["threads"] == TARGET_THREADS and r.get("ok"):
+            by_round.setdefault(r.get("round", 1), {})[r["endpoint"]] = r
+    return [(eps["haproxy"], eps[endpoint]) for _, eps in sorted(by_round.items())
+            if "haproxy" in eps and endpoint in eps]
+
+
 def cmd_report(a):
-    recs = load(a.records)
+    every = load(a.records)
+    # The table shows the first round; later rounds only repeat the target pair.
+    recs = [r for r in every if r.get("round", 1) == 1]
     by_key = {(r["test"], r["threads"], r["endpoint"]): r for r in recs}
     tests = []
     for r in recs:
@@ -269,7 +283,7 @@ def cmd_report(a):
             continue
         d, h = qps(t, n, "direct"), qps(t, n, "haproxy")
         vs_direct = r["qps"] / d if d else None
-        sg_hap = r["qps"] / h if (ep == "shardgate" and h) else None
+        sg_hap = r["qps"] / h if (ep.startswith("shardgate") and h) else None
         rows.append((t, str(n), ep, f"{r['qps']:.0f}", f"{r['p95_ms']:.2f}" if "p95_ms" in r else "-",
                      fmt_pct(vs_direct), fmt_pct(sg_hap), fmt_us(r.get("proxy_us_q")),
                      fmt_us(r.get("db_us_q")) + ("*" if r.get("db_pids", 1) > 1 else ""),
@@ -315,7 +329,22 @@ def cmd_report(a):
     hap_ok = bool(hap and hap.get("ok"))
     label1 = f"  ShardGate QPS >= {target_ratio:.0%} of HAProxy QPS"
     label2 = f"  ShardGate proxy CPU <= {target_us:.0f} µs/query"
-    if sg_ok and hap_ok:
+    pairs = target_pairs(every)
+    if sg_ok and hap_ok and len(pairs) > 1:
+        # This machine's speed drifts by ~10% within minutes (other tenants):
+        # the verdict is the median of haproxy/shardgate pairs run back to back.
+        ratios = sorted(s["qps"] / h["qps"] for h, s in pairs)
+        ratio = statistics.median(ratios)
+        verdict = "PASS" if ratio >= target_ratio else "MISS"
+        each = ", ".join(f"{s['qps']:.0f}/{h['qps']:.0f} = {s['qps'] / h['qps']:.1%}"
+                         for h, s in pairs)
+        print(f"{label1}: median of {len(pairs)} back-to-back pairs {ratio:.1%}  {verdict}")
+        print(f"    rounds: {each}")
+        us = [s["proxy_us_q"] for _, s in pairs if s.get("proxy_us_q") is not None]
+        if us:
+            sg = dict(sg, proxy_us_q=statistics.median(us))
+            label2 += f" (median of {len(us)} rounds: {', '.join(f'{v:.1f}' for v in us)})"
+    elif sg_ok and hap_ok:
         ratio = sg["qps"] / hap["qps"]
         verdict = "PASS" if ratio >= target_ratio else "MISS"
         print(f"{label1}: {sg['qps']:.0f} / {hap['qps']:.0f} = {ratio:.1%}  {verdict}")
@@ -328,6 +357,14 @@ def cmd_report(a):
         print(f"{label2}: {v:.1f} µs  {verdict}")
     else:
         print(f"{label2}: n/a (ShardGate not measured)  MISS")
+    one = target_pairs(every, "shardgate-1srv")
+    if one:
+        ratio = statistics.median(s["qps"] / h["qps"] for h, s in one)
+        print(f"  Diagnostic, not a target: the same ShardGate with ds1..ds3 copied onto ds0's server "
+              f"(one mariadbd instead of four sharing the CPUs): median {ratio:.1%} of HAProxy")
+        print("    rounds: " + ", ".join(
+            f"{s['qps']:.0f}/{h['qps']:.0f} = {s['qps'] / h['qps']:.1%} (proxy {fmt_us(s.get('proxy_us_q'))}, "
+            f"mariadbd {fmt_us(s.get('db_us_q'))} µs/q)" for h, s in one))
     return 0
 
 
@@ -343,6 +380,7 @@ def main():
     r.add_argument("--proxy-pid", type=int)
     r.add_argument("--db-pid", type=int, action="append")
     r.add_argument("--clk-tck", type=int)
+    r.add_argument("--round", type=int, default=1)
     r.add_argument("cmd", nargs=argparse.REMAINDER)
     p = sub.add_parser("report")
     p.add_argument("--records", required=True)

@@ -45,6 +45,15 @@ Environment (defaults in brackets):
   BENCH_PS_MODE        sysbench --db-ps-mode: auto | disable         [auto]
   BENCH_TESTS          sysbench tests        [oltp_point_select oltp_read_only]
   BENCH_THREADS        thread counts                                 [8 32]
+  BENCH_TARGET_ROUNDS  haproxy/shardgate pairs of oltp_point_select at 8
+                       threads, run back to back, whose median ratio is
+                       the target's verdict (this machine's speed drifts
+                       by ~10% within minutes)                        [3]
+  BENCH_ONE_SERVER     1 = in those rounds, also a second ShardGate whose
+                       ds1..ds3 are copies on ds0's server (databases
+                       <DIRECT_DB>_ds1..3): the same sharding without four
+                       mariadbd processes sharing the CPUs; a diagnostic
+                       line, not the target                            [1]
   BENCH_ENDPOINTS      subset of: direct haproxy shardgate   [all three]
   BENCH_TABLES / BENCH_TABLE_SIZE   sysbench data set                [4 / 10000]
   BENCH_MEM_ROWS       rows of sbtest1 for the peak-memory query; 0 = skip
@@ -75,7 +84,7 @@ Environment (defaults in brackets):
                        Empty: the config's default.
   RUST_LOG             passed to shardgate                           [warn]
 
-Defaults take about 5 minutes (12 runs of 2+15 s, prepare, memory phase)
+Defaults take about 6 minutes (12 runs + 4 target rounds of 2+15 s, prepare, memory phase)
 plus the cargo build. Quick check:
   BENCH_SECONDS=5 BENCH_WARMUP=1 BENCH_THREADS=8 BENCH_MEM_ROWS=100000 bench/sharded.sh
 EOF
@@ -95,6 +104,8 @@ BENCH_WARMUP=${BENCH_WARMUP:-2}
 BENCH_PS_MODE=${BENCH_PS_MODE:-auto}
 BENCH_TESTS=${BENCH_TESTS:-oltp_point_select oltp_read_only}
 BENCH_THREADS=${BENCH_THREADS:-8 32}
+BENCH_TARGET_ROUNDS=${BENCH_TARGET_ROUNDS:-3}
+BENCH_ONE_SERVER=${BENCH_ONE_SERVER:-1}
 BENCH_ENDPOINTS=${BENCH_ENDPOINTS:-direct haproxy shardgate}
 BENCH_TABLES=${BENCH_TABLES:-4}
 BENCH_TABLE_SIZE=${BENCH_TABLE_SIZE:-10000}
@@ -169,7 +180,7 @@ print(*(x.getsockname()[1] for x in s))'; }
 
 # ------------------------------------------------------ temp + cleanup ----
 TMP=$(mktemp -d /tmp/shardgate-sharded.XXXXXX)
-HAP_PID= SG_PID= RUN_PID= MW_PID= SG_PREPARED=0 DIRECT_CREATED=0
+HAP_PID= SG_PID= SG1_PID= RUN_PID= MW_PID= SG_PREPARED=0 DIRECT_CREATED=0 ONE_CREATED=0
 physical_tables() { local i t; for i in $(seq 1 "$BENCH_TABLES"); do for t in $(seq 0 $((TABLES_PER_NODE - 1))); do echo "sbtest${i}_$t"; done; done; }
 drop_physical() {
   local n list
@@ -190,11 +201,17 @@ stop_pid() {
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
-  for pid in $MW_PID $RUN_PID $SG_PID $HAP_PID; do stop_pid "$pid"; done
+  for pid in $MW_PID $RUN_PID $SG_PID $SG1_PID $HAP_PID; do stop_pid "$pid"; done
   if [[ $BENCH_KEEP_TABLES != 1 ]]; then
     if (( SG_PREPARED )); then
       log "dropping the sharded sbtest tables (sbtest*_0..3 on ${DS_DB[*]})"
       drop_physical
+    fi
+    if (( ONE_CREATED )); then
+      for n in $(seq 1 $((NODES - 1))); do
+        sql "$DS_HOST" "${DS_PORT[0]}" "$DS_USER" "$DS_PASSWORD" "" "DROP DATABASE IF EXISTS \`${DIRECT_DB}_ds$n\`" >/dev/null 2>&1 \
+          || log "warning: DROP DATABASE ${DIRECT_DB}_ds$n failed"
+      done
     fi
     if (( DIRECT_CREATED )); then
       log "dropping database $DIRECT_DB on ${DS_HOST}:${DS_PORT[0]}"
@@ -271,19 +288,25 @@ EOF
   done
 } >"$TMP/shardgate.toml" || die "cannot read $SHARDGATE_CONFIG"
 
-start_shardgate() {
-  port_busy "$SHARDGATE_PORT" && die "port $SHARDGATE_PORT is in use (pid $(port_pids "$SHARDGATE_PORT"))"
-  "$SHARDGATE_BIN" --config "$TMP/shardgate.toml" >>"$TMP/shardgate.log" 2>&1 &
-  SG_PID=$!
+# Starts shardgate with config $1, logging to $2, serving on port $3; sets STARTED_PID.
+start_proxy() {
+  local config=$1 logfile=$2 port=$3
+  port_busy "$port" && die "port $port is in use (pid $(port_pids "$port"))"
+  "$SHARDGATE_BIN" --config "$config" >>"$logfile" 2>&1 &
+  STARTED_PID=$!
   for _ in $(seq 75); do
-    sg_sql "SELECT 1" >/dev/null 2>&1 && break
-    kill -0 "$SG_PID" 2>/dev/null || break
+    sql 127.0.0.1 "$port" "$SG_USER" "$SG_PASSWORD" "$SG_DB" "SELECT 1" >/dev/null 2>&1 && break
+    kill -0 "$STARTED_PID" 2>/dev/null || break
     sleep 0.2
   done
-  if ! sg_sql "SELECT 1" >/dev/null 2>"$TMP/err"; then
-    log "shardgate log tail:"; tail -n 15 "$TMP/shardgate.log" | sed 's/^/    /' >&2
-    die "shardgate did not answer SELECT 1 on 127.0.0.1:$SHARDGATE_PORT: $(tr '\n' ' ' <"$TMP/err")"
+  if ! sql 127.0.0.1 "$port" "$SG_USER" "$SG_PASSWORD" "$SG_DB" "SELECT 1" >/dev/null 2>"$TMP/err"; then
+    log "shardgate log tail:"; tail -n 15 "$logfile" | sed 's/^/    /' >&2
+    die "shardgate did not answer SELECT 1 on 127.0.0.1:$port: $(tr '\n' ' ' <"$TMP/err")"
   fi
+}
+start_shardgate() {
+  start_proxy "$TMP/shardgate.toml" "$TMP/shardgate.log" "$SHARDGATE_PORT"
+  SG_PID=$STARTED_PID
 }
 start_shardgate
 log "shardgate pid $SG_PID on 127.0.0.1:$SHARDGATE_PORT (db $SG_DB), sbtest1..$BENCH_TABLES sharded 4 x 4 over ${DS_DB[*]}"
@@ -354,6 +377,45 @@ for i in $(seq 1 "$BENCH_TABLES"); do
   fi
 done
 log "plain copy: $(dir_sql "SELECT COUNT(*) FROM sbtest1") rows in $DIRECT_DB.sbtest1; checksums compared"
+
+# ------------------------- the same shards on one server (diagnostic) ----
+# ds1..ds3's physical tables copied to databases <DIRECT_DB>_ds1..3 on ds0's
+# server, and a second ShardGate whose ds1..ds3 point there: what the
+# sharded layout costs through the proxy, apart from what four mariadbd
+# processes sharing the CPUs cost the servers.
+ONE_SERVER=0
+if (( BENCH_ONE_SERVER )) && want haproxy && want shardgate; then
+  log "diagnostic: copying ds1..ds$((NODES - 1))'s physical tables to ${DIRECT_DB}_ds1..$((NODES - 1)) on ${DS_HOST}:${DS_PORT[0]}"
+  ONE_CREATED=1
+  sg1_config=$TMP/shardgate-1srv.toml
+  read -r SG1_PORT SG1_ADMIN_PORT < <(free_ports)
+  sed -e "s#^mysql_listen = .*#mysql_listen = \"127.0.0.1:$SG1_PORT\"#" \
+      -e "s#^admin_listen = .*#admin_listen = \"127.0.0.1:$SG1_ADMIN_PORT\"#" "$TMP/shardgate.toml" >"$sg1_config"
+  for n in $(seq 1 $((NODES - 1))); do
+    db="${DIRECT_DB}_ds$n"
+    sql "$DS_HOST" "${DS_PORT[0]}" "$DS_USER" "$DS_PASSWORD" "" \
+      "DROP DATABASE IF EXISTS \`$db\`; CREATE DATABASE \`$db\`" 2>"$TMP/err" \
+      || die "cannot create database $db: $(tr '\n' ' ' <"$TMP/err")"
+    for tbl in $(physical_tables); do
+      ddl=$(ds_sql "$n" "SHOW CREATE TABLE \`$tbl\`" | cut -f2- | sed 's/\\n/ /g')
+      sql "$DS_HOST" "${DS_PORT[0]}" "$DS_USER" "$DS_PASSWORD" "$db" "$ddl" 2>"$TMP/err" \
+        || die "creating $db.$tbl: $(tr '\n' ' ' <"$TMP/err")"
+      MYSQL_PWD=$DS_PASSWORD "$MYSQL" --no-defaults --protocol=TCP -h"$DS_HOST" -P"${DS_PORT[$n]}" -u"$DS_USER" \
+          -N -B --raw "${DS_DB[$n]}" -e "SELECT id, k, c, pad FROM \`$tbl\`" \
+        | MYSQL_PWD=$DS_PASSWORD "$MYSQL" --no-defaults --protocol=TCP -h"$DS_HOST" -P"${DS_PORT[0]}" -u"$DS_USER" \
+          --local-infile=1 "$db" -e "LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE \`$tbl\` (id, k, c, pad)" \
+          2>"$TMP/err" || die "copying ${DS_DB[$n]}.$tbl to $db: $(tr '\n' ' ' <"$TMP/err")"
+    done
+    sed -i "s#@$DS_HOST:${DS_PORT[$n]}/${DS_DB[$n]}\"#@$DS_HOST:${DS_PORT[0]}/$db\"#" "$sg1_config"
+  done
+  start_proxy "$sg1_config" "$TMP/shardgate-1srv.log" "$SG1_PORT"
+  SG1_PID=$STARTED_PID
+  q="SELECT COUNT(*), SUM(k), SUM(CRC32(c)) FROM sbtest1"
+  d=$(dir_sql "$q" 2>&1); s1=$(sql 127.0.0.1 "$SG1_PORT" "$SG_USER" "$SG_PASSWORD" "$SG_DB" "$q" 2>&1)
+  [[ $d == "$s1" ]] || die "the one-server copy differs: '$q' gave [$s1], the plain copy [$d]"
+  ONE_SERVER=1
+  log "diagnostic: shardgate pid $SG1_PID on 127.0.0.1:$SG1_PORT, ds0..ds$((NODES - 1)) all on ${DS_HOST}:${DS_PORT[0]}"
+fi
 
 # --------------------------- oltp_read_only's statements, differential ----
 # sysbench's shapes (oltp_common.lua), one range of 100 ids each (range_size).
@@ -453,38 +515,70 @@ n_tests=$(wc -w <<<"$BENCH_TESTS"); n_threads=$(wc -w <<<"$BENCH_THREADS")
 total=$(( n_tests * n_threads * ${#endpoints[@]} ))
 log "running $total runs of ${BENCH_WARMUP}s warm-up + ${BENCH_SECONDS}s, db-ps-mode=$BENCH_PS_MODE (about $(( total * (BENCH_SECONDS + BENCH_WARMUP + 1) / 60 + 1 )) min)"
 
+# Sets conn, proxy_pid and db_args for endpoint $1.
+endpoint_args() {
+  local ep=$1 p
+  db_args=()
+  case $ep in
+    direct)    conn=("${SB_DIRECT[@]}"); proxy_pid= ; [[ -n $DB_PID0 ]] && db_args=(--db-pid "$DB_PID0") ;;
+    haproxy)   conn=(--mysql-host=127.0.0.1 --mysql-port="$HAPROXY_PORT" --mysql-user="$DS_USER"
+                     --mysql-password="$DS_PASSWORD" --mysql-db="$DIRECT_DB"); proxy_pid=$HAP_PID
+               [[ -n $DB_PID0 ]] && db_args=(--db-pid "$DB_PID0") ;;
+    shardgate) conn=("${SB_SG[@]}"); proxy_pid=$SG_PID
+               for p in "${DB_PIDS[@]}"; do db_args+=(--db-pid "$p"); done ;;
+    shardgate-1srv)
+               conn=(--mysql-host=127.0.0.1 --mysql-port="$SG1_PORT" --mysql-user="$SG_USER"
+                     --mysql-password="$SG_PASSWORD" --mysql-db="$SG_DB"); proxy_pid=$SG1_PID
+               [[ -n $DB_PID0 ]] && db_args=(--db-pid "$DB_PID0") ;;
+  esac
+  if [[ -n $proxy_pid ]] && ! kill -0 "$proxy_pid" 2>/dev/null; then
+    log "warning: $ep (pid $proxy_pid) is no longer running"
+    [[ $ep == shardgate ]] && tail -n 15 "$TMP/shardgate.log" | sed 's/^/    /' >&2
+  fi
+}
+
+# One measured run (after a warm-up) of test $1 with $2 threads against
+# endpoint $3 (endpoint_args called), recorded as round $4.
+measure() {
+  local test=$1 threads=$2 ep=$3 round=$4
+  if (( BENCH_WARMUP > 0 )); then
+    run_bg sysbench "$test" "${SB_COMMON[@]}" "${conn[@]}" --threads="$threads" --time="$BENCH_WARMUP" run \
+      >>"$TMP/warmup.log" 2>&1
+  fi
+  run_bg python3 "$BENCH_DIR/sbtool.py" run --records "$RECORDS" --raw "$RAW" --clk-tck "$CLK_TCK" \
+    --test "$test" --threads "$threads" --endpoint "$ep" --round "$round" \
+    ${proxy_pid:+--proxy-pid "$proxy_pid"} "${db_args[@]}" -- \
+    sysbench "$test" "${SB_COMMON[@]}" "${conn[@]}" --threads="$threads" --time="$BENCH_SECONDS" run >&2 \
+    || die "sbtool.py failed"
+}
+
 i=0
 for test in $BENCH_TESTS; do
   for threads in $BENCH_THREADS; do
     for ep in "${endpoints[@]}"; do
       i=$((i + 1))
-      db_args=()
-      case $ep in
-        direct)    conn=("${SB_DIRECT[@]}"); proxy_pid= ; [[ -n $DB_PID0 ]] && db_args=(--db-pid "$DB_PID0") ;;
-        haproxy)   conn=(--mysql-host=127.0.0.1 --mysql-port="$HAPROXY_PORT" --mysql-user="$DS_USER"
-                         --mysql-password="$DS_PASSWORD" --mysql-db="$DIRECT_DB"); proxy_pid=$HAP_PID
-                   [[ -n $DB_PID0 ]] && db_args=(--db-pid "$DB_PID0") ;;
-        shardgate) conn=("${SB_SG[@]}"); proxy_pid=$SG_PID
-                   for p in "${DB_PIDS[@]}"; do db_args+=(--db-pid "$p"); done ;;
-      esac
-      if [[ -n $proxy_pid ]] && ! kill -0 "$proxy_pid" 2>/dev/null; then
-        log "warning: $ep (pid $proxy_pid) is no longer running"
-        [[ $ep == shardgate ]] && tail -n 15 "$TMP/shardgate.log" | sed 's/^/    /' >&2
-      fi
+      endpoint_args "$ep"
       ensure_tables "$test $threads thr $ep"
       printf '[bench] %2d/%d %-18s %3s thr  %-9s ' "$i" "$total" "$test" "$threads" "$ep" >&2
-      if (( BENCH_WARMUP > 0 )); then
-        run_bg sysbench "$test" "${SB_COMMON[@]}" "${conn[@]}" --threads="$threads" --time="$BENCH_WARMUP" run \
-          >>"$TMP/warmup.log" 2>&1
-      fi
-      run_bg python3 "$BENCH_DIR/sbtool.py" run --records "$RECORDS" --raw "$RAW" --clk-tck "$CLK_TCK" \
-        --test "$test" --threads "$threads" --endpoint "$ep" \
-        ${proxy_pid:+--proxy-pid "$proxy_pid"} "${db_args[@]}" -- \
-        sysbench "$test" "${SB_COMMON[@]}" "${conn[@]}" --threads="$threads" --time="$BENCH_SECONDS" run >&2 \
-        || die "sbtool.py failed"
+      measure "$test" "$threads" "$ep" 1
     done
   done
 done
+# More back-to-back haproxy/shardgate pairs of the target measurement (in
+# round 1, the pair of the runs above), and the one-server diagnostic.
+if want haproxy && want shardgate && [[ " $BENCH_TESTS " == *" oltp_point_select "* && " $BENCH_THREADS " == *" 8 "* ]]; then
+  for round in $(seq 1 "$BENCH_TARGET_ROUNDS"); do
+    eps=(haproxy shardgate)
+    (( round == 1 )) && eps=()
+    (( ONE_SERVER )) && eps+=(shardgate-1srv)
+    for ep in "${eps[@]}"; do
+      endpoint_args "$ep"
+      ensure_tables "oltp_point_select 8 thr $ep, round $round"
+      printf '[bench] round %d/%d oltp_point_select   8 thr  %-9s ' "$round" "$BENCH_TARGET_ROUNDS" "$ep" >&2
+      measure oltp_point_select 8 "$ep" "$round"
+    done
+  done
+fi
 SG_ERRORS=$(grep -E 'ERROR|panick' "$TMP/shardgate.log" | sort | uniq -c | sort -rn | head -5)
 while IFS= read -r f; do
   [[ -n $f ]] && FINDINGS+=("$f")
