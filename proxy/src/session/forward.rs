@@ -76,15 +76,22 @@ pub async fn forward_reply<W: AsyncWrite + Unpin>(
                 // The client gets the count without the "metadata follows"
                 // byte and, when the data source left them out, the
                 // definitions it sent last time.
-                client.push_raw(&buf[chunk..pos]);
-                let count = &buf[pos + HEADER..end - 1];
-                push_packet(client, buf[pos + 3], count);
-                chunk = end;
-                if buf[end - 1] == 0 {
+                let skipped = if buf[end - 1] == 0 {
+                    // Checked before anything of the result goes out, so
+                    // that the client gets a clean error instead.
                     let Some(defs) = columns.skipped() else {
                         missing = true;
                         break;
                     };
+                    Some(defs)
+                } else {
+                    None
+                };
+                client.push_raw(&buf[chunk..pos]);
+                let count = &buf[pos + HEADER..end - 1];
+                push_packet(client, buf[pos + 3], count);
+                chunk = end;
+                if let Some(defs) = skipped {
                     for def in defs.iter() {
                         match names.and_then(|n| n.logical_column(def)) {
                             Some(logical) => push_packet(client, seq, &logical),
