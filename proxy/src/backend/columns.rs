@@ -8,10 +8,22 @@ use std::sync::Arc;
 
 use super::BackendConn;
 use crate::error::BackendError;
+use crate::wire::ok_err::take_lenenc_int;
 use crate::wire::response::PrepareOk;
 
 /// The column definition payloads of a result set, as the data source sent them.
 pub type ResultColumns = Arc<[Box<[u8]>]>;
+
+/// What follows a result set's column count.
+#[derive(Debug)]
+pub enum Definitions {
+    /// The data source sends the definitions.
+    Follow,
+    /// The data source left them out: these are the ones kept.
+    Kept(ResultColumns),
+    /// The data source left them out, and none were kept.
+    Missing,
+}
 
 /// Follows the column definitions of one reply: collects those a later
 /// execute may skip, and hands out the kept ones for a result that skips
@@ -19,7 +31,7 @@ pub type ResultColumns = Arc<[Box<[u8]>]>;
 #[derive(Debug)]
 pub struct KeptColumns {
     /// The connection speaks metadata caching.
-    pub caching: bool,
+    caching: bool,
     /// The backend statement whose result columns are followed.
     statement: Option<u32>,
     /// The definitions its result came with last time.
@@ -70,8 +82,22 @@ impl KeptColumns {
         }
     }
 
+    /// A result set begins with `count_packet`, a column count with the
+    /// "metadata follows" byte.
+    pub fn begin_result(&mut self, count_packet: &[u8]) -> Definitions {
+        let mut rest = count_packet;
+        let count = take_lenenc_int(&mut rest).unwrap_or(0);
+        if rest.first() == Some(&0) {
+            self.skipped()
+                .map_or(Definitions::Missing, Definitions::Kept)
+        } else {
+            self.sent(count);
+            Definitions::Follow
+        }
+    }
+
     /// A result set begins with `count` definitions.
-    pub fn sent(&mut self, count: u64) {
+    fn sent(&mut self, count: u64) {
         if self.results == 0 && self.statement.is_some() {
             self.arriving = Some((count, Vec::new()));
         }
@@ -80,7 +106,7 @@ impl KeptColumns {
 
     /// A result set begins without definitions: those it came with last
     /// time, if it is the first and they were kept.
-    pub fn skipped(&mut self) -> Option<ResultColumns> {
+    fn skipped(&mut self) -> Option<ResultColumns> {
         let first = self.results == 0;
         self.results += 1;
         self.kept.clone().filter(|_| first)

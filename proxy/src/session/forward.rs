@@ -7,7 +7,7 @@
 use bytes::Buf;
 use tokio::io::AsyncWrite;
 
-use crate::backend::columns::KeptColumns;
+use crate::backend::columns::{Definitions, KeptColumns};
 use crate::backend::BackendConn;
 use crate::error::BackendError;
 use crate::shard::metadata::MetadataNames;
@@ -72,37 +72,25 @@ pub async fn forward_reply<W: AsyncWrite + Unpin>(
             }
             buf[pos + 3] = seq;
             seq = seq.wrapping_add(1);
-            if columns.caching && scanner.expects_column_count(&buf[pos + HEADER..end]) {
+            if scanner.expects_column_count(&buf[pos + HEADER..end]) {
+                // Known before anything of the result goes out, so that the
+                // client gets a clean error instead.
+                let definitions = columns.begin_result(&buf[pos + HEADER..end]);
+                if let Definitions::Missing = definitions {
+                    missing = true;
+                    break;
+                }
                 // The client gets the count without the "metadata follows"
                 // byte and, when the data source left them out, the
                 // definitions it sent last time.
-                let skipped = if buf[end - 1] == 0 {
-                    // Checked before anything of the result goes out, so
-                    // that the client gets a clean error instead.
-                    let Some(defs) = columns.skipped() else {
-                        missing = true;
-                        break;
-                    };
-                    Some(defs)
-                } else {
-                    None
-                };
                 client.push_raw(&buf[chunk..pos]);
-                let count = &buf[pos + HEADER..end - 1];
-                push_packet(client, buf[pos + 3], count);
                 chunk = end;
-                if let Some(defs) = skipped {
-                    for def in defs.iter() {
-                        match names.and_then(|n| n.logical_column(def)) {
-                            Some(logical) => push_packet(client, seq, &logical),
-                            None => push_packet(client, seq, def),
-                        }
-                        seq = seq.wrapping_add(1);
-                    }
-                } else {
-                    let mut rest = count;
-                    columns.sent(take_lenenc_int(&mut rest).unwrap_or(0));
+                client.set_seq(buf[pos + 3]);
+                client.push(&buf[pos + HEADER..end - 1]);
+                if let Definitions::Kept(defs) = definitions {
+                    push_definitions(client, &defs, names);
                 }
+                seq = client.seq();
             } else if scanner.expects_column_definition() {
                 columns.arrived(&buf[pos + HEADER..end]);
             }
@@ -163,11 +151,18 @@ pub async fn forward_reply<W: AsyncWrite + Unpin>(
     }
 }
 
-/// Queues one packet (under 16 MiB) with sequence id `seq`.
-fn push_packet<W: AsyncWrite + Unpin>(client: &mut PacketWriter<W>, seq: u8, payload: &[u8]) {
-    let len = payload.len();
-    client.push_raw(&[len as u8, (len >> 8) as u8, (len >> 16) as u8, seq]);
-    client.push_raw(payload);
+/// Queues kept column definitions, under their logical names.
+fn push_definitions<W: AsyncWrite + Unpin>(
+    client: &mut PacketWriter<W>,
+    definitions: &[Box<[u8]>],
+    names: Option<&MetadataNames>,
+) {
+    for def in definitions {
+        match names.and_then(|n| n.logical_column(def)) {
+            Some(logical) => client.push(&logical),
+            None => client.push(def),
+        }
+    }
 }
 
 /// Which parts of a result set a node contributes when several nodes'
@@ -215,15 +210,16 @@ pub async fn forward_part<W: AsyncWrite + Unpin>(
                     definitions = n;
                     if scanner.expects_column_count(payload) {
                         flagged = true;
-                        if rest.first() == Some(&0) {
-                            definitions = 0;
-                            let Some(defs) = columns.skipped() else {
+                        match columns.begin_result(payload) {
+                            Definitions::Follow => {}
+                            Definitions::Kept(defs) => {
+                                definitions = 0;
+                                skipped = Some(defs);
+                            }
+                            Definitions::Missing => {
                                 missing = true;
                                 break;
-                            };
-                            skipped = Some(defs);
-                        } else {
-                            columns.sent(n);
+                            }
                         }
                     }
                     header = 1 + definitions + u64::from(!deprecate_eof);
@@ -250,11 +246,8 @@ pub async fn forward_part<W: AsyncWrite + Unpin>(
                 None if keep => client.push_framed(&buf[pos..end]),
                 None => {}
             }
-            for def in skipped.iter().flat_map(|defs| defs.iter()).filter(|_| keep) {
-                match names.and_then(|n| n.logical_column(def)) {
-                    Some(logical) => client.push(&logical),
-                    None => client.push(def),
-                }
+            if let Some(defs) = skipped.filter(|_| keep) {
+                push_definitions(client, &defs, names);
             }
             index += 1;
             pos = end;
