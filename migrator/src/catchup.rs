@@ -15,8 +15,7 @@
 use crate::apply::{record_applied, Applier};
 use crate::backend::Backends;
 use crate::error::MigrateError;
-use crate::job::JobContext;
-use crate::schema::table_schema;
+use crate::job::{integer_key_of, JobContext};
 use crate::state::{Direction, JobState, StateStore};
 use futures_util::future::join_all;
 use futures_util::FutureExt;
@@ -243,28 +242,15 @@ pub async fn positions_now<'a>(
 
 /// The logical table's integer primary key column (the applier's key).
 pub async fn key_column(context: &JobContext, backends: &Backends) -> Result<String, MigrateError> {
-    let model = context
-        .layout
-        .old
-        .first()
-        .ok_or_else(|| MigrateError::Table {
-            node: context.layout.table.clone(),
-            problem: "the old layout has no tables".into(),
-        })?;
-    let mut conn = backends.conn(&model.data_source).await?;
-    let database = backends.database(&model.data_source)?;
-    let schema = table_schema(&mut conn, database, &model.table)
-        .await?
-        .ok_or_else(|| MigrateError::Table {
-            node: model.to_string(),
-            problem: "the table no longer exists".into(),
-        })?;
-    let index = schema
-        .integer_key()
-        .map_err(|problem| MigrateError::Table {
-            node: model.to_string(),
-            problem,
-        })?;
+    let (model, schema) =
+        context
+            .model_schema(backends)
+            .await?
+            .ok_or_else(|| MigrateError::Table {
+                node: context.layout.table.clone(),
+                problem: "the old layout has no tables".into(),
+            })?;
+    let index = integer_key_of(model, &schema)?;
     Ok(schema.column_names()[index].clone())
 }
 

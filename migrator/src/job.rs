@@ -15,7 +15,7 @@ use crate::error::{DbContext, MigrateError};
 use crate::layout::{Layout, Mode, RowRouter};
 use crate::plan::plan_table;
 use crate::progress::Progress;
-use crate::schema::{create_statement, retarget_create, row_count, table_schema};
+use crate::schema::{create_statement, retarget_create, row_count, table_schema, TableSchema};
 use crate::state::{
     job_id, now_ms, CopyOptions, CopyRun, Direction, JobState, Phase, PrimaryState, SourceTable,
     StateStore, TargetTable,
@@ -25,7 +25,7 @@ use crate::values::ident;
 use crate::verify::{self, VerifyOptions};
 use mysql_async::prelude::Queryable;
 use shardgate_rules::config::Config;
-use shardgate_rules::ShardingRules;
+use shardgate_rules::{DataNode, ShardingRules};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -79,6 +79,37 @@ impl JobContext {
         })
     }
 
+    /// The old layout's first table, the model whose columns every copy and
+    /// check reads, with its schema; None when the old layout has no table.
+    pub async fn model_schema(
+        &self,
+        backends: &Backends,
+    ) -> Result<Option<(&DataNode, TableSchema)>, MigrateError> {
+        let Some(model) = self.layout.old.first() else {
+            return Ok(None);
+        };
+        let mut conn = backends.conn(&model.data_source).await?;
+        let database = backends.database(&model.data_source)?;
+        let schema = table_schema(&mut conn, database, &model.table)
+            .await?
+            .ok_or_else(|| MigrateError::Table {
+                node: model.to_string(),
+                problem: "the source table no longer exists".into(),
+            })?;
+        Ok(Some((model, schema)))
+    }
+}
+
+/// The position of the model table's one integer primary-key column: the
+/// copy cursor, the verify chunks and the applier go by it.
+pub fn integer_key_of(model: &DataNode, schema: &TableSchema) -> Result<usize, MigrateError> {
+    schema.integer_key().map_err(|problem| MigrateError::Table {
+        node: model.to_string(),
+        problem,
+    })
+}
+
+impl JobContext {
     /// Pools for the job's data sources.
     pub fn backends(&self, options: &CopyOptions) -> Backends {
         Backends::new(&self.from, &self.to, options.parallelism * 2 + 2)
@@ -448,16 +479,27 @@ async fn create_tables(
             table = target.table,
             "created"
         );
-        store.update(&state.id, |s| {
-            if let Some(t) = s
-                .targets
-                .iter_mut()
-                .find(|t| t.data_source == target.data_source && t.table == target.table)
-            {
-                t.created = true;
-            }
-        })?;
+        mark_created(store, &state.id, target, true)?;
     }
+    Ok(())
+}
+
+/// Records in the job whether the target table `target` exists.
+fn mark_created(
+    store: &StateStore,
+    job: &str,
+    target: &TargetTable,
+    created: bool,
+) -> Result<(), MigrateError> {
+    store.update(job, |s| {
+        if let Some(t) = s
+            .targets
+            .iter_mut()
+            .find(|t| t.data_source == target.data_source && t.table == target.table)
+        {
+            t.created = created;
+        }
+    })?;
     Ok(())
 }
 
@@ -508,24 +550,10 @@ async fn copy(
             rows_at_start: s.rows_copied(),
         })
     })?;
-    let Some(model) = context.layout.old.first() else {
+    let Some((model, schema)) = context.model_schema(backends).await? else {
         return Ok(());
     };
-    let mut conn = backends.conn(&model.data_source).await?;
-    let database = backends.database(&model.data_source)?;
-    let schema = table_schema(&mut conn, database, &model.table)
-        .await?
-        .ok_or_else(|| MigrateError::Table {
-            node: model.to_string(),
-            problem: "the source table no longer exists".into(),
-        })?;
-    drop(conn);
-    let key_index = schema
-        .integer_key()
-        .map_err(|problem| MigrateError::Table {
-            node: model.to_string(),
-            problem,
-        })?;
+    let key_index = integer_key_of(model, &schema)?;
     let columns = schema.column_names();
     let sharding = context.new_rules.sharding_columns(&state.table);
     let router = RowRouter::new(&state.table, &sharding, &columns)
@@ -606,15 +634,7 @@ pub(crate) async fn drop_targets(
         conn.query_drop(format!("DROP TABLE IF EXISTS {}", ident(&target.table)))
             .await
             .context(|| format!("dropping {node}"))?;
-        store.update(&state.id, |s| {
-            if let Some(t) = s
-                .targets
-                .iter_mut()
-                .find(|t| t.data_source == target.data_source && t.table == target.table)
-            {
-                t.created = false;
-            }
-        })?;
+        mark_created(store, &state.id, target, false)?;
         tracing::debug!(job = state.id, %node, "dropped");
     }
     Ok(())

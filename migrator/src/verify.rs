@@ -14,9 +14,9 @@
 
 use crate::backend::Backends;
 use crate::error::{DbContext, MigrateError};
-use crate::job::JobContext;
+use crate::job::{integer_key_of, JobContext};
 use crate::layout::{Mode, RowRouter};
-use crate::schema::{table_schema, TableSchema};
+use crate::schema::TableSchema;
 use crate::state::{now_ms, JobState, Verification};
 use crate::values::{display_key, ident, ident_list, key_of, key_param, Key};
 use futures_util::StreamExt;
@@ -364,21 +364,9 @@ pub async fn verify(
     backends: &Backends,
     options: &VerifyOptions,
 ) -> Result<VerifyReport, MigrateError> {
-    let Some(model) = context.layout.old.first() else {
+    let Some((model, schema)) = context.model_schema(backends).await? else {
         return Ok(VerifyReport::default());
     };
-    let mut conn = backends.conn(&model.data_source).await?;
-    let schema = table_schema(
-        &mut conn,
-        backends.database(&model.data_source)?,
-        &model.table,
-    )
-    .await?
-    .ok_or_else(|| MigrateError::Table {
-        node: model.to_string(),
-        problem: "the source table no longer exists".into(),
-    })?;
-    drop(conn);
     let targets = match state.mode {
         Mode::Rebuild => context.layout.tables_to_create(Mode::Rebuild),
         // Rows stay in place: the old tables (and the new, empty ones) are
@@ -403,13 +391,7 @@ pub async fn verify(
         report.source_rows = target_rows;
         return Ok(report);
     }
-    sides.key_index = sides
-        .schema
-        .integer_key()
-        .map_err(|problem| MigrateError::Table {
-            node: model.to_string(),
-            problem,
-        })?;
+    sides.key_index = integer_key_of(model, &sides.schema)?;
     sides.key_column = sides.columns[sides.key_index].clone();
 
     let keys = sides.source_keys().await?;
