@@ -347,6 +347,16 @@ if (( misplaced > 0 || total_rows != BENCH_TABLES * BENCH_TABLE_SIZE )); then
 fi
 
 # ------------------------------------------------ plain copy on ds0 ----
+# Copies the rows of physical table $2 on data source $1 into table $4 of
+# database $3 on ds0's server.
+copy_rows() {
+  local n=$1 from=$2 db=$3 to=$4
+  MYSQL_PWD=$DS_PASSWORD "$MYSQL" --no-defaults --protocol=TCP -h"$DS_HOST" -P"${DS_PORT[$n]}" -u"$DS_USER" \
+      -N -B --raw "${DS_DB[$n]}" -e "SELECT id, k, c, pad FROM \`$from\`" \
+    | MYSQL_PWD=$DS_PASSWORD "$MYSQL" --no-defaults --protocol=TCP -h"$DS_HOST" -P"${DS_PORT[0]}" -u"$DS_USER" \
+      --local-infile=1 "$db" -e "LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE \`$to\` (id, k, c, pad)" \
+      2>"$TMP/err" || die "copying ${DS_DB[$n]}.$from to $db.$to: $(tr '\n' ' ' <"$TMP/err")"
+}
 log "copying the data to $DIRECT_DB on ${DS_HOST}:${DS_PORT[0]} (plain tables)"
 sql "$DS_HOST" "${DS_PORT[0]}" "$DS_USER" "$DS_PASSWORD" "" \
   "DROP DATABASE IF EXISTS \`$DIRECT_DB\`; CREATE DATABASE \`$DIRECT_DB\`" 2>"$TMP/err" \
@@ -358,11 +368,7 @@ for i in $(seq 1 "$BENCH_TABLES"); do
   dir_sql "$ddl" 2>"$TMP/err" || die "creating $DIRECT_DB.sbtest$i: $(tr '\n' ' ' <"$TMP/err")"
   for n in $(seq 0 $((NODES - 1))); do
     for t in $(seq 0 $((TABLES_PER_NODE - 1))); do
-      MYSQL_PWD=$DS_PASSWORD "$MYSQL" --no-defaults --protocol=TCP -h"$DS_HOST" -P"${DS_PORT[$n]}" -u"$DS_USER" \
-          -N -B --raw "${DS_DB[$n]}" -e "SELECT id, k, c, pad FROM \`sbtest${i}_$t\`" \
-        | MYSQL_PWD=$DS_PASSWORD "$MYSQL" --no-defaults --protocol=TCP -h"$DS_HOST" -P"${DS_PORT[0]}" -u"$DS_USER" \
-          --local-infile=1 "$DIRECT_DB" -e "LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE sbtest$i (id, k, c, pad)" \
-          2>"$TMP/err" || die "copying ${DS_DB[$n]}.sbtest${i}_$t to $DIRECT_DB.sbtest$i: $(tr '\n' ' ' <"$TMP/err")"
+      copy_rows "$n" "sbtest${i}_$t" "$DIRECT_DB" "sbtest$i"
     done
   done
 done
@@ -400,11 +406,7 @@ if (( BENCH_ONE_SERVER )) && want haproxy && want shardgate; then
       ddl=$(ds_sql "$n" "SHOW CREATE TABLE \`$tbl\`" | cut -f2- | sed 's/\\n/ /g')
       sql "$DS_HOST" "${DS_PORT[0]}" "$DS_USER" "$DS_PASSWORD" "$db" "$ddl" 2>"$TMP/err" \
         || die "creating $db.$tbl: $(tr '\n' ' ' <"$TMP/err")"
-      MYSQL_PWD=$DS_PASSWORD "$MYSQL" --no-defaults --protocol=TCP -h"$DS_HOST" -P"${DS_PORT[$n]}" -u"$DS_USER" \
-          -N -B --raw "${DS_DB[$n]}" -e "SELECT id, k, c, pad FROM \`$tbl\`" \
-        | MYSQL_PWD=$DS_PASSWORD "$MYSQL" --no-defaults --protocol=TCP -h"$DS_HOST" -P"${DS_PORT[0]}" -u"$DS_USER" \
-          --local-infile=1 "$db" -e "LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE \`$tbl\` (id, k, c, pad)" \
-          2>"$TMP/err" || die "copying ${DS_DB[$n]}.$tbl to $db: $(tr '\n' ' ' <"$TMP/err")"
+      copy_rows "$n" "$tbl" "$db" "$tbl"
     done
     sed -i "s#@$DS_HOST:${DS_PORT[$n]}/${DS_DB[$n]}\"#@$DS_HOST:${DS_PORT[0]}/$db\"#" "$sg1_config"
   done
