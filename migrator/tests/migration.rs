@@ -242,48 +242,19 @@ async fn a_copy_killed_midway_resumes_to_a_clean_verify() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    let job = loop {
+    loop {
         assert!(Instant::now() < deadline, "the copy never got going");
         std::thread::sleep(Duration::from_millis(100));
-        let Ok(entries) = std::fs::read_dir(fx.state_dir()) else {
-            continue;
-        };
-        let job = entries
-            .filter_map(|e| {
-                e.ok()?
-                    .file_name()
-                    .into_string()
-                    .ok()?
-                    .strip_suffix(".json")
-                    .map(str::to_string)
-            })
-            .next();
-        if let Some(job) = job {
-            let Ok(text) = std::fs::read_to_string(format!("{}/{job}.json", fx.state_dir())) else {
-                continue;
-            };
-            let state: serde_json::Value = serde_json::from_str(&text).unwrap();
-            let copied: u64 = state["sources"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|s| s["rows_copied"].as_u64().unwrap())
-                .sum();
-            if copied >= 600 {
-                break job;
-            }
+        if try_state(&fx).is_some_and(|state| sum_of(&state, "rows_copied") >= 600) {
+            break;
         }
-    };
+    }
+    let job = fx.job();
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let state = fx.state(&job);
     assert_eq!(state["phase"], "copying");
-    let copied: u64 = state["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["rows_copied"].as_u64().unwrap())
-        .sum();
+    let copied = sum_of(&state, "rows_copied");
     assert!(copied < 4000, "killed before the end: {copied}");
     let starts = |state: &serde_json::Value| -> Vec<serde_json::Value> {
         state["primaries"]
@@ -304,13 +275,7 @@ async fn a_copy_killed_midway_resumes_to_a_clean_verify() {
         positions,
         "catch-up still starts before the first batch"
     );
-    let copied: u64 = state["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["rows_copied"].as_u64().unwrap())
-        .sum();
-    assert_eq!(copied, 4000);
+    assert_eq!(sum_of(&state, "rows_copied"), 4000);
     let verify = fx.migrator(&["verify", &job]);
     assert!(verify.status.success(), "{}", stdout(&verify));
     assert!(stdout(&verify).contains("no differences"));

@@ -205,15 +205,6 @@ async fn tables_of(fx: &Fixture, source: u32) -> Vec<String> {
     tables
 }
 
-fn sum_of(state: &serde_json::Value, field: &str) -> u64 {
-    state["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s[field].as_u64().unwrap())
-        .sum()
-}
-
 /// A job that failed because ds5 stopped during its copy.
 struct Failed {
     job: String,

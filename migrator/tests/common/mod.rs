@@ -342,6 +342,16 @@ pub async fn migrator_async(fx: &Fixture, args: &[&str]) -> Output {
     output
 }
 
+/// A per-source field of a job's state, summed over its source tables.
+pub fn sum_of(state: &serde_json::Value, field: &str) -> u64 {
+    state["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s[field].as_u64().unwrap())
+        .sum()
+}
+
 /// The job's state, or None while it has no state file yet.
 pub fn try_state(fx: &Fixture) -> Option<serde_json::Value> {
     let entries = std::fs::read_dir(fx.state_dir()).ok()?;
