@@ -386,13 +386,7 @@ async fn an_extend_cuts_over_without_moving_rows() {
     let fx = Fixture::new("orch_extend", 4).await;
     for s in 0..4 {
         let mut conn = fx.conn(s).await;
-        for m in 1..=12 {
-            conn.query_drop(format!(
-                "CREATE TABLE message_records_2024{m:02} {MESSAGES_DDL}"
-            ))
-            .await
-            .unwrap();
-        }
+        create_2024_months(&mut conn).await;
         conn.disconnect().await.unwrap();
     }
     let from_text = proxy_ready(&fx.config(4, &messages_rules("${202401..202412}")));

@@ -349,13 +349,7 @@ async fn message_records_gaining_2025_months_is_an_extend() {
     let fx = Fixture::new("migrator_months", 4).await;
     for s in 0..4 {
         let mut conn = fx.conn(s).await;
-        for m in 1..=12 {
-            conn.query_drop(format!(
-                "CREATE TABLE message_records_2024{m:02} {MESSAGES_DDL}"
-            ))
-            .await
-            .unwrap();
-        }
+        create_2024_months(&mut conn).await;
         // tenant_0 .. tenant_3 spread over the data sources by CRC32.
         for (i, tenant) in ["acme", "globex", "initech", "umbrella", "hooli"]
             .iter()

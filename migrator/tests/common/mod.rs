@@ -21,6 +21,17 @@ pub const USERS_DDL: &str = "(user_id BIGINT PRIMARY KEY, tenant_id VARCHAR(64),
 pub const MESSAGES_DDL: &str = "(id BIGINT, tenant_id VARCHAR(64), created_at DATETIME, \
      sender BIGINT, body TEXT, PRIMARY KEY(id, created_at))";
 
+/// Creates message_records_202401..202412 on a data source.
+pub async fn create_2024_months(conn: &mut Conn) {
+    for m in 1..=12 {
+        conn.query_drop(format!(
+            "CREATE TABLE message_records_2024{m:02} {MESSAGES_DDL}"
+        ))
+        .await
+        .unwrap();
+    }
+}
+
 pub fn port(source: u32) -> u16 {
     13306 + source as u16
 }
