@@ -10,7 +10,7 @@
 use shardgate_integration_tests::fixtures::{
     admin_request, config_with_table, connect, drop_table, start_with_table,
 };
-use shardgate_integration_tests::{db_error, sandbox_ready, Endpoint};
+use shardgate_integration_tests::{data_source_endpoint, db_error, sandbox_ready};
 use sqlx::{Connection, Executor, Row};
 
 const TABLE: &str = "commit_partial";
@@ -21,16 +21,7 @@ async fn a_commit_failing_after_others_committed_names_them_and_is_counted() {
     if !sandbox_ready(&cfg, "a_commit_failing_after_others_committed") {
         return;
     }
-    let ds2 = {
-        let url = &cfg.data_sources["ds2"].url;
-        Endpoint {
-            host: url.host.clone(),
-            port: url.port,
-            user: url.user.clone(),
-            password: url.password.clone(),
-            database: url.database.clone(),
-        }
-    };
+    let ds2 = data_source_endpoint(&cfg, "ds2").expect("ds2 is configured");
     let proxy = start_with_table(cfg, TABLE).await;
     let mut conn = connect(&proxy).await;
     conn.execute("BEGIN").await.expect("begin");

@@ -17,8 +17,8 @@ use serde_json::Value;
 use shardgate_integration_tests::fixtures::{admin_request, connect, drop_table};
 use shardgate_integration_tests::http;
 use shardgate_integration_tests::{
-    db_error, sandbox_ready, seed_config_text, start_proxy_from_file, test_config,
-    write_config_file, Endpoint, RunningProxy,
+    data_source_endpoint, db_error, sandbox_ready, seed_config_text, start_proxy_from_file,
+    test_config, write_config_file, RunningProxy,
 };
 use sqlx::mysql::MySqlConnection;
 use sqlx::{Executor, Row};
@@ -56,17 +56,11 @@ async fn start(table: &str) -> (RunningProxy, PathBuf) {
 
 /// A data source's primary, straight.
 async fn backend(proxy: &RunningProxy, ds: &str) -> MySqlConnection {
-    let url = &proxy.cfg.data_sources[ds].url;
-    Endpoint {
-        host: url.host.clone(),
-        port: url.port,
-        user: url.user.clone(),
-        password: url.password.clone(),
-        database: url.database.clone(),
-    }
-    .connect()
-    .await
-    .unwrap_or_else(|e| panic!("{ds} directly: {e}"))
+    data_source_endpoint(&proxy.cfg, ds)
+        .unwrap_or_else(|| panic!("{ds} is not configured"))
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("{ds} directly: {e}"))
 }
 
 /// Rows with `id` in physical table `physical` of data source `ds`.

@@ -22,7 +22,10 @@
 //! `SHARDGATE_REQUIRE_SANDBOX=1`. Creates and drops `mem_rows` (physical
 //! `mem_rows_0..3` in ds0..ds3) and nothing else.
 
-use shardgate_integration_tests::{crate_dir, sandbox_ready, say, test_config, Config, Endpoint};
+use shardgate_integration_tests::{
+    crate_dir, data_source_endpoint, proxy_endpoint, sandbox_ready, say, test_config, Config,
+    Endpoint,
+};
 use sqlx::mysql::MySqlConnection;
 use sqlx::{Connection, Row};
 use std::io::{BufRead, BufReader};
@@ -74,7 +77,7 @@ async fn deep_scatter_page_keeps_proxy_memory_bounded() {
     let (config_path, cfg) = write_config(&tmp);
     let nodes: Vec<Endpoint> = DATA_SOURCES
         .iter()
-        .map(|ds| data_source(&cfg, ds))
+        .map(|ds| data_source_endpoint(&cfg, ds).expect("the data source is configured"))
         .collect();
 
     let mut proxy = ProxyProcess::start(&bin, &config_path, &tmp);
@@ -359,21 +362,6 @@ async fn exec(conn: &mut MySqlConnection, sql: &str) -> Result<(), String> {
         .await
         .map(|_| ())
         .map_err(|e| format!("{sql} (through shardgate): {e}"))
-}
-
-fn data_source(cfg: &Config, name: &str) -> Endpoint {
-    let url = &cfg.data_sources[name].url;
-    Endpoint {
-        host: url.host.clone(),
-        port: url.port,
-        user: url.user.clone(),
-        password: url.password.clone(),
-        database: url.database.clone(),
-    }
-}
-
-fn proxy_endpoint(cfg: &Config, addr: SocketAddr) -> Endpoint {
-    shardgate_integration_tests::proxy_endpoint(cfg, addr)
 }
 
 // ------------------------------------------------------------ config ----
