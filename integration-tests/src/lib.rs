@@ -106,8 +106,9 @@ impl Endpoint {
     }
 }
 
-/// The test configuration: `examples/wework.toml` (or the file named by
-/// `SHARDGATE_IT_CONFIG`), listening on an ephemeral loopback port.
+/// The test configuration: `examples/wework.toml` as shipped — replicas
+/// on, read-your-writes per session — (or the file named by
+/// `SHARDGATE_IT_CONFIG`), listening on ephemeral loopback ports.
 pub fn test_config() -> Config {
     let text = match std::env::var("SHARDGATE_IT_CONFIG") {
         Ok(path) if !path.is_empty() => std::fs::read_to_string(&path)
@@ -117,10 +118,6 @@ pub fn test_config() -> Config {
     let mut cfg = Config::from_toml_str(&text).expect("the test config loads");
     cfg.server.mysql_listen = "127.0.0.1:0".into();
     cfg.server.admin_listen = "127.0.0.1:0".into();
-    // Tests that write in one session (or straight into the physical
-    // tables) and read in another want the primaries; the replica tests
-    // switch splitting on.
-    cfg.server.read_write_splitting = false;
     cfg
 }
 
@@ -235,13 +232,12 @@ pub async fn start_proxy_from_file(path: &Path) -> RunningProxy {
     }
 }
 
-/// The seed config's text listening on ephemeral loopback ports, reads on
-/// the primaries (as [`test_config`]).
+/// The seed config's text listening on ephemeral loopback ports (as
+/// [`test_config`]).
 pub fn seed_config_text() -> String {
     SEED_CONFIG
         .replace("127.0.0.1:3307", "127.0.0.1:0")
         .replace("127.0.0.1:9797", "127.0.0.1:0")
-        .replace("[server]\n", "[server]\nread_write_splitting = false\n")
 }
 
 /// Writes a config file for one test (under the system's temp folder, one

@@ -19,8 +19,10 @@ use tokio::net::TcpStream;
 use super::columns::{KeptColumns, ResultColumns};
 use super::Flavor;
 use crate::error::BackendError;
-use crate::wire::command::{COM_INIT_DB, COM_QUERY, COM_RESET_CONNECTION, COM_STMT_CLOSE};
-use crate::wire::ok_err::{take_lenenc_int, ErrInfo, OkInfo};
+use crate::wire::command::{
+    COM_FIELD_LIST, COM_INIT_DB, COM_QUERY, COM_RESET_CONNECTION, COM_STMT_CLOSE, COM_STMT_EXECUTE,
+};
+use crate::wire::ok_err::{status, take_lenenc_int, ErrInfo, OkInfo};
 use crate::wire::packet::{PacketReader, PacketWriter};
 use crate::wire::response::{Outcome, PrepareOk, ResponseKind, ResponseScanner, Step};
 
@@ -69,6 +71,13 @@ pub struct BackendConn {
     use_counter: u64,
     /// Server status flags after the last reply.
     pub status: u16,
+    /// Statements ran with autocommit off since the transaction last ended:
+    /// MariaDB then holds their locks, metadata locks and read view until
+    /// COMMIT or ROLLBACK, although its status flags say IN_TRANS only once
+    /// something was written.
+    open_work: bool,
+    /// The command in flight ends a transaction (COMMIT, ROLLBACK).
+    ending: bool,
     /// Set when a reply was not read to its end or the socket failed: such a
     /// connection is closed instead of going back to the pool.
     pub broken: bool,
@@ -116,6 +125,8 @@ impl BackendConn {
             statements: HashMap::new(),
             use_counter: 0,
             status: 0,
+            open_work: false,
+            ending: false,
             broken: false,
             last_used: Instant::now(),
             cache_metadata: false,
@@ -242,6 +253,16 @@ impl BackendConn {
     /// Sends one command packet (sequence 0). The reply is the caller's to read.
     pub async fn send_command(&mut self, payload: &[u8]) -> Result<(), BackendError> {
         self.last_used = Instant::now();
+        match transaction_effect(payload) {
+            Effect::Ends => self.ending = true,
+            Effect::None => self.ending = false,
+            Effect::MayOpen => {
+                self.ending = false;
+                if self.status & status::AUTOCOMMIT == 0 {
+                    self.open_work = true;
+                }
+            }
+        }
         self.writer.set_seq(0);
         self.writer.push(payload);
         self.flush().await
@@ -311,14 +332,30 @@ impl BackendConn {
     pub fn note_outcome(&mut self, outcome: &Outcome) {
         if let Some(status) = outcome.status() {
             self.status = status;
+            if self.ending || status & status::AUTOCOMMIT != 0 {
+                self.open_work = false;
+            }
         }
+        self.ending = false;
+    }
+
+    /// Whether the connection may be inside a transaction: an explicit one,
+    /// or the implicit one statements open while autocommit is off.
+    pub fn in_transaction(&self) -> bool {
+        self.status & status::IN_TRANS != 0 || self.open_work
     }
 
     /// Runs a statement whose result the client never sees; a server error is returned as such.
     pub async fn execute_internal(&mut self, sql: &str) -> Result<OkInfo, BackendError> {
+        self.execute_statement(sql.as_bytes()).await
+    }
+
+    /// [`execute_internal`](Self::execute_internal) for a statement's bytes
+    /// (a client's, in its character set).
+    pub async fn execute_statement(&mut self, sql: &[u8]) -> Result<OkInfo, BackendError> {
         let mut payload = Vec::with_capacity(sql.len() + 1);
         payload.push(COM_QUERY);
-        payload.extend_from_slice(sql.as_bytes());
+        payload.extend_from_slice(sql);
         self.send_command(&payload).await?;
         self.read_ok().await
     }
@@ -341,7 +378,17 @@ impl BackendConn {
         &mut self,
         sql: &str,
     ) -> Result<Vec<Vec<Option<String>>>, BackendError> {
-        Ok(self.query_text_with_names(sql).await?.1)
+        Ok(self.query_text_with_names(sql).await?.rows)
+    }
+
+    /// Like [`query_text`](Self::query_text), with the type code of each
+    /// column (`MYSQL_TYPE_*`).
+    pub async fn query_text_typed(
+        &mut self,
+        sql: &str,
+    ) -> Result<(Vec<u8>, Vec<Vec<Option<String>>>), BackendError> {
+        let result = self.query_text_with_names(sql).await?;
+        Ok((result.types, result.rows))
     }
 
     /// Like [`query_text`](Self::query_text), each row keyed by column name
@@ -351,7 +398,7 @@ impl BackendConn {
         &mut self,
         sql: &str,
     ) -> Result<Vec<HashMap<String, Option<String>>>, BackendError> {
-        let (names, rows) = self.query_text_with_names(sql).await?;
+        let TextRows { names, rows, .. } = self.query_text_with_names(sql).await?;
         Ok(rows
             .into_iter()
             .map(|row| names.iter().cloned().zip(row).collect())
@@ -367,6 +414,7 @@ impl BackendConn {
         let mut scanner = self.scanner(ResponseKind::ResultSets);
         let mut rows = Vec::new();
         let mut names = Vec::new();
+        let mut types = Vec::new();
         let mut columns: Option<u64> = None;
         let mut defs_seen = 0u64;
         let mut in_rows = false;
@@ -388,6 +436,7 @@ impl BackendConn {
                     defs_seen += 1;
                     if defs_seen <= n {
                         names.push(column_name(&payload));
+                        types.push(column_type(&payload));
                     }
                     in_rows = if deprecate_eof {
                         defs_seen == n
@@ -408,7 +457,7 @@ impl BackendConn {
                         ds: self.ds.to_string(),
                         err,
                     }),
-                    _ => Ok((names, rows)),
+                    _ => Ok(TextRows { names, types, rows }),
                 };
             }
         }
@@ -485,12 +534,70 @@ impl BackendConn {
 
     /// Whether the connection can serve another session as it is.
     pub fn reusable(&self) -> bool {
-        !self.broken && self.status & crate::wire::ok_err::status::IN_TRANS == 0
+        !self.broken && !self.in_transaction()
     }
 }
 
-/// Column names and text rows of a small internal query.
-type TextRows = (Vec<String>, Vec<Vec<Option<String>>>);
+/// What a command does to the connection's transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    /// COMMIT, ROLLBACK (not to a savepoint), COM_RESET_CONNECTION.
+    Ends,
+    /// Touches no table: SET without a subquery, COM_PING, prepare, ...
+    None,
+    /// Anything else: with autocommit off it may open a transaction.
+    MayOpen,
+}
+
+fn transaction_effect(payload: &[u8]) -> Effect {
+    use crate::sql::label::first_word;
+    match payload.first() {
+        Some(&COM_QUERY) => {
+            let sql = &payload[1..];
+            let word = first_word(sql);
+            if word.eq_ignore_ascii_case(b"commit") {
+                Effect::Ends
+            } else if word.eq_ignore_ascii_case(b"rollback") {
+                let to = sql
+                    .split(|b| !b.is_ascii_alphabetic())
+                    .any(|w| w.eq_ignore_ascii_case(b"to"));
+                if to {
+                    Effect::MayOpen
+                } else {
+                    Effect::Ends
+                }
+            } else if word.eq_ignore_ascii_case(b"set")
+                && !sql.windows(6).any(|w| w.eq_ignore_ascii_case(b"select"))
+            {
+                Effect::None
+            } else {
+                Effect::MayOpen
+            }
+        }
+        Some(&COM_RESET_CONNECTION) => Effect::Ends,
+        Some(&(COM_STMT_EXECUTE | COM_FIELD_LIST)) => Effect::MayOpen,
+        _ => Effect::None,
+    }
+}
+
+/// Column names and types and the text rows of a small internal query.
+struct TextRows {
+    names: Vec<String>,
+    types: Vec<u8>,
+    rows: Vec<Vec<Option<String>>>,
+}
+
+/// The type code of a column definition packet (after its six strings,
+/// the fixed part's length, charset and column length).
+fn column_type(payload: &[u8]) -> u8 {
+    let mut rest = payload;
+    for _ in 0..6 {
+        let len = take_lenenc_int(&mut rest).unwrap_or(0) as usize;
+        rest = rest.get(len..).unwrap_or(&[]);
+    }
+    take_lenenc_int(&mut rest);
+    rest.get(6).copied().unwrap_or(0xFD)
+}
 
 /// The `name` of a column definition packet (its fifth string, after
 /// catalog, schema, table and org_table).

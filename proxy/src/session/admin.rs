@@ -87,7 +87,7 @@ impl Session {
             self.writer.push(&column.raw);
         }
         if !self.flavor.deprecate_eof() {
-            self.writer.push(&encode_eof(0, self.status));
+            self.writer.push(&encode_eof(0, self.reply_status()));
         }
         let mut buf = Vec::new();
         for row in &table.rows {

@@ -13,7 +13,7 @@ use crate::error::BackendError;
 use crate::shard::metadata::MetadataNames;
 use crate::wire::ok_err::take_lenenc_int;
 use crate::wire::packet::{payload_len, PacketWriter, HEADER};
-use crate::wire::response::{Outcome, PrepareOk, ResponseKind, Step};
+use crate::wire::response::{Outcome, PrepareOk, ResponseKind, StatusFix, Step};
 use crate::wire::stmt::set_statement_id;
 
 /// Queued client bytes beyond which the proxy writes before reading on.
@@ -41,13 +41,14 @@ pub enum Answer {
     Execute { backend_id: u32 },
 }
 
-/// Copies one reply from `conn` to `client`.
+/// Copies one reply from `conn` to `client`, its status flags adjusted by `fix`.
 pub async fn forward_reply<W: AsyncWrite + Unpin>(
     conn: &mut BackendConn,
     client: &mut PacketWriter<W>,
     kind: ResponseKind,
     answer: Answer,
     names: Option<&MetadataNames>,
+    fix: StatusFix,
 ) -> Result<Outcome, ForwardError> {
     let mut scanner = conn.scanner(kind);
     let mut seq = client.seq();
@@ -114,6 +115,9 @@ pub async fn forward_reply<W: AsyncWrite + Unpin>(
             // The scanner reads the backend's statement id before the client's replaces it.
             if let Step::Done(outcome) = scanner.feed(payload) {
                 done = Some(outcome);
+            }
+            if scanner.fed_status_packet() {
+                fix.apply(payload, done.is_some());
             }
             if first {
                 first = false;
@@ -183,6 +187,7 @@ pub async fn forward_part<W: AsyncWrite + Unpin>(
     part: Part,
     executed: Option<u32>,
     names: Option<&MetadataNames>,
+    fix: StatusFix,
 ) -> Result<Outcome, ForwardError> {
     let deprecate_eof = conn.flavor.deprecate_eof();
     let mut scanner = conn.scanner(ResponseKind::ResultSets);
@@ -228,6 +233,10 @@ pub async fn forward_part<W: AsyncWrite + Unpin>(
                 columns.arrived(payload);
             }
             let step = scanner.feed(payload);
+            if scanner.fed_status_packet() {
+                fix.apply(&mut buf[pos + HEADER..end], matches!(step, Step::Done(_)));
+            }
+            let payload = &buf[pos + HEADER..end];
             let keep = match &step {
                 Step::Done(Outcome::Err(_)) => true,
                 Step::Done(_) => part.last,

@@ -11,6 +11,7 @@ mod prepared;
 mod reads;
 mod sharded;
 mod state;
+mod user_vars;
 
 use std::sync::Arc;
 
@@ -31,12 +32,14 @@ use crate::shard::not_supported;
 use crate::shard::params::decode_params;
 use crate::shard::plan::{check_supported, prepare_target, single_node};
 use crate::sql::admin::{may_be_admin, parse as parse_admin, AdminSqlError, AdminStatement};
-use crate::sql::classify::{classify, with_logical_database, Classified, Kind};
+use crate::sql::classify::{classify, with_logical_database, Assignment, Classified, Kind};
 use crate::sql::label::statement_label;
+use crate::sql::statements::{self, Piece};
+use crate::sql::text::{analysis_text, restore, value_text, ClientCharset};
 use crate::wire::command::*;
 use crate::wire::ok_err::{encode_eof, status, ErrInfo, OkInfo};
 use crate::wire::packet::{PacketReader, PacketWriter, ReadError};
-use crate::wire::response::{Outcome, ResponseKind};
+use crate::wire::response::{Outcome, ResponseKind, StatusFix};
 use crate::wire::stmt::{long_data_param, retarget_execute, set_statement_id, statement_id};
 use forward::{forward_reply, Answer, ForwardError};
 use prepared::{PreparedStatement, ShardedPrepared, Statements};
@@ -71,6 +74,7 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
             .register(connection_id, &hello.user, shared.version);
         let mut session = Session {
             flavor: Flavor::for_client(hello.capabilities, hello.collation),
+            charset: ClientCharset::of_collation(hello.collation),
             capabilities: hello.capabilities,
             database: hello.database,
             shared,
@@ -97,6 +101,8 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
             registration,
             admitted: Gate::default(),
             wrote: false,
+            more_results: false,
+            read_back_vars: Vec::new(),
         };
         session.run().await;
         session.close().await;
@@ -124,6 +130,10 @@ struct Session {
     writer: PacketWriter<OwnedWriteHalf>,
     capabilities: CapabilityFlags,
     flavor: Flavor,
+    /// The character set the client writes statements in
+    /// (`character_set_client`): their bytes are passed on as they are,
+    /// values are read in it (see `sql::text`).
+    charset: ClientCharset,
     database: Option<String>,
     vars: SessionVars,
     statements: Statements,
@@ -152,9 +162,9 @@ struct Session {
     avoid_replicas: Vec<Arc<crate::backend::Pool>>,
     /// The session's last write on each data source, for read-your-writes.
     written: std::collections::HashMap<String, reads::Written>,
-    /// How the client opened its explicit transaction (`START TRANSACTION
-    /// READ ONLY`, ...), so data sources it reaches later join alike.
-    transaction: Option<String>,
+    /// The client's explicit transaction, so data sources it reaches later
+    /// join alike.
+    transaction: Option<OpenTransaction>,
     /// The transaction's savepoints, oldest first: a data source that joins
     /// the transaction later sets them too (nothing happened there before
     /// them), so `ROLLBACK TO` works on every data source.
@@ -172,6 +182,22 @@ struct Session {
     /// Writes to logical tables are recorded for the open transaction (or
     /// the running statement).
     wrote: bool,
+    /// More statements of the client's multi-statement string follow the
+    /// current one: its reply ends with SERVER_MORE_RESULTS_EXISTS.
+    more_results: bool,
+    /// User variables the current statement assigns (`SELECT ... INTO @v`,
+    /// `@v := ...`, `SET @v = expression`), read back from the connection
+    /// that ran it so that every later statement sees them.
+    read_back_vars: Vec<String>,
+}
+
+/// An explicit transaction the client opened.
+#[derive(Debug, Clone)]
+struct OpenTransaction {
+    /// How it was opened (`START TRANSACTION READ ONLY`, ...): each data
+    /// source joins it with the same statement.
+    begin: String,
+    read_only: bool,
 }
 
 /// How a command went, as far as the loop is concerned.
@@ -302,9 +328,13 @@ impl Session {
         if behind {
             self.refuse_re_ruled_tables(command, payload)?;
         }
+        self.reply_failed = false;
+        if command == COM_QUERY {
+            // Each statement of the query decides where it reads.
+            return self.query(payload).await;
+        }
         self.decide_read_intent(command, payload);
         self.resolve_pending_writes().await;
-        self.reply_failed = false;
         // A read whose replica connection broke before the client got
         // any of the reply runs once more, elsewhere (see `reads.rs`).
         let retry_from = self.read_retry_point(command, payload);
@@ -411,7 +441,7 @@ impl Session {
             COM_QUIT => Ok(Flow::Quit),
             COM_INIT_DB => {
                 let name = String::from_utf8_lossy(&payload[1..]).into_owned();
-                self.use_database(&name)
+                self.use_database(&name).map(|()| Flow::Continue)
             }
             COM_FIELD_LIST => self.pass_through(payload, ResponseKind::FieldList).await,
             COM_STATISTICS => self.pass_through(payload, ResponseKind::Single).await,
@@ -437,50 +467,135 @@ impl Session {
     /// The packet that ends a result set the proxy built (or a COM_SET_OPTION
     /// reply): EOF, or an OK with header 0xFE under CLIENT_DEPRECATE_EOF.
     fn push_end_of_result(&mut self) {
+        let status = self.reply_status();
         if self.flavor.deprecate_eof() {
             self.writer.push(
                 &OkInfo {
-                    status: self.status,
+                    status,
                     ..OkInfo::default()
                 }
                 .encode_with_header(0xFE),
             );
         } else {
-            self.writer.push(&encode_eof(0, self.status));
+            self.writer.push(&encode_eof(0, status));
         }
     }
 
     fn reply_ok(&mut self) {
         self.writer.push(
             &OkInfo {
-                status: self.status,
+                status: self.reply_status(),
                 ..OkInfo::default()
             }
             .encode(),
         );
     }
 
-    fn use_database(&mut self, name: &str) -> CommandResult {
+    /// What a forwarded reply's status flags need so that the client sees
+    /// the session as one server would show it: in a transaction when one
+    /// is open on any data source, with more results to come when more
+    /// statements of its multi-statement string follow.
+    fn status_fix(&self) -> StatusFix {
+        let mut set = 0;
+        if self.transaction.is_some() || self.held.iter().any(|c| c.status & status::IN_TRANS != 0)
+        {
+            set |= status::IN_TRANS;
+        }
+        if self.transaction.as_ref().is_some_and(|t| t.read_only) {
+            set |= status::IN_TRANS_READONLY;
+        }
+        StatusFix {
+            set,
+            set_at_end: if self.more_results {
+                status::MORE_RESULTS_EXISTS
+            } else {
+                0
+            },
+        }
+    }
+
+    /// The status flags of a reply the proxy builds itself: the last
+    /// backend status (autocommit, ...) with the session's own.
+    fn reply_status(&self) -> u16 {
+        let fix = self.status_fix();
+        let own = status::IN_TRANS | status::IN_TRANS_READONLY | status::MORE_RESULTS_EXISTS;
+        (self.status & !own) | fix.set | fix.set_at_end
+    }
+
+    /// Whether autocommit is on for the session, as its server says.
+    fn autocommit(&self) -> bool {
+        self.status & status::AUTOCOMMIT != 0
+    }
+
+    fn use_database(&mut self, name: &str) -> Result<(), Failure> {
         if name == self.shared.config.server.database {
             self.database = Some(name.to_owned());
             self.reply_ok();
-            Ok(Flow::Continue)
+            Ok(())
         } else {
             Err(Failure::Reply(auth::unknown_database(name)))
         }
     }
 
+    /// COM_QUERY: each statement of a multi-statement string runs as if it
+    /// came alone, in order, its reply ending with more results to come but
+    /// for the last; an error ends the string, as on one server.
     async fn query(&mut self, payload: &[u8]) -> CommandResult {
-        if let Some(parsed) = admin_statement(&payload[1..]) {
+        let sql = &payload[1..];
+        if let Some(parsed) = admin_statement(sql) {
+            self.set_read_intent(false);
             return self.admin(parsed);
         }
-        let sql = String::from_utf8_lossy(&payload[1..]);
-        let classified = classify(&sql);
+        let text = analysis_text(sql, self.charset);
+        let multi = self
+            .capabilities
+            .contains(CapabilityFlags::CLIENT_MULTI_STATEMENTS);
+        let pieces = if multi && text.contains(';') {
+            statements::split(&text)
+        } else {
+            vec![Piece::Statement(0..text.len())]
+        };
+        let count = pieces.len();
+        for (i, piece) in pieces.into_iter().enumerate() {
+            self.more_results = i + 1 < count;
+            let result = match piece {
+                Piece::Statement(range) | Piece::Rest(range) => {
+                    self.statement_with_retry(&restore(&text[range])).await
+                }
+                Piece::Empty => {
+                    self.reply_ok();
+                    Ok(())
+                }
+            };
+            if result.is_err() || self.reply_failed {
+                self.more_results = false;
+                return result.map(|()| Flow::Continue);
+            }
+        }
+        self.more_results = false;
+        Ok(Flow::Continue)
+    }
+
+    /// One statement of a query.
+    async fn query_statement(&mut self, sql: &[u8]) -> Result<(), Failure> {
+        let text = analysis_text(sql, self.charset);
+        let classified = classify(&text);
         if let Kind::Use(db) = &classified.kind {
             return self.use_database(db);
         }
-        let rewritten = self.logical_database_rewrite(COM_QUERY, &sql, &classified);
-        let payload = rewritten.as_deref().unwrap_or(payload);
+        let payload = match self.logical_database_rewrite(COM_QUERY, &text, &classified) {
+            Some(rewritten) => rewritten,
+            None => {
+                let mut payload = Vec::with_capacity(sql.len() + 1);
+                payload.push(COM_QUERY);
+                payload.extend_from_slice(sql);
+                payload
+            }
+        };
+        if classified.commits_implicitly && self.in_transaction() {
+            self.commit_implicitly().await?;
+        }
+        self.read_back_vars.clone_from(&classified.assigned_vars);
         match &classified.kind {
             Kind::Kill => {
                 // Forwarded, it would kill whichever backend thread has that id.
@@ -489,35 +604,31 @@ impl Session {
                 )));
             }
             // Not with a connection held (pinned): it must begin there.
-            Kind::Begin(text) if self.held.is_empty() && self.transaction.is_none() => {
-                if let Some(read_only) = deferrable_begin(text) {
+            Kind::Begin(begin) if self.held.is_empty() && self.transaction.is_none() => {
+                if let Some(read_only) = deferrable_begin(begin) {
                     // Opened lazily: each data source joins the transaction
                     // when a statement first reaches it, so a transaction
                     // holds only the connections it uses.
-                    self.transaction = Some(text.clone());
-                    self.status |= status::IN_TRANS;
-                    if read_only {
-                        self.status |= status::IN_TRANS_READONLY;
-                    }
+                    self.transaction = Some(OpenTransaction {
+                        begin: begin.clone(),
+                        read_only,
+                    });
                     self.reply_ok();
-                    return Ok(Flow::Continue);
+                    return Ok(());
                 }
             }
             Kind::TransactionControl { ends, savepoint } => {
                 return self
-                    .transaction_control(payload, &sql, *ends, savepoint.as_ref(), &classified)
-                    .await
-                    .map(|()| Flow::Continue);
+                    .transaction_control(&payload, &text, *ends, savepoint.as_ref(), &classified)
+                    .await;
             }
             Kind::Other if classified.reads_metadata => {
-                self.metadata_query(&sql).await?;
-                return Ok(Flow::Continue);
+                return self.metadata_query(&text).await;
             }
             Kind::Other => {
-                if let Analysis::Sharded(st) = self.analyze(&sql)? {
+                if let Analysis::Sharded(st) = self.analyze(&text)? {
                     self.note_writes(&st)?;
-                    self.run_sharded(&st, &sql, &[], None).await?;
-                    return Ok(Flow::Continue);
+                    return self.run_sharded(&st, &text, &[], None).await;
                 }
             }
             _ => {}
@@ -530,40 +641,149 @@ impl Session {
         }
         let mut conn = self.checkout(&classified).await?;
         let outcome = self
-            .run_on(&mut conn, payload, ResponseKind::ResultSets, Answer::Plain)
+            .run_on(&mut conn, &payload, ResponseKind::ResultSets, Answer::Plain)
             .await?;
-        if let (Kind::Begin(text), Outcome::Ok(_)) = (&classified.kind, &outcome) {
-            self.transaction = Some(text.clone());
+        let succeeded = matches!(outcome, Outcome::Ok(_));
+        if let (Kind::Begin(begin), true) = (&classified.kind, succeeded) {
+            self.transaction = Some(OpenTransaction {
+                begin: begin.clone(),
+                read_only: deferrable_begin(begin) == Some(true),
+            });
         }
-        if let (Kind::Set(assignments), Outcome::Ok(_)) = (&classified.kind, &outcome) {
-            for assignment in assignments {
-                if assignment.read_back {
-                    let sql = format!("SELECT @@session.{}", assignment.key);
-                    let rows = conn.query_text(&sql).await?;
-                    let value = rows
-                        .first()
-                        .and_then(|r| r.first())
-                        .and_then(|v| v.as_deref());
-                    let literal = literal_from_read_back(value);
-                    self.vars.record_fragment(
-                        &assignment.key,
-                        format!("@@session.{} = {literal}", assignment.key),
-                    );
-                } else {
-                    self.vars.record(assignment);
-                }
-            }
-            conn.applied_state = self.vars.fingerprint();
+        if let (Kind::Set(assignments), true) = (&classified.kind, succeeded) {
+            self.record_assignments(&mut conn, assignments).await?;
+        }
+        if succeeded {
+            self.remember_user_vars(&mut conn).await?;
         }
         self.release(conn, &classified);
-        Ok(Flow::Continue)
+        if let (Kind::Set(_), true) = (&classified.kind, succeeded) {
+            self.sync_held_state().await?;
+        }
+        Ok(())
+    }
+
+    /// Records what a SET that succeeded on `conn` changed, reading back
+    /// the values of expressions there.
+    async fn record_assignments(
+        &mut self,
+        conn: &mut PooledConn,
+        assignments: &[Assignment],
+    ) -> Result<(), Failure> {
+        for assignment in assignments {
+            if assignment.key.starts_with('@') && assignment.read_back {
+                // Read back with the statement's other user variables.
+                continue;
+            }
+            if assignment.read_back {
+                let sql = format!("SELECT @@session.{}", assignment.key);
+                let rows = conn.query_text(&sql).await?;
+                let value = rows
+                    .first()
+                    .and_then(|r| r.first())
+                    .and_then(|v| v.as_deref());
+                let literal = literal_from_read_back(value);
+                self.vars.record_fragment(
+                    &assignment.key,
+                    format!("@@session.{} = {literal}", assignment.key),
+                );
+            } else {
+                self.vars.record(assignment);
+            }
+        }
+        conn.applied_state = self.vars.fingerprint();
+        let charset_changed = assignments
+            .iter()
+            .any(|a| a.key == "names" || a.key == "character_set_client");
+        if charset_changed {
+            let rows = conn.query_text("SELECT @@character_set_client").await?;
+            if let Some(Some(name)) = rows.first().and_then(|r| r.first()) {
+                self.charset = ClientCharset::named(name);
+            }
+        }
+        Ok(())
+    }
+
+    /// After a statement that assigned user variables ran on `conn`: reads
+    /// their values back and records them (with their types and character
+    /// sets) as session state, so that whichever connection serves a later
+    /// statement has them.
+    pub(super) async fn remember_user_vars(
+        &mut self,
+        conn: &mut PooledConn,
+    ) -> Result<(), Failure> {
+        let names = std::mem::take(&mut self.read_back_vars);
+        if names.is_empty() {
+            return Ok(());
+        }
+        let literals = user_vars::read_back(conn, &names).await?;
+        for (name, literal) in names.iter().zip(literals) {
+            self.vars.record_fragment(
+                &format!("@{}", name.to_lowercase()),
+                format!("@`{}` = {literal}", name.replace('`', "``")),
+            );
+        }
+        conn.applied_state = self.vars.fingerprint();
+        Ok(())
+    }
+
+    /// Brings the connections the session holds to its state after a SET
+    /// (`SET autocommit = 1` commits their work, as on one server), and
+    /// gives back those no longer in a transaction.
+    async fn sync_held_state(&mut self) -> Result<(), Failure> {
+        let fingerprint = self.vars.fingerprint();
+        if self.held.iter().all(|c| c.applied_state == fingerprint) {
+            return Ok(());
+        }
+        let statements = self.vars.replay_statements();
+        for conn in &mut self.held {
+            if conn.applied_state == fingerprint {
+                continue;
+            }
+            for sql in &statements {
+                conn.execute_internal(sql).await?;
+            }
+            conn.applied_state = fingerprint;
+        }
+        if self.pinned.is_none() && self.transaction.is_none() {
+            self.held.retain(|c| c.in_transaction());
+        }
+        Ok(())
+    }
+
+    /// Commits the session's transaction on every data source it reached,
+    /// without a reply, as MariaDB does before a statement that commits
+    /// implicitly (DDL, `BEGIN` inside a transaction, `LOCK TABLES`, ...).
+    async fn commit_implicitly(&mut self) -> Result<(), Failure> {
+        self.transaction = None;
+        self.savepoints.clear();
+        let mut failed = None;
+        for conn in &mut self.held {
+            if conn.in_transaction() {
+                if let Err(e) = conn.execute_internal("COMMIT").await {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        for conn in std::mem::take(&mut self.held) {
+            self.release(conn, &Classified::default());
+        }
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 
     /// The sharding analysis of a statement; a statement on sharded tables
     /// the proxy cannot analyse is refused.
     fn analyze(&self, sql: &str) -> Result<Analysis, Failure> {
-        analyze(sql, &self.shared.rules, &self.shared.config.server.database)
-            .map_err(|e| Failure::Reply(not_supported(e.to_string())))
+        let mut analysis = analyze(sql, &self.shared.rules, &self.shared.config.server.database)
+            .map_err(|e| Failure::Reply(not_supported(e.to_string())))?;
+        if let (Analysis::Sharded(st), false) = (&mut analysis, sql.is_ascii()) {
+            // Values in the client's bytes are read in its character set.
+            st.map_text_values(|v| value_text(v, self.charset).into_owned());
+        }
+        Ok(analysis)
     }
 
     /// The command with `DATABASE()` select items showing the logical
@@ -580,7 +800,7 @@ impl Session {
         let text = with_logical_database(sql, &classified.database_items, self.database.as_deref());
         let mut payload = Vec::with_capacity(text.len() + 1);
         payload.push(command);
-        payload.extend_from_slice(text.as_bytes());
+        payload.extend_from_slice(&restore(&text));
         Some(payload)
     }
 
@@ -593,12 +813,12 @@ impl Session {
                 "This command is not supported in the prepared statement protocol; send ShardGate's SHOW/PREVIEW admin statements as plain queries",
             )));
         }
-        let text = String::from_utf8_lossy(&payload[1..]);
+        let text = analysis_text(&payload[1..], self.charset);
         let classified = classify(&text);
         let rewritten = self.logical_database_rewrite(COM_STMT_PREPARE, &text, &classified);
         let payload = rewritten.as_deref().unwrap_or(payload);
         let sql: Arc<[u8]> = Arc::from(&payload[1..]);
-        let text = String::from_utf8_lossy(&sql);
+        let text = analysis_text(&sql, self.charset);
         let sharded = match self.analyze(&text)? {
             Analysis::Sharded(st) => Some(ShardedPrepared::new(
                 Arc::<ShardedStatement>::from(st),
@@ -615,7 +835,7 @@ impl Session {
                 let target = prepare_target(st, &sh.text, &self.plan_context());
                 (
                     self.pool_of(&target.data_source)?,
-                    Arc::<[u8]>::from(target.sql.as_bytes()),
+                    Arc::<[u8]>::from(restore(&target.sql).as_ref()),
                 )
             }
             None => (self.shared.default_pool.clone(), sql.clone()),
@@ -635,7 +855,7 @@ impl Session {
             .await?;
         if let Outcome::Prepared(ok) = outcome {
             conn.remember_statement(backend_sql, ok.statement_id, ok.num_params);
-            let replica_safe = crate::sql::reads::replica_safe(&String::from_utf8_lossy(&sql));
+            let replica_safe = crate::sql::reads::replica_safe(&text);
             self.statements.insert(
                 id,
                 PreparedStatement {
@@ -662,7 +882,7 @@ impl Session {
         let Some(sql) = self.statements.get(id).map(|s| s.sql.clone()) else {
             return Ok(());
         };
-        let text = String::from_utf8_lossy(&sql);
+        let text = analysis_text(&sql, self.charset);
         let sharded = match self.analyze(&text)? {
             Analysis::Sharded(st) => Some(ShardedPrepared::new(
                 Arc::<ShardedStatement>::from(st),
@@ -715,16 +935,30 @@ impl Session {
             .sharded
             .as_ref()
             .map(|sh| (sh.statement.clone(), sh.text.clone()));
+        let session_statement = matches!(
+            classified.kind,
+            Kind::Begin(_) | Kind::TransactionControl { .. } | Kind::Use(_) | Kind::Set(_)
+        );
+        if sharded.is_none() && num_params == 0 && session_statement {
+            // What the text path does for them (the reply is an OK either
+            // way): the proxy keeps their effect on the session.
+            self.query_statement(&sql).await?;
+            return Ok(Flow::Continue);
+        }
         if let Some(reason) = classified.pins_session {
             self.pinned = Some(reason);
         }
+        if classified.commits_implicitly && self.in_transaction() {
+            self.commit_implicitly().await?;
+        }
+        self.read_back_vars.clone_from(&classified.assigned_vars);
         let mut packet = packet;
         if let Some((st, text)) = sharded {
             let long: Vec<(u16, Vec<u8>)> = long_data
                 .iter()
                 .filter_map(|p| Some((long_data_param(p)?, p.get(7..)?.to_vec())))
                 .collect();
-            let params = decode_params(&packet, usize::from(num_params), &long)
+            let params = decode_params(&packet, usize::from(num_params), &long, self.charset)
                 .map_err(|e| Failure::Reply(ErrInfo::new(1210, "HY000", e.to_string())))?;
             // A row-returning execution that reaches one node runs that
             // node's statement as `run_sharded` would for Route::One; the
@@ -767,16 +1001,27 @@ impl Session {
             set_statement_id(&mut chunk, backend.id);
             conn.queue_command(&chunk);
         }
-        self.run_on(
-            &mut conn,
-            &packet,
-            ResponseKind::ResultSets,
-            Answer::Execute {
-                backend_id: backend.id,
-            },
-        )
-        .await?;
+        let outcome = self
+            .run_on(
+                &mut conn,
+                &packet,
+                ResponseKind::ResultSets,
+                Answer::Execute {
+                    backend_id: backend.id,
+                },
+            )
+            .await?;
+        let succeeded = matches!(outcome, Outcome::Ok(_));
+        if let (Kind::Set(assignments), true) = (&classified.kind, succeeded) {
+            self.record_assignments(&mut conn, assignments).await?;
+        }
+        if succeeded {
+            self.remember_user_vars(&mut conn).await?;
+        }
         self.release(conn, &classified);
+        if let (Kind::Set(_), true) = (&classified.kind, succeeded) {
+            self.sync_held_state().await?;
+        }
         Ok(Flow::Continue)
     }
 
@@ -848,7 +1093,18 @@ impl Session {
     ) -> Result<PooledConn, Failure> {
         let held = self.held.iter().position(|c| Arc::ptr_eq(c.pool(), pool));
         let mut conn = match held {
-            Some(i) => self.held.swap_remove(i),
+            Some(i) => {
+                let mut conn = self.held.swap_remove(i);
+                if conn.applied_state != self.vars.fingerprint() {
+                    // Changed while the connection was held (in a
+                    // transaction: no reset): assignments replay as they are.
+                    for sql in self.vars.replay_statements() {
+                        conn.execute_internal(&sql).await?;
+                    }
+                    conn.applied_state = self.vars.fingerprint();
+                }
+                conn
+            }
             None => {
                 let in_transaction = self.in_transaction();
                 let mut acquired = pool
@@ -873,9 +1129,9 @@ impl Session {
                 if in_transaction {
                     let begin = self
                         .transaction
-                        .clone()
-                        .unwrap_or_else(|| "START TRANSACTION".into());
-                    conn.execute_internal(&begin).await?;
+                        .as_ref()
+                        .map_or("START TRANSACTION", |t| t.begin.as_str());
+                    conn.execute_internal(begin).await?;
                     for name in &self.savepoints {
                         conn.execute_internal(&format!("SAVEPOINT `{}`", name.replace('`', "``")))
                             .await?;
@@ -895,9 +1151,10 @@ impl Session {
         Ok(conn)
     }
 
-    /// Whether the session has a transaction open on some data source.
+    /// Whether the session is in a transaction: an explicit one, or work
+    /// of the implicit one that autocommit off opens, on some data source.
     fn in_transaction(&self) -> bool {
-        self.transaction.is_some() || self.held.iter().any(|c| c.status & status::IN_TRANS != 0)
+        self.transaction.is_some() || self.held.iter().any(|c| c.in_transaction())
     }
 
     async fn apply_state(&mut self, conn: &mut PooledConn) -> Result<(), BackendError> {
@@ -920,12 +1177,14 @@ impl Session {
         answer: Answer,
     ) -> Result<Outcome, Failure> {
         conn.send_command(payload).await?;
+        let fix = self.status_fix();
         let outcome = forward_reply(
             conn,
             &mut self.writer,
             kind,
             answer,
             Some(&self.shared.metadata),
+            fix,
         )
         .await?;
         self.note_outcome(&outcome);
@@ -948,10 +1207,18 @@ impl Session {
         }
     }
 
-    /// Keeps the connection for the session or gives it back to its pool.
+    /// Keeps the connection for the session or gives it back to its pool:
+    /// one in a transaction (explicit, or the work of an implicit one while
+    /// autocommit is off) stays with the session until it ends.
     fn release(&mut self, conn: PooledConn, classified: &Classified) {
-        let keep =
-            conn.status & status::IN_TRANS != 0 || self.pinned.is_some() || classified.holds_next;
+        let in_transaction = conn.in_transaction();
+        if self.transaction.is_some() && !in_transaction && !conn.broken {
+            // It had joined the transaction, which the statement ended
+            // (`SET autocommit = 1` after autocommit off, ...).
+            self.transaction = None;
+            self.savepoints.clear();
+        }
+        let keep = in_transaction || self.pinned.is_some() || classified.holds_next;
         self.note_possible_write(&conn);
         if keep && !conn.broken {
             self.held.push(conn);
@@ -966,6 +1233,8 @@ impl Session {
         self.statements.clear();
         self.pinned = None;
         self.last_insert = None;
+        self.read_back_vars.clear();
+        self.charset = ClientCharset::of_collation(self.flavor.collation);
         self.status = status::AUTOCOMMIT;
     }
 

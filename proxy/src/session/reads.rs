@@ -25,8 +25,8 @@ use crate::replica::gtid::Position;
 use crate::replica::ReadChoice;
 use crate::shard::analyze::ShardedStatement;
 use crate::sql::reads::replica_safe;
+use crate::sql::text::analysis_text;
 use crate::wire::command::{COM_QUERY, COM_STMT_EXECUTE, COM_STMT_PREPARE};
-use crate::wire::ok_err::status;
 use crate::wire::packet::Mark;
 use crate::wire::stmt::statement_id;
 use shardgate_rules::TableKind;
@@ -50,37 +50,49 @@ pub(super) enum Written {
 }
 
 impl Session {
-    /// Decides, before a command runs, whether its reads may go to
-    /// replicas.
+    /// Decides, before a prepare or an execution runs, whether its reads
+    /// may go to replicas. The statements of a query decide one by one
+    /// (`set_read_intent`).
     pub(super) fn decide_read_intent(&mut self, command: u8, payload: &[u8]) {
-        self.read_intent = false;
-        self.used_replicas.clear();
-        self.avoid_replicas.clear();
-        if self.pinned.is_some()
-            || !self.shared.config.server.read_write_splitting
-            || self.shared.replicas.values().all(Vec::is_empty)
-        {
-            return;
-        }
-        if self.in_transaction() {
-            let read_only = self.status & status::IN_TRANS_READONLY != 0;
-            if !(read_only
-                && self.shared.config.server.transaction_reads == TransactionReads::Replica)
-            {
-                return;
-            }
-        }
-        self.read_intent = match command {
+        let safe = match command {
             // A prepare of a read is answered where the read would go: in
             // a read-only transaction on replicas, that is where its data
             // source's connection must be taken (not its primary).
-            COM_QUERY | COM_STMT_PREPARE => replica_safe(&String::from_utf8_lossy(&payload[1..])),
+            COM_STMT_PREPARE => replica_safe(&String::from_utf8_lossy(&payload[1..])),
             // Worked out once, when the statement was prepared.
             COM_STMT_EXECUTE => statement_id(payload)
                 .and_then(|id| self.statements.get(id))
                 .is_some_and(|stmt| stmt.replica_safe),
             _ => false,
         };
+        self.set_read_intent(safe);
+    }
+
+    /// Before a statement runs: its reads may go to replicas when the
+    /// statement is a plain read (`statement_safe`) and the session is
+    /// where a replica may answer it.
+    pub(super) fn set_read_intent(&mut self, statement_safe: bool) {
+        self.used_replicas.clear();
+        self.avoid_replicas.clear();
+        self.read_intent = statement_safe && self.replicas_may_serve();
+    }
+
+    /// Whether the session's state lets replicas serve its reads: outside
+    /// a transaction with autocommit on (with autocommit off, every
+    /// statement belongs to a transaction, as on one server), or inside a
+    /// read-only transaction when `transaction_reads = "replica"`.
+    fn replicas_may_serve(&self) -> bool {
+        if self.pinned.is_some()
+            || !self.shared.config.server.read_write_splitting
+            || self.shared.replicas.values().all(Vec::is_empty)
+        {
+            return false;
+        }
+        if self.in_transaction() {
+            return self.transaction.as_ref().is_some_and(|t| t.read_only)
+                && self.shared.config.server.transaction_reads == TransactionReads::Replica;
+        }
+        self.autocommit()
     }
 
     /// The pool a statement on data source `ds` uses: the one of a
@@ -207,7 +219,7 @@ impl Session {
     pub(super) fn note_possible_write(&mut self, conn: &PooledConn) {
         if self.consistency_is_session()
             && conn.pool().role() == Role::Primary
-            && conn.status & status::IN_TRANS == 0
+            && !conn.in_transaction()
             && !self
                 .statement_label
                 .is_some_and(|l| NON_WRITING.contains(&l))
@@ -305,6 +317,23 @@ impl Session {
             return None;
         }
         Some(self.writer.mark())
+    }
+
+    /// Runs one statement of a query: its reads on replicas when it may,
+    /// and once more elsewhere when its replica connection broke before
+    /// the client got any of the reply.
+    pub(super) async fn statement_with_retry(&mut self, sql: &[u8]) -> Result<(), Failure> {
+        self.set_read_intent(replica_safe(&analysis_text(sql, self.charset)));
+        self.resolve_pending_writes().await;
+        let retry_from = self.read_retry_point(COM_QUERY, &[]);
+        let result = self.query_statement(sql).await;
+        if let (Some(mark), Err(Failure::Lost { server, .. })) = (retry_from, &result) {
+            let server = server.clone();
+            if self.retry_read_elsewhere(&server, mark) {
+                return self.query_statement(sql).await;
+            }
+        }
+        result
     }
 
     /// After a read lost its connection to replica `server`: when nothing

@@ -22,9 +22,10 @@ use crate::shard::params::ParamValue;
 use crate::shard::plan::{node_target, plan, Affected, FirstTable, PlanContext, Route, Target};
 use crate::shard::scatter::{merge_plan, ScatterSelect};
 use crate::sql::classify::{Classified, Savepoint};
+use crate::sql::text::restore;
 use crate::wire::command::COM_QUERY;
 use crate::wire::ok_err::{encode_eof, put_lenenc_int, InfoCounts};
-use crate::wire::ok_err::{status, ErrInfo, OkInfo};
+use crate::wire::ok_err::{ErrInfo, OkInfo};
 use crate::wire::packet::PacketWriter;
 use crate::wire::response::{Outcome, ResponseKind};
 use crate::wire::stmt::{set_statement_id, statement_id};
@@ -79,7 +80,7 @@ impl Session {
         };
         let node = NodeStatement {
             pool: primary_pool_of(shared, &target.data_source)?,
-            sql: Arc::from(target.sql.as_bytes()),
+            sql: Arc::from(restore(&target.sql).as_ref()),
         };
         prepared.keep_node(position, node.clone());
         Ok(Some(node))
@@ -120,12 +121,18 @@ impl Session {
             }
         }
         debug!(?route, "routed");
+        if !self.read_back_vars.is_empty() && !matches!(route, Route::One(_)) {
+            return Err(Failure::Reply(crate::shard::not_supported(format!(
+                "assigning user variables (@{}) in a statement that runs on several data nodes is not supported: each node would assign its own value; select the rows first, then SET the variable",
+                self.read_back_vars.join(", @")
+            ))));
+        }
         self.count_routed(st, &route);
         match route {
             Route::One(target) => match execution {
                 Some(exec) if st.kind.returns_rows() => {
                     let pool = self.pool_of(&target.data_source)?;
-                    let node_sql: Arc<[u8]> = Arc::from(target.sql.as_bytes());
+                    let node_sql: Arc<[u8]> = Arc::from(restore(&target.sql).as_ref());
                     self.execute_on(&pool, node_sql, exec.packet).await
                 }
                 _ => {
@@ -268,9 +275,13 @@ impl Session {
         let mut conn = self.checkout_on(&pool, &classified).await?;
         let mut payload = Vec::with_capacity(sql.len() + 1);
         payload.push(COM_QUERY);
-        payload.extend_from_slice(sql.as_bytes());
-        self.run_on(&mut conn, &payload, ResponseKind::ResultSets, Answer::Plain)
+        payload.extend_from_slice(&restore(sql));
+        let outcome = self
+            .run_on(&mut conn, &payload, ResponseKind::ResultSets, Answer::Plain)
             .await?;
+        if let Outcome::Ok(_) = outcome {
+            self.remember_user_vars(&mut conn).await?;
+        }
         self.release(conn, &classified);
         Ok(())
     }
@@ -317,12 +328,12 @@ impl Session {
                     };
                     let mut payload = Vec::with_capacity(sql.len() + 1);
                     payload.push(COM_QUERY);
-                    payload.extend_from_slice(sql.as_bytes());
+                    payload.extend_from_slice(&restore(&sql));
                     executed.push(None);
                     payload
                 }
                 Some(exec) => {
-                    let node_sql: Arc<[u8]> = Arc::from(target.sql.as_bytes());
+                    let node_sql: Arc<[u8]> = Arc::from(restore(&target.sql).as_ref());
                     let backend = match super::ensure_prepared(&mut conns[at], &node_sql).await? {
                         Ok(b) => b,
                         Err(err) => {
@@ -359,12 +370,14 @@ impl Session {
                 first: i == 0,
                 last: i + 1 == count,
             };
+            let fix = self.status_fix();
             let outcome = forward_part(
                 &mut conns[at],
                 &mut self.writer,
                 part,
                 executed[i],
                 Some(&self.shared.metadata),
+                fix,
             )
             .await?;
             unread[at] -= 1;
@@ -405,7 +418,7 @@ impl Session {
             && self.held.is_empty()
             && self.pinned.is_none()
             && !self.in_transaction()
-            && self.status & status::AUTOCOMMIT != 0;
+            && self.autocommit();
         let mut conns: Vec<PooledConn> = Vec::with_capacity(targets.len() + 1);
         let mut ahead = None;
         for (i, target) in targets.iter().enumerate() {
@@ -508,7 +521,7 @@ impl Session {
             }
         }
         if !deprecate_eof {
-            self.writer.push(&encode_eof(0, self.status));
+            self.writer.push(&encode_eof(0, self.reply_status()));
         }
         let visible: Vec<ColumnInfo> = plan.columns[..plan.visible].to_vec();
         let mut sources: Vec<NodeRows<'_>> = conns
@@ -536,7 +549,7 @@ impl Session {
         // A connection in the client's transaction must survive an early
         // end (LIMIT reached): read the rest of its reply. Others are closed.
         for source in &mut sources {
-            if !source.done && source.conn.status & status::IN_TRANS != 0 {
+            if !source.done && source.conn.in_transaction() {
                 while let Ok(Some(())) = source.skip().await {}
             }
         }
@@ -591,7 +604,7 @@ impl Session {
         let mut conn = self.checkout_on(&pool, &classified).await?;
         let mut payload = Vec::with_capacity(physical.len() + 1);
         payload.push(COM_QUERY);
-        payload.extend_from_slice(physical.as_bytes());
+        payload.extend_from_slice(&restore(&physical));
         conn.send_command(&payload).await?;
         let columns = match read_columns(&mut conn).await? {
             Ok(columns) => columns,
@@ -617,7 +630,7 @@ impl Session {
             self.writer.push(&mapped.encode());
         }
         if !deprecate_eof {
-            self.writer.push(&encode_eof(0, self.status));
+            self.writer.push(&encode_eof(0, self.reply_status()));
         }
         let mut seen = std::collections::HashSet::new();
         let mut source = NodeRows {
@@ -679,8 +692,7 @@ impl Session {
         // Under autocommit the proxy opens a transaction for the statement;
         // inside the client's transaction a savepoint keeps the statement
         // all-or-nothing, as one server would.
-        let autocommit = self.status & status::AUTOCOMMIT != 0;
-        let implicit = transactional && autocommit && !self.in_transaction();
+        let implicit = transactional && self.autocommit() && !self.in_transaction();
         let savepoint = transactional && !implicit;
         let classified = Classified::default();
         let mut conns: Vec<PooledConn> = Vec::new();
@@ -714,7 +726,7 @@ impl Session {
                     &mut conns[last]
                 }
             };
-            match conn.execute_internal(&target.sql).await {
+            match conn.execute_statement(&restore(&target.sql)).await {
                 Ok(ok) => {
                     total += ok.affected_rows;
                     warnings += u64::from(ok.warnings);
@@ -812,17 +824,11 @@ impl Session {
             Affected::Sum => total,
             Affected::OneCopy => one_copy.unwrap_or(0),
         };
-        let in_trans = if self.in_transaction() {
-            status::IN_TRANS
-        } else {
-            0
-        };
-        self.status = (self.status & !status::IN_TRANS) | in_trans;
         self.writer.push(
             &OkInfo {
                 affected_rows,
                 last_insert_id: generated_id.unwrap_or(0),
-                status: self.status,
+                status: self.reply_status(),
                 warnings: u16::try_from(warnings).unwrap_or(u16::MAX),
                 info,
             }
@@ -847,7 +853,6 @@ impl Session {
         if self.held.is_empty() && ends && self.transaction.is_some() {
             // A transaction that never reached a data source.
             self.transaction = None;
-            self.status &= !(status::IN_TRANS | status::IN_TRANS_READONLY);
             self.reply_ok();
             return Ok(());
         }
@@ -856,12 +861,13 @@ impl Session {
                 Some(conn) => conn,
                 None => self.checkout(classified).await?,
             };
+            if ends {
+                // The reply shows the transaction ended.
+                self.transaction = None;
+            }
             let outcome = self
                 .run_on(&mut conn, payload, ResponseKind::ResultSets, Answer::Plain)
                 .await?;
-            if ends {
-                self.transaction = None;
-            }
             if let (Some(op), Outcome::Ok(_)) = (savepoint, outcome) {
                 self.track_savepoint(op);
             }
@@ -873,7 +879,7 @@ impl Session {
         // round trip, not one per data source.
         let mut command = Vec::with_capacity(sql.len() + 1);
         command.push(COM_QUERY);
-        command.extend_from_slice(sql.as_bytes());
+        command.extend_from_slice(&restore(sql));
         let mut sent = Vec::with_capacity(self.held.len());
         for conn in &mut self.held {
             // Until its reply is read, a connection cannot be reused.
@@ -934,7 +940,13 @@ impl Session {
             self.track_savepoint(op);
         }
         self.status = last.status;
-        self.writer.push(&last.encode());
+        self.writer.push(
+            &OkInfo {
+                status: self.reply_status(),
+                ..last
+            }
+            .encode(),
+        );
         Ok(())
     }
 
@@ -1009,6 +1021,7 @@ impl Session {
             *flags = 0;
         }
         conn.send_command(packet).await?;
+        let fix = self.status_fix();
         let outcome = if part.first && part.last {
             super::forward::forward_reply(
                 &mut conn,
@@ -1018,6 +1031,7 @@ impl Session {
                     backend_id: backend.id,
                 },
                 Some(&self.shared.metadata),
+                fix,
             )
             .await?
         } else {
@@ -1027,12 +1041,14 @@ impl Session {
                 part,
                 Some(backend.id),
                 Some(&self.shared.metadata),
+                fix,
             )
             .await?
         };
         self.note_outcome(&outcome);
         if let Outcome::Ok(ok) = &outcome {
             self.status = ok.status;
+            self.remember_user_vars(&mut conn).await?;
         }
         self.release(conn, &classified);
         Ok(outcome)
@@ -1058,7 +1074,7 @@ fn primary_pool_of(
 async fn start_query(conn: &mut PooledConn, sql: &str) -> Result<(), crate::error::BackendError> {
     let mut payload = Vec::with_capacity(sql.len() + 1);
     payload.push(COM_QUERY);
-    payload.extend_from_slice(sql.as_bytes());
+    payload.extend_from_slice(&restore(sql));
     conn.send_command(&payload).await?;
     conn.broken = true;
     Ok(())

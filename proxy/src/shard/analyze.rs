@@ -139,6 +139,40 @@ pub struct ShardedStatement {
     pub sharding_joins: Vec<(String, String)>,
 }
 
+impl ShardedStatement {
+    /// Replaces the text of every string value of its conditions and rows.
+    pub fn map_text_values(&mut self, f: impl Fn(&str) -> String) {
+        let text = |v: &mut Val| {
+            if let Val::Lit(ShardValue::Text(t)) = v {
+                *t = f(t);
+            }
+        };
+        self.condition.for_each_value(&mut |v| text(v));
+        for row in self.insert.iter_mut().flat_map(|i| i.rows.iter_mut()) {
+            for v in row.values.iter_mut().flatten() {
+                text(v);
+            }
+        }
+    }
+}
+
+impl Cond {
+    fn for_each_value(&mut self, f: &mut impl FnMut(&mut Val)) {
+        match self {
+            Cond::Eq(_, v) | Cond::Lt(_, v) | Cond::Le(_, v) | Cond::Gt(_, v) | Cond::Ge(_, v) => {
+                f(v)
+            }
+            Cond::In(_, vs) => vs.iter_mut().for_each(f),
+            Cond::Between(_, a, b) => {
+                f(a);
+                f(b);
+            }
+            Cond::And(cs) | Cond::Or(cs) => cs.iter_mut().for_each(|c| c.for_each_value(f)),
+            Cond::Unknown => {}
+        }
+    }
+}
+
 /// The analysis of one statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Analysis {

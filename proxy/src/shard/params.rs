@@ -4,6 +4,8 @@
 
 use shardgate_rules::ShardValue;
 
+use crate::sql::text::ClientCharset;
+
 /// One bound parameter.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ParamValue {
@@ -13,8 +15,11 @@ pub enum ParamValue {
     Double(f64),
     /// DECIMAL as text.
     Decimal(String),
-    /// Strings and blobs.
-    Bytes(Vec<u8>),
+    /// A string in the client's character set (a blob: `binary`).
+    Text {
+        bytes: Vec<u8>,
+        charset: ClientCharset,
+    },
     /// DATE / DATETIME / TIMESTAMP / TIME in MySQL text form.
     Temporal(String),
 }
@@ -34,12 +39,16 @@ impl ParamValue {
                 Ok(i) => ShardValue::Int(i),
                 Err(_) => ShardValue::Text(s.clone()),
             },
-            ParamValue::Bytes(b) => ShardValue::Text(String::from_utf8_lossy(b).into_owned()),
+            ParamValue::Text { bytes, charset } => {
+                ShardValue::Text(charset.decode(bytes).into_owned())
+            }
         }
     }
 
-    /// The value as an SQL literal. Strings become hex literals with the
-    /// connection's character set, so no escaping rule of any sql_mode applies.
+    /// The value as an SQL literal. Strings become hex literals with their
+    /// character set (`_latin1 X'E9'`: as the parameter, a string of the
+    /// client's character set, no conversion), so no escaping rule of any
+    /// sql_mode applies; blobs plain hex literals (binary strings).
     pub fn sql_literal(&self) -> String {
         match self {
             ParamValue::Null => "NULL".into(),
@@ -48,14 +57,18 @@ impl ParamValue {
             ParamValue::Double(d) => format!("{d:e}"),
             ParamValue::Decimal(s) => s.clone(),
             ParamValue::Temporal(s) => format!("'{s}'"),
-            ParamValue::Bytes(b) if b.is_empty() => "''".into(),
-            ParamValue::Bytes(b) => {
-                let mut out = String::with_capacity(b.len() * 2 + 24);
-                out.push_str("CONVERT(X'");
-                for byte in b {
+            ParamValue::Text { bytes, charset } => {
+                let mut out = String::with_capacity(bytes.len() * 2 + 16);
+                if charset.name() != "binary" {
+                    out.push('_');
+                    out.push_str(charset.name());
+                    out.push(' ');
+                }
+                out.push_str("X'");
+                for byte in bytes {
                     out.push_str(&format!("{byte:02X}"));
                 }
-                out.push_str("' USING utf8mb4)");
+                out.push('\'');
                 out
             }
         }
@@ -70,10 +83,14 @@ pub struct ParamError(pub &'static str);
 /// Decodes the parameters of a COM_STMT_EXECUTE that carries its types
 /// (as the proxy's `retarget_execute` output always does). `long_data`
 /// holds values sent with COM_STMT_SEND_LONG_DATA, by parameter index.
+///
+/// Strings are in the client's `charset`; blobs are binary, as the server
+/// takes them.
 pub fn decode_params(
     packet: &[u8],
     num_params: usize,
     long_data: &[(u16, Vec<u8>)],
+    charset: ClientCharset,
 ) -> Result<Vec<ParamValue>, ParamError> {
     if num_params == 0 {
         return Ok(Vec::new());
@@ -97,12 +114,20 @@ pub fn decode_params(
             out.push(ParamValue::Null);
             continue;
         }
+        let (ty, unsigned) = (types[2 * i], types[2 * i + 1] & 0x80 != 0);
+        let charset = if BLOB_TYPES.contains(&ty) {
+            ClientCharset::named("binary")
+        } else {
+            charset
+        };
         if let Some((_, data)) = long_data.iter().find(|(p, _)| usize::from(*p) == i) {
-            out.push(ParamValue::Bytes(data.clone()));
+            out.push(ParamValue::Text {
+                bytes: data.clone(),
+                charset,
+            });
             continue;
         }
-        let (ty, unsigned) = (types[2 * i], types[2 * i + 1] & 0x80 != 0);
-        out.push(decode_one(ty, unsigned, &mut rest)?);
+        out.push(decode_one(ty, unsigned, &mut rest, charset)?);
     }
     Ok(out)
 }
@@ -116,7 +141,15 @@ fn take<'a>(rest: &mut &'a [u8], n: usize) -> Result<&'a [u8], ParamError> {
     Ok(head)
 }
 
-fn decode_one(ty: u8, unsigned: bool, rest: &mut &[u8]) -> Result<ParamValue, ParamError> {
+/// TINY_BLOB, MEDIUM_BLOB, LONG_BLOB, BLOB: binary parameters.
+const BLOB_TYPES: [u8; 4] = [0xF9, 0xFA, 0xFB, 0xFC];
+
+fn decode_one(
+    ty: u8,
+    unsigned: bool,
+    rest: &mut &[u8],
+    charset: ClientCharset,
+) -> Result<ParamValue, ParamError> {
     let int = |bytes: &[u8], signed_value: i64| {
         if unsigned {
             let mut buf = [0u8; 8];
@@ -162,7 +195,10 @@ fn decode_one(ty: u8, unsigned: bool, rest: &mut &[u8]) -> Result<ParamValue, Pa
             let b = take_lenenc(rest)?;
             ParamValue::Decimal(String::from_utf8_lossy(b).into_owned())
         }
-        _ => ParamValue::Bytes(take_lenenc(rest)?.to_vec()),
+        _ => ParamValue::Text {
+            bytes: take_lenenc(rest)?.to_vec(),
+            charset,
+        },
     })
 }
 
@@ -253,33 +289,36 @@ mod tests {
             &[8, 0, 6, 0, 253, 0, 12, 0, 246, 0],
             &values,
         );
-        let got = decode_params(&p, 5, &[]).unwrap();
+        let got = decode_params(&p, 5, &[], ClientCharset::named("latin1")).unwrap();
         assert_eq!(
             got,
             vec![
                 ParamValue::Int(-5),
                 ParamValue::Null,
-                ParamValue::Bytes(b"a'b".to_vec()),
+                ParamValue::Text {
+                    bytes: b"a'b".to_vec(),
+                    charset: ClientCharset::named("latin1"),
+                },
                 ParamValue::Temporal("2024-02-29 23:59:58".into()),
                 ParamValue::Decimal("1.50".into()),
             ]
         );
         assert_eq!(got[0].shard_value(), ShardValue::Int(-5));
-        assert_eq!(got[2].sql_literal(), "CONVERT(X'612762' USING utf8mb4)");
+        assert_eq!(got[2].sql_literal(), "_latin1 X'612762'");
         assert_eq!(got[3].sql_literal(), "'2024-02-29 23:59:58'");
     }
 
     #[test]
     fn unsigned_and_long_data() {
         let p = packet(2, 0, &[8, 0x80, 252, 0], &u64::MAX.to_le_bytes());
-        let got = decode_params(&p, 2, &[(1, b"blob".to_vec())]).unwrap();
+        let got = decode_params(&p, 2, &[(1, b"blob".to_vec())], ClientCharset::UTF8).unwrap();
         assert_eq!(got[0], ParamValue::UInt(u64::MAX));
-        assert_eq!(got[1], ParamValue::Bytes(b"blob".to_vec()));
+        assert_eq!(got[1].sql_literal(), "X'626C6F62'");
     }
 
     #[test]
     fn truncated_packet_is_an_error() {
         let p = packet(1, 0, &[8, 0], &[1, 2]);
-        assert!(decode_params(&p, 1, &[]).is_err());
+        assert!(decode_params(&p, 1, &[], ClientCharset::UTF8).is_err());
     }
 }

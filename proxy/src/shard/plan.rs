@@ -508,7 +508,7 @@ fn plan_merge(
                 Some(ParamValue::UInt(n)) => Ok(*n),
                 Some(ParamValue::Double(d)) if *d >= 0.0 && d.fract() == 0.0 => Ok(*d as u64),
                 Some(ParamValue::Decimal(t)) => t.trim().parse().map_err(|_| bad_limit()),
-                Some(ParamValue::Bytes(b)) => std::str::from_utf8(b)
+                Some(ParamValue::Text { bytes, .. }) => std::str::from_utf8(bytes)
                     .ok()
                     .and_then(|t| t.trim().parse().ok())
                     .ok_or_else(bad_limit),
@@ -654,7 +654,7 @@ fn param_condition(p: &ParamValue) -> HavingCond {
         ParamValue::UInt(u) => HavingCond::Number(u.to_string()),
         ParamValue::Double(d) => HavingCond::Number(d.to_string()),
         ParamValue::Decimal(d) => HavingCond::Number(d.clone()),
-        ParamValue::Bytes(b) => HavingCond::Text(b.clone()),
+        ParamValue::Text { bytes, .. } => HavingCond::Text(bytes.clone()),
         ParamValue::Temporal(t) => HavingCond::Text(t.clone().into_bytes()),
     }
 }
@@ -845,6 +845,7 @@ fn plan_broadcast(
 mod tests {
     use super::*;
     use crate::shard::analyze::{analyze, Analysis};
+    use crate::sql::text::ClientCharset;
     use shardgate_rules::{Config, SystemClock};
 
     fn fixture() -> (Config, ShardingRules) {
@@ -1124,7 +1125,10 @@ mod tests {
             ..
         } = route(
             "INSERT INTO users (user_id, name) VALUES (1, 'a'), (5, 'b'), (2, ?)",
-            &[ParamValue::Bytes(b"c".to_vec())],
+            &[ParamValue::Text {
+                bytes: b"c".to_vec(),
+                charset: ClientCharset::UTF8,
+            }],
         )
         .unwrap()
         else {
@@ -1138,9 +1142,18 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                ("ds1", "INSERT INTO `users_0` (user_id, name) VALUES (1, 'a')"),
-                ("ds1", "INSERT INTO `users_1` (user_id, name) VALUES (5, 'b')"),
-                ("ds2", "INSERT INTO `users_0` (user_id, name) VALUES (2, CONVERT(X'63' USING utf8mb4))"),
+                (
+                    "ds1",
+                    "INSERT INTO `users_0` (user_id, name) VALUES (1, 'a')"
+                ),
+                (
+                    "ds1",
+                    "INSERT INTO `users_1` (user_id, name) VALUES (5, 'b')"
+                ),
+                (
+                    "ds2",
+                    "INSERT INTO `users_0` (user_id, name) VALUES (2, _utf8mb4 X'63')"
+                ),
             ]
         );
     }

@@ -194,9 +194,15 @@ mod tests {
             bind_params(
                 sql,
                 &st.placeholders,
-                &[ParamValue::Int(7), ParamValue::Bytes(b"x".to_vec())]
+                &[
+                    ParamValue::Int(7),
+                    ParamValue::Text {
+                        bytes: b"x".to_vec(),
+                        charset: crate::sql::text::ClientCharset::named("latin1"),
+                    }
+                ]
             ),
-            "SELECT * FROM users WHERE user_id = 7 AND name = CONVERT(X'78' USING utf8mb4)"
+            "SELECT * FROM users WHERE user_id = 7 AND name = _latin1 X'78'"
         );
     }
 }

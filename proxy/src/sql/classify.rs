@@ -22,6 +22,13 @@ pub struct Classified {
     /// `DATABASE()` / `SCHEMA()` items of the select list, which must show
     /// the logical database rather than the backend's physical one.
     pub database_items: Vec<DatabaseItem>,
+    /// The statement commits an open transaction before it runs (DDL,
+    /// `BEGIN`, `LOCK TABLES`, ...), as MariaDB does.
+    pub commits_implicitly: bool,
+    /// User variables the statement assigns other than to a literal
+    /// (`SELECT ... INTO @v`, `@v := ...`, `SET @v = expression`, a
+    /// procedure's OUT argument): their values must be read back.
+    pub assigned_vars: Vec<String>,
 }
 
 /// A `DATABASE()` select item: its byte range and whether an alias follows.
@@ -94,6 +101,8 @@ pub fn classify(sql: &str) -> Classified {
     let mut out = Classified::default();
     for tokens in &statements {
         scan_functions(tokens, &mut out);
+        scan_assigned_vars(tokens, &mut out.assigned_vars);
+        out.commits_implicitly |= commits_implicitly(tokens);
     }
     out.reads_metadata = reads_metadata(statements.iter().flatten());
     match statements.as_slice() {
@@ -249,6 +258,71 @@ fn reads_metadata<'a>(tokens: impl Iterator<Item = &'a Spanned<'a>> + Clone) -> 
     })
 }
 
+/// Statements that end an open transaction with a COMMIT before they run.
+const IMPLICIT_COMMIT: [&str; 16] = [
+    "ALTER", "CREATE", "DROP", "RENAME", "TRUNCATE", "LOCK", "BEGIN", "START", "ANALYZE",
+    "OPTIMIZE", "REPAIR", "FLUSH", "GRANT", "REVOKE", "CACHE", "INSTALL",
+];
+
+fn commits_implicitly(tokens: &[Spanned<'_>]) -> bool {
+    let Some(first) = tokens.first() else {
+        return false;
+    };
+    let second = tokens.get(1).map(|s| s.token);
+    if !IMPLICIT_COMMIT.iter().any(|w| first.token.is_word(w)) {
+        return false;
+    }
+    if first.token.is_word("START") {
+        return second.is_some_and(|s| s.is_word("TRANSACTION"));
+    }
+    if first.token.is_word("BEGIN") {
+        // Not a compound statement (BEGIN NOT ATOMIC).
+        return !second.is_some_and(|s| s.is_word("NOT"));
+    }
+    if first.token.is_word("LOCK") {
+        return second.is_some_and(|s| s.is_word("TABLES") || s.is_word("TABLE"));
+    }
+    // Temporary tables are the session's own: no commit.
+    !second.is_some_and(|s| s.is_word("TEMPORARY"))
+}
+
+/// User variables a statement assigns from what only the server knows:
+/// `@v := expression`, `INTO @a, @b`, `CALL p(@out)`. (`SET @v =
+/// expression` is found by `classify_set`.)
+fn scan_assigned_vars(tokens: &[Spanned<'_>], out: &mut Vec<String>) {
+    let mut push = |name: &str| {
+        if !out.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            out.push(name.to_owned());
+        }
+    };
+    let is_set = tokens.first().is_some_and(|t| t.token.is_word("SET"));
+    let is_call = tokens.first().is_some_and(|t| t.token.is_word("CALL"));
+    let mut into = false;
+    for (i, t) in tokens.iter().enumerate() {
+        let next = tokens.get(i + 1).map(|n| n.token);
+        match t.token {
+            Token::UserVar(name) if is_call => push(name),
+            Token::UserVar(name)
+                if !is_set
+                    && next == Some(Token::Punct(b':'))
+                    && tokens.get(i + 2).map(|n| n.token) == Some(Token::Punct(b'=')) =>
+            {
+                push(name)
+            }
+            Token::UserVar(name) if into => push(name),
+            Token::Word(w) if w.eq_ignore_ascii_case("INTO") => {
+                into = matches!(next, Some(Token::UserVar(_)));
+                continue;
+            }
+            Token::Punct(b',') if into => continue,
+            _ => {}
+        }
+        if !matches!(t.token, Token::UserVar(_)) {
+            into = false;
+        }
+    }
+}
+
 /// Functions and variables that tie a statement to its connection's history.
 fn scan_functions(tokens: &[Spanned<'_>], out: &mut Classified) {
     for (i, s) in tokens.iter().enumerate() {
@@ -371,7 +445,7 @@ fn classify_set<'a>(sql: &'a str, tokens: &[Spanned<'a>], out: &mut Classified) 
         out.pins_session = Some("SET ROLE");
         return;
     }
-    let mut assignments = Vec::new();
+    let mut assignments: Vec<Assignment> = Vec::new();
     for part in split_top_level_commas(tokens) {
         let Some((first, rest)) = part.split_first() else {
             continue;
@@ -388,6 +462,17 @@ fn classify_set<'a>(sql: &'a str, tokens: &[Spanned<'a>], out: &mut Classified) 
             Parsed::Untracked(reason) => {
                 out.pins_session = Some(reason);
                 return;
+            }
+        }
+    }
+    for a in &assignments {
+        if let Some(name) = a.key.strip_prefix('@').filter(|_| a.read_back) {
+            if !out
+                .assigned_vars
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(name))
+            {
+                out.assigned_vars.push(name.to_owned());
             }
         }
     }
@@ -477,12 +562,12 @@ fn assignment<'a>(
             }
         }
         Token::UserVar(name) => match value_of(sql, rest) {
-            Some((value, true)) => Parsed::Session(Assignment {
+            Some((value, literal)) => Parsed::Session(Assignment {
                 key: format!("@{}", name.to_ascii_lowercase()),
                 fragment: format!("@`{}` = {value}", name.replace('`', "``")),
-                read_back: false,
+                read_back: !literal,
             }),
-            _ => Parsed::Untracked("user variable set from an expression"),
+            None => Parsed::Untracked("unrecognised SET"),
         },
         _ => Parsed::Untracked("unrecognised SET"),
     }
@@ -583,7 +668,7 @@ mod tests {
     }
 
     #[test]
-    fn expressions_are_read_back_for_system_vars_and_pin_for_user_vars() {
+    fn expressions_are_read_back() {
         assert_eq!(
             set_fragments(
                 "SET sql_mode = concat(@@sql_mode, ',STRICT_TRANS_TABLES'), autocommit=1"
@@ -601,8 +686,48 @@ mod tests {
                 ),
             ]
         );
-        let c = classify("SET @x = (SELECT max(id) FROM t)");
-        assert!(c.pins_session.is_some());
+        let c = classify("SET @x = (SELECT max(id) FROM t), @Y := @x + 1, @z = 5");
+        assert!(c.pins_session.is_none());
+        assert_eq!(c.assigned_vars, ["x", "y"]);
+    }
+
+    #[test]
+    fn user_variables_assigned_by_statements() {
+        let vars = |sql: &str| classify(sql).assigned_vars;
+        assert_eq!(vars("SELECT 5 INTO @y"), ["y"]);
+        assert_eq!(
+            vars("SELECT a, b INTO @a, @`B c` FROM t LIMIT 1"),
+            ["a", "B c"]
+        );
+        assert_eq!(vars("SELECT @w := 7, @v:=@v+1"), ["w", "v"]);
+        assert_eq!(vars("CALL p(1, @out)"), ["out"]);
+        assert!(vars("SELECT @w, @w = 7 FROM t INTO OUTFILE '/x'").is_empty());
+        assert!(vars("SET @a = 1").is_empty());
+    }
+
+    #[test]
+    fn implicit_commits() {
+        for sql in [
+            "CREATE TABLE t (a INT)",
+            "ALTER TABLE t ADD b INT",
+            "DROP TABLE t",
+            "TRUNCATE t",
+            "BEGIN",
+            "START TRANSACTION READ ONLY",
+            "LOCK TABLES t WRITE",
+        ] {
+            assert!(classify(sql).commits_implicitly, "{sql}");
+        }
+        for sql in [
+            "CREATE TEMPORARY TABLE t (a INT)",
+            "DROP TEMPORARY TABLE t",
+            "BEGIN NOT ATOMIC SELECT 1; END",
+            "SELECT 1",
+            "COMMIT",
+            "START SLAVE",
+        ] {
+            assert!(!classify(sql).commits_implicitly, "{sql}");
+        }
     }
 
     #[test]

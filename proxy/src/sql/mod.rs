@@ -6,3 +6,5 @@ pub mod classify;
 pub mod label;
 pub mod lex;
 pub mod reads;
+pub mod statements;
+pub mod text;

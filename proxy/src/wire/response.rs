@@ -96,6 +96,8 @@ pub struct ResponseScanner {
     /// Column count packets carry MariaDB's "metadata follows" byte
     /// (MARIADB_CLIENT_CACHE_METADATA).
     metadata_flag: bool,
+    /// The packet fed last was an OK or EOF, which carries status flags.
+    status_packet: bool,
 }
 
 /// What the scanner learned from one packet.
@@ -119,6 +121,7 @@ impl ResponseScanner {
             prepared: None,
             last_ok: None,
             metadata_flag: false,
+            status_packet: false,
         }
     }
 
@@ -145,8 +148,15 @@ impl ResponseScanner {
             && !matches!(payload[0], 0x00 | 0xFB | 0xFF)
     }
 
+    /// Whether the packet fed last was an OK or EOF packet, whose status
+    /// flags [`StatusFix`] may adjust.
+    pub fn fed_status_packet(&self) -> bool {
+        self.status_packet
+    }
+
     /// Feeds one physical packet's payload.
     pub fn feed(&mut self, payload: &[u8]) -> Step {
+        self.status_packet = false;
         let continuation = self.continuing;
         self.continuing = payload.len() == MAX_PAYLOAD;
         if continuation {
@@ -171,9 +181,13 @@ impl ResponseScanner {
                 };
                 Step::More
             }
-            State::ColumnsEof { then } => self.after_columns(then),
+            State::ColumnsEof { then } => {
+                self.status_packet = true;
+                self.after_columns(then)
+            }
             State::Rows => {
                 if self.is_terminator(payload) {
+                    self.status_packet = true;
                     let status = self.terminator_status(payload);
                     self.end_of_result(status)
                 } else {
@@ -182,6 +196,7 @@ impl ResponseScanner {
             }
             State::FieldDefs => {
                 if self.is_terminator(payload) {
+                    self.status_packet = true;
                     let status = self.terminator_status(payload);
                     Step::Done(Outcome::Ok(OkInfo {
                         status,
@@ -211,12 +226,18 @@ impl ResponseScanner {
                     self.start_prepare_columns(ok.num_columns)
                 }
             }
-            (ResponseKind::Single, Some(0xFE)) => Step::Done(Outcome::Ok(OkInfo {
-                status: eof_status(payload),
-                ..OkInfo::default()
-            })),
+            (ResponseKind::Single, Some(0xFE)) => {
+                self.status_packet = true;
+                Step::Done(Outcome::Ok(OkInfo {
+                    status: eof_status(payload),
+                    ..OkInfo::default()
+                }))
+            }
             (_, Some(0x00)) => match OkInfo::parse(payload) {
-                Some(ok) => self.end_of_result(ok.status).with_ok(ok),
+                Some(ok) => {
+                    self.status_packet = true;
+                    self.end_of_result(ok.status).with_ok(ok)
+                }
                 None => malformed(),
             },
             // COM_STATISTICS answers with a bare string.
@@ -325,6 +346,56 @@ impl ResponseScanner {
             status: status_flags,
             ..ok
         }))
+    }
+}
+
+/// Status flags the proxy sets in a forwarded reply's OK and EOF packets,
+/// so that the client sees the session's state rather than one backend
+/// connection's: a transaction open on other data sources, and more
+/// results to come from the rest of a multi-statement.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatusFix {
+    /// Set in every OK and EOF packet.
+    pub set: u16,
+    /// Set in the packet that ends the reply.
+    pub set_at_end: u16,
+}
+
+impl StatusFix {
+    pub fn is_none(&self) -> bool {
+        self.set == 0 && self.set_at_end == 0
+    }
+
+    /// Applies the fix to an OK or EOF packet's payload in place; `last`
+    /// says whether it ends the reply.
+    pub fn apply(&self, payload: &mut [u8], last: bool) {
+        let bits = if last {
+            self.set | self.set_at_end
+        } else {
+            self.set
+        };
+        if bits == 0 {
+            return;
+        }
+        if let Some(at) = status_offset(payload) {
+            let status = u16::from_le_bytes([payload[at], payload[at + 1]]) | bits;
+            payload[at..at + 2].copy_from_slice(&status.to_le_bytes());
+        }
+    }
+}
+
+/// Where the status flags of an OK or EOF payload are.
+fn status_offset(payload: &[u8]) -> Option<usize> {
+    match payload.first()? {
+        0xFE if payload.len() < 9 => (payload.len() >= 5).then_some(3),
+        0x00 | 0xFE => {
+            let mut rest = &payload[1..];
+            take_lenenc_int(&mut rest)?;
+            take_lenenc_int(&mut rest)?;
+            let at = payload.len() - rest.len();
+            (rest.len() >= 2).then_some(at)
+        }
+        _ => None,
     }
 }
 
@@ -521,6 +592,55 @@ mod tests {
             s.feed(&encode_eof(0, 2)),
             Step::Done(Outcome::Ok(_))
         ));
+    }
+
+    #[test]
+    fn status_fix_sets_flags_in_ok_and_eof() {
+        let fix = StatusFix {
+            set: status::IN_TRANS,
+            set_at_end: status::MORE_RESULTS_EXISTS,
+        };
+        let mut eof = encode_eof(0, status::AUTOCOMMIT);
+        fix.apply(&mut eof, false);
+        assert_eq!(eof_status(&eof), status::AUTOCOMMIT | status::IN_TRANS);
+        let ok = OkInfo {
+            affected_rows: 300,
+            last_insert_id: 70_000,
+            status: status::AUTOCOMMIT,
+            warnings: 1,
+            info: None,
+        };
+        let mut packet = ok.encode_with_header(0xFE);
+        fix.apply(&mut packet, true);
+        let patched = OkInfo::parse(&packet).unwrap();
+        assert_eq!(
+            patched.status,
+            status::AUTOCOMMIT | status::IN_TRANS | status::MORE_RESULTS_EXISTS
+        );
+        assert_eq!((patched.affected_rows, patched.warnings), (300, 1));
+        let mut row = b"\x011".to_vec();
+        fix.apply(&mut row, true);
+        assert_eq!(row, b"\x011");
+    }
+
+    #[test]
+    fn status_packets_are_recognised() {
+        let mut s = ResponseScanner::new(ResponseKind::ResultSets, false);
+        let mut seen = Vec::new();
+        for p in [
+            vec![1],
+            coldef(),
+            encode_eof(0, 2),
+            b"\x011".to_vec(),
+            encode_eof(0, 2),
+        ] {
+            s.feed(&p);
+            seen.push(s.fed_status_packet());
+        }
+        assert_eq!(seen, [false, false, true, false, true]);
+        let mut s = ResponseScanner::new(ResponseKind::ResultSets, true);
+        s.feed(&OkInfo::default().encode());
+        assert!(s.fed_status_packet());
     }
 
     #[test]
