@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod alerts;
 pub mod backend;
+pub mod databases;
 pub mod error;
 pub mod merge;
 pub mod metrics;

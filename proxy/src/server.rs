@@ -14,13 +14,14 @@ use arc_swap::ArcSwap;
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::HandshakePacket;
 use shardgate_rules::config::{BackendUrl, Config};
-use shardgate_rules::{ShardingRules, SnowflakeGenerator, SystemClock};
+use shardgate_rules::{SnowflakeGenerator, SystemClock};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::alerts::Alerts;
 use crate::backend::{Pool, PoolContext, Role};
+use crate::databases::LogicalDatabase;
 use crate::metrics::Metrics;
 use crate::pause::Pauses;
 use crate::replica::ReadRouter;
@@ -42,20 +43,25 @@ pub struct Shared {
     pub replicas: BTreeMap<String, Vec<Arc<Pool>>>,
     pub metrics: Arc<Metrics>,
     pub alerts: Arc<Alerts>,
-    /// Where statements on unsharded tables go.
-    pub default_pool: Arc<Pool>,
-    pub rules: ShardingRules,
+    /// The logical databases, `server.database` first.
+    pub databases: Vec<Arc<LogicalDatabase>>,
     /// Kept across reloads unless `[snowflake]` changes, so ids stay unique.
     pub keys: Arc<SnowflakeGenerator>,
     pub reads: ReadRouter,
-    pub metadata: crate::shard::metadata::MetadataNames,
-    /// Column order of sharded tables, learnt for INSERTs without a column
-    /// list; forgotten when DDL changes the table.
-    pub table_columns: std::sync::Mutex<std::collections::HashMap<String, Arc<Vec<String>>>>,
     pub identity: ServerIdentity,
 }
 
 impl Shared {
+    /// The first logical database (`server.database`).
+    pub fn first_database(&self) -> &Arc<LogicalDatabase> {
+        &self.databases[0]
+    }
+
+    /// The logical database a client names, if the proxy serves it.
+    pub fn database(&self, name: &str) -> Option<&Arc<LogicalDatabase>> {
+        self.databases.iter().find(|db| db.name == name)
+    }
+
     /// The pool of a data source named by the rules.
     pub fn pool(&self, data_source: &str) -> Option<&Arc<Pool>> {
         self.pools.get(data_source)
@@ -245,17 +251,16 @@ pub(crate) fn build_shared(
             .collect();
         replicas.insert(name.clone(), of_ds);
     }
-    let default_name = &config.server.default_data_source;
-    let default_pool = pools
-        .get(default_name)
-        .cloned()
-        .ok_or_else(|| StartError::NoDefaultDataSource(default_name.clone()))?;
-    let rules = ShardingRules::new(&config)?;
+    let mut databases = Vec::new();
+    for db in config.logical_databases() {
+        let built = LogicalDatabase::new(&config, &db, &pools)?
+            .ok_or_else(|| StartError::NoDefaultDataSource(db.default_data_source.to_owned()))?;
+        databases.push(Arc::new(built));
+    }
     let keys = match previous {
         Some(p) if p.config.snowflake == config.snowflake => p.keys.clone(),
         _ => Arc::new(SnowflakeGenerator::new(&config.snowflake, SystemClock)),
     };
-    let metadata = crate::shard::metadata::MetadataNames::new(&config, &rules);
     let reads = ReadRouter::new(&config);
     Ok(Shared {
         version,
@@ -264,12 +269,9 @@ pub(crate) fn build_shared(
         replicas,
         metrics,
         alerts,
-        default_pool,
-        rules,
+        databases,
         keys,
         reads,
-        metadata,
-        table_columns: std::sync::Mutex::default(),
         identity,
     })
 }
@@ -282,7 +284,7 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
-    #[error("server.default_data_source '{0}' is not a data source")]
+    #[error("default data source '{0}' is not a data source")]
     NoDefaultDataSource(String),
     #[error("the admin API listens on {0}, beyond loopback: set server.admin_token so that it asks for a bearer token")]
     AdminTokenRequired(SocketAddr),

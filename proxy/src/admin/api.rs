@@ -330,12 +330,13 @@ pub async fn route(
             "pass the statement as ?sql=SELECT ... (URL-encoded)",
         );
     };
+    let db = shared.first_database();
     let ctx = crate::shard::plan::PlanContext {
-        rules: &shared.rules,
-        default_data_source: &shared.config.server.default_data_source,
+        rules: &db.rules,
+        default_data_source: &db.default_data_source,
         keys: &shared.keys,
     };
-    match preview(&sql, &shared.config.server.database, &ctx) {
+    match preview(&sql, &db.name, &ctx) {
         Ok(p) => Json(json!({ "sql": sql, "preview": p })).into_response(),
         Err(err) => (
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -7,11 +7,12 @@
 
 use std::sync::Arc;
 
-use shardgate_rules::config::{AlgorithmConfig, Config, StrategyConfig};
+use shardgate_rules::config::{AlgorithmConfig, Config, DatabaseRules, StrategyConfig};
 use shardgate_rules::ShardingRules;
 
 use super::{auth, CommandResult, Failure, Flow, Session};
 use crate::backend::pool::{HealthCheck, Pool};
+use crate::databases::LogicalDatabase;
 use crate::error::codes;
 use crate::merge::column::{flags, types, ColumnInfo, BINARY_CHARSET};
 use crate::metrics::Snapshot;
@@ -35,14 +36,14 @@ enum Type {
 /// A result set the proxy builds itself. `None` is SQL NULL.
 #[derive(Debug, Default)]
 struct ResultTable {
-    columns: Vec<(&'static str, Type)>,
+    columns: Vec<(String, Type)>,
     rows: Vec<Vec<Option<String>>>,
 }
 
 impl ResultTable {
-    fn new(columns: &[(&'static str, Type)]) -> Self {
+    fn new(columns: &[(&str, Type)]) -> Self {
         ResultTable {
-            columns: columns.to_vec(),
+            columns: columns.iter().map(|(n, t)| (n.to_string(), *t)).collect(),
             rows: Vec::new(),
         }
     }
@@ -64,9 +65,29 @@ impl Session {
         let statement = parsed.map_err(|e| {
             Failure::Reply(ErrInfo::new(codes::ER_PARSE_ERROR, "42000", e.to_string()))
         })?;
-        let table = answer(&self.shared, &statement).map_err(Failure::Reply)?;
+        let table = answer(&self.shared, &self.db, &statement).map_err(Failure::Reply)?;
         self.push_table(&table);
         Ok(Flow::Continue)
+    }
+
+    /// `SHOW DATABASES | SCHEMAS [LIKE 'pattern']`: the logical databases
+    /// (and information_schema), sorted, as a server lists its own.
+    pub(super) fn show_databases(&mut self, like: Option<&str>) {
+        let header = match like {
+            Some(pattern) => format!("Database ({pattern})"),
+            None => "Database".to_owned(),
+        };
+        let mut names: Vec<&str> = std::iter::once("information_schema")
+            .chain(self.shared.databases.iter().map(|d| d.name.as_str()))
+            .filter(|name| like.is_none_or(|p| like_matches(p, name)))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut table = ResultTable::new(&[(&header, Type::Text)]);
+        for name in names {
+            table.push(vec![Some(name.to_owned())]);
+        }
+        self.push_table(&table);
     }
 
     /// Column count, definitions, EOF (unless CLIENT_DEPRECATE_EOF), text
@@ -76,7 +97,8 @@ impl Session {
         let mut count = Vec::new();
         put_lenenc_int(&mut count, table.columns.len() as u64);
         self.writer.push(&count);
-        for &(name, ty) in &table.columns {
+        for (name, ty) in &table.columns {
+            let name = name.as_str();
             let column = match ty {
                 Type::Text => ColumnInfo::synthetic(name, types::VAR_STRING, 0, 0, text_charset),
                 Type::Count => {
@@ -104,29 +126,49 @@ impl Session {
     }
 }
 
-/// The answer to `statement` from the proxy's state.
-fn answer(shared: &Shared, statement: &AdminStatement) -> Result<ResultTable, ErrInfo> {
+/// The answer to `statement` from the proxy's state; the rules are those
+/// of the session's logical database `db`, or of the one it names.
+fn answer(
+    shared: &Shared,
+    db: &LogicalDatabase,
+    statement: &AdminStatement,
+) -> Result<ResultTable, ErrInfo> {
     let config = &shared.config;
-    let logical = &config.server.database;
-    let check_database = |database: &Option<String>| match database {
-        Some(name) if name != logical => Err(auth::unknown_database(name)),
-        _ => Ok(()),
+    let rules_of = |database: &Option<String>| -> Result<DatabaseRules<'_>, ErrInfo> {
+        let name = database.as_deref().unwrap_or(&db.name);
+        config
+            .logical_databases()
+            .into_iter()
+            .find(|d| d.name == name)
+            .ok_or_else(|| auth::unknown_database(name))
+    };
+    let logical_db = |database: &Option<String>| -> Result<&LogicalDatabase, ErrInfo> {
+        match database {
+            Some(name) => shared
+                .database(name)
+                .map(|d| d.as_ref())
+                .ok_or_else(|| auth::unknown_database(name)),
+            None => Ok(db),
+        }
     };
     match statement {
-        AdminStatement::ShardingTableRules { table, database } => {
-            check_database(database)?;
-            sharding_table_rules(config, &shared.rules, table.as_deref())
-        }
-        AdminStatement::ShardingTableNodes { table, database } => {
-            check_database(database)?;
-            sharding_table_nodes(config, &shared.rules, table.as_deref())
-        }
-        AdminStatement::BroadcastTableRules { database } => {
-            check_database(database)?;
-            Ok(broadcast_table_rules(config, &shared.rules))
-        }
+        AdminStatement::ShardingTableRules { table, database } => sharding_table_rules(
+            config,
+            &rules_of(database)?,
+            &logical_db(database)?.rules,
+            table.as_deref(),
+        ),
+        AdminStatement::ShardingTableNodes { table, database } => sharding_table_nodes(
+            &rules_of(database)?,
+            &logical_db(database)?.rules,
+            table.as_deref(),
+        ),
+        AdminStatement::BroadcastTableRules { database } => Ok(broadcast_table_rules(
+            &rules_of(database)?,
+            &logical_db(database)?.rules,
+        )),
         AdminStatement::StorageUnits { database } => {
-            check_database(database)?;
+            logical_db(database)?;
             Ok(storage_units(shared.all_pools()))
         }
         AdminStatement::Pools => Ok(pools(shared.all_pools())),
@@ -144,11 +186,11 @@ fn answer(shared: &Shared, statement: &AdminStatement) -> Result<ResultTable, Er
         }
         AdminStatement::Preview(sql) => {
             let ctx = PlanContext {
-                rules: &shared.rules,
-                default_data_source: &config.server.default_data_source,
+                rules: &db.rules,
+                default_data_source: &db.default_data_source,
                 keys: &shared.keys,
             };
-            Ok(preview_table(&preview(sql, logical, &ctx)?))
+            Ok(preview_table(&preview(sql, &db.name, &ctx)?))
         }
     }
 }
@@ -157,27 +199,27 @@ fn answer(shared: &Shared, statement: &AdminStatement) -> Result<ResultTable, Er
 /// as (name as configured, its config); a name that is no sharded table
 /// is the server's "no such table" error, listing what exists.
 fn selected_tables<'c>(
-    config: &'c Config,
+    db: &DatabaseRules<'c>,
     rules: &ShardingRules,
     table: Option<&str>,
 ) -> Result<Vec<(&'c String, &'c shardgate_rules::config::TableConfig)>, ErrInfo> {
     let Some(wanted) = table else {
-        return Ok(config.tables.iter().collect());
+        return Ok(db.tables.iter().collect());
     };
-    if let Some(found) = config
+    if let Some(found) = db
         .tables
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case(wanted))
     {
         return Ok(vec![found]);
     }
-    let sharded: Vec<&str> = config.tables.keys().map(String::as_str).collect();
+    let sharded: Vec<&str> = db.tables.keys().map(String::as_str).collect();
     let sharded = if sharded.is_empty() {
         "none are configured".to_owned()
     } else {
         format!("the sharded tables are {}", sharded.join(", "))
     };
-    let database = &config.server.database;
+    let database = db.name;
     let message = if rules.table_kind(wanted) == shardgate_rules::TableKind::Broadcast {
         format!(
             "Table '{database}.{wanted}' is a broadcast table, not a sharded one ({sharded}); SHOW BROADCAST TABLE RULES lists broadcast tables"
@@ -209,11 +251,12 @@ const SHARDING_RULE_COLUMNS: &[(&str, Type)] = &[
 
 fn sharding_table_rules(
     config: &Config,
+    db: &DatabaseRules<'_>,
     rules: &ShardingRules,
     table: Option<&str>,
 ) -> Result<ResultTable, ErrInfo> {
     let mut out = ResultTable::new(SHARDING_RULE_COLUMNS);
-    for (name, t) in selected_tables(config, rules, table)? {
+    for (name, t) in selected_tables(db, rules, table)? {
         let nodes = rules.nodes(name);
         let mut sources: Vec<&str> = Vec::new();
         for node in &nodes {
@@ -224,7 +267,7 @@ fn sharding_table_rules(
         let (db_column, db_type, db_props) = strategy_cells(&t.database);
         let (tb_column, tb_type, tb_props) = strategy_cells(&t.table);
         let snowflake = &config.snowflake;
-        let binding = config
+        let binding = db
             .binding
             .iter()
             .find(|b| b.tables.iter().any(|b| b.eq_ignore_ascii_case(name)))
@@ -277,12 +320,12 @@ fn strategy_cells(
 /// DistSQL's `SHOW SHARDING TABLE NODES`: one row per table, its nodes in
 /// routing order.
 fn sharding_table_nodes(
-    config: &Config,
+    db: &DatabaseRules<'_>,
     rules: &ShardingRules,
     table: Option<&str>,
 ) -> Result<ResultTable, ErrInfo> {
     let mut out = ResultTable::new(&[("name", Type::Text), ("nodes", Type::Text)]);
-    for (name, _) in selected_tables(config, rules, table)? {
+    for (name, _) in selected_tables(db, rules, table)? {
         let nodes: Vec<String> = rules.nodes(name).iter().map(ToString::to_string).collect();
         out.push(vec![Some(name.clone()), Some(nodes.join(", "))]);
     }
@@ -290,12 +333,12 @@ fn sharding_table_nodes(
 }
 
 /// DistSQL's `broadcast_table`, and where the copies are.
-fn broadcast_table_rules(config: &Config, rules: &ShardingRules) -> ResultTable {
+fn broadcast_table_rules(db: &DatabaseRules<'_>, rules: &ShardingRules) -> ResultTable {
     let mut out = ResultTable::new(&[
         ("broadcast_table", Type::Text),
         ("actual_data_sources", Type::Text),
     ]);
-    for name in &config.broadcast.tables {
+    for name in &db.broadcast.tables {
         let sources: Vec<String> = rules
             .nodes(name)
             .into_iter()
@@ -304,6 +347,29 @@ fn broadcast_table_rules(config: &Config, rules: &ShardingRules) -> ResultTable 
         out.push(vec![Some(name.clone()), Some(sources.join(","))]);
     }
     out
+}
+
+/// SQL's `LIKE` as SHOW uses it: `%` any run, `_` one character, `\`
+/// escapes, letter case ignored.
+fn like_matches(pattern: &str, name: &str) -> bool {
+    fn go(p: &[char], n: &[char]) -> bool {
+        match p.split_first() {
+            None => n.is_empty(),
+            Some(('%', rest)) => (0..=n.len()).any(|i| go(rest, &n[i..])),
+            Some(('_', rest)) => !n.is_empty() && go(rest, &n[1..]),
+            Some(('\\', rest)) if !rest.is_empty() => {
+                n.first() == Some(&rest[0]) && go(&rest[1..], &n[1..])
+            }
+            Some((c, rest)) => {
+                n.first()
+                    .is_some_and(|m| m.to_lowercase().eq(c.to_lowercase()))
+                    && go(rest, &n[1..])
+            }
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    go(&p, &n)
 }
 
 /// `up`, `down`, or `unknown` before the first health check.
@@ -547,7 +613,7 @@ mod tests {
     }
 
     fn names(t: &ResultTable) -> Vec<&str> {
-        t.columns.iter().map(|(n, _)| *n).collect()
+        t.columns.iter().map(|(n, _)| n.as_str()).collect()
     }
 
     fn cell<'t>(t: &'t ResultTable, row: usize, column: &str) -> Option<&'t str> {
@@ -562,7 +628,8 @@ mod tests {
     #[test]
     fn sharding_rules_describe_the_seed_tables() {
         let (config, rules) = seed();
-        let t = sharding_table_rules(&config, &rules, None).unwrap();
+        let t =
+            sharding_table_rules(&config, &config.logical_databases()[0], &rules, None).unwrap();
         assert_eq!(
             names(&t)[..3],
             ["table", "actual_data_nodes", "actual_data_sources"]
@@ -601,7 +668,13 @@ mod tests {
         assert_eq!(cell(&t, users, "key_generate_column"), Some("user_id"));
         assert_eq!(cell(&t, users, "key_generator_type"), Some("snowflake"));
         assert_eq!(cell(&t, users, "node_count"), Some("64"));
-        let one = sharding_table_rules(&config, &rules, Some("MESSAGE_RECORDS")).unwrap();
+        let one = sharding_table_rules(
+            &config,
+            &config.logical_databases()[0],
+            &rules,
+            Some("MESSAGE_RECORDS"),
+        )
+        .unwrap();
         assert_eq!(one.rows.len(), 1);
         assert_eq!(
             cell(&one, 0, "table_sharding_algorithm_type"),
@@ -614,7 +687,8 @@ mod tests {
     #[test]
     fn an_unknown_table_is_no_such_table_naming_what_exists() {
         let (config, rules) = seed();
-        let e = sharding_table_nodes(&config, &rules, Some("nope")).unwrap_err();
+        let e =
+            sharding_table_nodes(&config.logical_databases()[0], &rules, Some("nope")).unwrap_err();
         assert_eq!((e.code, &e.sqlstate), (1146, b"42S02"));
         assert!(e.message.contains("'wework.nope'"), "{}", e.message);
         assert!(
@@ -622,14 +696,21 @@ mod tests {
             "{}",
             e.message
         );
-        let e = sharding_table_rules(&config, &rules, Some("sys_configs")).unwrap_err();
+        let e = sharding_table_rules(
+            &config,
+            &config.logical_databases()[0],
+            &rules,
+            Some("sys_configs"),
+        )
+        .unwrap_err();
         assert!(e.message.contains("broadcast table"), "{}", e.message);
     }
 
     #[test]
     fn nodes_list_every_physical_table_in_routing_order() {
         let (config, rules) = seed();
-        let t = sharding_table_nodes(&config, &rules, Some("users")).unwrap();
+        let t =
+            sharding_table_nodes(&config.logical_databases()[0], &rules, Some("users")).unwrap();
         assert_eq!(names(&t), ["name", "nodes"]);
         let nodes: Vec<&str> = cell(&t, 0, "nodes").unwrap().split(", ").collect();
         assert_eq!(nodes.len(), 64);
@@ -640,7 +721,7 @@ mod tests {
     #[test]
     fn broadcast_tables_are_on_every_data_source() {
         let (config, rules) = seed();
-        let t = broadcast_table_rules(&config, &rules);
+        let t = broadcast_table_rules(&config.logical_databases()[0], &rules);
         assert_eq!(names(&t), ["broadcast_table", "actual_data_sources"]);
         assert_eq!(t.rows.len(), 3);
         assert_eq!(cell(&t, 0, "actual_data_sources"), Some("ds0,ds1,ds2,ds3"));
@@ -736,6 +817,17 @@ mod tests {
         assert_eq!(get("statement_latency_avg_ms"), "4.000");
         assert_eq!(get("statement_latency_p50_ms_at_most"), "10.000");
         assert_eq!(get("routed.ds1.users"), "2");
+    }
+
+    #[test]
+    fn like_patterns() {
+        use super::like_matches;
+        assert!(like_matches("test%", "test_schema"));
+        assert!(like_matches("TEST\\_schema", "test_schema"));
+        assert!(!like_matches("test\\_", "testx"));
+        assert!(like_matches("w_work", "wework"));
+        assert!(!like_matches("w_work", "wework2"));
+        assert!(like_matches("%", ""));
     }
 
     #[test]

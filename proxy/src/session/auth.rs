@@ -20,6 +20,8 @@ const HANDSHAKE_LIMIT: usize = 64 * 1024;
 /// A client that logged in.
 pub struct LoggedIn {
     pub hello: ClientHello,
+    /// The logical database it selected (the first one when none).
+    pub database: std::sync::Arc<crate::databases::LogicalDatabase>,
 }
 
 /// Why the connection phase ended without a session.
@@ -88,11 +90,13 @@ pub async fn login(
         );
         return refuse(writer, err).await;
     }
-    if let Some(db) = &hello.database {
-        if *db != shared.config.server.database {
-            return refuse(writer, unknown_database(db)).await;
-        }
-    }
+    let database = match &hello.database {
+        Some(name) => match shared.database(name) {
+            Some(db) => db.clone(),
+            None => return refuse(writer, unknown_database(name)).await,
+        },
+        None => shared.first_database().clone(),
+    };
     writer.push(
         &OkInfo {
             status: status::AUTOCOMMIT,
@@ -101,7 +105,7 @@ pub async fn login(
         .encode(),
     );
     writer.flush().await?;
-    Ok(LoggedIn { hello })
+    Ok(LoggedIn { hello, database })
 }
 
 /// Error 1049 for a database the proxy does not serve.

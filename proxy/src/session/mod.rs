@@ -9,6 +9,7 @@ mod forward;
 mod pausing;
 mod prepared;
 mod reads;
+mod returning;
 mod sharded;
 mod state;
 mod user_vars;
@@ -22,6 +23,7 @@ use tracing::{debug, info_span, warn, Instrument};
 
 use crate::backend::conn::BackendStatement;
 use crate::backend::{Flavor, Holder, PooledConn};
+use crate::databases::LogicalDatabase;
 use crate::error::{codes, BackendError};
 use crate::metrics;
 use crate::pause::Gate;
@@ -68,7 +70,7 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
                 }
             };
         debug!(user = %logged_in.hello.user, "logged in");
-        let hello = logged_in.hello;
+        let (hello, db) = (logged_in.hello, logged_in.database);
         let registration = proxy
             .sessions()
             .register(connection_id, &hello.user, shared.version);
@@ -76,6 +78,7 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
             flavor: Flavor::for_client(hello.capabilities, hello.collation),
             charset: ClientCharset::of_collation(hello.collation),
             capabilities: hello.capabilities,
+            db,
             database: hello.database,
             shared,
             proxy,
@@ -125,6 +128,9 @@ struct LastInsert {
 struct Session {
     /// The configuration version this session uses now.
     shared: Arc<Shared>,
+    /// The logical database its statements name (the first one when the
+    /// client selected none), of that version.
+    db: Arc<LogicalDatabase>,
     proxy: Arc<Proxy>,
     reader: PacketReader<OwnedReadHalf>,
     writer: PacketWriter<OwnedWriteHalf>,
@@ -365,6 +371,12 @@ impl Session {
             return false;
         }
         self.shared = self.proxy.current();
+        self.db = self
+            .database
+            .as_deref()
+            .and_then(|name| self.shared.database(name))
+            .unwrap_or_else(|| self.shared.first_database())
+            .clone();
         // Analyses made under the old rules may be wrong under the new.
         self.statements.forget_analyses();
         debug!(
@@ -528,7 +540,8 @@ impl Session {
     }
 
     fn use_database(&mut self, name: &str) -> Result<(), Failure> {
-        if name == self.shared.config.server.database {
+        if let Some(db) = self.shared.database(name) {
+            self.db = db.clone();
             self.database = Some(name.to_owned());
             self.reply_ok();
             Ok(())
@@ -583,8 +596,22 @@ impl Session {
         if let Kind::Use(db) = &classified.kind {
             return self.use_database(db);
         }
+        if let Kind::ShowDatabases(like) = &classified.kind {
+            self.show_databases(like.as_deref());
+            return Ok(());
+        }
         let payload = match self.logical_database_rewrite(COM_QUERY, &text, &classified) {
             Some(rewritten) => rewritten,
+            None if classified.kind == Kind::Other => {
+                // Tables of logical databases named by qualifier.
+                let mut payload = Vec::with_capacity(sql.len() + 1);
+                payload.push(COM_QUERY);
+                match self.db.metadata.physical_qualifiers(&text, None) {
+                    Some(physical) => payload.extend_from_slice(&restore(&physical)),
+                    None => payload.extend_from_slice(sql),
+                }
+                payload
+            }
             None => {
                 let mut payload = Vec::with_capacity(sql.len() + 1);
                 payload.push(COM_QUERY);
@@ -626,9 +653,16 @@ impl Session {
                 return self.metadata_query(&text).await;
             }
             Kind::Other => {
-                if let Analysis::Sharded(st) = self.analyze(&text)? {
+                // Other logical databases' tables, named by qualifier, by
+                // their physical names; the analysis finds this one's.
+                let other_dbs = self
+                    .db
+                    .metadata
+                    .physical_qualifiers(&text, Some(&self.db.name));
+                let text = other_dbs.as_deref().unwrap_or(&text);
+                if let Analysis::Sharded(st) = self.analyze(text)? {
                     self.note_writes(&st)?;
-                    return self.run_sharded(&st, &text, &[], None).await;
+                    return self.run_sharded(&st, text, &[], None).await;
                 }
             }
             _ => {}
@@ -777,7 +811,7 @@ impl Session {
     /// The sharding analysis of a statement; a statement on sharded tables
     /// the proxy cannot analyse is refused.
     fn analyze(&self, sql: &str) -> Result<Analysis, Failure> {
-        let mut analysis = analyze(sql, &self.shared.rules, &self.shared.config.server.database)
+        let mut analysis = analyze(sql, &self.db.rules, &self.db.name)
             .map_err(|e| Failure::Reply(not_supported(e.to_string())))?;
         if let (Analysis::Sharded(st), false) = (&mut analysis, sql.is_ascii()) {
             // Values in the client's bytes are read in its character set.
@@ -817,12 +851,22 @@ impl Session {
         let classified = classify(&text);
         let rewritten = self.logical_database_rewrite(COM_STMT_PREPARE, &text, &classified);
         let payload = rewritten.as_deref().unwrap_or(payload);
-        let sql: Arc<[u8]> = Arc::from(&payload[1..]);
-        let text = analysis_text(&sql, self.charset);
-        let sharded = match self.analyze(&text)? {
+        let text = analysis_text(&payload[1..], self.charset);
+        // Logical databases named by qualifier, by their physical names: all
+        // of them for the server, the others for the analysis (see `query_statement`).
+        let sql: Arc<[u8]> = match self.db.metadata.physical_qualifiers(&text, None) {
+            Some(physical) => Arc::from(restore(&physical).as_ref()),
+            None => Arc::from(&payload[1..]),
+        };
+        let other_dbs = self
+            .db
+            .metadata
+            .physical_qualifiers(&text, Some(&self.db.name));
+        let text: &str = other_dbs.as_deref().unwrap_or(&text);
+        let sharded = match self.analyze(text)? {
             Analysis::Sharded(st) => Some(ShardedPrepared::new(
                 Arc::<ShardedStatement>::from(st),
-                Arc::from(text.as_ref()),
+                Arc::from(text),
             )),
             Analysis::Unsharded => None,
         };
@@ -838,7 +882,7 @@ impl Session {
                     Arc::<[u8]>::from(restore(&target.sql).as_ref()),
                 )
             }
-            None => (self.shared.default_pool.clone(), sql.clone()),
+            None => (self.db.default_pool.clone(), sql.clone()),
         };
         let mut backend_payload = Vec::with_capacity(backend_sql.len() + 1);
         backend_payload.push(COM_STMT_PREPARE);
@@ -855,7 +899,7 @@ impl Session {
             .await?;
         if let Outcome::Prepared(ok) = outcome {
             conn.remember_statement(backend_sql, ok.statement_id, ok.num_params);
-            let replica_safe = crate::sql::reads::replica_safe(&text);
+            let replica_safe = crate::sql::reads::replica_safe(text);
             self.statements.insert(
                 id,
                 PreparedStatement {
@@ -937,7 +981,11 @@ impl Session {
             .map(|sh| (sh.statement.clone(), sh.text.clone()));
         let session_statement = matches!(
             classified.kind,
-            Kind::Begin(_) | Kind::TransactionControl { .. } | Kind::Use(_) | Kind::Set(_)
+            Kind::Begin(_)
+                | Kind::TransactionControl { .. }
+                | Kind::Use(_)
+                | Kind::Set(_)
+                | Kind::ShowDatabases(_)
         );
         if sharded.is_none() && num_params == 0 && session_statement {
             // What the text path does for them (the reply is an OK either
@@ -964,7 +1012,6 @@ impl Session {
             // node's statement as `run_sharded` would for Route::One; the
             // statement is built once per node, not planned per execution.
             let single = st
-                .kind
                 .returns_rows()
                 .then(|| single_node(&st, &params, &self.plan_context()))
                 .flatten();
@@ -1078,7 +1125,7 @@ impl Session {
     /// The backend connection of the default data source for the next
     /// statement (one of its replicas for a read).
     async fn checkout(&mut self, classified: &Classified) -> Result<PooledConn, Failure> {
-        let default = self.shared.config.server.default_data_source.clone();
+        let default = self.db.default_data_source.clone();
         let pool = self.pool_of(&default)?;
         self.checkout_on(&pool, classified).await
     }
@@ -1183,7 +1230,7 @@ impl Session {
             &mut self.writer,
             kind,
             answer,
-            Some(&self.shared.metadata),
+            Some(&self.db.metadata),
             fix,
         )
         .await?;

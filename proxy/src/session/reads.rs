@@ -264,7 +264,7 @@ impl Session {
     /// also names an unsharded table (which lives there only) or may not
     /// use a replica.
     pub(super) fn broadcast_read_source(&self, st: &ShardedStatement) -> Option<String> {
-        let rules = &self.shared.rules;
+        let rules = &self.db.rules;
         if !self.read_intent
             || st.tables.is_empty()
             || !st.other_tables.is_empty()

@@ -41,8 +41,8 @@ pub struct Execution<'a> {
 impl Session {
     pub(super) fn plan_context(&self) -> PlanContext<'_> {
         PlanContext {
-            rules: &self.shared.rules,
-            default_data_source: &self.shared.config.server.default_data_source,
+            rules: &self.db.rules,
+            default_data_source: &self.db.default_data_source,
             keys: &self.shared.keys,
         }
     }
@@ -60,7 +60,7 @@ impl Session {
         payload: &[u8],
         position: usize,
     ) -> Result<Option<NodeStatement>, Failure> {
-        let shared = &self.shared;
+        let (shared, db) = (&self.shared, &self.db);
         let Some(prepared) = statement_id(payload)
             .and_then(|id| self.statements.get_mut(id))
             .and_then(|stmt| stmt.sharded.as_mut())
@@ -71,8 +71,8 @@ impl Session {
             return Ok(Some(node.clone()));
         }
         let ctx = PlanContext {
-            rules: &shared.rules,
-            default_data_source: &shared.config.server.default_data_source,
+            rules: &db.rules,
+            default_data_source: &db.default_data_source,
             keys: &shared.keys,
         };
         let Some(target) = node_target(&prepared.statement, &prepared.text, position, &ctx) else {
@@ -104,14 +104,7 @@ impl Session {
             None => st,
         };
         if st.kind == crate::shard::analyze::StatementKind::Ddl {
-            let mut cache = self
-                .shared
-                .table_columns
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            for t in &st.tables {
-                cache.remove(t);
-            }
+            self.db.forget_columns(&st.tables);
         }
         let mut route =
             plan(st, sql, params, true, &self.plan_context()).map_err(Failure::Reply)?;
@@ -130,7 +123,7 @@ impl Session {
         self.count_routed(st, &route);
         match route {
             Route::One(target) => match execution {
-                Some(exec) if st.kind.returns_rows() => {
+                Some(exec) if st.returns_rows() => {
                     let pool = self.pool_of(&target.data_source)?;
                     let node_sql: Arc<[u8]> = Arc::from(restore(&target.sql).as_ref());
                     self.execute_on(&pool, node_sql, exec.packet).await
@@ -171,10 +164,25 @@ impl Session {
             }
             Route::Fanout {
                 targets,
+                generated_id,
+                returning: Some(returning),
+                ..
+            } => {
+                let format = if binary_rows {
+                    RowFormat::Binary
+                } else {
+                    RowFormat::Text
+                };
+                self.fanout_returning(targets, returning, generated_id, format)
+                    .await
+            }
+            Route::Fanout {
+                targets,
                 affected,
                 transactional,
                 generated_id,
                 insert_rows,
+                returning: None,
             } => {
                 self.fanout(targets, affected, transactional, generated_id, &insert_rows)
                     .await
@@ -219,12 +227,12 @@ impl Session {
         let Some(table) = st
             .tables
             .iter()
-            .find(|t| self.shared.rules.table_kind(t) == shardgate_rules::TableKind::Sharded)
+            .find(|t| self.db.rules.table_kind(t) == shardgate_rules::TableKind::Sharded)
         else {
             return Ok(None);
         };
         let cached = self
-            .shared
+            .db
             .table_columns
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -233,7 +241,7 @@ impl Session {
         let columns = match cached {
             Some(c) => c,
             None => {
-                let Some(node) = self.shared.rules.nodes(table).into_iter().next() else {
+                let Some(node) = self.db.rules.nodes(table).into_iter().next() else {
                     return Ok(None);
                 };
                 let pool = self.pool_of(&node.data_source)?;
@@ -253,7 +261,7 @@ impl Session {
                         .map(|c| c.to_ascii_lowercase())
                         .collect(),
                 );
-                self.shared
+                self.db
                     .table_columns
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -376,7 +384,7 @@ impl Session {
                 &mut self.writer,
                 part,
                 executed[i],
-                Some(&self.shared.metadata),
+                Some(&self.db.metadata),
                 fix,
             )
             .await?;
@@ -515,7 +523,7 @@ impl Session {
             .filter(|c| c.len() == plan.columns.len())
             .unwrap_or_else(|| plan.columns.clone());
         for column in &shown[..plan.visible] {
-            match self.shared.metadata.logical_column(&column.raw) {
+            match self.db.metadata.logical_column(&column.raw) {
                 Some(logical) => self.writer.push(&logical),
                 None => self.writer.push(&column.raw),
             }
@@ -598,9 +606,9 @@ impl Session {
     /// mapped to logical ones and the rows of a sharded table's physical
     /// tables folded into one.
     pub(super) async fn metadata_query(&mut self, sql: &str) -> Result<(), Failure> {
-        let physical = self.shared.metadata.to_physical_sql(sql);
+        let physical = self.db.metadata.to_physical_sql(sql);
         let classified = Classified::default();
-        let pool = self.shared.default_pool.clone();
+        let pool = self.db.default_pool.clone();
         let mut conn = self.checkout_on(&pool, &classified).await?;
         let mut payload = Vec::with_capacity(physical.len() + 1);
         payload.push(COM_QUERY);
@@ -614,7 +622,7 @@ impl Session {
                 return Err(Failure::Reply(err));
             }
         };
-        let names = &self.shared.metadata;
+        let names = &self.db.metadata;
         let deprecate_eof = self.flavor.deprecate_eof();
         let mut count = Vec::new();
         put_lenenc_int(&mut count, columns.len() as u64);
@@ -1030,7 +1038,7 @@ impl Session {
                 Answer::Execute {
                     backend_id: backend.id,
                 },
-                Some(&self.shared.metadata),
+                Some(&self.db.metadata),
                 fix,
             )
             .await?
@@ -1040,7 +1048,7 @@ impl Session {
                 &mut self.writer,
                 part,
                 Some(backend.id),
-                Some(&self.shared.metadata),
+                Some(&self.db.metadata),
                 fix,
             )
             .await?
@@ -1071,7 +1079,10 @@ fn primary_pool_of(
 
 /// Sends a query whose reply is read later. Until it is read to the end
 /// the connection cannot go back to the pool: an early return closes it.
-async fn start_query(conn: &mut PooledConn, sql: &str) -> Result<(), crate::error::BackendError> {
+pub(super) async fn start_query(
+    conn: &mut PooledConn,
+    sql: &str,
+) -> Result<(), crate::error::BackendError> {
     let mut payload = Vec::with_capacity(sql.len() + 1);
     payload.push(COM_QUERY);
     payload.extend_from_slice(&restore(sql));

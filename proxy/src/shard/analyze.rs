@@ -137,9 +137,17 @@ pub struct ShardedStatement {
     pub scatter: Option<Result<super::scatter::ScatterSelect, String>>,
     /// Tables joined on equal sharding columns (for binding tables).
     pub sharding_joins: Vec<(String, String)>,
+    /// INSERT / REPLACE / DELETE ... RETURNING: the write answers with rows.
+    pub returning: bool,
 }
 
 impl ShardedStatement {
+    /// Whether the statement answers with rows (a SELECT, a SHOW, a write
+    /// with RETURNING).
+    pub fn returns_rows(&self) -> bool {
+        self.kind.returns_rows() || self.returning
+    }
+
     /// Replaces the text of every string value of its conditions and rows.
     pub fn map_text_values(&mut self, f: impl Fn(&str) -> String) {
         let text = |v: &mut Val| {
@@ -288,6 +296,7 @@ fn parsed(
         ordered_write: false,
         scatter: None,
         sharding_joins: Vec::new(),
+        returning: false,
     };
     match statement {
         Statement::Query(q) => {
@@ -320,6 +329,7 @@ fn parsed(
         Statement::Insert(ins) => {
             out.kind = StatementKind::Insert;
             out.insert = Some(a.insert_shape(ins, &out.placeholders)?);
+            out.returning = ins.returning.is_some();
         }
         Statement::Update(u) => {
             out.kind = StatementKind::Update;
@@ -353,6 +363,7 @@ fn parsed(
                 out.condition = a.condition(w, &out.placeholders);
             }
             out.ordered_write = !d.order_by.is_empty() || d.limit.is_some();
+            out.returning = d.returning.is_some();
         }
         Statement::CreateTable(_)
         | Statement::AlterTable(_)

@@ -7,39 +7,38 @@
 
 use std::collections::HashMap;
 
+use shardgate_rules::config::DatabaseRules;
 use shardgate_rules::{Config, ShardingRules, TableKind};
 
 use crate::sql::lex::{Lexer, Token};
 use crate::wire::ok_err::{put_lenenc_int, put_lenenc_str, take_lenenc_int};
 
-/// The names to translate between the logical database and the default
-/// data source's physical one.
+/// The names to translate between a logical database and its default
+/// data source's physical one (and those of the other logical databases
+/// whose tables live on the same server, which a statement may name).
 #[derive(Debug, Clone)]
 pub struct MetadataNames {
-    logical_db: String,
-    physical_db: String,
+    /// Logical database → its physical one, for every logical database on
+    /// the same server as this one's default data source (this one too).
+    same_server: Vec<(String, String)>,
     /// Physical table on the default data source → logical table.
     to_logical: HashMap<String, String>,
     /// Logical sharded table → the physical table that stands for it.
     to_physical: HashMap<String, String>,
-    /// Physical databases of every data source.
-    physical_dbs: Vec<String>,
+    /// Physical database of every data source → its logical database.
+    schemas: HashMap<String, String>,
     /// Physical table on any data source → logical table (for column definitions).
     any_to_logical: HashMap<String, String>,
 }
 
 impl MetadataNames {
-    pub fn new(config: &Config, rules: &ShardingRules) -> Self {
-        let default = &config.server.default_data_source;
-        let physical_db = config
-            .data_sources
-            .get(default)
-            .map(|d| d.url.database.clone())
-            .unwrap_or_default();
+    pub fn new(config: &Config, db: &DatabaseRules<'_>, rules: &ShardingRules) -> Self {
+        let default = db.default_data_source;
+        let url_of = |ds: &str| config.data_sources.get(ds).map(|d| &d.url);
         let mut to_logical = HashMap::new();
         let mut to_physical = HashMap::new();
         let mut any_to_logical = HashMap::new();
-        for table in config.tables.keys() {
+        for table in db.tables.keys() {
             if rules.table_kind(table) != TableKind::Sharded {
                 continue;
             }
@@ -47,31 +46,42 @@ impl MetadataNames {
             for node in &nodes {
                 any_to_logical.insert(node.table.clone(), table.clone());
             }
-            for node in nodes.iter().filter(|n| &n.data_source == default) {
+            for node in nodes.iter().filter(|n| n.data_source == default) {
                 to_logical.insert(node.table.to_ascii_lowercase(), table.clone());
                 to_physical
                     .entry(table.to_ascii_lowercase())
                     .or_insert_with(|| node.table.clone());
             }
         }
-        let mut physical_dbs: Vec<String> = config
-            .data_sources
-            .values()
-            .map(|d| d.url.database.clone())
-            .collect();
-        physical_dbs.dedup();
+        let server = url_of(default).map(|u| (u.host.clone(), u.port));
+        let mut same_server = Vec::new();
+        let mut schemas = HashMap::new();
+        for other in config.logical_databases() {
+            let Some(url) = url_of(other.default_data_source) else {
+                continue;
+            };
+            if Some((url.host.clone(), url.port)) == server {
+                same_server.push((other.name.to_owned(), url.database.clone()));
+            }
+            for ds in config.database_data_sources(&other) {
+                if let Some(url) = url_of(&ds) {
+                    schemas
+                        .entry(url.database.clone())
+                        .or_insert_with(|| other.name.to_owned());
+                }
+            }
+        }
         Self {
-            logical_db: config.server.database.clone(),
-            physical_db,
+            same_server,
             to_logical,
             to_physical,
-            physical_dbs,
+            schemas,
             any_to_logical,
         }
     }
 
-    /// `sql` with the logical database and sharded table names (as
-    /// identifiers or string literals) replaced by their physical ones.
+    /// `sql` with logical database and sharded table names (as identifiers
+    /// or string literals) replaced by their physical ones.
     pub fn to_physical_sql(&self, sql: &str) -> String {
         let mut out = String::with_capacity(sql.len() + 16);
         let mut from = 0;
@@ -98,18 +108,71 @@ impl MetadataNames {
         out
     }
 
+    /// `sql` with logical databases named as qualifiers (`other.t`,
+    /// `` `other`.t ``) replaced by their physical names on this server,
+    /// but for `except` (the session's own, whose routed tables the
+    /// analysis finds under their logical qualifier); None when it names
+    /// none whose physical name differs. A statement that names none costs
+    /// a substring search per such database.
+    pub fn physical_qualifiers(&self, sql: &str, except: Option<&str>) -> Option<String> {
+        let renamed = |logical: &String, physical: &String| {
+            logical != physical && Some(logical.as_str()) != except
+        };
+        if !self
+            .same_server
+            .iter()
+            .any(|(logical, physical)| renamed(logical, physical) && sql.contains(logical.as_str()))
+        {
+            return None;
+        }
+        let tokens: Vec<_> = Lexer::new(sql).collect();
+        let mut out = String::with_capacity(sql.len() + 16);
+        let mut from = 0;
+        for (i, t) in tokens.iter().enumerate() {
+            let qualifier = tokens.get(i + 1).map(|n| n.token) == Some(Token::Punct(b'.'))
+                && tokens.get(i + 1).is_some_and(|n| n.start == t.end);
+            let (Token::Word(name) | Token::QuotedIdent(name)) = t.token else {
+                continue;
+            };
+            let physical = self
+                .same_server
+                .iter()
+                .find(|(logical, physical)| logical == name && renamed(logical, physical))
+                .map(|(_, physical)| physical);
+            if let (true, Some(physical)) = (qualifier, physical) {
+                out.push_str(&sql[from..t.start]);
+                out.push('`');
+                out.push_str(&physical.replace('`', "``"));
+                out.push('`');
+                from = t.end;
+            }
+        }
+        (from > 0).then(|| {
+            out.push_str(&sql[from..]);
+            out
+        })
+    }
+
     fn physical_name(&self, name: &str) -> Option<String> {
-        if name == self.logical_db {
-            return Some(self.physical_db.clone());
+        if let Some((_, physical)) = self.same_server.iter().find(|(l, _)| l == name) {
+            return (physical != name).then(|| physical.clone());
         }
         self.to_physical.get(&name.to_ascii_lowercase()).cloned()
+    }
+
+    /// The logical database a physical one on this server stands for.
+    fn logical_db_of(&self, physical: &str) -> Option<&str> {
+        self.same_server
+            .iter()
+            .find(|(_, p)| p == physical)
+            .map(|(l, _)| l.as_str())
     }
 
     /// A result cell with physical names mapped back; None when unchanged.
     pub fn logical_cell(&self, cell: &[u8]) -> Option<Vec<u8>> {
         let text = std::str::from_utf8(cell).ok()?;
-        if text == self.physical_db {
-            return Some(self.logical_db.clone().into_bytes());
+        if let Some(logical) = self.logical_db_of(text) {
+            return (logical != text).then(|| logical.as_bytes().to_vec());
         }
         if let Some(logical) = self.to_logical.get(&text.to_ascii_lowercase()) {
             return Some(logical.clone().into_bytes());
@@ -139,9 +202,10 @@ impl MetadataNames {
         // charset, length, type, flags, decimals (the filler is rewritten).
         let fixed = rest.get(..12).filter(|_| fixed_len >= 12)?.get(..10)?;
         let [catalog, schema, table, org_table, name, org_name] = fields;
-        let schema = (schema != self.logical_db.as_bytes()
-            && self.physical_dbs.iter().any(|d| d.as_bytes() == schema))
-        .then_some(self.logical_db.as_bytes());
+        let schema = std::str::from_utf8(schema)
+            .ok()
+            .and_then(|s| self.schemas.get(s).filter(|l| *l != s))
+            .map(String::as_bytes);
         let logical_table = |t: &[u8]| {
             let logical = self.any_to_logical.get(std::str::from_utf8(t).ok()?)?;
             Some(logical.as_bytes())
@@ -177,11 +241,12 @@ impl MetadataNames {
     /// A column label with the physical database mapped (`Tables_in_ds0`,
     /// `Tables_in_ds0 (user%)`).
     pub fn logical_label(&self, label: &str) -> Option<String> {
-        let marker = format!("_in_{}", self.physical_db);
-        let at = label.find(&marker)?;
-        let rest = &label[at + marker.len()..];
-        (rest.is_empty() || rest.starts_with(' '))
-            .then(|| format!("{}_in_{}{rest}", &label[..at], self.logical_db))
+        let at = label.find("_in_")?;
+        let after = &label[at + 4..];
+        let end = after.find(' ').unwrap_or(after.len());
+        let logical = self.logical_db_of(&after[..end])?;
+        (logical != &after[..end])
+            .then(|| format!("{}_in_{logical}{}", &label[..at], &after[end..]))
     }
 }
 
@@ -192,7 +257,7 @@ mod tests {
     fn names() -> MetadataNames {
         let config = Config::from_toml_str(include_str!("../../../examples/wework.toml")).unwrap();
         let rules = ShardingRules::new(&config).unwrap();
-        MetadataNames::new(&config, &rules)
+        MetadataNames::new(&config, &config.logical_databases()[0], &rules)
     }
 
     /// The definition as `ColumnInfo` encodes it.
@@ -246,6 +311,28 @@ mod tests {
         for len in [0, 5, whole.len() - 13, whole.len() - 1] {
             assert_eq!(n.logical_column(&whole[..len]), None, "{len}");
         }
+    }
+
+    #[test]
+    fn qualifiers_name_physical_databases() {
+        let n = names();
+        assert_eq!(
+            n.physical_qualifiers(
+                "SELECT wework.t.a, `wework`.t.b FROM wework.t JOIN x ON 'wework.t' = wework",
+                None
+            )
+            .as_deref(),
+            Some("SELECT `ds0`.t.a, `ds0`.t.b FROM `ds0`.t JOIN x ON 'wework.t' = wework")
+        );
+        assert_eq!(
+            n.physical_qualifiers("SELECT * FROM t WHERE user_id = 5", None),
+            None
+        );
+        assert_eq!(n.physical_qualifiers("SELECT 'wework'", None), None);
+        assert_eq!(
+            n.physical_qualifiers("SELECT wework.t.a", Some("wework")),
+            None
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use shardgate_rules::{
     Condition, DataNode, RouteError, ShardValue, ShardingRules, SnowflakeGenerator, TableKind,
 };
 
-use super::analyze::{Cond, InsertShape, ShardedStatement, StatementKind, Val};
+use super::analyze::{Cond, InsertShape, Replacement, ShardedStatement, StatementKind, Val};
 use super::having::Cond as HavingCond;
 use super::not_supported;
 use super::params::ParamValue;
@@ -66,7 +66,22 @@ pub enum Route {
         /// For an INSERT: the rows each target writes (the OK's "Records"
         /// counts of a multi-row INSERT add up from them).
         insert_rows: Vec<usize>,
+        /// For a write with RETURNING: how the targets' rows make the answer.
+        returning: Option<Returning>,
     },
+}
+
+/// How the rows a fanned-out write's RETURNING clause gives come together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Returning {
+    /// INSERT: each target's rows are these rows of the statement, in
+    /// order; the client gets them in the statement's order, as one server
+    /// returns them.
+    InsertedRows(Vec<Vec<usize>>),
+    /// DELETE: every target's rows, one target after the other.
+    Concat,
+    /// Every target holds a copy (broadcast tables): the first one's rows.
+    OneCopy,
 }
 
 /// The first table of a merged SELECT's first data source, when that data
@@ -434,6 +449,7 @@ fn plan_sharded(
             transactional: false,
             generated_id: None,
             insert_rows: Vec::new(),
+            returning: None,
         }),
         StatementKind::Describe => {
             if layout.width() == 0 {
@@ -483,6 +499,7 @@ fn plan_sharded(
                 transactional: true,
                 generated_id: None,
                 insert_rows: Vec::new(),
+                returning: st.returning.then_some(Returning::Concat),
             })
         }
     }
@@ -753,18 +770,36 @@ fn plan_insert(
     }
     let generated_text: Vec<String> = generated.iter().map(|g| g.to_string()).collect();
     let first_row_start = shape.rows.first().map_or(sql.len(), |r| r.start);
+    let last_row_end = shape.rows.last().map_or(sql.len(), |r| r.end);
     let head_replacements: Vec<_> = st
         .replacements
         .iter()
         .filter(|r| r.end <= first_row_start)
         .cloned()
         .collect();
+    // Names after the rows (`RETURNING users.id`, ON DUPLICATE KEY UPDATE
+    // `users.v`), at their offsets from the end of the text, which the
+    // rows before them do not change.
+    let tail_replacements = |text_len: usize| -> Vec<Replacement> {
+        st.replacements
+            .iter()
+            .filter(|r| r.start >= last_row_end)
+            .map(|r| Replacement {
+                start: text_len - (sql.len() - r.start),
+                end: text_len - (sql.len() - r.end),
+                table: r.table.clone(),
+            })
+            .collect()
+    };
     // Parameters outside the rows (ON DUPLICATE KEY UPDATE ... = ?) go with every node.
     let row_of = |at: usize| shape.rows.iter().position(|r| r.start <= at && at < r.end);
     let mut targets = Vec::with_capacity(by_node.len());
     for (node, rows) in &by_node {
         let extra = key_column.map(|k| (k, generated_text.as_slice()));
         let text = insert_rows(sql, shape, rows, extra);
+        let text = splice_tables(&text, &tail_replacements(text.len()), |_| {
+            node.table.clone()
+        });
         let text = splice_tables(&text, &head_replacements, |_| node.table.clone());
         let kept: Vec<ParamValue> = st
             .placeholders
@@ -789,6 +824,9 @@ fn plan_insert(
         transactional: true,
         generated_id: generated.first().map(|g| *g as u64),
         insert_rows: by_node.values().map(Vec::len).collect(),
+        returning: st
+            .returning
+            .then(|| Returning::InsertedRows(by_node.values().cloned().collect())),
     })
 }
 
@@ -821,6 +859,7 @@ fn plan_broadcast(
             transactional: false,
             generated_id: None,
             insert_rows: Vec::new(),
+            returning: None,
         }),
         StatementKind::Insert | StatementKind::Update | StatementKind::Delete => {
             if !st.other_tables.is_empty() {
@@ -836,6 +875,7 @@ fn plan_broadcast(
                 transactional: true,
                 generated_id: None,
                 insert_rows: Vec::new(),
+                returning: st.returning.then_some(Returning::OneCopy),
             })
         }
     }

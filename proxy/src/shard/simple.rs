@@ -106,6 +106,7 @@ pub fn point_select(sql: &str, rules: &ShardingRules) -> Option<ShardedStatement
         ordered_write: false,
         scatter: None,
         sharding_joins: Vec::new(),
+        returning: false,
     })
 }
 

@@ -50,6 +50,9 @@ pub enum Kind {
     /// `KILL [QUERY | CONNECTION] id`: the id is a proxy connection id, which
     /// means nothing to a backend.
     Kill,
+    /// `SHOW DATABASES | SCHEMAS [LIKE 'pattern']` (the pattern as written
+    /// inside its quotes): the proxy's logical databases.
+    ShowDatabases(Option<String>),
     /// `COMMIT`, `ROLLBACK` (not `ROLLBACK TO`), `SAVEPOINT`, `ROLLBACK TO`,
     /// `RELEASE SAVEPOINT`: every data source in the transaction runs it.
     TransactionControl {
@@ -375,6 +378,21 @@ fn classify_statement(sql: &str, tokens: &[Spanned<'_>], out: &mut Classified) {
             }
         }
         t if t.is_word("KILL") => out.kind = Kind::Kill,
+        t if t.is_word("SHOW")
+            && second
+                .is_some_and(|s| s.token.is_word("DATABASES") || s.token.is_word("SCHEMAS")) =>
+        {
+            match &tokens[2..] {
+                [] => out.kind = Kind::ShowDatabases(None),
+                [like, pattern] if like.token.is_word("LIKE") => {
+                    if let Token::Str(quoted) = pattern.token {
+                        let inner = &quoted[1..quoted.len().saturating_sub(1).max(1)];
+                        out.kind = Kind::ShowDatabases(Some(inner.to_owned()));
+                    }
+                }
+                _ => {}
+            }
+        }
         t if t.is_word("ROLLBACK") => {
             let to = tokens.iter().any(|s| s.token.is_word("TO"));
             out.kind = Kind::TransactionControl {
@@ -621,6 +639,16 @@ mod tests {
                 .collect(),
             other => panic!("not a SET: {other:?}"),
         }
+    }
+
+    #[test]
+    fn show_databases() {
+        assert_eq!(classify("SHOW DATABASES").kind, Kind::ShowDatabases(None));
+        assert_eq!(
+            classify("show schemas like 'test%'").kind,
+            Kind::ShowDatabases(Some("test%".into()))
+        );
+        assert_eq!(classify("SHOW DATABASES WHERE 1").kind, Kind::Other);
     }
 
     #[test]

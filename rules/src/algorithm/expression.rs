@@ -225,6 +225,10 @@ impl ShardingAlgorithm for ExpressionAlgorithm {
     ) -> Result<Targets, AlgorithmError> {
         Ok(Targets::All)
     }
+
+    fn takes_integers(&self) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,6 +6,7 @@ mod crc32_mod;
 mod expression;
 mod modulo;
 mod month;
+mod number;
 
 pub use crc32_mod::Crc32Modulo;
 pub use expression::{
@@ -13,6 +14,7 @@ pub use expression::{
 };
 pub use modulo::Modulo;
 pub use month::{Month, MonthTargetError};
+pub use number::{compared_integer, stored_integer};
 
 use crate::datetime::DateTimeError;
 use std::collections::BTreeSet;
@@ -71,12 +73,14 @@ pub enum ShardKey<'a> {
 }
 
 impl ShardKey<'_> {
-    /// The integer this key stands for; text that spells an integer counts,
-    /// as MySQL compares `'5'` equal to `5` on an integer column.
+    /// The integer an integer column compares this key equal with, as
+    /// MariaDB reads text as a number (`'5'`, `' 5'`, `'5.0'`, `'5e0'`,
+    /// `'5abc'` are 5); an error when no integer equals it (`'5.5'`, a value
+    /// beyond BIGINT).
     pub fn integer(self) -> Result<i64, AlgorithmError> {
         match self {
             ShardKey::Int(value) => Ok(value),
-            ShardKey::Text(text) => text.parse().map_err(|_| AlgorithmError::NotInteger),
+            ShardKey::Text(text) => compared_integer(text).ok_or(AlgorithmError::NotInteger),
         }
     }
 }
@@ -113,6 +117,13 @@ pub trait ShardingAlgorithm: fmt::Debug + Send + Sync {
         lower: Bound<ShardKey<'_>>,
         upper: Bound<ShardKey<'_>>,
     ) -> Result<Targets, AlgorithmError>;
+
+    /// Whether the algorithm works on integers (its column is an integer
+    /// column): a row's text value is then stored, and routed, as the
+    /// integer MariaDB makes of it.
+    fn takes_integers(&self) -> bool {
+        false
+    }
 }
 
 /// `value mod count` as a target index; `rem_euclid` so that negative values

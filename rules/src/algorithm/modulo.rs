@@ -27,6 +27,10 @@ impl ShardingAlgorithm for Modulo {
     ) -> Result<Targets, AlgorithmError> {
         Ok(Targets::All)
     }
+
+    fn takes_integers(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
@@ -54,9 +58,10 @@ mod tests {
     #[test]
     fn non_integers_are_refused_and_ranges_reach_everything() {
         assert_eq!(
-            four().target(ShardKey::Text("abc")),
+            four().target(ShardKey::Text("7.5")),
             Err(AlgorithmError::NotInteger)
         );
+        assert_eq!(four().target(ShardKey::Text("7abc")), Ok(3));
         let range = four().targets_in_range(Bound::Included(ShardKey::Int(1)), Bound::Unbounded);
         assert_eq!(range, Ok(Targets::All));
     }

@@ -33,6 +33,51 @@ pub struct Config {
     pub binding: Vec<BindingConfig>,
     pub snowflake: SnowflakeConfig,
     pub alerts: AlertConfig,
+    /// Further logical databases, beside `server.database` (whose rules are
+    /// the top-level `tables`, `broadcast` and `binding`), keyed by name:
+    /// ShardingSphere's model, each with rules of its own.
+    pub databases: BTreeMap<String, DatabaseConfig>,
+}
+
+/// A logical database besides the first: its own unsharded tables' data
+/// source and its own rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseConfig {
+    /// Where its tables named by no rule live; no other logical database
+    /// may use it so.
+    pub default_data_source: String,
+    pub tables: BTreeMap<String, TableConfig>,
+    pub broadcast: BroadcastConfig,
+    pub binding: Vec<BindingConfig>,
+}
+
+/// The rules of one logical database, wherever the file declares them.
+#[derive(Debug, Clone)]
+pub struct DatabaseRules<'a> {
+    pub name: &'a str,
+    pub default_data_source: &'a str,
+    pub tables: &'a BTreeMap<String, TableConfig>,
+    pub broadcast: &'a BroadcastConfig,
+    pub binding: &'a [BindingConfig],
+    /// Where its rules stand in the file: `""` for the first database,
+    /// `databases.<name>.` for the others (error messages name the key).
+    pub key_prefix: String,
+}
+
+impl DatabaseRules<'_> {
+    /// Whether this is the first logical database (`server.database`).
+    pub fn is_first(&self) -> bool {
+        self.key_prefix.is_empty()
+    }
+
+    /// The file's key of its default data source.
+    fn default_data_source_key(&self) -> String {
+        if self.is_first() {
+            "server.default_data_source".to_owned()
+        } else {
+            format!("{}default_data_source", self.key_prefix)
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -335,6 +380,20 @@ struct RawConfig {
     snowflake: Option<RawSnowflakeConfig>,
     #[serde(default)]
     alerts: AlertConfig,
+    #[serde(default)]
+    databases: BTreeMap<String, RawDatabaseConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabaseConfig {
+    default_data_source: String,
+    #[serde(default)]
+    tables: BTreeMap<String, RawTableConfig>,
+    #[serde(default)]
+    broadcast: BroadcastConfig,
+    #[serde(default)]
+    binding: Vec<BindingConfig>,
 }
 
 /// Raw so that a bad epoch or worker id is reported with its key.
@@ -352,11 +411,21 @@ impl Config {
     /// Parses and validates a whole configuration file's text.
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text)?;
-        let tables = raw
-            .tables
+        let tables = tables_of(raw.tables, "")?;
+        let databases = raw
+            .databases
             .into_iter()
-            .map(|(name, table)| table.into_table(&name).map(|table| (name, table)))
-            .collect::<Result<_, _>>()?;
+            .map(|(name, db)| {
+                let tables = tables_of(db.tables, &format!("databases.{name}."))?;
+                let db = DatabaseConfig {
+                    default_data_source: db.default_data_source,
+                    tables,
+                    broadcast: db.broadcast,
+                    binding: db.binding,
+                };
+                Ok((name, db))
+            })
+            .collect::<Result<_, ConfigError>>()?;
         let config = Config {
             server: raw.server,
             data_sources: raw.data_sources,
@@ -369,9 +438,63 @@ impl Config {
                 .transpose()?
                 .unwrap_or_default(),
             alerts: raw.alerts,
+            databases,
         };
         config.validate()?;
         Ok(config)
+    }
+
+    /// Every logical database's rules, the first (`server.database`) first.
+    pub fn logical_databases(&self) -> Vec<DatabaseRules<'_>> {
+        let first = DatabaseRules {
+            name: &self.server.database,
+            default_data_source: &self.server.default_data_source,
+            tables: &self.tables,
+            broadcast: &self.broadcast,
+            binding: &self.binding,
+            key_prefix: String::new(),
+        };
+        std::iter::once(first)
+            .chain(self.databases.iter().map(|(name, db)| DatabaseRules {
+                name,
+                default_data_source: &db.default_data_source,
+                tables: &db.tables,
+                broadcast: &db.broadcast,
+                binding: &db.binding,
+                key_prefix: format!("databases.{name}."),
+            }))
+            .collect()
+    }
+
+    /// The data sources a logical database's broadcast tables are copied
+    /// on: for the first, every data source no other logical database
+    /// keeps its tables on; for another, its default data source and those
+    /// of its sharded tables.
+    pub fn database_data_sources(&self, db: &DatabaseRules<'_>) -> Vec<String> {
+        if db.is_first() {
+            let others: Vec<&str> = self
+                .databases
+                .values()
+                .map(|d| d.default_data_source.as_str())
+                .collect();
+            return self
+                .data_sources
+                .keys()
+                .filter(|ds| !others.contains(&ds.as_str()))
+                .cloned()
+                .collect();
+        }
+        let mut sources: Vec<String> = std::iter::once(db.default_data_source.to_owned())
+            .chain(db.tables.values().flat_map(|t| {
+                crate::inline::expand_data_nodes(&t.nodes)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|n| n.data_source)
+            }))
+            .collect();
+        sources.sort();
+        sources.dedup();
+        sources
     }
 
     /// Checks what serde cannot: cross-references and value ranges. Table
@@ -455,8 +578,48 @@ impl Config {
                 return Err(ConfigError::invalid("alerts.webhook", problem));
             }
         }
-        ShardingRules::new(self).map(drop)
+        let mut defaults: BTreeMap<&str, &str> = BTreeMap::new();
+        for db in self.logical_databases() {
+            let key = db.default_data_source_key();
+            if db.name.is_empty() {
+                return Err(ConfigError::invalid(key, Problem::Empty("database name")));
+            }
+            if let Some(other) = defaults.insert(db.default_data_source, db.name) {
+                let problem = Problem::BadValue {
+                    value: db.default_data_source.to_owned(),
+                    reason: format!(
+                        "logical database '{other}' keeps its tables there too: give each logical database a data source of its own (a URL with its own physical database)"
+                    ),
+                };
+                return Err(ConfigError::invalid(key, problem));
+            }
+            if !db.is_first() && db.name == self.server.database {
+                let problem = Problem::BadValue {
+                    value: db.name.to_owned(),
+                    reason: "it is server.database already".into(),
+                };
+                return Err(ConfigError::invalid(
+                    format!("databases.{}", db.name),
+                    problem,
+                ));
+            }
+            ShardingRules::for_database(self, &db)?;
+        }
+        Ok(())
     }
+}
+
+/// The tables of a `[tables]` section, whose keys start with `prefix`.
+fn tables_of(
+    raw: BTreeMap<String, RawTableConfig>,
+    prefix: &str,
+) -> Result<BTreeMap<String, TableConfig>, ConfigError> {
+    raw.into_iter()
+        .map(|(name, table)| {
+            let table = table.into_table(&format!("{prefix}tables.{name}"))?;
+            Ok((name, table))
+        })
+        .collect()
 }
 
 impl RawSnowflakeConfig {

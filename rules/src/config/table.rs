@@ -78,9 +78,10 @@ struct RawStrategy {
 }
 
 impl RawTableConfig {
-    pub(super) fn into_table(self, name: &str) -> Result<TableConfig, ConfigError> {
+    /// `key`: where the table stands in the file (`tables.users`).
+    pub(super) fn into_table(self, key: &str) -> Result<TableConfig, ConfigError> {
         let strategy = |raw: Option<RawStrategy>, dimension: &str| {
-            raw.map(|raw| raw.into_strategy(&format!("tables.{name}.{dimension}")))
+            raw.map(|raw| raw.into_strategy(&format!("{key}.{dimension}")))
                 .transpose()
         };
         Ok(TableConfig {

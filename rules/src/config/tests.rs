@@ -281,3 +281,50 @@ fn pool_bounds_and_alert_settings_are_checked() {
     let err = Config::from_toml_str(&bad_hook).unwrap_err().to_string();
     assert!(err.contains("alerts.webhook"), "{err}");
 }
+
+#[test]
+fn further_logical_databases_have_rules_of_their_own() {
+    let config = Config::from_toml_str(&format!(
+        r#"{MINIMAL}
+[data_sources.ts0]
+url = "mysql://root@127.0.0.1:13306/test_schema"
+[databases.test_schema]
+default_data_source = "ts0"
+[databases.test_schema.broadcast]
+tables = ["codes"]
+[databases.test_schema.tables.events]
+nodes = "ts0.events_${{0..1}}"
+table = {{ column = "id", algorithm = "mod", count = 2 }}
+"#
+    ))
+    .unwrap();
+    let names: Vec<&str> = config.logical_databases().iter().map(|d| d.name).collect();
+    assert_eq!(names, ["wework", "test_schema"]);
+    let dbs = config.logical_databases();
+    assert_eq!(config.database_data_sources(&dbs[0]), ["ds0", "ds1"]);
+    assert_eq!(config.database_data_sources(&dbs[1]), ["ts0"]);
+    let rules = ShardingRules::for_database(&config, &dbs[1]).unwrap();
+    assert_eq!(rules.table_kind("events"), crate::TableKind::Sharded);
+    assert_eq!(rules.nodes("codes").len(), 1);
+    assert_eq!(rules.nodes("plain")[0].data_source, "ts0");
+    let first = ShardingRules::new(&config).unwrap();
+    assert_eq!(first.table_kind("events"), crate::TableKind::Single);
+}
+
+#[test]
+fn logical_database_errors_name_their_key() {
+    assert_eq!(
+        error_of("[databases.other]\ndefault_data_source = \"ds0\"\n"),
+        "databases.other.default_data_source: 'ds0' is not valid: logical database 'wework' keeps its tables there too: give each logical database a data source of its own (a URL with its own physical database)"
+    );
+    assert_eq!(
+        error_of("[databases.other]\ndefault_data_source = \"ds9\"\n"),
+        "databases.other.default_data_source: unknown data source 'ds9' (declared: ds0, ds1)"
+    );
+    assert_eq!(
+        error_of(
+            "[databases.other]\ndefault_data_source = \"ds1\"\n[databases.other.tables.t]\nnodes = \"ds1.t_${0..1}\"\n"
+        ),
+        "databases.other.tables.t.database: missing, but there are several nodes: a strategy must choose between them"
+    );
+}

@@ -13,7 +13,7 @@ pub use condition::Condition;
 pub use error::RouteError;
 
 use crate::algorithm::ShardValue;
-use crate::config::{declared_list, Config, ConfigError, Problem};
+use crate::config::{declared_list, Config, ConfigError, DatabaseRules, Problem};
 use crate::inline::DataNode;
 use node_set::NodeSet;
 use sharded_table::{Pick, ShardedTable};
@@ -77,50 +77,68 @@ impl NameFilter {
 }
 
 impl ShardingRules {
-    /// Builds the rules, refusing a configuration they could not route.
+    /// Builds the rules of the first logical database (`server.database`),
+    /// refusing a configuration they could not route.
     pub fn new(config: &Config) -> Result<ShardingRules, ConfigError> {
-        let default_data_source = &config.server.default_data_source;
+        let first = config.logical_databases().swap_remove(0);
+        Self::for_database(config, &first)
+    }
+
+    /// Builds the rules of one logical database of `config`.
+    pub fn for_database(
+        config: &Config,
+        db: &DatabaseRules<'_>,
+    ) -> Result<ShardingRules, ConfigError> {
+        let prefix = &db.key_prefix;
+        let default_data_source = db.default_data_source;
         if !config.data_sources.contains_key(default_data_source) {
             let problem = Problem::UnknownDataSource {
-                name: default_data_source.clone(),
+                name: default_data_source.to_owned(),
                 declared: declared_list(config.data_sources.keys()),
             };
-            return Err(ConfigError::invalid("server.default_data_source", problem));
+            let key = if db.is_first() {
+                "server.default_data_source".to_owned()
+            } else {
+                format!("{prefix}default_data_source")
+            };
+            return Err(ConfigError::invalid(key, problem));
         }
         let mut sharded = HashMap::new();
-        for (name, table) in &config.tables {
-            let rules = ShardedTable::new(name, table, &config.data_sources)?;
+        for (name, table) in db.tables {
+            let key = format!("{prefix}tables.{name}");
+            let rules = ShardedTable::new(name, &key, table, &config.data_sources)?;
             if sharded.insert(name.to_lowercase(), rules).is_some() {
                 return Err(ConfigError::invalid(
-                    format!("tables.{name}"),
+                    key,
                     Problem::DuplicateTable(name.clone()),
                 ));
             }
         }
         let mut broadcast = HashMap::new();
-        for name in &config.broadcast.tables {
+        let broadcast_key = format!("{prefix}broadcast.tables");
+        for name in &db.broadcast.tables {
             let lower = name.to_lowercase();
             if sharded.contains_key(&lower) {
                 return Err(ConfigError::invalid(
-                    "broadcast.tables",
+                    &broadcast_key,
                     Problem::ShardedAndBroadcast(name.clone()),
                 ));
             }
             if broadcast.insert(lower, name.clone()).is_some() {
                 return Err(ConfigError::invalid(
-                    "broadcast.tables",
+                    &broadcast_key,
                     Problem::DuplicateTable(name.clone()),
                 ));
             }
         }
-        let binding = binding_groups(config, &sharded)?;
+        let binding = binding_groups(db, &sharded)?;
         let mut routed_names = NameFilter::default();
         for name in sharded.keys().chain(broadcast.keys()) {
             routed_names.add(name);
         }
         Ok(ShardingRules {
-            default_data_source: default_data_source.clone(),
-            data_sources: config.data_sources.keys().cloned().collect(),
+            default_data_source: default_data_source.to_owned(),
+            data_sources: config.database_data_sources(db),
             sharded,
             broadcast,
             binding,
@@ -276,12 +294,12 @@ impl AsRef<str> for Lower<'_> {
 /// same order, and (for tables sharded by one column) every sample value
 /// routed to the same position.
 fn binding_groups(
-    config: &Config,
+    db: &DatabaseRules<'_>,
     sharded: &HashMap<String, ShardedTable>,
 ) -> Result<HashMap<String, usize>, ConfigError> {
     let mut groups = HashMap::new();
-    for (g, group) in config.binding.iter().enumerate() {
-        let key = format!("binding[{g}].tables");
+    for (g, group) in db.binding.iter().enumerate() {
+        let key = format!("{}binding[{g}].tables", db.key_prefix);
         let mut first: Option<(&String, &ShardedTable)> = None;
         for name in &group.tables {
             let lower = name.to_lowercase();
@@ -348,12 +366,19 @@ fn single_column(table: &ShardedTable) -> Option<String> {
 
 fn route_condition(table: &ShardedTable, condition: &Condition) -> Result<NodeSet, RouteError> {
     use Bound::{Excluded, Included, Unbounded};
-    let range = |column: &str, lower, upper| table.route_leaf(column, Pick::Range(lower, upper));
+    // A value that routes to no one node (text on an integer column that
+    // no integer equals, a date the layout has no table for, ...) is still
+    // compared by every node's server, which answers exactly: all nodes.
+    let leaf = |column: &str, pick| match table.route_leaf(column, pick) {
+        Err(RouteError::InvalidValue { .. } | RouteError::NoNode { .. }) => Ok(table.all_nodes()),
+        other => other,
+    };
+    let range = |column: &str, lower, upper| leaf(column, Pick::Range(lower, upper));
     match condition {
-        Condition::Eq(column, value) => table.route_leaf(column, Pick::Value(value)),
+        Condition::Eq(column, value) => leaf(column, Pick::Value(value)),
         Condition::In(column, values) => values
             .iter()
-            .map(|value| table.route_leaf(column, Pick::Value(value)))
+            .map(|value| leaf(column, Pick::Value(value)))
             .collect::<Result<Vec<_>, _>>()
             .map(NodeSet::union),
         Condition::Between(column, low, high) => range(column, Included(low), Included(high)),
@@ -565,11 +590,14 @@ mod tests {
                 "{table}"
             );
         }
+        // A value of no node: every node's server compares it.
         assert_eq!(
-            rules.route_positions("users", &Condition::eq("user_id", -5)),
-            Some(Err(rules
-                .route("users", &Condition::eq("user_id", -5))
-                .unwrap_err()))
+            rules
+                .route_positions("users", &Condition::eq("user_id", -5))
+                .unwrap()
+                .unwrap()
+                .len(),
+            64
         );
     }
 
@@ -598,12 +626,30 @@ mod tests {
     }
 
     #[test]
-    fn values_outside_the_declared_nodes_are_errors() {
+    fn values_outside_the_declared_nodes_reach_every_node_or_refuse_a_row() {
         let rules = rules();
+        // A condition: no node holds such rows, and every one says so.
+        let all = |table: &str, condition: &Condition| {
+            rules.route(table, condition).unwrap().len() == rules.nodes(table).len()
+        };
+        assert!(all(
+            "message_records",
+            &Condition::eq("created_at", "2023-12-31")
+        ));
+        let in_2025 = Condition::In(
+            "created_at".into(),
+            vec![text("2024-05-01"), text("2025-01-01")],
+        );
+        assert!(all("message_records", &in_2025));
+        assert!(all("users", &Condition::eq("user_id", -5)));
+        // A row: it has no home.
         let error = rules
-            .route(
+            .route_row(
                 "message_records",
-                &Condition::eq("created_at", "2023-12-31"),
+                &[
+                    ("tenant_id", text("acme")),
+                    ("created_at", text("2023-12-31")),
+                ],
             )
             .unwrap_err();
         assert_eq!(
@@ -618,16 +664,8 @@ mod tests {
             error.to_string(),
             "no data node of table 'message_records' holds created_at = '2023-12-31'"
         );
-        let in_2025 = Condition::In(
-            "created_at".into(),
-            vec![text("2024-05-01"), text("2025-01-01")],
-        );
         assert!(matches!(
-            rules.route("message_records", &in_2025),
-            Err(RouteError::NoNode { .. })
-        ));
-        assert!(matches!(
-            rules.route("users", &Condition::eq("user_id", -5)),
+            rules.route_row("users", &[("user_id", ShardValue::Int(-5))]),
             Err(RouteError::NoNode { .. })
         ));
     }
@@ -647,18 +685,31 @@ mod tests {
             rules.route("message_records", &null_bound),
             Err(RouteError::NullValue { .. })
         ));
-        let not_int = rules
-            .route("users", &Condition::eq("user_id", "abc"))
-            .unwrap_err();
+        // Text an integer column compares as a number: 'abc' is 0, '7.5'
+        // equals no integer (every node answers), '9' is 9.
+        let route = |sql_value: &str| {
+            rules
+                .route("users", &Condition::eq("user_id", sql_value))
+                .unwrap()
+        };
+        assert_eq!(route("abc"), route("0"));
         assert_eq!(
-            not_int.to_string(),
-            "table 'users': user_id = 'abc' cannot be routed: not an integer"
+            route(" 9 "),
+            rules.route("users", &Condition::eq("user_id", 9)).unwrap()
         );
+        assert_eq!(route("7.5").len(), 64);
+        assert_eq!(route("99999999999999999999").len(), 64);
         let not_date = Condition::Between("created_at".into(), text("soon"), text("2024-02-01"));
-        assert!(matches!(
-            rules.route("message_records", &not_date),
-            Err(RouteError::InvalidValue { .. })
-        ));
+        assert_eq!(rules.route("message_records", &not_date).unwrap().len(), 48);
+        // A row's text on an integer column is stored rounded.
+        assert_eq!(
+            rules
+                .route_row("users", &[("user_id", text("8.5"))])
+                .unwrap(),
+            rules
+                .route_row("users", &[("user_id", ShardValue::Int(9))])
+                .unwrap()
+        );
         let missing = rules
             .route_row("message_records", &[("tenant_id", text("acme"))])
             .unwrap_err();

@@ -41,12 +41,14 @@ struct Strategy {
 }
 
 impl ShardedTable {
+    /// `key`: where the table stands in the file (`tables.users`).
     pub(super) fn new(
         name: &str,
+        key: &str,
         config: &TableConfig,
         data_sources: &BTreeMap<String, DataSourceConfig>,
     ) -> Result<ShardedTable, ConfigError> {
-        let nodes_key = format!("tables.{name}.nodes");
+        let nodes_key = format!("{key}.nodes");
         let nodes = expand_data_nodes(&config.nodes)
             .map_err(|error| ConfigError::invalid(&nodes_key, error.into()))?;
         let mut seen = HashSet::new();
@@ -76,8 +78,8 @@ impl ShardedTable {
                 ]
             })
             .collect();
-        let database_key = format!("tables.{name}.database");
-        let table_key = format!("tables.{name}.table");
+        let database_key = format!("{key}.database");
+        let table_key = format!("{key}.table");
         let table = ShardedTable {
             name: name.to_string(),
             strategies: [
@@ -165,6 +167,15 @@ impl ShardedTable {
                     table: self.name.clone(),
                     column: strategy.column.clone(),
                 })?;
+            // An integer column stores text as the integer MariaDB makes of it.
+            let stored;
+            let value = match value {
+                ShardValue::Text(text) if strategy.algorithm.takes_integers() => {
+                    stored = ShardValue::Int(crate::algorithm::stored_integer(text));
+                    &stored
+                }
+                _ => value,
+            };
             let on_column = self.route_leaf(&strategy.column, Pick::Value(value))?;
             matching.intersect(&on_column);
             if matching.is_empty() {

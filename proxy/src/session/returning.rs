@@ -1,0 +1,265 @@
+//! Writes with RETURNING (`INSERT | REPLACE | DELETE ... RETURNING`) over
+//! several data nodes: each node's statement answers with rows, and the
+//! client gets the rows one server would return — an INSERT's in the order
+//! of its VALUES, a DELETE's from every node, a broadcast table's once — in
+//! its own protocol, all or nothing as any fanned-out write.
+
+use tracing::warn;
+
+use super::sharded::{read_columns, start_query};
+use super::{Failure, Session};
+use crate::backend::PooledConn;
+use crate::error::{codes, BackendError};
+use crate::merge::column::ColumnInfo;
+use crate::merge::value::{decode_row, encode_row, RowFormat};
+use crate::shard::plan::{Returning, Target};
+use crate::sql::classify::Classified;
+use crate::wire::ok_err::{encode_eof, eof_status, put_lenenc_int, ErrInfo, OkInfo};
+use crate::wire::packet::MAX_PAYLOAD;
+use crate::wire::response::Outcome;
+
+/// The savepoint that makes a statement inside the client's transaction
+/// all or nothing.
+const STATEMENT_SAVEPOINT: &str = "SAVEPOINT `__shardgate_statement`";
+const UNDO_STATEMENT: &str = "ROLLBACK TO SAVEPOINT `__shardgate_statement`";
+
+/// One packet of a node's rows.
+enum RowPacket {
+    Row(bytes::BytesMut),
+    End,
+    Err(ErrInfo),
+}
+
+impl Session {
+    /// Runs a write with RETURNING on `targets` and answers with its rows.
+    pub(super) async fn fanout_returning(
+        &mut self,
+        targets: Vec<Target>,
+        returning: Returning,
+        generated_id: Option<u64>,
+        format: RowFormat,
+    ) -> Result<(), Failure> {
+        let classified = Classified::default();
+        let several = targets.len() > 1;
+        let implicit = several && self.autocommit() && !self.in_transaction();
+        let savepoint = several && !implicit;
+        let mut conns: Vec<PooledConn> = Vec::new();
+        let mut conn_of = Vec::with_capacity(targets.len());
+        for target in &targets {
+            let pool = self.pool_of(&target.data_source)?;
+            match conns
+                .iter()
+                .position(|c| std::sync::Arc::ptr_eq(c.pool(), &pool))
+            {
+                Some(at) => conn_of.push(at),
+                None => {
+                    let conn = self.checkout_on(&pool, &classified).await?;
+                    conns.push(conn);
+                    conn_of.push(conns.len() - 1);
+                }
+            }
+        }
+        let opening = if implicit {
+            Some("START TRANSACTION")
+        } else if savepoint {
+            Some(STATEMENT_SAVEPOINT)
+        } else {
+            None
+        };
+        let mut outcome = Ok(());
+        if let Some(opening) = opening {
+            for conn in &mut conns {
+                if let Err(e) = conn.execute_internal(opening).await {
+                    outcome = Err(e.into());
+                    break;
+                }
+            }
+        }
+        if outcome.is_ok() {
+            outcome = self
+                .answer_rows(&targets, &conn_of, &mut conns, &returning, format)
+                .await;
+        }
+        let finish = match (&outcome, implicit, savepoint) {
+            (Ok(()), true, _) => Some("COMMIT"),
+            (Err(_), true, _) => Some("ROLLBACK"),
+            (Err(_), _, true) => Some(UNDO_STATEMENT),
+            _ => None,
+        };
+        if let Some(finish) = finish {
+            for conn in &mut conns {
+                if conn.broken {
+                    continue;
+                }
+                if let Err(e) = conn.execute_internal(finish).await {
+                    warn!(ds = %conn.ds, "{finish} after a write with RETURNING failed: {e}");
+                    conn.broken = true;
+                    if outcome.is_ok() {
+                        outcome = Err(e.into());
+                    }
+                }
+            }
+        }
+        for conn in conns {
+            self.release(conn, &classified);
+        }
+        outcome?;
+        if let Some(id) = generated_id {
+            self.last_insert = Some(super::LastInsert { id, conn_uid: 0 });
+        }
+        self.push_end_of_result();
+        Ok(())
+    }
+
+    /// Runs each target's statement and sends the client the answer's
+    /// column definitions and rows (not its end).
+    async fn answer_rows(
+        &mut self,
+        targets: &[Target],
+        conn_of: &[usize],
+        conns: &mut [PooledConn],
+        returning: &Returning,
+        format: RowFormat,
+    ) -> Result<(), Failure> {
+        let mut columns: Option<Vec<ColumnInfo>> = None;
+        // INSERT: every target's rows, until all are in, to answer in order.
+        let mut inserted: Vec<Vec<bytes::BytesMut>> = Vec::new();
+        for (i, target) in targets.iter().enumerate() {
+            let conn = &mut conns[conn_of[i]];
+            start_query(conn, &target.sql).await?;
+            let node_columns = match read_columns(conn).await? {
+                Ok(c) => c,
+                Err(err) => {
+                    // The node's error reply was read whole.
+                    conn.broken = false;
+                    return Err(Failure::Reply(err));
+                }
+            };
+            let first = columns.is_none();
+            let columns = columns.get_or_insert(node_columns);
+            if first && !matches!(returning, Returning::InsertedRows(_)) {
+                self.send_columns(columns);
+            }
+            let wanted = match returning {
+                Returning::OneCopy => i == 0,
+                _ => true,
+            };
+            let mut rows = Vec::new();
+            loop {
+                match next_row(conn).await? {
+                    RowPacket::Row(row) if !wanted => drop(row),
+                    RowPacket::Row(row) if matches!(returning, Returning::InsertedRows(_)) => {
+                        rows.push(row)
+                    }
+                    RowPacket::Row(row) => self.send_row(&row, columns, format)?,
+                    RowPacket::End => break,
+                    RowPacket::Err(err) => {
+                        conn.broken = false;
+                        return Err(Failure::Reply(err));
+                    }
+                }
+            }
+            conn.broken = false;
+            inserted.push(rows);
+        }
+        let (Returning::InsertedRows(rows_of), Some(columns)) = (returning, &columns) else {
+            return Ok(());
+        };
+        // Each target's rows are its rows of the statement, in order.
+        let total: usize = rows_of.iter().map(Vec::len).sum();
+        let mut order: Vec<Option<(usize, usize)>> = vec![None; total];
+        for (t, (rows, got)) in rows_of.iter().zip(&inserted).enumerate() {
+            if rows.len() != got.len() {
+                return Err(Failure::Reply(crate::shard::not_supported(format!(
+                    "a node returned {} rows for the {} rows it inserted, so the rows of RETURNING cannot be put in the statement's order; nothing was written",
+                    got.len(),
+                    rows.len()
+                ))));
+            }
+            for (k, &row) in rows.iter().enumerate() {
+                if let Some(slot) = order.get_mut(row) {
+                    *slot = Some((t, k));
+                }
+            }
+        }
+        self.send_columns(columns);
+        for (t, k) in order.into_iter().flatten() {
+            self.send_row(&inserted[t][k], columns, format)?;
+        }
+        Ok(())
+    }
+
+    /// The column count and definitions of the answer, under logical names.
+    fn send_columns(&mut self, columns: &[ColumnInfo]) {
+        let mut count = Vec::new();
+        put_lenenc_int(&mut count, columns.len() as u64);
+        self.writer.push(&count);
+        for column in columns {
+            match self.db.metadata.logical_column(&column.raw) {
+                Some(logical) => self.writer.push(&logical),
+                None => self.writer.push(&column.raw),
+            }
+        }
+        if !self.flavor.deprecate_eof() {
+            self.writer.push(&encode_eof(0, self.reply_status()));
+        }
+    }
+
+    /// One row of a node's text result, in the client's protocol.
+    fn send_row(
+        &mut self,
+        row: &[u8],
+        columns: &[ColumnInfo],
+        format: RowFormat,
+    ) -> Result<(), Failure> {
+        match format {
+            RowFormat::Text => self.writer.push(row),
+            RowFormat::Binary => {
+                let values = decode_row(row, columns, RowFormat::Text).map_err(|e| {
+                    Failure::Reply(ErrInfo::new(
+                        codes::ER_UNKNOWN_ERROR,
+                        "HY000",
+                        format!("a node's RETURNING row could not be read: {e}"),
+                    ))
+                })?;
+                let mut out = Vec::new();
+                encode_row(&values, columns, RowFormat::Binary, &mut out);
+                self.writer.push(&out);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The next packet of a text result's rows.
+async fn next_row(conn: &mut PooledConn) -> Result<RowPacket, BackendError> {
+    let ds = conn.ds.to_string();
+    let (_, payload) = conn
+        .reader
+        .read_packet(usize::MAX)
+        .await
+        .map_err(|e| BackendError::from_read(&ds, e))?;
+    let terminator_len = if conn.flavor.deprecate_eof() {
+        MAX_PAYLOAD
+    } else {
+        9
+    };
+    Ok(match payload.first() {
+        Some(0xFF) => RowPacket::Err(
+            ErrInfo::parse(&payload).unwrap_or_else(|| ErrInfo::new(1105, "HY000", "node error")),
+        ),
+        Some(0xFE) if payload.len() < terminator_len => {
+            let status = if conn.flavor.deprecate_eof() {
+                OkInfo::parse(&payload).map_or(0, |ok| ok.status)
+            } else {
+                eof_status(&payload)
+            };
+            conn.note_outcome(&Outcome::Ok(OkInfo {
+                status,
+                ..OkInfo::default()
+            }));
+            RowPacket::End
+        }
+        _ => RowPacket::Row(payload),
+    })
+}
