@@ -381,14 +381,14 @@ impl BackendConn {
         Ok(self.query_text_with_names(sql).await?.rows)
     }
 
-    /// Like [`query_text`](Self::query_text), with the type code of each
-    /// column (`MYSQL_TYPE_*`).
-    pub async fn query_text_typed(
+    /// Like [`query_text`](Self::query_text), with each column's
+    /// definition packet.
+    pub async fn query_text_defined(
         &mut self,
         sql: &str,
-    ) -> Result<(Vec<u8>, Vec<Vec<Option<String>>>), BackendError> {
+    ) -> Result<(Vec<Vec<u8>>, Vec<Vec<Option<String>>>), BackendError> {
         let result = self.query_text_with_names(sql).await?;
-        Ok((result.types, result.rows))
+        Ok((result.definitions, result.rows))
     }
 
     /// Like [`query_text`](Self::query_text), each row keyed by column name
@@ -414,7 +414,7 @@ impl BackendConn {
         let mut scanner = self.scanner(ResponseKind::ResultSets);
         let mut rows = Vec::new();
         let mut names = Vec::new();
-        let mut types = Vec::new();
+        let mut definitions = Vec::new();
         let mut columns: Option<u64> = None;
         let mut defs_seen = 0u64;
         let mut in_rows = false;
@@ -436,7 +436,7 @@ impl BackendConn {
                     defs_seen += 1;
                     if defs_seen <= n {
                         names.push(column_name(&payload));
-                        types.push(column_type(&payload));
+                        definitions.push(payload.to_vec());
                     }
                     in_rows = if deprecate_eof {
                         defs_seen == n
@@ -457,7 +457,11 @@ impl BackendConn {
                         ds: self.ds.to_string(),
                         err,
                     }),
-                    _ => Ok(TextRows { names, types, rows }),
+                    _ => Ok(TextRows {
+                        names,
+                        definitions,
+                        rows,
+                    }),
                 };
             }
         }
@@ -580,23 +584,11 @@ fn transaction_effect(payload: &[u8]) -> Effect {
     }
 }
 
-/// Column names and types and the text rows of a small internal query.
+/// Column names and definitions and the text rows of a small internal query.
 struct TextRows {
     names: Vec<String>,
-    types: Vec<u8>,
+    definitions: Vec<Vec<u8>>,
     rows: Vec<Vec<Option<String>>>,
-}
-
-/// The type code of a column definition packet (after its six strings,
-/// the fixed part's length, charset and column length).
-fn column_type(payload: &[u8]) -> u8 {
-    let mut rest = payload;
-    for _ in 0..6 {
-        let len = take_lenenc_int(&mut rest).unwrap_or(0) as usize;
-        rest = rest.get(len..).unwrap_or(&[]);
-    }
-    take_lenenc_int(&mut rest);
-    rest.get(6).copied().unwrap_or(0xFD)
 }
 
 /// The `name` of a column definition packet (its fifth string, after

@@ -15,6 +15,7 @@ use crate::backend::pool::{HealthCheck, Pool};
 use crate::databases::LogicalDatabase;
 use crate::error::codes;
 use crate::merge::column::{flags, types, ColumnInfo, BINARY_CHARSET};
+use crate::merge::value::{decode_row, encode_row, RowFormat};
 use crate::metrics::Snapshot;
 use crate::server::Shared;
 use crate::shard::plan::PlanContext;
@@ -66,13 +67,13 @@ impl Session {
             Failure::Reply(ErrInfo::new(codes::ER_PARSE_ERROR, "42000", e.to_string()))
         })?;
         let table = answer(&self.shared, &self.db, &statement).map_err(Failure::Reply)?;
-        self.push_table(&table);
+        self.push_table(&table, RowFormat::Text);
         Ok(Flow::Continue)
     }
 
     /// `SHOW DATABASES | SCHEMAS [LIKE 'pattern']`: the logical databases
     /// (and information_schema), sorted, as a server lists its own.
-    pub(super) fn show_databases(&mut self, like: Option<&str>) {
+    pub(super) fn show_databases(&mut self, like: Option<&str>, format: RowFormat) {
         let header = match like {
             Some(pattern) => format!("Database ({pattern})"),
             None => "Database".to_owned(),
@@ -87,25 +88,29 @@ impl Session {
         for name in names {
             table.push(vec![Some(name.to_owned())]);
         }
-        self.push_table(&table);
+        self.push_table(&table, format);
     }
 
-    /// Column count, definitions, EOF (unless CLIENT_DEPRECATE_EOF), text
-    /// rows and the end of the result, as a server sends a result set.
-    fn push_table(&mut self, table: &ResultTable) {
+    /// Column count, definitions, EOF (unless CLIENT_DEPRECATE_EOF), rows
+    /// in the client's protocol (`format`) and the end of the result, as a
+    /// server sends a result set.
+    fn push_table(&mut self, table: &ResultTable, format: RowFormat) {
         let text_charset = u16::from(self.flavor.collation);
         let mut count = Vec::new();
         put_lenenc_int(&mut count, table.columns.len() as u64);
         self.writer.push(&count);
-        for (name, ty) in &table.columns {
-            let name = name.as_str();
-            let column = match ty {
+        let columns: Vec<ColumnInfo> = table
+            .columns
+            .iter()
+            .map(|(name, ty)| match ty {
                 Type::Text => ColumnInfo::synthetic(name, types::VAR_STRING, 0, 0, text_charset),
                 Type::Count => {
                     ColumnInfo::synthetic(name, types::LONGLONG, flags::UNSIGNED, 0, BINARY_CHARSET)
                 }
                 Type::Millis => ColumnInfo::synthetic(name, types::DOUBLE, 0, 3, BINARY_CHARSET),
-            };
+            })
+            .collect();
+        for column in &columns {
             self.writer.push(&column.raw);
         }
         if !self.flavor.deprecate_eof() {
@@ -118,6 +123,13 @@ impl Session {
                 match value {
                     None => buf.push(0xFB),
                     Some(text) => put_lenenc_str(&mut buf, text.as_bytes()),
+                }
+            }
+            if format == RowFormat::Binary {
+                // The proxy's own cells always decode.
+                if let Ok(values) = decode_row(&buf, &columns, RowFormat::Text) {
+                    buf.clear();
+                    encode_row(&values, &columns, RowFormat::Binary, &mut buf);
                 }
             }
             self.writer.push(&buf);

@@ -25,6 +25,7 @@ use crate::backend::conn::BackendStatement;
 use crate::backend::{Flavor, Holder, PooledConn};
 use crate::databases::LogicalDatabase;
 use crate::error::{codes, BackendError};
+use crate::merge::value::RowFormat;
 use crate::metrics;
 use crate::pause::Gate;
 use crate::server::{Proxy, Shared};
@@ -597,7 +598,7 @@ impl Session {
             return self.use_database(db);
         }
         if let Kind::ShowDatabases(like) = &classified.kind {
-            self.show_databases(like.as_deref());
+            self.show_databases(like.as_deref(), RowFormat::Text);
             return Ok(());
         }
         let payload = match self.logical_database_rewrite(COM_QUERY, &text, &classified) {
@@ -650,7 +651,7 @@ impl Session {
                     .await;
             }
             Kind::Other if classified.reads_metadata => {
-                return self.metadata_query(&text).await;
+                return self.metadata_query(&text, RowFormat::Text).await;
             }
             Kind::Other => {
                 // Other logical databases' tables, named by qualifier, by
@@ -990,7 +991,12 @@ impl Session {
         if sharded.is_none() && num_params == 0 && session_statement {
             // What the text path does for them (the reply is an OK either
             // way): the proxy keeps their effect on the session.
-            self.query_statement(&sql).await?;
+            match &classified.kind {
+                Kind::ShowDatabases(like) => {
+                    self.show_databases(like.as_deref(), RowFormat::Binary)
+                }
+                _ => self.query_statement(&sql).await?,
+            }
             return Ok(Flow::Continue);
         }
         if let Some(reason) = classified.pins_session {
@@ -998,6 +1004,20 @@ impl Session {
         }
         if classified.commits_implicitly && self.in_transaction() {
             self.commit_implicitly().await?;
+        }
+        if sharded.is_none() && classified.reads_metadata && long_data.is_empty() {
+            // Metadata under logical names, as the text path answers it:
+            // its parameters bound as literals, its rows binary.
+            let params = decode_params(&packet, usize::from(num_params), &[], self.charset)
+                .map_err(|e| Failure::Reply(ErrInfo::new(1210, "HY000", e.to_string())))?;
+            let text = analysis_text(&sql, self.charset);
+            let placeholders: Vec<usize> = crate::sql::lex::Lexer::new(&text)
+                .filter(|s| s.token == crate::sql::lex::Token::Punct(b'?'))
+                .map(|s| s.start)
+                .collect();
+            let bound = crate::shard::rewrite::bind_params(&text, &placeholders, &params);
+            self.metadata_query(&bound, RowFormat::Binary).await?;
+            return Ok(Flow::Continue);
         }
         self.read_back_vars.clone_from(&classified.assigned_vars);
         let mut packet = packet;

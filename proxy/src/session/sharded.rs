@@ -605,7 +605,13 @@ impl Session {
     /// A metadata query on the default data source, its physical names
     /// mapped to logical ones and the rows of a sharded table's physical
     /// tables folded into one.
-    pub(super) async fn metadata_query(&mut self, sql: &str) -> Result<(), Failure> {
+    /// `format`: the client's protocol (a prepared statement's execution
+    /// gets binary rows).
+    pub(super) async fn metadata_query(
+        &mut self,
+        sql: &str,
+        format: RowFormat,
+    ) -> Result<(), Failure> {
         let physical = self.db.metadata.to_physical_sql(sql);
         let classified = Classified::default();
         let pool = self.db.default_pool.clone();
@@ -661,9 +667,15 @@ impl Session {
                     }
                     buf.clear();
                     encode_row(&row, &columns, RowFormat::Text, &mut buf);
-                    if seen.insert(buf.clone()) {
-                        self.writer.push(&buf);
+                    // One row per logical table: its physical tables' rows fold.
+                    if !seen.insert(buf.clone()) {
+                        continue;
                     }
+                    if format == RowFormat::Binary {
+                        buf.clear();
+                        encode_row(&row, &columns, format, &mut buf);
+                    }
+                    self.writer.push(&buf);
                 }
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),

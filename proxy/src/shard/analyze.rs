@@ -389,6 +389,15 @@ fn parsed(
     }
     a.replacements.sort_by_key(|r| r.start);
     a.replacements.dedup_by_key(|r| r.start);
+    if let Statement::Drop { names, .. } = statement {
+        if names.len() > a.tables.len() {
+            // Each node would drop the others again (and fail: they are gone).
+            return Err(AnalyzeError::Unsupported(format!(
+                "DROP of sharded or broadcast table(s) {} together with other tables is not supported; drop them in separate statements",
+                tables_text()
+            )));
+        }
+    }
     out.tables = a.tables.into_iter().collect();
     let aliases: BTreeSet<&String> = a.aliases.iter().map(|(al, _)| al).collect();
     out.other_tables = a

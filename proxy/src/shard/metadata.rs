@@ -177,11 +177,23 @@ impl MetadataNames {
         if let Some(logical) = self.to_logical.get(&text.to_ascii_lowercase()) {
             return Some(logical.clone().into_bytes());
         }
-        // SHOW CREATE TABLE: the statement names the physical table.
+        // SHOW CREATE TABLE: the statement names the physical table, and
+        // the physical databases of the tables its foreign keys reference.
         let rest = text.strip_prefix("CREATE TABLE `")?;
         let end = rest.find('`')?;
-        let logical = self.to_logical.get(&rest[..end].to_ascii_lowercase())?;
-        Some(format!("CREATE TABLE `{logical}`{}", &rest[end + 1..]).into_bytes())
+        let mut out = match self.to_logical.get(&rest[..end].to_ascii_lowercase()) {
+            Some(logical) => format!("CREATE TABLE `{logical}`{}", &rest[end + 1..]),
+            None => text.to_owned(),
+        };
+        for (logical, physical) in &self.same_server {
+            if logical != physical {
+                out = out.replace(
+                    &format!("REFERENCES `{physical}`."),
+                    &format!("REFERENCES `{logical}`."),
+                );
+            }
+        }
+        (out != text).then(|| out.into_bytes())
     }
 
     /// A column definition packet with the physical schema and tables
@@ -356,6 +368,10 @@ mod tests {
         assert_eq!(
             n.logical_cell(b"CREATE TABLE `users_0` (\n  `user_id` bigint"),
             Some(b"CREATE TABLE `users` (\n  `user_id` bigint".to_vec())
+        );
+        assert_eq!(
+            n.logical_cell(b"CREATE TABLE `t` (\n  CONSTRAINT `f` FOREIGN KEY (`a`) REFERENCES `ds0`.`p` (`id`)"),
+            Some(b"CREATE TABLE `t` (\n  CONSTRAINT `f` FOREIGN KEY (`a`) REFERENCES `wework`.`p` (`id`)".to_vec())
         );
         assert_eq!(
             n.logical_label("Tables_in_ds0").as_deref(),
