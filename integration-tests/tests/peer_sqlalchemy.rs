@@ -198,10 +198,12 @@ async fn admin_connection(ep: &Endpoint) -> sqlx::MySqlConnection {
         .unwrap_or_else(|e| panic!("connect to {}: {e}", ep.addr()))
 }
 
-/// Runs `statements` (text protocol) on the server of `ep`.
+/// Runs `statements` (text protocol) on the server of `ep`, foreign keys
+/// unchecked (a table of test_schema's database may refer to one of test's).
 async fn execute(ep: &Endpoint, statements: &[String]) {
     let mut conn = admin_connection(ep).await;
-    for sql in statements {
+    let unchecked = "SET SESSION foreign_key_checks = 0".to_string();
+    for sql in std::iter::once(&unchecked).chain(statements) {
         sqlx::raw_sql(sql)
             .execute(&mut conn)
             .await
