@@ -10,6 +10,8 @@
 #   PyMySQL for python3 (pip; Debian's python3-pymysql when pip cannot).
 #   schemathesis 4.x in a virtualenv at .venv (git-ignored) for the admin
 #     API's contract test; python3-venv when python3 cannot make one.
+#   SQLAlchemy 2.0, pytest and PyMySQL (pinned) in the same .venv for
+#     SQLAlchemy's dialect compliance suite (tests/peer_sqlalchemy.rs).
 #   npm package mysql2 in integration-tests/drivers/node.
 #   npm package playwright-core in integration-tests/drivers/browser (it
 #     drives Debian's chromium; it downloads no browser of its own).
@@ -96,7 +98,7 @@ fi
 # keeps its many dependencies apart from the system's Python packages, and
 # needs neither root nor --user; the test looks for .venv/bin/schemathesis.
 VENV=$REPO/.venv
-if ! "$VENV/bin/schemathesis" --version >/dev/null 2>&1; then
+ensure_venv() {
   if ! "$VENV/bin/python" -c '' 2>/dev/null; then
     say "python3 -m venv $VENV"
     if ! python3 -m venv "$VENV"; then
@@ -106,10 +108,35 @@ if ! "$VENV/bin/schemathesis" --version >/dev/null 2>&1; then
       python3 -m venv "$VENV"
     fi
   fi
+}
+if ! "$VENV/bin/schemathesis" --version >/dev/null 2>&1; then
+  ensure_venv
   say "pip install schemathesis (in $VENV)"
   # 4.x: the test's command line (checks, phases) is that major version's.
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check 'schemathesis>=4,<5'
   "$VENV/bin/schemathesis" --version >/dev/null || die "schemathesis does not run from $VENV"
+fi
+
+# ------------------------------------------------------------ SQLAlchemy's suite
+
+# integration-tests/tests/peer_sqlalchemy.rs runs SQLAlchemy's dialect
+# compliance suite (shipped in its wheel) with pytest and PyMySQL from the
+# same venv. Pinned: the requirements class in integration-tests/drivers/
+# sqlalchemy/ is written for this SQLAlchemy; this pytest is one that both
+# SQLAlchemy 2.0 and schemathesis 4.x take.
+SQLA_PINS=(SQLAlchemy==2.0.58 pytest==9.2.0 PyMySQL==1.2.4)
+sqla_pinned() {
+  "$VENV/bin/python" -c '
+import sys
+from importlib.metadata import version
+sys.exit(any(version(n) != v for n, v in (p.split("==") for p in sys.argv[1:])))
+' "${SQLA_PINS[@]}" 2>/dev/null
+}
+if ! sqla_pinned; then
+  ensure_venv
+  say "pip install ${SQLA_PINS[*]} (in $VENV)"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${SQLA_PINS[@]}"
+  sqla_pinned || die "$VENV lacks ${SQLA_PINS[*]} after pip install"
 fi
 
 # ------------------------------------------------------------ node mysql2
@@ -158,4 +185,4 @@ else
   say "warning: cargo not found; install Rust from https://rustup.rs (the tests need it)"
 fi
 
-say "ok: mariadbd $(/usr/sbin/mariadbd --version | awk '{print $3}'), $(sysbench --version), $(haproxy -v | head -n 1 | awk '{print "haproxy", $3}'), node $(node --version), $(javac -version 2>&1), PyMySQL $(python3 -c 'import pymysql; print(pymysql.__version__)'), $(/usr/bin/chromium --version 2>/dev/null | awk '{print $1, $2}'), $("$VENV/bin/schemathesis" --version)"
+say "ok: mariadbd $(/usr/sbin/mariadbd --version | awk '{print $3}'), $(sysbench --version), $(haproxy -v | head -n 1 | awk '{print "haproxy", $3}'), node $(node --version), $(javac -version 2>&1), PyMySQL $(python3 -c 'import pymysql; print(pymysql.__version__)'), $(/usr/bin/chromium --version 2>/dev/null | awk '{print $1, $2}'), $("$VENV/bin/schemathesis" --version), ${SQLA_PINS[*]}"
