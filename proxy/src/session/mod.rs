@@ -625,6 +625,11 @@ impl Session {
         }
         self.read_back_vars.clone_from(&classified.assigned_vars);
         match &classified.kind {
+            Kind::DatabaseDdl => {
+                return Err(Failure::Reply(not_supported(
+                    "CREATE, ALTER and DROP DATABASE are not supported through ShardGate: its logical databases are declared in its configuration ([databases.<name>] with a data source of its own); create the physical database on the servers, declare it, and reload",
+                )));
+            }
             Kind::Kill => {
                 // Forwarded, it would kill whichever backend thread has that id.
                 return Err(Failure::Reply(not_supported(

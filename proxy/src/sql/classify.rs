@@ -53,6 +53,9 @@ pub enum Kind {
     /// `SHOW DATABASES | SCHEMAS [LIKE 'pattern']` (the pattern as written
     /// inside its quotes): the proxy's logical databases.
     ShowDatabases(Option<String>),
+    /// `CREATE | DROP | ALTER DATABASE | SCHEMA`: logical databases come
+    /// from the configuration.
+    DatabaseDdl,
     /// `COMMIT`, `ROLLBACK` (not `ROLLBACK TO`), `SAVEPOINT`, `ROLLBACK TO`,
     /// `RELEASE SAVEPOINT`: every data source in the transaction runs it.
     TransactionControl {
@@ -378,6 +381,11 @@ fn classify_statement(sql: &str, tokens: &[Spanned<'_>], out: &mut Classified) {
             }
         }
         t if t.is_word("KILL") => out.kind = Kind::Kill,
+        t if (t.is_word("CREATE") || t.is_word("DROP") || t.is_word("ALTER"))
+            && second.is_some_and(|s| s.token.is_word("DATABASE") || s.token.is_word("SCHEMA")) =>
+        {
+            out.kind = Kind::DatabaseDdl
+        }
         t if t.is_word("SHOW")
             && second
                 .is_some_and(|s| s.token.is_word("DATABASES") || s.token.is_word("SCHEMAS")) =>
@@ -649,6 +657,11 @@ mod tests {
             Kind::ShowDatabases(Some("test%".into()))
         );
         assert_eq!(classify("SHOW DATABASES WHERE 1").kind, Kind::Other);
+        assert_eq!(classify("create schema foo").kind, Kind::DatabaseDdl);
+        assert_eq!(
+            classify("DROP DATABASE IF EXISTS foo").kind,
+            Kind::DatabaseDdl
+        );
     }
 
     #[test]
