@@ -588,3 +588,92 @@ async fn several_logical_databases_answer_each_for_itself() {
     arch.execute("DROP TABLE notes").await.unwrap();
     admin.execute("DROP DATABASE it_archive").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_rolls_back_the_whole_transaction() {
+    let Some((c, _g)) = writer("a_deadlock_rolls_back_the_whole_transaction").await else {
+        return;
+    };
+    let (lo, hi) = range(6);
+    clean_users(&c, lo, hi).await;
+    // Rows on ds1 (id % 4 == 1) and one on ds2.
+    let on_ds1: Vec<i64> = (lo..lo + 400).filter(|id| id % 4 == 1).take(2).collect();
+    let on_ds2 = (lo..lo + 10).find(|id| id % 4 == 2).unwrap();
+    let mut setup = c.shared.proxy().connect().await.unwrap();
+    let mut values: Vec<String> = on_ds1.iter().map(|id| format!("({id}, 'd', 0)")).collect();
+    values.push(format!("({on_ds2}, 'd', 0)"));
+    setup
+        .execute(
+            format!(
+                "INSERT INTO users (user_id, name, status) VALUES {}",
+                values.join(", ")
+            )
+            .as_str(),
+        )
+        .await
+        .unwrap();
+    let (r1, r2) = (on_ds1[0], on_ds1[1]);
+    let mut victim = c.shared.proxy().connect().await.unwrap();
+    let mut heavy = c.shared.proxy().connect().await.unwrap();
+    // The victim writes on ds2, then holds r2 on ds1.
+    victim.execute("BEGIN").await.unwrap();
+    victim
+        .execute(format!("UPDATE users SET status = 7 WHERE user_id = {on_ds2}").as_str())
+        .await
+        .unwrap();
+    victim
+        .execute(format!("UPDATE users SET status = 7 WHERE user_id = {r2}").as_str())
+        .await
+        .unwrap();
+    // The other writes many rows on ds1 (InnoDB spares the heavier
+    // transaction), holds r1, then waits for r2.
+    heavy.execute("BEGIN").await.unwrap();
+    let extra: Vec<String> = (lo + 1000..lo + 1400)
+        .filter(|id| id % 4 == 1)
+        .take(50)
+        .map(|id| format!("({id}, 'h', 8)"))
+        .collect();
+    heavy
+        .execute(
+            format!(
+                "INSERT INTO users (user_id, name, status) VALUES {}",
+                extra.join(", ")
+            )
+            .as_str(),
+        )
+        .await
+        .unwrap();
+    heavy
+        .execute(format!("UPDATE users SET status = 8 WHERE user_id = {r1}").as_str())
+        .await
+        .unwrap();
+    let waiting = tokio::spawn(async move {
+        let r = heavy
+            .execute(format!("UPDATE users SET status = 8 WHERE user_id = {r2}").as_str())
+            .await;
+        (heavy, r)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let err = victim
+        .execute(format!("UPDATE users SET status = 7 WHERE user_id = {r1}").as_str())
+        .await
+        .expect_err("a deadlock on ds1");
+    assert_eq!(db_error(&err).map(|e| e.0), Some(1213), "{err}");
+    // As on one server, the victim's whole transaction is gone: its COMMIT
+    // makes nothing durable, its write on ds2 included.
+    victim.execute("COMMIT").await.unwrap();
+    let (mut heavy, waited) = waiting.await.unwrap();
+    waited.expect("the other transaction goes on");
+    heavy.execute("COMMIT").await.unwrap();
+    let status: (i8,) = sqlx::query_as(&format!(
+        "SELECT /* shardgate:primary */ status FROM users WHERE user_id = {on_ds2}"
+    ))
+    .fetch_one(&mut setup)
+    .await
+    .unwrap();
+    assert_eq!(
+        status.0, 0,
+        "the deadlocked transaction's ds2 write was rolled back"
+    );
+    clean_users(&c, lo, hi).await;
+}

@@ -391,6 +391,15 @@ impl BackendConn {
         Ok((result.definitions, result.rows))
     }
 
+    /// [`query_text`](Self::query_text) of a statement's bytes (a
+    /// client's text, in its character set).
+    pub async fn query_text_bytes(
+        &mut self,
+        sql: &[u8],
+    ) -> Result<Vec<Vec<Option<String>>>, BackendError> {
+        Ok(self.query_payload(sql).await?.rows)
+    }
+
     /// Like [`query_text`](Self::query_text), each row keyed by column name
     /// (`SHOW SLAVE STATUS` has dozens of columns, in an order that differs
     /// between versions).
@@ -406,9 +415,13 @@ impl BackendConn {
     }
 
     async fn query_text_with_names(&mut self, sql: &str) -> Result<TextRows, BackendError> {
+        self.query_payload(sql.as_bytes()).await
+    }
+
+    async fn query_payload(&mut self, sql: &[u8]) -> Result<TextRows, BackendError> {
         let mut payload = Vec::with_capacity(sql.len() + 1);
         payload.push(COM_QUERY);
-        payload.extend_from_slice(sql.as_bytes());
+        payload.extend_from_slice(sql);
         self.send_command(&payload).await?;
         let deprecate_eof = self.flavor.deprecate_eof();
         let mut scanner = self.scanner(ResponseKind::ResultSets);

@@ -107,6 +107,7 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
             wrote: false,
             more_results: false,
             read_back_vars: Vec::new(),
+            deadlocked: false,
         };
         session.run().await;
         session.close().await;
@@ -196,6 +197,9 @@ struct Session {
     /// `@v := ...`, `SET @v = expression`), read back from the connection
     /// that ran it so that every later statement sees them.
     read_back_vars: Vec<String>,
+    /// A data source answered the current command with a deadlock (1213),
+    /// having rolled back the session's transaction there.
+    deadlocked: bool,
 }
 
 /// An explicit transaction the client opened.
@@ -297,6 +301,7 @@ impl Session {
                     debug!(code = err.code, "statement failed: {}", err.message);
                     self.shared.metrics.error(error_type(err.code));
                     self.reply_failed = true;
+                    self.deadlocked |= err.code == codes::ER_LOCK_DEADLOCK;
                     self.writer.push(&err.encode());
                 }
                 Err(Failure::Requeue) => {
@@ -309,6 +314,9 @@ impl Session {
                     self.reply_failed = true;
                     self.writer.push(&err.encode());
                 }
+            }
+            if self.deadlocked {
+                self.roll_back_after_deadlock().await;
             }
             self.forget_ended_writes();
             self.registration
@@ -1274,8 +1282,34 @@ impl Session {
 
     /// Remembers that the client got an error reply from a backend.
     fn note_outcome(&mut self, outcome: &Outcome) {
-        if let Outcome::Err(_) = outcome {
+        if let Outcome::Err(err) = outcome {
             self.reply_failed = true;
+            self.deadlocked |= err.code == codes::ER_LOCK_DEADLOCK;
+        }
+    }
+
+    /// After a data source chose this session's transaction as a deadlock's
+    /// victim and rolled back its part: the whole transaction is rolled
+    /// back, as one server rolls back all of it, so that a later COMMIT
+    /// cannot make the other data sources' part durable alone.
+    async fn roll_back_after_deadlock(&mut self) {
+        self.deadlocked = false;
+        if !self.in_transaction() {
+            return;
+        }
+        warn!("a deadlock rolled back this transaction's part on one data source; rolling back the rest");
+        self.transaction = None;
+        self.savepoints.clear();
+        for conn in &mut self.held {
+            if conn.in_transaction() {
+                if let Err(e) = conn.execute_internal("ROLLBACK").await {
+                    warn!(ds = %conn.ds, "rollback after a deadlock failed; closing the connection: {e}");
+                    conn.broken = true;
+                }
+            }
+        }
+        for conn in std::mem::take(&mut self.held) {
+            self.release(conn, &Classified::default());
         }
     }
 

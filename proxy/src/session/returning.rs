@@ -36,6 +36,7 @@ impl Session {
         &mut self,
         targets: Vec<Target>,
         returning: Returning,
+        rows_of: &[Vec<usize>],
         generated_id: Option<u64>,
         format: RowFormat,
     ) -> Result<(), Failure> {
@@ -77,7 +78,7 @@ impl Session {
         }
         if outcome.is_ok() {
             outcome = self
-                .answer_rows(&targets, &conn_of, &mut conns, &returning, format)
+                .answer_rows(&targets, &conn_of, &mut conns, &returning, rows_of, format)
                 .await;
         }
         let finish = match (&outcome, implicit, savepoint) {
@@ -119,6 +120,7 @@ impl Session {
         conn_of: &[usize],
         conns: &mut [PooledConn],
         returning: &Returning,
+        rows_of: &[Vec<usize>],
         format: RowFormat,
     ) -> Result<(), Failure> {
         let mut columns: Option<Vec<ColumnInfo>> = None;
@@ -137,7 +139,7 @@ impl Session {
             };
             let first = columns.is_none();
             let columns = columns.get_or_insert(node_columns);
-            if first && !matches!(returning, Returning::InsertedRows(_)) {
+            if first && *returning != Returning::InsertedRows {
                 self.send_columns(columns);
             }
             let wanted = match returning {
@@ -148,9 +150,7 @@ impl Session {
             loop {
                 match next_row(conn).await? {
                     RowPacket::Row(row) if !wanted => drop(row),
-                    RowPacket::Row(row) if matches!(returning, Returning::InsertedRows(_)) => {
-                        rows.push(row)
-                    }
+                    RowPacket::Row(row) if *returning == Returning::InsertedRows => rows.push(row),
                     RowPacket::Row(row) => self.send_row(&row, columns, format)?,
                     RowPacket::End => break,
                     RowPacket::Err(err) => {
@@ -162,7 +162,7 @@ impl Session {
             conn.broken = false;
             inserted.push(rows);
         }
-        let (Returning::InsertedRows(rows_of), Some(columns)) = (returning, &columns) else {
+        let (Returning::InsertedRows, Some(columns)) = (returning, &columns) else {
             return Ok(());
         };
         // Each target's rows are its rows of the statement, in order.

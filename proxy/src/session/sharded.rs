@@ -20,6 +20,7 @@ use crate::shard::analyze::ShardedStatement;
 use crate::shard::having::Cond as HavingCond;
 use crate::shard::params::ParamValue;
 use crate::shard::plan::{node_target, plan, Affected, FirstTable, PlanContext, Route, Target};
+use crate::shard::rewrite::move_guard;
 use crate::shard::scatter::{merge_plan, ScatterSelect};
 use crate::sql::classify::{Classified, Savepoint};
 use crate::sql::text::restore;
@@ -165,6 +166,7 @@ impl Session {
             Route::Fanout {
                 targets,
                 generated_id,
+                insert_rows,
                 returning: Some(returning),
                 ..
             } => {
@@ -173,7 +175,7 @@ impl Session {
                 } else {
                     RowFormat::Text
                 };
-                self.fanout_returning(targets, returning, generated_id, format)
+                self.fanout_returning(targets, returning, &insert_rows, generated_id, format)
                     .await
             }
             Route::Fanout {
@@ -183,9 +185,16 @@ impl Session {
                 generated_id,
                 insert_rows,
                 returning: None,
+                guarded_columns,
             } => {
-                self.fanout(targets, affected, transactional, generated_id, &insert_rows)
-                    .await
+                let write = FanoutWrite {
+                    affected,
+                    transactional,
+                    generated_id,
+                    insert_rows: &insert_rows,
+                    guarded_columns: &guarded_columns,
+                };
+                self.fanout(targets, write).await
             }
         }
     }
@@ -207,7 +216,7 @@ impl Session {
                 ..
             } => {
                 for (n, target) in targets.iter().enumerate() {
-                    let rows = insert_rows.get(n).copied().unwrap_or(0) as u64;
+                    let rows = insert_rows.get(n).map_or(0, Vec::len) as u64;
                     metrics.routed(&target.data_source, table, rows);
                 }
             }
@@ -701,12 +710,26 @@ impl Session {
     async fn fanout(
         &mut self,
         targets: Vec<Target>,
-        affected: Affected,
-        transactional: bool,
-        generated_id: Option<u64>,
-        insert_rows: &[usize],
+        write: FanoutWrite<'_>,
     ) -> Result<(), Failure> {
-        let multi_row_insert = insert_rows.iter().sum::<usize>() > 1;
+        let FanoutWrite {
+            affected,
+            transactional,
+            generated_id,
+            insert_rows,
+            guarded_columns,
+        } = write;
+        let guarded: Vec<&str> = guarded_columns.iter().map(String::as_str).collect();
+        let row_count: usize = insert_rows.iter().map(Vec::len).sum();
+        let multi_row_insert = row_count > 1;
+        // The insert id of a row the statement gave its key: the one its
+        // last row's node reports, as one server reports the last row's.
+        let last_row_target = row_count.checked_sub(1).and_then(|last| {
+            insert_rows
+                .iter()
+                .position(|rows| rows.last() == Some(&last))
+        });
+        let mut explicit_id = 0;
         let mut info: Option<InfoCounts> = None;
         let mut warnings = 0u64;
         // Under autocommit the proxy opens a transaction for the statement;
@@ -746,15 +769,35 @@ impl Session {
                     &mut conns[last]
                 }
             };
+            if let Some(guard) = move_guard(&target.sql, &guarded) {
+                match moving_rows(conn, &guard).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        let err = crate::shard::not_supported(format!(
+                            "this UPDATE changes the sharding column(s) {} of {n} row(s), which would have to move to another data node; DELETE them and INSERT them again",
+                            guarded.join(", ")
+                        ));
+                        failure = Some((target.data_source.clone(), err));
+                        break;
+                    }
+                    Err(e) => {
+                        failure = Some((target.data_source.clone(), e.to_client()));
+                        break;
+                    }
+                }
+            }
             match conn.execute_statement(&restore(&target.sql)).await {
                 Ok(ok) => {
                     total += ok.affected_rows;
                     warnings += u64::from(ok.warnings);
+                    if Some(n) == last_row_target {
+                        explicit_id = ok.last_insert_id;
+                    }
                     // A single-row INSERT has no info text; in a multi-row
                     // one its row still counts (a duplicate unless it
                     // changed exactly one row).
                     let node_info = ok.info.or_else(|| {
-                        let rows = *insert_rows.get(n)?;
+                        let rows = insert_rows.get(n)?.len();
                         (multi_row_insert && rows == 1).then_some(InfoCounts::Insert {
                             records: 1,
                             duplicates: u64::from(ok.affected_rows != 1),
@@ -847,7 +890,7 @@ impl Session {
         self.writer.push(
             &OkInfo {
                 affected_rows,
-                last_insert_id: generated_id.unwrap_or(0),
+                last_insert_id: generated_id.unwrap_or(explicit_id),
                 status: self.reply_status(),
                 warnings: u16::try_from(warnings).unwrap_or(u16::MAX),
                 info,
@@ -1073,6 +1116,25 @@ impl Session {
         self.release(conn, &classified);
         Ok(outcome)
     }
+}
+
+/// What a fanned-out write needs besides its targets.
+struct FanoutWrite<'a> {
+    affected: Affected,
+    transactional: bool,
+    generated_id: Option<u64>,
+    insert_rows: &'a [Vec<usize>],
+    guarded_columns: &'a [String],
+}
+
+/// The count a [`move_guard`] query answers.
+async fn moving_rows(conn: &mut PooledConn, guard: &str) -> Result<u64, BackendError> {
+    let rows = conn.query_text_bytes(&restore(guard)).await?;
+    Ok(rows
+        .first()
+        .and_then(|r| r.first().cloned().flatten())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0))
 }
 
 /// The pool of a data source the rules name.

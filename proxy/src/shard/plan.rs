@@ -63,21 +63,27 @@ pub enum Route {
         transactional: bool,
         /// The first generated key, reported as the last insert id.
         generated_id: Option<u64>,
-        /// For an INSERT: the rows each target writes (the OK's "Records"
-        /// counts of a multi-row INSERT add up from them).
-        insert_rows: Vec<usize>,
+        /// For an INSERT: the statement's rows each target writes, in order
+        /// (the OK's "Records" counts of a multi-row INSERT add up from
+        /// them; the last row's target tells its insert id).
+        insert_rows: Vec<Vec<usize>>,
         /// For a write with RETURNING: how the targets' rows make the answer.
         returning: Option<Returning>,
+        /// For an UPDATE assigning these sharding columns (lower case):
+        /// each target first counts the rows whose sharding values it would
+        /// change ([`super::rewrite::move_guard`]), and none may (they
+        /// would have to move).
+        guarded_columns: Vec<String>,
     },
 }
 
 /// How the rows a fanned-out write's RETURNING clause gives come together.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Returning {
-    /// INSERT: each target's rows are these rows of the statement, in
-    /// order; the client gets them in the statement's order, as one server
-    /// returns them.
-    InsertedRows(Vec<Vec<usize>>),
+    /// INSERT: each target's rows are its `insert_rows` of the statement,
+    /// in order; the client gets them in the statement's order, as one
+    /// server returns them.
+    InsertedRows,
     /// DELETE: every target's rows, one target after the other.
     Concat,
     /// Every target holds a copy (broadcast tables): the first one's rows.
@@ -450,6 +456,7 @@ fn plan_sharded(
             generated_id: None,
             insert_rows: Vec::new(),
             returning: None,
+            guarded_columns: Vec::new(),
         }),
         StatementKind::Describe => {
             if layout.width() == 0 {
@@ -470,9 +477,22 @@ fn plan_sharded(
                 nodes = layout.first_position().into_iter().collect();
             }
             if st.updates_sharding_column {
-                return Err(not_supported(format!(
-                    "changing the sharding column of table {table} is not supported: it would move the row to another node; DELETE it and INSERT it again"
-                )));
+                // Runs where its rows are, after a guard has found none
+                // whose sharding values it would change (see `move_guard`).
+                return Ok(Route::Fanout {
+                    targets: nodes.iter().map(|n| target(*n, true)).collect(),
+                    affected: Affected::Sum,
+                    transactional: true,
+                    generated_id: None,
+                    insert_rows: Vec::new(),
+                    returning: None,
+                    guarded_columns: ctx
+                        .rules
+                        .sharding_columns(table)
+                        .iter()
+                        .map(|c| c.to_ascii_lowercase())
+                        .collect(),
+                });
             }
             if let [node] = nodes.as_slice() {
                 return Ok(Route::One(target(*node, false)));
@@ -500,6 +520,7 @@ fn plan_sharded(
                 generated_id: None,
                 insert_rows: Vec::new(),
                 returning: st.returning.then_some(Returning::Concat),
+                guarded_columns: Vec::new(),
             })
         }
     }
@@ -823,10 +844,9 @@ fn plan_insert(
         affected: Affected::Sum,
         transactional: true,
         generated_id: generated.first().map(|g| *g as u64),
-        insert_rows: by_node.values().map(Vec::len).collect(),
-        returning: st
-            .returning
-            .then(|| Returning::InsertedRows(by_node.values().cloned().collect())),
+        insert_rows: by_node.into_values().collect(),
+        returning: st.returning.then_some(Returning::InsertedRows),
+        guarded_columns: Vec::new(),
     })
 }
 
@@ -860,6 +880,7 @@ fn plan_broadcast(
             generated_id: None,
             insert_rows: Vec::new(),
             returning: None,
+            guarded_columns: Vec::new(),
         }),
         StatementKind::Insert | StatementKind::Update | StatementKind::Delete => {
             if !st.other_tables.is_empty() {
@@ -876,6 +897,7 @@ fn plan_broadcast(
                 generated_id: None,
                 insert_rows: Vec::new(),
                 returning: st.returning.then_some(Returning::OneCopy),
+                guarded_columns: Vec::new(),
             })
         }
     }

@@ -5,6 +5,7 @@
 
 use super::analyze::{InsertShape, Replacement};
 use super::params::ParamValue;
+use crate::sql::lex::{Lexer, Token};
 
 /// `sql` with each replacement's range set to the physical name of its table.
 /// `physical` maps a logical table (lower case) to its name on this node.
@@ -89,6 +90,93 @@ pub fn bind_params(sql: &str, placeholders: &[usize], params: &[ParamValue]) -> 
     }
     out.push_str(&sql[from..]);
     out
+}
+
+/// For a node's `UPDATE` that assigns sharding columns (`columns`, lower
+/// case): a `SELECT COUNT(*) ... FOR UPDATE` of the rows it matches whose
+/// sharding values it would change. Those rows would have to move to
+/// another node; when there are none the UPDATE runs where it is (an ORM
+/// saving every column assigns the sharding column its own value). None
+/// when the statement is not such an UPDATE.
+pub fn move_guard(update: &str, columns: &[&str]) -> Option<String> {
+    let tokens: Vec<_> = Lexer::new(update).collect();
+    if !tokens.first()?.token.is_word("UPDATE") {
+        return None;
+    }
+    let mut depth = 0usize;
+    let (mut set, mut where_at, mut tail_at) = (None, None, None);
+    for (i, t) in tokens.iter().enumerate() {
+        match t.token {
+            Token::Punct(b'(') => depth += 1,
+            Token::Punct(b')') => depth = depth.saturating_sub(1),
+            _ if depth > 0 => {}
+            w if w.is_word("SET") && set.is_none() => set = Some(i),
+            w if w.is_word("WHERE") && set.is_some() && where_at.is_none() => where_at = Some(i),
+            w if (w.is_word("ORDER") || w.is_word("LIMIT")) && set.is_some() => {
+                tail_at = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let set = set?;
+    let table_from = tokens[1..set]
+        .iter()
+        .find(|t| !(t.token.is_word("LOW_PRIORITY") || t.token.is_word("IGNORE")))?
+        .start;
+    let table = &update[table_from..tokens[set].start];
+    let end = tail_at.map_or(update.len(), |i| tokens[i].start);
+    let assignments_end = where_at.map_or(end, |i| tokens[i].start);
+    let condition = where_at.map(|i| update[tokens[i].end..end].trim());
+    // `target = value` pairs of the SET list, split at top-level commas.
+    let mut moved = Vec::new();
+    let mut from = set + 1;
+    let mut depth = 0usize;
+    let list_end = tokens
+        .iter()
+        .position(|t| t.start >= assignments_end)
+        .unwrap_or(tokens.len());
+    for i in set + 1..=list_end {
+        let at_end = i == list_end;
+        match tokens.get(i).map(|t| t.token) {
+            Some(Token::Punct(b'(')) if !at_end => depth += 1,
+            Some(Token::Punct(b')')) if !at_end => depth = depth.saturating_sub(1),
+            Some(Token::Punct(b',')) if depth == 0 && !at_end => {}
+            _ if !at_end => continue,
+            _ => {}
+        }
+        let part = &tokens[from..i];
+        from = i + 1;
+        let Some(eq) = part.iter().position(|t| t.token == Token::Punct(b'=')) else {
+            continue;
+        };
+        let (Some(target_last), Some(value_first), Some(value_last)) = (
+            eq.checked_sub(1).map(|k| part[k]),
+            part.get(eq + 1),
+            part.last(),
+        ) else {
+            continue;
+        };
+        let column = match target_last.token {
+            Token::Word(w) | Token::QuotedIdent(w) => w.to_ascii_lowercase(),
+            _ => continue,
+        };
+        if columns.contains(&column.as_str()) {
+            let target = &update[part[0].start..target_last.end];
+            let value = &update[value_first.start..value_last.end];
+            moved.push(format!("{target} <=> ({value})"));
+        }
+    }
+    if moved.is_empty() {
+        return None;
+    }
+    let unchanged = moved.join(" AND ");
+    Some(match condition {
+        Some(c) => {
+            format!("SELECT COUNT(*) FROM {table}WHERE ({c}) AND NOT ({unchanged}) FOR UPDATE")
+        }
+        None => format!("SELECT COUNT(*) FROM {table}WHERE NOT ({unchanged}) FOR UPDATE"),
+    })
 }
 
 #[cfg(test)]
@@ -182,6 +270,30 @@ mod tests {
             insert_rows(sql, shape, &[0], Some(("user_id", &ids))),
             "INSERT INTO users SET name = 'a', email = CONCAT('x', '@y'), `user_id` = 7"
         );
+    }
+
+    #[test]
+    fn updates_of_sharding_columns_are_guarded() {
+        assert_eq!(
+            move_guard(
+                "UPDATE `message_records_202408` SET `tenant_id` = 'b', `body` = CONCAT('a', ','), sender = 1 WHERE (`message_records_202408`.`id`, created_at) = (1, '2024-08-01')",
+                &["tenant_id", "created_at"]
+            )
+            .as_deref(),
+            Some("SELECT COUNT(*) FROM `message_records_202408` WHERE ((`message_records_202408`.`id`, created_at) = (1, '2024-08-01')) AND NOT (`tenant_id` <=> ('b')) FOR UPDATE")
+        );
+        assert_eq!(
+            move_guard("UPDATE IGNORE users_1 u SET u.user_id = u.user_id + 0, name = 'x' ORDER BY name LIMIT 1", &["user_id"]).as_deref(),
+            Some("SELECT COUNT(*) FROM users_1 u WHERE NOT (u.user_id <=> (u.user_id + 0)) FOR UPDATE")
+        );
+        assert_eq!(
+            move_guard(
+                "UPDATE users_1 SET name = 'x' WHERE user_id = 1",
+                &["user_id"]
+            ),
+            None
+        );
+        assert_eq!(move_guard("DELETE FROM users_1", &["user_id"]), None);
     }
 
     #[test]
