@@ -28,8 +28,9 @@
 //! binaries one after another).
 //!
 //! Artifacts: `artifacts/django.{reference,proxy}.txt` (the transcripts)
-//! and `artifacts/django.{reference,proxy}.sql.jsonl` (per step: the SQL
-//! Django sent, and the full error message). On a difference the test
+//! and `artifacts/django.{reference,proxy}.{main,flush}.sql.jsonl` (per
+//! step: the SQL Django sent, the statements that failed, the full error
+//! message, the time taken). On a difference the test
 //! prints, per differing step, both results, ShardGate's error message and
 //! the statement that failed.
 //!

@@ -227,7 +227,18 @@ class Rollback(Exception):
 # ---------------------------------------------------------------- data
 
 SEED_TENANTS = ["dj-a", "dj-b", "dj-c", "dj-d", "dj-e"]
-NAMES = ["alice", "Bob", "ève", "Zoë", "漢字", "日本語", "🦀 crab", "O'Brien", "back\\slash", "emoji 😀"]
+NAMES = [
+    "alice",
+    "Bob",
+    "ève",
+    "Zoë",
+    "漢字",
+    "日本語",
+    "🦀 crab",
+    "O'Brien",
+    "back\\slash",
+    "emoji 😀",
+]
 
 
 def seed_users():
@@ -243,7 +254,13 @@ def seed_users():
                 "%s %d" % (NAMES[i % len(NAMES)], user_id),
                 None if i % 7 == 0 else "u%d@example.com" % user_id,
                 None if i % 11 == 0 else D(cents) / 100,
-                None if i % 13 == 0 else datetime.datetime(2024, 1 + i % 12, 1 + i % 28, i % 24, (i * 7) % 60, (i * 13) % 60),
+                (
+                    None
+                    if i % 13 == 0
+                    else datetime.datetime(
+                        2024, 1 + i % 12, 1 + i % 28, i % 24, (i * 7) % 60, (i * 13) % 60
+                    )
+                ),
                 i % 3,
             )
         )
@@ -269,7 +286,13 @@ def message_time(i):
     if i < len(BOUNDARIES):
         month, day, h, m, s = BOUNDARIES[i]
     else:
-        month, day, h, m, s = 1 + (i * 5) % 12, 1 + (i * 3) % 28, i % 24, (i * 11) % 60, (i * 17) % 60
+        month, day, h, m, s = (
+            1 + (i * 5) % 12,
+            1 + (i * 3) % 28,
+            i % 24,
+            (i * 11) % 60,
+            (i * 17) % 60,
+        )
     return datetime.datetime(2024, month, day, h, m, s, tzinfo=UTC)
 
 
@@ -323,9 +346,18 @@ def main():
     @step("session")
     def _():
         with connection.cursor() as c:
-            c.execute("SELECT @@session.tx_isolation, @@character_set_client, @@character_set_results, @@collation_connection, DATABASE()")
+            c.execute(
+                "SELECT @@session.tx_isolation, @@character_set_client,"
+                " @@character_set_results, @@collation_connection, DATABASE()"
+            )
             row = c.fetchone()
-        return {"isolation": row[0], "charset_client": row[1], "charset_results": row[2], "collation": row[3], "database_is_named": row[4] == os.environ["SG_DJANGO_DATABASE"]}
+        return {
+            "isolation": row[0],
+            "charset_client": row[1],
+            "charset_results": row[2],
+            "collation": row[3],
+            "database_is_named": row[4] == os.environ["SG_DJANGO_DATABASE"],
+        }
 
     # ------------------------------------------------ migrations
 
@@ -370,7 +402,18 @@ def main():
         def _():
             with connection.cursor() as c:
                 return [
-                    [f.name, f.type_code, f.internal_size, f.precision, f.scale, f.null_ok, f.default, f.collation, f.extra, f.is_unsigned]
+                    [
+                        f.name,
+                        f.type_code,
+                        f.internal_size,
+                        f.precision,
+                        f.scale,
+                        f.null_ok,
+                        f.default,
+                        f.collation,
+                        f.extra,
+                        f.is_unsigned,
+                    ]
                     for f in connection.introspection.get_table_description(c, table)
                 ]
 
@@ -385,7 +428,9 @@ def main():
 
     @step("contenttypes")
     def _():
-        return list(ContentType.objects.order_by("app_label", "model").values_list("app_label", "model"))
+        return list(
+            ContentType.objects.order_by("app_label", "model").values_list("app_label", "model")
+        )
 
     # ------------------------------------------------ data
 
@@ -410,8 +455,8 @@ def main():
         EXPLICIT.update(r[0] for r in rows)
         with connection.cursor() as c:
             c.executemany(
-                "INSERT INTO users (user_id, tenant_id, name, email, balance, created_at, status, nickname)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, '')",
+                "INSERT INTO users (user_id, tenant_id, name, email, balance, created_at,"
+                " status, nickname) VALUES (%s, %s, %s, %s, %s, %s, %s, '')",
                 rows,
             )
             return c.rowcount
@@ -419,14 +464,18 @@ def main():
     @step("users.create.explicit")
     def _():
         EXPLICIT.add(90)
-        u = User.objects.create(user_id=90, tenant_id="dj-a", name="explicit 90", balance=D("90.5"), status=1)
+        u = User.objects.create(
+            user_id=90, tenant_id="dj-a", name="explicit 90", balance=D("90.5"), status=1
+        )
         return uid(u.user_id)
 
     @step("users.create.generated")
     def _():
         out = []
         for i in range(3):
-            u = User.objects.create(tenant_id="dj-gen", name="generated %d" % i, balance=D(i), created_at=t(5, 5 + i))
+            u = User.objects.create(
+                tenant_id="dj-gen", name="generated %d" % i, balance=D(i), created_at=t(5, 5 + i)
+            )
             out.append(uid(u.user_id))
         return out
 
@@ -435,18 +484,35 @@ def main():
         keys = [80, 81, 82, 83, 84]
         EXPLICIT.update(keys)
         made = User.objects.bulk_create(
-            [User(user_id=k, tenant_id=SEED[k % 5], name="bulk %d" % k, email=None, balance=D(k) / 8, status=k % 3) for k in keys]
+            [
+                User(
+                    user_id=k,
+                    tenant_id=SEED[k % 5],
+                    name="bulk %d" % k,
+                    email=None,
+                    balance=D(k) / 8,
+                    status=k % 3,
+                )
+                for k in keys
+            ]
         )
         return [uid(u.user_id) for u in made]
 
     @step("users.bulk_create.generated")
     def _():
-        made = User.objects.bulk_create([User(tenant_id="dj-gen", name="bulk generated %d" % i, status=i % 2) for i in range(5)])
+        made = User.objects.bulk_create(
+            [User(tenant_id="dj-gen", name="bulk generated %d" % i, status=i % 2) for i in range(5)]
+        )
         return [uid(u.user_id) for u in made]
 
     @step("users.generated.list")
     def _():
-        return [user_dict(d) for d in User.objects.filter(tenant_id="dj-gen").order_by("name").values("user_id", "name", "status")]
+        return [
+            user_dict(d)
+            for d in User.objects.filter(tenant_id="dj-gen")
+            .order_by("name")
+            .values("user_id", "name", "status")
+        ]
 
     @step("messages.bulk_create")
     def _():
@@ -455,19 +521,25 @@ def main():
 
     @step("messages.create")
     def _():
-        m = MessageRecord.objects.create(id=100, tenant_id="dj-a", created_at=t(4, 15, 12), sender=101, body="created")
+        m = MessageRecord.objects.create(
+            id=100, tenant_id="dj-a", created_at=t(4, 15, 12), sender=101, body="created"
+        )
         return [m.id, plain(m.created_at)]
 
     @step("messages.save.new")
     def _():
         # pk given: Django tries UPDATE first, then INSERT
-        m = MessageRecord(id=101, tenant_id="dj-b", created_at=t(8, 20, 8, 30), sender=102, body="saved")
+        m = MessageRecord(
+            id=101, tenant_id="dj-b", created_at=t(8, 20, 8, 30), sender=102, body="saved"
+        )
         m.save()
         return [m.id, plain(m.created_at)]
 
     @step("messages.save.existing")
     def _():
-        m = MessageRecord(id=101, tenant_id="dj-b", created_at=t(8, 20, 8, 30), sender=102, body="saved again")
+        m = MessageRecord(
+            id=101, tenant_id="dj-b", created_at=t(8, 20, 8, 30), sender=102, body="saved again"
+        )
         m.save()
         return MessageRecord.objects.get(pk=(101, t(8, 20, 8, 30))).body
 
@@ -487,15 +559,27 @@ def main():
 
     @step("users.filter.in")
     def _():
-        return [user_row(u) for u in User.objects.filter(user_id__in=[101, 106, 133, 150, 999]).order_by("user_id")]
+        return [
+            user_row(u)
+            for u in User.objects.filter(user_id__in=[101, 106, 133, 150, 999]).order_by("user_id")
+        ]
 
     @step("users.filter.tenant")
     def _():
-        return [user_dict(d) for d in User.objects.filter(tenant_id="dj-a").order_by("name", "user_id").values("user_id", "name", "balance")]
+        return [
+            user_dict(d)
+            for d in User.objects.filter(tenant_id="dj-a")
+            .order_by("name", "user_id")
+            .values("user_id", "name", "balance")
+        ]
 
     @step("users.filter.range")
     def _():
-        return list(User.objects.filter(user_id__gte=120, user_id__lt=130).order_by("-user_id").values_list("user_id", flat=True))
+        return list(
+            User.objects.filter(user_id__gte=120, user_id__lt=130)
+            .order_by("-user_id")
+            .values_list("user_id", flat=True)
+        )
 
     @step("users.count.all")
     def _():
@@ -552,47 +636,101 @@ def main():
 
     @step("users.aggregate.empty")
     def _():
-        return User.objects.filter(tenant_id="nobody").aggregate(n=Count("user_id"), total=Sum("balance"), avg=Avg("balance"))
+        return User.objects.filter(tenant_id="nobody").aggregate(
+            n=Count("user_id"), total=Sum("balance"), avg=Avg("balance")
+        )
 
     @step("users.group_by.tenant")
     def _():
-        qs = seed_qs().values("tenant_id").annotate(n=Count("user_id"), total=Sum("balance"), avg=Avg("balance"), top=Max("user_id")).order_by("tenant_id")
+        qs = (
+            seed_qs()
+            .values("tenant_id")
+            .annotate(
+                n=Count("user_id"), total=Sum("balance"), avg=Avg("balance"), top=Max("user_id")
+            )
+            .order_by("tenant_id")
+        )
         return [user_dict(d) for d in qs]
 
     @step("users.group_by.conditional")
     def _():
-        qs = seed_qs().values("tenant_id").annotate(n=Count("user_id"), n2=Count("user_id", filter=Q(status=2)), rich=Sum("balance", filter=Q(balance__gt=500))).order_by("tenant_id")
+        qs = (
+            seed_qs()
+            .values("tenant_id")
+            .annotate(
+                n=Count("user_id"),
+                n2=Count("user_id", filter=Q(status=2)),
+                rich=Sum("balance", filter=Q(balance__gt=500)),
+            )
+            .order_by("tenant_id")
+        )
         return list(qs)
 
     @step("users.order.nulls_last")
     def _():
-        qs = seed_qs().order_by(F("balance").desc(nulls_last=True), "user_id").values_list("user_id", "balance")
+        qs = (
+            seed_qs()
+            .order_by(F("balance").desc(nulls_last=True), "user_id")
+            .values_list("user_id", "balance")
+        )
         rows = list(qs)
         return rows[:3] + rows[-8:]
 
     @step("users.group_by.having")
     def _():
-        return list(seed_qs().values("status").annotate(n=Count("user_id")).filter(n__gt=19).order_by("status"))
+        return list(
+            seed_qs()
+            .values("status")
+            .annotate(n=Count("user_id"))
+            .filter(n__gt=19)
+            .order_by("status")
+        )
 
     @step("users.group_by.order_by_aggregate")
     def _():
-        return list(seed_qs().values("tenant_id").annotate(total=Sum("balance")).order_by("-total", "tenant_id")[:3])
+        return list(
+            seed_qs()
+            .values("tenant_id")
+            .annotate(total=Sum("balance"))
+            .order_by("-total", "tenant_id")[:3]
+        )
 
     @step("users.distinct")
     def _():
-        return list(User.objects.values_list("tenant_id", flat=True).distinct().order_by("tenant_id"))
+        return list(
+            User.objects.values_list("tenant_id", flat=True).distinct().order_by("tenant_id")
+        )
 
     @step("users.q_or")
     def _():
-        return [uid(u.user_id) for u in User.objects.filter(Q(user_id=101) | Q(user_id=140) | Q(name="Zoë 104")).order_by("user_id")]
+        return [
+            uid(u.user_id)
+            for u in User.objects.filter(
+                Q(user_id=101) | Q(user_id=140) | Q(name="Zoë 104")
+            ).order_by("user_id")
+        ]
 
     @step("users.exclude")
     def _():
-        return list(User.objects.filter(tenant_id="dj-c").exclude(status=0).order_by("user_id").values_list("user_id", "status"))
+        return list(
+            User.objects.filter(tenant_id="dj-c")
+            .exclude(status=0)
+            .order_by("user_id")
+            .values_list("user_id", "status")
+        )
 
     @step("users.raw")
     def _():
-        return [user_row(u) for u in User.objects.raw("SELECT * FROM users WHERE user_id = %s", [110])]
+        return [
+            user_row(u) for u in User.objects.raw("SELECT * FROM users WHERE user_id = %s", [110])
+        ]
+
+    @step("users.raw.string_key")
+    def _():
+        # a key as it comes from a URL: a string parameter, quoted by the driver
+        return [
+            user_row(u) for u in User.objects.raw("SELECT * FROM users WHERE user_id = %s", ["111"])
+        ]
 
     @step("users.in_bulk")
     def _():
@@ -601,35 +739,65 @@ def main():
 
     @step("users.iterator")
     def _():
-        return [uid(u.user_id) for u in seed_qs().filter(status=2).order_by("user_id").iterator(chunk_size=7)]
+        return [
+            uid(u.user_id)
+            for u in seed_qs().filter(status=2).order_by("user_id").iterator(chunk_size=7)
+        ]
 
     @step("users.values_list.unicode")
     def _():
-        return list(User.objects.filter(name__in=["漢字 105", "🦀 crab 107", "emoji 😀 110", "O'Brien 108", "back\\slash 109"]).order_by("user_id").values_list("user_id", "name"))
+        return list(
+            User.objects.filter(
+                name__in=[
+                    "漢字 105",
+                    "🦀 crab 107",
+                    "emoji 😀 110",
+                    "O'Brien 108",
+                    "back\\slash 109",
+                ]
+            )
+            .order_by("user_id")
+            .values_list("user_id", "name")
+        )
 
     @step("users.filter.contains")
     def _():
-        return list(seed_qs().filter(name__icontains="ZOË").order_by("user_id").values_list("user_id", flat=True))
+        return list(
+            seed_qs()
+            .filter(name__icontains="ZOË")
+            .order_by("user_id")
+            .values_list("user_id", flat=True)
+        )
 
     # ------------------------------------------------ reads: message_records
 
     @step("messages.tenant")
     def _():
-        return [message_row(m) for m in MessageRecord.objects.filter(tenant_id="dj-a").order_by("created_at", "id")]
+        return [
+            message_row(m)
+            for m in MessageRecord.objects.filter(tenant_id="dj-a").order_by("created_at", "id")
+        ]
 
     @step("messages.tenant_month")
     def _():
-        qs = MessageRecord.objects.filter(tenant_id="dj-e", created_at__gte=t(3, 1), created_at__lt=t(4, 1)).order_by("id")
+        qs = MessageRecord.objects.filter(
+            tenant_id="dj-e", created_at__gte=t(3, 1), created_at__lt=t(4, 1)
+        ).order_by("id")
         return [message_row(m) for m in qs]
 
     @step("messages.range")
     def _():
-        qs = MessageRecord.objects.filter(created_at__range=(t(6, 1), t(7, 31, 23, 59, 59))).order_by("id")
+        qs = MessageRecord.objects.filter(
+            created_at__range=(t(6, 1), t(7, 31, 23, 59, 59))
+        ).order_by("id")
         return list(qs.values_list("id", "tenant_id"))
 
     @step("messages.month_lookup")
     def _():
-        return [MessageRecord.objects.filter(created_at__month=2).count(), MessageRecord.objects.filter(created_at__year=2024).count()]
+        return [
+            MessageRecord.objects.filter(created_at__month=2).count(),
+            MessageRecord.objects.filter(created_at__year=2024).count(),
+        ]
 
     @step("messages.get.composite_pk")
     def _():
@@ -641,12 +809,26 @@ def main():
 
     @step("messages.group_by.tenant")
     def _():
-        qs = MessageRecord.objects.values("tenant_id").annotate(n=Count("id"), first=Min("created_at"), last=Max("created_at"), senders=Count("sender", distinct=True)).order_by("tenant_id")
+        qs = (
+            MessageRecord.objects.values("tenant_id")
+            .annotate(
+                n=Count("id"),
+                first=Min("created_at"),
+                last=Max("created_at"),
+                senders=Count("sender", distinct=True),
+            )
+            .order_by("tenant_id")
+        )
         return list(qs)
 
     @step("messages.group_by.month")
     def _():
-        qs = MessageRecord.objects.annotate(month=TruncMonth("created_at")).values("month").annotate(n=Count("id")).order_by("month")
+        qs = (
+            MessageRecord.objects.annotate(month=TruncMonth("created_at"))
+            .values("month")
+            .annotate(n=Count("id"))
+            .order_by("month")
+        )
         return list(qs)
 
     @step("messages.dates")
@@ -664,15 +846,26 @@ def main():
 
     @step("messages.latest_earliest")
     def _():
-        return [MessageRecord.objects.latest("created_at").id, MessageRecord.objects.earliest("created_at", "id").id]
+        return [
+            MessageRecord.objects.latest("created_at").id,
+            MessageRecord.objects.earliest("created_at", "id").id,
+        ]
 
     @step("messages.order.slice")
     def _():
-        return list(MessageRecord.objects.order_by("-created_at", "id").values_list("id", "created_at")[5:10])
+        return list(
+            MessageRecord.objects.order_by("-created_at", "id").values_list("id", "created_at")[
+                5:10
+            ]
+        )
 
     @step("messages.sender_in")
     def _():
-        return list(MessageRecord.objects.filter(sender__in=[101, 108, 115]).order_by("id").values_list("id", "sender"))
+        return list(
+            MessageRecord.objects.filter(sender__in=[101, 108, 115])
+            .order_by("id")
+            .values_list("id", "sender")
+        )
 
     # ------------------------------------------------ writes over several nodes
 
@@ -682,7 +875,9 @@ def main():
 
     @step("users.update.f")
     def _():
-        return User.objects.filter(tenant_id__in=["dj-c", "dj-d"], balance__isnull=False).update(balance=F("balance") + D("10.5"))
+        return User.objects.filter(tenant_id__in=["dj-c", "dj-d"], balance__isnull=False).update(
+            balance=F("balance") + D("10.5")
+        )
 
     @step("users.update.pk")
     def _():
@@ -711,7 +906,14 @@ def main():
             u.status = 20 + i
             u.nickname = "nick %d" % u.user_id
         n = User.objects.bulk_update(users, ["status", "nickname"])
-        return [n, list(User.objects.filter(pk__in=[125, 126, 127, 128]).order_by("user_id").values_list("user_id", "status", "nickname"))]
+        return [
+            n,
+            list(
+                User.objects.filter(pk__in=[125, 126, 127, 128])
+                .order_by("user_id")
+                .values_list("user_id", "status", "nickname")
+            ),
+        ]
 
     @step("users.after_updates")
     def _():
@@ -747,8 +949,16 @@ def main():
         return [
             seed_qs().count(),
             MessageRecord.objects.count(),
-            list(MessageRecord.objects.filter(created_at__month=12).order_by("id").values_list("id", "body")),
-            list(MessageRecord.objects.filter(tenant_id="dj-d").values_list("sender", flat=True).distinct()),
+            list(
+                MessageRecord.objects.filter(created_at__month=12)
+                .order_by("id")
+                .values_list("id", "body")
+            ),
+            list(
+                MessageRecord.objects.filter(tenant_id="dj-d")
+                .values_list("sender", flat=True)
+                .distinct()
+            ),
         ]
 
     # ------------------------------------------------ transactions
@@ -759,7 +969,9 @@ def main():
         with transaction.atomic():
             User.objects.create(user_id=11, tenant_id="dj-a", name="in atomic 11", status=1)
             User.objects.filter(pk=111).update(status=5)
-            MessageRecord.objects.create(id=300, tenant_id="dj-a", created_at=t(9, 9, 9), sender=11, body="atomic")
+            MessageRecord.objects.create(
+                id=300, tenant_id="dj-a", created_at=t(9, 9, 9), sender=11, body="atomic"
+            )
         return "committed"
 
     @step("atomic.commit.check")
@@ -775,7 +987,9 @@ def main():
         try:
             with transaction.atomic():
                 User.objects.filter(pk=112).update(name="rolled back")
-                MessageRecord.objects.create(id=301, tenant_id="dj-c", created_at=t(10, 10), body="rolled back")
+                MessageRecord.objects.create(
+                    id=301, tenant_id="dj-c", created_at=t(10, 10), body="rolled back"
+                )
                 User.objects.filter(tenant_id="dj-d").update(status=9)
                 raise Rollback()
         except Rollback:
@@ -796,20 +1010,32 @@ def main():
             try:
                 with transaction.atomic():  # SAVEPOINT
                     User.objects.filter(pk=114).update(status=4)
-                    MessageRecord.objects.create(id=302, tenant_id="dj-e", created_at=t(11, 11), body="savepoint rolled back")
+                    MessageRecord.objects.create(
+                        id=302, tenant_id="dj-e", created_at=t(11, 11), body="savepoint rolled back"
+                    )
                     raise Rollback()
             except Rollback:
                 pass
             with transaction.atomic():  # SAVEPOINT, released
                 User.objects.filter(pk=115).update(status=4)
-            MessageRecord.objects.create(id=303, tenant_id="dj-e", created_at=t(11, 12), body="outer")
+            MessageRecord.objects.create(
+                id=303, tenant_id="dj-e", created_at=t(11, 12), body="outer"
+            )
         return "committed"
 
     @step("atomic.nested.check")
     def _():
         return [
-            list(User.objects.filter(pk__in=[113, 114, 115]).order_by("user_id").values_list("user_id", "status")),
-            list(MessageRecord.objects.filter(id__in=[302, 303]).order_by("id").values_list("id", "body")),
+            list(
+                User.objects.filter(pk__in=[113, 114, 115])
+                .order_by("user_id")
+                .values_list("user_id", "status")
+            ),
+            list(
+                MessageRecord.objects.filter(id__in=[302, 303])
+                .order_by("id")
+                .values_list("id", "body")
+            ),
         ]
 
     @step("atomic.integrity_error")
@@ -837,12 +1063,18 @@ def main():
 
     @step("atomic.savepoint_integrity_error.check")
     def _():
-        return list(User.objects.filter(pk__in=[117, 118]).order_by("user_id").values_list("user_id", "status"))
+        return list(
+            User.objects.filter(pk__in=[117, 118])
+            .order_by("user_id")
+            .values_list("user_id", "status")
+        )
 
     @step("atomic.read_own_writes")
     def _():
         with transaction.atomic():
-            MessageRecord.objects.create(id=304, tenant_id="dj-b", created_at=t(1, 2, 3), body="read in txn")
+            MessageRecord.objects.create(
+                id=304, tenant_id="dj-b", created_at=t(1, 2, 3), body="read in txn"
+            )
             n = MessageRecord.objects.filter(tenant_id="dj-b").count()
             total = MessageRecord.objects.count()
         return [n, total]
@@ -858,40 +1090,60 @@ def main():
     @step("select_for_update.many")
     def _():
         with transaction.atomic():
-            keys = list(User.objects.select_for_update().filter(tenant_id="dj-a").order_by("user_id").values_list("user_id", flat=True))
+            keys = list(
+                User.objects.select_for_update()
+                .filter(tenant_id="dj-a")
+                .order_by("user_id")
+                .values_list("user_id", flat=True)
+            )
             n = User.objects.filter(user_id__in=keys).update(status=6)
         return [[uid(k) for k in keys], n]
 
     @step("select_for_update.skip_locked")
     def _():
         with transaction.atomic():
-            keys = list(User.objects.select_for_update(skip_locked=True).filter(tenant_id="dj-c", status=1).order_by("user_id").values_list("user_id", flat=True)[:3])
+            keys = list(
+                User.objects.select_for_update(skip_locked=True)
+                .filter(tenant_id="dj-c", status=1)
+                .order_by("user_id")
+                .values_list("user_id", flat=True)[:3]
+            )
         return keys
 
     @step("get_or_create.existing")
     def _():
-        u, created = User.objects.get_or_create(user_id=121, defaults={"tenant_id": "dj-b", "name": "never"})
+        u, created = User.objects.get_or_create(
+            user_id=121, defaults={"tenant_id": "dj-b", "name": "never"}
+        )
         return [user_row(u), created]
 
     @step("get_or_create.new")
     def _():
         EXPLICIT.add(12)
-        u, created = User.objects.get_or_create(user_id=12, defaults={"tenant_id": "dj-b", "name": "goc 12", "balance": D("12.25")})
+        u, created = User.objects.get_or_create(
+            user_id=12, defaults={"tenant_id": "dj-b", "name": "goc 12", "balance": D("12.25")}
+        )
         return [user_row(u), created]
 
     @step("get_or_create.new.generated")
     def _():
-        u, created = User.objects.get_or_create(tenant_id="dj-gen", name="goc generated", defaults={"status": 1})
+        u, created = User.objects.get_or_create(
+            tenant_id="dj-gen", name="goc generated", defaults={"status": 1}
+        )
         return [user_row(u), created]
 
     @step("get_or_create.again")
     def _():
-        u, created = User.objects.get_or_create(tenant_id="dj-gen", name="goc generated", defaults={"status": 2})
+        u, created = User.objects.get_or_create(
+            tenant_id="dj-gen", name="goc generated", defaults={"status": 2}
+        )
         return [user_row(u), created]
 
     @step("update_or_create")
     def _():
-        u, created = User.objects.update_or_create(user_id=122, defaults={"status": 9, "email": "uoc@example.com"})
+        u, created = User.objects.update_or_create(
+            user_id=122, defaults={"status": 9, "email": "uoc@example.com"}
+        )
         return [user_row(u), created]
 
     @step("get_or_create.message")
@@ -911,7 +1163,9 @@ def main():
         with transaction.atomic():
             status = User.objects.filter(pk=123).values_list("status", flat=True).get()
             User.objects.filter(pk=123).update(status=status + 10)
-            MessageRecord.objects.create(id=310, tenant_id="dj-a", created_at=t(3, 3, 3), sender=123, body="request")
+            MessageRecord.objects.create(
+                id=310, tenant_id="dj-a", created_at=t(3, 3, 3), sender=123, body="request"
+            )
         return [User.objects.get(pk=123).status, MessageRecord.objects.filter(id=310).count()]
 
     @step("request.atomic.unsharded")
@@ -948,7 +1202,9 @@ def main():
     def _():
         connection.close()
         m, created = MessageRecord.objects.get_or_create(
-            id=311, created_at=t(5, 31, 23, 59, 59), defaults={"tenant_id": "dj-d", "body": "request goc"}
+            id=311,
+            created_at=t(5, 31, 23, 59, 59),
+            defaults={"tenant_id": "dj-d", "body": "request goc"},
         )
         return [message_row(m), created]
 
@@ -956,7 +1212,11 @@ def main():
 
     @step("final.users")
     def _():
-        qs = User.objects.filter(tenant_id__startswith="dj-").exclude(tenant_id="dj-gen").order_by("user_id")
+        qs = (
+            User.objects.filter(tenant_id__startswith="dj-")
+            .exclude(tenant_id="dj-gen")
+            .order_by("user_id")
+        )
         return [user_row(u) for u in qs]
 
     @step("final.users.generated")
@@ -982,7 +1242,12 @@ def flush():
         # what Django's TransactionTestCase does after each test: TRUNCATE
         # every table (then content types are created again)
         call_command("flush", verbosity=0, interactive=False)
-        return [User.objects.count(), MessageRecord.objects.count(), Tenant.objects.count(), ContentType.objects.count()]
+        return [
+            User.objects.count(),
+            MessageRecord.objects.count(),
+            Tenant.objects.count(),
+            ContentType.objects.count(),
+        ]
 
     emit({"step": "flush.done"})
 
