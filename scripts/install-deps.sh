@@ -12,6 +12,9 @@
 #     API's contract test; python3-venv when python3 cannot make one.
 #   SQLAlchemy 2.0, pytest and PyMySQL (pinned) in the same .venv for
 #     SQLAlchemy's dialect compliance suite (tests/peer_sqlalchemy.rs).
+#   Django 5.2 and mysqlclient (pinned) in the same .venv for the Django
+#     test (tests/peer_django.rs); libmariadb-dev, pkg-config, python3-dev
+#     and gcc to build mysqlclient.
 #   npm package mysql2 in integration-tests/drivers/node.
 #   npm package playwright-core in integration-tests/drivers/browser (it
 #     drives Debian's chromium; it downloads no browser of its own).
@@ -139,6 +142,35 @@ if ! sqla_pinned; then
   sqla_pinned || die "$VENV lacks ${SQLA_PINS[*]} after pip install"
 fi
 
+# ------------------------------------------------------------ Django
+
+# integration-tests/tests/peer_django.rs runs a Django program
+# (integration-tests/drivers/django/) on Django's MySQL backend with
+# mysqlclient, Django's supported driver, from the same venv. mysqlclient is
+# a C extension: pip builds it against MariaDB's client library
+# (libmariadb-dev, found through pkg-config) and Python's headers. Pinned, so
+# that both runs of the test and every machine send the same SQL.
+DJANGO_PINS=(Django==5.2.19 mysqlclient==2.3.2)
+django_pinned() {
+  "$VENV/bin/python" -c '
+import sys
+from importlib.metadata import version
+sys.exit(any(version(n) != v for n, v in (p.split("==") for p in sys.argv[1:])))
+' "${DJANGO_PINS[@]}" 2>/dev/null
+}
+if ! django_pinned; then
+  ensure_venv
+  build=()
+  for pkg in libmariadb-dev pkg-config python3-dev gcc; do
+    installed "$pkg" || build+=("$pkg")
+  done
+  apt_install "${build[@]}"
+  say "pip install ${DJANGO_PINS[*]} (in $VENV)"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${DJANGO_PINS[@]}"
+  django_pinned || die "$VENV lacks ${DJANGO_PINS[*]} after pip install"
+  "$VENV/bin/python" -c 'import MySQLdb' || die "mysqlclient does not import in $VENV"
+fi
+
 # ------------------------------------------------------------ node mysql2
 
 if [[ ! -d $NODE_DIR/node_modules/mysql2 ]]; then
@@ -185,4 +217,4 @@ else
   say "warning: cargo not found; install Rust from https://rustup.rs (the tests need it)"
 fi
 
-say "ok: mariadbd $(/usr/sbin/mariadbd --version | awk '{print $3}'), $(sysbench --version), $(haproxy -v | head -n 1 | awk '{print "haproxy", $3}'), node $(node --version), $(javac -version 2>&1), PyMySQL $(python3 -c 'import pymysql; print(pymysql.__version__)'), $(/usr/bin/chromium --version 2>/dev/null | awk '{print $1, $2}'), $("$VENV/bin/schemathesis" --version), ${SQLA_PINS[*]}"
+say "ok: mariadbd $(/usr/sbin/mariadbd --version | awk '{print $3}'), $(sysbench --version), $(haproxy -v | head -n 1 | awk '{print "haproxy", $3}'), node $(node --version), $(javac -version 2>&1), PyMySQL $(python3 -c 'import pymysql; print(pymysql.__version__)'), $(/usr/bin/chromium --version 2>/dev/null | awk '{print $1, $2}'), $("$VENV/bin/schemathesis" --version), ${SQLA_PINS[*]}, ${DJANGO_PINS[*]}"
