@@ -1,0 +1,173 @@
+//! Application scenarios, differentially (see `src/apps.rs`): each runs
+//! against the plain reference database `apps_ref` on ds0's server, then
+//! through ShardGate on `examples/wework.toml` as shipped (replicas and
+//! read/write splitting on, read-your-writes per session), and the two
+//! transcripts must be equal.
+//!
+//! - `src/apps/sqlx_app.rs`: a sqlx `MySqlPool`, `begin` / `commit` /
+//!   `rollback` / drop, `query_as`, `fetch_all`, `execute`.
+//!
+//! Lines `{"finding": ...}` of a transcript are timing-dependent
+//! measurements (reads on one pooled connection right after another one
+//! wrote: with `read_consistency = "session"` a replica may not have the
+//! write yet); they are printed as `FINDING` lines, not compared.
+//!
+//! Transcripts: `artifacts/app_<name>.{reference,proxy}.txt`. The scenarios
+//! run one at a time (they share `apps_ref` and `apps_audit`). Skipped (with
+//! a `SKIPPED` line) when the sandbox is not running, unless
+//! `SHARDGATE_REQUIRE_SANDBOX=1`.
+
+use shardgate_integration_tests::apps::sqlx_app::{self, SQLX_APP};
+use shardgate_integration_tests::apps::{
+    apps_config, clean_sharded, differing_steps, misplaced, reference_endpoint, reset_reference,
+    reset_sharded, save_transcripts, split_findings, step_count, transcript_difference,
+    AppScenario, APPS_REF_DB,
+};
+use shardgate_integration_tests::http::get;
+use shardgate_integration_tests::{
+    sandbox_ready, say, start_proxy, Config, Endpoint, RunningProxy,
+};
+use std::time::{Duration, Instant};
+
+const DONE: &str = "{\"step\":\"done\"}";
+
+/// One scenario at a time: they share the reference database and `apps_audit`.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// How a scenario is run.
+#[derive(Clone, Copy)]
+enum Runner {
+    /// The sqlx scenario, in this process.
+    Sqlx,
+}
+
+impl Runner {
+    async fn run(self, _s: &AppScenario, ep: &Endpoint) -> Result<String, String> {
+        match self {
+            Runner::Sqlx => sqlx_app::run(ep).await,
+        }
+    }
+}
+
+struct Case {
+    scenario: AppScenario,
+    runner: Runner,
+    /// Fewer steps than this: the scenario stopped early.
+    min_steps: usize,
+}
+
+async fn differential(case: Case) {
+    let s = case.scenario;
+    let cfg: Config = apps_config();
+    if !sandbox_ready(&cfg, s.name) {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let started = Instant::now();
+
+    reset_reference(&cfg)
+        .await
+        .unwrap_or_else(|e| panic!("{}: {APPS_REF_DB}: {e}", s.name));
+    reset_sharded(&cfg, &s)
+        .await
+        .unwrap_or_else(|e| panic!("{}: preparing the physical tables: {e}", s.name));
+
+    let t = Instant::now();
+    let reference = case
+        .runner
+        .run(&s, &reference_endpoint(&cfg))
+        .await
+        .unwrap_or_else(|e| panic!("{}: against {APPS_REF_DB}: {e}", s.name));
+    let reference_time = t.elapsed();
+
+    let proxy = start_proxy(cfg.clone()).await;
+    let t = Instant::now();
+    let proxied = case.runner.run(&s, &proxy.endpoint()).await;
+    let proxy_time = t.elapsed();
+    let served = served_by_role(&proxy).await;
+    drop(proxy);
+
+    let (rows, placement) = misplaced(&cfg, &s).await;
+    let cleaned = clean_sharded(&cfg, &s).await;
+    let dir = save_transcripts(
+        s.name,
+        &reference,
+        proxied.as_deref().unwrap_or_else(|e| e.as_str()),
+    );
+    say(&format!(
+        "app scenario {}: reference {:.1}s, through shardgate {:.1}s, {:.1}s in all; {} rows of its own checked for placement; \
+         backend connections taken through shardgate: {served}",
+        s.name,
+        secs(reference_time),
+        secs(proxy_time),
+        secs(started.elapsed()),
+        rows
+    ));
+
+    assert!(
+        step_count(&reference) >= case.min_steps && reference.lines().last() == Some(DONE),
+        "{}: incomplete transcript against {APPS_REF_DB}: {} steps (want >= {}) or no done marker",
+        s.name,
+        step_count(&reference),
+        case.min_steps
+    );
+    let proxied = proxied.unwrap_or_else(|e| panic!("{}: through shardgate: {e}", s.name));
+    // timing-dependent measurements: reported, not compared
+    let (reference, reference_findings) = split_findings(&reference);
+    let (proxied, proxied_findings) = split_findings(&proxied);
+    for (side, findings) in [
+        (APPS_REF_DB, reference_findings),
+        ("shardgate", proxied_findings),
+    ] {
+        for f in findings {
+            say(&format!("app scenario {}: FINDING ({side}): {f}", s.name));
+        }
+    }
+    let mut failures = Vec::new();
+    if reference != proxied {
+        failures.push(format!(
+            "the transcript through ShardGate differs from {APPS_REF_DB} in step(s) {:?} \
+             (full transcripts in {}/app_{}.{{reference,proxy}}.txt)\n{}",
+            differing_steps(&reference, &proxied),
+            dir.display(),
+            s.name,
+            transcript_difference(&reference, &proxied)
+        ));
+    }
+    if !placement.is_empty() {
+        failures.push(format!("placement:\n{}", placement.join("\n")));
+    }
+    if let Err(e) = cleaned {
+        failures.push(format!("clean-up: {e}"));
+    }
+    assert!(failures.is_empty(), "{}: {}", s.name, failures.join("\n"));
+}
+
+/// How many backend connections ShardGate's pools handed out, primaries vs
+/// replicas (`GET /api/pools`): shows that reads went to replicas.
+async fn served_by_role(proxy: &RunningProxy) -> String {
+    let pools = get(proxy.admin_addr, "/api/pools").await.json();
+    let (mut primary, mut replica) = (0, 0);
+    for pool in pools["pools"].as_array().into_iter().flatten() {
+        let n = pool["acquired"].as_u64().unwrap_or(0);
+        match pool["role"].as_str() {
+            Some("replica") => replica += n,
+            _ => primary += n,
+        }
+    }
+    format!("{primary} from primaries, {replica} from replicas")
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlx_pool_app_matches_reference() {
+    differential(Case {
+        scenario: SQLX_APP,
+        runner: Runner::Sqlx,
+        min_steps: 30,
+    })
+    .await;
+}
