@@ -4,6 +4,11 @@
 //! read/write splitting on, read-your-writes per session), and the two
 //! transcripts must be equal.
 //!
+//! - `drivers/java/AppScenario.java`: Connector/J as a Spring application
+//!   uses it (a Hikari-like pool, `JdbcTemplate`'s statements,
+//!   `@Transactional` by `setAutoCommit(false)` / `commit` / `rollback`),
+//!   once with Connector/J's defaults (client-side prepared statements) and
+//!   once with `useServerPrepStmts=true`;
 //! - `src/apps/sqlx_app.rs`: a sqlx `MySqlPool`, `begin` / `commit` /
 //!   `rollback` / drop, `query_as`, `fetch_all`, `execute`.
 //!
@@ -25,7 +30,7 @@ use shardgate_integration_tests::apps::{
 };
 use shardgate_integration_tests::http::get;
 use shardgate_integration_tests::{
-    sandbox_ready, say, start_proxy, Config, Endpoint, RunningProxy,
+    sandbox_ready, say, start_proxy, Config, Driver, Endpoint, RunningProxy,
 };
 use std::time::{Duration, Instant};
 
@@ -37,13 +42,28 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 /// How a scenario is run.
 #[derive(Clone, Copy)]
 enum Runner {
+    /// An external program of `Driver`, `file` in its folder, given the
+    /// scenario's id range and tenant prefix (`SG_APP_BASE`,
+    /// `SG_APP_PREFIX`) and `env`.
+    External {
+        driver: Driver,
+        file: &'static str,
+        env: &'static [(&'static str, &'static str)],
+    },
     /// The sqlx scenario, in this process.
     Sqlx,
 }
 
 impl Runner {
-    async fn run(self, _s: &AppScenario, ep: &Endpoint) -> Result<String, String> {
+    async fn run(self, s: &AppScenario, ep: &Endpoint) -> Result<String, String> {
         match self {
+            Runner::External { driver, file, env } => {
+                let base = s.base.to_string();
+                let mut all: Vec<(&str, &str)> =
+                    vec![("SG_APP_BASE", base.as_str()), ("SG_APP_PREFIX", s.prefix)];
+                all.extend_from_slice(env);
+                driver.run_file_env(file, ep, &all).await
+            }
             Runner::Sqlx => sqlx_app::run(ep).await,
         }
     }
@@ -168,6 +188,49 @@ async fn sqlx_pool_app_matches_reference() {
         scenario: SQLX_APP,
         runner: Runner::Sqlx,
         min_steps: 30,
+    })
+    .await;
+}
+
+/// Connector/J's defaults: client-side prepared statements (COM_QUERY with
+/// the parameters spliced in by the driver).
+const JDBC_CLIENT: AppScenario = AppScenario {
+    name: "jdbc_client_prepared",
+    base: 9_200_000_000,
+    prefix: "app-jc",
+};
+
+/// `useServerPrepStmts=true`: COM_STMT_PREPARE / COM_STMT_EXECUTE.
+const JDBC_SERVER: AppScenario = AppScenario {
+    name: "jdbc_server_prepared",
+    base: 9_210_000_000,
+    prefix: "app-js",
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jdbc_spring_style_app_matches_reference() {
+    differential(Case {
+        scenario: JDBC_CLIENT,
+        runner: Runner::External {
+            driver: Driver::Jdbc,
+            file: "AppScenario.java",
+            env: &[],
+        },
+        min_steps: 25,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jdbc_spring_style_app_server_prepared_matches_reference() {
+    differential(Case {
+        scenario: JDBC_SERVER,
+        runner: Runner::External {
+            driver: Driver::Jdbc,
+            file: "AppScenario.java",
+            env: &[("SG_JDBC_URL_OPTIONS", "useServerPrepStmts=true")],
+        },
+        min_steps: 25,
     })
     .await;
 }
