@@ -9,6 +9,10 @@
 //!   `@Transactional` by `setAutoCommit(false)` / `commit` / `rollback`),
 //!   once with Connector/J's defaults (client-side prepared statements) and
 //!   once with `useServerPrepStmts=true`;
+//! - `drivers/node/app.js`: a mysql2 pool (`createPool` with defaults),
+//!   `getConnection`, `beginTransaction`, `query` and `execute`,
+//!   `commit` / `rollback`, `release`, concurrent transactions, `pool.query`
+//!   reads after writes;
 //! - `src/apps/sqlx_app.rs`: a sqlx `MySqlPool`, `begin` / `commit` /
 //!   `rollback` / drop, `query_as`, `fetch_all`, `execute`.
 //!
@@ -207,6 +211,12 @@ const JDBC_SERVER: AppScenario = AppScenario {
     prefix: "app-js",
 };
 
+const NODE: AppScenario = AppScenario {
+    name: "node_pool",
+    base: 9_300_000_000,
+    prefix: "app-node",
+};
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jdbc_spring_style_app_matches_reference() {
     differential(Case {
@@ -231,6 +241,20 @@ async fn jdbc_spring_style_app_server_prepared_matches_reference() {
             env: &[("SG_JDBC_URL_OPTIONS", "useServerPrepStmts=true")],
         },
         min_steps: 25,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_mysql2_pool_app_matches_reference() {
+    differential(Case {
+        scenario: NODE,
+        runner: Runner::External {
+            driver: Driver::Node,
+            file: "app.js",
+            env: &[],
+        },
+        min_steps: 30,
     })
     .await;
 }
