@@ -74,9 +74,14 @@ impl AppScenario {
     }
 }
 
-/// `examples/wework.toml` as shipped, listening on ephemeral loopback ports.
+/// `examples/wework.toml` as shipped (read/write splitting as it says,
+/// `read_consistency` as it says), only its listen addresses on ephemeral
+/// loopback ports.
 pub fn apps_config() -> Config {
-    Config::from_toml_str(&crate::seed_config_text()).expect("examples/wework.toml loads")
+    let mut cfg = Config::from_toml_str(crate::SEED_CONFIG).expect("examples/wework.toml loads");
+    cfg.server.mysql_listen = "127.0.0.1:0".into();
+    cfg.server.admin_listen = "127.0.0.1:0".into();
+    cfg
 }
 
 /// The reference database's endpoint.
