@@ -7,7 +7,12 @@
 // mysql2) and execute() (prepared statements), commit() / rollback(),
 // release(); concurrent transactions on different connections; pool.query /
 // pool.execute reads after writes of another connection (a `finding` line:
-// reported, not compared). One step uses a
+// reported, not compared). Every read that checks what the app wrote runs
+// on the pool (as the app reads) and then in a transaction (ShardGate
+// serves it from the primaries): the transaction's result is compared, the
+// steps whose pool read differed are listed in a finding at the end (with
+// read_consistency = "session" a replica may serve another connection's read
+// before it has applied the write). One step uses a
 // second pool with supportBigNumbers + bigNumberStrings, and says so.
 //
 // Usage: node app.js HOST PORT USER PASSWORD DATABASE
@@ -31,11 +36,21 @@ const ACME = tenant('acme');
 const BETA = tenant('beta');
 
 const labels = new Map();
-/** A users.user_id as the transcript shows it. */
+/**
+ * A users.user_id as the transcript shows it. A JS number beyond 2^53 is not
+ * the key itself but the nearest double: it prints as the label of the key
+ * it came from (a labelled key string of that double value), marked
+ * "(rounded)".
+ */
 function key(v) {
   if (v === null || v === undefined) return v;
   const n = Number(v);
   if (n === 0 || (n >= BASE && n <= TOP)) return typeof v === 'string' ? n : v;
+  if (typeof v === 'number' && !Number.isSafeInteger(v)) {
+    for (const [k, label] of labels) {
+      if (Number(k) === v && String(v) !== k) return `gen#${label} (rounded)`;
+    }
+  }
   const k = String(v);
   if (!labels.has(k)) labels.set(k, labels.size + 1);
   return `gen#${labels.get(k)}`;
@@ -126,6 +141,36 @@ async function inTransaction(pool, work) {
   }
 }
 
+/**
+ * A check of what the app wrote: `read(db)` on the pool first, as the app
+ * reads (pool.query / pool.execute), then in a transaction (which ShardGate
+ * serves from the primaries). The transaction's result is the step; a pool
+ * read that differs is remembered for the finding at the end.
+ */
+const verification = { reads: 0, missed: [] };
+async function verify(pool, name, read) {
+  const rec = { step: name };
+  const labelsBefore = new Map(labels);
+  let natural;
+  try {
+    natural = JSON.stringify(await read(pool));
+  } catch (e) {
+    natural = JSON.stringify({ error: errorOf(e) });
+  }
+  // the pool read is only compared: its key labels are not kept
+  labels.clear();
+  for (const [k, v] of labelsBefore) labels.set(k, v);
+  let fresh;
+  try {
+    fresh = await inTransaction(pool, (conn) => read(conn));
+  } catch (e) {
+    fresh = { error: errorOf(e) };
+  }
+  verification.reads++;
+  if (natural !== JSON.stringify(fresh)) verification.missed.push(name);
+  emit(Object.assign(rec, fresh));
+}
+
 async function balances(pool, ids) {
   const out = [];
   for (const id of ids) {
@@ -164,14 +209,12 @@ async function main() {
   }
   // the profile page: the user by the key the driver reported
   for (const [i, id] of generated.entries()) {
-    await step(`profile_execute_${i}`, async (rec) => {
-      const [rows] = await pool.execute(`SELECT ${USER_COLUMNS} FROM users WHERE user_id = ?`, [id]);
-      rec.rows = rowsOf(rows);
-    });
-    await step(`profile_query_${i}`, async (rec) => {
-      const [rows] = await pool.query(`SELECT ${USER_COLUMNS} FROM users WHERE user_id = ?`, [id]);
-      rec.rows = rowsOf(rows);
-    });
+    await verify(pool, `profile_execute_${i}`, async (db) => ({
+      rows: rowsOf((await db.execute(`SELECT ${USER_COLUMNS} FROM users WHERE user_id = ?`, [id]))[0]),
+    }));
+    await verify(pool, `profile_query_${i}`, async (db) => ({
+      rows: rowsOf((await db.query(`SELECT ${USER_COLUMNS} FROM users WHERE user_id = ?`, [id]))[0]),
+    }));
   }
 
   // ------------------------------- an import in one transaction, every shard
@@ -188,12 +231,9 @@ async function main() {
       return { affected: res.affectedRows, inside: inside.n };
     });
   });
-  let listed = [];
-  await step('list_acme', async (rec) => {
-    const [rows] = await pool.query(`SELECT ${USER_COLUMNS} FROM users WHERE tenant_id = ? ORDER BY user_id`, [ACME]);
-    listed = rows;
-    rec.rows = rowsOf(rows);
-  });
+  const listAcme = `SELECT ${USER_COLUMNS} FROM users WHERE tenant_id = ? ORDER BY user_id`;
+  await verify(pool, 'list_acme', async (db) => ({ rows: rowsOf((await db.query(listAcme, [ACME]))[0]) }));
+  const [listed] = await pool.query(listAcme, [ACME]);
   // the edit page: a user picked from the list, changed by the user_id the list gave
   const picked = listed.filter((r) => r.user_id > TOP);
   for (const [i, row] of picked.entries()) {
@@ -216,9 +256,7 @@ async function main() {
   await step('transfer_failing', async (rec) => {
     rec.audit_id = await inTransaction(pool, (conn) => transfer(conn, BASE + 2, BASE + 3, 10, true));
   });
-  await step('balances_after_transfers', async (rec) => {
-    rec.rows = await balances(pool, [BASE, BASE + 1, BASE + 2, BASE + 3]);
-  });
+  await verify(pool, 'balances_after_transfers', async (db) => ({ rows: await balances(db, [BASE, BASE + 1, BASE + 2, BASE + 3]) }));
 
   // two transactions at once, on two connections
   await step('concurrent_transfers', async (rec) => {
@@ -228,9 +266,8 @@ async function main() {
     ]);
     rec.outcomes = results.map((r) => (r.status === 'fulfilled' ? 'committed' : r.reason.errno !== undefined ? errorOf(r.reason) : `failed: ${r.reason.message}`));
   });
-  await step('balances_after_concurrent', async (rec) => {
-    rec.rows = await balances(pool, [BASE + 2, BASE + 3, BASE + 4, BASE + 5]);
-  });
+  // the pool's next read runs on one of the two connections
+  await verify(pool, 'balances_after_concurrent', async (db) => ({ rows: await balances(db, [BASE + 2, BASE + 3, BASE + 4, BASE + 5]) }));
 
   // a row locked by one transaction; another asks with NOWAIT
   await step('lock_conflict_nowait', async (rec) => {
@@ -273,20 +310,18 @@ async function main() {
       return counts;
     });
   });
-  await step('history', async (rec) => {
-    const [rows] = await pool.execute(
+  await verify(pool, 'history', async (db) => ({
+    rows: rowsOf((await db.execute(
       'SELECT id, created_at, sender, body FROM message_records WHERE tenant_id = ? AND created_at >= ? AND created_at < ? ORDER BY created_at, id',
       [ACME, new Date(Date.UTC(2024, 0, 1)), new Date(Date.UTC(2024, 6, 1))],
-    );
-    rec.rows = rowsOf(rows);
-  });
-  await step('messages_per_month', async (rec) => {
-    const [rows] = await pool.query(
+    ))[0]),
+  }));
+  await verify(pool, 'messages_per_month', async (db) => ({
+    rows: rowsOf((await db.query(
       "SELECT DATE_FORMAT(created_at, '%Y-%m') AS month, COUNT(*) AS n FROM message_records WHERE tenant_id = ? GROUP BY month ORDER BY month",
       [ACME],
-    );
-    rec.rows = rowsOf(rows);
-  });
+    ))[0]),
+  }));
 
   // ------------------------- reads on the pool right after another connection wrote
   // Not compared (a `finding` line, reported by the test): with
@@ -337,10 +372,9 @@ async function main() {
       await conn.execute('INSERT INTO users (user_id, tenant_id, name, status) VALUES (?, ?, ?, ?)', [BASE, ACME, 'dup test', 1]);
     });
   });
-  await step('duplicate_rolled_back', async (rec) => {
-    const [rows] = await pool.execute('SELECT user_id FROM users WHERE user_id = ?', [BASE + 20]);
-    rec.rows = rowsOf(rows);
-  });
+  await verify(pool, 'duplicate_rolled_back', async (db) => ({
+    rows: rowsOf((await db.execute('SELECT user_id FROM users WHERE user_id = ?', [BASE + 20]))[0]),
+  }));
 
   // ------------------------------------------------ dictionary (broadcast)
   const dictType = `${PREFIX}-currency`;
@@ -349,10 +383,9 @@ async function main() {
       [dictType, 'EUR', 'Euro €', 0], [dictType, 'JPY', '円', 1], [dictType, 'USD', 'US dollar', 2]]]);
     rec.affected = res.affectedRows;
   });
-  await step('dictionary', async (rec) => {
-    const [rows] = await pool.execute('SELECT dict_key, label FROM sys_dictionaries WHERE dict_type = ? ORDER BY sort_order', [dictType]);
-    rec.rows = rowsOf(rows);
-  });
+  await verify(pool, 'dictionary', async (db) => ({
+    rows: rowsOf((await db.execute('SELECT dict_key, label FROM sys_dictionaries WHERE dict_type = ? ORDER BY sort_order', [dictType]))[0]),
+  }));
 
   // ------------------------- the same sign-up with big-number settings (says so)
   await step('signup_with_big_number_strings', async (rec) => {
@@ -372,27 +405,27 @@ async function main() {
     const [res] = await pool.execute('DELETE FROM users WHERE user_id = ?', [BASE + 7]);
     rec.affected = res.affectedRows;
   });
-  await step('totals', async (rec) => {
-    const [rows] = await pool.query(
+  await verify(pool, 'totals', async (db) => ({
+    rows: rowsOf((await db.query(
       'SELECT tenant_id, COUNT(*) AS n, SUM(balance) AS total, MAX(created_at) AS latest FROM users WHERE tenant_id LIKE ? GROUP BY tenant_id ORDER BY tenant_id',
       [`${PREFIX}%`],
-    );
-    rec.rows = rowsOf(rows);
-  });
-  await step('audit', async (rec) => {
-    const [rows] = await pool.query('SELECT id, actor, action, detail, amount FROM apps_audit ORDER BY id');
+    ))[0]),
+  }));
+  await verify(pool, 'audit', async (db) => {
+    const [rows] = await db.query('SELECT id, actor, action, detail, amount FROM apps_audit ORDER BY id');
     // the ids of the two concurrent transfers depend on which came first
-    rec.ids = rows.map((r) => r.id);
-    rec.rows = rowsOf(rows.map(({ id, ...rest }) => rest)).map((r) => JSON.stringify(r)).sort().map((r) => JSON.parse(r));
+    return {
+      ids: rows.map((r) => r.id),
+      rows: rowsOf(rows.map(({ id, ...rest }) => rest)).map((r) => JSON.stringify(r)).sort().map((r) => JSON.parse(r)),
+    };
   });
-  await step('final_users', async (rec) => {
-    const [rows] = await pool.query(`SELECT ${USER_COLUMNS} FROM users WHERE tenant_id LIKE ? ORDER BY user_id`, [`${PREFIX}%`]);
-    rec.rows = rowsOf(rows);
-  });
-  await step('final_messages', async (rec) => {
-    const [rows] = await pool.query('SELECT id, tenant_id, created_at, sender, body FROM message_records WHERE tenant_id LIKE ? ORDER BY id', [`${PREFIX}%`]);
-    rec.rows = rowsOf(rows);
-  });
+  await verify(pool, 'final_users', async (db) => ({
+    rows: rowsOf((await db.query(`SELECT ${USER_COLUMNS} FROM users WHERE tenant_id LIKE ? ORDER BY user_id`, [`${PREFIX}%`]))[0]),
+  }));
+  await verify(pool, 'final_messages', async (db) => ({
+    rows: rowsOf((await db.query('SELECT id, tenant_id, created_at, sender, body FROM message_records WHERE tenant_id LIKE ? ORDER BY id', [`${PREFIX}%`]))[0]),
+  }));
+  emit({ finding: 'pool_reads_that_missed_the_apps_own_writes', reads: verification.reads, missed: verification.missed });
   await pool.end();
   emit({ step: 'done' });
 }

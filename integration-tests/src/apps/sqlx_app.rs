@@ -10,6 +10,17 @@
 //!
 //! Its rows: `users.user_id` in `[base, base + 99_999]` or generated, tenants
 //! starting with the prefix; see [`super`] for the key normalisation.
+//!
+//! Every read that checks what the app just wrote runs twice: first on the
+//! pool, as the app does — sqlx hands back a connection asynchronously (a
+//! spawned task) and takes idle ones first in, first out, so the next query
+//! often runs on another pooled connection, which for ShardGate is another
+//! session — then in a transaction (`pool.begin()`), which ShardGate serves
+//! from the primaries. The transaction's result is the compared step; the
+//! steps whose pool read differed from it are listed in one `finding` line
+//! at the end (reported, not compared): with `read_consistency = "session"`
+//! a replica may serve another session's read before it has applied the
+//! write.
 
 use super::AppScenario;
 use crate::db_error;
@@ -17,7 +28,7 @@ use crate::Endpoint;
 use chrono::{NaiveDate, NaiveDateTime};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use sqlx::mysql::{MySqlPool, MySqlRow};
+use sqlx::mysql::{MySqlConnection, MySqlPool, MySqlRow};
 use sqlx::{FromRow, MySql, Row, Transaction};
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -64,6 +75,7 @@ const USER_SELECT: &str =
     "SELECT user_id, tenant_id, name, email, balance, created_at, status FROM users";
 
 /// Generated keys print as `gen#N` (see [`super`]).
+#[derive(Clone)]
 struct Keys {
     base: i64,
     top: i64,
@@ -86,6 +98,52 @@ struct App {
     keys: Keys,
     out: Vec<String>,
     s: AppScenario,
+    /// Verification reads done, and those whose pool read missed a write.
+    verified: usize,
+    missed: Vec<String>,
+}
+
+/// Where a read runs: on the pool (any pooled connection), or on the
+/// connection of a transaction.
+enum Via<'a> {
+    Pool(&'a MySqlPool),
+    Tx(&'a mut MySqlConnection),
+}
+
+/// Runs one query on `via` (the query expression is built in each arm).
+macro_rules! on {
+    ($via:expr, $query:expr, $fetch:ident) => {
+        match $via {
+            Via::Pool(pool) => $query.$fetch(*pool).await,
+            Via::Tx(conn) => $query.$fetch(&mut **conn).await,
+        }
+    };
+}
+
+/// A read that checks what the app wrote.
+enum Read {
+    /// One user by key.
+    User(i64),
+    /// The scenario's users, by key.
+    Users,
+    /// `(user_id, balance)` of each key.
+    Balances(Vec<i64>),
+    /// `apps_audit`: the ids, then the rows without them, sorted (the ids of
+    /// the two concurrent transfers depend on which came first).
+    Audit,
+    AuditTransfers,
+    /// A tenant's messages in `[from, to)`.
+    History(String, &'static str, &'static str),
+    /// A tenant's messages per month.
+    PerMonth(String),
+    /// Whether a user exists.
+    Exists(i64),
+    /// A dictionary type's entries.
+    Dictionary(String),
+    /// Count, sum of balances and latest `created_at` of the scenario's users.
+    Totals,
+    /// Users per tenant created since March.
+    PerTenantSinceMarch,
 }
 
 fn error(e: &sqlx::Error) -> Value {
@@ -126,84 +184,205 @@ impl App {
     }
 
     fn user(&mut self, u: &User) -> Value {
-        json!([
-            self.keys.show(u.user_id),
-            u.tenant_id,
-            u.name,
-            u.email,
-            u.balance.map(|b| b.to_string()),
-            u.created_at.map(|d| d.to_string()),
-            u.status
-        ])
-    }
-
-    fn users(&mut self, users: &[User]) -> Value {
-        Value::Array(users.iter().map(|u| self.user(u)).collect())
+        user_json(&mut self.keys, u)
     }
 
     fn tenant(&self, t: &str) -> String {
         format!("{}-{t}", self.s.prefix)
     }
 
-    /// The scenario's users, ordered by key (a read on the pool).
-    async fn list_users(&mut self, step: &str) {
-        let r = sqlx::query_as::<_, User>(&format!(
-            "{USER_SELECT} WHERE tenant_id LIKE ? ORDER BY user_id"
-        ))
-        .bind(format!("{}%", self.s.prefix))
-        .fetch_all(&self.pool)
-        .await;
-        let rec = match r {
-            Ok(users) => json!({"step": step, "rows": self.users(&users)}),
-            Err(e) => json!({"step": step, "error": error(&e)}),
-        };
-        self.emit(rec);
-    }
-
-    async fn balances(&mut self, step: &str, ids: &[i64]) {
-        let mut rows = Vec::new();
-        for id in ids {
-            let r: Result<Option<(i64, Option<Decimal>)>, _> =
-                sqlx::query_as("SELECT user_id, balance FROM users WHERE user_id = ?")
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await;
-            rows.push(match r {
-                Ok(Some((k, b))) => json!([self.keys.show(k), b.map(|b| b.to_string())]),
-                Ok(None) => json!([self.keys.show(*id), "missing"]),
-                Err(e) => json!({"error": error(&e)}),
-            });
+    /// A check of what the app wrote: on the pool first, as the app reads,
+    /// then in a transaction (the primaries); the transaction's result is
+    /// the step, a pool read that differs is remembered for the finding.
+    async fn verify(&mut self, step: &str, read: Read) -> Result<(), sqlx::Error> {
+        let pool = self.pool.clone();
+        // rendered with a copy of the key labels: only compared, not printed
+        let mut scratch = self.keys.clone();
+        let natural = read_on(&mut Via::Pool(&pool), &read, &mut scratch, &self.s).await;
+        let mut tx = pool.begin().await?;
+        let fresh = read_on(&mut Via::Tx(&mut tx), &read, &mut self.keys, &self.s).await;
+        tx.commit().await?;
+        self.verified += 1;
+        if natural != fresh {
+            self.missed.push(step.to_string());
         }
-        self.emit(json!({"step": step, "rows": rows}));
-    }
-
-    async fn audit(&mut self, step: &str) {
-        let r: Result<Vec<AuditRow>, _> =
-            sqlx::query_as("SELECT id, actor, action, detail, amount FROM apps_audit ORDER BY id")
-                .fetch_all(&self.pool)
-                .await;
-        let rec = match r {
-            Ok(rows) => {
-                // the ids of the two concurrent transfers depend on which came
-                // first: the ids, then the rows without them, sorted
-                let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
-                let mut rows: Vec<String> = rows
-                    .into_iter()
-                    .map(|(_, actor, action, detail, amount)| {
-                        json!([actor, action, detail, amount.map(|a| a.to_string())]).to_string()
-                    })
-                    .collect();
-                rows.sort();
-                let rows: Vec<Value> = rows
-                    .iter()
-                    .map(|r| serde_json::from_str(r).expect("rendered JSON"))
-                    .collect();
-                json!({"step": step, "ids": ids, "rows": rows})
-            }
-            Err(e) => json!({"step": step, "error": error(&e)}),
-        };
+        let mut rec = json!({ "step": step });
+        if let (Value::Object(into), Value::Object(from)) = (&mut rec, fresh) {
+            into.extend(from);
+        }
         self.emit(rec);
+        Ok(())
     }
+}
+
+fn user_json(keys: &mut Keys, u: &User) -> Value {
+    json!([
+        keys.show(u.user_id),
+        u.tenant_id,
+        u.name,
+        u.email,
+        u.balance.map(|b| b.to_string()),
+        u.created_at.map(|d| d.to_string()),
+        u.status
+    ])
+}
+
+/// The result of `read` on `via` as the transcript shows it: `{"rows": ...}`
+/// (and other fields), or `{"error": ...}`.
+async fn read_on(via: &mut Via<'_>, read: &Read, keys: &mut Keys, s: &AppScenario) -> Value {
+    match read_result(via, read, keys, s).await {
+        Ok(v) => v,
+        Err(e) => json!({ "error": error(&e) }),
+    }
+}
+
+async fn read_result(
+    via: &mut Via<'_>,
+    read: &Read,
+    keys: &mut Keys,
+    s: &AppScenario,
+) -> Result<Value, sqlx::Error> {
+    let mine = format!("{}%", s.prefix);
+    Ok(match read {
+        Read::User(id) => {
+            let sql = format!("{USER_SELECT} WHERE user_id = ?");
+            let u = on!(
+                via,
+                sqlx::query_as::<_, User>(&sql).bind(id),
+                fetch_optional
+            )?;
+            json!({ "user": u.map(|u| user_json(keys, &u)) })
+        }
+        Read::Users => {
+            let sql = format!("{USER_SELECT} WHERE tenant_id LIKE ? ORDER BY user_id");
+            let users = on!(via, sqlx::query_as::<_, User>(&sql).bind(&mine), fetch_all)?;
+            let rows: Vec<Value> = users.iter().map(|u| user_json(keys, u)).collect();
+            json!({ "rows": rows })
+        }
+        Read::Balances(ids) => {
+            let mut rows = Vec::new();
+            for id in ids {
+                let r: Option<(i64, Option<Decimal>)> = on!(
+                    via,
+                    sqlx::query_as("SELECT user_id, balance FROM users WHERE user_id = ?").bind(id),
+                    fetch_optional
+                )?;
+                rows.push(match r {
+                    Some((k, b)) => json!([keys.show(k), b.map(|b| b.to_string())]),
+                    None => json!([keys.show(*id), "missing"]),
+                });
+            }
+            json!({ "rows": rows })
+        }
+        Read::Audit => {
+            let rows: Vec<AuditRow> = on!(
+                via,
+                sqlx::query_as(
+                    "SELECT id, actor, action, detail, amount FROM apps_audit ORDER BY id"
+                ),
+                fetch_all
+            )?;
+            let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+            let mut rendered: Vec<String> = rows
+                .into_iter()
+                .map(|(_, actor, action, detail, amount)| {
+                    json!([actor, action, detail, amount.map(|a| a.to_string())]).to_string()
+                })
+                .collect();
+            rendered.sort();
+            let rows: Vec<Value> = rendered
+                .iter()
+                .map(|r| serde_json::from_str(r).expect("rendered JSON"))
+                .collect();
+            json!({ "ids": ids, "rows": rows })
+        }
+        Read::AuditTransfers => {
+            let n: i64 = on!(
+                via,
+                sqlx::query_scalar("SELECT COUNT(*) FROM apps_audit WHERE action = 'transfer'"),
+                fetch_one
+            )?;
+            json!({ "transfers": n })
+        }
+        Read::History(tenant, from, to) => {
+            let rows: Vec<MessageRow> = on!(
+                via,
+                sqlx::query_as(
+                    "SELECT id, created_at, sender, body FROM message_records \
+                     WHERE tenant_id = ? AND created_at >= ? AND created_at < ? ORDER BY created_at, id",
+                )
+                .bind(tenant)
+                .bind(dt(from))
+                .bind(dt(to)),
+                fetch_all
+            )?;
+            let rows: Vec<Value> = rows
+                .into_iter()
+                .map(|(id, at, sender, body)| json!([id, at.to_string(), sender, body]))
+                .collect();
+            json!({ "rows": rows })
+        }
+        Read::PerMonth(tenant) => {
+            let rows: Vec<(String, i64)> = on!(
+                via,
+                sqlx::query_as(
+                    "SELECT DATE_FORMAT(created_at, '%Y-%m') AS month, COUNT(*) AS n FROM message_records \
+                     WHERE tenant_id = ? GROUP BY month ORDER BY month",
+                )
+                .bind(tenant),
+                fetch_all
+            )?;
+            json!({ "rows": rows })
+        }
+        Read::Exists(id) => {
+            let sql = format!("{USER_SELECT} WHERE user_id = ?");
+            let u = on!(
+                via,
+                sqlx::query_as::<_, User>(&sql).bind(id),
+                fetch_optional
+            )?;
+            json!({ "found": u.is_some() })
+        }
+        Read::Dictionary(dict_type) => {
+            let rows: Vec<(String, Option<String>)> = on!(
+                via,
+                sqlx::query_as(
+                    "SELECT dict_key, label FROM sys_dictionaries WHERE dict_type = ? ORDER BY sort_order",
+                )
+                .bind(dict_type),
+                fetch_all
+            )?;
+            json!({ "rows": rows })
+        }
+        Read::Totals => {
+            let (n, sum, max): (i64, Option<Decimal>, Option<NaiveDateTime>) = on!(
+                via,
+                sqlx::query_as(
+                    "SELECT COUNT(*), SUM(balance), MAX(created_at) FROM users WHERE tenant_id LIKE ?",
+                )
+                .bind(&mine),
+                fetch_one
+            )?;
+            json!({"count": n, "sum": sum.map(|d| d.to_string()), "max_created": max.map(|d| d.to_string())})
+        }
+        Read::PerTenantSinceMarch => {
+            let since = NaiveDate::from_ymd_opt(2024, 3, 1)
+                .expect("a date")
+                .and_hms_opt(0, 0, 0)
+                .expect("a time");
+            let rows: Vec<(String, i64)> = on!(
+                via,
+                sqlx::query_as(
+                    "SELECT tenant_id, COUNT(*) FROM users WHERE tenant_id LIKE ? AND created_at >= ? \
+                     GROUP BY tenant_id ORDER BY tenant_id",
+                )
+                .bind(&mine)
+                .bind(since),
+                fetch_all
+            )?;
+            json!({ "rows": rows })
+        }
+    })
 }
 
 /// A transfer between two accounts in one transaction: both balances read
@@ -308,6 +487,8 @@ pub async fn run(ep: &Endpoint) -> Result<String, String> {
         },
         out: Vec::new(),
         s,
+        verified: 0,
+        missed: Vec::new(),
     };
     let r = scenario(&mut app).await;
     app.pool.close().await;
@@ -355,16 +536,7 @@ async fn scenario(app: &mut App) -> Result<(), sqlx::Error> {
         app.emit(rec);
     }
     for (i, key) in generated.clone().into_iter().enumerate() {
-        let r = sqlx::query_as::<_, User>(&format!("{USER_SELECT} WHERE user_id = ?"))
-            .bind(key)
-            .fetch_optional(&app.pool)
-            .await;
-        let rec = match r {
-            Ok(Some(u)) => json!({"step": format!("profile_{i}"), "user": app.user(&u)}),
-            Ok(None) => json!({"step": format!("profile_{i}"), "user": null}),
-            Err(e) => json!({"step": format!("profile_{i}"), "error": error(&e)}),
-        };
-        app.emit(rec);
+        app.verify(&format!("profile_{i}"), Read::User(key)).await?;
     }
 
     // ---------------------------- an import in one transaction, every shard
@@ -394,7 +566,7 @@ async fn scenario(app: &mut App) -> Result<(), sqlx::Error> {
             .await?;
     tx.commit().await?;
     app.emit(json!({"step": "import_commit", "affected": affected, "count_inside": inside}));
-    app.list_users("after_import").await;
+    app.verify("after_import", Read::Users).await?;
 
     // --------------------------------------------------------- transfers
     let accounts = [b, b + 1, b + 2, b + 3, b + 4, b + 5];
@@ -415,8 +587,11 @@ async fn scenario(app: &mut App) -> Result<(), sqlx::Error> {
         }
     };
     app.emit(rec);
-    app.balances("balances_after_transfer", &accounts[..2])
-        .await;
+    app.verify(
+        "balances_after_transfer",
+        Read::Balances(accounts[..2].to_vec()),
+    )
+    .await?;
 
     // insufficient funds: the service rolls back explicitly
     let mut tx = app.pool.begin().await?;
@@ -428,8 +603,11 @@ async fn scenario(app: &mut App) -> Result<(), sqlx::Error> {
     };
     tx.rollback().await?;
     app.emit(rec);
-    app.balances("balances_after_insufficient", &accounts[..2])
-        .await;
+    app.verify(
+        "balances_after_insufficient",
+        Read::Balances(accounts[..2].to_vec()),
+    )
+    .await?;
 
     // an early return: the transaction is dropped with its writes done
     {
@@ -443,8 +621,12 @@ async fn scenario(app: &mut App) -> Result<(), sqlx::Error> {
         app.emit(rec);
         drop(tx);
     }
-    app.balances("balances_after_drop", &accounts[2..4]).await;
-    app.audit("audit_after_drop").await;
+    app.verify(
+        "balances_after_drop",
+        Read::Balances(accounts[2..4].to_vec()),
+    )
+    .await?;
+    app.verify("audit_after_drop", Read::Audit).await?;
 
     // two transfers at once, on two pooled connections
     let (pool_a, pool_b) = (app.pool.clone(), app.pool.clone());
@@ -468,17 +650,12 @@ async fn scenario(app: &mut App) -> Result<(), sqlx::Error> {
     };
     let rec = json!({"step": "concurrent_transfers", "one": show(r1), "two": show(r2)});
     app.emit(rec);
-    app.balances("balances_after_concurrent", &accounts).await;
-    // audit ids of concurrent transfers depend on who came first: only the count
-    let n: Result<i64, _> =
-        sqlx::query_scalar("SELECT COUNT(*) FROM apps_audit WHERE action = 'transfer'")
-            .fetch_one(&app.pool)
-            .await;
-    let rec = match n {
-        Ok(n) => json!({"step": "audit_count", "transfers": n}),
-        Err(e) => json!({"step": "audit_count", "error": error(&e)}),
-    };
-    app.emit(rec);
+    app.verify(
+        "balances_after_concurrent",
+        Read::Balances(accounts.to_vec()),
+    )
+    .await?;
+    app.verify("audit_count", Read::AuditTransfers).await?;
 
     // Not compared (a `finding` line, reported by the test): reads on the pool
     // while another connection of it has just written. With
@@ -542,53 +719,18 @@ async fn scenario(app: &mut App) -> Result<(), sqlx::Error> {
     }
     tx.commit().await?;
     app.emit(json!({"step": "messages_posted", "affected": affected}));
-    for (step, tenant, from, to) in [
-        (
-            "history_acme_q1",
-            &acme,
-            "2024-01-01 00:00:00",
-            "2024-04-01 00:00:00",
-        ),
-        (
-            "history_beta_year",
-            &beta,
-            "2024-01-01 00:00:00",
-            "2025-01-01 00:00:00",
-        ),
-    ] {
-        let r: Result<Vec<MessageRow>, _> = sqlx::query_as(
-            "SELECT id, created_at, sender, body FROM message_records \
-             WHERE tenant_id = ? AND created_at >= ? AND created_at < ? ORDER BY created_at, id",
-        )
-        .bind(tenant)
-        .bind(dt(from))
-        .bind(dt(to))
-        .fetch_all(&app.pool)
-        .await;
-        let rec = match r {
-            Ok(rows) => {
-                let rows: Vec<Value> = rows
-                    .into_iter()
-                    .map(|(id, at, sender, body)| json!([id, at.to_string(), sender, body]))
-                    .collect();
-                json!({"step": step, "rows": rows})
-            }
-            Err(e) => json!({"step": step, "error": error(&e)}),
-        };
-        app.emit(rec);
-    }
-    let r: Result<Vec<(String, i64)>, _> = sqlx::query_as(
-        "SELECT DATE_FORMAT(created_at, '%Y-%m') AS month, COUNT(*) AS n FROM message_records \
-         WHERE tenant_id = ? GROUP BY month ORDER BY month",
+    app.verify(
+        "history_acme_q1",
+        Read::History(acme.clone(), "2024-01-01 00:00:00", "2024-04-01 00:00:00"),
     )
-    .bind(&acme)
-    .fetch_all(&app.pool)
-    .await;
-    let rec = match r {
-        Ok(rows) => json!({"step": "messages_per_month", "rows": rows}),
-        Err(e) => json!({"step": "messages_per_month", "error": error(&e)}),
-    };
-    app.emit(rec);
+    .await?;
+    app.verify(
+        "history_beta_year",
+        Read::History(beta.clone(), "2024-01-01 00:00:00", "2025-01-01 00:00:00"),
+    )
+    .await?;
+    app.verify("messages_per_month", Read::PerMonth(acme.clone()))
+        .await?;
 
     // ------------------------------------------- updates: affected-row counts
     for step in ["deactivate_beta", "deactivate_beta_again"] {
@@ -622,16 +764,8 @@ async fn scenario(app: &mut App) -> Result<(), sqlx::Error> {
     }
     tx.rollback().await?;
     app.emit(rec);
-    let gone: Result<Option<i64>, _> =
-        sqlx::query_scalar("SELECT user_id FROM users WHERE user_id = ?")
-            .bind(b + 20)
-            .fetch_optional(&app.pool)
-            .await;
-    let rec = match gone {
-        Ok(v) => json!({"step": "duplicate_rolled_back", "found": v}),
-        Err(e) => json!({"step": "duplicate_rolled_back", "error": error(&e)}),
-    };
-    app.emit(rec);
+    app.verify("duplicate_rolled_back", Read::Exists(b + 20))
+        .await?;
 
     // ------------------------------------------------ dictionary (broadcast)
     let dict_type = format!("{}-currency", app.s.prefix);
@@ -655,17 +789,8 @@ async fn scenario(app: &mut App) -> Result<(), sqlx::Error> {
         });
     }
     app.emit(json!({"step": "dictionary_saved", "affected": affected}));
-    let r: Result<Vec<(String, Option<String>)>, _> = sqlx::query_as(
-        "SELECT dict_key, label FROM sys_dictionaries WHERE dict_type = ? ORDER BY sort_order",
-    )
-    .bind(&dict_type)
-    .fetch_all(&app.pool)
-    .await;
-    let rec = match r {
-        Ok(rows) => json!({"step": "dictionary", "rows": rows}),
-        Err(e) => json!({"step": "dictionary", "error": error(&e)}),
-    };
-    app.emit(rec);
+    app.verify("dictionary", Read::Dictionary(dict_type.clone()))
+        .await?;
 
     // --------------------------------------------------- delete, then counts
     let r = sqlx::query("DELETE FROM users WHERE user_id = ?")
@@ -677,47 +802,16 @@ async fn scenario(app: &mut App) -> Result<(), sqlx::Error> {
         Err(e) => json!({"step": "delete_user", "error": error(&e)}),
     };
     app.emit(rec);
-    let r = sqlx::query_as::<_, User>(&format!("{USER_SELECT} WHERE user_id = ?"))
-        .bind(b + 7)
-        .fetch_optional(&app.pool)
-        .await;
-    let rec = match r {
-        Ok(u) => json!({"step": "deleted_user", "found": u.is_some()}),
-        Err(e) => json!({"step": "deleted_user", "error": error(&e)}),
-    };
-    app.emit(rec);
-    let r: Result<(i64, Option<Decimal>, Option<NaiveDateTime>), _> = sqlx::query_as(
-        "SELECT COUNT(*), SUM(balance), MAX(created_at) FROM users WHERE tenant_id LIKE ?",
-    )
-    .bind(format!("{}%", app.s.prefix))
-    .fetch_one(&app.pool)
-    .await;
-    let rec = match r {
-        Ok((n, sum, max)) => json!({"step": "totals", "count": n,
-            "sum": sum.map(|d| d.to_string()), "max_created": max.map(|d| d.to_string())}),
-        Err(e) => json!({"step": "totals", "error": error(&e)}),
-    };
-    app.emit(rec);
-    let since = NaiveDate::from_ymd_opt(2024, 3, 1)
-        .expect("a date")
-        .and_hms_opt(0, 0, 0)
-        .expect("a time");
-    let r: Result<Vec<(String, i64)>, _> = sqlx::query_as(
-        "SELECT tenant_id, COUNT(*) FROM users WHERE tenant_id LIKE ? AND created_at >= ? \
-         GROUP BY tenant_id ORDER BY tenant_id",
-    )
-    .bind(format!("{}%", app.s.prefix))
-    .bind(since)
-    .fetch_all(&app.pool)
-    .await;
-    let rec = match r {
-        Ok(rows) => json!({"step": "per_tenant_since_march", "rows": rows}),
-        Err(e) => json!({"step": "per_tenant_since_march", "error": error(&e)}),
-    };
-    app.emit(rec);
+    app.verify("deleted_user", Read::Exists(b + 7)).await?;
+    app.verify("totals", Read::Totals).await?;
+    app.verify("per_tenant_since_march", Read::PerTenantSinceMarch)
+        .await?;
 
-    app.audit("audit_final").await;
-    app.list_users("final_users").await;
+    app.verify("audit_final", Read::Audit).await?;
+    app.verify("final_users", Read::Users).await?;
+    let rec = json!({"finding": "pool_reads_that_missed_the_apps_own_writes",
+                     "reads": app.verified, "missed": app.missed});
+    app.emit(rec);
     app.emit(json!({"step": "done"}));
     Ok(())
 }
