@@ -49,6 +49,15 @@ pub const APPS_REF_DB: &str = "apps_ref";
 /// The reference's first AUTO_INCREMENT `users.user_id` (10^15 < 2^53).
 pub const REF_KEY_START: i64 = 1_000_000_000_000_000;
 
+/// How long the set-up and clean-up wait for a table lock held by someone
+/// else (another suite's transaction left open on the same physical table)
+/// before they fail, instead of MariaDB's default of a day.
+pub const LOCK_WAIT_SECONDS: u32 = 60;
+
+fn lock_wait() -> String {
+    format!("SET SESSION lock_wait_timeout = {LOCK_WAIT_SECONDS}")
+}
+
 /// The broadcast table of the scenarios (one copy per data source).
 pub const DICT_DDL: &str = "CREATE TABLE sys_dictionaries (dict_type VARCHAR(64) NOT NULL, \
      dict_key VARCHAR(64) NOT NULL, label VARCHAR(255) CHARACTER SET utf8mb4, sort_order INT NOT NULL, \
@@ -128,6 +137,7 @@ pub async fn reset_reference(cfg: &Config) -> Result<(), String> {
         .connect()
         .await
         .map_err(|e| format!("connect to ds0: {e}"))?;
+    run(&mut admin, &lock_wait()).await?;
     run(
         &mut admin,
         &format!("DROP DATABASE IF EXISTS {APPS_REF_DB}"),
@@ -249,10 +259,13 @@ async fn connection<'a>(
 ) -> Result<&'a mut MySqlConnection, String> {
     if !conns.contains_key(ds) {
         let ep = data_source_endpoint(cfg, ds).ok_or_else(|| format!("no data source {ds}"))?;
-        let conn = ep
+        let mut conn = ep
             .connect()
             .await
             .map_err(|e| format!("connect to {ds}: {e}"))?;
+        run(&mut conn, &lock_wait())
+            .await
+            .map_err(|e| format!("{ds}: {e}"))?;
         conns.insert(ds.to_string(), conn);
     }
     Ok(conns.get_mut(ds).expect("connected"))

@@ -40,6 +40,9 @@ use std::time::{Duration, Instant};
 
 const DONE: &str = "{\"step\":\"done\"}";
 
+/// How long the in-process sqlx scenario may take.
+const SQLX_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// One scenario at a time: they share the reference database and `apps_audit`.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -68,7 +71,10 @@ impl Runner {
                 all.extend_from_slice(env);
                 driver.run_file_env(file, ep, &all).await
             }
-            Runner::Sqlx => sqlx_app::run(ep).await,
+            // (the external programs are bounded by the library's driver timeout)
+            Runner::Sqlx => tokio::time::timeout(SQLX_TIMEOUT, sqlx_app::run(ep))
+                .await
+                .unwrap_or_else(|_| Err(format!("the sqlx app timed out after {SQLX_TIMEOUT:?}"))),
         }
     }
 }
