@@ -8,6 +8,7 @@
 //! source's primary directly (`ds0`, database `ds0`) and through ShardGate
 //! (database `wework`) — and asserts that the two transcripts are identical.
 
+pub mod apps;
 pub mod conformance;
 pub mod fixtures;
 pub mod http;
