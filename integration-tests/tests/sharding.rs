@@ -335,6 +335,12 @@ async fn distinct_and_count_distinct() {
         "SELECT DISTINCT tenant_id, status FROM users ORDER BY tenant_id, status LIMIT 10",
         "SELECT status, COUNT(DISTINCT tenant_id) FROM users GROUP BY status ORDER BY status",
         "SELECT DISTINCT name FROM users ORDER BY name LIMIT 30",
+        // With other aggregates (an ORM's aggregate() over several fields).
+        "SELECT COUNT(*), COUNT(DISTINCT tenant_id), SUM(status), MIN(name), MAX(balance), AVG(balance), COUNT(balance) FROM users",
+        "SELECT status, COUNT(*), COUNT(DISTINCT tenant_id), SUM(balance) FROM users GROUP BY status ORDER BY status",
+        "SELECT tenant_id, COUNT(*), COUNT(DISTINCT sender), MIN(created_at) FROM message_records GROUP BY tenant_id ORDER BY tenant_id",
+        "SELECT COUNT(*), COUNT(DISTINCT tenant_id) FROM users WHERE user_id < 0",
+        "SELECT COUNT(`users`.`user_id`), COUNT(DISTINCT `users`.`tenant_id`) FROM `users` WHERE `users`.`status` < 9",
     );
     c.same_prep(
         "SELECT COUNT(DISTINCT tenant_id) FROM users WHERE status <> ?",
@@ -1049,6 +1055,19 @@ async fn update_of_sharding_key_moves_row_or_is_refused() {
     } else {
         "2024-05-15 12:00:00"
     };
+    // An ORM saving every column assigns the sharding columns their own
+    // values: that runs, as on one server.
+    c.same(&format!(
+        "UPDATE message_records SET tenant_id = {}, body = 'saved' WHERE id = {} AND created_at = '{}'",
+        lit(&m.tenant_id),
+        m.id,
+        m.created_at
+    ))
+    .await;
+    c.same(&format!(
+        "UPDATE users SET user_id = user_id, name = 'same' WHERE user_id BETWEEN {lo} AND {hi}"
+    ))
+    .await;
     for sql in [
         format!("UPDATE users SET user_id = {y} WHERE user_id = {x}"),
         format!("UPDATE users SET user_id = {z}, name = 'moved' WHERE user_id = {}", rows[1].user_id),

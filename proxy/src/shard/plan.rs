@@ -15,7 +15,7 @@ use super::having::Cond as HavingCond;
 use super::not_supported;
 use super::params::ParamValue;
 use super::rewrite::{bind_params, insert_rows, splice_tables};
-use super::scatter::{derived_columns, node_tail, LimitVal, ScatterSelect};
+use super::scatter::{derived_columns, node_tail, node_text, LimitVal, ScatterSelect};
 use crate::sql::lex::{Lexer, Token};
 use crate::wire::ok_err::ErrInfo;
 
@@ -602,13 +602,14 @@ fn plan_merge(
         } else {
             tail.as_str()
         };
-        if let Some((at, text)) = &sc.group_append {
-            let at = if *at == usize::MAX {
+        if let Some(g) = &sc.group_append {
+            let at = if g.at == usize::MAX {
                 sc.having.as_ref().map_or(sc.tail.0, |(_, r)| r.0)
             } else {
-                *at
+                g.at
             };
-            edits.push((at, at, text.clone()));
+            let text = node_text(sql, g.range, &st.replacements, &physical);
+            edits.push((at, at, format!("{}{text}", g.prefix)));
         }
         edits.push((sc.tail.0, sc.tail.1, tail_text.to_owned()));
         if having_range.0 < having_range.1 {
@@ -1157,7 +1158,18 @@ mod tests {
             "{}",
             targets[0].sql
         );
-        let err = route("SELECT COUNT(DISTINCT tenant_id), COUNT(*) FROM users", &[]).unwrap_err();
+        // With other aggregates: they come in parts per tenant_id, folded.
+        let Route::Merge { scatter, .. } =
+            route("SELECT COUNT(DISTINCT tenant_id), COUNT(*) FROM users", &[]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(scatter.aggregates.len(), 2);
+        let err = route(
+            "SELECT COUNT(DISTINCT tenant_id), COUNT(DISTINCT name) FROM users",
+            &[],
+        )
+        .unwrap_err();
         assert_eq!(err.code, 1235);
         assert!(
             err.message.contains("DISTINCT") && err.message.contains("users"),
@@ -1303,13 +1315,19 @@ mod tests {
     }
 
     #[test]
-    fn sharding_column_change_and_cross_joins_refused() {
-        assert_eq!(
-            route("UPDATE users SET user_id = 9 WHERE user_id = 5", &[])
-                .unwrap_err()
-                .code,
-            1235
-        );
+    fn sharding_column_changes_are_guarded_and_cross_joins_refused() {
+        let Route::Fanout {
+            targets,
+            transactional,
+            guarded_columns,
+            ..
+        } = route("UPDATE users SET user_id = 9 WHERE user_id = 5", &[]).unwrap()
+        else {
+            panic!()
+        };
+        assert!(transactional);
+        assert_eq!(guarded_columns, ["user_id"]);
+        assert_eq!(targets.len(), 1);
         assert_eq!(
             route(
                 "SELECT * FROM users u JOIN message_records m ON m.sender = u.user_id",

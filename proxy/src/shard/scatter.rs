@@ -97,15 +97,24 @@ pub struct ScatterSelect {
     /// HAVING, evaluated on merged groups, and the clause's text, which
     /// nodes do not run.
     pub having: Option<(HavingCond, (usize, usize))>,
-    /// Text appended to (or making) the nodes' GROUP BY, and where: for
-    /// COUNT(DISTINCT x) nodes group by x as well. `usize::MAX`: before the
-    /// HAVING / ORDER BY / LIMIT tail.
-    pub group_append: Option<(usize, String)>,
+    /// What is appended to (or makes) the nodes' GROUP BY, and where: for
+    /// COUNT(DISTINCT x) nodes group by x as well (its text, tables renamed
+    /// per node, after `prefix`). `usize::MAX`: before the HAVING / ORDER
+    /// BY / LIMIT tail.
+    pub group_append: Option<GroupAppend>,
     /// A column nodes sort by after the group keys (COUNT(DISTINCT)'s value).
     pub node_order_extra: Option<Ix>,
     /// Whether a node's statement may run once more with no effect beyond
     /// its result (see `repeatable`).
     pub repeatable: bool,
+}
+
+/// See [`ScatterSelect::group_append`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupAppend {
+    pub at: usize,
+    pub prefix: &'static str,
+    pub range: (usize, usize),
 }
 
 struct Item {
@@ -294,13 +303,10 @@ pub fn scatter_select(
         .iter()
         .filter(|i| i.aggregate.as_ref().is_some_and(|(_, d)| *d))
         .count();
-    let plain_aggregates = b
-        .items
-        .iter()
-        .filter(|i| i.aggregate.as_ref().is_some_and(|(_, d)| !*d))
-        .count();
-    if distinct_aggregates > 0 && (distinct_aggregates > 1 || plain_aggregates > 0) {
-        return Err("COUNT(DISTINCT ...) together with other aggregates across data nodes".into());
+    // Nodes group by COUNT(DISTINCT x)'s x as well: the other aggregates
+    // then come in parts per x, which the merge folds as it folds nodes'.
+    if distinct_aggregates > 1 {
+        return Err("several COUNT(DISTINCT ...) across data nodes".into());
     }
     let group_exprs: Vec<&Expr> = match &s.group_by {
         GroupByExpr::Expressions(e, modifiers) if modifiers.is_empty() => e.iter().collect(),
@@ -365,10 +371,18 @@ pub fn scatter_select(
                     AggSpec::CountDistinct { value },
                 ));
                 // Nodes group by the value too, and sort by it after the keys.
-                let text = &sql[value_range(&b, value.value).0..value_range(&b, value.value).1];
+                let range = value_range(&b, value.value);
                 out.group_append = Some(match group_exprs.last() {
-                    Some(last) => (b.range(last)?.1, format!(", {text}")),
-                    None => (usize::MAX, format!(" GROUP BY {text}")),
+                    Some(last) => GroupAppend {
+                        at: b.range(last)?.1,
+                        prefix: ", ",
+                        range,
+                    },
+                    None => GroupAppend {
+                        at: usize::MAX,
+                        prefix: " GROUP BY ",
+                        range,
+                    },
                 });
                 out.node_order_extra = Some(value.value);
                 continue;
@@ -874,19 +888,29 @@ pub fn derived_columns(
 ) -> String {
     let mut out = String::new();
     for (k, d) in sc.derived.iter().enumerate() {
-        let inner: Vec<Replacement> = replacements
-            .iter()
-            .filter(|r| r.start >= d.range.0 && r.end <= d.range.1)
-            .map(|r| Replacement {
-                start: r.start - d.range.0,
-                end: r.end - d.range.0,
-                table: r.table.clone(),
-            })
-            .collect();
-        let text = super::rewrite::splice_tables(&sql[d.range.0..d.range.1], &inner, physical);
+        let text = node_text(sql, d.range, replacements, physical);
         out.push_str(&format!(", {}{}{} AS `__sg_{k}`", d.prefix, text, d.suffix));
     }
     out
+}
+
+/// The text of `range` of `sql` as a node runs it: tables renamed.
+pub fn node_text(
+    sql: &str,
+    range: (usize, usize),
+    replacements: &[Replacement],
+    physical: &dyn Fn(&str) -> String,
+) -> String {
+    let inner: Vec<Replacement> = replacements
+        .iter()
+        .filter(|r| r.start >= range.0 && r.end <= range.1)
+        .map(|r| Replacement {
+            start: r.start - range.0,
+            end: r.end - range.0,
+            table: r.table.clone(),
+        })
+        .collect();
+    super::rewrite::splice_tables(&sql[range.0..range.1], &inner, physical)
 }
 
 /// Whether a column holds text compared by collation.
