@@ -340,7 +340,7 @@ async fn distinct_and_count_distinct() {
         "SELECT status, COUNT(*), COUNT(DISTINCT tenant_id), SUM(balance) FROM users GROUP BY status ORDER BY status",
         "SELECT tenant_id, COUNT(*), COUNT(DISTINCT sender), MIN(created_at) FROM message_records GROUP BY tenant_id ORDER BY tenant_id",
         "SELECT COUNT(*), COUNT(DISTINCT tenant_id) FROM users WHERE user_id < 0",
-        "SELECT COUNT(`users`.`user_id`), COUNT(DISTINCT `users`.`tenant_id`) FROM `users` WHERE `users`.`status` < 9",
+        "SELECT COUNT(`users`.`user_id`) AS n, COUNT(DISTINCT `users`.`tenant_id`) AS t FROM `users` WHERE `users`.`status` < 9",
     );
     c.same_prep(
         "SELECT COUNT(DISTINCT tenant_id) FROM users WHERE status <> ?",
