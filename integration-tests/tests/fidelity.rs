@@ -677,3 +677,73 @@ async fn a_deadlock_rolls_back_the_whole_transaction() {
     );
     clean_users(&c, lo, hi).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_reads_its_writes_on_any_of_its_connections() {
+    let Some((c, _g)) = writer("a_pool_reads_its_writes_on_any_of_its_connections").await else {
+        return;
+    };
+    let (lo, hi) = range(7);
+    clean_users(&c, lo, hi).await;
+    let ids: Vec<i64> = (lo..lo + 8).collect();
+    let mut writer_conn = c.shared.proxy().connect().await.unwrap();
+    let mut reader_conn = c.shared.proxy().connect().await.unwrap();
+    writer_conn
+        .execute(
+            format!(
+                "INSERT INTO users (user_id, name, status) VALUES {}",
+                ids.iter()
+                    .map(|id| format!("({id}, 'p', 0)"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+            .as_str(),
+        )
+        .await
+        .unwrap();
+    // A write on one connection, then a read on another (a pool hands the
+    // application whichever is free): the read must see the write, as it
+    // would on one server.
+    let mut stale = Vec::new();
+    for round in 1..=120i64 {
+        let id = ids[(round as usize) % ids.len()];
+        writer_conn
+            .execute(
+                format!(
+                    "UPDATE users SET status = {} WHERE user_id = {id}",
+                    round % 100
+                )
+                .as_str(),
+            )
+            .await
+            .unwrap();
+        let seen: (i8,) = sqlx::query_as(&format!("SELECT status FROM users WHERE user_id = {id}"))
+            .fetch_one(&mut reader_conn)
+            .await
+            .unwrap();
+        if i64::from(seen.0) != round % 100 {
+            stale.push(round);
+        }
+        // A multi-node read after a write on one node.
+        let total: (rust_decimal::Decimal,) = sqlx::query_as(&format!(
+            "SELECT SUM(status) FROM users WHERE user_id BETWEEN {lo} AND {hi}"
+        ))
+        .fetch_one(&mut reader_conn)
+        .await
+        .unwrap();
+        let direct: (rust_decimal::Decimal,) = sqlx::query_as(&format!(
+            "SELECT /* shardgate:primary */ SUM(status) FROM users WHERE user_id BETWEEN {lo} AND {hi}"
+        ))
+        .fetch_one(&mut writer_conn)
+        .await
+        .unwrap();
+        if total.0 != direct.0 {
+            stale.push(-round);
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "stale reads on another connection in rounds {stale:?}"
+    );
+    clean_users(&c, lo, hi).await;
+}

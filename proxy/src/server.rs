@@ -24,6 +24,7 @@ use crate::backend::{Pool, PoolContext, Role};
 use crate::databases::LogicalDatabase;
 use crate::metrics::Metrics;
 use crate::pause::Pauses;
+use crate::replica::watermark::Watermarks;
 use crate::replica::ReadRouter;
 use crate::sessions::Sessions;
 use crate::staging::Staged;
@@ -97,6 +98,8 @@ pub struct Proxy {
     sessions: Arc<Sessions>,
     /// The configuration staged to become the next version.
     staged: Mutex<Option<Staged>>,
+    /// What reads must see of the writes this proxy acknowledged.
+    watermarks: Arc<Watermarks>,
 }
 
 impl Proxy {
@@ -129,6 +132,11 @@ impl Proxy {
     /// The logged-in client sessions.
     pub fn sessions(&self) -> &Arc<Sessions> {
         &self.sessions
+    }
+
+    /// The write watermarks of the data sources (`read_consistency = "proxy"`).
+    pub fn watermarks(&self) -> &Arc<Watermarks> {
+        &self.watermarks
     }
 
     pub(crate) fn staged_slot(&self) -> std::sync::MutexGuard<'_, Option<Staged>> {
@@ -399,6 +407,7 @@ async fn start_with(
         pauses,
         sessions: Arc::default(),
         staged: Mutex::new(None),
+        watermarks: Arc::default(),
     });
     proxy.install(shared);
     info!(%mysql_addr, %admin_addr, "ShardGate listening (MySQL protocol, admin HTTP)");

@@ -248,6 +248,7 @@ pub fn rules_json(config: &Config, version: u64) -> Value {
             "read_consistency": match server.read_consistency {
                 ReadConsistency::Session => "session",
                 ReadConsistency::Eventual => "eventual",
+                ReadConsistency::Proxy => "proxy",
             },
             "transaction_reads": match server.transaction_reads {
                 TransactionReads::Primary => "primary",

@@ -4,6 +4,7 @@
 pub mod balance;
 pub mod gtid;
 pub mod monitor;
+pub mod watermark;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

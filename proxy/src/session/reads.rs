@@ -112,11 +112,14 @@ impl Session {
         else {
             return Ok(primary);
         };
-        let written = match self.written.get(ds) {
-            Some(Written::Unknown | Written::Pending) if self.consistency_is_session() => {
+        let written: Option<Arc<Position>> = match (self.consistency(), self.written.get(ds)) {
+            (ReadConsistency::Session, Some(Written::Unknown | Written::Pending)) => {
                 return Ok(primary)
             }
-            _ => self.read_your_writes(ds),
+            // Known for the current writes: a replica that has it needs no
+            // wait; else the chosen one is checked (`replica_caught_up`).
+            (ReadConsistency::Proxy, _) => self.proxy.watermarks().of(ds).current(),
+            _ => self.read_your_writes(ds).map(Arc::new),
         };
         match shared
             .reads
@@ -126,7 +129,7 @@ impl Session {
                 &self.avoid_replicas,
                 &config.read,
                 &primary,
-                written.as_ref(),
+                written.as_deref(),
             )
             .map_err(Failure::Reply)?
         {
@@ -135,8 +138,12 @@ impl Session {
         }
     }
 
+    fn consistency(&self) -> ReadConsistency {
+        self.shared.config.server.read_consistency
+    }
+
     fn consistency_is_session(&self) -> bool {
-        self.shared.config.server.read_consistency == ReadConsistency::Session
+        self.consistency() == ReadConsistency::Session
     }
 
     /// The position of the session's last write on `ds`, when reads must
@@ -149,7 +156,8 @@ impl Session {
     }
 
     /// After a replica connection was taken for a read: makes sure it has
-    /// applied the session's last write on its data source (a short
+    /// applied what the read must see on its data source — the session's
+    /// last write there, or every write the proxy acknowledged (a short
     /// `MASTER_GTID_WAIT`). False when it has not: the read goes to the
     /// primary.
     pub(super) async fn replica_caught_up(&mut self, conn: &mut PooledConn) -> bool {
@@ -158,7 +166,26 @@ impl Session {
             return true;
         }
         self.used_replicas.push(pool.clone());
-        let Some(pos) = self.read_your_writes(pool.data_source()) else {
+        let required = match self.consistency() {
+            ReadConsistency::Proxy => {
+                let Some(primary) = self.shared.pool(pool.data_source()).cloned() else {
+                    return false;
+                };
+                let watermark = self.proxy.watermarks().of(pool.data_source());
+                match watermark
+                    .position(|| primary_position(self, &primary))
+                    .await
+                {
+                    Ok(pos) => Some(pos.as_ref().clone()),
+                    Err(e) => {
+                        debug!(ds = %pool.data_source(), "cannot read the primary's position: {e}");
+                        return false;
+                    }
+                }
+            }
+            _ => self.read_your_writes(pool.data_source()),
+        };
+        let Some(pos) = required.filter(|p| !p.is_empty()) else {
             return true;
         };
         if pool
@@ -214,19 +241,26 @@ impl Session {
     }
 
     /// Marks the data source of a connection coming back after a
-    /// statement that may have written there (a primary, outside a
-    /// transaction, with session consistency).
+    /// statement that may have written there and committed (a primary,
+    /// outside a transaction): for the session, or for every session of the
+    /// proxy, as `read_consistency` says. Before the client hears of it.
     pub(super) fn note_possible_write(&mut self, conn: &PooledConn) {
-        if self.consistency_is_session()
-            && conn.pool().role() == Role::Primary
+        let wrote = conn.pool().role() == Role::Primary
             && !conn.in_transaction()
             && !self
                 .statement_label
                 .is_some_and(|l| NON_WRITING.contains(&l))
-            && self.shared.replicas.values().any(|r| !r.is_empty())
-        {
-            self.written
-                .insert(conn.pool().data_source().to_owned(), Written::Pending);
+            && self.shared.replicas.values().any(|r| !r.is_empty());
+        if !wrote {
+            return;
+        }
+        let ds = conn.pool().data_source();
+        match self.consistency() {
+            ReadConsistency::Session => {
+                self.written.insert(ds.to_owned(), Written::Pending);
+            }
+            ReadConsistency::Proxy => self.proxy.watermarks().of(ds).wrote(),
+            ReadConsistency::Eventual => {}
         }
     }
 

@@ -218,15 +218,19 @@ impl ReadConfig {
     }
 }
 
-/// What a session reads after it wrote (`server.read_consistency`).
+/// How fresh a read from a replica must be (`server.read_consistency`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReadConsistency {
     /// Any replica in the rotation.
     Eventual,
     /// Never older than the session's own last write on that node.
-    #[default]
     Session,
+    /// Never older than any write this proxy acknowledged before the read
+    /// began, from any session: an application's pool of connections reads
+    /// what it wrote on any of them, as from one server.
+    #[default]
+    Proxy,
 }
 
 /// Where reads inside an explicit transaction go
