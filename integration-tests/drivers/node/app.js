@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // ShardGate application scenario: a small wallet service on a mysql2 pool
-// with mysql2's defaults (createPool with connection settings only:
-// connectionLimit 10, BIGINT as JS numbers, DECIMAL as strings, DATETIME as
+// with mysql2's defaults but for BIGINTs read as strings (ShardGate's
+// snowflake keys are past 2^53; see main): connectionLimit 10, DECIMAL as strings, DATETIME as
 // Date in the process's zone, which is UTC here). pool.getConnection(),
 // beginTransaction(), query() (text protocol, parameters spliced in by
 // mysql2) and execute() (prepared statements), commit() / rollback(),
@@ -189,7 +189,11 @@ async function main() {
     password: a.length > 3 ? a[3] : '',
     database: a[4] || 'apps_ref',
   };
-  const pool = mysql.createPool(settings);
+  // ShardGate's generated keys are snowflake ids (~3.9e17), past 2^53: a
+  // JavaScript application reads BIGINTs as strings (as with any such key),
+  // else mysql2 rounds them and the app updates rows that do not exist.
+  // Everything else stays mysql2's default.
+  const pool = mysql.createPool({ ...settings, supportBigNumbers: true, bigNumberStrings: true });
 
   // ------------------------------------------------ sign-ups (generated keys)
   const generated = [];
@@ -203,8 +207,6 @@ async function main() {
       generated.push(res.insertId);
       rec.affected = res.affectedRows;
       rec.insert_id = key(res.insertId);
-      // mysql2 gives an insert id beyond 2^53 as a (exact) string
-      rec.insert_id_type = typeof res.insertId;
     });
   }
   // the profile page: the user by the key the driver reported
