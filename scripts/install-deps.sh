@@ -128,13 +128,15 @@ fi
 # sqlalchemy/ is written for this SQLAlchemy; this pytest is one that both
 # SQLAlchemy 2.0 and schemathesis 4.x take.
 SQLA_PINS=(SQLAlchemy==2.0.58 pytest==9.2.0 PyMySQL==1.2.4)
-sqla_pinned() {
-  "$VENV/bin/python" -c '
+# Whether the venv holds exactly these pinned packages (name==version ...).
+venv_has() {
+  [[ -x $VENV/bin/python ]] && "$VENV/bin/python" -c '
 import sys
 from importlib.metadata import version
 sys.exit(any(version(n) != v for n, v in (p.split("==") for p in sys.argv[1:])))
-' "${SQLA_PINS[@]}" 2>/dev/null
+' "$@" 2>/dev/null
 }
+sqla_pinned() { venv_has "${SQLA_PINS[@]}"; }
 if ! sqla_pinned; then
   ensure_venv
   say "pip install ${SQLA_PINS[*]} (in $VENV)"
@@ -151,13 +153,7 @@ fi
 # (libmariadb-dev, found through pkg-config) and Python's headers. Pinned, so
 # that both runs of the test and every machine send the same SQL.
 DJANGO_PINS=(Django==5.2.19 mysqlclient==2.3.2)
-django_pinned() {
-  "$VENV/bin/python" -c '
-import sys
-from importlib.metadata import version
-sys.exit(any(version(n) != v for n, v in (p.split("==") for p in sys.argv[1:])))
-' "${DJANGO_PINS[@]}" 2>/dev/null
-}
+django_pinned() { venv_has "${DJANGO_PINS[@]}"; }
 if ! django_pinned; then
   ensure_venv
   build=()

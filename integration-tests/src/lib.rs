@@ -567,7 +567,8 @@ pub fn transcript_diff(direct: &str, proxied: &str) -> String {
     out
 }
 
-fn first_difference(a: &str, b: &str) -> usize {
+/// The byte offset where two texts first differ.
+pub fn first_difference(a: &str, b: &str) -> usize {
     a.char_indices()
         .zip(b.chars())
         .find(|((_, x), y)| x != y)
@@ -576,7 +577,7 @@ fn first_difference(a: &str, b: &str) -> usize {
 }
 
 /// At most `width` characters of `line`, starting a little before byte `at`.
-fn clip(line: &str, at: usize, width: usize) -> String {
+pub fn clip(line: &str, at: usize, width: usize) -> String {
     if line.chars().count() <= width {
         return line.to_string();
     }

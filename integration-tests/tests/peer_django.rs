@@ -43,8 +43,8 @@
 use serde_json::Value;
 use shardgate_integration_tests::sharding::{misplaced_rows, read_physical_tables};
 use shardgate_integration_tests::{
-    crate_dir, data_source_endpoint, direct_endpoint, run_command, sandbox_ready, say, start_proxy,
-    Config, Endpoint, SEED_CONFIG,
+    crate_dir, data_source_endpoint, direct_endpoint, first_difference, run_command, sandbox_ready,
+    say, start_proxy, Config, Endpoint, SEED_CONFIG,
 };
 use shardgate_rules::ShardingRules;
 use sqlx::Row;
@@ -215,27 +215,6 @@ fn clip(s: &str, width: usize) -> String {
     }
 }
 
-/// `s` from a little before byte `at`, at most `width` characters.
-fn window(s: &str, at: usize, width: usize) -> String {
-    let start = s[..at.min(s.len())].chars().count().saturating_sub(40);
-    let piece: String = s.chars().skip(start).take(width).collect();
-    let head = if start > 0 { "…" } else { "" };
-    let tail = if start + width < s.chars().count() {
-        "…"
-    } else {
-        ""
-    };
-    format!("{head}{piece}{tail}")
-}
-
-fn first_difference(a: &str, b: &str) -> usize {
-    a.char_indices()
-        .zip(b.chars())
-        .find(|((_, x), y)| x != y)
-        .map(|((i, _), _)| i)
-        .unwrap_or(a.len().min(b.len()))
-}
-
 /// Step by step (the program prints one line a step, in a fixed order):
 /// both lines from their first difference, and ShardGate's error message
 /// and the statement it failed on.
@@ -261,8 +240,16 @@ fn step_diff(reference: &str, proxied: &str) -> String {
             .unwrap_or_else(|| format!("line {}", i + 1));
         let at = first_difference(x, y);
         let _ = writeln!(out, "- {step}");
-        let _ = writeln!(out, "    mariadb:   {}", window(x, at, 220));
-        let _ = writeln!(out, "    shardgate: {}", window(y, at, 220));
+        let _ = writeln!(
+            out,
+            "    mariadb:   {}",
+            shardgate_integration_tests::clip(x, at, 220)
+        );
+        let _ = writeln!(
+            out,
+            "    shardgate: {}",
+            shardgate_integration_tests::clip(y, at, 220)
+        );
         if let Some(detail) = proxy_details.get(&step) {
             let error = detail.get("error").and_then(Value::as_str);
             if let Some(err) = error {

@@ -365,9 +365,17 @@ async fn a_lagging_replica_leaves_the_rotation_and_a_session_reads_its_writes() 
         ),
     );
     let strict = start_proxy(Config::from_toml_str(&strict).expect("config")).await;
+    // A third: read-your-writes for each session only.
+    let per_session = config_text(
+        TABLE,
+        "read_consistency = \"session\"\n",
+        &read_section("ds1", &reads),
+    );
+    let per_session = start_proxy(Config::from_toml_str(&per_session).expect("config")).await;
     caught_up(&cfg, &["ds1"]).await;
     in_rotation(&proxy, &["ds1"]).await;
     in_rotation(&strict, &["ds1"]).await;
+    in_rotation(&per_session, &["ds1"]).await;
     let read1 = format!("SELECT @@port, v FROM {TABLE} WHERE id = 1");
     let mut a = connect(&proxy).await;
     let mut b = connect(&proxy).await;
@@ -460,10 +468,11 @@ async fn a_lagging_replica_leaves_the_rotation_and_a_session_reads_its_writes() 
     caught_up(&cfg, &["ds1"]).await;
 
     // 3. ds1.replica1 applies events 4 s late (MASTER_DELAY): it stays in
-    //    the rotation of `proxy` (lag <= 5 s), so another session may read
-    //    old data there, while the writing session never does. `strict`
-    //    takes it out once it lags more than 1 s, and back when it has
-    //    caught up.
+    //    the rotation of `proxy` (lag <= 5 s), yet no session of it reads
+    //    old data there (read_consistency = "proxy", the default); with
+    //    "session", another session may, while the writing session never
+    //    does. `strict` takes it out once it lags more than 1 s, and back
+    //    when it has caught up.
     let delayed = Undo::run(
         lagging,
         "STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 4; START SLAVE",
@@ -477,18 +486,41 @@ async fn a_lagging_replica_leaves_the_rotation_and_a_session_reads_its_writes() 
         },
     )
     .await;
+    wait_for(
+        "the delayed replica is in the per-session rotation",
+        10,
+        || async { usable_is(&per_session, "ds1.replica1", true).await },
+    )
+    .await;
     let written_at = Instant::now();
     a.execute(format!("UPDATE {TABLE} SET v = 5000 WHERE id = 1").as_str())
         .await
         .expect("write");
-    let mut stale = 0;
     for _ in 0..10 {
         let row = b.fetch_one(read1.as_str()).await.expect("read");
-        if int(&row, 0) as u16 == lagging && int(&row, 1) != 5000 {
+        assert_eq!(
+            int(&row, 1),
+            5000,
+            "another session of the proxy reads the write"
+        );
+    }
+    let mut sa = connect(&per_session).await;
+    let mut sb = connect(&per_session).await;
+    sa.execute(format!("UPDATE {TABLE} SET v = 4999 WHERE id = 1").as_str())
+        .await
+        .expect("write");
+    let mut stale = 0;
+    for _ in 0..10 {
+        let row = sb.fetch_one(read1.as_str()).await.expect("read");
+        if int(&row, 0) as u16 == lagging && int(&row, 1) != 4999 {
             stale += 1;
         }
     }
-    assert!(stale > 0, "the other session read the delayed replica");
+    assert!(
+        stale > 0,
+        "with \"session\", the other session read the delayed replica"
+    );
+    drop((sa, sb));
     for k in 5001..5011 {
         a.execute(format!("UPDATE {TABLE} SET v = {k} WHERE id = 1").as_str())
             .await

@@ -698,13 +698,26 @@ impl Session {
                 read_only: deferrable_begin(begin) == Some(true),
             });
         }
+        self.keep_session_changes(conn, &classified, succeeded)
+            .await
+    }
+
+    /// After a statement ran on `conn`: what it changed of the session
+    /// (SET, user variables) is kept and brought to the held connections,
+    /// and the connection is released.
+    async fn keep_session_changes(
+        &mut self,
+        mut conn: PooledConn,
+        classified: &Classified,
+        succeeded: bool,
+    ) -> Result<(), Failure> {
         if let (Kind::Set(assignments), true) = (&classified.kind, succeeded) {
             self.record_assignments(&mut conn, assignments).await?;
         }
         if succeeded {
             self.remember_user_vars(&mut conn).await?;
         }
-        self.release(conn, &classified);
+        self.release(conn, classified);
         if let (Kind::Set(_), true) = (&classified.kind, succeeded) {
             self.sync_held_state().await?;
         }
@@ -1092,16 +1105,8 @@ impl Session {
             )
             .await?;
         let succeeded = matches!(outcome, Outcome::Ok(_));
-        if let (Kind::Set(assignments), true) = (&classified.kind, succeeded) {
-            self.record_assignments(&mut conn, assignments).await?;
-        }
-        if succeeded {
-            self.remember_user_vars(&mut conn).await?;
-        }
-        self.release(conn, &classified);
-        if let (Kind::Set(_), true) = (&classified.kind, succeeded) {
-            self.sync_held_state().await?;
-        }
+        self.keep_session_changes(conn, &classified, succeeded)
+            .await?;
         Ok(Flow::Continue)
     }
 

@@ -45,10 +45,11 @@ impl ParamValue {
         }
     }
 
-    /// The value as an SQL literal. Strings become hex literals with their
-    /// character set (`_latin1 X'E9'`: as the parameter, a string of the
-    /// client's character set, no conversion), so no escaping rule of any
-    /// sql_mode applies; blobs plain hex literals (binary strings).
+    /// The value as an SQL literal. Strings become hex literals read in
+    /// their character set (`CONVERT(X'E9' USING latin1)`: as the
+    /// parameter, a string of the client's character set that compares by
+    /// its collation), so no escaping rule of any sql_mode applies; blobs
+    /// plain hex literals (binary strings).
     pub fn sql_literal(&self) -> String {
         match self {
             ParamValue::Null => "NULL".into(),
@@ -57,19 +58,22 @@ impl ParamValue {
             ParamValue::Double(d) => format!("{d:e}"),
             ParamValue::Decimal(s) => s.clone(),
             ParamValue::Temporal(s) => format!("'{s}'"),
+            ParamValue::Text { bytes, charset }
+                if charset.name() != "binary" && bytes.is_empty() =>
+            {
+                "''".into()
+            }
             ParamValue::Text { bytes, charset } => {
-                let mut out = String::with_capacity(bytes.len() * 2 + 16);
-                if charset.name() != "binary" {
-                    out.push('_');
-                    out.push_str(charset.name());
-                    out.push(' ');
-                }
-                out.push_str("X'");
+                let mut hex = String::with_capacity(bytes.len() * 2 + 3);
+                hex.push_str("X'");
                 for byte in bytes {
-                    out.push_str(&format!("{byte:02X}"));
+                    hex.push_str(&format!("{byte:02X}"));
                 }
-                out.push('\'');
-                out
+                hex.push('\'');
+                match charset.name() {
+                    "binary" => hex,
+                    name => format!("CONVERT({hex} USING {name})"),
+                }
             }
         }
     }
@@ -304,7 +308,7 @@ mod tests {
             ]
         );
         assert_eq!(got[0].shard_value(), ShardValue::Int(-5));
-        assert_eq!(got[2].sql_literal(), "_latin1 X'612762'");
+        assert_eq!(got[2].sql_literal(), "CONVERT(X'612762' USING latin1)");
         assert_eq!(got[3].sql_literal(), "'2024-02-29 23:59:58'");
     }
 

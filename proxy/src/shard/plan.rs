@@ -1226,7 +1226,7 @@ mod tests {
                 ),
                 (
                     "ds2",
-                    "INSERT INTO `users_0` (user_id, name) VALUES (2, _utf8mb4 X'63')"
+                    "INSERT INTO `users_0` (user_id, name) VALUES (2, CONVERT(X'63' USING utf8mb4))"
                 ),
             ]
         );

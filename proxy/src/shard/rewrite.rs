@@ -314,7 +314,7 @@ mod tests {
                     }
                 ]
             ),
-            "SELECT * FROM users WHERE user_id = 7 AND name = _latin1 X'78'"
+            "SELECT * FROM users WHERE user_id = 7 AND name = CONVERT(X'78' USING latin1)"
         );
     }
 }

@@ -71,7 +71,7 @@ impl DatabaseRules<'_> {
     }
 
     /// The file's key of its default data source.
-    fn default_data_source_key(&self) -> String {
+    pub fn default_data_source_key(&self) -> String {
         if self.is_first() {
             "server.default_data_source".to_owned()
         } else {

@@ -96,12 +96,7 @@ impl ShardingRules {
                 name: default_data_source.to_owned(),
                 declared: declared_list(config.data_sources.keys()),
             };
-            let key = if db.is_first() {
-                "server.default_data_source".to_owned()
-            } else {
-                format!("{prefix}default_data_source")
-            };
-            return Err(ConfigError::invalid(key, problem));
+            return Err(ConfigError::invalid(db.default_data_source_key(), problem));
         }
         let mut sharded = HashMap::new();
         for (name, table) in db.tables {
