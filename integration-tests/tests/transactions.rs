@@ -364,6 +364,8 @@ enum Tag {
     Snapshot,
     /// The same session, after the end.
     After,
+    /// The session's own write read back, autocommit on.
+    Own,
 }
 
 #[derive(Clone, Debug)]
@@ -1089,6 +1091,36 @@ async fn multi(conn: &mut MySqlConnection, sql: &str) -> Vec<Outcome> {
     }
 }
 
+/// One side's outcomes of a run of the session's chunks, per chunk: each
+/// statement alone (text or prepared), or each chunk as one
+/// multi-statement string (up to and with its first error).
+async fn run_segment(
+    conn: &mut MySqlConnection,
+    chunks: &[Chunk],
+    proto: Proto,
+    grouping: Grouping,
+) -> Vec<Vec<Outcome>> {
+    let mut out = Vec::new();
+    for chunk in chunks {
+        out.push(match chunk {
+            Chunk::Connect(step) => vec![timed(conn, &Stmt::text(&step.text())).await],
+            Chunk::Session(steps) if grouping == Grouping::Multi => {
+                let joined: Vec<String> = steps.iter().map(Step::text).collect();
+                multi(conn, &joined.join(";\n")).await
+            }
+            Chunk::Session(steps) => {
+                let mut outcomes = Vec::new();
+                for step in steps {
+                    outcomes.push(timed(conn, &step.stmt(proto)).await);
+                }
+                outcomes
+            }
+            Chunk::Other { .. } | Chunk::Driver(_) => Vec::new(),
+        });
+    }
+    out
+}
+
 /// A data source's primary and replicas (port, connection), connected directly.
 struct Source {
     name: String,
@@ -1325,6 +1357,7 @@ fn what_of(tag: Tag, other: bool) -> &'static str {
         Tag::Ryw => "read-your-writes inside the transaction",
         Tag::Snapshot => "repeatable read inside the transaction",
         Tag::After => "the same session right after the end",
+        Tag::Own => "STALE READ: the session's own write read back (autocommit on)",
     }
 }
 
@@ -1495,45 +1528,9 @@ impl Runner {
             }
         };
         let mut statements = 0;
-        for chunk in &cell.chunks {
-            match chunk {
-                Chunk::Connect(step) => {
-                    let (r, p) = pair.both(&Stmt::text(&step.text())).await;
-                    statements += 1;
-                    check(&mut diffs, step, Proto::Text, false, &r, &p);
-                }
-                Chunk::Session(steps) => match cell.grouping {
-                    Grouping::Single => {
-                        for step in steps {
-                            let (r, p) = pair.both(&step.stmt(cell.proto)).await;
-                            statements += 1;
-                            check(&mut diffs, step, cell.proto, false, &r, &p);
-                        }
-                    }
-                    Grouping::Multi => {
-                        let joined: Vec<String> = steps.iter().map(Step::text).collect();
-                        let sql = joined.join(";\n");
-                        let (r, p) =
-                            tokio::join!(multi(&mut pair.rf, &sql), multi(&mut pair.px, &sql));
-                        statements += steps.len();
-                        for i in 0..r.len().max(p.len()) {
-                            let not_run = Outcome::Failure("(not run: the string ended)".into());
-                            let ri = r.get(i).unwrap_or(&not_run);
-                            let pi = p.get(i).unwrap_or(&not_run);
-                            match steps.get(i) {
-                                Some(step) => check(&mut diffs, step, Proto::Text, false, ri, pi),
-                                None => diffs.push(Diff {
-                                    what: "multi-statement string: more results than statements"
-                                        .into(),
-                                    statement: sql.clone(),
-                                    reference: summary(ri),
-                                    shardgate: summary(pi),
-                                    detail: String::new(),
-                                }),
-                            }
-                        }
-                    }
-                },
+        let mut i = 0;
+        while i < cell.chunks.len() {
+            match &cell.chunks[i] {
                 Chunk::Other { steps, writes } => {
                     for step in steps {
                         let (r, p) = self.other.both(&Stmt::text(&step.text())).await;
@@ -1545,9 +1542,58 @@ impl Runner {
                             harness.push(e);
                         }
                     }
+                    i += 1;
                 }
                 Chunk::Driver(call) => {
                     harness.push(format!("a driver call ({call:?}) in an sqlx cell"));
+                    i += 1;
+                }
+                Chunk::Connect(_) | Chunk::Session(_) => {
+                    // the session's chunks up to the next other-session
+                    // chunk: each side runs them back to back (so that the
+                    // proxy's next statement never waits for the reference,
+                    // which would give replicas time to catch up)
+                    let end = cell.chunks[i..]
+                        .iter()
+                        .position(|c| matches!(c, Chunk::Other { .. } | Chunk::Driver(_)))
+                        .map_or(cell.chunks.len(), |k| i + k);
+                    let segment = &cell.chunks[i..end];
+                    let (r, p) = tokio::join!(
+                        run_segment(&mut pair.rf, segment, cell.proto, cell.grouping),
+                        run_segment(&mut pair.px, segment, cell.proto, cell.grouping)
+                    );
+                    for ((chunk, r), p) in segment.iter().zip(&r).zip(&p) {
+                        let (steps, proto) = match chunk {
+                            Chunk::Connect(step) => (std::slice::from_ref(step), Proto::Text),
+                            Chunk::Session(steps) if cell.grouping == Grouping::Multi => {
+                                (steps.as_slice(), Proto::Text)
+                            }
+                            Chunk::Session(steps) => (steps.as_slice(), cell.proto),
+                            _ => unreachable!("a segment holds the session's chunks"),
+                        };
+                        statements += steps.len();
+                        for k in 0..r.len().max(p.len()) {
+                            let not_run = Outcome::Failure("(not run: the string ended)".into());
+                            let rk = r.get(k).unwrap_or(&not_run);
+                            let pk = p.get(k).unwrap_or(&not_run);
+                            match steps.get(k) {
+                                Some(step) => check(&mut diffs, step, proto, false, rk, pk),
+                                None => diffs.push(Diff {
+                                    what: "multi-statement string: more results than statements"
+                                        .into(),
+                                    statement: steps
+                                        .iter()
+                                        .map(Step::text)
+                                        .collect::<Vec<_>>()
+                                        .join("; "),
+                                    reference: summary(rk),
+                                    shardgate: summary(pk),
+                                    detail: String::new(),
+                                }),
+                            }
+                        }
+                    }
+                    i = end;
                 }
             }
         }
@@ -1970,12 +2016,12 @@ async fn pymysql_autocommit_false() {
         std::env::temp_dir().join(format!("shardgate-txn-cells-{}.json", std::process::id()));
     std::fs::write(&path, spec.to_string()).expect("write the cells");
     let env = [("TXN_CELLS", path.to_str().expect("utf-8 path"))];
-    let proxied = Driver::PyMySql
-        .run_file_env("txn_matrix.py", &shared.proxy(), &env)
-        .await;
-    let reference = Driver::PyMySql
-        .run_file_env("txn_matrix.py", &shared.reference(), &env)
-        .await;
+    // both at once: they touch different databases
+    let (px, rf) = (shared.proxy(), shared.reference());
+    let (proxied, reference) = tokio::join!(
+        Driver::PyMySql.run_file_env("txn_matrix.py", &px, &env),
+        Driver::PyMySql.run_file_env("txn_matrix.py", &rf, &env)
+    );
     let (proxied, reference) = match (proxied, reference) {
         (Ok(p), Ok(r)) => (p, r),
         (p, r) => panic!(
@@ -2271,35 +2317,42 @@ fn edge_cells(d: &CellData) -> Vec<EdgeCell> {
             ],
         ),
     ];
-    // read-your-writes of the same session, 20 times over: a write in a
+    // read-your-writes of the same session, 200 times over: a write in a
     // multi-statement string that begins with a read, then a read alone
+    let status_of = |k: i64| {
+        tagged(
+            Tag::Own,
+            "SELECT user_id, status FROM users WHERE user_id = ?",
+            vec![d.u(k)],
+        )
+    };
     let mut chunks = Vec::new();
-    for i in 0..20 {
+    for i in 0..200 {
         chunks.push(session(vec![
             st("SELECT 1", vec![]),
-            set_status(3, 100 + i),
+            set_status(3, i % 100),
         ]));
         chunks.push(session(vec![status_of(3)]));
     }
     chunks.push(after(d));
     cells.push((
-        "read-your-writes after 'SELECT 1; UPDATE ...' (x20, each read a command of its own)",
+        "read-your-writes after 'SELECT 1; UPDATE ...' (x200, each read a command of its own)",
         Proto::Text,
         Grouping::Multi,
         chunks,
     ));
     let mut chunks = Vec::new();
-    for i in 0..20 {
+    for i in 0..200 {
         chunks.push(session(vec![
             st("SET autocommit=0", vec![]),
-            set_status(2, 200 + i),
+            set_status(2, i % 100),
             st("SET autocommit=1", vec![]),
             status_of(2),
         ]));
     }
     chunks.push(after(d));
     cells.push((
-        "read-your-writes after SET autocommit=0; UPDATE; SET autocommit=1 (x20)",
+        "read-your-writes after SET autocommit=0; UPDATE; SET autocommit=1 (x200)",
         Proto::Text,
         Grouping::Single,
         chunks,

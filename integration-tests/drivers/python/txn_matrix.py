@@ -90,22 +90,29 @@ def run_statements(cell, conn, steps, multi):
         emit(cell, "(multi-statement string ended)", conn, ran=i)
 
 
+_barrier_conns = {}
+
+
+def _direct(port):
+    conn = _barrier_conns.get(port)
+    if conn is None:
+        conn = pymysql.connect(host="127.0.0.1", port=port, user="root", autocommit=True)
+        _barrier_conns[port] = conn
+    return conn
+
+
 def barrier(servers):
     """Every replica has applied what its primary committed so far (another
     session's writes: replicas may lag behind them, by contract)."""
     for primary, replicas in servers:
-        p = pymysql.connect(host="127.0.0.1", port=primary, user="root")
-        with p.cursor() as c:
+        with _direct(primary).cursor() as c:
             c.execute("SELECT @@gtid_binlog_pos")
             pos = c.fetchone()[0]
-        p.close()
         for port in replicas:
-            r = pymysql.connect(host="127.0.0.1", port=port, user="root")
-            with r.cursor() as c:
+            with _direct(port).cursor() as c:
                 c.execute("SELECT MASTER_GTID_WAIT(%s, 30)", (pos,))
                 if c.fetchone()[0] != 0:
                     sys.exit(f"replica {port} did not reach {pos}")
-            r.close()
 
 
 def main():
