@@ -1,7 +1,7 @@
 //! The transaction-shape matrix, differentially: every cell runs through
 //! ShardGate (logical database `wework` on `examples/wework.toml` as
 //! shipped: 4 primaries with 2 replicas each, read/write splitting on,
-//! `read_consistency = "session"`, `transaction_reads = "primary"`) and
+//! `transaction_reads = "primary"`) and
 //! against one plain MariaDB database, and the outcomes must be equal: rows,
 //! column labels and types, affected counts, last insert ids, error numbers.
 //!
@@ -40,12 +40,14 @@
 //!   repeatable read (another session changes a row the transaction read;
 //!   every replica applies it; the transaction reads it again);
 //! - the same session right after the end (autocommit on again, so reads
-//!   may go to replicas): must equal the reference at once — ShardGate's
-//!   `read_consistency = "session"` promises a session never reads older
-//!   than its own writes;
-//! - a new session: must reach the reference's end state within 10 s (a new
-//!   session has no writes of its own, so replicas may lag behind: that is
-//!   the contract for other sessions); the time it needed is printed;
+//!   may go to replicas): must equal the reference at once — with
+//!   `read_consistency = "session"` or `"proxy"` a session never reads
+//!   older than its own writes;
+//! - a new session: with `read_consistency = "proxy"` (the default) it must
+//!   see the end state at once (a read never sees data older than a write
+//!   the proxy acknowledged before it began); with `"session"` it has no
+//!   writes of its own, so replicas may lag behind, and it must reach the
+//!   end state within 10 s; the time it needed is printed;
 //! - afterwards nothing is left open: the reference session is out of any
 //!   transaction, and ShardGate's pools have no connection in use
 //!   (`GET /api/pools`) while every session is idle.
@@ -77,7 +79,7 @@ use shardgate_integration_tests::{
     data_source_endpoint, direct_endpoint, sandbox_ready, say, start_proxy, Config, Driver,
     Endpoint, RunningProxy, SEED_CONFIG,
 };
-use shardgate_rules::config::TransactionReads;
+use shardgate_rules::config::{ReadConsistency, TransactionReads};
 use shardgate_rules::{ShardValue, ShardingRules};
 use sqlx::mysql::MySqlConnection;
 use sqlx::{Connection, Either};
@@ -1597,11 +1599,25 @@ impl Runner {
                 }
             }
         }
-        // a new session: the end state, once replicas have it
+        // a new session: the end state, at once when read_consistency =
+        // "proxy" (every write acknowledged before a read began), else once
+        // replicas have it
         let fresh = self.fresh_session_reads(&px, &cell.data).await;
         let lag = match fresh {
-            Ok(Ok(lag)) => Some(lag),
-            Ok(Err(fresh_diffs)) => {
+            Ok((first, Ok(lag))) => {
+                if !lag.is_zero()
+                    && self.shared.cfg.server.read_consistency == ReadConsistency::Proxy
+                {
+                    for mut d in first {
+                        d.what = format!(
+                            "STALE READ in a new session after the end (read_consistency = \"proxy\"; it saw the end state after {lag:?})"
+                        );
+                        diffs.push(d);
+                    }
+                }
+                Some(lag)
+            }
+            Ok((_, Err(fresh_diffs))) => {
                 diffs.extend(fresh_diffs);
                 None
             }
@@ -1705,13 +1721,14 @@ impl Runner {
     }
 
     /// Reads the end state in a new session until it equals the
-    /// reference's: Ok(Ok(time it took)), Ok(Err(differences)) after
-    /// [`CONVERGE`], Err for the harness's own trouble.
+    /// reference's: Ok((differences of the first reading, Ok(time it
+    /// took))), Ok((.., Err(differences))) after [`CONVERGE`], Err for the
+    /// harness's own trouble.
     async fn fresh_session_reads(
         &mut self,
         px: &Endpoint,
         d: &CellData,
-    ) -> Result<Result<Duration, Vec<Diff>>, String> {
+    ) -> Result<(Vec<Diff>, Result<Duration, Vec<Diff>>), String> {
         let reads = end_state(d);
         let mut reference = Vec::new();
         for step in &reads {
@@ -1722,7 +1739,7 @@ impl Runner {
             .await
             .map_err(|e| format!("connect a new session: {e}"))?;
         let started = Instant::now();
-        let mut first = true;
+        let mut first = None;
         loop {
             let mut diffs = Vec::new();
             for (step, r) in reads.iter().zip(&reference) {
@@ -1740,15 +1757,16 @@ impl Runner {
                 }
             }
             if diffs.is_empty() {
-                return Ok(Ok(if first {
-                    Duration::ZERO
-                } else {
-                    started.elapsed()
-                }));
+                return Ok(match first {
+                    None => (Vec::new(), Ok(Duration::ZERO)),
+                    Some(first) => (first, Ok(started.elapsed())),
+                });
             }
-            first = false;
             if started.elapsed() > CONVERGE {
-                return Ok(Err(diffs));
+                return Ok((first.unwrap_or_default(), Err(diffs)));
+            }
+            if first.is_none() {
+                first = Some(diffs);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
