@@ -584,7 +584,8 @@ pub fn render_row(row: &MySqlRow) -> String {
     Value::Array(values).to_string()
 }
 
-fn columns_of(row: &MySqlRow) -> Vec<String> {
+/// `label:TYPE` of each column of a row.
+pub fn columns_of(row: &MySqlRow) -> Vec<String> {
     row.columns()
         .iter()
         .map(|c| format!("{}:{}", c.name(), c.type_info().name()))
