@@ -18,6 +18,7 @@ pub mod codes {
     pub const ER_UNKNOWN_STMT_HANDLER: u16 = 1243;
     pub const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
     pub const ER_LOCK_DEADLOCK: u16 = 1213;
+    pub const ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION: u16 = 1792;
     pub const ER_NOT_SUPPORTED_YET: u16 = 1235;
     pub const ER_UNSUPPORTED_PS: u16 = 1295;
     pub const ER_TABLE_DEF_CHANGED: u16 = 1412;

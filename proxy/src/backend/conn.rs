@@ -76,8 +76,12 @@ pub struct BackendConn {
     /// COMMIT or ROLLBACK, although its status flags say IN_TRANS only once
     /// something was written.
     open_work: bool,
-    /// The command in flight ends a transaction (COMMIT, ROLLBACK).
-    ending: bool,
+    /// What the command in flight does to the transaction.
+    effect: Effect,
+    /// A transaction with possible writes ended with a commit (COMMIT,
+    /// `SET autocommit = 1`, an implicit commit) since the session last
+    /// asked (see `take_committed`).
+    committed: bool,
     /// Set when a reply was not read to its end or the socket failed: such a
     /// connection is closed instead of going back to the pool.
     pub broken: bool,
@@ -126,7 +130,8 @@ impl BackendConn {
             use_counter: 0,
             status: 0,
             open_work: false,
-            ending: false,
+            effect: Effect::None,
+            committed: false,
             broken: false,
             last_used: Instant::now(),
             cache_metadata: false,
@@ -253,15 +258,9 @@ impl BackendConn {
     /// Sends one command packet (sequence 0). The reply is the caller's to read.
     pub async fn send_command(&mut self, payload: &[u8]) -> Result<(), BackendError> {
         self.last_used = Instant::now();
-        match transaction_effect(payload) {
-            Effect::Ends => self.ending = true,
-            Effect::None => self.ending = false,
-            Effect::MayOpen => {
-                self.ending = false;
-                if self.status & status::AUTOCOMMIT == 0 {
-                    self.open_work = true;
-                }
-            }
+        self.effect = transaction_effect(payload);
+        if self.effect == Effect::MayOpen && self.status & status::AUTOCOMMIT == 0 {
+            self.open_work = true;
         }
         self.writer.set_seq(0);
         self.writer.push(payload);
@@ -331,12 +330,23 @@ impl BackendConn {
     /// Records the status flags a finished reply left.
     pub fn note_outcome(&mut self, outcome: &Outcome) {
         if let Some(status) = outcome.status() {
+            let was = self.in_transaction();
             self.status = status;
-            if self.ending || status & status::AUTOCOMMIT != 0 {
+            let ends = matches!(self.effect, Effect::Commits | Effect::RollsBack);
+            if ends || status & status::AUTOCOMMIT != 0 {
                 self.open_work = false;
             }
+            if was && !self.in_transaction() && self.effect != Effect::RollsBack {
+                self.committed = true;
+            }
         }
-        self.ending = false;
+        self.effect = Effect::None;
+    }
+
+    /// Whether a transaction committed here since the last call: its
+    /// writes must count for read-your-writes, whatever statement ended it.
+    pub fn take_committed(&mut self) -> bool {
+        std::mem::take(&mut self.committed)
     }
 
     /// Whether the connection may be inside a transaction: an explicit one,
@@ -558,8 +568,10 @@ impl BackendConn {
 /// What a command does to the connection's transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Effect {
-    /// COMMIT, ROLLBACK (not to a savepoint), COM_RESET_CONNECTION.
-    Ends,
+    /// COMMIT.
+    Commits,
+    /// ROLLBACK (not to a savepoint), COM_RESET_CONNECTION.
+    RollsBack,
     /// Touches no table: SET without a subquery, COM_PING, prepare, ...
     None,
     /// Anything else: with autocommit off it may open a transaction.
@@ -573,7 +585,7 @@ fn transaction_effect(payload: &[u8]) -> Effect {
             let sql = &payload[1..];
             let word = first_word(sql);
             if word.eq_ignore_ascii_case(b"commit") {
-                Effect::Ends
+                Effect::Commits
             } else if word.eq_ignore_ascii_case(b"rollback") {
                 let to = sql
                     .split(|b| !b.is_ascii_alphabetic())
@@ -581,7 +593,7 @@ fn transaction_effect(payload: &[u8]) -> Effect {
                 if to {
                     Effect::MayOpen
                 } else {
-                    Effect::Ends
+                    Effect::RollsBack
                 }
             } else if word.eq_ignore_ascii_case(b"set")
                 && !sql.windows(6).any(|w| w.eq_ignore_ascii_case(b"select"))
@@ -591,7 +603,7 @@ fn transaction_effect(payload: &[u8]) -> Effect {
                 Effect::MayOpen
             }
         }
-        Some(&COM_RESET_CONNECTION) => Effect::Ends,
+        Some(&COM_RESET_CONNECTION) => Effect::RollsBack,
         Some(&(COM_STMT_EXECUTE | COM_FIELD_LIST)) => Effect::MayOpen,
         _ => Effect::None,
     }

@@ -108,6 +108,7 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
             more_results: false,
             read_back_vars: Vec::new(),
             deadlocked: false,
+            next_transaction: None,
         };
         session.run().await;
         session.close().await;
@@ -200,6 +201,8 @@ struct Session {
     /// A data source answered the current command with a deadlock (1213),
     /// having rolled back the session's transaction there.
     deadlocked: bool,
+    /// Characteristics `SET TRANSACTION` gave the next transaction.
+    next_transaction: Option<String>,
 }
 
 /// An explicit transaction the client opened.
@@ -209,6 +212,9 @@ struct OpenTransaction {
     /// source joins it with the same statement.
     begin: String,
     read_only: bool,
+    /// `SET TRANSACTION` characteristics given before it (isolation level,
+    /// access mode): each data source that joins gets them first.
+    characteristics: Option<String>,
 }
 
 /// How a command went, as far as the loop is concerned.
@@ -543,6 +549,19 @@ impl Session {
         (self.status & !own) | fix.set | fix.set_at_end
     }
 
+    /// A write inside a READ ONLY transaction that reads replicas
+    /// (`transaction_reads = "replica"`): refused as a primary refuses it
+    /// (a replica would answer 1290, read-only server).
+    fn writes_in_read_only_transaction(&self, sql: &[u8]) -> bool {
+        self.shared.config.server.transaction_reads
+            == shardgate_rules::config::TransactionReads::Replica
+            && self.transaction.as_ref().is_some_and(|t| t.read_only)
+            && matches!(
+                crate::sql::label::statement_label(sql),
+                "insert" | "update" | "delete" | "replace"
+            )
+    }
+
     /// Whether autocommit is on for the session, as its server says.
     fn autocommit(&self) -> bool {
         self.status & status::AUTOCOMMIT != 0
@@ -631,7 +650,20 @@ impl Session {
         if classified.commits_implicitly && self.in_transaction() {
             self.commit_implicitly().await?;
         }
+        if !matches!(classified.kind, Kind::Begin(_)) {
+            // SET TRANSACTION's characteristics are for the next
+            // transaction: this statement's, or the BEGIN it names.
+            self.next_transaction
+                .clone_from(&classified.next_transaction);
+        }
         self.read_back_vars.clone_from(&classified.assigned_vars);
+        if self.writes_in_read_only_transaction(sql) {
+            return Err(Failure::Reply(ErrInfo::new(
+                codes::ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION,
+                "25006",
+                "Cannot execute statement in a READ ONLY transaction",
+            )));
+        }
         match &classified.kind {
             Kind::DatabaseDdl => {
                 return Err(Failure::Reply(not_supported(
@@ -645,15 +677,36 @@ impl Session {
                 )));
             }
             // Not with a connection held (pinned): it must begin there.
-            Kind::Begin(begin) if self.held.is_empty() && self.transaction.is_none() => {
+            Kind::Begin(begin)
+                if self.transaction.is_none()
+                    && self.pinned.is_none()
+                    && self.held.iter().all(|c| !c.in_transaction()) =>
+            {
                 if let Some(read_only) = deferrable_begin(begin) {
                     // Opened lazily: each data source joins the transaction
                     // when a statement first reaches it, so a transaction
                     // holds only the connections it uses.
+                    let characteristics = self.next_transaction.take();
+                    let read_only = read_only
+                        || characteristics
+                            .as_deref()
+                            .is_some_and(|c| c.to_ascii_uppercase().contains("READ ONLY"));
+                    self.savepoints.clear();
                     self.transaction = Some(OpenTransaction {
                         begin: begin.clone(),
                         read_only,
+                        characteristics,
                     });
+                    // The connection kept since SET TRANSACTION, on which
+                    // its characteristics wait, begins now.
+                    for conn in &mut self.held {
+                        conn.execute_internal(begin).await?;
+                    }
+                    if consistent_snapshot(begin) {
+                        // The snapshot is taken now, on every data source
+                        // (each its own: there is no read view across them).
+                        self.join_every_data_source().await?;
+                    }
                     self.reply_ok();
                     return Ok(());
                 }
@@ -687,6 +740,13 @@ impl Session {
             }
             self.pinned = Some(reason);
         }
+        if let Kind::Set(assignments) = &classified.kind {
+            if assignments.iter().any(|a| a.key == "autocommit")
+                && self.held.iter().any(|c| c.in_transaction())
+            {
+                return self.set_autocommit(&payload, &classified).await;
+            }
+        }
         let mut conn = self.checkout(&classified).await?;
         let outcome = self
             .run_on(&mut conn, &payload, ResponseKind::ResultSets, Answer::Plain)
@@ -696,6 +756,7 @@ impl Session {
             self.transaction = Some(OpenTransaction {
                 begin: begin.clone(),
                 read_only: deferrable_begin(begin) == Some(true),
+                characteristics: None,
             });
         }
         self.keep_session_changes(conn, &classified, succeeded)
@@ -721,6 +782,34 @@ impl Session {
         if let (Kind::Set(_), true) = (&classified.kind, succeeded) {
             self.sync_held_state().await?;
         }
+        Ok(())
+    }
+
+    /// A SET of autocommit while connections hold work: as on one server,
+    /// the work ends (`autocommit = 1` commits it) before the reply, whose
+    /// status then says so.
+    async fn set_autocommit(
+        &mut self,
+        payload: &[u8],
+        classified: &Classified,
+    ) -> Result<(), Failure> {
+        let mut conn = self.checkout(classified).await?;
+        let ok = match conn.execute_statement(&payload[1..]).await {
+            Ok(ok) => ok,
+            Err(e) => {
+                self.release(conn, classified);
+                return Err(e.into());
+            }
+        };
+        self.status = ok.status;
+        self.keep_session_changes(conn, classified, true).await?;
+        self.writer.push(
+            &OkInfo {
+                status: self.reply_status(),
+                ..ok
+            }
+            .encode(),
+        );
         Ok(())
     }
 
@@ -807,7 +896,25 @@ impl Session {
             conn.applied_state = fingerprint;
         }
         if self.pinned.is_none() && self.transaction.is_none() {
-            self.held.retain(|c| c.in_transaction());
+            let (keep, done): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
+                .into_iter()
+                .partition(|c| c.in_transaction());
+            self.held = keep;
+            for conn in done {
+                self.release(conn, &Classified::default());
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings every data source of the logical database into the open
+    /// transaction at once.
+    async fn join_every_data_source(&mut self) -> Result<(), Failure> {
+        let sources = self.db.rules.data_sources().to_vec();
+        for ds in sources {
+            let pool = self.pool_of(&ds)?;
+            let conn = self.checkout_on(&pool, &Classified::default()).await?;
+            self.release(conn, &Classified::default());
         }
         Ok(())
     }
@@ -1212,10 +1319,16 @@ impl Session {
                     self.apply_state(&mut conn).await?;
                 }
                 if in_transaction {
-                    let begin = self
+                    let (begin, characteristics) = self
                         .transaction
                         .as_ref()
-                        .map_or("START TRANSACTION", |t| t.begin.as_str());
+                        .map_or(("START TRANSACTION", None), |t| {
+                            (t.begin.as_str(), t.characteristics.as_deref())
+                        });
+                    if let Some(c) = characteristics {
+                        conn.execute_internal(&format!("SET TRANSACTION {c}"))
+                            .await?;
+                    }
                     conn.execute_internal(begin).await?;
                     for name in &self.savepoints {
                         conn.execute_internal(&format!("SAVEPOINT `{}`", name.replace('`', "``")))
@@ -1321,7 +1434,7 @@ impl Session {
     /// Keeps the connection for the session or gives it back to its pool:
     /// one in a transaction (explicit, or the work of an implicit one while
     /// autocommit is off) stays with the session until it ends.
-    fn release(&mut self, conn: PooledConn, classified: &Classified) {
+    fn release(&mut self, mut conn: PooledConn, classified: &Classified) {
         let in_transaction = conn.in_transaction();
         if self.transaction.is_some() && !in_transaction && !conn.broken {
             // It had joined the transaction, which the statement ended
@@ -1330,7 +1443,7 @@ impl Session {
             self.savepoints.clear();
         }
         let keep = in_transaction || self.pinned.is_some() || classified.holds_next;
-        self.note_possible_write(&conn);
+        self.note_possible_write(&mut conn);
         if keep && !conn.broken {
             self.held.push(conn);
         }
@@ -1396,6 +1509,17 @@ fn deferrable_begin(text: &str) -> Option<bool> {
         }
         _ => None,
     }
+}
+
+/// Whether a `START TRANSACTION` asks for a consistent snapshot.
+fn consistent_snapshot(begin: &str) -> bool {
+    let words: Vec<&str> = begin
+        .split(|c: char| c.is_ascii_whitespace() || c == ',')
+        .filter(|w| !w.is_empty())
+        .collect();
+    words
+        .windows(2)
+        .any(|w| w[0].eq_ignore_ascii_case("CONSISTENT") && w[1].eq_ignore_ascii_case("SNAPSHOT"))
 }
 
 /// The admin statement `sql` is, if it is one (see `sql::admin`); an
@@ -1484,5 +1608,9 @@ mod tests {
         );
         assert_eq!(deferrable_begin("BEGIN NOT ATOMIC"), None);
         assert_eq!(deferrable_begin("START TRANSACTION READ"), None);
+        assert!(super::consistent_snapshot(
+            "start transaction with consistent\n snapshot, read only"
+        ));
+        assert!(!super::consistent_snapshot("START TRANSACTION READ ONLY"));
     }
 }

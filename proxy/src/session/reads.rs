@@ -244,12 +244,16 @@ impl Session {
     /// statement that may have written there and committed (a primary,
     /// outside a transaction): for the session, or for every session of the
     /// proxy, as `read_consistency` says. Before the client hears of it.
-    pub(super) fn note_possible_write(&mut self, conn: &PooledConn) {
+    pub(super) fn note_possible_write(&mut self, conn: &mut PooledConn) {
+        // A transaction that committed (COMMIT, `SET autocommit = 1`, DDL)
+        // may hold writes whatever the statement that ended it.
+        let committed = conn.take_committed();
         let wrote = conn.pool().role() == Role::Primary
             && !conn.in_transaction()
-            && !self
-                .statement_label
-                .is_some_and(|l| NON_WRITING.contains(&l))
+            && (committed
+                || !self
+                    .statement_label
+                    .is_some_and(|l| NON_WRITING.contains(&l)))
             && self.shared.replicas.values().any(|r| !r.is_empty());
         if !wrote {
             return;
@@ -357,6 +361,8 @@ impl Session {
     /// and once more elsewhere when its replica connection broke before
     /// the client got any of the reply.
     pub(super) async fn statement_with_retry(&mut self, sql: &[u8]) -> Result<(), Failure> {
+        // Each statement of a multi-statement string says whether it writes.
+        self.statement_label = Some(crate::sql::label::statement_label(sql));
         self.set_read_intent(replica_safe(&analysis_text(sql, self.charset)));
         self.resolve_pending_writes().await;
         let retry_from = self.read_retry_point(COM_QUERY, &[]);

@@ -931,7 +931,8 @@ impl Session {
             let outcome = self
                 .run_on(&mut conn, payload, ResponseKind::ResultSets, Answer::Plain)
                 .await?;
-            if let (Some(op), Outcome::Ok(_)) = (savepoint, outcome) {
+            // A savepoint outside a transaction ends with its statement.
+            if let (Some(op), Outcome::Ok(_), true) = (savepoint, outcome, conn.in_transaction()) {
                 self.track_savepoint(op);
             }
             self.release(conn, classified);

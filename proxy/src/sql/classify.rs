@@ -11,9 +11,12 @@ pub struct Classified {
     pub kind: Kind,
     /// The session must keep its backend connection from now on, and why.
     pub pins_session: Option<&'static str>,
-    /// The connection must also serve the next statement (`SET TRANSACTION`,
-    /// `SQL_CALC_FOUND_ROWS`).
+    /// The connection must also serve the next statement
+    /// (`SQL_CALC_FOUND_ROWS`).
     pub holds_next: bool,
+    /// `SET TRANSACTION <characteristics>`: they apply to the next
+    /// transaction only (the text after TRANSACTION).
+    pub next_transaction: Option<String>,
     /// The statement reads the connection's last insert id.
     pub reads_last_insert_id: bool,
     /// SHOW TABLES / CREATE TABLE / COLUMNS / INDEX, DESCRIBE, or a read of
@@ -462,6 +465,8 @@ fn classify_set<'a>(sql: &'a str, tokens: &[Spanned<'a>], out: &mut Classified) 
     if next.token.is_word("TRANSACTION") {
         // Applies to the next transaction only, which must start on this connection.
         out.holds_next = true;
+        let end = tokens.last().map_or(next.end, |s| s.end);
+        out.next_transaction = Some(sql[next.end..end].trim().to_owned());
         return;
     }
     if next.token.is_word("STATEMENT") || next.token.is_word("PASSWORD") {
@@ -912,6 +917,10 @@ mod tests {
     fn transaction_forms() {
         let c = classify("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE");
         assert!(c.holds_next);
+        assert_eq!(
+            c.next_transaction.as_deref(),
+            Some("ISOLATION LEVEL SERIALIZABLE")
+        );
         assert_eq!(c.kind, Kind::Other);
         assert_eq!(
             set_fragments("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED, READ ONLY"),

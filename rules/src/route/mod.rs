@@ -141,6 +141,12 @@ impl ShardingRules {
         })
     }
 
+    /// The data sources of the logical database: where its broadcast tables
+    /// are copied, its default one among them.
+    pub fn data_sources(&self) -> &[String] {
+        &self.data_sources
+    }
+
     /// The binding group of a sharded table, if it is in one.
     pub fn binding_group(&self, table: &str) -> Option<usize> {
         self.binding.get(lower(table).as_ref()).copied()
