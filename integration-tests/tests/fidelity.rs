@@ -570,6 +570,17 @@ async fn several_logical_databases_answer_each_for_itself() {
         .await
         .unwrap();
     assert_eq!(n.0, 3);
+    // COM_INIT_DB (the mariadb client's `use`), then DATABASE() beside a
+    // sharded table: the logical name, as from the unsharded server.
+    let via_init_db = shardgate_integration_tests::replication::cli(
+        proxy.addr.port(),
+        "use archive\nSELECT DATABASE(), COUNT(*) FROM events",
+    )
+    .unwrap();
+    assert_eq!(via_init_db.trim(), "archive\t3");
+    let unknown = shardgate_integration_tests::replication::cli(proxy.addr.port(), "use nope")
+        .expect_err("COM_INIT_DB of an unknown database");
+    assert!(unknown.contains("1049"), "{unknown}");
     // An undeclared name, as MariaDB answers it.
     let err = ww.execute("USE nope").await.expect_err("unknown database");
     assert_eq!(db_error(&err).map(|e| e.0), Some(1049), "{err}");

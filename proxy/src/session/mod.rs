@@ -14,6 +14,7 @@ mod sharded;
 mod state;
 mod user_vars;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use mysql_common::constants::CapabilityFlags;
@@ -628,24 +629,17 @@ impl Session {
             self.show_databases(like.as_deref(), RowFormat::Text);
             return Ok(());
         }
-        let payload = match self.logical_database_rewrite(COM_QUERY, &text, &classified) {
-            Some(rewritten) => rewritten,
-            None if classified.kind == Kind::Other => {
-                // Tables of logical databases named by qualifier.
-                let mut payload = Vec::with_capacity(sql.len() + 1);
-                payload.push(COM_QUERY);
-                match self.db.metadata.physical_qualifiers(&text, None) {
-                    Some(physical) => payload.extend_from_slice(&restore(&physical)),
-                    None => payload.extend_from_slice(sql),
-                }
-                payload
-            }
-            None => {
-                let mut payload = Vec::with_capacity(sql.len() + 1);
-                payload.push(COM_QUERY);
-                payload.extend_from_slice(sql);
-                payload
-            }
+        // What runs: DATABASE() naming the logical database, and for other
+        // statements, tables of logical databases named by qualifier.
+        let logical = self.with_logical_database(&text, &classified);
+        let payload = match classified.kind {
+            Kind::Other => match self.db.metadata.physical_qualifiers(&logical, None) {
+                Some(physical) => command_payload(COM_QUERY, &restore(&physical)),
+                None if matches!(logical, Cow::Borrowed(_)) => command_payload(COM_QUERY, sql),
+                None => command_payload(COM_QUERY, &restore(&logical)),
+            },
+            _ if matches!(logical, Cow::Borrowed(_)) => command_payload(COM_QUERY, sql),
+            _ => command_payload(COM_QUERY, &restore(&logical)),
         };
         if classified.commits_implicitly && self.in_transaction() {
             self.commit_implicitly().await?;
@@ -717,7 +711,7 @@ impl Session {
                     .await;
             }
             Kind::Other if classified.reads_metadata => {
-                return self.metadata_query(&text, RowFormat::Text).await;
+                return self.metadata_query(&logical, RowFormat::Text).await;
             }
             Kind::Other => {
                 // Other logical databases' tables, named by qualifier, by
@@ -725,8 +719,8 @@ impl Session {
                 let other_dbs = self
                     .db
                     .metadata
-                    .physical_qualifiers(&text, Some(&self.db.name));
-                let text = other_dbs.as_deref().unwrap_or(&text);
+                    .physical_qualifiers(&logical, Some(&self.db.name));
+                let text = other_dbs.as_deref().unwrap_or(&logical);
                 if let Analysis::Sharded(st) = self.analyze(text)? {
                     self.note_writes(&st)?;
                     return self.run_sharded(&st, text, &[], None).await;
@@ -954,22 +948,17 @@ impl Session {
         Ok(analysis)
     }
 
-    /// The command with `DATABASE()` select items showing the logical
-    /// database, when the statement has any.
-    fn logical_database_rewrite(
-        &self,
-        command: u8,
-        sql: &str,
-        classified: &Classified,
-    ) -> Option<Vec<u8>> {
+    /// The statement with its `DATABASE()` select items showing the logical
+    /// database (the servers would name their physical one).
+    fn with_logical_database<'a>(&self, sql: &'a str, classified: &Classified) -> Cow<'a, str> {
         if classified.database_items.is_empty() {
-            return None;
+            return Cow::Borrowed(sql);
         }
-        let text = with_logical_database(sql, &classified.database_items, self.database.as_deref());
-        let mut payload = Vec::with_capacity(text.len() + 1);
-        payload.push(command);
-        payload.extend_from_slice(&restore(&text));
-        Some(payload)
+        Cow::Owned(with_logical_database(
+            sql,
+            &classified.database_items,
+            self.database.as_deref(),
+        ))
     }
 
     async fn prepare(&mut self, payload: &[u8]) -> CommandResult {
@@ -983,9 +972,15 @@ impl Session {
         }
         let text = analysis_text(&payload[1..], self.charset);
         let classified = classify(&text);
-        let rewritten = self.logical_database_rewrite(COM_STMT_PREPARE, &text, &classified);
-        let payload = rewritten.as_deref().unwrap_or(payload);
-        let text = analysis_text(&payload[1..], self.charset);
+        let text = self.with_logical_database(&text, &classified);
+        let rewritten;
+        let payload = match &text {
+            Cow::Owned(logical) => {
+                rewritten = command_payload(COM_STMT_PREPARE, &restore(logical));
+                &rewritten
+            }
+            Cow::Borrowed(_) => payload,
+        };
         // Logical databases named by qualifier, by their physical names: all
         // of them for the server, the others for the analysis (see `query_statement`).
         let sql: Arc<[u8]> = match self.db.metadata.physical_qualifiers(&text, None) {
@@ -1586,6 +1581,14 @@ fn unknown_statement(payload: &[u8], command: &str) -> Failure {
         "HY000",
         format!("Unknown prepared statement handler ({id}) given to {command}"),
     ))
+}
+
+/// A command packet's payload: the command byte, then its argument.
+fn command_payload(command: u8, argument: &[u8]) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(argument.len() + 1);
+    payload.push(command);
+    payload.extend_from_slice(argument);
+    payload
 }
 
 #[cfg(test)]
