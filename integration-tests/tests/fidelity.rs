@@ -317,6 +317,47 @@ async fn sharding_values_of_another_type_compare_as_mariadb_does() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unaliased_expressions_are_labelled_as_written() {
+    let Some((mut c, _g)) = writer("unaliased_expressions_are_labelled_as_written").await else {
+        return;
+    };
+    let (lo, hi) = range(8);
+    clean_users(&c, lo, hi).await;
+    let rows = users(6, lo, 0x1a);
+    c.same(&users_insert(&rows)).await;
+    let id = rows[1].user_id;
+    let within = format!("users.user_id BETWEEN {lo} AND {hi}");
+    // Column labels are compared with the reference's (`same`): each of
+    // these names a sharded table inside an unaliased expression.
+    c.same(&format!(
+        "SELECT COUNT(users.user_id), SUM( `users`.status ) FROM users WHERE {within}"
+    ))
+    .await;
+    c.same(&format!("SELECT users.status + 1, users.name, CONCAT(users.name, '`') FROM users WHERE user_id = {id}"))
+        .await;
+    c.same(&format!(
+        "SELECT DISTINCT users.status * 2 FROM users WHERE {within}"
+    ))
+    .await;
+    c.same_ordered(&format!(
+        "SELECT users.tenant_id, COUNT(users.user_id) FROM users WHERE {within} GROUP BY users.tenant_id ORDER BY COUNT(users.user_id) DESC, users.tenant_id"
+    ))
+    .await;
+    c.same_prep(
+        "SELECT UPPER(users.name) FROM users WHERE user_id = ?",
+        vec![Arg::I64(id)],
+    )
+    .await;
+    c.same_prep(
+        &format!("SELECT MAX(users.user_id) FROM users WHERE {within} AND users.status >= ?"),
+        vec![Arg::I64(0)],
+    )
+    .await;
+    clean_users(&c, lo, hi).await;
+    c.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_character_sets_keep_every_byte() {
     let Some((c, _g)) = writer("client_character_sets_keep_every_byte").await else {
         return;

@@ -31,7 +31,8 @@ use crate::metrics;
 use crate::pause::Gate;
 use crate::server::{Proxy, Shared};
 use crate::sessions::Registration;
-use crate::shard::analyze::{analyze, Analysis, ShardedStatement};
+use crate::shard::analyze::{Analysis, ShardedStatement};
+use crate::shard::labels::analyze_labelled;
 use crate::shard::not_supported;
 use crate::shard::params::decode_params;
 use crate::shard::plan::{check_supported, prepare_target, single_node};
@@ -721,9 +722,9 @@ impl Session {
                     .metadata
                     .physical_qualifiers(&logical, Some(&self.db.name));
                 let text = other_dbs.as_deref().unwrap_or(&logical);
-                if let Analysis::Sharded(st) = self.analyze(text)? {
+                if let (Analysis::Sharded(st), text) = self.analyze(text)? {
                     self.note_writes(&st)?;
-                    return self.run_sharded(&st, text, &[], None).await;
+                    return self.run_sharded(&st, &text, &[], None).await;
                 }
             }
             _ => {}
@@ -938,14 +939,15 @@ impl Session {
 
     /// The sharding analysis of a statement; a statement on sharded tables
     /// the proxy cannot analyse is refused.
-    fn analyze(&self, sql: &str) -> Result<Analysis, Failure> {
-        let mut analysis = analyze(sql, &self.db.rules, &self.db.name)
+    /// With it, the text the node statements are cut from (see `shard::labels`).
+    fn analyze<'a>(&self, sql: &'a str) -> Result<(Analysis, Cow<'a, str>), Failure> {
+        let (mut analysis, sql) = analyze_labelled(sql, &self.db.rules, &self.db.name)
             .map_err(|e| Failure::Reply(not_supported(e.to_string())))?;
         if let (Analysis::Sharded(st), false) = (&mut analysis, sql.is_ascii()) {
             // Values in the client's bytes are read in its character set.
             st.map_text_values(|v| value_text(v, self.charset).into_owned());
         }
-        Ok(analysis)
+        Ok((analysis, sql))
     }
 
     /// The statement with its `DATABASE()` select items showing the logical
@@ -993,11 +995,11 @@ impl Session {
             .physical_qualifiers(&text, Some(&self.db.name));
         let text: &str = other_dbs.as_deref().unwrap_or(&text);
         let sharded = match self.analyze(text)? {
-            Analysis::Sharded(st) => Some(ShardedPrepared::new(
+            (Analysis::Sharded(st), text) => Some(ShardedPrepared::new(
                 Arc::<ShardedStatement>::from(st),
-                Arc::from(text),
+                Arc::from(text.as_ref()),
             )),
-            Analysis::Unsharded => None,
+            (Analysis::Unsharded, _) => None,
         };
         // A sharded statement is prepared on one of its nodes to learn its
         // parameters and columns; executions go wherever their values route.
@@ -1057,11 +1059,11 @@ impl Session {
         };
         let text = analysis_text(&sql, self.charset);
         let sharded = match self.analyze(&text)? {
-            Analysis::Sharded(st) => Some(ShardedPrepared::new(
+            (Analysis::Sharded(st), text) => Some(ShardedPrepared::new(
                 Arc::<ShardedStatement>::from(st),
                 Arc::from(text.as_ref()),
             )),
-            Analysis::Unsharded => None,
+            (Analysis::Unsharded, _) => None,
         };
         if let Some(stmt) = self.statements.get_mut(id) {
             stmt.sharded = sharded;

@@ -123,6 +123,8 @@ pub struct ShardedStatement {
     /// Other tables the statement names (unsharded ones on the default data source).
     pub other_tables: Vec<String>,
     pub replacements: Vec<Replacement>,
+    /// Select items whose label would name a physical table (see `labels`).
+    pub unlabelled: Vec<std::ops::Range<usize>>,
     /// Sharding conditions of the WHERE clause.
     pub condition: Cond,
     /// Byte offsets of each `?`, in order.
@@ -288,6 +290,7 @@ fn parsed(
         tables: Vec::new(),
         other_tables: Vec::new(),
         replacements: Vec::new(),
+        unlabelled: Vec::new(),
         condition: Cond::Unknown,
         placeholders,
         select: SelectShape::default(),
@@ -405,6 +408,9 @@ fn parsed(
         .into_iter()
         .filter(|o| !aliases.contains(o))
         .collect();
+    if let Statement::Query(q) = statement {
+        out.unlabelled = super::labels::unlabelled_items(sql, q, &a.replacements);
+    }
     out.replacements = a.replacements;
     Ok(Analysis::Sharded(Box::new(out)))
 }

@@ -1,10 +1,11 @@
 //! Sharded statements: what a statement touches (`analyze`, `simple` for
 //! point SELECTs that need no parse), where it goes
-//! (`plan`), and the SQL each data node runs (`rewrite`). The executor in
+//! (`plan`), and the SQL each data node runs (`labels`, `rewrite`). The executor in
 //! `session` carries a plan out.
 
 pub mod analyze;
 pub mod having;
+pub mod labels;
 pub mod metadata;
 pub mod params;
 pub mod plan;

@@ -4,7 +4,8 @@
 
 use serde::Serialize;
 
-use super::analyze::{analyze, Analysis};
+use super::analyze::Analysis;
+use super::labels::analyze_labelled;
 use super::plan::{plan, PlanContext, Route, Target};
 use crate::wire::ok_err::ErrInfo;
 
@@ -49,9 +50,9 @@ pub struct Preview {
 /// parameters). A statement the proxy would refuse is the error it would
 /// send.
 pub fn preview(sql: &str, logical_db: &str, ctx: &PlanContext<'_>) -> Result<Preview, ErrInfo> {
-    let st = match analyze(sql, ctx.rules, logical_db) {
-        Ok(Analysis::Sharded(st)) => st,
-        Ok(Analysis::Unsharded) => {
+    let (st, sql) = match analyze_labelled(sql, ctx.rules, logical_db) {
+        Ok((Analysis::Sharded(st), sql)) => (st, sql),
+        Ok((Analysis::Unsharded, _)) => {
             return Ok(Preview {
                 route: "unsharded",
                 tables: Vec::new(),
@@ -65,7 +66,7 @@ pub fn preview(sql: &str, logical_db: &str, ctx: &PlanContext<'_>) -> Result<Pre
         }
         Err(e) => return Err(super::not_supported(e.to_string())),
     };
-    let route = plan(&st, sql, &[], true, ctx)?;
+    let route = plan(&st, &sql, &[], true, ctx)?;
     let nodes = |targets: &[Target]| -> Vec<NodeStatement> {
         targets
             .iter()

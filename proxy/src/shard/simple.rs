@@ -94,6 +94,7 @@ pub fn point_select(sql: &str, rules: &ShardingRules) -> Option<ShardedStatement
             end: table_token.end,
             table: table_lower,
         }],
+        unlabelled: Vec::new(),
         condition,
         placeholders: Vec::new(),
         select: SelectShape {
