@@ -353,6 +353,17 @@ async fn unaliased_expressions_are_labelled_as_written() {
         vec![Arg::I64(0)],
     )
     .await;
+    let more = users(2, lo + 50, 0x1b);
+    c.same(&format!(
+        "{} RETURNING users.user_id, CONCAT(users.name, '!')",
+        users_insert(&more)
+    ))
+    .await;
+    c.same(&format!(
+        "DELETE FROM users WHERE {within} AND users.user_id > {} RETURNING users.user_id * 1, users.name",
+        lo + 40
+    ))
+    .await;
     clean_users(&c, lo, hi).await;
     c.finish();
 }

@@ -408,9 +408,7 @@ fn parsed(
         .into_iter()
         .filter(|o| !aliases.contains(o))
         .collect();
-    if let Statement::Query(q) = statement {
-        out.unlabelled = super::labels::unlabelled_items(sql, q, &a.replacements);
-    }
+    out.unlabelled = super::labels::unlabelled_items(sql, statement, &a.replacements);
     out.replacements = a.replacements;
     Ok(Analysis::Sharded(Box::new(out)))
 }

@@ -1,4 +1,4 @@
-//! Column labels of select items that name a sharded table. MariaDB labels
+//! Column labels of select (and RETURNING) items that name a sharded table. MariaDB labels
 //! an unaliased expression with its text as written (`COUNT(users.id)`);
 //! a node, given the text with the physical table spliced in, would answer
 //! `COUNT(`users_0`.id)`. Such items get the client's text as their alias
@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 use shardgate_rules::ShardingRules;
-use sqlparser::ast::{Expr, Query, SelectItem, SetExpr};
+use sqlparser::ast::{Delete, Expr, Insert, SelectItem, SetExpr, Statement};
 
 use super::analyze::{analyze, Analysis, AnalyzeError, Replacement};
 use crate::sql::lex::{Lexer, Token};
@@ -81,26 +81,34 @@ fn with_labels(sql: &str, items: &[Range<usize>]) -> String {
     out
 }
 
-/// The byte ranges of the top-level select items of `query` that are
-/// unaliased expressions (not plain columns, which are labelled by their
-/// name) containing one of `replacements`. None when the select list is not
-/// one the tokens show plainly (the items stay as written).
+/// The byte ranges of the items of the statement's select list (or its
+/// RETURNING list) that are unaliased expressions (not plain columns, which
+/// are labelled by their name) containing one of `replacements`. Empty when
+/// the list is not one the tokens show plainly (the items stay as written).
 pub fn unlabelled_items(
     sql: &str,
-    query: &Query,
+    statement: &Statement,
     replacements: &[Replacement],
 ) -> Vec<Range<usize>> {
-    let SetExpr::Select(select) = query.body.as_ref() else {
+    let (items, ranges) = match statement {
+        Statement::Query(q) => match q.body.as_ref() {
+            SetExpr::Select(select) => (&select.projection, item_list(sql, "SELECT")),
+            _ => return Vec::new(),
+        },
+        Statement::Insert(Insert {
+            returning: Some(items),
+            ..
+        })
+        | Statement::Delete(Delete {
+            returning: Some(items),
+            ..
+        }) => (items, item_list(sql, "RETURNING")),
+        _ => return Vec::new(),
+    };
+    let Some(ranges) = ranges.filter(|r| r.len() == items.len()) else {
         return Vec::new();
     };
-    let Some(ranges) = select_list(sql) else {
-        return Vec::new();
-    };
-    if ranges.len() != select.projection.len() {
-        return Vec::new();
-    }
-    select
-        .projection
+    items
         .iter()
         .zip(ranges)
         .filter(|(item, range)| {
@@ -115,18 +123,18 @@ pub fn unlabelled_items(
         .collect()
 }
 
-/// The byte ranges of the items of the statement's outermost select list,
-/// from the first token of each to the end of its last.
-fn select_list(sql: &str) -> Option<Vec<Range<usize>>> {
+/// The byte ranges of the items of the list after the statement's first
+/// `keyword` outside parentheses (SELECT after a WITH's queries, or
+/// RETURNING), from the first token of each to the end of its last.
+fn item_list(sql: &str, keyword: &str) -> Option<Vec<Range<usize>>> {
     let mut tokens = Lexer::new(sql).peekable();
     let mut depth = 0usize;
-    // The outermost SELECT: after a WITH's parenthesised queries.
     loop {
         let t = tokens.next()?;
         match t.token {
             Token::Punct(b'(') => depth += 1,
             Token::Punct(b')') => depth = depth.checked_sub(1)?,
-            _ if depth == 0 && t.token.is_word("SELECT") => break,
+            _ if depth == 0 && t.token.is_word(keyword) => break,
             _ => {}
         }
     }
@@ -199,6 +207,14 @@ mod tests {
             labelled("SELECT CONCAT(users.name, '`') FROM users"),
             "SELECT CONCAT(users.name, '`') AS `CONCAT(users.name, '``')` FROM users"
         );
+        assert_eq!(
+            labelled("DELETE FROM users WHERE user_id = 1 RETURNING users.user_id, users.age * 2"),
+            "DELETE FROM users WHERE user_id = 1 RETURNING users.user_id, users.age * 2 AS `users.age * 2`"
+        );
+        assert_eq!(
+            labelled("INSERT INTO users (user_id) VALUES (1) RETURNING user_id, LOWER(users.name)"),
+            "INSERT INTO users (user_id) VALUES (1) RETURNING user_id, LOWER(users.name) AS `LOWER(users.name)`"
+        );
     }
 
     #[test]
@@ -218,12 +234,12 @@ mod tests {
     #[test]
     fn the_select_list_is_read_from_the_tokens() {
         let sql = "WITH c AS (SELECT 1, 2) SELECT SQL_NO_CACHE a, f(b, c) /* x */, (d) FROM t";
-        let items: Vec<&str> = select_list(sql)
+        let items: Vec<&str> = item_list(sql, "SELECT")
             .unwrap()
             .into_iter()
             .map(|r| &sql[r])
             .collect();
         assert_eq!(items, ["a", "f(b, c)", "(d)"]);
-        assert_eq!(select_list("SELECT a, FROM t"), None);
+        assert_eq!(item_list("SELECT a, FROM t", "SELECT"), None);
     }
 }
