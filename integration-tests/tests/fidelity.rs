@@ -34,6 +34,13 @@ async fn clean_users(c: &Ctx, lo: i64, hi: i64) {
     }
 }
 
+async fn clean_messages(c: &Ctx, lo: i64, hi: i64) {
+    let filter = format!("id BETWEEN {lo} AND {hi}");
+    if let Err(e) = delete_directly(c.shared, "message_records", &filter).await {
+        panic!("{}: clean-up: {e}", c.name);
+    }
+}
+
 /// Every result of a multi-statement string, in order: rows, affected rows
 /// and last insert id per statement; an error ends the list.
 async fn results(conn: &mut sqlx::MySqlConnection, sql: &str) -> Vec<String> {
@@ -313,6 +320,69 @@ async fn sharding_values_of_another_type_compare_as_mariadb_does() {
     .await;
     c.placement("users").await;
     clean_users(&c, lo, hi).await;
+    c.finish();
+}
+
+/// `message_records` shards by `tenant_id VARCHAR` with `crc32_mod`, which
+/// places the integer 7 and the text '7' apart: a number written for the
+/// column is stored, and so placed, as its text, and a number compared
+/// with it matches every row whose text reads as that number, on any node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_string_sharding_column_takes_numbers_as_mariadb_does() {
+    let Some((mut c, _g)) = writer("a_string_sharding_column_takes_numbers_as_mariadb_does").await
+    else {
+        return;
+    };
+    let (lo, hi) = range(9);
+    clean_messages(&c, lo, hi).await;
+    let insert = |id: i64, tenant: &str| {
+        format!(
+            "INSERT INTO message_records (id, tenant_id, created_at, sender, body) \
+             VALUES ({id}, {tenant}, '2024-03-05 10:00:00', 1, 'm{id}')"
+        )
+    };
+    for (n, tenant) in ["7", "'7'", "' 7'", "'07'", "7.50", "'7.0'", "-0.0", "070"]
+        .into_iter()
+        .enumerate()
+    {
+        c.same(&insert(lo + n as i64, tenant)).await;
+    }
+    c.same_prep(
+        "INSERT INTO message_records (id, tenant_id, created_at, sender, body) \
+         VALUES (?, ?, '2024-03-05 10:00:00', 1, 'bound')",
+        vec![Arg::I64(lo + 20), Arg::I64(7)],
+    )
+    .await;
+    let of_range = format!("id BETWEEN {lo} AND {hi}");
+    for value in [
+        "7", "'7'", "' 7'", "'07'", "7.0", "7.5", "'7.50'", "0", "'0.0'", "70",
+    ] {
+        c.same(&format!(
+            "SELECT id, tenant_id FROM message_records WHERE {of_range} AND tenant_id = {value}"
+        ))
+        .await;
+        c.same(&format!(
+            "SELECT COUNT(*) FROM message_records WHERE {of_range} AND tenant_id IN ({value}, 'x')"
+        ))
+        .await;
+    }
+    for arg in [Arg::I64(7), Arg::Str("7".into()), Arg::Str("07".into())] {
+        c.same_prep(
+            &format!("SELECT id FROM message_records WHERE {of_range} AND tenant_id = ?"),
+            vec![arg],
+        )
+        .await;
+    }
+    c.same(&format!(
+        "UPDATE message_records SET body = 'seven' WHERE {of_range} AND tenant_id = 7"
+    ))
+    .await;
+    c.same(&format!(
+        "SELECT id, body FROM message_records WHERE {of_range}"
+    ))
+    .await;
+    c.placement("message_records").await;
+    clean_messages(&c, lo, hi).await;
     c.finish();
 }
 

@@ -19,7 +19,7 @@ use crate::values::ident;
 use mysql_async::prelude::Queryable;
 use mysql_async::{TxOpts, Value};
 use shardgate_cdc::{BinlogPosition, Change, Row, TableChange, Transaction};
-use shardgate_rules::{DataNode, ShardingRules};
+use shardgate_rules::{ColumnKinds, DataNode, ShardingRules};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use thiserror::Error;
 
@@ -55,11 +55,22 @@ impl Action {
     }
 }
 
+/// What an applier needs of the logical table's columns.
+#[derive(Debug, Clone)]
+pub struct AppliedColumns {
+    /// The integer primary key, which names a row's copy in the target.
+    pub key: String,
+    /// The columns' kinds: a sharding column's type decides where its
+    /// values place a row.
+    pub kinds: ColumnKinds,
+}
+
 /// Applies changes of one job's source tables to its target tables.
 pub struct Applier<'a> {
     table: String,
     key_column: String,
     sharding_columns: Vec<String>,
+    kinds: ColumnKinds,
     target_rules: &'a ShardingRules,
     /// Source physical tables, by data source.
     sources: HashSet<DataNode>,
@@ -72,7 +83,7 @@ pub struct Applier<'a> {
 impl<'a> Applier<'a> {
     /// Before cutover: changes of the old layout's tables go to the new
     /// layout's tables under their staging names.
-    pub fn forward(context: &'a JobContext, mode: Mode, key_column: &str) -> Applier<'a> {
+    pub fn forward(context: &'a JobContext, mode: Mode, columns: &AppliedColumns) -> Applier<'a> {
         let placement = context
             .layout
             .new
@@ -82,7 +93,7 @@ impl<'a> Applier<'a> {
         Applier::new(
             context,
             &context.new_rules,
-            key_column,
+            columns,
             context.layout.old.iter().cloned().collect(),
             placement,
         )
@@ -91,7 +102,7 @@ impl<'a> Applier<'a> {
     /// After cutover (the reverse stream that keeps rollback possible):
     /// changes of the new layout's tables go to the old layout's tables,
     /// which live on as `<name>__sgold` where the new layout took the name.
-    pub fn reverse(context: &'a JobContext, key_column: &str) -> Applier<'a> {
+    pub fn reverse(context: &'a JobContext, columns: &AppliedColumns) -> Applier<'a> {
         let new_nodes: HashSet<&DataNode> = context.layout.new.iter().collect();
         let placement = context
             .layout
@@ -109,7 +120,7 @@ impl<'a> Applier<'a> {
         Applier::new(
             context,
             &context.old_rules,
-            key_column,
+            columns,
             context.layout.new.iter().cloned().collect(),
             placement,
         )
@@ -118,7 +129,7 @@ impl<'a> Applier<'a> {
     fn new(
         context: &JobContext,
         target_rules: &'a ShardingRules,
-        key_column: &str,
+        columns: &AppliedColumns,
         sources: HashSet<DataNode>,
         placement: HashMap<DataNode, DataNode>,
     ) -> Applier<'a> {
@@ -131,7 +142,8 @@ impl<'a> Applier<'a> {
             .collect();
         Applier {
             table: context.layout.table.clone(),
-            key_column: key_column.to_string(),
+            key_column: columns.key.clone(),
+            kinds: columns.kinds.clone(),
             sharding_columns: target_rules
                 .sharding_columns(&context.layout.table)
                 .iter()
@@ -160,7 +172,8 @@ impl<'a> Applier<'a> {
             node: source.to_string(),
             source: Box::new(source_error),
         };
-        let router = RowRouter::new(&self.table, &columns, &row.columns).map_err(route)?;
+        let router =
+            RowRouter::new(&self.table, &columns, &row.columns, &self.kinds).map_err(route)?;
         let node = router
             .route(self.target_rules, &row.values)
             .map_err(route)?;
@@ -331,6 +344,13 @@ mod tests {
     use crate::layout::tests::users_config;
     use std::sync::Arc;
 
+    fn keyed_by(key: &str) -> AppliedColumns {
+        AppliedColumns {
+            key: key.into(),
+            kinds: ColumnKinds::default(),
+        }
+    }
+
     fn context(sources: u32, tables: u32) -> JobContext {
         JobContext::new(users_config(4, 16), users_config(sources, tables), "users").unwrap()
     }
@@ -357,7 +377,7 @@ mod tests {
     #[test]
     fn inserts_go_to_the_shadow_or_new_table_the_new_rules_name() {
         let context = context(4, 32);
-        let applier = Applier::forward(&context, Mode::Rebuild, "user_id");
+        let applier = Applier::forward(&context, Mode::Rebuild, &keyed_by("user_id"));
         // 81: ds1, old users_4, new users_20 (a new name: no shadow).
         let insert = change(
             "ds1",
@@ -390,7 +410,7 @@ mod tests {
     #[test]
     fn updates_delete_the_old_place_only_when_the_row_moves_or_its_key_changes() {
         let context = context(4, 32);
-        let applier = Applier::forward(&context, Mode::Rebuild, "user_id");
+        let applier = Applier::forward(&context, Mode::Rebuild, &keyed_by("user_id"));
         let same_place = change(
             "ds1",
             "users_4",
@@ -447,7 +467,7 @@ mod tests {
     #[test]
     fn changes_outside_the_source_tables_are_ignored() {
         let context = context(4, 32);
-        let applier = Applier::forward(&context, Mode::Rebuild, "user_id");
+        let applier = Applier::forward(&context, Mode::Rebuild, &keyed_by("user_id"));
         let insert = |schema: &str, table: &str| {
             change(
                 schema,
@@ -484,7 +504,7 @@ mod tests {
     #[test]
     fn new_data_sources_and_the_reverse_stream() {
         let context = context(8, 16);
-        let forward = Applier::forward(&context, Mode::Rebuild, "user_id");
+        let forward = Applier::forward(&context, Mode::Rebuild, &keyed_by("user_id"));
         // 13: old ds1.users_3, new ds5.users_1.
         let insert = change(
             "ds1",
@@ -499,7 +519,7 @@ mod tests {
         );
         // After cutover, a change of ds5.users_1 goes back to the old
         // ds1.users_3, renamed users_3__sgold (ds1 keeps a users_3).
-        let reverse = Applier::reverse(&context, "user_id");
+        let reverse = Applier::reverse(&context, &keyed_by("user_id"));
         let insert = change(
             "ds5",
             "users_1",

@@ -12,7 +12,7 @@
 //! before cutover; reverse streams carry the new layout's changes back to
 //! the `__sgold` tables after it.
 
-use crate::apply::{record_applied, Applier};
+use crate::apply::{record_applied, AppliedColumns, Applier};
 use crate::backend::Backends;
 use crate::error::MigrateError;
 use crate::job::{integer_key_of, JobContext};
@@ -240,8 +240,12 @@ pub async fn positions_now<'a>(
     Ok(positions)
 }
 
-/// The logical table's integer primary key column (the applier's key).
-pub async fn key_column(context: &JobContext, backends: &Backends) -> Result<String, MigrateError> {
+/// What the appliers need of the logical table's columns: its integer
+/// primary key column and the kinds of its columns.
+pub async fn applied_columns(
+    context: &JobContext,
+    backends: &Backends,
+) -> Result<AppliedColumns, MigrateError> {
     let (model, schema) =
         context
             .model_schema(backends)
@@ -251,7 +255,12 @@ pub async fn key_column(context: &JobContext, backends: &Backends) -> Result<Str
                 problem: "the old layout has no tables".into(),
             })?;
     let index = integer_key_of(model, &schema)?;
-    Ok(schema.column_names()[index].clone())
+    let names = schema.column_names();
+    let all: Vec<&str> = names.iter().map(String::as_str).collect();
+    Ok(AppliedColumns {
+        key: names[index].clone(),
+        kinds: schema.kinds_of(&all),
+    })
 }
 
 /// Runs `work` beside the streams `running` (from [`streams`]) and stops
@@ -287,15 +296,15 @@ pub fn streams<'a>(
     state: &JobState,
     context: &'a JobContext,
     backends: &'a Backends,
-    key_column: &str,
+    columns: &AppliedColumns,
     direction: Direction,
 ) -> Result<(Control, impl Future<Output = Result<(), MigrateError>> + 'a), MigrateError> {
     let (watched, applier): (&[DataNode], Applier<'a>) = match direction {
         Direction::Forward => (
             &context.layout.old,
-            Applier::forward(context, state.mode, key_column),
+            Applier::forward(context, state.mode, columns),
         ),
-        Direction::Reverse => (&context.layout.new, Applier::reverse(context, key_column)),
+        Direction::Reverse => (&context.layout.new, Applier::reverse(context, columns)),
     };
     let mut sources = Vec::new();
     for primary in state.stream_sources(direction) {

@@ -8,7 +8,7 @@
 //! [`switch`]: crate::switch
 
 use crate::backend::Backends;
-use crate::catchup::{beside_streams, follow, key_column, streams, Control, Until};
+use crate::catchup::{applied_columns, beside_streams, follow, streams, Control, Until};
 use crate::error::{DbContext, MigrateError};
 use crate::job::{drop_targets, JobContext};
 use crate::layout::{retired_name, Layout, Mode};
@@ -281,8 +281,15 @@ pub async fn follow_reverse(
     if state.reverse.is_empty() {
         return Ok(());
     }
-    let key = key_column(context, backends).await?;
-    let (control, running) = streams(store, &state, context, backends, &key, Direction::Reverse)?;
+    let columns = applied_columns(context, backends).await?;
+    let (control, running) = streams(
+        store,
+        &state,
+        context,
+        backends,
+        &columns,
+        Direction::Reverse,
+    )?;
     let sources = stream_sources(&state, Direction::Reverse);
     beside_streams(
         &control,
@@ -354,9 +361,15 @@ async fn cutover_and_follow(
     match state.mode {
         Mode::Extend => cut_over(store, job, context, backends, None, request.max_pause).await?,
         Mode::Rebuild => {
-            let key = key_column(context, backends).await?;
-            let (control, running) =
-                streams(store, state, context, backends, &key, Direction::Forward)?;
+            let columns = applied_columns(context, backends).await?;
+            let (control, running) = streams(
+                store,
+                state,
+                context,
+                backends,
+                &columns,
+                Direction::Forward,
+            )?;
             let switch = cut_over(
                 store,
                 job,
@@ -408,9 +421,15 @@ async fn rollback_with_streams(
             roll_back(store, job, context, backends, None, request.max_pause).await
         }
         Mode::Rebuild => {
-            let key = key_column(context, backends).await?;
-            let (control, running) =
-                streams(store, state, context, backends, &key, Direction::Reverse)?;
+            let columns = applied_columns(context, backends).await?;
+            let (control, running) = streams(
+                store,
+                state,
+                context,
+                backends,
+                &columns,
+                Direction::Reverse,
+            )?;
             let switch = roll_back(
                 store,
                 job,

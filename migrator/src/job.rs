@@ -8,7 +8,7 @@
 //! exit. A job resumed after cutover runs its reverse stream.
 
 use crate::backend::Backends;
-use crate::catchup::{beside_streams, follow, key_column, streams, Control, Until};
+use crate::catchup::{applied_columns, beside_streams, follow, streams, Control, Until};
 use crate::copy::Copier;
 use crate::cutover::{cut_over, follow_reverse, recover_interrupted, SwitchRequest};
 use crate::error::{DbContext, MigrateError};
@@ -339,9 +339,16 @@ async fn run_steps(
         return Ok(());
     }
     record_start(store, job, backends).await?;
-    let key = key_column(context, backends).await?;
+    let columns = applied_columns(context, backends).await?;
     let state = store.load(job)?;
-    let (control, running) = streams(store, &state, context, backends, &key, Direction::Forward)?;
+    let (control, running) = streams(
+        store,
+        &state,
+        context,
+        backends,
+        &columns,
+        Direction::Forward,
+    )?;
     let forward = drive_forward(store, job, context, backends, &control, options);
     beside_streams(&control, running, forward).await?;
     if options.follow && store.load(job)?.phase == Phase::CutOver {
@@ -556,8 +563,13 @@ async fn copy(
     let key_index = integer_key_of(model, &schema)?;
     let columns = schema.column_names();
     let sharding = context.new_rules.sharding_columns(&state.table);
-    let router = RowRouter::new(&state.table, &sharding, &columns)
-        .map_err(|source| MigrateError::route(model.to_string(), "-", source))?;
+    let router = RowRouter::new(
+        &state.table,
+        &sharding,
+        &columns,
+        &schema.kinds_of(&sharding),
+    )
+    .map_err(|source| MigrateError::route(model.to_string(), "-", source))?;
     let progress = Progress::start(job, state.rows_copied(), state.rows_total());
     let copier = Copier {
         job,

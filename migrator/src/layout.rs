@@ -7,7 +7,7 @@ use crate::values::shard_value;
 use mysql_async::Value;
 use serde::{Deserialize, Serialize};
 use shardgate_rules::config::{Config, TableConfig};
-use shardgate_rules::{DataNode, RouteError, ShardValue, ShardingRules};
+use shardgate_rules::{ColumnKind, ColumnKinds, DataNode, RouteError, ShardValue, ShardingRules};
 use std::collections::HashSet;
 use thiserror::Error;
 
@@ -154,16 +154,18 @@ pub enum RowRouteError {
 #[derive(Debug, Clone)]
 pub struct RowRouter {
     table: String,
-    /// Each sharding column and its position in the row.
-    sharding: Vec<(String, usize)>,
+    /// Each sharding column, its position in the row and its kind.
+    sharding: Vec<(String, usize, ColumnKind)>,
 }
 
 impl RowRouter {
-    /// `columns`: the rows' column names, in order.
+    /// `columns`: the rows' column names, in order; `kinds`: the sharding
+    /// columns' types, which decide how a value places its row.
     pub fn new<S: AsRef<str>>(
         table: &str,
         sharding_columns: &[&str],
         columns: &[S],
+        kinds: &ColumnKinds,
     ) -> Result<RowRouter, RowRouteError> {
         let sharding = sharding_columns
             .iter()
@@ -171,7 +173,7 @@ impl RowRouter {
                 columns
                     .iter()
                     .position(|c| c.as_ref().eq_ignore_ascii_case(column))
-                    .map(|i| (column.to_string(), i))
+                    .map(|i| (column.to_string(), i, kinds.of(column)))
                     .ok_or_else(|| RowRouteError::MissingColumn(column.to_string()))
             })
             .collect::<Result<_, _>>()?;
@@ -186,9 +188,9 @@ impl RowRouter {
         let values: Vec<(&str, ShardValue)> = self
             .sharding
             .iter()
-            .map(|(column, i)| {
+            .map(|(column, i, kind)| {
                 row.get(*i)
-                    .map(|v| (column.as_str(), shard_value(v)))
+                    .map(|v| (column.as_str(), shard_value(v, *kind)))
                     .ok_or_else(|| RowRouteError::MissingColumn(column.clone()))
             })
             .collect::<Result<_, _>>()?;
@@ -258,7 +260,8 @@ pub(crate) mod tests {
     #[test]
     fn rows_route_by_their_sharding_column_wherever_it_sits() {
         let (old, new) = (rules(&users_config(4, 16)), rules(&users_config(4, 32)));
-        let router = RowRouter::new("users", &["user_id"], &["name", "USER_ID"]).unwrap();
+        let none = ColumnKinds::default();
+        let router = RowRouter::new("users", &["user_id"], &["name", "USER_ID"], &none).unwrap();
         let row = [Value::Bytes(b"ann".to_vec()), Value::Int(4 * 20 + 1)];
         assert_eq!(
             router.route(&old, &row).unwrap(),
@@ -269,7 +272,7 @@ pub(crate) mod tests {
             DataNode::new("ds1", "users_20")
         );
         assert_eq!(
-            RowRouter::new("users", &["user_id"], &["name"]).unwrap_err(),
+            RowRouter::new("users", &["user_id"], &["name"], &none).unwrap_err(),
             RowRouteError::MissingColumn("user_id".into())
         );
     }

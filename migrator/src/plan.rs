@@ -373,7 +373,7 @@ async fn scan_rows(
 ) -> Result<SourceEstimate, MigrateError> {
     let mut columns: Vec<String> = schema.primary_key.clone();
     columns.extend(sharding.iter().map(|c| c.to_string()));
-    let router = RowRouter::new(table, sharding, &columns)
+    let router = RowRouter::new(table, sharding, &columns, &schema.kinds_of(sharding))
         .map_err(|source| MigrateError::route(node.to_string(), "-", source))?;
     let key_columns = schema.primary_key.len();
     let mut conn = backends.conn(&node.data_source).await?;

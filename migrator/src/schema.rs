@@ -8,6 +8,7 @@ use crate::values::{ident, string_literal};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use serde::Serialize;
+use shardgate_rules::{ColumnKind, ColumnKinds};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Column {
@@ -27,6 +28,21 @@ pub struct TableSchema {
 impl TableSchema {
     pub fn column_names(&self) -> Vec<String> {
         self.columns.iter().map(|c| c.name.clone()).collect()
+    }
+
+    /// The kinds of `columns` (sharding columns) by their SQL types.
+    pub fn kinds_of(&self, columns: &[&str]) -> ColumnKinds {
+        let mut kinds = ColumnKinds::default();
+        for column in columns {
+            if let Some(c) = self
+                .columns
+                .iter()
+                .find(|c| c.name.eq_ignore_ascii_case(column))
+            {
+                kinds.add(column, ColumnKind::of_sql_type(&c.column_type));
+            }
+        }
+        kinds
     }
 
     /// The position of the one integer primary-key column, or why the table
@@ -161,6 +177,23 @@ mod tests {
             column_type: column_type.into(),
             nullable: false,
         }
+    }
+
+    #[test]
+    fn sharding_columns_kinds_come_from_their_types() {
+        let schema = TableSchema {
+            columns: vec![
+                column("id", "bigint(20)"),
+                column("Tenant_Id", "varchar(64)"),
+                column("created_at", "datetime"),
+            ],
+            primary_key: vec!["id".into()],
+        };
+        let kinds = schema.kinds_of(&["tenant_id", "id", "created_at", "missing"]);
+        assert_eq!(kinds.of("TENANT_ID"), ColumnKind::Text);
+        assert_eq!(kinds.of("id"), ColumnKind::Integer);
+        assert_eq!(kinds.of("created_at"), ColumnKind::Other);
+        assert_eq!(kinds.of("missing"), ColumnKind::Other);
     }
 
     #[test]

@@ -3,17 +3,27 @@
 //! and identifiers quoted for SQL text.
 
 use mysql_async::Value;
-use shardgate_rules::ShardValue;
+use shardgate_rules::{ColumnKind, ShardValue};
 
 /// A primary key value. The migrator copies and verifies tables keyed by
 /// one integer column: `i128` holds every BIGINT and BIGINT UNSIGNED value,
 /// and orders as MySQL orders them.
 pub type Key = i128;
 
-/// The sharding value the proxy would have routed this column value by:
-/// integers as integers, dates in MySQL's literal text, everything else as
-/// its text.
-pub fn shard_value(value: &Value) -> ShardValue {
+/// The sharding value the proxy would have routed this value of a `kind`
+/// column by: a string column's values as their text (its `'7'` is not the
+/// integer 7), integers as integers, dates in MySQL's literal text,
+/// everything else as its text.
+pub fn shard_value(value: &Value, kind: ColumnKind) -> ShardValue {
+    if kind == ColumnKind::Text {
+        match value {
+            Value::NULL => return ShardValue::Null,
+            Value::Bytes(bytes) => return ShardValue::Text(String::from_utf8_lossy(bytes).into()),
+            Value::Int(i) => return ShardValue::Text(i.to_string()),
+            Value::UInt(u) => return ShardValue::Text(u.to_string()),
+            _ => {}
+        }
+    }
     match value {
         Value::NULL => ShardValue::Null,
         Value::Int(i) => ShardValue::Int(*i),
@@ -116,29 +126,57 @@ mod tests {
 
     #[test]
     fn integers_route_as_integers_and_dates_as_mysql_text() {
-        assert_eq!(shard_value(&Value::Int(-5)), ShardValue::Int(-5));
-        assert_eq!(shard_value(&Value::UInt(7)), ShardValue::Int(7));
         assert_eq!(
-            shard_value(&Value::UInt(u64::MAX)),
+            shard_value(&Value::Int(-5), ColumnKind::Other),
+            ShardValue::Int(-5)
+        );
+        assert_eq!(
+            shard_value(&Value::UInt(7), ColumnKind::Other),
+            ShardValue::Int(7)
+        );
+        assert_eq!(
+            shard_value(&Value::UInt(u64::MAX), ColumnKind::Other),
             ShardValue::Text(u64::MAX.to_string())
         );
         assert_eq!(
-            shard_value(&Value::Bytes(b"42".to_vec())),
+            shard_value(&Value::Bytes(b"42".to_vec()), ColumnKind::Other),
             ShardValue::Int(42)
         );
         assert_eq!(
-            shard_value(&Value::Bytes(b"acme".to_vec())),
+            shard_value(&Value::Bytes(b"acme".to_vec()), ColumnKind::Other),
             ShardValue::Text("acme".into())
         );
         assert_eq!(
-            shard_value(&Value::Date(2025, 3, 9, 7, 5, 0, 0)),
+            shard_value(&Value::Date(2025, 3, 9, 7, 5, 0, 0), ColumnKind::Other),
             ShardValue::Text("2025-03-09 07:05:00".into())
         );
         assert_eq!(
-            shard_value(&Value::Date(2025, 3, 9, 0, 0, 0, 120)),
+            shard_value(&Value::Date(2025, 3, 9, 0, 0, 0, 120), ColumnKind::Other),
             ShardValue::Text("2025-03-09 00:00:00.000120".into())
         );
-        assert_eq!(shard_value(&Value::NULL), ShardValue::Null);
+        assert_eq!(
+            shard_value(&Value::NULL, ColumnKind::Other),
+            ShardValue::Null
+        );
+    }
+
+    #[test]
+    fn a_string_columns_digits_stay_text() {
+        // The proxy places a VARCHAR's '7' by its text, not as the integer 7.
+        let text = ColumnKind::Text;
+        assert_eq!(
+            shard_value(&Value::Bytes(b"7".to_vec()), text),
+            ShardValue::Text("7".into())
+        );
+        assert_eq!(
+            shard_value(&Value::Int(7), text),
+            ShardValue::Text("7".into())
+        );
+        assert_eq!(shard_value(&Value::NULL, text), ShardValue::Null);
+        assert_eq!(
+            shard_value(&Value::Bytes(b"7".to_vec()), ColumnKind::Integer),
+            ShardValue::Int(7)
+        );
     }
 
     #[test]

@@ -316,7 +316,8 @@ impl Sides<'_> {
         let sharding = context.new_rules.sharding_columns(&context.layout.table);
         let mut columns = self.schema.primary_key.clone();
         columns.extend(sharding.iter().map(|c| c.to_string()));
-        let router = RowRouter::new(&context.layout.table, &sharding, &columns)
+        let kinds = self.schema.kinds_of(&sharding);
+        let router = RowRouter::new(&context.layout.table, &sharding, &columns, &kinds)
             .map_err(|source| MigrateError::route(context.layout.table.clone(), "-", source))?;
         let key_columns = self.schema.primary_key.len();
         let mut rows = 0;

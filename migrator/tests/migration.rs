@@ -9,7 +9,7 @@ use common::*;
 use mysql_async::prelude::Queryable;
 use mysql_async::Value;
 use shardgate_cdc::{Change, Row, TableChange, Transaction};
-use shardgate_migrator::apply::Applier;
+use shardgate_migrator::apply::{AppliedColumns, Applier};
 use shardgate_migrator::job::JobContext;
 use shardgate_migrator::layout::Mode;
 use shardgate_migrator::state::{Direction, StateStore};
@@ -582,7 +582,11 @@ async fn captured_changes_land_at_their_new_places() {
     let state = store.load(&job).unwrap();
     let context = JobContext::of(&state).unwrap();
     let backends = context.backends(&state.options);
-    let applier = Applier::forward(&context, Mode::Rebuild, "user_id");
+    let columns = AppliedColumns {
+        key: "user_id".into(),
+        kinds: Default::default(),
+    };
+    let applier = Applier::forward(&context, Mode::Rebuild, &columns);
     // Twice: a replayed suffix changes nothing.
     for _ in 0..2 {
         let writes = applier

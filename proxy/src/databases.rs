@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use shardgate_rules::config::DatabaseRules;
-use shardgate_rules::{Config, ConfigError, ShardingRules};
+use shardgate_rules::{ColumnKind, ColumnKinds, Config, ConfigError, ShardingRules};
 
 use crate::backend::Pool;
 use crate::shard::metadata::MetadataNames;
@@ -19,9 +19,44 @@ pub struct LogicalDatabase {
     pub default_data_source: String,
     pub default_pool: Arc<Pool>,
     pub metadata: MetadataNames,
-    /// Column order of its sharded tables, learnt for INSERTs without a
-    /// column list; forgotten when DDL changes the table.
-    pub table_columns: Mutex<HashMap<String, Arc<Vec<String>>>>,
+    /// The columns of its sharded tables, learnt from a node when first
+    /// needed; forgotten when DDL changes the table.
+    pub table_columns: Mutex<HashMap<String, Arc<TableColumns>>>,
+}
+
+/// A sharded table's columns as `SHOW COLUMNS` lists them.
+#[derive(Debug, Default)]
+pub struct TableColumns {
+    /// In table order, lower case: an INSERT without a column list gives
+    /// its values in this order.
+    pub names: Vec<String>,
+    pub kinds: Vec<ColumnKind>,
+}
+
+impl TableColumns {
+    /// From `SHOW COLUMNS` rows (Field, Type, ...).
+    pub fn from_rows(rows: Vec<Vec<Option<String>>>) -> TableColumns {
+        let mut columns = TableColumns::default();
+        for row in rows {
+            let mut fields = row.into_iter();
+            let (Some(Some(name)), Some(sql_type)) = (fields.next(), fields.next()) else {
+                continue;
+            };
+            columns.names.push(name.to_ascii_lowercase());
+            columns.kinds.push(ColumnKind::of_sql_type(
+                sql_type.as_deref().unwrap_or_default(),
+            ));
+        }
+        columns
+    }
+
+    fn kind_of(&self, column: &str) -> ColumnKind {
+        self.names
+            .iter()
+            .position(|name| name.eq_ignore_ascii_case(column))
+            .and_then(|i| self.kinds.get(i).copied())
+            .unwrap_or_default()
+    }
 }
 
 impl LogicalDatabase {
@@ -43,6 +78,50 @@ impl LogicalDatabase {
             default_pool,
             table_columns: Mutex::default(),
         }))
+    }
+
+    /// The learnt columns of `table`, if any.
+    pub fn columns_of(&self, table: &str) -> Option<Arc<TableColumns>> {
+        self.table_columns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(table)
+            .cloned()
+    }
+
+    /// The tables whose columns are learnt.
+    pub fn table_columns_learnt(&self) -> Vec<String> {
+        self.table_columns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    pub fn learn_columns(&self, table: &str, columns: Arc<TableColumns>) {
+        self.table_columns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(table.to_owned(), columns);
+    }
+
+    /// The kinds of `tables`' sharding columns that place values by their
+    /// type, as far as their columns are learnt.
+    pub fn known_kinds<'t>(&self, tables: impl IntoIterator<Item = &'t str>) -> ColumnKinds {
+        let mut kinds = ColumnKinds::default();
+        for table in tables {
+            let placed = self.rules.columns_placed_by_type(table);
+            if placed.is_empty() {
+                continue;
+            }
+            if let Some(columns) = self.columns_of(table) {
+                for column in placed {
+                    kinds.add(column, columns.kind_of(column));
+                }
+            }
+        }
+        kinds
     }
 
     /// Forgets what it learnt of `tables` (DDL changed them).

@@ -4,6 +4,7 @@
 //! proxy reads the config file and hands over its text.
 
 pub mod algorithm;
+pub mod column_kind;
 pub mod config;
 pub mod datetime;
 pub mod inline;
@@ -11,6 +12,7 @@ pub mod route;
 pub mod snowflake;
 
 pub use algorithm::ShardValue;
+pub use column_kind::{ColumnKind, ColumnKinds};
 pub use config::{Config, ConfigError};
 pub use inline::DataNode;
 pub use route::{Condition, RouteError, ShardingRules, TableKind};

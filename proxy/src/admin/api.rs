@@ -332,10 +332,12 @@ pub async fn route(
         );
     };
     let db = shared.first_database();
+    let kinds = db.known_kinds(db.table_columns_learnt().iter().map(String::as_str));
     let ctx = crate::shard::plan::PlanContext {
         rules: &db.rules,
         default_data_source: &db.default_data_source,
         keys: &shared.keys,
+        kinds: &kinds,
     };
     match preview(&sql, &db.name, &ctx) {
         Ok(p) => Json(json!({ "sql": sql, "preview": p })).into_response(),

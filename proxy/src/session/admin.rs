@@ -197,10 +197,12 @@ fn answer(
             ))
         }
         AdminStatement::Preview(sql) => {
+            let kinds = db.known_kinds(db.table_columns_learnt().iter().map(String::as_str));
             let ctx = PlanContext {
                 rules: &db.rules,
                 default_data_source: &db.default_data_source,
                 keys: &shared.keys,
+                kinds: &kinds,
             };
             Ok(preview_table(&preview(sql, &db.name, &ctx)?))
         }
@@ -850,6 +852,7 @@ mod tests {
             rules: &rules,
             default_data_source: "ds0",
             keys: &keys,
+            kinds: shardgate_rules::ColumnKinds::none(),
         };
         let one = preview_table(
             &preview("SELECT * FROM users WHERE user_id = 5", "wework", &ctx).unwrap(),

@@ -35,7 +35,7 @@ use crate::shard::analyze::{Analysis, ShardedStatement};
 use crate::shard::labels::analyze_labelled;
 use crate::shard::not_supported;
 use crate::shard::params::decode_params;
-use crate::shard::plan::{check_supported, prepare_target, single_node};
+use crate::shard::plan::{check_supported, prepare_target, single_node, PlanContext};
 use crate::sql::admin::{may_be_admin, parse as parse_admin, AdminSqlError, AdminStatement};
 use crate::sql::classify::{classify, with_logical_database, Assignment, Classified, Kind};
 use crate::sql::label::statement_label;
@@ -1161,10 +1161,16 @@ impl Session {
             // A row-returning execution that reaches one node runs that
             // node's statement as `run_sharded` would for Route::One; the
             // statement is built once per node, not planned per execution.
-            let single = st
-                .returns_rows()
-                .then(|| single_node(&st, &params, &self.plan_context()))
-                .flatten();
+            let single = if st.returns_rows() {
+                let kinds = self.column_kinds(&st).await?;
+                let ctx = PlanContext {
+                    kinds: &kinds,
+                    ..self.plan_context()
+                };
+                single_node(&st, &params, &ctx)
+            } else {
+                None
+            };
             if let Some(position) = single {
                 if let Some(node) = self.node_statement(payload, position)? {
                     debug!(position, "routed to one node");

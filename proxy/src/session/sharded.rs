@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use shardgate_rules::ColumnKinds;
 use tracing::{debug, error, warn};
 
 use super::definitions::Ahead;
@@ -11,12 +12,13 @@ use super::forward::{forward_part, Answer, Part};
 use super::prepared::NodeStatement;
 use super::{Failure, Session};
 use crate::backend::{Pool, PooledConn};
+use crate::databases::TableColumns;
 use crate::error::{codes, BackendError};
 use crate::merge::column::ColumnInfo;
 use crate::merge::engine::{merge, RowSink, RowSource};
 use crate::merge::error::MergeError;
 use crate::merge::value::{decode_row, encode_row, RowFormat, Value};
-use crate::shard::analyze::ShardedStatement;
+use crate::shard::analyze::{ShardedStatement, StatementKind};
 use crate::shard::having::Cond as HavingCond;
 use crate::shard::params::ParamValue;
 use crate::shard::plan::{node_target, plan, Affected, FirstTable, PlanContext, Route, Target};
@@ -45,6 +47,7 @@ impl Session {
             rules: &self.db.rules,
             default_data_source: &self.db.default_data_source,
             keys: &self.shared.keys,
+            kinds: ColumnKinds::none(),
         }
     }
 
@@ -75,6 +78,7 @@ impl Session {
             rules: &db.rules,
             default_data_source: &db.default_data_source,
             keys: &shared.keys,
+            kinds: ColumnKinds::none(),
         };
         let Some(target) = node_target(&prepared.statement, &prepared.text, position, &ctx) else {
             return Ok(None);
@@ -104,11 +108,15 @@ impl Session {
             }
             None => st,
         };
-        if st.kind == crate::shard::analyze::StatementKind::Ddl {
+        if st.kind == StatementKind::Ddl {
             self.db.forget_columns(&st.tables);
         }
-        let mut route =
-            plan(st, sql, params, true, &self.plan_context()).map_err(Failure::Reply)?;
+        let kinds = self.column_kinds(st).await?;
+        let ctx = PlanContext {
+            kinds: &kinds,
+            ..self.plan_context()
+        };
+        let mut route = plan(st, sql, params, true, &ctx).map_err(Failure::Reply)?;
         if let Route::One(target) = &mut route {
             if let Some(ds) = self.broadcast_read_source(st) {
                 target.data_source = ds;
@@ -240,49 +248,68 @@ impl Session {
         else {
             return Ok(None);
         };
-        let cached = self
-            .db
-            .table_columns
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(table)
-            .cloned();
-        let columns = match cached {
-            Some(c) => c,
-            None => {
-                let Some(node) = self.db.rules.nodes(table).into_iter().next() else {
-                    return Ok(None);
-                };
-                let pool = self.pool_of(&node.data_source)?;
-                let classified = Classified::default();
-                let mut conn = self.checkout_on(&pool, &classified).await?;
-                let rows = conn
-                    .query_text(&format!(
-                        "SHOW COLUMNS FROM `{}`",
-                        node.table.replace('`', "``")
-                    ))
-                    .await;
-                self.release(conn, &classified);
-                let columns: Arc<Vec<String>> = Arc::new(
-                    rows?
-                        .into_iter()
-                        .filter_map(|r| r.into_iter().next().flatten())
-                        .map(|c| c.to_ascii_lowercase())
-                        .collect(),
-                );
-                self.db
-                    .table_columns
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(table.clone(), columns.clone());
-                columns
-            }
+        let Some(columns) = self.table_columns(table).await? else {
+            return Ok(None);
         };
         let mut with_columns = st.clone();
         if let Some(insert) = with_columns.insert.as_mut() {
-            insert.columns = columns.as_ref().clone();
+            insert.columns = columns.names.clone();
         }
         Ok(Some(with_columns))
+    }
+
+    /// The kinds of the sharding columns of `st`'s tables whose values
+    /// place rows by the column's type, learnt from a node when first
+    /// needed. A table the node cannot describe (not created yet) leaves
+    /// its columns unknown: the statement then meets the node's own error.
+    pub(super) async fn column_kinds(
+        &mut self,
+        st: &ShardedStatement,
+    ) -> Result<ColumnKinds, Failure> {
+        if !matches!(
+            st.kind,
+            StatementKind::Select
+                | StatementKind::Insert
+                | StatementKind::Update
+                | StatementKind::Delete
+        ) {
+            return Ok(ColumnKinds::default());
+        }
+        for table in &st.tables {
+            if !self.db.rules.columns_placed_by_type(table).is_empty()
+                && self.db.columns_of(table).is_none()
+            {
+                // Unknown kinds route values as written, as before.
+                if self.table_columns(table).await.is_err() {
+                    debug!(table, "columns not learnt: values route as written");
+                }
+            }
+        }
+        Ok(self.db.known_kinds(st.tables.iter().map(String::as_str)))
+    }
+
+    /// `table`'s columns, learnt once from its first node; None for a
+    /// table with no nodes.
+    async fn table_columns(&mut self, table: &str) -> Result<Option<Arc<TableColumns>>, Failure> {
+        if let Some(columns) = self.db.columns_of(table) {
+            return Ok(Some(columns));
+        }
+        let Some(node) = self.db.rules.nodes(table).into_iter().next() else {
+            return Ok(None);
+        };
+        let pool = self.pool_of(&node.data_source)?;
+        let classified = Classified::default();
+        let mut conn = self.checkout_on(&pool, &classified).await?;
+        let rows = conn
+            .query_text(&format!(
+                "SHOW COLUMNS FROM `{}`",
+                node.table.replace('`', "``")
+            ))
+            .await;
+        self.release(conn, &classified);
+        let columns = Arc::new(TableColumns::from_rows(rows?));
+        self.db.learn_columns(table, columns.clone());
+        Ok(Some(columns))
     }
 
     /// Runs one text statement on a data source, forwarding the reply.

@@ -25,6 +25,9 @@ use crate::sql::lex::{Lexer, Token};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Val {
     Lit(ShardValue),
+    /// A number literal that is not a BIGINT (`7.50`, `1e3`, beyond
+    /// BIGINT), as written: the column's type decides what it is.
+    Number(String),
     Param(usize),
 }
 
@@ -772,10 +775,10 @@ impl Analyzer<'_> {
     fn value(&self, e: &Expr, placeholders: &[usize]) -> Option<Val> {
         match e {
             Expr::Value(v) => match &v.value {
-                Value::Number(n, _) => Some(Val::Lit(match n.parse::<i64>() {
-                    Ok(i) => ShardValue::Int(i),
-                    Err(_) => ShardValue::Text(n.clone()),
-                })),
+                Value::Number(n, _) => Some(match n.parse::<i64>() {
+                    Ok(i) => Val::Lit(ShardValue::Int(i)),
+                    Err(_) => Val::Number(n.clone()),
+                }),
                 Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => {
                     Some(Val::Lit(ShardValue::Text(s.clone())))
                 }
@@ -795,6 +798,10 @@ impl Analyzer<'_> {
                 expr,
             } => match self.value(expr, placeholders)? {
                 Val::Lit(ShardValue::Int(i)) => Some(Val::Lit(ShardValue::Int(-i))),
+                Val::Number(n) => Some(Val::Number(match n.strip_prefix('-') {
+                    Some(positive) => positive.to_owned(),
+                    None => format!("-{n}"),
+                })),
                 _ => None,
             },
             Expr::Nested(inner) => self.value(inner, placeholders),

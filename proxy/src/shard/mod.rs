@@ -4,6 +4,7 @@
 //! `session` carries a plan out.
 
 pub mod analyze;
+pub mod column_values;
 pub mod having;
 pub mod labels;
 pub mod metadata;

@@ -7,10 +7,12 @@
 use std::collections::BTreeMap;
 
 use shardgate_rules::{
-    Condition, DataNode, RouteError, ShardValue, ShardingRules, SnowflakeGenerator, TableKind,
+    ColumnKinds, Condition, DataNode, RouteError, ShardValue, ShardingRules, SnowflakeGenerator,
+    TableKind,
 };
 
 use super::analyze::{Cond, InsertShape, Replacement, ShardedStatement, StatementKind, Val};
+use super::column_values::{compared, stored};
 use super::having::Cond as HavingCond;
 use super::not_supported;
 use super::params::ParamValue;
@@ -112,6 +114,9 @@ pub struct PlanContext<'a> {
     pub rules: &'a ShardingRules,
     pub default_data_source: &'a str,
     pub keys: &'a SnowflakeGenerator,
+    /// The SQL kinds of the statement's sharding columns, where their
+    /// algorithm places values by it ([`ColumnKinds::none`] elsewhere).
+    pub kinds: &'a ColumnKinds,
 }
 
 /// Plans `st` (the analysis of `sql`) with the bound parameters `params`.
@@ -155,7 +160,7 @@ pub fn single_node(
     if st.kind != StatementKind::Select {
         return None;
     }
-    let condition = resolve(&st.condition, params);
+    let condition = resolve(&st.condition, params, ctx.kinds);
     // Routing answers for sharded tables only: that finds the one sharded
     // table without looking each table up twice.
     let mut routed = st
@@ -367,26 +372,29 @@ fn bound_positions(
     Ok((0..allowed.len()).filter(|i| allowed[*i]).collect())
 }
 
-/// Binds a condition's parameters. A comparison with NULL is never true
-/// in SQL, so it matches no row and reaches no node.
-fn resolve(cond: &Cond, params: &[ParamValue]) -> Condition {
+/// Binds a condition's parameters, each value taken as its column
+/// compares it. A comparison with NULL is never true in SQL, so it matches
+/// no row and reaches no node.
+fn resolve(cond: &Cond, params: &[ParamValue], kinds: &ColumnKinds) -> Condition {
     let nothing = || Condition::Or(Vec::new());
-    let v = |val: &Val| match val {
-        Val::Lit(v) => Some(v.clone()),
-        Val::Param(i) => params.get(*i).map(ParamValue::shard_value),
-    };
-    let leaf = |make: fn(String, ShardValue) -> Condition, c: &String, val: &Val| match v(val) {
-        Some(ShardValue::Null) => nothing(),
-        Some(value) => make(c.clone(), value),
-        None => Condition::Unknown,
-    };
+    let value = |c: &str, val: &Val| compared(val, params, kinds.of(c));
+    let leaf =
+        |make: fn(String, ShardValue) -> Condition, c: &String, val: &Val| match value(c, val) {
+            Some(ShardValue::Null) => nothing(),
+            Some(value) => make(c.clone(), value),
+            None => Condition::Unknown,
+        };
     match cond {
         Cond::Eq(c, val) => leaf(Condition::Eq, c, val),
         Cond::Lt(c, val) => leaf(Condition::Lt, c, val),
         Cond::Le(c, val) => leaf(Condition::Le, c, val),
         Cond::Gt(c, val) => leaf(Condition::Gt, c, val),
         Cond::Ge(c, val) => leaf(Condition::Ge, c, val),
-        Cond::In(c, vals) => match vals.iter().map(v).collect::<Option<Vec<_>>>() {
+        Cond::In(c, vals) => match vals
+            .iter()
+            .map(|val| value(c, val))
+            .collect::<Option<Vec<_>>>()
+        {
             Some(values) => Condition::In(
                 c.clone(),
                 values
@@ -396,13 +404,15 @@ fn resolve(cond: &Cond, params: &[ParamValue]) -> Condition {
             ),
             None => Condition::Unknown,
         },
-        Cond::Between(c, lo, hi) => match (v(lo), v(hi)) {
+        Cond::Between(c, lo, hi) => match (value(c, lo), value(c, hi)) {
             (Some(ShardValue::Null), _) | (_, Some(ShardValue::Null)) => nothing(),
             (Some(lo), Some(hi)) => Condition::Between(c.clone(), lo, hi),
             _ => Condition::Unknown,
         },
-        Cond::And(parts) => Condition::And(parts.iter().map(|p| resolve(p, params)).collect()),
-        Cond::Or(parts) => Condition::Or(parts.iter().map(|p| resolve(p, params)).collect()),
+        Cond::And(parts) => {
+            Condition::And(parts.iter().map(|p| resolve(p, params, kinds)).collect())
+        }
+        Cond::Or(parts) => Condition::Or(parts.iter().map(|p| resolve(p, params, kinds)).collect()),
         Cond::Unknown => Condition::Unknown,
     }
 }
@@ -465,7 +475,7 @@ fn plan_sharded(
             Ok(Route::One(target(0, false)))
         }
         StatementKind::Select | StatementKind::Update | StatementKind::Delete => {
-            let condition = resolve(&st.condition, params);
+            let condition = resolve(&st.condition, params, ctx.kinds);
             let mut nodes = if layout.tables.len() > 1 {
                 bound_positions(layout, &condition, ctx)?
             } else {
@@ -771,10 +781,9 @@ fn plan_insert(
             else {
                 continue;
             };
-            let value = match row.values.get(pos).cloned().flatten() {
-                Some(Val::Lit(v)) => v,
-                Some(Val::Param(p)) => params.get(p).map(ParamValue::shard_value).ok_or_else(|| {
-                    not_supported(format!("parameter {p} of the INSERT into {table} has no value"))
+            let value = match row.values.get(pos).and_then(Option::as_ref) {
+                Some(val) => stored(val, params, ctx.kinds.of(column))?.ok_or_else(|| {
+                    not_supported(format!("a parameter of the INSERT into {table} has no value"))
                 })?,
                 None => {
                     return Err(not_supported(format!(
@@ -924,6 +933,7 @@ mod tests {
             rules: &rules,
             default_data_source: "ds0",
             keys: &keys,
+            kinds: ColumnKinds::none(),
         };
         let Analysis::Sharded(st) = analyze(sql, &rules, "wework").unwrap() else {
             panic!("unsharded: {sql}")
@@ -962,6 +972,7 @@ mod tests {
             rules: &rules,
             default_data_source: "ds0",
             keys: &keys,
+            kinds: ColumnKinds::none(),
         };
         for (sql, params, single) in [
             (
@@ -1352,6 +1363,7 @@ mod tests {
             rules: &rules,
             default_data_source: "ds0",
             keys: &keys,
+            kinds: ColumnKinds::none(),
         };
         let plan_of = |sql: &str| {
             let Analysis::Sharded(st) = analyze(sql, &rules, "wework").unwrap() else {

@@ -82,7 +82,7 @@ pub fn point_select(sql: &str, rules: &ShardingRules) -> Option<ShardedStatement
         .into_iter()
         .find(|c| c.eq_ignore_ascii_case(column))
     {
-        Some(sharding_column) => Cond::Eq(sharding_column.to_string(), Val::Lit(value)),
+        Some(sharding_column) => Cond::Eq(sharding_column.to_string(), value),
         None => Cond::Unknown,
     };
     Some(ShardedStatement {
@@ -170,17 +170,17 @@ fn is_keyword(word: &str) -> bool {
 
 /// A literal as `analyze` values it: digits as an integer (as text when
 /// too large), a string without escapes as its text.
-fn literal(token: &Spanned<'_>) -> Option<ShardValue> {
+fn literal(token: &Spanned<'_>) -> Option<Val> {
     match token.token {
         Token::Number(digits) if digits.bytes().all(|b| b.is_ascii_digit()) => {
             Some(match digits.parse::<i64>() {
-                Ok(i) => ShardValue::Int(i),
-                Err(_) => ShardValue::Text(digits.to_owned()),
+                Ok(i) => Val::Lit(ShardValue::Int(i)),
+                Err(_) => Val::Number(digits.to_owned()),
             })
         }
         Token::Str(quoted) => {
             let inner = quoted.strip_prefix('\'')?.strip_suffix('\'')?;
-            (!inner.contains(['\'', '\\'])).then(|| ShardValue::Text(inner.to_owned()))
+            (!inner.contains(['\'', '\\'])).then(|| Val::Lit(ShardValue::Text(inner.to_owned())))
         }
         _ => None,
     }

@@ -35,6 +35,10 @@ impl ShardingAlgorithm for Crc32Modulo {
     ) -> Result<Targets, AlgorithmError> {
         Ok(Targets::All)
     }
+
+    fn places_by_column_type(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

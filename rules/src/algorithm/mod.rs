@@ -124,6 +124,13 @@ pub trait ShardingAlgorithm: fmt::Debug + Send + Sync {
     fn takes_integers(&self) -> bool {
         false
     }
+
+    /// Whether the algorithm places an integer and the same digits as text
+    /// apart (it hashes text): a value must then be taken as its column
+    /// stores and compares it, which only the column's type tells.
+    fn places_by_column_type(&self) -> bool {
+        false
+    }
 }
 
 /// `value mod count` as a target index; `rem_euclid` so that negative values

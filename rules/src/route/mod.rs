@@ -190,6 +190,16 @@ impl ShardingRules {
             .unwrap_or_default()
     }
 
+    /// The sharding columns of `table` whose values place rows by the
+    /// column's SQL type (an integer 7 and the text '7' land apart): the
+    /// caller must take values as the column stores and compares them.
+    pub fn columns_placed_by_type(&self, table: &str) -> Vec<&str> {
+        self.sharded
+            .get(lower(table).as_ref())
+            .map(ShardedTable::columns_placed_by_type)
+            .unwrap_or_default()
+    }
+
     /// The column the proxy fills with a snowflake id when an INSERT omits it.
     pub fn generated_key_column(&self, table: &str) -> Option<&str> {
         self.sharded

@@ -123,6 +123,17 @@ impl ShardedTable {
         columns
     }
 
+    /// The sharding columns whose values route by the column's type
+    /// (see [`crate::algorithm::ShardingAlgorithm::places_by_column_type`]).
+    pub(super) fn columns_placed_by_type(&self) -> Vec<&str> {
+        self.strategies
+            .iter()
+            .flatten()
+            .filter(|strategy| strategy.algorithm.places_by_column_type())
+            .map(|strategy| strategy.column.as_str())
+            .collect()
+    }
+
     /// Positions into [`ShardedTable::nodes`]: all of them.
     pub(super) fn all_nodes(&self) -> NodeSet {
         NodeSet::all(self.nodes.len())
