@@ -12,6 +12,7 @@ use crate::catchup::{applied_columns, beside_streams, follow, streams, Control, 
 use crate::error::{DbContext, MigrateError};
 use crate::job::{drop_targets, JobContext};
 use crate::layout::{retired_name, Layout, Mode};
+use crate::lifecycle::{ensure, Command};
 use crate::proxies::ProxyAdmin;
 use crate::schema::row_count;
 use crate::state::{now_ms, Direction, JobState, Phase, PrimaryState, StateStore, SwitchRecord};
@@ -246,7 +247,10 @@ pub async fn roll_back(
                     s.record_error(format!("after the rollback: {problem}"));
                 }
             })?;
-            println!("{job}: rolled back to the old layout; longest write pause {pause_ms} ms");
+            println!(
+                "{job}: rolled back to the old layout; longest write pause {pause_ms} ms; \
+                 `complete {job}` drops the new layout's tables, then start a new job to try again"
+            );
             Ok(())
         }
         Err(failed) => Err(record_failure(
@@ -315,35 +319,23 @@ pub async fn cutover(
     request: &SwitchRequest,
 ) -> Result<(), MigrateError> {
     let _claim = store.claim(job)?;
-    let (state, context, backends) = switch_job(
-        store,
-        job,
-        request,
-        Phase::Ready,
-        "cut over (only a verified job in phase ready can)",
-    )?;
+    let (state, context, backends) = switch_job(store, job, request, Command::Cutover)?;
     let result = cutover_and_follow(store, &state, &context, &backends, request).await;
     backends.disconnect().await;
     result
 }
 
-/// What a switch needs once the job is in `phase`: its state, rules and
-/// connections; the command's proxy list (if any) stored in the job.
+/// What a switch needs once the job's phase allows `command`: its state,
+/// rules and connections; the command's proxy list (if any) stored in the
+/// job.
 fn switch_job(
     store: &StateStore,
     job: &str,
     request: &SwitchRequest,
-    phase: Phase,
-    action: &'static str,
+    command: Command,
 ) -> Result<(JobState, JobContext, Backends), MigrateError> {
     let state = store.load(job)?;
-    if state.phase != phase {
-        return Err(MigrateError::WrongPhase {
-            job: job.to_string(),
-            phase: state.phase,
-            action,
-        });
-    }
+    ensure(job, command, state.phase)?;
     store_proxies(store, job, &request.proxies)?;
     let context = JobContext::of(&state)?;
     let backends = context.backends(&state.options);
@@ -395,13 +387,7 @@ pub async fn rollback(
     request: &SwitchRequest,
 ) -> Result<(), MigrateError> {
     let _claim = store.claim(job)?;
-    let (state, context, backends) = switch_job(
-        store,
-        job,
-        request,
-        Phase::CutOver,
-        "roll back (only a cut-over job can; before cutover, cancel it)",
-    )?;
+    let (state, context, backends) = switch_job(store, job, request, Command::Rollback)?;
     let result = rollback_with_streams(store, &state, &context, &backends, request).await;
     backends.disconnect().await;
     result
@@ -544,17 +530,15 @@ pub async fn recover_interrupted(
 pub async fn complete(store: &StateStore, job: &str) -> Result<(), MigrateError> {
     let _claim = store.claim(job)?;
     let state = store.load(job)?;
+    ensure(job, Command::Complete, state.phase)?;
     let context = JobContext::of(&state)?;
     let backends = context.backends(&state.options);
-    let result = match state.phase {
-        Phase::CutOver => drop_retired(&state, &context, &backends).await,
-        Phase::RolledBack => drop_targets(store, &state, &context, &backends).await,
-        phase => Err(MigrateError::WrongPhase {
-            job: job.to_string(),
-            phase,
-            action: "complete (only after a cutover or a rollback: until then the old \
-                     layout's tables are the live ones; cancel the job instead)",
-        }),
+    // Allowed after a cutover (the old tables retire) or a rollback (the
+    // new ones go).
+    let result = if state.phase == Phase::CutOver {
+        drop_retired(&state, &context, &backends).await
+    } else {
+        drop_targets(store, &state, &context, &backends).await
     };
     backends.disconnect().await;
     result?;
@@ -562,7 +546,7 @@ pub async fn complete(store: &StateStore, job: &str) -> Result<(), MigrateError>
         s.phase = Phase::Completed;
         s.reverse.clear();
     })?;
-    println!("{job}: completed");
+    println!("{job}: completed; start a new job for another change");
     Ok(())
 }
 

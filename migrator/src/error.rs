@@ -2,6 +2,7 @@
 //! file it failed on.
 
 use crate::layout::RowRouteError;
+use crate::lifecycle::Command;
 use crate::proxies::ProxyError;
 use crate::state::{Phase, StateError};
 use shardgate_rules::ConfigError;
@@ -86,11 +87,12 @@ pub enum MigrateError {
         #[source]
         source: Box<MigrateError>,
     },
-    #[error("job {job} is in phase {phase}: cannot {action}")]
+    #[error("job {job} is in phase {phase}: cannot {command}; {next}")]
     WrongPhase {
         job: String,
         phase: Phase,
-        action: &'static str,
+        command: Command,
+        next: &'static str,
     },
 }
 

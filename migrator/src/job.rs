@@ -13,6 +13,7 @@ use crate::copy::Copier;
 use crate::cutover::{cut_over, follow_reverse, recover_interrupted, SwitchRequest};
 use crate::error::{DbContext, MigrateError};
 use crate::layout::{Layout, Mode, RowRouter};
+use crate::lifecycle::{ensure, Command};
 use crate::plan::plan_table;
 use crate::progress::Progress;
 use crate::schema::{create_statement, retarget_create, row_count, table_schema, TableSchema};
@@ -238,24 +239,7 @@ pub async fn resume(
 async fn run(store: &StateStore, job: &str, options: &RunOptions) -> Result<(), MigrateError> {
     let _claim = store.claim(job)?;
     let state = store.load(job)?;
-    match state.phase {
-        Phase::Planned
-        | Phase::Creating
-        | Phase::Copying
-        | Phase::CatchingUp
-        | Phase::Verifying
-        | Phase::Ready
-        | Phase::CuttingOver
-        | Phase::CutOver
-        | Phase::RollingBack => {}
-        phase => {
-            return Err(MigrateError::WrongPhase {
-                job: job.to_string(),
-                phase,
-                action: "run it",
-            })
-        }
-    }
+    ensure(job, Command::Resume, state.phase)?;
     if let Some(request) = &options.cutover {
         if !request.proxies.is_empty() {
             store.update(job, |s| s.proxies = request.proxies.clone())?;
@@ -598,13 +582,7 @@ async fn copy(
 pub async fn cancel(store: &StateStore, job: &str) -> Result<(), MigrateError> {
     let _claim = store.claim(job)?;
     let state = store.load(job)?;
-    if state.phase.is_past_cutover() {
-        return Err(MigrateError::WrongPhase {
-            job: job.to_string(),
-            phase: state.phase,
-            action: "cancel (roll back instead)",
-        });
-    }
+    ensure(job, Command::Cancel, state.phase)?;
     let context = JobContext::of(&state)?;
     // Cancelled from here on, even if a data source is down and some
     // tables stay: a resumed copy would write into a half-dropped layout,

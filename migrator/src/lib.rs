@@ -17,6 +17,7 @@ pub mod cutover;
 pub mod error;
 pub mod job;
 pub mod layout;
+pub mod lifecycle;
 pub mod plan;
 pub mod progress;
 pub mod proxies;

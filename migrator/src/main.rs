@@ -6,8 +6,9 @@
 use clap::{Args, Parser, Subcommand};
 use shardgate_migrator::cutover::{self, SwitchRequest};
 use shardgate_migrator::job::{self, read_config, JobContext, RunOptions, StartRequest};
+use shardgate_migrator::lifecycle::{ensure, Command as LifecycleCommand};
 use shardgate_migrator::plan::{plan, render_text};
-use shardgate_migrator::state::{CopyOptions, Phase, StateStore};
+use shardgate_migrator::state::{CopyOptions, StateStore};
 use shardgate_migrator::status::{current_positions, render};
 use shardgate_migrator::verify::{self, VerifyOptions};
 use shardgate_migrator::{backend::Backends, MigrateError};
@@ -77,27 +78,37 @@ impl Onward {
 enum Command {
     /// What moving to the new configuration takes (or why it cannot be done).
     Plan {
+        /// The proxy's config file as it serves now.
         #[arg(long)]
         from: String,
+        /// The config file to move to (its new data sources declared and
+        /// running).
         #[arg(long)]
         to: String,
         /// Only this logical table (default: every table whose layout changes).
         #[arg(long)]
         table: Option<String>,
+        /// Print the plan as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Create a job for one table and run it: create the new tables, copy
     /// while catching up, verify: `ready` (then cut over with --cutover).
     Start {
+        /// The proxy's config file as it serves now.
         #[arg(long)]
         from: String,
+        /// The config file to move to (its new data sources declared and
+        /// running).
         #[arg(long)]
         to: String,
+        /// The logical table to move (one job per table).
         #[arg(long)]
         table: String,
+        /// Rows copied per batch (each batch one short transaction).
         #[arg(long, default_value_t = 1000)]
         batch_size: usize,
+        /// Source tables copied at once.
         #[arg(long, default_value_t = 4)]
         parallelism: usize,
         /// Pause copying from a data source while a replica lags more.
@@ -137,27 +148,33 @@ enum Command {
     /// Phase, progress, rate, ETA and catch-up lag of a job (or of all).
     Status {
         job: Option<String>,
+        /// Print the job's whole state as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Compare the new layout with the old one, chunk by chunk.
     Verify {
         job: String,
+        /// Rows per checksum chunk (key ranges compared at once).
         #[arg(long, default_value_t = 1000)]
         chunk_rows: usize,
         /// Times differing rows are read again before they count.
         #[arg(long, default_value_t = 2)]
         rechecks: u32,
+        /// Print the report as JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Drop the tables the job created and mark it cancelled (before cutover).
+    /// Drop the tables the job created and mark it cancelled (before cutover;
+    /// after a rollback, `complete` does that).
     Cancel { job: String },
 }
 
 fn main() -> ExitCode {
+    // Colours only on a terminal: a log file gets plain text.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -309,17 +326,7 @@ async fn run(cli: Cli) -> Result<ExitCode, MigrateError> {
         } => {
             let store = store()?;
             let state = store.load(&job)?;
-            if matches!(
-                state.phase,
-                Phase::Planned | Phase::Creating | Phase::Cancelled
-            ) || state.phase.is_past_cutover()
-            {
-                return Err(MigrateError::WrongPhase {
-                    job,
-                    phase: state.phase,
-                    action: "verify (the new tables are not there, or are live)",
-                });
-            }
+            ensure(&job, LifecycleCommand::Verify, state.phase)?;
             let context = JobContext::of(&state)?;
             let backends = context.backends(&state.options);
             let options = VerifyOptions {
@@ -348,6 +355,32 @@ async fn run(cli: Cli) -> Result<ExitCode, MigrateError> {
         Command::Cancel { job } => {
             job::cancel(&store()?, &job).await?;
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// `--help` describes every option of every command.
+    #[test]
+    fn every_option_has_help() {
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        for command in cli.get_subcommands() {
+            for arg in command.get_arguments() {
+                let name = arg.get_id().as_str();
+                if arg.is_positional() || matches!(name, "help" | "version") {
+                    continue;
+                }
+                assert!(
+                    arg.get_help().is_some(),
+                    "{} --{name} has no help text",
+                    command.get_name()
+                );
+            }
         }
     }
 }

@@ -223,6 +223,20 @@ async fn cutover_then_rollback_through_a_proxy_under_writes() {
         assert_eq!(tables(&fx, s, "users\\_%\\_\\_sgnew").await.len(), 16);
     }
 
+    // After a rollback, cancel (which would drop the new tables behind the
+    // job's back), a second cutover and verify are refused with the way on.
+    for command in ["cancel", "cutover", "verify"] {
+        let refused = migrator_async(&fx, &[command, &job]).await;
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(1), "{command}: {stderr}");
+        assert!(
+            stderr.contains("is in phase rolled_back: cannot")
+                && stderr.contains("`complete` drops them, then start a new job"),
+            "{command}: {stderr}"
+        );
+    }
+    assert_eq!(fx.state(&job)["phase"], "rolled_back");
+
     // complete drops what the rolled-back new layout left.
     let complete = migrator_async(&fx, &["complete", &job]).await;
     assert!(complete.status.success());

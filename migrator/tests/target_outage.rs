@@ -546,7 +546,7 @@ async fn a_target_primary_stopped_during_the_copy_fails_the_job_and_cancel_undoe
     assert_eq!(resume.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&resume.stderr);
     assert!(
-        stderr.contains("phase cancelled: cannot run it"),
+        stderr.contains("phase cancelled: cannot resume; start a new job"),
         "{stderr}"
     );
 
