@@ -138,19 +138,19 @@ impl Proxy {
 }
 
 /// Writes `text` to `path` atomically (a temporary file beside it, synced,
-/// renamed over it), keeping the previous file as `<path>.v<old_version>`.
+/// renamed over it), keeping the previous file as `<path>.v<old_version>`
+/// (`.v<old_version>.<n>` when that name is taken: versions restart at 1
+/// with the proxy, and no backup is ever overwritten).
 fn replace_config_file(path: &Path, old_version: u64, text: &str) -> std::io::Result<PathBuf> {
-    let mut kept = path.as_os_str().to_owned();
-    kept.push(format!(".v{old_version}"));
-    let kept = PathBuf::from(kept);
     let mut temp = path.as_os_str().to_owned();
     temp.push(".activating");
     let temp = PathBuf::from(temp);
+    let mut kept = None;
     let written = (|| {
         let mut file = std::fs::File::create(&temp)?;
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
-        std::fs::copy(path, &kept)?;
+        kept = Some(keep_copy(path, old_version)?);
         std::fs::rename(&temp, path)
     })();
     if written.is_err() {
@@ -158,7 +158,41 @@ fn replace_config_file(path: &Path, old_version: u64, text: &str) -> std::io::Re
             warn!(path = %temp.display(), "cannot remove the unfinished config file: {e}");
         }
     }
-    written.map(|()| kept)
+    written?;
+    kept.ok_or_else(|| std::io::Error::other("the previous config file was not kept"))
+}
+
+/// Copies `path` to the first free name of `<path>.v<version>`,
+/// `<path>.v<version>.1`, ...: created exclusively, so a backup that
+/// exists is never written over.
+fn keep_copy(path: &Path, version: u64) -> std::io::Result<PathBuf> {
+    const MAX_TRIES: u32 = 10_000;
+    let content = std::fs::read(path)?;
+    for n in 0..MAX_TRIES {
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".v{version}"));
+        if n > 0 {
+            name.push(format!(".{n}"));
+        }
+        let kept = PathBuf::from(name);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&kept)
+        {
+            Ok(mut file) => {
+                file.write_all(&content)?;
+                file.sync_all()?;
+                return Ok(kept);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        format!("{MAX_TRIES} backups of {} exist already", path.display()),
+    ))
 }
 
 #[cfg(test)]
@@ -176,6 +210,13 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new = 2\n");
         assert_eq!(std::fs::read_to_string(&kept).unwrap(), "old = 1\n");
         assert!(!dir.join("proxy.toml.activating").exists());
+
+        // Versions restart with the proxy: the next `.v3` takes a new name.
+        let again = replace_config_file(&path, 3, "newer = 3\n").unwrap();
+        assert_eq!(again, dir.join("proxy.toml.v3.1"));
+        assert_eq!(std::fs::read_to_string(&kept).unwrap(), "old = 1\n");
+        assert_eq!(std::fs::read_to_string(&again).unwrap(), "new = 2\n");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "newer = 3\n");
 
         let missing = dir.join("missing").join("proxy.toml");
         assert!(replace_config_file(&missing, 1, "x").is_err());
