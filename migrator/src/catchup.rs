@@ -74,6 +74,11 @@ impl Control {
             .find_map(|(ds, s)| s.error.as_ref().map(|e| format!("{ds}: {e}")))
     }
 
+    /// Transactions applied so far, over every stream.
+    pub fn transactions(&self) -> u64 {
+        self.status.borrow().values().map(|s| s.transactions).sum()
+    }
+
     /// Each stream's position now.
     pub fn positions(&self) -> BTreeMap<String, Option<BinlogPosition>> {
         self.status

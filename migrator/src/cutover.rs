@@ -28,10 +28,56 @@ use std::time::Duration;
 pub struct SwitchRequest {
     /// Proxy admin URLs; empty: the ones the job stored.
     pub proxies: Vec<String>,
-    pub max_pause: Duration,
+    pub bounds: SwitchBounds,
     /// Keep the reverse stream running after a cutover until SIGINT or
     /// SIGTERM.
     pub follow: bool,
+    /// Further attempts after a switch that failed and was undone.
+    pub retries: u32,
+}
+
+/// How long a switch may take.
+#[derive(Debug, Clone, Copy)]
+pub struct SwitchBounds {
+    /// The bound on the write pause (and on each queued statement's wait).
+    pub max_pause: Duration,
+    /// How long the change streams may take to converge before the pause.
+    pub catch_up: Duration,
+}
+
+/// The wait before a switch tries again: the writes a failed attempt held
+/// back go through, and the streams catch up from where it left them.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// Runs `attempt` (a whole switch, streams included) until it succeeds,
+/// fails in a way a retry cannot help, or `retries` more attempts failed
+/// and were undone.
+async fn with_retries<F, Fut>(
+    job: &str,
+    what: &str,
+    retries: u32,
+    attempt: F,
+) -> Result<(), MigrateError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), MigrateError>>,
+{
+    let mut failed = 0;
+    loop {
+        match attempt().await {
+            Err(error @ MigrateError::SwitchUndone { .. }) if failed < retries => {
+                failed += 1;
+                println!(
+                    "{job}: {what} attempt {failed} of {} failed and was undone: {error}; trying \
+                     again in {} s",
+                    retries + 1,
+                    RETRY_AFTER.as_secs()
+                );
+                tokio::time::sleep(RETRY_AFTER).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Per data source, the renames of a cutover: each old table whose name
@@ -135,7 +181,7 @@ pub async fn cut_over(
     context: &JobContext,
     backends: &Backends,
     streams: Option<&Control>,
-    max_pause: Duration,
+    bounds: SwitchBounds,
 ) -> Result<(), MigrateError> {
     let state = store.load(job)?;
     let proxies = admins(&state)?;
@@ -163,7 +209,8 @@ pub async fn cut_over(
         record_after: new_sources.into_iter().collect(),
         backends,
         proxies,
-        max_pause,
+        max_pause: bounds.max_pause,
+        catch_up: bounds.catch_up,
     };
     match switch.run().await {
         Ok(done) => {
@@ -210,7 +257,7 @@ pub async fn roll_back(
     context: &JobContext,
     backends: &Backends,
     streams: Option<&Control>,
-    max_pause: Duration,
+    bounds: SwitchBounds,
 ) -> Result<(), MigrateError> {
     let state = store.load(job)?;
     let proxies = admins(&state)?;
@@ -232,7 +279,8 @@ pub async fn roll_back(
         record_after: vec![],
         backends,
         proxies,
-        max_pause,
+        max_pause: bounds.max_pause,
+        catch_up: bounds.catch_up,
     };
     match switch.run().await {
         Ok(done) => {
@@ -319,10 +367,13 @@ pub async fn cutover(
     request: &SwitchRequest,
 ) -> Result<(), MigrateError> {
     let _claim = store.claim(job)?;
-    let (state, context, backends) = switch_job(store, job, request, Command::Cutover)?;
-    let result = cutover_and_follow(store, &state, &context, &backends, request).await;
-    backends.disconnect().await;
-    result
+    with_retries(job, "cutover", request.retries, || async {
+        let (state, context, backends) = switch_job(store, job, request, Command::Cutover)?;
+        let result = cutover_and_follow(store, &state, &context, &backends, request).await;
+        backends.disconnect().await;
+        result
+    })
+    .await
 }
 
 /// What a switch needs once the job's phase allows `command`: its state,
@@ -351,7 +402,7 @@ async fn cutover_and_follow(
 ) -> Result<(), MigrateError> {
     let job = state.id.as_str();
     match state.mode {
-        Mode::Extend => cut_over(store, job, context, backends, None, request.max_pause).await?,
+        Mode::Extend => cut_over(store, job, context, backends, None, request.bounds).await?,
         Mode::Rebuild => {
             let columns = applied_columns(context, backends).await?;
             let (control, running) = streams(
@@ -368,7 +419,7 @@ async fn cutover_and_follow(
                 context,
                 backends,
                 Some(&control),
-                request.max_pause,
+                request.bounds,
             );
             beside_streams(&control, running, switch).await?;
         }
@@ -387,10 +438,13 @@ pub async fn rollback(
     request: &SwitchRequest,
 ) -> Result<(), MigrateError> {
     let _claim = store.claim(job)?;
-    let (state, context, backends) = switch_job(store, job, request, Command::Rollback)?;
-    let result = rollback_with_streams(store, &state, &context, &backends, request).await;
-    backends.disconnect().await;
-    result
+    with_retries(job, "rollback", request.retries, || async {
+        let (state, context, backends) = switch_job(store, job, request, Command::Rollback)?;
+        let result = rollback_with_streams(store, &state, &context, &backends, request).await;
+        backends.disconnect().await;
+        result
+    })
+    .await
 }
 
 async fn rollback_with_streams(
@@ -404,7 +458,7 @@ async fn rollback_with_streams(
     match state.mode {
         Mode::Extend => {
             refuse_filled_new_tables(state, backends).await?;
-            roll_back(store, job, context, backends, None, request.max_pause).await
+            roll_back(store, job, context, backends, None, request.bounds).await
         }
         Mode::Rebuild => {
             let columns = applied_columns(context, backends).await?;
@@ -422,7 +476,7 @@ async fn rollback_with_streams(
                 context,
                 backends,
                 Some(&control),
-                request.max_pause,
+                request.bounds,
             );
             beside_streams(&control, running, switch).await
         }

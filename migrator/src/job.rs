@@ -318,7 +318,7 @@ async fn run_steps(
     }
     if state.mode == Mode::Extend {
         if let Some(request) = &options.cutover {
-            cut_over(store, job, context, backends, None, request.max_pause).await?;
+            cut_over(store, job, context, backends, None, request.bounds).await?;
         }
         return Ok(());
     }
@@ -423,15 +423,7 @@ async fn drive_forward(
         report.source_rows
     );
     if let Some(request) = &options.cutover {
-        cut_over(
-            store,
-            job,
-            context,
-            backends,
-            Some(streams),
-            request.max_pause,
-        )
-        .await?;
+        cut_over(store, job, context, backends, Some(streams), request.bounds).await?;
     } else if options.follow {
         println!("{job}: following the source binlogs until SIGINT/SIGTERM");
         follow(streams, backends, &sources, Until::Shutdown).await?;

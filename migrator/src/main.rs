@@ -4,7 +4,7 @@
 //! differences.
 
 use clap::{Args, Parser, Subcommand};
-use shardgate_migrator::cutover::{self, SwitchRequest};
+use shardgate_migrator::cutover::{self, SwitchBounds, SwitchRequest};
 use shardgate_migrator::job::{self, read_config, JobContext, RunOptions, StartRequest};
 use shardgate_migrator::lifecycle::{ensure, Command as LifecycleCommand};
 use shardgate_migrator::plan::{plan, render_text};
@@ -52,14 +52,26 @@ struct SwitchArgs {
     /// The bound on the write pause (and on each queued statement's wait).
     #[arg(long, default_value_t = 1000)]
     max_pause_ms: u64,
+    /// How long the change streams may take to converge before the write
+    /// pause (each catch-up round must end within a quarter of the bound).
+    #[arg(long, default_value_t = 120)]
+    catch_up_secs: u64,
+    /// Further attempts of `cutover` / `rollback` after a switch failed and
+    /// was undone (each after 2 s).
+    #[arg(long, default_value_t = 2)]
+    retries: u32,
 }
 
 impl SwitchArgs {
     fn request(&self, follow: bool) -> SwitchRequest {
         SwitchRequest {
             proxies: self.proxies.clone(),
-            max_pause: Duration::from_millis(self.max_pause_ms.max(1)),
+            bounds: SwitchBounds {
+                max_pause: Duration::from_millis(self.max_pause_ms.max(1)),
+                catch_up: Duration::from_secs(self.catch_up_secs),
+            },
             follow,
+            retries: self.retries,
         }
     }
 }

@@ -25,8 +25,12 @@ use shardgate_cdc::BinlogPosition;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// How long the streams may take to catch up before the pause starts.
-const CATCH_UP_BEFORE_PAUSE: Duration = Duration::from_secs(120);
+/// Catch-up rounds before the pause, at most: a backlog that does not
+/// shrink in this many rounds will not.
+const CONVERGE_ROUNDS: usize = 30;
+/// What to do when the pause cannot fit its bound.
+const PAUSE_ADVICE: &str = "lower the write rate to the table, raise --max-pause-ms, or let the \
+                            switch try again (--retries)";
 /// The bound on admin requests outside the pause, and on undo steps.
 const SLOW_REQUEST: Duration = Duration::from_secs(10);
 /// How often the in-flight transactions are polled during the pause.
@@ -56,6 +60,8 @@ pub struct Switch<'a> {
     pub proxies: Vec<ProxyAdmin>,
     /// The pause bound (also each queued statement's `max_queue_ms`).
     pub max_pause: Duration,
+    /// How long the streams may take to converge before the pause.
+    pub catch_up: Duration,
 }
 
 /// A switch that took effect.
@@ -93,6 +99,43 @@ struct Done {
     activated: Vec<usize>,
 }
 
+/// One catch-up round before the pause.
+struct Round {
+    took: Duration,
+    /// Binlog bytes the streams were behind when it began (over primaries
+    /// whose stream was in the same binlog file).
+    bytes: u64,
+    transactions: u64,
+}
+
+impl std::fmt::Display for Round {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ms to apply {} transactions ({} binlog bytes behind)",
+            self.took.as_millis(),
+            self.transactions,
+            self.bytes
+        )
+    }
+}
+
+/// How many binlog bytes the streams at `applied` are behind `targets`,
+/// summed over the primaries whose stream reads the target's file (a
+/// stream a file behind counts the target's offset).
+fn bytes_behind(
+    applied: &BTreeMap<String, Option<BinlogPosition>>,
+    targets: &BTreeMap<String, BinlogPosition>,
+) -> u64 {
+    targets
+        .iter()
+        .map(|(ds, target)| match applied.get(ds).cloned().flatten() {
+            Some(at) if at.file == target.file => target.pos.saturating_sub(at.pos),
+            _ => target.pos,
+        })
+        .sum()
+}
+
 /// The inverse of a list of renames.
 pub fn inverse(renames: &Renames) -> Renames {
     renames
@@ -121,6 +164,56 @@ impl Switch<'_> {
         }
     }
 
+    /// Catch-up rounds until one is short: each reads the primaries'
+    /// positions and waits until the streams applied up to them. Writes go
+    /// on meanwhile, so a round leaves about the backlog it took to drain;
+    /// once a round takes at most a quarter of the pause bound, the catch-up
+    /// inside the pause (writes stopped) ends well within it, and the pause
+    /// may begin. A backlog that does not come down fails here, before any
+    /// write waited.
+    async fn converge(&self, streams: &Control, sources: &[String]) -> Result<(), MigrateError> {
+        let short = self.max_pause / 4;
+        let started = Instant::now();
+        let mut rounds: Vec<Round> = Vec::new();
+        while rounds.len() < CONVERGE_ROUNDS {
+            let targets = positions_now(self.backends, sources).await?;
+            let behind = bytes_behind(&streams.positions(), &targets);
+            let applied_before = streams.transactions();
+            let round_started = Instant::now();
+            let left = self.catch_up.saturating_sub(started.elapsed());
+            match tokio::time::timeout(left, streams.wait_until(&targets, self.catch_up)).await {
+                Ok(reached) => reached?,
+                Err(_) => break,
+            }
+            let round = Round {
+                took: round_started.elapsed(),
+                bytes: behind,
+                transactions: streams.transactions().saturating_sub(applied_before),
+            };
+            tracing::info!(
+                took_ms = round.took.as_millis(),
+                binlog_bytes = round.bytes,
+                transactions = round.transactions,
+                "catch-up round before the pause"
+            );
+            if round.took <= short {
+                return Ok(());
+            }
+            rounds.push(round);
+        }
+        let last = rounds
+            .last()
+            .map_or_else(|| "none ended".to_string(), Round::to_string);
+        Err(MigrateError::CatchUp(format!(
+            "the change streams did not converge before the pause: {} catch-up rounds in {} s, \
+             none within {} ms (a quarter of the pause bound); the last: {last}. Writes were \
+             not paused. To cut over: {PAUSE_ADVICE}",
+            rounds.len(),
+            started.elapsed().as_secs(),
+            short.as_millis(),
+        )))
+    }
+
     /// Time left before the pause reaches its bound (with a margin for
     /// the steps after the check), or an error when none is left.
     fn remaining(&self, paused_at: Instant, before: &str) -> Result<Duration, MigrateError> {
@@ -129,7 +222,7 @@ impl Switch<'_> {
         let elapsed = paused_at.elapsed();
         if elapsed >= limit {
             return Err(MigrateError::CatchUp(format!(
-                "the pause reached {} ms before {before}, near its bound of {} ms",
+                "the pause reached {} ms before {before}, near its bound of {} ms; {PAUSE_ADVICE}",
                 elapsed.as_millis(),
                 self.max_pause.as_millis()
             )));
@@ -164,8 +257,7 @@ impl Switch<'_> {
             versions.push(version);
         }
         if let Some((streams, sources)) = &self.streams {
-            let now = positions_now(self.backends, sources).await?;
-            streams.wait_until(&now, CATCH_UP_BEFORE_PAUSE).await?;
+            self.converge(streams, sources).await?;
         }
 
         let first_pause = Instant::now();
@@ -363,6 +455,26 @@ impl Switch<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_backlog_in_binlog_bytes() {
+        let at = |file: &str, pos: u64| BinlogPosition {
+            file: file.into(),
+            pos,
+        };
+        let applied = BTreeMap::from([
+            ("ds0".to_string(), Some(at("bin.000001", 1000))),
+            ("ds1".to_string(), Some(at("bin.000001", 900))),
+            ("ds2".to_string(), None),
+        ]);
+        let targets = BTreeMap::from([
+            ("ds0".to_string(), at("bin.000001", 1500)),
+            // A file further: the target's offset counts.
+            ("ds1".to_string(), at("bin.000002", 300)),
+            ("ds2".to_string(), at("bin.000001", 200)),
+        ]);
+        assert_eq!(bytes_behind(&applied, &targets), 500 + 300 + 200);
+    }
 
     #[test]
     fn renames_swap_and_their_inverse_swaps_back() {

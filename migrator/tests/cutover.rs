@@ -280,7 +280,16 @@ async fn a_failed_cutover_leaves_the_old_layout_serving_with_nothing_lost() {
     let writer = Writer::start(&a, seeded(2000), 3);
     let failed = migrator_async(
         &fx,
-        &["cutover", &job, "--proxy", &admin_url(&a), "--proxy", &dead],
+        &[
+            "cutover",
+            &job,
+            "--proxy",
+            &admin_url(&a),
+            "--proxy",
+            &dead,
+            "--retries",
+            "0",
+        ],
     )
     .await;
     assert_eq!(failed.status.code(), Some(1));
@@ -302,6 +311,8 @@ async fn a_failed_cutover_leaves_the_old_layout_serving_with_nothing_lost() {
             &admin_url(&a),
             "--proxy",
             &admin_url(&b),
+            "--retries",
+            "0",
         ],
     )
     .await;
@@ -343,12 +354,20 @@ async fn a_failed_cutover_leaves_the_old_layout_serving_with_nothing_lost() {
             &admin_url(&a),
             "--max-pause-ms",
             "400",
+            "--retries",
+            "1",
         ],
     )
     .await;
     assert_eq!(failed.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(stderr.contains("near its bound of 400 ms"), "{stderr}");
+    assert!(stderr.contains("raise --max-pause-ms"), "{stderr}");
+    let out = stdout(&failed);
+    assert!(
+        out.contains("cutover attempt 1 of 2 failed and was undone"),
+        "{out}"
+    );
     open.query_drop("COMMIT").await.unwrap();
     open.disconnect().await.unwrap();
     model.insert(key, "in flight".into());
@@ -380,6 +399,75 @@ async fn a_failed_cutover_leaves_the_old_layout_serving_with_nothing_lost() {
     for s in 0..4 {
         assert_eq!(tables(&fx, s, "users\\_%\\_\\_sgold").await.len(), 0);
     }
+    drop(a);
+    fx.cleanup().await;
+}
+
+/// Change streams that cannot catch up (their target tables locked): the
+/// cutover waits for them no longer than `--catch-up-secs`, never pauses
+/// writes, and says why and what to do; once they can, it succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cutover_waits_for_the_streams_to_converge_before_pausing() {
+    if !sandbox_ready("a_cutover_waits_for_the_streams", 4) {
+        return;
+    }
+    let fx = Fixture::new("orch_converge", 4).await;
+    let from_text = proxy_ready(&fx.config(4, &users_rules(4, 16)));
+    seed_users(&fx, &from_text, 4, 16, 2000).await;
+    let from = fx.write("from.toml", &from_text);
+    let to = fx.write("to.toml", &proxy_ready(&fx.config(4, &users_rules(4, 32))));
+    let a = proxy_from(&fx.dir.join("a/shardgate.toml"), &from_text).await;
+    let start = migrator_async(
+        &fx,
+        &["start", "--from", &from, "--to", &to, "--table", "users"],
+    )
+    .await;
+    assert!(start.status.success());
+    let job = fx.job();
+
+    let writer = Writer::start(&a, seeded(2000), 3);
+    let mut lock = fx.conn(0).await;
+    let shadows = tables(&fx, 0, "users\\_%\\_\\_sgnew").await;
+    let locked: Vec<String> = shadows.iter().map(|t| format!("`{t}` WRITE")).collect();
+    lock.query_drop(format!("LOCK TABLES {}", locked.join(", ")))
+        .await
+        .unwrap();
+    let unlock = async {
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        lock.query_drop("UNLOCK TABLES").await.unwrap();
+    };
+    let url = admin_url(&a);
+    let args = [
+        "cutover",
+        &job,
+        "--proxy",
+        &url,
+        "--catch-up-secs",
+        "3",
+        "--retries",
+        "0",
+    ];
+    let (failed, ()) = tokio::join!(migrator_async(&fx, &args), unlock);
+    assert_eq!(failed.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        stderr.contains("did not converge before the pause")
+            && stderr.contains("Writes were not paused")
+            && stderr.contains("lower the write rate"),
+        "{stderr}"
+    );
+    assert!(!stdout(&failed).contains("longest write pause"));
+    assert_eq!(fx.state(&job)["phase"], "ready");
+    lock.disconnect().await.unwrap();
+
+    // Unlocked, the streams converge and the cutover goes through with
+    // every write in the new layout.
+    let cutover = migrator_async(&fx, &["cutover", &job, "--proxy", &admin_url(&a)]).await;
+    let model = writer.stop().await;
+    assert!(cutover.status.success(), "{}", stdout(&cutover));
+    assert_eq!(fx.state(&job)["phase"], "cut_over");
+    assert_eq!(read_through(&a).await, model);
+    assert_eq!(users_by_placement(&fx, 4, 32).await, model);
     drop(a);
     fx.cleanup().await;
 }
