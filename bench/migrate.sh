@@ -35,6 +35,14 @@ Environment (defaults in brackets):
   MIGRATOR_BUILD     1 = cargo build --release -p shardgate-migrator   [1]
   MIGRATOR_BIN       [${CARGO_TARGET_DIR:-target}/release/shardgate-migrator]
   DS_HOST / DS_PORTS primaries of ds0..ds3  [127.0.0.1 / 13306 13307 13308 13309]
+  BENCH_LIVE_RATES   write rates (writes/s) of the live-load run      [600 2000]
+                     ("" skips it): a whole job through an in-process
+                     ShardGate under a load recording every write
+                     (cargo bench -p shardgate-migrator --bench
+                     cutover_under_load), printing write rates, copy and
+                     verification rates, the cutover's write pause and
+                     every failed, lost or misplaced write
+  BENCH_LIVE_ROWS    seeded rows of the live-load run              [200000]
 EOF
 }
 
@@ -219,3 +227,17 @@ report="$BENCH_RESULTS_DIR/migrate-$(date +%Y%m%d-%H%M%S).txt"
 } | tee "$report"
 log "report written to $report"
 ((verify_rc == 0)) || exit 1
+
+# ----------------------------------------------------------- live load ----
+BENCH_LIVE_RATES=${BENCH_LIVE_RATES-600 2000}
+if [[ -n $BENCH_LIVE_RATES ]]; then
+  log "cutover under a live load at $BENCH_LIVE_RATES writes/s ($BENCH_LIVE_ROWS rows)"
+  read -r -a rates <<<"$BENCH_LIVE_RATES"
+  live="$BENCH_RESULTS_DIR/migrate-live-$(date +%Y%m%d-%H%M%S).txt"
+  (cd "$REPO" && SHARDGATE_SANDBOX=1 BENCH_ROWS=${BENCH_LIVE_ROWS:-200000} \
+    cargo bench -q -p shardgate-migrator --bench cutover_under_load -- "${rates[@]}") \
+    | grep -E '^(==|   )' | tee "$live"
+  ((PIPESTATUS[0] == 0)) || die "the live-load run failed"
+  grep -q 'job FAILED\|   ! ' "$live" && die "a job failed or a write was lost or misplaced (see $live)"
+  log "report written to $live"
+fi
