@@ -11,7 +11,7 @@ use crate::error::{DbContext, MigrateError};
 use crate::layout::{Layout, Mode, RowRouter};
 use crate::progress::Progress;
 use crate::retry::retried;
-use crate::state::{SourceTable, StateStore};
+use crate::state::{now_ms, Hold, SourceTable, StateStore};
 use crate::throttle::Throttle;
 use crate::values::{display_value, ident, ident_list, key_of, key_param, Key};
 use futures_util::{StreamExt, TryStreamExt};
@@ -68,7 +68,11 @@ impl Copier<'_> {
         let node = DataNode::new(&source.data_source, &source.table);
         let mut cursor = source.cursor;
         loop {
-            self.throttle.wait(self.backends, &node.data_source).await;
+            self.throttle
+                .wait(self.backends, &node.data_source, |reason| {
+                    self.hold(&node.data_source, reason)
+                })
+                .await;
             let batch = self.copy_batch(&node, cursor).await?;
             let rows = batch.map_or(0, |b| b.rows);
             let done = rows < self.batch_size;
@@ -81,6 +85,9 @@ impl Copier<'_> {
                     s.rows_copied += rows as u64;
                     s.done = done;
                 }
+                if let Some(run) = state.copy_run.as_mut() {
+                    run.last_batch_at_ms = Some(now_ms());
+                }
             })?;
             self.progress.add(rows as u64);
             if done {
@@ -90,6 +97,29 @@ impl Copier<'_> {
             if !self.pause.is_zero() {
                 tokio::time::sleep(self.pause).await;
             }
+        }
+    }
+
+    /// Records what holds the copy from `data_source` back (None: it goes
+    /// on), in the job's state and its progress line.
+    fn hold(&self, data_source: &str, reason: Option<String>) {
+        self.progress.hold(reason.as_deref());
+        let recorded = self.store.update(self.job, |state| match reason {
+            Some(reason) => {
+                state.held = Some(Hold {
+                    source: data_source.to_string(),
+                    reason,
+                    since_ms: now_ms(),
+                })
+            }
+            // Another data source's hold stays.
+            None if state.held.as_ref().is_some_and(|h| h.source == data_source) => {
+                state.held = None
+            }
+            None => {}
+        });
+        if let Err(error) = recorded {
+            tracing::warn!(%error, "cannot record what holds the copy");
         }
     }
 

@@ -18,8 +18,8 @@ use crate::plan::plan_table;
 use crate::progress::Progress;
 use crate::schema::{create_statement, retarget_create, row_count, table_schema, TableSchema};
 use crate::state::{
-    job_id, now_ms, CopyOptions, CopyRun, Direction, JobState, Phase, PrimaryState, SourceTable,
-    StateStore, TargetTable,
+    job_id, now_ms, CopyOptions, CopyRun, Direction, JobState, Phase, PhaseEntry, PrimaryState,
+    SourceTable, StateStore, TargetTable,
 };
 use crate::throttle::Throttle;
 use crate::values::ident;
@@ -214,6 +214,11 @@ pub async fn start(
         reverse: vec![],
         cutover: None,
         rollback: None,
+        phases: vec![PhaseEntry {
+            phase: Phase::Planned,
+            at_ms: created_at_ms,
+        }],
+        held: None,
     };
     store.create(&state)?;
     println!(
@@ -390,6 +395,56 @@ async fn verify_caught_up(
     }
 }
 
+/// `verify <job>` (a job in phase ready): the forward streams run from
+/// their saved positions while the layouts are compared, caught up first,
+/// so rows the application changes meanwhile are not counted as
+/// differences (a differing row is read again, `rechecks` times, before it
+/// counts); the report is stored with the job, whose phase stays.
+pub async fn verify_ready(
+    store: &StateStore,
+    job: &str,
+    options: &VerifyOptions,
+) -> Result<verify::VerifyReport, MigrateError> {
+    let _claim = store.claim(job)?;
+    let state = store.load(job)?;
+    ensure(job, Command::Verify, state.phase)?;
+    let context = JobContext::of(&state)?;
+    let backends = context.backends(&state.options);
+    let result = async {
+        if state.mode == Mode::Extend {
+            // Rows stay where they are: nothing streams, only placement
+            // is checked.
+            let report = verify::verify(&state, &context, &backends, options).await?;
+            store.update(job, |s| s.verification = Some(report.summary()))?;
+            return Ok(report);
+        }
+        let columns = applied_columns(&context, &backends).await?;
+        let (control, running) = streams(
+            store,
+            &state,
+            &context,
+            &backends,
+            &columns,
+            Direction::Forward,
+        )?;
+        let sources: Vec<String> = state
+            .primaries
+            .iter()
+            .map(|p| p.data_source.clone())
+            .collect();
+        let work = async {
+            follow(&control, &backends, &sources, Until::CaughtUp).await?;
+            let report = verify::verify(&state, &context, &backends, options).await?;
+            store.update(job, |s| s.verification = Some(report.summary()))?;
+            Ok(report)
+        };
+        beside_streams(&control, running, work).await
+    }
+    .await;
+    backends.disconnect().await;
+    result
+}
+
 /// Beside the running forward streams: copy, catch up, verify, then cut
 /// over or follow as asked.
 async fn drive_forward(
@@ -531,6 +586,7 @@ async fn copy(
         s.copy_run = Some(CopyRun {
             started_at_ms: now_ms(),
             rows_at_start: s.rows_copied(),
+            last_batch_at_ms: None,
         })
     })?;
     let Some((model, schema)) = context.model_schema(backends).await? else {

@@ -5,10 +5,9 @@
 
 use clap::{Args, Parser, Subcommand};
 use shardgate_migrator::cutover::{self, SwitchBounds, SwitchRequest};
-use shardgate_migrator::job::{self, read_config, JobContext, RunOptions, StartRequest};
-use shardgate_migrator::lifecycle::{ensure, Command as LifecycleCommand};
+use shardgate_migrator::job::{self, read_config, RunOptions, StartRequest};
 use shardgate_migrator::plan::{plan, render_text};
-use shardgate_migrator::state::{CopyOptions, StateStore};
+use shardgate_migrator::state::{now_ms, CopyOptions, StateStore};
 use shardgate_migrator::status::{current_positions, render};
 use shardgate_migrator::verify::{self, VerifyOptions};
 use shardgate_migrator::{backend::Backends, MigrateError};
@@ -325,7 +324,10 @@ async fn run(cli: Cli) -> Result<ExitCode, MigrateError> {
                         serde_json::to_string_pretty(&state).unwrap_or_default()
                     );
                 } else {
-                    print!("{}", render(&state, &current_positions(&state).await));
+                    print!(
+                        "{}",
+                        render(&state, &current_positions(&state).await, now_ms())
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -336,20 +338,12 @@ async fn run(cli: Cli) -> Result<ExitCode, MigrateError> {
             rechecks,
             json,
         } => {
-            let store = store()?;
-            let state = store.load(&job)?;
-            ensure(&job, LifecycleCommand::Verify, state.phase)?;
-            let context = JobContext::of(&state)?;
-            let backends = context.backends(&state.options);
             let options = VerifyOptions {
                 chunk_rows,
                 rechecks,
                 recheck_delay: Duration::from_millis(500),
             };
-            let report = verify::verify(&state, &context, &backends, &options).await;
-            backends.disconnect().await;
-            let report = report?;
-            store.update(&job, |s| s.verification = Some(report.summary()))?;
+            let report = job::verify_ready(&store()?, &job, &options).await?;
             if json {
                 println!(
                     "{}",

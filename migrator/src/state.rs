@@ -116,6 +116,26 @@ pub struct PrimaryState {
 pub struct CopyRun {
     pub started_at_ms: u64,
     pub rows_at_start: u64,
+    /// When its last batch was saved: the rate counts the time the copy
+    /// ran, not what came after it.
+    #[serde(default)]
+    pub last_batch_at_ms: Option<u64>,
+}
+
+/// When the job entered a phase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseEntry {
+    pub phase: Phase,
+    pub at_ms: u64,
+}
+
+/// What holds the job back right now, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    /// The data source it concerns.
+    pub source: String,
+    pub reason: String,
+    pub since_ms: u64,
 }
 
 /// The outcome of the last `verify`.
@@ -204,11 +224,29 @@ pub struct JobState {
     pub cutover: Option<SwitchRecord>,
     #[serde(default)]
     pub rollback: Option<SwitchRecord>,
+    /// Every phase the job entered, in order (kept by [`StateStore::update`]).
+    #[serde(default)]
+    pub phases: Vec<PhaseEntry>,
+    /// What holds it back now (a lagging replica, ...), if anything.
+    #[serde(default)]
+    pub held: Option<Hold>,
 }
 
 impl JobState {
+    /// The rows to copy, re-estimated as the copy goes: a finished table
+    /// counts what it copied, one being copied at least that (rows written
+    /// during the copy are copied too).
     pub fn rows_total(&self) -> u64 {
-        self.sources.iter().map(|s| s.rows_total).sum()
+        self.sources
+            .iter()
+            .map(|s| {
+                if s.done {
+                    s.rows_copied
+                } else {
+                    s.rows_total.max(s.rows_copied)
+                }
+            })
+            .sum()
     }
 
     pub fn rows_copied(&self) -> u64 {
@@ -401,8 +439,15 @@ impl StateStore {
     ) -> Result<(R, JobState), StateError> {
         let _lock = self.update_lock(job)?;
         let mut state = self.load(job)?;
+        let phase = state.phase;
         let result = change(&mut state);
         state.updated_at_ms = now_ms();
+        if state.phase != phase {
+            state.phases.push(PhaseEntry {
+                phase: state.phase,
+                at_ms: state.updated_at_ms,
+            });
+        }
         self.write(&state)?;
         Ok((result, state))
     }
@@ -508,7 +553,39 @@ pub(crate) mod tests {
             reverse: vec![],
             cutover: None,
             rollback: None,
+            phases: vec![],
+            held: None,
         }
+    }
+
+    #[test]
+    fn the_total_grows_with_rows_written_during_the_copy() {
+        let mut state = sample("migration_users_1");
+        state.sources[0].rows_total = 10;
+        state.sources[0].rows_copied = 12;
+        assert_eq!(state.rows_total(), 12);
+        state.sources[0].rows_copied = 4;
+        assert_eq!(state.rows_total(), 10);
+        // A finished table counts what it copied (rows deleted meanwhile).
+        state.sources[0].done = true;
+        assert_eq!(state.rows_total(), 4);
+    }
+
+    #[test]
+    fn phase_changes_are_timed_by_the_store() {
+        let dir = temp_dir("phases");
+        let store = StateStore::open(&dir).unwrap();
+        store.create(&sample("migration_users_2")).unwrap();
+        store
+            .update("migration_users_2", |s| s.phase = Phase::CatchingUp)
+            .unwrap();
+        store
+            .update("migration_users_2", |s| s.errors.clear())
+            .unwrap();
+        let state = store.load("migration_users_2").unwrap();
+        let phases: Vec<Phase> = state.phases.iter().map(|p| p.phase).collect();
+        assert_eq!(phases, vec![Phase::CatchingUp]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

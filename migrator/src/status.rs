@@ -1,6 +1,7 @@
-//! `status`: a job's phase, copy percentage, rows migrated / total, copy
-//! rate, ETA, catch-up lag of each source primary (its binlog now against
-//! the position catch-up has applied), the last verification and error.
+//! `status`: a job's phase and how long each phase took, copy percentage,
+//! rows migrated / total, copy rate, ETA, what holds the job back, the
+//! catch-up lag of each source primary (its binlog now against the
+//! position catch-up has applied), the last verification and error.
 
 use crate::backend::Backends;
 use crate::job::JobContext;
@@ -11,7 +12,8 @@ use shardgate_cdc::BinlogPosition;
 /// Rows per second of the last copy run (up to its last saved batch).
 pub fn rows_per_sec(state: &JobState) -> Option<f64> {
     let run = state.copy_run.as_ref()?;
-    let elapsed_ms = state.updated_at_ms.checked_sub(run.started_at_ms)?;
+    let until = run.last_batch_at_ms.unwrap_or(state.updated_at_ms);
+    let elapsed_ms = until.checked_sub(run.started_at_ms)?;
     let rows = state.rows_copied().checked_sub(run.rows_at_start)?;
     (elapsed_ms > 0 && rows > 0).then(|| rows as f64 * 1000.0 / elapsed_ms as f64)
 }
@@ -43,13 +45,53 @@ pub fn lag_text(behind: &BinlogPosition, ahead: &BinlogPosition) -> String {
     }
 }
 
+/// Seconds, briefly.
+fn secs(ms: u64) -> String {
+    format!("{:.1} s", ms as f64 / 1000.0)
+}
+
+/// How long the job spent in each phase it went through; the current one
+/// runs until `now_ms`.
+pub fn phase_timings(state: &JobState, now_ms: u64) -> String {
+    let mut parts = Vec::new();
+    for (i, entry) in state.phases.iter().enumerate() {
+        match state.phases.get(i + 1) {
+            Some(next) => parts.push(format!(
+                "{} {}",
+                entry.phase,
+                secs(next.at_ms.saturating_sub(entry.at_ms))
+            )),
+            None => parts.push(format!(
+                "{} for {}",
+                entry.phase,
+                secs(now_ms.saturating_sub(entry.at_ms))
+            )),
+        }
+    }
+    parts.join(", ")
+}
+
 /// A job's status as text; `current` holds each source primary's binlog
-/// position now (None when it could not be read).
-pub fn render(state: &JobState, current: &[(String, Option<BinlogPosition>)]) -> String {
+/// position now (None when it could not be read); `now_ms` is the time.
+pub fn render(
+    state: &JobState,
+    current: &[(String, Option<BinlogPosition>)],
+    now_ms: u64,
+) -> String {
     let mut out = format!(
         "job {} ({} {}) phase {}\n",
         state.id, state.table, state.mode, state.phase
     );
+    if !state.phases.is_empty() {
+        out.push_str(&format!("  phases: {}\n", phase_timings(state, now_ms)));
+    }
+    if let Some(hold) = &state.held {
+        out.push_str(&format!(
+            "  held for {}: {}\n",
+            secs(now_ms.saturating_sub(hold.since_ms)),
+            hold.reason
+        ));
+    }
     let (copied, total) = (state.rows_copied(), state.rows_total());
     let rate = rows_per_sec(state);
     out.push_str(&format!(
@@ -95,6 +137,16 @@ pub fn render(state: &JobState, current: &[(String, Option<BinlogPosition>)]) ->
         let lag = now.map_or("unknown (primary unreachable)".to_string(), |now| {
             lag_text(applied, now)
         });
+        if label == "reverse stream" && primary.applied.is_none() && state.phase == Phase::CutOver {
+            out.push_str(&format!(
+                "  reverse stream {}: not running since the cutover, lag {lag}: the old tables \
+                 are not kept current until `resume --follow` runs; `rollback` replays the \
+                 binlog from {start} first, so it loses nothing while the primary keeps its \
+                 binlogs (its binlog retention)\n",
+                primary.data_source
+            ));
+            continue;
+        }
         out.push_str(&format!(
             "  {label} {}: from {start} (gtid {}), applied {}, lag {lag}\n",
             primary.data_source,
@@ -115,13 +167,34 @@ pub fn render(state: &JobState, current: &[(String, Option<BinlogPosition>)]) ->
     }
     if let Some(v) = &state.verification {
         out.push_str(&format!(
-            "  verification: {} ({} chunks; source {} rows, target {} rows; missing {}, extra {}, different {}, misplaced {})\n",
+            "  verification {} ago, change streams caught up: {} — source {} rows, target {} \
+             rows; checksums of every row in {} key chunks, rows of differing chunks compared \
+             (rechecked), every target row's placement by the new rules; missing {}, extra {}, \
+             different {}, misplaced {}\n",
+            secs(now_ms.saturating_sub(v.at_ms)),
             if v.is_clean() { "clean" } else { "DIFFERENCES" },
-            v.chunks, v.source_rows, v.target_rows, v.missing, v.extra, v.different, v.misplaced
+            v.source_rows,
+            v.target_rows,
+            v.chunks,
+            v.missing,
+            v.extra,
+            v.different,
+            v.misplaced
         ));
     }
     if let Some(error) = state.errors.last() {
-        out.push_str(&format!("  last error: {}\n", error.message));
+        // An error from before the job last moved on is history, not news.
+        let moved_on = state.phases.last().is_some_and(|p| p.at_ms > error.at_ms);
+        let label = if moved_on {
+            "earlier error"
+        } else {
+            "last error"
+        };
+        out.push_str(&format!(
+            "  {label} ({} ago): {}\n",
+            secs(now_ms.saturating_sub(error.at_ms)),
+            error.message
+        ));
     }
     out
 }
@@ -185,11 +258,13 @@ mod tests {
         state.copy_run = Some(CopyRun {
             started_at_ms: 1_000,
             rows_at_start: 0,
+            last_batch_at_ms: None,
         });
         state.updated_at_ms = 3_000; // 4 rows in 2 s
         let text = render(
             &state,
             &[("ds0".into(), Some(at("mariadb-bin.000001", 1328)))],
+            3_000,
         );
         assert!(text.contains("phase copying"), "{text}");
         assert!(
@@ -198,5 +273,71 @@ mod tests {
         );
         assert!(text.contains("lag 1000 bytes"), "{text}");
         assert!(text.contains("gtid 0-1-5"), "{text}");
+    }
+
+    #[test]
+    fn status_shows_phase_timings_holds_and_how_old_an_error_is() {
+        use crate::state::{Hold, JobError, PhaseEntry};
+        let mut state = sample("migration_users_9");
+        state.phase = Phase::Copying;
+        state.phases = vec![
+            PhaseEntry {
+                phase: Phase::Planned,
+                at_ms: 1_000,
+            },
+            PhaseEntry {
+                phase: Phase::Creating,
+                at_ms: 1_500,
+            },
+            PhaseEntry {
+                phase: Phase::Copying,
+                at_ms: 4_000,
+            },
+        ];
+        state.held = Some(Hold {
+            source: "ds0".into(),
+            reason: "the copy from ds0 waits: its replica r is 9 s behind".into(),
+            since_ms: 9_000,
+        });
+        state.errors = vec![JobError {
+            at_ms: 2_000,
+            message: "ds1 refused a connection".into(),
+        }];
+        let text = render(&state, &[], 10_000);
+        assert!(
+            text.contains("phases: planned 0.5 s, creating 2.5 s, copying for 6.0 s"),
+            "{text}"
+        );
+        assert!(
+            text.contains("held for 1.0 s: the copy from ds0 waits: its replica r is 9 s behind"),
+            "{text}"
+        );
+        // The job moved on after the error: it is history.
+        assert!(
+            text.contains("earlier error (8.0 s ago): ds1 refused a connection"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_reverse_stream_not_running_says_what_that_means() {
+        let mut state = sample("migration_users_9");
+        state.phase = Phase::CutOver;
+        state.reverse = vec![crate::state::PrimaryState {
+            data_source: "ds0".into(),
+            start: Some(at("mariadb-bin.000002", 4)),
+            start_gtid: None,
+            applied: None,
+        }];
+        let text = render(
+            &state,
+            &[("ds0".into(), Some(at("mariadb-bin.000002", 504)))],
+            0,
+        );
+        assert!(
+            text.contains("reverse stream ds0: not running since the cutover, lag 500 bytes"),
+            "{text}"
+        );
+        assert!(text.contains("`resume --follow`"), "{text}");
     }
 }

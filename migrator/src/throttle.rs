@@ -58,9 +58,27 @@ impl Throttle {
         }
     }
 
+    /// Why the copy from `data_source` waits for `lag`, and what to do.
+    pub fn reason(&self, data_source: &str, lag: &ReplicaLag) -> String {
+        format!(
+            "the copy from {data_source} waits: its replica {} is {} s behind (bound {} s, \
+             --max-replica-lag-secs); a long transaction or a lock on the replica holds its \
+             replication back (look there: SHOW PROCESSLIST), or raise the bound",
+            lag.address,
+            lag.seconds.unwrap_or_default(),
+            self.bound_secs
+        )
+    }
+
     /// Returns once every replica of `data_source` is within the bound;
-    /// returns how long it waited.
-    pub async fn wait(&self, backends: &Backends, data_source: &str) -> Duration {
+    /// returns how long it waited. `on_hold` hears why it waits when it
+    /// starts to (Some) and when the wait ends (None).
+    pub async fn wait(
+        &self,
+        backends: &Backends,
+        data_source: &str,
+        on_hold: impl Fn(Option<String>),
+    ) -> Duration {
         let started = Instant::now();
         let mut announced = false;
         loop {
@@ -72,6 +90,7 @@ impl Throttle {
                 None => {
                     self.mark_ok(data_source);
                     if announced {
+                        on_hold(None);
                         tracing::info!(
                             data_source,
                             waited_ms = started.elapsed().as_millis() as u64,
@@ -82,6 +101,7 @@ impl Throttle {
                 }
                 Some(lag) => {
                     if !announced {
+                        on_hold(Some(self.reason(data_source, lag)));
                         tracing::info!(
                             data_source,
                             replica = %lag.address,

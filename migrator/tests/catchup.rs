@@ -210,7 +210,10 @@ async fn writes_made_during_the_copy_reach_the_new_layout() {
     let complete = migrator_async(&fx, &["complete", &job]).await;
     assert_eq!(complete.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&complete.stderr);
-    assert!(stderr.contains("only after a cutover"), "{stderr}");
+    assert!(
+        stderr.contains("until a cutover the old layout's tables are the live ones"),
+        "{stderr}"
+    );
     assert!(migrator_async(&fx, &["cancel", &job])
         .await
         .status

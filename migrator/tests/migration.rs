@@ -106,7 +106,11 @@ async fn users_16_to_32_tables_copies_verifies_clean_and_cancels() {
     let text = stdout(&status);
     assert!(text.contains("phase ready"), "{text}");
     assert!(text.contains("100.0% migrated 6000 / 6000 rows"), "{text}");
-    assert!(text.contains("verification: clean"), "{text}");
+    assert!(
+        text.contains("change streams caught up: clean — source 6000 rows, target 6000 rows"),
+        "{text}"
+    );
+    assert!(text.contains("phases: planned"), "{text}");
     assert!(text.contains("catch-up ds3: from mariadb-bin."), "{text}");
 
     let cancel = fx.migrator(&["cancel", &job]);
@@ -211,7 +215,7 @@ async fn verify_names_rows_changed_behind_the_migrators_back() {
     );
     assert!(text.contains("DIFFERENCES FOUND"), "{text}");
     let status = stdout(&fx.migrator(&["status", &job]));
-    assert!(status.contains("verification: DIFFERENCES"), "{status}");
+    assert!(status.contains("caught up: DIFFERENCES"), "{status}");
     fx.cleanup().await;
 }
 
@@ -573,9 +577,21 @@ async fn captured_changes_land_at_their_new_places() {
                 },
             },
         ],
-        end: shardgate_cdc::BinlogPosition {
-            file: "mariadb-bin.000001".into(),
-            pos: 4,
+        // Where ds1's binlog is now: `verify` below runs the streams from
+        // the recorded position.
+        end: {
+            let (file, pos): (String, u64) = ds1
+                .query_first("SHOW MASTER STATUS")
+                .await
+                .unwrap()
+                .map(|row: mysql_async::Row| {
+                    (
+                        row.get::<String, _>(0).unwrap(),
+                        row.get::<u64, _>(1).unwrap(),
+                    )
+                })
+                .unwrap();
+            shardgate_cdc::BinlogPosition { file, pos }
         },
     };
     let store = StateStore::open(fx.state_dir()).unwrap();

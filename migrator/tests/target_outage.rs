@@ -355,10 +355,8 @@ fn assert_failed_resumably(fx: &Fixture, failed: &Failed) {
     let status = stdout(&fx.migrator(&["status", &failed.job]));
     assert!(status.contains("phase copying"), "{status}");
     assert!(
-        status.contains(&format!(
-            "last error: job {} stopped in phase copying",
-            failed.job
-        )),
+        status.contains("  last error (")
+            && status.contains(&format!("job {} stopped in phase copying", failed.job)),
         "{status}"
     );
 }

@@ -65,6 +65,12 @@ pub fn sandbox_ready(test: &str, primaries: u32) -> bool {
     false
 }
 
+/// A connection to the sandbox server on `port` (a replica, say).
+pub async fn connect_port(port: u16) -> Conn {
+    let url = format!("mysql://root@127.0.0.1:{port}");
+    Conn::new(Opts::from_url(&url).unwrap()).await.unwrap()
+}
+
 pub async fn connect(source: u32, database: Option<&str>) -> Conn {
     let db = database.map(|d| format!("/{d}")).unwrap_or_default();
     let url = format!("mysql://root@127.0.0.1:{}{db}", port(source));
