@@ -16,6 +16,7 @@ use crate::layout::{Layout, Mode, RowRouter};
 use crate::lifecycle::{ensure, Command};
 use crate::plan::plan_table;
 use crate::progress::Progress;
+use crate::retention;
 use crate::schema::{create_statement, retarget_create, row_count, table_schema, TableSchema};
 use crate::state::{
     job_id, now_ms, CopyOptions, CopyRun, Direction, JobState, Phase, PhaseEntry, PrimaryState,
@@ -149,8 +150,15 @@ pub async fn start(
     let (to_text, to) = read_config(&request.to_path)?;
     let backends = Backends::new(&from, &to, 2);
     let planned = plan_table(&from, &to, &request.table, &backends).await;
+    let retention = match &planned {
+        Ok(plan) if plan.mode == Some(Mode::Rebuild) => {
+            check_retention(&backends, &plan.source_data_sources(), plan.rows_to_copy).await
+        }
+        _ => Ok(()),
+    };
     backends.disconnect().await;
     let plan = planned?;
+    retention?;
     let Some(mode) = plan.mode else {
         return Err(MigrateError::Refused(plan.refusal_text()));
     };
@@ -227,6 +235,25 @@ pub async fn start(
     );
     run(store, &state.id, run_options).await?;
     Ok(state.id)
+}
+
+/// Says how long each source primary keeps its binlogs, and warns where
+/// that is short for a job of `rows`.
+async fn check_retention(
+    backends: &Backends,
+    data_sources: &[String],
+    rows: u64,
+) -> Result<(), MigrateError> {
+    let mut kept = Vec::new();
+    for ds in data_sources {
+        let retention = retention::retention_secs(backends, ds).await?;
+        kept.push(format!("{ds} {}", retention::describe(retention)));
+        if let Some(warning) = retention::warning(ds, retention, rows) {
+            eprintln!("warning: {warning}");
+        }
+    }
+    println!("binlogs: {}", kept.join(", "));
+    Ok(())
 }
 
 /// Continues a job where its state says it stopped.

@@ -21,6 +21,7 @@ pub mod lifecycle;
 pub mod plan;
 pub mod progress;
 pub mod proxies;
+pub mod retention;
 pub mod retry;
 pub mod schema;
 pub mod state;

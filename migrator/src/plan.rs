@@ -163,6 +163,17 @@ impl Plan {
         }
     }
 
+    /// The old layout's data sources, whose primaries' binlogs the job
+    /// reads.
+    pub fn source_data_sources(&self) -> Vec<String> {
+        let sources: std::collections::BTreeSet<String> = self
+            .old_nodes
+            .iter()
+            .filter_map(|node| node.split_once('.').map(|(ds, _)| ds.to_string()))
+            .collect();
+        sources.into_iter().collect()
+    }
+
     /// The refusals as one message, one line each.
     pub fn refusal_text(&self) -> String {
         self.refusals

@@ -1,21 +1,27 @@
-//! What holds a job back is in `status`: a replica of a source data source
-//! that cannot apply its primary's binlog (here: a global read lock taken on
-//! it, as a client's long transaction or metadata lock would) pauses the
-//! copy from that data source, and `status` names the replica, how far
-//! behind it is and what to do; once it catches up the hold is gone and the
-//! job finishes.
+//! What can hold a job back, said before it does: a replica of a source
+//! data source that cannot apply its primary's binlog (here: a global read
+//! lock taken on it, as a client's long transaction or metadata lock would)
+//! pauses the copy from that data source, and `status` names the replica,
+//! how far behind it is and what to do; once it catches up the hold is gone
+//! and the job finishes. A source primary that purges its binlogs sooner
+//! than the job needs them is a warning at `start`, with the figures.
 
 mod common;
 
 use common::*;
 use mysql_async::prelude::Queryable;
 use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+/// One at a time: each changes a sandbox server's state the other's job sees.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lagging_replica_holds_the_copy_and_status_says_so() {
     if !sandbox_ready("a_lagging_replica_holds_the_copy", 4) {
         return;
     }
+    let _alone = ONE_AT_A_TIME.lock().await;
     let fx = Fixture::new("hold_lag", 4).await;
     let (from, to) = fx.users_expansion(4000, 4, 32).await;
 
@@ -77,5 +83,47 @@ async fn a_lagging_replica_holds_the_copy_and_status_says_so() {
     assert!(status.contains("phase ready"), "{status}");
     assert!(!status.contains("held for"), "{status}");
     ds0.disconnect().await.unwrap();
+    fx.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_binlog_retention_is_a_warning_at_start() {
+    if !sandbox_ready("a_short_binlog_retention", 4) {
+        return;
+    }
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let fx = Fixture::new("hold_binlogs", 4).await;
+    let (from, to) = fx.users_expansion(400, 4, 32).await;
+    let mut ds3 = connect(3, None).await;
+    let before: u64 = ds3
+        .query_first("SELECT @@GLOBAL.binlog_expire_logs_seconds")
+        .await
+        .unwrap()
+        .unwrap();
+    ds3.query_drop("SET GLOBAL binlog_expire_logs_seconds = 600")
+        .await
+        .unwrap();
+    let start = migrator_async(
+        &fx,
+        &["start", "--from", &from, "--to", &to, "--table", "users"],
+    )
+    .await;
+    ds3.query_drop(format!("SET GLOBAL binlog_expire_logs_seconds = {before}"))
+        .await
+        .unwrap();
+    ds3.disconnect().await.unwrap();
+    assert!(start.status.success());
+    let stderr = String::from_utf8_lossy(&start.stderr);
+    assert!(
+        stderr.contains("warning: ds3's primary purges its binlogs after 600 s")
+            && stderr.contains("SET GLOBAL binlog_expire_logs_seconds ="),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("warning: ds0"), "{stderr}");
+    assert!(
+        stdout(&start).contains("ds3 kept 600 s"),
+        "{}",
+        stdout(&start)
+    );
     fx.cleanup().await;
 }
