@@ -121,6 +121,7 @@ pub fn render(
     } else {
         ("reverse stream", &state.reverse)
     };
+    let mut idle_reverse = false;
     for primary in streams {
         let Some(start) = &primary.start else {
             out.push_str(&format!(
@@ -138,11 +139,9 @@ pub fn render(
             lag_text(applied, now)
         });
         if label == "reverse stream" && primary.applied.is_none() && state.phase == Phase::CutOver {
+            idle_reverse = true;
             out.push_str(&format!(
-                "  reverse stream {}: not running since the cutover, lag {lag}: the old tables \
-                 are not kept current until `resume --follow` runs; `rollback` replays the \
-                 binlog from {start} first, so it loses nothing while the primary keeps its \
-                 binlogs (its binlog retention)\n",
+                "  reverse stream {}: not running since the cutover at {start}, lag {lag}\n",
                 primary.data_source
             ));
             continue;
@@ -155,6 +154,14 @@ pub fn render(
                 .applied
                 .as_ref()
                 .map_or("nothing yet".to_string(), ToString::to_string),
+        ));
+    }
+    if idle_reverse {
+        out.push_str(&format!(
+            "  the old tables are not kept current until `resume {} --follow` runs; `rollback` \
+             replays each primary's binlog from where its stream stands first, so it loses \
+             nothing while the primaries keep their binlogs\n",
+            state.id
         ));
     }
     for (what, switch) in [("cutover", &state.cutover), ("rollback", &state.rollback)] {
@@ -335,9 +342,15 @@ mod tests {
             0,
         );
         assert!(
-            text.contains("reverse stream ds0: not running since the cutover, lag 500 bytes"),
+            text.contains(
+                "reverse stream ds0: not running since the cutover at mariadb-bin.000002:4, lag \
+                 500 bytes"
+            ),
             "{text}"
         );
-        assert!(text.contains("`resume --follow`"), "{text}");
+        assert!(
+            text.contains("`resume migration_users_9 --follow`"),
+            "{text}"
+        );
     }
 }
