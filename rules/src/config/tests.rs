@@ -22,6 +22,26 @@ fn error_of(extra: &str) -> String {
     }
 }
 
+/// The README's worked expansion: users over eight primaries, the rest as
+/// in the example file.
+#[test]
+fn the_expansion_target_loads_and_moves_users_only() {
+    let target =
+        Config::from_toml_str(include_str!("../../../examples/wework-8-primaries.toml")).unwrap();
+    let example = Config::from_toml_str(EXAMPLE).unwrap();
+    assert_eq!(target.data_sources.len(), 8);
+    assert_eq!(target.data_sources["ds7"].url.port, 13313);
+    assert_eq!(target.data_sources["ds7"].replicas.len(), 2);
+    assert_ne!(target.tables["users"], example.tables["users"]);
+    for (name, table) in &example.tables {
+        if name != "users" {
+            assert_eq!(&target.tables[name], table, "{name}");
+        }
+    }
+    let rules = crate::ShardingRules::new(&target).unwrap();
+    assert_eq!(rules.nodes("users").len(), 128);
+}
+
 #[test]
 fn the_example_file_loads() {
     let config = Config::from_toml_str(EXAMPLE).unwrap();
