@@ -231,11 +231,14 @@ pub async fn cut_over(
                     at_ms: now_ms(),
                     longest_pause_ms: pause_ms,
                 });
-                for problem in &done.resume_problems {
+                for problem in done.resume_problems.iter().chain(&done.replica_problems) {
                     s.record_error(format!("after the cutover: {problem}"));
                 }
             })?;
             println!("{job}: cut over to the new layout; longest write pause {pause_ms} ms");
+            for problem in &done.replica_problems {
+                println!("{job}: warning: {problem}");
+            }
             Ok(())
         }
         Err(failed) => Err(record_failure(
@@ -291,7 +294,7 @@ pub async fn roll_back(
                     at_ms: now_ms(),
                     longest_pause_ms: pause_ms,
                 });
-                for problem in &done.resume_problems {
+                for problem in done.resume_problems.iter().chain(&done.replica_problems) {
                     s.record_error(format!("after the rollback: {problem}"));
                 }
             })?;
@@ -299,6 +302,9 @@ pub async fn roll_back(
                 "{job}: rolled back to the old layout; longest write pause {pause_ms} ms; \
                  `complete {job}` drops the new layout's tables, then start a new job to try again"
             );
+            for problem in &done.replica_problems {
+                println!("{job}: warning: {problem}");
+            }
             Ok(())
         }
         Err(failed) => Err(record_failure(

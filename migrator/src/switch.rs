@@ -14,7 +14,7 @@
 //! at a position every change before which they applied, and while the
 //! table stays paused nothing else changes it.
 
-use crate::backend::Backends;
+use crate::backend::{Backends, Replica};
 use crate::catchup::{positions_now, Control};
 use crate::error::{DbContext, MigrateError};
 use crate::proxies::{ProxyAdmin, Scope};
@@ -37,6 +37,9 @@ const SLOW_REQUEST: Duration = Duration::from_secs(10);
 const IN_FLIGHT_POLL: Duration = Duration::from_millis(2);
 /// Tries to resume a proxy before leaving it to its pause lease.
 const RESUME_TRIES: u32 = 3;
+/// How long the replicas get to apply the renames, after the switch, before
+/// the job says which did not and why.
+const REPLICA_SWAP_WAIT: Duration = Duration::from_secs(5);
 
 /// One data source's renames, in order (`RENAME TABLE a TO b, c TO d`).
 pub type Renames = Vec<(String, String)>;
@@ -73,6 +76,9 @@ pub struct Switched {
     pub positions_after: BTreeMap<String, BinlogPosition>,
     /// Proxies that could not be resumed (their pause lease lifts it).
     pub resume_problems: Vec<String>,
+    /// Replicas that had not applied the renames within
+    /// [`REPLICA_SWAP_WAIT`], each with what holds it back.
+    pub replica_problems: Vec<String>,
 }
 
 /// A switch that failed and what its undo did.
@@ -97,6 +103,66 @@ struct Done {
     paused: Vec<(usize, Instant)>,
     renamed: Vec<String>,
     activated: Vec<usize>,
+}
+
+/// Whether `table` exists in the replica's database.
+async fn table_exists(replica: &Replica, table: &str) -> Result<bool, mysql_async::Error> {
+    let mut conn = replica.pool.get_conn().await?;
+    let found: Option<u64> = conn
+        .exec_first(
+            "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() \
+             AND TABLE_NAME = ?",
+            (table,),
+        )
+        .await?;
+    Ok(found.is_some())
+}
+
+/// What keeps a replica from applying the swap, as far as it tells: its
+/// replication's state, and the transactions open there (with what to do).
+async fn what_holds(replica: &Replica) -> String {
+    let asked = async {
+        let mut conn = replica.pool.get_conn().await?;
+        let waiting: Vec<String> = conn
+            .query(
+                "SELECT STATE FROM information_schema.PROCESSLIST \
+                 WHERE STATE LIKE '%metadata lock%'",
+            )
+            .await?;
+        let open: Vec<(u64, String, String, u64)> = conn
+            .query(
+                "SELECT p.ID, p.USER, p.HOST, p.TIME FROM information_schema.INNODB_TRX t \
+                 JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id \
+                 ORDER BY p.TIME DESC LIMIT 5",
+            )
+            .await?;
+        Ok::<_, mysql_async::Error>((waiting, open))
+    };
+    match asked.await {
+        Ok((waiting, open)) => {
+            let state = match waiting.first() {
+                Some(state) => format!("its replication is in state '{state}'"),
+                None => "its replication is behind".to_string(),
+            };
+            let holders: Vec<String> = open
+                .iter()
+                .map(|(id, user, host, time)| {
+                    format!("connection {id} ({user}@{host}, {time} s in its current state)")
+                })
+                .collect();
+            if holders.is_empty() {
+                format!("{state}; until it applies the swap it serves the old tables and lags")
+            } else {
+                format!(
+                    "{state}, behind a metadata lock of a transaction open there: {}. End it \
+                     (its client commits, or KILL <id> on the replica); until then the replica \
+                     serves the old tables and lags, and ShardGate takes it out of rotation",
+                    holders.join(", ")
+                )
+            }
+        }
+        Err(error) => format!("and cannot be asked why: {error}"),
+    }
 }
 
 /// One catch-up round before the pause.
@@ -323,11 +389,59 @@ impl Switch<'_> {
         }
         step("activated");
         let (longest_pause, resume_problems) = self.resume_all(&done.paused).await;
+        let replica_problems = self.replicas_behind_the_swap().await;
         Ok(Switched {
             longest_pause,
             positions_after,
             resume_problems,
+            replica_problems,
         })
+    }
+
+    /// The replicas of the renamed data sources that have not applied the
+    /// renames within [`REPLICA_SWAP_WAIT`] (writes are resumed by now: the
+    /// wait costs the application nothing). A replica whose replication
+    /// waits for a metadata lock names the open transactions there: a
+    /// client's transaction that read the table keeps the rename, and every
+    /// change after it, from applying, and the replica falls behind.
+    async fn replicas_behind_the_swap(&self) -> Vec<String> {
+        let deadline = Instant::now() + REPLICA_SWAP_WAIT;
+        let mut problems = Vec::new();
+        for (data_source, renames) in &self.renames {
+            // The first rename's new name exists once the statement applied.
+            let Some((_, marker)) = renames.first() else {
+                continue;
+            };
+            for replica in self.backends.replicas(data_source) {
+                loop {
+                    match table_exists(replica, marker).await {
+                        Ok(true) => break,
+                        Ok(false) if Instant::now() < deadline => {
+                            tokio::time::sleep(Duration::from_millis(100)).await
+                        }
+                        Ok(false) => {
+                            problems.push(format!(
+                                "replica {} of {data_source} has not applied the table swap \
+                                 within {} s: {}",
+                                replica.address,
+                                REPLICA_SWAP_WAIT.as_secs(),
+                                what_holds(replica).await
+                            ));
+                            break;
+                        }
+                        Err(error) => {
+                            problems.push(format!(
+                                "replica {} of {data_source}: cannot check that it applied the \
+                                 table swap: {error}",
+                                replica.address
+                            ));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        problems
     }
 
     /// Waits until no proxy has an open transaction that wrote the table.

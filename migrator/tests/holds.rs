@@ -127,3 +127,93 @@ async fn a_short_binlog_retention_is_a_warning_at_start() {
     );
     fx.cleanup().await;
 }
+
+/// A client's transaction on a replica that read a table being swapped
+/// holds a metadata lock the replica's RENAME waits for: the cutover goes
+/// through on the primaries, then says which replica has not applied the
+/// swap, why, and which connection to end; once it ends, the replica
+/// catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_on_a_replica_holding_the_swap_is_named() {
+    if !sandbox_ready("a_transaction_on_a_replica_holding_the_swap", 4) {
+        return;
+    }
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let fx = Fixture::new("hold_mdl", 4).await;
+    let from_text = proxy_ready(&fx.config(4, &users_rules(4, 16)));
+    seed_users(&fx, &from_text, 4, 16, 400).await;
+    let from = fx.write("from.toml", &from_text);
+    let to = fx.write("to.toml", &proxy_ready(&fx.config(4, &users_rules(4, 32))));
+    let path = fx.dir.join("proxy/shardgate.toml");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, &from_text).unwrap();
+    let proxy = shardgate_integration_tests::start_proxy_from_file(&path).await;
+    let start = migrator_async(
+        &fx,
+        &["start", "--from", &from, "--to", &to, "--table", "users"],
+    )
+    .await;
+    assert!(start.status.success());
+    let job = fx.job();
+
+    let replica = port(0) + 10;
+    let mut holder = connect_port(replica).await;
+    holder
+        .query_drop(format!("USE `{}`", fx.database(0)))
+        .await
+        .unwrap();
+    holder.query_drop("BEGIN").await.unwrap();
+    let _: Option<u64> = holder
+        .query_first("SELECT COUNT(*) FROM users_0")
+        .await
+        .unwrap();
+    let holder_id = holder.id();
+
+    let admin = format!("http://{}", proxy.admin_addr);
+    let cutover = migrator_async(&fx, &["cutover", &job, "--proxy", &admin]).await;
+    holder.query_drop("COMMIT").await.unwrap();
+    holder.disconnect().await.unwrap();
+    let out = stdout(&cutover);
+    assert!(cutover.status.success(), "{out}");
+    assert!(
+        out.contains(&format!(
+            "warning: replica 127.0.0.1:{replica} of ds0 has not applied the table swap"
+        )) && out.contains("metadata lock")
+            && out.contains(&format!("connection {holder_id} (")),
+        "{out}"
+    );
+    assert_eq!(fx.state(&job)["phase"], "cut_over");
+    let status = stdout(&fx.migrator(&["status", &job]));
+    assert!(
+        status.contains("after the cutover: replica 127.0.0.1:"),
+        "{status}"
+    );
+    // Its transaction ended, the replica applies the swap.
+    let mut check = connect_port(replica).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let swapped: Option<u64> = check
+            .exec_first(
+                "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? \
+                 AND TABLE_NAME = 'users_0__sgold'",
+                (fx.database(0),),
+            )
+            .await
+            .unwrap();
+        if swapped.is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replica never applied the swap"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    check.disconnect().await.unwrap();
+    assert!(migrator_async(&fx, &["complete", &job])
+        .await
+        .status
+        .success());
+    drop(proxy);
+    fx.cleanup().await;
+}
