@@ -27,6 +27,10 @@ use shardgate_rules::DataNode;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
+/// Tables scanned at once: each scan is one query on its server, so
+/// several keep every server (and core) busy.
+const SCANS_AT_ONCE: usize = 8;
+
 /// Keys read again per statement when rechecking.
 const RECHECK_BATCH: usize = 1000;
 
@@ -186,19 +190,26 @@ struct Sides<'a> {
 impl Sides<'_> {
     /// Every source key.
     async fn source_keys(&self) -> Result<Vec<Key>, MigrateError> {
+        let per_table = futures_util::stream::iter(&self.sources)
+            .map(|node| async move {
+                let mut conn = self.backends.conn(&node.data_source).await?;
+                let sql = format!(
+                    "SELECT {} FROM {}",
+                    ident(&self.key_column),
+                    ident(&node.table)
+                );
+                let values: Vec<Value> = conn
+                    .exec(sql, ())
+                    .await
+                    .context(|| format!("reading the keys of {node}"))?;
+                Ok::<_, MigrateError>(values.iter().filter_map(key_of).collect::<Vec<Key>>())
+            })
+            .buffer_unordered(SCANS_AT_ONCE)
+            .collect::<Vec<_>>()
+            .await;
         let mut keys = Vec::new();
-        for node in &self.sources {
-            let mut conn = self.backends.conn(&node.data_source).await?;
-            let sql = format!(
-                "SELECT {} FROM {}",
-                ident(&self.key_column),
-                ident(&node.table)
-            );
-            let values: Vec<Value> = conn
-                .exec(sql, ())
-                .await
-                .context(|| format!("reading the keys of {node}"))?;
-            keys.extend(values.iter().filter_map(key_of));
+        for table_keys in per_table {
+            keys.extend(table_keys?);
         }
         Ok(keys)
     }
@@ -212,17 +223,25 @@ impl Sides<'_> {
     ) -> Result<Vec<(u64, u64)>, MigrateError> {
         let mut sums = vec![(0u64, 0u64); chunks];
         let checksum = row_checksum_expression(&self.columns);
-        for node in tables {
-            let mut conn = self.backends.conn(&node.data_source).await?;
-            let sql = format!(
-                "SELECT {chunk_sql} AS sg_chunk, COUNT(*), BIT_XOR({checksum}) FROM {} GROUP BY sg_chunk",
-                ident(&node.table)
-            );
-            let rows: Vec<(u64, u64, u64)> = conn
-                .query(sql)
-                .await
-                .context(|| format!("checksumming {node}"))?;
-            for (chunk, count, xor) in rows {
+        let checksum = checksum.as_str();
+        let per_table = futures_util::stream::iter(tables)
+            .map(|node| async move {
+                let mut conn = self.backends.conn(&node.data_source).await?;
+                let sql = format!(
+                    "SELECT {chunk_sql} AS sg_chunk, COUNT(*), BIT_XOR({checksum}) FROM {} GROUP BY sg_chunk",
+                    ident(&node.table)
+                );
+                let rows: Vec<(u64, u64, u64)> = conn
+                    .query(sql)
+                    .await
+                    .context(|| format!("checksumming {node}"))?;
+                Ok::<_, MigrateError>(rows)
+            })
+            .buffer_unordered(SCANS_AT_ONCE)
+            .collect::<Vec<_>>()
+            .await;
+        for rows in per_table {
+            for (chunk, count, xor) in rows? {
                 if let Some(sum) = usize::try_from(chunk).ok().and_then(|c| sums.get_mut(c)) {
                     sum.0 += count;
                     sum.1 ^= xor;
@@ -320,40 +339,50 @@ impl Sides<'_> {
         let router = RowRouter::new(&context.layout.table, &sharding, &columns, &kinds)
             .map_err(|source| MigrateError::route(context.layout.table.clone(), "-", source))?;
         let key_columns = self.schema.primary_key.len();
+        let (router, columns) = (&router, &columns);
+        let per_table = futures_util::stream::iter(&self.targets)
+            .map(|node| async move {
+                let mut conn = self.backends.conn(&node.data_source).await?;
+                let context_text = || format!("reading the sharding columns of {node}");
+                let sql = format!("SELECT {} FROM {}", ident_list(columns), ident(&node.table));
+                let mut rows = 0u64;
+                let mut misplaced = Vec::new();
+                let mut result = conn.query_iter(sql).await.context(context_text)?;
+                if let Some(mut stream) = result
+                    .stream::<mysql_async::Row>()
+                    .await
+                    .context(context_text)?
+                {
+                    while let Some(row) = stream.next().await {
+                        let values = row.context(context_text)?.unwrap();
+                        rows += 1;
+                        let expected = match router.route(&context.new_rules, &values) {
+                            Ok(to) => context.layout.staging(&to, mode).to_string(),
+                            Err(error) => format!("nowhere ({error})"),
+                        };
+                        if expected != node.to_string() {
+                            misplaced.push(Misplaced {
+                                key: display_key(&values, key_columns),
+                                found: node.to_string(),
+                                expected,
+                            });
+                        }
+                    }
+                }
+                Ok::<_, MigrateError>((rows, misplaced))
+            })
+            .buffer_unordered(SCANS_AT_ONCE)
+            .collect::<Vec<_>>()
+            .await;
         let mut rows = 0;
         let mut misplaced = Vec::new();
-        for node in &self.targets {
-            let mut conn = self.backends.conn(&node.data_source).await?;
-            let context_text = || format!("reading the sharding columns of {node}");
-            let sql = format!(
-                "SELECT {} FROM {}",
-                ident_list(&columns),
-                ident(&node.table)
-            );
-            let mut result = conn.query_iter(sql).await.context(context_text)?;
-            let Some(mut stream) = result
-                .stream::<mysql_async::Row>()
-                .await
-                .context(context_text)?
-            else {
-                continue;
-            };
-            while let Some(row) = stream.next().await {
-                let values = row.context(context_text)?.unwrap();
-                rows += 1;
-                let expected = match router.route(&context.new_rules, &values) {
-                    Ok(to) => context.layout.staging(&to, mode).to_string(),
-                    Err(error) => format!("nowhere ({error})"),
-                };
-                if expected != node.to_string() {
-                    misplaced.push(Misplaced {
-                        key: display_key(&values, key_columns),
-                        found: node.to_string(),
-                        expected,
-                    });
-                }
-            }
+        for table in per_table {
+            let (table_rows, table_misplaced) = table?;
+            rows += table_rows;
+            misplaced.extend(table_misplaced);
         }
+        // Tables finish in any order: report in a stable one.
+        misplaced.sort_by(|a, b| (&a.found, &a.key).cmp(&(&b.found, &b.key)));
         Ok((rows, misplaced))
     }
 }
@@ -399,8 +428,12 @@ pub async fn verify(
     let starts = chunk_starts(keys, options.chunk_rows);
     let chunks = starts.len() + 1;
     let chunk_sql = chunk_expression(&sides.key_column, &starts);
-    let source_sums = sides.chunk_sums(&sides.sources, &chunk_sql, chunks).await?;
-    let target_sums = sides.chunk_sums(&sides.targets, &chunk_sql, chunks).await?;
+    let (source_sums, target_sums) = futures_util::future::join(
+        sides.chunk_sums(&sides.sources, &chunk_sql, chunks),
+        sides.chunk_sums(&sides.targets, &chunk_sql, chunks),
+    )
+    .await;
+    let (source_sums, target_sums) = (source_sums?, target_sums?);
     report.chunks = chunks;
     report.source_rows = source_sums.iter().map(|s| s.0).sum();
     let mut found = Differences::default();
