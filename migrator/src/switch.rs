@@ -118,45 +118,58 @@ async fn table_exists(replica: &Replica, table: &str) -> Result<bool, mysql_asyn
     Ok(found.is_some())
 }
 
+/// The transactions open on a server, longest first (at most five), as
+/// people name them, and the state of a thread waiting for a metadata lock
+/// there, if one is.
+async fn open_transactions(
+    conn: &mut mysql_async::Conn,
+) -> Result<(Option<String>, Vec<String>), mysql_async::Error> {
+    let waiting: Option<String> = conn
+        .query_first(
+            "SELECT STATE FROM information_schema.PROCESSLIST \
+             WHERE STATE LIKE '%metadata lock%' LIMIT 1",
+        )
+        .await?;
+    let open: Vec<(u64, String, String, u64)> = conn
+        .query(
+            "SELECT p.ID, p.USER, p.HOST, p.TIME FROM information_schema.INNODB_TRX t \
+             JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id \
+             ORDER BY p.TIME DESC LIMIT 5",
+        )
+        .await?;
+    let holders = open
+        .iter()
+        .map(|(id, user, host, time)| {
+            format!("connection {id} ({user}@{host}, {time} s in its current state)")
+        })
+        .collect();
+    Ok((waiting, holders))
+}
+
+/// What to do about transactions holding a metadata lock.
+const END_THEM: &str = "end them (their clients commit, or KILL <id> on that server; a \
+                        ShardGate session's backend connection shows ShardGate's address)";
+
 /// What keeps a replica from applying the swap, as far as it tells: its
 /// replication's state, and the transactions open there (with what to do).
 async fn what_holds(replica: &Replica) -> String {
     let asked = async {
         let mut conn = replica.pool.get_conn().await?;
-        let waiting: Vec<String> = conn
-            .query(
-                "SELECT STATE FROM information_schema.PROCESSLIST \
-                 WHERE STATE LIKE '%metadata lock%'",
-            )
-            .await?;
-        let open: Vec<(u64, String, String, u64)> = conn
-            .query(
-                "SELECT p.ID, p.USER, p.HOST, p.TIME FROM information_schema.INNODB_TRX t \
-                 JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id \
-                 ORDER BY p.TIME DESC LIMIT 5",
-            )
-            .await?;
-        Ok::<_, mysql_async::Error>((waiting, open))
+        open_transactions(&mut conn).await
     };
     match asked.await {
-        Ok((waiting, open)) => {
-            let state = match waiting.first() {
+        Ok((waiting, holders)) => {
+            let state = match waiting {
                 Some(state) => format!("its replication is in state '{state}'"),
                 None => "its replication is behind".to_string(),
             };
-            let holders: Vec<String> = open
-                .iter()
-                .map(|(id, user, host, time)| {
-                    format!("connection {id} ({user}@{host}, {time} s in its current state)")
-                })
-                .collect();
             if holders.is_empty() {
                 format!("{state}; until it applies the swap it serves the old tables and lags")
             } else {
                 format!(
-                    "{state}, behind a metadata lock of a transaction open there: {}. End it \
-                     (its client commits, or KILL <id> on the replica); until then the replica \
-                     serves the old tables and lags, and ShardGate takes it out of rotation",
+                    "{state}, behind a metadata lock of a transaction open there: {}. To go \
+                     on, {END_THEM}; until then the replica serves the old tables and lags, and \
+                     ShardGate takes it out of rotation",
                     holders.join(", ")
                 )
             }
@@ -474,8 +487,12 @@ impl Switch<'_> {
         timeout: Duration,
     ) -> Result<(), MigrateError> {
         let sql = rename_statement(renames);
+        let renaming_connection = std::sync::Mutex::new(None);
         let rename = async {
             let mut conn = self.backends.conn(data_source).await?;
+            if let Ok(mut id) = renaming_connection.lock() {
+                *id = Some(conn.id());
+            }
             // Waits for metadata locks no longer than the pause allows.
             let lock_wait = timeout.as_secs().max(1);
             conn.query_drop(format!("SET SESSION lock_wait_timeout = {lock_wait}"))
@@ -483,11 +500,66 @@ impl Switch<'_> {
                 .context(|| format!("renaming on {data_source}"))?;
             conn.query_drop(&sql)
                 .await
-                .context(|| format!("{sql} on {data_source}"))
+                .context(|| format!("RENAME TABLE of {} tables on {data_source}", renames.len()))
         };
-        tokio::time::timeout(timeout, rename)
+        let failure = match tokio::time::timeout(timeout, rename).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => {
+                // The statement may still wait on the server: stop it, so
+                // that it cannot swap the tables after this gave up, then
+                // see whether it ran before it was stopped.
+                let id = renaming_connection.lock().ok().and_then(|id| *id);
+                if let Some(id) = id {
+                    let mut conn = self.backends.conn(data_source).await?;
+                    conn.query_drop(format!("KILL QUERY {id}"))
+                        .await
+                        .context(|| format!("stopping the rename on {data_source}"))?;
+                }
+                if self.renamed_on(data_source, renames).await? {
+                    return Ok(());
+                }
+                format!(
+                    "it did not get its metadata locks within {} ms",
+                    timeout.as_millis()
+                )
+            }
+        };
+        let holders = async {
+            let mut conn = self.backends.conn(data_source).await?;
+            open_transactions(&mut conn)
+                .await
+                .context(|| format!("asking {data_source} what holds the rename"))
+        };
+        let holders = match holders.await {
+            Ok((_, holders)) if !holders.is_empty() => format!(
+                "; transactions open on {data_source} (a transaction that read or wrote the \
+                 table holds its metadata lock): {}: {END_THEM}",
+                holders.join(", ")
+            ),
+            _ => String::new(),
+        };
+        Err(MigrateError::CatchUp(format!(
+            "renaming the tables on {data_source}: {failure}{holders}; {PAUSE_ADVICE}"
+        )))
+    }
+
+    /// Whether `data_source` applied `renames` (its first rename's new name
+    /// exists).
+    async fn renamed_on(&self, data_source: &str, renames: &Renames) -> Result<bool, MigrateError> {
+        let Some((_, marker)) = renames.first() else {
+            return Ok(true);
+        };
+        let mut conn = self.backends.conn(data_source).await?;
+        let found: Option<u64> = conn
+            .exec_first(
+                "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() \
+                 AND TABLE_NAME = ?",
+                (marker,),
+            )
             .await
-            .map_err(|_| MigrateError::CatchUp(format!("{sql} on {data_source} took too long")))?
+            .context(|| format!("checking the rename on {data_source}"))?;
+        Ok(found.is_some())
     }
 
     /// Resumes the paused proxies; returns the longest pause and the

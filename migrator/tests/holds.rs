@@ -128,8 +128,13 @@ async fn a_short_binlog_retention_is_a_warning_at_start() {
     fx.cleanup().await;
 }
 
-/// A client's transaction on a replica that read a table being swapped
-/// holds a metadata lock the replica's RENAME waits for: the cutover goes
+/// A transaction that read a table being swapped holds a metadata lock the
+/// RENAME waits for. Through ShardGate, a session with autocommit off that
+/// read the table (as PEP 249 drivers leave it) holds its transaction on
+/// the primary, never on a replica: the cutover cannot take the lock within
+/// its pause bound, undoes itself and names the transaction to end; once
+/// it ended, the cutover goes through and every replica applies the swap.
+/// A client straight on a replica can hold one there: the rollback goes
 /// through on the primaries, then says which replica has not applied the
 /// swap, why, and which connection to end; once it ends, the replica
 /// catches up.
@@ -155,6 +160,43 @@ async fn a_transaction_on_a_replica_holding_the_swap_is_named() {
     .await;
     assert!(start.status.success());
     let job = fx.job();
+    let admin = format!("http://{}", proxy.admin_addr);
+
+    // A PEP 249 driver's session through ShardGate: autocommit off, one
+    // read of the table, then idle across the cutover.
+    let mut session = mysql_async::Conn::new(
+        mysql_async::Opts::from_url(&format!("mysql://root@{}/wework", proxy.addr)).unwrap(),
+    )
+    .await
+    .unwrap();
+    session.query_drop("SET autocommit = 0").await.unwrap();
+    let _: Option<u64> = session
+        .query_first("SELECT COUNT(*) FROM users")
+        .await
+        .unwrap();
+    let blocked =
+        migrator_async(&fx, &["cutover", &job, "--proxy", &admin, "--retries", "0"]).await;
+    let stderr = String::from_utf8_lossy(&blocked.stderr);
+    assert_eq!(blocked.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("failed and was undone")
+            && stderr.contains("transactions open on ds")
+            && stderr.contains("KILL <id>"),
+        "{stderr}"
+    );
+    assert_eq!(fx.state(&job)["phase"], "ready");
+    session.query_drop("COMMIT").await.unwrap();
+    let cutover = migrator_async(&fx, &["cutover", &job, "--proxy", &admin]).await;
+    let out = stdout(&cutover);
+    assert!(cutover.status.success(), "{out}");
+    assert!(!out.contains("has not applied the table swap"), "{out}");
+    // The session goes on, on the new layout.
+    let count: Option<u64> = session
+        .query_first("SELECT COUNT(*) FROM users")
+        .await
+        .unwrap();
+    assert_eq!(count, Some(400));
+    session.disconnect().await.unwrap();
 
     let replica = port(0) + 10;
     let mut holder = connect_port(replica).await;
@@ -168,13 +210,11 @@ async fn a_transaction_on_a_replica_holding_the_swap_is_named() {
         .await
         .unwrap();
     let holder_id = holder.id();
-
-    let admin = format!("http://{}", proxy.admin_addr);
-    let cutover = migrator_async(&fx, &["cutover", &job, "--proxy", &admin]).await;
+    let rollback = migrator_async(&fx, &["rollback", &job, "--proxy", &admin]).await;
     holder.query_drop("COMMIT").await.unwrap();
     holder.disconnect().await.unwrap();
-    let out = stdout(&cutover);
-    assert!(cutover.status.success(), "{out}");
+    let out = stdout(&rollback);
+    assert!(rollback.status.success(), "{out}");
     assert!(
         out.contains(&format!(
             "warning: replica 127.0.0.1:{replica} of ds0 has not applied the table swap"
@@ -182,20 +222,20 @@ async fn a_transaction_on_a_replica_holding_the_swap_is_named() {
             && out.contains(&format!("connection {holder_id} (")),
         "{out}"
     );
-    assert_eq!(fx.state(&job)["phase"], "cut_over");
+    assert_eq!(fx.state(&job)["phase"], "rolled_back");
     let status = stdout(&fx.migrator(&["status", &job]));
     assert!(
-        status.contains("after the cutover: replica 127.0.0.1:"),
+        status.contains("after the rollback: replica 127.0.0.1:"),
         "{status}"
     );
-    // Its transaction ended, the replica applies the swap.
+    // Its transaction ended, the replica applies the swap back.
     let mut check = connect_port(replica).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let swapped: Option<u64> = check
             .exec_first(
                 "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? \
-                 AND TABLE_NAME = 'users_0__sgold'",
+                 AND TABLE_NAME = 'users_0__sgnew'",
                 (fx.database(0),),
             )
             .await
