@@ -396,7 +396,7 @@ async fn verify_caught_up(
         follow(streams, backends, sources, Until::CaughtUp).await?;
         store.update(job, |s| s.phase = Phase::Verifying)?;
         let state = store.load(job)?;
-        let report = verify::verify(&state, context, backends, &options.verify).await?;
+        let report = verify::verify(&state, context, backends, &options.verify, false).await?;
         let clean = report.is_clean();
         store.update(job, |s| {
             s.verification = Some(report.summary());
@@ -422,11 +422,14 @@ async fn verify_caught_up(
     }
 }
 
-/// `verify <job>` (a job in phase ready): the forward streams run from
-/// their saved positions while the layouts are compared, caught up first,
-/// so rows the application changes meanwhile are not counted as
-/// differences (a differing row is read again, `rechecks` times, before it
-/// counts); the report is stored with the job, whose phase stays.
+/// `verify <job>`: in phase ready, the forward streams run from their
+/// saved positions while the new layout is compared with the old; after
+/// the cutover, the reverse streams while the old layout's tables (which
+/// keep a rollback lossless) are compared with the new, live ones. Either
+/// way the streams catch up first, so rows the application changes
+/// meanwhile are not counted as differences (a differing row is read
+/// again, `rechecks` times, before it counts); the report is stored with
+/// the job, whose phase stays.
 pub async fn verify_ready(
     store: &StateStore,
     job: &str,
@@ -435,33 +438,33 @@ pub async fn verify_ready(
     let _claim = store.claim(job)?;
     let state = store.load(job)?;
     ensure(job, Command::Verify, state.phase)?;
+    let after_cutover = state.phase == Phase::CutOver;
     let context = JobContext::of(&state)?;
     let backends = context.backends(&state.options);
     let result = async {
         if state.mode == Mode::Extend {
             // Rows stay where they are: nothing streams, only placement
             // is checked.
-            let report = verify::verify(&state, &context, &backends, options).await?;
+            let report = verify::verify(&state, &context, &backends, options, false).await?;
             store.update(job, |s| s.verification = Some(report.summary()))?;
             return Ok(report);
         }
+        let direction = if after_cutover {
+            Direction::Reverse
+        } else {
+            Direction::Forward
+        };
         let columns = applied_columns(&context, &backends).await?;
-        let (control, running) = streams(
-            store,
-            &state,
-            &context,
-            &backends,
-            &columns,
-            Direction::Forward,
-        )?;
+        let (control, running) = streams(store, &state, &context, &backends, &columns, direction)?;
         let sources: Vec<String> = state
-            .primaries
+            .stream_sources(direction)
             .iter()
             .map(|p| p.data_source.clone())
             .collect();
         let work = async {
             follow(&control, &backends, &sources, Until::CaughtUp).await?;
-            let report = verify::verify(&state, &context, &backends, options).await?;
+            let report =
+                verify::verify(&state, &context, &backends, options, after_cutover).await?;
             store.update(job, |s| s.verification = Some(report.summary()))?;
             Ok(report)
         };

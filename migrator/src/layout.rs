@@ -128,6 +128,16 @@ impl Layout {
         }
     }
 
+    /// Where an old-layout node's table lives after a rebuild's cutover:
+    /// under its retired name when the new layout took its name.
+    pub fn retired(&self, node: &DataNode) -> DataNode {
+        if self.new.contains(node) {
+            DataNode::new(&node.data_source, retired_name(&node.table))
+        } else {
+            node.clone()
+        }
+    }
+
     /// The tables a job creates, in new-node order: in an extend, the new
     /// nodes the old layout lacks; in a rebuild, every new node under its
     /// staging name.

@@ -79,12 +79,7 @@ pub fn check(command: Command, phase: Phase) -> Result<(), &'static str> {
             _ => Err(INTERRUPTED),
         },
         CutOver => match command {
-            Resume | Rollback | Complete => Ok(()),
-            Verify => Err(
-                "the new layout is live; verification compares the layouts before cutover only, \
-                 and the reverse stream (`resume --follow`) keeps the old tables current for \
-                 `rollback`",
-            ),
+            Resume | Verify | Rollback | Complete => Ok(()),
             Cutover => {
                 Err("already cut over: `complete` drops the old tables, `rollback` goes back")
             }
@@ -154,7 +149,7 @@ mod tests {
                 Planned | Creating | Copying | CatchingUp | Verifying => vec![Resume, Cancel],
                 Ready => vec![Resume, Verify, Cutover, Cancel],
                 CuttingOver | RollingBack => vec![Resume],
-                CutOver => vec![Resume, Rollback, Complete],
+                CutOver => vec![Resume, Verify, Rollback, Complete],
                 RolledBack => vec![Complete],
                 Cancelled => vec![Cancel],
                 Completed | Failed => vec![],

@@ -142,6 +142,9 @@ pub struct Hold {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verification {
     pub at_ms: u64,
+    /// After the cutover: the old layout's tables against the new ones.
+    #[serde(default)]
+    pub after_cutover: bool,
     pub chunks: usize,
     pub source_rows: u64,
     pub target_rows: u64,

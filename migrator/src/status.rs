@@ -174,11 +174,16 @@ pub fn render(
     }
     if let Some(v) = &state.verification {
         out.push_str(&format!(
-            "  verification {} ago, change streams caught up: {} — source {} rows, target {} \
+            "  verification {} ago{}, change streams caught up: {} — source {} rows, target {} \
              rows; checksums of every row in {} key chunks, rows of differing chunks compared \
              (rechecked), every target row's placement by the new rules; missing {}, extra {}, \
              different {}, misplaced {}\n",
             secs(now_ms.saturating_sub(v.at_ms)),
+            if v.after_cutover {
+                " (after the cutover: the old layout's tables against the new)"
+            } else {
+                ""
+            },
             if v.is_clean() { "clean" } else { "DIFFERENCES" },
             v.source_rows,
             v.target_rows,

@@ -23,7 +23,7 @@ use futures_util::StreamExt;
 use mysql_async::prelude::Queryable;
 use mysql_async::Value;
 use serde::Serialize;
-use shardgate_rules::DataNode;
+use shardgate_rules::{DataNode, ShardingRules};
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
@@ -63,6 +63,9 @@ pub struct Misplaced {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {
+    /// The old layout's tables compared against the new, live ones (after
+    /// the cutover): sources are the new layout's, targets the old's.
+    pub after_cutover: bool,
     pub chunks: usize,
     pub mismatched_chunks: usize,
     pub source_rows: u64,
@@ -87,6 +90,7 @@ impl VerifyReport {
     pub fn summary(&self) -> Verification {
         Verification {
             at_ms: now_ms(),
+            after_cutover: self.after_cutover,
             chunks: self.chunks,
             source_rows: self.source_rows,
             target_rows: self.target_rows,
@@ -326,20 +330,22 @@ impl Sides<'_> {
         Ok(found)
     }
 
-    /// Every target row in the table the new rules name?
+    /// Every target row in the table `rules` name (`table_of` gives the
+    /// physical table a node of theirs lives under now)?
     async fn placement(
         &self,
         context: &JobContext,
-        mode: Mode,
+        rules: &ShardingRules,
+        table_of: impl Fn(&DataNode) -> DataNode + Sync,
     ) -> Result<(u64, Vec<Misplaced>), MigrateError> {
-        let sharding = context.new_rules.sharding_columns(&context.layout.table);
+        let sharding = rules.sharding_columns(&context.layout.table);
         let mut columns = self.schema.primary_key.clone();
         columns.extend(sharding.iter().map(|c| c.to_string()));
         let kinds = self.schema.kinds_of(&sharding);
         let router = RowRouter::new(&context.layout.table, &sharding, &columns, &kinds)
             .map_err(|source| MigrateError::route(context.layout.table.clone(), "-", source))?;
         let key_columns = self.schema.primary_key.len();
-        let (router, columns) = (&router, &columns);
+        let (router, columns, table_of) = (&router, &columns, &table_of);
         let per_table = futures_util::stream::iter(&self.targets)
             .map(|node| async move {
                 let mut conn = self.backends.conn(&node.data_source).await?;
@@ -356,8 +362,8 @@ impl Sides<'_> {
                     while let Some(row) = stream.next().await {
                         let values = row.context(context_text)?.unwrap();
                         rows += 1;
-                        let expected = match router.route(&context.new_rules, &values) {
-                            Ok(to) => context.layout.staging(&to, mode).to_string(),
+                        let expected = match router.route(rules, &values) {
+                            Ok(to) => table_of(&to).to_string(),
                             Err(error) => format!("nowhere ({error})"),
                         };
                         if expected != node.to_string() {
@@ -387,21 +393,32 @@ impl Sides<'_> {
     }
 }
 
-/// Verifies a job's new layout against its old one (before cutover).
+/// Verifies a job's new layout against its old one: before cutover, the
+/// new layout's tables (staging names) against the old, live ones, placed
+/// by the new rules; after a rebuild's cutover (`after_cutover`), the old
+/// layout's tables (retired names), which the reverse stream keeps, against
+/// the new, live ones, placed by the old rules.
 pub async fn verify(
     state: &JobState,
     context: &JobContext,
     backends: &Backends,
     options: &VerifyOptions,
+    after_cutover: bool,
 ) -> Result<VerifyReport, MigrateError> {
     let Some((model, schema)) = context.model_schema(backends).await? else {
         return Ok(VerifyReport::default());
     };
-    let targets = match state.mode {
-        Mode::Rebuild => context.layout.tables_to_create(Mode::Rebuild),
+    let layout = &context.layout;
+    let after_cutover = after_cutover && state.mode == Mode::Rebuild;
+    let (sources, targets) = match state.mode {
+        Mode::Rebuild if after_cutover => (
+            layout.new.clone(),
+            layout.old.iter().map(|n| layout.retired(n)).collect(),
+        ),
+        Mode::Rebuild => (layout.old.clone(), layout.tables_to_create(Mode::Rebuild)),
         // Rows stay in place: the old tables (and the new, empty ones) are
         // the new layout.
-        Mode::Extend => context.layout.new.clone(),
+        Mode::Extend => (layout.old.clone(), layout.new.clone()),
     };
     let mut sides = Sides {
         backends,
@@ -409,11 +426,24 @@ pub async fn verify(
         key_column: String::new(),
         key_index: 0,
         schema,
-        sources: context.layout.old.clone(),
+        sources,
         targets,
     };
-    let mut report = VerifyReport::default();
-    let (target_rows, misplaced) = sides.placement(context, state.mode).await?;
+    let mut report = VerifyReport {
+        after_cutover,
+        ..VerifyReport::default()
+    };
+    let (target_rows, misplaced) = if after_cutover {
+        sides
+            .placement(context, &context.old_rules, |n| layout.retired(n))
+            .await?
+    } else {
+        sides
+            .placement(context, &context.new_rules, |n| {
+                layout.staging(n, state.mode)
+            })
+            .await?
+    };
     report.target_rows = target_rows;
     report.misplaced = misplaced;
     if state.mode == Mode::Extend {
@@ -466,8 +496,13 @@ const SHOWN: usize = 50;
 
 /// The report for people.
 pub fn render_text(job: &str, report: &VerifyReport) -> String {
+    let what = if report.after_cutover {
+        "rows of the new, live layout against the old layout's tables (kept by the reverse stream):"
+    } else {
+        "source rows against"
+    };
     let mut out = format!(
-        "{job}: verified {} source rows against {} target rows in {} chunks ({} mismatched)\n",
+        "{job}: verified {} {what} {} target rows in {} chunks ({} mismatched)\n",
         report.source_rows, report.target_rows, report.chunks, report.mismatched_chunks
     );
     let list = |name: &str, keys: &[String], out: &mut String| {

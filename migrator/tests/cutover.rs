@@ -203,6 +203,21 @@ async fn cutover_then_rollback_through_a_proxy_under_writes() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     let resume = migrator_async(&fx, &["resume", &job]).await;
     assert!(resume.status.success());
+    // After the cutover, verify compares the old layout's tables (kept by
+    // the reverse stream it runs) with the new, live ones, under writes.
+    let verify = migrator_async(&fx, &["verify", &job]).await;
+    let out = stdout(&verify);
+    assert!(verify.status.success(), "{out}");
+    assert!(
+        out.contains("rows of the new, live layout against the old layout's tables")
+            && out.contains("result: no differences"),
+        "{out}"
+    );
+    let status = stdout(&fx.migrator(&["status", &job]));
+    assert!(
+        status.contains("(after the cutover: the old layout's tables against the new)"),
+        "{status}"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rollback = migrator_async(&fx, &["rollback", &job]).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
