@@ -279,7 +279,14 @@ pub async fn roll_back(
             .map(|(ds, renames)| (ds, inverse(&renames)))
             .collect(),
         streams: streams.map(|c| (c, sources)),
-        record_after: vec![],
+        // Where the forward streams go on from: after the rollback they
+        // keep the new tables following the old, live ones, which lets
+        // `verify` check that the rollback lost nothing.
+        record_after: state
+            .primaries
+            .iter()
+            .map(|p| p.data_source.clone())
+            .collect(),
         backends,
         proxies,
         max_pause: bounds.max_pause,
@@ -290,6 +297,11 @@ pub async fn roll_back(
             let pause_ms = millis(done.longest_pause);
             store.update(job, |s| {
                 s.phase = Phase::RolledBack;
+                for (ds, position) in &done.positions_after {
+                    if let Some(p) = s.stream_source_mut(Direction::Forward, ds) {
+                        p.applied = Some(position.clone());
+                    }
+                }
                 s.rollback = Some(SwitchRecord {
                     at_ms: now_ms(),
                     longest_pause_ms: pause_ms,

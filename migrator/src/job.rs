@@ -422,8 +422,10 @@ async fn verify_caught_up(
     }
 }
 
-/// `verify <job>`: in phase ready, the forward streams run from their
-/// saved positions while the new layout is compared with the old; after
+/// `verify <job>`: in phase ready (and after a rollback), the forward
+/// streams run from their saved positions while the new layout is compared
+/// with the old, live one (after a rollback, this shows it lost nothing:
+/// a row the new layout had and the old one lacks is a difference); after
 /// the cutover, the reverse streams while the old layout's tables (which
 /// keep a rollback lossless) are compared with the new, live ones. Either
 /// way the streams catch up first, so rows the application changes

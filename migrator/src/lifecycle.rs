@@ -50,8 +50,10 @@ const NOTHING_TO_ROLL_BACK: &str =
 const NOT_CUT_OVER: &str = "until a cutover the old layout's tables are the live ones: `cutover` \
                             first, or `cancel` the job";
 const INTERRUPTED: &str = "a switch was interrupted: `resume` finishes or undoes it first";
-const ROLLED_BACK: &str = "rolled back: the old layout serves again and the new tables no longer \
-                           follow it; `complete` drops them, then start a new job to try again";
+const ROLLED_BACK: &str =
+    "rolled back: the old layout serves again; `verify` checks that it holds \
+                           every row (the new tables catch up with it first), `complete` drops \
+                           them, then start a new job to try again";
 const FAILED: &str = "a switch failed and could not be undone: the job's last error (`status`) \
                       names what to check; put the proxies' rules and the tables right by hand, \
                       then start a new job";
@@ -89,7 +91,7 @@ pub fn check(command: Command, phase: Phase) -> Result<(), &'static str> {
             ),
         },
         RolledBack => match command {
-            Complete => Ok(()),
+            Verify | Complete => Ok(()),
             _ => Err(ROLLED_BACK),
         },
         Completed => match command {
@@ -150,7 +152,7 @@ mod tests {
                 Ready => vec![Resume, Verify, Cutover, Cancel],
                 CuttingOver | RollingBack => vec![Resume],
                 CutOver => vec![Resume, Verify, Rollback, Complete],
-                RolledBack => vec![Complete],
+                RolledBack => vec![Verify, Complete],
                 Cancelled => vec![Cancel],
                 Completed | Failed => vec![],
             }

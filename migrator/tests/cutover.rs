@@ -238,9 +238,17 @@ async fn cutover_then_rollback_through_a_proxy_under_writes() {
         assert_eq!(tables(&fx, s, "users\\_%\\_\\_sgnew").await.len(), 16);
     }
 
-    // After a rollback, cancel (which would drop the new tables behind the
-    // job's back), a second cutover and verify are refused with the way on.
-    for command in ["cancel", "cutover", "verify"] {
+    // After a rollback, verify runs the forward streams again and shows
+    // the rollback lost nothing: the new tables, caught up with the old,
+    // live ones, hold the same rows.
+    let verify = migrator_async(&fx, &["verify", &job]).await;
+    let out = stdout(&verify);
+    assert!(verify.status.success(), "{out}");
+    assert!(out.contains("result: no differences"), "{out}");
+
+    // Cancel (which would drop the new tables behind the job's back) and a
+    // second cutover are refused with the way on.
+    for command in ["cancel", "cutover"] {
         let refused = migrator_async(&fx, &[command, &job]).await;
         let stderr = String::from_utf8_lossy(&refused.stderr);
         assert_eq!(refused.status.code(), Some(1), "{command}: {stderr}");
