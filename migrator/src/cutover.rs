@@ -68,8 +68,7 @@ where
             Err(error @ MigrateError::SwitchUndone { .. }) if failed < retries => {
                 failed += 1;
                 println!(
-                    "{job}: {what} attempt {failed} of {} failed and was undone: {error}; trying \
-                     again in {} s",
+                    "{job}: {what} attempt {failed} of {} failed: {error}; trying again in {} s",
                     retries + 1,
                     RETRY_AFTER.as_secs()
                 );
@@ -133,7 +132,7 @@ fn millis(duration: Duration) -> u64 {
 fn record_failure(
     store: &StateStore,
     job: &str,
-    what: &str,
+    what: &'static str,
     back_to: Phase,
     direction: Direction,
     failed: Failed,
@@ -147,11 +146,13 @@ fn record_failure(
     let reason = failed.reason.to_string();
     let error = if failed.undo_problems.is_empty() {
         MigrateError::SwitchUndone {
+            what,
             job: job.to_string(),
             reason,
         }
     } else {
         MigrateError::SwitchStuck {
+            what,
             job: job.to_string(),
             reason,
             undo: failed.undo_problems.join("; "),

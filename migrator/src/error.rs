@@ -44,12 +44,20 @@ pub enum MigrateError {
     Signal(#[source] std::io::Error),
     #[error("job {0}: {1}")]
     Switch(String, String),
+    /// `what`: "cutover" or "rollback".
     #[error(
-        "cutover of job {job} failed and was undone (writes resumed on the old layout): {reason}"
+        "{what} of job {job} failed and was undone (the layout that served before serves on): {reason}"
     )]
-    SwitchUndone { job: String, reason: String },
-    #[error("cutover of job {job} failed and could NOT be fully undone: {reason}; undo problems: {undo}")]
+    SwitchUndone {
+        what: &'static str,
+        job: String,
+        reason: String,
+    },
+    #[error(
+        "{what} of job {job} failed and could NOT be fully undone: {reason}; undo problems: {undo}"
+    )]
     SwitchStuck {
+        what: &'static str,
         job: String,
         reason: String,
         undo: String,

@@ -388,7 +388,7 @@ async fn a_failed_cutover_leaves_the_old_layout_serving_with_nothing_lost() {
     assert!(stderr.contains("raise --max-pause-ms"), "{stderr}");
     let out = stdout(&failed);
     assert!(
-        out.contains("cutover attempt 1 of 2 failed and was undone"),
+        out.contains("cutover attempt 1 of 2 failed: cutover of job"),
         "{out}"
     );
     open.query_drop("COMMIT").await.unwrap();
