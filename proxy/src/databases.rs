@@ -57,6 +57,13 @@ impl TableColumns {
             .and_then(|i| self.kinds.get(i).copied())
             .unwrap_or_default()
     }
+
+    /// Adds the kinds of these `columns` of the table to `kinds`.
+    pub fn add_kinds(&self, columns: &[&str], kinds: &mut ColumnKinds) {
+        for column in columns {
+            kinds.add(column, self.kind_of(column));
+        }
+    }
 }
 
 impl LogicalDatabase {
@@ -116,9 +123,7 @@ impl LogicalDatabase {
                 continue;
             }
             if let Some(columns) = self.columns_of(table) {
-                for column in placed {
-                    kinds.add(column, columns.kind_of(column));
-                }
+                columns.add_kinds(&placed, &mut kinds);
             }
         }
         kinds

@@ -275,17 +275,21 @@ impl Session {
         ) {
             return Ok(ColumnKinds::default());
         }
+        let db = Arc::clone(&self.db);
+        let mut kinds = ColumnKinds::default();
         for table in &st.tables {
-            if !self.db.rules.columns_placed_by_type(table).is_empty()
-                && self.db.columns_of(table).is_none()
-            {
+            let placed = db.rules.columns_placed_by_type(table);
+            if placed.is_empty() {
+                continue;
+            }
+            match self.table_columns(table).await {
+                Ok(Some(columns)) => columns.add_kinds(&placed, &mut kinds),
+                Ok(None) => {}
                 // Unknown kinds route values as written, as before.
-                if self.table_columns(table).await.is_err() {
-                    debug!(table, "columns not learnt: values route as written");
-                }
+                Err(_) => debug!(table, "columns not learnt: values route as written"),
             }
         }
-        Ok(self.db.known_kinds(st.tables.iter().map(String::as_str)))
+        Ok(kinds)
     }
 
     /// `table`'s columns, learnt once from its first node; None for a
