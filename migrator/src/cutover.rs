@@ -16,8 +16,8 @@ use crate::lifecycle::{ensure, Command};
 use crate::proxies::ProxyAdmin;
 use crate::schema::row_count;
 use crate::state::{now_ms, Direction, JobState, Phase, PrimaryState, StateStore, SwitchRecord};
-use crate::switch::{inverse, Failed, Renames, Switch};
-use crate::values::{ident, string_literal};
+use crate::switch::{has_table, inverse, swap_marker, Failed, Renames, Switch};
+use crate::values::ident;
 use mysql_async::prelude::Queryable;
 use shardgate_rules::DataNode;
 use std::collections::{BTreeMap, BTreeSet};
@@ -558,25 +558,18 @@ pub async fn recover_interrupted(
         ));
     }
     for (ds, pairs) in cutover_renames(&context.layout, state.mode) {
-        // A data source's renames are one atomic statement: the first
-        // name it creates tells whether it ran (a cutover retires the old
-        // table; a rollback brings back the shadow).
-        let marker = match state.phase {
-            Phase::CuttingOver => pairs.first().map(|(_, retired)| retired.clone()),
-            _ => pairs.get(1).map(|(shadow, _)| shadow.clone()),
+        let renames = match state.phase {
+            Phase::CuttingOver => pairs,
+            _ => inverse(&pairs),
         };
-        let Some(marker) = marker else { continue };
+        let Some(marker) = swap_marker(&renames) else {
+            continue;
+        };
         let mut conn = backends.conn(&ds).await?;
-        let found: Option<String> = conn
-            .query_first(format!(
-                "SELECT TABLE_NAME FROM information_schema.TABLES \
-                 WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {}",
-                string_literal(backends.database(&ds)?),
-                string_literal(&marker)
-            ))
+        let found = has_table(&mut conn, marker)
             .await
             .context(|| format!("looking for {ds}.{marker}"))?;
-        if found.is_some() {
+        if found {
             return Err(stuck(&format!(
                 "{ds} already renamed its tables ({marker} exists)"
             )));

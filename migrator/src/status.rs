@@ -116,10 +116,11 @@ pub fn render(
     ));
     // After cutover the forward streams are done for good: the reverse
     // stream's lag is the one that matters.
-    let (label, streams) = if state.reverse.is_empty() {
-        ("catch-up", &state.primaries)
-    } else {
+    let reverse = !state.reverse.is_empty();
+    let (label, streams) = if reverse {
         ("reverse stream", &state.reverse)
+    } else {
+        ("catch-up", &state.primaries)
     };
     let mut idle_reverse = false;
     for primary in streams {
@@ -138,7 +139,7 @@ pub fn render(
         let lag = now.map_or("unknown (primary unreachable)".to_string(), |now| {
             lag_text(applied, now)
         });
-        if label == "reverse stream" && primary.applied.is_none() && state.phase == Phase::CutOver {
+        if reverse && primary.applied.is_none() && state.phase == Phase::CutOver {
             idle_reverse = true;
             out.push_str(&format!(
                 "  reverse stream {}: not running since the cutover at {start}, lag {lag}\n",

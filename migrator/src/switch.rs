@@ -106,8 +106,10 @@ struct Done {
 }
 
 /// Whether `table` exists in the replica's database.
-async fn table_exists(replica: &Replica, table: &str) -> Result<bool, mysql_async::Error> {
-    let mut conn = replica.pool.get_conn().await?;
+pub async fn has_table(
+    conn: &mut mysql_async::Conn,
+    table: &str,
+) -> Result<bool, mysql_async::Error> {
     let found: Option<u64> = conn
         .exec_first(
             "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() \
@@ -116,6 +118,13 @@ async fn table_exists(replica: &Replica, table: &str) -> Result<bool, mysql_asyn
         )
         .await?;
     Ok(found.is_some())
+}
+
+/// The table that tells whether a data source's renames ran: they are one
+/// atomic statement, and the first name it creates exists once it did (a
+/// cutover's retired old table, a rollback's shadow).
+pub fn swap_marker(renames: &Renames) -> Option<&str> {
+    renames.first().map(|(_, to)| to.as_str())
 }
 
 /// The transactions open on a server, longest first (at most five), as
@@ -421,13 +430,16 @@ impl Switch<'_> {
         let deadline = Instant::now() + REPLICA_SWAP_WAIT;
         let mut problems = Vec::new();
         for (data_source, renames) in &self.renames {
-            // The first rename's new name exists once the statement applied.
-            let Some((_, marker)) = renames.first() else {
+            let Some(marker) = swap_marker(renames) else {
                 continue;
             };
             for replica in self.backends.replicas(data_source) {
                 loop {
-                    match table_exists(replica, marker).await {
+                    let applied = async {
+                        let mut conn = replica.pool.get_conn().await?;
+                        has_table(&mut conn, marker).await
+                    };
+                    match applied.await {
                         Ok(true) => break,
                         Ok(false) if Instant::now() < deadline => {
                             tokio::time::sleep(Duration::from_millis(100)).await
@@ -544,22 +556,15 @@ impl Switch<'_> {
         )))
     }
 
-    /// Whether `data_source` applied `renames` (its first rename's new name
-    /// exists).
+    /// Whether `data_source` applied `renames`.
     async fn renamed_on(&self, data_source: &str, renames: &Renames) -> Result<bool, MigrateError> {
-        let Some((_, marker)) = renames.first() else {
+        let Some(marker) = swap_marker(renames) else {
             return Ok(true);
         };
         let mut conn = self.backends.conn(data_source).await?;
-        let found: Option<u64> = conn
-            .exec_first(
-                "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() \
-                 AND TABLE_NAME = ?",
-                (marker,),
-            )
+        has_table(&mut conn, marker)
             .await
-            .context(|| format!("checking the rename on {data_source}"))?;
-        Ok(found.is_some())
+            .context(|| format!("checking the rename on {data_source}"))
     }
 
     /// Resumes the paused proxies; returns the longest pause and the
