@@ -41,7 +41,10 @@ pub(crate) fn decode_binary(
         }
         if len >= 8 {
             p.negative = b[0] == 1;
-            p.hour = u32le(1) * 24 + u32::from(b[5]);
+            p.hour = u32le(1)
+                .checked_mul(24)
+                .and_then(|hours| hours.checked_add(u32::from(b[5])))
+                .ok_or_else(|| MergeError::Malformed("TIME value out of range".into()))?;
             p.minute = u32::from(b[6]);
             p.second = u32::from(b[7]);
         }
@@ -240,6 +243,9 @@ mod tests {
         let mut buf: &[u8] = &[5, 0, 0, 0, 0, 0];
         assert!(decode_binary(&mut buf, TypeClass::DateTime, 0).is_err());
         let mut buf: &[u8] = &[8, 0];
+        assert!(decode_binary(&mut buf, TypeClass::Time, 0).is_err());
+        // More days than an hour count holds: malformed, not an overflow.
+        let mut buf: &[u8] = &[8, 0, 0xFF, 0xFF, 0xFF, 0xFF, 1, 0, 0];
         assert!(decode_binary(&mut buf, TypeClass::Time, 0).is_err());
     }
 

@@ -249,8 +249,9 @@ fn decode_time(rest: &mut &[u8]) -> Result<String, ParamError> {
         return Ok("00:00:00".into());
     }
     let negative = b[0] == 1;
-    let days = u32::from_le_bytes([b[1], b[2], b[3], b[4]]);
-    let hours = days * 24 + u32::from(b[5]);
+    // A client may send any day count: in 64 bits no count overflows.
+    let days = u64::from(u32::from_le_bytes([b[1], b[2], b[3], b[4]]));
+    let hours = days * 24 + u64::from(b[5]);
     let mut text = format!(
         "{}{hours:02}:{:02}:{:02}",
         if negative { "-" } else { "" },
@@ -278,6 +279,19 @@ mod tests {
         p.extend_from_slice(types);
         p.extend_from_slice(values);
         p
+    }
+
+    #[test]
+    fn a_time_of_any_day_count_decodes_without_overflow() {
+        // TIME, negative, u32::MAX days, 23:59:59.000001.
+        let mut values = vec![12, 1, 0xFF, 0xFF, 0xFF, 0xFF, 23, 59, 59];
+        values.extend_from_slice(&1u32.to_le_bytes());
+        let p = packet(1, 0, &[0x0B, 0], &values);
+        let got = decode_params(&p, 1, &[], ClientCharset::named("latin1")).unwrap();
+        assert_eq!(
+            got,
+            vec![ParamValue::Temporal("-103079215103:59:59.000001".into())]
+        );
     }
 
     #[test]
