@@ -57,13 +57,14 @@ BENCH_ROWS=${BENCH_ROWS:-1000000}
 BENCH_BATCH=${BENCH_BATCH:-1000}
 BENCH_PARALLELISM=${BENCH_PARALLELISM:-4}
 BENCH_KEEP=${BENCH_KEEP:-0}
+BENCH_LIVE_ROWS=${BENCH_LIVE_ROWS:-200000}
 BENCH_RESULTS_DIR=${BENCH_RESULTS_DIR:-$REPO/bench/results}
 MIGRATOR_BUILD=${MIGRATOR_BUILD:-1}
 MIGRATOR_BIN=${MIGRATOR_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release/shardgate-migrator}
 DS_HOST=${DS_HOST:-127.0.0.1}
 read -r -a DS_PORT <<<"${DS_PORTS:-13306 13307 13308 13309}"
 
-for v in BENCH_ROWS BENCH_BATCH BENCH_PARALLELISM; do
+for v in BENCH_ROWS BENCH_BATCH BENCH_PARALLELISM BENCH_LIVE_ROWS; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "$v must be a positive integer" >&2; exit 2; }
 done
 ((BENCH_ROWS % 64 == 0)) || { echo "BENCH_ROWS must be a multiple of 64 (4 data sources x 16 tables)" >&2; exit 2; }
@@ -234,7 +235,7 @@ if [[ -n $BENCH_LIVE_RATES ]]; then
   log "cutover under a live load at $BENCH_LIVE_RATES writes/s ($BENCH_LIVE_ROWS rows)"
   read -r -a rates <<<"$BENCH_LIVE_RATES"
   live="$BENCH_RESULTS_DIR/migrate-live-$(date +%Y%m%d-%H%M%S).txt"
-  (cd "$REPO" && SHARDGATE_SANDBOX=1 BENCH_ROWS=${BENCH_LIVE_ROWS:-200000} \
+  (cd "$REPO" && SHARDGATE_SANDBOX=1 BENCH_ROWS=$BENCH_LIVE_ROWS \
     cargo bench -q -p shardgate-migrator --bench cutover_under_load -- "${rates[@]}") \
     | grep -E '^(==|   )' | tee "$live"
   ((PIPESTATUS[0] == 0)) || die "the live-load run failed"

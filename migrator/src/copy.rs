@@ -1,10 +1,14 @@
 //! The row copy, lock-and-copy style: per source table, in primary-key
-//! order, one batch at a time. A batch is read with `SELECT ... FOR UPDATE`
-//! in a source transaction, written to its rows' new locations with
-//! `REPLACE INTO` (committed), and only then is the source transaction
-//! committed: while a copied row's value is on its way it cannot change, so
-//! any later change of it reaches the binlog after the copy landed and
-//! catch-up applies it on top. The cursor is saved after every batch.
+//! order, one batch at a time. A batch's keys and sharding values are read
+//! with `SELECT ... FOR UPDATE` in a source transaction, which places each
+//! row; rows whose new table is on the same data source are copied there by
+//! the server itself (`REPLACE INTO ... SELECT` in the same transaction,
+//! the way gh-ost copies rows: no row crosses the network twice), the
+//! others are read and written to their data source with `REPLACE INTO`
+//! (committed), and only then is the source transaction committed. While a
+//! copied row's value is on its way it cannot change, so any later change
+//! of it reaches the binlog after the copy landed and catch-up applies it
+//! on top. The cursor is saved after every batch.
 
 use crate::backend::Backends;
 use crate::error::{DbContext, MigrateError};
@@ -13,7 +17,7 @@ use crate::progress::Progress;
 use crate::retry::retried;
 use crate::state::{now_ms, Hold, SourceTable, StateStore};
 use crate::throttle::Throttle;
-use crate::values::{display_value, ident, ident_list, key_of, key_param, Key};
+use crate::values::{display_value, ident, ident_list, key_list, key_of, key_param, Key};
 use futures_util::{StreamExt, TryStreamExt};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Params, TxOpts, Value};
@@ -23,6 +27,10 @@ use std::time::Duration;
 
 /// MySQL's limit on the placeholders of one prepared statement.
 const MAX_PLACEHOLDERS: usize = 65_535;
+
+/// Keys named in one `IN (...)` list (about 20 bytes each), so that a
+/// statement stays far below `max_allowed_packet` whatever the batch size.
+const KEYS_PER_STATEMENT: usize = 10_000;
 
 /// Everything the copy of one job needs, shared by its workers.
 pub struct Copier<'a> {
@@ -37,7 +45,12 @@ pub struct Copier<'a> {
     pub columns: Vec<String>,
     /// Position of the integer primary key in `columns`.
     pub key_index: usize,
+    /// Routes whole rows (`columns`).
     pub router: RowRouter,
+    /// What places a row: the key first, then the sharding columns.
+    pub placing_columns: Vec<String>,
+    /// Routes rows of `placing_columns`.
+    pub placer: RowRouter,
     pub batch_size: usize,
     pub parallelism: usize,
     pub pause: Duration,
@@ -73,7 +86,9 @@ impl Copier<'_> {
                     self.hold(&node.data_source, reason)
                 })
                 .await;
-            let batch = self.copy_batch(&node, cursor).await?;
+            // A deadlock with a change stream writing the same new table
+            // rolls the whole batch back; copying it again is idempotent.
+            let batch = retried(|| self.copy_batch(&node, cursor)).await?;
             let rows = batch.map_or(0, |b| b.rows);
             let done = rows < self.batch_size;
             if let Some(batch) = batch {
@@ -136,7 +151,7 @@ impl Copier<'_> {
         };
         let select = format!(
             "SELECT {} FROM {} {condition} ORDER BY {key} LIMIT {} FOR UPDATE",
-            ident_list(&self.columns),
+            ident_list(&self.placing_columns),
             ident(&node.table),
             self.batch_size
         );
@@ -147,37 +162,79 @@ impl Copier<'_> {
             .await
             .context(context)?;
         let rows: Vec<mysql_async::Row> = locked.exec(select, params).await.context(context)?;
-        let Some(last) = rows.last() else {
+        let count = rows.len();
+        let mut last_key = None;
+        let mut kept: BTreeMap<DataNode, Vec<Key>> = BTreeMap::new();
+        let mut moved = Vec::new();
+        for row in rows {
+            let values = row.unwrap();
+            let row_key = values
+                .first()
+                .and_then(key_of)
+                .ok_or_else(|| MigrateError::Table {
+                    node: node.to_string(),
+                    problem: "a primary key value is not an integer".into(),
+                })?;
+            let to = self
+                .placer
+                .route(self.new_rules, &values)
+                .map_err(|source| MigrateError::route(node, row_key.to_string(), source))?;
+            let to = self.layout.staging(&to, self.mode);
+            if to.data_source == node.data_source {
+                kept.entry(to).or_default().push(row_key);
+            } else {
+                moved.push(row_key);
+            }
+            last_key = Some(row_key);
+        }
+        let Some(last_key) = last_key else {
             locked.commit().await.context(context)?;
             return Ok(None);
         };
-        let last_key = last
-            .as_ref(self.key_index)
-            .and_then(key_of)
-            .ok_or_else(|| MigrateError::Table {
-                node: node.to_string(),
-                problem: "a primary key value is not an integer".into(),
-            })?;
-        let count = rows.len();
-        let mut by_target: BTreeMap<DataNode, Vec<Vec<Value>>> = BTreeMap::new();
-        for row in rows {
-            let values = row.unwrap();
-            let to = self
-                .router
-                .route(self.new_rules, &values)
-                .map_err(|source| {
-                    let key = values
-                        .get(self.key_index)
-                        .map(display_value)
-                        .unwrap_or_default();
-                    MigrateError::route(node, key, source)
-                })?;
-            by_target
-                .entry(self.layout.staging(&to, self.mode))
-                .or_default()
-                .push(values);
+        let columns = ident_list(&self.columns);
+        for (to, keys) in &kept {
+            for keys in keys.chunks(KEYS_PER_STATEMENT) {
+                let copy = format!(
+                    "REPLACE INTO {} ({columns}) SELECT {columns} FROM {} WHERE {key} IN ({})",
+                    ident(&to.table),
+                    ident(&node.table),
+                    key_list(keys)
+                );
+                locked
+                    .query_drop(copy)
+                    .await
+                    .context(|| format!("copying rows from {node} to {to}"))?;
+            }
         }
-        self.write(by_target).await?;
+        if !moved.is_empty() {
+            let mut by_target: BTreeMap<DataNode, Vec<Vec<Value>>> = BTreeMap::new();
+            for keys in moved.chunks(KEYS_PER_STATEMENT) {
+                let read = format!(
+                    "SELECT {columns} FROM {} WHERE {key} IN ({})",
+                    ident(&node.table),
+                    key_list(keys)
+                );
+                let rows: Vec<mysql_async::Row> = locked.query(read).await.context(context)?;
+                for row in rows {
+                    let values = row.unwrap();
+                    let to = self
+                        .router
+                        .route(self.new_rules, &values)
+                        .map_err(|source| {
+                            let key = values
+                                .get(self.key_index)
+                                .map(display_value)
+                                .unwrap_or_default();
+                            MigrateError::route(node, key, source)
+                        })?;
+                    by_target
+                        .entry(self.layout.staging(&to, self.mode))
+                        .or_default()
+                        .push(values);
+                }
+            }
+            self.write(by_target).await?;
+        }
         // Only now may the source rows change again.
         locked.commit().await.context(context)?;
         Ok(Some(Batch {

@@ -396,7 +396,19 @@ async fn verify_caught_up(
         follow(streams, backends, sources, Until::CaughtUp).await?;
         store.update(job, |s| s.phase = Phase::Verifying)?;
         let state = store.load(job)?;
-        let report = verify::verify(&state, context, backends, &options.verify, false).await?;
+        let streams = verify::Streams {
+            control: streams,
+            sources,
+        };
+        let report = verify::verify(
+            &state,
+            context,
+            backends,
+            &options.verify,
+            false,
+            Some(streams),
+        )
+        .await?;
         let clean = report.is_clean();
         store.update(job, |s| {
             s.verification = Some(report.summary());
@@ -428,9 +440,10 @@ async fn verify_caught_up(
 /// a row the new layout had and the old one lacks is a difference); after
 /// the cutover, the reverse streams while the old layout's tables (which
 /// keep a rollback lossless) are compared with the new, live ones. Either
-/// way the streams catch up first, so rows the application changes
-/// meanwhile are not counted as differences (a differing row is read
-/// again, `rechecks` times, before it counts); the report is stored with
+/// way the streams catch up first, and a differing row is compared again
+/// (`rechecks` times) locked on the source side once the streams applied
+/// every earlier change, so rows the application changes meanwhile are not
+/// counted as differences; the report is stored with
 /// the job, whose phase stays.
 pub async fn verify_ready(
     store: &StateStore,
@@ -447,7 +460,7 @@ pub async fn verify_ready(
         if state.mode == Mode::Extend {
             // Rows stay where they are: nothing streams, only placement
             // is checked.
-            let report = verify::verify(&state, &context, &backends, options, false).await?;
+            let report = verify::verify(&state, &context, &backends, options, false, None).await?;
             store.update(job, |s| s.verification = Some(report.summary()))?;
             return Ok(report);
         }
@@ -465,8 +478,19 @@ pub async fn verify_ready(
             .collect();
         let work = async {
             follow(&control, &backends, &sources, Until::CaughtUp).await?;
-            let report =
-                verify::verify(&state, &context, &backends, options, after_cutover).await?;
+            let streams = verify::Streams {
+                control: &control,
+                sources: &sources,
+            };
+            let report = verify::verify(
+                &state,
+                &context,
+                &backends,
+                options,
+                after_cutover,
+                Some(streams),
+            )
+            .await?;
             store.update(job, |s| s.verification = Some(report.summary()))?;
             Ok(report)
         };
@@ -634,6 +658,20 @@ async fn copy(
         &schema.kinds_of(&sharding),
     )
     .map_err(|source| MigrateError::route(model.to_string(), "-", source))?;
+    let mut placing_columns = vec![columns[key_index].clone()];
+    placing_columns.extend(
+        sharding
+            .iter()
+            .filter(|c| !c.eq_ignore_ascii_case(&columns[key_index]))
+            .map(|c| c.to_string()),
+    );
+    let placer = RowRouter::new(
+        &state.table,
+        &sharding,
+        &placing_columns,
+        &schema.kinds_of(&sharding),
+    )
+    .map_err(|source| MigrateError::route(model.to_string(), "-", source))?;
     let progress = Progress::start(job, state.rows_copied(), state.rows_total());
     let copier = Copier {
         job,
@@ -646,6 +684,8 @@ async fn copy(
         columns,
         key_index,
         router,
+        placing_columns,
+        placer,
         batch_size: state.options.batch_size.max(1),
         parallelism: state.options.parallelism.max(1),
         pause: Duration::from_millis(state.options.pause_ms),

@@ -169,8 +169,10 @@ enum Command {
         /// Rows per checksum chunk (key ranges compared at once).
         #[arg(long, default_value_t = 1000)]
         chunk_rows: usize,
-        /// Times differing rows are read again before they count.
-        #[arg(long, default_value_t = 2)]
+        /// Times differing rows are compared again before they count: locked
+        /// on the source side once the change streams applied every earlier
+        /// change (0: what the scan found counts).
+        #[arg(long, default_value_t = 1)]
         rechecks: u32,
         /// Print the report as JSON.
         #[arg(long)]
@@ -341,7 +343,6 @@ async fn run(cli: Cli) -> Result<ExitCode, MigrateError> {
             let options = VerifyOptions {
                 chunk_rows,
                 rechecks,
-                recheck_delay: Duration::from_millis(500),
             };
             let report = job::verify_ready(&store()?, &job, &options).await?;
             if json {

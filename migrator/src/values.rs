@@ -106,6 +106,19 @@ pub fn ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
+/// Integer keys as the text of an SQL list (`1, 2, 3`): integers only, so
+/// nothing needs quoting.
+pub fn key_list(keys: &[Key]) -> String {
+    let mut list = String::with_capacity(keys.len() * 12);
+    for (i, key) in keys.iter().enumerate() {
+        if i > 0 {
+            list.push_str(", ");
+        }
+        list.push_str(&key.to_string());
+    }
+    list
+}
+
 /// A comma-separated list of quoted identifiers.
 pub fn ident_list<S: AsRef<str>>(names: &[S]) -> String {
     names
@@ -123,6 +136,16 @@ pub fn string_literal(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_lists_are_plain_integers() {
+        assert_eq!(key_list(&[]), "");
+        assert_eq!(key_list(&[7]), "7");
+        assert_eq!(
+            key_list(&[-1, 0, Key::from(u64::MAX)]),
+            "-1, 0, 18446744073709551615"
+        );
+    }
 
     #[test]
     fn integers_route_as_integers_and_dates_as_mysql_text() {

@@ -7,48 +7,61 @@
 //! would give empty and huge chunks), each table reports per chunk its
 //! `COUNT(*)` and `BIT_XOR(CRC32(CONCAT_WS(every column, NULL markers)))` in
 //! one grouped scan, and chunks whose sums differ are compared row by row.
-//! Keys found different are read again a few times, so that rows changed
-//! while catch-up is still applying them are not reported. Separately,
+//! Keys found different are compared again at a consistent point: their
+//! source rows (and the gaps of missing ones) locked in share mode, so no
+//! change of them can commit meanwhile, the change streams let apply
+//! everything the primaries logged before, then the targets read, and the
+//! locks released — a bounded pause of those rows only, so rows the
+//! application changes while the streams lag are never reported. Separately,
 //! every target row's sharding values are routed with the new rules: a row
 //! in another table than the one they name is misplaced.
 
 use crate::backend::Backends;
+use crate::catchup::{positions_now, Control};
 use crate::error::{DbContext, MigrateError};
 use crate::job::{integer_key_of, JobContext};
 use crate::layout::{Mode, RowRouter};
+use crate::retry::retried;
 use crate::schema::TableSchema;
 use crate::state::{now_ms, JobState, Verification};
-use crate::values::{display_key, ident, ident_list, key_of, key_param, Key};
+use crate::values::{display_key, ident, ident_list, key_list, key_of, key_param, Key};
 use futures_util::StreamExt;
 use mysql_async::prelude::Queryable;
-use mysql_async::Value;
+use mysql_async::{TxOpts, Value};
 use serde::Serialize;
 use shardgate_rules::{DataNode, ShardingRules};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 /// Tables scanned at once: each scan is one query on its server, so
 /// several keep every server (and core) busy.
 const SCANS_AT_ONCE: usize = 8;
 
-/// Keys read again per statement when rechecking.
+/// Keys compared again at once (locked together while the streams settle).
 const RECHECK_BATCH: usize = 1000;
+
+/// How long rechecked rows may stay locked while the streams apply what the
+/// primaries logged before: the application's writes of those rows wait
+/// that long at most.
+const SETTLE_LIMIT: Duration = Duration::from_secs(30);
+
+/// How long a share lock on a rechecked row is waited for (seconds).
+const LOCK_WAIT_SECS: u32 = 5;
 
 #[derive(Debug, Clone)]
 pub struct VerifyOptions {
     /// Source rows per chunk.
     pub chunk_rows: usize,
-    /// How many times differing keys are read again before they count.
+    /// How many times differing keys are compared again, at a consistent
+    /// point, before they count (0: what the scan found counts).
     pub rechecks: u32,
-    pub recheck_delay: Duration,
 }
 
 impl Default for VerifyOptions {
     fn default() -> Self {
         VerifyOptions {
             chunk_rows: 1000,
-            rechecks: 2,
-            recheck_delay: Duration::from_millis(500),
+            rechecks: 1,
         }
     }
 }
@@ -191,6 +204,14 @@ struct Sides<'a> {
     targets: Vec<DataNode>,
 }
 
+/// The running change streams that keep the compared side current, and the
+/// primaries they read.
+#[derive(Clone, Copy)]
+pub struct Streams<'a> {
+    pub control: &'a Control,
+    pub sources: &'a [String],
+}
+
 impl Sides<'_> {
     /// Every source key.
     async fn source_keys(&self) -> Result<Vec<Key>, MigrateError> {
@@ -274,14 +295,19 @@ impl Sides<'_> {
                 .exec(sql, params.clone())
                 .await
                 .context(|| format!("reading rows of {node}"))?;
-            for row in found {
-                let values = row.unwrap();
-                if let Some(key) = values.get(self.key_index).and_then(key_of) {
-                    rows.entry(key).or_default().push((node.clone(), values));
-                }
-            }
+            self.collect(&mut rows, node, found);
         }
         Ok(rows)
+    }
+
+    /// Files rows read from `node` under their keys.
+    fn collect(&self, into: &mut RowsByKey, node: &DataNode, rows: Vec<mysql_async::Row>) {
+        for row in rows {
+            let values = row.unwrap();
+            if let Some(key) = values.get(self.key_index).and_then(key_of) {
+                into.entry(key).or_default().push((node.clone(), values));
+            }
+        }
     }
 
     /// Row-by-row comparison of chunk `chunk` (between `starts`).
@@ -310,24 +336,99 @@ impl Sides<'_> {
         Ok(classify(&source, &target))
     }
 
-    /// Reads `keys` again on both sides and compares them.
-    async fn recheck(&self, keys: &[Key]) -> Result<Differences, MigrateError> {
+    /// Compares `keys` again on both sides at a consistent point (see the
+    /// module's doc), a batch at a time.
+    async fn recheck(
+        &self,
+        keys: &[Key],
+        streams: Streams<'_>,
+    ) -> Result<Differences, MigrateError> {
         let mut found = Differences::default();
         for batch in keys.chunks(RECHECK_BATCH) {
-            let condition = format!(
-                "{} IN ({})",
-                ident(&self.key_column),
-                vec!["?"; batch.len()].join(", ")
-            );
-            let params: Vec<Value> = batch.iter().map(|k| key_param(*k)).collect();
-            let source = self.read(&self.sources, &condition, params.clone()).await?;
-            let target = self.read(&self.targets, &condition, params).await?;
-            let more = classify(&source, &target);
+            // A deadlock with an application transaction, or a lock it
+            // holds too long, only means trying the batch again.
+            let more = retried(|| self.recheck_settled(batch, streams)).await?;
             found.missing.extend(more.missing);
             found.extra.extend(more.extra);
             found.different.extend(more.different);
         }
         Ok(found)
+    }
+
+    async fn recheck_settled(
+        &self,
+        keys: &[Key],
+        streams: Streams<'_>,
+    ) -> Result<Differences, MigrateError> {
+        // Most rows differed only while the streams lagged: once they
+        // applied what was logged by now, rows read equal are equal, and
+        // only those still differing are locked (the application's writes
+        // of them wait while the streams catch up again).
+        let logged = positions_now(self.backends, streams.sources).await?;
+        streams.control.wait_until(&logged, SETTLE_LIMIT).await?;
+        let condition = format!("{} IN ({})", ident(&self.key_column), key_list(keys));
+        let source = self.read(&self.sources, &condition, vec![]).await?;
+        let target = self.read(&self.targets, &condition, vec![]).await?;
+        let differing = classify(&source, &target).keys();
+        if differing.is_empty() {
+            return Ok(Differences::default());
+        }
+        self.compare_locked(&differing, streams).await
+    }
+
+    /// Compares `keys` with their source rows locked (see the module's doc).
+    async fn compare_locked(
+        &self,
+        keys: &[Key],
+        streams: Streams<'_>,
+    ) -> Result<Differences, MigrateError> {
+        let condition = format!("{} IN ({})", ident(&self.key_column), key_list(keys));
+        let mut by_source: BTreeMap<&str, Vec<&DataNode>> = BTreeMap::new();
+        for node in &self.sources {
+            by_source.entry(&node.data_source).or_default().push(node);
+        }
+        let mut conns = Vec::with_capacity(by_source.len());
+        for data_source in by_source.keys() {
+            conns.push(self.backends.conn(data_source).await?);
+        }
+        let mut source: RowsByKey = HashMap::new();
+        let mut locks = Vec::with_capacity(conns.len());
+        let mut repeatable_read = TxOpts::default();
+        repeatable_read.with_isolation_level(mysql_async::IsolationLevel::RepeatableRead);
+        for (conn, tables) in conns.iter_mut().zip(by_source.values()) {
+            let mut tx = conn
+                .start_transaction(repeatable_read.clone())
+                .await
+                .context(|| "locking the rows to compare again".to_string())?;
+            for node in tables {
+                // In REPEATABLE READ a share-mode read of a missing key
+                // locks its gap: the row cannot appear meanwhile either.
+                let sql = format!(
+                    "SET STATEMENT innodb_lock_wait_timeout = {LOCK_WAIT_SECS} FOR \
+                     SELECT {} FROM {} WHERE {condition} LOCK IN SHARE MODE",
+                    ident_list(&self.columns),
+                    ident(&node.table)
+                );
+                // Binary protocol, as `read` uses: values compare alike.
+                let rows: Vec<mysql_async::Row> = tx
+                    .exec(sql, ())
+                    .await
+                    .context(|| format!("locking rows of {node} to compare them again"))?;
+                self.collect(&mut source, node, rows);
+            }
+            locks.push(tx);
+        }
+        // Every committed change of the locked rows is logged before this
+        // position; none can follow until the locks go.
+        let logged = positions_now(self.backends, streams.sources).await?;
+        streams.control.wait_until(&logged, SETTLE_LIMIT).await?;
+        let target = self.read(&self.targets, &condition, vec![]).await?;
+        for tx in locks {
+            tx.commit()
+                .await
+                .context(|| "releasing the rows compared again".to_string())?;
+        }
+        Ok(classify(&source, &target))
     }
 
     /// Every target row in the table `rules` name (`table_of` gives the
@@ -397,13 +498,17 @@ impl Sides<'_> {
 /// new layout's tables (staging names) against the old, live ones, placed
 /// by the new rules; after a rebuild's cutover (`after_cutover`), the old
 /// layout's tables (retired names), which the reverse stream keeps, against
-/// the new, live ones, placed by the old rules.
+/// the new, live ones, placed by the old rules. `streams`: the running
+/// streams that keep the compared side current (differing rows are
+/// compared again once they applied what came before); an extend has none,
+/// its rows stay in place and only their placement is checked.
 pub async fn verify(
     state: &JobState,
     context: &JobContext,
     backends: &Backends,
     options: &VerifyOptions,
     after_cutover: bool,
+    streams: Option<Streams<'_>>,
 ) -> Result<VerifyReport, MigrateError> {
     let Some((model, schema)) = context.model_schema(backends).await? else {
         return Ok(VerifyReport::default());
@@ -451,6 +556,11 @@ pub async fn verify(
         report.source_rows = target_rows;
         return Ok(report);
     }
+    let Some(streams) = streams else {
+        return Err(MigrateError::CatchUp(
+            "a rebuild is verified beside its running change streams".into(),
+        ));
+    };
     sides.key_index = integer_key_of(model, &sides.schema)?;
     sides.key_column = sides.columns[sides.key_index].clone();
 
@@ -481,8 +591,7 @@ pub async fn verify(
         if keys.is_empty() {
             break;
         }
-        tokio::time::sleep(options.recheck_delay).await;
-        found = sides.recheck(&keys).await?;
+        found = sides.recheck(&keys, streams).await?;
     }
     let text = |keys: BTreeSet<Key>| keys.into_iter().map(|k| k.to_string()).collect();
     report.missing = text(found.missing);
