@@ -44,8 +44,8 @@ struct Onward {
 
 #[derive(Args)]
 struct SwitchArgs {
-    /// A proxy's admin URL, like http://127.0.0.1:9797 (repeat for each
-    /// proxy; stored in the job).
+    /// A proxy's admin URL, like http://127.0.0.1:9797 or https://host:9797
+    /// (repeat for each proxy; stored in the job).
     #[arg(long = "proxy")]
     proxies: Vec<String>,
     /// The bound on the write pause (and on each queued statement's wait).

@@ -1,20 +1,18 @@
 //! The ShardGate proxies' admin API as the cutover drives it: stage and
 //! activate a rules version, pause and resume statements on a logical
 //! table, and read the pauses (queued statements, in-flight transactions).
-//! One HTTP/1.1 request per connection, each bounded by a timeout, so that a
-//! proxy that does not answer fails the step instead of stalling a pause.
-//! A bearer token for the admin API is read from `SHARDGATE_ADMIN_TOKEN`.
+//! Each request is bounded by a timeout, so that a proxy that does not
+//! answer fails the step instead of stalling a pause; `https://` admin URLs
+//! are verified against the system's trust store (`SSL_CERT_FILE` names
+//! another). A bearer token for the admin API is read from
+//! `SHARDGATE_ADMIN_TOKEN`.
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
-use hyper::{Method, Request};
-use hyper_util::rt::TokioIo;
+use reqwest::header::CONTENT_TYPE;
+use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::time::Duration;
 use thiserror::Error;
-use tokio::net::TcpStream;
 
 /// The environment variable holding the admin API's bearer token, if the
 /// proxies require one (kept out of the job's state file on purpose).
@@ -24,6 +22,8 @@ pub const TOKEN_VARIABLE: &str = "SHARDGATE_ADMIN_TOKEN";
 pub enum ProxyError {
     #[error("`{0}` is not a proxy admin URL like http://127.0.0.1:9797")]
     BadUrl(String),
+    #[error("cannot set up an HTTP client: {0}")]
+    Client(String),
     #[error("{method} {url}: {problem}")]
     Request {
         method: &'static str,
@@ -77,37 +77,40 @@ struct ActivatedReply {
 /// One proxy's admin API.
 #[derive(Debug, Clone)]
 pub struct ProxyAdmin {
+    /// The admin URL, without a trailing slash; paths are appended.
     url: String,
-    /// `host:port`.
-    authority: String,
-    /// Path prefix (without a trailing slash).
-    base: String,
     token: Option<String>,
     timeout: Duration,
+    client: reqwest::Client,
 }
 
 impl ProxyAdmin {
-    /// `url`: `http://host:port` with an optional path prefix.
+    /// `url`: `http://host:port` or `https://host:port`, with an optional
+    /// path prefix.
     pub fn new(url: &str, timeout: Duration) -> Result<ProxyAdmin, ProxyError> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| ProxyError::BadUrl(url.to_string()))?;
-        let (authority, base) = match rest.find('/') {
-            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-            None => (rest, ""),
-        };
-        let port_ok = authority
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-        if !port_ok {
-            return Err(ProxyError::BadUrl(url.to_string()));
+        let bad = || ProxyError::BadUrl(url.to_string());
+        let parsed = reqwest::Url::parse(url).map_err(|_| bad())?;
+        let explicit_port = url
+            .split_once("://")
+            .map(|(_, rest)| rest.split('/').next().unwrap_or(""))
+            .is_some_and(|authority| authority.rsplit_once(':').is_some());
+        if !matches!(parsed.scheme(), "http" | "https")
+            || parsed.host_str().is_none_or(str::is_empty)
+            || !explicit_port
+        {
+            return Err(bad());
         }
+        // ring as rustls' crypto; installed once per process, so a second
+        // install (another client) is refused, harmlessly.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .build()
+            .map_err(|error| ProxyError::Client(error.to_string()))?;
         Ok(ProxyAdmin {
             url: url.trim_end_matches('/').to_string(),
-            authority: authority.to_string(),
-            base: base.to_string(),
             token: std::env::var(TOKEN_VARIABLE).ok().filter(|t| !t.is_empty()),
             timeout,
+            client,
         })
     }
 
@@ -212,11 +215,29 @@ impl ProxyAdmin {
             url: url.clone(),
             problem,
         };
-        let exchange = self.exchange(method, path, content_type, body);
-        let (status, body) = tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| request_error(format!("no answer within {:?}", self.timeout)))?
-            .map_err(request_error)?;
+        let mut request = self
+            .client
+            .request(method, &url)
+            .timeout(self.timeout)
+            .header(CONTENT_TYPE, content_type)
+            .body(body);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let exchange = async {
+            let response = request.send().await?;
+            let status = response.status().as_u16();
+            Ok::<_, reqwest::Error>((status, response.bytes().await?))
+        };
+        let (status, body) = exchange.await.map_err(|error| {
+            request_error(if error.is_timeout() {
+                format!("no answer within {:?}", self.timeout)
+            } else if error.is_connect() {
+                format!("cannot connect: {}", error_chain(&error))
+            } else {
+                error_chain(&error)
+            })
+        })?;
         let text = String::from_utf8_lossy(&body).into_owned();
         if !(200..300).contains(&status) {
             return Err(ProxyError::Status {
@@ -233,55 +254,14 @@ impl ProxyAdmin {
             problem: error.to_string(),
         })
     }
+}
 
-    async fn exchange(
-        &self,
-        method: Method,
-        path: &str,
-        content_type: &str,
-        body: Vec<u8>,
-    ) -> Result<(u16, Bytes), String> {
-        let stream = TcpStream::connect(&self.authority)
-            .await
-            .map_err(|e| format!("cannot connect: {e}"))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-        // The connection is driven beside the request and ends with it.
-        let driver = tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "admin API connection");
-            }
-        });
-        let mut request = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header(HOST, &self.authority)
-            .header(CONTENT_TYPE, content_type);
-        if let Some(token) = &self.token {
-            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
-        }
-        let request = request
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
-        let result = async {
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| e.to_string())?;
-            let status = response.status().as_u16();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?
-                .to_bytes();
-            Ok((status, body))
-        }
-        .await;
-        driver.abort();
-        result
-    }
+/// An error with its causes (reqwest's own message names only the step).
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    std::iter::successors(Some(error), |e| e.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 fn method_name(method: &Method) -> &'static str {
@@ -299,14 +279,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn admin_urls_need_http_a_host_and_a_port() {
+    fn admin_urls_need_http_or_https_a_host_and_a_port() {
         let admin = ProxyAdmin::new("http://127.0.0.1:9797/", Duration::from_secs(1)).unwrap();
-        assert_eq!(admin.authority, "127.0.0.1:9797");
-        assert_eq!(admin.base, "");
         assert_eq!(admin.url(), "http://127.0.0.1:9797");
         let prefixed = ProxyAdmin::new("http://proxy-a:80/admin/", Duration::from_secs(1)).unwrap();
-        assert_eq!(prefixed.base, "/admin");
-        for bad in ["127.0.0.1:9797", "https://x:1", "http://x", "http://:80"] {
+        assert_eq!(prefixed.url(), "http://proxy-a:80/admin");
+        let tls = ProxyAdmin::new("https://proxy-b:9443", Duration::from_secs(1)).unwrap();
+        assert_eq!(tls.url(), "https://proxy-b:9443");
+        for bad in [
+            "127.0.0.1:9797",
+            "ftp://x:1",
+            "http://x",
+            "http://:80",
+            "http://x:port",
+        ] {
             assert!(
                 matches!(
                     ProxyAdmin::new(bad, Duration::from_secs(1)),

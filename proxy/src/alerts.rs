@@ -1,15 +1,14 @@
 //! Alerts: one WARN log line, a metric, a place in the recent-alerts list
 //! (admin API, dashboard) and, when `alerts.webhook` is configured, a JSON
-//! POST sent in the background — retried briefly, dropped rather than ever
-//! blocking a query.
+//! POST (http or https, verified against the system's trust store) sent in
+//! the background — retried briefly, dropped rather than ever blocking a
+//! query.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
@@ -90,22 +89,24 @@ impl Alerts {
 }
 
 async fn post_alerts(url: String, mut rx: mpsc::Receiver<Alert>) {
+    // ring as rustls' crypto; installed once per process, so a second
+    // install is refused, harmlessly.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = match reqwest::Client::builder().timeout(ATTEMPT_TIMEOUT).build() {
+        Ok(client) => client,
+        Err(e) => {
+            warn!(%url, "alert webhook disabled: cannot set up an HTTP client: {e}");
+            return;
+        }
+    };
     while let Some(alert) = rx.recv().await {
-        let body = match serde_json::to_vec(&alert) {
-            Ok(body) => body,
-            Err(e) => {
-                warn!("cannot encode alert: {e}");
-                continue;
-            }
-        };
         for attempt in 1..=ATTEMPTS {
-            match tokio::time::timeout(ATTEMPT_TIMEOUT, post_json(&url, &body)).await {
-                Ok(Ok(())) => {
+            match post(&client, &url, &alert).await {
+                Ok(()) => {
                     debug!(%url, "alert posted");
                     break;
                 }
-                Ok(Err(e)) => warn!(%url, attempt, "alert webhook failed: {e}"),
-                Err(_) => warn!(%url, attempt, "alert webhook timed out"),
+                Err(e) => warn!(%url, attempt, "alert webhook failed: {e}"),
             }
             if attempt < ATTEMPTS {
                 tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
@@ -114,48 +115,109 @@ async fn post_alerts(url: String, mut rx: mpsc::Receiver<Alert>) {
     }
 }
 
-/// An HTTP/1.1 POST of a JSON body to an `http://host:port/path` URL;
-/// success is a 2xx status.
-async fn post_json(url: &str, body: &[u8]) -> std::io::Result<()> {
-    let invalid =
-        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, what.to_owned());
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| invalid("webhook URL must start with http://"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let address = if authority.contains(':') {
-        authority.to_owned()
-    } else {
-        format!("{authority}:80")
-    };
-    let mut stream = TcpStream::connect(&address).await?;
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\nUser-Agent: shardgate\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body).await?;
-    let mut reply = Vec::new();
-    let mut buf = [0u8; 512];
-    while !reply.windows(2).any(|w| w == b"\r\n") {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        reply.extend_from_slice(&buf[..n]);
-    }
-    let status_line = String::from_utf8_lossy(&reply);
-    let code = status_line.split_whitespace().nth(1).unwrap_or("");
-    if code.starts_with('2') {
+/// Posts one alert; success is a 2xx status.
+async fn post(client: &reqwest::Client, url: &str, alert: &Alert) -> Result<(), String> {
+    let response = client
+        .post(url)
+        .json(alert)
+        .send()
+        .await
+        .map_err(|e| error_chain(&e))?;
+    let status = response.status();
+    if status.is_success() {
         Ok(())
     } else {
-        Err(std::io::Error::other(format!(
-            "webhook answered {}",
-            status_line.lines().next().unwrap_or("nothing")
-        )))
+        Err(format!("webhook answered {status}"))
+    }
+}
+
+/// An error with its causes (reqwest's own message names only the step).
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    std::iter::successors(Some(error), |e| e.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// An HTTPS server on 127.0.0.1 with a fresh self-signed certificate for
+    /// `localhost`, made trusted through `SSL_CERT_FILE` (the system trust
+    /// store's override); returns its URL and the JSON bodies posted to it.
+    async fn https_receiver() -> (String, mpsc::Receiver<serde_json::Value>) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let issued = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let dir = std::env::temp_dir().join(format!("shardgate-webhook-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let trusted = dir.join("trusted.pem");
+        std::fs::write(&trusted, issued.cert.pem()).unwrap();
+        std::env::set_var("SSL_CERT_FILE", &trusted);
+        let key =
+            rustls::pki_types::PrivateKeyDer::Pkcs8(issued.signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![issued.cert.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    continue;
+                };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                let body = loop {
+                    let n = tls.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        break None;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&request).into_owned();
+                    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                        continue;
+                    };
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= length {
+                        break Some(body.to_string());
+                    }
+                };
+                let _ = tls
+                    .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+                    .await;
+                let _ = tls.shutdown().await;
+                if let Some(json) = body.and_then(|b| serde_json::from_str(&b).ok()) {
+                    let _ = tx.send(json).await;
+                }
+            }
+        });
+        (format!("https://localhost:{port}/alerts"), rx)
+    }
+
+    #[tokio::test]
+    async fn alerts_are_posted_to_an_https_webhook() {
+        let (url, mut posts) = https_receiver().await;
+        let alerts = Alerts::new(Arc::new(Metrics::new()), Some(url));
+        alerts.fire("pool_saturated", "ds1", "ds1's pool is full".into());
+        let posted = tokio::time::timeout(Duration::from_secs(10), posts.recv())
+            .await
+            .expect("posted within 10 s")
+            .expect("receiver open");
+        assert_eq!(posted["alert"], "pool_saturated", "{posted}");
+        assert_eq!(posted["data_source"], "ds1", "{posted}");
+        assert_eq!(posted["message"], "ds1's pool is full", "{posted}");
     }
 }

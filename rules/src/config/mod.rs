@@ -311,7 +311,8 @@ impl Default for PoolConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertConfig {
-    /// `http://host:port/path` that receives each alert as a JSON POST.
+    /// `http(s)://host:port/path` that receives each alert as a JSON POST
+    /// (https verified against the system's trust store).
     #[serde(default)]
     pub webhook: Option<String>,
     /// Active connections above this share of a pool's size ...
@@ -574,10 +575,10 @@ impl Config {
             return Err(ConfigError::invalid("alerts.pool_usage_ratio", problem));
         }
         if let Some(url) = &self.alerts.webhook {
-            if !url.starts_with("http://") {
+            if !url.starts_with("http://") && !url.starts_with("https://") {
                 let problem = Problem::BadValue {
                     value: url.clone(),
-                    reason: "expected an http:// URL".into(),
+                    reason: "expected an http:// or https:// URL".into(),
                 };
                 return Err(ConfigError::invalid("alerts.webhook", problem));
             }

@@ -297,9 +297,11 @@ fn pool_bounds_and_alert_settings_are_checked() {
     let bad_ratio = format!("{MINIMAL}[alerts]\npool_usage_ratio = 1.5\n");
     let err = Config::from_toml_str(&bad_ratio).unwrap_err().to_string();
     assert!(err.contains("alerts.pool_usage_ratio"), "{err}");
-    let bad_hook = format!("{MINIMAL}[alerts]\nwebhook = \"https://example.com\"\n");
+    let bad_hook = format!("{MINIMAL}[alerts]\nwebhook = \"ftp://example.com\"\n");
     let err = Config::from_toml_str(&bad_hook).unwrap_err().to_string();
     assert!(err.contains("alerts.webhook"), "{err}");
+    let tls_hook = format!("{MINIMAL}[alerts]\nwebhook = \"https://example.com/hook\"\n");
+    assert!(Config::from_toml_str(&tls_hook).is_ok());
 }
 
 #[test]
