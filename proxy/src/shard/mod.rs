@@ -5,6 +5,8 @@
 
 pub mod analyze;
 pub mod column_values;
+#[cfg(test)]
+mod golden;
 pub mod having;
 pub mod labels;
 pub mod metadata;
