@@ -423,6 +423,115 @@ async fn unknown_paths_and_methods_answer_json() {
     );
 }
 
+/// The bodies the proxy and the migrator exchange during a cutover are the
+/// shared types of `shardgate-admin-api`; each has exactly the fields its
+/// schema in the OpenAPI document lists, all required ones among them.
+#[test]
+fn openapi_schemas_match_the_shared_cutover_bodies() {
+    use shardgate_admin_api::{
+        ActivateRequest, Activated, Discarded, Pause, PauseRequest, ResumeRequest, Scope, Staged,
+    };
+    let file = std::fs::read_to_string(openapi_path()).expect("docs/admin-api.yaml");
+    let doc: serde_yaml::Value = serde_yaml::from_str(&file).expect("the OpenAPI file is YAML");
+    let request = |path: &str, method: &str| {
+        doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"].clone()
+    };
+    let reply = |path: &str, method: &str| {
+        doc["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]
+            .clone()
+    };
+    let pause = Pause {
+        table: "users".into(),
+        scope: Scope::Writes,
+        since_unix_ms: 1,
+        max_queue_ms: 1,
+        lease_remaining_ms: 1,
+        queued: 0,
+        in_flight_transactions: 0,
+        refused: 0,
+    };
+    let bodies: Vec<(&str, serde_yaml::Value, Value)> = vec![
+        (
+            "Pause",
+            doc["components"]["schemas"]["Pause"].clone(),
+            serde_json::to_value(&pause).unwrap(),
+        ),
+        (
+            "PauseRequest",
+            request("/api/pauses", "post"),
+            serde_json::to_value(PauseRequest {
+                tables: vec!["users".into()],
+                scope: Scope::All,
+                max_queue_ms: 1,
+                lease_ms: 1,
+            })
+            .unwrap(),
+        ),
+        (
+            "ResumeRequest",
+            request("/api/pauses/resume", "post"),
+            serde_json::to_value(ResumeRequest { tables: vec![] }).unwrap(),
+        ),
+        (
+            "ActivateRequest",
+            request("/api/rules/activate", "post"),
+            serde_json::to_value(ActivateRequest { version: 2 }).unwrap(),
+        ),
+        (
+            "Staged",
+            reply("/api/rules/staged", "put"),
+            serde_json::to_value(Staged {
+                staged_version: 2,
+                changes: vec![],
+            })
+            .unwrap(),
+        ),
+        (
+            "Discarded",
+            reply("/api/rules/staged", "delete"),
+            serde_json::to_value(Discarded {
+                discarded_version: Some(2),
+            })
+            .unwrap(),
+        ),
+        (
+            "Activated",
+            reply("/api/rules/activate", "post"),
+            serde_json::to_value(Activated {
+                active_version: 2,
+                sessions_on_older_versions: 0,
+                previous_config_file: Some("wework.toml.v1".into()),
+            })
+            .unwrap(),
+        ),
+    ];
+    for (name, schema, body) in bodies {
+        let properties: BTreeSet<String> = schema["properties"]
+            .as_mapping()
+            .unwrap_or_else(|| panic!("{name}: no properties in its schema {schema:?}"))
+            .keys()
+            .filter_map(|k| k.as_str().map(str::to_string))
+            .collect();
+        let fields: BTreeSet<String> = body.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(
+            fields, properties,
+            "{name}: the type's fields vs its schema's"
+        );
+        let required: BTreeSet<String> = schema["required"]
+            .as_sequence()
+            .map(|r| {
+                r.iter()
+                    .filter_map(|k| k.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            required.is_subset(&fields),
+            "{name}: required {required:?} not all fields"
+        );
+    }
+}
+
 /// Every route the admin listener serves is described, and the listener
 /// serves the file that is in the repository.
 #[tokio::test]

@@ -9,8 +9,8 @@
 
 use reqwest::header::CONTENT_TYPE;
 use reqwest::Method;
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde::Serialize;
+use shardgate_admin_api::{ActivateRequest, Activated, PauseRequest, ResumeRequest, Staged};
 use std::time::Duration;
 use thiserror::Error;
 
@@ -46,33 +46,7 @@ pub enum ProxyError {
     },
 }
 
-/// Which statements a pause holds back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Scope {
-    Writes,
-    All,
-}
-
-/// A pause in effect on a proxy, as `GET /api/pauses` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Pause {
-    pub table: String,
-    pub scope: Scope,
-    pub queued: u64,
-    pub in_flight_transactions: u64,
-    pub refused: u64,
-}
-
-#[derive(Debug, Deserialize)]
-struct StagedReply {
-    staged_version: u64,
-}
-
-#[derive(Debug, Deserialize)]
-struct ActivatedReply {
-    active_version: u64,
-}
+pub use shardgate_admin_api::{Pause, Scope};
 
 /// One proxy's admin API.
 #[derive(Debug, Clone)]
@@ -129,7 +103,7 @@ impl ProxyAdmin {
     /// `PUT /api/rules/staged`: stages a whole configuration; returns the
     /// staged version.
     pub async fn stage(&self, config_text: &str) -> Result<u64, ProxyError> {
-        let reply: StagedReply = self
+        let reply: Staged = self
             .call(
                 Method::PUT,
                 "/api/rules/staged",
@@ -149,8 +123,8 @@ impl ProxyAdmin {
 
     /// `POST /api/rules/activate`: returns the now active version.
     pub async fn activate(&self, version: u64) -> Result<u64, ProxyError> {
-        let reply: ActivatedReply = self
-            .post("/api/rules/activate", json!({ "version": version }))
+        let reply: Activated = self
+            .post("/api/rules/activate", &ActivateRequest { version })
             .await?;
         Ok(reply.active_version)
     }
@@ -163,22 +137,21 @@ impl ProxyAdmin {
         max_queue_ms: u64,
         lease_ms: u64,
     ) -> Result<Vec<Pause>, ProxyError> {
-        self.post(
-            "/api/pauses",
-            json!({
-                "tables": [table],
-                "scope": scope,
-                "max_queue_ms": max_queue_ms,
-                "lease_ms": lease_ms,
-            }),
-        )
-        .await
+        let request = PauseRequest {
+            tables: vec![table.to_string()],
+            scope,
+            max_queue_ms,
+            lease_ms,
+        };
+        self.post("/api/pauses", &request).await
     }
 
     /// `POST /api/pauses/resume`.
     pub async fn resume(&self, table: &str) -> Result<Vec<Pause>, ProxyError> {
-        self.post("/api/pauses/resume", json!({ "tables": [table] }))
-            .await
+        let request = ResumeRequest {
+            tables: vec![table.to_string()],
+        };
+        self.post("/api/pauses/resume", &request).await
     }
 
     /// `GET /api/pauses`.
@@ -190,15 +163,15 @@ impl ProxyAdmin {
     async fn post<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
-        body: serde_json::Value,
+        body: &impl Serialize,
     ) -> Result<T, ProxyError> {
-        self.call(
-            Method::POST,
-            path,
-            "application/json",
-            body.to_string().into_bytes(),
-        )
-        .await
+        let body = serde_json::to_vec(body).map_err(|error| ProxyError::Request {
+            method: "POST",
+            url: format!("{}{path}", self.url),
+            problem: format!("cannot encode the request: {error}"),
+        })?;
+        self.call(Method::POST, path, "application/json", body)
+            .await
     }
 
     async fn call<T: serde::de::DeserializeOwned>(

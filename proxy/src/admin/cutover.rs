@@ -12,12 +12,14 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
 use serde_json::{json, Value};
+use shardgate_admin_api::{
+    ActivateRequest, Activated, Discarded, Pause, PauseRequest, ResumeRequest, Staged,
+};
 use shardgate_rules::config::Config;
 
 use super::api::error;
-use crate::pause::{PauseTerms, Scope};
+use crate::pause::PauseTerms;
 use crate::server::Proxy;
 use crate::staging::ActivateError;
 
@@ -25,42 +27,6 @@ use crate::staging::ActivateError;
 const MAX_QUEUE_MS: std::ops::RangeInclusive<u64> = 1..=600_000;
 /// Bounds of `lease_ms`: at most a day.
 const LEASE_MS: std::ops::RangeInclusive<u64> = 1..=86_400_000;
-
-fn default_max_queue_ms() -> u64 {
-    1000
-}
-
-fn default_lease_ms() -> u64 {
-    60_000
-}
-
-fn default_scope() -> Scope {
-    Scope::Writes
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PauseRequest {
-    tables: Vec<String>,
-    #[serde(default = "default_scope")]
-    scope: Scope,
-    #[serde(default = "default_max_queue_ms")]
-    max_queue_ms: u64,
-    #[serde(default = "default_lease_ms")]
-    lease_ms: u64,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ResumeRequest {
-    tables: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ActivateRequest {
-    version: u64,
-}
 
 /// axum's rejection of a JSON body, as the API's JSON error with its
 /// status (400 syntax, 413 too large, 415 not JSON, 422 wrong shape).
@@ -85,29 +51,26 @@ fn is_logical_table(config: &Config, name: &str) -> bool {
 }
 
 /// The pauses in effect with the in-flight transactions of each.
-fn pauses_json(proxy: &Proxy) -> Value {
-    let pauses: Vec<Value> = proxy
+fn pauses_json(proxy: &Proxy) -> Vec<Pause> {
+    proxy
         .pauses()
         .list()
         .into_iter()
-        .map(|p| {
-            json!({
-                "table": p.table,
-                "scope": p.scope,
-                "since_unix_ms": p.since_unix_ms,
-                "max_queue_ms": p.max_queue_ms,
-                "lease_remaining_ms": p.lease_remaining_ms,
-                "queued": p.queued,
-                "in_flight_transactions": proxy.sessions().in_flight(&p.table),
-                "refused": p.refused,
-            })
+        .map(|p| Pause {
+            in_flight_transactions: proxy.sessions().in_flight(&p.table) as u64,
+            table: p.table,
+            scope: p.scope,
+            since_unix_ms: p.since_unix_ms,
+            max_queue_ms: p.max_queue_ms,
+            lease_remaining_ms: p.lease_remaining_ms,
+            queued: p.queued as u64,
+            refused: p.refused,
         })
-        .collect();
-    Value::Array(pauses)
+        .collect()
 }
 
 /// `GET /api/pauses`.
-pub async fn pauses(State(proxy): State<Arc<Proxy>>) -> Json<Value> {
+pub async fn pauses(State(proxy): State<Arc<Proxy>>) -> Json<Vec<Pause>> {
     Json(pauses_json(&proxy))
 }
 
@@ -217,18 +180,20 @@ pub async fn stage(State(proxy): State<Arc<Proxy>>, headers: HeaderMap, body: By
         return error(StatusCode::BAD_REQUEST, "the configuration is not UTF-8");
     };
     match proxy.stage(text).await {
-        Ok(staged) => Json(json!({
-            "staged_version": staged.version,
-            "changes": staged.changes,
-        }))
+        Ok(staged) => Json(Staged {
+            staged_version: staged.version,
+            changes: staged.changes,
+        })
         .into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }
 
 /// `DELETE /api/rules/staged`.
-pub async fn discard_staged(State(proxy): State<Arc<Proxy>>) -> Json<Value> {
-    Json(json!({ "discarded_version": proxy.discard_staged() }))
+pub async fn discard_staged(State(proxy): State<Arc<Proxy>>) -> Json<Discarded> {
+    Json(Discarded {
+        discarded_version: proxy.discard_staged(),
+    })
 }
 
 /// `POST /api/rules/activate`: the staged version becomes current.
@@ -241,11 +206,11 @@ pub async fn activate(
         Err(rejection) => return bad_body(&rejection, r#"{"version": 2}"#),
     };
     match proxy.activate(request.version).await {
-        Ok(activated) => Json(json!({
-            "active_version": activated.version,
-            "sessions_on_older_versions": activated.sessions_on_older_versions,
-            "previous_config_file": activated.previous_file.map(|p| p.display().to_string()),
-        }))
+        Ok(activated) => Json(Activated {
+            active_version: activated.version,
+            sessions_on_older_versions: activated.sessions_on_older_versions as u64,
+            previous_config_file: activated.previous_file.map(|p| p.display().to_string()),
+        })
         .into_response(),
         Err(e @ ActivateError::NotStaged { .. }) => error(StatusCode::CONFLICT, e.to_string()),
         Err(e) => {

@@ -19,22 +19,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use crate::metrics::Metrics;
 use statement::StatementTables;
 
-/// What a pause holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    /// Statements that write the table (anything but a pure read).
-    Writes,
-    /// Every statement on the table.
-    All,
-}
+/// What a pause holds (the admin API's type).
+pub use shardgate_admin_api::Scope;
 
 /// How a pause behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
