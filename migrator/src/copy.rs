@@ -17,12 +17,12 @@ use crate::progress::Progress;
 use crate::retry::retried;
 use crate::state::{now_ms, Hold, SourceTable, StateStore};
 use crate::throttle::Throttle;
-use crate::values::{display_value, ident, ident_list, key_list, key_of, key_param, Key};
+use crate::values::{ident, ident_list, key_list, key_of, key_param, Key};
 use futures_util::{StreamExt, TryStreamExt};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Params, TxOpts, Value};
 use shardgate_rules::{DataNode, ShardingRules};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 /// MySQL's limit on the placeholders of one prepared statement.
@@ -45,8 +45,6 @@ pub struct Copier<'a> {
     pub columns: Vec<String>,
     /// Position of the integer primary key in `columns`.
     pub key_index: usize,
-    /// Routes whole rows (`columns`).
-    pub router: RowRouter,
     /// What places a row: the key first, then the sharding columns.
     pub placing_columns: Vec<String>,
     /// Routes rows of `placing_columns`.
@@ -165,7 +163,8 @@ impl Copier<'_> {
         let count = rows.len();
         let mut last_key = None;
         let mut kept: BTreeMap<DataNode, Vec<Key>> = BTreeMap::new();
-        let mut moved = Vec::new();
+        // Rows for other data sources, each with its new place.
+        let mut moved: HashMap<Key, DataNode> = HashMap::new();
         for row in rows {
             let values = row.unwrap();
             let row_key = values
@@ -183,7 +182,7 @@ impl Copier<'_> {
             if to.data_source == node.data_source {
                 kept.entry(to).or_default().push(row_key);
             } else {
-                moved.push(row_key);
+                moved.insert(row_key, to);
             }
             last_key = Some(row_key);
         }
@@ -208,7 +207,8 @@ impl Copier<'_> {
         }
         if !moved.is_empty() {
             let mut by_target: BTreeMap<DataNode, Vec<Vec<Value>>> = BTreeMap::new();
-            for keys in moved.chunks(KEYS_PER_STATEMENT) {
+            let keys: Vec<Key> = moved.keys().copied().collect();
+            for keys in keys.chunks(KEYS_PER_STATEMENT) {
                 let read = format!(
                     "SELECT {columns} FROM {} WHERE {key} IN ({})",
                     ident(&node.table),
@@ -217,20 +217,16 @@ impl Copier<'_> {
                 let rows: Vec<mysql_async::Row> = locked.query(read).await.context(context)?;
                 for row in rows {
                     let values = row.unwrap();
-                    let to = self
-                        .router
-                        .route(self.new_rules, &values)
-                        .map_err(|source| {
-                            let key = values
-                                .get(self.key_index)
-                                .map(display_value)
-                                .unwrap_or_default();
-                            MigrateError::route(node, key, source)
+                    // Locked: each row is the one placed above.
+                    let to = values
+                        .get(self.key_index)
+                        .and_then(key_of)
+                        .and_then(|k| moved.get(&k))
+                        .ok_or_else(|| MigrateError::Table {
+                            node: node.to_string(),
+                            problem: "a locked row changed its key during the copy".into(),
                         })?;
-                    by_target
-                        .entry(self.layout.staging(&to, self.mode))
-                        .or_default()
-                        .push(values);
+                    by_target.entry(to.clone()).or_default().push(values);
                 }
             }
             self.write(by_target).await?;

@@ -651,13 +651,6 @@ async fn copy(
     let key_index = integer_key_of(model, &schema)?;
     let columns = schema.column_names();
     let sharding = context.new_rules.sharding_columns(&state.table);
-    let router = RowRouter::new(
-        &state.table,
-        &sharding,
-        &columns,
-        &schema.kinds_of(&sharding),
-    )
-    .map_err(|source| MigrateError::route(model.to_string(), "-", source))?;
     let mut placing_columns = vec![columns[key_index].clone()];
     placing_columns.extend(
         sharding
@@ -683,7 +676,6 @@ async fn copy(
         mode: state.mode,
         columns,
         key_index,
-        router,
         placing_columns,
         placer,
         batch_size: state.options.batch_size.max(1),
