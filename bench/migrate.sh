@@ -28,8 +28,8 @@ MIGRATOR_BUILD=0 and a built MIGRATOR_BIN).
 
 Environment (defaults in brackets):
   BENCH_ROWS         users rows                                  [1000000]
-  BENCH_BATCH        --batch-size                                   [1000]
-  BENCH_PARALLELISM  --parallelism                                     [4]
+  BENCH_BATCH        --batch-size (both runs)                       [4000]
+  BENCH_PARALLELISM  --parallelism (both runs)                         [4]
   BENCH_KEEP         1 = keep the mgbench_ds* databases at the end     [0]
   BENCH_RESULTS_DIR  where the report goes                  [bench/results]
   MIGRATOR_BUILD     1 = cargo build --release -p shardgate-migrator   [1]
@@ -42,7 +42,7 @@ Environment (defaults in brackets):
                      cutover_under_load), printing write rates, copy and
                      verification rates, the cutover's write pause and
                      every failed, lost or misplaced write
-  BENCH_LIVE_ROWS    seeded rows of the live-load run              [200000]
+  BENCH_LIVE_ROWS    seeded rows of the live-load run          [BENCH_ROWS]
 EOF
 }
 
@@ -54,10 +54,10 @@ esac
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_ROWS=${BENCH_ROWS:-1000000}
-BENCH_BATCH=${BENCH_BATCH:-1000}
+BENCH_BATCH=${BENCH_BATCH:-4000}
 BENCH_PARALLELISM=${BENCH_PARALLELISM:-4}
 BENCH_KEEP=${BENCH_KEEP:-0}
-BENCH_LIVE_ROWS=${BENCH_LIVE_ROWS:-200000}
+BENCH_LIVE_ROWS=${BENCH_LIVE_ROWS:-$BENCH_ROWS}
 BENCH_RESULTS_DIR=${BENCH_RESULTS_DIR:-$REPO/bench/results}
 MIGRATOR_BUILD=${MIGRATOR_BUILD:-1}
 MIGRATOR_BIN=${MIGRATOR_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release/shardgate-migrator}
@@ -235,7 +235,8 @@ if [[ -n $BENCH_LIVE_RATES ]]; then
   log "cutover under a live load at $BENCH_LIVE_RATES writes/s ($BENCH_LIVE_ROWS rows)"
   read -r -a rates <<<"$BENCH_LIVE_RATES"
   live="$BENCH_RESULTS_DIR/migrate-live-$(date +%Y%m%d-%H%M%S).txt"
-  (cd "$REPO" && SHARDGATE_SANDBOX=1 BENCH_ROWS=$BENCH_LIVE_ROWS \
+  (cd "$REPO" && SHARDGATE_SANDBOX=1 BENCH_ROWS=$BENCH_LIVE_ROWS BENCH_BATCH=$BENCH_BATCH \
+    BENCH_PARALLELISM=$BENCH_PARALLELISM \
     cargo bench -q -p shardgate-migrator --bench cutover_under_load -- "${rates[@]}") \
     | grep -E '^(==|   )' | tee "$live"
   ((PIPESTATUS[0] == 0)) || die "the live-load run failed"

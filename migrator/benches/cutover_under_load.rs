@@ -10,7 +10,9 @@
 //! and on the new layout's physical tables).
 //!
 //! `cargo bench -p shardgate-migrator --bench cutover_under_load -- [RATE ...]`
-//! (writes/s, default 600 2000; `BENCH_ROWS` seeded rows, default 200000),
+//! (writes/s, default 600 2000; `BENCH_ROWS` seeded rows, default 200000;
+//! `BENCH_BATCH` and `BENCH_PARALLELISM` the copy's `--batch-size` and
+//! `--parallelism`, default the migrator's),
 //! with the sandbox up (`docker/sandbox.sh up`). `bench/migrate.sh` runs it.
 
 #[path = "../tests/common/mod.rs"]
@@ -67,6 +69,17 @@ async fn paced_load(proxy: &RunningProxy, target: f64) -> (LiveLoad, f64) {
     (load, reached)
 }
 
+/// Source rows the first verification compared and how long the job was
+/// in its `verifying` phase (from the job's phase history).
+fn verification_rate(state: &serde_json::Value) -> Option<(u64, f64)> {
+    let phases = state["phases"].as_array()?;
+    let at = phases.iter().position(|p| p["phase"] == "verifying")?;
+    let from = phases[at]["at_ms"].as_u64()?;
+    let to = phases.get(at + 1)?["at_ms"].as_u64()?;
+    let rows = state["verification"]["source_rows"].as_u64()?;
+    Some((rows, to.saturating_sub(from) as f64 / 1000.0))
+}
+
 async fn one_rate(target: f64, rows: u64) {
     let prefix = format!("bench_cut{}", target as u64);
     let fx = Fixture::new(&prefix, 4).await;
@@ -84,22 +97,27 @@ async fn one_rate(target: f64, rows: u64) {
     let at_start = load.progress();
     let started = Instant::now();
     let admin = format!("http://{}", proxy.admin_addr);
-    let job_run = migrator_async(
-        &fx,
-        &[
-            "start",
-            "--from",
-            &from,
-            "--to",
-            &to,
-            "--table",
-            "users",
-            "--proxy",
-            &admin,
-            "--cutover",
-        ],
-    )
-    .await;
+    let mut args = vec![
+        "start",
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--table",
+        "users",
+        "--proxy",
+        &admin,
+        "--cutover",
+    ];
+    let batch = std::env::var("BENCH_BATCH").ok();
+    let parallelism = std::env::var("BENCH_PARALLELISM").ok();
+    if let Some(batch) = &batch {
+        args.extend(["--batch-size", batch]);
+    }
+    if let Some(parallelism) = &parallelism {
+        args.extend(["--parallelism", parallelism]);
+    }
+    let job_run = migrator_async(&fx, &args).await;
     let ended = Instant::now();
     let during_rate = rate(&at_start, &load.progress(), ended - started);
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -110,6 +128,7 @@ async fn one_rate(target: f64, rows: u64) {
     let job = fx.job();
     let state = fx.state(&job);
     let pause = state["cutover"]["longest_pause_ms"].as_u64();
+    let verification = verification_rate(&state);
     let attempts = 1 + out.matches("failed and was undone").count();
     let slowest = report
         .longest_write_overlapping(started, ended)
@@ -141,6 +160,12 @@ async fn one_rate(target: f64, rows: u64) {
     );
     for line in phases {
         println!("   | {line}");
+    }
+    if let Some((rows, seconds)) = verification {
+        println!(
+            "   | verifying phase: {seconds:.1} s for {rows} source rows ({:.0} rows/s)",
+            rows as f64 / seconds.max(1e-3)
+        );
     }
     println!(
         "   writes: {} inserted, {} updated, {} deleted; failed statements {}, refused {}, wrong \

@@ -116,8 +116,9 @@ enum Command {
         /// The logical table to move (one job per table).
         #[arg(long)]
         table: String,
-        /// Rows copied per batch (each batch one short transaction).
-        #[arg(long, default_value_t = 1000)]
+        /// Rows copied per batch (each batch one short transaction; its
+        /// rows are locked while it runs, tens of milliseconds).
+        #[arg(long, default_value_t = 4000)]
         batch_size: usize,
         /// Source tables copied at once.
         #[arg(long, default_value_t = 4)]
