@@ -341,16 +341,20 @@ pub async fn route(
     };
     match preview(&sql, &db.name, &ctx) {
         Ok(p) => Json(json!({ "sql": sql, "preview": p })).into_response(),
-        Err(err) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({
-                "sql": sql,
-                "error": err.message,
-                "code": err.code,
-                "sqlstate": String::from_utf8_lossy(&err.sqlstate),
-            })),
-        )
-            .into_response(),
+        Err(err) => {
+            // The admin API answers in the MySQL front end's terms.
+            let err = crate::wire::ok_err::ErrInfo::from(&err);
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({
+                    "sql": sql,
+                    "error": err.message,
+                    "code": err.code,
+                    "sqlstate": String::from_utf8_lossy(&err.sqlstate),
+                })),
+            )
+                .into_response()
+        }
     }
 }
 

@@ -25,6 +25,7 @@ use tracing::{debug, info_span, warn, Instrument};
 use crate::backend::conn::BackendStatement;
 use crate::backend::{Flavor, Holder, PooledConn};
 use crate::databases::LogicalDatabase;
+use crate::error::not_supported;
 use crate::error::{codes, BackendError};
 use crate::merge::value::RowFormat;
 use crate::metrics;
@@ -33,7 +34,6 @@ use crate::server::{Proxy, Shared};
 use crate::sessions::Registration;
 use crate::shard::analyze::{Analysis, ShardedStatement};
 use crate::shard::labels::analyze_labelled;
-use crate::shard::not_supported;
 use crate::shard::params::decode_params;
 use crate::shard::plan::{check_supported, prepare_target, single_node, PlanContext};
 use crate::sql::admin::{may_be_admin, parse as parse_admin, AdminSqlError, AdminStatement};
@@ -1006,7 +1006,7 @@ impl Session {
         let (pool, backend_sql) = match &sharded {
             Some(sh) => {
                 let st = &sh.statement;
-                check_supported(st, &self.plan_context()).map_err(Failure::Reply)?;
+                check_supported(st, &self.plan_context()).map_err(|e| Failure::Reply(e.into()))?;
                 let target = prepare_target(st, &sh.text, &self.plan_context());
                 (
                     self.pool_of(&target.data_source)?,

@@ -170,7 +170,7 @@ impl Session {
         let mut order: Vec<Option<(usize, usize)>> = vec![None; total];
         for (t, (rows, got)) in rows_of.iter().zip(&inserted).enumerate() {
             if rows.len() != got.len() {
-                return Err(Failure::Reply(crate::shard::not_supported(format!(
+                return Err(Failure::Reply(crate::error::not_supported(format!(
                     "a node returned {} rows for the {} rows it inserted, so the rows of RETURNING cannot be put in the statement's order; nothing was written",
                     got.len(),
                     rows.len()

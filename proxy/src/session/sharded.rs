@@ -116,7 +116,7 @@ impl Session {
             kinds: &kinds,
             ..self.plan_context()
         };
-        let mut route = plan(st, sql, params, true, &ctx).map_err(Failure::Reply)?;
+        let mut route = plan(st, sql, params, true, &ctx).map_err(|e| Failure::Reply(e.into()))?;
         if let Route::One(target) = &mut route {
             if let Some(ds) = self.broadcast_read_source(st) {
                 target.data_source = ds;
@@ -124,7 +124,7 @@ impl Session {
         }
         debug!(?route, "routed");
         if !self.read_back_vars.is_empty() && !matches!(route, Route::One(_)) {
-            return Err(Failure::Reply(crate::shard::not_supported(format!(
+            return Err(Failure::Reply(crate::error::not_supported(format!(
                 "assigning user variables (@{}) in a statement that runs on several data nodes is not supported: each node would assign its own value; select the rows first, then SET the variable",
                 self.read_back_vars.join(", @")
             ))));
@@ -626,7 +626,7 @@ impl Session {
                 Err(Failure::ClientGone)
             }
             Err(MergeError::Plan(message)) => {
-                Err(Failure::Reply(crate::shard::not_supported(message)))
+                Err(Failure::Reply(crate::error::not_supported(message)))
             }
             Err(e) => {
                 let err = ErrInfo::new(
@@ -804,7 +804,7 @@ impl Session {
                 match moving_rows(conn, &guard).await {
                     Ok(0) => {}
                     Ok(n) => {
-                        let err = crate::shard::not_supported(format!(
+                        let err = crate::error::not_supported(format!(
                             "this UPDATE changes the sharding column(s) {} of {n} row(s), which would have to move to another data node; DELETE them and INSERT them again",
                             guarded.join(", ")
                         ));

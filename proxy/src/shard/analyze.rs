@@ -139,7 +139,7 @@ pub struct ShardedStatement {
     /// UPDATE / DELETE with ORDER BY or LIMIT.
     pub ordered_write: bool,
     /// For a SELECT whose rows need merging across nodes: how, or why not.
-    pub scatter: Option<Result<super::scatter::ScatterSelect, String>>,
+    pub scatter: Option<Result<super::scatter::ScatterSelect, super::error::Unmergeable>>,
     /// Tables joined on equal sharding columns (for binding tables).
     pub sharding_joins: Vec<(String, String)>,
     /// INSERT / REPLACE / DELETE ... RETURNING: the write answers with rows.

@@ -45,7 +45,7 @@ fn render(sql: &str, rules: &ShardingRules, keys: &SnowflakeGenerator) -> String
     match plan(&st, sql, &[], true, &ctx) {
         Ok(route) => render_route(&mut out, &route),
         Err(error) => {
-            let _ = writeln!(out, "refused: {} {}", error.code, error.message);
+            let _ = writeln!(out, "refused: {error}");
         }
     }
     out

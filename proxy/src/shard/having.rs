@@ -5,6 +5,7 @@
 use crate::merge::error::MergeError;
 use crate::merge::value::Value;
 
+use super::error::MergeShapeError;
 use super::scatter::Ix;
 
 /// A HAVING condition over result columns.
@@ -59,13 +60,11 @@ impl Cond {
         &self,
         index: &dyn Fn(Ix) -> usize,
         param: &dyn Fn(usize) -> Option<Cond>,
-    ) -> Result<Cond, String> {
+    ) -> Result<Cond, MergeShapeError> {
         let b = |c: &Cond| c.bind(index, param).map(Box::new);
         Ok(match self {
             Cond::Column(ix) => Cond::At(index(*ix)),
-            Cond::Param(i) => {
-                param(*i).ok_or_else(|| format!("HAVING parameter {i} has no value"))?
-            }
+            Cond::Param(i) => param(*i).ok_or(MergeShapeError::UnboundHavingParameter(*i))?,
             Cond::Compare(op, a, c) => Cond::Compare(*op, b(a)?, b(c)?),
             Cond::Arith(op, a, c) => Cond::Arith(*op, b(a)?, b(c)?),
             Cond::And(a, c) => Cond::And(b(a)?, b(c)?),

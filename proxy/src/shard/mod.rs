@@ -5,6 +5,7 @@
 
 pub mod analyze;
 pub mod column_values;
+pub mod error;
 #[cfg(test)]
 mod golden;
 pub mod having;
@@ -18,11 +19,4 @@ pub mod rewrite;
 pub mod scatter;
 pub mod simple;
 
-use crate::error::codes;
-use crate::wire::ok_err::ErrInfo;
-
-/// A statement the proxy will not run because it cannot run it correctly
-/// across data nodes; the message names the tables and what to change.
-pub fn not_supported(message: impl Into<String>) -> ErrInfo {
-    ErrInfo::new(codes::ER_NOT_SUPPORTED_YET, "42000", message)
-}
+pub use error::PlanError;

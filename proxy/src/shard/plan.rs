@@ -13,13 +13,12 @@ use shardgate_rules::{
 
 use super::analyze::{Cond, InsertShape, Replacement, ShardedStatement, StatementKind, Val};
 use super::column_values::{compared, stored};
+use super::error::{MergeShapeError, PlanError};
 use super::having::Cond as HavingCond;
-use super::not_supported;
 use super::params::ParamValue;
 use super::rewrite::{bind_params, insert_rows, splice_tables};
 use super::scatter::{derived_columns, node_tail, node_text, LimitVal, ScatterSelect};
 use crate::sql::lex::{Lexer, Token};
-use crate::wire::ok_err::ErrInfo;
 
 /// One statement for one data source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,7 +127,7 @@ pub fn plan(
     params: &[ParamValue],
     as_text: bool,
     ctx: &PlanContext<'_>,
-) -> Result<Route, ErrInfo> {
+) -> Result<Route, PlanError> {
     check_supported(st, ctx)?;
     let layout = Layout::of(st, ctx);
     let text_of = |s: &str| {
@@ -195,7 +194,7 @@ pub fn node_target(
 /// Refuses statements whose shape no parameter value can make routable:
 /// several sharded tables, a sharded table with unsharded ones, subqueries
 /// over a sharded table.
-pub fn check_supported(st: &ShardedStatement, ctx: &PlanContext<'_>) -> Result<(), ErrInfo> {
+pub fn check_supported(st: &ShardedStatement, ctx: &PlanContext<'_>) -> Result<(), PlanError> {
     let sharded: Vec<&String> = st
         .tables
         .iter()
@@ -206,33 +205,33 @@ pub fn check_supported(st: &ShardedStatement, ctx: &PlanContext<'_>) -> Result<(
         let group = ctx.rules.binding_group(sharded[0]);
         let bound = group.is_some() && sharded.iter().all(|t| ctx.rules.binding_group(t) == group);
         if !bound {
-            return Err(not_supported(format!(
+            return Err(PlanError::NotSupported(format!(
                 "statements over several sharded tables ({}) are not supported unless they are bound ([[binding]] in the config: sharded alike and joined on their sharding columns); query them separately",
                 names()
             )));
         }
         if st.kind != StatementKind::Select {
-            return Err(not_supported(format!(
+            return Err(PlanError::NotSupported(format!(
                 "writes over several sharded tables ({}) are not supported; write each table on its own",
                 names()
             )));
         }
         if !joined_on_sharding_columns(&sharded, &st.sharding_joins) {
-            return Err(not_supported(format!(
+            return Err(PlanError::NotSupported(format!(
                 "binding tables ({}) must be joined on their sharding columns (e.g. a.k = b.k) to be answered node by node",
                 names()
             )));
         }
     }
     if !sharded.is_empty() && !st.other_tables.is_empty() {
-        return Err(not_supported(format!(
+        return Err(PlanError::NotSupported(format!(
             "joining sharded table {} with unsharded table(s) {} is not supported: they live on different data sources",
             sharded[0],
             st.other_tables.join(", ")
         )));
     }
     if st.select.compound && !sharded.is_empty() {
-        return Err(not_supported(format!(
+        return Err(PlanError::NotSupported(format!(
             "subqueries, UNION or derived tables over sharded table {} are not supported yet",
             sharded[0]
         )));
@@ -347,7 +346,7 @@ fn reached(
     table: &str,
     condition: &Condition,
     ctx: &PlanContext<'_>,
-) -> Result<Vec<usize>, ErrInfo> {
+) -> Result<Vec<usize>, PlanError> {
     match ctx.rules.route_positions(table, condition) {
         Some(positions) => positions.map_err(|e| route_error(&e)),
         // Layouts hold sharded tables only.
@@ -361,7 +360,7 @@ fn bound_positions(
     layout: &Layout<'_>,
     condition: &Condition,
     ctx: &PlanContext<'_>,
-) -> Result<Vec<usize>, ErrInfo> {
+) -> Result<Vec<usize>, PlanError> {
     let mut allowed = vec![true; layout.width()];
     for (t, _) in &layout.tables {
         let positions = reached(t, condition, ctx)?;
@@ -417,20 +416,18 @@ fn resolve(cond: &Cond, params: &[ParamValue], kinds: &ColumnKinds) -> Condition
     }
 }
 
-/// The client-facing error for a value that routes nowhere.
-pub fn route_error(e: &RouteError) -> ErrInfo {
+/// The planner's error for a value that routes nowhere.
+pub fn route_error(e: &RouteError) -> PlanError {
     match e {
-        RouteError::NullValue { table, column } => ErrInfo::new(
-            1048,
-            "23000",
-            format!("Column '{column}' cannot be null: it is the sharding column of table '{table}'"),
-        ),
-        RouteError::MissingShardingColumn { table, column } => ErrInfo::new(
-            1364,
-            "HY000",
-            format!("Field '{column}' doesn't have a default value: table '{table}' is sharded by it; give it a value"),
-        ),
-        other => ErrInfo::new(1526, "HY000", format!("{other}; nothing was written")),
+        RouteError::NullValue { table, column } => PlanError::NullShardingValue {
+            table: table.clone(),
+            column: column.clone(),
+        },
+        RouteError::MissingShardingColumn { table, column } => PlanError::MissingShardingColumn {
+            table: table.clone(),
+            column: column.clone(),
+        },
+        other => PlanError::Unroutable(other.to_string()),
     }
 }
 
@@ -442,7 +439,7 @@ fn plan_sharded(
     params: &[ParamValue],
     ctx: &PlanContext<'_>,
     text_of: &dyn Fn(&str) -> String,
-) -> Result<Route, ErrInfo> {
+) -> Result<Route, PlanError> {
     let target = |position: usize, text: bool| Target {
         data_source: layout.data_source(position).to_owned(),
         sql: if text {
@@ -456,7 +453,7 @@ fn plan_sharded(
             let shape = st
                 .insert
                 .as_ref()
-                .ok_or_else(|| not_supported("INSERT without VALUES"))?;
+                .ok_or_else(|| PlanError::NotSupported("INSERT without VALUES".into()))?;
             plan_insert(st, sql, shape, table, params, ctx, text_of)
         }
         StatementKind::Ddl => Ok(Route::Fanout {
@@ -470,7 +467,9 @@ fn plan_sharded(
         }),
         StatementKind::Describe => {
             if layout.width() == 0 {
-                return Err(not_supported(format!("table {table} has no data nodes")));
+                return Err(PlanError::NotSupported(format!(
+                    "table {table} has no data nodes"
+                )));
             }
             Ok(Route::One(target(0, false)))
         }
@@ -511,14 +510,14 @@ fn plan_sharded(
                 return match &st.scatter {
                     None => Ok(Route::Concat(nodes.iter().map(|n| target(*n, false)).collect())),
                     Some(Ok(sc)) => plan_merge(st, sql, sc, layout, &nodes, params),
-                    Some(Err(why)) => Err(not_supported(format!(
+                    Some(Err(why)) => Err(PlanError::NotSupported(format!(
                         "{why} is not supported on sharded table {table} (its rows are on {} data nodes); add a condition on its sharding column",
                         nodes.len()
                     ))),
                 };
             }
             if st.ordered_write {
-                return Err(not_supported(format!(
+                return Err(PlanError::NotSupported(format!(
                     "UPDATE/DELETE with ORDER BY or LIMIT across the {} data nodes of table {table} is not supported; add a condition on its sharding column",
                     nodes.len()
                 )));
@@ -545,8 +544,8 @@ fn plan_merge(
     layout: &Layout<'_>,
     nodes: &[usize],
     params: &[ParamValue],
-) -> Result<Route, ErrInfo> {
-    let value = |v: LimitVal| -> Result<u64, ErrInfo> {
+) -> Result<Route, PlanError> {
+    let value = |v: LimitVal| -> Result<u64, PlanError> {
         match v {
             LimitVal::Lit(n) => Ok(n),
             // Drivers bind LIMIT values as integers, doubles or strings
@@ -585,7 +584,7 @@ fn plan_merge(
         .as_ref()
         .map(|(cond, _)| bind_having_params(cond, params))
         .transpose()
-        .map_err(|e| ErrInfo::new(1210, "HY000", e))?;
+        .map_err(|e| PlanError::BadArguments(e.to_string()))?;
     let mut by_source: Vec<(String, Vec<String>)> = Vec::new();
     for &node in nodes {
         let physical = layout.names(node);
@@ -691,8 +690,8 @@ fn plan_merge(
     })
 }
 
-fn bad_limit() -> ErrInfo {
-    ErrInfo::new(1210, "HY000", "Incorrect arguments to LIMIT")
+fn bad_limit() -> PlanError {
+    PlanError::BadArguments("Incorrect arguments to LIMIT".into())
 }
 
 /// A bound parameter as a HAVING literal.
@@ -710,14 +709,17 @@ fn param_condition(p: &ParamValue) -> HavingCond {
 
 /// The HAVING condition with its `?` replaced by the bound values (columns
 /// stay symbolic until the node results' width is known).
-fn bind_having_params(cond: &HavingCond, params: &[ParamValue]) -> Result<HavingCond, String> {
+fn bind_having_params(
+    cond: &HavingCond,
+    params: &[ParamValue],
+) -> Result<HavingCond, MergeShapeError> {
     use HavingCond as C;
     let b = |c: &HavingCond| bind_having_params(c, params).map(Box::new);
     Ok(match cond {
         C::Param(i) => params
             .get(*i)
             .map(param_condition)
-            .ok_or_else(|| format!("HAVING parameter {i} has no value"))?,
+            .ok_or(MergeShapeError::UnboundHavingParameter(*i))?,
         C::Compare(op, a, c) => C::Compare(*op, b(a)?, b(c)?),
         C::Arith(op, a, c) => C::Arith(*op, b(a)?, b(c)?),
         C::And(a, c) => C::And(b(a)?, b(c)?),
@@ -737,14 +739,14 @@ fn plan_insert(
     params: &[ParamValue],
     ctx: &PlanContext<'_>,
     text_of: &dyn Fn(&str) -> String,
-) -> Result<Route, ErrInfo> {
+) -> Result<Route, PlanError> {
     if shape.columns.is_empty() {
-        return Err(not_supported(format!(
+        return Err(PlanError::NotSupported(format!(
             "INSERT into sharded table {table} without a column list: the proxy could not learn the table's columns"
         )));
     }
     if shape.updates_sharding_column {
-        return Err(not_supported(format!(
+        return Err(PlanError::NotSupported(format!(
             "ON DUPLICATE KEY UPDATE of a sharding column of table {table} is not supported: it would move the row"
         )));
     }
@@ -755,12 +757,9 @@ fn plan_insert(
     let mut generated = Vec::new();
     if key_column.is_some() {
         for _ in &shape.rows {
-            let id = ctx.keys.next_id().map_err(|e| {
-                ErrInfo::new(
-                    1105,
-                    "HY000",
-                    format!("cannot generate a key for {table}: {e}"),
-                )
+            let id = ctx.keys.next_id().map_err(|e| PlanError::KeyGeneration {
+                table: table.to_owned(),
+                reason: e.to_string(),
             })?;
             generated.push(id);
         }
@@ -783,10 +782,10 @@ fn plan_insert(
             };
             let value = match row.values.get(pos).and_then(Option::as_ref) {
                 Some(val) => stored(val, params, ctx.kinds.of(column))?.ok_or_else(|| {
-                    not_supported(format!("a parameter of the INSERT into {table} has no value"))
+                    PlanError::NotSupported(format!("a parameter of the INSERT into {table} has no value"))
                 })?,
                 None => {
-                    return Err(not_supported(format!(
+                    return Err(PlanError::NotSupported(format!(
                         "INSERT into {table}: the value of sharding column {column} must be a literal or a parameter"
                     )))
                 }
@@ -865,7 +864,7 @@ fn plan_broadcast(
     sql: &str,
     ctx: &PlanContext<'_>,
     text_of: &dyn Fn(&str) -> String,
-) -> Result<Route, ErrInfo> {
+) -> Result<Route, PlanError> {
     let same_name = splice_tables(sql, &st.replacements, str::to_owned);
     let everywhere = || -> Vec<Target> {
         let first = st.tables.first().map(String::as_str).unwrap_or_default();
@@ -894,7 +893,7 @@ fn plan_broadcast(
         }),
         StatementKind::Insert | StatementKind::Update | StatementKind::Delete => {
             if !st.other_tables.is_empty() {
-                return Err(not_supported(format!(
+                return Err(PlanError::NotSupported(format!(
                     "writing broadcast table(s) {} together with unsharded table(s) {} is not supported",
                     st.tables.join(", "),
                     st.other_tables.join(", ")
@@ -926,7 +925,7 @@ mod tests {
         (config, rules)
     }
 
-    fn route(sql: &str, params: &[ParamValue]) -> Result<Route, ErrInfo> {
+    fn route(sql: &str, params: &[ParamValue]) -> Result<Route, PlanError> {
         let (config, rules) = fixture();
         let keys = SnowflakeGenerator::new(&config.snowflake, SystemClock);
         let ctx = PlanContext {
@@ -1181,11 +1180,12 @@ mod tests {
             &[],
         )
         .unwrap_err();
-        assert_eq!(err.code, 1235);
+        let PlanError::NotSupported(message) = err else {
+            panic!("{err:?}")
+        };
         assert!(
-            err.message.contains("DISTINCT") && err.message.contains("users"),
-            "{}",
-            err.message
+            message.contains("DISTINCT") && message.contains("users"),
+            "{message}"
         );
         let Route::Merge {
             targets, having, ..
@@ -1267,10 +1267,18 @@ mod tests {
             &[],
         )
         .unwrap_err();
-        assert_eq!(err.code, 1526);
-        assert!(err.message.contains("created_at"), "{}", err.message);
+        let PlanError::Unroutable(reason) = err else {
+            panic!("{err:?}")
+        };
+        assert!(reason.contains("created_at"), "{reason}");
         let err = route("INSERT INTO users (user_id, name) VALUES (NULL, 'x')", &[]).unwrap_err();
-        assert_eq!(err.code, 1048);
+        assert_eq!(
+            err,
+            PlanError::NullShardingValue {
+                table: "users".into(),
+                column: "user_id".into()
+            }
+        );
     }
 
     #[test]
@@ -1339,15 +1347,14 @@ mod tests {
         assert!(transactional);
         assert_eq!(guarded_columns, ["user_id"]);
         assert_eq!(targets.len(), 1);
-        assert_eq!(
+        assert!(matches!(
             route(
                 "SELECT * FROM users u JOIN message_records m ON m.sender = u.user_id",
                 &[]
             )
-            .unwrap_err()
-            .code,
-            1235
-        );
+            .unwrap_err(),
+            PlanError::NotSupported(_)
+        ));
     }
 
     #[test]
@@ -1392,9 +1399,8 @@ mod tests {
         );
         let err = plan_of("SELECT * FROM users u JOIN orders o ON o.id = u.status").unwrap_err();
         assert!(
-            err.message.contains("joined on their sharding columns"),
-            "{}",
-            err.message
+            err.to_string().contains("joined on their sharding columns"),
+            "{err}"
         );
     }
 

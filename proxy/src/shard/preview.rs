@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::analyze::Analysis;
 use super::labels::analyze_labelled;
 use super::plan::{plan, PlanContext, Route, Target};
-use crate::wire::ok_err::ErrInfo;
+use super::PlanError;
 
 /// One node's share of a statement.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -49,7 +49,7 @@ pub struct Preview {
 /// Plans `sql` as a session in `logical_db` would (text protocol, no
 /// parameters). A statement the proxy would refuse is the error it would
 /// send.
-pub fn preview(sql: &str, logical_db: &str, ctx: &PlanContext<'_>) -> Result<Preview, ErrInfo> {
+pub fn preview(sql: &str, logical_db: &str, ctx: &PlanContext<'_>) -> Result<Preview, PlanError> {
     let (st, sql) = match analyze_labelled(sql, ctx.rules, logical_db) {
         Ok((Analysis::Sharded(st), sql)) => (st, sql),
         Ok((Analysis::Unsharded, _)) => {
@@ -64,7 +64,7 @@ pub fn preview(sql: &str, logical_db: &str, ctx: &PlanContext<'_>) -> Result<Pre
                 transactional: None,
             })
         }
-        Err(e) => return Err(super::not_supported(e.to_string())),
+        Err(e) => return Err(PlanError::NotSupported(e.to_string())),
     };
     let route = plan(&st, &sql, &[], true, ctx)?;
     let nodes = |targets: &[Target]| -> Vec<NodeStatement> {

@@ -11,6 +11,7 @@ use sqlparser::ast::{
 };
 
 use super::analyze::Replacement;
+use super::error::{MergeShapeError, Unmergeable};
 use super::having::{ArithOp, CmpOp, Cond as HavingCond};
 use crate::merge::column::ColumnInfo;
 use crate::merge::plan::{Aggregate, AggregateKind, Compared, MergePlan, SortKey};
@@ -134,7 +135,7 @@ struct Builder<'a> {
 type Span = sqlparser::tokenizer::Location;
 
 impl Builder<'_> {
-    fn range(&self, e: &Expr) -> Result<(usize, usize), String> {
+    fn range(&self, e: &Expr) -> Result<(usize, usize), Unmergeable> {
         let span = e.span();
         match ((self.offset)(span.start), (self.offset)(span.end)) {
             (Some(a), Some(b)) if a < b => Ok((a, super::analyze::expression_end(self.sql, a, b))),
@@ -160,7 +161,7 @@ impl Builder<'_> {
     }
 
     /// The select item an ORDER BY / GROUP BY expression names.
-    fn item_of(&self, e: &Expr) -> Result<Option<usize>, String> {
+    fn item_of(&self, e: &Expr) -> Result<Option<usize>, Unmergeable> {
         if let Expr::Value(v) = e {
             if let Value::Number(n, _) = &v.value {
                 let pos: usize = n.parse().map_err(|_| format!("bad position {n}"))?;
@@ -169,7 +170,7 @@ impl Builder<'_> {
                 }
                 return match pos.checked_sub(1).filter(|i| *i < self.items.len()) {
                     Some(i) => Ok(Some(i)),
-                    None => Err(format!("position {pos} is not in the select list")),
+                    None => Err(format!("position {pos} is not in the select list").into()),
                 };
             }
         }
@@ -190,7 +191,7 @@ impl Builder<'_> {
     }
 
     /// A non-aggregate key: a visible item when it is one, else derived.
-    fn key(&mut self, e: &Expr) -> Result<ColRef, String> {
+    fn key(&mut self, e: &Expr) -> Result<ColRef, Unmergeable> {
         let (value, range) = match self.item_of(e)? {
             Some(i) => (Ix::Visible(i), self.items[i].text),
             None => {
@@ -267,7 +268,7 @@ pub fn scatter_select(
     s: &Select,
     offset: &dyn Fn(Span) -> Option<usize>,
     placeholders: &[usize],
-) -> Result<ScatterSelect, String> {
+) -> Result<ScatterSelect, Unmergeable> {
     let mut b = Builder {
         sql,
         offset,
@@ -399,7 +400,7 @@ pub fn scatter_select(
                         count: b.derive("COUNT(", arg, ")"),
                     }
                 }
-                other => return Err(format!("{other}() across data nodes")),
+                other => return Err(format!("{other}() across data nodes").into()),
             };
             let weight = matches!(spec, AggSpec::Min | AggSpec::Max)
                 .then(|| b.derive("WEIGHT_STRING(", range, ")"));
@@ -524,9 +525,9 @@ fn count_distinct_value(
     sql: &str,
     name: &str,
     arg: Option<(usize, usize)>,
-) -> Result<(usize, usize), String> {
+) -> Result<(usize, usize), Unmergeable> {
     if name != "COUNT" {
-        return Err(format!("{name}(DISTINCT ...) across data nodes"));
+        return Err(format!("{name}(DISTINCT ...) across data nodes").into());
     }
     let (start, end) = arg.ok_or("COUNT(DISTINCT) without an argument")?;
     let tokens: Vec<Tok<'_>> = Lexer::new(&sql[start..end]).collect();
@@ -563,7 +564,7 @@ fn aggregate_column(
     b: &mut Builder<'_>,
     e: &Expr,
     aggregates: &mut Vec<(ColRef, AggSpec)>,
-) -> Result<ColRef, String> {
+) -> Result<ColRef, Unmergeable> {
     if let Some(i) = b.item_of(e)? {
         if let Some((c, _)) = aggregates.iter().find(|(c, _)| c.value == Ix::Visible(i)) {
             return Ok(*c);
@@ -587,7 +588,7 @@ fn aggregate_column(
                 count: b.derive("COUNT(", arg, ")"),
             }
         }
-        other => return Err(format!("{other}() across data nodes")),
+        other => return Err(format!("{other}() across data nodes").into()),
     };
     let weight =
         matches!(spec, AggSpec::Min | AggSpec::Max).then(|| b.derive("WEIGHT_STRING(", range, ")"));
@@ -602,7 +603,7 @@ fn having_cond(
     e: &Expr,
     aggregates: &mut Vec<(ColRef, AggSpec)>,
     placeholders: &[usize],
-) -> Result<HavingCond, String> {
+) -> Result<HavingCond, Unmergeable> {
     use sqlparser::ast::{BinaryOperator as B, UnaryOperator as U};
     let sub = |x: &Expr, b: &mut Builder<'_>, a: &mut Vec<(ColRef, AggSpec)>| {
         having_cond(b, x, a, placeholders).map(Box::new)
@@ -625,7 +626,7 @@ fn having_cond(
                 B::Minus => HavingCond::Arith(ArithOp::Sub, l, r),
                 B::Multiply => HavingCond::Arith(ArithOp::Mul, l, r),
                 B::Divide => HavingCond::Arith(ArithOp::Div, l, r),
-                other => return Err(format!("HAVING with the operator {other}")),
+                other => return Err(format!("HAVING with the operator {other}").into()),
             }
         }
         Expr::UnaryOp { op: U::Not, expr } => HavingCond::Not(sub(expr, b, aggregates)?),
@@ -679,7 +680,7 @@ fn having_cond(
 
 /// The byte range of the top-level HAVING clause (up to ORDER BY, LIMIT,
 /// a locking clause or the end).
-fn having_range(sql: &str) -> Result<(usize, usize), String> {
+fn having_range(sql: &str) -> Result<(usize, usize), Unmergeable> {
     let tokens: Vec<Tok<'_>> = Lexer::new(sql).collect();
     let mut depth = 0usize;
     let mut start = None;
@@ -734,21 +735,21 @@ fn limit_values(
     q: &Query,
     b: &Builder<'_>,
     placeholders: &[usize],
-) -> Result<(Option<LimitVal>, Option<LimitVal>), String> {
-    let val = |e: &Expr| -> Result<LimitVal, String> {
+) -> Result<(Option<LimitVal>, Option<LimitVal>), Unmergeable> {
+    let val = |e: &Expr| -> Result<LimitVal, Unmergeable> {
         match e {
             Expr::Value(v) => match &v.value {
                 Value::Number(n, _) => n
                     .parse()
                     .map(LimitVal::Lit)
-                    .map_err(|_| format!("LIMIT {n}")),
+                    .map_err(|_| format!("LIMIT {n}").into()),
                 Value::Placeholder(_) => {
                     let (start, _) = b.range(e)?;
                     placeholders
                         .iter()
                         .position(|p| *p == start)
                         .map(LimitVal::Param)
-                        .ok_or_else(|| "a LIMIT parameter".to_string())
+                        .ok_or_else(|| "a LIMIT parameter".into())
                 }
                 _ => Err("a LIMIT that is not a number".into()),
             },
@@ -779,7 +780,7 @@ fn limit_values(
 /// Where derived columns go (after the last select item) and the byte range
 /// of the top-level ORDER BY ... LIMIT ... (empty, at the end of the query
 /// proper, when there is none).
-fn clause_positions(sql: &str) -> Result<(usize, (usize, usize)), String> {
+fn clause_positions(sql: &str) -> Result<(usize, (usize, usize)), Unmergeable> {
     let tokens: Vec<Tok<'_>> = Lexer::new(sql).collect();
     let mut depth = 0usize;
     let mut from = None;
@@ -938,12 +939,16 @@ pub fn merge_plan(
     offset: u64,
     limit: Option<u64>,
     having: Option<&HavingCond>,
-) -> Result<MergePlan, String> {
+) -> Result<MergePlan, MergeShapeError> {
     let derived = sc.derived.len();
-    let visible = columns
-        .len()
-        .checked_sub(derived)
-        .ok_or("fewer columns than derived ones")?;
+    let visible =
+        columns
+            .len()
+            .checked_sub(derived)
+            .ok_or(MergeShapeError::FewerColumnsThanDerived {
+                columns: columns.len(),
+                derived,
+            })?;
     let ix = |i: Ix| match i {
         Ix::Visible(v) => v,
         Ix::Derived(k) => visible + k,
