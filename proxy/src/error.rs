@@ -9,12 +9,14 @@ use crate::wire::packet::ReadError;
 /// MySQL error codes the proxy sends itself.
 pub mod codes {
     pub const ER_CON_COUNT_ERROR: u16 = 1040;
+    pub const ER_HANDSHAKE_ERROR: u16 = 1043;
     pub const ER_ACCESS_DENIED_ERROR: u16 = 1045;
     pub const ER_UNKNOWN_COM_ERROR: u16 = 1047;
     pub const ER_BAD_DB_ERROR: u16 = 1049;
     pub const ER_PARSE_ERROR: u16 = 1064;
     pub const ER_UNKNOWN_ERROR: u16 = 1105;
     pub const ER_NO_SUCH_TABLE: u16 = 1146;
+    pub const ER_NOT_ALLOWED_COMMAND: u16 = 1148;
     pub const ER_NET_PACKET_TOO_LARGE: u16 = 1153;
     pub const ER_UNKNOWN_STMT_HANDLER: u16 = 1243;
     pub const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;

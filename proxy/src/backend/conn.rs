@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 
 use super::columns::{KeptColumns, ResultColumns};
 use super::Flavor;
-use crate::error::BackendError;
+use crate::error::{codes, BackendError};
 use crate::wire::command::{
     COM_FIELD_LIST, COM_INIT_DB, COM_QUERY, COM_RESET_CONNECTION, COM_STMT_CLOSE, COM_STMT_EXECUTE,
 };
@@ -225,8 +225,9 @@ impl BackendConn {
     fn login_error(&self, payload: &[u8]) -> BackendError {
         BackendError::Login {
             ds: self.ds.to_string(),
-            err: ErrInfo::parse(payload)
-                .unwrap_or_else(|| ErrInfo::new(1045, "28000", "login refused")),
+            err: ErrInfo::parse(payload).unwrap_or_else(|| {
+                ErrInfo::new(codes::ER_ACCESS_DENIED_ERROR, "28000", "login refused")
+            }),
         }
     }
 

@@ -54,7 +54,11 @@ pub async fn login(
         Err(e) => {
             return refuse(
                 writer,
-                ErrInfo::new(1043, "08S01", format!("Bad handshake: {e}")),
+                ErrInfo::new(
+                    codes::ER_HANDSHAKE_ERROR,
+                    "08S01",
+                    format!("Bad handshake: {e}"),
+                ),
             )
             .await
         }

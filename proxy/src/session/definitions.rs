@@ -26,7 +26,7 @@
 //!    flags.
 
 use crate::backend::PooledConn;
-use crate::error::BackendError;
+use crate::error::{codes, BackendError};
 use crate::merge::column::ColumnInfo;
 use crate::wire::command::{COM_QUERY, COM_STMT_CLOSE, COM_STMT_PREPARE};
 use crate::wire::ok_err::ErrInfo;
@@ -89,7 +89,11 @@ async fn read_run_columns(
         match row.first() {
             Some(0xFF) => {
                 return Ok(Err(ErrInfo::parse(&row).unwrap_or_else(|| {
-                    ErrInfo::new(1105, "HY000", "malformed error packet from backend")
+                    ErrInfo::new(
+                        codes::ER_UNKNOWN_ERROR,
+                        "HY000",
+                        "malformed error packet from backend",
+                    )
                 })))
             }
             // The end of the rows: an EOF, or an OK packet starting with 0xFE.

@@ -246,7 +246,8 @@ async fn next_row(conn: &mut PooledConn) -> Result<RowPacket, BackendError> {
     };
     Ok(match payload.first() {
         Some(0xFF) => RowPacket::Err(
-            ErrInfo::parse(&payload).unwrap_or_else(|| ErrInfo::new(1105, "HY000", "node error")),
+            ErrInfo::parse(&payload)
+                .unwrap_or_else(|| ErrInfo::new(codes::ER_UNKNOWN_ERROR, "HY000", "node error")),
         ),
         Some(0xFE) if payload.len() < terminator_len => {
             let status = if conn.flavor.deprecate_eof() {

@@ -1206,13 +1206,13 @@ pub(super) async fn read_columns(
     let (_, first) = conn.reader.read_packet(usize::MAX).await.map_err(lost)?;
     match first.first() {
         Some(0xFF) => {
-            return Ok(Err(
-                ErrInfo::parse(&first).unwrap_or_else(|| ErrInfo::new(1105, "HY000", "node error"))
-            ));
+            return Ok(Err(ErrInfo::parse(&first).unwrap_or_else(|| {
+                ErrInfo::new(codes::ER_UNKNOWN_ERROR, "HY000", "node error")
+            })));
         }
         Some(0x00) | None => {
             return Ok(Err(ErrInfo::new(
-                1105,
+                codes::ER_UNKNOWN_ERROR,
                 "HY000",
                 "a node answered a SELECT without rows",
             )));
@@ -1236,7 +1236,7 @@ pub(super) async fn read_columns(
             Ok(c) => columns.push(c),
             Err(e) => {
                 return Ok(Err(ErrInfo::new(
-                    1105,
+                    codes::ER_UNKNOWN_ERROR,
                     "HY000",
                     format!("bad column definition: {e}"),
                 )))

@@ -5,6 +5,7 @@
 
 use super::ok_err::{eof_status, status, take_lenenc_int, ErrInfo, OkInfo};
 use super::packet::MAX_PAYLOAD;
+use crate::error::codes;
 
 /// The shape of the response a command gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,7 +166,11 @@ impl ResponseScanner {
         let first = payload.first().copied();
         if first == Some(0xFF) {
             return Step::Done(Outcome::Err(ErrInfo::parse(payload).unwrap_or_else(|| {
-                ErrInfo::new(1105, "HY000", "malformed error packet from backend")
+                ErrInfo::new(
+                    codes::ER_UNKNOWN_ERROR,
+                    "HY000",
+                    "malformed error packet from backend",
+                )
             })));
         }
         match self.state {
@@ -243,7 +248,7 @@ impl ResponseScanner {
             // COM_STATISTICS answers with a bare string.
             (ResponseKind::Single, _) => Step::Done(Outcome::Ok(OkInfo::default())),
             (ResponseKind::ResultSets, Some(0xFB)) => Step::Done(Outcome::Err(ErrInfo::new(
-                1148,
+                codes::ER_NOT_ALLOWED_COMMAND,
                 "42000",
                 "LOAD DATA LOCAL INFILE is not supported through ShardGate",
             ))),
@@ -411,7 +416,7 @@ impl Step {
 
 fn malformed() -> Step {
     Step::Done(Outcome::Err(ErrInfo::new(
-        1105,
+        codes::ER_UNKNOWN_ERROR,
         "HY000",
         "malformed response from backend",
     )))
