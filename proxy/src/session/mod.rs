@@ -289,15 +289,15 @@ impl Session {
                 Err(_) => return,
             };
             self.writer.set_seq(seq.wrapping_add(1));
-            let Some(&command) = payload.first() else {
+            let Some(command) = Command::decode(&payload) else {
                 return;
             };
             let started = std::time::Instant::now();
-            let label = self.statement_label(command, &payload);
+            let label = self.statement_label(&command);
             self.statement_label = label;
             let mut flow = Err(Failure::Requeue);
             for _ in 0..MAX_REQUEUES {
-                flow = self.admit_and_dispatch(command, &payload).await;
+                flow = self.admit_and_dispatch(&command).await;
                 if !matches!(flow, Err(Failure::Requeue)) {
                     break;
                 }
@@ -341,31 +341,31 @@ impl Session {
 
     /// One attempt at a command: the pause gate, the move to the current
     /// configuration version, then the command itself.
-    async fn admit_and_dispatch(&mut self, command: u8, payload: &[u8]) -> CommandResult {
-        let admitted = self.wait_while_paused(command, payload).await;
+    async fn admit_and_dispatch(&mut self, command: &Command<'_>) -> CommandResult {
+        let admitted = self.wait_while_paused(command).await;
         let behind = !self.follow_reload();
         self.registration.command_started(self.shared.version);
         if let Err(refused) = admitted {
             return Err(Failure::Reply(refused));
         }
         if behind {
-            self.refuse_re_ruled_tables(command, payload)?;
+            self.refuse_re_ruled_tables(command)?;
         }
         self.reply_failed = false;
-        if command == COM_QUERY {
+        if let CommandKind::Query(sql) = command.kind {
             // Each statement of the query decides where it reads.
-            return self.query(payload).await;
+            return self.query(sql).await;
         }
-        self.decide_read_intent(command, payload);
+        self.decide_read_intent(command);
         self.resolve_pending_writes().await;
         // A read whose replica connection broke before the client got
         // any of the reply runs once more, elsewhere (see `reads.rs`).
-        let retry_from = self.read_retry_point(command, payload);
-        let flow = self.dispatch(command, payload).await;
+        let retry_from = self.read_retry_point(command);
+        let flow = self.dispatch(command).await;
         if let (Some(mark), Err(Failure::Lost { server, .. })) = (retry_from, &flow) {
             let server = server.clone();
             if self.retry_read_elsewhere(&server, mark) {
-                return self.dispatch(command, payload).await;
+                return self.dispatch(command).await;
             }
         }
         flow
@@ -424,36 +424,36 @@ impl Session {
     }
 
     /// The metric label of a statement command (None: not a statement).
-    fn statement_label(&self, command: u8, payload: &[u8]) -> Option<&'static str> {
-        match command {
-            COM_QUERY => Some(statement_label(&payload[1..])),
-            COM_STMT_EXECUTE => Some(
-                statement_id(payload)
-                    .and_then(|id| self.statements.get(id))
+    fn statement_label(&self, command: &Command<'_>) -> Option<&'static str> {
+        match command.kind {
+            CommandKind::Query(sql) => Some(statement_label(sql)),
+            CommandKind::Execute(id) => Some(
+                id.and_then(|id| self.statements.get(id))
                     .map_or("other", |stmt| statement_label(&stmt.sql)),
             ),
-            COM_STMT_PREPARE => Some("prepare"),
+            CommandKind::Prepare(_) => Some("prepare"),
             _ => None,
         }
     }
 
-    async fn dispatch(&mut self, command: u8, payload: &[u8]) -> CommandResult {
-        match command {
-            COM_QUERY => self.query(payload).await,
-            COM_STMT_PREPARE => self.prepare(payload).await,
-            COM_STMT_EXECUTE => self.execute(payload).await,
-            COM_STMT_SEND_LONG_DATA => {
+    async fn dispatch(&mut self, command: &Command<'_>) -> CommandResult {
+        let payload = command.packet;
+        match command.kind {
+            CommandKind::Query(sql) => self.query(sql).await,
+            CommandKind::Prepare(_) => self.prepare(payload).await,
+            CommandKind::Execute(_) => self.execute(payload).await,
+            CommandKind::SendLongData => {
                 self.send_long_data(payload);
                 Ok(Flow::Continue)
             }
-            COM_STMT_CLOSE => {
-                if let Some(id) = statement_id(payload) {
+            CommandKind::CloseStatement(id) => {
+                if let Some(id) = id {
                     self.statements.remove(id);
                 }
                 Ok(Flow::Continue)
             }
-            COM_STMT_RESET => {
-                let stmt = statement_id(payload).and_then(|id| self.statements.get_mut(id));
+            CommandKind::ResetStatement(id) => {
+                let stmt = id.and_then(|id| self.statements.get_mut(id));
                 match stmt {
                     Some(stmt) => {
                         stmt.long_data.clear();
@@ -463,32 +463,32 @@ impl Session {
                     None => Err(unknown_statement(payload, "mysqld_stmt_reset")),
                 }
             }
-            COM_PING => {
+            CommandKind::Ping => {
                 self.reply_ok();
                 Ok(Flow::Continue)
             }
-            COM_QUIT => Ok(Flow::Quit),
-            COM_INIT_DB => {
-                let name = String::from_utf8_lossy(&payload[1..]).into_owned();
+            CommandKind::Quit => Ok(Flow::Quit),
+            CommandKind::InitDb(name) => {
+                let name = String::from_utf8_lossy(name).into_owned();
                 self.use_database(&name).map(|()| Flow::Continue)
             }
-            COM_FIELD_LIST => self.pass_through(payload, ResponseKind::FieldList).await,
-            COM_STATISTICS => self.pass_through(payload, ResponseKind::Single).await,
-            COM_SET_OPTION => self.set_option(payload).await,
-            COM_RESET_CONNECTION => {
+            CommandKind::FieldList => self.pass_through(payload, ResponseKind::FieldList).await,
+            CommandKind::Statistics => self.pass_through(payload, ResponseKind::Single).await,
+            CommandKind::SetOption => self.set_option(payload).await,
+            CommandKind::ResetConnection => {
                 self.reset().await;
                 self.reply_ok();
                 Ok(Flow::Continue)
             }
-            COM_CHANGE_USER => Err(Failure::Reply(ErrInfo::new(
+            CommandKind::ChangeUser => Err(Failure::Reply(ErrInfo::new(
                 codes::ER_UNKNOWN_COM_ERROR,
                 "08S01",
                 "COM_CHANGE_USER is not supported by ShardGate; open a new connection as the other user",
             ))),
-            _ => Err(Failure::Reply(ErrInfo::new(
+            CommandKind::Unknown(byte) => Err(Failure::Reply(ErrInfo::new(
                 codes::ER_UNKNOWN_COM_ERROR,
                 "08S01",
-                format!("Unknown command 0x{command:02x}"),
+                format!("Unknown command 0x{byte:02x}"),
             ))),
         }
     }
@@ -583,8 +583,7 @@ impl Session {
     /// COM_QUERY: each statement of a multi-statement string runs as if it
     /// came alone, in order, its reply ending with more results to come but
     /// for the last; an error ends the string, as on one server.
-    async fn query(&mut self, payload: &[u8]) -> CommandResult {
-        let sql = &payload[1..];
+    async fn query(&mut self, sql: &[u8]) -> CommandResult {
         if let Some(parsed) = admin_statement(sql) {
             self.set_read_intent(false);
             return self.admin(parsed);

@@ -11,16 +11,15 @@ use super::{Failure, Session};
 use crate::error::codes;
 use crate::pause::statement::StatementTables;
 use crate::shard::analyze::{ShardedStatement, StatementKind};
-use crate::wire::command::{COM_QUERY, COM_STMT_EXECUTE, COM_STMT_PREPARE};
+use crate::wire::command::{Command, CommandKind};
 use crate::wire::ok_err::ErrInfo;
-use crate::wire::stmt::statement_id;
 
 /// The SQL text of a statement command (a prepared statement's own text for
 /// an execution); None for other commands.
-fn statement_text(session: &Session, command: u8, payload: &[u8]) -> Option<Arc<[u8]>> {
-    match command {
-        COM_QUERY | COM_STMT_PREPARE => payload.get(1..).map(Arc::from),
-        COM_STMT_EXECUTE => statement_id(payload)
+fn statement_text(session: &Session, command: &Command<'_>) -> Option<Arc<[u8]>> {
+    match command.kind {
+        CommandKind::Query(sql) | CommandKind::Prepare(sql) => Some(Arc::from(sql)),
+        CommandKind::Execute(id) => id
             .and_then(|id| session.statements.get(id))
             .map(|stmt| stmt.sql.clone()),
         _ => None,
@@ -31,22 +30,18 @@ impl Session {
     /// The pause gate: waits while a pause holds this command's statement,
     /// or refuses it after the pause's `max_queue_ms`. With nothing paused
     /// it costs one atomic load.
-    pub(super) async fn wait_while_paused(
-        &mut self,
-        command: u8,
-        payload: &[u8],
-    ) -> Result<(), ErrInfo> {
+    pub(super) async fn wait_while_paused(&mut self, command: &Command<'_>) -> Result<(), ErrInfo> {
         let gate = self.proxy.pauses().gate();
         self.admitted = gate;
         if !gate.any() {
             return Ok(());
         }
-        let Some(sql) = statement_text(self, command, payload) else {
+        let Some(sql) = statement_text(self, command) else {
             return Ok(());
         };
         let sql = String::from_utf8_lossy(&sql);
         let mut statement = StatementTables::of(&sql);
-        if command == COM_STMT_PREPARE {
+        if let CommandKind::Prepare(_) = command.kind {
             statement = statement.as_read();
         }
         let written = self.registration.written();
@@ -113,17 +108,13 @@ impl Session {
     /// transaction, or keeps its backend connection): refuses a statement naming a table whose rules changed
     /// since, which its version would route to the old layout — after a
     /// cutover renamed the physical tables, the wrong ones.
-    pub(super) fn refuse_re_ruled_tables(
-        &self,
-        command: u8,
-        payload: &[u8],
-    ) -> Result<(), Failure> {
+    pub(super) fn refuse_re_ruled_tables(&self, command: &Command<'_>) -> Result<(), Failure> {
         let current = self.proxy.current();
         let changed = crate::reload::tables_with_new_rules(&self.shared.config, &current.config);
         if changed.is_empty() {
             return Ok(());
         }
-        let Some(sql) = statement_text(self, command, payload) else {
+        let Some(sql) = statement_text(self, command) else {
             return Ok(());
         };
         let sql = String::from_utf8_lossy(&sql);

@@ -26,9 +26,8 @@ use crate::replica::ReadChoice;
 use crate::shard::analyze::ShardedStatement;
 use crate::sql::reads::replica_safe;
 use crate::sql::text::analysis_text;
-use crate::wire::command::{COM_QUERY, COM_STMT_EXECUTE, COM_STMT_PREPARE};
+use crate::wire::command::{Command, CommandKind};
 use crate::wire::packet::Mark;
-use crate::wire::stmt::statement_id;
 use shardgate_rules::TableKind;
 
 /// How long a read waits for a replica to apply the session's own last
@@ -53,14 +52,14 @@ impl Session {
     /// Decides, before a prepare or an execution runs, whether its reads
     /// may go to replicas. The statements of a query decide one by one
     /// (`set_read_intent`).
-    pub(super) fn decide_read_intent(&mut self, command: u8, payload: &[u8]) {
-        let safe = match command {
+    pub(super) fn decide_read_intent(&mut self, command: &Command<'_>) {
+        let safe = match command.kind {
             // A prepare of a read is answered where the read would go: in
             // a read-only transaction on replicas, that is where its data
             // source's connection must be taken (not its primary).
-            COM_STMT_PREPARE => replica_safe(&String::from_utf8_lossy(&payload[1..])),
+            CommandKind::Prepare(sql) => replica_safe(&String::from_utf8_lossy(sql)),
             // Worked out once, when the statement was prepared.
-            COM_STMT_EXECUTE => statement_id(payload)
+            CommandKind::Execute(id) => id
                 .and_then(|id| self.statements.get(id))
                 .is_some_and(|stmt| stmt.replica_safe),
             _ => false,
@@ -343,15 +342,21 @@ impl Session {
     /// replica connection fail (see `retry_read_elsewhere`). None for
     /// anything else: a transaction's reads belong to its connections, and
     /// an execution's long data is consumed by the first attempt.
-    pub(super) fn read_retry_point(&self, command: u8, payload: &[u8]) -> Option<Mark> {
-        if !self.read_intent || self.in_transaction() || !self.held.is_empty() {
-            return None;
-        }
-        if command == COM_STMT_EXECUTE
-            && statement_id(payload)
+    pub(super) fn read_retry_point(&self, command: &Command<'_>) -> Option<Mark> {
+        if let CommandKind::Execute(id) = command.kind {
+            if id
                 .and_then(|id| self.statements.get(id))
                 .is_some_and(|s| !s.long_data.is_empty())
-        {
+            {
+                return None;
+            }
+        }
+        self.statement_retry_point()
+    }
+
+    /// `read_retry_point` of one statement of a query.
+    fn statement_retry_point(&self) -> Option<Mark> {
+        if !self.read_intent || self.in_transaction() || !self.held.is_empty() {
             return None;
         }
         Some(self.writer.mark())
@@ -365,7 +370,7 @@ impl Session {
         self.statement_label = Some(crate::sql::label::statement_label(sql));
         self.set_read_intent(replica_safe(&analysis_text(sql, self.charset)));
         self.resolve_pending_writes().await;
-        let retry_from = self.read_retry_point(COM_QUERY, &[]);
+        let retry_from = self.statement_retry_point();
         let result = self.query_statement(sql).await;
         if let (Some(mark), Err(Failure::Lost { server, .. })) = (retry_from, &result) {
             let server = server.clone();
