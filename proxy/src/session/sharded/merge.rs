@@ -1,0 +1,339 @@
+//! SELECTs over several nodes: their rows concatenated, or merged in
+//! order (sorted, grouped, aggregated, limited) as they stream in.
+
+use crate::backend::PooledConn;
+use crate::error::codes;
+use crate::merge::column::ColumnInfo;
+use crate::merge::engine::merge;
+use crate::merge::error::MergeError;
+use crate::merge::value::RowFormat;
+use crate::session::definitions::Ahead;
+use crate::session::forward::{forward_part, Part};
+use crate::session::{Failure, Session};
+use crate::shard::having::Cond as HavingCond;
+use crate::shard::params::ParamValue;
+use crate::shard::plan::{FirstTable, Target};
+use crate::shard::scatter::{merge_plan, ScatterSelect};
+use crate::sql::classify::Classified;
+use crate::sql::text::restore;
+use crate::wire::command::COM_QUERY;
+use crate::wire::ok_err::ErrInfo;
+use crate::wire::ok_err::{encode_eof, put_lenenc_int};
+use crate::wire::response::Outcome;
+use crate::wire::stmt::set_statement_id;
+use std::sync::Arc;
+use tracing::debug;
+
+use super::rows::{read_columns, start_query, ClientRows, NodeRows, SourceRef};
+use super::{bind_for_text, Execution};
+
+impl Session {
+    /// Rows of several nodes, one after the other, as one result set.
+    /// Every node's statement is sent before any reply is read (one
+    /// connection per data source, its tables' statements pipelined on
+    /// it), so the nodes work at once and a data source with four tables
+    /// costs one round trip, not four. The replies are forwarded in node
+    /// order.
+    pub(super) async fn concat(
+        &mut self,
+        targets: Vec<Target>,
+        params: &[ParamValue],
+        execution: Option<Execution<'_>>,
+    ) -> Result<(), Failure> {
+        let classified = Classified::default();
+        let count = targets.len();
+        let mut conns: Vec<PooledConn> = Vec::new();
+        let mut conn_of: Vec<usize> = Vec::with_capacity(count);
+        for target in &targets {
+            let pool = self.pool_of(&target.data_source)?;
+            let at = match conns.iter().position(|c| Arc::ptr_eq(c.pool(), &pool)) {
+                Some(at) => at,
+                None => {
+                    conns.push(self.checkout_on(&pool, &classified).await?);
+                    conns.len() - 1
+                }
+            };
+            conn_of.push(at);
+        }
+        // Each node's command. Prepared on first use: before anything is
+        // pipelined on the connection, whose replies must come in order.
+        let mut commands: Vec<Vec<u8>> = Vec::with_capacity(count);
+        // The backend statement each node executes (None: a query).
+        let mut executed: Vec<Option<u32>> = Vec::with_capacity(count);
+        for (target, &at) in targets.iter().zip(&conn_of) {
+            let command = match &execution {
+                None => {
+                    let sql = if params.is_empty() {
+                        target.sql.clone()
+                    } else {
+                        bind_for_text(target, params)
+                    };
+                    let mut payload = Vec::with_capacity(sql.len() + 1);
+                    payload.push(COM_QUERY);
+                    payload.extend_from_slice(&restore(&sql));
+                    executed.push(None);
+                    payload
+                }
+                Some(exec) => {
+                    let node_sql: Arc<[u8]> = Arc::from(restore(&target.sql).as_ref());
+                    let backend =
+                        match crate::session::ensure_prepared(&mut conns[at], &node_sql).await? {
+                            Ok(b) => b,
+                            Err(err) => {
+                                for conn in conns {
+                                    self.release(conn, &classified);
+                                }
+                                return Err(Failure::Reply(err));
+                            }
+                        };
+                    // The packet carries its parameter types: only the
+                    // statement id differs from node to node. Cursors are
+                    // not kept (see `Session::execute`): flags 0.
+                    let mut packet = exec.packet.to_vec();
+                    set_statement_id(&mut packet, backend.id);
+                    if let Some(flags) = packet.get_mut(5) {
+                        *flags = 0;
+                    }
+                    executed.push(Some(backend.id));
+                    packet
+                }
+            };
+            commands.push(command);
+        }
+        let mut unread: Vec<usize> = vec![0; conns.len()];
+        for (command, &at) in commands.iter().zip(&conn_of) {
+            // Until its replies are read, a connection cannot be reused:
+            // an early return closes it.
+            conns[at].broken = true;
+            unread[at] += 1;
+            conns[at].send_command(command).await?;
+        }
+        for (i, &at) in conn_of.iter().enumerate() {
+            let part = Part {
+                first: i == 0,
+                last: i + 1 == count,
+            };
+            let fix = self.status_fix();
+            let outcome = forward_part(
+                &mut conns[at],
+                &mut self.writer,
+                part,
+                executed[i],
+                Some(&self.db.metadata),
+                fix,
+            )
+            .await?;
+            unread[at] -= 1;
+            if unread[at] == 0 {
+                conns[at].broken = false;
+            }
+            self.note_outcome(&outcome);
+            if let Outcome::Err(_) = outcome {
+                break;
+            }
+            if let Outcome::Ok(ok) = &outcome {
+                self.status = ok.status;
+            }
+        }
+        for conn in conns {
+            self.release(conn, &classified);
+        }
+        Ok(())
+    }
+
+    /// A SELECT over several data sources, their sorted rows merged.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn merge_select(
+        &mut self,
+        targets: Vec<Target>,
+        first_table: Option<&FirstTable>,
+        scatter: &ScatterSelect,
+        offset: u64,
+        limit: Option<u64>,
+        having: Option<&HavingCond>,
+        format: RowFormat,
+    ) -> Result<(), Failure> {
+        let classified = Classified::default();
+        // A second connection of a data source sees what the first one
+        // does only when no transaction (or pinned state) ties the session
+        // to one connection.
+        let may_split = first_table.is_some()
+            && self.held.is_empty()
+            && self.pinned.is_none()
+            && !self.in_transaction()
+            && self.autocommit();
+        let mut conns: Vec<PooledConn> = Vec::with_capacity(targets.len() + 1);
+        let mut ahead = None;
+        for (i, target) in targets.iter().enumerate() {
+            let pool = self.pool_of(&target.data_source)?;
+            let mut conn = self.checkout_on(&pool, &classified).await?;
+            let mut sql = target.sql.as_str();
+            if let (0, Some(first)) = (i, first_table) {
+                // The column definitions the client sees: see `definitions`.
+                let spare = if may_split {
+                    pool.try_acquire_ready(self.flavor, self.vars.fingerprint(), &self.holder)
+                        .await
+                } else {
+                    None
+                };
+                match spare {
+                    Some(mut spare) => {
+                        debug!("first table runs as a source of its own");
+                        start_query(&mut spare, &first.sql).await?;
+                        conns.push(spare);
+                        sql = &first.rest;
+                    }
+                    None => {
+                        let how = if first.repeatable {
+                            Ahead::Run
+                        } else {
+                            Ahead::Prepare
+                        };
+                        debug!(?how, "first table's definitions from a command ahead");
+                        conn.queue_command(&how.command(&first.sql));
+                        ahead = Some(how);
+                    }
+                }
+            }
+            // Every node starts at once; rows are read as the merge needs them.
+            start_query(&mut conn, sql).await?;
+            conns.push(conn);
+        }
+        let mut shown: Option<Vec<ColumnInfo>> = None;
+        let mut failure: Option<Failure> = None;
+        if let (Some(how), Some(conn)) = (ahead, conns.first_mut()) {
+            match how.read(conn).await? {
+                Ok(columns) => shown = columns,
+                Err(err) => failure = Some(Failure::Reply(err)),
+            }
+        }
+        let mut columns: Option<Vec<ColumnInfo>> = None;
+        for conn in &mut conns {
+            match read_columns(conn).await {
+                Ok(Ok(c)) => {
+                    columns.get_or_insert(c);
+                }
+                Ok(Err(err)) => {
+                    failure.get_or_insert(Failure::Reply(err));
+                }
+                Err(e) => {
+                    // Kept as a backend failure: a lost replica may be retried.
+                    failure.get_or_insert(e.into());
+                }
+            }
+        }
+        let plan = match (failure, columns) {
+            (None, Some(columns)) => {
+                merge_plan(scatter, columns, offset, limit, having).map_err(|e| {
+                    Failure::Reply(ErrInfo::new(
+                        codes::ER_UNKNOWN_ERROR,
+                        "HY000",
+                        format!("cannot merge node results: {e}"),
+                    ))
+                })
+            }
+            (Some(failure), _) => Err(failure),
+            (None, None) => Err(Failure::Reply(ErrInfo::new(
+                codes::ER_UNKNOWN_ERROR,
+                "HY000",
+                "no data node answered",
+            ))),
+        };
+        let plan = match plan {
+            Ok(plan) => plan,
+            Err(failure) => {
+                for mut conn in conns {
+                    // Replies not read to their end: these connections are closed.
+                    conn.broken = true;
+                    self.release(conn, &classified);
+                }
+                return Err(failure);
+            }
+        };
+        let deprecate_eof = self.flavor.deprecate_eof();
+        let mut count = Vec::new();
+        put_lenenc_int(&mut count, plan.visible as u64);
+        self.writer.push(&count);
+        let shown = shown
+            .filter(|c| c.len() == plan.columns.len())
+            .unwrap_or_else(|| plan.columns.clone());
+        for column in &shown[..plan.visible] {
+            match self.db.metadata.logical_column(&column.raw) {
+                Some(logical) => self.writer.push(&logical),
+                None => self.writer.push(&column.raw),
+            }
+        }
+        if !deprecate_eof {
+            self.writer.push(&encode_eof(0, self.reply_status()));
+        }
+        let visible: Vec<ColumnInfo> = plan.columns[..plan.visible].to_vec();
+        let mut sources: Vec<NodeRows<'_>> = conns
+            .iter_mut()
+            .map(|conn| NodeRows {
+                conn,
+                columns: &plan.columns,
+                deprecate_eof,
+                done: false,
+                lost: false,
+            })
+            .collect();
+        let mut sink = ClientRows {
+            writer: &mut self.writer,
+            columns: &visible,
+            format,
+            buf: Vec::new(),
+        };
+        let result = merge(
+            &plan,
+            sources.iter_mut().map(SourceRef).collect(),
+            &mut sink,
+        )
+        .await;
+        // A connection in the client's transaction must survive an early
+        // end (LIMIT reached): read the rest of its reply. Others are closed.
+        for source in &mut sources {
+            if !source.done && source.conn.in_transaction() {
+                while let Ok(Some(())) = source.skip().await {}
+            }
+        }
+        let unfinished: Vec<bool> = sources.iter().map(|s| !s.done).collect();
+        let lost = sources
+            .iter()
+            .find(|s| s.lost)
+            .map(|s| s.conn.ds.to_string());
+        drop(sources);
+        for (mut conn, unfinished) in conns.into_iter().zip(unfinished) {
+            conn.broken = unfinished;
+            self.release(conn, &classified);
+        }
+        match result {
+            Ok(stats) => {
+                debug!(
+                    rows_in = stats.rows_in,
+                    rows_out = stats.rows_out,
+                    peak = stats.peak_buffered,
+                    "merged"
+                );
+                self.push_end_of_result();
+                Ok(())
+            }
+            Err(MergeError::Source(message)) if message.starts_with("client:") => {
+                Err(Failure::ClientGone)
+            }
+            Err(MergeError::Plan(message)) => {
+                Err(Failure::Reply(crate::error::not_supported(message)))
+            }
+            Err(e) => {
+                let err = ErrInfo::new(
+                    codes::ER_UNKNOWN_ERROR,
+                    "HY000",
+                    format!("merging node results failed: {e}"),
+                );
+                Err(match lost {
+                    Some(server) => Failure::Lost { server, err },
+                    None => Failure::Reply(err),
+                })
+            }
+        }
+    }
+}

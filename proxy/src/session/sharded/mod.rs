@@ -1,0 +1,530 @@
+//! Running sharded statements for a session: planning them and running a
+//! plan's single node here; SELECTs over several nodes in `merge` (their
+//! result sets read by `rows`), writes over several in `fanout`, and
+//! transaction control across data sources in `transaction`.
+
+use std::sync::Arc;
+
+use shardgate_rules::ColumnKinds;
+use tracing::debug;
+
+use super::forward::{forward_part, Answer, Part};
+use super::prepared::NodeStatement;
+use super::{Failure, Session};
+use crate::backend::Pool;
+use crate::databases::TableColumns;
+use crate::error::codes;
+use crate::merge::value::{encode_row, RowFormat, Value};
+use crate::shard::analyze::{ShardedStatement, StatementKind};
+use crate::shard::params::ParamValue;
+use crate::shard::plan::{node_target, plan, PlanContext, Route, Target};
+use crate::sql::classify::Classified;
+use crate::sql::text::restore;
+use crate::wire::command::COM_QUERY;
+use crate::wire::ok_err::ErrInfo;
+use crate::wire::ok_err::{encode_eof, put_lenenc_int};
+use crate::wire::response::{Outcome, ResponseKind};
+use crate::wire::stmt::{set_statement_id, statement_id};
+
+mod fanout;
+mod merge;
+mod rows;
+mod transaction;
+
+use fanout::FanoutWrite;
+use rows::NodeRows;
+pub(super) use rows::{read_columns, start_query};
+
+/// A prepared execution: the client's COM_STMT_EXECUTE (with parameter
+/// types, as `retarget_execute` leaves it) to re-target at each node's own
+/// statement, in place.
+pub struct Execution<'a> {
+    pub packet: &'a mut [u8],
+}
+
+impl Session {
+    pub(super) fn plan_context(&self) -> PlanContext<'_> {
+        PlanContext {
+            rules: &self.db.rules,
+            default_data_source: &self.db.default_data_source,
+            keys: &self.shared.keys,
+            kinds: ColumnKinds::none(),
+        }
+    }
+
+    /// The pool of a data source's primary.
+    pub(super) fn primary_pool(&self, data_source: &str) -> Result<Arc<Pool>, Failure> {
+        primary_pool_of(&self.shared, data_source)
+    }
+
+    /// The statement of the prepared statement the execute `payload` names
+    /// for its node at `position`, built on first use and kept with the
+    /// prepared statement. None when there is no such node.
+    pub(super) fn node_statement(
+        &mut self,
+        payload: &[u8],
+        position: usize,
+    ) -> Result<Option<NodeStatement>, Failure> {
+        let (shared, db) = (&self.shared, &self.db);
+        let Some(prepared) = statement_id(payload)
+            .and_then(|id| self.statements.get_mut(id))
+            .and_then(|stmt| stmt.sharded.as_mut())
+        else {
+            return Ok(None);
+        };
+        if let Some(node) = prepared.node(position) {
+            return Ok(Some(node.clone()));
+        }
+        let ctx = PlanContext {
+            rules: &db.rules,
+            default_data_source: &db.default_data_source,
+            keys: &shared.keys,
+            kinds: ColumnKinds::none(),
+        };
+        let Some(target) = node_target(&prepared.statement, &prepared.text, position, &ctx) else {
+            return Ok(None);
+        };
+        let node = NodeStatement {
+            pool: primary_pool_of(shared, &target.data_source)?,
+            sql: Arc::from(restore(&target.sql).as_ref()),
+        };
+        prepared.keep_node(position, node.clone());
+        Ok(Some(node))
+    }
+
+    /// Plans and runs a statement on sharded or broadcast tables.
+    pub(super) async fn run_sharded(
+        &mut self,
+        st: &ShardedStatement,
+        sql: &str,
+        params: &[ParamValue],
+        execution: Option<Execution<'_>>,
+    ) -> Result<(), Failure> {
+        let binary_rows = execution.is_some();
+        let filled;
+        let st = match self.insert_columns(st).await? {
+            Some(with_columns) => {
+                filled = with_columns;
+                &filled
+            }
+            None => st,
+        };
+        if st.kind == StatementKind::Ddl {
+            self.db.forget_columns(&st.tables);
+        }
+        let kinds = self.column_kinds(st).await?;
+        let ctx = PlanContext {
+            kinds: &kinds,
+            ..self.plan_context()
+        };
+        let mut route = plan(st, sql, params, true, &ctx).map_err(|e| Failure::Reply(e.into()))?;
+        if let Route::One(target) = &mut route {
+            if let Some(ds) = self.broadcast_read_source(st) {
+                target.data_source = ds;
+            }
+        }
+        debug!(?route, "routed");
+        if !self.read_back_vars.is_empty() && !matches!(route, Route::One(_)) {
+            return Err(Failure::Reply(crate::error::not_supported(format!(
+                "assigning user variables (@{}) in a statement that runs on several data nodes is not supported: each node would assign its own value; select the rows first, then SET the variable",
+                self.read_back_vars.join(", @")
+            ))));
+        }
+        self.count_routed(st, &route);
+        match route {
+            Route::One(target) => match execution {
+                Some(exec) if st.returns_rows() => {
+                    let pool = self.pool_of(&target.data_source)?;
+                    let node_sql: Arc<[u8]> = Arc::from(restore(&target.sql).as_ref());
+                    self.execute_on(&pool, node_sql, exec.packet).await
+                }
+                _ => {
+                    let text = if binary_rows {
+                        bind_for_text(&target, params)
+                    } else {
+                        target.sql.clone()
+                    };
+                    self.query_on(&target.data_source, &text).await
+                }
+            },
+            Route::Concat(targets) => self.concat(targets, params, execution).await,
+            Route::Merge {
+                targets,
+                first_table,
+                scatter,
+                offset,
+                limit,
+                having,
+            } => {
+                let format = if binary_rows {
+                    RowFormat::Binary
+                } else {
+                    RowFormat::Text
+                };
+                self.merge_select(
+                    targets,
+                    first_table.as_ref(),
+                    &scatter,
+                    offset,
+                    limit,
+                    having.as_ref(),
+                    format,
+                )
+                .await
+            }
+            Route::Fanout {
+                targets,
+                generated_id,
+                insert_rows,
+                returning: Some(returning),
+                ..
+            } => {
+                let format = if binary_rows {
+                    RowFormat::Binary
+                } else {
+                    RowFormat::Text
+                };
+                self.fanout_returning(targets, returning, &insert_rows, generated_id, format)
+                    .await
+            }
+            Route::Fanout {
+                targets,
+                affected,
+                transactional,
+                generated_id,
+                insert_rows,
+                returning: None,
+                guarded_columns,
+            } => {
+                let write = FanoutWrite {
+                    affected,
+                    transactional,
+                    generated_id,
+                    insert_rows: &insert_rows,
+                    guarded_columns: &guarded_columns,
+                };
+                self.fanout(targets, write).await
+            }
+        }
+    }
+
+    /// Counts the statements sent to each data source, by logical table.
+    fn count_routed(&self, st: &ShardedStatement, route: &Route) {
+        let table = st.tables.first().map_or("", String::as_str);
+        let metrics = &self.shared.metrics;
+        match route {
+            Route::One(target) => metrics.routed(&target.data_source, table, 0),
+            Route::Concat(targets) | Route::Merge { targets, .. } => {
+                for target in targets {
+                    metrics.routed(&target.data_source, table, 0);
+                }
+            }
+            Route::Fanout {
+                targets,
+                insert_rows,
+                ..
+            } => {
+                for (n, target) in targets.iter().enumerate() {
+                    let rows = insert_rows.get(n).map_or(0, Vec::len) as u64;
+                    metrics.routed(&target.data_source, table, rows);
+                }
+            }
+        }
+    }
+
+    /// For an INSERT without a column list into a sharded table: the
+    /// statement with the table's columns (learnt once from its first node),
+    /// so its sharding columns can be found.
+    async fn insert_columns(
+        &mut self,
+        st: &ShardedStatement,
+    ) -> Result<Option<ShardedStatement>, Failure> {
+        if !st.insert.as_ref().is_some_and(|s| s.implicit_columns) {
+            return Ok(None);
+        };
+        let Some(table) = st
+            .tables
+            .iter()
+            .find(|t| self.db.rules.table_kind(t) == shardgate_rules::TableKind::Sharded)
+        else {
+            return Ok(None);
+        };
+        let Some(columns) = self.table_columns(table).await? else {
+            return Ok(None);
+        };
+        let mut with_columns = st.clone();
+        if let Some(insert) = with_columns.insert.as_mut() {
+            insert.columns = columns.names.clone();
+        }
+        Ok(Some(with_columns))
+    }
+
+    /// The kinds of the sharding columns of `st`'s tables whose values
+    /// place rows by the column's type, learnt from a node when first
+    /// needed. A table the node cannot describe (not created yet) leaves
+    /// its columns unknown: the statement then meets the node's own error.
+    pub(super) async fn column_kinds(
+        &mut self,
+        st: &ShardedStatement,
+    ) -> Result<ColumnKinds, Failure> {
+        if !matches!(
+            st.kind,
+            StatementKind::Select
+                | StatementKind::Insert
+                | StatementKind::Update
+                | StatementKind::Delete
+        ) {
+            return Ok(ColumnKinds::default());
+        }
+        let db = Arc::clone(&self.db);
+        let mut kinds = ColumnKinds::default();
+        for table in &st.tables {
+            let placed = db.rules.columns_placed_by_type(table);
+            if placed.is_empty() {
+                continue;
+            }
+            match self.table_columns(table).await {
+                Ok(Some(columns)) => columns.add_kinds(&placed, &mut kinds),
+                Ok(None) => {}
+                // Unknown kinds route values as written, as before.
+                Err(_) => debug!(table, "columns not learnt: values route as written"),
+            }
+        }
+        Ok(kinds)
+    }
+
+    /// `table`'s columns, learnt once from its first node; None for a
+    /// table with no nodes.
+    async fn table_columns(&mut self, table: &str) -> Result<Option<Arc<TableColumns>>, Failure> {
+        if let Some(columns) = self.db.columns_of(table) {
+            return Ok(Some(columns));
+        }
+        let Some(node) = self.db.rules.nodes(table).into_iter().next() else {
+            return Ok(None);
+        };
+        let pool = self.pool_of(&node.data_source)?;
+        let classified = Classified::default();
+        let mut conn = self.checkout_on(&pool, &classified).await?;
+        let rows = conn
+            .query_text(&format!(
+                "SHOW COLUMNS FROM `{}`",
+                node.table.replace('`', "``")
+            ))
+            .await;
+        self.release(conn, &classified);
+        let columns = Arc::new(TableColumns::from_rows(rows?));
+        self.db.learn_columns(table, columns.clone());
+        Ok(Some(columns))
+    }
+
+    /// Runs one text statement on a data source, forwarding the reply.
+    async fn query_on(&mut self, data_source: &str, sql: &str) -> Result<(), Failure> {
+        let pool = self.pool_of(data_source)?;
+        let classified = Classified::default();
+        let mut conn = self.checkout_on(&pool, &classified).await?;
+        let mut payload = Vec::with_capacity(sql.len() + 1);
+        payload.push(COM_QUERY);
+        payload.extend_from_slice(&restore(sql));
+        let outcome = self
+            .run_on(&mut conn, &payload, ResponseKind::ResultSets, Answer::Plain)
+            .await?;
+        if let Outcome::Ok(_) = outcome {
+            self.remember_user_vars(&mut conn).await?;
+        }
+        self.release(conn, &classified);
+        Ok(())
+    }
+
+    /// A metadata query on the default data source, its physical names
+    /// mapped to logical ones and the rows of a sharded table's physical
+    /// tables folded into one.
+    /// `format`: the client's protocol (a prepared statement's execution
+    /// gets binary rows).
+    pub(super) async fn metadata_query(
+        &mut self,
+        sql: &str,
+        format: RowFormat,
+    ) -> Result<(), Failure> {
+        let physical = self.db.metadata.to_physical_sql(sql);
+        let classified = Classified::default();
+        let pool = self.db.default_pool.clone();
+        let mut conn = self.checkout_on(&pool, &classified).await?;
+        let mut payload = Vec::with_capacity(physical.len() + 1);
+        payload.push(COM_QUERY);
+        payload.extend_from_slice(&restore(&physical));
+        conn.send_command(&payload).await?;
+        let columns = match read_columns(&mut conn).await? {
+            Ok(columns) => columns,
+            Err(err) => {
+                // Not a result set (or an error): nothing to map.
+                self.release(conn, &classified);
+                return Err(Failure::Reply(err));
+            }
+        };
+        let names = &self.db.metadata;
+        let deprecate_eof = self.flavor.deprecate_eof();
+        let mut count = Vec::new();
+        put_lenenc_int(&mut count, columns.len() as u64);
+        self.writer.push(&count);
+        for column in &columns {
+            let mut mapped = column.clone();
+            if let Some(label) = names.logical_label(&column.name) {
+                mapped.name = label;
+            }
+            if let Some(schema) = names.logical_cell(column.schema.as_bytes()) {
+                mapped.schema = String::from_utf8_lossy(&schema).into_owned();
+            }
+            self.writer.push(&mapped.encode());
+        }
+        if !deprecate_eof {
+            self.writer.push(&encode_eof(0, self.reply_status()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut source = NodeRows {
+            conn: &mut conn,
+            columns: &columns,
+            deprecate_eof,
+            done: false,
+            lost: false,
+        };
+        let mut buf = Vec::new();
+        let result = loop {
+            match source.next().await {
+                Ok(Some(mut row)) => {
+                    for value in &mut row {
+                        if let Value::Bytes(b) = value {
+                            if let Some(mapped) = names.logical_cell(b) {
+                                *b = mapped;
+                            }
+                        }
+                    }
+                    buf.clear();
+                    encode_row(&row, &columns, RowFormat::Text, &mut buf);
+                    // One row per logical table: its physical tables' rows fold.
+                    if !seen.insert(buf.clone()) {
+                        continue;
+                    }
+                    if format == RowFormat::Binary {
+                        buf.clear();
+                        encode_row(&row, &columns, format, &mut buf);
+                    }
+                    self.writer.push(&buf);
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        let finished = source.done;
+        if !finished {
+            conn.broken = true;
+        }
+        self.release(conn, &classified);
+        if let Err(e) = result {
+            return Err(Failure::Reply(ErrInfo::new(
+                codes::ER_UNKNOWN_ERROR,
+                "HY000",
+                e.to_string(),
+            )));
+        }
+        self.push_end_of_result();
+        Ok(())
+    }
+
+    /// Executes a node's statement (prepared there on first use) with the
+    /// client's parameters, forwarding the whole reply.
+    pub(super) async fn execute_on(
+        &mut self,
+        pool: &Arc<Pool>,
+        node_sql: Arc<[u8]>,
+        packet: &mut [u8],
+    ) -> Result<(), Failure> {
+        let part = Part {
+            first: true,
+            last: true,
+        };
+        self.execute_part(pool, node_sql, packet, part).await?;
+        Ok(())
+    }
+
+    /// Executes a node's statement with the client's parameters: `packet`
+    /// (an [`Execution`]'s) is re-targeted in place at the node's statement.
+    async fn execute_part(
+        &mut self,
+        pool: &Arc<Pool>,
+        node_sql: Arc<[u8]>,
+        packet: &mut [u8],
+        part: Part,
+    ) -> Result<Outcome, Failure> {
+        let classified = Classified::default();
+        let mut conn = self.checkout_on(pool, &classified).await?;
+        let backend = match super::ensure_prepared(&mut conn, &node_sql).await? {
+            Ok(b) => b,
+            Err(err) => {
+                self.release(conn, &classified);
+                return Err(Failure::Reply(err));
+            }
+        };
+        // The packet already carries its parameter types: only the
+        // statement id differs from node to node. Cursors are not kept (see
+        // `Session::execute`): flags 0.
+        set_statement_id(packet, backend.id);
+        if let Some(flags) = packet.get_mut(5) {
+            *flags = 0;
+        }
+        conn.send_command(packet).await?;
+        let fix = self.status_fix();
+        let outcome = if part.first && part.last {
+            super::forward::forward_reply(
+                &mut conn,
+                &mut self.writer,
+                ResponseKind::ResultSets,
+                Answer::Execute {
+                    backend_id: backend.id,
+                },
+                Some(&self.db.metadata),
+                fix,
+            )
+            .await?
+        } else {
+            forward_part(
+                &mut conn,
+                &mut self.writer,
+                part,
+                Some(backend.id),
+                Some(&self.db.metadata),
+                fix,
+            )
+            .await?
+        };
+        self.note_outcome(&outcome);
+        if let Outcome::Ok(ok) = &outcome {
+            self.status = ok.status;
+            self.remember_user_vars(&mut conn).await?;
+        }
+        self.release(conn, &classified);
+        Ok(outcome)
+    }
+}
+
+/// The pool of a data source the rules name.
+fn primary_pool_of(
+    shared: &crate::server::Shared,
+    data_source: &str,
+) -> Result<Arc<Pool>, Failure> {
+    shared.pool(data_source).cloned().ok_or_else(|| {
+        Failure::Reply(ErrInfo::new(
+            codes::ER_UNKNOWN_ERROR,
+            "HY000",
+            format!("the rules name data source {data_source}, which is not configured"),
+        ))
+    })
+}
+
+/// The text form of a node statement with `?` parameters (parameters bound).
+fn bind_for_text(target: &Target, params: &[ParamValue]) -> String {
+    let placeholders: Vec<usize> = crate::sql::lex::Lexer::new(&target.sql)
+        .filter(|s| s.token == crate::sql::lex::Token::Punct(b'?'))
+        .map(|s| s.start)
+        .collect();
+    crate::shard::rewrite::bind_params(&target.sql, &placeholders, params)
+}
