@@ -14,6 +14,8 @@ mod sharded;
 mod state;
 mod user_vars;
 
+use reads::ReadRouting;
+
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -92,25 +94,16 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
             held: Vec::new(),
             holder: Holder::new(),
             user: hello.user.clone(),
-            reply_failed: false,
             metric_handles: std::collections::HashMap::new(),
-            statement_label: None,
-            read_intent: false,
-            used_replicas: Vec::new(),
-            avoid_replicas: Vec::new(),
-            written: std::collections::HashMap::new(),
-            transaction: None,
-            savepoints: Vec::new(),
+            reads: ReadRouting::default(),
+            tx: TransactionState::default(),
+            current: CommandState::default(),
             pinned: None,
             last_insert: None,
             status: status::AUTOCOMMIT,
             registration,
             admitted: Gate::default(),
             wrote: false,
-            more_results: false,
-            read_back_vars: Vec::new(),
-            deadlocked: false,
-            next_transaction: None,
         };
         session.run().await;
         session.close().await;
@@ -155,31 +148,17 @@ struct Session {
     holder: Arc<Holder>,
     /// The login user (a metric label).
     user: String,
-    /// Whether the reply to the current command carries an error.
-    reply_failed: bool,
     /// Statement metric handles by (kind, outcome).
     metric_handles: std::collections::HashMap<
         (&'static str, metrics::Outcome),
         (prometheus::IntCounter, prometheus::Histogram),
     >,
-    /// The metric label of the current command's statement.
-    statement_label: Option<&'static str>,
-    /// Whether the current statement's reads may go to replicas.
-    read_intent: bool,
-    /// Replicas the current statement read, for the balancer's figures.
-    used_replicas: Vec<Arc<crate::backend::Pool>>,
-    /// Replicas the current statement must not read again: it lost its
-    /// connection there and is being retried.
-    avoid_replicas: Vec<Arc<crate::backend::Pool>>,
-    /// The session's last write on each data source, for read-your-writes.
-    written: std::collections::HashMap<String, reads::Written>,
-    /// The client's explicit transaction, so data sources it reaches later
-    /// join alike.
-    transaction: Option<OpenTransaction>,
-    /// The transaction's savepoints, oldest first: a data source that joins
-    /// the transaction later sets them too (nothing happened there before
-    /// them), so `ROLLBACK TO` works on every data source.
-    savepoints: Vec<String>,
+    /// Where reads go, and what the session wrote (read-your-writes).
+    reads: ReadRouting,
+    /// The client's transaction across data sources.
+    tx: TransactionState,
+    /// What the command being run did so far.
+    current: CommandState,
     /// Why the session keeps its backend connection for good.
     pinned: Option<&'static str>,
     last_insert: Option<LastInsert>,
@@ -193,6 +172,29 @@ struct Session {
     /// Writes to logical tables are recorded for the open transaction (or
     /// the running statement).
     wrote: bool,
+}
+
+/// The client's transaction as the session keeps it across data sources.
+#[derive(Default)]
+struct TransactionState {
+    /// The client's explicit transaction, so data sources it reaches later
+    /// join alike.
+    open: Option<OpenTransaction>,
+    /// The transaction's savepoints, oldest first: a data source that joins
+    /// the transaction later sets them too (nothing happened there before
+    /// them), so `ROLLBACK TO` works on every data source.
+    savepoints: Vec<String>,
+    /// Characteristics `SET TRANSACTION` gave the next transaction.
+    next_characteristics: Option<String>,
+}
+
+/// What the command being run did so far.
+#[derive(Default)]
+struct CommandState {
+    /// Whether the reply to the command carries an error.
+    reply_failed: bool,
+    /// The metric label of the command's statement.
+    statement_label: Option<&'static str>,
     /// More statements of the client's multi-statement string follow the
     /// current one: its reply ends with SERVER_MORE_RESULTS_EXISTS.
     more_results: bool,
@@ -200,11 +202,9 @@ struct Session {
     /// `@v := ...`, `SET @v = expression`), read back from the connection
     /// that ran it so that every later statement sees them.
     read_back_vars: Vec<String>,
-    /// A data source answered the current command with a deadlock (1213),
-    /// having rolled back the session's transaction there.
+    /// A data source answered the command with a deadlock (1213), having
+    /// rolled back the session's transaction there.
     deadlocked: bool,
-    /// Characteristics `SET TRANSACTION` gave the next transaction.
-    next_transaction: Option<String>,
 }
 
 /// An explicit transaction the client opened.
@@ -294,7 +294,7 @@ impl Session {
             };
             let started = std::time::Instant::now();
             let label = self.statement_label(&command);
-            self.statement_label = label;
+            self.current.statement_label = label;
             let mut flow = Err(Failure::Requeue);
             for _ in 0..MAX_REQUEUES {
                 flow = self.admit_and_dispatch(&command).await;
@@ -308,8 +308,8 @@ impl Session {
                 Err(Failure::Reply(err) | Failure::Lost { err, .. }) => {
                     debug!(code = err.code, "statement failed: {}", err.message);
                     self.shared.metrics.error(error_type(err.code));
-                    self.reply_failed = true;
-                    self.deadlocked |= err.code == codes::ER_LOCK_DEADLOCK;
+                    self.current.reply_failed = true;
+                    self.current.deadlocked |= err.code == codes::ER_LOCK_DEADLOCK;
                     self.writer.push(&err.encode());
                 }
                 Err(Failure::Requeue) => {
@@ -319,11 +319,11 @@ impl Session {
                         "new pauses for a resharding cutover kept holding this statement back; retry the statement",
                     );
                     self.shared.metrics.error(error_type(err.code));
-                    self.reply_failed = true;
+                    self.current.reply_failed = true;
                     self.writer.push(&err.encode());
                 }
             }
-            if self.deadlocked {
+            if self.current.deadlocked {
                 self.roll_back_after_deadlock().await;
             }
             self.forget_ended_writes();
@@ -351,7 +351,7 @@ impl Session {
         if behind {
             self.refuse_re_ruled_tables(command)?;
         }
-        self.reply_failed = false;
+        self.current.reply_failed = false;
         if let CommandKind::Query(sql) = command.kind {
             // Each statement of the query decides where it reads.
             return self.query(sql).await;
@@ -374,7 +374,7 @@ impl Session {
     /// Whether the session may move to another configuration version now:
     /// no transaction, no held connection.
     fn follows_versions(&self) -> bool {
-        self.held.is_empty() && self.transaction.is_none()
+        self.held.is_empty() && self.tx.open.is_none()
     }
 
     /// Moves to the current configuration version after a reload, between
@@ -406,7 +406,7 @@ impl Session {
     /// Counts a statement in the metrics, through handles the session keeps
     /// per (kind, outcome).
     fn count_statement(&mut self, label: &'static str, elapsed: std::time::Duration) {
-        let outcome = if self.reply_failed {
+        let outcome = if self.current.reply_failed {
             metrics::Outcome::Error
         } else {
             metrics::Outcome::Ok
@@ -526,16 +526,15 @@ impl Session {
     /// statements of its multi-statement string follow.
     fn status_fix(&self) -> StatusFix {
         let mut set = 0;
-        if self.transaction.is_some() || self.held.iter().any(|c| c.status & status::IN_TRANS != 0)
-        {
+        if self.tx.open.is_some() || self.held.iter().any(|c| c.status & status::IN_TRANS != 0) {
             set |= status::IN_TRANS;
         }
-        if self.transaction.as_ref().is_some_and(|t| t.read_only) {
+        if self.tx.open.as_ref().is_some_and(|t| t.read_only) {
             set |= status::IN_TRANS_READONLY;
         }
         StatusFix {
             set,
-            set_at_end: if self.more_results {
+            set_at_end: if self.current.more_results {
                 status::MORE_RESULTS_EXISTS
             } else {
                 0
@@ -557,7 +556,7 @@ impl Session {
     fn writes_in_read_only_transaction(&self, sql: &[u8]) -> bool {
         self.shared.config.server.transaction_reads
             == shardgate_rules::config::TransactionReads::Replica
-            && self.transaction.as_ref().is_some_and(|t| t.read_only)
+            && self.tx.open.as_ref().is_some_and(|t| t.read_only)
             && matches!(
                 crate::sql::label::statement_label(sql),
                 "insert" | "update" | "delete" | "replace"
@@ -599,7 +598,7 @@ impl Session {
         };
         let count = pieces.len();
         for (i, piece) in pieces.into_iter().enumerate() {
-            self.more_results = i + 1 < count;
+            self.current.more_results = i + 1 < count;
             let result = match piece {
                 Piece::Statement(range) | Piece::Rest(range) => {
                     self.statement_with_retry(&restore(&text[range])).await
@@ -609,12 +608,12 @@ impl Session {
                     Ok(())
                 }
             };
-            if result.is_err() || self.reply_failed {
-                self.more_results = false;
+            if result.is_err() || self.current.reply_failed {
+                self.current.more_results = false;
                 return result.map(|()| Flow::Continue);
             }
         }
-        self.more_results = false;
+        self.current.more_results = false;
         Ok(Flow::Continue)
     }
 
@@ -647,10 +646,13 @@ impl Session {
         if !matches!(classified.kind, Kind::Begin(_)) {
             // SET TRANSACTION's characteristics are for the next
             // transaction: this statement's, or the BEGIN it names.
-            self.next_transaction
+            self.tx
+                .next_characteristics
                 .clone_from(&classified.next_transaction);
         }
-        self.read_back_vars.clone_from(&classified.assigned_vars);
+        self.current
+            .read_back_vars
+            .clone_from(&classified.assigned_vars);
         if self.writes_in_read_only_transaction(sql) {
             return Err(Failure::Reply(ErrInfo::new(
                 codes::ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION,
@@ -672,7 +674,7 @@ impl Session {
             }
             // Not with a connection held (pinned): it must begin there.
             Kind::Begin(begin)
-                if self.transaction.is_none()
+                if self.tx.open.is_none()
                     && self.pinned.is_none()
                     && self.held.iter().all(|c| !c.in_transaction()) =>
             {
@@ -680,13 +682,13 @@ impl Session {
                     // Opened lazily: each data source joins the transaction
                     // when a statement first reaches it, so a transaction
                     // holds only the connections it uses.
-                    let characteristics = self.next_transaction.take();
+                    let characteristics = self.tx.next_characteristics.take();
                     let read_only = read_only
                         || characteristics
                             .as_deref()
                             .is_some_and(|c| c.to_ascii_uppercase().contains("READ ONLY"));
-                    self.savepoints.clear();
-                    self.transaction = Some(OpenTransaction {
+                    self.tx.savepoints.clear();
+                    self.tx.open = Some(OpenTransaction {
                         begin: begin.clone(),
                         read_only,
                         characteristics,
@@ -747,7 +749,7 @@ impl Session {
             .await?;
         let succeeded = matches!(outcome, Outcome::Ok(_));
         if let (Kind::Begin(begin), true) = (&classified.kind, succeeded) {
-            self.transaction = Some(OpenTransaction {
+            self.tx.open = Some(OpenTransaction {
                 begin: begin.clone(),
                 read_only: deferrable_begin(begin) == Some(true),
                 characteristics: None,
@@ -856,7 +858,7 @@ impl Session {
         &mut self,
         conn: &mut PooledConn,
     ) -> Result<(), Failure> {
-        let names = std::mem::take(&mut self.read_back_vars);
+        let names = std::mem::take(&mut self.current.read_back_vars);
         if names.is_empty() {
             return Ok(());
         }
@@ -889,7 +891,7 @@ impl Session {
             }
             conn.applied_state = fingerprint;
         }
-        if self.pinned.is_none() && self.transaction.is_none() {
+        if self.pinned.is_none() && self.tx.open.is_none() {
             let (keep, done): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
                 .into_iter()
                 .partition(|c| c.in_transaction());
@@ -917,8 +919,8 @@ impl Session {
     /// without a reply, as MariaDB does before a statement that commits
     /// implicitly (DDL, `BEGIN` inside a transaction, `LOCK TABLES`, ...).
     async fn commit_implicitly(&mut self) -> Result<(), Failure> {
-        self.transaction = None;
-        self.savepoints.clear();
+        self.tx.open = None;
+        self.tx.savepoints.clear();
         let mut failed = None;
         for conn in &mut self.held {
             if conn.in_transaction() {
@@ -1154,7 +1156,9 @@ impl Session {
             self.metadata_query(&bound, RowFormat::Binary).await?;
             return Ok(Flow::Continue);
         }
-        self.read_back_vars.clone_from(&classified.assigned_vars);
+        self.current
+            .read_back_vars
+            .clone_from(&classified.assigned_vars);
         let mut packet = packet;
         if let Some((st, text)) = sharded {
             let long: Vec<(u16, Vec<u8>)> = long_data
@@ -1334,7 +1338,8 @@ impl Session {
                 }
                 if in_transaction {
                     let (begin, characteristics) = self
-                        .transaction
+                        .tx
+                        .open
                         .as_ref()
                         .map_or(("START TRANSACTION", None), |t| {
                             (t.begin.as_str(), t.characteristics.as_deref())
@@ -1344,7 +1349,7 @@ impl Session {
                             .await?;
                     }
                     conn.execute_internal(begin).await?;
-                    for name in &self.savepoints {
+                    for name in &self.tx.savepoints {
                         conn.execute_internal(&format!("SAVEPOINT `{}`", name.replace('`', "``")))
                             .await?;
                     }
@@ -1366,7 +1371,7 @@ impl Session {
     /// Whether the session is in a transaction: an explicit one, or work
     /// of the implicit one that autocommit off opens, on some data source.
     fn in_transaction(&self) -> bool {
-        self.transaction.is_some() || self.held.iter().any(|c| c.in_transaction())
+        self.tx.open.is_some() || self.held.iter().any(|c| c.in_transaction())
     }
 
     async fn apply_state(&mut self, conn: &mut PooledConn) -> Result<(), BackendError> {
@@ -1415,8 +1420,8 @@ impl Session {
     /// Remembers that the client got an error reply from a backend.
     fn note_outcome(&mut self, outcome: &Outcome) {
         if let Outcome::Err(err) = outcome {
-            self.reply_failed = true;
-            self.deadlocked |= err.code == codes::ER_LOCK_DEADLOCK;
+            self.current.reply_failed = true;
+            self.current.deadlocked |= err.code == codes::ER_LOCK_DEADLOCK;
         }
     }
 
@@ -1425,13 +1430,13 @@ impl Session {
     /// back, as one server rolls back all of it, so that a later COMMIT
     /// cannot make the other data sources' part durable alone.
     async fn roll_back_after_deadlock(&mut self) {
-        self.deadlocked = false;
+        self.current.deadlocked = false;
         if !self.in_transaction() {
             return;
         }
         warn!("a deadlock rolled back this transaction's part on one data source; rolling back the rest");
-        self.transaction = None;
-        self.savepoints.clear();
+        self.tx.open = None;
+        self.tx.savepoints.clear();
         for conn in &mut self.held {
             if conn.in_transaction() {
                 if let Err(e) = conn.execute_internal("ROLLBACK").await {
@@ -1450,11 +1455,11 @@ impl Session {
     /// autocommit is off) stays with the session until it ends.
     fn release(&mut self, mut conn: PooledConn, classified: &Classified) {
         let in_transaction = conn.in_transaction();
-        if self.transaction.is_some() && !in_transaction && !conn.broken {
+        if self.tx.open.is_some() && !in_transaction && !conn.broken {
             // It had joined the transaction, which the statement ended
             // (`SET autocommit = 1` after autocommit off, ...).
-            self.transaction = None;
-            self.savepoints.clear();
+            self.tx.open = None;
+            self.tx.savepoints.clear();
         }
         let keep = in_transaction || self.pinned.is_some() || classified.holds_next;
         self.note_possible_write(&mut conn);
@@ -1471,14 +1476,14 @@ impl Session {
         self.statements.clear();
         self.pinned = None;
         self.last_insert = None;
-        self.read_back_vars.clear();
+        self.current.read_back_vars.clear();
         self.charset = ClientCharset::of_collation(self.flavor.collation);
         self.status = status::AUTOCOMMIT;
     }
 
     async fn return_held(&mut self) {
-        self.transaction = None;
-        self.savepoints.clear();
+        self.tx.open = None;
+        self.tx.savepoints.clear();
         for mut conn in std::mem::take(&mut self.held) {
             if let Err(e) = conn.reset().await {
                 warn!("could not reset a backend connection; closing it: {e}");

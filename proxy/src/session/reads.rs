@@ -12,6 +12,7 @@
 //! keeps the write's connection untouched, so `ROW_COUNT()` and
 //! `SHOW WARNINGS` still answer for the client's own statement.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -48,6 +49,20 @@ pub(super) enum Written {
     Unknown,
 }
 
+/// Where a session's reads go and what it wrote, for read-your-writes.
+#[derive(Default)]
+pub(super) struct ReadRouting {
+    /// Whether the current statement's reads may go to replicas.
+    pub(super) intent: bool,
+    /// Replicas the current statement read, for the balancer's figures.
+    pub(super) used: Vec<Arc<Pool>>,
+    /// Replicas the current statement must not read again: it lost its
+    /// connection there and is being retried.
+    pub(super) avoid: Vec<Arc<Pool>>,
+    /// The session's last write on each data source.
+    pub(super) written: HashMap<String, Written>,
+}
+
 impl Session {
     /// Decides, before a prepare or an execution runs, whether its reads
     /// may go to replicas. The statements of a query decide one by one
@@ -71,9 +86,9 @@ impl Session {
     /// statement is a plain read (`statement_safe`) and the session is
     /// where a replica may answer it.
     pub(super) fn set_read_intent(&mut self, statement_safe: bool) {
-        self.used_replicas.clear();
-        self.avoid_replicas.clear();
-        self.read_intent = statement_safe && self.replicas_may_serve();
+        self.reads.used.clear();
+        self.reads.avoid.clear();
+        self.reads.intent = statement_safe && self.replicas_may_serve();
     }
 
     /// Whether the session's state lets replicas serve its reads: outside
@@ -88,7 +103,7 @@ impl Session {
             return false;
         }
         if self.in_transaction() {
-            return self.transaction.as_ref().is_some_and(|t| t.read_only)
+            return self.tx.open.as_ref().is_some_and(|t| t.read_only)
                 && self.shared.config.server.transaction_reads == TransactionReads::Replica;
         }
         self.autocommit()
@@ -102,7 +117,7 @@ impl Session {
             return Ok(held.pool().clone());
         }
         let primary = self.primary_pool(ds)?;
-        if !self.read_intent {
+        if !self.reads.intent {
             return Ok(primary);
         }
         let shared = self.shared.clone();
@@ -111,7 +126,8 @@ impl Session {
         else {
             return Ok(primary);
         };
-        let written: Option<Arc<Position>> = match (self.consistency(), self.written.get(ds)) {
+        let written: Option<Arc<Position>> = match (self.consistency(), self.reads.written.get(ds))
+        {
             (ReadConsistency::Session, Some(Written::Unknown | Written::Pending)) => {
                 return Ok(primary)
             }
@@ -125,7 +141,7 @@ impl Session {
             .choose(
                 ds,
                 replicas,
-                &self.avoid_replicas,
+                &self.reads.avoid,
                 &config.read,
                 &primary,
                 written.as_deref(),
@@ -148,7 +164,7 @@ impl Session {
     /// The position of the session's last write on `ds`, when reads must
     /// not be older.
     fn read_your_writes(&self, ds: &str) -> Option<Position> {
-        match self.written.get(ds) {
+        match self.reads.written.get(ds) {
             Some(Written::At(pos)) if self.consistency_is_session() => Some(pos.clone()),
             _ => None,
         }
@@ -164,7 +180,7 @@ impl Session {
         if pool.role() == Role::Primary {
             return true;
         }
-        self.used_replicas.push(pool.clone());
+        self.reads.used.push(pool.clone());
         let required = match self.consistency() {
             ReadConsistency::Proxy => {
                 let Some(primary) = self.shared.pool(pool.data_source()).cloned() else {
@@ -251,6 +267,7 @@ impl Session {
             && !conn.in_transaction()
             && (committed
                 || !self
+                    .current
                     .statement_label
                     .is_some_and(|l| NON_WRITING.contains(&l)))
             && self.shared.replicas.values().any(|r| !r.is_empty());
@@ -260,7 +277,7 @@ impl Session {
         let ds = conn.pool().data_source();
         match self.consistency() {
             ReadConsistency::Session => {
-                self.written.insert(ds.to_owned(), Written::Pending);
+                self.reads.written.insert(ds.to_owned(), Written::Pending);
             }
             ReadConsistency::Proxy => self.proxy.watermarks().of(ds).wrote(),
             ReadConsistency::Eventual => {}
@@ -270,10 +287,11 @@ impl Session {
     /// Before a read that may use replicas: learns the primaries'
     /// positions the session's pending writes need.
     pub(super) async fn resolve_pending_writes(&mut self) {
-        if !self.read_intent || !self.written.values().any(|w| *w == Written::Pending) {
+        if !self.reads.intent || !self.reads.written.values().any(|w| *w == Written::Pending) {
             return;
         }
         let pending: Vec<String> = self
+            .reads
             .written
             .iter()
             .filter(|(_, w)| **w == Written::Pending)
@@ -290,7 +308,7 @@ impl Session {
                 },
                 None => Written::Unknown,
             };
-            self.written.insert(ds, mark);
+            self.reads.written.insert(ds, mark);
         }
     }
 
@@ -302,7 +320,7 @@ impl Session {
     /// use a replica.
     pub(super) fn broadcast_read_source(&self, st: &ShardedStatement) -> Option<String> {
         let rules = &self.db.rules;
-        if !self.read_intent
+        if !self.reads.intent
             || st.tables.is_empty()
             || !st.other_tables.is_empty()
             || !st
@@ -325,7 +343,7 @@ impl Session {
                 self.shared.replicas.get(ds.as_str()).is_some_and(|rs| {
                     rs.iter().any(|r| {
                         r.replication().is_some_and(|s| s.usable)
-                            && !self.avoid_replicas.iter().any(|a| Arc::ptr_eq(a, r))
+                            && !self.reads.avoid.iter().any(|a| Arc::ptr_eq(a, r))
                     })
                 })
             })
@@ -356,7 +374,7 @@ impl Session {
 
     /// `read_retry_point` of one statement of a query.
     fn statement_retry_point(&self) -> Option<Mark> {
-        if !self.read_intent || self.in_transaction() || !self.held.is_empty() {
+        if !self.reads.intent || self.in_transaction() || !self.held.is_empty() {
             return None;
         }
         Some(self.writer.mark())
@@ -367,7 +385,7 @@ impl Session {
     /// the client got any of the reply.
     pub(super) async fn statement_with_retry(&mut self, sql: &[u8]) -> Result<(), Failure> {
         // Each statement of a multi-statement string says whether it writes.
-        self.statement_label = Some(crate::sql::label::statement_label(sql));
+        self.current.statement_label = Some(crate::sql::label::statement_label(sql));
         self.set_read_intent(replica_safe(&analysis_text(sql, self.charset)));
         self.resolve_pending_writes().await;
         let retry_from = self.statement_retry_point();
@@ -388,12 +406,7 @@ impl Session {
     /// client already got part of the reply, or `server` is not a replica
     /// this read used: the error stands.
     pub(super) fn retry_read_elsewhere(&mut self, server: &str, mark: Mark) -> bool {
-        let Some(lost) = self
-            .used_replicas
-            .iter()
-            .find(|p| p.name() == server)
-            .cloned()
-        else {
+        let Some(lost) = self.reads.used.iter().find(|p| p.name() == server).cloned() else {
             return false;
         };
         if !self.writer.rollback(mark) {
@@ -402,16 +415,16 @@ impl Session {
         warn!(replica = %server, "a read lost its replica connection before anything reached the client; retrying it once elsewhere");
         lost.observe(std::time::Duration::ZERO, false);
         // The retry takes its replicas (and reports on them) anew.
-        self.used_replicas.clear();
-        self.avoid_replicas.push(lost);
-        self.reply_failed = false;
+        self.reads.used.clear();
+        self.reads.avoid.push(lost);
+        self.current.reply_failed = false;
         true
     }
 
     /// Feeds the balancer: how the statement went on each replica it used.
     pub(super) fn observe_replicas(&mut self, elapsed: std::time::Duration) {
-        for pool in self.used_replicas.drain(..) {
-            pool.observe(elapsed, !self.reply_failed);
+        for pool in self.reads.used.drain(..) {
+            pool.observe(elapsed, !self.current.reply_failed);
         }
     }
 }

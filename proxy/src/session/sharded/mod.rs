@@ -124,10 +124,10 @@ impl Session {
             }
         }
         debug!(?route, "routed");
-        if !self.read_back_vars.is_empty() && !matches!(route, Route::One(_)) {
+        if !self.current.read_back_vars.is_empty() && !matches!(route, Route::One(_)) {
             return Err(Failure::Reply(crate::error::not_supported(format!(
                 "assigning user variables (@{}) in a statement that runs on several data nodes is not supported: each node would assign its own value; select the rows first, then SET the variable",
-                self.read_back_vars.join(", @")
+                self.current.read_back_vars.join(", @")
             ))));
         }
         self.count_routed(st, &route);

@@ -23,11 +23,11 @@ impl Session {
         classified: &Classified,
     ) -> Result<(), Failure> {
         if ends {
-            self.savepoints.clear();
+            self.tx.savepoints.clear();
         }
-        if self.held.is_empty() && ends && self.transaction.is_some() {
+        if self.held.is_empty() && ends && self.tx.open.is_some() {
             // A transaction that never reached a data source.
-            self.transaction = None;
+            self.tx.open = None;
             self.reply_ok();
             return Ok(());
         }
@@ -38,7 +38,7 @@ impl Session {
             };
             if ends {
                 // The reply shows the transaction ended.
-                self.transaction = None;
+                self.tx.open = None;
             }
             let outcome = self
                 .run_on(&mut conn, payload, ResponseKind::ResultSets, Answer::Plain)
@@ -98,7 +98,7 @@ impl Session {
             }
         }
         if ends {
-            self.transaction = None;
+            self.tx.open = None;
         }
         for conn in std::mem::take(&mut self.held) {
             self.release(conn, classified);
@@ -131,25 +131,26 @@ impl Session {
     /// forgets those after it, releasing one forgets it and those after.
     pub(super) fn track_savepoint(&mut self, op: &Savepoint) {
         let position = |name: &str| {
-            self.savepoints
+            self.tx
+                .savepoints
                 .iter()
                 .position(|s| s.eq_ignore_ascii_case(name))
         };
         match op {
             Savepoint::Set(name) => {
                 if let Some(i) = position(name) {
-                    self.savepoints.remove(i);
+                    self.tx.savepoints.remove(i);
                 }
-                self.savepoints.push(name.clone());
+                self.tx.savepoints.push(name.clone());
             }
             Savepoint::RollbackTo(name) => {
                 if let Some(i) = position(name) {
-                    self.savepoints.truncate(i + 1);
+                    self.tx.savepoints.truncate(i + 1);
                 }
             }
             Savepoint::Release(name) => {
                 if let Some(i) = position(name) {
-                    self.savepoints.truncate(i);
+                    self.tx.savepoints.truncate(i);
                 }
             }
         }
