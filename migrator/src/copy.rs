@@ -98,8 +98,11 @@ impl Copier<'_> {
                 Ok(batch) => batch,
                 Err(error) => {
                     // Keep what was copied, so that a resumed job goes on
-                    // from there.
-                    self.save_progress(&node, cursor, unsaved_rows, false)?;
+                    // from there; the copy's own error is the one to report.
+                    if let Err(saving) = self.save_progress(&node, cursor, unsaved_rows, false) {
+                        tracing::warn!(job = self.job, source = %node, error = %saving,
+                            "cannot record the copy's progress");
+                    }
                     return Err(error);
                 }
             };
