@@ -20,6 +20,10 @@ pub enum MergeError {
     /// Reading a node's rows failed.
     #[error("reading rows from a data node failed: {0}")]
     Source(String),
+    /// Passing merged rows on failed: whoever reads them (the client) is
+    /// gone.
+    #[error("passing merged rows on failed: {0}")]
+    Sink(String),
     /// The plan refers to columns that the result does not have, or is
     /// otherwise inconsistent.
     #[error("invalid merge plan: {0}")]

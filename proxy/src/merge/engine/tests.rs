@@ -42,6 +42,21 @@ impl RowSource for FailingSource {
 #[derive(Default)]
 struct Collect(Vec<Vec<Value>>);
 
+/// A client that goes away after taking `.0` rows.
+struct GoneAfter(usize);
+
+impl RowSink for GoneAfter {
+    async fn push_row(&mut self, _row: &[Value]) -> Result<(), MergeError> {
+        match self.0.checked_sub(1) {
+            Some(left) => {
+                self.0 = left;
+                Ok(())
+            }
+            None => Err(MergeError::Sink("broken pipe".into())),
+        }
+    }
+}
+
 impl RowSink for Collect {
     async fn push_row(&mut self, row: &[Value]) -> Result<(), MergeError> {
         self.0.push(row.to_vec());
@@ -425,6 +440,15 @@ async fn source_errors_and_bad_rows_fail_the_merge() {
     plan.visible = 2;
     let err = run(&plan, sources(vec![])).await.unwrap_err();
     assert!(matches!(err, MergeError::Plan(_)));
+}
+
+#[tokio::test]
+async fn a_sink_that_fails_stops_the_merge_with_its_own_error() {
+    let mut plan = MergePlan::new(vec![col("v", types::LONGLONG, 0)], 1);
+    plan.order_by = vec![key(0, None, false)];
+    let nodes = sources(vec![vec![vec![i(1)], vec![i(3)]], vec![vec![i(2)]]]);
+    let err = merge(&plan, nodes, &mut GoneAfter(2)).await.unwrap_err();
+    assert!(matches!(err, MergeError::Sink(_)), "{err}");
 }
 
 #[tokio::test]

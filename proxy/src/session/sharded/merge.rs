@@ -317,9 +317,7 @@ impl Session {
                 self.push_end_of_result();
                 Ok(())
             }
-            Err(MergeError::Source(message)) if message.starts_with("client:") => {
-                Err(Failure::ClientGone)
-            }
+            Err(MergeError::Sink(_)) => Err(Failure::ClientGone),
             Err(MergeError::Plan(message)) => {
                 Err(Failure::Reply(crate::error::not_supported(message)))
             }

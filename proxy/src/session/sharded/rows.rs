@@ -165,7 +165,7 @@ impl RowSink for ClientRows<'_> {
             self.writer
                 .flush()
                 .await
-                .map_err(|e| MergeError::Source(format!("client: {e}")))?;
+                .map_err(|e| MergeError::Sink(e.to_string()))?;
         }
         Ok(())
     }
