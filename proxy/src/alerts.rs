@@ -115,19 +115,29 @@ async fn post_alerts(url: String, mut rx: mpsc::Receiver<Alert>) {
     }
 }
 
+/// Why posting an alert failed.
+#[derive(Debug, thiserror::Error)]
+enum PostError {
+    /// The request did not get an answer (reqwest's message with its causes).
+    #[error("{}", error_chain(.0))]
+    Send(reqwest::Error),
+    #[error("webhook answered {0}")]
+    Status(reqwest::StatusCode),
+}
+
 /// Posts one alert; success is a 2xx status.
-async fn post(client: &reqwest::Client, url: &str, alert: &Alert) -> Result<(), String> {
+async fn post(client: &reqwest::Client, url: &str, alert: &Alert) -> Result<(), PostError> {
     let response = client
         .post(url)
         .json(alert)
         .send()
         .await
-        .map_err(|e| error_chain(&e))?;
+        .map_err(PostError::Send)?;
     let status = response.status();
     if status.is_success() {
         Ok(())
     } else {
-        Err(format!("webhook answered {status}"))
+        Err(PostError::Status(status))
     }
 }
 
