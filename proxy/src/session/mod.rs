@@ -1092,13 +1092,7 @@ impl Session {
         // The packet with parameter types, whatever the client sent this time.
         let (packet, types) =
             retarget_execute(payload, 0, stmt.num_params, stmt.param_types.as_deref()).map_err(
-                |e| {
-                    Failure::Reply(ErrInfo::new(
-                        codes::ER_WRONG_ARGUMENTS,
-                        "HY000",
-                        format!("Incorrect arguments to mysqld_stmt_execute: {e}"),
-                    ))
-                },
+                |e| wrong_arguments(format!("Incorrect arguments to mysqld_stmt_execute: {e}")),
             )?;
         if types.is_some() {
             stmt.param_types = types;
@@ -1140,13 +1134,7 @@ impl Session {
             // Metadata under logical names, as the text path answers it:
             // its parameters bound as literals, its rows binary.
             let params = decode_params(&packet, usize::from(num_params), &[], self.charset)
-                .map_err(|e| {
-                    Failure::Reply(ErrInfo::new(
-                        codes::ER_WRONG_ARGUMENTS,
-                        "HY000",
-                        e.to_string(),
-                    ))
-                })?;
+                .map_err(|e| wrong_arguments(e.to_string()))?;
             let text = analysis_text(&sql, self.charset);
             let placeholders: Vec<usize> = crate::sql::lex::Lexer::new(&text)
                 .filter(|s| s.token == crate::sql::lex::Token::Punct(b'?'))
@@ -1166,13 +1154,7 @@ impl Session {
                 .filter_map(|p| Some((long_data_param(p)?, p.get(7..)?.to_vec())))
                 .collect();
             let params = decode_params(&packet, usize::from(num_params), &long, self.charset)
-                .map_err(|e| {
-                    Failure::Reply(ErrInfo::new(
-                        codes::ER_WRONG_ARGUMENTS,
-                        "HY000",
-                        e.to_string(),
-                    ))
-                })?;
+                .map_err(|e| wrong_arguments(e.to_string()))?;
             // A row-returning execution that reaches one node runs that
             // node's statement as `run_sharded` would for Route::One; the
             // statement is built once per node, not planned per execution.
@@ -1596,6 +1578,11 @@ async fn ensure_prepared(
             )))
         }
     }
+}
+
+/// A client-given argument the command cannot take (1210).
+fn wrong_arguments(message: String) -> Failure {
+    Failure::Reply(ErrInfo::new(codes::ER_WRONG_ARGUMENTS, "HY000", message))
 }
 
 fn unknown_statement(payload: &[u8], command: &str) -> Failure {
