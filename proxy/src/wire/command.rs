@@ -79,14 +79,6 @@ impl<'a> Command<'a> {
         };
         Some(Command { kind, packet })
     }
-
-    /// The statement text of a query or a prepare.
-    pub fn statement_text(&self) -> Option<&'a [u8]> {
-        match self.kind {
-            CommandKind::Query(sql) | CommandKind::Prepare(sql) => Some(sql),
-            _ => None,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -119,10 +111,8 @@ mod tests {
         );
         assert_eq!(Command::decode(&[]), None);
         assert_eq!(
-            Command::decode(&[COM_STMT_PREPARE, b'x'])
-                .unwrap()
-                .statement_text(),
-            Some(&b"x"[..])
+            Command::decode(&[COM_STMT_PREPARE, b'x']).map(|c| c.kind),
+            Some(CommandKind::Prepare(b"x"))
         );
     }
 }
