@@ -4,7 +4,8 @@
 //! `Com_select` counters, a lagging replica leaving the rotation while
 //! sessions still read their own writes, the fallback when no replica is
 //! usable, broadcast reads over every node's replicas, a replica killed
-//! under a 16-session read load, a killed primary, and a reload that
+//! under a 16-session read load, a killed primary (and a read right after a
+//! write whose primary then died), and a reload that
 //! points a data source at a promoted replica.
 //!
 //! Every read names the server that answered it (`SELECT @@port, ...`).
@@ -1007,6 +1008,80 @@ async fn a_killed_primary_fails_writes_fast_and_reads_go_on() {
             "fails fast: {took:?} {message}"
         );
         assert!(message.contains("data source ds2"), "{message}");
+    }
+    caught_up(&cfg, &["ds2"]).await;
+    drop_table(&proxy, TABLE).await;
+}
+
+/// The read right after a write, with the primary killed before anyone
+/// learnt the write's position: the replicas received the write before the
+/// primary died, and one that applied all it received serves the read —
+/// for another session (`read_consistency = "proxy"`, the default) and for
+/// the writing session itself (`"session"`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_then_a_dead_primary_still_reads_from_a_replica() {
+    const TABLE: &str = "rwsplit_dead_primary";
+    let text = config_text(TABLE, "", "");
+    let cfg = Config::from_toml_str(&text).expect("config");
+    if !sandbox_ready(&cfg, "a_write_then_a_dead_primary") {
+        return;
+    }
+    let session_text = text.replacen(
+        "[server]\n",
+        "[server]\nread_consistency = \"session\"\n",
+        1,
+    );
+    let session_cfg = Config::from_toml_str(&session_text).expect("config");
+    let _serial = SERIAL.lock().await;
+    let (p2, r2) = servers(&cfg, "ds2");
+    let server = blocking(move || Server::locate(p2)).await;
+    assert!(!server.replica, "{p2} is a primary");
+    let proxy = start_with_table(cfg.clone(), TABLE).await;
+    let session_proxy = start_proxy(session_cfg).await;
+    caught_up(&cfg, &["ds2"]).await;
+    in_rotation(&proxy, &["ds2"]).await;
+    in_rotation(&session_proxy, &["ds2"]).await;
+    // Ids 2 and 6 live on ds2.
+    let mut writer = connect(&proxy).await;
+    let mut reader = connect(&proxy).await;
+    let mut own = connect(&session_proxy).await;
+    writer
+        .execute(format!("UPDATE {TABLE} SET v = 102 WHERE id = 2").as_str())
+        .await
+        .expect("write through the default proxy");
+    own.execute(format!("UPDATE {TABLE} SET v = 106 WHERE id = 6").as_str())
+        .await
+        .expect("write through the session-consistency proxy");
+    let restart = blocking({
+        let server = server.clone();
+        move || server.kill()
+    })
+    .await;
+    let read = |id: i64| format!("SELECT @@port, v FROM {TABLE} WHERE id = {id}");
+    for (name, conn, id, written) in [
+        ("another session (proxy)", &mut reader, 2, 102),
+        ("the writing session (session)", &mut own, 6, 106),
+    ] {
+        let row = conn
+            .fetch_one(sqlx::raw_sql(&read(id)))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: the read failed with ds2's primary down: {e}"));
+        let port = int(&row, 0) as u16;
+        assert!(
+            r2.contains(&port),
+            "{name}: read by {port}, not a replica of ds2"
+        );
+        assert_eq!(int(&row, 1), written, "{name}: the read sees the write");
+    }
+    blocking({
+        let server = server.clone();
+        move || server.start().expect("restart the primary")
+    })
+    .await;
+    drop(restart);
+    for replica in &r2 {
+        let replica = *replica;
+        blocking(move || wait_replicating(replica, Duration::from_secs(20))).await;
     }
     caught_up(&cfg, &["ds2"]).await;
     drop_table(&proxy, TABLE).await;

@@ -118,6 +118,15 @@ impl BackendError {
         }
     }
 
+    /// The data source did not answer at all (refused, reset, closed):
+    /// it is down or cut off, not merely busy or refusing the statement.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            BackendError::Connect { .. } | BackendError::Lost { .. }
+        )
+    }
+
     /// Maps a read failure on a backend connection.
     pub fn from_read(ds: &str, err: ReadError) -> Self {
         Self::lost(ds, err)

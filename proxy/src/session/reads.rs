@@ -11,6 +11,11 @@
 //! Asking later rather than reading `@@last_gtid` right after the write
 //! keeps the write's connection untouched, so `ROW_COUNT()` and
 //! `SHOW WARNINGS` still answer for the client's own statement.
+//!
+//! When the primary cannot be asked because it is down, nothing newer
+//! than what its replicas received can be read anywhere: a replica that
+//! has applied everything it received from the primary serves the read
+//! (the monitor keeps such a replica in the rotation for the same reason).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,6 +52,18 @@ pub(super) enum Written {
     At(Position),
     /// Written, position unknown: reads use the primary.
     Unknown,
+    /// Written, and the primary was down when its position was asked: a
+    /// replica that applied all it received serves; the next read asks
+    /// again.
+    PrimaryDown,
+}
+
+/// What a replica must have applied to serve a read.
+enum Freshness {
+    Any,
+    At(Position),
+    /// Everything it received from its primary, which is down.
+    AllReceived,
 }
 
 /// Where a session's reads go and what it wrote, for read-your-writes.
@@ -191,18 +208,41 @@ impl Session {
                     .position(|| primary_position(self, &primary))
                     .await
                 {
-                    Ok(pos) => Some(pos.as_ref().clone()),
+                    Ok(pos) => Freshness::At(pos.as_ref().clone()),
+                    Err(e) if e.is_unreachable() => {
+                        debug!(ds = %pool.data_source(), "the primary is down: {e}");
+                        Freshness::AllReceived
+                    }
                     Err(e) => {
                         debug!(ds = %pool.data_source(), "cannot read the primary's position: {e}");
                         return false;
                     }
                 }
             }
-            _ => self.read_your_writes(pool.data_source()),
+            ReadConsistency::Session => match self.reads.written.get(pool.data_source()) {
+                Some(Written::At(pos)) => Freshness::At(pos.clone()),
+                Some(Written::PrimaryDown) => Freshness::AllReceived,
+                _ => Freshness::Any,
+            },
+            ReadConsistency::Eventual => Freshness::Any,
         };
-        let Some(pos) = required.filter(|p| !p.is_empty()) else {
+        let pos = match required {
+            Freshness::Any => return true,
+            Freshness::At(pos) => pos,
+            Freshness::AllReceived => match received_position(conn).await {
+                Ok(pos) => {
+                    debug!(replica = %pool.name(), %pos, "its primary is down: reading what it received");
+                    pos
+                }
+                Err(e) => {
+                    debug!(replica = %pool.name(), "cannot read what it received: {e}");
+                    return false;
+                }
+            },
+        };
+        if pos.is_empty() {
             return true;
-        };
+        }
         if pool
             .replication()
             .is_some_and(|r| r.applied.includes_all(&pos))
@@ -285,22 +325,28 @@ impl Session {
     }
 
     /// Before a read that may use replicas: learns the primaries'
-    /// positions the session's pending writes need.
+    /// positions the session's pending writes need (again for a primary
+    /// that was down).
     pub(super) async fn resolve_pending_writes(&mut self) {
-        if !self.reads.intent || !self.reads.written.values().any(|w| *w == Written::Pending) {
+        let asks = |w: &Written| matches!(w, Written::Pending | Written::PrimaryDown);
+        if !self.reads.intent || !self.reads.written.values().any(asks) {
             return;
         }
         let pending: Vec<String> = self
             .reads
             .written
             .iter()
-            .filter(|(_, w)| **w == Written::Pending)
+            .filter(|(_, w)| asks(w))
             .map(|(ds, _)| ds.clone())
             .collect();
         for ds in pending {
             let mark = match self.shared.pool(&ds).cloned() {
                 Some(primary) => match primary_position(self, &primary).await {
                     Ok(pos) => Written::At(pos),
+                    Err(e) if e.is_unreachable() => {
+                        debug!(%ds, "the primary is down: {e}");
+                        Written::PrimaryDown
+                    }
                     Err(e) => {
                         debug!(%ds, "cannot read the primary's position: {e}");
                         Written::Unknown
@@ -431,6 +477,18 @@ impl Session {
 
 /// `@@gtid_binlog_pos` of a primary: every transaction committed there so
 /// far, the session's own included.
+/// What replica connection `conn` has received from its primary
+/// (`Gtid_IO_Pos` of each replication source).
+async fn received_position(conn: &mut PooledConn) -> Result<Position, BackendError> {
+    let sources = conn.query_text_named("SHOW ALL SLAVES STATUS").await?;
+    let received: Vec<&str> = sources
+        .iter()
+        .filter_map(|row| row.get("Gtid_IO_Pos").and_then(|v| v.as_deref()))
+        .filter(|pos| !pos.is_empty())
+        .collect();
+    Ok(Position::parse(&received.join(",")))
+}
+
 async fn primary_position(
     session: &Session,
     primary: &Arc<Pool>,
