@@ -1,8 +1,8 @@
 //! ShardGate's proxy: a MySQL-protocol front end that serves clients from
 //! pooled backend connections.
 //!
-//! A statement flows: `session` (command loop, session state) → `sql`
-//! (classification) → `backend` (pools, connections) → `wire` (framing and
+//! A statement flows: `session` (command loop, session state) →
+//! `shardgate_sql` (classification) → `backend` (pools, connections) → `wire` (framing and
 //! forwarding of replies). Routing by sharding rules slots in between
 //! classification and the choice of pool.
 
@@ -20,7 +20,6 @@ pub mod server;
 pub mod session;
 pub mod sessions;
 pub mod shard;
-pub mod sql;
 pub mod staging;
 pub mod wire;
 

@@ -580,7 +580,7 @@ enum Effect {
 }
 
 fn transaction_effect(payload: &[u8]) -> Effect {
-    use crate::sql::label::first_word;
+    use shardgate_sql::label::first_word;
     match payload.first() {
         Some(&COM_QUERY) => {
             let sql = &payload[1..];

@@ -2,7 +2,7 @@
 //! alone (no parse, no rules — the rules may change while it waits): the
 //! words that may name a table, and whether it only reads.
 
-use crate::sql::lex::{Lexer, Token};
+use shardgate_sql::lex::{Lexer, Token};
 
 /// First words of statements that only read.
 const READ_WORDS: &[&str] = &[

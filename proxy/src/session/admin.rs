@@ -20,8 +20,8 @@ use crate::metrics::Snapshot;
 use crate::server::Shared;
 use crate::shard::plan::PlanContext;
 use crate::shard::preview::{preview, MergePlan, Preview};
-use crate::sql::admin::{AdminSqlError, AdminStatement};
 use crate::wire::ok_err::{encode_eof, put_lenenc_int, put_lenenc_str, ErrInfo};
+use shardgate_sql::admin::{AdminSqlError, AdminStatement};
 
 /// How a column's values are typed for the client (sent as text rows
 /// either way): drivers map INT and DOUBLE columns to numbers.

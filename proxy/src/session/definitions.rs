@@ -50,7 +50,7 @@ impl Ahead {
             Ahead::Run => COM_QUERY,
             Ahead::Prepare => COM_STMT_PREPARE,
         });
-        payload.extend_from_slice(&crate::sql::text::restore(sql));
+        payload.extend_from_slice(&shardgate_sql::text::restore(sql));
         payload
     }
 

@@ -38,11 +38,6 @@ use crate::shard::analyze::{Analysis, ShardedStatement};
 use crate::shard::labels::analyze_labelled;
 use crate::shard::params::decode_params;
 use crate::shard::plan::{check_supported, prepare_target, single_node, PlanContext};
-use crate::sql::admin::{may_be_admin, parse as parse_admin, AdminSqlError, AdminStatement};
-use crate::sql::classify::{classify, with_logical_database, Assignment, Classified, Kind};
-use crate::sql::label::statement_label;
-use crate::sql::statements::{self, Piece};
-use crate::sql::text::{analysis_text, restore, value_text, ClientCharset};
 use crate::wire::command::*;
 use crate::wire::ok_err::{encode_eof, status, ErrInfo, OkInfo};
 use crate::wire::packet::{PacketReader, PacketWriter, ReadError};
@@ -50,6 +45,11 @@ use crate::wire::response::{Outcome, ResponseKind, StatusFix};
 use crate::wire::stmt::{long_data_param, retarget_execute, set_statement_id, statement_id};
 use forward::{forward_reply, Answer, ForwardError};
 use prepared::{PreparedStatement, ShardedPrepared, Statements};
+use shardgate_sql::admin::{may_be_admin, parse as parse_admin, AdminSqlError, AdminStatement};
+use shardgate_sql::classify::{classify, with_logical_database, Assignment, Classified, Kind};
+use shardgate_sql::label::statement_label;
+use shardgate_sql::statements::{self, Piece};
+use shardgate_sql::text::{analysis_text, restore, value_text, ClientCharset};
 use state::{literal_from_read_back, SessionVars};
 
 /// Serves one client connection until it quits or goes away.
@@ -81,7 +81,7 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
             .register(connection_id, &hello.user, shared.version);
         let mut session = Session {
             flavor: Flavor::for_client(hello.capabilities, hello.collation),
-            charset: ClientCharset::of_collation(hello.collation),
+            charset: crate::wire::handshake::client_charset(hello.collation),
             capabilities: hello.capabilities,
             db,
             database: hello.database,
@@ -558,7 +558,7 @@ impl Session {
             == shardgate_rules::config::TransactionReads::Replica
             && self.tx.open.as_ref().is_some_and(|t| t.read_only)
             && matches!(
-                crate::sql::label::statement_label(sql),
+                shardgate_sql::label::statement_label(sql),
                 "insert" | "update" | "delete" | "replace"
             )
     }
@@ -1031,7 +1031,7 @@ impl Session {
             .await?;
         if let Outcome::Prepared(ok) = outcome {
             conn.remember_statement(backend_sql, ok.statement_id, ok.num_params);
-            let replica_safe = crate::sql::reads::replica_safe(text);
+            let replica_safe = shardgate_sql::reads::replica_safe(text);
             self.statements.insert(
                 id,
                 PreparedStatement {
@@ -1136,8 +1136,8 @@ impl Session {
             let params = decode_params(&packet, usize::from(num_params), &[], self.charset)
                 .map_err(|e| wrong_arguments(e.to_string()))?;
             let text = analysis_text(&sql, self.charset);
-            let placeholders: Vec<usize> = crate::sql::lex::Lexer::new(&text)
-                .filter(|s| s.token == crate::sql::lex::Token::Punct(b'?'))
+            let placeholders: Vec<usize> = shardgate_sql::lex::Lexer::new(&text)
+                .filter(|s| s.token == shardgate_sql::lex::Token::Punct(b'?'))
                 .map(|s| s.start)
                 .collect();
             let bound = crate::shard::rewrite::bind_params(&text, &placeholders, &params);
@@ -1459,7 +1459,7 @@ impl Session {
         self.pinned = None;
         self.last_insert = None;
         self.current.read_back_vars.clear();
-        self.charset = ClientCharset::of_collation(self.flavor.collation);
+        self.charset = crate::wire::handshake::client_charset(self.flavor.collation);
         self.status = status::AUTOCOMMIT;
     }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::backend::Pool;
 use crate::shard::analyze::ShardedStatement;
-use crate::sql::classify::Classified;
+use shardgate_sql::classify::Classified;
 
 /// A statement prepared by the client.
 #[derive(Debug)]

@@ -30,11 +30,11 @@ use crate::error::BackendError;
 use crate::replica::gtid::Position;
 use crate::replica::ReadChoice;
 use crate::shard::analyze::ShardedStatement;
-use crate::sql::reads::replica_safe;
-use crate::sql::text::analysis_text;
 use crate::wire::command::{Command, CommandKind};
 use crate::wire::packet::Mark;
 use shardgate_rules::TableKind;
+use shardgate_sql::reads::replica_safe;
+use shardgate_sql::text::analysis_text;
 
 /// How long a read waits for a replica to apply the session's own last
 /// write before it goes to the primary instead.
@@ -431,7 +431,7 @@ impl Session {
     /// the client got any of the reply.
     pub(super) async fn statement_with_retry(&mut self, sql: &[u8]) -> Result<(), Failure> {
         // Each statement of a multi-statement string says whether it writes.
-        self.current.statement_label = Some(crate::sql::label::statement_label(sql));
+        self.current.statement_label = Some(shardgate_sql::label::statement_label(sql));
         self.set_read_intent(replica_safe(&analysis_text(sql, self.charset)));
         self.resolve_pending_writes().await;
         let retry_from = self.statement_retry_point();

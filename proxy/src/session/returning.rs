@@ -13,10 +13,10 @@ use crate::error::{codes, BackendError};
 use crate::merge::column::ColumnInfo;
 use crate::merge::value::{decode_row, encode_row, RowFormat};
 use crate::shard::plan::{Returning, Target};
-use crate::sql::classify::Classified;
 use crate::wire::ok_err::{encode_eof, eof_status, put_lenenc_int, ErrInfo, OkInfo};
 use crate::wire::packet::MAX_PAYLOAD;
 use crate::wire::response::Outcome;
+use shardgate_sql::classify::Classified;
 
 /// The savepoint that makes a statement inside the client's transaction
 /// all or nothing.

@@ -4,7 +4,7 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use crate::sql::classify::Assignment;
+use shardgate_sql::classify::Assignment;
 
 /// Ordered session assignments, later ones replayed after earlier ones.
 #[derive(Debug, Default, Clone)]

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use shardgate_rules::config::DatabaseRules;
 use shardgate_rules::{Config, ShardingRules, TableKind};
 
-use crate::sql::lex::{Lexer, Token};
 use crate::wire::ok_err::{put_lenenc_int, put_lenenc_str, take_lenenc_int};
+use shardgate_sql::lex::{Lexer, Token};
 
 /// The names to translate between a logical database and its default
 /// data source's physical one (and those of the other logical databases

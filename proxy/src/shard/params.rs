@@ -4,7 +4,7 @@
 
 use shardgate_rules::ShardValue;
 
-use crate::sql::text::ClientCharset;
+use shardgate_sql::text::ClientCharset;
 
 /// One bound parameter.
 #[derive(Debug, Clone, PartialEq)]

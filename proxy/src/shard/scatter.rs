@@ -15,7 +15,7 @@ use super::error::{MergeShapeError, Unmergeable};
 use super::having::{ArithOp, CmpOp, Cond as HavingCond};
 use crate::merge::column::ColumnInfo;
 use crate::merge::plan::{Aggregate, AggregateKind, Compared, MergePlan, SortKey};
-use crate::sql::lex::{Lexer, Spanned as Tok, Token};
+use shardgate_sql::lex::{Lexer, Spanned as Tok, Token};
 
 /// A column of the node result: a select item, or the k-th derived column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,6 +8,7 @@ use mysql_common::io::ParseBuf;
 use mysql_common::packets::{HandshakePacket, HandshakeResponse};
 use mysql_common::proto::MySerialize;
 use rand::Rng;
+use shardgate_sql::text::ClientCharset;
 
 pub const NATIVE_PASSWORD: &str = "mysql_native_password";
 
@@ -150,6 +151,14 @@ pub fn verify_native_password(salt: &[u8; 20], password: &str, answer: &[u8]) ->
     }
 }
 
+/// The character set of a collation id, as a handshake or
+/// `SET NAMES` leaves it on a connection.
+pub fn client_charset(collation: u8) -> ClientCharset {
+    use mysql_common::collations::{Collation, CollationId};
+    let collation: Collation<'static> = CollationId::from(u16::from(collation)).into();
+    ClientCharset::named(collation.charset())
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -158,6 +167,14 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
     use mysql_common::packets::AuthPlugin;
+
+    #[test]
+    fn collations_name_their_charset() {
+        assert_eq!(client_charset(45), ClientCharset::UTF8);
+        assert_eq!(client_charset(33).name(), "utf8mb3");
+        assert_eq!(client_charset(8), ClientCharset::named("latin1"));
+        assert_eq!(client_charset(28), ClientCharset::named("gbk"));
+    }
 
     #[test]
     fn greeting_parses_back() {

@@ -6,10 +6,10 @@ use crate::error::{codes, BackendError};
 use crate::session::{Failure, Session};
 use crate::shard::plan::{Affected, Target};
 use crate::shard::rewrite::move_guard;
-use crate::sql::classify::Classified;
-use crate::sql::text::restore;
 use crate::wire::ok_err::InfoCounts;
 use crate::wire::ok_err::{ErrInfo, OkInfo};
+use shardgate_sql::classify::Classified;
+use shardgate_sql::text::restore;
 use std::sync::Arc;
 use tracing::warn;
 

@@ -14,13 +14,13 @@ use crate::shard::having::Cond as HavingCond;
 use crate::shard::params::ParamValue;
 use crate::shard::plan::{FirstTable, Target};
 use crate::shard::scatter::{merge_plan, ScatterSelect};
-use crate::sql::classify::Classified;
-use crate::sql::text::restore;
 use crate::wire::command::COM_QUERY;
 use crate::wire::ok_err::ErrInfo;
 use crate::wire::ok_err::{encode_eof, put_lenenc_int};
 use crate::wire::response::Outcome;
 use crate::wire::stmt::set_statement_id;
+use shardgate_sql::classify::Classified;
+use shardgate_sql::text::restore;
 use std::sync::Arc;
 use tracing::debug;
 

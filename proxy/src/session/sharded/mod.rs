@@ -18,13 +18,13 @@ use crate::merge::value::{encode_row, RowFormat, Value};
 use crate::shard::analyze::{ShardedStatement, StatementKind};
 use crate::shard::params::ParamValue;
 use crate::shard::plan::{node_target, plan, PlanContext, Route, Target};
-use crate::sql::classify::Classified;
-use crate::sql::text::restore;
 use crate::wire::command::COM_QUERY;
 use crate::wire::ok_err::ErrInfo;
 use crate::wire::ok_err::{encode_eof, put_lenenc_int};
 use crate::wire::response::{Outcome, ResponseKind};
 use crate::wire::stmt::{set_statement_id, statement_id};
+use shardgate_sql::classify::Classified;
+use shardgate_sql::text::restore;
 
 mod fanout;
 mod merge;
@@ -522,8 +522,8 @@ fn primary_pool_of(
 
 /// The text form of a node statement with `?` parameters (parameters bound).
 fn bind_for_text(target: &Target, params: &[ParamValue]) -> String {
-    let placeholders: Vec<usize> = crate::sql::lex::Lexer::new(&target.sql)
-        .filter(|s| s.token == crate::sql::lex::Token::Punct(b'?'))
+    let placeholders: Vec<usize> = shardgate_sql::lex::Lexer::new(&target.sql)
+        .filter(|s| s.token == shardgate_sql::lex::Token::Punct(b'?'))
         .map(|s| s.start)
         .collect();
     crate::shard::rewrite::bind_params(&target.sql, &placeholders, params)

@@ -8,10 +8,10 @@ use crate::merge::column::ColumnInfo;
 use crate::merge::engine::{RowSink, RowSource};
 use crate::merge::error::MergeError;
 use crate::merge::value::{decode_row, encode_row, RowFormat, Value};
-use crate::sql::text::restore;
 use crate::wire::command::COM_QUERY;
 use crate::wire::ok_err::ErrInfo;
 use crate::wire::packet::PacketWriter;
+use shardgate_sql::text::restore;
 use tokio::net::tcp::OwnedWriteHalf;
 
 /// Sends a query whose reply is read later. Until it is read to the end

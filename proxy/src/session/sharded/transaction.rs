@@ -4,11 +4,11 @@
 use crate::error::BackendError;
 use crate::session::forward::Answer;
 use crate::session::{Failure, Session};
-use crate::sql::classify::{Classified, Savepoint};
-use crate::sql::text::restore;
 use crate::wire::command::COM_QUERY;
 use crate::wire::ok_err::{ErrInfo, OkInfo};
 use crate::wire::response::{Outcome, ResponseKind};
+use shardgate_sql::classify::{Classified, Savepoint};
+use shardgate_sql::text::restore;
 use tracing::{error, warn};
 
 impl Session {
@@ -105,7 +105,7 @@ impl Session {
         }
         if let Some(err) = failed {
             let commit =
-                crate::sql::label::first_word(sql.as_bytes()).eq_ignore_ascii_case(b"commit");
+                shardgate_sql::label::first_word(sql.as_bytes()).eq_ignore_ascii_case(b"commit");
             if commit && !done.is_empty() {
                 error!(committed = %done.join(", "), "COMMIT failed after other data sources committed: {}", err.message);
                 self.shared.metrics.partial_commit();

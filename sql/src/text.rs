@@ -115,13 +115,6 @@ impl ClientCharset {
         self.name
     }
 
-    /// The character set of a handshake's collation id.
-    pub fn of_collation(id: u8) -> ClientCharset {
-        use mysql_common::collations::{Collation, CollationId};
-        let collation: Collation<'static> = CollationId::from(u16::from(id)).into();
-        Self::named(collation.charset())
-    }
-
     /// Decodes a value of the client's text to UTF-8 (invalid sequences
     /// become U+FFFD).
     pub fn decode<'a>(&self, bytes: &'a [u8]) -> Cow<'a, str> {
@@ -245,7 +238,7 @@ pub fn value_text(value: &str, charset: ClientCharset) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sql::lex::{Lexer, Token};
+    use crate::lex::{Lexer, Token};
 
     fn latin1() -> ClientCharset {
         ClientCharset::named("latin1")
@@ -298,13 +291,5 @@ mod tests {
         assert_eq!(value_text(&text, ClientCharset::UTF8), "'été'");
         let text = analysis_text(b"'\xd6\xd0'", ClientCharset::named("gbk"));
         assert_eq!(value_text(&text, ClientCharset::named("gbk")), "'中'");
-    }
-
-    #[test]
-    fn handshake_collations_name_their_charset() {
-        assert_eq!(ClientCharset::of_collation(45), ClientCharset::UTF8);
-        assert_eq!(ClientCharset::of_collation(33).name(), "utf8mb3");
-        assert_eq!(ClientCharset::of_collation(8), latin1());
-        assert_eq!(ClientCharset::of_collation(28), ClientCharset::named("gbk"));
     }
 }
