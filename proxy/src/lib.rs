@@ -11,7 +11,6 @@ pub mod alerts;
 pub mod backend;
 pub mod databases;
 pub mod error;
-pub mod merge;
 pub mod metrics;
 pub mod pause;
 pub mod reload;

@@ -14,13 +14,13 @@ use super::{auth, CommandResult, Failure, Flow, Session};
 use crate::backend::pool::{HealthCheck, Pool};
 use crate::databases::LogicalDatabase;
 use crate::error::codes;
-use crate::merge::column::{flags, types, ColumnInfo, BINARY_CHARSET};
-use crate::merge::value::{decode_row, encode_row, RowFormat};
 use crate::metrics::Snapshot;
 use crate::server::Shared;
 use crate::shard::plan::PlanContext;
 use crate::shard::preview::{preview, MergePlan, Preview};
+use crate::wire::column::{flags, types, ColumnInfo, BINARY_CHARSET};
 use crate::wire::ok_err::{encode_eof, put_lenenc_int, put_lenenc_str, ErrInfo};
+use crate::wire::row::{decode_row, encode_row, RowFormat};
 use shardgate_sql::admin::{AdminSqlError, AdminStatement};
 
 /// How a column's values are typed for the client (sent as text rows

@@ -27,7 +27,7 @@
 
 use crate::backend::PooledConn;
 use crate::error::{codes, BackendError};
-use crate::merge::column::ColumnInfo;
+use crate::wire::column::ColumnInfo;
 use crate::wire::command::{COM_QUERY, COM_STMT_CLOSE, COM_STMT_PREPARE};
 use crate::wire::ok_err::ErrInfo;
 use crate::wire::response::PrepareOk;

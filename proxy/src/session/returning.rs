@@ -10,12 +10,12 @@ use super::sharded::{read_columns, start_query};
 use super::{Failure, Session};
 use crate::backend::PooledConn;
 use crate::error::{codes, BackendError};
-use crate::merge::column::ColumnInfo;
-use crate::merge::value::{decode_row, encode_row, RowFormat};
 use crate::shard::plan::{Returning, Target};
+use crate::wire::column::ColumnInfo;
 use crate::wire::ok_err::{encode_eof, eof_status, put_lenenc_int, ErrInfo, OkInfo};
 use crate::wire::packet::MAX_PAYLOAD;
 use crate::wire::response::Outcome;
+use crate::wire::row::{decode_row, encode_row, RowFormat};
 use shardgate_sql::classify::Classified;
 
 /// The savepoint that makes a statement inside the client's transaction

@@ -2,8 +2,8 @@
 //! statements (a group's rows are spread over nodes) and evaluated on the
 //! merged groups, its aggregates read from merged columns.
 
-use crate::merge::error::MergeError;
-use crate::merge::value::Value;
+use shardgate_merge::error::MergeError;
+use shardgate_merge::Value;
 
 use super::error::MergeShapeError;
 use super::scatter::Ix;

@@ -292,7 +292,7 @@ mod tests {
 
     #[test]
     fn column_definitions_name_logical_tables() {
-        use crate::merge::column::ColumnInfo;
+        use crate::wire::column::ColumnInfo;
         let n = names();
         let physical = definition("ds2", "u", "users_7", b"name");
         let renamed = n.logical_column(&physical).unwrap();

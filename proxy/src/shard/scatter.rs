@@ -13,8 +13,8 @@ use sqlparser::ast::{
 use super::analyze::Replacement;
 use super::error::{MergeShapeError, Unmergeable};
 use super::having::{ArithOp, CmpOp, Cond as HavingCond};
-use crate::merge::column::ColumnInfo;
-use crate::merge::plan::{Aggregate, AggregateKind, Compared, MergePlan, SortKey};
+use crate::wire::column::ColumnInfo;
+use shardgate_merge::plan::{Aggregate, AggregateKind, Compared, MergePlan, SortKey};
 use shardgate_sql::lex::{Lexer, Spanned as Tok, Token};
 
 /// A column of the node result: a select item, or the k-th derived column.
@@ -916,7 +916,7 @@ pub fn node_text(
 
 /// Whether a column holds text compared by collation.
 fn is_collated_text(c: &ColumnInfo) -> bool {
-    use crate::merge::column::types;
+    use crate::wire::column::types;
     !c.is_binary_charset()
         && matches!(
             c.column_type,
@@ -935,7 +935,7 @@ fn is_collated_text(c: &ColumnInfo) -> bool {
 /// The merge plan for node results with these columns.
 pub fn merge_plan(
     sc: &ScatterSelect,
-    columns: Vec<ColumnInfo>,
+    columns: &[ColumnInfo],
     offset: u64,
     limit: Option<u64>,
     having: Option<&HavingCond>,
@@ -972,7 +972,7 @@ pub fn merge_plan(
             })
             .collect()
     };
-    let mut plan = MergePlan::new(columns.clone(), visible);
+    let mut plan = MergePlan::new(columns.iter().map(ColumnInfo::meta).collect(), visible);
     plan.order_by = keys(&sc.order);
     plan.order_after_group = keys(&sc.order_after_group);
     plan.group_by = sc.group.as_ref().map(|g| g.iter().map(cmp).collect());
@@ -1001,7 +1001,7 @@ pub fn merge_plan(
     plan.limit = limit;
     if let Some(cond) = having {
         let bound = cond.bind(&ix, &|_| None)?;
-        plan.filter = Some(crate::merge::plan::RowFilter(std::sync::Arc::new(
+        plan.filter = Some(shardgate_merge::plan::RowFilter(std::sync::Arc::new(
             move |row| bound.passes(row),
         )));
     }

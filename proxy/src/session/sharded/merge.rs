@@ -3,10 +3,6 @@
 
 use crate::backend::PooledConn;
 use crate::error::codes;
-use crate::merge::column::ColumnInfo;
-use crate::merge::engine::merge;
-use crate::merge::error::MergeError;
-use crate::merge::value::RowFormat;
 use crate::session::definitions::Ahead;
 use crate::session::forward::{forward_part, Part};
 use crate::session::{Failure, Session};
@@ -14,11 +10,15 @@ use crate::shard::having::Cond as HavingCond;
 use crate::shard::params::ParamValue;
 use crate::shard::plan::{FirstTable, Target};
 use crate::shard::scatter::{merge_plan, ScatterSelect};
+use crate::wire::column::ColumnInfo;
 use crate::wire::command::COM_QUERY;
 use crate::wire::ok_err::ErrInfo;
 use crate::wire::ok_err::{encode_eof, put_lenenc_int};
 use crate::wire::response::Outcome;
+use crate::wire::row::RowFormat;
 use crate::wire::stmt::set_statement_id;
+use shardgate_merge::engine::merge;
+use shardgate_merge::error::MergeError;
 use shardgate_sql::classify::Classified;
 use shardgate_sql::text::restore;
 use std::sync::Arc;
@@ -223,15 +223,14 @@ impl Session {
             }
         }
         let plan = match (failure, columns) {
-            (None, Some(columns)) => {
-                merge_plan(scatter, columns, offset, limit, having).map_err(|e| {
-                    Failure::Reply(ErrInfo::new(
-                        codes::ER_UNKNOWN_ERROR,
-                        "HY000",
-                        format!("cannot merge node results: {e}"),
-                    ))
-                })
-            }
+            (None, Some(columns)) => match merge_plan(scatter, &columns, offset, limit, having) {
+                Ok(plan) => Ok((plan, columns)),
+                Err(e) => Err(Failure::Reply(ErrInfo::new(
+                    codes::ER_UNKNOWN_ERROR,
+                    "HY000",
+                    format!("cannot merge node results: {e}"),
+                ))),
+            },
             (Some(failure), _) => Err(failure),
             (None, None) => Err(Failure::Reply(ErrInfo::new(
                 codes::ER_UNKNOWN_ERROR,
@@ -239,8 +238,8 @@ impl Session {
                 "no data node answered",
             ))),
         };
-        let plan = match plan {
-            Ok(plan) => plan,
+        let (plan, columns) = match plan {
+            Ok(planned) => planned,
             Err(failure) => {
                 for mut conn in conns {
                     // Replies not read to their end: these connections are closed.
@@ -255,8 +254,8 @@ impl Session {
         put_lenenc_int(&mut count, plan.visible as u64);
         self.writer.push(&count);
         let shown = shown
-            .filter(|c| c.len() == plan.columns.len())
-            .unwrap_or_else(|| plan.columns.clone());
+            .filter(|c| c.len() == columns.len())
+            .unwrap_or_else(|| columns.clone());
         for column in &shown[..plan.visible] {
             match self.db.metadata.logical_column(&column.raw) {
                 Some(logical) => self.writer.push(&logical),
@@ -266,12 +265,12 @@ impl Session {
         if !deprecate_eof {
             self.writer.push(&encode_eof(0, self.reply_status()));
         }
-        let visible: Vec<ColumnInfo> = plan.columns[..plan.visible].to_vec();
+        let visible: Vec<ColumnInfo> = columns[..plan.visible].to_vec();
         let mut sources: Vec<NodeRows<'_>> = conns
             .iter_mut()
             .map(|conn| NodeRows {
                 conn,
-                columns: &plan.columns,
+                columns: &columns,
                 deprecate_eof,
                 done: false,
                 lost: false,

@@ -14,7 +14,6 @@ use super::{Failure, Session};
 use crate::backend::Pool;
 use crate::databases::TableColumns;
 use crate::error::codes;
-use crate::merge::value::{encode_row, RowFormat, Value};
 use crate::shard::analyze::{ShardedStatement, StatementKind};
 use crate::shard::params::ParamValue;
 use crate::shard::plan::{node_target, plan, PlanContext, Route, Target};
@@ -22,7 +21,9 @@ use crate::wire::command::COM_QUERY;
 use crate::wire::ok_err::ErrInfo;
 use crate::wire::ok_err::{encode_eof, put_lenenc_int};
 use crate::wire::response::{Outcome, ResponseKind};
+use crate::wire::row::{encode_row, RowFormat};
 use crate::wire::stmt::{set_statement_id, statement_id};
+use shardgate_merge::Value;
 use shardgate_sql::classify::Classified;
 use shardgate_sql::text::restore;
 

@@ -4,13 +4,14 @@
 
 use crate::backend::PooledConn;
 use crate::error::codes;
-use crate::merge::column::ColumnInfo;
-use crate::merge::engine::{RowSink, RowSource};
-use crate::merge::error::MergeError;
-use crate::merge::value::{decode_row, encode_row, RowFormat, Value};
+use crate::wire::column::ColumnInfo;
 use crate::wire::command::COM_QUERY;
 use crate::wire::ok_err::ErrInfo;
 use crate::wire::packet::PacketWriter;
+use crate::wire::row::{decode_row, encode_row, RowFormat};
+use shardgate_merge::engine::{RowSink, RowSource};
+use shardgate_merge::error::MergeError;
+use shardgate_merge::Value;
 use shardgate_sql::text::restore;
 use tokio::net::tcp::OwnedWriteHalf;
 

@@ -4,7 +4,7 @@
 
 use std::cmp::Ordering;
 
-use super::column::{ColumnInfo, TypeClass};
+use super::column::{ColumnMeta, TypeClass};
 use super::compare::compare_values;
 use super::decimal::Dec;
 use super::error::MergeError;
@@ -65,18 +65,18 @@ impl Sum {
     }
 
     /// The sum as a value of `col`'s type; None for an empty sum.
-    fn finish(&self, col: &ColumnInfo) -> Result<Option<Value>, MergeError> {
+    fn finish(&self, col: &ColumnMeta) -> Result<Option<Value>, MergeError> {
         if matches!(self, Sum::Empty) {
             return Ok(None);
         }
         let overflow = || MergeError::Overflow(format!("sum does not fit column {}", col.name));
-        Ok(Some(match col.class() {
+        Ok(Some(match col.class {
             TypeClass::Int { .. } => {
                 let i = match self {
                     Sum::Int(i) => *i,
                     other => other.to_dec().render(0).parse().map_err(|_| overflow())?,
                 };
-                if col.is_unsigned() {
+                if col.unsigned {
                     Value::UInt(u64::try_from(i).map_err(|_| overflow())?)
                 } else {
                     Value::Int(i64::try_from(i).map_err(|_| overflow())?)
@@ -121,7 +121,7 @@ impl Accumulator {
         &mut self,
         row: &[Value],
         agg: &Aggregate,
-        columns: &[ColumnInfo],
+        columns: &[ColumnMeta],
     ) -> Result<(), MergeError> {
         let col = agg.item.column;
         match (self, agg.kind) {
@@ -183,14 +183,14 @@ impl Accumulator {
     pub(crate) fn finish(
         &self,
         agg: &Aggregate,
-        columns: &[ColumnInfo],
+        columns: &[ColumnMeta],
         row: &mut [Value],
     ) -> Result<(), MergeError> {
         let col = &columns[agg.item.column];
         let value = match self {
             Accumulator::Sum(s) => match (s.finish(col)?, agg.kind) {
                 (Some(v), _) => v,
-                (None, AggregateKind::Count) if col.is_unsigned() => Value::UInt(0),
+                (None, AggregateKind::Count) if col.unsigned => Value::UInt(0),
                 (None, AggregateKind::Count) => Value::Int(0),
                 (None, _) => Value::Null,
             },
@@ -201,9 +201,7 @@ impl Accumulator {
                 best.as_ref().map_or(Value::Null, |(v, _)| v.clone())
             }
             Accumulator::Avg { sum, count } => average(sum, count, col)?,
-            Accumulator::Distinct(_, count) if col.is_unsigned() => {
-                Value::UInt(count.unsigned_abs())
-            }
+            Accumulator::Distinct(_, count) if col.unsigned => Value::UInt(count.unsigned_abs()),
             Accumulator::Distinct(_, count) => Value::Int(*count),
         };
         row[agg.item.column] = value;
@@ -211,7 +209,7 @@ impl Accumulator {
     }
 }
 
-fn average(sum: &Sum, count: &Sum, col: &ColumnInfo) -> Result<Value, MergeError> {
+fn average(sum: &Sum, count: &Sum, col: &ColumnMeta) -> Result<Value, MergeError> {
     let n = match count {
         Sum::Empty => 0,
         Sum::Int(i) => *i,
@@ -221,7 +219,7 @@ fn average(sum: &Sum, count: &Sum, col: &ColumnInfo) -> Result<Value, MergeError
         return Ok(Value::Null);
     }
     let divisor = u64::try_from(n).map_err(|_| MergeError::Overflow("AVG row count".to_owned()))?;
-    Ok(match col.class() {
+    Ok(match col.class {
         TypeClass::Double => Value::Double(sum.to_f64() / n as f64),
         TypeClass::Float => Value::Float((sum.to_f64() / n as f64) as f32),
         TypeClass::Int { .. } => Sum::Dec(sum.to_dec().div_round(divisor, 0))
@@ -236,11 +234,10 @@ fn average(sum: &Sum, count: &Sum, col: &ColumnInfo) -> Result<Value, MergeError
 
 #[cfg(test)]
 mod tests {
-    use super::super::column::types;
     use super::super::plan::Compared;
     use super::*;
 
-    fn run(kind: AggregateKind, columns: &[ColumnInfo], rows: &[Vec<Value>]) -> Vec<Value> {
+    fn run(kind: AggregateKind, columns: &[ColumnMeta], rows: &[Vec<Value>]) -> Vec<Value> {
         let agg = Aggregate {
             item: Compared {
                 column: 0,
@@ -259,7 +256,7 @@ mod tests {
 
     #[test]
     fn sums_keep_the_column_type() {
-        let dec = [ColumnInfo::synthetic("s", types::NEWDECIMAL, 0, 2, 63)];
+        let dec = [ColumnMeta::new("s", TypeClass::Decimal).with_decimals(2)];
         let d = |s: &str| vec![Value::Decimal(s.into())];
         let out = run(
             AggregateKind::Sum,
@@ -273,14 +270,14 @@ mod tests {
             &[vec![Value::Null], vec![Value::Null]],
         );
         assert_eq!(out[0], Value::Null);
-        let dbl = [ColumnInfo::synthetic("s", types::DOUBLE, 0, 31, 63)];
+        let dbl = [ColumnMeta::new("s", TypeClass::Double).with_decimals(31)];
         let out = run(
             AggregateKind::Sum,
             &dbl,
             &[vec![Value::Double(0.5)], vec![Value::Double(1.0)]],
         );
         assert_eq!(out[0], Value::Double(1.5));
-        let int = [ColumnInfo::synthetic("c", types::LONGLONG, 0, 0, 63)];
+        let int = [ColumnMeta::new("c", TypeClass::Int { width: 8 })];
         let out = run(
             AggregateKind::Count,
             &int,
@@ -307,14 +304,14 @@ mod tests {
 
     #[test]
     fn extremes_and_averages() {
-        let int = [ColumnInfo::synthetic("m", types::LONG, 0, 0, 63)];
+        let int = [ColumnMeta::new("m", TypeClass::Int { width: 4 })];
         let rows = [vec![Value::Int(3)], vec![Value::Null], vec![Value::Int(-7)]];
         assert_eq!(run(AggregateKind::Min, &int, &rows)[0], Value::Int(-7));
         assert_eq!(run(AggregateKind::Max, &int, &rows)[0], Value::Int(3));
         let cols = [
-            ColumnInfo::synthetic("avg", types::NEWDECIMAL, 0, 4, 63),
-            ColumnInfo::synthetic("sum", types::NEWDECIMAL, 0, 0, 63),
-            ColumnInfo::synthetic("cnt", types::LONGLONG, 0, 0, 63),
+            ColumnMeta::new("avg", TypeClass::Decimal).with_decimals(4),
+            ColumnMeta::new("sum", TypeClass::Decimal),
+            ColumnMeta::new("cnt", TypeClass::Int { width: 8 }),
         ];
         let kind = AggregateKind::Avg { sum: 1, count: 2 };
         let r = |s: &str, c: i64| vec![Value::Null, Value::Decimal(s.into()), Value::Int(c)];

@@ -6,7 +6,7 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use super::column::ColumnInfo;
+use super::column::ColumnMeta;
 use super::compare::compare_rows;
 use super::engine::RowSource;
 use super::error::MergeError;
@@ -18,7 +18,7 @@ struct Head<'p> {
     row: Vec<Value>,
     source: usize,
     keys: &'p [SortKey],
-    columns: &'p [ColumnInfo],
+    columns: &'p [ColumnMeta],
 }
 
 impl Ord for Head<'_> {

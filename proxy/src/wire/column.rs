@@ -1,10 +1,11 @@
-//! Column definitions (protocol 4.1 `ColumnDefinition41` packets) as the
-//! merge engine needs them: the type, flags and decimals that decide how a
-//! value is decoded, compared, aggregated and re-encoded.
+//! Column definitions (protocol 4.1 `ColumnDefinition41` packets): the
+//! type, flags and decimals that decide how a value is decoded, compared,
+//! aggregated and re-encoded, and what the merge engine makes of them
+//! (`ColumnInfo::meta`).
 
-use crate::wire::ok_err::{put_lenenc_int, put_lenenc_str, take_lenenc_int};
+use shardgate_merge::{ColumnMeta, MergeError, TypeClass};
 
-use super::error::MergeError;
+use super::ok_err::{put_lenenc_int, put_lenenc_str, take_lenenc_int};
 
 /// MySQL column type codes (`enum_field_types`).
 pub mod types {
@@ -49,23 +50,6 @@ pub mod flags {
 
 /// The `binary` character set number: byte strings, compared bytewise.
 pub const BINARY_CHARSET: u16 = 63;
-
-/// How values of a column are represented and compared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TypeClass {
-    /// An integer stored in `width` bytes in the binary protocol.
-    Int {
-        width: usize,
-    },
-    Float,
-    Double,
-    Decimal,
-    Date,
-    DateTime,
-    Time,
-    /// Strings, blobs, enum, set, bit, json, geometry, NULL-typed.
-    Bytes,
-}
 
 /// One column definition as sent by a data node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,6 +171,16 @@ impl ColumnInfo {
     /// (MariaDB uses 31 and above for "not fixed").
     pub(crate) fn fixed_decimals(&self) -> Option<usize> {
         (self.decimals < 31).then_some(usize::from(self.decimals))
+    }
+
+    /// The column as the merge engine sees it.
+    pub fn meta(&self) -> ColumnMeta {
+        ColumnMeta {
+            name: self.name.clone(),
+            class: self.class(),
+            unsigned: self.is_unsigned(),
+            decimals: self.decimals,
+        }
     }
 
     pub(crate) fn class(&self) -> TypeClass {

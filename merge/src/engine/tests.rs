@@ -1,6 +1,6 @@
 //! Merge tests on synthetic node streams.
 
-use super::super::column::{types, ColumnInfo};
+use super::super::column::{ColumnMeta, TypeClass};
 use super::super::plan::{Aggregate, AggregateKind, Compared, SortKey};
 use super::*;
 
@@ -64,8 +64,8 @@ impl RowSink for Collect {
     }
 }
 
-fn col(name: &str, t: u8, decimals: u8) -> ColumnInfo {
-    ColumnInfo::synthetic(name, t, 0, decimals, 33)
+fn col(name: &str, class: TypeClass, decimals: u8) -> ColumnMeta {
+    ColumnMeta::new(name, class).with_decimals(decimals)
 }
 
 fn sources(nodes: Vec<Vec<Vec<Value>>>) -> Vec<VecSource> {
@@ -117,9 +117,9 @@ fn ints(rows: &[Vec<Value>]) -> Vec<i64> {
 #[tokio::test]
 async fn order_by_weight_then_desc_across_three_nodes() {
     let columns = vec![
-        col("name", types::VAR_STRING, 0),
-        col("id", types::LONG, 0),
-        ColumnInfo::synthetic("w", types::VAR_STRING, 0, 0, 63),
+        col("name", TypeClass::Bytes, 0),
+        col("id", TypeClass::Int { width: 4 }, 0),
+        ColumnMeta::new("w", TypeClass::Bytes),
     ];
     let mut plan = MergePlan::new(columns, 2);
     plan.order_by = vec![key(0, Some(2), false), key(1, None, true)];
@@ -154,7 +154,7 @@ async fn order_by_weight_then_desc_across_three_nodes() {
 
 #[tokio::test]
 async fn desc_puts_nulls_last_and_no_order_concatenates() {
-    let mut plan = MergePlan::new(vec![col("id", types::LONGLONG, 0)], 1);
+    let mut plan = MergePlan::new(vec![col("id", TypeClass::Int { width: 8 }, 0)], 1);
     let nodes = || {
         sources(vec![
             vec![vec![i(3)], vec![i(1)], vec![Value::Null]],
@@ -187,7 +187,7 @@ fn interleaved(nodes: i64, per_node: u64) -> Vec<CountingSource> {
 
 #[tokio::test]
 async fn limit_and_offset_across_nodes() {
-    let mut plan = MergePlan::new(vec![col("v", types::LONGLONG, 0)], 1);
+    let mut plan = MergePlan::new(vec![col("v", TypeClass::Int { width: 8 }, 0)], 1);
     plan.order_by = vec![key(0, None, false)];
     plan.offset = 12; // more than any single node holds
     plan.limit = Some(5);
@@ -213,7 +213,7 @@ async fn limit_and_offset_across_nodes() {
 
 #[tokio::test]
 async fn deep_offset_streams_with_bounded_memory() {
-    let mut plan = MergePlan::new(vec![col("v", types::LONGLONG, 0)], 1);
+    let mut plan = MergePlan::new(vec![col("v", TypeClass::Int { width: 8 }, 0)], 1);
     plan.order_by = vec![key(0, None, false)];
     plan.offset = 1_000_000;
     plan.limit = Some(10);
@@ -226,13 +226,13 @@ async fn deep_offset_streams_with_bounded_memory() {
 /// `grp, COUNT(*), SUM(x), AVG(x), name` with derived SUM(x), COUNT(x).
 fn grouped_plan() -> MergePlan {
     let columns = vec![
-        col("grp", types::LONG, 0),
-        col("COUNT(*)", types::LONGLONG, 0),
-        col("SUM(x)", types::NEWDECIMAL, 0),
-        col("AVG(x)", types::NEWDECIMAL, 4),
-        col("name", types::VAR_STRING, 0),
-        col("sum_x", types::NEWDECIMAL, 0),
-        col("count_x", types::LONGLONG, 0),
+        col("grp", TypeClass::Int { width: 4 }, 0),
+        col("COUNT(*)", TypeClass::Int { width: 8 }, 0),
+        col("SUM(x)", TypeClass::Decimal, 0),
+        col("AVG(x)", TypeClass::Decimal, 4),
+        col("name", TypeClass::Bytes, 0),
+        col("sum_x", TypeClass::Decimal, 0),
+        col("count_x", TypeClass::Int { width: 8 }, 0),
     ];
     let mut plan = MergePlan::new(columns, 5);
     plan.order_by = vec![key(0, None, false)];
@@ -325,11 +325,11 @@ async fn aggregates_without_group_by_over_empty_nodes() {
 #[tokio::test]
 async fn min_max_of_strings_use_weights() {
     let columns = vec![
-        col("g", types::LONG, 0),
-        col("MIN(s)", types::VAR_STRING, 0),
-        col("MAX(s)", types::VAR_STRING, 0),
-        ColumnInfo::synthetic("w_min", types::VAR_STRING, 0, 0, 63),
-        ColumnInfo::synthetic("w_max", types::VAR_STRING, 0, 0, 63),
+        col("g", TypeClass::Int { width: 4 }, 0),
+        col("MIN(s)", TypeClass::Bytes, 0),
+        col("MAX(s)", TypeClass::Bytes, 0),
+        ColumnMeta::new("w_min", TypeClass::Bytes),
+        ColumnMeta::new("w_max", TypeClass::Bytes),
     ];
     let mut plan = MergePlan::new(columns, 3);
     plan.order_by = vec![key(0, None, false)];
@@ -396,8 +396,8 @@ async fn order_after_group_sorts_groups_and_caps_memory() {
 #[tokio::test]
 async fn distinct_across_nodes() {
     let columns = vec![
-        col("name", types::VAR_STRING, 0),
-        ColumnInfo::synthetic("w", types::VAR_STRING, 0, 0, 63),
+        col("name", TypeClass::Bytes, 0),
+        ColumnMeta::new("w", TypeClass::Bytes),
     ];
     let mut plan = MergePlan::new(columns, 1);
     plan.order_by = vec![key(0, Some(1), false)];
@@ -430,7 +430,7 @@ async fn distinct_across_nodes() {
 
 #[tokio::test]
 async fn source_errors_and_bad_rows_fail_the_merge() {
-    let mut plan = MergePlan::new(vec![col("v", types::LONGLONG, 0)], 1);
+    let mut plan = MergePlan::new(vec![col("v", TypeClass::Int { width: 8 }, 0)], 1);
     plan.order_by = vec![key(0, None, false)];
     let err = run(&plan, vec![FailingSource]).await.unwrap_err();
     assert!(matches!(err, MergeError::Source(_)));
@@ -444,7 +444,7 @@ async fn source_errors_and_bad_rows_fail_the_merge() {
 
 #[tokio::test]
 async fn a_sink_that_fails_stops_the_merge_with_its_own_error() {
-    let mut plan = MergePlan::new(vec![col("v", types::LONGLONG, 0)], 1);
+    let mut plan = MergePlan::new(vec![col("v", TypeClass::Int { width: 8 }, 0)], 1);
     plan.order_by = vec![key(0, None, false)];
     let nodes = sources(vec![vec![vec![i(1)], vec![i(3)]], vec![vec![i(2)]]]);
     let err = merge(&plan, nodes, &mut GoneAfter(2)).await.unwrap_err();
@@ -454,10 +454,10 @@ async fn a_sink_that_fails_stops_the_merge_with_its_own_error() {
 #[tokio::test]
 async fn count_distinct_merges_adjacent_values_per_group() {
     let columns = vec![
-        col("g", types::LONG, 0),
-        col("COUNT(DISTINCT v)", types::LONGLONG, 0),
-        col("v", types::VAR_STRING, 0),
-        ColumnInfo::synthetic("w", types::VAR_STRING, 0, 0, 63),
+        col("g", TypeClass::Int { width: 4 }, 0),
+        col("COUNT(DISTINCT v)", TypeClass::Int { width: 8 }, 0),
+        col("v", TypeClass::Bytes, 0),
+        ColumnMeta::new("w", TypeClass::Bytes),
     ];
     let mut plan = MergePlan::new(columns, 2);
     let value = Compared {
@@ -494,7 +494,7 @@ async fn count_distinct_merges_adjacent_values_per_group() {
 
 #[tokio::test]
 async fn order_after_group_with_limit_keeps_only_the_top_rows() {
-    let mut plan = MergePlan::new(vec![col("g", types::LONGLONG, 0)], 1);
+    let mut plan = MergePlan::new(vec![col("g", TypeClass::Int { width: 8 }, 0)], 1);
     plan.order_by = vec![key(0, None, false)];
     plan.group_by = Some(vec![Compared {
         column: 0,

@@ -1,26 +1,13 @@
-//! DATE/DATETIME/TIMESTAMP/TIME values: conversion between the binary
-//! protocol encoding and MySQL's canonical text, and TIME ordering.
+//! DATE/DATETIME/TIMESTAMP/TIME values in the binary protocol: to and
+//! from their canonical text (`shardgate_merge::temporal`).
 
-use super::column::TypeClass;
-use super::error::MergeError;
-
-/// The fields of a temporal value.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Parts {
-    negative: bool,
-    year: u32,
-    month: u32,
-    day: u32,
-    /// For TIME: total hours (may exceed 24).
-    hour: u32,
-    minute: u32,
-    second: u32,
-    micros: u32,
-}
+use shardgate_merge::column::TypeClass;
+use shardgate_merge::temporal::{format, parse, Parts};
+use shardgate_merge::MergeError;
 
 /// Decodes one binary-protocol temporal value from the front of `buf` into
 /// canonical text (`decimals` fractional digits, as the column declares).
-pub(crate) fn decode_binary(
+pub(super) fn decode_binary(
     buf: &mut &[u8],
     class: TypeClass,
     decimals: u8,
@@ -51,7 +38,7 @@ pub(crate) fn decode_binary(
         if len == 12 {
             p.micros = u32le(8);
         }
-        return Ok(format_time(&p, decimals));
+        return Ok(format(&p, class, decimals));
     }
     if !matches!(len, 0 | 4 | 7 | 11) {
         return Err(MergeError::Malformed(format!(
@@ -71,13 +58,13 @@ pub(crate) fn decode_binary(
     if len == 11 {
         p.micros = u32le(7);
     }
-    Ok(format_datetime(&p, class, decimals))
+    Ok(format(&p, class, decimals))
 }
 
 /// Appends the binary-protocol encoding of canonical temporal text, with
 /// the shortest length MariaDB itself uses. Unparsable text encodes as the
 /// zero value.
-pub(crate) fn encode_binary(text: &[u8], class: TypeClass, out: &mut Vec<u8>) {
+pub(super) fn encode_binary(text: &[u8], class: TypeClass, out: &mut Vec<u8>) {
     let p = parse(text, class);
     if class == TypeClass::Time {
         let len = if p.micros != 0 {
@@ -120,94 +107,6 @@ pub(crate) fn encode_binary(text: &[u8], class: TypeClass, out: &mut Vec<u8>) {
     }
 }
 
-/// A TIME's signed value in microseconds, for ordering.
-pub(crate) fn time_micros(text: &[u8]) -> i64 {
-    let p = parse(text, TypeClass::Time);
-    let secs = i64::from(p.hour) * 3600 + i64::from(p.minute) * 60 + i64::from(p.second);
-    let v = secs * 1_000_000 + i64::from(p.micros);
-    if p.negative {
-        -v
-    } else {
-        v
-    }
-}
-
-fn parse(text: &[u8], class: TypeClass) -> Parts {
-    let mut p = Parts::default();
-    let (negative, body) = match text.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, text),
-    };
-    p.negative = negative && class == TypeClass::Time;
-    let (main, frac) = match body.iter().position(|&b| b == b'.') {
-        Some(i) => (&body[..i], &body[i + 1..]),
-        None => (body, &[][..]),
-    };
-    let fields: Vec<u32> = main
-        .split(|b| !b.is_ascii_digit())
-        .filter(|f| !f.is_empty())
-        .map(|f| {
-            f.iter().fold(0u32, |n, d| {
-                n.saturating_mul(10).saturating_add(u32::from(d - b'0'))
-            })
-        })
-        .collect();
-    let field = |i: usize| fields.get(i).copied().unwrap_or(0);
-    if class == TypeClass::Time {
-        (p.hour, p.minute, p.second) = (field(0), field(1), field(2));
-    } else {
-        (p.year, p.month, p.day) = (field(0), field(1), field(2));
-        (p.hour, p.minute, p.second) = (field(3), field(4), field(5));
-    }
-    let mut micros = 0u32;
-    for i in 0..6 {
-        let digit = frac
-            .get(i)
-            .filter(|b| b.is_ascii_digit())
-            .map_or(0, |b| b - b'0');
-        micros = micros * 10 + u32::from(digit);
-    }
-    p.micros = micros;
-    p
-}
-
-fn fraction(p: &Parts, decimals: u8) -> String {
-    let digits = match decimals {
-        1..=6 => usize::from(decimals),
-        _ if p.micros != 0 => 6,
-        _ => return String::new(),
-    };
-    let full = format!("{:06}", p.micros);
-    format!(".{}", &full[..digits])
-}
-
-fn format_datetime(p: &Parts, class: TypeClass, decimals: u8) -> Vec<u8> {
-    let date = format!("{:04}-{:02}-{:02}", p.year, p.month, p.day);
-    if class == TypeClass::Date {
-        return date.into_bytes();
-    }
-    format!(
-        "{date} {:02}:{:02}:{:02}{}",
-        p.hour,
-        p.minute,
-        p.second,
-        fraction(p, decimals)
-    )
-    .into_bytes()
-}
-
-fn format_time(p: &Parts, decimals: u8) -> Vec<u8> {
-    format!(
-        "{}{:02}:{:02}:{:02}{}",
-        if p.negative { "-" } else { "" },
-        p.hour,
-        p.minute,
-        p.second,
-        fraction(p, decimals)
-    )
-    .into_bytes()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,13 +146,5 @@ mod tests {
         // More days than an hour count holds: malformed, not an overflow.
         let mut buf: &[u8] = &[8, 0, 0xFF, 0xFF, 0xFF, 0xFF, 1, 0, 0];
         assert!(decode_binary(&mut buf, TypeClass::Time, 0).is_err());
-    }
-
-    #[test]
-    fn time_orders_negative_and_long_values() {
-        assert!(time_micros(b"-01:00:00") < time_micros(b"00:00:00"));
-        assert!(time_micros(b"-00:00:00.5") < time_micros(b"00:00:00"));
-        assert!(time_micros(b"100:00:00") > time_micros(b"99:59:59.999999"));
-        assert!(time_micros(b"-100:00:00") < time_micros(b"-99:00:00"));
     }
 }

@@ -1,7 +1,9 @@
-//! Result merging for statements that ran on several data nodes: decodes each
-//! node's rows, combines the per-node streams into the one result a single
-//! database would have produced (ORDER BY k-way merge, GROUP BY streaming
-//! aggregation, DISTINCT, LIMIT/OFFSET) and re-encodes rows for the client.
+//! Result merging for statements that ran on several data nodes: combines
+//! the per-node row streams into the one result a single database would
+//! have produced (ORDER BY k-way merge, GROUP BY streaming aggregation,
+//! DISTINCT, LIMIT/OFFSET). Rows come as protocol-neutral `Value`s with a
+//! `ColumnMeta` per column; each protocol's row codec decodes and encodes
+//! them (`RowSource` / `RowSink`).
 //!
 //! Memory is bounded by the rows in flight (one head row per node), except
 //! when groups must be re-sorted after aggregation (`order_after_group`),
@@ -13,15 +15,14 @@ mod compare;
 mod decimal;
 pub mod engine;
 pub mod error;
-mod float_text;
 mod group;
 mod kway;
 pub mod plan;
-mod temporal;
+pub mod temporal;
 pub mod value;
 
-pub use column::ColumnInfo;
+pub use column::{ColumnMeta, TypeClass};
 pub use engine::{merge, MergeStats, RowSink, RowSource};
 pub use error::MergeError;
 pub use plan::{Aggregate, AggregateKind, Compared, MergePlan, SortKey};
-pub use value::{decode_row, encode_row, RowFormat, Value};
+pub use value::Value;

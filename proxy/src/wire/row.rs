@@ -1,26 +1,13 @@
-//! Row values and the two row encodings of MySQL result sets: TEXT (for
-//! COM_QUERY) and BINARY (for COM_STMT_EXECUTE).
+//! The two row encodings of MySQL result sets, TEXT (for COM_QUERY) and
+//! BINARY (for COM_STMT_EXECUTE), to and from the merge's values.
 
-use crate::wire::ok_err::{put_lenenc_str, take_lenenc_int};
+use shardgate_merge::value::as_f64;
+use shardgate_merge::{MergeError, TypeClass, Value};
 
-use super::column::{ColumnInfo, TypeClass};
-use super::error::MergeError;
+use super::column::ColumnInfo;
 use super::float_text::{format_f32, format_f64};
+use super::ok_err::{put_lenenc_str, take_lenenc_int};
 use super::temporal;
-
-/// One decoded column value.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    Null,
-    Int(i64),
-    UInt(u64),
-    Double(f64),
-    Float(f32),
-    /// Canonical DECIMAL text.
-    Decimal(String),
-    /// Strings, blobs, and DATE/TIME types in canonical MySQL text form.
-    Bytes(Vec<u8>),
-}
 
 /// Which result-row encoding a node used (and the client expects).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,19 +199,6 @@ fn as_u64(v: &Value) -> u64 {
         Value::Float(f) => *f as i64 as u64,
         Value::Decimal(s) => s.parse::<i64>().map_or(0, |i| i as u64),
         Value::Null | Value::Bytes(_) => 0,
-    }
-}
-
-/// A numeric value as a double (mixed representations compare this way,
-/// and FLOAT/DOUBLE columns encode from it).
-pub(crate) fn as_f64(v: &Value) -> f64 {
-    match v {
-        Value::Int(i) => *i as f64,
-        Value::UInt(u) => *u as f64,
-        Value::Double(d) => *d,
-        Value::Float(f) => f64::from(*f),
-        Value::Decimal(s) => s.parse().unwrap_or(0.0),
-        Value::Null | Value::Bytes(_) => 0.0,
     }
 }
 

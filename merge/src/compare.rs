@@ -1,17 +1,18 @@
-//! Ordering of values and rows as MariaDB orders them: by collation weight
-//! when the plan supplies a `WEIGHT_STRING` column, otherwise by the typed
+//! Ordering of values and rows as the database orders them: by collation
+//! weight when the plan supplies a sort-key column (the dialect's
+//! `WEIGHT_STRING(expr)` or alike), otherwise by the typed
 //! value; NULL first ascending (and so last descending).
 
 use std::cmp::Ordering;
 
-use super::column::{ColumnInfo, TypeClass};
+use super::column::{ColumnMeta, TypeClass};
 use super::decimal::Dec;
 use super::plan::{Compared, SortKey};
 use super::temporal::time_micros;
 use super::value::{as_f64, Value};
 
 /// Compares two values of column `col` (a weight column is `Bytes`).
-pub(crate) fn compare_values(a: &Value, b: &Value, col: &ColumnInfo) -> Ordering {
+pub(crate) fn compare_values(a: &Value, b: &Value, col: &ColumnMeta) -> Ordering {
     use Value::*;
     match (a, b) {
         (Null, Null) => Ordering::Equal,
@@ -25,9 +26,7 @@ pub(crate) fn compare_values(a: &Value, b: &Value, col: &ColumnInfo) -> Ordering
             (Ok(x), Ok(y)) => x.cmp(&y),
             _ => x.cmp(y),
         },
-        (Bytes(x), Bytes(y)) if col.class() == TypeClass::Time => {
-            time_micros(x).cmp(&time_micros(y))
-        }
+        (Bytes(x), Bytes(y)) if col.class == TypeClass::Time => time_micros(x).cmp(&time_micros(y)),
         (Bytes(x), Bytes(y)) => x.cmp(y),
         (x, y) => as_f64(x).total_cmp(&as_f64(y)),
     }
@@ -38,7 +37,7 @@ pub(crate) fn compare_item(
     a: &[Value],
     b: &[Value],
     item: &Compared,
-    columns: &[ColumnInfo],
+    columns: &[ColumnMeta],
 ) -> Ordering {
     match item.weight {
         Some(w) => compare_values(&a[w], &b[w], &columns[w]),
@@ -51,7 +50,7 @@ pub(crate) fn compare_rows(
     a: &[Value],
     b: &[Value],
     keys: &[SortKey],
-    columns: &[ColumnInfo],
+    columns: &[ColumnMeta],
 ) -> Ordering {
     for key in keys {
         let ord = compare_item(a, b, &key.item, columns);
@@ -68,7 +67,7 @@ pub(crate) fn same_items(
     a: &[Value],
     b: &[Value],
     items: &[Compared],
-    columns: &[ColumnInfo],
+    columns: &[ColumnMeta],
 ) -> bool {
     items
         .iter()
@@ -77,16 +76,15 @@ pub(crate) fn same_items(
 
 #[cfg(test)]
 mod tests {
-    use super::super::column::types;
     use super::*;
 
-    fn col(t: u8) -> ColumnInfo {
-        ColumnInfo::synthetic("c", t, 0, 0, 33)
+    fn col(class: TypeClass) -> ColumnMeta {
+        ColumnMeta::new("c", class)
     }
 
     #[test]
     fn typed_comparisons() {
-        let int = col(types::LONGLONG);
+        let int = col(TypeClass::Int { width: 8 });
         assert_eq!(
             compare_values(&Value::Null, &Value::Int(i64::MIN), &int),
             Ordering::Less
@@ -95,7 +93,7 @@ mod tests {
             compare_values(&Value::Int(-1), &Value::UInt(0), &int),
             Ordering::Less
         );
-        let dec = col(types::NEWDECIMAL);
+        let dec = col(TypeClass::Decimal);
         let d = |s: &str| Value::Decimal(s.into());
         assert_eq!(
             compare_values(&d("-10.5"), &d("2.25"), &dec),
@@ -105,7 +103,7 @@ mod tests {
             compare_values(&d("10.50"), &d("9.99"), &dec),
             Ordering::Greater
         );
-        let time = col(types::TIME);
+        let time = col(TypeClass::Time);
         let t = |s: &str| Value::Bytes(s.into());
         assert_eq!(
             compare_values(&t("-10:00:00"), &t("09:00:00"), &time),
@@ -115,7 +113,7 @@ mod tests {
             compare_values(&t("100:00:00"), &t("99:00:00"), &time),
             Ordering::Greater
         );
-        let dbl = col(types::DOUBLE);
+        let dbl = col(TypeClass::Double);
         assert_eq!(
             compare_values(&Value::Double(-0.5), &Value::Double(0.25), &dbl),
             Ordering::Less
@@ -124,7 +122,7 @@ mod tests {
 
     #[test]
     fn weights_decide_over_values_and_desc_puts_nulls_last() {
-        let columns = vec![col(types::VAR_STRING), col(types::VAR_STRING)];
+        let columns = vec![col(TypeClass::Bytes), col(TypeClass::Bytes)];
         // 'a' and 'A' have equal weights under a case-insensitive collation.
         let a = [Value::Bytes(b"a".to_vec()), Value::Bytes(vec![0x41])];
         let big_a = [Value::Bytes(b"A".to_vec()), Value::Bytes(vec![0x41])];

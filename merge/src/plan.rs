@@ -1,7 +1,7 @@
 //! The merge plan: what the rewrite tells the engine about how node results
 //! are ordered and how they must be combined.
 
-use super::column::ColumnInfo;
+use super::column::ColumnMeta;
 use super::error::MergeError;
 
 /// Default cap on rows buffered for `order_after_group`.
@@ -69,7 +69,7 @@ pub struct MergePlan {
     /// Definitions of every column the nodes return (visible then derived),
     /// as received from one node: types, flags and decimals decide decoding,
     /// comparison and aggregate results.
-    pub columns: Vec<ColumnInfo>,
+    pub columns: Vec<ColumnMeta>,
     /// How every node's rows are sorted (the merge order). Empty: no order,
     /// rows are concatenated node by node.
     pub order_by: Vec<SortKey>,
@@ -95,7 +95,7 @@ pub struct MergePlan {
 
 impl MergePlan {
     /// A plan that concatenates node results unchanged.
-    pub fn new(columns: Vec<ColumnInfo>, visible: usize) -> Self {
+    pub fn new(columns: Vec<ColumnMeta>, visible: usize) -> Self {
         MergePlan {
             columns,
             order_by: Vec::new(),
@@ -157,12 +157,12 @@ impl MergePlan {
 
 #[cfg(test)]
 mod tests {
-    use super::super::column::types;
+    use super::super::column::TypeClass;
     use super::*;
 
     #[test]
     fn validate_rejects_out_of_range_columns() {
-        let cols = vec![ColumnInfo::synthetic("a", types::LONG, 0, 0, 63)];
+        let cols = vec![ColumnMeta::new("a", TypeClass::Int { width: 4 })];
         let mut plan = MergePlan::new(cols, 1);
         assert!(plan.validate().is_ok());
         plan.order_by.push(SortKey {
