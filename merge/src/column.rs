@@ -28,6 +28,9 @@ pub struct ColumnMeta {
     pub unsigned: bool,
     /// Digits after the point of DECIMAL sums and averages.
     pub decimals: u8,
+    /// Text whose order is its collation's, not its bytes': merges order
+    /// it by a sort-key column when the plan has one.
+    pub collated: bool,
 }
 
 impl ColumnMeta {
@@ -38,6 +41,7 @@ impl ColumnMeta {
             class,
             unsigned: false,
             decimals: 0,
+            collated: false,
         }
     }
 

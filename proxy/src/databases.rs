@@ -9,7 +9,7 @@ use shardgate_rules::config::DatabaseRules;
 use shardgate_rules::{ColumnKind, ColumnKinds, Config, ConfigError, ShardingRules};
 
 use crate::backend::Pool;
-use crate::shard::metadata::MetadataNames;
+use shardgate_sql::shard::metadata::MetadataNames;
 
 /// One logical database clients see.
 pub struct LogicalDatabase {

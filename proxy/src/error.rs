@@ -2,9 +2,9 @@
 //! client understands: an error code, a SQLSTATE and a message that says
 //! what to change.
 
-use crate::shard::PlanError;
 use crate::wire::ok_err::ErrInfo;
 use crate::wire::packet::ReadError;
+use shardgate_sql::shard::PlanError;
 
 /// MySQL error codes the proxy sends itself.
 pub mod codes {

@@ -2,9 +2,9 @@
 //! pooled backend connections.
 //!
 //! A statement flows: `session` (command loop, session state) →
-//! `shardgate_sql` (classification) → `backend` (pools, connections) → `wire` (framing and
-//! forwarding of replies). Routing by sharding rules slots in between
-//! classification and the choice of pool.
+//! `shardgate_sql` (classification, analysis, routing plan, rewrite) →
+//! `backend` (pools, connections) → `wire` (framing, forwarding of replies,
+//! row codecs) → `shardgate_merge` when several nodes answer.
 
 pub mod admin;
 pub mod alerts;
@@ -18,7 +18,6 @@ pub mod replica;
 pub mod server;
 pub mod session;
 pub mod sessions;
-pub mod shard;
 pub mod staging;
 pub mod wire;
 

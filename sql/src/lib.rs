@@ -6,5 +6,6 @@ pub mod classify;
 pub mod label;
 pub mod lex;
 pub mod reads;
+pub mod shard;
 pub mod statements;
 pub mod text;

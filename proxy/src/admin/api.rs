@@ -19,7 +19,7 @@ use shardgate_rules::config::{
 
 use crate::backend::pool::{HealthCheck, Pool};
 use crate::server::Proxy;
-use crate::shard::preview::preview;
+use shardgate_sql::shard::preview::preview;
 
 /// Largest size `POST /api/pools/{name}/resize` accepts.
 pub const MAX_MANUAL_SIZE: usize = 1000;
@@ -333,7 +333,7 @@ pub async fn route(
     };
     let db = shared.first_database();
     let kinds = db.known_kinds(db.table_columns_learnt().iter().map(String::as_str));
-    let ctx = crate::shard::plan::PlanContext {
+    let ctx = shardgate_sql::shard::plan::PlanContext {
         rules: &db.rules,
         default_data_source: &db.default_data_source,
         keys: &shared.keys,

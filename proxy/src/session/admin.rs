@@ -16,12 +16,12 @@ use crate::databases::LogicalDatabase;
 use crate::error::codes;
 use crate::metrics::Snapshot;
 use crate::server::Shared;
-use crate::shard::plan::PlanContext;
-use crate::shard::preview::{preview, MergePlan, Preview};
 use crate::wire::column::{flags, types, ColumnInfo, BINARY_CHARSET};
 use crate::wire::ok_err::{encode_eof, put_lenenc_int, put_lenenc_str, ErrInfo};
 use crate::wire::row::{decode_row, encode_row, RowFormat};
 use shardgate_sql::admin::{AdminSqlError, AdminStatement};
+use shardgate_sql::shard::plan::PlanContext;
+use shardgate_sql::shard::preview::{preview, MergePlan, Preview};
 
 /// How a column's values are typed for the client (sent as text rows
 /// either way): drivers map INT and DOUBLE columns to numbers.

@@ -10,11 +10,12 @@ use tokio::io::AsyncWrite;
 use crate::backend::columns::{Definitions, KeptColumns};
 use crate::backend::BackendConn;
 use crate::error::BackendError;
-use crate::shard::metadata::MetadataNames;
+use crate::wire::column::logical_column;
 use crate::wire::ok_err::take_lenenc_int;
 use crate::wire::packet::{payload_len, PacketWriter, HEADER};
 use crate::wire::response::{Outcome, PrepareOk, ResponseKind, StatusFix, Step};
 use crate::wire::stmt::set_statement_id;
+use shardgate_sql::shard::metadata::MetadataNames;
 
 /// Queued client bytes beyond which the proxy writes before reading on.
 const FLUSH_AT: usize = 256 * 1024;
@@ -98,7 +99,7 @@ pub async fn forward_reply<W: AsyncWrite + Unpin>(
             // Column definitions name the physical schema and tables: the
             // client sees the logical ones.
             if let Some(names) = names.filter(|_| scanner.expects_column_definition()) {
-                if let Some(logical) = names.logical_column(&buf[pos + HEADER..end]) {
+                if let Some(logical) = logical_column(names, &buf[pos + HEADER..end]) {
                     client.push_raw(&buf[chunk..pos]);
                     let len = logical.len();
                     client.push_raw(&[
@@ -162,7 +163,7 @@ fn push_definitions<W: AsyncWrite + Unpin>(
     names: Option<&MetadataNames>,
 ) {
     for def in definitions {
-        match names.and_then(|n| n.logical_column(def)) {
+        match names.and_then(|n| logical_column(n, def)) {
             Some(logical) => client.push(&logical),
             None => client.push(def),
         }
@@ -245,7 +246,7 @@ pub async fn forward_part<W: AsyncWrite + Unpin>(
             let definition = index >= 1 && index <= definitions;
             match names
                 .filter(|_| keep && definition)
-                .and_then(|n| n.logical_column(payload))
+                .and_then(|n| logical_column(n, payload))
             {
                 Some(logical) => client.push(&logical),
                 // The count without the "metadata follows" byte.

@@ -33,13 +33,10 @@ use crate::metrics;
 use crate::pause::Gate;
 use crate::server::{Proxy, Shared};
 use crate::sessions::Registration;
-use crate::shard::analyze::{Analysis, ShardedStatement};
-use crate::shard::labels::analyze_labelled;
-use crate::shard::params::decode_params;
-use crate::shard::plan::{check_supported, prepare_target, single_node, PlanContext};
 use crate::wire::command::*;
 use crate::wire::ok_err::{encode_eof, status, ErrInfo, OkInfo};
 use crate::wire::packet::{PacketReader, PacketWriter, ReadError};
+use crate::wire::params::decode_params;
 use crate::wire::response::{Outcome, ResponseKind, StatusFix};
 use crate::wire::row::RowFormat;
 use crate::wire::stmt::{long_data_param, retarget_execute, set_statement_id, statement_id};
@@ -48,6 +45,9 @@ use prepared::{PreparedStatement, ShardedPrepared, Statements};
 use shardgate_sql::admin::{may_be_admin, parse as parse_admin, AdminSqlError, AdminStatement};
 use shardgate_sql::classify::{classify, with_logical_database, Assignment, Classified, Kind};
 use shardgate_sql::label::statement_label;
+use shardgate_sql::shard::analyze::{Analysis, ShardedStatement};
+use shardgate_sql::shard::labels::analyze_labelled;
+use shardgate_sql::shard::plan::{check_supported, prepare_target, single_node, PlanContext};
 use shardgate_sql::statements::{self, Piece};
 use shardgate_sql::text::{analysis_text, restore, value_text, ClientCharset};
 use state::{literal_from_read_back, SessionVars};
@@ -1140,7 +1140,7 @@ impl Session {
                 .filter(|s| s.token == shardgate_sql::lex::Token::Punct(b'?'))
                 .map(|s| s.start)
                 .collect();
-            let bound = crate::shard::rewrite::bind_params(&text, &placeholders, &params);
+            let bound = shardgate_sql::shard::rewrite::bind_params(&text, &placeholders, &params);
             self.metadata_query(&bound, RowFormat::Binary).await?;
             return Ok(Flow::Continue);
         }

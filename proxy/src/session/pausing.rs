@@ -10,9 +10,9 @@ use std::sync::Arc;
 use super::{Failure, Session};
 use crate::error::codes;
 use crate::pause::statement::StatementTables;
-use crate::shard::analyze::{ShardedStatement, StatementKind};
 use crate::wire::command::{Command, CommandKind};
 use crate::wire::ok_err::ErrInfo;
+use shardgate_sql::shard::analyze::{ShardedStatement, StatementKind};
 
 /// The SQL text of a statement command (a prepared statement's own text for
 /// an execution); None for other commands.

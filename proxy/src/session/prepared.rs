@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::backend::Pool;
-use crate::shard::analyze::ShardedStatement;
 use shardgate_sql::classify::Classified;
+use shardgate_sql::shard::analyze::ShardedStatement;
 
 /// A statement prepared by the client.
 #[derive(Debug)]

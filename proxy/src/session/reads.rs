@@ -29,11 +29,11 @@ use crate::backend::{Pool, PooledConn, Role};
 use crate::error::BackendError;
 use crate::replica::gtid::Position;
 use crate::replica::ReadChoice;
-use crate::shard::analyze::ShardedStatement;
 use crate::wire::command::{Command, CommandKind};
 use crate::wire::packet::Mark;
 use shardgate_rules::TableKind;
 use shardgate_sql::reads::replica_safe;
+use shardgate_sql::shard::analyze::ShardedStatement;
 use shardgate_sql::text::analysis_text;
 
 /// How long a read waits for a replica to apply the session's own last

@@ -10,13 +10,13 @@ use super::sharded::{read_columns, start_query};
 use super::{Failure, Session};
 use crate::backend::PooledConn;
 use crate::error::{codes, BackendError};
-use crate::shard::plan::{Returning, Target};
-use crate::wire::column::ColumnInfo;
+use crate::wire::column::{logical_column, ColumnInfo};
 use crate::wire::ok_err::{encode_eof, eof_status, put_lenenc_int, ErrInfo, OkInfo};
 use crate::wire::packet::MAX_PAYLOAD;
 use crate::wire::response::Outcome;
 use crate::wire::row::{decode_row, encode_row, RowFormat};
 use shardgate_sql::classify::Classified;
+use shardgate_sql::shard::plan::{Returning, Target};
 
 /// The savepoint that makes a statement inside the client's transaction
 /// all or nothing.
@@ -195,7 +195,7 @@ impl Session {
         put_lenenc_int(&mut count, columns.len() as u64);
         self.writer.push(&count);
         for column in columns {
-            match self.db.metadata.logical_column(&column.raw) {
+            match logical_column(&self.db.metadata, &column.raw) {
                 Some(logical) => self.writer.push(&logical),
                 None => self.writer.push(&column.raw),
             }

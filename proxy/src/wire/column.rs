@@ -4,6 +4,7 @@
 //! (`ColumnInfo::meta`).
 
 use shardgate_merge::{ColumnMeta, MergeError, TypeClass};
+use shardgate_sql::shard::metadata::MetadataNames;
 
 use super::ok_err::{put_lenenc_int, put_lenenc_str, take_lenenc_int};
 
@@ -180,7 +181,25 @@ impl ColumnInfo {
             class: self.class(),
             unsigned: self.is_unsigned(),
             decimals: self.decimals,
+            collated: self.is_collated_text(),
         }
+    }
+
+    /// Whether the column holds text compared by collation.
+    fn is_collated_text(&self) -> bool {
+        !self.is_binary_charset()
+            && matches!(
+                self.column_type,
+                types::VARCHAR
+                    | types::VAR_STRING
+                    | types::STRING
+                    | types::BLOB
+                    | types::TINY_BLOB
+                    | types::MEDIUM_BLOB
+                    | types::LONG_BLOB
+                    | types::ENUM
+                    | types::SET
+            )
     }
 
     pub(crate) fn class(&self) -> TypeClass {
@@ -201,6 +220,60 @@ impl ColumnInfo {
     }
 }
 
+/// A column definition packet with the physical schema and tables
+/// renamed to the logical ones of `names`; None when it names none of them.
+///
+/// Every column definition of every result passes here, so the fields
+/// are read in place and a packet is built only when something is
+/// renamed; the fields not renamed keep their bytes.
+pub fn logical_column(names: &MetadataNames, payload: &[u8]) -> Option<Vec<u8>> {
+    let mut rest = payload;
+    let mut fields = [&[][..]; 6];
+    for field in &mut fields {
+        let len = usize::try_from(take_lenenc_int(&mut rest)?).ok()?;
+        *field = rest.get(..len)?;
+        rest = &rest[len..];
+    }
+    let fixed_len = take_lenenc_int(&mut rest)?;
+    // charset, length, type, flags, decimals (the filler is rewritten).
+    let fixed = rest.get(..12).filter(|_| fixed_len >= 12)?.get(..10)?;
+    let [catalog, schema, table, org_table, name, org_name] = fields;
+    let schema = std::str::from_utf8(schema)
+        .ok()
+        .and_then(|s| names.logical_schema(s))
+        .map(str::as_bytes);
+    let logical_table = |t: &[u8]| {
+        let logical = names.logical_table(std::str::from_utf8(t).ok()?)?;
+        Some(logical.as_bytes())
+    };
+    let renamed_table = logical_table(table);
+    // Usually the same name twice (no alias): one lookup.
+    let org_table = if org_table == table {
+        renamed_table
+    } else {
+        logical_table(org_table)
+    };
+    let table = renamed_table;
+    if schema.is_none() && table.is_none() && org_table.is_none() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(payload.len() + 16);
+    for field in [
+        catalog,
+        schema.unwrap_or(fields[1]),
+        table.unwrap_or(fields[2]),
+        org_table.unwrap_or(fields[3]),
+        name,
+        org_name,
+    ] {
+        put_lenenc_str(&mut out, field);
+    }
+    put_lenenc_int(&mut out, 12);
+    out.extend_from_slice(fixed);
+    out.extend_from_slice(&[0, 0]);
+    Some(out)
+}
+
 fn malformed(what: &str) -> MergeError {
     MergeError::Malformed(what.to_owned())
 }
@@ -208,6 +281,68 @@ fn malformed(what: &str) -> MergeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shardgate_rules::{Config, ShardingRules};
+
+    fn names() -> MetadataNames {
+        let config = Config::from_toml_str(include_str!("../../../examples/wework.toml")).unwrap();
+        let rules = ShardingRules::new(&config).unwrap();
+        MetadataNames::new(&config, &config.logical_databases()[0], &rules)
+    }
+
+    /// The definition as `ColumnInfo` encodes it.
+    fn definition(schema: &str, table: &str, org_table: &str, name: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for field in [
+            b"def",
+            schema.as_bytes(),
+            table.as_bytes(),
+            org_table.as_bytes(),
+            name,
+            name,
+        ] {
+            put_lenenc_str(&mut out, field);
+        }
+        put_lenenc_int(&mut out, 12);
+        out.extend_from_slice(&[45, 0, 120, 0, 0, 0, 254, 3, 16, 0, 0, 0]);
+        out
+    }
+
+    #[test]
+    fn column_definitions_name_logical_tables() {
+        let n = names();
+        let physical = definition("ds2", "u", "users_7", b"name");
+        let renamed = logical_column(&n, &physical).unwrap();
+        assert_eq!(renamed, definition("wework", "u", "users", b"name"));
+        let parsed = ColumnInfo::parse(&physical).unwrap();
+        let mut expected = parsed.clone();
+        expected.schema = "wework".into();
+        expected.org_table = "users".into();
+        assert_eq!(renamed, expected.encode());
+        assert_eq!(
+            logical_column(&n, &definition("ds1", "users_3", "users_3", b"c")),
+            Some(definition("wework", "users", "users", b"c"))
+        );
+        // Nothing to rename: the packet goes out as it came.
+        assert_eq!(
+            logical_column(&n, &definition("other", "t", "t", b"c")),
+            None
+        );
+        assert_eq!(
+            logical_column(&n, &definition("wework", "t", "t", b"c")),
+            None
+        );
+        assert_eq!(logical_column(&n, &definition("", "", "", b"1")), None);
+        // A column name that is not UTF-8 keeps its bytes.
+        assert_eq!(
+            logical_column(&n, &definition("ds0", "users_0", "users_0", b"\xe9t\xe9")),
+            Some(definition("wework", "users", "users", b"\xe9t\xe9"))
+        );
+        // Truncated definitions are left alone.
+        let whole = definition("ds0", "users_0", "users_0", b"c");
+        for len in [0, 5, whole.len() - 13, whole.len() - 1] {
+            assert_eq!(logical_column(&n, &whole[..len]), None, "{len}");
+        }
+    }
 
     #[test]
     fn parse_round_trips_synthetic_definition() {

@@ -10,6 +10,7 @@ mod float_text;
 pub mod handshake;
 pub mod ok_err;
 pub mod packet;
+pub mod params;
 pub mod response;
 pub mod row;
 pub mod stmt;

@@ -4,11 +4,11 @@
 use crate::backend::PooledConn;
 use crate::error::{codes, BackendError};
 use crate::session::{Failure, Session};
-use crate::shard::plan::{Affected, Target};
-use crate::shard::rewrite::move_guard;
 use crate::wire::ok_err::InfoCounts;
 use crate::wire::ok_err::{ErrInfo, OkInfo};
 use shardgate_sql::classify::Classified;
+use shardgate_sql::shard::plan::{Affected, Target};
+use shardgate_sql::shard::rewrite::move_guard;
 use shardgate_sql::text::restore;
 use std::sync::Arc;
 use tracing::warn;

@@ -6,11 +6,7 @@ use crate::error::codes;
 use crate::session::definitions::Ahead;
 use crate::session::forward::{forward_part, Part};
 use crate::session::{Failure, Session};
-use crate::shard::having::Cond as HavingCond;
-use crate::shard::params::ParamValue;
-use crate::shard::plan::{FirstTable, Target};
-use crate::shard::scatter::{merge_plan, ScatterSelect};
-use crate::wire::column::ColumnInfo;
+use crate::wire::column::{logical_column, ColumnInfo};
 use crate::wire::command::COM_QUERY;
 use crate::wire::ok_err::ErrInfo;
 use crate::wire::ok_err::{encode_eof, put_lenenc_int};
@@ -20,6 +16,10 @@ use crate::wire::stmt::set_statement_id;
 use shardgate_merge::engine::merge;
 use shardgate_merge::error::MergeError;
 use shardgate_sql::classify::Classified;
+use shardgate_sql::shard::having::Cond as HavingCond;
+use shardgate_sql::shard::params::ParamValue;
+use shardgate_sql::shard::plan::{FirstTable, Target};
+use shardgate_sql::shard::scatter::{merge_plan, ScatterSelect};
 use shardgate_sql::text::restore;
 use std::sync::Arc;
 use tracing::debug;
@@ -223,7 +223,13 @@ impl Session {
             }
         }
         let plan = match (failure, columns) {
-            (None, Some(columns)) => match merge_plan(scatter, &columns, offset, limit, having) {
+            (None, Some(columns)) => match merge_plan(
+                scatter,
+                &columns.iter().map(ColumnInfo::meta).collect::<Vec<_>>(),
+                offset,
+                limit,
+                having,
+            ) {
                 Ok(plan) => Ok((plan, columns)),
                 Err(e) => Err(Failure::Reply(ErrInfo::new(
                     codes::ER_UNKNOWN_ERROR,
@@ -257,7 +263,7 @@ impl Session {
             .filter(|c| c.len() == columns.len())
             .unwrap_or_else(|| columns.clone());
         for column in &shown[..plan.visible] {
-            match self.db.metadata.logical_column(&column.raw) {
+            match logical_column(&self.db.metadata, &column.raw) {
                 Some(logical) => self.writer.push(&logical),
                 None => self.writer.push(&column.raw),
             }

@@ -14,9 +14,6 @@ use super::{Failure, Session};
 use crate::backend::Pool;
 use crate::databases::TableColumns;
 use crate::error::codes;
-use crate::shard::analyze::{ShardedStatement, StatementKind};
-use crate::shard::params::ParamValue;
-use crate::shard::plan::{node_target, plan, PlanContext, Route, Target};
 use crate::wire::command::COM_QUERY;
 use crate::wire::ok_err::ErrInfo;
 use crate::wire::ok_err::{encode_eof, put_lenenc_int};
@@ -25,6 +22,9 @@ use crate::wire::row::{encode_row, RowFormat};
 use crate::wire::stmt::{set_statement_id, statement_id};
 use shardgate_merge::Value;
 use shardgate_sql::classify::Classified;
+use shardgate_sql::shard::analyze::{ShardedStatement, StatementKind};
+use shardgate_sql::shard::params::ParamValue;
+use shardgate_sql::shard::plan::{node_target, plan, PlanContext, Route, Target};
 use shardgate_sql::text::restore;
 
 mod fanout;
@@ -527,5 +527,5 @@ fn bind_for_text(target: &Target, params: &[ParamValue]) -> String {
         .filter(|s| s.token == shardgate_sql::lex::Token::Punct(b'?'))
         .map(|s| s.start)
         .collect();
-    crate::shard::rewrite::bind_params(&target.sql, &placeholders, params)
+    shardgate_sql::shard::rewrite::bind_params(&target.sql, &placeholders, params)
 }

@@ -13,9 +13,9 @@ use sqlparser::ast::{
 use super::analyze::Replacement;
 use super::error::{MergeShapeError, Unmergeable};
 use super::having::{ArithOp, CmpOp, Cond as HavingCond};
-use crate::wire::column::ColumnInfo;
+use crate::lex::{Lexer, Spanned as Tok, Token};
 use shardgate_merge::plan::{Aggregate, AggregateKind, Compared, MergePlan, SortKey};
-use shardgate_sql::lex::{Lexer, Spanned as Tok, Token};
+use shardgate_merge::ColumnMeta;
 
 /// A column of the node result: a select item, or the k-th derived column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -914,28 +914,10 @@ pub fn node_text(
     super::rewrite::splice_tables(&sql[range.0..range.1], &inner, physical)
 }
 
-/// Whether a column holds text compared by collation.
-fn is_collated_text(c: &ColumnInfo) -> bool {
-    use crate::wire::column::types;
-    !c.is_binary_charset()
-        && matches!(
-            c.column_type,
-            types::VARCHAR
-                | types::VAR_STRING
-                | types::STRING
-                | types::BLOB
-                | types::TINY_BLOB
-                | types::MEDIUM_BLOB
-                | types::LONG_BLOB
-                | types::ENUM
-                | types::SET
-        )
-}
-
 /// The merge plan for node results with these columns.
 pub fn merge_plan(
     sc: &ScatterSelect,
-    columns: &[ColumnInfo],
+    columns: &[ColumnMeta],
     offset: u64,
     limit: Option<u64>,
     having: Option<&HavingCond>,
@@ -958,7 +940,7 @@ pub fn merge_plan(
         let weight = c
             .weight
             .map(ix)
-            .filter(|_| columns.get(value).is_some_and(is_collated_text));
+            .filter(|_| columns.get(value).is_some_and(|c| c.collated));
         Compared {
             column: value,
             weight,
@@ -972,7 +954,7 @@ pub fn merge_plan(
             })
             .collect()
     };
-    let mut plan = MergePlan::new(columns.iter().map(ColumnInfo::meta).collect(), visible);
+    let mut plan = MergePlan::new(columns.to_vec(), visible);
     plan.order_by = keys(&sc.order);
     plan.order_after_group = keys(&sc.order_after_group);
     plan.group_by = sc.group.as_ref().map(|g| g.iter().map(cmp).collect());

@@ -5,7 +5,7 @@
 
 use super::analyze::{InsertShape, Replacement};
 use super::params::ParamValue;
-use shardgate_sql::lex::{Lexer, Token};
+use crate::lex::{Lexer, Token};
 
 /// `sql` with each replacement's range set to the physical name of its table.
 /// `physical` maps a logical table (lower case) to its name on this node.
@@ -310,7 +310,7 @@ mod tests {
                     ParamValue::Int(7),
                     ParamValue::Text {
                         bytes: b"x".to_vec(),
-                        charset: shardgate_sql::text::ClientCharset::named("latin1"),
+                        charset: crate::text::ClientCharset::named("latin1"),
                     }
                 ]
             ),

@@ -19,7 +19,7 @@ use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Location;
 
-use shardgate_sql::lex::{Lexer, Token};
+use crate::lex::{Lexer, Token};
 
 /// A value in a condition: a literal, or the n-th `?` of a prepared statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,7 +209,7 @@ pub enum AnalyzeError {
 /// same length, so every position it reports holds for `sql` itself (the
 /// node statements are cut from `sql`, which keeps its own words).
 fn share_mode_as_for_share(sql: &str) -> Option<String> {
-    use shardgate_sql::lex::Lexer;
+    use crate::lex::Lexer;
     let tokens: Vec<_> = Lexer::new(sql).collect();
     let at = tokens.windows(4).find(|w| {
         w[0].token.is_word("LOCK")

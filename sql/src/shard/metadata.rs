@@ -10,8 +10,7 @@ use std::collections::HashMap;
 use shardgate_rules::config::DatabaseRules;
 use shardgate_rules::{Config, ShardingRules, TableKind};
 
-use crate::wire::ok_err::{put_lenenc_int, put_lenenc_str, take_lenenc_int};
-use shardgate_sql::lex::{Lexer, Token};
+use crate::lex::{Lexer, Token};
 
 /// The names to translate between a logical database and its default
 /// data source's physical one (and those of the other logical databases
@@ -196,58 +195,19 @@ impl MetadataNames {
         (out != text).then(|| out.into_bytes())
     }
 
-    /// A column definition packet with the physical schema and tables
-    /// renamed to the logical ones; None when it names none of them.
-    ///
-    /// Every column definition of every result passes here, so the fields
-    /// are read in place and a packet is built only when something is
-    /// renamed; the fields not renamed keep their bytes.
-    pub fn logical_column(&self, payload: &[u8]) -> Option<Vec<u8>> {
-        let mut rest = payload;
-        let mut fields = [&[][..]; 6];
-        for field in &mut fields {
-            let len = usize::try_from(take_lenenc_int(&mut rest)?).ok()?;
-            *field = rest.get(..len)?;
-            rest = &rest[len..];
-        }
-        let fixed_len = take_lenenc_int(&mut rest)?;
-        // charset, length, type, flags, decimals (the filler is rewritten).
-        let fixed = rest.get(..12).filter(|_| fixed_len >= 12)?.get(..10)?;
-        let [catalog, schema, table, org_table, name, org_name] = fields;
-        let schema = std::str::from_utf8(schema)
-            .ok()
-            .and_then(|s| self.schemas.get(s).filter(|l| *l != s))
-            .map(String::as_bytes);
-        let logical_table = |t: &[u8]| {
-            let logical = self.any_to_logical.get(std::str::from_utf8(t).ok()?)?;
-            Some(logical.as_bytes())
-        };
-        let renamed_table = logical_table(table);
-        // Usually the same name twice (no alias): one lookup.
-        let org_table = if org_table == table {
-            renamed_table
-        } else {
-            logical_table(org_table)
-        };
-        let table = renamed_table;
-        if schema.is_none() && table.is_none() && org_table.is_none() {
-            return None;
-        }
-        let mut out = Vec::with_capacity(payload.len() + 16);
-        for field in [
-            catalog,
-            schema.unwrap_or(fields[1]),
-            table.unwrap_or(fields[2]),
-            org_table.unwrap_or(fields[3]),
-            name,
-            org_name,
-        ] {
-            put_lenenc_str(&mut out, field);
-        }
-        put_lenenc_int(&mut out, 12);
-        out.extend_from_slice(fixed);
-        out.extend_from_slice(&[0, 0]);
-        Some(out)
+    /// The logical database of physical database `physical` (of any data
+    /// source); None when it is not one or has the same name.
+    pub fn logical_schema(&self, physical: &str) -> Option<&str> {
+        self.schemas
+            .get(physical)
+            .map(String::as_str)
+            .filter(|l| *l != physical)
+    }
+
+    /// The logical table that physical table `physical` (on any data
+    /// source) stands for.
+    pub fn logical_table(&self, physical: &str) -> Option<&str> {
+        self.any_to_logical.get(physical).map(String::as_str)
     }
 
     /// A column label with the physical database mapped (`Tables_in_ds0`,
@@ -270,59 +230,6 @@ mod tests {
         let config = Config::from_toml_str(include_str!("../../../examples/wework.toml")).unwrap();
         let rules = ShardingRules::new(&config).unwrap();
         MetadataNames::new(&config, &config.logical_databases()[0], &rules)
-    }
-
-    /// The definition as `ColumnInfo` encodes it.
-    fn definition(schema: &str, table: &str, org_table: &str, name: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for field in [
-            b"def",
-            schema.as_bytes(),
-            table.as_bytes(),
-            org_table.as_bytes(),
-            name,
-            name,
-        ] {
-            put_lenenc_str(&mut out, field);
-        }
-        put_lenenc_int(&mut out, 12);
-        out.extend_from_slice(&[45, 0, 120, 0, 0, 0, 254, 3, 16, 0, 0, 0]);
-        out
-    }
-
-    #[test]
-    fn column_definitions_name_logical_tables() {
-        use crate::wire::column::ColumnInfo;
-        let n = names();
-        let physical = definition("ds2", "u", "users_7", b"name");
-        let renamed = n.logical_column(&physical).unwrap();
-        assert_eq!(renamed, definition("wework", "u", "users", b"name"));
-        let parsed = ColumnInfo::parse(&physical).unwrap();
-        let mut expected = parsed.clone();
-        expected.schema = "wework".into();
-        expected.org_table = "users".into();
-        assert_eq!(renamed, expected.encode());
-        assert_eq!(
-            n.logical_column(&definition("ds1", "users_3", "users_3", b"c")),
-            Some(definition("wework", "users", "users", b"c"))
-        );
-        // Nothing to rename: the packet goes out as it came.
-        assert_eq!(n.logical_column(&definition("other", "t", "t", b"c")), None);
-        assert_eq!(
-            n.logical_column(&definition("wework", "t", "t", b"c")),
-            None
-        );
-        assert_eq!(n.logical_column(&definition("", "", "", b"1")), None);
-        // A column name that is not UTF-8 keeps its bytes.
-        assert_eq!(
-            n.logical_column(&definition("ds0", "users_0", "users_0", b"\xe9t\xe9")),
-            Some(definition("wework", "users", "users", b"\xe9t\xe9"))
-        );
-        // Truncated definitions are left alone.
-        let whole = definition("ds0", "users_0", "users_0", b"c");
-        for len in [0, 5, whole.len() - 13, whole.len() - 1] {
-            assert_eq!(n.logical_column(&whole[..len]), None, "{len}");
-        }
     }
 
     #[test]

@@ -27,7 +27,7 @@ use shardgate_rules::{ShardValue, ShardingRules, TableKind};
 use sqlparser::keywords::ALL_KEYWORDS;
 
 use super::analyze::{Cond, Replacement, SelectShape, ShardedStatement, StatementKind, Val};
-use shardgate_sql::lex::{Lexer, Spanned, Token};
+use crate::lex::{Lexer, Spanned, Token};
 
 /// Keywords that sqlparser reads as plain identifiers in the grammar's
 /// places (select item, table, compared column), as the tests check: common

@@ -162,7 +162,7 @@ fn decimal_text(number: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shardgate_sql::text::ClientCharset;
+    use crate::text::ClientCharset;
 
     fn text(s: &str) -> Val {
         Val::Lit(ShardValue::Text(s.into()))

@@ -18,7 +18,7 @@ use super::having::Cond as HavingCond;
 use super::params::ParamValue;
 use super::rewrite::{bind_params, insert_rows, splice_tables};
 use super::scatter::{derived_columns, node_tail, node_text, LimitVal, ScatterSelect};
-use shardgate_sql::lex::{Lexer, Token};
+use crate::lex::{Lexer, Token};
 
 /// One statement for one data source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -916,8 +916,8 @@ fn plan_broadcast(
 mod tests {
     use super::*;
     use crate::shard::analyze::{analyze, Analysis};
+    use crate::text::ClientCharset;
     use shardgate_rules::{Config, SystemClock};
-    use shardgate_sql::text::ClientCharset;
 
     fn fixture() -> (Config, ShardingRules) {
         let config = Config::from_toml_str(include_str!("../../../examples/wework.toml")).unwrap();

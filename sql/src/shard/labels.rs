@@ -12,7 +12,7 @@ use shardgate_rules::ShardingRules;
 use sqlparser::ast::{Delete, Expr, Insert, SelectItem, SetExpr, Statement};
 
 use super::analyze::{analyze, Analysis, AnalyzeError, Replacement};
-use shardgate_sql::lex::{Lexer, Token};
+use crate::lex::{Lexer, Token};
 
 /// Words that may follow SELECT before its first item.
 const SELECT_OPTIONS: [&str; 11] = [
