@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod classify;
+pub mod dialect;
 pub mod label;
 pub mod lex;
 pub mod reads;

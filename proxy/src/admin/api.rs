@@ -19,6 +19,7 @@ use shardgate_rules::config::{
 
 use crate::backend::pool::{HealthCheck, Pool};
 use crate::server::Proxy;
+use shardgate_sql::dialect::MARIADB;
 use shardgate_sql::shard::preview::preview;
 
 /// Largest size `POST /api/pools/{name}/resize` accepts.
@@ -334,6 +335,7 @@ pub async fn route(
     let db = shared.first_database();
     let kinds = db.known_kinds(db.table_columns_learnt().iter().map(String::as_str));
     let ctx = shardgate_sql::shard::plan::PlanContext {
+        dialect: &MARIADB,
         rules: &db.rules,
         default_data_source: &db.default_data_source,
         keys: &shared.keys,

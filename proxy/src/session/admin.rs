@@ -20,6 +20,7 @@ use crate::wire::column::{flags, types, ColumnInfo, BINARY_CHARSET};
 use crate::wire::ok_err::{encode_eof, put_lenenc_int, put_lenenc_str, ErrInfo};
 use crate::wire::row::{decode_row, encode_row, RowFormat};
 use shardgate_sql::admin::{AdminSqlError, AdminStatement};
+use shardgate_sql::dialect::MARIADB;
 use shardgate_sql::shard::plan::PlanContext;
 use shardgate_sql::shard::preview::{preview, MergePlan, Preview};
 
@@ -199,6 +200,7 @@ fn answer(
         AdminStatement::Preview(sql) => {
             let kinds = db.known_kinds(db.table_columns_learnt().iter().map(String::as_str));
             let ctx = PlanContext {
+                dialect: &MARIADB,
                 rules: &db.rules,
                 default_data_source: &db.default_data_source,
                 keys: &shared.keys,
@@ -849,6 +851,7 @@ mod tests {
         let (config, rules) = seed();
         let keys = SnowflakeGenerator::new(&config.snowflake, SystemClock);
         let ctx = PlanContext {
+            dialect: &MARIADB,
             rules: &rules,
             default_data_source: "ds0",
             keys: &keys,

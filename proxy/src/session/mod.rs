@@ -44,6 +44,7 @@ use forward::{forward_reply, Answer, ForwardError};
 use prepared::{PreparedStatement, ShardedPrepared, Statements};
 use shardgate_sql::admin::{may_be_admin, parse as parse_admin, AdminSqlError, AdminStatement};
 use shardgate_sql::classify::{classify, with_logical_database, Assignment, Classified, Kind};
+use shardgate_sql::dialect::MARIADB;
 use shardgate_sql::label::statement_label;
 use shardgate_sql::shard::analyze::{Analysis, ShardedStatement};
 use shardgate_sql::shard::labels::analyze_labelled;
@@ -942,7 +943,7 @@ impl Session {
     /// the proxy cannot analyse is refused.
     /// With it, the text the node statements are cut from (see `shard::labels`).
     fn analyze<'a>(&self, sql: &'a str) -> Result<(Analysis, Cow<'a, str>), Failure> {
-        let (mut analysis, sql) = analyze_labelled(sql, &self.db.rules, &self.db.name)
+        let (mut analysis, sql) = analyze_labelled(sql, &MARIADB, &self.db.rules, &self.db.name)
             .map_err(|e| Failure::Reply(not_supported(e.to_string())))?;
         if let (Analysis::Sharded(st), false) = (&mut analysis, sql.is_ascii()) {
             // Values in the client's bytes are read in its character set.

@@ -15,10 +15,10 @@ use sqlparser::ast::{
     ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, Spanned, Statement, TableFactor,
     UnaryOperator, Value,
 };
-use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Location;
 
+use crate::dialect::Dialect;
 use crate::lex::{Lexer, Token};
 
 /// A value in a condition: a literal, or the n-th `?` of a prepared statement.
@@ -203,27 +203,10 @@ pub enum AnalyzeError {
     Unsupported(String),
 }
 
-/// Analyses `sql` against the rules.
-/// The parser knows `FOR SHARE` but not MariaDB's `LOCK IN SHARE MODE`:
-/// the text it parses has the latter written as the former, padded to the
-/// same length, so every position it reports holds for `sql` itself (the
-/// node statements are cut from `sql`, which keeps its own words).
-fn share_mode_as_for_share(sql: &str) -> Option<String> {
-    use crate::lex::Lexer;
-    let tokens: Vec<_> = Lexer::new(sql).collect();
-    let at = tokens.windows(4).find(|w| {
-        w[0].token.is_word("LOCK")
-            && w[1].token.is_word("IN")
-            && w[2].token.is_word("SHARE")
-            && w[3].token.is_word("MODE")
-    })?;
-    let (start, end) = (at[0].start, at[3].end);
-    let replacement = format!("{:<width$}", "FOR SHARE", width = end - start);
-    Some(format!("{}{replacement}{}", &sql[..start], &sql[end..]))
-}
-
+/// Analyses `sql`, written in `dialect`, against the rules.
 pub fn analyze(
     sql: &str,
+    dialect: &dyn Dialect,
     rules: &ShardingRules,
     logical_db: &str,
 ) -> Result<Analysis, AnalyzeError> {
@@ -234,7 +217,7 @@ pub fn analyze(
     if let Some(st) = super::simple::point_select(sql, rules) {
         return Ok(Analysis::Sharded(Box::new(st)));
     }
-    parsed(sql, rules, logical_db, &named)
+    parsed(sql, dialect, rules, logical_db, &named)
 }
 
 /// [`analyze`] from sqlparser's parse, whatever the statement (the tests
@@ -242,6 +225,7 @@ pub fn analyze(
 #[cfg(test)]
 pub(crate) fn analyze_parsed(
     sql: &str,
+    dialect: &dyn Dialect,
     rules: &ShardingRules,
     logical_db: &str,
 ) -> Result<Analysis, AnalyzeError> {
@@ -249,20 +233,21 @@ pub(crate) fn analyze_parsed(
     if named.is_empty() {
         return Ok(Analysis::Unsharded);
     }
-    parsed(sql, rules, logical_db, &named)
+    parsed(sql, dialect, rules, logical_db, &named)
 }
 
 /// The analysis of a statement naming the routed tables `named`, from its parse.
 fn parsed(
     sql: &str,
+    dialect: &dyn Dialect,
     rules: &ShardingRules,
     logical_db: &str,
     named: &BTreeSet<String>,
 ) -> Result<Analysis, AnalyzeError> {
     let tables_text = || named.iter().cloned().collect::<Vec<_>>().join(", ");
-    let parsable = share_mode_as_for_share(sql);
-    let statements = Parser::parse_sql(&MySqlDialect {}, parsable.as_deref().unwrap_or(sql))
-        .map_err(|e| AnalyzeError::Unparsable {
+    let parsable = dialect.parsable(sql);
+    let statements =
+        Parser::parse_sql(dialect.parser(), &parsable).map_err(|e| AnalyzeError::Unparsable {
             tables: tables_text(),
             reason: e.to_string(),
         })?;
@@ -275,6 +260,7 @@ fn parsed(
     let lines = LineIndex::new(sql);
     let mut a = Analyzer {
         sql,
+        dialect,
         rules,
         logical_db,
         lines,
@@ -328,6 +314,7 @@ fn parsed(
                         s,
                         &offset,
                         &out.placeholders,
+                        dialect,
                     ));
                 }
             }
@@ -346,11 +333,9 @@ fn parsed(
             out.ordered_write = !u.order_by.is_empty() || u.limit.is_some();
             out.updates_sharding_column = u.assignments.iter().any(|asg| {
                 let target = asg.target.to_string();
-                let column = target
-                    .rsplit('.')
-                    .next()
-                    .unwrap_or(&target)
-                    .trim_matches('`');
+                let column = a
+                    .dialect
+                    .unquoted(target.rsplit('.').next().unwrap_or(&target));
                 a.tables.iter().any(|t| {
                     rules
                         .sharding_columns(t)
@@ -463,7 +448,7 @@ fn updates_sharding_column(a: &Analyzer<'_>, ins: &sqlparser::ast::Insert) -> bo
                 let target = x.target.to_string();
                 sharding
                     .iter()
-                    .any(|c| c.eq_ignore_ascii_case(target.trim_matches('`')))
+                    .any(|c| c.eq_ignore_ascii_case(a.dialect.unquoted(&target)))
             })
         }
         _ => false,
@@ -547,6 +532,7 @@ impl LineIndex {
 
 struct Analyzer<'a> {
     sql: &'a str,
+    dialect: &'a dyn Dialect,
     rules: &'a ShardingRules,
     logical_db: &'a str,
     lines: LineIndex,
@@ -696,11 +682,9 @@ impl Analyzer<'_> {
         for factor in factors {
             if let TableFactor::Table { name, alias, .. } = factor {
                 let table = name.to_string();
-                let table = table
-                    .rsplit('.')
-                    .next()
-                    .unwrap_or(&table)
-                    .trim_matches('`')
+                let table = self
+                    .dialect
+                    .unquoted(table.rsplit('.').next().unwrap_or(&table))
                     .to_ascii_lowercase();
                 if let Some(alias) = alias {
                     self.aliases
@@ -959,7 +943,7 @@ impl Analyzer<'_> {
         let columns: Vec<String> = ins
             .columns
             .iter()
-            .map(|c| c.to_string().trim_matches('`').to_ascii_lowercase())
+            .map(|c| self.dialect.unquoted(&c.to_string()).to_ascii_lowercase())
             .collect();
         let columns_end = ins
             .columns
@@ -1030,7 +1014,11 @@ impl Analyzer<'_> {
             columns: ins
                 .assignments
                 .iter()
-                .map(|a| a.target.to_string().trim_matches('`').to_ascii_lowercase())
+                .map(|a| {
+                    self.dialect
+                        .unquoted(&a.target.to_string())
+                        .to_ascii_lowercase()
+                })
                 .collect(),
             columns_end: None,
             rows: vec![InsertRow {

@@ -10,6 +10,7 @@
 use super::analyze::{analyze, Analysis};
 use super::plan::{plan, PlanContext, Route, Target};
 use super::scatter::{AggSpec, ColRef, Ix, ScatterSelect};
+use crate::dialect::MARIADB;
 use shardgate_rules::{ColumnKinds, Config, ShardingRules, SnowflakeGenerator, SystemClock};
 use std::fmt::Write;
 
@@ -25,13 +26,14 @@ fn statements(text: &str) -> Vec<String> {
 
 fn render(sql: &str, rules: &ShardingRules, keys: &SnowflakeGenerator) -> String {
     let ctx = PlanContext {
+        dialect: &MARIADB,
         rules,
         default_data_source: "ds0",
         keys,
         kinds: ColumnKinds::none(),
     };
     let mut out = format!("> {sql}\n");
-    let st = match analyze(sql, rules, "wework") {
+    let st = match analyze(sql, &MARIADB, rules, "wework") {
         Ok(Analysis::Sharded(st)) => st,
         Ok(Analysis::Unsharded) => {
             out.push_str("unsharded: the default data source, unchanged\n");

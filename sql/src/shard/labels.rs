@@ -12,6 +12,7 @@ use shardgate_rules::ShardingRules;
 use sqlparser::ast::{Delete, Expr, Insert, SelectItem, SetExpr, Statement};
 
 use super::analyze::{analyze, Analysis, AnalyzeError, Replacement};
+use crate::dialect::Dialect;
 use crate::lex::{Lexer, Token};
 
 /// Words that may follow SELECT before its first item.
@@ -51,30 +52,33 @@ const LIST_ENDS: [&str; 13] = [
 /// otherwise name a physical table.
 pub fn analyze_labelled<'a>(
     sql: &'a str,
+    dialect: &dyn Dialect,
     rules: &ShardingRules,
     logical_db: &str,
 ) -> Result<(Analysis, Cow<'a, str>), AnalyzeError> {
-    let analysis = analyze(sql, rules, logical_db)?;
+    let analysis = analyze(sql, dialect, rules, logical_db)?;
     let Analysis::Sharded(st) = &analysis else {
         return Ok((analysis, Cow::Borrowed(sql)));
     };
     if st.unlabelled.is_empty() {
         return Ok((analysis, Cow::Borrowed(sql)));
     }
-    let labelled = with_labels(sql, &st.unlabelled);
+    let labelled = with_labels(sql, &st.unlabelled, dialect);
     // Aliased now, the items need no label: this analysis is the last.
-    Ok((analyze(&labelled, rules, logical_db)?, Cow::Owned(labelled)))
+    Ok((
+        analyze(&labelled, dialect, rules, logical_db)?,
+        Cow::Owned(labelled),
+    ))
 }
 
 /// `sql` with each item of `items` followed by its own text as alias.
-fn with_labels(sql: &str, items: &[Range<usize>]) -> String {
+fn with_labels(sql: &str, items: &[Range<usize>], dialect: &dyn Dialect) -> String {
     let mut out = String::with_capacity(sql.len() + 32);
     let mut from = 0;
     for item in items {
         out.push_str(&sql[from..item.end]);
-        out.push_str(" AS `");
-        out.push_str(&sql[item.clone()].replace('`', "``"));
-        out.push('`');
+        out.push_str(" AS ");
+        dialect.push_quoted(&mut out, &sql[item.clone()]);
         from = item.end;
     }
     out.push_str(&sql[from..]);
@@ -175,6 +179,7 @@ fn item_list(sql: &str, keyword: &str) -> Option<Vec<Range<usize>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dialect::MARIADB;
     use shardgate_rules::{Config, ShardingRules};
 
     fn rules() -> ShardingRules {
@@ -183,7 +188,7 @@ mod tests {
     }
 
     fn labelled(sql: &str) -> String {
-        analyze_labelled(sql, &rules(), "wework")
+        analyze_labelled(sql, &MARIADB, &rules(), "wework")
             .unwrap()
             .1
             .into_owned()

@@ -18,6 +18,7 @@ use super::having::Cond as HavingCond;
 use super::params::ParamValue;
 use super::rewrite::{bind_params, insert_rows, splice_tables};
 use super::scatter::{derived_columns, node_tail, node_text, LimitVal, ScatterSelect};
+use crate::dialect::Dialect;
 use crate::lex::{Lexer, Token};
 
 /// One statement for one data source.
@@ -116,6 +117,8 @@ pub struct PlanContext<'a> {
     /// The SQL kinds of the statement's sharding columns, where their
     /// algorithm places values by it ([`ColumnKinds::none`] elsewhere).
     pub kinds: &'a ColumnKinds,
+    /// The SQL of the data sources, for the node statements.
+    pub dialect: &'a dyn Dialect,
 }
 
 /// Plans `st` (the analysis of `sql`) with the bound parameters `params`.
@@ -269,7 +272,7 @@ pub fn prepare_target(st: &ShardedStatement, sql: &str, ctx: &PlanContext<'_>) -
         },
         None => Target {
             data_source: ctx.default_data_source.to_owned(),
-            sql: splice_tables(sql, &st.replacements, str::to_owned),
+            sql: splice_tables(sql, &st.replacements, str::to_owned, ctx.dialect),
         },
     }
 }
@@ -288,6 +291,8 @@ fn placeholders(sql: &str) -> Vec<usize> {
 struct Layout<'a> {
     /// (logical table, its nodes), in the statement's table order.
     tables: Vec<(&'a str, &'a [DataNode])>,
+    /// How node statements quote names and sort keys.
+    dialect: &'a dyn Dialect,
 }
 
 impl<'a> Layout<'a> {
@@ -298,6 +303,7 @@ impl<'a> Layout<'a> {
                 .iter()
                 .filter_map(|t| Some((t.as_str(), ctx.rules.sharded_nodes(t)?)))
                 .collect(),
+            dialect: ctx.dialect,
         }
     }
 
@@ -338,7 +344,12 @@ impl<'a> Layout<'a> {
 }
 
 fn node_sql(st: &ShardedStatement, sql: &str, layout: &Layout<'_>, position: usize) -> String {
-    splice_tables(sql, &st.replacements, layout.names(position))
+    splice_tables(
+        sql,
+        &st.replacements,
+        layout.names(position),
+        layout.dialect,
+    )
 }
 
 /// The positions of `table`'s nodes a condition reaches.
@@ -566,7 +577,7 @@ fn plan_merge(
     let offset = sc.offset.map(value).transpose()?.unwrap_or(0);
     let limit = sc.limit.map(value).transpose()?;
     let node_limit = limit.map(|n| offset.saturating_add(n));
-    let tail = node_tail(sc, node_limit);
+    let tail = node_tail(sc, node_limit, layout.dialect);
     let having_range = sc.having.as_ref().map_or((0, 0), |(_, r)| *r);
     let removed = |at: usize| {
         (sc.tail.0..sc.tail.1).contains(&at) || (having_range.0..having_range.1).contains(&at)
@@ -592,18 +603,12 @@ fn plan_merge(
             .replacements
             .iter()
             .filter(|r| !removed(r.start))
-            .map(|r| {
-                (
-                    r.start,
-                    r.end,
-                    format!("`{}`", physical(&r.table).replace('`', "``")),
-                )
-            })
+            .map(|r| (r.start, r.end, layout.dialect.quoted(&physical(&r.table))))
             .collect();
         edits.push((
             sc.insert_at,
             sc.insert_at,
-            derived_columns(sql, sc, &st.replacements, &physical),
+            derived_columns(sql, sc, &st.replacements, &physical, layout.dialect),
         ));
         // Replacing an ORDER BY / LIMIT that was there: the space before it stays.
         let tail_text = if sc.tail.0 < sc.tail.1 {
@@ -617,7 +622,7 @@ fn plan_merge(
             } else {
                 g.at
             };
-            let text = node_text(sql, g.range, &st.replacements, &physical);
+            let text = node_text(sql, g.range, &st.replacements, &physical, layout.dialect);
             edits.push((at, at, format!("{}{text}", g.prefix)));
         }
         edits.push((sc.tail.0, sc.tail.1, tail_text.to_owned()));
@@ -826,11 +831,19 @@ fn plan_insert(
     let mut targets = Vec::with_capacity(by_node.len());
     for (node, rows) in &by_node {
         let extra = key_column.map(|k| (k, generated_text.as_slice()));
-        let text = insert_rows(sql, shape, rows, extra);
-        let text = splice_tables(&text, &tail_replacements(text.len()), |_| {
-            node.table.clone()
-        });
-        let text = splice_tables(&text, &head_replacements, |_| node.table.clone());
+        let text = insert_rows(sql, shape, rows, extra, ctx.dialect);
+        let text = splice_tables(
+            &text,
+            &tail_replacements(text.len()),
+            |_| node.table.clone(),
+            ctx.dialect,
+        );
+        let text = splice_tables(
+            &text,
+            &head_replacements,
+            |_| node.table.clone(),
+            ctx.dialect,
+        );
         let kept: Vec<ParamValue> = st
             .placeholders
             .iter()
@@ -865,7 +878,7 @@ fn plan_broadcast(
     ctx: &PlanContext<'_>,
     text_of: &dyn Fn(&str) -> String,
 ) -> Result<Route, PlanError> {
-    let same_name = splice_tables(sql, &st.replacements, str::to_owned);
+    let same_name = splice_tables(sql, &st.replacements, str::to_owned, ctx.dialect);
     let everywhere = || -> Vec<Target> {
         let first = st.tables.first().map(String::as_str).unwrap_or_default();
         ctx.rules
@@ -915,6 +928,7 @@ fn plan_broadcast(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dialect::MARIADB;
     use crate::shard::analyze::{analyze, Analysis};
     use crate::text::ClientCharset;
     use shardgate_rules::{Config, SystemClock};
@@ -929,12 +943,13 @@ mod tests {
         let (config, rules) = fixture();
         let keys = SnowflakeGenerator::new(&config.snowflake, SystemClock);
         let ctx = PlanContext {
+            dialect: &MARIADB,
             rules: &rules,
             default_data_source: "ds0",
             keys: &keys,
             kinds: ColumnKinds::none(),
         };
-        let Analysis::Sharded(st) = analyze(sql, &rules, "wework").unwrap() else {
+        let Analysis::Sharded(st) = analyze(sql, &MARIADB, &rules, "wework").unwrap() else {
             panic!("unsharded: {sql}")
         };
         plan(&st, sql, params, true, &ctx)
@@ -968,6 +983,7 @@ mod tests {
         let (config, rules) = fixture();
         let keys = SnowflakeGenerator::new(&config.snowflake, SystemClock);
         let ctx = PlanContext {
+            dialect: &MARIADB,
             rules: &rules,
             default_data_source: "ds0",
             keys: &keys,
@@ -1025,7 +1041,7 @@ mod tests {
                 false,
             ),
         ] {
-            let Analysis::Sharded(st) = analyze(sql, &rules, "wework").unwrap() else {
+            let Analysis::Sharded(st) = analyze(sql, &MARIADB, &rules, "wework").unwrap() else {
                 panic!("unsharded: {sql}")
             };
             let planned = plan(&st, sql, &params, true, &ctx);
@@ -1038,7 +1054,8 @@ mod tests {
                 None => assert!(!single, "{sql}"),
             }
         }
-        let Analysis::Sharded(st) = analyze("SELECT 1 FROM users", &rules, "wework").unwrap()
+        let Analysis::Sharded(st) =
+            analyze("SELECT 1 FROM users", &MARIADB, &rules, "wework").unwrap()
         else {
             panic!()
         };
@@ -1367,13 +1384,14 @@ mod tests {
         let rules = ShardingRules::new(&config).unwrap();
         let keys = SnowflakeGenerator::new(&config.snowflake, SystemClock);
         let ctx = PlanContext {
+            dialect: &MARIADB,
             rules: &rules,
             default_data_source: "ds0",
             keys: &keys,
             kinds: ColumnKinds::none(),
         };
         let plan_of = |sql: &str| {
-            let Analysis::Sharded(st) = analyze(sql, &rules, "wework").unwrap() else {
+            let Analysis::Sharded(st) = analyze(sql, &MARIADB, &rules, "wework").unwrap() else {
                 panic!()
             };
             plan(&st, sql, &[], true, &ctx)

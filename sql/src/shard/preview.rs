@@ -50,7 +50,7 @@ pub struct Preview {
 /// parameters). A statement the proxy would refuse is the error it would
 /// send.
 pub fn preview(sql: &str, logical_db: &str, ctx: &PlanContext<'_>) -> Result<Preview, PlanError> {
-    let (st, sql) = match analyze_labelled(sql, ctx.rules, logical_db) {
+    let (st, sql) = match analyze_labelled(sql, ctx.dialect, ctx.rules, logical_db) {
         Ok((Analysis::Sharded(st), sql)) => (st, sql),
         Ok((Analysis::Unsharded, _)) => {
             return Ok(Preview {

@@ -85,11 +85,11 @@ fn is_pure_builtin(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sqlparser::dialect::MySqlDialect;
+    use crate::dialect::{Dialect, MARIADB};
     use sqlparser::parser::Parser;
 
     fn of(sql: &str) -> bool {
-        let statements = Parser::parse_sql(&MySqlDialect {}, sql).expect("parses");
+        let statements = Parser::parse_sql(MARIADB.parser(), sql).expect("parses");
         let Some(sqlparser::ast::Statement::Query(q)) = statements.first() else {
             panic!("not a query: {sql}")
         };

@@ -5,6 +5,7 @@
 
 use super::analyze::{InsertShape, Replacement};
 use super::params::ParamValue;
+use crate::dialect::Dialect;
 use crate::lex::{Lexer, Token};
 
 /// `sql` with each replacement's range set to the physical name of its table.
@@ -13,6 +14,7 @@ pub fn splice_tables(
     sql: &str,
     replacements: &[Replacement],
     physical: impl Fn(&str) -> String,
+    dialect: &dyn Dialect,
 ) -> String {
     let mut out = String::with_capacity(sql.len() + 16);
     let mut from = 0;
@@ -21,9 +23,7 @@ pub fn splice_tables(
             continue;
         }
         out.push_str(&sql[from..r.start]);
-        out.push('`');
-        out.push_str(&physical(&r.table).replace('`', "``"));
-        out.push('`');
+        dialect.push_quoted(&mut out, &physical(&r.table));
         from = r.end;
     }
     out.push_str(&sql[from..]);
@@ -37,6 +37,7 @@ pub fn insert_rows(
     shape: &InsertShape,
     keep: &[usize],
     extra: Option<(&str, &[String])>,
+    dialect: &dyn Dialect,
 ) -> String {
     let (Some(first), Some(last)) = (shape.rows.first(), shape.rows.last()) else {
         return sql.to_owned();
@@ -46,9 +47,8 @@ pub fn insert_rows(
     match (extra, shape.columns_end) {
         (Some((column, _)), Some(at)) if !shape.set_form => {
             out.push_str(&head[..at]);
-            out.push_str(", `");
-            out.push_str(column);
-            out.push('`');
+            out.push_str(", ");
+            dialect.push_quoted(&mut out, column);
             out.push_str(&head[at..]);
         }
         _ => out.push_str(head),
@@ -62,7 +62,9 @@ pub fn insert_rows(
         match extra {
             Some((column, values)) if shape.set_form => {
                 out.push_str(text);
-                out.push_str(&format!(", `{column}` = {}", values[i]));
+                out.push_str(", ");
+                dialect.push_quoted(&mut out, column);
+                out.push_str(&format!(" = {}", values[i]));
             }
             Some((_, values)) => {
                 // Insert before the row's closing parenthesis.
@@ -182,6 +184,7 @@ pub fn move_guard(update: &str, columns: &[&str]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dialect::MARIADB;
     use crate::shard::analyze::{analyze, Analysis};
     use shardgate_rules::{Config, ShardingRules};
 
@@ -191,16 +194,21 @@ mod tests {
     }
 
     fn rewritten(sql: &str, table: &'static str) -> String {
-        let Analysis::Sharded(st) = analyze(sql, &rules(), "wework").unwrap() else {
+        let Analysis::Sharded(st) = analyze(sql, &MARIADB, &rules(), "wework").unwrap() else {
             panic!("not sharded: {sql}");
         };
-        splice_tables(sql, &st.replacements, |t| {
-            if t == "users" {
-                table.to_owned()
-            } else {
-                t.to_owned()
-            }
-        })
+        splice_tables(
+            sql,
+            &st.replacements,
+            |t| {
+                if t == "users" {
+                    table.to_owned()
+                } else {
+                    t.to_owned()
+                }
+            },
+            &MARIADB,
+        )
     }
 
     #[test]
@@ -242,17 +250,17 @@ mod tests {
     #[test]
     fn insert_rows_regrouped_with_generated_keys() {
         let sql = "INSERT INTO users (name, email) VALUES ('a', NULL), ('b', 'x'), ('c', 'y')";
-        let Analysis::Sharded(st) = analyze(sql, &rules(), "wework").unwrap() else {
+        let Analysis::Sharded(st) = analyze(sql, &MARIADB, &rules(), "wework").unwrap() else {
             panic!()
         };
         let shape = st.insert.as_ref().unwrap();
         let ids = vec!["11".to_string(), "12".to_string(), "13".to_string()];
         assert_eq!(
-            insert_rows(sql, shape, &[0, 2], Some(("user_id", &ids))),
+            insert_rows(sql, shape, &[0, 2], Some(("user_id", &ids)), &MARIADB),
             "INSERT INTO users (name, email, `user_id`) VALUES ('a', NULL, 11), ('c', 'y', 13)"
         );
         assert_eq!(
-            insert_rows(sql, shape, &[1], None),
+            insert_rows(sql, shape, &[1], None, &MARIADB),
             "INSERT INTO users (name, email) VALUES ('b', 'x')"
         );
     }
@@ -260,14 +268,14 @@ mod tests {
     #[test]
     fn insert_set_form_gets_the_generated_key() {
         let sql = "INSERT INTO users SET name = 'a', email = CONCAT('x', '@y')";
-        let Analysis::Sharded(st) = analyze(sql, &rules(), "wework").unwrap() else {
+        let Analysis::Sharded(st) = analyze(sql, &MARIADB, &rules(), "wework").unwrap() else {
             panic!()
         };
         let shape = st.insert.as_ref().unwrap();
         assert!(shape.set_form);
         let ids = vec!["7".to_string()];
         assert_eq!(
-            insert_rows(sql, shape, &[0], Some(("user_id", &ids))),
+            insert_rows(sql, shape, &[0], Some(("user_id", &ids)), &MARIADB),
             "INSERT INTO users SET name = 'a', email = CONCAT('x', '@y'), `user_id` = 7"
         );
     }
@@ -299,7 +307,7 @@ mod tests {
     #[test]
     fn params_bound_as_literals() {
         let sql = "SELECT * FROM users WHERE user_id = ? AND name = ?";
-        let Analysis::Sharded(st) = analyze(sql, &rules(), "wework").unwrap() else {
+        let Analysis::Sharded(st) = analyze(sql, &MARIADB, &rules(), "wework").unwrap() else {
             panic!()
         };
         assert_eq!(

@@ -2,8 +2,9 @@
 //! derived columns and ORDER BY / LIMIT each node runs, and the merge plan
 //! the rows go through (built once the column definitions are known).
 //!
-//! String keys are compared by `WEIGHT_STRING(...)` columns the nodes
-//! compute, so ordering and grouping follow each column's collation exactly.
+//! String keys are compared by sort-key columns the nodes compute (the
+//! dialect's; `WEIGHT_STRING(...)` on MariaDB), so ordering and grouping
+//! follow each column's collation exactly.
 
 use sqlparser::ast::{
     DuplicateTreatment, Expr, FunctionArguments, GroupByExpr, LimitClause, OrderByKind,
@@ -13,6 +14,7 @@ use sqlparser::ast::{
 use super::analyze::Replacement;
 use super::error::{MergeShapeError, Unmergeable};
 use super::having::{ArithOp, CmpOp, Cond as HavingCond};
+use crate::dialect::Dialect;
 use crate::lex::{Lexer, Spanned as Tok, Token};
 use shardgate_merge::plan::{Aggregate, AggregateKind, Compared, MergePlan, SortKey};
 use shardgate_merge::ColumnMeta;
@@ -126,6 +128,7 @@ struct Item {
 
 struct Builder<'a> {
     sql: &'a str,
+    dialect: &'a dyn Dialect,
     offset: &'a dyn Fn(Span) -> Option<usize>,
     items: Vec<Item>,
     wildcard: bool,
@@ -141,6 +144,12 @@ impl Builder<'_> {
             (Some(a), Some(b)) if a < b => Ok((a, super::analyze::expression_end(self.sql, a, b))),
             _ => Err("an expression without a position".into()),
         }
+    }
+
+    /// The sort key of the expression at `range` (`WEIGHT_STRING(...)`).
+    fn sort_key(&mut self, range: (usize, usize)) -> Ix {
+        let (prefix, suffix) = self.dialect.sort_key();
+        self.derive(prefix, range, suffix)
     }
 
     fn derive(&mut self, prefix: &'static str, range: (usize, usize), suffix: &'static str) -> Ix {
@@ -199,7 +208,7 @@ impl Builder<'_> {
                 (self.derive("", r, ""), r)
             }
         };
-        let weight = Some(self.derive("WEIGHT_STRING(", range, ")"));
+        let weight = Some(self.sort_key(range));
         Ok(ColRef { value, weight })
     }
 }
@@ -268,9 +277,11 @@ pub fn scatter_select(
     s: &Select,
     offset: &dyn Fn(Span) -> Option<usize>,
     placeholders: &[usize],
+    dialect: &dyn Dialect,
 ) -> Result<ScatterSelect, Unmergeable> {
     let mut b = Builder {
         sql,
+        dialect,
         offset,
         items: Vec::new(),
         wildcard: false,
@@ -362,7 +373,7 @@ pub fn scatter_select(
                 let value = count_distinct_value(sql, &name, arg)?;
                 let value = ColRef {
                     value: b.derive("", value, ""),
-                    weight: Some(b.derive("WEIGHT_STRING(", value, ")")),
+                    weight: Some(b.sort_key(value)),
                 };
                 out.aggregates.push((
                     ColRef {
@@ -402,8 +413,7 @@ pub fn scatter_select(
                 }
                 other => return Err(format!("{other}() across data nodes").into()),
             };
-            let weight = matches!(spec, AggSpec::Min | AggSpec::Max)
-                .then(|| b.derive("WEIGHT_STRING(", range, ")"));
+            let weight = matches!(spec, AggSpec::Min | AggSpec::Max).then(|| b.sort_key(range));
             out.aggregates.push((
                 ColRef {
                     value: Ix::Visible(i),
@@ -482,7 +492,7 @@ pub fn scatter_select(
             let range = b.items[i].text;
             let k = ColRef {
                 value: Ix::Visible(i),
-                weight: Some(b.derive("WEIGHT_STRING(", range, ")")),
+                weight: Some(b.sort_key(range)),
             };
             if !all.iter().any(|(x, _): &(ColRef, bool)| x.value == k.value) {
                 all.push((k, false));
@@ -590,8 +600,7 @@ fn aggregate_column(
         }
         other => return Err(format!("{other}() across data nodes").into()),
     };
-    let weight =
-        matches!(spec, AggSpec::Min | AggSpec::Max).then(|| b.derive("WEIGHT_STRING(", range, ")"));
+    let weight = matches!(spec, AggSpec::Min | AggSpec::Max).then(|| b.sort_key(range));
     let c = ColRef { value, weight };
     aggregates.push((c, spec));
     Ok(c)
@@ -853,7 +862,7 @@ fn clause_positions(sql: &str) -> Result<(usize, (usize, usize)), Unmergeable> {
 
 /// The ORDER BY / LIMIT a node runs, for derived columns numbered from
 /// `__sg_0`, with `limit` = offset + count when nodes limit.
-pub fn node_tail(sc: &ScatterSelect, limit: Option<u64>) -> String {
+pub fn node_tail(sc: &ScatterSelect, limit: Option<u64>, dialect: &dyn Dialect) -> String {
     let mut out = String::new();
     if !sc.node_order.is_empty() {
         out.push_str(" ORDER BY ");
@@ -863,7 +872,7 @@ pub fn node_tail(sc: &ScatterSelect, limit: Option<u64>) -> String {
             .map(|(ix, desc)| {
                 let col = match ix {
                     Ix::Visible(i) => (i + 1).to_string(),
-                    Ix::Derived(k) => format!("`__sg_{k}`"),
+                    Ix::Derived(k) => dialect.quoted(&derived_name(*k)),
                 };
                 if *desc {
                     format!("{col} DESC")
@@ -886,13 +895,20 @@ pub fn derived_columns(
     sc: &ScatterSelect,
     replacements: &[Replacement],
     physical: &dyn Fn(&str) -> String,
+    dialect: &dyn Dialect,
 ) -> String {
     let mut out = String::new();
     for (k, d) in sc.derived.iter().enumerate() {
-        let text = node_text(sql, d.range, replacements, physical);
-        out.push_str(&format!(", {}{}{} AS `__sg_{k}`", d.prefix, text, d.suffix));
+        let text = node_text(sql, d.range, replacements, physical, dialect);
+        out.push_str(&format!(", {}{}{} AS ", d.prefix, text, d.suffix));
+        dialect.push_quoted(&mut out, &derived_name(k));
     }
     out
+}
+
+/// The name of derived column `k` in a node's result.
+fn derived_name(k: usize) -> String {
+    format!("__sg_{k}")
 }
 
 /// The text of `range` of `sql` as a node runs it: tables renamed.
@@ -901,6 +917,7 @@ pub fn node_text(
     range: (usize, usize),
     replacements: &[Replacement],
     physical: &dyn Fn(&str) -> String,
+    dialect: &dyn Dialect,
 ) -> String {
     let inner: Vec<Replacement> = replacements
         .iter()
@@ -911,7 +928,7 @@ pub fn node_text(
             table: r.table.clone(),
         })
         .collect();
-    super::rewrite::splice_tables(&sql[range.0..range.1], &inner, physical)
+    super::rewrite::splice_tables(&sql[range.0..range.1], &inner, physical, dialect)
 }
 
 /// The merge plan for node results with these columns.

@@ -200,6 +200,7 @@ fn contains_ignore_ascii_case(hay: &str, needle: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dialect::MARIADB;
     use crate::shard::analyze::{analyze_parsed, Analysis};
     use shardgate_rules::Config;
 
@@ -216,7 +217,7 @@ mod tests {
         let Some(fast) = point_select(sql, rules) else {
             return false;
         };
-        let parsed = analyze_parsed(sql, rules, "wework");
+        let parsed = analyze_parsed(sql, &MARIADB, rules, "wework");
         assert_eq!(
             parsed,
             Ok(Analysis::Sharded(Box::new(fast))),

@@ -35,6 +35,7 @@ mod transaction;
 use fanout::FanoutWrite;
 use rows::NodeRows;
 pub(super) use rows::{read_columns, start_query};
+use shardgate_sql::dialect::MARIADB;
 
 /// A prepared execution: the client's COM_STMT_EXECUTE (with parameter
 /// types, as `retarget_execute` leaves it) to re-target at each node's own
@@ -46,6 +47,7 @@ pub struct Execution<'a> {
 impl Session {
     pub(super) fn plan_context(&self) -> PlanContext<'_> {
         PlanContext {
+            dialect: &MARIADB,
             rules: &self.db.rules,
             default_data_source: &self.db.default_data_source,
             keys: &self.shared.keys,
@@ -77,6 +79,7 @@ impl Session {
             return Ok(Some(node.clone()));
         }
         let ctx = PlanContext {
+            dialect: &MARIADB,
             rules: &db.rules,
             default_data_source: &db.default_data_source,
             keys: &shared.keys,

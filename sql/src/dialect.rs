@@ -1,0 +1,107 @@
+//! What differs between the SQL of the databases ShardGate fronts: how the
+//! parser reads a statement, how identifiers are quoted, which expression
+//! orders a string as its collation does, which clauses the parser must be
+//! shown in another form. The
+//! analysis, the rewrite and the scatter planning ask a `Dialect` instead of
+//! writing MariaDB's forms themselves (as sqlparser's own `Dialect` does
+//! with capability methods).
+
+use std::borrow::Cow;
+
+use crate::lex::Lexer;
+
+/// One database's SQL, as far as the proxy writes or reads it.
+pub trait Dialect: Send + Sync + std::fmt::Debug {
+    /// The parser's dialect for full analysis.
+    fn parser(&self) -> &dyn sqlparser::dialect::Dialect;
+
+    /// The text the parser reads for `sql`: `sql` itself, or with clauses
+    /// the parser does not know written as ones it does, padded so that
+    /// every position it reports holds for `sql`.
+    fn parsable<'a>(&self, sql: &'a str) -> Cow<'a, str> {
+        Cow::Borrowed(sql)
+    }
+
+    /// Appends `name` as a quoted identifier.
+    fn push_quoted(&self, out: &mut String, name: &str);
+
+    /// `name` as a quoted identifier.
+    fn quoted(&self, name: &str) -> String {
+        let mut out = String::with_capacity(name.len() + 2);
+        self.push_quoted(&mut out, name);
+        out
+    }
+
+    /// An identifier as a statement wrote it, without its quotes.
+    fn unquoted<'a>(&self, ident: &'a str) -> &'a str;
+
+    /// The expression around another (`prefix`, `suffix`) whose value,
+    /// compared byte by byte, orders strings as their collation does: what
+    /// a merge of string keys from several nodes compares.
+    fn sort_key(&self) -> (&'static str, &'static str);
+}
+
+/// MariaDB (and MySQL): backquoted identifiers,
+/// `WEIGHT_STRING(expr)` sort keys, `LOCK IN SHARE MODE`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MariaDb;
+
+/// The dialect of the MySQL front end and its data sources.
+pub static MARIADB: MariaDb = MariaDb;
+
+static MARIADB_PARSER: sqlparser::dialect::MySqlDialect = sqlparser::dialect::MySqlDialect {};
+
+impl Dialect for MariaDb {
+    fn parser(&self) -> &dyn sqlparser::dialect::Dialect {
+        &MARIADB_PARSER
+    }
+
+    /// The parser knows `FOR SHARE` but not `LOCK IN SHARE MODE`: the text
+    /// it parses has the latter written as the former (the node statements
+    /// are cut from `sql`, which keeps its own words).
+    fn parsable<'a>(&self, sql: &'a str) -> Cow<'a, str> {
+        let tokens: Vec<_> = Lexer::new(sql).collect();
+        let Some(at) = tokens.windows(4).find(|w| {
+            w[0].token.is_word("LOCK")
+                && w[1].token.is_word("IN")
+                && w[2].token.is_word("SHARE")
+                && w[3].token.is_word("MODE")
+        }) else {
+            return Cow::Borrowed(sql);
+        };
+        let (start, end) = (at[0].start, at[3].end);
+        let replacement = format!("{:<width$}", "FOR SHARE", width = end - start);
+        Cow::Owned(format!("{}{replacement}{}", &sql[..start], &sql[end..]))
+    }
+
+    fn push_quoted(&self, out: &mut String, name: &str) {
+        out.push('`');
+        out.push_str(&name.replace('`', "``"));
+        out.push('`');
+    }
+
+    fn unquoted<'a>(&self, ident: &'a str) -> &'a str {
+        ident.trim_matches('`')
+    }
+
+    fn sort_key(&self) -> (&'static str, &'static str) {
+        ("WEIGHT_STRING(", ")")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mariadb_quotes_and_parses_its_own_forms() {
+        assert_eq!(MARIADB.quoted("users_7"), "`users_7`");
+        assert_eq!(MARIADB.quoted("odd`name"), "`odd``name`");
+        assert_eq!(MARIADB.unquoted("`users`"), "users");
+        let sql = "SELECT * FROM t WHERE id = 1 LOCK IN SHARE MODE";
+        let parsable = MARIADB.parsable(sql);
+        assert_eq!(parsable.len(), sql.len());
+        assert!(parsable.contains("FOR SHARE"));
+        assert!(matches!(MARIADB.parsable("SELECT 1"), Cow::Borrowed(_)));
+    }
+}
