@@ -67,7 +67,7 @@ pub struct BackendConn {
     physical_db: Arc<str>,
     /// Fingerprint of the session state last applied (0: none since login or reset).
     pub applied_state: u64,
-    statements: HashMap<Arc<[u8]>, BackendStatement>,
+    statements: foldhash::HashMap<Arc<[u8]>, BackendStatement>,
     use_counter: u64,
     /// Server status flags after the last reply.
     pub status: u16,
@@ -94,7 +94,7 @@ pub struct BackendConn {
     /// The column definitions each prepared statement's result last came
     /// with, by backend statement id, for executes the server answers
     /// without them.
-    result_columns: HashMap<u32, ResultColumns>,
+    result_columns: foldhash::HashMap<u32, ResultColumns>,
 }
 
 impl BackendConn {
@@ -126,7 +126,7 @@ impl BackendConn {
             writer: PacketWriter::new(w),
             physical_db: Arc::from(url.database.as_str()),
             applied_state: 0,
-            statements: HashMap::new(),
+            statements: HashMap::default(),
             use_counter: 0,
             status: 0,
             open_work: false,
@@ -135,7 +135,7 @@ impl BackendConn {
             broken: false,
             last_used: Instant::now(),
             cache_metadata: false,
-            result_columns: HashMap::new(),
+            result_columns: HashMap::default(),
         };
         tokio::time::timeout(CONNECT_TIMEOUT, conn.login(url))
             .await

@@ -42,7 +42,11 @@ pub enum Answer {
     Execute { backend_id: u32 },
 }
 
-/// Copies one reply from `conn` to `client`, its status flags adjusted by `fix`.
+/// Copies one reply from `conn` to `client`, its status flags adjusted by
+/// `fix`. With `stream_end`, the reply's last bytes are written at once from
+/// the backend's buffer (one copy fewer) instead of queued for the
+/// session's flush: only for replies the session has nothing to do before
+/// the client gets (see `Session::reply_may_stream`).
 pub async fn forward_reply<W: AsyncWrite + Unpin>(
     conn: &mut BackendConn,
     client: &mut PacketWriter<W>,
@@ -50,6 +54,7 @@ pub async fn forward_reply<W: AsyncWrite + Unpin>(
     answer: Answer,
     names: Option<&MetadataNames>,
     fix: StatusFix,
+    stream_end: bool,
 ) -> Result<Outcome, ForwardError> {
     let mut scanner = conn.scanner(kind);
     let mut seq = client.seq();
@@ -134,8 +139,19 @@ pub async fn forward_reply<W: AsyncWrite + Unpin>(
             return Err(KeptColumns::missing(&conn.ds).into());
         }
         if pos > 0 {
-            client.push_raw(&buf[chunk..pos]);
-            buf.advance(pos);
+            if done.is_some() && stream_end {
+                // The reply's last bytes (often all of it) go out from the
+                // backend's buffer, behind what is queued: one copy fewer.
+                let written = client.write_through(&buf[chunk..pos]).await;
+                buf.advance(pos);
+                if let Err(e) = written {
+                    conn.broken = true;
+                    return Err(ForwardError::Client(e));
+                }
+            } else {
+                client.push_raw(&buf[chunk..pos]);
+                buf.advance(pos);
+            }
         }
         client.set_seq(seq);
         columns.store(conn);

@@ -95,7 +95,7 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
             held: Vec::new(),
             holder: Holder::new(),
             user: hello.user.clone(),
-            metric_handles: std::collections::HashMap::new(),
+            metric_handles: foldhash::HashMap::default(),
             reads: ReadRouting::default(),
             tx: TransactionState::default(),
             current: CommandState::default(),
@@ -150,7 +150,7 @@ struct Session {
     /// The login user (a metric label).
     user: String,
     /// Statement metric handles by (kind, outcome).
-    metric_handles: std::collections::HashMap<
+    metric_handles: foldhash::HashMap<
         (&'static str, metrics::Outcome),
         (prometheus::IntCounter, prometheus::Histogram),
     >,
@@ -1378,6 +1378,7 @@ impl Session {
     ) -> Result<Outcome, Failure> {
         conn.send_command(payload).await?;
         let fix = self.status_fix();
+        let stream_end = self.reply_may_stream();
         let outcome = forward_reply(
             conn,
             &mut self.writer,
@@ -1385,6 +1386,7 @@ impl Session {
             answer,
             Some(&self.db.metadata),
             fix,
+            stream_end,
         )
         .await?;
         self.note_outcome(&outcome);

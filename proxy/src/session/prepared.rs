@@ -6,7 +6,7 @@
 //! A statement on sharded tables is analysed once, at prepare; the node
 //! statements its executions reach one at a time are kept with it.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::backend::Pool;
@@ -88,7 +88,7 @@ pub struct Statements {
     by_id: HashMap<u32, PreparedStatement>,
     last_prepared: Option<u32>,
     /// Statements whose sharding analysis predates a rules reload.
-    stale: std::collections::HashSet<u32>,
+    stale: HashSet<u32>,
 }
 
 /// The id MariaDB clients use for "the statement prepared just before".

@@ -17,7 +17,7 @@
 //! has applied everything it received from the primary serves the read
 //! (the monitor keeps such a replica in the rotation for the same reason).
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -322,6 +322,14 @@ impl Session {
             ReadConsistency::Proxy => self.proxy.watermarks().of(ds).wrote(),
             ReadConsistency::Eventual => {}
         }
+    }
+
+    /// Whether the current statement's reply may reach the client as soon as
+    /// it is read: a read's, which `note_possible_write` (run before the
+    /// client hears of a write, so that other sessions' reads wait for it)
+    /// leaves alone. Labels that may commit (`set autocommit = 1`) do not.
+    pub(super) fn reply_may_stream(&self) -> bool {
+        matches!(self.current.statement_label, Some("select" | "show"))
     }
 
     /// Before a read that may use replicas: learns the primaries'

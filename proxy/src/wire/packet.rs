@@ -219,6 +219,27 @@ impl<W: tokio::io::AsyncWrite + Unpin> PacketWriter<W> {
         self.seq = self.seq.wrapping_add(1);
     }
 
+    /// Writes what is queued and then already framed bytes from the
+    /// caller's buffer, in one vectored write where the stream takes it:
+    /// the caller's bytes are not copied into the queue first.
+    pub async fn write_through(&mut self, framed: &[u8]) -> io::Result<()> {
+        // Counted before writing, as in `flush`.
+        self.flushes += 1;
+        let (mut queued, mut framed) = (&self.buf[..], framed);
+        while !queued.is_empty() || !framed.is_empty() {
+            let parts = [io::IoSlice::new(queued), io::IoSlice::new(framed)];
+            let n = self.inner.write_vectored(&parts).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            let from_queued = n.min(queued.len());
+            queued = &queued[from_queued..];
+            framed = &framed[n - from_queued..];
+        }
+        self.buf.clear();
+        Ok(())
+    }
+
     /// Writes everything queued.
     pub async fn flush(&mut self) -> io::Result<()> {
         if !self.buf.is_empty() {
@@ -274,6 +295,28 @@ mod tests {
         w.flush().await.unwrap();
         assert!(!w.rollback(mark), "written bytes cannot be taken back");
         assert_eq!(w.inner.len(), 2 * HEADER + 8);
+    }
+
+    #[tokio::test]
+    async fn write_through_sends_the_queue_then_the_callers_bytes() {
+        // A pipe of 7 bytes: writes are partial, the loop must finish them.
+        let (near, mut far) = tokio::io::duplex(7);
+        let mut w = PacketWriter::new(near);
+        w.push(b"queued");
+        let mark = w.mark();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            far.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        w.write_through(b"from the backend's buffer").await.unwrap();
+        assert_eq!(w.pending(), 0);
+        assert!(!w.rollback(mark), "written bytes cannot be taken back");
+        drop(w);
+        let mut expected = vec![6, 0, 0, 0];
+        expected.extend_from_slice(b"queued");
+        expected.extend_from_slice(b"from the backend's buffer");
+        assert_eq!(reader.await.unwrap(), expected);
     }
 
     #[tokio::test]

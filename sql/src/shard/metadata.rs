@@ -5,7 +5,7 @@
 //! the rows come back with physical names mapped to logical ones (`users`,
 //! not `users_7`; `wework`, not `ds0`), one row per logical table.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use shardgate_rules::config::DatabaseRules;
 use shardgate_rules::{Config, ShardingRules, TableKind};
@@ -34,9 +34,9 @@ impl MetadataNames {
     pub fn new(config: &Config, db: &DatabaseRules<'_>, rules: &ShardingRules) -> Self {
         let default = db.default_data_source;
         let url_of = |ds: &str| config.data_sources.get(ds).map(|d| &d.url);
-        let mut to_logical = HashMap::new();
-        let mut to_physical = HashMap::new();
-        let mut any_to_logical = HashMap::new();
+        let mut to_logical = HashMap::default();
+        let mut to_physical = HashMap::default();
+        let mut any_to_logical = HashMap::default();
         for table in db.tables.keys() {
             if rules.table_kind(table) != TableKind::Sharded {
                 continue;
@@ -54,7 +54,7 @@ impl MetadataNames {
         }
         let server = url_of(default).map(|u| (u.host.clone(), u.port));
         let mut same_server = Vec::new();
-        let mut schemas = HashMap::new();
+        let mut schemas = HashMap::default();
         for other in config.logical_databases() {
             let Some(url) = url_of(other.default_data_source) else {
                 continue;

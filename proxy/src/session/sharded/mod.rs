@@ -478,6 +478,7 @@ impl Session {
         conn.send_command(packet).await?;
         let fix = self.status_fix();
         let outcome = if part.first && part.last {
+            let stream_end = self.reply_may_stream();
             super::forward::forward_reply(
                 &mut conn,
                 &mut self.writer,
@@ -487,6 +488,7 @@ impl Session {
                 },
                 Some(&self.db.metadata),
                 fix,
+                stream_end,
             )
             .await?
         } else {
