@@ -157,7 +157,7 @@ pub struct Pool {
     health: Mutex<Option<HealthCheck>>,
     acquire_seconds: prometheus::Histogram,
     /// Set by the replica monitor (replicas only).
-    replication: Mutex<Option<Replication>>,
+    replication: Mutex<Option<Arc<Replication>>>,
     observed: Mutex<Observed>,
 }
 
@@ -635,8 +635,9 @@ impl Pool {
     }
 
     /// The replica monitor's last findings (None: a primary, or not
-    /// measured yet).
-    pub fn replication(&self) -> Option<Replication> {
+    /// measured yet). Shared, not copied: every read that may use a
+    /// replica looks at them.
+    pub fn replication(&self) -> Option<Arc<Replication>> {
         self.replication
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -644,7 +645,7 @@ impl Pool {
     }
 
     pub fn set_replication(&self, replication: Replication) {
-        *self.replication.lock().unwrap_or_else(|e| e.into_inner()) = Some(replication);
+        *self.replication.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(replication));
     }
 
     /// Records how a statement on this server went. A failure's latency

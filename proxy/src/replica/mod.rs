@@ -145,7 +145,7 @@ fn no_replica(ds: &str, replicas: &[Arc<Pool>]) -> ErrInfo {
         .map(|p| {
             let reason = p
                 .replication()
-                .and_then(|r| r.reason)
+                .and_then(|r| r.reason.clone())
                 .unwrap_or_else(|| "not checked yet".into());
             format!("{}: {reason}", p.name())
         })
