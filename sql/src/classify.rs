@@ -93,9 +93,15 @@ pub struct Assignment {
 
 /// Classifies `sql`, which may hold several statements separated by `;`.
 pub fn classify(sql: &str) -> Classified {
+    classify_lexed(sql, &Lexer::new(sql).collect::<Vec<_>>())
+}
+
+/// [`classify`] from the tokens of `sql`, lexed once for every reader of
+/// the statement.
+pub fn classify_lexed(sql: &str, tokens: &[Spanned<'_>]) -> Classified {
     let mut statements = Vec::new();
     let mut current = Vec::new();
-    for s in Lexer::new(sql) {
+    for &s in tokens {
         if s.token == Token::Punct(b';') {
             if !current.is_empty() {
                 statements.push(std::mem::take(&mut current));

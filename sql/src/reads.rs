@@ -3,7 +3,7 @@
 //! state (`LAST_INSERT_ID()`, `GET_LOCK()`, `FOUND_ROWS()` ...) goes to the
 //! primary, as does any statement carrying the hint `/* shardgate:primary */`.
 
-use super::lex::{Lexer, Token};
+use super::lex::{Lexer, Spanned, Token};
 
 /// The hint that sends a read to the primary.
 pub const PRIMARY_HINT: &str = "shardgate:primary";
@@ -39,16 +39,25 @@ const PRIMARY_VARIABLES: &[&str] = &[
 
 /// Whether `sql` is a read a replica may answer.
 pub fn replica_safe(sql: &str) -> bool {
+    replica_safe_lexed(sql, &Lexer::new(sql).collect::<Vec<_>>())
+}
+
+/// [`replica_safe`] from the tokens of `sql`, lexed once for every reader
+/// of the statement.
+pub fn replica_safe_lexed(sql: &str, lexed: &[Spanned<'_>]) -> bool {
     if contains_ignore_case(sql, PRIMARY_HINT) {
         return false;
     }
-    let tokens: Vec<Token<'_>> = Lexer::new(sql).map(|s| s.token).collect();
-    let first_word = tokens.iter().find(|t| !matches!(t, Token::Punct(b'(')));
+    let first_word = lexed
+        .iter()
+        .map(|s| &s.token)
+        .find(|t| !matches!(t, Token::Punct(b'(')));
     if !first_word.is_some_and(|t| t.is_word("SELECT") || t.is_word("WITH")) {
         return false;
     }
-    for (i, token) in tokens.iter().enumerate() {
-        let next = tokens.get(i + 1);
+    for (i, spanned) in lexed.iter().enumerate() {
+        let token = &spanned.token;
+        let next = lexed.get(i + 1).map(|s| &s.token);
         let locks = (token.is_word("FOR")
             && next.is_some_and(|n| n.is_word("UPDATE") || n.is_word("SHARE")))
             || (token.is_word("LOCK") && next.is_some_and(|n| n.is_word("IN")));

@@ -43,11 +43,14 @@ use crate::wire::stmt::{long_data_param, retarget_execute, set_statement_id, sta
 use forward::{forward_reply, Answer, ForwardError};
 use prepared::{PreparedStatement, ShardedPrepared, Statements};
 use shardgate_sql::admin::{may_be_admin, parse as parse_admin, AdminSqlError, AdminStatement};
-use shardgate_sql::classify::{classify, with_logical_database, Assignment, Classified, Kind};
+use shardgate_sql::classify::{
+    classify, classify_lexed, with_logical_database, Assignment, Classified, Kind,
+};
 use shardgate_sql::dialect::MARIADB;
 use shardgate_sql::label::statement_label;
+use shardgate_sql::lex::{Lexer, Spanned};
 use shardgate_sql::shard::analyze::{Analysis, ShardedStatement};
-use shardgate_sql::shard::labels::analyze_labelled;
+use shardgate_sql::shard::labels::{analyze_labelled, analyze_labelled_lexed};
 use shardgate_sql::shard::plan::{check_supported, prepare_target, single_node, PlanContext};
 use shardgate_sql::statements::{self, Piece};
 use shardgate_sql::text::{analysis_text, restore, value_text, ClientCharset};
@@ -619,9 +622,15 @@ impl Session {
     }
 
     /// One statement of a query.
-    async fn query_statement(&mut self, sql: &[u8]) -> Result<(), Failure> {
-        let text = analysis_text(sql, self.charset);
-        let classified = classify(&text);
+    /// Runs one statement of a query: `sql` as the client sent it, `text`
+    /// its analysis text and `tokens` the tokens of `text`, lexed once.
+    async fn query_statement(
+        &mut self,
+        sql: &[u8],
+        text: &str,
+        tokens: &[Spanned<'_>],
+    ) -> Result<(), Failure> {
+        let classified = classify_lexed(text, tokens);
         if let Kind::Use(db) = &classified.kind {
             return self.use_database(db);
         }
@@ -631,7 +640,7 @@ impl Session {
         }
         // What runs: DATABASE() naming the logical database, and for other
         // statements, tables of logical databases named by qualifier.
-        let logical = self.with_logical_database(&text, &classified);
+        let logical = self.with_logical_database(text, &classified);
         let payload = match classified.kind {
             Kind::Other => match self.db.metadata.physical_qualifiers(&logical, None) {
                 Some(physical) => command_payload(COM_QUERY, &restore(&physical)),
@@ -710,7 +719,7 @@ impl Session {
             }
             Kind::TransactionControl { ends, savepoint } => {
                 return self
-                    .transaction_control(&payload, &text, *ends, savepoint.as_ref(), &classified)
+                    .transaction_control(&payload, text, *ends, savepoint.as_ref(), &classified)
                     .await;
             }
             Kind::Other if classified.reads_metadata => {
@@ -723,8 +732,11 @@ impl Session {
                     .db
                     .metadata
                     .physical_qualifiers(&logical, Some(&self.db.name));
+                // The tokens lexed before stand for the text when it is unchanged.
+                let lexed =
+                    (other_dbs.is_none() && matches!(logical, Cow::Borrowed(_))).then_some(tokens);
                 let text = other_dbs.as_deref().unwrap_or(&logical);
-                if let (Analysis::Sharded(st), text) = self.analyze(text)? {
+                if let (Analysis::Sharded(st), text) = self.analyze_from(text, lexed)? {
                     self.note_writes(&st)?;
                     return self.run_sharded(&st, &text, &[], None).await;
                 }
@@ -943,8 +955,22 @@ impl Session {
     /// the proxy cannot analyse is refused.
     /// With it, the text the node statements are cut from (see `shard::labels`).
     fn analyze<'a>(&self, sql: &'a str) -> Result<(Analysis, Cow<'a, str>), Failure> {
-        let (mut analysis, sql) = analyze_labelled(sql, &MARIADB, &self.db.rules, &self.db.name)
-            .map_err(|e| Failure::Reply(not_supported(e.to_string())))?;
+        self.analyze_from(sql, None)
+    }
+
+    /// [`Session::analyze`] with the tokens of `sql` when they are at hand.
+    fn analyze_from<'a>(
+        &self,
+        sql: &'a str,
+        tokens: Option<&[Spanned<'_>]>,
+    ) -> Result<(Analysis, Cow<'a, str>), Failure> {
+        let (rules, db) = (&self.db.rules, &self.db.name);
+        let analyzed = match tokens {
+            Some(tokens) => analyze_labelled_lexed(sql, tokens, &MARIADB, rules, db),
+            None => analyze_labelled(sql, &MARIADB, rules, db),
+        };
+        let (mut analysis, sql) =
+            analyzed.map_err(|e| Failure::Reply(not_supported(e.to_string())))?;
         if let (Analysis::Sharded(st), false) = (&mut analysis, sql.is_ascii()) {
             // Values in the client's bytes are read in its character set.
             st.map_text_values(|v| value_text(v, self.charset).into_owned());
@@ -1121,7 +1147,11 @@ impl Session {
                 Kind::ShowDatabases(like) => {
                     self.show_databases(like.as_deref(), RowFormat::Binary)
                 }
-                _ => self.query_statement(&sql).await?,
+                _ => {
+                    let text = analysis_text(&sql, self.charset);
+                    let tokens: Vec<Spanned<'_>> = Lexer::new(&text).collect();
+                    self.query_statement(&sql, &text, &tokens).await?
+                }
             }
             return Ok(Flow::Continue);
         }

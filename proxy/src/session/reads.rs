@@ -32,7 +32,8 @@ use crate::replica::ReadChoice;
 use crate::wire::command::{Command, CommandKind};
 use crate::wire::packet::Mark;
 use shardgate_rules::TableKind;
-use shardgate_sql::reads::replica_safe;
+use shardgate_sql::lex::{Lexer, Spanned};
+use shardgate_sql::reads::{replica_safe, replica_safe_lexed};
 use shardgate_sql::shard::analyze::ShardedStatement;
 use shardgate_sql::text::analysis_text;
 
@@ -440,14 +441,17 @@ impl Session {
     pub(super) async fn statement_with_retry(&mut self, sql: &[u8]) -> Result<(), Failure> {
         // Each statement of a multi-statement string says whether it writes.
         self.current.statement_label = Some(shardgate_sql::label::statement_label(sql));
-        self.set_read_intent(replica_safe(&analysis_text(sql, self.charset)));
+        // Lexed once for read safety, classification and analysis.
+        let text = analysis_text(sql, self.charset);
+        let tokens: Vec<Spanned<'_>> = Lexer::new(&text).collect();
+        self.set_read_intent(replica_safe_lexed(&text, &tokens));
         self.resolve_pending_writes().await;
         let retry_from = self.statement_retry_point();
-        let result = self.query_statement(sql).await;
+        let result = self.query_statement(sql, &text, &tokens).await;
         if let (Some(mark), Err(Failure::Lost { server, .. })) = (retry_from, &result) {
             let server = server.clone();
             if self.retry_read_elsewhere(&server, mark) {
-                return self.query_statement(sql).await;
+                return self.query_statement(sql, &text, &tokens).await;
             }
         }
         result

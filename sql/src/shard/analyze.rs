@@ -19,7 +19,7 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Location;
 
 use crate::dialect::Dialect;
-use crate::lex::{Lexer, Token};
+use crate::lex::{Lexer, Spanned as Lexeme, Token};
 
 /// A value in a condition: a literal, or the n-th `?` of a prepared statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,7 +210,31 @@ pub fn analyze(
     rules: &ShardingRules,
     logical_db: &str,
 ) -> Result<Analysis, AnalyzeError> {
-    let named = named_tables(sql, rules);
+    analyze_from(sql, None, dialect, rules, logical_db)
+}
+
+/// [`analyze`] with the tokens of `sql`, when the caller lexed it already.
+pub fn analyze_lexed(
+    sql: &str,
+    tokens: &[Lexeme<'_>],
+    dialect: &dyn Dialect,
+    rules: &ShardingRules,
+    logical_db: &str,
+) -> Result<Analysis, AnalyzeError> {
+    analyze_from(sql, Some(tokens), dialect, rules, logical_db)
+}
+
+fn analyze_from(
+    sql: &str,
+    tokens: Option<&[Lexeme<'_>]>,
+    dialect: &dyn Dialect,
+    rules: &ShardingRules,
+    logical_db: &str,
+) -> Result<Analysis, AnalyzeError> {
+    let named = match tokens {
+        Some(tokens) => named_tables(tokens.iter().copied(), rules),
+        None => named_tables(Lexer::new(sql), rules),
+    };
     if named.is_empty() {
         return Ok(Analysis::Unsharded);
     }
@@ -229,7 +253,7 @@ pub(crate) fn analyze_parsed(
     rules: &ShardingRules,
     logical_db: &str,
 ) -> Result<Analysis, AnalyzeError> {
-    let named = named_tables(sql, rules);
+    let named = named_tables(Lexer::new(sql), rules);
     if named.is_empty() {
         return Ok(Analysis::Unsharded);
     }
@@ -475,10 +499,14 @@ fn table_aliases(statement: &Statement) -> Vec<String> {
     aliases.0
 }
 
-/// Sharded and broadcast table names that appear as words in `sql`.
-fn named_tables(sql: &str, rules: &ShardingRules) -> BTreeSet<String> {
+/// Sharded and broadcast table names that appear as words in a
+/// statement's tokens.
+fn named_tables<'a>(
+    tokens: impl Iterator<Item = Lexeme<'a>>,
+    rules: &ShardingRules,
+) -> BTreeSet<String> {
     let mut named = BTreeSet::new();
-    for s in Lexer::new(sql) {
+    for s in tokens {
         if let Token::Word(w) | Token::QuotedIdent(w) = s.token {
             if !matches!(rules.table_kind(w), TableKind::Single) {
                 named.insert(w.to_ascii_lowercase());

@@ -11,9 +11,9 @@ use std::ops::Range;
 use shardgate_rules::ShardingRules;
 use sqlparser::ast::{Delete, Expr, Insert, SelectItem, SetExpr, Statement};
 
-use super::analyze::{analyze, Analysis, AnalyzeError, Replacement};
+use super::analyze::{analyze, analyze_lexed, Analysis, AnalyzeError, Replacement};
 use crate::dialect::Dialect;
-use crate::lex::{Lexer, Token};
+use crate::lex::{Lexer, Spanned, Token};
 
 /// Words that may follow SELECT before its first item.
 const SELECT_OPTIONS: [&str; 11] = [
@@ -56,7 +56,36 @@ pub fn analyze_labelled<'a>(
     rules: &ShardingRules,
     logical_db: &str,
 ) -> Result<(Analysis, Cow<'a, str>), AnalyzeError> {
-    let analysis = analyze(sql, dialect, rules, logical_db)?;
+    labelled_from(
+        sql,
+        analyze(sql, dialect, rules, logical_db)?,
+        dialect,
+        rules,
+        logical_db,
+    )
+}
+
+/// [`analyze_labelled`] with the tokens of `sql`, when the caller lexed it
+/// already.
+pub fn analyze_labelled_lexed<'a>(
+    sql: &'a str,
+    tokens: &[Spanned<'_>],
+    dialect: &dyn Dialect,
+    rules: &ShardingRules,
+    logical_db: &str,
+) -> Result<(Analysis, Cow<'a, str>), AnalyzeError> {
+    let analysis = analyze_lexed(sql, tokens, dialect, rules, logical_db)?;
+    labelled_from(sql, analysis, dialect, rules, logical_db)
+}
+
+/// The analysis of `sql` with its items labelled, from its first analysis.
+fn labelled_from<'a>(
+    sql: &'a str,
+    analysis: Analysis,
+    dialect: &dyn Dialect,
+    rules: &ShardingRules,
+    logical_db: &str,
+) -> Result<(Analysis, Cow<'a, str>), AnalyzeError> {
     let Analysis::Sharded(st) = &analysis else {
         return Ok((analysis, Cow::Borrowed(sql)));
     };
