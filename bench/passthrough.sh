@@ -43,6 +43,9 @@ Environment (defaults in brackets):
   SANDBOX_DIR          sandbox folder                          [<repo>/.sandbox]
   HAPROXY_PORT         HAProxy listen port                           [13400]
   HAPROXY_NBTHREAD     HAProxy nbthread                              [1]
+  SHARDGATE_WORKER_THREADS  shardgate's server.worker_threads: as many
+                       threads as HAProxy gets, for a like-for-like
+                       comparison                       [HAPROXY_NBTHREAD]
   SHARDGATE_BUILD      1 = cargo build --release -p shardgate-proxy first [1]
   SHARDGATE_BIN        proxy binary                [target/release/shardgate]
   SHARDGATE_CONFIG     config copied to a temp file [examples/wework.toml]
@@ -87,6 +90,7 @@ SANDBOX_DIR=${SANDBOX_DIR:-$REPO/.sandbox}
 MARIADBD_PID=${MARIADBD_PID:-}
 HAPROXY_PORT=${HAPROXY_PORT:-13400}
 HAPROXY_NBTHREAD=${HAPROXY_NBTHREAD:-1}
+SHARDGATE_WORKER_THREADS=${SHARDGATE_WORKER_THREADS:-$HAPROXY_NBTHREAD}
 SHARDGATE_BUILD=${SHARDGATE_BUILD:-1}
 SHARDGATE_BIN=${SHARDGATE_BIN:-$REPO/target/release/shardgate}
 SHARDGATE_CONFIG=${SHARDGATE_CONFIG:-$REPO/examples/wework.toml}
@@ -276,9 +280,10 @@ fi
 # --------------------------------------------------------- shardgate ----
 if want shardgate && [[ $SG_STATUS == ok ]]; then
   ds0_url="mysql://$DS0_USER${DS0_PASSWORD:+:$DS0_PASSWORD}@$DS0_HOST:$DS0_PORT/$DS0_DB"
-  awk -v listen="127.0.0.1:$SHARDGATE_PORT" -v admin="127.0.0.1:$SHARDGATE_ADMIN_PORT" -v url="$ds0_url" '
+  awk -v listen="127.0.0.1:$SHARDGATE_PORT" -v admin="127.0.0.1:$SHARDGATE_ADMIN_PORT" -v url="$ds0_url" \
+      -v threads="$SHARDGATE_WORKER_THREADS" '
     /^[[:space:]]*\[/ { section = $0; gsub(/[[:space:]]/, "", section) }
-    /^[[:space:]]*mysql_listen[[:space:]]*=/ && section == "[server]" { print "mysql_listen = \"" listen "\""; next }
+    /^[[:space:]]*mysql_listen[[:space:]]*=/ && section == "[server]" { print "mysql_listen = \"" listen "\""; print "worker_threads = " threads; next }
     /^[[:space:]]*admin_listen[[:space:]]*=/ && section == "[server]" { print "admin_listen = \"" admin "\""; next }
     /^[[:space:]]*url[[:space:]]*=/ && section == "[data_sources.ds0]" { print "url = \"" url "\""; next }
     { print }' "$SHARDGATE_CONFIG" >"$TMP/shardgate.toml" || die "cannot read $SHARDGATE_CONFIG"
@@ -390,7 +395,7 @@ done
   want haproxy && echo "haproxy:   127.0.0.1:$HAPROXY_PORT, mode tcp, nbthread $HAPROXY_NBTHREAD, no health checks, no logging"
   if want shardgate; then
     if [[ $SG_STATUS == ok ]]; then
-      echo "shardgate: 127.0.0.1:$SHARDGATE_PORT db $SHARDGATE_DB, $SHARDGATE_BIN, RUST_LOG=$RUST_LOG"
+      echo "shardgate: 127.0.0.1:$SHARDGATE_PORT db $SHARDGATE_DB, $SHARDGATE_BIN, worker_threads $SHARDGATE_WORKER_THREADS, RUST_LOG=$RUST_LOG"
     else
       echo "shardgate: NOT MEASURED -- $SG_STATUS"
     fi

@@ -21,4 +21,6 @@ pub mod sessions;
 pub mod staging;
 pub mod wire;
 
-pub use server::{start, start_from_file, Proxy, RunningProxy, StartError};
+pub use server::{
+    read_config_file, start, start_from_file, start_from_read_file, Proxy, RunningProxy, StartError,
+};

@@ -26,10 +26,19 @@ fn main() -> ExitCode {
         )
         .init();
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // Read before the runtime is built: it says how many threads to run.
+    let config = match shardgate_proxy::read_config_file(&args.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = config.server.worker_threads {
+        builder.worker_threads(threads);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -37,7 +46,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let proxy = match shardgate_proxy::start_from_file(&args.config).await {
+        let proxy = match shardgate_proxy::start_from_read_file(config, &args.config).await {
             Ok(p) => p,
             Err(e @ StartError::Config(_)) => {
                 eprintln!("{e}");

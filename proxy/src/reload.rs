@@ -137,6 +137,18 @@ pub(crate) fn check_replacement(old: &Config, new: &Config) -> Result<Vec<String
             });
         }
     }
+    let threads = |c: &Config| {
+        c.server
+            .worker_threads
+            .map_or_else(|| "one per CPU".to_owned(), |n| n.to_string())
+    };
+    if old.server.worker_threads != new.server.worker_threads {
+        return Err(ReloadError::NeedsRestart {
+            key: "server.worker_threads",
+            old: threads(old),
+            new: threads(new),
+        });
+    }
     Ok(describe_changes(old, new))
 }
 
@@ -236,7 +248,7 @@ fn describe_changes(old: &Config, new: &Config) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::tables_with_new_rules;
+    use super::{check_replacement, tables_with_new_rules, ReloadError};
     use shardgate_rules::config::Config;
 
     const SEED: &str = include_str!("../../examples/wework.toml");
@@ -253,5 +265,25 @@ mod tests {
             tables_with_new_rules(&old, &new),
             ["members", "sys_extra", "users"]
         );
+    }
+
+    #[test]
+    fn worker_threads_change_only_with_a_restart() {
+        let old = Config::from_toml_str(SEED).unwrap();
+        let mut new = old.clone();
+        new.server.worker_threads = Some(1);
+        let err = check_replacement(&old, &new).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ReloadError::NeedsRestart {
+                    key: "server.worker_threads",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("'one per CPU' -> '1'"), "{err}");
+        assert!(check_replacement(&old, &old).is_ok());
     }
 }

@@ -353,7 +353,21 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
 /// Like [`start`], from a configuration file that `POST /api/reload` and
 /// SIGHUP re-read.
 pub async fn start_from_file(path: &std::path::Path) -> Result<RunningProxy, StartError> {
-    let config = crate::reload::read_config(path).map_err(|e| StartError::Config(Box::new(e)))?;
+    let config = read_config_file(path)?;
+    start_from_read_file(config, path).await
+}
+
+/// Reads and validates the configuration file `start_from_file` starts
+/// from (the binary reads it before building its runtime).
+pub fn read_config_file(path: &std::path::Path) -> Result<Config, StartError> {
+    crate::reload::read_config(path).map_err(|e| StartError::Config(Box::new(e)))
+}
+
+/// [`start_from_file`] with the file's config already read.
+pub async fn start_from_read_file(
+    config: Config,
+    path: &std::path::Path,
+) -> Result<RunningProxy, StartError> {
     start_with(config, Some(path.to_path_buf())).await
 }
 

@@ -109,6 +109,9 @@ pub struct ServerConfig {
     /// on every endpoint when it listens beyond loopback.
     #[serde(default)]
     pub admin_token: Option<String>,
+    /// Threads that serve sessions (default: one per CPU). Taken at start.
+    #[serde(default)]
+    pub worker_threads: Option<usize>,
 }
 
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -514,6 +517,15 @@ impl Config {
                 Problem::Empty("data source"),
             ));
         }
+        if let Some(n) = self.server.worker_threads {
+            if !(1..=MAX_WORKER_THREADS).contains(&n) {
+                let problem = Problem::OutOfRange {
+                    value: i64::try_from(n).unwrap_or(i64::MAX),
+                    range: "1..=1024",
+                };
+                return Err(ConfigError::invalid("server.worker_threads", problem));
+            }
+        }
         for (name, source) in &self.data_sources {
             let pool = &source.pool;
             for (key, value) in [
@@ -669,6 +681,9 @@ fn default_admin_listen() -> String {
 fn default_data_source() -> String {
     "ds0".to_string()
 }
+
+/// Most threads `server.worker_threads` may ask for.
+const MAX_WORKER_THREADS: usize = 1024;
 
 fn default_max_allowed_packet() -> usize {
     64 * 1024 * 1024

@@ -350,3 +350,27 @@ fn logical_database_errors_name_their_key() {
         "databases.other.tables.t.database: missing, but there are several nodes: a strategy must choose between them"
     );
 }
+
+#[test]
+fn worker_threads_are_one_per_cpu_unless_bounded_otherwise() {
+    assert_eq!(
+        Config::from_toml_str(MINIMAL)
+            .unwrap()
+            .server
+            .worker_threads,
+        None
+    );
+    let one = MINIMAL.replace("[server]\n", "[server]\nworker_threads = 1\n");
+    assert_eq!(
+        Config::from_toml_str(&one).unwrap().server.worker_threads,
+        Some(1)
+    );
+    for bad in ["0", "5000"] {
+        let text = MINIMAL.replace("[server]\n", &format!("[server]\nworker_threads = {bad}\n"));
+        let err = Config::from_toml_str(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("server.worker_threads") && err.contains("1..=1024"),
+            "{err}"
+        );
+    }
+}
