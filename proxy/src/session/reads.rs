@@ -152,7 +152,10 @@ impl Session {
             // Known for the current writes: a replica that has it needs no
             // wait; else the chosen one is checked (`replica_caught_up`).
             (ReadConsistency::Proxy, _) => self.proxy.watermarks().of(ds).current(),
-            _ => self.read_your_writes(ds).map(Arc::new),
+            _ => match self.session_freshness(ds) {
+                Freshness::At(pos) => Some(Arc::new(pos)),
+                Freshness::Any | Freshness::AllReceived => None,
+            },
         };
         match shared
             .reads
@@ -175,16 +178,16 @@ impl Session {
         self.shared.config.server.read_consistency
     }
 
-    fn consistency_is_session(&self) -> bool {
-        self.consistency() == ReadConsistency::Session
-    }
-
-    /// The position of the session's last write on `ds`, when reads must
-    /// not be older.
-    fn read_your_writes(&self, ds: &str) -> Option<Position> {
+    /// What a replica must have applied on `ds` for the session's own
+    /// writes, with `read_consistency = "session"` (else nothing).
+    fn session_freshness(&self, ds: &str) -> Freshness {
+        if self.consistency() != ReadConsistency::Session {
+            return Freshness::Any;
+        }
         match self.reads.written.get(ds) {
-            Some(Written::At(pos)) if self.consistency_is_session() => Some(pos.clone()),
-            _ => None,
+            Some(Written::At(pos)) => Freshness::At(pos.clone()),
+            Some(Written::PrimaryDown) => Freshness::AllReceived,
+            _ => Freshness::Any,
         }
     }
 
@@ -220,12 +223,9 @@ impl Session {
                     }
                 }
             }
-            ReadConsistency::Session => match self.reads.written.get(pool.data_source()) {
-                Some(Written::At(pos)) => Freshness::At(pos.clone()),
-                Some(Written::PrimaryDown) => Freshness::AllReceived,
-                _ => Freshness::Any,
-            },
-            ReadConsistency::Eventual => Freshness::Any,
+            ReadConsistency::Session | ReadConsistency::Eventual => {
+                self.session_freshness(pool.data_source())
+            }
         };
         let pos = match required {
             Freshness::Any => return true,
