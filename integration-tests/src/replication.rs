@@ -527,6 +527,20 @@ impl Server {
     }
 }
 
+/// Starts a killed primary again (its guard is then done) and waits until
+/// each of its `replicas` replicates again.
+pub async fn restart_primary(server: &Server, restart: Restart, replicas: &[u16]) {
+    blocking({
+        let server = server.clone();
+        move || server.start().expect("restart the primary")
+    })
+    .await;
+    drop(restart);
+    for &replica in replicas {
+        blocking(move || wait_replicating(replica, Duration::from_secs(20))).await;
+    }
+}
+
 /// Starts a killed server again when dropped (on success or panic alike).
 pub struct Restart(Server);
 

@@ -955,16 +955,7 @@ async fn a_killed_primary_fails_writes_fast_and_reads_go_on() {
         );
     }
     let restarted_at = Instant::now();
-    blocking({
-        let server = server.clone();
-        move || server.start().expect("restart the primary")
-    })
-    .await;
-    drop(restart);
-    for replica in &r2 {
-        let replica = *replica;
-        blocking(move || wait_replicating(replica, Duration::from_secs(20))).await;
-    }
+    restart_primary(&server, restart, &r2).await;
     eprintln!(
         "restarted {}; its replicas reconnected after {:?}",
         server.name,
@@ -1073,16 +1064,7 @@ async fn a_write_then_a_dead_primary_still_reads_from_a_replica() {
         );
         assert_eq!(int(&row, 1), written, "{name}: the read sees the write");
     }
-    blocking({
-        let server = server.clone();
-        move || server.start().expect("restart the primary")
-    })
-    .await;
-    drop(restart);
-    for replica in &r2 {
-        let replica = *replica;
-        blocking(move || wait_replicating(replica, Duration::from_secs(20))).await;
-    }
+    restart_primary(&server, restart, &r2).await;
     caught_up(&cfg, &["ds2"]).await;
     drop_table(&proxy, TABLE).await;
 }
