@@ -934,7 +934,7 @@ pub fn node_text(
 /// The merge plan for node results with these columns.
 pub fn merge_plan(
     sc: &ScatterSelect,
-    columns: &[ColumnMeta],
+    columns: Vec<ColumnMeta>,
     offset: u64,
     limit: Option<u64>,
     having: Option<&HavingCond>,
@@ -952,12 +952,13 @@ pub fn merge_plan(
         Ix::Visible(v) => v,
         Ix::Derived(k) => visible + k,
     };
+    let mut plan = MergePlan::new(columns, visible);
     let cmp = |c: &ColRef| {
         let value = ix(c.value);
         let weight = c
             .weight
             .map(ix)
-            .filter(|_| columns.get(value).is_some_and(|c| c.collated));
+            .filter(|_| plan.columns.get(value).is_some_and(|c| c.collated));
         Compared {
             column: value,
             weight,
@@ -971,7 +972,6 @@ pub fn merge_plan(
             })
             .collect()
     };
-    let mut plan = MergePlan::new(columns.to_vec(), visible);
     plan.order_by = keys(&sc.order);
     plan.order_after_group = keys(&sc.order_after_group);
     plan.group_by = sc.group.as_ref().map(|g| g.iter().map(cmp).collect());

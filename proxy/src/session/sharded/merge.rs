@@ -225,7 +225,7 @@ impl Session {
         let plan = match (failure, columns) {
             (None, Some(columns)) => match merge_plan(
                 scatter,
-                &columns.iter().map(ColumnInfo::meta).collect::<Vec<_>>(),
+                columns.iter().map(ColumnInfo::meta).collect(),
                 offset,
                 limit,
                 having,
