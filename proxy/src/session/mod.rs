@@ -621,7 +621,6 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    /// One statement of a query.
     /// Runs one statement of a query: `sql` as the client sent it, `text`
     /// its analysis text and `tokens` the tokens of `text`, lexed once.
     async fn query_statement(
@@ -1167,11 +1166,7 @@ impl Session {
             let params = decode_params(&packet, usize::from(num_params), &[], self.charset)
                 .map_err(|e| wrong_arguments(e.to_string()))?;
             let text = analysis_text(&sql, self.charset);
-            let placeholders: Vec<usize> = shardgate_sql::lex::Lexer::new(&text)
-                .filter(|s| s.token == shardgate_sql::lex::Token::Punct(b'?'))
-                .map(|s| s.start)
-                .collect();
-            let bound = shardgate_sql::shard::rewrite::bind_params(&text, &placeholders, &params);
+            let bound = shardgate_sql::shard::rewrite::with_params_bound(&text, &params);
             self.metadata_query(&bound, RowFormat::Binary).await?;
             return Ok(Flow::Continue);
         }

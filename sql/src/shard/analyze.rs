@@ -294,10 +294,7 @@ fn parsed(
         aliases: Vec::new(),
     };
     a.collect_relations(statement);
-    let placeholders = Lexer::new(sql)
-        .filter(|s| s.token == Token::Punct(b'?'))
-        .map(|s| s.start)
-        .collect::<Vec<_>>();
+    let placeholders = crate::lex::placeholders(sql);
     let mut out = ShardedStatement {
         kind: StatementKind::Select,
         tables: Vec::new(),

@@ -16,10 +16,9 @@ use super::column_values::{compared, stored};
 use super::error::{MergeShapeError, PlanError};
 use super::having::Cond as HavingCond;
 use super::params::ParamValue;
-use super::rewrite::{bind_params, insert_rows, splice_tables};
+use super::rewrite::{insert_rows, splice_tables, with_params_bound};
 use super::scatter::{derived_columns, node_tail, node_text, LimitVal, ScatterSelect};
 use crate::dialect::Dialect;
-use crate::lex::{Lexer, Token};
 
 /// One statement for one data source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,7 +134,7 @@ pub fn plan(
     let layout = Layout::of(st, ctx);
     let text_of = |s: &str| {
         if as_text && !params.is_empty() {
-            bind_params(s, &placeholders(s), params)
+            with_params_bound(s, params)
         } else {
             s.to_owned()
         }
@@ -275,13 +274,6 @@ pub fn prepare_target(st: &ShardedStatement, sql: &str, ctx: &PlanContext<'_>) -
             sql: splice_tables(sql, &st.replacements, str::to_owned, ctx.dialect),
         },
     }
-}
-
-fn placeholders(sql: &str) -> Vec<usize> {
-    Lexer::new(sql)
-        .filter(|s| s.token == Token::Punct(b'?'))
-        .map(|s| s.start)
-        .collect()
 }
 
 /// The sharded tables of a statement with their data nodes, borrowed from
@@ -645,7 +637,7 @@ fn plan_merge(
         let text = if kept.is_empty() {
             text
         } else {
-            bind_params(&text, &placeholders(&text), &kept)
+            with_params_bound(&text, &kept)
         };
         let data_source = layout.data_source(node);
         match by_source.iter_mut().find(|(ds, _)| ds == data_source) {
@@ -854,7 +846,7 @@ fn plan_insert(
         let text = if params.is_empty() {
             text_of(&text)
         } else {
-            bind_params(&text, &placeholders(&text), &kept)
+            with_params_bound(&text, &kept)
         };
         targets.push(Target {
             data_source: node.data_source.clone(),

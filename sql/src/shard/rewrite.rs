@@ -81,6 +81,11 @@ pub fn insert_rows(
     out
 }
 
+/// `sql` with every `?` replaced by its value, in order.
+pub fn with_params_bound(sql: &str, params: &[ParamValue]) -> String {
+    bind_params(sql, &crate::lex::placeholders(sql), params)
+}
+
 /// `sql` with every `?` (at the given byte offsets) replaced by its value.
 pub fn bind_params(sql: &str, placeholders: &[usize], params: &[ParamValue]) -> String {
     let mut out = String::with_capacity(sql.len() + params.len() * 8);

@@ -528,9 +528,5 @@ fn primary_pool_of(
 
 /// The text form of a node statement with `?` parameters (parameters bound).
 fn bind_for_text(target: &Target, params: &[ParamValue]) -> String {
-    let placeholders: Vec<usize> = shardgate_sql::lex::Lexer::new(&target.sql)
-        .filter(|s| s.token == shardgate_sql::lex::Token::Punct(b'?'))
-        .map(|s| s.start)
-        .collect();
-    shardgate_sql::shard::rewrite::bind_params(&target.sql, &placeholders, params)
+    shardgate_sql::shard::rewrite::with_params_bound(&target.sql, params)
 }
