@@ -1,71 +1,10 @@
-//! Errors of the backend layer and how every refusal maps to what a MySQL
-//! client understands: an error code, a SQLSTATE and a message that says
-//! what to change.
+//! Errors of the backend layer (a data source that cannot be reached, a
+//! pool that is exhausted, a server's own error) and the MySQL error each
+//! becomes for the client.
 
-use crate::wire::ok_err::ErrInfo;
-use crate::wire::packet::ReadError;
-use shardgate_sql::shard::PlanError;
-
-/// MySQL error codes the proxy sends itself.
-pub mod codes {
-    pub const ER_CON_COUNT_ERROR: u16 = 1040;
-    pub const ER_HANDSHAKE_ERROR: u16 = 1043;
-    pub const ER_ACCESS_DENIED_ERROR: u16 = 1045;
-    pub const ER_UNKNOWN_COM_ERROR: u16 = 1047;
-    pub const ER_BAD_DB_ERROR: u16 = 1049;
-    pub const ER_PARSE_ERROR: u16 = 1064;
-    pub const ER_UNKNOWN_ERROR: u16 = 1105;
-    pub const ER_NO_SUCH_TABLE: u16 = 1146;
-    pub const ER_NOT_ALLOWED_COMMAND: u16 = 1148;
-    pub const ER_NET_PACKET_TOO_LARGE: u16 = 1153;
-    pub const ER_UNKNOWN_STMT_HANDLER: u16 = 1243;
-    pub const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
-    pub const ER_LOCK_DEADLOCK: u16 = 1213;
-    pub const ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION: u16 = 1792;
-    pub const ER_NOT_SUPPORTED_YET: u16 = 1235;
-    pub const ER_UNSUPPORTED_PS: u16 = 1295;
-    pub const ER_TABLE_DEF_CHANGED: u16 = 1412;
-    pub const ER_CONNECT_TO_FOREIGN_DATA_SOURCE: u16 = 1429;
-    pub const ER_BAD_NULL_ERROR: u16 = 1048;
-    pub const ER_WRONG_ARGUMENTS: u16 = 1210;
-    pub const ER_NO_DEFAULT_FOR_FIELD: u16 = 1364;
-    pub const ER_NO_PARTITION_FOR_GIVEN_VALUE: u16 = 1526;
-}
-
-/// A statement the proxy will not run because it cannot run it correctly
-/// across data nodes; the message names the tables and what to change.
-pub fn not_supported(message: impl Into<String>) -> ErrInfo {
-    ErrInfo::new(codes::ER_NOT_SUPPORTED_YET, "42000", message)
-}
-
-/// The planner's refusals as MariaDB words the nearest of its own.
-impl From<&PlanError> for ErrInfo {
-    fn from(error: &PlanError) -> ErrInfo {
-        let message = error.to_string();
-        match error {
-            PlanError::NotSupported(_) => not_supported(message),
-            PlanError::NullShardingValue { .. } => {
-                ErrInfo::new(codes::ER_BAD_NULL_ERROR, "23000", message)
-            }
-            PlanError::MissingShardingColumn { .. } => {
-                ErrInfo::new(codes::ER_NO_DEFAULT_FOR_FIELD, "HY000", message)
-            }
-            PlanError::Unroutable(_) => {
-                ErrInfo::new(codes::ER_NO_PARTITION_FOR_GIVEN_VALUE, "HY000", message)
-            }
-            PlanError::BadArguments(_) => ErrInfo::new(codes::ER_WRONG_ARGUMENTS, "HY000", message),
-            PlanError::KeyGeneration { .. } => {
-                ErrInfo::new(codes::ER_UNKNOWN_ERROR, "HY000", message)
-            }
-        }
-    }
-}
-
-impl From<PlanError> for ErrInfo {
-    fn from(error: PlanError) -> ErrInfo {
-        ErrInfo::from(&error)
-    }
-}
+use shardgate_mysql::codes;
+use shardgate_mysql::ok_err::ErrInfo;
+use shardgate_mysql::packet::ReadError;
 
 /// A failure talking to one data source.
 #[derive(Debug, thiserror::Error)]
@@ -151,65 +90,5 @@ impl BackendError {
                 ErrInfo::new(codes::ER_UNKNOWN_ERROR, "HY000", self.to_string())
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn mapped(error: PlanError) -> (u16, String, String) {
-        let err = ErrInfo::from(&error);
-        (
-            err.code,
-            String::from_utf8_lossy(&err.sqlstate).into_owned(),
-            err.message,
-        )
-    }
-
-    #[test]
-    fn plan_errors_map_to_the_codes_mariadb_gives_alike_failures() {
-        let null = PlanError::NullShardingValue {
-            table: "users".into(),
-            column: "user_id".into(),
-        };
-        assert_eq!(
-            mapped(null),
-            (
-                1048,
-                "23000".into(),
-                "Column 'user_id' cannot be null: it is the sharding column of table 'users'"
-                    .into()
-            )
-        );
-        let missing = PlanError::MissingShardingColumn {
-            table: "users".into(),
-            column: "user_id".into(),
-        };
-        assert_eq!(mapped(missing).0, 1364);
-        assert_eq!(
-            mapped(PlanError::NotSupported("joins".into())),
-            (1235, "42000".into(), "joins".into())
-        );
-        assert_eq!(
-            mapped(PlanError::Unroutable("no node for 2023".into())),
-            (
-                1526,
-                "HY000".into(),
-                "no node for 2023; nothing was written".into()
-            )
-        );
-        assert_eq!(
-            mapped(PlanError::BadArguments(
-                "Incorrect arguments to LIMIT".into()
-            ))
-            .0,
-            1210
-        );
-        let key = PlanError::KeyGeneration {
-            table: "orders".into(),
-            reason: "clock moved back".into(),
-        };
-        assert_eq!(mapped(key).0, 1105);
     }
 }

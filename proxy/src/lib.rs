@@ -3,8 +3,8 @@
 //!
 //! A statement flows: `session` (command loop, session state) →
 //! `shardgate_sql` (classification, analysis, routing plan, rewrite) →
-//! `backend` (pools, connections) → `wire` (framing, forwarding of replies,
-//! row codecs) → `shardgate_merge` when several nodes answer.
+//! `backend` (pools, connections) → `shardgate_mysql` (framing, forwarding
+//! of replies, row codecs) → `shardgate_merge` when several nodes answer.
 
 pub mod admin;
 pub mod alerts;
@@ -19,7 +19,6 @@ pub mod server;
 pub mod session;
 pub mod sessions;
 pub mod staging;
-pub mod wire;
 
 pub use server::{
     read_config_file, start, start_from_file, start_from_read_file, Proxy, RunningProxy, StartError,

@@ -28,8 +28,8 @@ use crate::replica::watermark::Watermarks;
 use crate::replica::ReadRouter;
 use crate::sessions::Sessions;
 use crate::staging::Staged;
-use crate::wire::handshake::ServerIdentity;
-use crate::wire::packet::PacketReader;
+use shardgate_mysql::handshake::ServerIdentity;
+use shardgate_mysql::packet::PacketReader;
 
 /// What every session shares: one version of the configuration and what
 /// is built from it. A reload builds a new one (reusing unchanged pools);

@@ -345,7 +345,7 @@ pub async fn route(
         Ok(p) => Json(json!({ "sql": sql, "preview": p })).into_response(),
         Err(err) => {
             // The admin API answers in the MySQL front end's terms.
-            let err = crate::wire::ok_err::ErrInfo::from(&err);
+            let err = shardgate_mysql::ok_err::ErrInfo::from(&err);
             (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 Json(json!({

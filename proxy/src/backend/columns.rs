@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use super::BackendConn;
 use crate::error::BackendError;
-use crate::wire::ok_err::take_lenenc_int;
-use crate::wire::response::PrepareOk;
+use shardgate_mysql::ok_err::take_lenenc_int;
+use shardgate_mysql::response::PrepareOk;
 
 /// The column definition payloads of a result set, as the data source sent them.
 pub type ResultColumns = Arc<[Box<[u8]>]>;

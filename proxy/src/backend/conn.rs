@@ -18,13 +18,14 @@ use tokio::net::TcpStream;
 
 use super::columns::{KeptColumns, ResultColumns};
 use super::Flavor;
-use crate::error::{codes, BackendError};
-use crate::wire::command::{
+use crate::error::BackendError;
+use shardgate_mysql::codes;
+use shardgate_mysql::command::{
     COM_FIELD_LIST, COM_INIT_DB, COM_QUERY, COM_RESET_CONNECTION, COM_STMT_CLOSE, COM_STMT_EXECUTE,
 };
-use crate::wire::ok_err::{status, take_lenenc_int, ErrInfo, OkInfo};
-use crate::wire::packet::{PacketReader, PacketWriter};
-use crate::wire::response::{Outcome, PrepareOk, ResponseKind, ResponseScanner, Step};
+use shardgate_mysql::ok_err::{status, take_lenenc_int, ErrInfo, OkInfo};
+use shardgate_mysql::packet::{PacketReader, PacketWriter};
+use shardgate_mysql::response::{Outcome, PrepareOk, ResponseKind, ResponseScanner, Step};
 
 /// Capabilities every backend connection asks for; the session-visible ones
 /// come from the client through `Flavor`.

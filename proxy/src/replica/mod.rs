@@ -13,10 +13,10 @@ use std::sync::Arc;
 use shardgate_rules::config::{Config, PrimaryReads, ReadConfig, ReadFallback};
 
 use crate::backend::Pool;
-use crate::error::codes;
-use crate::wire::ok_err::ErrInfo;
 use balance::{Balancer, Candidate};
 use gtid::Position;
+use shardgate_mysql::codes;
+use shardgate_mysql::ok_err::ErrInfo;
 
 /// Where one read goes.
 #[derive(Clone)]

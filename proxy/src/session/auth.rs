@@ -5,14 +5,14 @@
 use mysql_common::constants::CapabilityFlags;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-use crate::error::codes;
 use crate::server::Shared;
-use crate::wire::handshake::{
+use shardgate_mysql::codes;
+use shardgate_mysql::handshake::{
     auth_switch_request, greeting, new_salt, parse_hello, verify_native_password, ClientHello,
     NATIVE_PASSWORD,
 };
-use crate::wire::ok_err::{status, ErrInfo, OkInfo};
-use crate::wire::packet::{PacketReader, PacketWriter, ReadError};
+use shardgate_mysql::ok_err::{status, ErrInfo, OkInfo};
+use shardgate_mysql::packet::{PacketReader, PacketWriter, ReadError};
 
 /// Handshake packets are small; anything bigger is not a client.
 const HANDSHAKE_LIMIT: usize = 64 * 1024;

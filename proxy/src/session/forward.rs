@@ -10,11 +10,11 @@ use tokio::io::AsyncWrite;
 use crate::backend::columns::{Definitions, KeptColumns};
 use crate::backend::BackendConn;
 use crate::error::BackendError;
-use crate::wire::column::logical_column;
-use crate::wire::ok_err::take_lenenc_int;
-use crate::wire::packet::{payload_len, PacketWriter, HEADER};
-use crate::wire::response::{Outcome, PrepareOk, ResponseKind, StatusFix, Step};
-use crate::wire::stmt::set_statement_id;
+use shardgate_mysql::column::logical_column;
+use shardgate_mysql::ok_err::take_lenenc_int;
+use shardgate_mysql::packet::{payload_len, PacketWriter, HEADER};
+use shardgate_mysql::response::{Outcome, PrepareOk, ResponseKind, StatusFix, Step};
+use shardgate_mysql::stmt::set_statement_id;
 use shardgate_sql::shard::metadata::MetadataNames;
 
 /// Queued client bytes beyond which the proxy writes before reading on.

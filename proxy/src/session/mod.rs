@@ -27,21 +27,22 @@ use tracing::{debug, info_span, warn, Instrument};
 use crate::backend::conn::BackendStatement;
 use crate::backend::{Flavor, Holder, PooledConn};
 use crate::databases::LogicalDatabase;
-use crate::error::not_supported;
-use crate::error::{codes, BackendError};
+use crate::error::BackendError;
 use crate::metrics;
 use crate::pause::Gate;
 use crate::server::{Proxy, Shared};
 use crate::sessions::Registration;
-use crate::wire::command::*;
-use crate::wire::ok_err::{encode_eof, status, ErrInfo, OkInfo};
-use crate::wire::packet::{PacketReader, PacketWriter, ReadError};
-use crate::wire::params::decode_params;
-use crate::wire::response::{Outcome, ResponseKind, StatusFix};
-use crate::wire::row::RowFormat;
-use crate::wire::stmt::{long_data_param, retarget_execute, set_statement_id, statement_id};
 use forward::{forward_reply, Answer, ForwardError};
 use prepared::{PreparedStatement, ShardedPrepared, Statements};
+use shardgate_mysql::codes;
+use shardgate_mysql::command::*;
+use shardgate_mysql::errors::not_supported;
+use shardgate_mysql::ok_err::{encode_eof, status, ErrInfo, OkInfo};
+use shardgate_mysql::packet::{PacketReader, PacketWriter, ReadError};
+use shardgate_mysql::params::decode_params;
+use shardgate_mysql::response::{Outcome, ResponseKind, StatusFix};
+use shardgate_mysql::row::RowFormat;
+use shardgate_mysql::stmt::{long_data_param, retarget_execute, set_statement_id, statement_id};
 use shardgate_sql::admin::{may_be_admin, parse as parse_admin, AdminSqlError, AdminStatement};
 use shardgate_sql::classify::{
     classify, classify_lexed, with_logical_database, Assignment, Classified, Kind,
@@ -85,7 +86,7 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
             .register(connection_id, &hello.user, shared.version);
         let mut session = Session {
             flavor: Flavor::for_client(hello.capabilities, hello.collation),
-            charset: crate::wire::handshake::client_charset(hello.collation),
+            charset: shardgate_mysql::handshake::client_charset(hello.collation),
             capabilities: hello.capabilities,
             db,
             database: hello.database,
@@ -1487,7 +1488,7 @@ impl Session {
         self.pinned = None;
         self.last_insert = None;
         self.current.read_back_vars.clear();
-        self.charset = crate::wire::handshake::client_charset(self.flavor.collation);
+        self.charset = shardgate_mysql::handshake::client_charset(self.flavor.collation);
         self.status = status::AUTOCOMMIT;
     }
 

@@ -8,10 +8,10 @@ use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 
 use super::{Failure, Session};
-use crate::error::codes;
 use crate::pause::statement::StatementTables;
-use crate::wire::command::{Command, CommandKind};
-use crate::wire::ok_err::ErrInfo;
+use shardgate_mysql::codes;
+use shardgate_mysql::command::{Command, CommandKind};
+use shardgate_mysql::ok_err::ErrInfo;
 use shardgate_sql::shard::analyze::{ShardedStatement, StatementKind};
 
 /// The SQL text of a statement command (a prepared statement's own text for

@@ -9,12 +9,13 @@ use tracing::warn;
 use super::sharded::{read_columns, start_query};
 use super::{Failure, Session};
 use crate::backend::PooledConn;
-use crate::error::{codes, BackendError};
-use crate::wire::column::{logical_column, ColumnInfo};
-use crate::wire::ok_err::{encode_eof, eof_status, put_lenenc_int, ErrInfo, OkInfo};
-use crate::wire::packet::MAX_PAYLOAD;
-use crate::wire::response::Outcome;
-use crate::wire::row::{decode_row, encode_row, RowFormat};
+use crate::error::BackendError;
+use shardgate_mysql::codes;
+use shardgate_mysql::column::{logical_column, ColumnInfo};
+use shardgate_mysql::ok_err::{encode_eof, eof_status, put_lenenc_int, ErrInfo, OkInfo};
+use shardgate_mysql::packet::MAX_PAYLOAD;
+use shardgate_mysql::response::Outcome;
+use shardgate_mysql::row::{decode_row, encode_row, RowFormat};
 use shardgate_sql::classify::Classified;
 use shardgate_sql::shard::plan::{Returning, Target};
 
@@ -170,7 +171,7 @@ impl Session {
         let mut order: Vec<Option<(usize, usize)>> = vec![None; total];
         for (t, (rows, got)) in rows_of.iter().zip(&inserted).enumerate() {
             if rows.len() != got.len() {
-                return Err(Failure::Reply(crate::error::not_supported(format!(
+                return Err(Failure::Reply(shardgate_mysql::errors::not_supported(format!(
                     "a node returned {} rows for the {} rows it inserted, so the rows of RETURNING cannot be put in the statement's order; nothing was written",
                     got.len(),
                     rows.len()

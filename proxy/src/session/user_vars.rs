@@ -5,7 +5,7 @@
 
 use crate::backend::PooledConn;
 use crate::error::BackendError;
-use crate::wire::column::{flags, ColumnInfo};
+use shardgate_mysql::column::{flags, ColumnInfo};
 
 /// What a user variable's value is: the column it reads back as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,14 +13,14 @@ use super::prepared::NodeStatement;
 use super::{Failure, Session};
 use crate::backend::Pool;
 use crate::databases::TableColumns;
-use crate::error::codes;
-use crate::wire::command::COM_QUERY;
-use crate::wire::ok_err::ErrInfo;
-use crate::wire::ok_err::{encode_eof, put_lenenc_int};
-use crate::wire::response::{Outcome, ResponseKind};
-use crate::wire::row::{encode_row, RowFormat};
-use crate::wire::stmt::{set_statement_id, statement_id};
 use shardgate_merge::Value;
+use shardgate_mysql::codes;
+use shardgate_mysql::command::COM_QUERY;
+use shardgate_mysql::ok_err::ErrInfo;
+use shardgate_mysql::ok_err::{encode_eof, put_lenenc_int};
+use shardgate_mysql::response::{Outcome, ResponseKind};
+use shardgate_mysql::row::{encode_row, RowFormat};
+use shardgate_mysql::stmt::{set_statement_id, statement_id};
 use shardgate_sql::classify::Classified;
 use shardgate_sql::shard::analyze::{ShardedStatement, StatementKind};
 use shardgate_sql::shard::params::ParamValue;
@@ -129,7 +129,7 @@ impl Session {
         }
         debug!(?route, "routed");
         if !self.current.read_back_vars.is_empty() && !matches!(route, Route::One(_)) {
-            return Err(Failure::Reply(crate::error::not_supported(format!(
+            return Err(Failure::Reply(shardgate_mysql::errors::not_supported(format!(
                 "assigning user variables (@{}) in a statement that runs on several data nodes is not supported: each node would assign its own value; select the rows first, then SET the variable",
                 self.current.read_back_vars.join(", @")
             ))));

@@ -4,9 +4,9 @@
 use crate::error::BackendError;
 use crate::session::forward::Answer;
 use crate::session::{Failure, Session};
-use crate::wire::command::COM_QUERY;
-use crate::wire::ok_err::{ErrInfo, OkInfo};
-use crate::wire::response::{Outcome, ResponseKind};
+use shardgate_mysql::command::COM_QUERY;
+use shardgate_mysql::ok_err::{ErrInfo, OkInfo};
+use shardgate_mysql::response::{Outcome, ResponseKind};
 use shardgate_sql::classify::{Classified, Savepoint};
 use shardgate_sql::text::restore;
 use tracing::{error, warn};

@@ -5,7 +5,7 @@
 
 use super::ok_err::{eof_status, status, take_lenenc_int, ErrInfo, OkInfo};
 use super::packet::MAX_PAYLOAD;
-use crate::error::codes;
+use crate::codes;
 
 /// The shape of the response a command gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

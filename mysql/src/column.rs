@@ -284,7 +284,7 @@ mod tests {
     use shardgate_rules::{Config, ShardingRules};
 
     fn names() -> MetadataNames {
-        let config = Config::from_toml_str(include_str!("../../../examples/wework.toml")).unwrap();
+        let config = Config::from_toml_str(include_str!("../../examples/wework.toml")).unwrap();
         let rules = ShardingRules::new(&config).unwrap();
         MetadataNames::new(&config, &config.logical_databases()[0], &rules)
     }
