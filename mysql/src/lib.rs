@@ -2,11 +2,13 @@
 //! connection phase, command bytes, OK/ERR/EOF and the error codes the proxy
 //! sends, response boundaries and prepared-statement packets, column
 //! definitions and the row codecs (text and binary) between result rows and
-//! the merge's protocol-neutral values. One message family per file.
+//! the merge's protocol-neutral values. One message family per file; and
+//! the client side of a data source ([`backend`]): login, commands, replies.
 //!
 //! It depends on the SQL and merge crates (for their neutral types), never
 //! on the proxy: the layering is the crate graph's.
 
+pub mod backend;
 pub mod codes;
 pub mod column;
 pub mod command;

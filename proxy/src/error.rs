@@ -2,27 +2,16 @@
 //! pool that is exhausted, a server's own error) and the MySQL error each
 //! becomes for the client.
 
+use shardgate_mysql::backend::ConnError;
 use shardgate_mysql::codes;
 use shardgate_mysql::ok_err::ErrInfo;
-use shardgate_mysql::packet::ReadError;
 
-/// A failure talking to one data source.
+/// A failure talking to one data source: on its connection, or waiting
+/// for one from its pool.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    #[error("cannot connect to data source {ds} ({addr}): {source}")]
-    Connect {
-        ds: String,
-        addr: String,
-        source: std::io::Error,
-    },
-    #[error("data source {ds} refused the proxy's login: {err}")]
-    Login { ds: String, err: ErrInfo },
-    #[error("connection to data source {ds} lost: {reason}")]
-    Lost { ds: String, reason: String },
-    #[error("unexpected reply from data source {ds}: {what}")]
-    Protocol { ds: String, what: String },
-    #[error("{err}")]
-    Server { ds: String, err: ErrInfo },
+    #[error(transparent)]
+    Conn(#[from] ConnError),
     #[error("pool for {ds} exhausted ({in_use}/{max} in use, waited {}); raise the pool's max_size (or acquire_timeout_ms) in data_sources.{}.pool", seconds(.waited), data_source_of(.ds))]
     PoolExhausted {
         ds: String,
@@ -51,43 +40,24 @@ fn data_source_of(pool: &str) -> &str {
 
 impl BackendError {
     pub fn lost(ds: &str, err: impl std::fmt::Display) -> Self {
-        BackendError::Lost {
-            ds: ds.to_owned(),
-            reason: err.to_string(),
-        }
+        ConnError::lost(ds, err).into()
     }
 
     /// The data source did not answer at all (refused, reset, closed):
     /// it is down or cut off, not merely busy or refusing the statement.
     pub fn is_unreachable(&self) -> bool {
-        matches!(
-            self,
-            BackendError::Connect { .. } | BackendError::Lost { .. }
-        )
-    }
-
-    /// Maps a read failure on a backend connection.
-    pub fn from_read(ds: &str, err: ReadError) -> Self {
-        Self::lost(ds, err)
+        matches!(self, BackendError::Conn(e) if e.is_unreachable())
     }
 
     /// The error the client gets.
     pub fn to_client(&self) -> ErrInfo {
         match self {
-            BackendError::Server { err, .. } => err.clone(),
-            BackendError::Connect { .. } | BackendError::Login { .. } => ErrInfo::new(
-                codes::ER_CONNECT_TO_FOREIGN_DATA_SOURCE,
-                "HY000",
-                self.to_string(),
-            ),
+            BackendError::Conn(e) => e.to_client(),
             BackendError::PoolExhausted { .. } => {
                 ErrInfo::new(codes::ER_CON_COUNT_ERROR, "08004", self.to_string())
             }
             BackendError::Deadlock { .. } => {
                 ErrInfo::new(codes::ER_LOCK_DEADLOCK, "40001", self.to_string())
-            }
-            BackendError::Lost { .. } | BackendError::Protocol { .. } => {
-                ErrInfo::new(codes::ER_UNKNOWN_ERROR, "HY000", self.to_string())
             }
         }
     }

@@ -1,93 +1,10 @@
 //! Connections to the data sources and the pools that share them between
 //! sessions.
 
-pub mod columns;
-pub mod conn;
 pub mod maintenance;
 pub mod pool;
 pub mod waits;
 
-use mysql_common::constants::CapabilityFlags;
-
-pub use conn::BackendConn;
 pub use pool::{Pool, PoolContext, PooledConn, Role};
+pub use shardgate_mysql::backend::{BackendConn, Flavor};
 pub use waits::Holder;
-
-/// The client-visible connection options a backend connection must share
-/// with the session it serves: they change how the server answers
-/// (affected-row counts, EOF packets, multi-statements) or converts text,
-/// so forwarding raw bytes is only correct between equal flavors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Flavor {
-    capabilities: u32,
-    pub collation: u8,
-}
-
-impl Flavor {
-    const MASK: CapabilityFlags = CapabilityFlags::CLIENT_FOUND_ROWS
-        .union(CapabilityFlags::CLIENT_IGNORE_SPACE)
-        .union(CapabilityFlags::CLIENT_MULTI_STATEMENTS)
-        .union(CapabilityFlags::CLIENT_MULTI_RESULTS)
-        .union(CapabilityFlags::CLIENT_PS_MULTI_RESULTS)
-        .union(CapabilityFlags::CLIENT_SESSION_TRACK)
-        .union(CapabilityFlags::CLIENT_DEPRECATE_EOF);
-
-    /// The flavor a client with these negotiated capabilities needs.
-    pub fn for_client(capabilities: CapabilityFlags, collation: u8) -> Self {
-        Self {
-            capabilities: (capabilities & Self::MASK).bits(),
-            collation,
-        }
-    }
-
-    pub fn capabilities(&self) -> CapabilityFlags {
-        CapabilityFlags::from_bits_truncate(self.capabilities)
-    }
-
-    pub fn deprecate_eof(&self) -> bool {
-        self.capabilities()
-            .contains(CapabilityFlags::CLIENT_DEPRECATE_EOF)
-    }
-
-    /// The flavor of the proxy's own connections (health checks): text
-    /// results with EOF packets, utf8mb4.
-    pub fn internal() -> Self {
-        Self::for_client(CapabilityFlags::CLIENT_PROTOCOL_41, 45)
-    }
-
-    /// The same flavor with multi-statements switched on or off (COM_SET_OPTION).
-    pub fn with_multi_statements(self, on: bool) -> Self {
-        let mut caps = self.capabilities();
-        caps.set(CapabilityFlags::CLIENT_MULTI_STATEMENTS, on);
-        Self {
-            capabilities: caps.bits(),
-            collation: self.collation,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flavor_keeps_only_result_shaping_capabilities() {
-        let caps = CapabilityFlags::CLIENT_PROTOCOL_41
-            | CapabilityFlags::CLIENT_FOUND_ROWS
-            | CapabilityFlags::CLIENT_CONNECT_ATTRS
-            | CapabilityFlags::CLIENT_DEPRECATE_EOF;
-        let flavor = Flavor::for_client(caps, 45);
-        assert_eq!(
-            flavor.capabilities(),
-            CapabilityFlags::CLIENT_FOUND_ROWS | CapabilityFlags::CLIENT_DEPRECATE_EOF
-        );
-        assert!(flavor.deprecate_eof());
-        assert_ne!(flavor, flavor.with_multi_statements(true));
-        assert_eq!(
-            flavor,
-            flavor
-                .with_multi_statements(true)
-                .with_multi_statements(false)
-        );
-    }
-}

@@ -274,7 +274,7 @@ impl Pool {
                 Err(e) => {
                     self.errors.fetch_add(1, Ordering::Relaxed);
                     self.context.metrics.pool_event(&self.name, "connect_error");
-                    return Err(e);
+                    return Err(e.into());
                 }
             },
         };
@@ -381,7 +381,7 @@ impl Pool {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => {
                 conn.broken = true;
-                Err(e)
+                Err(e.into())
             }
             Err(_) => {
                 conn.broken = true;

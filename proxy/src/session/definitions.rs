@@ -86,7 +86,7 @@ async fn read_run_columns(
             .reader
             .read_packet(usize::MAX)
             .await
-            .map_err(|e| BackendError::from_read(&ds, e))?;
+            .map_err(|e| BackendError::lost(&ds, e))?;
         match row.first() {
             Some(0xFF) => {
                 return Ok(Err(ErrInfo::parse(&row).unwrap_or_else(|| {
@@ -112,7 +112,7 @@ async fn read_prepared_columns(
     conn: &mut PooledConn,
 ) -> Result<Option<Vec<ColumnInfo>>, BackendError> {
     let ds = conn.ds.to_string();
-    let lost = |e| BackendError::from_read(&ds, e);
+    let lost = |e| BackendError::lost(&ds, e);
     let (_, first) = conn.reader.read_packet(usize::MAX).await.map_err(lost)?;
     let Some(ok) = PrepareOk::parse(&first) else {
         return Ok(None);

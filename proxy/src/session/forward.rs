@@ -7,9 +7,9 @@
 use bytes::Buf;
 use tokio::io::AsyncWrite;
 
-use crate::backend::columns::{Definitions, KeptColumns};
 use crate::backend::BackendConn;
 use crate::error::BackendError;
+use shardgate_mysql::backend::columns::{Definitions, KeptColumns};
 use shardgate_mysql::column::logical_column;
 use shardgate_mysql::ok_err::take_lenenc_int;
 use shardgate_mysql::packet::{payload_len, PacketWriter, HEADER};
@@ -136,7 +136,7 @@ pub async fn forward_reply<W: AsyncWrite + Unpin>(
         }
         if missing {
             conn.broken = true;
-            return Err(KeptColumns::missing(&conn.ds).into());
+            return Err(BackendError::from(KeptColumns::missing(&conn.ds)).into());
         }
         if pos > 0 {
             if done.is_some() && stream_end {
@@ -167,7 +167,7 @@ pub async fn forward_reply<W: AsyncWrite + Unpin>(
         }
         if let Err(e) = conn.reader.fill().await {
             conn.broken = true;
-            return Err(BackendError::from_read(&conn.ds, e).into());
+            return Err(BackendError::lost(&conn.ds, e).into());
         }
     }
 }
@@ -286,7 +286,7 @@ pub async fn forward_part<W: AsyncWrite + Unpin>(
         }
         if missing {
             conn.broken = true;
-            return Err(KeptColumns::missing(&conn.ds).into());
+            return Err(BackendError::from(KeptColumns::missing(&conn.ds)).into());
         }
         buf.advance(pos);
         columns.store(conn);
@@ -298,7 +298,7 @@ pub async fn forward_part<W: AsyncWrite + Unpin>(
         }
         if let Err(e) = conn.reader.fill().await {
             conn.broken = true;
-            return Err(BackendError::from_read(&conn.ds, e).into());
+            return Err(BackendError::lost(&conn.ds, e).into());
         }
     }
 }

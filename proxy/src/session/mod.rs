@@ -24,7 +24,6 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tracing::{debug, info_span, warn, Instrument};
 
-use crate::backend::conn::BackendStatement;
 use crate::backend::{Flavor, Holder, PooledConn};
 use crate::databases::LogicalDatabase;
 use crate::error::BackendError;
@@ -34,6 +33,8 @@ use crate::server::{Proxy, Shared};
 use crate::sessions::Registration;
 use forward::{forward_reply, Answer, ForwardError};
 use prepared::{PreparedStatement, ShardedPrepared, Statements};
+use shardgate_mysql::backend::conn::BackendStatement;
+use shardgate_mysql::backend::ConnError;
 use shardgate_mysql::codes;
 use shardgate_mysql::command::*;
 use shardgate_mysql::errors::not_supported;
@@ -249,12 +250,18 @@ enum Failure {
 impl From<BackendError> for Failure {
     fn from(e: BackendError) -> Self {
         match &e {
-            BackendError::Lost { ds, .. } => Failure::Lost {
+            BackendError::Conn(ConnError::Lost { ds, .. }) => Failure::Lost {
                 server: ds.clone(),
                 err: e.to_client(),
             },
             _ => Failure::Reply(e.to_client()),
         }
+    }
+}
+
+impl From<ConnError> for Failure {
+    fn from(e: ConnError) -> Self {
+        BackendError::from(e).into()
     }
 }
 

@@ -239,7 +239,7 @@ async fn next_row(conn: &mut PooledConn) -> Result<RowPacket, BackendError> {
         .reader
         .read_packet(usize::MAX)
         .await
-        .map_err(|e| BackendError::from_read(&ds, e))?;
+        .map_err(|e| BackendError::lost(&ds, e))?;
     let terminator_len = if conn.flavor.deprecate_eof() {
         MAX_PAYLOAD
     } else {

@@ -34,7 +34,7 @@ pub(in crate::session) async fn read_columns(
     conn: &mut PooledConn,
 ) -> Result<Result<Vec<ColumnInfo>, ErrInfo>, crate::error::BackendError> {
     let ds = conn.ds.to_string();
-    let lost = |e| crate::error::BackendError::from_read(&ds, e);
+    let lost = |e| crate::error::BackendError::lost(&ds, e);
     let (_, first) = conn.reader.read_packet(usize::MAX).await.map_err(lost)?;
     match first.first() {
         Some(0xFF) => {
@@ -56,10 +56,11 @@ pub(in crate::session) async fn read_columns(
     // A query's result always comes with its definitions.
     if conn.cache_metadata && rest.first() == Some(&0) {
         conn.broken = true;
-        return Err(crate::error::BackendError::Protocol {
+        return Err(shardgate_mysql::backend::ConnError::Protocol {
             ds,
             what: "a query's result came without column definitions".into(),
-        });
+        }
+        .into());
     }
     let mut columns = Vec::with_capacity(n as usize);
     for _ in 0..n {

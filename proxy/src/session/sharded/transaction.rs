@@ -1,9 +1,9 @@
 //! Transaction control across the data sources a session's transaction
 //! touched: BEGIN, COMMIT, ROLLBACK and savepoints on each.
 
-use crate::error::BackendError;
 use crate::session::forward::Answer;
 use crate::session::{Failure, Session};
+use shardgate_mysql::backend::ConnError;
 use shardgate_mysql::command::COM_QUERY;
 use shardgate_mysql::ok_err::{ErrInfo, OkInfo};
 use shardgate_mysql::response::{Outcome, ResponseKind};
@@ -72,7 +72,7 @@ impl Session {
             };
             // An error reply was read whole: the connection stays usable
             // (and keeps its transaction, for a failed SAVEPOINT command).
-            conn.broken = !matches!(reply, Ok(_) | Err(BackendError::Server { .. }));
+            conn.broken = !matches!(reply, Ok(_) | Err(ConnError::Server { .. }));
             match reply {
                 Ok(ok) => {
                     last = ok;

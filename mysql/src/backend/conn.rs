@@ -17,15 +17,15 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 use super::columns::{KeptColumns, ResultColumns};
+use super::ConnError;
 use super::Flavor;
-use crate::error::BackendError;
-use shardgate_mysql::codes;
-use shardgate_mysql::command::{
+use crate::codes;
+use crate::command::{
     COM_FIELD_LIST, COM_INIT_DB, COM_QUERY, COM_RESET_CONNECTION, COM_STMT_CLOSE, COM_STMT_EXECUTE,
 };
-use shardgate_mysql::ok_err::{status, take_lenenc_int, ErrInfo, OkInfo};
-use shardgate_mysql::packet::{PacketReader, PacketWriter};
-use shardgate_mysql::response::{Outcome, PrepareOk, ResponseKind, ResponseScanner, Step};
+use crate::ok_err::{status, take_lenenc_int, ErrInfo, OkInfo};
+use crate::packet::{PacketReader, PacketWriter};
+use crate::response::{Outcome, PrepareOk, ResponseKind, ResponseScanner, Step};
 
 /// Capabilities every backend connection asks for; the session-visible ones
 /// come from the client through `Flavor`.
@@ -63,7 +63,8 @@ pub struct BackendConn {
     pub ds: Arc<str>,
     pub flavor: Flavor,
     pub thread_id: u32,
-    pub(crate) reader: PacketReader<OwnedReadHalf>,
+    /// Read directly by whoever forwards or parses a reply in flight.
+    pub reader: PacketReader<OwnedReadHalf>,
     writer: PacketWriter<OwnedWriteHalf>,
     physical_db: Arc<str>,
     /// Fingerprint of the session state last applied (0: none since login or reset).
@@ -104,10 +105,10 @@ impl BackendConn {
         ds: Arc<str>,
         url: &BackendUrl,
         flavor: Flavor,
-    ) -> Result<Self, BackendError> {
+    ) -> Result<Self, ConnError> {
         let addr = format!("{}:{}", url.host, url.port);
         let ds_name = ds.to_string();
-        let connect_err = |source| BackendError::Connect {
+        let connect_err = |source| ConnError::Connect {
             ds: ds_name.clone(),
             addr: addr.clone(),
             source,
@@ -144,7 +145,7 @@ impl BackendConn {
         Ok(conn)
     }
 
-    async fn login(&mut self, url: &BackendUrl) -> Result<(), BackendError> {
+    async fn login(&mut self, url: &BackendUrl) -> Result<(), ConnError> {
         let (_, greeting) = self.read().await?;
         if greeting.first() == Some(&0xFF) {
             return Err(self.login_error(&greeting));
@@ -223,8 +224,8 @@ impl BackendConn {
         }
     }
 
-    fn login_error(&self, payload: &[u8]) -> BackendError {
-        BackendError::Login {
+    fn login_error(&self, payload: &[u8]) -> ConnError {
+        ConnError::Login {
             ds: self.ds.to_string(),
             err: ErrInfo::parse(payload).unwrap_or_else(|| {
                 ErrInfo::new(codes::ER_ACCESS_DENIED_ERROR, "28000", "login refused")
@@ -232,33 +233,33 @@ impl BackendConn {
         }
     }
 
-    fn protocol(&self, what: String) -> BackendError {
-        BackendError::Protocol {
+    fn protocol(&self, what: String) -> ConnError {
+        ConnError::Protocol {
             ds: self.ds.to_string(),
             what,
         }
     }
 
-    async fn read(&mut self) -> Result<(u8, bytes::BytesMut), BackendError> {
+    async fn read(&mut self) -> Result<(u8, bytes::BytesMut), ConnError> {
         match self.reader.read_packet(NO_LIMIT).await {
             Ok(p) => Ok(p),
             Err(e) => {
                 self.broken = true;
-                Err(BackendError::from_read(&self.ds, e))
+                Err(ConnError::from_read(&self.ds, e))
             }
         }
     }
 
-    async fn flush(&mut self) -> Result<(), BackendError> {
+    async fn flush(&mut self) -> Result<(), ConnError> {
         if let Err(e) = self.writer.flush().await {
             self.broken = true;
-            return Err(BackendError::lost(&self.ds, e));
+            return Err(ConnError::lost(&self.ds, e));
         }
         Ok(())
     }
 
     /// Sends one command packet (sequence 0). The reply is the caller's to read.
-    pub async fn send_command(&mut self, payload: &[u8]) -> Result<(), BackendError> {
+    pub async fn send_command(&mut self, payload: &[u8]) -> Result<(), ConnError> {
         self.last_used = Instant::now();
         self.effect = transaction_effect(payload);
         if self.effect == Effect::MayOpen && self.status & status::AUTOCOMMIT == 0 {
@@ -278,7 +279,7 @@ impl BackendConn {
     }
 
     /// Reads a whole reply, keeping nothing but its outcome.
-    pub async fn read_outcome(&mut self, kind: ResponseKind) -> Result<Outcome, BackendError> {
+    pub async fn read_outcome(&mut self, kind: ResponseKind) -> Result<Outcome, ConnError> {
         let mut scanner = self.scanner(kind);
         loop {
             let (_, payload) = self.read().await?;
@@ -307,7 +308,7 @@ impl BackendConn {
 
     /// Reads the reply to a COM_STMT_PREPARE, keeping its column
     /// definitions for executes the server answers without them.
-    pub async fn read_prepare_outcome(&mut self) -> Result<Outcome, BackendError> {
+    pub async fn read_prepare_outcome(&mut self) -> Result<Outcome, ConnError> {
         let mut scanner = self.scanner(ResponseKind::Prepare);
         let mut columns = KeptColumns::for_prepare(self);
         let mut first = true;
@@ -358,13 +359,13 @@ impl BackendConn {
     }
 
     /// Runs a statement whose result the client never sees; a server error is returned as such.
-    pub async fn execute_internal(&mut self, sql: &str) -> Result<OkInfo, BackendError> {
+    pub async fn execute_internal(&mut self, sql: &str) -> Result<OkInfo, ConnError> {
         self.execute_statement(sql.as_bytes()).await
     }
 
     /// [`execute_internal`](Self::execute_internal) for a statement's bytes
     /// (a client's, in its character set).
-    pub async fn execute_statement(&mut self, sql: &[u8]) -> Result<OkInfo, BackendError> {
+    pub async fn execute_statement(&mut self, sql: &[u8]) -> Result<OkInfo, ConnError> {
         let mut payload = Vec::with_capacity(sql.len() + 1);
         payload.push(COM_QUERY);
         payload.extend_from_slice(sql);
@@ -373,10 +374,10 @@ impl BackendConn {
     }
 
     /// Reads the reply of a statement that answers OK (or an error).
-    pub async fn read_ok(&mut self) -> Result<OkInfo, BackendError> {
+    pub async fn read_ok(&mut self) -> Result<OkInfo, ConnError> {
         match self.read_outcome(ResponseKind::ResultSets).await? {
             Outcome::Ok(ok) => Ok(ok),
-            Outcome::Err(err) => Err(BackendError::Server {
+            Outcome::Err(err) => Err(ConnError::Server {
                 ds: self.ds.to_string(),
                 err,
             }),
@@ -386,10 +387,7 @@ impl BackendConn {
 
     /// Runs a query and returns its rows as text (NULL as None). For small
     /// internal queries only: everything is held in memory.
-    pub async fn query_text(
-        &mut self,
-        sql: &str,
-    ) -> Result<Vec<Vec<Option<String>>>, BackendError> {
+    pub async fn query_text(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, ConnError> {
         Ok(self.query_text_with_names(sql).await?.rows)
     }
 
@@ -398,7 +396,7 @@ impl BackendConn {
     pub async fn query_text_defined(
         &mut self,
         sql: &str,
-    ) -> Result<(Vec<Vec<u8>>, Vec<Vec<Option<String>>>), BackendError> {
+    ) -> Result<(Vec<Vec<u8>>, Vec<Vec<Option<String>>>), ConnError> {
         let result = self.query_text_with_names(sql).await?;
         Ok((result.definitions, result.rows))
     }
@@ -408,7 +406,7 @@ impl BackendConn {
     pub async fn query_text_bytes(
         &mut self,
         sql: &[u8],
-    ) -> Result<Vec<Vec<Option<String>>>, BackendError> {
+    ) -> Result<Vec<Vec<Option<String>>>, ConnError> {
         Ok(self.query_payload(sql).await?.rows)
     }
 
@@ -418,7 +416,7 @@ impl BackendConn {
     pub async fn query_text_named(
         &mut self,
         sql: &str,
-    ) -> Result<Vec<HashMap<String, Option<String>>>, BackendError> {
+    ) -> Result<Vec<HashMap<String, Option<String>>>, ConnError> {
         let TextRows { names, rows, .. } = self.query_text_with_names(sql).await?;
         Ok(rows
             .into_iter()
@@ -426,11 +424,11 @@ impl BackendConn {
             .collect())
     }
 
-    async fn query_text_with_names(&mut self, sql: &str) -> Result<TextRows, BackendError> {
+    async fn query_text_with_names(&mut self, sql: &str) -> Result<TextRows, ConnError> {
         self.query_payload(sql.as_bytes()).await
     }
 
-    async fn query_payload(&mut self, sql: &[u8]) -> Result<TextRows, BackendError> {
+    async fn query_payload(&mut self, sql: &[u8]) -> Result<TextRows, ConnError> {
         let mut payload = Vec::with_capacity(sql.len() + 1);
         payload.push(COM_QUERY);
         payload.extend_from_slice(sql);
@@ -478,7 +476,7 @@ impl BackendConn {
             if let Step::Done(outcome) = step {
                 self.note_outcome(&outcome);
                 return match outcome {
-                    Outcome::Err(err) => Err(BackendError::Server {
+                    Outcome::Err(err) => Err(ConnError::Server {
                         ds: self.ds.to_string(),
                         err,
                     }),
@@ -495,7 +493,7 @@ impl BackendConn {
     /// COM_RESET_CONNECTION: rolls back, drops temporary tables, releases
     /// locks, clears variables and prepared statements; then re-selects the
     /// physical database.
-    pub async fn reset(&mut self) -> Result<(), BackendError> {
+    pub async fn reset(&mut self) -> Result<(), ConnError> {
         self.send_command(&[COM_RESET_CONNECTION]).await?;
         self.expect_ok().await?;
         self.statements.clear();
@@ -507,10 +505,10 @@ impl BackendConn {
         self.expect_ok().await
     }
 
-    async fn expect_ok(&mut self) -> Result<(), BackendError> {
+    async fn expect_ok(&mut self) -> Result<(), ConnError> {
         match self.read_outcome(ResponseKind::Single).await? {
             Outcome::Ok(_) => Ok(()),
-            Outcome::Err(err) => Err(BackendError::Server {
+            Outcome::Err(err) => Err(ConnError::Server {
                 ds: self.ds.to_string(),
                 err,
             }),

@@ -7,9 +7,9 @@
 use std::sync::Arc;
 
 use super::BackendConn;
-use crate::error::BackendError;
-use shardgate_mysql::ok_err::take_lenenc_int;
-use shardgate_mysql::response::PrepareOk;
+use super::ConnError;
+use crate::ok_err::take_lenenc_int;
+use crate::response::PrepareOk;
 
 /// The column definition payloads of a result set, as the data source sent them.
 pub type ResultColumns = Arc<[Box<[u8]>]>;
@@ -142,8 +142,8 @@ impl KeptColumns {
     }
 
     /// The error for a result without definitions that were not kept.
-    pub fn missing(ds: &str) -> BackendError {
-        BackendError::Protocol {
+    pub fn missing(ds: &str) -> ConnError {
+        ConnError::Protocol {
             ds: ds.to_string(),
             what: "a result came without column definitions and none were kept for it".into(),
         }
