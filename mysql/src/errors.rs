@@ -1,10 +1,49 @@
-//! The errors of the layers below the protocol (the planner's refusals
-//! today) as a MySQL client understands them: an error code, a SQLSTATE
-//! and the message. Mapped here, once, at the protocol's edge.
+//! The errors of the layers below the protocol (the planner's refusals, the
+//! backend layer's failures) as a MySQL client understands them: an error
+//! code, a SQLSTATE and the message. Mapped here, once, at the protocol's
+//! edge.
 
 use crate::codes;
 use crate::ok_err::ErrInfo;
+use shardgate_core::error::{BackendError, ConnError};
 use shardgate_sql::shard::PlanError;
+
+/// The ERR packet's fields a client gets for an error of a lower layer.
+pub trait ToClient {
+    fn to_client(&self) -> ErrInfo;
+}
+
+/// The server's own error as it sent it, or one naming the data source the
+/// proxy could not use.
+impl ToClient for ConnError {
+    fn to_client(&self) -> ErrInfo {
+        match self {
+            ConnError::Server { err, .. } => err.into(),
+            ConnError::Connect { .. } | ConnError::Login { .. } => ErrInfo::new(
+                codes::ER_CONNECT_TO_FOREIGN_DATA_SOURCE,
+                "HY000",
+                self.to_string(),
+            ),
+            ConnError::Lost { .. } | ConnError::Protocol { .. } => {
+                ErrInfo::new(codes::ER_UNKNOWN_ERROR, "HY000", self.to_string())
+            }
+        }
+    }
+}
+
+impl ToClient for BackendError {
+    fn to_client(&self) -> ErrInfo {
+        match self {
+            BackendError::Conn(e) => e.to_client(),
+            BackendError::PoolExhausted { .. } => {
+                ErrInfo::new(codes::ER_CON_COUNT_ERROR, "08004", self.to_string())
+            }
+            BackendError::Deadlock { .. } => {
+                ErrInfo::new(codes::ER_LOCK_DEADLOCK, "40001", self.to_string())
+            }
+        }
+    }
+}
 
 /// A statement the proxy will not run because it cannot run it correctly
 /// across data nodes; the message names the tables and what to change.

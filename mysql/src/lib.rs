@@ -14,6 +14,7 @@ pub mod column;
 pub mod command;
 pub mod errors;
 mod float_text;
+pub mod gtid;
 pub mod handshake;
 pub mod ok_err;
 pub mod packet;

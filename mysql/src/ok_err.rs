@@ -1,6 +1,8 @@
 //! OK, ERR and EOF packets: building the ones the proxy sends itself and
 //! reading the status a backend's OK/EOF carries.
 
+use shardgate_core::error::DbError;
+
 /// Server status flags the proxy looks at.
 pub mod status {
     pub const IN_TRANS: u16 = 0x0001;
@@ -60,6 +62,28 @@ impl ErrInfo {
             sqlstate,
             message: String::from_utf8_lossy(msg).into_owned(),
         })
+    }
+}
+
+/// A server's error as the core carries it, and back: the same three
+/// fields, without the packet.
+impl From<ErrInfo> for DbError {
+    fn from(err: ErrInfo) -> DbError {
+        DbError {
+            code: err.code,
+            sqlstate: err.sqlstate,
+            message: err.message,
+        }
+    }
+}
+
+impl From<&DbError> for ErrInfo {
+    fn from(err: &DbError) -> ErrInfo {
+        ErrInfo {
+            code: err.code,
+            sqlstate: err.sqlstate,
+            message: err.message.clone(),
+        }
     }
 }
 

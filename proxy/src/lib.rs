@@ -3,15 +3,14 @@
 //!
 //! A statement flows: `session` (command loop, session state) →
 //! `shardgate_sql` (classification, analysis, routing plan, rewrite) →
-//! `backend` (pools, connections) → `shardgate_mysql` (framing, forwarding
-//! of replies, row codecs) → `shardgate_merge` when several nodes answer.
+//! `backend` (`shardgate_core`'s pools over `shardgate_mysql`'s
+//! connections) → `shardgate_mysql` (framing, forwarding of replies, row
+//! codecs) → `shardgate_merge` when several nodes answer. Metrics, alerts
+//! and the backend layer's errors are `shardgate_core`'s.
 
 pub mod admin;
-pub mod alerts;
 pub mod backend;
 pub mod databases;
-pub mod error;
-pub mod metrics;
 pub mod pause;
 pub mod reload;
 pub mod replica;

@@ -11,8 +11,8 @@ use shardgate_rules::config::Config;
 use shardgate_rules::ConfigError;
 use tracing::{info, warn};
 
-use crate::alerts::Alerts;
 use crate::server::{build_shared, Proxy, Shared};
+use shardgate_core::alerts::Alerts;
 
 /// Why a configuration could not be (re)loaded.
 #[derive(Debug, thiserror::Error)]

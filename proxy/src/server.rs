@@ -19,15 +19,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::alerts::Alerts;
 use crate::backend::{Pool, PoolContext, Role};
 use crate::databases::LogicalDatabase;
-use crate::metrics::Metrics;
 use crate::pause::Pauses;
 use crate::replica::watermark::Watermarks;
 use crate::replica::ReadRouter;
 use crate::sessions::Sessions;
 use crate::staging::Staged;
+use shardgate_core::alerts::Alerts;
+use shardgate_core::metrics::Metrics;
 use shardgate_mysql::handshake::ServerIdentity;
 use shardgate_mysql::packet::PacketReader;
 
@@ -180,7 +180,7 @@ fn spawn_care(shared: &Shared) -> Vec<JoinHandle<()>> {
     let mut tasks: Vec<JoinHandle<()>> = shared
         .all_pools()
         .map(|pool| {
-            crate::backend::maintenance::spawn(
+            shardgate_core::backend::maintenance::spawn(
                 pool.clone(),
                 shared.alerts.clone(),
                 shared.config.alerts.clone(),

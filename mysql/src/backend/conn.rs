@@ -23,9 +23,11 @@ use crate::codes;
 use crate::command::{
     COM_FIELD_LIST, COM_INIT_DB, COM_QUERY, COM_RESET_CONNECTION, COM_STMT_CLOSE, COM_STMT_EXECUTE,
 };
+use crate::gtid::Position;
 use crate::ok_err::{status, take_lenenc_int, ErrInfo, OkInfo};
 use crate::packet::{PacketReader, PacketWriter};
 use crate::response::{Outcome, PrepareOk, ResponseKind, ResponseScanner, Step};
+use shardgate_core::backend::Connection;
 
 /// Capabilities every backend connection asks for; the session-visible ones
 /// come from the client through `Flavor`.
@@ -227,9 +229,11 @@ impl BackendConn {
     fn login_error(&self, payload: &[u8]) -> ConnError {
         ConnError::Login {
             ds: self.ds.to_string(),
-            err: ErrInfo::parse(payload).unwrap_or_else(|| {
-                ErrInfo::new(codes::ER_ACCESS_DENIED_ERROR, "28000", "login refused")
-            }),
+            err: ErrInfo::parse(payload)
+                .unwrap_or_else(|| {
+                    ErrInfo::new(codes::ER_ACCESS_DENIED_ERROR, "28000", "login refused")
+                })
+                .into(),
         }
     }
 
@@ -245,7 +249,7 @@ impl BackendConn {
             Ok(p) => Ok(p),
             Err(e) => {
                 self.broken = true;
-                Err(ConnError::from_read(&self.ds, e))
+                Err(ConnError::lost(&self.ds, e))
             }
         }
     }
@@ -379,7 +383,7 @@ impl BackendConn {
             Outcome::Ok(ok) => Ok(ok),
             Outcome::Err(err) => Err(ConnError::Server {
                 ds: self.ds.to_string(),
-                err,
+                err: err.into(),
             }),
             Outcome::Prepared(_) => Err(self.protocol("prepare reply to a query".into())),
         }
@@ -478,7 +482,7 @@ impl BackendConn {
                 return match outcome {
                     Outcome::Err(err) => Err(ConnError::Server {
                         ds: self.ds.to_string(),
-                        err,
+                        err: err.into(),
                     }),
                     _ => Ok(TextRows {
                         names,
@@ -510,7 +514,7 @@ impl BackendConn {
             Outcome::Ok(_) => Ok(()),
             Outcome::Err(err) => Err(ConnError::Server {
                 ds: self.ds.to_string(),
-                err,
+                err: err.into(),
             }),
             Outcome::Prepared(_) => Err(self.protocol("prepare reply to a reset".into())),
         }
@@ -562,6 +566,45 @@ impl BackendConn {
     /// Whether the connection can serve another session as it is.
     pub fn reusable(&self) -> bool {
         !self.broken && !self.in_transaction()
+    }
+}
+
+/// What the core's pools need of a MariaDB connection.
+impl Connection for BackendConn {
+    type Flavor = Flavor;
+    type Position = Position;
+
+    fn internal_flavor() -> Flavor {
+        Flavor::internal()
+    }
+
+    async fn connect(ds: Arc<str>, url: &BackendUrl, flavor: Flavor) -> Result<Self, ConnError> {
+        BackendConn::connect(ds, url, flavor).await
+    }
+
+    /// `SELECT 1` rather than COM_PING: it proves the server runs statements.
+    async fn ping(&mut self) -> Result<(), ConnError> {
+        self.query_text("SELECT 1").await.map(|_| ())
+    }
+
+    fn flavor(&self) -> Flavor {
+        self.flavor
+    }
+
+    fn applied_state(&self) -> u64 {
+        self.applied_state
+    }
+
+    fn last_used(&self) -> Instant {
+        self.last_used
+    }
+
+    fn reusable(&self) -> bool {
+        BackendConn::reusable(self)
+    }
+
+    fn mark_broken(&mut self) {
+        self.broken = true;
     }
 }
 

@@ -1,74 +1,16 @@
 //! The MySQL client side of a data source: one logged-in connection
 //! ([`BackendConn`]) with the connection options it shares with the session
 //! it serves ([`Flavor`]), the column definitions MariaDB's metadata
-//! caching leaves out ([`columns`]), and what can go wrong on it
-//! ([`ConnError`]).
+//! caching leaves out ([`columns`]), as the core's pools keep it (it is
+//! their [`shardgate_core::backend::Connection`]).
 
 pub mod columns;
 pub mod conn;
 
 use mysql_common::constants::CapabilityFlags;
 
-use crate::codes;
-use crate::ok_err::ErrInfo;
-use crate::packet::ReadError;
-
 pub use conn::BackendConn;
-
-/// A failure on one connection to a data source.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnError {
-    #[error("cannot connect to data source {ds} ({addr}): {source}")]
-    Connect {
-        ds: String,
-        addr: String,
-        source: std::io::Error,
-    },
-    #[error("data source {ds} refused the proxy's login: {err}")]
-    Login { ds: String, err: ErrInfo },
-    #[error("connection to data source {ds} lost: {reason}")]
-    Lost { ds: String, reason: String },
-    #[error("unexpected reply from data source {ds}: {what}")]
-    Protocol { ds: String, what: String },
-    #[error("{err}")]
-    Server { ds: String, err: ErrInfo },
-}
-
-impl ConnError {
-    pub fn lost(ds: &str, err: impl std::fmt::Display) -> Self {
-        ConnError::Lost {
-            ds: ds.to_owned(),
-            reason: err.to_string(),
-        }
-    }
-
-    /// The data source did not answer at all (refused, reset, closed):
-    /// it is down or cut off, not merely busy or refusing the statement.
-    pub fn is_unreachable(&self) -> bool {
-        matches!(self, ConnError::Connect { .. } | ConnError::Lost { .. })
-    }
-
-    /// Maps a read failure on a backend connection.
-    pub fn from_read(ds: &str, err: ReadError) -> Self {
-        Self::lost(ds, err)
-    }
-
-    /// The error the client gets: the server's own, or one naming the data
-    /// source the proxy could not use.
-    pub fn to_client(&self) -> ErrInfo {
-        match self {
-            ConnError::Server { err, .. } => err.clone(),
-            ConnError::Connect { .. } | ConnError::Login { .. } => ErrInfo::new(
-                codes::ER_CONNECT_TO_FOREIGN_DATA_SOURCE,
-                "HY000",
-                self.to_string(),
-            ),
-            ConnError::Lost { .. } | ConnError::Protocol { .. } => {
-                ErrInfo::new(codes::ER_UNKNOWN_ERROR, "HY000", self.to_string())
-            }
-        }
-    }
-}
+pub use shardgate_core::error::ConnError;
 
 /// The client-visible connection options a backend connection must share
 /// with the session it serves: they change how the server answers

@@ -17,8 +17,9 @@ use shardgate_rules::config::{
     ReadFallback, StrategyConfig, TransactionReads,
 };
 
-use crate::backend::pool::{HealthCheck, Pool};
+use crate::backend::Pool;
 use crate::server::Proxy;
+use shardgate_core::backend::pool::HealthCheck;
 use shardgate_sql::dialect::MARIADB;
 use shardgate_sql::shard::preview::preview;
 

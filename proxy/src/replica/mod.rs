@@ -2,7 +2,6 @@
 //! out of the read rotation, and the balancer that picks one for a read.
 
 pub mod balance;
-pub mod gtid;
 pub mod monitor;
 pub mod watermark;
 
@@ -14,8 +13,9 @@ use shardgate_rules::config::{Config, PrimaryReads, ReadConfig, ReadFallback};
 
 use crate::backend::Pool;
 use balance::{Balancer, Candidate};
-use gtid::Position;
+use shardgate_core::backend::ReplicaPosition;
 use shardgate_mysql::codes;
+use shardgate_mysql::gtid::Position;
 use shardgate_mysql::ok_err::ErrInfo;
 
 /// Where one read goes.
@@ -163,9 +163,9 @@ fn no_replica(ds: &str, replicas: &[Arc<Pool>]) -> ErrInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::pool::Replication;
+    use crate::backend::Replication;
     use crate::backend::{PoolContext, Role};
-    use crate::metrics::Metrics;
+    use shardgate_core::metrics::Metrics;
     use shardgate_rules::config::{BackendUrl, PoolConfig};
 
     fn replica(i: usize, context: &Arc<PoolContext>) -> Arc<Pool> {

@@ -15,11 +15,11 @@ use shardgate_rules::config::ReadConfig;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use super::gtid::Position;
-use crate::backend::pool::{Pool, Replication};
 use crate::backend::{BackendConn, Flavor};
-use crate::error::BackendError;
-use crate::metrics::Metrics;
+use crate::backend::{Pool, Replication};
+use shardgate_core::error::BackendError;
+use shardgate_core::metrics::Metrics;
+use shardgate_mysql::gtid::Position;
 
 /// Starts monitoring `pool` (a replica of `primary`); ends when the handle
 /// is aborted.

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::gtid::Position;
+use shardgate_mysql::gtid::Position;
 
 /// The write watermarks of every data source; they outlive configuration
 /// versions (a reload must not forget a write).

@@ -11,10 +11,11 @@ use shardgate_rules::config::{AlgorithmConfig, Config, DatabaseRules, StrategyCo
 use shardgate_rules::ShardingRules;
 
 use super::{auth, CommandResult, Failure, Flow, Session};
-use crate::backend::pool::{HealthCheck, Pool};
+use crate::backend::Pool;
 use crate::databases::LogicalDatabase;
-use crate::metrics::Snapshot;
 use crate::server::Shared;
+use shardgate_core::backend::pool::HealthCheck;
+use shardgate_core::metrics::Snapshot;
 use shardgate_mysql::codes;
 use shardgate_mysql::column::{flags, types, ColumnInfo, BINARY_CHARSET};
 use shardgate_mysql::ok_err::{encode_eof, put_lenenc_int, put_lenenc_str, ErrInfo};
@@ -616,9 +617,9 @@ fn merge_text(m: &MergePlan) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::pool::Role;
     use crate::backend::PoolContext;
-    use crate::metrics::{Metrics, Routed};
+    use crate::backend::Role;
+    use shardgate_core::metrics::{Metrics, Routed};
     use shardgate_rules::{SnowflakeGenerator, SystemClock};
 
     fn seed() -> (Config, ShardingRules) {

@@ -26,7 +26,7 @@
 //!    flags.
 
 use crate::backend::PooledConn;
-use crate::error::BackendError;
+use shardgate_core::error::BackendError;
 use shardgate_mysql::codes;
 use shardgate_mysql::column::ColumnInfo;
 use shardgate_mysql::command::{COM_QUERY, COM_STMT_CLOSE, COM_STMT_PREPARE};

@@ -8,7 +8,7 @@ use bytes::Buf;
 use tokio::io::AsyncWrite;
 
 use crate::backend::BackendConn;
-use crate::error::BackendError;
+use shardgate_core::error::BackendError;
 use shardgate_mysql::backend::columns::{Definitions, KeptColumns};
 use shardgate_mysql::column::logical_column;
 use shardgate_mysql::ok_err::take_lenenc_int;

@@ -26,10 +26,11 @@ use tracing::{debug, warn};
 
 use super::{Failure, Session};
 use crate::backend::{Pool, PooledConn, Role};
-use crate::error::BackendError;
-use crate::replica::gtid::Position;
 use crate::replica::ReadChoice;
+use shardgate_core::backend::ReplicaPosition;
+use shardgate_core::error::BackendError;
 use shardgate_mysql::command::{Command, CommandKind};
+use shardgate_mysql::gtid::Position;
 use shardgate_mysql::packet::Mark;
 use shardgate_rules::TableKind;
 use shardgate_sql::lex::{Lexer, Spanned};

@@ -9,7 +9,7 @@ use tracing::warn;
 use super::sharded::{read_columns, start_query};
 use super::{Failure, Session};
 use crate::backend::PooledConn;
-use crate::error::BackendError;
+use shardgate_core::error::BackendError;
 use shardgate_mysql::codes;
 use shardgate_mysql::column::{logical_column, ColumnInfo};
 use shardgate_mysql::ok_err::{encode_eof, eof_status, put_lenenc_int, ErrInfo, OkInfo};

@@ -4,7 +4,7 @@
 //! replaying `SET @v = <literal>` gives any other connection the same value.
 
 use crate::backend::PooledConn;
-use crate::error::BackendError;
+use shardgate_core::error::BackendError;
 use shardgate_mysql::column::{flags, ColumnInfo};
 
 /// What a user variable's value is: the column it reads back as.

@@ -2,9 +2,10 @@
 //! when the client has none open, with the guard against moving rows.
 
 use crate::backend::PooledConn;
-use crate::error::BackendError;
 use crate::session::{Failure, Session};
+use shardgate_core::error::BackendError;
 use shardgate_mysql::codes;
+use shardgate_mysql::errors::ToClient;
 use shardgate_mysql::ok_err::InfoCounts;
 use shardgate_mysql::ok_err::{ErrInfo, OkInfo};
 use shardgate_sql::classify::Classified;

@@ -20,7 +20,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 pub(in crate::session) async fn start_query(
     conn: &mut PooledConn,
     sql: &str,
-) -> Result<(), crate::error::BackendError> {
+) -> Result<(), shardgate_core::error::BackendError> {
     let mut payload = Vec::with_capacity(sql.len() + 1);
     payload.push(COM_QUERY);
     payload.extend_from_slice(&restore(sql));
@@ -32,9 +32,9 @@ pub(in crate::session) async fn start_query(
 /// Reads a result set's column definitions; a node's error is the inner error.
 pub(in crate::session) async fn read_columns(
     conn: &mut PooledConn,
-) -> Result<Result<Vec<ColumnInfo>, ErrInfo>, crate::error::BackendError> {
+) -> Result<Result<Vec<ColumnInfo>, ErrInfo>, shardgate_core::error::BackendError> {
     let ds = conn.ds.to_string();
-    let lost = |e| crate::error::BackendError::lost(&ds, e);
+    let lost = |e| shardgate_core::error::BackendError::lost(&ds, e);
     let (_, first) = conn.reader.read_packet(usize::MAX).await.map_err(lost)?;
     match first.first() {
         Some(0xFF) => {

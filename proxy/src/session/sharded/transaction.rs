@@ -5,6 +5,7 @@ use crate::session::forward::Answer;
 use crate::session::{Failure, Session};
 use shardgate_mysql::backend::ConnError;
 use shardgate_mysql::command::COM_QUERY;
+use shardgate_mysql::errors::ToClient;
 use shardgate_mysql::ok_err::{ErrInfo, OkInfo};
 use shardgate_mysql::response::{Outcome, ResponseKind};
 use shardgate_sql::classify::{Classified, Savepoint};

@@ -12,7 +12,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::backend::Pool;
+use crate::backend::{Connection, Pool};
 
 /// Latency buckets in seconds, from 50 µs (a pass-through point select)
 /// to 10 s (a pool wait that is about to time out).
@@ -410,9 +410,9 @@ impl Metrics {
 
     /// The text exposition: counters as they are, gauges read from `pools`
     /// now.
-    pub fn render<'a>(
+    pub fn render<'a, C: Connection>(
         &self,
-        pools: impl IntoIterator<Item = &'a std::sync::Arc<Pool>>,
+        pools: impl IntoIterator<Item = &'a std::sync::Arc<Pool<C>>>,
         snowflake_ids: u64,
     ) -> String {
         for pool in pools {

@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use shardgate_core::backend::ReplicaPosition;
+
 /// One MariaDB GTID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Gtid {
@@ -45,11 +47,6 @@ impl Position {
         )
     }
 
-    /// Whether every transaction of `other` is included.
-    pub fn includes_all(&self, other: &Position) -> bool {
-        other.0.iter().all(|g| self.includes(g))
-    }
-
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -72,6 +69,13 @@ impl fmt::Display for Position {
             write!(f, "{g}")?;
         }
         Ok(())
+    }
+}
+
+impl ReplicaPosition for Position {
+    /// Every GTID of `other` is included.
+    fn includes_all(&self, other: &Position) -> bool {
+        other.0.iter().all(|g| self.includes(g))
     }
 }
 

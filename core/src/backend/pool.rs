@@ -14,10 +14,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
 
 use super::waits::{Holder, WaitGraph};
-use super::{BackendConn, Flavor};
+use super::Connection;
 use crate::error::BackendError;
 use crate::metrics::Metrics;
-use crate::replica::gtid::Position;
 
 /// What a pool's server is to its data source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,15 +46,15 @@ pub struct HealthCheck {
 
 /// What the replica monitor last learnt of a replica.
 #[derive(Debug, Clone)]
-pub struct Replication {
+pub struct Replication<P> {
     /// In the read rotation.
     pub usable: bool,
     /// Why not, when not.
     pub reason: Option<String>,
     /// `Seconds_Behind_Master` (None: unknown, e.g. SQL thread stopped).
     pub lag: Option<Duration>,
-    /// `@@gtid_slave_pos`: what it has applied.
-    pub applied: Position,
+    /// What it has applied.
+    pub applied: P,
     pub checked_at: std::time::SystemTime,
 }
 
@@ -96,7 +95,18 @@ pub struct PoolContext {
     waits: WaitGraph,
     /// Every pool by wait-graph id, so a pool can size the others that a
     /// waiting session holds.
-    pools: Mutex<HashMap<usize, Weak<Pool>>>,
+    pools: Mutex<HashMap<usize, Weak<dyn PoolSize>>>,
+}
+
+/// A pool as the others see it when they size themselves.
+trait PoolSize: Send + Sync {
+    fn size(&self) -> usize;
+}
+
+impl<C: Connection> PoolSize for Pool<C> {
+    fn size(&self) -> usize {
+        Pool::size(self)
+    }
 }
 
 impl PoolContext {
@@ -108,10 +118,12 @@ impl PoolContext {
         })
     }
 
-    fn register(&self, pool: &Arc<Pool>) {
+    fn register<C: Connection>(&self, pool: &Arc<Pool<C>>) {
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         pools.retain(|_, p| p.strong_count() > 0);
-        pools.insert(pool.id, Arc::downgrade(pool));
+        let id = pool.id;
+        let pool: Arc<dyn PoolSize> = pool.clone();
+        pools.insert(id, Arc::downgrade(&pool));
     }
 
     fn size_of(&self, id: usize) -> usize {
@@ -124,7 +136,7 @@ impl PoolContext {
 }
 
 /// Connections of one server.
-pub struct Pool {
+pub struct Pool<C: Connection> {
     /// Process-unique, for the wait graph.
     id: usize,
     /// `ds0` for a primary, `ds0.replica1` for its first replica.
@@ -142,7 +154,7 @@ pub struct Pool {
     size: AtomicUsize,
     /// Permits to retire as connections in use come back (after a shrink).
     owed: AtomicUsize,
-    idle: Mutex<Vec<BackendConn>>,
+    idle: Mutex<Vec<C>>,
     open: AtomicUsize,
     active: AtomicUsize,
     waiting: AtomicUsize,
@@ -153,17 +165,17 @@ pub struct Pool {
     /// Recent acquire latencies in µs, for p50/p99.
     latencies: Mutex<LatencyWindow>,
     /// The flavor sessions used last, for connections opened in advance.
-    last_flavor: Mutex<Option<Flavor>>,
+    last_flavor: Mutex<Option<C::Flavor>>,
     health: Mutex<Option<HealthCheck>>,
     acquire_seconds: prometheus::Histogram,
     /// Set by the replica monitor (replicas only).
-    replication: Mutex<Option<Arc<Replication>>>,
+    replication: Mutex<Option<Arc<Replication<C::Position>>>>,
     observed: Mutex<Observed>,
 }
 
 static NEXT_POOL: AtomicUsize = AtomicUsize::new(0);
 
-impl Pool {
+impl<C: Connection> Pool<C> {
     pub fn new(
         name: &str,
         data_source: &str,
@@ -234,20 +246,20 @@ impl Pool {
     /// that already carries the session state `state` (0: none).
     pub async fn acquire(
         self: &Arc<Self>,
-        flavor: Flavor,
+        flavor: C::Flavor,
         state: u64,
         holder: &Arc<Holder>,
-    ) -> Result<PooledConn, BackendError> {
+    ) -> Result<PooledConn<C>, BackendError> {
         remember(&self.last_flavor, flavor);
         self.checkout(flavor, state, holder).await
     }
 
     async fn checkout(
         self: &Arc<Self>,
-        flavor: Flavor,
+        flavor: C::Flavor,
         state: u64,
         holder: &Arc<Holder>,
-    ) -> Result<PooledConn, BackendError> {
+    ) -> Result<PooledConn<C>, BackendError> {
         let started = Instant::now();
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(permit) => {
@@ -266,7 +278,7 @@ impl Pool {
         holder.add(self.id);
         let conn = match self.take_valid_idle(flavor, state).await {
             Some(conn) => conn,
-            None => match BackendConn::connect(self.name.clone(), &self.url, flavor).await {
+            None => match C::connect(self.name.clone(), &self.url, flavor).await {
                 Ok(conn) => {
                     self.open.fetch_add(1, Ordering::Relaxed);
                     conn
@@ -354,11 +366,11 @@ impl Pool {
 
     /// An idle connection of this flavor, best one carrying `state`,
     /// validated first when it has been idle long; broken ones are closed.
-    async fn take_valid_idle(&self, flavor: Flavor, state: u64) -> Option<BackendConn> {
+    async fn take_valid_idle(&self, flavor: C::Flavor, state: u64) -> Option<C> {
         let validate_after = Duration::from_millis(self.config.validate_idle_ms);
         loop {
             let mut conn = self.take_idle(flavor, state)?;
-            if conn.last_used.elapsed() < validate_after {
+            if conn.last_used().elapsed() < validate_after {
                 return Some(conn);
             }
             match self.validate(&mut conn).await {
@@ -375,16 +387,16 @@ impl Pool {
     }
 
     /// `SELECT 1` within the validation timeout.
-    pub async fn validate(&self, conn: &mut BackendConn) -> Result<(), BackendError> {
+    pub async fn validate(&self, conn: &mut C) -> Result<(), BackendError> {
         let timeout = Duration::from_millis(self.config.validation_timeout_ms);
-        match tokio::time::timeout(timeout, conn.query_text("SELECT 1")).await {
+        match tokio::time::timeout(timeout, conn.ping()).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => {
-                conn.broken = true;
+                conn.mark_broken();
                 Err(e.into())
             }
             Err(_) => {
-                conn.broken = true;
+                conn.mark_broken();
                 Err(BackendError::lost(
                     &self.name,
                     format!("validation (SELECT 1) took longer than {timeout:?}"),
@@ -402,10 +414,10 @@ impl Pool {
     /// connection). A failed connect is `None` too.
     pub async fn try_acquire_ready(
         self: &Arc<Self>,
-        flavor: Flavor,
+        flavor: C::Flavor,
         state: u64,
         holder: &Arc<Holder>,
-    ) -> Option<PooledConn> {
+    ) -> Option<PooledConn<C>> {
         let size = self.size();
         if self.permits.available_permits() <= size / 2 {
             return None;
@@ -414,13 +426,13 @@ impl Pool {
         let idle = {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             idle.iter()
-                .rposition(|c| c.flavor == flavor && c.applied_state == state)
+                .rposition(|c| c.flavor() == flavor && c.applied_state() == state)
                 .map(|i| idle.swap_remove(i))
         };
         let conn = match idle {
             Some(conn) => conn,
             None if state == 0 && self.open.load(Ordering::Relaxed) < size => {
-                match BackendConn::connect(self.name.clone(), &self.url, flavor).await {
+                match C::connect(self.name.clone(), &self.url, flavor).await {
                     Ok(conn) => {
                         self.open.fetch_add(1, Ordering::Relaxed);
                         conn
@@ -443,12 +455,12 @@ impl Pool {
         })
     }
 
-    fn take_idle(&self, flavor: Flavor, state: u64) -> Option<BackendConn> {
+    fn take_idle(&self, flavor: C::Flavor, state: u64) -> Option<C> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let mut best: Option<usize> = None;
         for (i, conn) in idle.iter().enumerate().rev() {
-            if conn.flavor == flavor {
-                if conn.applied_state == state {
+            if conn.flavor() == flavor {
+                if conn.applied_state() == state {
                     best = Some(i);
                     break;
                 }
@@ -467,7 +479,7 @@ impl Pool {
         None
     }
 
-    fn give_back(&self, conn: BackendConn, shrinking: bool) {
+    fn give_back(&self, conn: C, shrinking: bool) {
         if conn.reusable() && !shrinking {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             if idle.len() < self.size() {
@@ -482,7 +494,7 @@ impl Pool {
     /// stack: sessions take the top (the connection returned last), and a
     /// session's next statement must find the connection its previous one
     /// ran on, whose `ROW_COUNT()`, `FOUND_ROWS()` and warnings are its own.
-    fn add_spare(&self, conn: BackendConn) {
+    fn add_spare(&self, conn: C) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < self.size() {
             idle.insert(0, conn);
@@ -551,7 +563,7 @@ impl Pool {
         };
         let want = self.config.min_idle().min(self.size());
         while self.idle_count() < want && self.open.load(Ordering::Relaxed) < self.size() {
-            match BackendConn::connect(self.name.clone(), &self.url, flavor).await {
+            match C::connect(self.name.clone(), &self.url, flavor).await {
                 Ok(conn) => {
                     self.open.fetch_add(1, Ordering::Relaxed);
                     self.add_spare(conn);
@@ -572,7 +584,7 @@ impl Pool {
     pub async fn health_check(self: &Arc<Self>) -> HealthCheck {
         let started = Instant::now();
         let flavor = (*self.last_flavor.lock().unwrap_or_else(|e| e.into_inner()))
-            .unwrap_or_else(Flavor::internal);
+            .unwrap_or_else(C::internal_flavor);
         let timeout = Duration::from_millis(self.config.validation_timeout_ms);
         let holder = Holder::new();
         let result = tokio::time::timeout(timeout, async {
@@ -584,7 +596,7 @@ impl Pool {
             } else {
                 // Every connection is in use: a busy pool is not a sick
                 // server, so check with a connection of its own.
-                let mut conn = BackendConn::connect(self.name.clone(), &self.url, flavor).await?;
+                let mut conn = C::connect(self.name.clone(), &self.url, flavor).await?;
                 self.validate(&mut conn).await
             }
         })
@@ -637,14 +649,14 @@ impl Pool {
     /// The replica monitor's last findings (None: a primary, or not
     /// measured yet). Shared, not copied: every read that may use a
     /// replica looks at them.
-    pub fn replication(&self) -> Option<Arc<Replication>> {
+    pub fn replication(&self) -> Option<Arc<Replication<C::Position>>> {
         self.replication
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
 
-    pub fn set_replication(&self, replication: Replication) {
+    pub fn set_replication(&self, replication: Replication<C::Position>) {
         *self.replication.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(replication));
     }
 
@@ -680,7 +692,7 @@ impl Pool {
     }
 }
 
-fn remember(slot: &Mutex<Option<Flavor>>, flavor: Flavor) {
+fn remember<F: Copy + Eq>(slot: &Mutex<Option<F>>, flavor: F) {
     let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
     if *slot != Some(flavor) {
         *slot = Some(flavor);
@@ -688,16 +700,16 @@ fn remember(slot: &Mutex<Option<Flavor>>, flavor: Flavor) {
 }
 
 /// Counts a waiting session for as long as it waits.
-struct WaitingGuard<'a>(&'a Pool);
+struct WaitingGuard<'a, C: Connection>(&'a Pool<C>);
 
-impl<'a> WaitingGuard<'a> {
-    fn new(pool: &'a Pool) -> Self {
+impl<'a, C: Connection> WaitingGuard<'a, C> {
+    fn new(pool: &'a Pool<C>) -> Self {
         pool.waiting.fetch_add(1, Ordering::Relaxed);
         WaitingGuard(pool)
     }
 }
 
-impl Drop for WaitingGuard<'_> {
+impl<C: Connection> Drop for WaitingGuard<'_, C> {
     fn drop(&mut self) {
         self.0.waiting.fetch_sub(1, Ordering::Relaxed);
     }
@@ -739,22 +751,22 @@ impl LatencyWindow {
 
 /// A connection on loan from a pool; dropping it returns the connection if
 /// it is clean (reply read to its end, no open transaction), else closes it.
-pub struct PooledConn {
-    conn: Option<BackendConn>,
-    pool: Arc<Pool>,
+pub struct PooledConn<C: Connection> {
+    conn: Option<C>,
+    pool: Arc<Pool<C>>,
     permit: Option<OwnedSemaphorePermit>,
     holder: Arc<Holder>,
 }
 
-impl PooledConn {
-    pub fn pool(&self) -> &Arc<Pool> {
+impl<C: Connection> PooledConn<C> {
+    pub fn pool(&self) -> &Arc<Pool<C>> {
         &self.pool
     }
 }
 
-impl std::ops::Deref for PooledConn {
-    type Target = BackendConn;
-    fn deref(&self) -> &BackendConn {
+impl<C: Connection> std::ops::Deref for PooledConn<C> {
+    type Target = C;
+    fn deref(&self) -> &C {
         // The option is only empty before acquire returns and in drop.
         self.conn
             .as_ref()
@@ -762,15 +774,15 @@ impl std::ops::Deref for PooledConn {
     }
 }
 
-impl std::ops::DerefMut for PooledConn {
-    fn deref_mut(&mut self) -> &mut BackendConn {
+impl<C: Connection> std::ops::DerefMut for PooledConn<C> {
+    fn deref_mut(&mut self) -> &mut C {
         self.conn
             .as_mut()
             .unwrap_or_else(|| unreachable!("connection taken before drop"))
     }
 }
 
-impl Drop for PooledConn {
+impl<C: Connection> Drop for PooledConn<C> {
     fn drop(&mut self) {
         let shrinking = self.pool.retire_owed();
         if let Some(conn) = self.conn.take() {

@@ -9,14 +9,14 @@ use shardgate_rules::config::AlertConfig;
 use tokio::task::JoinHandle;
 use tracing::info;
 
-use super::Pool;
+use super::{Connection, Pool};
 use crate::alerts::Alerts;
 
 const TICK: Duration = Duration::from_secs(1);
 
 /// What the task remembers between ticks.
-struct Care {
-    pool: Arc<Pool>,
+struct Care<C: Connection> {
+    pool: Arc<Pool<C>>,
     alerts: Arc<Alerts>,
     config: AlertConfig,
     last_resize: Instant,
@@ -30,7 +30,11 @@ struct Care {
 }
 
 /// Starts the care of `pool`; the task ends when the handle is aborted.
-pub fn spawn(pool: Arc<Pool>, alerts: Arc<Alerts>, config: AlertConfig) -> JoinHandle<()> {
+pub fn spawn<C: Connection>(
+    pool: Arc<Pool<C>>,
+    alerts: Arc<Alerts>,
+    config: AlertConfig,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut care = Care {
             pool,
@@ -51,7 +55,7 @@ pub fn spawn(pool: Arc<Pool>, alerts: Arc<Alerts>, config: AlertConfig) -> JoinH
     })
 }
 
-impl Care {
+impl<C: Connection> Care<C> {
     async fn tick(&mut self) {
         self.watch_usage();
         self.resize_adaptively();

@@ -1,0 +1,67 @@
+//! Connections to the data sources, as the core sees them: what a pool
+//! needs of a connection whatever protocol it speaks ([`Connection`]), what
+//! a replica's replication position must answer ([`ReplicaPosition`]), and
+//! the pools that share connections between sessions.
+
+pub mod maintenance;
+pub mod pool;
+pub mod waits;
+
+use std::fmt::{Debug, Display};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use shardgate_rules::config::BackendUrl;
+
+use crate::error::ConnError;
+
+pub use pool::{Pool, PoolContext, PooledConn, Role};
+pub use waits::Holder;
+
+/// One logged-in connection to a data source, as a pool keeps it.
+pub trait Connection: Send + Sync + Sized + 'static {
+    /// The connection options a connection shares with the session it
+    /// serves (they change how the server answers): a pool hands a session
+    /// only connections of its flavor.
+    type Flavor: Copy + Eq + Debug + Send + Sync + 'static;
+    /// How far a server's replication has got (a GTID set, an LSN).
+    type Position: ReplicaPosition;
+
+    /// The flavor of the proxy's own connections (health checks).
+    fn internal_flavor() -> Self::Flavor;
+
+    /// Connects and logs in with the data source's URL; `ds` names the
+    /// pool in errors.
+    fn connect(
+        ds: Arc<str>,
+        url: &BackendUrl,
+        flavor: Self::Flavor,
+    ) -> impl Future<Output = Result<Self, ConnError>> + Send;
+
+    /// A round trip that proves the server answers.
+    fn ping(&mut self) -> impl Future<Output = Result<(), ConnError>> + Send;
+
+    fn flavor(&self) -> Self::Flavor;
+
+    /// Fingerprint of the session state last applied (0: none).
+    fn applied_state(&self) -> u64;
+
+    /// When it last finished a command.
+    fn last_used(&self) -> Instant;
+
+    /// Clean enough to go back to the pool: its last reply was read to the
+    /// end and no transaction is open on it.
+    fn reusable(&self) -> bool;
+
+    /// It must be closed, not pooled again.
+    fn mark_broken(&mut self);
+}
+
+/// A replication position: what a replica has applied, or what a primary
+/// has committed, comparable to tell whether a replica has everything a
+/// read must see.
+pub trait ReplicaPosition: Clone + Default + Display + Debug + Send + Sync + 'static {
+    /// Whether every transaction of `other` is included.
+    fn includes_all(&self, other: &Self) -> bool;
+}
