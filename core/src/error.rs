@@ -74,6 +74,8 @@ pub enum BackendError {
         max: usize,
         waited: std::time::Duration,
     },
+    #[error("no usable replica for reads on {ds} ({why}); data_sources.{ds}.read.fallback = \"error\" forbids reading the primary")]
+    NoUsableReplica { ds: String, why: String },
     #[error("Deadlock found when trying to get a connection to {ds} ({in_use}/{max} in use by transactions waiting on each other); try restarting transaction")]
     Deadlock {
         ds: String,

@@ -35,6 +35,11 @@ impl ToClient for BackendError {
     fn to_client(&self) -> ErrInfo {
         match self {
             BackendError::Conn(e) => e.to_client(),
+            BackendError::NoUsableReplica { .. } => ErrInfo::new(
+                codes::ER_CONNECT_TO_FOREIGN_DATA_SOURCE,
+                "HY000",
+                self.to_string(),
+            ),
             BackendError::PoolExhausted { .. } => {
                 ErrInfo::new(codes::ER_CON_COUNT_ERROR, "08004", self.to_string())
             }

@@ -13,7 +13,6 @@ pub mod backend;
 pub mod databases;
 pub mod pause;
 pub mod reload;
-pub mod replica;
 pub mod server;
 pub mod session;
 pub mod sessions;

@@ -19,15 +19,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::backend::{Pool, PoolContext, Role};
+use crate::backend::{Pool, PoolContext, Role, Watermarks};
 use crate::databases::LogicalDatabase;
 use crate::pause::Pauses;
-use crate::replica::watermark::Watermarks;
-use crate::replica::ReadRouter;
 use crate::sessions::Sessions;
 use crate::staging::Staged;
 use shardgate_core::alerts::Alerts;
 use shardgate_core::metrics::Metrics;
+use shardgate_core::replica::ReadRouter;
 use shardgate_mysql::handshake::ServerIdentity;
 use shardgate_mysql::packet::PacketReader;
 
@@ -195,7 +194,7 @@ fn spawn_care(shared: &Shared) -> Vec<JoinHandle<()>> {
             continue;
         };
         for replica in replicas {
-            tasks.push(crate::replica::monitor::spawn(
+            tasks.push(shardgate_core::replica::monitor::spawn(
                 replica.clone(),
                 primary.clone(),
                 ds.read.clone(),

@@ -1,7 +1,9 @@
 //! Connections to the data sources, as the core sees them: what a pool
 //! needs of a connection whatever protocol it speaks ([`Connection`]), what
-//! a replica's replication position must answer ([`ReplicaPosition`]), and
-//! the pools that share connections between sessions.
+//! the proxy asks a server about replication ([`Replicated`]: GTIDs on
+//! MariaDB, an LSN on PostgreSQL) and what a replication position must
+//! answer ([`ReplicaPosition`]), and the pools that share connections
+//! between sessions.
 
 pub mod maintenance;
 pub mod pool;
@@ -10,7 +12,7 @@ pub mod waits;
 use std::fmt::{Debug, Display};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use shardgate_rules::config::BackendUrl;
 
@@ -64,4 +66,49 @@ pub trait Connection: Send + Sync + Sized + 'static {
 pub trait ReplicaPosition: Clone + Default + Display + Debug + Send + Sync + 'static {
     /// Whether every transaction of `other` is included.
     fn includes_all(&self, other: &Self) -> bool;
+}
+
+/// What the proxy asks a server about replication, on a connection of the
+/// server's protocol.
+pub trait Replicated: Connection {
+    /// How replication goes on this replica.
+    fn replica_status(
+        &mut self,
+    ) -> impl Future<Output = Result<ReplicaStatus<Self::Position>, ConnError>> + Send;
+
+    /// Every transaction committed on this primary so far.
+    fn committed_position(
+        &mut self,
+    ) -> impl Future<Output = Result<Self::Position, ConnError>> + Send;
+
+    /// Everything this replica has received from its primary (applied or
+    /// not).
+    fn received_position(
+        &mut self,
+    ) -> impl Future<Output = Result<Self::Position, ConnError>> + Send;
+
+    /// Waits at most `timeout` for this replica to apply `position`;
+    /// whether it has.
+    fn wait_for_position(
+        &mut self,
+        position: &Self::Position,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<bool, ConnError>> + Send;
+}
+
+/// One look at a replica's replication, in the server's own words where
+/// something is wrong.
+#[derive(Debug, Clone)]
+pub struct ReplicaStatus<P> {
+    /// What it has applied.
+    pub applied: P,
+    /// Why it applies nothing (not a replica, the applier stopped); None
+    /// when it applies.
+    pub applier_stopped: Option<String>,
+    /// Why it receives nothing from its primary; None when it receives.
+    pub receiver_stopped: Option<String>,
+    /// It has applied everything it received.
+    pub applied_all_received: bool,
+    /// How far behind its primary it is, or why that is not known.
+    pub lag: Result<Duration, String>,
 }

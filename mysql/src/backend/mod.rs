@@ -6,6 +6,7 @@
 
 pub mod columns;
 pub mod conn;
+mod replication;
 
 use mysql_common::constants::CapabilityFlags;
 

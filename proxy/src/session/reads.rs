@@ -4,10 +4,11 @@
 //!
 //! Read-your-writes: after a statement that may have written on a
 //! primary, the session marks that data source. Before its next read that
-//! could go to a replica, it asks the primary for its binlog position
-//! (`@@gtid_binlog_pos`, which includes the session's commit); a replica
-//! serves the read only once it has applied that position (known from
-//! the monitor, or a short `MASTER_GTID_WAIT`), else the primary does.
+//! could go to a replica, it asks the primary for its committed position
+//! (`Replicated::committed_position`: `@@gtid_binlog_pos` on MariaDB, which
+//! includes the session's commit); a replica serves the read only once it
+//! has applied that position (known from the monitor, or a short
+//! `Replicated::wait_for_position`), else the primary does.
 //! Asking later rather than reading `@@last_gtid` right after the write
 //! keeps the write's connection untouched, so `ROW_COUNT()` and
 //! `SHOW WARNINGS` still answer for the client's own statement.
@@ -25,9 +26,9 @@ use shardgate_rules::config::{ReadConsistency, TransactionReads};
 use tracing::{debug, warn};
 
 use super::{Failure, Session};
+use crate::backend::ReadChoice;
 use crate::backend::{Pool, PooledConn, Role};
-use crate::replica::ReadChoice;
-use shardgate_core::backend::ReplicaPosition;
+use shardgate_core::backend::{ReplicaPosition, Replicated};
 use shardgate_core::error::BackendError;
 use shardgate_mysql::command::{Command, CommandKind};
 use shardgate_mysql::gtid::Position;
@@ -40,7 +41,7 @@ use shardgate_sql::text::analysis_text;
 
 /// How long a read waits for a replica to apply the session's own last
 /// write before it goes to the primary instead.
-const READ_YOUR_WRITES_WAIT_SECONDS: &str = "0.1";
+const READ_YOUR_WRITES_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Statement labels that never write (see `sql::label`).
 const NON_WRITING: &[&str] = &["select", "show", "set", "use", "admin", "prepare"];
@@ -168,7 +169,7 @@ impl Session {
                 &primary,
                 written.as_deref(),
             )
-            .map_err(Failure::Reply)?
+            .map_err(Failure::from)?
         {
             ReadChoice::Replica { pool, .. } => Ok(pool),
             ReadChoice::Primary => Ok(primary),
@@ -195,7 +196,7 @@ impl Session {
     /// After a replica connection was taken for a read: makes sure it has
     /// applied what the read must see on its data source — the session's
     /// last write there, or every write the proxy acknowledged (a short
-    /// `MASTER_GTID_WAIT`). False when it has not: the read goes to the
+    /// wait for the position). False when it has not: the read goes to the
     /// primary.
     pub(super) async fn replica_caught_up(&mut self, conn: &mut PooledConn) -> bool {
         let pool = conn.pool().clone();
@@ -231,7 +232,7 @@ impl Session {
         let pos = match required {
             Freshness::Any => return true,
             Freshness::At(pos) => pos,
-            Freshness::AllReceived => match received_position(conn).await {
+            Freshness::AllReceived => match conn.received_position().await {
                 Ok(pos) => {
                     debug!(replica = %pool.name(), %pos, "its primary is down: reading what it received");
                     pos
@@ -251,15 +252,11 @@ impl Session {
         {
             return true;
         }
-        let sql = format!("SELECT MASTER_GTID_WAIT('{pos}', {READ_YOUR_WRITES_WAIT_SECONDS})");
         let waited = Instant::now();
-        let applied = match conn.query_text(&sql).await {
-            Ok(rows) => rows
-                .first()
-                .and_then(|r| r.first())
-                .is_some_and(|v| v.as_deref() == Some("0")),
-            Err(_) => false,
-        };
+        let applied = conn
+            .wait_for_position(&pos, READ_YOUR_WRITES_WAIT)
+            .await
+            .unwrap_or(false);
         debug!(replica = %pool.name(), %pos, applied, waited = ?waited.elapsed(), "read-your-writes wait");
         applied
     }
@@ -488,20 +485,8 @@ impl Session {
     }
 }
 
-/// `@@gtid_binlog_pos` of a primary: every transaction committed there so
-/// far, the session's own included.
-/// What replica connection `conn` has received from its primary
-/// (`Gtid_IO_Pos` of each replication source).
-async fn received_position(conn: &mut PooledConn) -> Result<Position, BackendError> {
-    let sources = conn.query_text_named("SHOW ALL SLAVES STATUS").await?;
-    let received: Vec<&str> = sources
-        .iter()
-        .filter_map(|row| row.get("Gtid_IO_Pos").and_then(|v| v.as_deref()))
-        .filter(|pos| !pos.is_empty())
-        .collect();
-    Ok(Position::parse(&received.join(",")))
-}
-
+/// What primary `primary` has committed so far, the session's own writes
+/// included.
 async fn primary_position(
     session: &Session,
     primary: &Arc<Pool>,
@@ -509,10 +494,5 @@ async fn primary_position(
     let mut conn = primary
         .acquire(session.flavor, session.vars.fingerprint(), &session.holder)
         .await?;
-    let rows = conn.query_text("SELECT @@gtid_binlog_pos").await?;
-    let text = rows
-        .first()
-        .and_then(|r| r.first().cloned().flatten())
-        .unwrap_or_default();
-    Ok(Position::parse(&text))
+    Ok(conn.committed_position().await?)
 }

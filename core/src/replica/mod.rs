@@ -1,5 +1,6 @@
-//! Replicas: their GTID positions, the monitor that keeps each one in or
-//! out of the read rotation, and the balancer that picks one for a read.
+//! Replicas: the monitor that keeps each one in or out of the read
+//! rotation, the balancer that picks one for a read, and the watermarks of
+//! what reads must see.
 
 pub mod balance;
 pub mod monitor;
@@ -11,22 +12,18 @@ use std::sync::Arc;
 
 use shardgate_rules::config::{Config, PrimaryReads, ReadConfig, ReadFallback};
 
-use crate::backend::Pool;
+use crate::backend::{Connection, Pool, ReplicaPosition};
+use crate::error::BackendError;
 use balance::{Balancer, Candidate};
-use shardgate_core::backend::ReplicaPosition;
-use shardgate_mysql::codes;
-use shardgate_mysql::gtid::Position;
-use shardgate_mysql::ok_err::ErrInfo;
 
 /// Where one read goes.
-#[derive(Clone)]
-pub enum ReadChoice {
+pub enum ReadChoice<C: Connection> {
     /// A replica; when `wait_for` is set, only once it has applied that
-    /// transaction (the session's own last write there), checked with a
-    /// short `MASTER_GTID_WAIT` — else the read goes to the primary.
+    /// position (the session's own last write there), checked with a short
+    /// wait — else the read goes to the primary.
     Replica {
-        pool: Arc<Pool>,
-        wait_for: Option<Position>,
+        pool: Arc<Pool<C>>,
+        wait_for: Option<C::Position>,
     },
     Primary,
 }
@@ -64,16 +61,16 @@ impl ReadRouter {
     /// Picks the server of data source `ds` for a read. `avoid`: replicas
     /// this read already failed on. `written`: the session's last write on
     /// that data source, when reads must not be older than it.
-    pub fn choose(
+    pub fn choose<C: Connection>(
         &self,
         ds: &str,
-        replicas: &[Arc<Pool>],
-        avoid: &[Arc<Pool>],
+        replicas: &[Arc<Pool<C>>],
+        avoid: &[Arc<Pool<C>>],
         read: &ReadConfig,
-        primary: &Arc<Pool>,
-        written: Option<&Position>,
-    ) -> Result<ReadChoice, ErrInfo> {
-        let usable: Vec<(usize, &Arc<Pool>)> = replicas
+        primary: &Arc<Pool<C>>,
+        written: Option<&C::Position>,
+    ) -> Result<ReadChoice<C>, BackendError> {
+        let usable: Vec<(usize, &Arc<Pool<C>>)> = replicas
             .iter()
             .enumerate()
             .filter(|(_, p)| p.replication().is_some_and(|r| r.usable))
@@ -86,7 +83,7 @@ impl ReadRouter {
             };
         }
         // Replicas known to have the session's write need no wait.
-        let caught_up: Vec<(usize, &Arc<Pool>)> = match written {
+        let caught_up: Vec<(usize, &Arc<Pool<C>>)> = match written {
             Some(pos) => usable
                 .iter()
                 .copied()
@@ -125,7 +122,7 @@ impl ReadRouter {
     }
 }
 
-fn candidate(index: usize, pool: &Pool, weight: u32) -> Candidate {
+fn candidate<C: Connection>(index: usize, pool: &Pool<C>, weight: u32) -> Candidate {
     let observed = pool.observed();
     Candidate {
         index,
@@ -139,7 +136,7 @@ fn candidate(index: usize, pool: &Pool, weight: u32) -> Candidate {
 
 /// The error of a read when no replica is usable and the data source says
 /// `fallback = "error"`.
-fn no_replica(ds: &str, replicas: &[Arc<Pool>]) -> ErrInfo {
+fn no_replica<C: Connection>(ds: &str, replicas: &[Arc<Pool<C>>]) -> BackendError {
     let why: Vec<String> = replicas
         .iter()
         .map(|p| {
@@ -150,23 +147,68 @@ fn no_replica(ds: &str, replicas: &[Arc<Pool>]) -> ErrInfo {
             format!("{}: {reason}", p.name())
         })
         .collect();
-    ErrInfo::new(
-        codes::ER_CONNECT_TO_FOREIGN_DATA_SOURCE,
-        "HY000",
-        format!(
-            "no usable replica for reads on {ds} ({}); data_sources.{ds}.read.fallback = \"error\" forbids reading the primary",
-            if why.is_empty() { "none configured".into() } else { why.join("; ") }
-        ),
-    )
+    BackendError::NoUsableReplica {
+        ds: ds.to_owned(),
+        why: if why.is_empty() {
+            "none configured".into()
+        } else {
+            why.join("; ")
+        },
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::Replication;
+    use crate::backend::pool::Replication;
     use crate::backend::{PoolContext, Role};
-    use shardgate_core::metrics::Metrics;
+    use crate::error::ConnError;
+    use crate::metrics::Metrics;
     use shardgate_rules::config::{BackendUrl, PoolConfig};
+    use std::time::Instant;
+
+    /// Choosing never connects: a connection type that cannot.
+    struct Unconnected;
+
+    #[derive(Debug, Clone, Default)]
+    struct NoPosition;
+
+    impl std::fmt::Display for NoPosition {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("-")
+        }
+    }
+
+    impl ReplicaPosition for NoPosition {
+        fn includes_all(&self, _: &NoPosition) -> bool {
+            true
+        }
+    }
+
+    impl Connection for Unconnected {
+        type Flavor = ();
+        type Position = NoPosition;
+        fn internal_flavor() {}
+        async fn connect(ds: Arc<str>, _: &BackendUrl, _: ()) -> Result<Self, ConnError> {
+            Err(ConnError::lost(&ds, "a test pool does not connect"))
+        }
+        async fn ping(&mut self) -> Result<(), ConnError> {
+            Ok(())
+        }
+        fn flavor(&self) {}
+        fn applied_state(&self) -> u64 {
+            0
+        }
+        fn last_used(&self) -> Instant {
+            Instant::now()
+        }
+        fn reusable(&self) -> bool {
+            false
+        }
+        fn mark_broken(&mut self) {}
+    }
+
+    type Pool = super::Pool<Unconnected>;
 
     fn replica(i: usize, context: &Arc<PoolContext>) -> Arc<Pool> {
         let url = BackendUrl::parse(&format!("mysql://root@127.0.0.1:{}/ds0", 13316 + 10 * i))
@@ -183,7 +225,7 @@ mod tests {
             usable: true,
             reason: None,
             lag: None,
-            applied: Position::default(),
+            applied: NoPosition,
             checked_at: std::time::SystemTime::now(),
         });
         pool
