@@ -16,10 +16,26 @@ use std::time::{Duration, Instant};
 
 use shardgate_rules::config::BackendUrl;
 
-use crate::error::ConnError;
+use shardgate_sql::dialect::Dialect;
+use shardgate_sql::shard::PlanError;
+
+use crate::error::{ConnError, DbError};
 
 pub use pool::{Pool, PoolContext, PooledConn, Role};
 pub use waits::Holder;
+
+/// A kind of data source the core serves (MariaDB today): its connections
+/// and the few things the protocol-neutral layers must ask of it.
+pub trait Backend: Send + Sync + 'static {
+    type Conn: Replicated;
+
+    /// The SQL dialect its servers speak.
+    fn dialect() -> &'static dyn Dialect;
+
+    /// A refusal of the planner as this backend's clients are told it (the
+    /// admin API's route preview reports the same code a client would get).
+    fn refusal(error: &PlanError) -> DbError;
+}
 
 /// One logged-in connection to a data source, as a pool keeps it.
 pub trait Connection: Send + Sync + Sized + 'static {

@@ -13,6 +13,28 @@ use mysql_common::constants::CapabilityFlags;
 pub use conn::BackendConn;
 pub use shardgate_core::error::ConnError;
 
+use shardgate_core::backend::Backend;
+use shardgate_core::error::DbError;
+use shardgate_sql::dialect::{Dialect, MARIADB};
+use shardgate_sql::shard::PlanError;
+
+use crate::ok_err::ErrInfo;
+
+/// MariaDB data sources behind a MySQL front end.
+pub struct MariaDb;
+
+impl Backend for MariaDb {
+    type Conn = BackendConn;
+
+    fn dialect() -> &'static dyn Dialect {
+        &MARIADB
+    }
+
+    fn refusal(error: &PlanError) -> DbError {
+        ErrInfo::from(error).into()
+    }
+}
+
 /// The client-visible connection options a backend connection must share
 /// with the session it serves: they change how the server answers
 /// (affected-row counts, EOF packets, multi-statements) or converts text,

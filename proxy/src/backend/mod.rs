@@ -1,9 +1,10 @@
-//! The core's pools, replica choices and read watermarks over MariaDB
-//! connections and GTID positions: the one place that names both.
+//! The core over MariaDB: its proxy state, pools, replica choices and read
+//! watermarks instantiated with MariaDB connections and GTID positions,
+//! the one place that names both.
 
 use shardgate_core::backend::pool;
 pub use shardgate_core::backend::{Holder, PoolContext, Role};
-pub use shardgate_mysql::backend::{BackendConn, Flavor};
+pub use shardgate_mysql::backend::{BackendConn, Flavor, MariaDb};
 use shardgate_mysql::gtid::Position;
 
 /// The connections of one MariaDB server.
@@ -16,3 +17,9 @@ pub type Replication = pool::Replication<Position>;
 pub type ReadChoice = shardgate_core::replica::ReadChoice<BackendConn>;
 /// What reads must see of the writes this proxy acknowledged, as GTIDs.
 pub type Watermarks = shardgate_core::replica::watermark::Watermarks<Position>;
+/// The running proxy over MariaDB data sources.
+pub type Proxy = shardgate_core::proxy::Proxy<MariaDb>;
+/// One configuration version over MariaDB data sources.
+pub type Shared = shardgate_core::proxy::Shared<MariaDb>;
+/// A logical database over MariaDB data sources.
+pub type LogicalDatabase = shardgate_core::databases::LogicalDatabase<MariaDb>;

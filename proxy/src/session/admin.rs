@@ -11,9 +11,9 @@ use shardgate_rules::config::{AlgorithmConfig, Config, DatabaseRules, StrategyCo
 use shardgate_rules::ShardingRules;
 
 use super::{auth, CommandResult, Failure, Flow, Session};
+use crate::backend::LogicalDatabase;
 use crate::backend::Pool;
-use crate::databases::LogicalDatabase;
-use crate::server::Shared;
+use crate::backend::Shared;
 use shardgate_core::backend::pool::HealthCheck;
 use shardgate_core::metrics::Snapshot;
 use shardgate_mysql::codes;

@@ -5,11 +5,11 @@
 use mysql_common::constants::CapabilityFlags;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-use crate::server::Shared;
+use crate::backend::Shared;
 use shardgate_mysql::codes;
 use shardgate_mysql::handshake::{
     auth_switch_request, greeting, new_salt, parse_hello, verify_native_password, ClientHello,
-    NATIVE_PASSWORD,
+    ServerIdentity, NATIVE_PASSWORD,
 };
 use shardgate_mysql::ok_err::{status, ErrInfo, OkInfo};
 use shardgate_mysql::packet::{PacketReader, PacketWriter, ReadError};
@@ -21,7 +21,7 @@ const HANDSHAKE_LIMIT: usize = 64 * 1024;
 pub struct LoggedIn {
     pub hello: ClientHello,
     /// The logical database it selected (the first one when none).
-    pub database: std::sync::Arc<crate::databases::LogicalDatabase>,
+    pub database: std::sync::Arc<crate::backend::LogicalDatabase>,
 }
 
 /// Why the connection phase ended without a session.
@@ -37,6 +37,7 @@ pub enum LoginError {
 
 pub async fn login(
     shared: &Shared,
+    identity: &ServerIdentity,
     connection_id: u32,
     peer_ip: &str,
     reader: &mut PacketReader<OwnedReadHalf>,
@@ -44,7 +45,7 @@ pub async fn login(
 ) -> Result<LoggedIn, LoginError> {
     let salt = new_salt();
     writer.set_seq(0);
-    writer.push(&greeting(&shared.identity, connection_id, &salt));
+    writer.push(&greeting(identity, connection_id, &salt));
     writer.flush().await?;
 
     let (seq, payload) = reader.read_packet(HANDSHAKE_LIMIT).await?;

@@ -24,21 +24,22 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tracing::{debug, info_span, warn, Instrument};
 
+use crate::backend::LogicalDatabase;
 use crate::backend::{Flavor, Holder, PooledConn};
-use crate::databases::LogicalDatabase;
-use crate::pause::Gate;
-use crate::server::{Proxy, Shared};
-use crate::sessions::Registration;
+use crate::backend::{Proxy, Shared};
 use forward::{forward_reply, Answer, ForwardError};
 use prepared::{PreparedStatement, ShardedPrepared, Statements};
 use shardgate_core::error::BackendError;
 use shardgate_core::metrics;
+use shardgate_core::pause::Gate;
+use shardgate_core::sessions::Registration;
 use shardgate_mysql::backend::conn::BackendStatement;
 use shardgate_mysql::backend::ConnError;
 use shardgate_mysql::codes;
 use shardgate_mysql::command::*;
 use shardgate_mysql::errors::not_supported;
 use shardgate_mysql::errors::ToClient;
+use shardgate_mysql::handshake::ServerIdentity;
 use shardgate_mysql::ok_err::{encode_eof, status, ErrInfo, OkInfo};
 use shardgate_mysql::packet::{PacketReader, PacketWriter, ReadError};
 use shardgate_mysql::params::decode_params;
@@ -59,8 +60,9 @@ use shardgate_sql::statements::{self, Piece};
 use shardgate_sql::text::{analysis_text, restore, value_text, ClientCharset};
 use state::{literal_from_read_back, SessionVars};
 
-/// Serves one client connection until it quits or goes away.
-pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
+/// Serves one client connection until it quits or goes away; it is
+/// greeted as `identity`.
+pub async fn serve(proxy: Arc<Proxy>, identity: Arc<ServerIdentity>, stream: TcpStream) {
     let connection_id = proxy.next_connection_id();
     let shared = proxy.current();
     let peer_ip = stream
@@ -73,14 +75,22 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream) {
         let (r, w) = stream.into_split();
         let mut reader = PacketReader::new(r);
         let mut writer = PacketWriter::new(w);
-        let logged_in =
-            match auth::login(&shared, connection_id, &peer_ip, &mut reader, &mut writer).await {
-                Ok(l) => l,
-                Err(e) => {
-                    debug!("login failed: {e}");
-                    return;
-                }
-            };
+        let logged_in = match auth::login(
+            &shared,
+            &identity,
+            connection_id,
+            &peer_ip,
+            &mut reader,
+            &mut writer,
+        )
+        .await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                debug!("login failed: {e}");
+                return;
+            }
+        };
         debug!(user = %logged_in.hello.user, "logged in");
         let (hello, db) = (logged_in.hello, logged_in.database);
         let registration = proxy

@@ -1,5 +1,5 @@
 //! The session's side of a resharding cutover: the pause gate every
-//! statement passes before it is analysed (see `crate::pause`), the record
+//! statement passes before it is analysed (see `shardgate_core::pause`), the record
 //! of the logical tables its open transaction writes (the in-flight
 //! transactions a migrator waits for), and the refusal of statements on
 //! re-ruled tables by a transaction that keeps an older rules version.
@@ -8,7 +8,7 @@ use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 
 use super::{Failure, Session};
-use crate::pause::statement::StatementTables;
+use shardgate_core::pause::statement::StatementTables;
 use shardgate_mysql::codes;
 use shardgate_mysql::command::{Command, CommandKind};
 use shardgate_mysql::ok_err::ErrInfo;
@@ -110,7 +110,8 @@ impl Session {
     /// cutover renamed the physical tables, the wrong ones.
     pub(super) fn refuse_re_ruled_tables(&self, command: &Command<'_>) -> Result<(), Failure> {
         let current = self.proxy.current();
-        let changed = crate::reload::tables_with_new_rules(&self.shared.config, &current.config);
+        let changed =
+            shardgate_core::reload::tables_with_new_rules(&self.shared.config, &current.config);
         if changed.is_empty() {
             return Ok(());
         }

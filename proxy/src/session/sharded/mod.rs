@@ -12,7 +12,7 @@ use super::forward::{forward_part, Answer, Part};
 use super::prepared::NodeStatement;
 use super::{Failure, Session};
 use crate::backend::Pool;
-use crate::databases::TableColumns;
+use shardgate_core::databases::TableColumns;
 use shardgate_merge::Value;
 use shardgate_mysql::codes;
 use shardgate_mysql::command::COM_QUERY;
@@ -514,7 +514,7 @@ impl Session {
 
 /// The pool of a data source the rules name.
 fn primary_pool_of(
-    shared: &crate::server::Shared,
+    shared: &crate::backend::Shared,
     data_source: &str,
 ) -> Result<Arc<Pool>, Failure> {
     shared.pool(data_source).cloned().ok_or_else(|| {

@@ -11,8 +11,9 @@ use shardgate_rules::config::Config;
 use shardgate_rules::ConfigError;
 use tracing::{info, warn};
 
-use crate::server::{build_shared, Proxy, Shared};
-use shardgate_core::alerts::Alerts;
+use crate::alerts::Alerts;
+use crate::backend::Backend;
+use crate::proxy::{build_shared, Proxy, Shared};
 
 /// Why a configuration could not be (re)loaded.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +64,7 @@ pub fn read_config(path: &Path) -> Result<Config, ReloadError> {
     })
 }
 
-impl Proxy {
+impl<B: Backend> Proxy<B> {
     /// Re-reads the configuration file and makes it current.
     pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
         let _one_at_a_time = self.reload_guard().await;
@@ -95,7 +96,11 @@ impl Proxy {
 
     /// The version after `old`, built from `config` (already checked with
     /// [`check_replacement`]); not yet in force.
-    pub(crate) fn next_version(&self, old: &Shared, config: Config) -> Result<Shared, ReloadError> {
+    pub(crate) fn next_version(
+        &self,
+        old: &Shared<B>,
+        config: Config,
+    ) -> Result<Shared<B>, ReloadError> {
         let alerts = if old.config.alerts.webhook == config.alerts.webhook {
             old.alerts.clone()
         } else {
@@ -108,7 +113,6 @@ impl Proxy {
             self.context(),
             old.metrics.clone(),
             alerts,
-            old.identity.clone(),
         )
         .map_err(|e| ReloadError::Build(e.to_string()))
     }
@@ -155,7 +159,7 @@ pub(crate) fn check_replacement(old: &Config, new: &Config) -> Result<Vec<String
 /// Logical tables whose routing differs between two configurations: added,
 /// removed or changed sharded tables, and tables that became or stopped
 /// being broadcast.
-pub(crate) fn tables_with_new_rules(old: &Config, new: &Config) -> Vec<String> {
+pub fn tables_with_new_rules(old: &Config, new: &Config) -> Vec<String> {
     let mut tables: Vec<String> = old
         .tables
         .keys()

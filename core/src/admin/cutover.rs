@@ -19,8 +19,9 @@ use shardgate_admin_api::{
 use shardgate_rules::config::Config;
 
 use super::api::error;
+use crate::backend::Backend;
 use crate::pause::PauseTerms;
-use crate::server::Proxy;
+use crate::proxy::Proxy;
 use crate::staging::ActivateError;
 
 /// Bounds of `max_queue_ms`: a statement waits at least 1 ms, at most 10 min.
@@ -51,7 +52,7 @@ fn is_logical_table(config: &Config, name: &str) -> bool {
 }
 
 /// The pauses in effect with the in-flight transactions of each.
-fn pauses_json(proxy: &Proxy) -> Vec<Pause> {
+fn pauses_json<B: Backend>(proxy: &Proxy<B>) -> Vec<Pause> {
     proxy
         .pauses()
         .list()
@@ -70,13 +71,13 @@ fn pauses_json(proxy: &Proxy) -> Vec<Pause> {
 }
 
 /// `GET /api/pauses`.
-pub async fn pauses(State(proxy): State<Arc<Proxy>>) -> Json<Vec<Pause>> {
+pub async fn pauses<B: Backend>(State(proxy): State<Arc<Proxy<B>>>) -> Json<Vec<Pause>> {
     Json(pauses_json(&proxy))
 }
 
 /// `POST /api/pauses`: pauses tables, or renews and updates their pauses.
-pub async fn pause(
-    State(proxy): State<Arc<Proxy>>,
+pub async fn pause<B: Backend>(
+    State(proxy): State<Arc<Proxy<B>>>,
     body: Result<Json<PauseRequest>, JsonRejection>,
 ) -> Response {
     let Json(request) = match body {
@@ -142,8 +143,8 @@ pub async fn pause(
 }
 
 /// `POST /api/pauses/resume`: lifts pauses; their queued statements go on.
-pub async fn resume(
-    State(proxy): State<Arc<Proxy>>,
+pub async fn resume<B: Backend>(
+    State(proxy): State<Arc<Proxy<B>>>,
     body: Result<Json<ResumeRequest>, JsonRejection>,
 ) -> Response {
     let Json(request) = match body {
@@ -161,7 +162,11 @@ pub async fn resume(
 }
 
 /// `PUT /api/rules/staged`: a whole configuration file's TOML text.
-pub async fn stage(State(proxy): State<Arc<Proxy>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn stage<B: Backend>(
+    State(proxy): State<Arc<Proxy<B>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -190,15 +195,15 @@ pub async fn stage(State(proxy): State<Arc<Proxy>>, headers: HeaderMap, body: By
 }
 
 /// `DELETE /api/rules/staged`.
-pub async fn discard_staged(State(proxy): State<Arc<Proxy>>) -> Json<Discarded> {
+pub async fn discard_staged<B: Backend>(State(proxy): State<Arc<Proxy<B>>>) -> Json<Discarded> {
     Json(Discarded {
         discarded_version: proxy.discard_staged(),
     })
 }
 
 /// `POST /api/rules/activate`: the staged version becomes current.
-pub async fn activate(
-    State(proxy): State<Arc<Proxy>>,
+pub async fn activate<B: Backend>(
+    State(proxy): State<Arc<Proxy<B>>>,
     body: Result<Json<ActivateRequest>, JsonRejection>,
 ) -> Response {
     let Json(request) = match body {
@@ -221,7 +226,7 @@ pub async fn activate(
 }
 
 /// `GET /api/sessions`.
-pub async fn sessions(State(proxy): State<Arc<Proxy>>) -> Json<Value> {
+pub async fn sessions<B: Backend>(State(proxy): State<Arc<Proxy<B>>>) -> Json<Value> {
     let list = proxy.sessions().list(proxy.version());
     Json(json!(list))
 }

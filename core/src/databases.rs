@@ -8,16 +8,16 @@ use std::sync::{Arc, Mutex};
 use shardgate_rules::config::DatabaseRules;
 use shardgate_rules::{ColumnKind, ColumnKinds, Config, ConfigError, ShardingRules};
 
-use crate::backend::Pool;
+use crate::backend::{Backend, Pool};
 use shardgate_sql::shard::metadata::MetadataNames;
 
 /// One logical database clients see.
-pub struct LogicalDatabase {
+pub struct LogicalDatabase<B: Backend> {
     pub name: String,
     pub rules: ShardingRules,
     /// Where its tables named by no rule live.
     pub default_data_source: String,
-    pub default_pool: Arc<Pool>,
+    pub default_pool: Arc<Pool<B::Conn>>,
     pub metadata: MetadataNames,
     /// The columns of its sharded tables, learnt from a node when first
     /// needed; forgotten when DDL changes the table.
@@ -66,13 +66,13 @@ impl TableColumns {
     }
 }
 
-impl LogicalDatabase {
+impl<B: Backend> LogicalDatabase<B> {
     /// Builds one database of `config` on the primaries' `pools`.
     pub fn new(
         config: &Config,
         db: &DatabaseRules<'_>,
-        pools: &std::collections::BTreeMap<String, Arc<Pool>>,
-    ) -> Result<Option<LogicalDatabase>, ConfigError> {
+        pools: &std::collections::BTreeMap<String, Arc<Pool<B::Conn>>>,
+    ) -> Result<Option<LogicalDatabase<B>>, ConfigError> {
         let rules = ShardingRules::for_database(config, db)?;
         let Some(default_pool) = pools.get(db.default_data_source).cloned() else {
             return Ok(None);

@@ -26,21 +26,30 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tracing::warn;
 
-use crate::server::Proxy;
+use crate::backend::Backend;
+use crate::proxy::Proxy;
 
 pub use api::{pool_json, rules_json};
 
 /// Who may call what. The token is read from the current configuration
 /// on each request, so a reload can change it.
-#[derive(Clone)]
-struct Access {
-    proxy: Arc<Proxy>,
+struct Access<B: Backend> {
+    proxy: Arc<Proxy<B>>,
     /// Every endpoint (but liveness/readiness) needs the token.
     everything: bool,
 }
 
+impl<B: Backend> Clone for Access<B> {
+    fn clone(&self) -> Self {
+        Access {
+            proxy: self.proxy.clone(),
+            everything: self.everything,
+        }
+    }
+}
+
 /// The admin routes.
-pub fn router(proxy: Arc<Proxy>, loopback: bool) -> Router {
+pub fn router<B: Backend>(proxy: Arc<Proxy<B>>, loopback: bool) -> Router {
     let access = Access {
         proxy: proxy.clone(),
         everything: !loopback,
@@ -76,7 +85,11 @@ pub fn router(proxy: Arc<Proxy>, loopback: bool) -> Router {
 }
 
 /// Checks the bearer token where one is needed.
-async fn authorize(State(access): State<Access>, request: Request, next: Next) -> Response {
+async fn authorize<B: Backend>(
+    State(access): State<Access<B>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let mutating = request.method() != Method::GET && request.method() != Method::HEAD;
     if !(mutating || access.everything) {
         return next.run(request).await;
@@ -120,7 +133,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Serves the admin routes on `listener` in the background.
-pub fn serve(listener: TcpListener, proxy: Arc<Proxy>) -> JoinHandle<()> {
+pub fn serve<B: Backend>(listener: TcpListener, proxy: Arc<Proxy<B>>) -> JoinHandle<()> {
     let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router(proxy, loopback)).await {
@@ -135,7 +148,9 @@ async fn health() -> &'static str {
 }
 
 /// Every primary accepts connections (200), or which ones do not (503).
-async fn ready(State(proxy): State<Arc<Proxy>>) -> (StatusCode, Json<serde_json::Value>) {
+async fn ready<B: Backend>(
+    State(proxy): State<Arc<Proxy<B>>>,
+) -> (StatusCode, Json<serde_json::Value>) {
     let shared = proxy.current();
     let mut down = Vec::new();
     for (name, ds) in &shared.config.data_sources {

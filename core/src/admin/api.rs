@@ -17,10 +17,9 @@ use shardgate_rules::config::{
     ReadFallback, StrategyConfig, TransactionReads,
 };
 
-use crate::backend::Pool;
-use crate::server::Proxy;
-use shardgate_core::backend::pool::HealthCheck;
-use shardgate_sql::dialect::MARIADB;
+use crate::backend::pool::HealthCheck;
+use crate::backend::{Backend, Connection, Pool};
+use crate::proxy::Proxy;
 use shardgate_sql::shard::preview::preview;
 
 /// Largest size `POST /api/pools/{name}/resize` accepts.
@@ -64,7 +63,7 @@ fn health_json(check: &Option<HealthCheck>) -> Value {
 }
 
 /// One pool as `GET /api/pools` lists it.
-pub fn pool_json(pool: &Pool) -> Value {
+pub fn pool_json<C: Connection>(pool: &Pool<C>) -> Value {
     let s = pool.stats();
     let config = pool.config();
     json!({
@@ -101,7 +100,7 @@ pub fn pool_json(pool: &Pool) -> Value {
     })
 }
 
-pub async fn pools(State(proxy): State<Arc<Proxy>>) -> Json<Value> {
+pub async fn pools<B: Backend>(State(proxy): State<Arc<Proxy<B>>>) -> Json<Value> {
     let shared = proxy.current();
     let pools: Vec<Value> = shared.all_pools().map(|p| pool_json(p)).collect();
     Json(json!({ "pools": pools }))
@@ -113,8 +112,8 @@ pub struct ResizeRequest {
     size: usize,
 }
 
-pub async fn resize(
-    State(proxy): State<Arc<Proxy>>,
+pub async fn resize<B: Backend>(
+    State(proxy): State<Arc<Proxy<B>>>,
     name: Result<Path<String>, PathRejection>,
     body: Result<Json<ResizeRequest>, JsonRejection>,
 ) -> Response {
@@ -296,7 +295,7 @@ fn redact_url_password(url: &str) -> String {
 
 /// `GET /api/rules`: the configuration in force, its version and the
 /// staged version (null when nothing is staged).
-pub async fn rules(State(proxy): State<Arc<Proxy>>) -> Json<Value> {
+pub async fn rules<B: Backend>(State(proxy): State<Arc<Proxy<B>>>) -> Json<Value> {
     let shared = proxy.current();
     let mut rules = rules_json(&shared.config, shared.version);
     rules["staged_version"] = json!(proxy.staged_version());
@@ -308,8 +307,8 @@ pub struct RouteQuery {
     sql: Option<String>,
 }
 
-pub async fn route(
-    State(proxy): State<Arc<Proxy>>,
+pub async fn route<B: Backend>(
+    State(proxy): State<Arc<Proxy<B>>>,
     query: Result<Query<RouteQuery>, QueryRejection>,
 ) -> Response {
     let shared = proxy.current();
@@ -336,7 +335,7 @@ pub async fn route(
     let db = shared.first_database();
     let kinds = db.known_kinds(db.table_columns_learnt().iter().map(String::as_str));
     let ctx = shardgate_sql::shard::plan::PlanContext {
-        dialect: &MARIADB,
+        dialect: B::dialect(),
         rules: &db.rules,
         default_data_source: &db.default_data_source,
         keys: &shared.keys,
@@ -345,8 +344,8 @@ pub async fn route(
     match preview(&sql, &db.name, &ctx) {
         Ok(p) => Json(json!({ "sql": sql, "preview": p })).into_response(),
         Err(err) => {
-            // The admin API answers in the MySQL front end's terms.
-            let err = shardgate_mysql::ok_err::ErrInfo::from(&err);
+            // The admin API answers in the backend's clients' terms.
+            let err = B::refusal(&err);
             (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 Json(json!({
@@ -363,7 +362,7 @@ pub async fn route(
 
 /// Everything the dashboard shows, in one request: counters (rates are
 /// the client's deltas between two snapshots), pools and recent alerts.
-pub async fn stats(State(proxy): State<Arc<Proxy>>) -> Json<Value> {
+pub async fn stats<B: Backend>(State(proxy): State<Arc<Proxy<B>>>) -> Json<Value> {
     let shared = proxy.current();
     let at_ms = std::time::SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -382,7 +381,7 @@ pub async fn stats(State(proxy): State<Arc<Proxy>>) -> Json<Value> {
 
 /// `POST /api/reload`: re-reads the configuration file; an invalid one
 /// is refused with its errors and the old configuration keeps serving.
-pub async fn reload(State(proxy): State<Arc<Proxy>>) -> Response {
+pub async fn reload<B: Backend>(State(proxy): State<Arc<Proxy<B>>>) -> Response {
     match proxy.reload().await {
         Ok(r) => Json(json!({ "reloaded": true, "version": r.version, "changes": r.changes }))
             .into_response(),
@@ -400,12 +399,12 @@ pub async fn reload(State(proxy): State<Arc<Proxy>>) -> Response {
     }
 }
 
-pub async fn alerts(State(proxy): State<Arc<Proxy>>) -> Json<Value> {
+pub async fn alerts<B: Backend>(State(proxy): State<Arc<Proxy<B>>>) -> Json<Value> {
     let shared = proxy.current();
     Json(json!({ "alerts": shared.alerts.recent() }))
 }
 
-pub async fn metrics(State(proxy): State<Arc<Proxy>>) -> Response {
+pub async fn metrics<B: Backend>(State(proxy): State<Arc<Proxy<B>>>) -> Response {
     let shared = proxy.current();
     let text = shared
         .metrics

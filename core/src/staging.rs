@@ -17,8 +17,9 @@ use std::sync::Arc;
 use shardgate_rules::config::Config;
 use tracing::{info, warn};
 
+use crate::backend::Backend;
+use crate::proxy::Proxy;
 use crate::reload::{check_replacement, ReloadError};
-use crate::server::Proxy;
 
 /// A configuration waiting to be activated.
 #[derive(Debug, Clone)]
@@ -62,7 +63,7 @@ impl Staged {
     }
 }
 
-impl Proxy {
+impl<B: Backend> Proxy<B> {
     /// Validates `text` as the next version and stages it, replacing any
     /// staged one.
     pub async fn stage(&self, text: &str) -> Result<Staged, ReloadError> {

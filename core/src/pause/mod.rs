@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use shardgate_core::metrics::Metrics;
+use crate::metrics::Metrics;
 use statement::StatementTables;
 
 /// What a pause holds (the admin API's type).
