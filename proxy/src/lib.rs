@@ -1,17 +1,14 @@
-//! ShardGate's proxy: a MySQL-protocol front end that serves clients from
-//! pooled backend connections.
+//! ShardGate's proxy, wiring only: the core's state over MariaDB data
+//! sources (`shardgate_core` instantiated with `shardgate_mysql`'s
+//! `MariaDb`), its admin API, and the MySQL front end's listener.
 //!
-//! A statement flows: `session` (command loop, session state) →
-//! `shardgate_sql` (classification, analysis, routing plan, rewrite) →
-//! `backend` (`shardgate_core`'s pools over `shardgate_mysql`'s
-//! connections) → `shardgate_mysql` (framing, forwarding of replies, row
-//! codecs) → `shardgate_merge` when several nodes answer. The proxy's
-//! state, pools, replicas, pause/reload, metrics, alerts and the admin API
-//! are `shardgate_core`'s, instantiated here with MariaDB.
+//! A statement flows: `shardgate_mysql::session` (command loop, session
+//! state) → `shardgate_sql` (classification, analysis, routing plan,
+//! rewrite) → `shardgate_core`'s pools of `shardgate_mysql`'s connections
+//! → `shardgate_mysql` (framing, forwarding of replies, row codecs) →
+//! `shardgate_merge` when several nodes answer.
 
-pub mod backend;
 pub mod server;
-pub mod session;
 
 pub use server::{
     read_config_file, start, start_from_file, start_from_read_file, Proxy, RunningProxy, StartError,

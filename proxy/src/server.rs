@@ -1,26 +1,22 @@
 //! Starting the proxy: the core's state over MariaDB data sources, the
-//! admin API, what the MySQL front end says about itself in its greeting,
-//! and the accept loop that hands each client to a session.
+//! admin API and the MySQL front end's listener, bound and served in the
+//! background; and stopping them.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use mysql_common::io::ParseBuf;
-use mysql_common::packets::HandshakePacket;
 use shardgate_core::alerts::Alerts;
 use shardgate_core::metrics::Metrics;
 use shardgate_core::proxy::{build_shared, BuildError};
-use shardgate_rules::config::{BackendUrl, Config};
-use tokio::net::{TcpListener, TcpStream};
+use shardgate_rules::config::Config;
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::backend::PoolContext;
-pub use crate::backend::Proxy;
-use shardgate_mysql::handshake::ServerIdentity;
-use shardgate_mysql::packet::PacketReader;
+use shardgate_mysql::backend::PoolContext;
+pub use shardgate_mysql::backend::Proxy;
+use shardgate_mysql::listener::{accept_loop, probe_identity};
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -180,52 +176,4 @@ async fn keep_pause_leases(proxy: std::sync::Weak<Proxy>) {
             }
         })
         .await;
-}
-
-/// Hands each client to a session, greeting it as `identity`.
-async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, identity: Arc<ServerIdentity>) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(crate::session::serve(
-                    proxy.clone(),
-                    identity.clone(),
-                    stream,
-                ));
-            }
-            Err(e) => {
-                // Out of file descriptors and the like: wait rather than spin.
-                warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
-/// The default data source's version and collation, so clients see the
-/// server they are really talking to; a fixed MariaDB identity when it is
-/// not reachable at start.
-async fn probe_identity(url: &BackendUrl) -> ServerIdentity {
-    let fallback = ServerIdentity {
-        version: "10.11.0-MariaDB-ShardGate".into(),
-        collation: 45,
-    };
-    let addr = format!("{}:{}", url.host, url.port);
-    let greeting = async {
-        let stream = TcpStream::connect(&addr).await.ok()?;
-        let mut reader = PacketReader::new(stream);
-        let (_, payload) = reader.read_packet(64 * 1024).await.ok()?;
-        let packet: HandshakePacket<'_> = ParseBuf(&payload).parse(()).ok()?;
-        Some(ServerIdentity {
-            version: packet.server_version_str().into_owned(),
-            collation: packet.default_collation(),
-        })
-    };
-    match tokio::time::timeout(Duration::from_secs(5), greeting).await {
-        Ok(Some(identity)) => identity,
-        _ => {
-            warn!(%addr, "default data source not reachable at start; greeting clients as {}", fallback.version);
-            fallback
-        }
-    }
 }

@@ -2,7 +2,8 @@
 //! ([`BackendConn`]) with the connection options it shares with the session
 //! it serves ([`Flavor`]), the column definitions MariaDB's metadata
 //! caching leaves out ([`columns`]), as the core's pools keep it (it is
-//! their [`shardgate_core::backend::Connection`]).
+//! their [`shardgate_core::backend::Connection`]); [`MariaDb`], the core's
+//! [`Backend`], and the core's types instantiated with it.
 
 pub mod columns;
 pub mod conn;
@@ -11,13 +12,15 @@ mod replication;
 use mysql_common::constants::CapabilityFlags;
 
 pub use conn::BackendConn;
+pub use shardgate_core::backend::{Holder, PoolContext, Role};
 pub use shardgate_core::error::ConnError;
 
-use shardgate_core::backend::Backend;
+use shardgate_core::backend::{pool, Backend};
 use shardgate_core::error::DbError;
 use shardgate_sql::dialect::{Dialect, MARIADB};
 use shardgate_sql::shard::PlanError;
 
+use crate::gtid::Position;
 use crate::ok_err::ErrInfo;
 
 /// MariaDB data sources behind a MySQL front end.
@@ -34,6 +37,26 @@ impl Backend for MariaDb {
         ErrInfo::from(error).into()
     }
 }
+
+// The core over MariaDB: its proxy state, pools, replica choices and read
+// watermarks instantiated with MariaDB connections and GTID positions.
+
+/// The connections of one MariaDB server.
+pub type Pool = pool::Pool<BackendConn>;
+/// A MariaDB connection on loan from its pool.
+pub type PooledConn = pool::PooledConn<BackendConn>;
+/// What the replica monitor last learnt of a MariaDB replica.
+pub type Replication = pool::Replication<Position>;
+/// Where one read goes, among MariaDB servers.
+pub type ReadChoice = shardgate_core::replica::ReadChoice<BackendConn>;
+/// What reads must see of the writes this proxy acknowledged, as GTIDs.
+pub type Watermarks = shardgate_core::replica::watermark::Watermarks<Position>;
+/// The running proxy over MariaDB data sources.
+pub type Proxy = shardgate_core::proxy::Proxy<MariaDb>;
+/// One configuration version over MariaDB data sources.
+pub type Shared = shardgate_core::proxy::Shared<MariaDb>;
+/// A logical database over MariaDB data sources.
+pub type LogicalDatabase = shardgate_core::databases::LogicalDatabase<MariaDb>;
 
 /// The client-visible connection options a backend connection must share
 /// with the session it serves: they change how the server answers

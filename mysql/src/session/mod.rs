@@ -24,28 +24,28 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tracing::{debug, info_span, warn, Instrument};
 
+use crate::backend::conn::BackendStatement;
+use crate::backend::ConnError;
 use crate::backend::LogicalDatabase;
 use crate::backend::{Flavor, Holder, PooledConn};
 use crate::backend::{Proxy, Shared};
+use crate::codes;
+use crate::command::*;
+use crate::errors::not_supported;
+use crate::errors::ToClient;
+use crate::handshake::ServerIdentity;
+use crate::ok_err::{encode_eof, status, ErrInfo, OkInfo};
+use crate::packet::{PacketReader, PacketWriter, ReadError};
+use crate::params::decode_params;
+use crate::response::{Outcome, ResponseKind, StatusFix};
+use crate::row::RowFormat;
+use crate::stmt::{long_data_param, retarget_execute, set_statement_id, statement_id};
 use forward::{forward_reply, Answer, ForwardError};
 use prepared::{PreparedStatement, ShardedPrepared, Statements};
 use shardgate_core::error::BackendError;
 use shardgate_core::metrics;
 use shardgate_core::pause::Gate;
 use shardgate_core::sessions::Registration;
-use shardgate_mysql::backend::conn::BackendStatement;
-use shardgate_mysql::backend::ConnError;
-use shardgate_mysql::codes;
-use shardgate_mysql::command::*;
-use shardgate_mysql::errors::not_supported;
-use shardgate_mysql::errors::ToClient;
-use shardgate_mysql::handshake::ServerIdentity;
-use shardgate_mysql::ok_err::{encode_eof, status, ErrInfo, OkInfo};
-use shardgate_mysql::packet::{PacketReader, PacketWriter, ReadError};
-use shardgate_mysql::params::decode_params;
-use shardgate_mysql::response::{Outcome, ResponseKind, StatusFix};
-use shardgate_mysql::row::RowFormat;
-use shardgate_mysql::stmt::{long_data_param, retarget_execute, set_statement_id, statement_id};
 use shardgate_sql::admin::{may_be_admin, parse as parse_admin, AdminSqlError, AdminStatement};
 use shardgate_sql::classify::{
     classify, classify_lexed, with_logical_database, Assignment, Classified, Kind,
@@ -98,7 +98,7 @@ pub async fn serve(proxy: Arc<Proxy>, identity: Arc<ServerIdentity>, stream: Tcp
             .register(connection_id, &hello.user, shared.version);
         let mut session = Session {
             flavor: Flavor::for_client(hello.capabilities, hello.collation),
-            charset: shardgate_mysql::handshake::client_charset(hello.collation),
+            charset: crate::handshake::client_charset(hello.collation),
             capabilities: hello.capabilities,
             db,
             database: hello.database,
@@ -1506,7 +1506,7 @@ impl Session {
         self.pinned = None;
         self.last_insert = None;
         self.current.read_back_vars.clear();
-        self.charset = shardgate_mysql::handshake::client_charset(self.flavor.collation);
+        self.charset = crate::handshake::client_charset(self.flavor.collation);
         self.status = status::AUTOCOMMIT;
     }
 

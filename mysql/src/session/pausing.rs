@@ -8,10 +8,10 @@ use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 
 use super::{Failure, Session};
+use crate::codes;
+use crate::command::{Command, CommandKind};
+use crate::ok_err::ErrInfo;
 use shardgate_core::pause::statement::StatementTables;
-use shardgate_mysql::codes;
-use shardgate_mysql::command::{Command, CommandKind};
-use shardgate_mysql::ok_err::ErrInfo;
 use shardgate_sql::shard::analyze::{ShardedStatement, StatementKind};
 
 /// The SQL text of a statement command (a prepared statement's own text for

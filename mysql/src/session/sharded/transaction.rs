@@ -1,13 +1,13 @@
 //! Transaction control across the data sources a session's transaction
 //! touched: BEGIN, COMMIT, ROLLBACK and savepoints on each.
 
+use crate::backend::ConnError;
+use crate::command::COM_QUERY;
+use crate::errors::ToClient;
+use crate::ok_err::{ErrInfo, OkInfo};
+use crate::response::{Outcome, ResponseKind};
 use crate::session::forward::Answer;
 use crate::session::{Failure, Session};
-use shardgate_mysql::backend::ConnError;
-use shardgate_mysql::command::COM_QUERY;
-use shardgate_mysql::errors::ToClient;
-use shardgate_mysql::ok_err::{ErrInfo, OkInfo};
-use shardgate_mysql::response::{Outcome, ResponseKind};
 use shardgate_sql::classify::{Classified, Savepoint};
 use shardgate_sql::text::restore;
 use tracing::{error, warn};

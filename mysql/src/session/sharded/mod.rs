@@ -12,15 +12,15 @@ use super::forward::{forward_part, Answer, Part};
 use super::prepared::NodeStatement;
 use super::{Failure, Session};
 use crate::backend::Pool;
+use crate::codes;
+use crate::command::COM_QUERY;
+use crate::ok_err::ErrInfo;
+use crate::ok_err::{encode_eof, put_lenenc_int};
+use crate::response::{Outcome, ResponseKind};
+use crate::row::{encode_row, RowFormat};
+use crate::stmt::{set_statement_id, statement_id};
 use shardgate_core::databases::TableColumns;
 use shardgate_merge::Value;
-use shardgate_mysql::codes;
-use shardgate_mysql::command::COM_QUERY;
-use shardgate_mysql::ok_err::ErrInfo;
-use shardgate_mysql::ok_err::{encode_eof, put_lenenc_int};
-use shardgate_mysql::response::{Outcome, ResponseKind};
-use shardgate_mysql::row::{encode_row, RowFormat};
-use shardgate_mysql::stmt::{set_statement_id, statement_id};
 use shardgate_sql::classify::Classified;
 use shardgate_sql::shard::analyze::{ShardedStatement, StatementKind};
 use shardgate_sql::shard::params::ParamValue;
@@ -129,7 +129,7 @@ impl Session {
         }
         debug!(?route, "routed");
         if !self.current.read_back_vars.is_empty() && !matches!(route, Route::One(_)) {
-            return Err(Failure::Reply(shardgate_mysql::errors::not_supported(format!(
+            return Err(Failure::Reply(crate::errors::not_supported(format!(
                 "assigning user variables (@{}) in a statement that runs on several data nodes is not supported: each node would assign its own value; select the rows first, then SET the variable",
                 self.current.read_back_vars.join(", @")
             ))));

@@ -9,13 +9,13 @@ use tracing::warn;
 use super::sharded::{read_columns, start_query};
 use super::{Failure, Session};
 use crate::backend::PooledConn;
+use crate::codes;
+use crate::column::{logical_column, ColumnInfo};
+use crate::ok_err::{encode_eof, eof_status, put_lenenc_int, ErrInfo, OkInfo};
+use crate::packet::MAX_PAYLOAD;
+use crate::response::Outcome;
+use crate::row::{decode_row, encode_row, RowFormat};
 use shardgate_core::error::BackendError;
-use shardgate_mysql::codes;
-use shardgate_mysql::column::{logical_column, ColumnInfo};
-use shardgate_mysql::ok_err::{encode_eof, eof_status, put_lenenc_int, ErrInfo, OkInfo};
-use shardgate_mysql::packet::MAX_PAYLOAD;
-use shardgate_mysql::response::Outcome;
-use shardgate_mysql::row::{decode_row, encode_row, RowFormat};
 use shardgate_sql::classify::Classified;
 use shardgate_sql::shard::plan::{Returning, Target};
 
@@ -171,7 +171,7 @@ impl Session {
         let mut order: Vec<Option<(usize, usize)>> = vec![None; total];
         for (t, (rows, got)) in rows_of.iter().zip(&inserted).enumerate() {
             if rows.len() != got.len() {
-                return Err(Failure::Reply(shardgate_mysql::errors::not_supported(format!(
+                return Err(Failure::Reply(crate::errors::not_supported(format!(
                     "a node returned {} rows for the {} rows it inserted, so the rows of RETURNING cannot be put in the statement's order; nothing was written",
                     got.len(),
                     rows.len()

@@ -2,19 +2,19 @@
 //! order (sorted, grouped, aggregated, limited) as they stream in.
 
 use crate::backend::PooledConn;
+use crate::codes;
+use crate::column::{logical_column, ColumnInfo};
+use crate::command::COM_QUERY;
+use crate::ok_err::ErrInfo;
+use crate::ok_err::{encode_eof, put_lenenc_int};
+use crate::response::Outcome;
+use crate::row::RowFormat;
 use crate::session::definitions::Ahead;
 use crate::session::forward::{forward_part, Part};
 use crate::session::{Failure, Session};
+use crate::stmt::set_statement_id;
 use shardgate_merge::engine::merge;
 use shardgate_merge::error::MergeError;
-use shardgate_mysql::codes;
-use shardgate_mysql::column::{logical_column, ColumnInfo};
-use shardgate_mysql::command::COM_QUERY;
-use shardgate_mysql::ok_err::ErrInfo;
-use shardgate_mysql::ok_err::{encode_eof, put_lenenc_int};
-use shardgate_mysql::response::Outcome;
-use shardgate_mysql::row::RowFormat;
-use shardgate_mysql::stmt::set_statement_id;
 use shardgate_sql::classify::Classified;
 use shardgate_sql::shard::having::Cond as HavingCond;
 use shardgate_sql::shard::params::ParamValue;
@@ -323,9 +323,9 @@ impl Session {
                 Ok(())
             }
             Err(MergeError::Sink(_)) => Err(Failure::ClientGone),
-            Err(MergeError::Plan(message)) => Err(Failure::Reply(
-                shardgate_mysql::errors::not_supported(message),
-            )),
+            Err(MergeError::Plan(message)) => {
+                Err(Failure::Reply(crate::errors::not_supported(message)))
+            }
             Err(e) => {
                 let err = ErrInfo::new(
                     codes::ER_UNKNOWN_ERROR,

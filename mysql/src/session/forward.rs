@@ -7,14 +7,14 @@
 use bytes::Buf;
 use tokio::io::AsyncWrite;
 
+use crate::backend::columns::{Definitions, KeptColumns};
 use crate::backend::BackendConn;
+use crate::column::logical_column;
+use crate::ok_err::take_lenenc_int;
+use crate::packet::{payload_len, PacketWriter, HEADER};
+use crate::response::{Outcome, PrepareOk, ResponseKind, StatusFix, Step};
+use crate::stmt::set_statement_id;
 use shardgate_core::error::BackendError;
-use shardgate_mysql::backend::columns::{Definitions, KeptColumns};
-use shardgate_mysql::column::logical_column;
-use shardgate_mysql::ok_err::take_lenenc_int;
-use shardgate_mysql::packet::{payload_len, PacketWriter, HEADER};
-use shardgate_mysql::response::{Outcome, PrepareOk, ResponseKind, StatusFix, Step};
-use shardgate_mysql::stmt::set_statement_id;
 use shardgate_sql::shard::metadata::MetadataNames;
 
 /// Queued client bytes beyond which the proxy writes before reading on.

@@ -6,13 +6,13 @@ use mysql_common::constants::CapabilityFlags;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::backend::Shared;
-use shardgate_mysql::codes;
-use shardgate_mysql::handshake::{
+use crate::codes;
+use crate::handshake::{
     auth_switch_request, greeting, new_salt, parse_hello, verify_native_password, ClientHello,
     ServerIdentity, NATIVE_PASSWORD,
 };
-use shardgate_mysql::ok_err::{status, ErrInfo, OkInfo};
-use shardgate_mysql::packet::{PacketReader, PacketWriter, ReadError};
+use crate::ok_err::{status, ErrInfo, OkInfo};
+use crate::packet::{PacketReader, PacketWriter, ReadError};
 
 /// Handshake packets are small; anything bigger is not a client.
 const HANDSHAKE_LIMIT: usize = 64 * 1024;

@@ -26,12 +26,12 @@
 //!    flags.
 
 use crate::backend::PooledConn;
+use crate::codes;
+use crate::column::ColumnInfo;
+use crate::command::{COM_QUERY, COM_STMT_CLOSE, COM_STMT_PREPARE};
+use crate::ok_err::ErrInfo;
+use crate::response::PrepareOk;
 use shardgate_core::error::BackendError;
-use shardgate_mysql::codes;
-use shardgate_mysql::column::ColumnInfo;
-use shardgate_mysql::command::{COM_QUERY, COM_STMT_CLOSE, COM_STMT_PREPARE};
-use shardgate_mysql::ok_err::ErrInfo;
-use shardgate_mysql::response::PrepareOk;
 
 /// A command pipelined ahead of the first data source's statement for the
 /// definitions (ways 2 and 3 above).

@@ -4,8 +4,8 @@
 //! replaying `SET @v = <literal>` gives any other connection the same value.
 
 use crate::backend::PooledConn;
+use crate::column::{flags, ColumnInfo};
 use shardgate_core::error::BackendError;
-use shardgate_mysql::column::{flags, ColumnInfo};
 
 /// What a user variable's value is: the column it reads back as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

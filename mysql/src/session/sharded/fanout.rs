@@ -2,12 +2,12 @@
 //! when the client has none open, with the guard against moving rows.
 
 use crate::backend::PooledConn;
+use crate::codes;
+use crate::errors::ToClient;
+use crate::ok_err::InfoCounts;
+use crate::ok_err::{ErrInfo, OkInfo};
 use crate::session::{Failure, Session};
 use shardgate_core::error::BackendError;
-use shardgate_mysql::codes;
-use shardgate_mysql::errors::ToClient;
-use shardgate_mysql::ok_err::InfoCounts;
-use shardgate_mysql::ok_err::{ErrInfo, OkInfo};
 use shardgate_sql::classify::Classified;
 use shardgate_sql::shard::plan::{Affected, Target};
 use shardgate_sql::shard::rewrite::move_guard;
@@ -83,7 +83,7 @@ impl Session {
                 match moving_rows(conn, &guard).await {
                     Ok(0) => {}
                     Ok(n) => {
-                        let err = shardgate_mysql::errors::not_supported(format!(
+                        let err = crate::errors::not_supported(format!(
                             "this UPDATE changes the sharding column(s) {} of {n} row(s), which would have to move to another data node; DELETE them and INSERT them again",
                             guarded.join(", ")
                         ));

@@ -3,15 +3,15 @@
 //! the client side the merge writes its rows to.
 
 use crate::backend::PooledConn;
+use crate::codes;
+use crate::column::ColumnInfo;
+use crate::command::COM_QUERY;
+use crate::ok_err::ErrInfo;
+use crate::packet::PacketWriter;
+use crate::row::{decode_row, encode_row, RowFormat};
 use shardgate_merge::engine::{RowSink, RowSource};
 use shardgate_merge::error::MergeError;
 use shardgate_merge::Value;
-use shardgate_mysql::codes;
-use shardgate_mysql::column::ColumnInfo;
-use shardgate_mysql::command::COM_QUERY;
-use shardgate_mysql::ok_err::ErrInfo;
-use shardgate_mysql::packet::PacketWriter;
-use shardgate_mysql::row::{decode_row, encode_row, RowFormat};
 use shardgate_sql::text::restore;
 use tokio::net::tcp::OwnedWriteHalf;
 
@@ -52,11 +52,11 @@ pub(in crate::session) async fn read_columns(
         _ => {}
     }
     let mut rest = &first[..];
-    let n = shardgate_mysql::ok_err::take_lenenc_int(&mut rest).unwrap_or(0);
+    let n = crate::ok_err::take_lenenc_int(&mut rest).unwrap_or(0);
     // A query's result always comes with its definitions.
     if conn.cache_metadata && rest.first() == Some(&0) {
         conn.broken = true;
-        return Err(shardgate_mysql::backend::ConnError::Protocol {
+        return Err(crate::backend::ConnError::Protocol {
             ds,
             what: "a query's result came without column definitions".into(),
         }
