@@ -797,3 +797,295 @@ impl<C: Connection> Drop for PooledConn<C> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The pool's logic over an in-memory connection: what it opens, hands
+    //! out, keeps, closes and refuses.
+
+    use super::*;
+    use crate::backend::ReplicaPosition;
+    use crate::error::ConnError;
+
+    /// Connections opened so far, by pool name (each test its own names).
+    static OPENED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    fn opened(pool: &str) -> usize {
+        OPENED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|p| p.as_str() == pool)
+            .count()
+    }
+
+    /// A connection in memory. Pools named `down*` cannot connect; a
+    /// connection whose `server_gone` is set fails its ping.
+    struct Memory {
+        flavor: u8,
+        state: u64,
+        broken: bool,
+        in_transaction: bool,
+        server_gone: bool,
+        last_used: Instant,
+    }
+
+    #[derive(Debug, Clone, Default)]
+    struct NoPosition;
+
+    impl std::fmt::Display for NoPosition {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("-")
+        }
+    }
+
+    impl ReplicaPosition for NoPosition {
+        fn includes_all(&self, _: &NoPosition) -> bool {
+            true
+        }
+    }
+
+    impl Connection for Memory {
+        type Flavor = u8;
+        type Position = NoPosition;
+
+        fn internal_flavor() -> u8 {
+            0
+        }
+
+        async fn connect(ds: Arc<str>, url: &BackendUrl, flavor: u8) -> Result<Self, ConnError> {
+            if ds.starts_with("down") {
+                return Err(ConnError::Connect {
+                    ds: ds.to_string(),
+                    addr: format!("{}:{}", url.host, url.port),
+                    source: std::io::ErrorKind::ConnectionRefused.into(),
+                });
+            }
+            OPENED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(ds.to_string());
+            Ok(Memory {
+                flavor,
+                state: 0,
+                broken: false,
+                in_transaction: false,
+                server_gone: false,
+                last_used: Instant::now(),
+            })
+        }
+
+        async fn ping(&mut self) -> Result<(), ConnError> {
+            if self.server_gone {
+                Err(ConnError::lost("memory", "server gone"))
+            } else {
+                Ok(())
+            }
+        }
+
+        fn flavor(&self) -> u8 {
+            self.flavor
+        }
+
+        fn applied_state(&self) -> u64 {
+            self.state
+        }
+
+        fn last_used(&self) -> Instant {
+            self.last_used
+        }
+
+        fn reusable(&self) -> bool {
+            !self.broken && !self.in_transaction
+        }
+
+        fn mark_broken(&mut self) {
+            self.broken = true;
+        }
+    }
+
+    fn pool(name: &str, context: &Arc<PoolContext>, config: PoolConfig) -> Arc<Pool<Memory>> {
+        let url = BackendUrl::parse("mysql://root@127.0.0.1:1/db").expect("url");
+        Pool::new(name, name, Role::Primary, url, config, context.clone())
+    }
+
+    fn sized(max_size: usize) -> PoolConfig {
+        PoolConfig {
+            max_size,
+            acquire_timeout_ms: 100,
+            ..PoolConfig::default()
+        }
+    }
+
+    fn context() -> Arc<PoolContext> {
+        PoolContext::new(Arc::new(Metrics::new()))
+    }
+
+    #[tokio::test]
+    async fn a_clean_connection_comes_back_and_a_broken_or_busy_one_is_closed() {
+        let pool = pool("reuse", &context(), sized(4));
+        let holder = Holder::new();
+        drop(pool.acquire(1, 0, &holder).await.expect("a connection"));
+        drop(pool.acquire(1, 0, &holder).await.expect("the same one"));
+        assert_eq!(opened("reuse"), 1, "the idle connection is reused");
+        assert_eq!((pool.stats().open, pool.stats().idle), (1, 1));
+
+        let mut conn = pool.acquire(1, 0, &holder).await.expect("a connection");
+        conn.mark_broken();
+        drop(conn);
+        assert_eq!((pool.stats().open, pool.stats().idle), (0, 0), "closed");
+
+        let mut conn = pool.acquire(1, 0, &holder).await.expect("a new one");
+        conn.in_transaction = true;
+        drop(conn);
+        assert_eq!(
+            (pool.stats().open, pool.stats().idle),
+            (0, 0),
+            "a connection with an open transaction is not shared"
+        );
+        assert_eq!(opened("reuse"), 2);
+        assert_eq!(pool.stats().active, 0);
+    }
+
+    #[tokio::test]
+    async fn a_session_gets_its_flavor_and_preferably_its_state() {
+        let pool = pool("flavors", &context(), sized(4));
+        let holder = Holder::new();
+        let mut a = pool.acquire(1, 0, &holder).await.expect("a");
+        let mut b = pool.acquire(1, 0, &holder).await.expect("b");
+        a.state = 7;
+        b.state = 9;
+        drop(b);
+        drop(a);
+        let conn = pool.acquire(1, 9, &holder).await.expect("one of flavor 1");
+        assert_eq!(conn.state, 9, "the one carrying the session's state");
+        let other = pool.acquire(2, 9, &holder).await.expect("flavor 2");
+        assert_eq!(other.flavor, 2);
+        assert_eq!(
+            opened("flavors"),
+            3,
+            "no connection of another flavor is handed out"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_exhausted_pool_refuses_after_the_bounded_wait() {
+        let pool = pool("exhausted", &context(), sized(1));
+        let _held = pool
+            .acquire(1, 0, &Holder::new())
+            .await
+            .expect("the only one");
+        let started = Instant::now();
+        let refused = pool.acquire(1, 0, &Holder::new()).await;
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        match refused {
+            Err(BackendError::PoolExhausted { in_use, max, .. }) => {
+                assert_eq!((in_use, max), (1, 1))
+            }
+            Err(other) => panic!("not exhaustion: {other}"),
+            Ok(_) => panic!("a second connection from a pool of one"),
+        }
+        assert_eq!(pool.stats().timeouts, 1);
+    }
+
+    #[tokio::test]
+    async fn sessions_waiting_on_each_other_get_a_deadlock_at_once() {
+        let context = context();
+        let (a, b) = (
+            pool("deadlock-a", &context, sized(1)),
+            pool("deadlock-b", &context, sized(1)),
+        );
+        let (first, second) = (Holder::new(), Holder::new());
+        let on_a = a.acquire(1, 0, &first).await.expect("first holds a");
+        let on_b = b.acquire(1, 0, &second).await.expect("second holds b");
+        // The first session waits for b (held by the second) ...
+        let waiting = {
+            let (b, first) = (b.clone(), first.clone());
+            tokio::spawn(async move { b.acquire(1, 0, &first).await.map(|_| ()) })
+        };
+        while b.stats().waiting == 0 {
+            tokio::task::yield_now().await;
+        }
+        // ... and the second asks for a: neither could ever go on.
+        let started = Instant::now();
+        match a.acquire(1, 0, &second).await {
+            Err(BackendError::Deadlock { ds, .. }) => assert_eq!(ds, "deadlock-a"),
+            Err(other) => panic!("not a deadlock: {other}"),
+            Ok(_) => panic!("a connection that is in use"),
+        }
+        assert!(started.elapsed() < Duration::from_millis(100), "no wait");
+        // The victim rolls back and gives b back: the first session goes on.
+        drop(on_b);
+        waiting
+            .await
+            .expect("task")
+            .expect("the first session is served");
+        drop(on_a);
+    }
+
+    #[tokio::test]
+    async fn shrinking_never_closes_a_connection_in_use() {
+        let pool = pool("shrink", &context(), sized(2));
+        let holder = Holder::new();
+        let one = pool.acquire(1, 0, &holder).await.expect("one");
+        let two = pool.acquire(1, 0, &holder).await.expect("two");
+        assert_eq!(pool.resize(1, "test"), 2);
+        assert_eq!(
+            (pool.size(), pool.stats().active),
+            (1, 2),
+            "both stay in use"
+        );
+        drop(one);
+        assert_eq!(
+            (pool.stats().open, pool.stats().idle),
+            (1, 0),
+            "the first one back is retired"
+        );
+        drop(two);
+        assert_eq!((pool.stats().open, pool.stats().idle), (1, 1));
+        let _again = pool
+            .acquire(1, 0, &holder)
+            .await
+            .expect("within the new size");
+        assert!(
+            pool.try_acquire_ready(1, 0, &holder).await.is_none(),
+            "the pool holds one now"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_long_idle_connection_that_fails_validation_is_replaced() {
+        let config = PoolConfig {
+            validate_idle_ms: 0,
+            ..sized(2)
+        };
+        let pool = pool("validate", &context(), config);
+        let holder = Holder::new();
+        let mut conn = pool.acquire(1, 0, &holder).await.expect("a connection");
+        conn.server_gone = true;
+        drop(conn);
+        let conn = pool
+            .acquire(1, 0, &holder)
+            .await
+            .expect("a fresh connection");
+        assert!(!conn.server_gone, "the dead one was not handed out");
+        assert_eq!(opened("validate"), 2);
+        drop(conn);
+        assert_eq!(pool.stats().open, 1, "the dead one is no longer counted");
+    }
+
+    #[tokio::test]
+    async fn a_data_source_that_refuses_connections_is_an_error_naming_it() {
+        let pool = pool("down-ds", &context(), sized(2));
+        let err = match pool.acquire(1, 0, &Holder::new()).await {
+            Err(e) => e,
+            Ok(_) => panic!("a connection to a refusing server"),
+        };
+        assert!(err.is_unreachable(), "{err}");
+        assert!(err.to_string().contains("down-ds"), "{err}");
+        let stats = pool.stats();
+        assert_eq!((stats.errors, stats.open, stats.active), (1, 0, 0));
+        let check = pool.health_check().await;
+        assert!(!check.ok && check.error.is_some_and(|e| e.contains("down-ds")));
+    }
+}
