@@ -6,6 +6,8 @@
 //! between sessions.
 
 pub mod maintenance;
+#[cfg(test)]
+pub(crate) mod memory;
 pub mod pool;
 pub mod waits;
 

@@ -160,55 +160,14 @@ fn no_replica<C: Connection>(ds: &str, replicas: &[Arc<Pool<C>>]) -> BackendErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::memory::{Memory, NoPosition};
     use crate::backend::pool::Replication;
     use crate::backend::{PoolContext, Role};
-    use crate::error::ConnError;
     use crate::metrics::Metrics;
     use shardgate_rules::config::{BackendUrl, PoolConfig};
-    use std::time::Instant;
 
-    /// Choosing never connects: a connection type that cannot.
-    struct Unconnected;
-
-    #[derive(Debug, Clone, Default)]
-    struct NoPosition;
-
-    impl std::fmt::Display for NoPosition {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("-")
-        }
-    }
-
-    impl ReplicaPosition for NoPosition {
-        fn includes_all(&self, _: &NoPosition) -> bool {
-            true
-        }
-    }
-
-    impl Connection for Unconnected {
-        type Flavor = ();
-        type Position = NoPosition;
-        fn internal_flavor() {}
-        async fn connect(ds: Arc<str>, _: &BackendUrl, _: ()) -> Result<Self, ConnError> {
-            Err(ConnError::lost(&ds, "a test pool does not connect"))
-        }
-        async fn ping(&mut self) -> Result<(), ConnError> {
-            Ok(())
-        }
-        fn flavor(&self) {}
-        fn applied_state(&self) -> u64 {
-            0
-        }
-        fn last_used(&self) -> Instant {
-            Instant::now()
-        }
-        fn reusable(&self) -> bool {
-            false
-        }
-        fn mark_broken(&mut self) {}
-    }
-
-    type Pool = super::Pool<Unconnected>;
+    /// Choosing never connects.
+    type Pool = super::Pool<Memory>;
 
     fn replica(i: usize, context: &Arc<PoolContext>) -> Arc<Pool> {
         let url = BackendUrl::parse(&format!("mysql://root@127.0.0.1:{}/ds0", 13316 + 10 * i))

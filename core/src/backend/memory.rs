@@ -1,0 +1,107 @@
+//! An in-memory connection for the unit tests of the pools and replicas:
+//! it counts what it opens and fails where a test says, with no server.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use shardgate_rules::config::BackendUrl;
+
+use super::{Connection, ReplicaPosition};
+use crate::error::ConnError;
+
+/// Connections opened so far, by pool name (each test its own names).
+static OPENED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+pub fn opened(pool: &str) -> usize {
+    OPENED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|p| p.as_str() == pool)
+        .count()
+}
+
+/// A connection in memory. Pools named `down*` cannot connect; a
+/// connection whose `server_gone` is set fails its ping.
+pub struct Memory {
+    pub flavor: u8,
+    pub state: u64,
+    pub broken: bool,
+    pub in_transaction: bool,
+    pub server_gone: bool,
+    pub last_used: Instant,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NoPosition;
+
+impl std::fmt::Display for NoPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("-")
+    }
+}
+
+impl ReplicaPosition for NoPosition {
+    fn includes_all(&self, _: &NoPosition) -> bool {
+        true
+    }
+}
+
+impl Connection for Memory {
+    type Flavor = u8;
+    type Position = NoPosition;
+
+    fn internal_flavor() -> u8 {
+        0
+    }
+
+    async fn connect(ds: Arc<str>, url: &BackendUrl, flavor: u8) -> Result<Self, ConnError> {
+        if ds.starts_with("down") {
+            return Err(ConnError::Connect {
+                ds: ds.to_string(),
+                addr: format!("{}:{}", url.host, url.port),
+                source: std::io::ErrorKind::ConnectionRefused.into(),
+            });
+        }
+        OPENED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(ds.to_string());
+        Ok(Memory {
+            flavor,
+            state: 0,
+            broken: false,
+            in_transaction: false,
+            server_gone: false,
+            last_used: Instant::now(),
+        })
+    }
+
+    async fn ping(&mut self) -> Result<(), ConnError> {
+        if self.server_gone {
+            Err(ConnError::lost("memory", "server gone"))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn flavor(&self) -> u8 {
+        self.flavor
+    }
+
+    fn applied_state(&self) -> u64 {
+        self.state
+    }
+
+    fn last_used(&self) -> Instant {
+        self.last_used
+    }
+
+    fn reusable(&self) -> bool {
+        !self.broken && !self.in_transaction
+    }
+
+    fn mark_broken(&mut self) {
+        self.broken = true;
+    }
+}
