@@ -41,7 +41,7 @@ use crate::response::{Outcome, ResponseKind, StatusFix};
 use crate::row::RowFormat;
 use crate::stmt::{long_data_param, retarget_execute, set_statement_id, statement_id};
 use forward::{forward_reply, Answer, ForwardError};
-use prepared::{PreparedStatement, ShardedPrepared, Statements};
+use prepared::{Executing, PreparedStatement, ShardedPrepared, Statements};
 use shardgate_core::error::BackendError;
 use shardgate_core::metrics;
 use shardgate_core::pause::Gate;
@@ -212,6 +212,8 @@ struct CommandState {
     reply_failed: bool,
     /// The metric label of the command's statement.
     statement_label: Option<&'static str>,
+    /// The prepared statement the command executes, looked up once.
+    executing: Option<Executing>,
     /// More statements of the client's multi-statement string follow the
     /// current one: its reply ends with SERVER_MORE_RESULTS_EXISTS.
     more_results: bool,
@@ -316,6 +318,10 @@ impl Session {
                 return;
             };
             let started = std::time::Instant::now();
+            self.current.executing = match command.kind {
+                CommandKind::Execute(id) => id.and_then(|id| self.statements.executing(id)),
+                _ => None,
+            };
             let label = self.statement_label(&command);
             self.current.statement_label = label;
             let mut flow = Err(Failure::Requeue);
@@ -450,9 +456,11 @@ impl Session {
     fn statement_label(&self, command: &Command<'_>) -> Option<&'static str> {
         match command.kind {
             CommandKind::Query(sql) => Some(statement_label(sql)),
-            CommandKind::Execute(id) => Some(
-                id.and_then(|id| self.statements.get(id))
-                    .map_or("other", |stmt| statement_label(&stmt.sql)),
+            CommandKind::Execute(_) => Some(
+                self.current
+                    .executing
+                    .as_ref()
+                    .map_or("other", |stmt| stmt.label),
             ),
             CommandKind::Prepare(_) => Some("prepare"),
             _ => None,
@@ -464,7 +472,10 @@ impl Session {
         match command.kind {
             CommandKind::Query(sql) => self.query(sql).await,
             CommandKind::Prepare(_) => self.prepare(payload).await,
-            CommandKind::Execute(_) => self.execute(payload).await,
+            CommandKind::Execute(_) => match self.current.executing.as_ref().map(|e| e.id) {
+                Some(id) => self.execute(id, payload).await,
+                None => Err(unknown_statement(payload, "mysqld_stmt_execute")),
+            },
             CommandKind::SendLongData => {
                 self.send_long_data(payload);
                 Ok(Flow::Continue)
@@ -1080,6 +1091,7 @@ impl Session {
             self.statements.insert(
                 id,
                 PreparedStatement {
+                    label: statement_label(&sql),
                     sql,
                     num_params: ok.num_params,
                     classified: classified.clone(),
@@ -1117,21 +1129,18 @@ impl Session {
         Ok(())
     }
 
-    async fn execute(&mut self, payload: &[u8]) -> CommandResult {
-        if let Some(id) = statement_id(payload) {
-            self.refresh_analysis(id)?;
-            let analysis = self
-                .statements
-                .get(id)
-                .and_then(|stmt| stmt.sharded.as_ref())
-                .map(|sh| sh.statement.clone());
-            if let Some(st) = analysis {
-                // Before anything of the execution is consumed (long data):
-                // it may have to go back to the pause gate.
-                self.note_writes(&st)?;
-            }
+    /// Runs COM_STMT_EXECUTE `payload` of the session's statement `id`.
+    async fn execute(&mut self, id: u32, payload: &[u8]) -> CommandResult {
+        self.refresh_analysis(id)?;
+        let Some(stmt) = self.statements.get_mut(id) else {
+            return Err(unknown_statement(payload, "mysqld_stmt_execute"));
+        };
+        if let Some(st) = stmt.sharded.as_ref().map(|sh| sh.statement.clone()) {
+            // Before anything of the execution is consumed (long data):
+            // it may have to go back to the pause gate.
+            self.note_writes(&st)?;
         }
-        let Some(stmt) = statement_id(payload).and_then(|id| self.statements.get_mut(id)) else {
+        let Some(stmt) = self.statements.get_mut(id) else {
             return Err(unknown_statement(payload, "mysqld_stmt_execute"));
         };
         // The packet with parameter types, whatever the client sent this time.
@@ -1214,7 +1223,7 @@ impl Session {
                 None
             };
             if let Some(position) = single {
-                if let Some(node) = self.node_statement(payload, position)? {
+                if let Some(node) = self.node_statement(id, position)? {
                     debug!(position, "routed to one node");
                     // The node's primary, or a replica of it for a read.
                     let pool = self.pool_of(node.pool.data_source())?;

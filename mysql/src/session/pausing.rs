@@ -19,9 +19,7 @@ use shardgate_sql::shard::analyze::{ShardedStatement, StatementKind};
 fn statement_text(session: &Session, command: &Command<'_>) -> Option<Arc<[u8]>> {
     match command.kind {
         CommandKind::Query(sql) | CommandKind::Prepare(sql) => Some(Arc::from(sql)),
-        CommandKind::Execute(id) => id
-            .and_then(|id| session.statements.get(id))
-            .map(|stmt| stmt.sql.clone()),
+        CommandKind::Execute(_) => session.current.executing.as_ref().map(|e| e.sql.clone()),
         _ => None,
     }
 }

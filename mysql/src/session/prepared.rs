@@ -17,6 +17,8 @@ use shardgate_sql::shard::analyze::ShardedStatement;
 #[derive(Debug)]
 pub struct PreparedStatement {
     pub sql: Arc<[u8]>,
+    /// Its metric label (see `sql::label`), worked out once at prepare.
+    pub label: &'static str,
     pub num_params: u16,
     pub classified: Classified,
     /// Whether an execution may read a replica (`sql::reads::replica_safe`
@@ -81,6 +83,20 @@ impl ShardedPrepared {
     }
 }
 
+/// The prepared statement a COM_STMT_EXECUTE names, looked up once when
+/// the command arrives: what the statement loop, the pause gate and read
+/// routing ask of it before the execution runs.
+#[derive(Debug, Clone)]
+pub struct Executing {
+    /// Its id in the session (`LAST_PREPARED` resolved).
+    pub id: u32,
+    pub sql: Arc<[u8]>,
+    pub label: &'static str,
+    pub replica_safe: bool,
+    /// COM_STMT_SEND_LONG_DATA sent for it waits to go with the execution.
+    pub has_long_data: bool,
+}
+
 /// The statements of one session.
 #[derive(Debug, Default)]
 pub struct Statements {
@@ -104,6 +120,20 @@ impl Statements {
         self.next_id = id;
         self.last_prepared = Some(id);
         self.by_id.insert(id, stmt);
+    }
+
+    /// What an execution of the statement `id` names needs to know before
+    /// it runs, with the id resolved (None: no such statement).
+    pub fn executing(&self, id: u32) -> Option<Executing> {
+        let id = self.resolve(id)?;
+        let stmt = self.by_id.get(&id)?;
+        Some(Executing {
+            id,
+            sql: stmt.sql.clone(),
+            label: stmt.label,
+            replica_safe: stmt.replica_safe,
+            has_long_data: !stmt.long_data.is_empty(),
+        })
     }
 
     /// The statement `id` names (resolving `LAST_PREPARED`).
@@ -154,6 +184,7 @@ mod tests {
     fn stmt(sql: &str) -> PreparedStatement {
         PreparedStatement {
             sql: Arc::from(sql.as_bytes()),
+            label: "select",
             num_params: 0,
             classified: Classified::default(),
             replica_safe: false,
@@ -172,6 +203,8 @@ mod tests {
         let b = s.next_id();
         s.insert(b, stmt("select 2"));
         assert_eq!(&*s.get_mut(LAST_PREPARED).unwrap().sql, b"select 2");
+        let executing = s.executing(LAST_PREPARED).expect("the last one");
+        assert_eq!((executing.id, &*executing.sql), (b, &b"select 2"[..]));
         s.remove(b);
         assert!(s.get_mut(b).is_none());
         assert!(s.get_mut(a).is_some());

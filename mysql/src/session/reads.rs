@@ -94,9 +94,11 @@ impl Session {
             // source's connection must be taken (not its primary).
             CommandKind::Prepare(sql) => replica_safe(&String::from_utf8_lossy(sql)),
             // Worked out once, when the statement was prepared.
-            CommandKind::Execute(id) => id
-                .and_then(|id| self.statements.get(id))
-                .is_some_and(|stmt| stmt.replica_safe),
+            CommandKind::Execute(_) => self
+                .current
+                .executing
+                .as_ref()
+                .is_some_and(|e| e.replica_safe),
             _ => false,
         };
         self.set_read_intent(safe);
@@ -414,10 +416,12 @@ impl Session {
     /// anything else: a transaction's reads belong to its connections, and
     /// an execution's long data is consumed by the first attempt.
     pub(super) fn read_retry_point(&self, command: &Command<'_>) -> Option<Mark> {
-        if let CommandKind::Execute(id) = command.kind {
-            if id
-                .and_then(|id| self.statements.get(id))
-                .is_some_and(|s| !s.long_data.is_empty())
+        if let CommandKind::Execute(_) = command.kind {
+            if self
+                .current
+                .executing
+                .as_ref()
+                .is_some_and(|e| e.has_long_data)
             {
                 return None;
             }

@@ -18,7 +18,7 @@ use crate::ok_err::ErrInfo;
 use crate::ok_err::{encode_eof, put_lenenc_int};
 use crate::response::{Outcome, ResponseKind};
 use crate::row::{encode_row, RowFormat};
-use crate::stmt::{set_statement_id, statement_id};
+use crate::stmt::set_statement_id;
 use shardgate_core::databases::TableColumns;
 use shardgate_merge::Value;
 use shardgate_sql::classify::Classified;
@@ -65,12 +65,13 @@ impl Session {
     /// prepared statement. None when there is no such node.
     pub(super) fn node_statement(
         &mut self,
-        payload: &[u8],
+        id: u32,
         position: usize,
     ) -> Result<Option<NodeStatement>, Failure> {
         let (shared, db) = (&self.shared, &self.db);
-        let Some(prepared) = statement_id(payload)
-            .and_then(|id| self.statements.get_mut(id))
+        let Some(prepared) = self
+            .statements
+            .get_mut(id)
             .and_then(|stmt| stmt.sharded.as_mut())
         else {
             return Ok(None);
