@@ -1,9 +1,12 @@
-//! Errors of the backend layer, in terms of data sources and pools, not of
-//! a wire protocol: a data source that cannot be reached, a pool that is
-//! exhausted, a server's own error. Each protocol's front end maps them to
-//! what its clients understand, once.
+//! Errors in the proxy's terms, not a wire protocol's: the backend layer's
+//! (a data source that cannot be reached, a pool that is exhausted, a
+//! server's own error) and a client command's ([`ProxyError`], whatever
+//! layer it came from). Each protocol's front end maps them to what its
+//! clients understand, once.
 
 use std::fmt;
+
+use shardgate_sql::shard::PlanError;
 
 /// An error a database server sent: its SQLSTATE, the vendor's own code
 /// where it has one (MariaDB's error numbers; 0 where there is none), and
@@ -104,5 +107,206 @@ impl BackendError {
     /// it is down or cut off, not merely busy or refusing the statement.
     pub fn is_unreachable(&self) -> bool {
         matches!(self, BackendError::Conn(e) if e.is_unreachable())
+    }
+}
+
+/// Why a client's command failed, in the proxy's terms; each front end
+/// tells its clients once, at its edge (MySQL: an error code and a
+/// SQLSTATE per kind).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ProxyError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+/// What kind of failure a [`ProxyError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A data source's own error, relayed as it came.
+    Server { code: u16, sqlstate: [u8; 5] },
+    /// A statement the proxy cannot run correctly across data nodes.
+    NotSupported,
+    /// A row whose sharding column is NULL.
+    NullShardingValue,
+    /// An INSERT without a value for a sharding column.
+    MissingShardingValue,
+    /// A value the sharding rules route to no data node.
+    Unroutable,
+    /// A client-given argument the statement or command cannot take.
+    BadArguments,
+    /// A data source the proxy cannot connect or log in to, or no usable
+    /// replica where the config forbids reading the primary.
+    DataSourceUnreachable,
+    /// A connection to a data source broke, or it answered nonsense.
+    DataSourceLost,
+    /// A pool had no connection to give within its wait.
+    PoolExhausted,
+    /// Sessions in transactions wait on each other for pooled connections.
+    PoolDeadlock,
+    /// A pause (a resharding cutover) held the statement past its wait.
+    PausedTooLong,
+    /// The sharding rules of a table the transaction uses changed.
+    RulesChanged,
+    /// A write in a read-only transaction.
+    ReadOnlyTransaction,
+    /// A command the proxy does not know or does not take.
+    UnknownCommand,
+    /// A prepared statement id the session does not have.
+    UnknownStatement,
+    /// A command packet larger than the configured limit.
+    PacketTooLarge,
+    /// One of the proxy's admin statements sent as a prepared statement.
+    AdminNotPrepared,
+    /// An admin statement the proxy cannot parse.
+    AdminSyntax,
+    /// An admin statement naming a table the proxy does not know.
+    UnknownTable,
+    /// A client whose login packets make no sense.
+    BadHandshake,
+    /// A wrong user name or password.
+    AccessDenied,
+    /// A logical database the proxy does not serve.
+    UnknownDatabase,
+    /// The proxy could not do what it should have (a key generator that
+    /// failed, node results it could not merge).
+    Internal,
+}
+
+impl ProxyError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ProxyError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// A data source's error as it sent it.
+    pub fn server(err: DbError) -> Self {
+        ProxyError {
+            kind: ErrorKind::Server {
+                code: err.code,
+                sqlstate: err.sqlstate,
+            },
+            message: err.message,
+        }
+    }
+
+    /// The same error, its message extended with where it happened.
+    pub fn in_context(self, context: impl fmt::Display) -> Self {
+        ProxyError {
+            message: format!("{} ({context})", self.message),
+            ..self
+        }
+    }
+
+    /// The data source rolled the session's transaction back (a deadlock,
+    /// a serialization failure: SQLSTATE class 40), or the proxy's pools
+    /// found such a deadlock: the rest of the transaction must be rolled
+    /// back too.
+    pub fn rolled_back_transaction(&self) -> bool {
+        match self.kind {
+            ErrorKind::Server { sqlstate, .. } => rolls_back_transaction(&sqlstate),
+            ErrorKind::PoolDeadlock => true,
+            _ => false,
+        }
+    }
+
+    /// The `type` label of `shardgate_errors_total`.
+    pub fn metric_label(&self) -> &'static str {
+        match self.kind {
+            ErrorKind::Server { .. } if self.rolled_back_transaction() => "deadlock",
+            ErrorKind::Server { .. } => "backend",
+            ErrorKind::PoolDeadlock => "deadlock",
+            ErrorKind::PoolExhausted => "pool_exhausted",
+            ErrorKind::DataSourceUnreachable | ErrorKind::DataSourceLost => "backend_unreachable",
+            ErrorKind::NotSupported
+            | ErrorKind::NullShardingValue
+            | ErrorKind::MissingShardingValue
+            | ErrorKind::Unroutable
+            | ErrorKind::ReadOnlyTransaction
+            | ErrorKind::AdminNotPrepared => "refused",
+            ErrorKind::PausedTooLong | ErrorKind::RulesChanged => "paused",
+            ErrorKind::BadArguments
+            | ErrorKind::UnknownCommand
+            | ErrorKind::UnknownStatement
+            | ErrorKind::PacketTooLarge
+            | ErrorKind::AdminSyntax
+            | ErrorKind::UnknownTable
+            | ErrorKind::BadHandshake
+            | ErrorKind::AccessDenied
+            | ErrorKind::UnknownDatabase => "client",
+            ErrorKind::Internal => "proxy",
+        }
+    }
+}
+
+/// A server's error of SQLSTATE class 40 (transaction rollback: a deadlock
+/// victim, a serialization failure) ended the transaction it happened in.
+pub fn rolls_back_transaction(sqlstate: &[u8; 5]) -> bool {
+    sqlstate.starts_with(b"40")
+}
+
+impl From<DbError> for ProxyError {
+    fn from(err: DbError) -> Self {
+        ProxyError::server(err)
+    }
+}
+
+impl From<&ConnError> for ProxyError {
+    fn from(e: &ConnError) -> Self {
+        match e {
+            ConnError::Server { err, .. } => ProxyError::server(err.clone()),
+            ConnError::Connect { .. } | ConnError::Login { .. } => {
+                ProxyError::new(ErrorKind::DataSourceUnreachable, e.to_string())
+            }
+            ConnError::Lost { .. } | ConnError::Protocol { .. } => {
+                ProxyError::new(ErrorKind::DataSourceLost, e.to_string())
+            }
+        }
+    }
+}
+
+impl From<&BackendError> for ProxyError {
+    fn from(e: &BackendError) -> Self {
+        let kind = match e {
+            BackendError::Conn(e) => return e.into(),
+            BackendError::NoUsableReplica { .. } => ErrorKind::DataSourceUnreachable,
+            BackendError::PoolExhausted { .. } => ErrorKind::PoolExhausted,
+            BackendError::Deadlock { .. } => ErrorKind::PoolDeadlock,
+        };
+        ProxyError::new(kind, e.to_string())
+    }
+}
+
+impl From<BackendError> for ProxyError {
+    fn from(e: BackendError) -> Self {
+        ProxyError::from(&e)
+    }
+}
+
+impl From<ConnError> for ProxyError {
+    fn from(e: ConnError) -> Self {
+        ProxyError::from(&e)
+    }
+}
+
+impl From<&PlanError> for ProxyError {
+    fn from(e: &PlanError) -> Self {
+        let kind = match e {
+            PlanError::NotSupported(_) => ErrorKind::NotSupported,
+            PlanError::NullShardingValue { .. } => ErrorKind::NullShardingValue,
+            PlanError::MissingShardingColumn { .. } => ErrorKind::MissingShardingValue,
+            PlanError::Unroutable(_) => ErrorKind::Unroutable,
+            PlanError::BadArguments(_) => ErrorKind::BadArguments,
+            PlanError::KeyGeneration { .. } => ErrorKind::Internal,
+        };
+        ProxyError::new(kind, e.to_string())
+    }
+}
+
+impl From<PlanError> for ProxyError {
+    fn from(e: PlanError) -> Self {
+        ProxyError::from(&e)
     }
 }

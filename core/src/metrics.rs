@@ -135,7 +135,7 @@ impl Metrics {
             errors: counter(
                 r,
                 "shardgate_errors_total",
-                "Errors sent to clients by type (backend, refused, pool_exhausted, deadlock, partial_commit, ...).",
+                "Errors sent to clients by type: backend (a data source's own error), deadlock, refused (statements the proxy will not run), client (a bad command or argument), paused, pool_exhausted, backend_unreachable, partial_commit, proxy.",
                 &["type"],
             ),
             routed_statements: counter(

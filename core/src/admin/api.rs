@@ -345,7 +345,7 @@ pub async fn route<B: Backend>(
         Ok(p) => Json(json!({ "sql": sql, "preview": p })).into_response(),
         Err(err) => {
             // The admin API answers in the backend's clients' terms.
-            let err = B::refusal(&err);
+            let err = B::client_error(&err.into());
             (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 Json(json!({

@@ -19,9 +19,8 @@ use std::time::{Duration, Instant};
 use shardgate_rules::config::BackendUrl;
 
 use shardgate_sql::dialect::Dialect;
-use shardgate_sql::shard::PlanError;
 
-use crate::error::{ConnError, DbError};
+use crate::error::{ConnError, DbError, ProxyError};
 
 pub use pool::{Pool, PoolContext, PooledConn, Role};
 pub use waits::Holder;
@@ -34,9 +33,9 @@ pub trait Backend: Send + Sync + 'static {
     /// The SQL dialect its servers speak.
     fn dialect() -> &'static dyn Dialect;
 
-    /// A refusal of the planner as this backend's clients are told it (the
-    /// admin API's route preview reports the same code a client would get).
-    fn refusal(error: &PlanError) -> DbError;
+    /// An error as this backend's clients are told it (the admin API's
+    /// route preview reports the same code a client would get).
+    fn client_error(error: &ProxyError) -> DbError;
 }
 
 /// One logged-in connection to a data source, as a pool keeps it.

@@ -16,12 +16,11 @@ pub use shardgate_core::backend::{Holder, PoolContext, Role};
 pub use shardgate_core::error::ConnError;
 
 use shardgate_core::backend::{pool, Backend};
-use shardgate_core::error::DbError;
+use shardgate_core::error::{DbError, ProxyError};
 use shardgate_sql::dialect::{Dialect, MARIADB};
-use shardgate_sql::shard::PlanError;
 
+use crate::errors::ToClient;
 use crate::gtid::Position;
-use crate::ok_err::ErrInfo;
 
 /// MariaDB data sources behind a MySQL front end.
 pub struct MariaDb;
@@ -33,8 +32,8 @@ impl Backend for MariaDb {
         &MARIADB
     }
 
-    fn refusal(error: &PlanError) -> DbError {
-        ErrInfo::from(error).into()
+    fn client_error(error: &ProxyError) -> DbError {
+        error.to_client().into()
     }
 }
 

@@ -14,11 +14,11 @@ use super::{auth, CommandResult, Failure, Flow, Session};
 use crate::backend::LogicalDatabase;
 use crate::backend::Pool;
 use crate::backend::Shared;
-use crate::codes;
 use crate::column::{flags, types, ColumnInfo, BINARY_CHARSET};
-use crate::ok_err::{encode_eof, put_lenenc_int, put_lenenc_str, ErrInfo};
+use crate::ok_err::{encode_eof, put_lenenc_int, put_lenenc_str};
 use crate::row::{decode_row, encode_row, RowFormat};
 use shardgate_core::backend::pool::HealthCheck;
+use shardgate_core::error::{ErrorKind, ProxyError};
 use shardgate_core::metrics::Snapshot;
 use shardgate_sql::admin::{AdminSqlError, AdminStatement};
 use shardgate_sql::dialect::MARIADB;
@@ -65,9 +65,8 @@ impl ResultTable {
 impl Session {
     /// Answers an admin statement, or sends its syntax error.
     pub(super) fn admin(&mut self, parsed: Result<AdminStatement, AdminSqlError>) -> CommandResult {
-        let statement = parsed.map_err(|e| {
-            Failure::Reply(ErrInfo::new(codes::ER_PARSE_ERROR, "42000", e.to_string()))
-        })?;
+        let statement = parsed
+            .map_err(|e| Failure::Reply(ProxyError::new(ErrorKind::AdminSyntax, e.to_string())))?;
         let table = answer(&self.shared, &self.db, &statement).map_err(Failure::Reply)?;
         self.push_table(&table, RowFormat::Text);
         Ok(Flow::Continue)
@@ -146,9 +145,9 @@ fn answer(
     shared: &Shared,
     db: &LogicalDatabase,
     statement: &AdminStatement,
-) -> Result<ResultTable, ErrInfo> {
+) -> Result<ResultTable, ProxyError> {
     let config = &shared.config;
-    let rules_of = |database: &Option<String>| -> Result<DatabaseRules<'_>, ErrInfo> {
+    let rules_of = |database: &Option<String>| -> Result<DatabaseRules<'_>, ProxyError> {
         let name = database.as_deref().unwrap_or(&db.name);
         config
             .logical_databases()
@@ -156,7 +155,7 @@ fn answer(
             .find(|d| d.name == name)
             .ok_or_else(|| auth::unknown_database(name))
     };
-    let logical_db = |database: &Option<String>| -> Result<&LogicalDatabase, ErrInfo> {
+    let logical_db = |database: &Option<String>| -> Result<&LogicalDatabase, ProxyError> {
         match database {
             Some(name) => shared
                 .database(name)
@@ -219,7 +218,7 @@ fn selected_tables<'c>(
     db: &DatabaseRules<'c>,
     rules: &ShardingRules,
     table: Option<&str>,
-) -> Result<Vec<(&'c String, &'c shardgate_rules::config::TableConfig)>, ErrInfo> {
+) -> Result<Vec<(&'c String, &'c shardgate_rules::config::TableConfig)>, ProxyError> {
     let Some(wanted) = table else {
         return Ok(db.tables.iter().collect());
     };
@@ -244,7 +243,7 @@ fn selected_tables<'c>(
     } else {
         format!("Table '{database}.{wanted}' doesn't exist in the sharding rules; {sharded}")
     };
-    Err(ErrInfo::new(codes::ER_NO_SUCH_TABLE, "42S02", message))
+    Err(ProxyError::new(ErrorKind::UnknownTable, message))
 }
 
 /// DistSQL's `SHOW SHARDING TABLE RULES` columns that fit ShardGate's model
@@ -271,7 +270,7 @@ fn sharding_table_rules(
     db: &DatabaseRules<'_>,
     rules: &ShardingRules,
     table: Option<&str>,
-) -> Result<ResultTable, ErrInfo> {
+) -> Result<ResultTable, ProxyError> {
     let mut out = ResultTable::new(SHARDING_RULE_COLUMNS);
     for (name, t) in selected_tables(db, rules, table)? {
         let nodes = rules.nodes(name);
@@ -340,7 +339,7 @@ fn sharding_table_nodes(
     db: &DatabaseRules<'_>,
     rules: &ShardingRules,
     table: Option<&str>,
-) -> Result<ResultTable, ErrInfo> {
+) -> Result<ResultTable, ProxyError> {
     let mut out = ResultTable::new(&[("name", Type::Text), ("nodes", Type::Text)]);
     for (name, _) in selected_tables(db, rules, table)? {
         let nodes: Vec<String> = rules.nodes(name).iter().map(ToString::to_string).collect();
@@ -706,7 +705,8 @@ mod tests {
         let (config, rules) = seed();
         let e =
             sharding_table_nodes(&config.logical_databases()[0], &rules, Some("nope")).unwrap_err();
-        assert_eq!((e.code, &e.sqlstate), (1146, b"42S02"));
+        let told = crate::errors::ToClient::to_client(&e);
+        assert_eq!((told.code, &told.sqlstate), (1146, b"42S02"));
         assert!(e.message.contains("'wework.nope'"), "{}", e.message);
         assert!(
             e.message.contains("message_records, users"),

@@ -6,13 +6,14 @@ use mysql_common::constants::CapabilityFlags;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::backend::Shared;
-use crate::codes;
+use crate::errors::ToClient;
 use crate::handshake::{
     auth_switch_request, greeting, new_salt, parse_hello, verify_native_password, ClientHello,
     ServerIdentity, NATIVE_PASSWORD,
 };
-use crate::ok_err::{status, ErrInfo, OkInfo};
+use crate::ok_err::{status, OkInfo};
 use crate::packet::{PacketReader, PacketWriter, ReadError};
+use shardgate_core::error::{ErrorKind, ProxyError};
 
 /// Handshake packets are small; anything bigger is not a client.
 const HANDSHAKE_LIMIT: usize = 64 * 1024;
@@ -32,7 +33,7 @@ pub enum LoginError {
     #[error("write to client failed: {0}")]
     Io(#[from] std::io::Error),
     #[error("refused: {0}")]
-    Refused(ErrInfo),
+    Refused(ProxyError),
 }
 
 pub async fn login(
@@ -55,11 +56,7 @@ pub async fn login(
         Err(e) => {
             return refuse(
                 writer,
-                ErrInfo::new(
-                    codes::ER_HANDSHAKE_ERROR,
-                    "08S01",
-                    format!("Bad handshake: {e}"),
-                ),
+                ProxyError::new(ErrorKind::BadHandshake, format!("Bad handshake: {e}")),
             )
             .await
         }
@@ -85,9 +82,8 @@ pub async fn login(
     let authenticated = user.is_some_and(|u| verify_native_password(&salt, &u.password, &answer));
     if !authenticated {
         let using = if answer.is_empty() { "NO" } else { "YES" };
-        let err = ErrInfo::new(
-            codes::ER_ACCESS_DENIED_ERROR,
-            "28000",
+        let err = ProxyError::new(
+            ErrorKind::AccessDenied,
             format!(
                 "Access denied for user '{}'@'{}' (using password: {using})",
                 hello.user, peer_ip
@@ -114,19 +110,18 @@ pub async fn login(
 }
 
 /// Error 1049 for a database the proxy does not serve.
-pub fn unknown_database(name: &str) -> ErrInfo {
-    ErrInfo::new(
-        codes::ER_BAD_DB_ERROR,
-        "42000",
+pub fn unknown_database(name: &str) -> ProxyError {
+    ProxyError::new(
+        ErrorKind::UnknownDatabase,
         format!("Unknown database '{name}'"),
     )
 }
 
 async fn refuse<T>(
     writer: &mut PacketWriter<OwnedWriteHalf>,
-    err: ErrInfo,
+    err: ProxyError,
 ) -> Result<T, LoginError> {
-    writer.push(&err.encode());
+    writer.push(&err.to_client().encode());
     writer.flush().await?;
     Err(LoginError::Refused(err))
 }

@@ -26,12 +26,11 @@
 //!    flags.
 
 use crate::backend::PooledConn;
-use crate::codes;
 use crate::column::ColumnInfo;
 use crate::command::{COM_QUERY, COM_STMT_CLOSE, COM_STMT_PREPARE};
-use crate::ok_err::ErrInfo;
+use crate::errors::relayed;
 use crate::response::PrepareOk;
-use shardgate_core::error::BackendError;
+use shardgate_core::error::{BackendError, ProxyError};
 
 /// A command pipelined ahead of the first data source's statement for the
 /// definitions (ways 2 and 3 above).
@@ -63,7 +62,7 @@ impl Ahead {
     pub(super) async fn read(
         self,
         conn: &mut PooledConn,
-    ) -> Result<Result<Option<Vec<ColumnInfo>>, ErrInfo>, BackendError> {
+    ) -> Result<Result<Option<Vec<ColumnInfo>>, ProxyError>, BackendError> {
         match self {
             Ahead::Run => Ok(read_run_columns(conn).await?.map(Some)),
             Ahead::Prepare => Ok(Ok(read_prepared_columns(conn).await?)),
@@ -74,7 +73,7 @@ impl Ahead {
 /// Reads a result set's column definitions and drops its rows.
 async fn read_run_columns(
     conn: &mut PooledConn,
-) -> Result<Result<Vec<ColumnInfo>, ErrInfo>, BackendError> {
+) -> Result<Result<Vec<ColumnInfo>, ProxyError>, BackendError> {
     let columns = match super::sharded::read_columns(conn).await? {
         Ok(columns) => columns,
         Err(err) => return Ok(Err(err)),
@@ -88,15 +87,7 @@ async fn read_run_columns(
             .await
             .map_err(|e| BackendError::lost(&ds, e))?;
         match row.first() {
-            Some(0xFF) => {
-                return Ok(Err(ErrInfo::parse(&row).unwrap_or_else(|| {
-                    ErrInfo::new(
-                        codes::ER_UNKNOWN_ERROR,
-                        "HY000",
-                        "malformed error packet from backend",
-                    )
-                })))
-            }
+            Some(0xFF) => return Ok(Err(relayed(&row))),
             // The end of the rows: an EOF, or an OK packet starting with 0xFE.
             Some(0xFE) if row.len() < if deprecate_eof { 0xFF_FFFF } else { 9 } => {
                 return Ok(Ok(columns))

@@ -29,12 +29,10 @@ use crate::backend::ConnError;
 use crate::backend::LogicalDatabase;
 use crate::backend::{Flavor, Holder, PooledConn};
 use crate::backend::{Proxy, Shared};
-use crate::codes;
 use crate::command::*;
-use crate::errors::not_supported;
 use crate::errors::ToClient;
 use crate::handshake::ServerIdentity;
-use crate::ok_err::{encode_eof, status, ErrInfo, OkInfo};
+use crate::ok_err::{encode_eof, status, OkInfo};
 use crate::packet::{PacketReader, PacketWriter, ReadError};
 use crate::params::decode_params;
 use crate::response::{Outcome, ResponseKind, StatusFix};
@@ -42,7 +40,7 @@ use crate::row::RowFormat;
 use crate::stmt::{long_data_param, retarget_execute, set_statement_id, statement_id};
 use forward::{forward_reply, Answer, ForwardError};
 use prepared::{Executing, PreparedStatement, ShardedPrepared, Statements};
-use shardgate_core::error::BackendError;
+use shardgate_core::error::{rolls_back_transaction, BackendError, ErrorKind, ProxyError};
 use shardgate_core::metrics;
 use shardgate_core::pause::Gate;
 use shardgate_core::sessions::Registration;
@@ -247,13 +245,13 @@ enum Flow {
 /// A command that failed: either the client is gone, or it gets an error.
 enum Failure {
     ClientGone,
-    Reply(ErrInfo),
+    Reply(ProxyError),
     /// The connection to one backend server (`server`: its pool's name)
     /// failed during the command; the client gets `err` unless the command
     /// is a read that can be retried elsewhere (see `reads.rs`).
     Lost {
         server: String,
-        err: ErrInfo,
+        err: ProxyError,
     },
     /// A pause that began after the statement passed the pause gate holds a
     /// table it writes; nothing of it ran: it goes back to the gate.
@@ -265,9 +263,9 @@ impl From<BackendError> for Failure {
         match &e {
             BackendError::Conn(ConnError::Lost { ds, .. }) => Failure::Lost {
                 server: ds.clone(),
-                err: e.to_client(),
+                err: e.into(),
             },
-            _ => Failure::Reply(e.to_client()),
+            _ => Failure::Reply(e.into()),
         }
     }
 }
@@ -297,15 +295,14 @@ impl Session {
                 Ok(p) => p,
                 Err(ReadError::TooLarge { limit, seq }) => {
                     self.writer.set_seq(seq.wrapping_add(1));
-                    let err = ErrInfo::new(
-                        codes::ER_NET_PACKET_TOO_LARGE,
-                        "08S01",
+                    let err = ProxyError::new(
+                        ErrorKind::PacketTooLarge,
                         format!(
                             "Got a packet bigger than 'max_allowed_packet' bytes ({limit}); \
                              raise server.max_allowed_packet in the ShardGate config to send more"
                         ),
                     );
-                    self.writer.push(&err.encode());
+                    self.writer.push(&err.to_client().encode());
                     if self.writer.flush().await.is_err() {
                         return;
                     }
@@ -335,21 +332,21 @@ impl Session {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Quit) | Err(Failure::ClientGone) => return,
                 Err(Failure::Reply(err) | Failure::Lost { err, .. }) => {
-                    debug!(code = err.code, "statement failed: {}", err.message);
-                    self.shared.metrics.error(error_type(err.code));
+                    let reply = err.to_client();
+                    debug!(code = reply.code, "statement failed: {}", err.message);
+                    self.shared.metrics.error(err.metric_label());
                     self.current.reply_failed = true;
-                    self.current.deadlocked |= err.code == codes::ER_LOCK_DEADLOCK;
-                    self.writer.push(&err.encode());
+                    self.current.deadlocked |= err.rolled_back_transaction();
+                    self.writer.push(&reply.encode());
                 }
                 Err(Failure::Requeue) => {
-                    let err = ErrInfo::new(
-                        codes::ER_LOCK_WAIT_TIMEOUT,
-                        "HY000",
+                    let err = ProxyError::new(
+                        ErrorKind::PausedTooLong,
                         "new pauses for a resharding cutover kept holding this statement back; retry the statement",
                     );
-                    self.shared.metrics.error(error_type(err.code));
+                    self.shared.metrics.error(err.metric_label());
                     self.current.reply_failed = true;
-                    self.writer.push(&err.encode());
+                    self.writer.push(&err.to_client().encode());
                 }
             }
             if self.current.deadlocked {
@@ -514,14 +511,12 @@ impl Session {
                 self.reply_ok();
                 Ok(Flow::Continue)
             }
-            CommandKind::ChangeUser => Err(Failure::Reply(ErrInfo::new(
-                codes::ER_UNKNOWN_COM_ERROR,
-                "08S01",
+            CommandKind::ChangeUser => Err(Failure::Reply(ProxyError::new(
+                ErrorKind::UnknownCommand,
                 "COM_CHANGE_USER is not supported by ShardGate; open a new connection as the other user",
             ))),
-            CommandKind::Unknown(byte) => Err(Failure::Reply(ErrInfo::new(
-                codes::ER_UNKNOWN_COM_ERROR,
-                "08S01",
+            CommandKind::Unknown(byte) => Err(Failure::Reply(ProxyError::new(
+                ErrorKind::UnknownCommand,
                 format!("Unknown command 0x{byte:02x}"),
             ))),
         }
@@ -693,21 +688,22 @@ impl Session {
             .read_back_vars
             .clone_from(&classified.assigned_vars);
         if self.writes_in_read_only_transaction(sql) {
-            return Err(Failure::Reply(ErrInfo::new(
-                codes::ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION,
-                "25006",
+            return Err(Failure::Reply(ProxyError::new(
+                ErrorKind::ReadOnlyTransaction,
                 "Cannot execute statement in a READ ONLY transaction",
             )));
         }
         match &classified.kind {
             Kind::DatabaseDdl => {
-                return Err(Failure::Reply(not_supported(
+                return Err(Failure::Reply(ProxyError::new(
+                    ErrorKind::NotSupported,
                     "CREATE, ALTER and DROP DATABASE are not supported through ShardGate: its logical databases are declared in its configuration ([databases.<name>] with a data source of its own); create the physical database on the servers, declare it, and reload",
                 )));
             }
             Kind::Kill => {
                 // Forwarded, it would kill whichever backend thread has that id.
-                return Err(Failure::Reply(not_supported(
+                return Err(Failure::Reply(ProxyError::new(
+                    ErrorKind::NotSupported,
                     "KILL through ShardGate is not supported yet: the id is ShardGate's, not a server's; close the client connection instead",
                 )));
             }
@@ -998,8 +994,8 @@ impl Session {
             Some(tokens) => analyze_labelled_lexed(sql, tokens, &MARIADB, rules, db),
             None => analyze_labelled(sql, &MARIADB, rules, db),
         };
-        let (mut analysis, sql) =
-            analyzed.map_err(|e| Failure::Reply(not_supported(e.to_string())))?;
+        let (mut analysis, sql) = analyzed
+            .map_err(|e| Failure::Reply(ProxyError::new(ErrorKind::NotSupported, e.to_string())))?;
         if let (Analysis::Sharded(st), false) = (&mut analysis, sql.is_ascii()) {
             // Values in the client's bytes are read in its character set.
             st.map_text_values(|v| value_text(v, self.charset).into_owned());
@@ -1023,9 +1019,8 @@ impl Session {
     async fn prepare(&mut self, payload: &[u8]) -> CommandResult {
         if admin_statement(&payload[1..]).is_some() {
             // As DistSQL: the admin statements are text protocol only.
-            return Err(Failure::Reply(ErrInfo::new(
-                codes::ER_UNSUPPORTED_PS,
-                "HY000",
+            return Err(Failure::Reply(ProxyError::new(
+                ErrorKind::AdminNotPrepared,
                 "This command is not supported in the prepared statement protocol; send ShardGate's SHOW/PREVIEW admin statements as plain queries",
             )));
         }
@@ -1294,9 +1289,8 @@ impl Session {
             Some([0, 0]) => true,
             Some([1, 0]) => false,
             _ => {
-                return Err(Failure::Reply(ErrInfo::new(
-                    codes::ER_UNKNOWN_COM_ERROR,
-                    "08S01",
+                return Err(Failure::Reply(ProxyError::new(
+                    ErrorKind::UnknownCommand,
                     "Unknown COM_SET_OPTION value",
                 )))
             }
@@ -1459,7 +1453,7 @@ impl Session {
     fn note_outcome(&mut self, outcome: &Outcome) {
         if let Outcome::Err(err) = outcome {
             self.current.reply_failed = true;
-            self.current.deadlocked |= err.code == codes::ER_LOCK_DEADLOCK;
+            self.current.deadlocked |= rolls_back_transaction(&err.sqlstate);
         }
     }
 
@@ -1588,24 +1582,12 @@ fn admin_statement(sql: &[u8]) -> Option<Result<AdminStatement, AdminSqlError>> 
     parse_admin(&String::from_utf8_lossy(sql))
 }
 
-/// The metric label of an error the proxy replies with.
-fn error_type(code: u16) -> &'static str {
-    match code {
-        codes::ER_CON_COUNT_ERROR => "pool_exhausted",
-        codes::ER_LOCK_DEADLOCK => "deadlock",
-        codes::ER_NOT_SUPPORTED_YET => "refused",
-        codes::ER_CONNECT_TO_FOREIGN_DATA_SOURCE => "backend_unreachable",
-        codes::ER_UNKNOWN_ERROR => "proxy",
-        _ => "backend",
-    }
-}
-
 /// The statement prepared on `conn` for `sql`, preparing it there first if
 /// needed; a server error preparing it is the inner error.
 async fn ensure_prepared(
     conn: &mut PooledConn,
     sql: &Arc<[u8]>,
-) -> Result<Result<BackendStatement, ErrInfo>, Failure> {
+) -> Result<Result<BackendStatement, ProxyError>, Failure> {
     if let Some(s) = conn.statement(sql) {
         return Ok(Ok(s));
     }
@@ -1617,19 +1599,17 @@ async fn ensure_prepared(
         Outcome::Prepared(ok) => {
             conn.remember_statement(sql.clone(), ok.statement_id, ok.num_params);
             conn.statement(sql).map(Ok).ok_or_else(|| {
-                Failure::Reply(ErrInfo::new(
-                    codes::ER_UNKNOWN_ERROR,
-                    "HY000",
+                Failure::Reply(ProxyError::new(
+                    ErrorKind::Internal,
                     "statement vanished from the backend connection's cache",
                 ))
             })
         }
-        Outcome::Err(err) => Ok(Err(err)),
+        Outcome::Err(err) => Ok(Err(err.into())),
         Outcome::Ok(_) => {
             conn.broken = true;
-            Err(Failure::Reply(ErrInfo::new(
-                codes::ER_UNKNOWN_ERROR,
-                "HY000",
+            Err(Failure::Reply(ProxyError::new(
+                ErrorKind::DataSourceLost,
                 "backend answered a prepare with OK",
             )))
         }
@@ -1638,14 +1618,13 @@ async fn ensure_prepared(
 
 /// A client-given argument the command cannot take (1210).
 fn wrong_arguments(message: String) -> Failure {
-    Failure::Reply(ErrInfo::new(codes::ER_WRONG_ARGUMENTS, "HY000", message))
+    Failure::Reply(ProxyError::new(ErrorKind::BadArguments, message))
 }
 
 fn unknown_statement(payload: &[u8], command: &str) -> Failure {
     let id = statement_id(payload).unwrap_or(0);
-    Failure::Reply(ErrInfo::new(
-        codes::ER_UNKNOWN_STMT_HANDLER,
-        "HY000",
+    Failure::Reply(ProxyError::new(
+        ErrorKind::UnknownStatement,
         format!("Unknown prepared statement handler ({id}) given to {command}"),
     ))
 }

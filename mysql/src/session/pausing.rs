@@ -8,9 +8,8 @@ use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 
 use super::{Failure, Session};
-use crate::codes;
 use crate::command::{Command, CommandKind};
-use crate::ok_err::ErrInfo;
+use shardgate_core::error::{ErrorKind, ProxyError};
 use shardgate_core::pause::statement::StatementTables;
 use shardgate_sql::shard::analyze::{ShardedStatement, StatementKind};
 
@@ -28,7 +27,10 @@ impl Session {
     /// The pause gate: waits while a pause holds this command's statement,
     /// or refuses it after the pause's `max_queue_ms`. With nothing paused
     /// it costs one atomic load.
-    pub(super) async fn wait_while_paused(&mut self, command: &Command<'_>) -> Result<(), ErrInfo> {
+    pub(super) async fn wait_while_paused(
+        &mut self,
+        command: &Command<'_>,
+    ) -> Result<(), ProxyError> {
         let gate = self.proxy.pauses().gate();
         self.admitted = gate;
         if !gate.any() {
@@ -51,11 +53,8 @@ impl Session {
             }
             Err(refused) => {
                 tracing::debug!(table = %refused.table, "statement refused: {refused}");
-                // What a client does about a lock it waited too long for
-                // (retry the statement) is what it should do here.
-                Err(ErrInfo::new(
-                    codes::ER_LOCK_WAIT_TIMEOUT,
-                    "HY000",
+                Err(ProxyError::new(
+                    ErrorKind::PausedTooLong,
                     refused.to_string(),
                 ))
             }
@@ -129,9 +128,8 @@ impl Session {
                 "reconnect to use the new rules",
             )
         };
-        Err(Failure::Reply(ErrInfo::new(
-            codes::ER_TABLE_DEF_CHANGED,
-            "HY000",
+        Err(Failure::Reply(ProxyError::new(
+            ErrorKind::RulesChanged,
             format!(
                 "Table definition has changed, please retry transaction: the sharding rules of table `{table}` changed (version {} -> {}) while {held_by}; {remedy}",
                 self.shared.version, current.version

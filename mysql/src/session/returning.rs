@@ -9,13 +9,13 @@ use tracing::warn;
 use super::sharded::{read_columns, start_query};
 use super::{Failure, Session};
 use crate::backend::PooledConn;
-use crate::codes;
 use crate::column::{logical_column, ColumnInfo};
-use crate::ok_err::{encode_eof, eof_status, put_lenenc_int, ErrInfo, OkInfo};
+use crate::errors::relayed;
+use crate::ok_err::{encode_eof, eof_status, put_lenenc_int, OkInfo};
 use crate::packet::MAX_PAYLOAD;
 use crate::response::Outcome;
 use crate::row::{decode_row, encode_row, RowFormat};
-use shardgate_core::error::BackendError;
+use shardgate_core::error::{BackendError, ErrorKind, ProxyError};
 use shardgate_sql::classify::Classified;
 use shardgate_sql::shard::plan::{Returning, Target};
 
@@ -28,7 +28,7 @@ const UNDO_STATEMENT: &str = "ROLLBACK TO SAVEPOINT `__shardgate_statement`";
 enum RowPacket {
     Row(bytes::BytesMut),
     End,
-    Err(ErrInfo),
+    Err(ProxyError),
 }
 
 impl Session {
@@ -171,7 +171,7 @@ impl Session {
         let mut order: Vec<Option<(usize, usize)>> = vec![None; total];
         for (t, (rows, got)) in rows_of.iter().zip(&inserted).enumerate() {
             if rows.len() != got.len() {
-                return Err(Failure::Reply(crate::errors::not_supported(format!(
+                return Err(Failure::Reply(ProxyError::new(ErrorKind::NotSupported, format!(
                     "a node returned {} rows for the {} rows it inserted, so the rows of RETURNING cannot be put in the statement's order; nothing was written",
                     got.len(),
                     rows.len()
@@ -217,9 +217,8 @@ impl Session {
             RowFormat::Text => self.writer.push(row),
             RowFormat::Binary => {
                 let values = decode_row(row, columns, RowFormat::Text).map_err(|e| {
-                    Failure::Reply(ErrInfo::new(
-                        codes::ER_UNKNOWN_ERROR,
-                        "HY000",
+                    Failure::Reply(ProxyError::new(
+                        ErrorKind::DataSourceLost,
                         format!("a node's RETURNING row could not be read: {e}"),
                     ))
                 })?;
@@ -246,10 +245,7 @@ async fn next_row(conn: &mut PooledConn) -> Result<RowPacket, BackendError> {
         9
     };
     Ok(match payload.first() {
-        Some(0xFF) => RowPacket::Err(
-            ErrInfo::parse(&payload)
-                .unwrap_or_else(|| ErrInfo::new(codes::ER_UNKNOWN_ERROR, "HY000", "node error")),
-        ),
+        Some(0xFF) => RowPacket::Err(relayed(&payload)),
         Some(0xFE) if payload.len() < terminator_len => {
             let status = if conn.flavor.deprecate_eof() {
                 OkInfo::parse(&payload).map_or(0, |ok| ok.status)

@@ -2,12 +2,10 @@
 //! when the client has none open, with the guard against moving rows.
 
 use crate::backend::PooledConn;
-use crate::codes;
-use crate::errors::ToClient;
 use crate::ok_err::InfoCounts;
-use crate::ok_err::{ErrInfo, OkInfo};
+use crate::ok_err::OkInfo;
 use crate::session::{Failure, Session};
-use shardgate_core::error::BackendError;
+use shardgate_core::error::{BackendError, ErrorKind, ProxyError};
 use shardgate_sql::classify::Classified;
 use shardgate_sql::shard::plan::{Affected, Target};
 use shardgate_sql::shard::rewrite::move_guard;
@@ -52,7 +50,7 @@ impl Session {
         let mut total = 0u64;
         let mut one_copy = None;
         let mut applied: Vec<String> = Vec::new();
-        let mut failure: Option<(String, ErrInfo)> = None;
+        let mut failure: Option<(String, ProxyError)> = None;
         for (n, target) in targets.iter().enumerate() {
             let pool = self.pool_of(&target.data_source)?;
             let at = conns.iter().position(|c| Arc::ptr_eq(c.pool(), &pool));
@@ -69,7 +67,7 @@ impl Session {
                     };
                     if let Some(opening) = opening {
                         if let Err(e) = conn.execute_internal(opening).await {
-                            failure = Some((target.data_source.clone(), e.to_client()));
+                            failure = Some((target.data_source.clone(), e.into()));
                             conns.push(conn);
                             break;
                         }
@@ -83,7 +81,7 @@ impl Session {
                 match moving_rows(conn, &guard).await {
                     Ok(0) => {}
                     Ok(n) => {
-                        let err = crate::errors::not_supported(format!(
+                        let err = ProxyError::new(ErrorKind::NotSupported, format!(
                             "this UPDATE changes the sharding column(s) {} of {n} row(s), which would have to move to another data node; DELETE them and INSERT them again",
                             guarded.join(", ")
                         ));
@@ -91,7 +89,7 @@ impl Session {
                         break;
                     }
                     Err(e) => {
-                        failure = Some((target.data_source.clone(), e.to_client()));
+                        failure = Some((target.data_source.clone(), e.into()));
                         break;
                     }
                 }
@@ -123,7 +121,7 @@ impl Session {
                     applied.push(target.data_source.clone());
                 }
                 Err(e) => {
-                    failure = Some((target.data_source.clone(), e.to_client()));
+                    failure = Some((target.data_source.clone(), e.into()));
                     break;
                 }
             }
@@ -153,9 +151,8 @@ impl Session {
                     Err(e) if failure.is_none() => {
                         warn!(ds = %conn.ds, "commit failed after others committed: {e}");
                         end_error.get_or_insert_with(|| {
-                            ErrInfo::new(
-                                codes::ER_UNKNOWN_ERROR,
-                                "HY000",
+                            ProxyError::new(
+                                ErrorKind::Internal,
                                 format!(
                                     "COMMIT failed on data source {} ({e}); already committed on: {}",
                                     conn.ds,
@@ -182,10 +179,9 @@ impl Session {
             } else {
                 format!("already applied on: {}", applied.join(", "))
             };
-            return Err(Failure::Reply(ErrInfo {
-                message: format!("{} (on data source {ds}; {undone})", err.message),
-                ..err
-            }));
+            return Err(Failure::Reply(
+                err.in_context(format_args!("on data source {ds}; {undone}")),
+            ));
         }
         if let Some(err) = end_error {
             return Err(Failure::Reply(err));

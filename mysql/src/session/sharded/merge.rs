@@ -2,10 +2,8 @@
 //! order (sorted, grouped, aggregated, limited) as they stream in.
 
 use crate::backend::PooledConn;
-use crate::codes;
 use crate::column::{logical_column, ColumnInfo};
 use crate::command::COM_QUERY;
-use crate::ok_err::ErrInfo;
 use crate::ok_err::{encode_eof, put_lenenc_int};
 use crate::response::Outcome;
 use crate::row::RowFormat;
@@ -13,6 +11,7 @@ use crate::session::definitions::Ahead;
 use crate::session::forward::{forward_part, Part};
 use crate::session::{Failure, Session};
 use crate::stmt::set_statement_id;
+use shardgate_core::error::{ErrorKind, ProxyError};
 use shardgate_merge::engine::merge;
 use shardgate_merge::error::MergeError;
 use shardgate_sql::classify::Classified;
@@ -231,16 +230,14 @@ impl Session {
                 having,
             ) {
                 Ok(plan) => Ok((plan, columns)),
-                Err(e) => Err(Failure::Reply(ErrInfo::new(
-                    codes::ER_UNKNOWN_ERROR,
-                    "HY000",
+                Err(e) => Err(Failure::Reply(ProxyError::new(
+                    ErrorKind::Internal,
                     format!("cannot merge node results: {e}"),
                 ))),
             },
             (Some(failure), _) => Err(failure),
-            (None, None) => Err(Failure::Reply(ErrInfo::new(
-                codes::ER_UNKNOWN_ERROR,
-                "HY000",
+            (None, None) => Err(Failure::Reply(ProxyError::new(
+                ErrorKind::Internal,
                 "no data node answered",
             ))),
         };
@@ -323,13 +320,13 @@ impl Session {
                 Ok(())
             }
             Err(MergeError::Sink(_)) => Err(Failure::ClientGone),
-            Err(MergeError::Plan(message)) => {
-                Err(Failure::Reply(crate::errors::not_supported(message)))
-            }
+            Err(MergeError::Plan(message)) => Err(Failure::Reply(ProxyError::new(
+                ErrorKind::NotSupported,
+                message,
+            ))),
             Err(e) => {
-                let err = ErrInfo::new(
-                    codes::ER_UNKNOWN_ERROR,
-                    "HY000",
+                let err = ProxyError::new(
+                    ErrorKind::Internal,
                     format!("merging node results failed: {e}"),
                 );
                 Err(match lost {

@@ -12,14 +12,13 @@ use super::forward::{forward_part, Answer, Part};
 use super::prepared::NodeStatement;
 use super::{Failure, Session};
 use crate::backend::Pool;
-use crate::codes;
 use crate::command::COM_QUERY;
-use crate::ok_err::ErrInfo;
 use crate::ok_err::{encode_eof, put_lenenc_int};
 use crate::response::{Outcome, ResponseKind};
 use crate::row::{encode_row, RowFormat};
 use crate::stmt::set_statement_id;
 use shardgate_core::databases::TableColumns;
+use shardgate_core::error::{ErrorKind, ProxyError};
 use shardgate_merge::Value;
 use shardgate_sql::classify::Classified;
 use shardgate_sql::shard::analyze::{ShardedStatement, StatementKind};
@@ -130,7 +129,7 @@ impl Session {
         }
         debug!(?route, "routed");
         if !self.current.read_back_vars.is_empty() && !matches!(route, Route::One(_)) {
-            return Err(Failure::Reply(crate::errors::not_supported(format!(
+            return Err(Failure::Reply(ProxyError::new(ErrorKind::NotSupported, format!(
                 "assigning user variables (@{}) in a statement that runs on several data nodes is not supported: each node would assign its own value; select the rows first, then SET the variable",
                 self.current.read_back_vars.join(", @")
             ))));
@@ -425,9 +424,8 @@ impl Session {
         }
         self.release(conn, &classified);
         if let Err(e) = result {
-            return Err(Failure::Reply(ErrInfo::new(
-                codes::ER_UNKNOWN_ERROR,
-                "HY000",
+            return Err(Failure::Reply(ProxyError::new(
+                ErrorKind::Internal,
                 e.to_string(),
             )));
         }
@@ -519,9 +517,8 @@ fn primary_pool_of(
     data_source: &str,
 ) -> Result<Arc<Pool>, Failure> {
     shared.pool(data_source).cloned().ok_or_else(|| {
-        Failure::Reply(ErrInfo::new(
-            codes::ER_UNKNOWN_ERROR,
-            "HY000",
+        Failure::Reply(ProxyError::new(
+            ErrorKind::Internal,
             format!("the rules name data source {data_source}, which is not configured"),
         ))
     })

@@ -3,12 +3,13 @@
 //! the client side the merge writes its rows to.
 
 use crate::backend::PooledConn;
-use crate::codes;
 use crate::column::ColumnInfo;
 use crate::command::COM_QUERY;
+use crate::errors::relayed;
 use crate::ok_err::ErrInfo;
 use crate::packet::PacketWriter;
 use crate::row::{decode_row, encode_row, RowFormat};
+use shardgate_core::error::{ErrorKind, ProxyError};
 use shardgate_merge::engine::{RowSink, RowSource};
 use shardgate_merge::error::MergeError;
 use shardgate_merge::Value;
@@ -32,20 +33,17 @@ pub(in crate::session) async fn start_query(
 /// Reads a result set's column definitions; a node's error is the inner error.
 pub(in crate::session) async fn read_columns(
     conn: &mut PooledConn,
-) -> Result<Result<Vec<ColumnInfo>, ErrInfo>, shardgate_core::error::BackendError> {
+) -> Result<Result<Vec<ColumnInfo>, ProxyError>, shardgate_core::error::BackendError> {
     let ds = conn.ds.to_string();
     let lost = |e| shardgate_core::error::BackendError::lost(&ds, e);
     let (_, first) = conn.reader.read_packet(usize::MAX).await.map_err(lost)?;
     match first.first() {
         Some(0xFF) => {
-            return Ok(Err(ErrInfo::parse(&first).unwrap_or_else(|| {
-                ErrInfo::new(codes::ER_UNKNOWN_ERROR, "HY000", "node error")
-            })));
+            return Ok(Err(relayed(&first)));
         }
         Some(0x00) | None => {
-            return Ok(Err(ErrInfo::new(
-                codes::ER_UNKNOWN_ERROR,
-                "HY000",
+            return Ok(Err(ProxyError::new(
+                ErrorKind::DataSourceLost,
                 "a node answered a SELECT without rows",
             )));
         }
@@ -68,9 +66,8 @@ pub(in crate::session) async fn read_columns(
         match ColumnInfo::parse(&def) {
             Ok(c) => columns.push(c),
             Err(e) => {
-                return Ok(Err(ErrInfo::new(
-                    codes::ER_UNKNOWN_ERROR,
-                    "HY000",
+                return Ok(Err(ProxyError::new(
+                    ErrorKind::DataSourceLost,
                     format!("bad column definition: {e}"),
                 )))
             }

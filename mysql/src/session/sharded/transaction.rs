@@ -3,11 +3,11 @@
 
 use crate::backend::ConnError;
 use crate::command::COM_QUERY;
-use crate::errors::ToClient;
-use crate::ok_err::{ErrInfo, OkInfo};
+use crate::ok_err::OkInfo;
 use crate::response::{Outcome, ResponseKind};
 use crate::session::forward::Answer;
 use crate::session::{Failure, Session};
+use shardgate_core::error::ProxyError;
 use shardgate_sql::classify::{Classified, Savepoint};
 use shardgate_sql::text::restore;
 use tracing::{error, warn};
@@ -64,7 +64,7 @@ impl Session {
             sent.push(conn.send_command(&command).await);
         }
         let mut done = Vec::new();
-        let mut failed: Option<ErrInfo> = None;
+        let mut failed: Option<ProxyError> = None;
         let mut last = OkInfo::default();
         for (conn, sent) in self.held.iter_mut().zip(sent) {
             let reply = match sent {
@@ -80,21 +80,17 @@ impl Session {
                     done.push(conn.ds.to_string());
                 }
                 Err(e) => {
-                    let err = e.to_client();
+                    let err = ProxyError::from(e);
                     warn!(ds = %conn.ds, "{sql} failed: {}", err.message);
-                    failed.get_or_insert(ErrInfo {
-                        message: format!(
-                            "{} (on data source {}; done on: {})",
-                            err.message,
-                            conn.ds,
-                            if done.is_empty() {
-                                "none".into()
-                            } else {
-                                done.join(", ")
-                            }
-                        ),
-                        ..err
-                    });
+                    failed.get_or_insert(err.in_context(format_args!(
+                        "on data source {}; done on: {}",
+                        conn.ds,
+                        if done.is_empty() {
+                            "none".into()
+                        } else {
+                            done.join(", ")
+                        }
+                    )));
                 }
             }
         }
