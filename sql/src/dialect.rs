@@ -1,14 +1,15 @@
 //! What differs between the SQL of the databases ShardGate fronts: how the
-//! parser reads a statement, how identifiers are quoted, which expression
-//! orders a string as its collation does, which clauses the parser must be
-//! shown in another form. The
+//! parser reads a statement, how identifiers are quoted, how parameters
+//! are marked (`?`, `$n`), which expression orders a string as its
+//! collation does, which clauses the parser must be shown in another form.
+//! The
 //! analysis, the rewrite and the scatter planning ask a `Dialect` instead of
 //! writing MariaDB's forms themselves (as sqlparser's own `Dialect` does
 //! with capability methods).
 
 use std::borrow::Cow;
 
-use crate::lex::Lexer;
+use crate::lex::{Lexer, Token};
 
 /// One database's SQL, as far as the proxy writes or reads it.
 pub trait Dialect: Send + Sync + std::fmt::Debug {
@@ -35,13 +36,26 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     /// An identifier as a statement wrote it, without its quotes.
     fn unquoted<'a>(&self, ident: &'a str) -> &'a str;
 
+    /// The parameter markers of `sql`, in the order they stand in it.
+    fn placeholders(&self, sql: &str) -> Vec<Placeholder>;
+
     /// The expression around another (`prefix`, `suffix`) whose value,
     /// compared byte by byte, orders strings as their collation does: what
     /// a merge of string keys from several nodes compares.
     fn sort_key(&self) -> (&'static str, &'static str);
 }
 
-/// MariaDB (and MySQL): backquoted identifiers,
+/// A parameter marker in a statement's text: where it stands and which of
+/// the statement's parameters (from 0) it takes. `?` takes the next one;
+/// `$2` takes the second wherever it stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placeholder {
+    pub start: usize,
+    pub end: usize,
+    pub index: usize,
+}
+
+/// MariaDB (and MySQL): backquoted identifiers, `?` parameters,
 /// `WEIGHT_STRING(expr)` sort keys, `LOCK IN SHARE MODE`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MariaDb;
@@ -84,6 +98,18 @@ impl Dialect for MariaDb {
         ident.trim_matches('`')
     }
 
+    fn placeholders(&self, sql: &str) -> Vec<Placeholder> {
+        Lexer::new(sql)
+            .filter(|s| s.token == Token::Punct(b'?'))
+            .enumerate()
+            .map(|(index, s)| Placeholder {
+                start: s.start,
+                end: s.end,
+                index,
+            })
+            .collect()
+    }
+
     fn sort_key(&self) -> (&'static str, &'static str) {
         ("WEIGHT_STRING(", ")")
     }
@@ -103,5 +129,22 @@ mod tests {
         assert_eq!(parsable.len(), sql.len());
         assert!(parsable.contains("FOR SHARE"));
         assert!(matches!(MARIADB.parsable("SELECT 1"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn mariadb_parameters_are_question_marks_outside_strings_and_comments() {
+        let sql = "SELECT '?', `a?` FROM t /* ? */ WHERE a = ? AND b IN (?, ?) -- ?";
+        let found = MARIADB.placeholders(sql);
+        let starts: Vec<usize> = found.iter().map(|p| p.start).collect();
+        let expected: Vec<usize> = sql
+            .match_indices('?')
+            .map(|(at, _)| at)
+            .filter(|&at| at > sql.find("WHERE").unwrap_or(0) && at < sql.find("--").unwrap_or(0))
+            .collect();
+        assert_eq!(starts, expected);
+        assert!(found
+            .iter()
+            .enumerate()
+            .all(|(i, p)| p.index == i && p.end == p.start + 1));
     }
 }

@@ -205,14 +205,6 @@ impl<'a> Iterator for Lexer<'a> {
     }
 }
 
-/// The byte offsets of the `?` parameters of `sql`.
-pub fn placeholders(sql: &str) -> Vec<usize> {
-    Lexer::new(sql)
-        .filter(|s| s.token == Token::Punct(b'?'))
-        .map(|s| s.start)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

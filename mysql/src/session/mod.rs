@@ -1189,7 +1189,7 @@ impl Session {
             let params = decode_params(&packet, usize::from(num_params), &[], self.charset)
                 .map_err(|e| wrong_arguments(e.to_string()))?;
             let text = analysis_text(&sql, self.charset);
-            let bound = shardgate_sql::shard::rewrite::with_params_bound(&text, &params);
+            let bound = shardgate_sql::shard::rewrite::with_params_bound(&MARIADB, &text, &params);
             self.metadata_query(&bound, RowFormat::Binary).await?;
             return Ok(Flow::Continue);
         }

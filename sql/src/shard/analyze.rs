@@ -18,7 +18,7 @@ use sqlparser::ast::{
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Location;
 
-use crate::dialect::Dialect;
+use crate::dialect::{Dialect, Placeholder};
 use crate::lex::{Lexer, Spanned as Lexeme, Token};
 
 /// A value in a condition: a literal, or the n-th `?` of a prepared statement.
@@ -130,8 +130,8 @@ pub struct ShardedStatement {
     pub unlabelled: Vec<std::ops::Range<usize>>,
     /// Sharding conditions of the WHERE clause.
     pub condition: Cond,
-    /// Byte offsets of each `?`, in order.
-    pub placeholders: Vec<usize>,
+    /// The parameter markers, in text order.
+    pub placeholders: Vec<Placeholder>,
     pub select: SelectShape,
     pub insert: Option<InsertShape>,
     /// UPDATE assigns a sharding column.
@@ -294,7 +294,7 @@ fn parsed(
         aliases: Vec::new(),
     };
     a.collect_relations(statement);
-    let placeholders = crate::lex::placeholders(sql);
+    let placeholders = dialect.placeholders(sql);
     let mut out = ShardedStatement {
         kind: StatementKind::Select,
         tables: Vec::new(),
@@ -781,7 +781,7 @@ impl Analyzer<'_> {
         pairs
     }
 
-    fn value(&self, e: &Expr, placeholders: &[usize]) -> Option<Val> {
+    fn value(&self, e: &Expr, placeholders: &[Placeholder]) -> Option<Val> {
         match e {
             Expr::Value(v) => match &v.value {
                 Value::Number(n, _) => Some(match n.parse::<i64>() {
@@ -797,8 +797,8 @@ impl Analyzer<'_> {
                     let (start, _) = self.span_bytes(v.span)?;
                     placeholders
                         .iter()
-                        .position(|p| *p == start)
-                        .map(Val::Param)
+                        .find(|p| p.start == start)
+                        .map(|p| Val::Param(p.index))
                 }
                 _ => None,
             },
@@ -818,7 +818,7 @@ impl Analyzer<'_> {
         }
     }
 
-    fn condition(&self, e: &Expr, ph: &[usize]) -> Cond {
+    fn condition(&self, e: &Expr, ph: &[Placeholder]) -> Cond {
         match e {
             Expr::BinaryOp { left, op, right } => match op {
                 BinaryOperator::And => {
@@ -957,7 +957,7 @@ impl Analyzer<'_> {
     fn insert_shape(
         &self,
         ins: &sqlparser::ast::Insert,
-        ph: &[usize],
+        ph: &[Placeholder],
     ) -> Result<InsertShape, AnalyzeError> {
         let table = ins.table.to_string();
         let unsupported = |what: &str| {
@@ -1017,7 +1017,7 @@ impl Analyzer<'_> {
     fn insert_set_shape(
         &self,
         ins: &sqlparser::ast::Insert,
-        ph: &[usize],
+        ph: &[Placeholder],
         table: &str,
     ) -> Result<InsertShape, AnalyzeError> {
         let unsupported = || {

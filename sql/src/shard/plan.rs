@@ -16,7 +16,7 @@ use super::column_values::{compared, stored};
 use super::error::{MergeShapeError, PlanError};
 use super::having::Cond as HavingCond;
 use super::params::ParamValue;
-use super::rewrite::{insert_rows, splice_tables, with_params_bound};
+use super::rewrite::{bind_in_order, insert_rows, splice_tables, with_params_bound};
 use super::scatter::{derived_columns, node_tail, node_text, LimitVal, ScatterSelect};
 use crate::dialect::Dialect;
 
@@ -134,7 +134,7 @@ pub fn plan(
     let layout = Layout::of(st, ctx);
     let text_of = |s: &str| {
         if as_text && !params.is_empty() {
-            with_params_bound(s, params)
+            with_params_bound(ctx.dialect, s, params)
         } else {
             s.to_owned()
         }
@@ -578,9 +578,8 @@ fn plan_merge(
     let kept: Vec<ParamValue> = st
         .placeholders
         .iter()
-        .zip(params)
-        .filter(|(at, _)| !removed(**at))
-        .map(|(_, p)| p.clone())
+        .filter(|p| !removed(p.start))
+        .filter_map(|p| params.get(p.index).cloned())
         .collect();
     let having = sc
         .having
@@ -637,7 +636,7 @@ fn plan_merge(
         let text = if kept.is_empty() {
             text
         } else {
-            with_params_bound(&text, &kept)
+            bind_in_order(layout.dialect, &text, &kept)
         };
         let data_source = layout.data_source(node);
         match by_source.iter_mut().find(|(ds, _)| ds == data_source) {
@@ -839,14 +838,13 @@ fn plan_insert(
         let kept: Vec<ParamValue> = st
             .placeholders
             .iter()
-            .enumerate()
-            .filter(|(_, at)| row_of(**at).is_none_or(|r| rows.contains(&r)))
-            .filter_map(|(i, _)| params.get(i).cloned())
+            .filter(|p| row_of(p.start).is_none_or(|r| rows.contains(&r)))
+            .filter_map(|p| params.get(p.index).cloned())
             .collect();
         let text = if params.is_empty() {
             text_of(&text)
         } else {
-            with_params_bound(&text, &kept)
+            bind_in_order(ctx.dialect, &text, &kept)
         };
         targets.push(Target {
             data_source: node.data_source.clone(),
@@ -920,7 +918,7 @@ fn plan_broadcast(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dialect::MARIADB;
+    use crate::dialect::{Placeholder, MARIADB};
     use crate::shard::analyze::{analyze, Analysis};
     use crate::text::ClientCharset;
     use shardgate_rules::{Config, SystemClock};
@@ -1422,5 +1420,133 @@ mod tests {
             panic!()
         };
         assert_eq!(targets.len(), 64);
+    }
+
+    /// Numbered parameters (`$1`), as PostgreSQL writes them, and
+    /// double-quoted identifiers: each marker takes its own parameter
+    /// wherever it stands, in node statements cut from the statement too.
+    #[derive(Debug)]
+    struct Numbered;
+
+    static NUMBERED_PARSER: sqlparser::dialect::PostgreSqlDialect =
+        sqlparser::dialect::PostgreSqlDialect {};
+
+    impl Dialect for Numbered {
+        fn parser(&self) -> &dyn sqlparser::dialect::Dialect {
+            &NUMBERED_PARSER
+        }
+
+        fn push_quoted(&self, out: &mut String, name: &str) {
+            out.push('"');
+            out.push_str(name);
+            out.push('"');
+        }
+
+        fn unquoted<'a>(&self, ident: &'a str) -> &'a str {
+            ident.trim_matches('"')
+        }
+
+        /// `$n` anywhere (the statements below have no strings).
+        fn placeholders(&self, sql: &str) -> Vec<Placeholder> {
+            let bytes = sql.as_bytes();
+            let mut found = Vec::new();
+            let mut at = 0;
+            while at < bytes.len() {
+                let start = at;
+                at += 1;
+                if bytes[start] != b'$' {
+                    continue;
+                }
+                while at < bytes.len() && bytes[at].is_ascii_digit() {
+                    at += 1;
+                }
+                if let Ok(n) = sql[start + 1..at].parse::<usize>() {
+                    found.push(Placeholder {
+                        start,
+                        end: at,
+                        index: n - 1,
+                    });
+                }
+            }
+            found
+        }
+
+        /// MariaDB's, so that the node statements compare.
+        fn sort_key(&self) -> (&'static str, &'static str) {
+            MARIADB.sort_key()
+        }
+    }
+
+    /// The node statements of `sql`'s route (data source, text), their
+    /// markers bound as the session binds them for a text execution.
+    fn node_statements_in(
+        dialect: &dyn Dialect,
+        sql: &str,
+        params: &[ParamValue],
+    ) -> Vec<(String, String)> {
+        let (config, rules) = fixture();
+        let keys = SnowflakeGenerator::new(&config.snowflake, SystemClock);
+        let ctx = PlanContext {
+            dialect,
+            rules: &rules,
+            default_data_source: "ds0",
+            keys: &keys,
+            kinds: ColumnKinds::none(),
+        };
+        let Analysis::Sharded(st) = analyze(sql, dialect, &rules, "wework").unwrap() else {
+            panic!("unsharded: {sql}")
+        };
+        let route = plan(&st, sql, params, true, &ctx).unwrap();
+        let targets = match route {
+            Route::One(target) => vec![target],
+            Route::Concat(targets)
+            | Route::Merge { targets, .. }
+            | Route::Fanout { targets, .. } => targets,
+        };
+        targets
+            .into_iter()
+            .map(|t| {
+                let sql = with_params_bound(dialect, &t.sql, params);
+                (t.data_source, sql.replace('`', "\""))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn numbered_parameters_bind_by_number_wherever_they_stand() {
+        let int = |i: i64| ParamValue::Int(i);
+        let cases: [(&str, &str, Vec<ParamValue>, Vec<ParamValue>); 4] = [
+            (
+                "SELECT * FROM users WHERE name_id = $2 AND user_id = $1",
+                "SELECT * FROM users WHERE name_id = ? AND user_id = ?",
+                vec![int(67), int(5)],
+                vec![int(5), int(67)],
+            ),
+            (
+                "SELECT user_id FROM users WHERE user_id > $2 ORDER BY user_id LIMIT $1",
+                "SELECT user_id FROM users WHERE user_id > ? ORDER BY user_id LIMIT ?",
+                vec![int(3), int(100)],
+                vec![int(100), int(3)],
+            ),
+            (
+                "INSERT INTO users (user_id, name_id) VALUES ($3, $1), ($2, $1)",
+                "INSERT INTO users (user_id, name_id) VALUES (?, ?), (?, ?)",
+                vec![int(9), int(66), int(67)],
+                vec![int(67), int(9), int(66), int(9)],
+            ),
+            (
+                "UPDATE users SET name_id = $1 WHERE user_id IN ($3, $2)",
+                "UPDATE users SET name_id = ? WHERE user_id IN (?, ?)",
+                vec![int(1), int(66), int(67)],
+                vec![int(1), int(67), int(66)],
+            ),
+        ];
+        for (numbered, marked, numbered_params, marked_params) in cases {
+            assert_eq!(
+                node_statements_in(&Numbered, numbered, &numbered_params),
+                node_statements_in(&MARIADB, marked, &marked_params),
+                "{numbered}"
+            );
+        }
     }
 }

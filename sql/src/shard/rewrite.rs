@@ -5,7 +5,7 @@
 
 use super::analyze::{InsertShape, Replacement};
 use super::params::ParamValue;
-use crate::dialect::Dialect;
+use crate::dialect::{Dialect, Placeholder};
 use crate::lex::{Lexer, Token};
 
 /// `sql` with each replacement's range set to the physical name of its table.
@@ -81,22 +81,40 @@ pub fn insert_rows(
     out
 }
 
-/// `sql` with every `?` replaced by its value, in order.
-pub fn with_params_bound(sql: &str, params: &[ParamValue]) -> String {
-    bind_params(sql, &crate::lex::placeholders(sql), params)
+/// `sql` with every parameter marker replaced by the value of its
+/// parameter (`params`: the statement's parameters).
+pub fn with_params_bound(dialect: &dyn Dialect, sql: &str, params: &[ParamValue]) -> String {
+    bind_params(sql, &dialect.placeholders(sql), params)
 }
 
-/// `sql` with every `?` (at the given byte offsets) replaced by its value.
-pub fn bind_params(sql: &str, placeholders: &[usize], params: &[ParamValue]) -> String {
+/// `sql` with each marker of `placeholders` (its markers) replaced by the
+/// value of its parameter; a marker without a value stays.
+pub fn bind_params(sql: &str, placeholders: &[Placeholder], params: &[ParamValue]) -> String {
     let mut out = String::with_capacity(sql.len() + params.len() * 8);
     let mut from = 0;
-    for (&at, value) in placeholders.iter().zip(params) {
-        out.push_str(&sql[from..at]);
+    for p in placeholders {
+        let Some(value) = params.get(p.index) else {
+            continue;
+        };
+        out.push_str(&sql[from..p.start]);
         out.push_str(&value.sql_literal());
-        from = at + 1;
+        from = p.end;
     }
     out.push_str(&sql[from..]);
     out
+}
+
+/// A node statement cut from a statement, some of its markers left out:
+/// `sql` with its markers, in text order, replaced by `values` (the
+/// values of the markers it kept, in the same order).
+pub fn bind_in_order(dialect: &dyn Dialect, sql: &str, values: &[ParamValue]) -> String {
+    let in_order: Vec<Placeholder> = dialect
+        .placeholders(sql)
+        .into_iter()
+        .enumerate()
+        .map(|(index, p)| Placeholder { index, ..p })
+        .collect();
+    bind_params(sql, &in_order, values)
 }
 
 /// For a node's `UPDATE` that assigns sharding columns (`columns`, lower

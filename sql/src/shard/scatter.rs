@@ -14,7 +14,7 @@ use sqlparser::ast::{
 use super::analyze::Replacement;
 use super::error::{MergeShapeError, Unmergeable};
 use super::having::{ArithOp, CmpOp, Cond as HavingCond};
-use crate::dialect::Dialect;
+use crate::dialect::{Dialect, Placeholder};
 use crate::lex::{Lexer, Spanned as Tok, Token};
 use shardgate_merge::plan::{Aggregate, AggregateKind, Compared, MergePlan, SortKey};
 use shardgate_merge::ColumnMeta;
@@ -276,7 +276,7 @@ pub fn scatter_select(
     q: &Query,
     s: &Select,
     offset: &dyn Fn(Span) -> Option<usize>,
-    placeholders: &[usize],
+    placeholders: &[Placeholder],
     dialect: &dyn Dialect,
 ) -> Result<ScatterSelect, Unmergeable> {
     let mut b = Builder {
@@ -514,12 +514,12 @@ pub fn scatter_select(
     let (insert_at, tail) = clause_positions(sql)?;
     let tail_has_params = placeholders
         .iter()
-        .any(|p| (tail.0..tail.1).contains(p) && !limit_param_at(q, &b, *p));
+        .any(|p| (tail.0..tail.1).contains(&p.start) && !limit_param_at(q, &b, p.start));
     if tail_has_params
         || b.derived.iter().any(|d| {
             placeholders
                 .iter()
-                .any(|p| (d.range.0..d.range.1).contains(p))
+                .any(|p| (d.range.0..d.range.1).contains(&p.start))
         })
     {
         return Err("parameters in ORDER BY / GROUP BY across data nodes".into());
@@ -611,7 +611,7 @@ fn having_cond(
     b: &mut Builder<'_>,
     e: &Expr,
     aggregates: &mut Vec<(ColRef, AggSpec)>,
-    placeholders: &[usize],
+    placeholders: &[Placeholder],
 ) -> Result<HavingCond, Unmergeable> {
     use sqlparser::ast::{BinaryOperator as B, UnaryOperator as U};
     let sub = |x: &Expr, b: &mut Builder<'_>, a: &mut Vec<(ColRef, AggSpec)>| {
@@ -666,11 +666,11 @@ fn having_cond(
             Value::Null => HavingCond::Null,
             Value::Placeholder(_) => {
                 let (start, _) = b.range(e)?;
-                let i = placeholders
+                let p = placeholders
                     .iter()
-                    .position(|p| *p == start)
+                    .find(|p| p.start == start)
                     .ok_or("a HAVING parameter")?;
-                HavingCond::Param(i)
+                HavingCond::Param(p.index)
             }
             _ => return Err("HAVING with this literal".into()),
         },
@@ -743,7 +743,7 @@ fn inner_args(sql: &str, range: (usize, usize)) -> Option<(usize, usize)> {
 fn limit_values(
     q: &Query,
     b: &Builder<'_>,
-    placeholders: &[usize],
+    placeholders: &[Placeholder],
 ) -> Result<(Option<LimitVal>, Option<LimitVal>), Unmergeable> {
     let val = |e: &Expr| -> Result<LimitVal, Unmergeable> {
         match e {
@@ -756,8 +756,8 @@ fn limit_values(
                     let (start, _) = b.range(e)?;
                     placeholders
                         .iter()
-                        .position(|p| *p == start)
-                        .map(LimitVal::Param)
+                        .find(|p| p.start == start)
+                        .map(|p| LimitVal::Param(p.index))
                         .ok_or_else(|| "a LIMIT parameter".into())
                 }
                 _ => Err("a LIMIT that is not a number".into()),

@@ -524,7 +524,7 @@ fn primary_pool_of(
     })
 }
 
-/// The text form of a node statement with `?` parameters (parameters bound).
+/// The text form of a node statement with parameter markers (parameters bound).
 fn bind_for_text(target: &Target, params: &[ParamValue]) -> String {
-    shardgate_sql::shard::rewrite::with_params_bound(&target.sql, params)
+    shardgate_sql::shard::rewrite::with_params_bound(&MARIADB, &target.sql, params)
 }
