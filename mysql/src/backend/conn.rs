@@ -20,6 +20,7 @@ use super::columns::{KeptColumns, ResultColumns};
 use super::ConnError;
 use super::Flavor;
 use crate::codes;
+use crate::column::ColumnInfo;
 use crate::command::{
     COM_FIELD_LIST, COM_INIT_DB, COM_QUERY, COM_RESET_CONNECTION, COM_STMT_CLOSE, COM_STMT_EXECUTE,
 };
@@ -237,14 +238,15 @@ impl BackendConn {
         }
     }
 
-    fn protocol(&self, what: String) -> ConnError {
+    pub(super) fn protocol(&self, what: String) -> ConnError {
         ConnError::Protocol {
             ds: self.ds.to_string(),
             what,
         }
     }
 
-    async fn read(&mut self) -> Result<(u8, bytes::BytesMut), ConnError> {
+    /// The next packet; a connection that fails to give it is broken.
+    pub(super) async fn read(&mut self) -> Result<(u8, bytes::BytesMut), ConnError> {
         match self.reader.read_packet(NO_LIMIT).await {
             Ok(p) => Ok(p),
             Err(e) => {
@@ -396,13 +398,13 @@ impl BackendConn {
     }
 
     /// Like [`query_text`](Self::query_text), with each column's
-    /// definition packet.
+    /// definition.
     pub async fn query_text_defined(
         &mut self,
         sql: &str,
-    ) -> Result<(Vec<Vec<u8>>, Vec<Vec<Option<String>>>), ConnError> {
+    ) -> Result<(Vec<ColumnInfo>, Vec<Vec<Option<String>>>), ConnError> {
         let result = self.query_text_with_names(sql).await?;
-        Ok((result.definitions, result.rows))
+        Ok((result.columns, result.rows))
     }
 
     /// [`query_text`](Self::query_text) of a statement's bytes (a
@@ -421,10 +423,10 @@ impl BackendConn {
         &mut self,
         sql: &str,
     ) -> Result<Vec<HashMap<String, Option<String>>>, ConnError> {
-        let TextRows { names, rows, .. } = self.query_text_with_names(sql).await?;
+        let TextRows { columns, rows } = self.query_text_with_names(sql).await?;
         Ok(rows
             .into_iter()
-            .map(|row| names.iter().cloned().zip(row).collect())
+            .map(|row| columns.iter().map(|c| c.name.clone()).zip(row).collect())
             .collect())
     }
 
@@ -440,7 +442,6 @@ impl BackendConn {
         let deprecate_eof = self.flavor.deprecate_eof();
         let mut scanner = self.scanner(ResponseKind::ResultSets);
         let mut rows = Vec::new();
-        let mut names = Vec::new();
         let mut definitions = Vec::new();
         let mut columns: Option<u64> = None;
         let mut defs_seen = 0u64;
@@ -462,8 +463,9 @@ impl BackendConn {
                 Some(n) if !in_rows => {
                     defs_seen += 1;
                     if defs_seen <= n {
-                        names.push(column_name(&payload));
-                        definitions.push(payload.to_vec());
+                        let column = ColumnInfo::parse(&payload)
+                            .map_err(|e| self.protocol(format!("bad column definition: {e}")))?;
+                        definitions.push(column);
                     }
                     in_rows = if deprecate_eof {
                         defs_seen == n
@@ -485,8 +487,7 @@ impl BackendConn {
                         err: err.into(),
                     }),
                     _ => Ok(TextRows {
-                        names,
-                        definitions,
+                        columns: definitions,
                         rows,
                     }),
                 };
@@ -652,23 +653,10 @@ fn transaction_effect(payload: &[u8]) -> Effect {
     }
 }
 
-/// Column names and definitions and the text rows of a small internal query.
+/// The column definitions and the text rows of a small internal query.
 struct TextRows {
-    names: Vec<String>,
-    definitions: Vec<Vec<u8>>,
+    columns: Vec<ColumnInfo>,
     rows: Vec<Vec<Option<String>>>,
-}
-
-/// The `name` of a column definition packet (its fifth string, after
-/// catalog, schema, table and org_table).
-fn column_name(payload: &[u8]) -> String {
-    let mut rest = payload;
-    for _ in 0..4 {
-        let len = take_lenenc_int(&mut rest).unwrap_or(0) as usize;
-        rest = &rest[len.min(rest.len())..];
-    }
-    let len = take_lenenc_int(&mut rest).unwrap_or(0) as usize;
-    String::from_utf8_lossy(&rest[..len.min(rest.len())]).into_owned()
 }
 
 fn decode_text_row(payload: &[u8], columns: u64) -> Vec<Option<String>> {

@@ -8,6 +8,7 @@
 pub mod columns;
 pub mod conn;
 mod replication;
+pub mod result_set;
 
 use mysql_common::constants::CapabilityFlags;
 

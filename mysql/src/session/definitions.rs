@@ -28,9 +28,8 @@
 use crate::backend::PooledConn;
 use crate::column::ColumnInfo;
 use crate::command::{COM_QUERY, COM_STMT_CLOSE, COM_STMT_PREPARE};
-use crate::errors::relayed;
 use crate::response::PrepareOk;
-use shardgate_core::error::{BackendError, ProxyError};
+use shardgate_core::error::ConnError;
 
 /// A command pipelined ahead of the first data source's statement for the
 /// definitions (ways 2 and 3 above).
@@ -56,43 +55,21 @@ impl Ahead {
 
     /// Reads the reply to the command, which comes before the data
     /// source's own. `Ok(None)`: no definitions from it (a refused
-    /// prepare). A failed run is the statement's failure (`Err` inside): the
-    /// data source's statement would have failed the same way, and an error
-    /// such as a deadlock has already ended its transaction.
+    /// prepare). A failed run is the statement's failure (a server's error
+    /// is `ConnError::Server`): the data source's statement would have
+    /// failed the same way, and an error such as a deadlock has already
+    /// ended its transaction.
     pub(super) async fn read(
         self,
         conn: &mut PooledConn,
-    ) -> Result<Result<Option<Vec<ColumnInfo>>, ProxyError>, BackendError> {
+    ) -> Result<Option<Vec<ColumnInfo>>, ConnError> {
         match self {
-            Ahead::Run => Ok(read_run_columns(conn).await?.map(Some)),
-            Ahead::Prepare => Ok(Ok(read_prepared_columns(conn).await?)),
-        }
-    }
-}
-
-/// Reads a result set's column definitions and drops its rows.
-async fn read_run_columns(
-    conn: &mut PooledConn,
-) -> Result<Result<Vec<ColumnInfo>, ProxyError>, BackendError> {
-    let columns = match super::sharded::read_columns(conn).await? {
-        Ok(columns) => columns,
-        Err(err) => return Ok(Err(err)),
-    };
-    let ds = conn.ds.to_string();
-    let deprecate_eof = conn.flavor.deprecate_eof();
-    loop {
-        let (_, row) = conn
-            .reader
-            .read_packet(usize::MAX)
-            .await
-            .map_err(|e| BackendError::lost(&ds, e))?;
-        match row.first() {
-            Some(0xFF) => return Ok(Err(relayed(&row))),
-            // The end of the rows: an EOF, or an OK packet starting with 0xFE.
-            Some(0xFE) if row.len() < if deprecate_eof { 0xFF_FFFF } else { 9 } => {
-                return Ok(Ok(columns))
+            Ahead::Run => {
+                let columns = conn.read_columns().await?;
+                conn.skip_rows().await?;
+                Ok(Some(columns))
             }
-            _ => {}
+            Ahead::Prepare => read_prepared_columns(conn).await,
         }
     }
 }
@@ -101,9 +78,9 @@ async fn read_run_columns(
 /// the server refused to prepare), and queues the statement's close.
 async fn read_prepared_columns(
     conn: &mut PooledConn,
-) -> Result<Option<Vec<ColumnInfo>>, BackendError> {
+) -> Result<Option<Vec<ColumnInfo>>, ConnError> {
     let ds = conn.ds.to_string();
-    let lost = |e| BackendError::lost(&ds, e);
+    let lost = |e| ConnError::lost(&ds, e);
     let (_, first) = conn.reader.read_packet(usize::MAX).await.map_err(lost)?;
     let Some(ok) = PrepareOk::parse(&first) else {
         return Ok(None);

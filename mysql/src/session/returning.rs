@@ -6,16 +6,15 @@
 
 use tracing::warn;
 
-use super::sharded::{read_columns, start_query};
+use super::sharded::start_query;
 use super::{Failure, Session};
-use crate::backend::PooledConn;
+use crate::backend::result_set::RowPacket;
+use crate::backend::{ConnError, PooledConn};
 use crate::column::{logical_column, ColumnInfo};
-use crate::errors::relayed;
-use crate::ok_err::{encode_eof, eof_status, put_lenenc_int, OkInfo};
-use crate::packet::MAX_PAYLOAD;
+use crate::ok_err::{encode_eof, put_lenenc_int, OkInfo};
 use crate::response::Outcome;
 use crate::row::{decode_row, encode_row, RowFormat};
-use shardgate_core::error::{BackendError, ErrorKind, ProxyError};
+use shardgate_core::error::{ErrorKind, ProxyError};
 use shardgate_sql::classify::Classified;
 use shardgate_sql::shard::plan::{Returning, Target};
 
@@ -23,13 +22,6 @@ use shardgate_sql::shard::plan::{Returning, Target};
 /// all or nothing.
 const STATEMENT_SAVEPOINT: &str = "SAVEPOINT `__shardgate_statement`";
 const UNDO_STATEMENT: &str = "ROLLBACK TO SAVEPOINT `__shardgate_statement`";
-
-/// One packet of a node's rows.
-enum RowPacket {
-    Row(bytes::BytesMut),
-    End,
-    Err(ProxyError),
-}
 
 impl Session {
     /// Runs a write with RETURNING on `targets` and answers with its rows.
@@ -130,13 +122,14 @@ impl Session {
         for (i, target) in targets.iter().enumerate() {
             let conn = &mut conns[conn_of[i]];
             start_query(conn, &target.sql).await?;
-            let node_columns = match read_columns(conn).await? {
+            let node_columns = match conn.read_columns().await {
                 Ok(c) => c,
-                Err(err) => {
+                Err(err @ ConnError::Server { .. }) => {
                     // The node's error reply was read whole.
                     conn.broken = false;
-                    return Err(Failure::Reply(err));
+                    return Err(err.into());
                 }
+                Err(err) => return Err(err.into()),
             };
             let first = columns.is_none();
             let columns = columns.get_or_insert(node_columns);
@@ -149,14 +142,20 @@ impl Session {
             };
             let mut rows = Vec::new();
             loop {
-                match next_row(conn).await? {
+                match conn.read_row().await? {
                     RowPacket::Row(row) if !wanted => drop(row),
                     RowPacket::Row(row) if *returning == Returning::InsertedRows => rows.push(row),
                     RowPacket::Row(row) => self.send_row(&row, columns, format)?,
-                    RowPacket::End => break,
+                    RowPacket::End { status } => {
+                        conn.note_outcome(&Outcome::Ok(OkInfo {
+                            status,
+                            ..OkInfo::default()
+                        }));
+                        break;
+                    }
                     RowPacket::Err(err) => {
                         conn.broken = false;
-                        return Err(Failure::Reply(err));
+                        return Err(Failure::Reply(err.into()));
                     }
                 }
             }
@@ -229,35 +228,4 @@ impl Session {
         }
         Ok(())
     }
-}
-
-/// The next packet of a text result's rows.
-async fn next_row(conn: &mut PooledConn) -> Result<RowPacket, BackendError> {
-    let ds = conn.ds.to_string();
-    let (_, payload) = conn
-        .reader
-        .read_packet(usize::MAX)
-        .await
-        .map_err(|e| BackendError::lost(&ds, e))?;
-    let terminator_len = if conn.flavor.deprecate_eof() {
-        MAX_PAYLOAD
-    } else {
-        9
-    };
-    Ok(match payload.first() {
-        Some(0xFF) => RowPacket::Err(relayed(&payload)),
-        Some(0xFE) if payload.len() < terminator_len => {
-            let status = if conn.flavor.deprecate_eof() {
-                OkInfo::parse(&payload).map_or(0, |ok| ok.status)
-            } else {
-                eof_status(&payload)
-            };
-            conn.note_outcome(&Outcome::Ok(OkInfo {
-                status,
-                ..OkInfo::default()
-            }));
-            RowPacket::End
-        }
-        _ => RowPacket::Row(payload),
-    })
 }

@@ -23,8 +23,8 @@ const TYPE_NEWDECIMAL: u8 = 246;
 const INTEGER_TYPES: [u8; 6] = [1, 2, 3, 8, 9, 13];
 
 impl VarType {
-    fn of(definition: Option<&Vec<u8>>) -> VarType {
-        match definition.and_then(|d| ColumnInfo::parse(d).ok()) {
+    fn of(column: Option<&ColumnInfo>) -> VarType {
+        match column {
             Some(c) => VarType {
                 column_type: c.column_type,
                 unsigned: c.flags & flags::UNSIGNED != 0,

@@ -23,7 +23,7 @@ use shardgate_sql::text::restore;
 use std::sync::Arc;
 use tracing::debug;
 
-use super::rows::{read_columns, start_query, ClientRows, NodeRows, SourceRef};
+use super::rows::{start_query, ClientRows, NodeRows, SourceRef};
 use super::{bind_for_text, Execution};
 
 impl Session {
@@ -201,22 +201,20 @@ impl Session {
         let mut shown: Option<Vec<ColumnInfo>> = None;
         let mut failure: Option<Failure> = None;
         if let (Some(how), Some(conn)) = (ahead, conns.first_mut()) {
-            match how.read(conn).await? {
+            match how.read(conn).await {
                 Ok(columns) => shown = columns,
-                Err(err) => failure = Some(Failure::Reply(err)),
+                Err(e) => failure = Some(e.into()),
             }
         }
         let mut columns: Option<Vec<ColumnInfo>> = None;
         for conn in &mut conns {
-            match read_columns(conn).await {
-                Ok(Ok(c)) => {
+            match conn.read_columns().await {
+                Ok(c) => {
                     columns.get_or_insert(c);
                 }
-                Ok(Err(err)) => {
-                    failure.get_or_insert(Failure::Reply(err));
-                }
+                // A node's error, or a lost connection (kept as such: a
+                // lost replica may be retried).
                 Err(e) => {
-                    // Kept as a backend failure: a lost replica may be retried.
                     failure.get_or_insert(e.into());
                 }
             }
@@ -274,7 +272,6 @@ impl Session {
             .map(|conn| NodeRows {
                 conn,
                 columns: &columns,
-                deprecate_eof,
                 done: false,
                 lost: false,
             })

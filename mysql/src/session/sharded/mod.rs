@@ -32,8 +32,8 @@ mod rows;
 mod transaction;
 
 use fanout::FanoutWrite;
+pub(super) use rows::start_query;
 use rows::NodeRows;
-pub(super) use rows::{read_columns, start_query};
 use shardgate_sql::dialect::MARIADB;
 
 /// A prepared execution: the client's COM_STMT_EXECUTE (with parameter
@@ -357,12 +357,12 @@ impl Session {
         payload.push(COM_QUERY);
         payload.extend_from_slice(&restore(&physical));
         conn.send_command(&payload).await?;
-        let columns = match read_columns(&mut conn).await? {
+        let columns = match conn.read_columns().await {
             Ok(columns) => columns,
             Err(err) => {
                 // Not a result set (or an error): nothing to map.
                 self.release(conn, &classified);
-                return Err(Failure::Reply(err));
+                return Err(err.into());
             }
         };
         let names = &self.db.metadata;
@@ -387,7 +387,6 @@ impl Session {
         let mut source = NodeRows {
             conn: &mut conn,
             columns: &columns,
-            deprecate_eof,
             done: false,
             lost: false,
         };

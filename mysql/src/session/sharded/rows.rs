@@ -1,15 +1,13 @@
-//! Reading the result sets of nodes for a merge: a query sent whose reply
-//! is read later, the column definitions, then rows decoded one by one, and
-//! the client side the merge writes its rows to.
+//! The result sets of nodes for a merge: a query sent whose reply is read
+//! later, its rows decoded one by one as the merge pulls them, and the
+//! client side the merge writes its rows to.
 
+use crate::backend::result_set::RowPacket;
 use crate::backend::PooledConn;
 use crate::column::ColumnInfo;
 use crate::command::COM_QUERY;
-use crate::errors::relayed;
-use crate::ok_err::ErrInfo;
 use crate::packet::PacketWriter;
 use crate::row::{decode_row, encode_row, RowFormat};
-use shardgate_core::error::{ErrorKind, ProxyError};
 use shardgate_merge::engine::{RowSink, RowSource};
 use shardgate_merge::error::MergeError;
 use shardgate_merge::Value;
@@ -30,60 +28,10 @@ pub(in crate::session) async fn start_query(
     Ok(())
 }
 
-/// Reads a result set's column definitions; a node's error is the inner error.
-pub(in crate::session) async fn read_columns(
-    conn: &mut PooledConn,
-) -> Result<Result<Vec<ColumnInfo>, ProxyError>, shardgate_core::error::BackendError> {
-    let ds = conn.ds.to_string();
-    let lost = |e| shardgate_core::error::BackendError::lost(&ds, e);
-    let (_, first) = conn.reader.read_packet(usize::MAX).await.map_err(lost)?;
-    match first.first() {
-        Some(0xFF) => {
-            return Ok(Err(relayed(&first)));
-        }
-        Some(0x00) | None => {
-            return Ok(Err(ProxyError::new(
-                ErrorKind::DataSourceLost,
-                "a node answered a SELECT without rows",
-            )));
-        }
-        _ => {}
-    }
-    let mut rest = &first[..];
-    let n = crate::ok_err::take_lenenc_int(&mut rest).unwrap_or(0);
-    // A query's result always comes with its definitions.
-    if conn.cache_metadata && rest.first() == Some(&0) {
-        conn.broken = true;
-        return Err(crate::backend::ConnError::Protocol {
-            ds,
-            what: "a query's result came without column definitions".into(),
-        }
-        .into());
-    }
-    let mut columns = Vec::with_capacity(n as usize);
-    for _ in 0..n {
-        let (_, def) = conn.reader.read_packet(usize::MAX).await.map_err(lost)?;
-        match ColumnInfo::parse(&def) {
-            Ok(c) => columns.push(c),
-            Err(e) => {
-                return Ok(Err(ProxyError::new(
-                    ErrorKind::DataSourceLost,
-                    format!("bad column definition: {e}"),
-                )))
-            }
-        }
-    }
-    if !conn.flavor.deprecate_eof() {
-        conn.reader.read_packet(usize::MAX).await.map_err(lost)?;
-    }
-    Ok(Ok(columns))
-}
-
 /// One node's rows, decoded as the merge pulls them.
 pub(super) struct NodeRows<'a> {
     pub(super) conn: &'a mut PooledConn,
     pub(super) columns: &'a [ColumnInfo],
-    pub(super) deprecate_eof: bool,
     pub(super) done: bool,
     /// The connection failed (not a node's error reply).
     pub(super) lost: bool,
@@ -96,32 +44,24 @@ impl NodeRows<'_> {
         if self.done {
             return Ok(None);
         }
-        let (_, payload) = match self.conn.reader.read_packet(usize::MAX).await {
-            Ok(packet) => packet,
-            Err(e) => {
-                self.lost = true;
-                return Err(MergeError::Source(format!(
-                    "data source {}: {e}",
-                    self.conn.ds
-                )));
-            }
+        let read = self.conn.read_row().await;
+        let failed = |what: &dyn std::fmt::Display| {
+            MergeError::Source(format!("data source {}: {what}", self.conn.ds))
         };
-        match payload.first() {
-            Some(0xFF) => {
-                self.done = true;
-                let err = ErrInfo::parse(&payload)
-                    .map(|e| e.to_string())
-                    .unwrap_or_default();
-                Err(MergeError::Source(format!(
-                    "data source {}: {err}",
-                    self.conn.ds
-                )))
-            }
-            Some(0xFE) if payload.len() < if self.deprecate_eof { 0xFF_FFFF } else { 9 } => {
+        match read {
+            Ok(RowPacket::Row(row)) => Ok(Some(row)),
+            Ok(RowPacket::End { .. }) => {
                 self.done = true;
                 Ok(None)
             }
-            _ => Ok(Some(payload)),
+            Ok(RowPacket::Err(err)) => {
+                self.done = true;
+                Err(failed(&err))
+            }
+            Err(e) => {
+                self.lost = true;
+                Err(failed(&e))
+            }
         }
     }
 
