@@ -461,3 +461,36 @@ fn label_of(metric: &prometheus::proto::Metric, name: &str) -> String {
         .map(|l| l.value().to_owned())
         .unwrap_or_default()
 }
+
+/// One session's statement counters: its user (a metric label) and the
+/// handles of the counters and histograms it has used, kept so that a
+/// statement costs no hashing of label values.
+pub struct SessionMetrics {
+    user: String,
+    handles: foldhash::HashMap<(&'static str, Outcome), (IntCounter, prometheus::Histogram)>,
+}
+
+impl SessionMetrics {
+    pub fn new(user: impl Into<String>) -> Self {
+        SessionMetrics {
+            user: user.into(),
+            handles: foldhash::HashMap::default(),
+        }
+    }
+
+    /// Counts a statement of kind `label` that took `elapsed`.
+    pub fn count(
+        &mut self,
+        metrics: &Metrics,
+        label: &'static str,
+        outcome: Outcome,
+        elapsed: std::time::Duration,
+    ) {
+        let (counter, histogram) = self
+            .handles
+            .entry((label, outcome))
+            .or_insert_with(|| metrics.statement_handles(label, outcome, &self.user));
+        counter.inc();
+        histogram.observe(elapsed.as_secs_f64());
+    }
+}

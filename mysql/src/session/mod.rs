@@ -108,8 +108,7 @@ pub async fn serve(proxy: Arc<Proxy>, identity: Arc<ServerIdentity>, stream: Tcp
             statements: Statements::default(),
             held: Vec::new(),
             holder: Holder::new(),
-            user: hello.user.clone(),
-            metric_handles: foldhash::HashMap::default(),
+            statement_metrics: metrics::SessionMetrics::new(hello.user.clone()),
             reads: ReadRouting::default(),
             tx: TransactionState::default(),
             current: CommandState::default(),
@@ -161,13 +160,8 @@ struct Session {
     held: Vec<PooledConn>,
     /// The pools this session holds connections of, for deadlock detection.
     holder: Arc<Holder>,
-    /// The login user (a metric label).
-    user: String,
-    /// Statement metric handles by (kind, outcome).
-    metric_handles: foldhash::HashMap<
-        (&'static str, metrics::Outcome),
-        (prometheus::IntCounter, prometheus::Histogram),
-    >,
+    /// The statements' counters (by the login user).
+    statement_metrics: metrics::SessionMetrics,
     /// Where reads go, and what the session wrote (read-your-writes).
     reads: ReadRouting,
     /// The client's transaction across data sources.
@@ -437,16 +431,8 @@ impl Session {
         } else {
             metrics::Outcome::Ok
         };
-        let (counter, histogram) =
-            self.metric_handles
-                .entry((label, outcome))
-                .or_insert_with(|| {
-                    self.shared
-                        .metrics
-                        .statement_handles(label, outcome, &self.user)
-                });
-        counter.inc();
-        histogram.observe(elapsed.as_secs_f64());
+        self.statement_metrics
+            .count(&self.shared.metrics, label, outcome, elapsed);
     }
 
     /// The metric label of a statement command (None: not a statement).
