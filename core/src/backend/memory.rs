@@ -32,24 +32,25 @@ pub struct Memory {
     pub last_used: Instant,
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct NoPosition;
+/// A position that is a count of transactions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Seq(pub u64);
 
-impl std::fmt::Display for NoPosition {
+impl std::fmt::Display for Seq {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("-")
+        write!(f, "{}", self.0)
     }
 }
 
-impl ReplicaPosition for NoPosition {
-    fn includes_all(&self, _: &NoPosition) -> bool {
-        true
+impl ReplicaPosition for Seq {
+    fn includes_all(&self, other: &Seq) -> bool {
+        self.0 >= other.0
     }
 }
 
 impl Connection for Memory {
     type Flavor = u8;
-    type Position = NoPosition;
+    type Position = Seq;
 
     fn internal_flavor() -> u8 {
         0

@@ -4,6 +4,7 @@
 
 pub mod balance;
 pub mod monitor;
+pub mod session_writes;
 pub mod watermark;
 
 use std::collections::HashMap;
@@ -160,7 +161,7 @@ fn no_replica<C: Connection>(ds: &str, replicas: &[Arc<Pool<C>>]) -> BackendErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::memory::{Memory, NoPosition};
+    use crate::backend::memory::{Memory, Seq};
     use crate::backend::pool::Replication;
     use crate::backend::{PoolContext, Role};
     use crate::metrics::Metrics;
@@ -184,7 +185,7 @@ mod tests {
             usable: true,
             reason: None,
             lag: None,
-            applied: NoPosition,
+            applied: Seq(0),
             checked_at: std::time::SystemTime::now(),
         });
         pool

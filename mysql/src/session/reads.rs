@@ -1,24 +1,12 @@
 //! Read/write splitting for one session: whether the current statement
-//! may read a replica, which server of a data source serves it, and the
-//! bookkeeping behind read-your-writes.
-//!
-//! Read-your-writes: after a statement that may have written on a
-//! primary, the session marks that data source. Before its next read that
-//! could go to a replica, it asks the primary for its committed position
-//! (`Replicated::committed_position`: `@@gtid_binlog_pos` on MariaDB, which
-//! includes the session's commit); a replica serves the read only once it
-//! has applied that position (known from the monitor, or a short
-//! `Replicated::wait_for_position`), else the primary does.
-//! Asking later rather than reading `@@last_gtid` right after the write
-//! keeps the write's connection untouched, so `ROW_COUNT()` and
-//! `SHOW WARNINGS` still answer for the client's own statement.
-//!
-//! When the primary cannot be asked because it is down, nothing newer
-//! than what its replicas received can be read anywhere: a replica that
-//! has applied everything it received from the primary serves the read
-//! (the monitor keeps such a replica in the rotation for the same reason).
+//! may read a replica, which server of a data source serves it, and
+//! read-your-writes: what the session wrote (the core's `SessionWrites`,
+//! under `read_consistency = "session"`) or what the proxy acknowledged
+//! (the core's watermarks, under `"proxy"`) must have reached a replica
+//! before it serves a read (`Replicated::committed_position` of the
+//! primary: `@@gtid_binlog_pos` on MariaDB; known from the monitor, or a
+//! short `Replicated::wait_for_position`), else the primary serves it.
 
-use foldhash::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,6 +21,7 @@ use crate::gtid::Position;
 use crate::packet::Mark;
 use shardgate_core::backend::{ReplicaPosition, Replicated};
 use shardgate_core::error::BackendError;
+use shardgate_core::replica::session_writes::{Freshness, SessionWrites};
 use shardgate_rules::TableKind;
 use shardgate_sql::lex::{Lexer, Spanned};
 use shardgate_sql::reads::{replica_safe, replica_safe_lexed};
@@ -46,29 +35,6 @@ const READ_YOUR_WRITES_WAIT: std::time::Duration = std::time::Duration::from_mil
 /// Statement labels that never write (see `sql::label`).
 const NON_WRITING: &[&str] = &["select", "show", "set", "use", "admin", "prepare"];
 
-/// What a session knows of its last write on one data source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Written {
-    /// Written; the primary's position not asked yet.
-    Pending,
-    /// A replica must have applied this to serve the session.
-    At(Position),
-    /// Written, position unknown: reads use the primary.
-    Unknown,
-    /// Written, and the primary was down when its position was asked: a
-    /// replica that applied all it received serves; the next read asks
-    /// again.
-    PrimaryDown,
-}
-
-/// What a replica must have applied to serve a read.
-enum Freshness {
-    Any,
-    At(Position),
-    /// Everything it received from its primary, which is down.
-    AllReceived,
-}
-
 /// Where a session's reads go and what it wrote, for read-your-writes.
 #[derive(Default)]
 pub(super) struct ReadRouting {
@@ -80,7 +46,7 @@ pub(super) struct ReadRouting {
     /// connection there and is being retried.
     pub(super) avoid: Vec<Arc<Pool>>,
     /// The session's last write on each data source.
-    pub(super) written: HashMap<String, Written>,
+    pub(super) written: SessionWrites<Position>,
 }
 
 impl Session {
@@ -148,14 +114,11 @@ impl Session {
         else {
             return Ok(primary);
         };
-        let written: Option<Arc<Position>> = match (self.consistency(), self.reads.written.get(ds))
-        {
-            (ReadConsistency::Session, Some(Written::Unknown | Written::Pending)) => {
-                return Ok(primary)
-            }
+        let written: Option<Arc<Position>> = match self.consistency() {
+            ReadConsistency::Session if self.reads.written.needs_primary(ds) => return Ok(primary),
             // Known for the current writes: a replica that has it needs no
             // wait; else the chosen one is checked (`replica_caught_up`).
-            (ReadConsistency::Proxy, _) => self.proxy.watermarks().of(ds).current(),
+            ReadConsistency::Proxy => self.proxy.watermarks().of(ds).current(),
             _ => match self.session_freshness(ds) {
                 Freshness::At(pos) => Some(Arc::new(pos)),
                 Freshness::Any | Freshness::AllReceived => None,
@@ -184,15 +147,11 @@ impl Session {
 
     /// What a replica must have applied on `ds` for the session's own
     /// writes, with `read_consistency = "session"` (else nothing).
-    fn session_freshness(&self, ds: &str) -> Freshness {
+    fn session_freshness(&self, ds: &str) -> Freshness<Position> {
         if self.consistency() != ReadConsistency::Session {
             return Freshness::Any;
         }
-        match self.reads.written.get(ds) {
-            Some(Written::At(pos)) => Freshness::At(pos.clone()),
-            Some(Written::PrimaryDown) => Freshness::AllReceived,
-            _ => Freshness::Any,
-        }
+        self.reads.written.freshness(ds)
     }
 
     /// After a replica connection was taken for a read: makes sure it has
@@ -317,9 +276,7 @@ impl Session {
         }
         let ds = conn.pool().data_source();
         match self.consistency() {
-            ReadConsistency::Session => {
-                self.reads.written.insert(ds.to_owned(), Written::Pending);
-            }
+            ReadConsistency::Session => self.reads.written.wrote(ds),
             ReadConsistency::Proxy => self.proxy.watermarks().of(ds).wrote(),
             ReadConsistency::Eventual => {}
         }
@@ -337,33 +294,15 @@ impl Session {
     /// positions the session's pending writes need (again for a primary
     /// that was down).
     pub(super) async fn resolve_pending_writes(&mut self) {
-        let asks = |w: &Written| matches!(w, Written::Pending | Written::PrimaryDown);
-        if !self.reads.intent || !self.reads.written.values().any(asks) {
+        if !self.reads.intent {
             return;
         }
-        let pending: Vec<String> = self
-            .reads
-            .written
-            .iter()
-            .filter(|(_, w)| asks(w))
-            .map(|(ds, _)| ds.clone())
-            .collect();
-        for ds in pending {
-            let mark = match self.shared.pool(&ds).cloned() {
-                Some(primary) => match primary_position(self, &primary).await {
-                    Ok(pos) => Written::At(pos),
-                    Err(e) if e.is_unreachable() => {
-                        debug!(%ds, "the primary is down: {e}");
-                        Written::PrimaryDown
-                    }
-                    Err(e) => {
-                        debug!(%ds, "cannot read the primary's position: {e}");
-                        Written::Unknown
-                    }
-                },
-                None => Written::Unknown,
+        for ds in self.reads.written.to_ask() {
+            let answer = match self.shared.pool(&ds).cloned() {
+                Some(primary) => Some(primary_position(self, &primary).await),
+                None => None,
             };
-            self.reads.written.insert(ds, mark);
+            self.reads.written.asked(&ds, answer);
         }
     }
 
