@@ -1,8 +1,9 @@
 //! Shared helpers of ShardGate's end-to-end tests: the sandbox check, the
 //! in-process proxy, the driver scenarios (external programs under
 //! `drivers/`, plus the sqlx one in [`sqlx_scenario`]), the transcript
-//! comparison, an HTTP client for the admin API ([`http`]), and a live
-//! write/read load with its checker for the migration tests ([`live_load`]).
+//! comparison, an HTTP client for the admin API ([`http`]), a live
+//! write/read load with its checker for the migration tests ([`live_load`]),
+//! and the guard every test holds on the sandbox ([`sandbox`]).
 //!
 //! Every differential test runs a scenario twice — against the default data
 //! source's primary directly (`ds0`, database `ds0`) and through ShardGate
@@ -14,6 +15,7 @@ pub mod fixtures;
 pub mod http;
 pub mod live_load;
 pub mod replication;
+pub mod sandbox;
 pub mod sharding;
 pub mod sqlx_scenario;
 

@@ -8,7 +8,6 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlRow, MySqlSslMode};
@@ -16,10 +15,6 @@ use sqlx::{ConnectOptions, Connection, Executor, Row};
 
 use crate::fixtures::{admin_request, connect};
 use crate::{mariadb_client, Config, RunningProxy, SEED_CONFIG};
-
-/// The replica tests run one at a time: one's reads would show in
-/// another's counters, one's outage in another's reads.
-pub static SERIAL: LazyLock<tokio::sync::Mutex<()>> = LazyLock::new(|| tokio::sync::Mutex::new(()));
 
 // ------------------------------------------------------------- configs ----
 

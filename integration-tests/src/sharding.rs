@@ -12,10 +12,12 @@
 //! answer. Placement checks read every physical table directly and check
 //! each row against the rules (`shardgate_rules::ShardingRules`).
 //!
-//! ShardGate runs once per test binary, on a runtime of its own in a
-//! background thread, so that every `#[tokio::test]` can use it; the schema
-//! and data are loaded once (dropped and recreated first). Read-only tests
-//! hold [`STATE`] for reading; tests that write hold it for writing.
+//! ShardGate runs on a runtime of its own in a background thread, so that
+//! every `#[tokio::test]` can use it; it starts, and the schema and data
+//! are loaded (dropped and recreated first), for the first test that needs
+//! them, and again after any test that had the sandbox to itself (see
+//! [`crate::sandbox::epoch`]). Read-only tests hold [`STATE`] for reading
+//! ([`reader`]); tests that write hold it for writing ([`writer`]).
 
 use crate::sqlx_scenario::render_value;
 use crate::{db_error, sandbox_ready, say, Config, Endpoint};
@@ -28,7 +30,7 @@ use sqlx::{Column, Either, Executor, Row, TypeInfo, ValueRef};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use tokio::sync::{oneshot, RwLockReadGuard, RwLockWriteGuard};
 
 /// The plain reference database, on the ds0 primary's server.
 pub const REF_DB: &str = "wework_ref";
@@ -59,7 +61,7 @@ pub const SYS_PERMISSIONS_DDL: &str =
 pub const USER_COUNT: usize = 3000;
 pub const MESSAGE_COUNT: usize = 3000;
 
-/// Everything shared by the tests of one binary.
+/// What the harness's tests share: the config, its rules and the proxy.
 pub struct Shared {
     pub cfg: Config,
     pub rules: ShardingRules,
@@ -95,31 +97,79 @@ pub fn sharding_config() -> Config {
     cfg
 }
 
-static SHARED: OnceLock<Shared> = OnceLock::new();
-
 /// Readers: tests that only read the seed data. Writer: tests that change it.
 pub static STATE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
-static LOADED: tokio::sync::OnceCell<Result<(), String>> = tokio::sync::OnceCell::const_new();
+/// The proxy and the data of one sandbox epoch.
+struct Harness {
+    epoch: u64,
+    shared: &'static Shared,
+    loaded: Result<(), String>,
+    /// Stops the proxy when dropped.
+    _stop: oneshot::Sender<()>,
+}
 
-/// ShardGate (started once, on its own runtime) and the loaded data; `None`
-/// when the sandbox is not running (the test is then skipped).
+static HARNESS: tokio::sync::Mutex<Option<Harness>> = tokio::sync::Mutex::const_new(None);
+
+/// ShardGate and the loaded data, started and loaded anew when an exclusive
+/// test ran since they were; `None` when the sandbox is not running (the
+/// test is then skipped). To be called under the sandbox guard
+/// ([`crate::sandbox`]), before [`STATE`].
 pub async fn harness(test: &str) -> Option<&'static Shared> {
     let cfg = sharding_config();
     if !sandbox_ready(&cfg, test) {
         return None;
     }
-    let shared = SHARED.get_or_init(|| start_shared(cfg));
-    let loaded = LOADED.get_or_init(|| load(shared)).await;
-    if let Err(e) = loaded {
+    let mut current = HARNESS.lock().await;
+    let epoch = crate::sandbox::epoch();
+    if current.as_ref().is_none_or(|h| h.epoch != epoch) {
+        // the previous epoch's proxy is told to stop (its sender dropped)
+        *current = None;
+        let (shared, stop) = start_shared(cfg);
+        let shared: &'static Shared = Box::leak(Box::new(shared));
+        let loaded = load(shared).await;
+        *current = Some(Harness {
+            epoch,
+            shared,
+            loaded,
+            _stop: stop,
+        });
+    }
+    let current = current.as_ref().expect("the harness of this epoch");
+    if let Err(e) = &current.loaded {
         panic!("{test}: loading the schema and data failed:\n{e}");
     }
-    Some(shared)
+    Some(current.shared)
 }
 
-fn start_shared(cfg: Config) -> Shared {
+/// What a harness test holds to its end: the sandbox's guard, then
+/// [`STATE`]'s.
+pub type Held<G> = (RwLockReadGuard<'static, ()>, G);
+
+/// A read-only test: the sandbox (shared), the harness, [`STATE`] shared
+/// and the connections.
+pub async fn reader(name: &str) -> Option<(Ctx, Held<RwLockReadGuard<'static, ()>>)> {
+    let sandbox = crate::sandbox::shared().await;
+    let shared = harness(name).await?;
+    let state = STATE.read().await;
+    Some((Ctx::new(name, shared).await, (sandbox, state)))
+}
+
+/// A test that writes: the sandbox (shared), the harness, [`STATE`]
+/// exclusively and the connections.
+pub async fn writer(name: &str) -> Option<(Ctx, Held<RwLockWriteGuard<'static, ()>>)> {
+    let sandbox = crate::sandbox::shared().await;
+    let shared = harness(name).await?;
+    let state = STATE.write().await;
+    Some((Ctx::new(name, shared).await, (sandbox, state)))
+}
+
+/// Starts ShardGate on a runtime of its own; it stops when the sender is
+/// dropped.
+fn start_shared(cfg: Config) -> (Shared, oneshot::Sender<()>) {
     let rules = ShardingRules::new(&cfg).expect("the rules build");
     let (tx, rx) = std::sync::mpsc::channel();
+    let (stop, stopped) = oneshot::channel::<()>();
     let proxy_cfg = cfg.clone();
     std::thread::Builder::new()
         .name("shardgate-it-proxy".into())
@@ -133,7 +183,7 @@ fn start_shared(cfg: Config) -> Shared {
                 match shardgate_proxy::start(proxy_cfg).await {
                     Ok(proxy) => {
                         let _ = tx.send(Ok(proxy.mysql_addr()));
-                        std::future::pending::<()>().await;
+                        let _ = stopped.await;
                         drop(proxy);
                     }
                     Err(e) => {
@@ -147,11 +197,14 @@ fn start_shared(cfg: Config) -> Shared {
         .recv()
         .expect("the proxy thread answers")
         .unwrap_or_else(|e| panic!("shardgate does not start: {e}"));
-    Shared {
-        cfg,
-        rules,
-        proxy_addr,
-    }
+    (
+        Shared {
+            cfg,
+            rules,
+            proxy_addr,
+        },
+        stop,
+    )
 }
 
 // ------------------------------------------------------------------ data

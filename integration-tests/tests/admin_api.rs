@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde_json::Value;
 use shardgate_integration_tests::http::{self, encode, HttpResponse};
 use shardgate_integration_tests::{
-    crate_dir, sandbox_ready, say, start_proxy, test_config, which, Config,
+    crate_dir, sandbox, sandbox_ready, say, start_proxy, test_config, which, Config,
 };
 use shardgate_proxy::StartError;
 
@@ -78,6 +78,7 @@ fn pool<'a>(pools: &'a Value, name: &str) -> &'a Value {
 
 #[tokio::test]
 async fn pools_list_every_primary_and_replica() {
+    let _sandbox = sandbox::shared().await;
     let cfg = admin_config();
     let proxy = start_proxy(cfg.clone()).await;
     let pools = http::get(proxy.admin_addr, "/api/pools")
@@ -134,6 +135,7 @@ async fn pools_list_every_primary_and_replica() {
 
 #[tokio::test]
 async fn resize_changes_max_and_refuses_bad_requests() {
+    let _sandbox = sandbox::shared().await;
     let proxy = start_proxy(admin_config()).await;
     let admin = proxy.admin_addr;
     let json = Some("application/json");
@@ -185,6 +187,7 @@ async fn resize_changes_max_and_refuses_bad_requests() {
 
 #[tokio::test]
 async fn mutating_needs_the_token_on_loopback() {
+    let _sandbox = sandbox::shared().await;
     let proxy = start_proxy(admin_config()).await;
     let admin = proxy.admin_addr;
     let json = Some("application/json");
@@ -227,6 +230,7 @@ async fn mutating_needs_the_token_on_loopback() {
 
 #[tokio::test]
 async fn rules_redact_secrets_and_show_tables() {
+    let _sandbox = sandbox::shared().await;
     let cfg = admin_config();
     let proxy = start_proxy(cfg.clone()).await;
     let answer = http::get(proxy.admin_addr, "/api/rules").await;
@@ -267,6 +271,7 @@ async fn rules_redact_secrets_and_show_tables() {
 
 #[tokio::test]
 async fn route_previews_nodes_sql_and_merge() {
+    let _sandbox = sandbox::shared().await;
     let proxy = start_proxy(admin_config()).await;
     let admin = proxy.admin_addr;
     let route = |sql: &str| format!("/api/route?sql={}", encode(sql));
@@ -324,6 +329,7 @@ async fn route_previews_nodes_sql_and_merge() {
 
 #[tokio::test]
 async fn metrics_count_statements_run_through_the_proxy() {
+    let _sandbox = sandbox::shared().await;
     let cfg = admin_config();
     if !sandbox_ready(&cfg, "metrics_count_statements_run_through_the_proxy") {
         return;
@@ -363,6 +369,7 @@ async fn metrics_count_statements_run_through_the_proxy() {
 
 #[tokio::test]
 async fn beyond_loopback_the_token_is_required() {
+    let _sandbox = sandbox::shared().await;
     // Without a token the proxy refuses to start rather than expose the API.
     let mut open = test_config();
     open.server.admin_listen = "0.0.0.0:0".into();
@@ -407,6 +414,7 @@ async fn beyond_loopback_the_token_is_required() {
 
 #[tokio::test]
 async fn unknown_paths_and_methods_answer_json() {
+    let _sandbox = sandbox::shared().await;
     let proxy = start_proxy(admin_config()).await;
     let admin = proxy.admin_addr;
     http::get(admin, "/api/nothing-here")
@@ -536,6 +544,7 @@ fn openapi_schemas_match_the_shared_cutover_bodies() {
 /// serves the file that is in the repository.
 #[tokio::test]
 async fn openapi_describes_every_endpoint() {
+    let _sandbox = sandbox::shared().await;
     let file = std::fs::read_to_string(openapi_path()).expect("docs/admin-api.yaml");
     let doc: serde_yaml::Value = serde_yaml::from_str(&file).expect("the OpenAPI file is YAML");
     let paths = doc["paths"].as_mapping().expect("paths");
@@ -611,6 +620,7 @@ fn schemathesis() -> Option<PathBuf> {
 /// refused and valid input accepted.
 #[tokio::test]
 async fn schemathesis_finds_no_problem() {
+    let _sandbox = sandbox::shared().await;
     let Some(cli) = schemathesis() else {
         if std::env::var("SHARDGATE_REQUIRE_SANDBOX").as_deref() == Ok("1") {
             panic!("schemathesis is missing and SHARDGATE_REQUIRE_SANDBOX=1: run scripts/install-deps.sh");

@@ -22,8 +22,9 @@
 //! write yet); they are printed as `FINDING` lines, not compared.
 //!
 //! Transcripts: `artifacts/app_<name>.{reference,proxy}.txt`. The scenarios
-//! run one at a time (they share `apps_ref` and `apps_audit`). Skipped (with
-//! a `SKIPPED` line) when the sandbox is not running, unless
+//! have the sandbox to themselves (they share `apps_ref` and `apps_audit`,
+//! and write in the seed's physical tables). Skipped (with a `SKIPPED`
+//! line) when the sandbox is not running, unless
 //! `SHARDGATE_REQUIRE_SANDBOX=1`.
 
 use shardgate_integration_tests::apps::sqlx_app::{self, SQLX_APP};
@@ -34,7 +35,7 @@ use shardgate_integration_tests::apps::{
 };
 use shardgate_integration_tests::http::get;
 use shardgate_integration_tests::{
-    sandbox_ready, say, start_proxy, Config, Driver, Endpoint, RunningProxy,
+    sandbox, sandbox_ready, say, start_proxy, Config, Driver, Endpoint, RunningProxy,
 };
 use std::time::{Duration, Instant};
 
@@ -42,9 +43,6 @@ const DONE: &str = "{\"step\":\"done\"}";
 
 /// How long the in-process sqlx scenario may take.
 const SQLX_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// One scenario at a time: they share the reference database and `apps_audit`.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// How a scenario is run.
 #[derive(Clone, Copy)]
@@ -87,12 +85,12 @@ struct Case {
 }
 
 async fn differential(case: Case) {
+    let _sandbox = sandbox::exclusive().await;
     let s = case.scenario;
     let cfg: Config = apps_config();
     if !sandbox_ready(&cfg, s.name) {
         return;
     }
-    let _one = ONE_AT_A_TIME.lock().await;
     let started = Instant::now();
 
     reset_reference(&cfg)

@@ -10,13 +10,14 @@
 use shardgate_integration_tests::fixtures::{
     admin_request, config_with_table, connect, drop_table, start_with_table,
 };
-use shardgate_integration_tests::{data_source_endpoint, db_error, sandbox_ready};
+use shardgate_integration_tests::{data_source_endpoint, db_error, sandbox, sandbox_ready};
 use sqlx::{Connection, Executor, Row};
 
 const TABLE: &str = "commit_partial";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_failing_after_others_committed_names_them_and_is_counted() {
+    let _sandbox = sandbox::shared().await;
     let cfg = config_with_table(TABLE, |_| {});
     if !sandbox_ready(&cfg, "a_commit_failing_after_others_committed") {
         return;

@@ -17,10 +17,11 @@
 //! missing, unless `SHARDGATE_REQUIRE_SANDBOX=1`.
 
 use shardgate_integration_tests::conformance::{self, render_report, suite, Verdict};
-use shardgate_integration_tests::{crate_dir, sandbox_ready, say, test_config};
+use shardgate_integration_tests::{crate_dir, sandbox, sandbox_ready, say, test_config};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shardingsphere_e2e_conformance() {
+    let _sandbox = sandbox::shared().await;
     let seed = test_config();
     if !sandbox_ready(&seed, "shardingsphere_e2e_conformance") {
         return;

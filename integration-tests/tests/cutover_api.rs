@@ -17,8 +17,8 @@ use serde_json::Value;
 use shardgate_integration_tests::fixtures::{admin_request, connect, drop_table};
 use shardgate_integration_tests::http;
 use shardgate_integration_tests::{
-    data_source_endpoint, db_error, sandbox_ready, seed_config_text, start_proxy_from_file,
-    test_config, write_config_file, RunningProxy,
+    data_source_endpoint, db_error, sandbox, sandbox_ready, seed_config_text,
+    start_proxy_from_file, test_config, write_config_file, RunningProxy,
 };
 use sqlx::mysql::MySqlConnection;
 use sqlx::{Executor, Row};
@@ -165,6 +165,7 @@ async fn finished_after(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_wait_while_paused_and_run_after_resume_reads_by_scope() {
+    let _sandbox = sandbox::exclusive().await;
     if !sandbox_ready(&test_config(), "cutover writes_wait_while_paused") {
         return;
     }
@@ -248,6 +249,7 @@ async fn writes_wait_while_paused_and_run_after_resume_reads_by_scope() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_queued_longer_than_max_queue_ms_is_refused_with_1205() {
+    let _sandbox = sandbox::exclusive().await;
     if !sandbox_ready(&test_config(), "cutover refused") {
         return;
     }
@@ -322,6 +324,7 @@ async fn a_statement_queued_longer_than_max_queue_ms_is_refused_with_1205() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_in_flight_transaction_is_not_queued_and_counted_until_commit() {
+    let _sandbox = sandbox::exclusive().await;
     if !sandbox_ready(&test_config(), "cutover in flight") {
         return;
     }
@@ -374,6 +377,7 @@ async fn an_in_flight_transaction_is_not_queued_and_counted_until_commit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lease_lifts_a_forgotten_pause_with_an_alert() {
+    let _sandbox = sandbox::exclusive().await;
     if !sandbox_ready(&test_config(), "cutover lease") {
         return;
     }
@@ -483,6 +487,7 @@ fn session(list: &[Value], id: u64) -> &Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_staged_version_activates_routing_and_the_config_file_follows() {
+    let _sandbox = sandbox::exclusive().await;
     if !sandbox_ready(&test_config(), "cutover staging") {
         return;
     }
@@ -609,6 +614,7 @@ async fn a_staged_version_activates_routing_and_the_config_file_follows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statements_queued_during_the_pause_run_under_the_version_activated_then() {
+    let _sandbox = sandbox::exclusive().await;
     if !sandbox_ready(&test_config(), "cutover queued under new version") {
         return;
     }

@@ -19,7 +19,7 @@
 
 use serde_json::Value;
 use shardgate_integration_tests::{
-    crate_dir, db_error, sandbox_ready, say, start_proxy, Config, Endpoint, SEED_CONFIG,
+    crate_dir, db_error, sandbox, sandbox_ready, say, start_proxy, Config, Endpoint, SEED_CONFIG,
 };
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -181,6 +181,7 @@ async fn exec(ep: &Endpoint, sql: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_shows_pools_and_follows_load() {
+    let _sandbox = sandbox::shared().await;
     let cfg = config();
     if !sandbox_ready(&cfg, TEST) {
         return;

@@ -7,8 +7,8 @@
 //! run in parallel.
 
 use shardgate_integration_tests::{
-    assert_complete, assert_same_transcript, direct_endpoint, sandbox_ready, sqlx_scenario,
-    start_proxy, test_config, Driver,
+    assert_complete, assert_same_transcript, direct_endpoint, sandbox, sandbox_ready,
+    sqlx_scenario, start_proxy, test_config, Driver,
 };
 
 /// Minimum number of transcript steps per driver: a transcript that stops
@@ -33,6 +33,7 @@ fn done_marker(driver: &str) -> &'static str {
 }
 
 async fn differential(driver: Driver) {
+    let _sandbox = sandbox::shared().await;
     let name = driver.name();
     let cfg = test_config();
     if !sandbox_ready(&cfg, name) {
@@ -86,6 +87,7 @@ async fn node_mysql2_execute_matches_direct() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlx_matches_direct() {
+    let _sandbox = sandbox::shared().await;
     let name = "sqlx";
     let cfg = test_config();
     if !sandbox_ready(&cfg, name) {

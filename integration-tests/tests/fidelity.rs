@@ -7,18 +7,10 @@
 
 use futures_util::TryStreamExt;
 use shardgate_integration_tests::sharding::{
-    delete_directly, harness, users, users_insert, Arg, Ctx, STATE,
+    delete_directly, users, users_insert, writer, Arg, Ctx,
 };
-use shardgate_integration_tests::{db_error, Driver};
+use shardgate_integration_tests::{db_error, sandbox, Driver};
 use sqlx::{ConnectOptions, Connection, Either, Executor, Row};
-use tokio::sync::RwLockWriteGuard;
-
-/// A test that writes: the harness, the exclusive lock and the connections.
-async fn writer(name: &str) -> Option<(Ctx, RwLockWriteGuard<'static, ()>)> {
-    let shared = harness(name).await?;
-    let guard = STATE.write().await;
-    Some((Ctx::new(name, shared).await, guard))
-}
 
 /// Ids of rows a test adds: far from the seed's and from `sharding.rs`'s.
 fn range(test_no: i64) -> (i64, i64) {
@@ -585,6 +577,7 @@ table = { column = "id", algorithm = "mod", count = 2 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_logical_databases_answer_each_for_itself() {
+    let _sandbox = sandbox::shared().await;
     let cfg = shardgate_integration_tests::test_config();
     if !shardgate_integration_tests::sandbox_ready(&cfg, "several_logical_databases") {
         return;

@@ -7,7 +7,8 @@
 
 use shardgate_integration_tests::live_load::{LiveLoad, LoadConfig, LoadReport};
 use shardgate_integration_tests::{
-    data_source_endpoint, sandbox_ready, say, start_proxy, Config, RunningProxy, SEED_CONFIG,
+    data_source_endpoint, sandbox, sandbox_ready, say, start_proxy, Config, RunningProxy,
+    SEED_CONFIG,
 };
 use shardgate_rules::{DataNode, ShardValue, ShardingRules};
 use sqlx::Executor;
@@ -103,6 +104,7 @@ async fn checks(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_through_shardgate_leaves_exactly_what_it_recorded() {
+    let _sandbox = sandbox::shared().await;
     let table = "liveload_clean";
     let Some(proxy) = start(table).await else {
         return;
@@ -148,6 +150,7 @@ async fn a_load_through_shardgate_leaves_exactly_what_it_recorded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_write_changes_nothing_in_the_record() {
+    let _sandbox = sandbox::shared().await;
     let table = "liveload_refuse";
     let Some(proxy) = start(table).await else {
         return;
@@ -195,6 +198,7 @@ async fn a_refused_write_changes_nothing_in_the_record() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_checks_name_rows_changed_behind_the_loads_back() {
+    let _sandbox = sandbox::shared().await;
     let table = "liveload_tamper";
     let Some(proxy) = start(table).await else {
         return;
@@ -318,6 +322,7 @@ async fn the_checks_name_rows_changed_behind_the_loads_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_changed_under_a_running_load_makes_its_reads_wrong() {
+    let _sandbox = sandbox::shared().await;
     let table = "liveload_wrong";
     let Some(proxy) = start(table).await else {
         return;

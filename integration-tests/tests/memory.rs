@@ -23,8 +23,8 @@
 //! `mem_rows_0..3` in ds0..ds3) and nothing else.
 
 use shardgate_integration_tests::{
-    crate_dir, data_source_endpoint, proxy_endpoint, sandbox_ready, say, test_config, Config,
-    Endpoint,
+    crate_dir, data_source_endpoint, proxy_endpoint, sandbox, sandbox_ready, say, test_config,
+    Config, Endpoint,
 };
 use sqlx::mysql::MySqlConnection;
 use sqlx::{Connection, Row};
@@ -59,6 +59,7 @@ const PAD_SQL: &str = "CONCAT(LPAD(seq, 10, '0'), REPEAT('x', 110))";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deep_scatter_page_keeps_proxy_memory_bounded() {
+    let _sandbox = sandbox::exclusive().await;
     const TEST: &str = "deep_scatter_page_keeps_proxy_memory_bounded";
     let base = test_config();
     if !sandbox_ready(&base, TEST) {

@@ -23,9 +23,9 @@
 //! recreated; through ShardGate, every physical table of the two sharded
 //! tables and Django's tables on ds0, directly); after the run through
 //! ShardGate they are dropped again. The physical tables are those of the
-//! seed's config, which the sharding tests load too: this test and those
-//! must not run at the same time against one sandbox (cargo runs test
-//! binaries one after another).
+//! seed's config, which the sharding tests load too: this test has the
+//! sandbox to itself ([`sandbox::exclusive`]), and the sharding harness
+//! loads its tables anew after it.
 //!
 //! Artifacts: `artifacts/django.{reference,proxy}.txt` (the transcripts)
 //! and `artifacts/django.{reference,proxy}.{main,flush}.sql.jsonl` (per
@@ -43,8 +43,8 @@
 use serde_json::Value;
 use shardgate_integration_tests::sharding::{misplaced_rows, read_physical_tables};
 use shardgate_integration_tests::{
-    crate_dir, data_source_endpoint, direct_endpoint, first_difference, run_command, sandbox_ready,
-    say, start_proxy, Config, Endpoint, SEED_CONFIG,
+    crate_dir, data_source_endpoint, direct_endpoint, first_difference, run_command, sandbox,
+    sandbox_ready, say, start_proxy, Config, Endpoint, SEED_CONFIG,
 };
 use shardgate_rules::ShardingRules;
 use sqlx::Row;
@@ -287,6 +287,7 @@ fn step_diff(reference: &str, proxied: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn django_orm_through_shardgate_matches_plain_mariadb() {
+    let _sandbox = sandbox::exclusive().await;
     let cfg = config();
     if !sandbox_ready(&cfg, TEST) {
         return;

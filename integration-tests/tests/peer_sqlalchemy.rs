@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use shardgate_integration_tests::{
-    crate_dir, data_source_endpoint, sandbox_ready, say, start_proxy, Config, Endpoint,
+    crate_dir, data_source_endpoint, sandbox, sandbox_ready, say, start_proxy, Config, Endpoint,
 };
 use sqlx::Connection as _;
 
@@ -49,6 +49,7 @@ const REPLICATION_WAIT: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlalchemy_suite_through_shardgate_matches_mariadb() {
+    let _sandbox = sandbox::shared().await;
     let test = "sqlalchemy_suite_through_shardgate_matches_mariadb";
     let one_database = std::env::var(ONE_DATABASE_ENV).as_deref() == Ok("1");
     let cfg = load_config(one_database);

@@ -5,7 +5,9 @@
 //! POST) when a replica stops answering.
 //!
 //! Each test shards its own table over ds0..ds3 (created and dropped
-//! through the proxy), so tests can run side by side.
+//! through the proxy). The tests have the sandbox to themselves
+//! ([`sandbox::exclusive`]): their pools are tiny, their bounds are
+//! timings, and one freezes a replica.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use std::time::{Duration, Instant};
 use shardgate_integration_tests::fixtures::{
     admin_request as http, config_with_table as config, connect, drop_table, start_with_table,
 };
-use shardgate_integration_tests::{db_error, sandbox_ready, start_proxy, RunningProxy};
+use shardgate_integration_tests::{db_error, sandbox, sandbox_ready, start_proxy, RunningProxy};
 use sqlx::{Executor, Row};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -48,6 +50,7 @@ async fn pool_state_when(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scatter_queries_racing_a_tiny_pool_all_complete() {
+    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "pool_scatter";
     let cfg = config(TABLE, |p| {
         p.max_size = 2;
@@ -91,6 +94,7 @@ async fn scatter_queries_racing_a_tiny_pool_all_complete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn transactions_waiting_on_each_other_get_a_deadlock_error_at_once() {
+    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "pool_deadlock";
     let cfg = config(TABLE, |p| {
         p.max_size = 1;
@@ -154,6 +158,7 @@ async fn transactions_waiting_on_each_other_get_a_deadlock_error_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn many_transactions_over_all_nodes_finish_with_small_pools() {
+    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "pool_txn_storm";
     let cfg = config(TABLE, |p| {
         p.max_size = 3;
@@ -218,6 +223,7 @@ async fn many_transactions_over_all_nodes_finish_with_small_pools() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_exhausted_pool_says_so_and_the_session_survives() {
+    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "pool_exhaust";
     let cfg = config(TABLE, |p| {
         p.max_size = 1;
@@ -300,6 +306,7 @@ fn point_select_load(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn resizing_under_load_fails_no_query() {
+    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "pool_resize";
     let cfg = config(TABLE, |p| {
         p.max_size = 10;
@@ -345,6 +352,7 @@ async fn resizing_under_load_fails_no_query() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn adaptive_sizing_follows_peak_demand() {
+    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "pool_adaptive";
     let cfg = config(TABLE, |p| {
         p.max_size = 4;
@@ -485,6 +493,7 @@ async fn webhook_receiver() -> (String, tokio::sync::mpsc::Receiver<serde_json::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stopped_replica_raises_an_alert_with_a_webhook_post() {
+    let _sandbox = sandbox::exclusive().await;
     let (url, mut posts) = webhook_receiver().await;
     let mut cfg = config("pool_alert_unused", |p| {
         p.health_check_interval_ms = 300;
@@ -549,6 +558,7 @@ async fn a_stopped_replica_raises_an_alert_with_a_webhook_post() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pool_running_hot_raises_an_alert() {
+    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "pool_hot";
     let (url, mut posts) = webhook_receiver().await;
     let mut cfg = config(TABLE, |p| {
@@ -597,6 +607,7 @@ async fn a_pool_running_hot_raises_an_alert() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn broken_idle_connections_are_replaced_not_handed_out() {
+    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "pool_validate";
     let cfg = config(TABLE, |p| {
         p.adaptive = false;

@@ -10,8 +10,8 @@ use futures_util::TryStreamExt;
 use serde_json::{json, Value};
 use shardgate_integration_tests::sqlx_scenario::{render_rows, render_value, sha256_hex};
 use shardgate_integration_tests::{
-    assert_same_transcript, db_error, direct_endpoint, mariadb_cli, sandbox_ready, start_proxy,
-    test_config, Config, Endpoint, RunningProxy,
+    assert_same_transcript, db_error, direct_endpoint, mariadb_cli, sandbox, sandbox_ready,
+    start_proxy, test_config, Config, Endpoint, RunningProxy,
 };
 use sqlx::mysql::MySqlConnection;
 use sqlx::{Connection, Either, Row};
@@ -65,6 +65,7 @@ fn server_error<T: std::fmt::Debug>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_is_access_denied_1045() {
+    let _sandbox = sandbox::shared().await;
     let Some((_direct, proxy)) = setup("wrong_password_is_access_denied_1045", |_| {}).await else {
         return;
     };
@@ -113,6 +114,7 @@ async fn wrong_password_is_access_denied_1045() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_database_is_1049() {
+    let _sandbox = sandbox::shared().await;
     let Some((_direct, proxy)) = setup("unknown_database_is_1049", |_| {}).await else {
         return;
     };
@@ -153,6 +155,7 @@ async fn unknown_database_is_1049() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_see_the_logical_database_name() {
+    let _sandbox = sandbox::shared().await;
     let Some((_direct, proxy)) = setup("clients_see_the_logical_database_name", |_| {}).await
     else {
         return;
@@ -189,6 +192,7 @@ async fn clients_see_the_logical_database_name() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statement_over_max_allowed_packet_is_refused_and_session_survives() {
+    let _sandbox = sandbox::shared().await;
     const LIMIT: usize = 1 << 20;
     let Some((_direct, proxy)) = setup(
         "statement_over_max_allowed_packet_is_refused_and_session_survives",
@@ -279,6 +283,7 @@ async fn all_results(conn: &mut MySqlConnection, sql: &str, prepared: bool) -> V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multiple_result_sets_come_through_whole() {
+    let _sandbox = sandbox::shared().await;
     let Some((direct, proxy)) = setup("multiple_result_sets_come_through_whole", |_| {}).await
     else {
         return;
@@ -355,6 +360,7 @@ async fn multiple_result_sets_come_through_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn packets_over_16_mib_both_ways() {
+    let _sandbox = sandbox::exclusive().await;
     const SIZE: usize = 20 << 20;
     const MAX_PAYLOAD: usize = 0xFF_FFFF;
     let Some((direct, proxy)) = setup("packets_over_16_mib_both_ways", |cfg| {
@@ -557,6 +563,7 @@ fn text(v: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_state_is_replayed_under_pool_churn() {
+    let _sandbox = sandbox::shared().await;
     let Some((_direct, proxy)) =
         setup("session_state_is_replayed_under_pool_churn", small_pool).await
     else {
@@ -702,6 +709,7 @@ async fn session_state_is_replayed_under_pool_churn() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_pin_their_backend_connection() {
+    let _sandbox = sandbox::shared().await;
     let Some((direct, proxy)) =
         setup("transactions_pin_their_backend_connection", small_pool).await
     else {

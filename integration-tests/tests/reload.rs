@@ -6,7 +6,7 @@
 
 use shardgate_integration_tests::fixtures::admin_request;
 use shardgate_integration_tests::{
-    sandbox_ready, seed_config_text, start_proxy_from_file, test_config, write_config_file,
+    sandbox, sandbox_ready, seed_config_text, start_proxy_from_file, test_config, write_config_file,
 };
 use sqlx::{Executor, Row};
 
@@ -31,6 +31,7 @@ fn config_text(sharded: bool, ds2_pool: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_file_is_refused_and_a_good_one_applies_without_dropping_sessions() {
+    let _sandbox = sandbox::shared().await;
     if !sandbox_ready(&test_config(), "reload") {
         return;
     }

@@ -10,8 +10,9 @@
 //!
 //! Every read names the server that answered it (`SELECT @@port, ...`).
 //! Destructive steps touch only ds1's and ds2's servers and are undone by
-//! guards even when an assertion fails. The tests run one at a time (the
-//! `SERIAL` lock) so that one's counters or outages never show in another.
+//! guards even when an assertion fails. The tests have the sandbox to
+//! themselves ([`sandbox::exclusive`]) so that one's counters or outages
+//! never show in another.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,14 +24,15 @@ use shardgate_integration_tests::fixtures::{
 };
 use shardgate_integration_tests::replication::*;
 use shardgate_integration_tests::{
-    db_error, sandbox_ready, start_proxy, start_proxy_from_file, write_config_file, Config,
-    RunningProxy,
+    db_error, sandbox, sandbox_ready, start_proxy, start_proxy_from_file, write_config_file,
+    Config, RunningProxy,
 };
 use sqlx::mysql::MySqlConnection;
 use sqlx::{Connection, Executor};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_statement_goes_where_it_may() {
+    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "rwsplit_route";
     let text = config_text(
         TABLE,
@@ -41,7 +43,6 @@ async fn each_statement_goes_where_it_may() {
     if !sandbox_ready(&cfg, "each_statement_goes_where_it_may") {
         return;
     }
-    let _serial = SERIAL.lock().await;
     let (_, r0) = servers(&cfg, "ds0");
     let (p3, r3) = servers(&cfg, "ds3");
     let proxy = start_with_table(cfg.clone(), TABLE).await;
@@ -251,6 +252,7 @@ async fn measure(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reads_spread_by_strategy_as_the_servers_count_them() {
+    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "rwsplit_dist";
     let text = config_text(
         TABLE,
@@ -264,7 +266,6 @@ async fn reads_spread_by_strategy_as_the_servers_count_them() {
     if !sandbox_ready(&cfg, "reads_spread_by_strategy") {
         return;
     }
-    let _serial = SERIAL.lock().await;
     let (_, r0) = servers(&cfg, "ds0");
     let (_, r3) = servers(&cfg, "ds3");
     let ports = [r0[0], r0[1], r3[0], r3[1]];
@@ -343,6 +344,7 @@ async fn reads_spread_by_strategy_as_the_servers_count_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lagging_replica_leaves_the_rotation_and_a_session_reads_its_writes() {
+    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "rwsplit_lag";
     const INTERVAL_MS: u64 = 200;
     let reads = format!("strategy = \"round_robin\"\nmonitor_interval_ms = {INTERVAL_MS}");
@@ -351,7 +353,6 @@ async fn a_lagging_replica_leaves_the_rotation_and_a_session_reads_its_writes() 
     if !sandbox_ready(&cfg, "a_lagging_replica_leaves_the_rotation") {
         return;
     }
-    let _serial = SERIAL.lock().await;
     let (p1, r1) = servers(&cfg, "ds1");
     let (lagging, other) = (r1[0], r1[1]);
     let proxy = start_with_table(cfg.clone(), TABLE).await;
@@ -570,6 +571,7 @@ async fn a_lagging_replica_leaves_the_rotation_and_a_session_reads_its_writes() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_a_usable_replica_reads_use_the_primary_or_fail_clearly() {
+    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "rwsplit_fallback";
     // Replicas nobody listens for: never usable.
     let text = set_key(
@@ -587,7 +589,6 @@ async fn without_a_usable_replica_reads_use_the_primary_or_fail_clearly() {
     if !sandbox_ready(&cfg, "without_a_usable_replica") {
         return;
     }
-    let _serial = SERIAL.lock().await;
     let (p0, _) = servers(&cfg, "ds0");
     let (p3, _) = servers(&cfg, "ds3");
     let proxy = start_with_table(cfg, TABLE).await;
@@ -622,6 +623,7 @@ async fn without_a_usable_replica_reads_use_the_primary_or_fail_clearly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn broadcast_reads_spread_over_every_nodes_replicas() {
+    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "rwsplit_bcast";
     let rr = "strategy = \"round_robin\"";
     let reads: String = ["ds0", "ds1", "ds2", "ds3"]
@@ -637,7 +639,6 @@ async fn broadcast_reads_spread_over_every_nodes_replicas() {
     if !sandbox_ready(&cfg, "broadcast_reads_spread") {
         return;
     }
-    let _serial = SERIAL.lock().await;
     let all = ["ds0", "ds1", "ds2", "ds3"];
     let replicas: BTreeSet<u16> = all.iter().flat_map(|ds| servers(&cfg, ds).1).collect();
     let proxy = start_proxy(cfg.clone()).await;
@@ -775,6 +776,7 @@ impl Drop for Load {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_killed_under_load_fails_no_read_and_comes_back() {
+    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "rwsplit_kill";
     let text = config_text(
         TABLE,
@@ -788,7 +790,6 @@ async fn a_replica_killed_under_load_fails_no_read_and_comes_back() {
     if !sandbox_ready(&cfg, "a_replica_killed_under_load") {
         return;
     }
-    let _serial = SERIAL.lock().await;
     let (_, r2) = servers(&cfg, "ds2");
     let (victim, other) = (r2[0], r2[1]);
     let server = blocking(move || Server::locate(victim)).await;
@@ -891,6 +892,7 @@ async fn a_replica_killed_under_load_fails_no_read_and_comes_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_primary_fails_writes_fast_and_reads_go_on() {
+    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "rwsplit_primary";
     let text = config_text(
         TABLE,
@@ -904,7 +906,6 @@ async fn a_killed_primary_fails_writes_fast_and_reads_go_on() {
     if !sandbox_ready(&cfg, "a_killed_primary") {
         return;
     }
-    let _serial = SERIAL.lock().await;
     let (p2, r2) = servers(&cfg, "ds2");
     let server = blocking(move || Server::locate(p2)).await;
     assert!(!server.replica, "{p2} is a primary");
@@ -1011,6 +1012,7 @@ async fn a_killed_primary_fails_writes_fast_and_reads_go_on() {
 /// the writing session itself (`"session"`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_write_then_a_dead_primary_still_reads_from_a_replica() {
+    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "rwsplit_dead_primary";
     let text = config_text(TABLE, "", "");
     let cfg = Config::from_toml_str(&text).expect("config");
@@ -1023,7 +1025,6 @@ async fn a_write_then_a_dead_primary_still_reads_from_a_replica() {
         1,
     );
     let session_cfg = Config::from_toml_str(&session_text).expect("config");
-    let _serial = SERIAL.lock().await;
     let (p2, r2) = servers(&cfg, "ds2");
     let server = blocking(move || Server::locate(p2)).await;
     assert!(!server.replica, "{p2} is a primary");
@@ -1071,6 +1072,7 @@ async fn a_write_then_a_dead_primary_still_reads_from_a_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reload_to_a_promoted_replica_moves_new_statements_and_keeps_sessions() {
+    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "rwsplit_promote";
     let before = config_text(
         TABLE,
@@ -1081,7 +1083,6 @@ async fn a_reload_to_a_promoted_replica_moves_new_statements_and_keeps_sessions(
     if !sandbox_ready(&cfg, "a_reload_to_a_promoted_replica") {
         return;
     }
-    let _serial = SERIAL.lock().await;
     let (p1, r1) = servers(&cfg, "ds1");
     let promoted = r1[0];
     // ds1.replica1 becomes ds1's primary; ds1.replica2 still follows the

@@ -14,8 +14,8 @@
 //!   9_100_000_000 + i.
 //!
 //! The schema and the seed rows (~3000 users and messages) are those of the
-//! differential harness (`src/sharding.rs`), loaded once per test binary
-//! through ShardGate and into the reference. For the INSERTs without
+//! differential harness (`src/sharding.rs`), loaded through ShardGate and
+//! into the reference. For the INSERTs without
 //! `user_id` (ShardGate generates a snowflake id), the reference's `users`
 //! gets `AUTO_INCREMENT` ([`KeyStandIn`]); the scenarios print no key values.
 //! Errors compare by number and SQLSTATE, as in the harness (ShardGate adds
@@ -32,7 +32,7 @@ use serde_json::Value;
 use shardgate_integration_tests::sharding::{
     check_placement, delete_directly, harness, Shared, REF_DB, STATE,
 };
-use shardgate_integration_tests::{crate_dir, say, Driver};
+use shardgate_integration_tests::{crate_dir, sandbox, say, Driver};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
@@ -270,6 +270,7 @@ enum Strictness {
 }
 
 async fn differential(s: Scenario, strictness: Strictness) {
+    let _sandbox = sandbox::shared().await;
     let Some(shared) = harness(s.name).await else {
         return;
     };

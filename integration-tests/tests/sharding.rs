@@ -13,27 +13,12 @@
 //! `SHARDGATE_REQUIRE_SANDBOX=1`.
 
 use shardgate_integration_tests::sharding::{
-    check_placement, delete_directly, direct_scalar_i64, harness, lit, messages, messages_insert,
-    physical_tables, users, users_insert, Arg, Ctx, Outcome, Shared, Stmt, MESSAGE_COLUMNS, STATE,
-    USER_COLUMNS, USER_COUNT,
+    check_placement, delete_directly, direct_scalar_i64, lit, messages, messages_insert,
+    physical_tables, reader, users, users_insert, writer, Arg, Ctx, Outcome, Shared, Stmt,
+    MESSAGE_COLUMNS, USER_COLUMNS, USER_COUNT,
 };
-use tokio::sync::{RwLockReadGuard, RwLockWriteGuard};
 
 const SEED_USERS: u64 = 0x5eed_0001;
-
-/// A read-only test: the harness, a shared lock and the connections.
-async fn reader(name: &str) -> Option<(Ctx, RwLockReadGuard<'static, ()>)> {
-    let shared = harness(name).await?;
-    let guard = STATE.read().await;
-    Some((Ctx::new(name, shared).await, guard))
-}
-
-/// A test that writes: the harness, the exclusive lock and the connections.
-async fn writer(name: &str) -> Option<(Ctx, RwLockWriteGuard<'static, ()>)> {
-    let shared = harness(name).await?;
-    let guard = STATE.write().await;
-    Some((Ctx::new(name, shared).await, guard))
-}
 
 /// Some user ids of the seed data, in generation order (spread over all nodes).
 fn seed_ids() -> Vec<i64> {

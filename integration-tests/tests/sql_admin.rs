@@ -10,7 +10,7 @@
 //! `SHARDGATE_REQUIRE_SANDBOX=1`.
 
 use shardgate_integration_tests::{
-    db_error, mariadb_cli, sandbox_ready, start_proxy, test_config, Endpoint, RunningProxy,
+    db_error, mariadb_cli, sandbox, sandbox_ready, start_proxy, test_config, Endpoint, RunningProxy,
 };
 use sqlx::{Column, Connection, Row};
 
@@ -71,6 +71,7 @@ const RULE_COLUMNS: &[&str] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sharding_and_broadcast_rules_through_the_cli() {
+    let _sandbox = sandbox::shared().await;
     let Some(proxy) = setup("sharding_and_broadcast_rules_through_the_cli").await else {
         return;
     };
@@ -174,6 +175,7 @@ async fn sharding_and_broadcast_rules_through_the_cli() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_units_and_pools_list_every_primary_and_replica() {
+    let _sandbox = sandbox::shared().await;
     let Some(proxy) = setup("storage_units_and_pools_list_every_primary_and_replica").await else {
         return;
     };
@@ -296,6 +298,7 @@ async fn storage_units_and_pools_list_every_primary_and_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preview_shows_each_node_statement() {
+    let _sandbox = sandbox::shared().await;
     let Some(proxy) = setup("preview_shows_each_node_statement").await else {
         return;
     };
@@ -358,6 +361,7 @@ async fn preview_shows_each_node_statement() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_count_statements_and_other_shows_reach_the_backend() {
+    let _sandbox = sandbox::shared().await;
     let Some(proxy) = setup("stats_count_statements_and_other_shows_reach_the_backend").await
     else {
         return;

@@ -10,8 +10,8 @@
 //! broadcast table and an unsharded AUTO_INCREMENT table; their physical
 //! tables (`txu_*`, `txm_*`, `txn_configs`, `txn_events`) and the reference
 //! database (`wework_txn_ref`) are these tests' own, made anew by each test,
-//! so that other test binaries loading the seed's tables and these tests
-//! leave each other alone.
+//! so that other tests loading the seed's tables and these tests leave each
+//! other alone.
 //!
 //! A cell is one of
 //! - how the transaction opens: autocommit on (no transaction), autocommit
@@ -76,8 +76,8 @@ use shardgate_integration_tests::sharding::{
     USERS_DDL,
 };
 use shardgate_integration_tests::{
-    data_source_endpoint, direct_endpoint, sandbox_ready, say, start_proxy, Config, Driver,
-    Endpoint, RunningProxy, SEED_CONFIG,
+    data_source_endpoint, direct_endpoint, sandbox, sandbox_ready, say, start_proxy, Config,
+    Driver, Endpoint, RunningProxy, SEED_CONFIG,
 };
 use shardgate_rules::config::{ReadConsistency, TransactionReads};
 use shardgate_rules::{ShardValue, ShardingRules};
@@ -107,14 +107,10 @@ const CONVERGE: Duration = Duration::from_secs(10);
 /// sharding tests' `wework_ref`.
 const TXN_REF_DB: &str = "wework_txn_ref";
 
-/// One test of this binary at a time: they share the tables and the pools'
-/// figures.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// `examples/wework.toml` as shipped — the same logical tables, sharding
 /// algorithms, replicas and read settings — with physical tables of these
 /// tests' own (`txu_*` for users, `txm_*` for message_records, the
-/// broadcast `txn_configs`), so that other test binaries loading the seed's
+/// broadcast `txn_configs`), so that other tests loading the seed's
 /// tables (which drop and recreate `users_*`, `message_records_*`,
 /// `sys_configs` and `wework_ref`) and these tests leave each other alone.
 fn txn_config() -> Config {
@@ -1857,7 +1853,7 @@ fn title(mode: TxMode, shape: Shape, end: End, proto: Proto, grouping: Grouping)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transaction_matrix() {
     let test = "transaction_matrix";
-    let _g = ONE_AT_A_TIME.lock().await;
+    let _sandbox = sandbox::exclusive().await;
     let Some(shared) = env(test).await else {
         return;
     };
@@ -1983,7 +1979,7 @@ async fn print_replica_use(shared: &Env, replica_admin: std::net::SocketAddr) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pymysql_autocommit_false() {
     let test = "pymysql_autocommit_false";
-    let _g = ONE_AT_A_TIME.lock().await;
+    let _sandbox = sandbox::exclusive().await;
     let Some(shared) = env(test).await else {
         return;
     };
@@ -2385,7 +2381,7 @@ async fn run_edge_cells(
     build: fn(&CellData) -> Vec<EdgeCell>,
     before: &[&str],
 ) {
-    let _g = ONE_AT_A_TIME.lock().await;
+    let _sandbox = sandbox::exclusive().await;
     let Some(shared) = env(test).await else {
         return;
     };
@@ -2571,7 +2567,7 @@ impl LockScene {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_locks_end_with_the_transaction() {
     let test = "metadata_locks_end_with_the_transaction";
-    let _g = ONE_AT_A_TIME.lock().await;
+    let _sandbox = sandbox::exclusive().await;
     let Some(shared) = env(test).await else {
         return;
     };
@@ -2718,7 +2714,7 @@ async fn active(admin: std::net::SocketAddr) -> BTreeMap<String, u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_autocommit_off_sessions_hold_no_connection() {
     let test = "idle_autocommit_off_sessions_hold_no_connection";
-    let _g = ONE_AT_A_TIME.lock().await;
+    let _sandbox = sandbox::exclusive().await;
     let Some(shared) = env(test).await else {
         return;
     };

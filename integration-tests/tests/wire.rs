@@ -9,7 +9,7 @@ use mysql_common::constants::CapabilityFlags;
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::{AuthPlugin, HandshakePacket, HandshakeResponse};
 use mysql_common::proto::MySerialize;
-use shardgate_integration_tests::{sandbox_ready, test_config};
+use shardgate_integration_tests::{sandbox, sandbox_ready, test_config};
 use shardgate_rules::config::UserConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -115,6 +115,7 @@ async fn login_with_sha2(addr: std::net::SocketAddr) -> Wire {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wire_level_commands_and_admin() {
+    let _sandbox = sandbox::shared().await;
     let mut cfg = test_config();
     if !sandbox_ready(&cfg, "wire_level_commands_and_admin") {
         return;
