@@ -11,9 +11,9 @@
 #   schemathesis 4.x in a virtualenv at .venv (git-ignored) for the admin
 #     API's contract test; python3-venv when python3 cannot make one.
 #   SQLAlchemy 2.0, pytest and PyMySQL (pinned) in the same .venv for
-#     SQLAlchemy's dialect compliance suite (tests/peer_sqlalchemy.rs).
+#     SQLAlchemy's dialect compliance suite (tests/e2e/peer_sqlalchemy.rs).
 #   Django 5.2 and mysqlclient (pinned) in the same .venv for the Django
-#     test (tests/peer_django.rs); libmariadb-dev, pkg-config, python3-dev
+#     test (tests/e2e/peer_django.rs); libmariadb-dev, pkg-config, python3-dev
 #     and gcc to build mysqlclient.
 #   npm package mysql2 in integration-tests/drivers/node.
 #   npm package playwright-core in integration-tests/drivers/browser (it
@@ -97,7 +97,7 @@ fi
 
 # ------------------------------------------------------------ schemathesis
 
-# integration-tests/tests/admin_api.rs runs it against the admin API. A venv
+# integration-tests/tests/e2e/admin_api.rs runs it against the admin API. A venv
 # keeps its many dependencies apart from the system's Python packages, and
 # needs neither root nor --user; the test looks for .venv/bin/schemathesis.
 VENV=$REPO/.venv
@@ -122,7 +122,7 @@ fi
 
 # ------------------------------------------------------------ SQLAlchemy's suite
 
-# integration-tests/tests/peer_sqlalchemy.rs runs SQLAlchemy's dialect
+# integration-tests/tests/e2e/peer_sqlalchemy.rs runs SQLAlchemy's dialect
 # compliance suite (shipped in its wheel) with pytest and PyMySQL from the
 # same venv. Pinned: the requirements class in integration-tests/drivers/
 # sqlalchemy/ is written for this SQLAlchemy; this pytest is one that both
@@ -146,7 +146,7 @@ fi
 
 # ------------------------------------------------------------ Django
 
-# integration-tests/tests/peer_django.rs runs a Django program
+# integration-tests/tests/e2e/peer_django.rs runs a Django program
 # (integration-tests/drivers/django/) on Django's MySQL backend with
 # mysqlclient, Django's supported driver, from the same venv. mysqlclient is
 # a C extension: pip builds it against MariaDB's client library

@@ -1,4 +1,4 @@
-//! Application scenarios (`tests/app_scenarios.rs`): small applications
+//! Application scenarios (`tests/e2e/app_scenarios.rs`): small applications
 //! doing what real ones do with a driver's default settings — Java
 //! (Connector/J, the statements Spring's `JdbcTemplate` and
 //! `@Transactional` send), node (a mysql2 pool) and Rust (a sqlx pool) — on

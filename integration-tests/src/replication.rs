@@ -1,4 +1,4 @@
-//! Helpers of the read/write splitting tests (`tests/replicas.rs`): configs
+//! Helpers of the read/write splitting tests (`tests/e2e/replicas.rs`): configs
 //! with splitting on, reads that name the server that answered them, the
 //! servers' own counters, waiting for replication and for the proxy's
 //! replica monitor, and control of sandbox servers — stopping replication,

@@ -1,4 +1,4 @@
-//! The differential harness of the sharded-SQL tests (`tests/sharding.rs`).
+//! The differential harness of the sharded-SQL tests (`tests/e2e/sharding.rs`).
 //!
 //! The same schema and data are loaded (1) through ShardGate into the logical
 //! database `wework` (which fans out to the physical tables of

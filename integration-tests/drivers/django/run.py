@@ -3,7 +3,7 @@
 
     python run.py HOST PORT USER PASSWORD DATABASE [main|flush]
 
-tests/peer_django.rs runs it twice, against one plain MariaDB database and
+tests/e2e/peer_django.rs runs it twice, against one plain MariaDB database and
 through ShardGate (logical database `wework` of examples/wework.toml), and
 compares the transcripts. The database must be empty of the program's
 tables: the program runs Django's `migrate` first (django_migrations,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The PyMySQL column of the transaction matrix (tests/transactions.rs).
+"""The PyMySQL column of the transaction matrix (tests/e2e/transactions.rs).
 
 Usage: txn_matrix.py HOST PORT USER PASSWORD DATABASE, with TXN_CELLS naming
 a JSON file the test wrote: the cells to run and the servers to wait for.

@@ -7,7 +7,7 @@ suite's fixtures and requirement markers into pytest tests. The MySQL
 dialect's provisioning registers itself when the dialect loads.
 
 sg_results writes every test's outcome to the file SG_SQLA_RESULTS names,
-for integration-tests/tests/peer_sqlalchemy.rs to compare.
+for integration-tests/tests/e2e/peer_sqlalchemy.rs to compare.
 """
 
 import pytest

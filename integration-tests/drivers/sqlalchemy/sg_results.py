@@ -3,7 +3,7 @@ named by SG_SQLA_RESULTS: its id (without the backend in the class name),
 its outcome (passed, failed, error, skipped, xfailed, xpassed) and, for a
 failure or a skip, the message and the end of the traceback.
 
-integration-tests/tests/peer_sqlalchemy.rs compares these files of the run
+integration-tests/tests/e2e/peer_sqlalchemy.rs compares these files of the run
 straight at MariaDB and of the run through ShardGate.
 """
 

@@ -592,7 +592,7 @@ mod tests {
     use super::*;
 
     // Error replies (refused) are covered against the sandbox by
-    // tests/live_load.rs: sqlx's database errors cannot be built here.
+    // tests/e2e/live_load.rs: sqlx's database errors cannot be built here.
     #[test]
     fn a_lost_connection_leaves_the_write_ambiguous() {
         let lost = classify(&sqlx::Error::Io(std::io::Error::new(

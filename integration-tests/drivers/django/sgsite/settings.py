@@ -1,4 +1,4 @@
-"""Settings of the Django program run by tests/peer_django.rs (see run.py).
+"""Settings of the Django program run by tests/e2e/peer_django.rs (see run.py).
 
 Django's defaults wherever they are not the point: the MySQL backend with no
 OPTIONS (so Django picks its own connection charset, utf8mb4, and isolation

@@ -31,7 +31,7 @@ use shardgate_integration_tests::{
 use sqlx::Connection as _;
 
 /// The proxy's configuration, as checked in.
-const CONFIG_TEXT: &str = include_str!("../configs/sqlalchemy.toml");
+const CONFIG_TEXT: &str = include_str!("../../configs/sqlalchemy.toml");
 /// Set to 1: the config without its `[databases.*]` sections.
 const ONE_DATABASE_ENV: &str = "SHARDGATE_SQLA_ONE_DATABASE";
 /// The data source whose primary's server holds the direct run's databases.

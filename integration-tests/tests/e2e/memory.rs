@@ -419,7 +419,7 @@ fn shardgate_binary() -> PathBuf {
             return p;
         }
     }
-    // <target>/<profile>/deps/memory-<hash>
+    // <target>/<profile>/deps/e2e-<hash>
     let exe = std::env::current_exe().expect("the test executable's path");
     let profile_dir = exe
         .parent()
