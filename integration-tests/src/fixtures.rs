@@ -1,24 +1,32 @@
 //! Small fixtures for tests that need their own sharded table and the admin
 //! API: a config with a table sharded by `id` over ds0..ds3, the table
-//! created (and dropped) through the proxy, and admin API requests.
+//! created (and dropped) through the proxy, admin API requests and the
+//! pools as the admin API shows them.
 
 use sqlx::mysql::MySqlConnection;
 use sqlx::Executor;
 
 use crate::{start_proxy, Config, RunningProxy, SEED_CONFIG};
 
-/// The seed config plus a table `name` sharded by `id` over ds0..ds3 (two
-/// tables each: `name_0`, `name_1`; data source = id % 4), listening on
-/// ephemeral loopback ports, with every pool adjusted by `pool`.
+/// A `[tables.<table>]` section: sharded by `id` over ds0..ds3, two
+/// physical tables each (`<physical>_0`, `<physical>_1`; data source = id %
+/// 4, table = id / 4 % 2).
+pub fn table_section(table: &str, physical: &str) -> String {
+    format!(
+        "\n[tables.{table}]\nnodes = \"ds${{0..3}}.{physical}_${{0..1}}\"\n\
+         database = {{ column = \"id\", algorithm = \"mod\", count = 4 }}\n\
+         table = {{ column = \"id\", expression = \"{physical}_${{(id / 4) % 2}}\" }}\n"
+    )
+}
+
+/// The seed config plus a table `name` sharded by `id` over ds0..ds3
+/// ([`table_section`]), listening on ephemeral loopback ports, with every
+/// pool adjusted by `pool`.
 pub fn config_with_table(
     name: &str,
     pool: impl Fn(&mut shardgate_rules::config::PoolConfig),
 ) -> Config {
-    let text = format!(
-        "{SEED_CONFIG}\n[tables.{name}]\nnodes = \"ds${{0..3}}.{name}_${{0..1}}\"\n\
-         database = {{ column = \"id\", algorithm = \"mod\", count = 4 }}\n\
-         table = {{ column = \"id\", expression = \"{name}_${{(id / 4) % 2}}\" }}\n"
-    );
+    let text = format!("{SEED_CONFIG}{}", table_section(name, name));
     let mut cfg = Config::from_toml_str(&text).expect("test config loads");
     cfg.server.mysql_listen = "127.0.0.1:0".into();
     cfg.server.admin_listen = "127.0.0.1:0".into();
@@ -60,6 +68,17 @@ pub async fn drop_table(proxy: &RunningProxy, name: &str) {
 /// A sqlx connection to the proxy.
 pub async fn connect(proxy: &RunningProxy) -> MySqlConnection {
     proxy.endpoint().connect().await.expect("connect to proxy")
+}
+
+/// The `/api/pools` entry of pool `name`.
+pub async fn pool(proxy: &RunningProxy, name: &str) -> serde_json::Value {
+    let (status, body) = admin_request(proxy, "GET", "/api/pools", "").await;
+    assert_eq!(status, 200, "{body}");
+    let pools: serde_json::Value = serde_json::from_str(&body).expect("json");
+    pools["pools"]
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["name"] == name).cloned())
+        .unwrap_or_else(|| panic!("no pool {name} in {body}"))
 }
 
 /// One request to the proxy's admin API (a JSON body, if any): (status,

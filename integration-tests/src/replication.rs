@@ -13,28 +13,21 @@ use std::time::{Duration, Instant};
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlRow, MySqlSslMode};
 use sqlx::{ConnectOptions, Connection, Executor, Row};
 
-use crate::fixtures::{admin_request, connect};
-use crate::{mariadb_client, Config, RunningProxy, SEED_CONFIG};
+use crate::fixtures::{connect, pool, table_section};
+use crate::{mariadb_client, seed_config_text, Config, RunningProxy};
 
 // ------------------------------------------------------------- configs ----
 
 /// The seed topology with read/write splitting on, `server` lines added to
-/// `[server]`, a table `table` sharded by `id` over ds0..ds3 (as
-/// `fixtures::config_with_table`), and `extra` sections at the end.
+/// `[server]`, a table `table` sharded by `id` over ds0..ds3
+/// ([`table_section`]), and `extra` sections at the end.
 pub fn config_text(table: &str, server: &str, extra: &str) -> String {
-    let seed = SEED_CONFIG
-        .replace("127.0.0.1:3307", "127.0.0.1:0")
-        .replace("127.0.0.1:9797", "127.0.0.1:0")
-        .replacen(
-            "[server]\n",
-            &format!("[server]\nread_write_splitting = true\n{server}"),
-            1,
-        );
-    format!(
-        "{seed}\n[tables.{table}]\nnodes = \"ds${{0..3}}.{table}_${{0..1}}\"\n\
-         database = {{ column = \"id\", algorithm = \"mod\", count = 4 }}\n\
-         table = {{ column = \"id\", expression = \"{table}_${{(id / 4) % 2}}\" }}\n{extra}"
-    )
+    let seed = seed_config_text().replacen(
+        "[server]\n",
+        &format!("[server]\nread_write_splitting = true\n{server}"),
+        1,
+    );
+    format!("{seed}{}{extra}", table_section(table, table))
 }
 
 /// A `[data_sources.<ds>.read]` section.
@@ -184,17 +177,6 @@ pub async fn caught_up(cfg: &Config, dss: &[&str]) {
 }
 
 // --------------------------------------------------------------- proxy ----
-
-/// The `/api/pools` entry of pool `name`.
-pub async fn pool(proxy: &RunningProxy, name: &str) -> serde_json::Value {
-    let (status, body) = admin_request(proxy, "GET", "/api/pools", "").await;
-    assert_eq!(status, 200, "{body}");
-    let pools: serde_json::Value = serde_json::from_str(&body).expect("json");
-    pools["pools"]
-        .as_array()
-        .and_then(|a| a.iter().find(|p| p["name"] == name).cloned())
-        .unwrap_or_else(|| panic!("no pool {name} in {body}"))
-}
 
 /// Whether the proxy's monitor has replica `name` in the read rotation
 /// (None: not checked yet).

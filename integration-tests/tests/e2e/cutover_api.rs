@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use shardgate_integration_tests::fixtures::{admin_request, connect, drop_table};
+use shardgate_integration_tests::fixtures::{admin_request, connect, drop_table, table_section};
 use shardgate_integration_tests::http;
 use shardgate_integration_tests::{
     data_source_endpoint, db_error, sandbox, sandbox_ready, seed_config_text,
@@ -32,12 +32,7 @@ const WAKE_WITHIN: Duration = Duration::from_millis(500);
 /// The seed config plus `table`, sharded by `id` over physical tables
 /// `<physical>_0/_1` on ds0..ds3.
 fn config_text(table: &str, physical: &str) -> String {
-    format!(
-        "{}\n[tables.{table}]\nnodes = \"ds${{0..3}}.{physical}_${{0..1}}\"\n\
-         database = {{ column = \"id\", algorithm = \"mod\", count = 4 }}\n\
-         table = {{ column = \"id\", expression = \"{physical}_${{(id / 4) % 2}}\" }}\n",
-        seed_config_text()
-    )
+    format!("{}{}", seed_config_text(), table_section(table, physical))
 }
 
 /// A proxy started from its own config file, with `table` created.

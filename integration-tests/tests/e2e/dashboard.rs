@@ -18,6 +18,7 @@
 //! where that fails the test.
 
 use serde_json::Value;
+use shardgate_integration_tests::fixtures::table_section;
 use shardgate_integration_tests::{
     crate_dir, db_error, sandbox, sandbox_ready, say, start_proxy, Config, Endpoint, SEED_CONFIG,
 };
@@ -30,14 +31,6 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 const TEST: &str = "dashboard";
 
-/// This test's own sharded table: ids spread over ds0..ds3 by `id % 4`.
-const EXTRA_RULES: &str = r#"
-[tables.it_dashboard]
-nodes = "ds${0..3}.it_dashboard_${0..1}"
-database = { column = "id", algorithm = "mod", count = 4 }
-table = { column = "id", expression = "it_dashboard_${(id / 4) % 2}" }
-"#;
-
 /// How long the browser may take for everything (its own limits are lower).
 const DRIVER_TIMEOUT: Duration = Duration::from_secs(150);
 /// The load's bounds: it stops when the driver is done, or at these.
@@ -47,8 +40,13 @@ const LOAD_ROUNDS: i64 = 3000;
 /// Rows each load connection inserts before it only reads.
 const LOAD_ROWS: i64 = 100;
 
+/// The seed config plus this test's own sharded table, `it_dashboard`: ids
+/// spread over ds0..ds3 by `id % 4`.
 fn config() -> Config {
-    let text = format!("{SEED_CONFIG}\n{EXTRA_RULES}");
+    let text = format!(
+        "{SEED_CONFIG}{}",
+        table_section("it_dashboard", "it_dashboard")
+    );
     let mut cfg = Config::from_toml_str(&text).expect("the dashboard test config loads");
     cfg.server.mysql_listen = "127.0.0.1:0".into();
     cfg.server.admin_listen = "127.0.0.1:0".into();

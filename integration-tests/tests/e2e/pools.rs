@@ -14,22 +14,30 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shardgate_integration_tests::fixtures::{
-    admin_request as http, config_with_table as config, connect, drop_table, start_with_table,
+    admin_request as http, config_with_table as config, connect, drop_table, pool as pool_state,
+    start_with_table,
 };
-use shardgate_integration_tests::{db_error, sandbox, sandbox_ready, start_proxy, RunningProxy};
+use shardgate_integration_tests::{
+    data_source_endpoint, db_error, sandbox, sandbox_ready, start_proxy, Config, RunningProxy,
+};
 use sqlx::{Executor, Row};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::RwLockWriteGuard;
 
-/// The `/api/pools` entry of pool `name`.
-async fn pool_state(proxy: &RunningProxy, name: &str) -> serde_json::Value {
-    let (status, body) = http(proxy, "GET", "/api/pools", "").await;
-    assert_eq!(status, 200, "{body}");
-    let pools: serde_json::Value = serde_json::from_str(&body).expect("json");
-    pools["pools"]
-        .as_array()
-        .and_then(|a| a.iter().find(|p| p["name"] == name).cloned())
-        .unwrap_or_else(|| panic!("no pool {name} in {body}"))
+/// The sandbox to itself, then ShardGate on `cfg` with `table` (rows id =
+/// v = 0..40, as `fixtures::start_with_table` makes it); None when the
+/// sandbox is not running (the test is skipped).
+async fn start(
+    test: &str,
+    cfg: Config,
+    table: &str,
+) -> Option<(Arc<RunningProxy>, RwLockWriteGuard<'static, ()>)> {
+    let sandbox = sandbox::exclusive().await;
+    if !sandbox_ready(&cfg, test) {
+        return None;
+    }
+    Some((Arc::new(start_with_table(cfg, table).await), sandbox))
 }
 
 /// The state of pool `name` once `settled` holds of it, or after 5 s.
@@ -50,17 +58,21 @@ async fn pool_state_when(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scatter_queries_racing_a_tiny_pool_all_complete() {
-    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "pool_scatter";
     let cfg = config(TABLE, |p| {
         p.max_size = 2;
         p.adaptive = false;
         p.min_idle = Some(0);
     });
-    if !sandbox_ready(&cfg, "scatter_queries_racing_a_tiny_pool_all_complete") {
+    let Some((proxy, _sandbox)) = start(
+        "scatter_queries_racing_a_tiny_pool_all_complete",
+        cfg,
+        TABLE,
+    )
+    .await
+    else {
         return;
-    }
-    let proxy = Arc::new(start_with_table(cfg, TABLE).await);
+    };
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..32 {
@@ -94,7 +106,6 @@ async fn scatter_queries_racing_a_tiny_pool_all_complete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn transactions_waiting_on_each_other_get_a_deadlock_error_at_once() {
-    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "pool_deadlock";
     let cfg = config(TABLE, |p| {
         p.max_size = 1;
@@ -102,10 +113,10 @@ async fn transactions_waiting_on_each_other_get_a_deadlock_error_at_once() {
         p.min_idle = Some(0);
         p.acquire_timeout_ms = 30_000;
     });
-    if !sandbox_ready(&cfg, "transactions_waiting_on_each_other") {
+    let Some((proxy, _sandbox)) = start("transactions_waiting_on_each_other", cfg, TABLE).await
+    else {
         return;
-    }
-    let proxy = start_with_table(cfg, TABLE).await;
+    };
     // id 0 lives on ds0, id 1 on ds1 (database = id % 4).
     let mut a = connect(&proxy).await;
     let mut b = connect(&proxy).await;
@@ -158,7 +169,6 @@ async fn transactions_waiting_on_each_other_get_a_deadlock_error_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn many_transactions_over_all_nodes_finish_with_small_pools() {
-    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "pool_txn_storm";
     let cfg = config(TABLE, |p| {
         p.max_size = 3;
@@ -166,10 +176,10 @@ async fn many_transactions_over_all_nodes_finish_with_small_pools() {
         p.min_idle = Some(0);
         p.acquire_timeout_ms = 30_000;
     });
-    if !sandbox_ready(&cfg, "many_transactions_over_all_nodes") {
+    let Some((proxy, _sandbox)) = start("many_transactions_over_all_nodes", cfg, TABLE).await
+    else {
         return;
-    }
-    let proxy = Arc::new(start_with_table(cfg, TABLE).await);
+    };
     let deadlocks = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -223,7 +233,6 @@ async fn many_transactions_over_all_nodes_finish_with_small_pools() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_exhausted_pool_says_so_and_the_session_survives() {
-    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "pool_exhaust";
     let cfg = config(TABLE, |p| {
         p.max_size = 1;
@@ -231,10 +240,9 @@ async fn an_exhausted_pool_says_so_and_the_session_survives() {
         p.min_idle = Some(0);
         p.acquire_timeout_ms = 300;
     });
-    if !sandbox_ready(&cfg, "an_exhausted_pool_says_so") {
+    let Some((proxy, _sandbox)) = start("an_exhausted_pool_says_so", cfg, TABLE).await else {
         return;
-    }
-    let proxy = start_with_table(cfg, TABLE).await;
+    };
     let mut holder = connect(&proxy).await;
     let mut other = connect(&proxy).await;
     holder.execute("BEGIN").await.expect("begin");
@@ -306,7 +314,6 @@ fn point_select_load(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn resizing_under_load_fails_no_query() {
-    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "pool_resize";
     let cfg = config(TABLE, |p| {
         p.max_size = 10;
@@ -314,10 +321,10 @@ async fn resizing_under_load_fails_no_query() {
         p.min_idle = Some(0);
         p.acquire_timeout_ms = 10_000;
     });
-    if !sandbox_ready(&cfg, "resizing_under_load_fails_no_query") {
+    let Some((proxy, _sandbox)) = start("resizing_under_load_fails_no_query", cfg, TABLE).await
+    else {
         return;
-    }
-    let proxy = Arc::new(start_with_table(cfg, TABLE).await);
+    };
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load = point_select_load(&proxy, TABLE, 16, 1, stop.clone());
     for size in [2, 30, 1, 12] {
@@ -352,7 +359,6 @@ async fn resizing_under_load_fails_no_query() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn adaptive_sizing_follows_peak_demand() {
-    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "pool_adaptive";
     let cfg = config(TABLE, |p| {
         p.max_size = 4;
@@ -363,10 +369,10 @@ async fn adaptive_sizing_follows_peak_demand() {
         p.resize_interval_ms = 1_000;
         p.acquire_timeout_ms = 10_000;
     });
-    if !sandbox_ready(&cfg, "adaptive_sizing_follows_peak_demand") {
+    let Some((proxy, _sandbox)) = start("adaptive_sizing_follows_peak_demand", cfg, TABLE).await
+    else {
         return;
-    }
-    let proxy = Arc::new(start_with_table(cfg, TABLE).await);
+    };
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // 24 sessions, all on ds0: a demand of 24 wants ceil(24 x 1.2) = 29.
     let load = point_select_load(&proxy, TABLE, 24, 4, stop.clone());
@@ -558,7 +564,6 @@ async fn a_stopped_replica_raises_an_alert_with_a_webhook_post() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pool_running_hot_raises_an_alert() {
-    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "pool_hot";
     let (url, mut posts) = webhook_receiver().await;
     let mut cfg = config(TABLE, |p| {
@@ -569,10 +574,10 @@ async fn a_pool_running_hot_raises_an_alert() {
     cfg.alerts.webhook = Some(url);
     cfg.alerts.pool_usage_ratio = 0.9;
     cfg.alerts.pool_usage_sustain_ms = 1_500;
-    if !sandbox_ready(&cfg, "a_pool_running_hot_raises_an_alert") {
+    let Some((proxy, _sandbox)) = start("a_pool_running_hot_raises_an_alert", cfg, TABLE).await
+    else {
         return;
-    }
-    let proxy = start_with_table(cfg, TABLE).await;
+    };
     // Two transactions hold both of ds3's connections (ids 3 and 7 live there).
     let mut holders = Vec::new();
     for id in [3, 7] {
@@ -607,7 +612,6 @@ async fn a_pool_running_hot_raises_an_alert() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn broken_idle_connections_are_replaced_not_handed_out() {
-    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "pool_validate";
     let cfg = config(TABLE, |p| {
         p.adaptive = false;
@@ -615,11 +619,10 @@ async fn broken_idle_connections_are_replaced_not_handed_out() {
         // Validate every connection taken from the idle list.
         p.validate_idle_ms = 0;
     });
-    if !sandbox_ready(&cfg, "broken_idle_connections_are_replaced") {
+    let Some((proxy, _sandbox)) = start("broken_idle_connections_are_replaced", cfg, TABLE).await
+    else {
         return;
-    }
-    let ds1 = cfg.data_sources["ds1"].url.clone();
-    let proxy = start_with_table(cfg, TABLE).await;
+    };
     let mut conn = connect(&proxy).await;
     // Statements on ds1 (ids 1, 5, 9 ...); the backend threads that served
     // them go back to the pool's idle list.
@@ -638,13 +641,7 @@ async fn broken_idle_connections_are_replaced_not_handed_out() {
     assert!(before >= 1, "ds1 has idle connections");
     // Kill them behind the proxy's back (only this proxy's: other tests
     // share the server).
-    let direct = shardgate_integration_tests::Endpoint {
-        host: ds1.host.clone(),
-        port: ds1.port,
-        user: ds1.user.clone(),
-        password: ds1.password.clone(),
-        database: ds1.database.clone(),
-    };
+    let direct = data_source_endpoint(&proxy.cfg, "ds1").expect("ds1 is configured");
     let mut admin = direct.connect().await.expect("ds1 directly");
     threads.sort_unstable();
     threads.dedup();

@@ -4,9 +4,10 @@
 //! transactions follow it at once, a session inside a transaction finishes
 //! on the old one — without a restart and without dropping a session.
 
-use shardgate_integration_tests::fixtures::admin_request;
+use shardgate_integration_tests::fixtures::{admin_request, table_section};
 use shardgate_integration_tests::{
-    sandbox, sandbox_ready, seed_config_text, start_proxy_from_file, test_config, write_config_file,
+    data_source_endpoint, sandbox, sandbox_ready, seed_config_text, start_proxy_from_file,
+    test_config, write_config_file,
 };
 use sqlx::{Executor, Row};
 
@@ -20,11 +21,7 @@ fn config_text(sharded: bool, ds2_pool: usize) -> String {
         &format!("[data_sources.ds2]\npool = {{ max_size = {ds2_pool} }}\n"),
     );
     if sharded {
-        text.push_str(&format!(
-            "\n[tables.{TABLE}]\nnodes = \"ds${{0..3}}.{TABLE}_${{0..1}}\"\n\
-             database = {{ column = \"id\", algorithm = \"mod\", count = 4 }}\n\
-             table = {{ column = \"id\", expression = \"{TABLE}_${{(id / 4) % 2}}\" }}\n"
-        ));
+        text.push_str(&table_section(TABLE, TABLE));
     }
     text
 }
@@ -96,15 +93,7 @@ async fn a_broken_file_is_refused_and_a_good_one_applies_without_dropping_sessio
     idle.execute(format!("INSERT INTO {TABLE} VALUES (1, 1), (2, 2), (7, 7)").as_str())
         .await
         .expect("insert");
-    let direct = test_config();
-    let ds3 = &direct.data_sources["ds3"].url;
-    let ds3 = shardgate_integration_tests::Endpoint {
-        host: ds3.host.clone(),
-        port: ds3.port,
-        user: ds3.user.clone(),
-        password: ds3.password.clone(),
-        database: ds3.database.clone(),
-    };
+    let ds3 = data_source_endpoint(&test_config(), "ds3").expect("ds3 is configured");
     let mut ds3 = ds3.connect().await.expect("ds3 directly");
     let row = ds3
         .fetch_one(format!("SELECT v FROM {TABLE}_1 WHERE id = 7").as_str())

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shardgate_integration_tests::fixtures::{
-    admin_request as http, connect, drop_table, start_with_table,
+    admin_request as http, connect, drop_table, pool, start_with_table,
 };
 use shardgate_integration_tests::replication::*;
 use shardgate_integration_tests::{
@@ -29,25 +29,61 @@ use shardgate_integration_tests::{
 };
 use sqlx::mysql::MySqlConnection;
 use sqlx::{Connection, Executor};
+use tokio::sync::RwLockWriteGuard;
+
+/// A config of [`config_text`]'s.
+fn config(text: &str) -> Config {
+    Config::from_toml_str(text).expect("config")
+}
+
+/// The sandbox to itself and the config of `text`; None when the sandbox
+/// is not running (the test is skipped).
+async fn begin(test: &str, text: &str) -> Option<(Config, RwLockWriteGuard<'static, ()>)> {
+    let sandbox = sandbox::exclusive().await;
+    let cfg = config(text);
+    if !sandbox_ready(&cfg, test) {
+        return None;
+    }
+    Some((cfg, sandbox))
+}
+
+/// As [`begin`], then ShardGate on the config with `table` (rows id = v =
+/// 0..40, as `fixtures::start_with_table` makes it), every replica of the
+/// data sources `dss` caught up and in the proxy's rotation.
+async fn start(
+    test: &str,
+    text: &str,
+    table: &str,
+    dss: &[&str],
+) -> Option<(Config, RunningProxy, RwLockWriteGuard<'static, ()>)> {
+    let (cfg, sandbox) = begin(test, text).await?;
+    let proxy = start_with_table(cfg.clone(), table).await;
+    caught_up(&cfg, dss).await;
+    in_rotation(&proxy, dss).await;
+    Some((cfg, proxy, sandbox))
+}
+
+/// Another ShardGate, on `text`, with every replica of `dss` in its rotation.
+async fn proxy_in_rotation(text: &str, dss: &[&str]) -> RunningProxy {
+    let proxy = start_proxy(config(text)).await;
+    in_rotation(&proxy, dss).await;
+    proxy
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_statement_goes_where_it_may() {
-    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "rwsplit_route";
     let text = config_text(
         TABLE,
         "",
         &read_section("ds3", "strategy = \"round_robin\""),
     );
-    let cfg = Config::from_toml_str(&text).expect("config");
-    if !sandbox_ready(&cfg, "each_statement_goes_where_it_may") {
+    let test = "each_statement_goes_where_it_may";
+    let Some((cfg, proxy, _sandbox)) = start(test, &text, TABLE, &["ds0", "ds3"]).await else {
         return;
-    }
+    };
     let (_, r0) = servers(&cfg, "ds0");
     let (p3, r3) = servers(&cfg, "ds3");
-    let proxy = start_with_table(cfg.clone(), TABLE).await;
-    caught_up(&cfg, &["ds0", "ds3"]).await;
-    in_rotation(&proxy, &["ds0", "ds3"]).await;
     let mut c = connect(&proxy).await;
     let at = |suffix: &str| format!("SELECT @@port, v FROM {TABLE} WHERE id = 3{suffix}");
 
@@ -135,9 +171,7 @@ async fn each_statement_goes_where_it_may() {
         &(read_section("ds3", "strategy = \"round_robin\"")
             + &read_section("ds0", "strategy = \"round_robin\"")),
     );
-    let cfg = Config::from_toml_str(&text).expect("config");
-    let proxy = start_proxy(cfg.clone()).await;
-    in_rotation(&proxy, &["ds0", "ds3"]).await;
+    let proxy = proxy_in_rotation(&text, &["ds0", "ds3"]).await;
     let mut c = connect(&proxy).await;
     let mut fixed = BTreeSet::new();
     for _ in 0..4 {
@@ -252,7 +286,6 @@ async fn measure(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reads_spread_by_strategy_as_the_servers_count_them() {
-    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "rwsplit_dist";
     let text = config_text(
         TABLE,
@@ -262,10 +295,10 @@ async fn reads_spread_by_strategy_as_the_servers_count_them() {
             "strategy = \"weighted_round_robin\"\nweights = [3, 1]",
         ) + &read_section("ds3", "strategy = \"round_robin\"")),
     );
-    let cfg = Config::from_toml_str(&text).expect("config");
-    if !sandbox_ready(&cfg, "reads_spread_by_strategy") {
+    let test = "reads_spread_by_strategy";
+    let Some((cfg, proxy, _sandbox)) = start(test, &text, TABLE, &["ds0", "ds3"]).await else {
         return;
-    }
+    };
     let (_, r0) = servers(&cfg, "ds0");
     let (_, r3) = servers(&cfg, "ds3");
     let ports = [r0[0], r0[1], r3[0], r3[1]];
@@ -277,9 +310,6 @@ async fn reads_spread_by_strategy_as_the_servers_count_them() {
     ];
     // ids on ds0 (id % 4 = 0) and ds3 (id % 4 = 3), taken in turn.
     let ids: Vec<i64> = (0..10).flat_map(|k| [4 * k, 4 * k + 3]).collect();
-    let proxy = start_with_table(cfg.clone(), TABLE).await;
-    caught_up(&cfg, &["ds0", "ds3"]).await;
-    in_rotation(&proxy, &["ds0", "ds3"]).await;
     let sql = format!("SELECT @@port, v FROM {TABLE} WHERE id = ?");
     let shares = measure(
         &proxy,
@@ -310,9 +340,7 @@ async fn reads_spread_by_strategy_as_the_servers_count_them() {
         &(read_section("ds0", "strategy = \"response_time\"")
             + &read_section("ds3", "strategy = \"least_connections\"")),
     );
-    let cfg = Config::from_toml_str(&text).expect("config");
-    let proxy = start_proxy(cfg).await;
-    in_rotation(&proxy, &["ds0", "ds3"]).await;
+    let proxy = proxy_in_rotation(&text, &["ds0", "ds3"]).await;
     let slow = format!(
         "SELECT @@port, v, SLEEP(IF(@@port IN ({}, {}), 0.05, 0)) FROM {TABLE} WHERE id = ?",
         r0[1], r3[1]
@@ -344,18 +372,16 @@ async fn reads_spread_by_strategy_as_the_servers_count_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lagging_replica_leaves_the_rotation_and_a_session_reads_its_writes() {
-    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "rwsplit_lag";
     const INTERVAL_MS: u64 = 200;
     let reads = format!("strategy = \"round_robin\"\nmonitor_interval_ms = {INTERVAL_MS}");
     let text = config_text(TABLE, "", &read_section("ds1", &reads));
-    let cfg = Config::from_toml_str(&text).expect("config");
-    if !sandbox_ready(&cfg, "a_lagging_replica_leaves_the_rotation") {
+    let test = "a_lagging_replica_leaves_the_rotation";
+    let Some((cfg, proxy, _sandbox)) = start(test, &text, TABLE, &["ds1"]).await else {
         return;
-    }
+    };
     let (p1, r1) = servers(&cfg, "ds1");
     let (lagging, other) = (r1[0], r1[1]);
-    let proxy = start_with_table(cfg.clone(), TABLE).await;
     // A second proxy: replicas may lag 1 s at most, and no reading the
     // primary instead.
     let strict = config_text(
@@ -366,18 +392,14 @@ async fn a_lagging_replica_leaves_the_rotation_and_a_session_reads_its_writes() 
             &format!("{reads}\nmax_replica_lag_ms = 1000\nfallback = \"error\""),
         ),
     );
-    let strict = start_proxy(Config::from_toml_str(&strict).expect("config")).await;
+    let strict = proxy_in_rotation(&strict, &["ds1"]).await;
     // A third: read-your-writes for each session only.
     let per_session = config_text(
         TABLE,
         "read_consistency = \"session\"\n",
         &read_section("ds1", &reads),
     );
-    let per_session = start_proxy(Config::from_toml_str(&per_session).expect("config")).await;
-    caught_up(&cfg, &["ds1"]).await;
-    in_rotation(&proxy, &["ds1"]).await;
-    in_rotation(&strict, &["ds1"]).await;
-    in_rotation(&per_session, &["ds1"]).await;
+    let per_session = proxy_in_rotation(&per_session, &["ds1"]).await;
     let read1 = format!("SELECT @@port, v FROM {TABLE} WHERE id = 1");
     let mut a = connect(&proxy).await;
     let mut b = connect(&proxy).await;
@@ -571,7 +593,6 @@ async fn a_lagging_replica_leaves_the_rotation_and_a_session_reads_its_writes() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_a_usable_replica_reads_use_the_primary_or_fail_clearly() {
-    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "rwsplit_fallback";
     // Replicas nobody listens for: never usable.
     let text = set_key(
@@ -585,13 +606,12 @@ async fn without_a_usable_replica_reads_use_the_primary_or_fail_clearly() {
         "replicas",
         "[\"mysql://root@127.0.0.1:1/ds3\"]",
     );
-    let cfg = Config::from_toml_str(&text).expect("config");
-    if !sandbox_ready(&cfg, "without_a_usable_replica") {
+    let Some((cfg, proxy, _sandbox)) = start("without_a_usable_replica", &text, TABLE, &[]).await
+    else {
         return;
-    }
+    };
     let (p0, _) = servers(&cfg, "ds0");
     let (p3, _) = servers(&cfg, "ds3");
-    let proxy = start_with_table(cfg, TABLE).await;
     for name in ["ds0.replica1", "ds3.replica1"] {
         wait_for("the monitor finds the replica unreachable", 5, || {
             usable_is(&proxy, name, false)
@@ -623,7 +643,6 @@ async fn without_a_usable_replica_reads_use_the_primary_or_fail_clearly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn broadcast_reads_spread_over_every_nodes_replicas() {
-    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "rwsplit_bcast";
     let rr = "strategy = \"round_robin\"";
     let reads: String = ["ds0", "ds1", "ds2", "ds3"]
@@ -634,11 +653,10 @@ async fn broadcast_reads_spread_over_every_nodes_replicas() {
         "tables = [\"sys_configs\",",
         &format!("tables = [\"{TABLE}\", \"sys_configs\","),
     );
-    let cfg = Config::from_toml_str(&text).expect("config");
-    assert!(cfg.broadcast.tables.iter().any(|t| t == TABLE));
-    if !sandbox_ready(&cfg, "broadcast_reads_spread") {
+    assert!(config(&text).broadcast.tables.iter().any(|t| t == TABLE));
+    let Some((cfg, _sandbox)) = begin("broadcast_reads_spread", &text).await else {
         return;
-    }
+    };
     let all = ["ds0", "ds1", "ds2", "ds3"];
     let replicas: BTreeSet<u16> = all.iter().flat_map(|ds| servers(&cfg, ds).1).collect();
     let proxy = start_proxy(cfg.clone()).await;
@@ -776,7 +794,6 @@ impl Drop for Load {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_killed_under_load_fails_no_read_and_comes_back() {
-    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "rwsplit_kill";
     let text = config_text(
         TABLE,
@@ -786,15 +803,14 @@ async fn a_replica_killed_under_load_fails_no_read_and_comes_back() {
             "strategy = \"round_robin\"\nmonitor_interval_ms = 200",
         ),
     );
-    let cfg = Config::from_toml_str(&text).expect("config");
-    if !sandbox_ready(&cfg, "a_replica_killed_under_load") {
+    let test = "a_replica_killed_under_load";
+    let Some((cfg, proxy, _sandbox)) = start(test, &text, TABLE, &["ds2"]).await else {
         return;
-    }
+    };
     let (_, r2) = servers(&cfg, "ds2");
     let (victim, other) = (r2[0], r2[1]);
     let server = blocking(move || Server::locate(victim)).await;
     assert!(server.replica, "{victim} is a replica");
-    let proxy = start_with_table(cfg.clone(), TABLE).await;
     // A proxy whose monitor will not notice the kill for a minute and
     // whose balancer sends (nearly) every read to the victim: its reads
     // can only succeed by being retried elsewhere.
@@ -806,10 +822,7 @@ async fn a_replica_killed_under_load_fails_no_read_and_comes_back() {
             "strategy = \"weighted_round_robin\"\nweights = [1000, 1]\nmonitor_interval_ms = 60000",
         ),
     );
-    let blind = start_proxy(Config::from_toml_str(&blind).expect("config")).await;
-    caught_up(&cfg, &["ds2"]).await;
-    in_rotation(&proxy, &["ds2"]).await;
-    in_rotation(&blind, &["ds2"]).await;
+    let blind = proxy_in_rotation(&blind, &["ds2"]).await;
     let read = |id: i64| format!("SELECT @@port, v FROM {TABLE} WHERE id = {id}");
     let mut idle = connect(&blind).await;
     assert_eq!(port(&mut idle, &read(2)).await, victim, "weights 1000:1");
@@ -892,7 +905,6 @@ async fn a_replica_killed_under_load_fails_no_read_and_comes_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_primary_fails_writes_fast_and_reads_go_on() {
-    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "rwsplit_primary";
     let text = config_text(
         TABLE,
@@ -902,16 +914,13 @@ async fn a_killed_primary_fails_writes_fast_and_reads_go_on() {
             "strategy = \"round_robin\"\nmonitor_interval_ms = 200",
         ),
     );
-    let cfg = Config::from_toml_str(&text).expect("config");
-    if !sandbox_ready(&cfg, "a_killed_primary") {
+    let Some((cfg, proxy, _sandbox)) = start("a_killed_primary", &text, TABLE, &["ds2"]).await
+    else {
         return;
-    }
+    };
     let (p2, r2) = servers(&cfg, "ds2");
     let server = blocking(move || Server::locate(p2)).await;
     assert!(!server.replica, "{p2} is a primary");
-    let proxy = start_with_table(cfg.clone(), TABLE).await;
-    caught_up(&cfg, &["ds2"]).await;
-    in_rotation(&proxy, &["ds2"]).await;
     let ids: Vec<i64> = (0..10).map(|k| 4 * k + 2).collect();
     let load = Load::start(&proxy, TABLE, &ids, 16).await;
     // One session writes every 50 ms: each write's outcome and duration.
@@ -1012,27 +1021,21 @@ async fn a_killed_primary_fails_writes_fast_and_reads_go_on() {
 /// the writing session itself (`"session"`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_write_then_a_dead_primary_still_reads_from_a_replica() {
-    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "rwsplit_dead_primary";
     let text = config_text(TABLE, "", "");
-    let cfg = Config::from_toml_str(&text).expect("config");
-    if !sandbox_ready(&cfg, "a_write_then_a_dead_primary") {
+    let test = "a_write_then_a_dead_primary";
+    let Some((cfg, proxy, _sandbox)) = start(test, &text, TABLE, &["ds2"]).await else {
         return;
-    }
+    };
     let session_text = text.replacen(
         "[server]\n",
         "[server]\nread_consistency = \"session\"\n",
         1,
     );
-    let session_cfg = Config::from_toml_str(&session_text).expect("config");
+    let session_proxy = proxy_in_rotation(&session_text, &["ds2"]).await;
     let (p2, r2) = servers(&cfg, "ds2");
     let server = blocking(move || Server::locate(p2)).await;
     assert!(!server.replica, "{p2} is a primary");
-    let proxy = start_with_table(cfg.clone(), TABLE).await;
-    let session_proxy = start_proxy(session_cfg).await;
-    caught_up(&cfg, &["ds2"]).await;
-    in_rotation(&proxy, &["ds2"]).await;
-    in_rotation(&session_proxy, &["ds2"]).await;
     // Ids 2 and 6 live on ds2.
     let mut writer = connect(&proxy).await;
     let mut reader = connect(&proxy).await;
@@ -1072,17 +1075,15 @@ async fn a_write_then_a_dead_primary_still_reads_from_a_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reload_to_a_promoted_replica_moves_new_statements_and_keeps_sessions() {
-    let _sandbox = sandbox::exclusive().await;
     const TABLE: &str = "rwsplit_promote";
     let before = config_text(
         TABLE,
         "",
         &read_section("ds1", "strategy = \"round_robin\""),
     );
-    let cfg = Config::from_toml_str(&before).expect("config");
-    if !sandbox_ready(&cfg, "a_reload_to_a_promoted_replica") {
+    let Some((cfg, _sandbox)) = begin("a_reload_to_a_promoted_replica", &before).await else {
         return;
-    }
+    };
     let (p1, r1) = servers(&cfg, "ds1");
     let promoted = r1[0];
     // ds1.replica1 becomes ds1's primary; ds1.replica2 still follows the
