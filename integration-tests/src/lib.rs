@@ -161,9 +161,18 @@ pub fn say(msg: &str) {
     let _ = writeln!(err, "{msg}");
 }
 
-/// True when the sandbox's `ds0` primary accepts connections. When it does
-/// not: prints `SKIPPED: ...` and returns false, unless
-/// `SHARDGATE_REQUIRE_SANDBOX=1`, in which case the test fails.
+/// What a test needs is missing (`reason`: the sandbox, or a tool): under
+/// `SHARDGATE_REQUIRE_SANDBOX=1` (CI) the test fails; otherwise this prints
+/// `SKIPPED: ...` and the test returns.
+pub fn skip(test: &str, reason: &str) {
+    if std::env::var("SHARDGATE_REQUIRE_SANDBOX").as_deref() == Ok("1") {
+        panic!("{test}: {reason}, and SHARDGATE_REQUIRE_SANDBOX=1");
+    }
+    say(&format!("SKIPPED: {reason} ({test})"));
+}
+
+/// True when the sandbox's `ds0` primary accepts connections; when it does
+/// not, the test is skipped or fails ([`skip`]).
 pub fn sandbox_ready(cfg: &Config, test: &str) -> bool {
     let ep = direct_endpoint(cfg);
     let reachable = (ep.host.as_str(), ep.port)
@@ -172,20 +181,14 @@ pub fn sandbox_ready(cfg: &Config, test: &str) -> bool {
         .into_iter()
         .flatten()
         .any(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok());
-    if reachable {
-        return true;
-    }
-    if std::env::var("SHARDGATE_REQUIRE_SANDBOX").as_deref() == Ok("1") {
-        panic!(
-            "{test}: sandbox not running on {} and SHARDGATE_REQUIRE_SANDBOX=1 (start it with `docker/sandbox.sh up`)",
+    if !reachable {
+        let reason = format!(
+            "sandbox not running on {} (start it with `docker/sandbox.sh up`)",
             ep.addr()
         );
+        skip(test, &reason);
     }
-    say(&format!(
-        "SKIPPED: sandbox not running on {} ({test}; start it with `docker/sandbox.sh up`)",
-        ep.addr()
-    ));
-    false
+    reachable
 }
 
 /// ShardGate running inside the test process.
