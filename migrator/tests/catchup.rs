@@ -160,7 +160,7 @@ async fn writes_made_during_the_copy_reach_the_new_layout() {
 
     let verify = migrator_async(&fx, &["verify", &job, "--json"]).await;
     assert!(verify.status.success(), "{}", stdout(&verify));
-    let report: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    let report = json(&verify);
     assert_eq!(
         report["target_rows"],
         4000 + done.inserts - done.deletes,
@@ -308,7 +308,7 @@ async fn a_migrator_killed_catching_up_and_verifying_resumes_clean() {
     );
     let verify = migrator_async(&fx, &["verify", &job, "--json"]).await;
     assert!(verify.status.success(), "{}", stdout(&verify));
-    let report: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    let report = json(&verify);
     assert_eq!(report["target_rows"], 20_000 + done.inserts - done.deletes);
     Arc::into_inner(fx).unwrap().cleanup().await;
 }

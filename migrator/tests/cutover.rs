@@ -11,9 +11,8 @@ mod common;
 use common::*;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
-use shardgate_integration_tests::{start_proxy_from_file, RunningProxy};
+use shardgate_integration_tests::RunningProxy;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,13 +115,6 @@ impl Writer {
 /// Physical tables of `users` on a data source matching `like`.
 async fn tables(fx: &Fixture, source: u32, like: &str) -> Vec<String> {
     table_counts(fx, source, like).await.into_keys().collect()
-}
-
-/// Starts a proxy from a copy of `config` at `path`.
-async fn proxy_from(path: &Path, config: &str) -> RunningProxy {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, config).unwrap();
-    start_proxy_from_file(path).await
 }
 
 fn admin_url(proxy: &RunningProxy) -> String {
@@ -495,14 +487,6 @@ async fn a_cutover_waits_for_the_streams_to_converge_before_pausing() {
     fx.cleanup().await;
 }
 
-fn messages_rules(months: &str) -> String {
-    format!(
-        "[tables.message_records]\nnodes = \"ds${{0..3}}.message_records_{months}\"\n\
-         database = {{ column = \"tenant_id\", algorithm = \"crc32_mod\", count = 4 }}\n\
-         table = {{ column = \"created_at\", algorithm = \"month\", format = \"%Y%m\" }}\n"
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_extend_cuts_over_without_moving_rows() {
     if !sandbox_ready("an_extend_cuts_over", 4) {
@@ -514,11 +498,8 @@ async fn an_extend_cuts_over_without_moving_rows() {
         create_2024_months(&mut conn).await;
         conn.disconnect().await.unwrap();
     }
-    let from_text = proxy_ready(&fx.config(4, &messages_rules("${202401..202412}")));
-    let to_text = proxy_ready(&fx.config(
-        4,
-        &messages_rules("${202401..202412}, ds${0..3}.message_records_${202501..202512}"),
-    ));
+    let from_text = proxy_ready(&fx.config(4, &messages_rules(2024)));
+    let to_text = proxy_ready(&fx.config(4, &messages_rules(2025)));
     let from = fx.write("from.toml", &from_text);
     let to = fx.write("to.toml", &to_text);
     let proxy = proxy_from(&fx.dir.join("proxy/shardgate.toml"), &from_text).await;

@@ -149,10 +149,7 @@ async fn a_transaction_on_a_replica_holding_the_swap_is_named() {
     seed_users(&fx, &from_text, 4, 16, 400).await;
     let from = fx.write("from.toml", &from_text);
     let to = fx.write("to.toml", &proxy_ready(&fx.config(4, &users_rules(4, 32))));
-    let path = fx.dir.join("proxy/shardgate.toml");
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, &from_text).unwrap();
-    let proxy = shardgate_integration_tests::start_proxy_from_file(&path).await;
+    let proxy = proxy_from(&fx.dir.join("proxy/shardgate.toml"), &from_text).await;
     let start = migrator_async(
         &fx,
         &["start", "--from", &from, "--to", &to, "--table", "users"],

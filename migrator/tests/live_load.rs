@@ -11,19 +11,11 @@ mod common;
 
 use common::*;
 use shardgate_integration_tests::live_load::{LiveLoad, LoadConfig};
-use shardgate_integration_tests::{start_proxy_from_file, RunningProxy};
-use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 /// One live-load job at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
-
-async fn proxy_from(path: &Path, config: &str) -> RunningProxy {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, config).unwrap();
-    start_proxy_from_file(path).await
-}
 
 /// A whole `users` job (seeded rows, `start --cutover`) under the live
 /// load: no wrong answer during the job, the proxy's content and the new

@@ -16,10 +16,6 @@ use shardgate_migrator::state::{Direction, StateStore};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn json(output: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&output.stdout).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn users_16_to_32_tables_copies_verifies_clean_and_cancels() {
     if !sandbox_ready("users_16_to_32_tables", 4) {
@@ -330,19 +326,6 @@ async fn users_onto_eight_data_sources() {
     }
     assert!(on_new > 1200 && on_new < 1800, "{on_new}");
     fx.cleanup().await;
-}
-
-fn messages_rules(last_year: u32) -> String {
-    let months = if last_year == 2024 {
-        "${202401..202412}".to_string()
-    } else {
-        "${202401..202412}, ds${0..3}.message_records_${202501..202512}".to_string()
-    };
-    format!(
-        "[tables.message_records]\nnodes = \"ds${{0..3}}.message_records_{months}\"\n\
-         database = {{ column = \"tenant_id\", algorithm = \"crc32_mod\", count = 4 }}\n\
-         table = {{ column = \"created_at\", algorithm = \"month\", format = \"%Y%m\" }}\n"
-    )
 }
 
 #[tokio::test(flavor = "multi_thread")]

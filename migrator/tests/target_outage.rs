@@ -482,7 +482,7 @@ async fn a_target_primary_stopped_during_the_copy_fails_the_job_and_resume_finis
 
     let verify = migrator_async(&fx, &["verify", &job, "--json"]).await;
     assert!(verify.status.success(), "{}", stdout(&verify));
-    let report: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    let report = json(&verify);
     assert_eq!(report["source_rows"], SEEDED, "{report}");
     assert_eq!(report["target_rows"], SEEDED, "{report}");
     for differences in ["missing", "extra", "different", "misplaced"] {

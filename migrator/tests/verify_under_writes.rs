@@ -70,7 +70,7 @@ async fn rows_changing_all_through_a_verification_are_not_differences() {
     let out = stdout(&verify);
     assert!(updates > 200, "{updates} updates");
     assert!(verify.status.success(), "{out}");
-    let report: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    let report = json(&verify);
     for field in ["missing", "extra", "different", "misplaced"] {
         assert_eq!(report[field], serde_json::json!([]), "{field}: {report}");
     }

@@ -6,11 +6,12 @@
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, Value};
+use shardgate_integration_tests::{start_proxy_from_file, RunningProxy};
 use shardgate_rules::{Config, ShardValue, ShardingRules};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -221,6 +222,21 @@ impl Fixture {
     }
 }
 
+/// `[tables.message_records]` by `tenant_id` (crc32_mod) over ds0..ds3,
+/// then by the month of `created_at`, from 2024-01 to the end of
+/// `last_year`.
+pub fn messages_rules(last_year: u32) -> String {
+    let nodes: Vec<String> = (2024..=last_year)
+        .map(|year| format!("ds${{0..3}}.message_records_${{{year}01..{year}12}}"))
+        .collect();
+    format!(
+        "[tables.message_records]\nnodes = \"{}\"\n\
+         database = {{ column = \"tenant_id\", algorithm = \"crc32_mod\", count = 4 }}\n\
+         table = {{ column = \"created_at\", algorithm = \"month\", format = \"%Y%m\" }}\n",
+        nodes.join(", ")
+    )
+}
+
 /// `[tables.users]` over `sources` data sources with `tables` tables each.
 pub fn users_rules(sources: u32, tables: u32) -> String {
     format!(
@@ -330,6 +346,18 @@ pub async fn table_counts(fixture: &Fixture, source: u32, like: &str) -> BTreeMa
 
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The JSON a migrator command printed.
+pub fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// Starts a proxy from a copy of `config` at `path`.
+pub async fn proxy_from(path: &Path, config: &str) -> RunningProxy {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, config).unwrap();
+    start_proxy_from_file(path).await
 }
 
 /// A configuration a test proxy can run: `config`'s text listening on
