@@ -406,7 +406,7 @@ impl Server {
     }
 
     /// Its mariadbd's pid, checked against the process's command line.
-    fn pid(&self) -> Option<u32> {
+    pub fn pid(&self) -> Option<u32> {
         let pid: u32 = std::fs::read_to_string(self.dir.join("mariadbd.pid"))
             .ok()?
             .trim()

@@ -429,23 +429,6 @@ fn signal(pid: u32, name: &str) {
     assert!(status.success(), "kill -{name} {pid}");
 }
 
-/// The pid of the sandbox's mariadbd listening on `port`.
-fn sandbox_pid(port: u16) -> Option<u32> {
-    let dir = shardgate_integration_tests::crate_dir().join("../.sandbox");
-    for entry in std::fs::read_dir(dir).ok()? {
-        let path = entry.ok()?.path();
-        let cnf = std::fs::read_to_string(path.join("my.cnf")).unwrap_or_default();
-        if cnf
-            .lines()
-            .any(|l| l.replace(' ', "") == format!("port={port}"))
-        {
-            let pid = std::fs::read_to_string(path.join("mariadbd.pid")).ok()?;
-            return pid.trim().parse().ok();
-        }
-    }
-    None
-}
-
 /// Accepts HTTP POSTs and forwards their bodies.
 async fn webhook_receiver() -> (String, tokio::sync::mpsc::Receiver<serde_json::Value>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -510,7 +493,8 @@ async fn a_stopped_replica_raises_an_alert_with_a_webhook_post() {
         return;
     }
     let replica = cfg.data_sources["ds3"].replicas[1].clone();
-    let Some(pid) = sandbox_pid(replica.port) else {
+    let Some(pid) = shardgate_integration_tests::replication::Server::locate(replica.port).pid()
+    else {
         panic!("no sandbox server found on port {}", replica.port);
     };
     let proxy = start_proxy(cfg).await;
