@@ -18,7 +18,13 @@ use shardgate_sql::shard::analyze::{ShardedStatement, StatementKind};
 fn statement_text(session: &Session, command: &Command<'_>) -> Option<Arc<[u8]>> {
     match command.kind {
         CommandKind::Query(sql) | CommandKind::Prepare(sql) => Some(Arc::from(sql)),
-        CommandKind::Execute(_) => session.current.executing.as_ref().map(|e| e.sql.clone()),
+        // Only with a pause on: an execution's text is not copied otherwise.
+        CommandKind::Execute(_) => session
+            .current
+            .executing
+            .as_ref()
+            .and_then(|e| session.statements.get(e.id))
+            .map(|stmt| stmt.sql.clone()),
         _ => None,
     }
 }
