@@ -14,6 +14,7 @@ pub mod alerts;
 pub mod backend;
 pub mod databases;
 pub mod error;
+pub mod execute;
 pub mod metrics;
 pub mod pause;
 pub mod proxy;

@@ -2,6 +2,7 @@
 //! reading the status a backend's OK/EOF carries.
 
 use shardgate_core::error::DbError;
+use shardgate_core::execute::{WriteCounts, WriteDone};
 
 /// Server status flags the proxy looks at.
 pub mod status {
@@ -108,110 +109,60 @@ pub struct OkInfo {
     pub warnings: u16,
     /// The counts of the human-readable info ("Rows matched: 3  Changed: 3
     /// Warnings: 0"), when the server sent one.
-    pub info: Option<InfoCounts>,
+    pub info: Option<WriteCounts>,
 }
 
-/// The counts an OK packet's info text carries, so the OKs of several
-/// nodes can be added up into one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InfoCounts {
-    /// UPDATE: "Rows matched: M  Changed: C  Warnings: W".
-    Update {
-        matched: u64,
-        changed: u64,
-        warnings: u64,
-    },
-    /// Multi-row INSERT / REPLACE / LOAD: "Records: R  Duplicates: D  Warnings: W".
-    Insert {
-        records: u64,
-        duplicates: u64,
-        warnings: u64,
-    },
+/// Reads the counts of MariaDB's info text ("Rows matched: 3  Changed: 3
+/// Warnings: 0", "Records: 3  Duplicates: 0  Warnings: 0").
+pub fn parse_info(text: &str) -> Option<WriteCounts> {
+    let numbers: Vec<u64> = text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    match (
+        text.starts_with("Rows matched:"),
+        text.starts_with("Records:"),
+        numbers.as_slice(),
+    ) {
+        (true, _, [matched, changed, warnings]) => Some(WriteCounts::Update {
+            matched: *matched,
+            changed: *changed,
+            warnings: *warnings,
+        }),
+        (_, true, [records, duplicates, warnings]) => Some(WriteCounts::Insert {
+            records: *records,
+            duplicates: *duplicates,
+            warnings: *warnings,
+        }),
+        _ => None,
+    }
 }
 
-impl InfoCounts {
-    /// Reads the counts from MariaDB's info text.
-    pub fn parse(text: &str) -> Option<Self> {
-        let numbers: Vec<u64> = text
-            .split(|c: char| !c.is_ascii_digit())
-            .filter(|s| !s.is_empty())
-            .filter_map(|s| s.parse().ok())
-            .collect();
-        match (
-            text.starts_with("Rows matched:"),
-            text.starts_with("Records:"),
-            numbers.as_slice(),
-        ) {
-            (true, _, [matched, changed, warnings]) => Some(InfoCounts::Update {
-                matched: *matched,
-                changed: *changed,
-                warnings: *warnings,
-            }),
-            (_, true, [records, duplicates, warnings]) => Some(InfoCounts::Insert {
-                records: *records,
-                duplicates: *duplicates,
-                warnings: *warnings,
-            }),
-            _ => None,
-        }
+/// The info text of `counts` as MariaDB words it.
+pub fn info_text(counts: &WriteCounts) -> String {
+    match counts {
+        WriteCounts::Update {
+            matched,
+            changed,
+            warnings,
+        } => format!("Rows matched: {matched}  Changed: {changed}  Warnings: {warnings}"),
+        WriteCounts::Insert {
+            records,
+            duplicates,
+            warnings,
+        } => format!("Records: {records}  Duplicates: {duplicates}  Warnings: {warnings}"),
     }
+}
 
-    /// The sum of two nodes' counts (of the same kind).
-    pub fn sum_with(self, other: InfoCounts) -> InfoCounts {
-        match (self, other) {
-            (
-                InfoCounts::Update {
-                    matched,
-                    changed,
-                    warnings,
-                },
-                InfoCounts::Update {
-                    matched: m,
-                    changed: c,
-                    warnings: w,
-                },
-            ) => InfoCounts::Update {
-                matched: matched + m,
-                changed: changed + c,
-                warnings: warnings + w,
-            },
-            (
-                InfoCounts::Insert {
-                    records,
-                    duplicates,
-                    warnings,
-                },
-                InfoCounts::Insert {
-                    records: r,
-                    duplicates: d,
-                    warnings: w,
-                },
-            ) => InfoCounts::Insert {
-                records: records + r,
-                duplicates: duplicates + d,
-                warnings: warnings + w,
-            },
-            (first, _) => first,
-        }
-    }
-
-    /// The info text as MariaDB words it.
-    pub fn text(&self) -> String {
-        match self {
-            InfoCounts::Update {
-                matched,
-                changed,
-                warnings,
-            } => {
-                format!("Rows matched: {matched}  Changed: {changed}  Warnings: {warnings}")
-            }
-            InfoCounts::Insert {
-                records,
-                duplicates,
-                warnings,
-            } => {
-                format!("Records: {records}  Duplicates: {duplicates}  Warnings: {warnings}")
-            }
+/// The proxy's view of an OK: what adds up across nodes.
+impl From<OkInfo> for WriteDone {
+    fn from(ok: OkInfo) -> Self {
+        WriteDone {
+            affected_rows: ok.affected_rows,
+            last_insert_id: ok.last_insert_id,
+            warnings: u64::from(ok.warnings),
+            counts: ok.info,
         }
     }
 }
@@ -233,7 +184,7 @@ impl OkInfo {
         out.extend_from_slice(&self.warnings.to_le_bytes());
         if let Some(info) = self.info {
             // MariaDB sends the info as a length-encoded string.
-            put_lenenc_str(&mut out, info.text().as_bytes());
+            put_lenenc_str(&mut out, info_text(&info).as_bytes());
         }
         out
     }
@@ -251,7 +202,7 @@ impl OkInfo {
         let mut tail = rest.get(4..).unwrap_or(&[]);
         let info = take_lenenc_int(&mut tail)
             .and_then(|len| tail.get(..usize::try_from(len).ok()?))
-            .and_then(|text| InfoCounts::parse(&String::from_utf8_lossy(text)));
+            .and_then(|text| parse_info(&String::from_utf8_lossy(text)));
         Some(Self {
             affected_rows,
             last_insert_id,
@@ -340,7 +291,7 @@ mod tests {
             last_insert_id: 1 << 40,
             status: status::AUTOCOMMIT | status::MORE_RESULTS_EXISTS,
             warnings: 2,
-            info: Some(InfoCounts::Update {
+            info: Some(WriteCounts::Update {
                 matched: 3,
                 changed: 2,
                 warnings: 0,
@@ -352,13 +303,13 @@ mod tests {
 
     #[test]
     fn info_counts_add_up() {
-        let a = InfoCounts::parse("Records: 3  Duplicates: 1  Warnings: 0").unwrap();
-        let b = InfoCounts::parse("Records: 5  Duplicates: 0  Warnings: 2").unwrap();
+        let a = parse_info("Records: 3  Duplicates: 1  Warnings: 0").unwrap();
+        let b = parse_info("Records: 5  Duplicates: 0  Warnings: 2").unwrap();
         assert_eq!(
-            a.sum_with(b).text(),
+            info_text(&a.sum_with(b)),
             "Records: 8  Duplicates: 1  Warnings: 2"
         );
-        assert_eq!(InfoCounts::parse("(no info)"), None);
+        assert_eq!(parse_info("(no info)"), None);
     }
 
     #[test]

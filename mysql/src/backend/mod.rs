@@ -7,6 +7,7 @@
 
 pub mod columns;
 pub mod conn;
+mod execute;
 mod replication;
 pub mod result_set;
 

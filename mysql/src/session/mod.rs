@@ -264,6 +264,12 @@ impl From<BackendError> for Failure {
     }
 }
 
+impl From<ProxyError> for Failure {
+    fn from(e: ProxyError) -> Self {
+        Failure::Reply(e)
+    }
+}
+
 impl From<ConnError> for Failure {
     fn from(e: ConnError) -> Self {
         BackendError::from(e).into()

@@ -31,9 +31,9 @@ mod merge;
 mod rows;
 mod transaction;
 
-use fanout::FanoutWrite;
 pub(super) use rows::start_query;
 use rows::NodeRows;
+use shardgate_core::execute::fanout::FanoutWrite;
 use shardgate_sql::dialect::MARIADB;
 
 /// A prepared execution: the client's COM_STMT_EXECUTE (with parameter
@@ -203,11 +203,12 @@ impl Session {
                 let write = FanoutWrite {
                     affected,
                     transactional,
+                    own_transaction: self.autocommit() && !self.in_transaction(),
                     generated_id,
                     insert_rows: &insert_rows,
                     guarded_columns: &guarded_columns,
                 };
-                self.fanout(targets, write).await
+                self.fanout(&targets, write).await
             }
         }
     }

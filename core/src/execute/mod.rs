@@ -1,0 +1,185 @@
+//! Statement execution that does not depend on the client's protocol:
+//! writes fanned out to several data nodes ([`fanout`]) and transaction
+//! control across the data sources a transaction touched ([`control`]).
+//! A front end lends its session's connections through [`Connections`],
+//! runs statements on them through [`StatementConn`], and tells the client
+//! the outcome ([`WriteDone`]) in its own protocol.
+
+use std::future::Future;
+
+use crate::backend::pool::PooledConn;
+use crate::backend::Connection;
+use crate::error::{ConnError, ProxyError};
+
+pub mod control;
+pub mod fanout;
+
+/// A backend connection the executor runs statements on: one of the
+/// session's, checked out of a pool or held for its transaction.
+pub trait StatementConn: Send {
+    /// What the server answers to a statement that returns no rows (the
+    /// protocol's own form: the front end may need more of it than
+    /// [`WriteDone`] keeps, such as MySQL's status flags).
+    type Done: Into<WriteDone> + Default + Send;
+
+    /// The data source it is connected to, for errors and logs.
+    fn data_source(&self) -> &str;
+
+    /// Runs a statement that returns no rows (the client's bytes, its
+    /// character set kept).
+    fn execute(&mut self, sql: &[u8])
+        -> impl Future<Output = Result<Self::Done, ConnError>> + Send;
+
+    /// Runs a query answering one count (first column of its first row;
+    /// 0 when it answers no row).
+    fn query_count(&mut self, sql: &[u8]) -> impl Future<Output = Result<u64, ConnError>> + Send;
+
+    /// Sends a statement without waiting for its reply, so that the same
+    /// statement reaches several servers in one round trip; [`read_done`]
+    /// reads the reply.
+    ///
+    /// [`read_done`]: StatementConn::read_done
+    fn send(&mut self, sql: &[u8]) -> impl Future<Output = Result<(), ConnError>> + Send;
+
+    /// The reply to the statement [`send`](StatementConn::send) sent.
+    fn read_done(&mut self) -> impl Future<Output = Result<Self::Done, ConnError>> + Send;
+
+    /// Marks the connection unfit for reuse (a reply unread, a failure
+    /// midway), or fit again once its reply was read whole.
+    fn set_broken(&mut self, broken: bool);
+}
+
+/// Where a session's statements get their connections: the one it holds
+/// for the data source (inside a transaction), or one from the pool
+/// brought to the session's state.
+pub trait Connections: Send {
+    type Conn: StatementConn;
+    /// The front end's failure: a checkout's own is passed on as it is
+    /// (a lost data source, a pool deadlock); a statement's is a
+    /// [`ProxyError`].
+    type Error: From<ProxyError> + Send;
+
+    /// A connection to the primary of `data_source`.
+    fn checkout(
+        &mut self,
+        data_source: &str,
+    ) -> impl Future<Output = Result<Self::Conn, Self::Error>> + Send;
+
+    /// Gives a connection back: held by the session while its transaction
+    /// needs it, to the pool otherwise (closed when not reusable).
+    fn release(&mut self, conn: Self::Conn);
+}
+
+/// What a statement that returns no rows did, in any protocol's terms.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteDone {
+    pub affected_rows: u64,
+    pub last_insert_id: u64,
+    pub warnings: u64,
+    /// The counts a server reports beside the affected rows, when it did.
+    pub counts: Option<WriteCounts>,
+}
+
+/// The counts a server reports for an UPDATE or a multi-row INSERT, so
+/// that the answers of several nodes add up into one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteCounts {
+    /// UPDATE: rows matched, rows changed.
+    Update {
+        matched: u64,
+        changed: u64,
+        warnings: u64,
+    },
+    /// Multi-row INSERT / REPLACE / LOAD: rows given, duplicates.
+    Insert {
+        records: u64,
+        duplicates: u64,
+        warnings: u64,
+    },
+}
+
+impl WriteCounts {
+    /// The sum of two nodes' counts; of different kinds, the first.
+    pub fn sum_with(self, other: WriteCounts) -> WriteCounts {
+        use WriteCounts::{Insert, Update};
+        match (self, other) {
+            (
+                Update {
+                    matched,
+                    changed,
+                    warnings,
+                },
+                Update {
+                    matched: m,
+                    changed: c,
+                    warnings: w,
+                },
+            ) => Update {
+                matched: matched.saturating_add(m),
+                changed: changed.saturating_add(c),
+                warnings: warnings.saturating_add(w),
+            },
+            (
+                Insert {
+                    records,
+                    duplicates,
+                    warnings,
+                },
+                Insert {
+                    records: r,
+                    duplicates: d,
+                    warnings: w,
+                },
+            ) => Insert {
+                records: records.saturating_add(r),
+                duplicates: duplicates.saturating_add(d),
+                warnings: warnings.saturating_add(w),
+            },
+            (first, _) => first,
+        }
+    }
+}
+
+/// The data sources named in a "done on" part of an error.
+fn listed(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// A pooled connection runs statements as the connection it lends.
+impl<C: StatementConn + Connection> StatementConn for PooledConn<C> {
+    type Done = C::Done;
+
+    fn data_source(&self) -> &str {
+        (**self).data_source()
+    }
+
+    fn execute(
+        &mut self,
+        sql: &[u8],
+    ) -> impl Future<Output = Result<Self::Done, ConnError>> + Send {
+        (**self).execute(sql)
+    }
+
+    fn query_count(&mut self, sql: &[u8]) -> impl Future<Output = Result<u64, ConnError>> + Send {
+        (**self).query_count(sql)
+    }
+
+    fn send(&mut self, sql: &[u8]) -> impl Future<Output = Result<(), ConnError>> + Send {
+        (**self).send(sql)
+    }
+
+    fn read_done(&mut self) -> impl Future<Output = Result<Self::Done, ConnError>> + Send {
+        (**self).read_done()
+    }
+
+    fn set_broken(&mut self, broken: bool) {
+        (**self).set_broken(broken)
+    }
+}
+
+#[cfg(test)]
+mod tests;
