@@ -13,6 +13,7 @@ use crate::error::{ConnError, ProxyError};
 
 pub mod control;
 pub mod fanout;
+pub mod merge;
 
 /// A backend connection the executor runs statements on: one of the
 /// session's, checked out of a pool or held for its transaction.
@@ -181,5 +182,7 @@ impl<C: StatementConn + Connection> StatementConn for PooledConn<C> {
     }
 }
 
+#[cfg(test)]
+mod merge_tests;
 #[cfg(test)]
 mod tests;

@@ -1,12 +1,18 @@
 //! A MariaDB connection as the core's executor runs statements on it
-//! (fan-out writes, transaction control across data sources).
+//! (fan-out writes, transaction control across data sources, the rows of
+//! a merge).
 
 use shardgate_core::error::ConnError;
+use shardgate_core::execute::merge::RowConn;
 use shardgate_core::execute::StatementConn;
+use shardgate_merge::{ColumnMeta, Value};
 
+use super::result_set::RowPacket;
 use super::BackendConn;
+use crate::column::ColumnInfo;
 use crate::command::COM_QUERY;
 use crate::ok_err::OkInfo;
+use crate::row::{decode_row, RowFormat};
 
 impl StatementConn for BackendConn {
     type Done = OkInfo;
@@ -29,10 +35,7 @@ impl StatementConn for BackendConn {
     }
 
     async fn send(&mut self, sql: &[u8]) -> Result<(), ConnError> {
-        let mut command = Vec::with_capacity(sql.len() + 1);
-        command.push(COM_QUERY);
-        command.extend_from_slice(sql);
-        self.send_command(&command).await
+        self.send_command(&query_command(sql)).await
     }
 
     async fn read_done(&mut self) -> Result<OkInfo, ConnError> {
@@ -42,4 +45,62 @@ impl StatementConn for BackendConn {
     fn set_broken(&mut self, broken: bool) {
         self.broken = broken;
     }
+}
+
+/// Rows of a text query, read for a merge.
+impl RowConn for BackendConn {
+    type Column = ColumnInfo;
+
+    async fn start_query(&mut self, sql: &[u8]) -> Result<(), ConnError> {
+        self.send_command(&query_command(sql)).await?;
+        self.broken = true;
+        Ok(())
+    }
+
+    async fn read_columns(&mut self) -> Result<Vec<ColumnInfo>, ConnError> {
+        BackendConn::read_columns(self).await
+    }
+
+    async fn next_row(&mut self, columns: &[ColumnInfo]) -> Result<Option<Vec<Value>>, ConnError> {
+        match self.read_row().await? {
+            RowPacket::Row(row) => decode_row(&row, columns, RowFormat::Text)
+                .map(Some)
+                .map_err(|e| ConnError::Protocol {
+                    ds: self.ds.to_string(),
+                    what: e.to_string(),
+                }),
+            RowPacket::End { .. } => Ok(None),
+            RowPacket::Err(err) => Err(ConnError::Server {
+                ds: self.ds.to_string(),
+                err: err.into(),
+            }),
+        }
+    }
+
+    async fn skip_row(&mut self) -> Result<bool, ConnError> {
+        match self.read_row().await? {
+            RowPacket::Row(_) => Ok(true),
+            RowPacket::End { .. } => Ok(false),
+            RowPacket::Err(err) => Err(ConnError::Server {
+                ds: self.ds.to_string(),
+                err: err.into(),
+            }),
+        }
+    }
+
+    fn in_transaction(&self) -> bool {
+        BackendConn::in_transaction(self)
+    }
+
+    fn column_meta(column: &ColumnInfo) -> ColumnMeta {
+        column.meta()
+    }
+}
+
+/// A COM_QUERY packet's payload for `sql`.
+fn query_command(sql: &[u8]) -> Vec<u8> {
+    let mut command = Vec::with_capacity(sql.len() + 1);
+    command.push(COM_QUERY);
+    command.extend_from_slice(sql);
+    command
 }

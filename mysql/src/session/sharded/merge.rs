@@ -2,28 +2,25 @@
 //! order (sorted, grouped, aggregated, limited) as they stream in.
 
 use crate::backend::PooledConn;
-use crate::column::{logical_column, ColumnInfo};
+use crate::column::ColumnInfo;
 use crate::command::COM_QUERY;
-use crate::ok_err::{encode_eof, put_lenenc_int};
 use crate::response::Outcome;
 use crate::row::RowFormat;
 use crate::session::definitions::Ahead;
 use crate::session::forward::{forward_part, Part};
 use crate::session::{Failure, Session};
 use crate::stmt::set_statement_id;
-use shardgate_core::error::{ErrorKind, ProxyError};
-use shardgate_merge::engine::merge;
-use shardgate_merge::error::MergeError;
+use shardgate_core::execute::merge::{merge_started, MergeFailure, MergeShape};
 use shardgate_sql::classify::Classified;
 use shardgate_sql::shard::having::Cond as HavingCond;
 use shardgate_sql::shard::params::ParamValue;
 use shardgate_sql::shard::plan::{FirstTable, Target};
-use shardgate_sql::shard::scatter::{merge_plan, ScatterSelect};
+use shardgate_sql::shard::scatter::ScatterSelect;
 use shardgate_sql::text::restore;
 use std::sync::Arc;
 use tracing::debug;
 
-use super::rows::{start_query, ClientRows, NodeRows, SourceRef};
+use super::rows::{start_query, ClientResult};
 use super::{bind_for_text, Execution};
 
 impl Session {
@@ -199,138 +196,51 @@ impl Session {
             conns.push(conn);
         }
         let mut shown: Option<Vec<ColumnInfo>> = None;
-        let mut failure: Option<Failure> = None;
         if let (Some(how), Some(conn)) = (ahead, conns.first_mut()) {
             match how.read(conn).await {
                 Ok(columns) => shown = columns,
-                Err(e) => failure = Some(e.into()),
-            }
-        }
-        let mut columns: Option<Vec<ColumnInfo>> = None;
-        for conn in &mut conns {
-            match conn.read_columns().await {
-                Ok(c) => {
-                    columns.get_or_insert(c);
-                }
-                // A node's error, or a lost connection (kept as such: a
-                // lost replica may be retried).
                 Err(e) => {
-                    failure.get_or_insert(e.into());
+                    for mut conn in conns {
+                        // Replies not read to their end: these connections are closed.
+                        conn.broken = true;
+                        self.release(conn, &classified);
+                    }
+                    return Err(e.into());
                 }
             }
         }
-        let plan = match (failure, columns) {
-            (None, Some(columns)) => match merge_plan(
-                scatter,
-                columns.iter().map(ColumnInfo::meta).collect(),
-                offset,
-                limit,
-                having,
-            ) {
-                Ok(plan) => Ok((plan, columns)),
-                Err(e) => Err(Failure::Reply(ProxyError::new(
-                    ErrorKind::Internal,
-                    format!("cannot merge node results: {e}"),
-                ))),
-            },
-            (Some(failure), _) => Err(failure),
-            (None, None) => Err(Failure::Reply(ProxyError::new(
-                ErrorKind::Internal,
-                "no data node answered",
-            ))),
-        };
-        let (plan, columns) = match plan {
-            Ok(planned) => planned,
-            Err(failure) => {
-                for mut conn in conns {
-                    // Replies not read to their end: these connections are closed.
-                    conn.broken = true;
-                    self.release(conn, &classified);
-                }
-                return Err(failure);
-            }
+        let shape = MergeShape {
+            scatter,
+            offset,
+            limit,
+            having,
         };
         let deprecate_eof = self.flavor.deprecate_eof();
-        let mut count = Vec::new();
-        put_lenenc_int(&mut count, plan.visible as u64);
-        self.writer.push(&count);
-        let shown = shown
-            .filter(|c| c.len() == columns.len())
-            .unwrap_or_else(|| columns.clone());
-        for column in &shown[..plan.visible] {
-            match logical_column(&self.db.metadata, &column.raw) {
-                Some(logical) => self.writer.push(&logical),
-                None => self.writer.push(&column.raw),
-            }
-        }
-        if !deprecate_eof {
-            self.writer.push(&encode_eof(0, self.reply_status()));
-        }
-        let visible: Vec<ColumnInfo> = columns[..plan.visible].to_vec();
-        let mut sources: Vec<NodeRows<'_>> = conns
-            .iter_mut()
-            .map(|conn| NodeRows {
-                conn,
-                columns: &columns,
-                done: false,
-                lost: false,
-            })
-            .collect();
-        let mut sink = ClientRows {
+        let status = self.reply_status();
+        let mut result = ClientResult {
             writer: &mut self.writer,
-            columns: &visible,
+            names: &self.db.metadata,
+            eof_status: (!deprecate_eof).then_some(status),
             format,
+            columns: Vec::new(),
             buf: Vec::new(),
         };
-        let result = merge(
-            &plan,
-            sources.iter_mut().map(SourceRef).collect(),
-            &mut sink,
-        )
-        .await;
-        // A connection in the client's transaction must survive an early
-        // end (LIMIT reached): read the rest of its reply. Others are closed.
-        for source in &mut sources {
-            if !source.done && source.conn.in_transaction() {
-                while let Ok(Some(())) = source.skip().await {}
-            }
-        }
-        let unfinished: Vec<bool> = sources.iter().map(|s| !s.done).collect();
-        let lost = sources
-            .iter()
-            .find(|s| s.lost)
-            .map(|s| s.conn.ds.to_string());
-        drop(sources);
-        for (mut conn, unfinished) in conns.into_iter().zip(unfinished) {
-            conn.broken = unfinished;
+        let merged = merge_started(&mut conns, shown, shape, &mut result).await;
+        for conn in conns {
             self.release(conn, &classified);
         }
-        match result {
-            Ok(stats) => {
-                debug!(
-                    rows_in = stats.rows_in,
-                    rows_out = stats.rows_out,
-                    peak = stats.peak_buffered,
-                    "merged"
-                );
+        match merged {
+            Ok(_) => {
                 self.push_end_of_result();
                 Ok(())
             }
-            Err(MergeError::Sink(_)) => Err(Failure::ClientGone),
-            Err(MergeError::Plan(message)) => Err(Failure::Reply(ProxyError::new(
-                ErrorKind::NotSupported,
-                message,
-            ))),
-            Err(e) => {
-                let err = ProxyError::new(
-                    ErrorKind::Internal,
-                    format!("merging node results failed: {e}"),
-                );
-                Err(match lost {
-                    Some(server) => Failure::Lost { server, err },
-                    None => Failure::Reply(err),
-                })
-            }
+            Err(MergeFailure::Node(e)) => Err(e.into()),
+            Err(MergeFailure::Lost { data_source, err }) => Err(Failure::Lost {
+                server: data_source,
+                err,
+            }),
+            Err(MergeFailure::Reply(err)) => Err(Failure::Reply(err)),
+            Err(MergeFailure::ClientGone) => Err(Failure::ClientGone),
         }
     }
 }

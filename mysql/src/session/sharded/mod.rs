@@ -18,7 +18,9 @@ use crate::response::{Outcome, ResponseKind};
 use crate::row::{encode_row, RowFormat};
 use crate::stmt::set_statement_id;
 use shardgate_core::databases::TableColumns;
+use shardgate_core::error::ConnError;
 use shardgate_core::error::{ErrorKind, ProxyError};
+use shardgate_core::execute::merge::RowConn;
 use shardgate_merge::Value;
 use shardgate_sql::classify::Classified;
 use shardgate_sql::shard::analyze::{ShardedStatement, StatementKind};
@@ -32,7 +34,6 @@ mod rows;
 mod transaction;
 
 pub(super) use rows::start_query;
-use rows::NodeRows;
 use shardgate_core::execute::fanout::FanoutWrite;
 use shardgate_sql::dialect::MARIADB;
 
@@ -385,15 +386,9 @@ impl Session {
             self.writer.push(&encode_eof(0, self.reply_status()));
         }
         let mut seen = std::collections::HashSet::new();
-        let mut source = NodeRows {
-            conn: &mut conn,
-            columns: &columns,
-            done: false,
-            lost: false,
-        };
         let mut buf = Vec::new();
         let result = loop {
-            match source.next().await {
+            match RowConn::next_row(&mut conn, &columns).await {
                 Ok(Some(mut row)) => {
                     for value in &mut row {
                         if let Value::Bytes(b) = value {
@@ -418,10 +413,9 @@ impl Session {
                 Err(e) => break Err(e),
             }
         };
-        let finished = source.done;
-        if !finished {
-            conn.broken = true;
-        }
+        // A node's error reply was read whole; any other failure leaves
+        // the reply unfinished.
+        conn.broken = matches!(&result, Err(e) if !matches!(e, ConnError::Server { .. }));
         self.release(conn, &classified);
         if let Err(e) = result {
             return Err(Failure::Reply(ProxyError::new(
