@@ -43,6 +43,10 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     /// compared byte by byte, orders strings as their collation does: what
     /// a merge of string keys from several nodes compares.
     fn sort_key(&self) -> (&'static str, &'static str);
+
+    /// A query answering a table's columns in order, each row starting
+    /// with the column's name and its SQL type.
+    fn columns_query(&self, table: &str) -> String;
 }
 
 /// A parameter marker in a statement's text: where it stands and which of
@@ -112,6 +116,10 @@ impl Dialect for MariaDb {
 
     fn sort_key(&self) -> (&'static str, &'static str) {
         ("WEIGHT_STRING(", ")")
+    }
+
+    fn columns_query(&self, table: &str) -> String {
+        format!("SHOW COLUMNS FROM {}", self.quoted(table))
     }
 }
 

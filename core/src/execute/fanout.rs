@@ -165,7 +165,12 @@ impl<'w> Run<'w> {
         target: &Target,
     ) -> Result<(), ProxyError> {
         if let Some(guard) = move_guard(&target.sql, &self.guarded) {
-            let moving = conn.query_count(&restore(&guard)).await?;
+            let rows = conn.query_rows(&restore(&guard)).await?;
+            let moving: u64 = rows
+                .first()
+                .and_then(|r| r.first().cloned().flatten())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
             if moving > 0 {
                 return Err(ProxyError::new(ErrorKind::NotSupported, format!(
                     "this UPDATE changes the sharding column(s) {} of {moving} row(s), which would have to move to another data node; DELETE them and INSERT them again",

@@ -66,8 +66,8 @@ impl StatementConn for Node {
         Ok(WriteDone::default())
     }
 
-    async fn query_count(&mut self, _: &[u8]) -> Result<u64, ConnError> {
-        Ok(0)
+    async fn query_rows(&mut self, _: &[u8]) -> Result<Vec<Vec<Option<String>>>, ConnError> {
+        Ok(Vec::new())
     }
 
     async fn send(&mut self, _: &[u8]) -> Result<(), ConnError> {

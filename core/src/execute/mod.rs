@@ -11,6 +11,7 @@ use crate::backend::pool::PooledConn;
 use crate::backend::Connection;
 use crate::error::{ConnError, ProxyError};
 
+pub mod columns;
 pub mod control;
 pub mod fanout;
 pub mod merge;
@@ -31,9 +32,12 @@ pub trait StatementConn: Send {
     fn execute(&mut self, sql: &[u8])
         -> impl Future<Output = Result<Self::Done, ConnError>> + Send;
 
-    /// Runs a query answering one count (first column of its first row;
-    /// 0 when it answers no row).
-    fn query_count(&mut self, sql: &[u8]) -> impl Future<Output = Result<u64, ConnError>> + Send;
+    /// Runs a query whose rows are read whole, as text (NULL as None):
+    /// the proxy's own small queries.
+    fn query_rows(
+        &mut self,
+        sql: &[u8],
+    ) -> impl Future<Output = Result<Vec<Vec<Option<String>>>, ConnError>> + Send;
 
     /// Sends a statement without waiting for its reply, so that the same
     /// statement reaches several servers in one round trip; [`read_done`]
@@ -57,8 +61,8 @@ pub trait Connections: Send {
     type Conn: StatementConn;
     /// The front end's failure: a checkout's own is passed on as it is
     /// (a lost data source, a pool deadlock); a statement's is a
-    /// [`ProxyError`].
-    type Error: From<ProxyError> + Send;
+    /// [`ProxyError`], a connection's a [`ConnError`].
+    type Error: From<ProxyError> + From<ConnError> + Send;
 
     /// A connection to the primary of `data_source`.
     fn checkout(
@@ -165,8 +169,11 @@ impl<C: StatementConn + Connection> StatementConn for PooledConn<C> {
         (**self).execute(sql)
     }
 
-    fn query_count(&mut self, sql: &[u8]) -> impl Future<Output = Result<u64, ConnError>> + Send {
-        (**self).query_count(sql)
+    fn query_rows(
+        &mut self,
+        sql: &[u8],
+    ) -> impl Future<Output = Result<Vec<Vec<Option<String>>>, ConnError>> + Send {
+        (**self).query_rows(sql)
     }
 
     fn send(&mut self, sql: &[u8]) -> impl Future<Output = Result<(), ConnError>> + Send {

@@ -61,9 +61,10 @@ impl StatementConn for Scripted {
         self.answer(sql)
     }
 
-    async fn query_count(&mut self, sql: &[u8]) -> Result<u64, ConnError> {
+    async fn query_rows(&mut self, sql: &[u8]) -> Result<Vec<Vec<Option<String>>>, ConnError> {
         self.answer(sql)?;
-        Ok(if self.moves { 2 } else { 0 })
+        let count = if self.moves { "2" } else { "0" };
+        Ok(vec![vec![Some(count.to_owned())]])
     }
 
     async fn send(&mut self, sql: &[u8]) -> Result<(), ConnError> {

@@ -25,13 +25,8 @@ impl StatementConn for BackendConn {
         self.execute_statement(sql).await
     }
 
-    async fn query_count(&mut self, sql: &[u8]) -> Result<u64, ConnError> {
-        let rows = self.query_text_bytes(sql).await?;
-        Ok(rows
-            .first()
-            .and_then(|r| r.first().cloned().flatten())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0))
+    async fn query_rows(&mut self, sql: &[u8]) -> Result<Vec<Vec<Option<String>>>, ConnError> {
+        self.query_text_bytes(sql).await
     }
 
     async fn send(&mut self, sql: &[u8]) -> Result<(), ConnError> {

@@ -1475,6 +1475,10 @@ mod tests {
         fn sort_key(&self) -> (&'static str, &'static str) {
             MARIADB.sort_key()
         }
+
+        fn columns_query(&self, table: &str) -> String {
+            format!("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = '{table}' ORDER BY ordinal_position")
+        }
     }
 
     /// The node statements of `sql`'s route (data source, text), their

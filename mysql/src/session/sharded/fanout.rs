@@ -2,12 +2,9 @@
 //! ([`shardgate_core::execute::fanout`]) on the session's connections; the
 //! client gets one OK with the combined counts.
 
-use crate::backend::PooledConn;
 use crate::ok_err::OkInfo;
 use crate::session::{Failure, LastInsert, Session};
 use shardgate_core::execute::fanout::{fan_out, FanoutWrite};
-use shardgate_core::execute::Connections;
-use shardgate_sql::classify::Classified;
 use shardgate_sql::dialect::MARIADB;
 use shardgate_sql::shard::plan::Target;
 
@@ -33,21 +30,5 @@ impl Session {
             .encode(),
         );
         Ok(())
-    }
-}
-
-/// The session lends the executor its connections to the data sources'
-/// primaries: those its transaction holds, else pooled ones in its state.
-impl Connections for Session {
-    type Conn = PooledConn;
-    type Error = Failure;
-
-    async fn checkout(&mut self, data_source: &str) -> Result<PooledConn, Failure> {
-        let pool = self.pool_of(data_source)?;
-        self.checkout_on(&pool, &Classified::default()).await
-    }
-
-    fn release(&mut self, conn: PooledConn) {
-        Session::release(self, conn, &Classified::default());
     }
 }

@@ -12,15 +12,17 @@ use super::forward::{forward_part, Answer, Part};
 use super::prepared::NodeStatement;
 use super::{Failure, Session};
 use crate::backend::Pool;
+use crate::backend::PooledConn;
 use crate::command::COM_QUERY;
 use crate::ok_err::{encode_eof, put_lenenc_int};
 use crate::response::{Outcome, ResponseKind};
 use crate::row::{encode_row, RowFormat};
 use crate::stmt::set_statement_id;
-use shardgate_core::databases::TableColumns;
 use shardgate_core::error::ConnError;
 use shardgate_core::error::{ErrorKind, ProxyError};
+use shardgate_core::execute::columns::{self, with_insert_columns};
 use shardgate_core::execute::merge::RowConn;
+use shardgate_core::execute::Connections;
 use shardgate_merge::Value;
 use shardgate_sql::classify::Classified;
 use shardgate_sql::shard::analyze::{ShardedStatement, StatementKind};
@@ -238,89 +240,24 @@ impl Session {
         }
     }
 
-    /// For an INSERT without a column list into a sharded table: the
-    /// statement with the table's columns (learnt once from its first node),
-    /// so its sharding columns can be found.
+    /// An INSERT without a column list with its table's columns (see
+    /// [`with_insert_columns`]).
     async fn insert_columns(
         &mut self,
         st: &ShardedStatement,
     ) -> Result<Option<ShardedStatement>, Failure> {
-        if !st.insert.as_ref().is_some_and(|s| s.implicit_columns) {
-            return Ok(None);
-        };
-        let Some(table) = st
-            .tables
-            .iter()
-            .find(|t| self.db.rules.table_kind(t) == shardgate_rules::TableKind::Sharded)
-        else {
-            return Ok(None);
-        };
-        let Some(columns) = self.table_columns(table).await? else {
-            return Ok(None);
-        };
-        let mut with_columns = st.clone();
-        if let Some(insert) = with_columns.insert.as_mut() {
-            insert.columns = columns.names.clone();
-        }
-        Ok(Some(with_columns))
+        let db = Arc::clone(&self.db);
+        with_insert_columns(self, &db, st).await
     }
 
-    /// The kinds of the sharding columns of `st`'s tables whose values
-    /// place rows by the column's type, learnt from a node when first
-    /// needed. A table the node cannot describe (not created yet) leaves
-    /// its columns unknown: the statement then meets the node's own error.
+    /// The kinds of `st`'s sharding columns that place rows by type (see
+    /// [`columns::column_kinds`]).
     pub(super) async fn column_kinds(
         &mut self,
         st: &ShardedStatement,
     ) -> Result<ColumnKinds, Failure> {
-        if !matches!(
-            st.kind,
-            StatementKind::Select
-                | StatementKind::Insert
-                | StatementKind::Update
-                | StatementKind::Delete
-        ) {
-            return Ok(ColumnKinds::default());
-        }
         let db = Arc::clone(&self.db);
-        let mut kinds = ColumnKinds::default();
-        for table in &st.tables {
-            let placed = db.rules.columns_placed_by_type(table);
-            if placed.is_empty() {
-                continue;
-            }
-            match self.table_columns(table).await {
-                Ok(Some(columns)) => columns.add_kinds(&placed, &mut kinds),
-                Ok(None) => {}
-                // Unknown kinds route values as written, as before.
-                Err(_) => debug!(table, "columns not learnt: values route as written"),
-            }
-        }
-        Ok(kinds)
-    }
-
-    /// `table`'s columns, learnt once from its first node; None for a
-    /// table with no nodes.
-    async fn table_columns(&mut self, table: &str) -> Result<Option<Arc<TableColumns>>, Failure> {
-        if let Some(columns) = self.db.columns_of(table) {
-            return Ok(Some(columns));
-        }
-        let Some(node) = self.db.rules.nodes(table).into_iter().next() else {
-            return Ok(None);
-        };
-        let pool = self.pool_of(&node.data_source)?;
-        let classified = Classified::default();
-        let mut conn = self.checkout_on(&pool, &classified).await?;
-        let rows = conn
-            .query_text(&format!(
-                "SHOW COLUMNS FROM `{}`",
-                node.table.replace('`', "``")
-            ))
-            .await;
-        self.release(conn, &classified);
-        let columns = Arc::new(TableColumns::from_rows(rows?));
-        self.db.learn_columns(table, columns.clone());
-        Ok(Some(columns))
+        columns::column_kinds(self, &db, st).await
     }
 
     /// Runs one text statement on a data source, forwarding the reply.
@@ -521,4 +458,21 @@ fn primary_pool_of(
 /// The text form of a node statement with parameter markers (parameters bound).
 fn bind_for_text(target: &Target, params: &[ParamValue]) -> String {
     shardgate_sql::shard::rewrite::with_params_bound(&MARIADB, &target.sql, params)
+}
+
+/// The session lends the core's execution its connections to the data
+/// sources: those its transaction holds, else pooled ones in its state
+/// (a replica's when the statement reads and may go to one).
+impl Connections for Session {
+    type Conn = PooledConn;
+    type Error = Failure;
+
+    async fn checkout(&mut self, data_source: &str) -> Result<PooledConn, Failure> {
+        let pool = self.pool_of(data_source)?;
+        self.checkout_on(&pool, &Classified::default()).await
+    }
+
+    fn release(&mut self, conn: PooledConn) {
+        Session::release(self, conn, &Classified::default());
+    }
 }
