@@ -22,3 +22,4 @@ pub mod reload;
 pub mod replica;
 pub mod sessions;
 pub mod staging;
+pub mod transaction;

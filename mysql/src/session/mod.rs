@@ -20,6 +20,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use mysql_common::constants::CapabilityFlags;
+use shardgate_core::transaction::{OpenTransaction, TransactionState};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tracing::{debug, info_span, warn, Instrument};
@@ -183,20 +184,6 @@ struct Session {
     wrote: bool,
 }
 
-/// The client's transaction as the session keeps it across data sources.
-#[derive(Default)]
-struct TransactionState {
-    /// The client's explicit transaction, so data sources it reaches later
-    /// join alike.
-    open: Option<OpenTransaction>,
-    /// The transaction's savepoints, oldest first: a data source that joins
-    /// the transaction later sets them too (nothing happened there before
-    /// them), so `ROLLBACK TO` works on every data source.
-    savepoints: Vec<String>,
-    /// Characteristics `SET TRANSACTION` gave the next transaction.
-    next_characteristics: Option<String>,
-}
-
 /// What the command being run did so far.
 #[derive(Default)]
 struct CommandState {
@@ -216,18 +203,6 @@ struct CommandState {
     /// A data source answered the command with a deadlock (1213), having
     /// rolled back the session's transaction there.
     deadlocked: bool,
-}
-
-/// An explicit transaction the client opened.
-#[derive(Debug, Clone)]
-struct OpenTransaction {
-    /// How it was opened (`START TRANSACTION READ ONLY`, ...): each data
-    /// source joins it with the same statement.
-    begin: String,
-    read_only: bool,
-    /// `SET TRANSACTION` characteristics given before it (isolation level,
-    /// access mode): each data source that joins gets them first.
-    characteristics: Option<String>,
 }
 
 /// How a command went, as far as the loop is concerned.
@@ -949,8 +924,7 @@ impl Session {
     /// without a reply, as MariaDB does before a statement that commits
     /// implicitly (DDL, `BEGIN` inside a transaction, `LOCK TABLES`, ...).
     async fn commit_implicitly(&mut self) -> Result<(), Failure> {
-        self.tx.open = None;
-        self.tx.savepoints.clear();
+        self.tx.end();
         let mut failed = None;
         for conn in &mut self.held {
             if conn.in_transaction() {
@@ -1459,8 +1433,7 @@ impl Session {
             return;
         }
         warn!("a deadlock rolled back this transaction's part on one data source; rolling back the rest");
-        self.tx.open = None;
-        self.tx.savepoints.clear();
+        self.tx.end();
         for conn in &mut self.held {
             if conn.in_transaction() {
                 if let Err(e) = conn.execute_internal("ROLLBACK").await {
@@ -1482,8 +1455,7 @@ impl Session {
         if self.tx.open.is_some() && !in_transaction && !conn.broken {
             // It had joined the transaction, which the statement ended
             // (`SET autocommit = 1` after autocommit off, ...).
-            self.tx.open = None;
-            self.tx.savepoints.clear();
+            self.tx.end();
         }
         let keep = in_transaction || self.pinned.is_some() || classified.holds_next;
         self.note_possible_write(&mut conn);
@@ -1506,8 +1478,7 @@ impl Session {
     }
 
     async fn return_held(&mut self) {
-        self.tx.open = None;
-        self.tx.savepoints.clear();
+        self.tx.end();
         for mut conn in std::mem::take(&mut self.held) {
             if let Err(e) = conn.reset().await {
                 warn!("could not reset a backend connection; closing it: {e}");

@@ -43,7 +43,7 @@ impl Session {
                 .await?;
             // A savepoint outside a transaction ends with its statement.
             if let (Some(op), Outcome::Ok(_), true) = (savepoint, outcome, conn.in_transaction()) {
-                self.track_savepoint(op);
+                self.tx.track_savepoint(op);
             }
             self.release(conn, classified);
             return Ok(());
@@ -58,7 +58,7 @@ impl Session {
         }
         let last = result?;
         if let Some(op) = savepoint {
-            self.track_savepoint(op);
+            self.tx.track_savepoint(op);
         }
         self.status = last.status;
         self.writer.push(
@@ -69,35 +69,5 @@ impl Session {
             .encode(),
         );
         Ok(())
-    }
-
-    /// Follows a savepoint statement that succeeded, as the server keeps
-    /// its savepoints: setting one again moves it last, rolling back to one
-    /// forgets those after it, releasing one forgets it and those after.
-    pub(super) fn track_savepoint(&mut self, op: &Savepoint) {
-        let position = |name: &str| {
-            self.tx
-                .savepoints
-                .iter()
-                .position(|s| s.eq_ignore_ascii_case(name))
-        };
-        match op {
-            Savepoint::Set(name) => {
-                if let Some(i) = position(name) {
-                    self.tx.savepoints.remove(i);
-                }
-                self.tx.savepoints.push(name.clone());
-            }
-            Savepoint::RollbackTo(name) => {
-                if let Some(i) = position(name) {
-                    self.tx.savepoints.truncate(i + 1);
-                }
-            }
-            Savepoint::Release(name) => {
-                if let Some(i) = position(name) {
-                    self.tx.savepoints.truncate(i);
-                }
-            }
-        }
     }
 }
