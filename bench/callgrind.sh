@@ -37,6 +37,9 @@ Environment (defaults in brackets):
   BENCH_EVENTS      measured sysbench events per test               [1000]
   BENCH_WARMUP_EVENTS                                                [200]
   BENCH_TABLE_SIZE  rows per sysbench table                        [10000]
+  BENCH_KEEP_DUMPS  a folder to keep each run's callgrind dump in, named
+                    <case>-<test>-<protocol>-{this,baseline}.out, for
+                    callgrind_annotate                                 [none]
   SANDBOX_PORTS     the primaries of ds0..ds3  [13306 13307 13308 13309]
 EOF
 }
@@ -165,6 +168,10 @@ measure() {
   local dump
   dump=$(ls -t "$out".* 2>/dev/null | head -n 1)
   [[ -n $dump && -n $queries ]] || return 1
+  if [[ -n ${BENCH_KEEP_DUMPS:-} ]]; then
+    mkdir -p "$BENCH_KEEP_DUMPS"
+    cp "$dump" "$BENCH_KEEP_DUMPS/$DUMP_NAME"
+  fi
   awk -v q="$queries" '/^summary:/ { printf "%d\n", $2 / q }' "$dump"
 }
 
@@ -175,9 +182,11 @@ for case in $BENCH_CASES; do
   prepare "$case" || die "$case: prepare failed"
   for spec in "oltp_point_select auto prepared" "oltp_point_select disable text" "oltp_read_only auto prepared"; do
     read -r test mode protocol <<<"$spec"
+    DUMP_NAME="$case-$test-$protocol-this.out"
     now=$(measure "$SHARDGATE_BIN" "$TMP/$case.toml" "$test" "$mode") || die "$case $test: measuring failed"
     base=- ratio=-
     if [[ -n $BASELINE_BIN ]]; then
+      DUMP_NAME="$case-$test-$protocol-baseline.out"
       base=$(measure "$BASELINE_BIN" "$TMP/$case.toml" "$test" "$mode") || die "$case $test: measuring the baseline failed"
       ratio=$(python3 -c "print(f'{$now / $base:.3f}')")
     fi

@@ -73,23 +73,16 @@ pub struct ColumnInfo {
 impl ColumnInfo {
     /// Parses a protocol 4.1 column definition payload.
     pub fn parse(payload: &[u8]) -> Result<ColumnInfo, MergeError> {
-        let mut buf = payload;
-        let mut text = || -> Result<String, MergeError> {
-            let len = take_lenenc_int(&mut buf)
-                .ok_or_else(|| malformed("truncated column definition"))?;
-            let len = usize::try_from(len).map_err(|_| malformed("column name too long"))?;
-            let bytes = buf
-                .get(..len)
-                .ok_or_else(|| malformed("truncated column definition"))?;
-            buf = &buf[len..];
-            Ok(String::from_utf8_lossy(bytes).into_owned())
-        };
-        let catalog = text()?;
-        let schema = text()?;
-        let table = text()?;
-        let org_table = text()?;
-        let name = text()?;
-        let org_name = text()?;
+        let ([catalog, schema, table, org_table, name, org_name], mut buf) = text_fields(payload)?;
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        let (catalog, schema, table, org_table, name, org_name) = (
+            text(catalog),
+            text(schema),
+            text(table),
+            text(org_table),
+            text(name),
+            text(org_name),
+        );
         let fixed_len = take_lenenc_int(&mut buf)
             .ok_or_else(|| malformed("column definition without fixed fields"))?;
         let fixed = buf
@@ -110,6 +103,13 @@ impl ColumnInfo {
             decimals: fixed[9],
             raw: payload.to_vec(),
         })
+    }
+
+    /// The name of the column a definition payload describes, read without
+    /// parsing the rest (internal queries key their rows by it).
+    pub fn name_of(payload: &[u8]) -> Result<String, MergeError> {
+        let ([_, _, _, _, name, _], _) = text_fields(payload)?;
+        Ok(String::from_utf8_lossy(name).into_owned())
     }
 
     /// A column definition made by the proxy (for results it computes
@@ -227,13 +227,7 @@ impl ColumnInfo {
 /// are read in place and a packet is built only when something is
 /// renamed; the fields not renamed keep their bytes.
 pub fn logical_column(names: &MetadataNames, payload: &[u8]) -> Option<Vec<u8>> {
-    let mut rest = payload;
-    let mut fields = [&[][..]; 6];
-    for field in &mut fields {
-        let len = usize::try_from(take_lenenc_int(&mut rest)?).ok()?;
-        *field = rest.get(..len)?;
-        rest = &rest[len..];
-    }
+    let (fields, mut rest) = text_fields(payload).ok()?;
     let fixed_len = take_lenenc_int(&mut rest)?;
     // charset, length, type, flags, decimals (the filler is rewritten).
     let fixed = rest.get(..12).filter(|_| fixed_len >= 12)?.get(..10)?;
@@ -272,6 +266,23 @@ pub fn logical_column(names: &MetadataNames, payload: &[u8]) -> Option<Vec<u8>> 
     out.extend_from_slice(fixed);
     out.extend_from_slice(&[0, 0]);
     Some(out)
+}
+
+/// The six length-encoded text fields that start a column definition
+/// (catalog, schema, table, org_table, name, org_name), and what follows.
+fn text_fields(payload: &[u8]) -> Result<([&[u8]; 6], &[u8]), MergeError> {
+    let mut rest = payload;
+    let mut fields = [&[][..]; 6];
+    for field in &mut fields {
+        let len =
+            take_lenenc_int(&mut rest).ok_or_else(|| malformed("truncated column definition"))?;
+        let len = usize::try_from(len).map_err(|_| malformed("column name too long"))?;
+        *field = rest
+            .get(..len)
+            .ok_or_else(|| malformed("truncated column definition"))?;
+        rest = &rest[len..];
+    }
+    Ok((fields, rest))
 }
 
 fn malformed(what: &str) -> MergeError {

@@ -84,6 +84,23 @@ impl<R: tokio::io::AsyncRead + Unpin> PacketReader<R> {
         Ok((seq, self.buf.split_to(len)))
     }
 
+    /// The next packet when it is buffered whole and not split (shorter
+    /// than `MAX_PAYLOAD`): what `read_packet` would return, without
+    /// reading. Rows arrive many to a read, so a result's reader takes
+    /// most of them here, skipping the asynchronous path.
+    pub fn buffered_packet(&mut self) -> Option<(u8, BytesMut)> {
+        if self.buf.len() < HEADER {
+            return None;
+        }
+        let len = payload_len(&self.buf);
+        if len >= MAX_PAYLOAD || self.buf.len() < HEADER + len {
+            return None;
+        }
+        let seq = self.buf[3];
+        self.buf.advance(HEADER);
+        Some((seq, self.buf.split_to(len)))
+    }
+
     /// Reads one logical packet, joining continuation packets, refusing
     /// payloads larger than `limit` (the rest of such a payload is drained).
     /// Returns the sequence id of the last physical packet.
@@ -344,5 +361,32 @@ mod tests {
         assert!(matches!(err, ReadError::TooLarge { limit: 1024, .. }));
         let (_, next) = reader.read_packet(1024).await.unwrap();
         assert_eq!(&next[..], b"ok");
+    }
+
+    #[tokio::test]
+    async fn only_whole_unsplit_packets_are_taken_from_the_buffer() {
+        let mut framed = Vec::new();
+        frame_into(&mut framed, 3, b"row one");
+        frame_into(&mut framed, 4, b"row two");
+        // The second packet's last byte not read yet.
+        let mut reader = PacketReader::new(&framed[..framed.len() - 1]);
+        assert!(reader.buffered_packet().is_none());
+        reader.fill().await.unwrap();
+        let (seq, first) = reader.buffered_packet().unwrap();
+        assert_eq!((seq, &first[..]), (3, &b"row one"[..]));
+        assert!(reader.buffered_packet().is_none());
+        // A packet of MAX_PAYLOAD continues in the next: the async path joins them.
+        let payload = vec![7u8; MAX_PAYLOAD];
+        let mut framed = Vec::new();
+        frame_into(&mut framed, 0, &payload);
+        let mut reader = PacketReader::new(&framed[..]);
+        while reader.buffer().len() < framed.len() {
+            reader.fill().await.unwrap();
+        }
+        assert!(reader.buffered_packet().is_none());
+        assert_eq!(
+            reader.read_packet(usize::MAX).await.unwrap().1.len(),
+            MAX_PAYLOAD
+        );
     }
 }

@@ -404,7 +404,13 @@ impl BackendConn {
         sql: &str,
     ) -> Result<(Vec<ColumnInfo>, Vec<Vec<Option<String>>>), ConnError> {
         let result = self.query_text_with_names(sql).await?;
-        Ok((result.columns, result.rows))
+        let columns = result
+            .definitions
+            .iter()
+            .map(|d| ColumnInfo::parse(d))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.protocol(format!("bad column definition: {e}")))?;
+        Ok((columns, result.rows))
     }
 
     /// [`query_text`](Self::query_text) of a statement's bytes (a
@@ -423,10 +429,15 @@ impl BackendConn {
         &mut self,
         sql: &str,
     ) -> Result<Vec<HashMap<String, Option<String>>>, ConnError> {
-        let TextRows { columns, rows } = self.query_text_with_names(sql).await?;
+        let TextRows { definitions, rows } = self.query_text_with_names(sql).await?;
+        let names = definitions
+            .iter()
+            .map(|d| ColumnInfo::name_of(d))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.protocol(format!("bad column definition: {e}")))?;
         Ok(rows
             .into_iter()
-            .map(|row| columns.iter().map(|c| c.name.clone()).zip(row).collect())
+            .map(|row| names.iter().cloned().zip(row).collect())
             .collect())
     }
 
@@ -463,9 +474,9 @@ impl BackendConn {
                 Some(n) if !in_rows => {
                     defs_seen += 1;
                     if defs_seen <= n {
-                        let column = ColumnInfo::parse(&payload)
-                            .map_err(|e| self.protocol(format!("bad column definition: {e}")))?;
-                        definitions.push(column);
+                        // Parsed by whoever needs them: most callers want
+                        // the rows only, or the names.
+                        definitions.push(payload);
                     }
                     in_rows = if deprecate_eof {
                         defs_seen == n
@@ -486,10 +497,7 @@ impl BackendConn {
                         ds: self.ds.to_string(),
                         err: err.into(),
                     }),
-                    _ => Ok(TextRows {
-                        columns: definitions,
-                        rows,
-                    }),
+                    _ => Ok(TextRows { definitions, rows }),
                 };
             }
         }
@@ -653,9 +661,10 @@ fn transaction_effect(payload: &[u8]) -> Effect {
     }
 }
 
-/// The column definitions and the text rows of a small internal query.
+/// The column definitions (unparsed) and the text rows of a small
+/// internal query.
 struct TextRows {
-    columns: Vec<ColumnInfo>,
+    definitions: Vec<bytes::BytesMut>,
     rows: Vec<Vec<Option<String>>>,
 }
 

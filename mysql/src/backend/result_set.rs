@@ -60,7 +60,10 @@ impl BackendConn {
 
     /// Reads the next packet of a result set's rows.
     pub async fn read_row(&mut self) -> Result<RowPacket, ConnError> {
-        let (_, payload) = self.read().await?;
+        let payload = match self.reader.buffered_packet() {
+            Some((_, payload)) => payload,
+            None => self.read().await?.1,
+        };
         let deprecate_eof = self.flavor.deprecate_eof();
         // An EOF (or an OK starting with 0xFE) is shorter than any row
         // starting with that byte, which is a length of 2^24 and more.
