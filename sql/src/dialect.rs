@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 
-use crate::lex::{Lexer, Token};
+use crate::lex::{Lexer, Spanned, Token};
 
 /// One database's SQL, as far as the proxy writes or reads it.
 pub trait Dialect: Send + Sync + std::fmt::Debug {
@@ -47,6 +47,23 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     /// A query answering a table's columns in order, each row starting
     /// with the column's name and its SQL type.
     fn columns_query(&self, table: &str) -> String;
+
+    /// Whether the tokens from `at` begin a clause that locks the rows a
+    /// SELECT reads (`FOR UPDATE`, ...).
+    fn lock_clause_at(&self, tokens: &[Spanned<'_>], at: usize) -> bool;
+
+    /// Whether `sql` has a clause that locks the rows it reads, anywhere
+    /// (subqueries too; strings and comments are not clauses).
+    fn locks_rows(&self, sql: &str) -> bool {
+        let tokens: Vec<_> = Lexer::new(sql).collect();
+        (0..tokens.len()).any(|at| self.lock_clause_at(&tokens, at))
+    }
+
+    /// The clause that ends a SELECT locking the rows it reads for update.
+    fn exclusive_lock_clause(&self) -> &'static str;
+
+    /// An expression true when `left` equals `right`, NULL equal to NULL.
+    fn null_safe_equal(&self, left: &str, right: &str) -> String;
 }
 
 /// A parameter marker in a statement's text: where it stands and which of
@@ -121,6 +138,21 @@ impl Dialect for MariaDb {
     fn columns_query(&self, table: &str) -> String {
         format!("SHOW COLUMNS FROM {}", self.quoted(table))
     }
+
+    /// `FOR UPDATE`, `FOR SHARE`, `LOCK IN SHARE MODE`.
+    fn lock_clause_at(&self, tokens: &[Spanned<'_>], at: usize) -> bool {
+        let word = |k: usize, w: &str| tokens.get(at + k).is_some_and(|t| t.token.is_word(w));
+        (word(0, "FOR") && (word(1, "UPDATE") || word(1, "SHARE")))
+            || (word(0, "LOCK") && word(1, "IN") && word(2, "SHARE") && word(3, "MODE"))
+    }
+
+    fn exclusive_lock_clause(&self) -> &'static str {
+        "FOR UPDATE"
+    }
+
+    fn null_safe_equal(&self, left: &str, right: &str) -> String {
+        format!("{left} <=> ({right})")
+    }
 }
 
 #[cfg(test)]
@@ -154,5 +186,26 @@ mod tests {
             .iter()
             .enumerate()
             .all(|(i, p)| p.index == i && p.end == p.start + 1));
+    }
+
+    #[test]
+    fn mariadb_lock_clauses_are_words_not_text() {
+        for sql in [
+            "SELECT * FROM t WHERE id = 1 FOR UPDATE",
+            "SELECT * FROM t WHERE id = 1 for share",
+            "SELECT * FROM t WHERE id = 1 LOCK IN SHARE MODE",
+            "SELECT * FROM t WHERE id IN (SELECT id FROM u FOR UPDATE)",
+            "SELECT * FROM t FOR UPDATE SKIP LOCKED",
+        ] {
+            assert!(MARIADB.locks_rows(sql), "{sql}");
+        }
+        for sql in [
+            "SELECT * FROM t WHERE name = 'for update'",
+            "SELECT * FROM t /* LOCK IN SHARE MODE */",
+            "SELECT `for`, `update` FROM t",
+            "SELECT * FROM t -- FOR UPDATE",
+        ] {
+            assert!(!MARIADB.locks_rows(sql), "{sql}");
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! state (`LAST_INSERT_ID()`, `GET_LOCK()`, `FOUND_ROWS()` ...) goes to the
 //! primary, as does any statement carrying the hint `/* shardgate:primary */`.
 
+use super::dialect::Dialect;
 use super::lex::{Lexer, Spanned, Token};
 
 /// The hint that sends a read to the primary.
@@ -37,14 +38,14 @@ const PRIMARY_VARIABLES: &[&str] = &[
     "last_gtid",
 ];
 
-/// Whether `sql` is a read a replica may answer.
-pub fn replica_safe(sql: &str) -> bool {
-    replica_safe_lexed(sql, &Lexer::new(sql).collect::<Vec<_>>())
+/// Whether `sql`, written in `dialect`, is a read a replica may answer.
+pub fn replica_safe(dialect: &dyn Dialect, sql: &str) -> bool {
+    replica_safe_lexed(dialect, sql, &Lexer::new(sql).collect::<Vec<_>>())
 }
 
 /// [`replica_safe`] from the tokens of `sql`, lexed once for every reader
 /// of the statement.
-pub fn replica_safe_lexed(sql: &str, lexed: &[Spanned<'_>]) -> bool {
+pub fn replica_safe_lexed(dialect: &dyn Dialect, sql: &str, lexed: &[Spanned<'_>]) -> bool {
     if contains_ignore_case(sql, PRIMARY_HINT) {
         return false;
     }
@@ -58,9 +59,7 @@ pub fn replica_safe_lexed(sql: &str, lexed: &[Spanned<'_>]) -> bool {
     for (i, spanned) in lexed.iter().enumerate() {
         let token = &spanned.token;
         let next = lexed.get(i + 1).map(|s| &s.token);
-        let locks = (token.is_word("FOR")
-            && next.is_some_and(|n| n.is_word("UPDATE") || n.is_word("SHARE")))
-            || (token.is_word("LOCK") && next.is_some_and(|n| n.is_word("IN")));
+        let locks = dialect.lock_clause_at(lexed, i);
         let stateful = token.is_word("INTO")
             || token.is_word("SQL_CALC_FOUND_ROWS")
             || (token.is_word("NEXT") && next.is_some_and(|n| n.is_word("VALUE")))
@@ -90,6 +89,7 @@ fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::replica_safe;
+    use crate::dialect::MARIADB;
 
     #[test]
     fn plain_reads_may_use_a_replica() {
@@ -101,7 +101,7 @@ mod tests {
             "SELECT name FROM users WHERE name = 'for update'",
             "SELECT @x, SLEEP(0)",
         ] {
-            assert!(replica_safe(sql), "{sql}");
+            assert!(replica_safe(&MARIADB, sql), "{sql}");
         }
     }
 
@@ -126,7 +126,7 @@ mod tests {
             "SHOW TABLES",
             "SET @a = 1",
         ] {
-            assert!(!replica_safe(sql), "{sql}");
+            assert!(!replica_safe(&MARIADB, sql), "{sql}");
         }
     }
 }

@@ -87,7 +87,7 @@ pub async fn fan_out<S: Connections>(
                 &mut conns[last]
             }
         };
-        if let Err(err) = run.apply(conn, n, target).await {
+        if let Err(err) = run.apply(conn, dialect, n, target).await {
             failure = Some((target.data_source.clone(), err));
             break;
         }
@@ -161,10 +161,11 @@ impl<'w> Run<'w> {
     async fn apply<C: StatementConn>(
         &mut self,
         conn: &mut C,
+        dialect: &dyn Dialect,
         n: usize,
         target: &Target,
     ) -> Result<(), ProxyError> {
-        if let Some(guard) = move_guard(&target.sql, &self.guarded) {
+        if let Some(guard) = move_guard(dialect, &target.sql, &self.guarded) {
             let rows = conn.query_rows(&restore(&guard)).await?;
             let moving: u64 = rows
                 .first()

@@ -370,6 +370,7 @@ impl Drop for Queued<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shardgate_sql::dialect::MARIADB;
 
     fn terms(scope: Scope, max_queue_ms: u64) -> PauseTerms {
         PauseTerms {
@@ -387,7 +388,7 @@ mod tests {
     async fn nothing_paused_admits_at_once() {
         let pauses = Pauses::new(Arc::new(Metrics::new()));
         assert!(!pauses.gate().any());
-        let write = StatementTables::of("DELETE FROM users");
+        let write = StatementTables::of(&MARIADB, "DELETE FROM users");
         assert!(pauses.admit(&write, &[]).await.is_ok());
     }
 
@@ -396,15 +397,15 @@ mod tests {
         let pauses = Arc::new(Pauses::new(Arc::new(Metrics::new())));
         pauses.pause(&users(), terms(Scope::Writes, 10_000));
         assert!(pauses.gate().any());
-        let read = StatementTables::of("SELECT * FROM users");
+        let read = StatementTables::of(&MARIADB, "SELECT * FROM users");
         assert!(pauses.admit(&read, &[]).await.is_ok(), "reads pass");
-        let other = StatementTables::of("DELETE FROM orders");
+        let other = StatementTables::of(&MARIADB, "DELETE FROM orders");
         assert!(pauses.admit(&other, &[]).await.is_ok(), "other tables pass");
 
         let waiter = {
             let pauses = pauses.clone();
             tokio::spawn(async move {
-                let write = StatementTables::of("UPDATE users SET a = 1");
+                let write = StatementTables::of(&MARIADB, "UPDATE users SET a = 1");
                 pauses.admit(&write, &[]).await
             })
         };
@@ -425,7 +426,7 @@ mod tests {
     async fn a_statement_waiting_too_long_is_refused_and_counted() {
         let pauses = Pauses::new(Arc::new(Metrics::new()));
         pauses.pause(&users(), terms(Scope::All, 50));
-        let read = StatementTables::of("SELECT * FROM users");
+        let read = StatementTables::of(&MARIADB, "SELECT * FROM users");
         let refused = pauses.admit(&read, &[]).await.expect_err("refused");
         assert_eq!(refused.table, "users");
         assert_eq!(
@@ -440,7 +441,7 @@ mod tests {
     async fn a_transaction_that_wrote_the_table_is_not_held() {
         let pauses = Pauses::new(Arc::new(Metrics::new()));
         pauses.pause(&users(), terms(Scope::All, 10));
-        let write = StatementTables::of("INSERT INTO users VALUES (1)");
+        let write = StatementTables::of(&MARIADB, "INSERT INTO users VALUES (1)");
         assert!(pauses.admit(&write, &users()).await.is_ok());
     }
 

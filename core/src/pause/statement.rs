@@ -2,7 +2,8 @@
 //! alone (no parse, no rules — the rules may change while it waits): the
 //! words that may name a table, and whether it only reads.
 
-use shardgate_sql::lex::{Lexer, Token};
+use shardgate_sql::dialect::Dialect;
+use shardgate_sql::lex::{Lexer, Spanned, Token};
 
 /// First words of statements that only read.
 const READ_WORDS: &[&str] = &[
@@ -21,13 +22,14 @@ pub struct StatementTables<'a> {
 }
 
 impl<'a> StatementTables<'a> {
-    /// Lexes `sql` (which may hold several statements).
-    pub fn of(sql: &'a str) -> Self {
+    /// Lexes `sql` (which may hold several statements), written in
+    /// `dialect`.
+    pub fn of(dialect: &dyn Dialect, sql: &'a str) -> Self {
+        let tokens: Vec<Spanned<'a>> = Lexer::new(sql).collect();
         let mut words = Vec::new();
         let mut pure_read = true;
         let mut first_of_statement = true;
-        let mut previous: Option<Token<'a>> = None;
-        for spanned in Lexer::new(sql) {
+        for (at, spanned) in tokens.iter().enumerate() {
             let token = spanned.token;
             match token {
                 Token::Punct(b';') => first_of_statement = true,
@@ -41,17 +43,12 @@ impl<'a> StatementTables<'a> {
                 _ => {}
             }
             // Locking reads take the locks of a write, and usually lead to one.
-            let locks = previous.is_some_and(|p| {
-                (p.is_word("FOR") && (token.is_word("UPDATE") || token.is_word("SHARE")))
-                    || (p.is_word("LOCK") && token.is_word("IN"))
-            });
-            if locks {
+            if dialect.lock_clause_at(&tokens, at) {
                 pure_read = false;
             }
             if let Token::Word(w) | Token::QuotedIdent(w) = token {
                 words.push(w);
             }
-            previous = Some(token);
         }
         StatementTables { words, pure_read }
     }
@@ -78,16 +75,17 @@ impl<'a> StatementTables<'a> {
 #[cfg(test)]
 mod tests {
     use super::StatementTables;
+    use shardgate_sql::dialect::MARIADB;
 
     #[test]
     fn table_names_are_found_as_words_only() {
-        let st = StatementTables::of("UPDATE `Users` SET name = 'orders' WHERE id = 1");
+        let st = StatementTables::of(&MARIADB, "UPDATE `Users` SET name = 'orders' WHERE id = 1");
         assert!(st.mentions("users"));
         assert!(!st.mentions("orders"), "a string literal names no table");
-        assert!(StatementTables::of("select * from shop.users u").mentions("USERS"));
-        assert!(!StatementTables::of("SELECT * FROM users_1").mentions("users"));
-        assert!(StatementTables::of("/*!40000 DELETE FROM users */").mentions("users"));
-        assert!(!StatementTables::of("SELECT 1 /* users */").mentions("users"));
+        assert!(StatementTables::of(&MARIADB, "select * from shop.users u").mentions("USERS"));
+        assert!(!StatementTables::of(&MARIADB, "SELECT * FROM users_1").mentions("users"));
+        assert!(StatementTables::of(&MARIADB, "/*!40000 DELETE FROM users */").mentions("users"));
+        assert!(!StatementTables::of(&MARIADB, "SELECT 1 /* users */").mentions("users"));
     }
 
     #[test]
@@ -101,7 +99,7 @@ mod tests {
             "EXPLAIN UPDATE users SET a = 1",
             "SELECT 1; SELECT 2",
         ] {
-            assert!(StatementTables::of(sql).pure_read(), "{sql}");
+            assert!(StatementTables::of(&MARIADB, sql).pure_read(), "{sql}");
         }
         for sql in [
             "INSERT INTO users VALUES (1)",
@@ -116,9 +114,9 @@ mod tests {
             "SELECT 1; DELETE FROM users",
             "CALL refresh_users()",
         ] {
-            assert!(!StatementTables::of(sql).pure_read(), "{sql}");
+            assert!(!StatementTables::of(&MARIADB, sql).pure_read(), "{sql}");
         }
-        assert!(StatementTables::of("DELETE FROM users")
+        assert!(StatementTables::of(&MARIADB, "DELETE FROM users")
             .as_read()
             .pure_read());
     }

@@ -1048,7 +1048,7 @@ impl Session {
             .await?;
         if let Outcome::Prepared(ok) = outcome {
             conn.remember_statement(backend_sql, ok.statement_id, ok.num_params);
-            let replica_safe = shardgate_sql::reads::replica_safe(text);
+            let replica_safe = shardgate_sql::reads::replica_safe(&MARIADB, text);
             self.statements.insert(
                 id,
                 PreparedStatement {

@@ -11,6 +11,7 @@ use super::{Failure, Session};
 use crate::command::{Command, CommandKind};
 use shardgate_core::error::{ErrorKind, ProxyError};
 use shardgate_core::pause::statement::StatementTables;
+use shardgate_sql::dialect::MARIADB;
 use shardgate_sql::shard::analyze::{ShardedStatement, StatementKind};
 
 /// The SQL text of a statement command (a prepared statement's own text for
@@ -46,7 +47,7 @@ impl Session {
             return Ok(());
         };
         let sql = String::from_utf8_lossy(&sql);
-        let mut statement = StatementTables::of(&sql);
+        let mut statement = StatementTables::of(&MARIADB, &sql);
         if let CommandKind::Prepare(_) = command.kind {
             statement = statement.as_read();
         }
@@ -122,7 +123,7 @@ impl Session {
             return Ok(());
         };
         let sql = String::from_utf8_lossy(&sql);
-        let statement = StatementTables::of(&sql);
+        let statement = StatementTables::of(&MARIADB, &sql);
         let Some(table) = changed.iter().find(|t| statement.mentions(t)) else {
             return Ok(());
         };

@@ -23,6 +23,7 @@ use shardgate_core::backend::{ReplicaPosition, Replicated};
 use shardgate_core::error::BackendError;
 use shardgate_core::replica::session_writes::{Freshness, SessionWrites};
 use shardgate_rules::TableKind;
+use shardgate_sql::dialect::MARIADB;
 use shardgate_sql::lex::{Lexer, Spanned};
 use shardgate_sql::reads::{replica_safe, replica_safe_lexed};
 use shardgate_sql::shard::analyze::ShardedStatement;
@@ -58,7 +59,7 @@ impl Session {
             // A prepare of a read is answered where the read would go: in
             // a read-only transaction on replicas, that is where its data
             // source's connection must be taken (not its primary).
-            CommandKind::Prepare(sql) => replica_safe(&String::from_utf8_lossy(sql)),
+            CommandKind::Prepare(sql) => replica_safe(&MARIADB, &String::from_utf8_lossy(sql)),
             // Worked out once, when the statement was prepared.
             CommandKind::Execute(_) => self
                 .current
@@ -385,7 +386,7 @@ impl Session {
         // Lexed once for read safety, classification and analysis.
         let text = analysis_text(sql, self.charset);
         let tokens: Vec<Spanned<'_>> = Lexer::new(&text).collect();
-        self.set_read_intent(replica_safe_lexed(&text, &tokens));
+        self.set_read_intent(replica_safe_lexed(&MARIADB, &text, &tokens));
         self.resolve_pending_writes().await;
         let retry_from = self.statement_retry_point();
         let result = self.query_statement(sql, &text, &tokens).await;

@@ -894,8 +894,8 @@ impl Analyzer<'_> {
         let mut shape = SelectShape {
             order_by: q.order_by.is_some(),
             limit: q.limit_clause.is_some(),
-            locking: !q.locks.is_empty()
-                || self.sql.to_ascii_uppercase().contains("LOCK IN SHARE MODE"),
+            // A subquery's locking clause locks too: the text is asked.
+            locking: !q.locks.is_empty() || self.dialect.locks_rows(self.sql),
             compound: q.with.is_some(),
             ..SelectShape::default()
         };

@@ -1479,6 +1479,24 @@ mod tests {
         fn columns_query(&self, table: &str) -> String {
             format!("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = '{table}' ORDER BY ordinal_position")
         }
+
+        /// PostgreSQL's: `FOR [NO KEY] UPDATE`, `FOR [KEY] SHARE`.
+        fn lock_clause_at(&self, tokens: &[crate::lex::Spanned<'_>], at: usize) -> bool {
+            let word = |k: usize, w: &str| tokens.get(at + k).is_some_and(|t| t.token.is_word(w));
+            word(0, "FOR")
+                && (word(1, "UPDATE")
+                    || word(1, "SHARE")
+                    || (word(1, "NO") && word(2, "KEY") && word(3, "UPDATE"))
+                    || (word(1, "KEY") && word(2, "SHARE")))
+        }
+
+        fn exclusive_lock_clause(&self) -> &'static str {
+            "FOR NO KEY UPDATE"
+        }
+
+        fn null_safe_equal(&self, left: &str, right: &str) -> String {
+            format!("{left} IS NOT DISTINCT FROM ({right})")
+        }
     }
 
     /// The node statements of `sql`'s route (data source, text), their
@@ -1514,6 +1532,22 @@ mod tests {
                 (t.data_source, sql.replace('`', "\""))
             })
             .collect()
+    }
+
+    #[test]
+    fn lock_clauses_and_the_move_guard_are_the_dialects() {
+        assert!(Numbered.locks_rows("SELECT * FROM users WHERE user_id = $1 FOR KEY SHARE"));
+        assert!(!MARIADB.locks_rows("SELECT * FROM users WHERE user_id = 1 FOR KEY SHARE"));
+        assert!(!Numbered.locks_rows("SELECT * FROM users LOCK IN SHARE MODE"));
+        assert_eq!(
+            crate::shard::rewrite::move_guard(
+                &Numbered,
+                "UPDATE users_1 SET user_id = $1 WHERE name = $2",
+                &["user_id"]
+            )
+            .as_deref(),
+            Some("SELECT COUNT(*) FROM users_1 WHERE (name = $2) AND NOT (user_id IS NOT DISTINCT FROM ($1)) FOR NO KEY UPDATE")
+        );
     }
 
     #[test]

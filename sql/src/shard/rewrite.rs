@@ -123,7 +123,7 @@ pub fn bind_in_order(dialect: &dyn Dialect, sql: &str, values: &[ParamValue]) ->
 /// another node; when there are none the UPDATE runs where it is (an ORM
 /// saving every column assigns the sharding column its own value). None
 /// when the statement is not such an UPDATE.
-pub fn move_guard(update: &str, columns: &[&str]) -> Option<String> {
+pub fn move_guard(dialect: &dyn Dialect, update: &str, columns: &[&str]) -> Option<String> {
     let tokens: Vec<_> = Lexer::new(update).collect();
     if !tokens.first()?.token.is_word("UPDATE") {
         return None;
@@ -189,18 +189,19 @@ pub fn move_guard(update: &str, columns: &[&str]) -> Option<String> {
         if columns.contains(&column.as_str()) {
             let target = &update[part[0].start..target_last.end];
             let value = &update[value_first.start..value_last.end];
-            moved.push(format!("{target} <=> ({value})"));
+            moved.push(dialect.null_safe_equal(target, value));
         }
     }
     if moved.is_empty() {
         return None;
     }
     let unchanged = moved.join(" AND ");
+    let lock = dialect.exclusive_lock_clause();
     Some(match condition {
         Some(c) => {
-            format!("SELECT COUNT(*) FROM {table}WHERE ({c}) AND NOT ({unchanged}) FOR UPDATE")
+            format!("SELECT COUNT(*) FROM {table}WHERE ({c}) AND NOT ({unchanged}) {lock}")
         }
-        None => format!("SELECT COUNT(*) FROM {table}WHERE NOT ({unchanged}) FOR UPDATE"),
+        None => format!("SELECT COUNT(*) FROM {table}WHERE NOT ({unchanged}) {lock}"),
     })
 }
 
@@ -307,6 +308,7 @@ mod tests {
     fn updates_of_sharding_columns_are_guarded() {
         assert_eq!(
             move_guard(
+                &MARIADB,
                 "UPDATE `message_records_202408` SET `tenant_id` = 'b', `body` = CONCAT('a', ','), sender = 1 WHERE (`message_records_202408`.`id`, created_at) = (1, '2024-08-01')",
                 &["tenant_id", "created_at"]
             )
@@ -314,17 +316,21 @@ mod tests {
             Some("SELECT COUNT(*) FROM `message_records_202408` WHERE ((`message_records_202408`.`id`, created_at) = (1, '2024-08-01')) AND NOT (`tenant_id` <=> ('b')) FOR UPDATE")
         );
         assert_eq!(
-            move_guard("UPDATE IGNORE users_1 u SET u.user_id = u.user_id + 0, name = 'x' ORDER BY name LIMIT 1", &["user_id"]).as_deref(),
+            move_guard(&MARIADB, "UPDATE IGNORE users_1 u SET u.user_id = u.user_id + 0, name = 'x' ORDER BY name LIMIT 1", &["user_id"]).as_deref(),
             Some("SELECT COUNT(*) FROM users_1 u WHERE NOT (u.user_id <=> (u.user_id + 0)) FOR UPDATE")
         );
         assert_eq!(
             move_guard(
+                &MARIADB,
                 "UPDATE users_1 SET name = 'x' WHERE user_id = 1",
                 &["user_id"]
             ),
             None
         );
-        assert_eq!(move_guard("DELETE FROM users_1", &["user_id"]), None);
+        assert_eq!(
+            move_guard(&MARIADB, "DELETE FROM users_1", &["user_id"]),
+            None
+        );
     }
 
     #[test]

@@ -98,8 +98,7 @@ pub fn point_select(sql: &str, rules: &ShardingRules) -> Option<ShardedStatement
         condition,
         placeholders: Vec::new(),
         select: SelectShape {
-            // As `analyze` finds it: anywhere in the text, even in the literal.
-            locking: contains_ignore_ascii_case(sql, "LOCK IN SHARE MODE"),
+            // Nothing may follow the literal: no locking clause.
             ..SelectShape::default()
         },
         insert: None,
@@ -189,12 +188,6 @@ fn literal(token: &Spanned<'_>) -> Option<Val> {
 /// Nothing but spaces, tabs and newlines.
 fn is_blank(text: &str) -> bool {
     text.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\n'))
-}
-
-fn contains_ignore_ascii_case(hay: &str, needle: &str) -> bool {
-    hay.as_bytes()
-        .windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 #[cfg(test)]
