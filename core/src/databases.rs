@@ -79,7 +79,7 @@ impl<B: Backend> LogicalDatabase<B> {
         };
         Ok(Some(LogicalDatabase {
             name: db.name.to_owned(),
-            metadata: MetadataNames::new(config, db, &rules),
+            metadata: MetadataNames::new(config, db, &rules, B::dialect()),
             rules,
             default_data_source: db.default_data_source.to_owned(),
             default_pool,

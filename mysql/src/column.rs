@@ -297,7 +297,12 @@ mod tests {
     fn names() -> MetadataNames {
         let config = Config::from_toml_str(include_str!("../../examples/wework.toml")).unwrap();
         let rules = ShardingRules::new(&config).unwrap();
-        MetadataNames::new(&config, &config.logical_databases()[0], &rules)
+        MetadataNames::new(
+            &config,
+            &config.logical_databases()[0],
+            &rules,
+            &shardgate_sql::dialect::MARIADB,
+        )
     }
 
     /// The definition as `ColumnInfo` encodes it.

@@ -10,6 +10,7 @@ use foldhash::HashMap;
 use shardgate_rules::config::DatabaseRules;
 use shardgate_rules::{Config, ShardingRules, TableKind};
 
+use crate::dialect::Dialect;
 use crate::lex::{Lexer, Token};
 
 /// The names to translate between a logical database and its default
@@ -28,10 +29,18 @@ pub struct MetadataNames {
     schemas: HashMap<String, String>,
     /// Physical table on any data source → logical table (for column definitions).
     any_to_logical: HashMap<String, String>,
+    /// How the data sources quote the names written into statements and
+    /// shown in `SHOW CREATE TABLE`.
+    dialect: &'static dyn Dialect,
 }
 
 impl MetadataNames {
-    pub fn new(config: &Config, db: &DatabaseRules<'_>, rules: &ShardingRules) -> Self {
+    pub fn new(
+        config: &Config,
+        db: &DatabaseRules<'_>,
+        rules: &ShardingRules,
+        dialect: &'static dyn Dialect,
+    ) -> Self {
         let default = db.default_data_source;
         let url_of = |ds: &str| config.data_sources.get(ds).map(|d| &d.url);
         let mut to_logical = HashMap::default();
@@ -76,6 +85,7 @@ impl MetadataNames {
             to_physical,
             schemas,
             any_to_logical,
+            dialect,
         }
     }
 
@@ -86,9 +96,9 @@ impl MetadataNames {
         let mut from = 0;
         for t in Lexer::new(sql) {
             let replacement = match t.token {
-                Token::Word(w) | Token::QuotedIdent(w) => self
-                    .physical_name(w)
-                    .map(|p| format!("`{}`", p.replace('`', "``"))),
+                Token::Word(w) | Token::QuotedIdent(w) => {
+                    self.physical_name(w).map(|p| self.dialect.quoted(&p))
+                }
                 Token::Str(s) if s.len() >= 2 => {
                     let quote = &s[..1];
                     let inner = &s[1..s.len() - 1];
@@ -140,9 +150,7 @@ impl MetadataNames {
                 .map(|(_, physical)| physical);
             if let (true, Some(physical)) = (qualifier, physical) {
                 out.push_str(&sql[from..t.start]);
-                out.push('`');
-                out.push_str(&physical.replace('`', "``"));
-                out.push('`');
+                self.dialect.push_quoted(&mut out, physical);
                 from = t.end;
             }
         }
@@ -178,17 +186,24 @@ impl MetadataNames {
         }
         // SHOW CREATE TABLE: the statement names the physical table, and
         // the physical databases of the tables its foreign keys reference.
-        let rest = text.strip_prefix("CREATE TABLE `")?;
-        let end = rest.find('`')?;
-        let mut out = match self.to_logical.get(&rest[..end].to_ascii_lowercase()) {
-            Some(logical) => format!("CREATE TABLE `{logical}`{}", &rest[end + 1..]),
+        let rest = text.strip_prefix("CREATE TABLE ")?;
+        let first = Lexer::new(rest).next()?;
+        let Token::QuotedIdent(named) = first.token else {
+            return None;
+        };
+        let mut out = match self.to_logical.get(&named.to_ascii_lowercase()) {
+            Some(logical) => format!(
+                "CREATE TABLE {}{}",
+                self.dialect.quoted(logical),
+                &rest[first.end..]
+            ),
             None => text.to_owned(),
         };
         for (logical, physical) in &self.same_server {
             if logical != physical {
                 out = out.replace(
-                    &format!("REFERENCES `{physical}`."),
-                    &format!("REFERENCES `{logical}`."),
+                    &format!("REFERENCES {}.", self.dialect.quoted(physical)),
+                    &format!("REFERENCES {}.", self.dialect.quoted(logical)),
                 );
             }
         }
@@ -225,11 +240,12 @@ impl MetadataNames {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dialect::MARIADB;
 
     fn names() -> MetadataNames {
         let config = Config::from_toml_str(include_str!("../../../examples/wework.toml")).unwrap();
         let rules = ShardingRules::new(&config).unwrap();
-        MetadataNames::new(&config, &config.logical_databases()[0], &rules)
+        MetadataNames::new(&config, &config.logical_databases()[0], &rules, &MARIADB)
     }
 
     #[test]

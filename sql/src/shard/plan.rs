@@ -1535,6 +1535,28 @@ mod tests {
     }
 
     #[test]
+    fn metadata_names_are_written_as_the_dialect_quotes_them() {
+        static NUMBERED: Numbered = Numbered;
+        let (config, rules) = fixture();
+        let names = crate::shard::metadata::MetadataNames::new(
+            &config,
+            &config.logical_databases()[0],
+            &rules,
+            &NUMBERED,
+        );
+        assert_eq!(
+            names.to_physical_sql(
+                "SELECT * FROM information_schema.columns WHERE table_name = 'users'"
+            ),
+            "SELECT * FROM information_schema.columns WHERE table_name = 'users_0'"
+        );
+        assert_eq!(
+            names.to_physical_sql("SHOW CREATE TABLE users"),
+            "SHOW CREATE TABLE \"users_0\""
+        );
+    }
+
+    #[test]
     fn lock_clauses_and_the_move_guard_are_the_dialects() {
         assert!(Numbered.locks_rows("SELECT * FROM users WHERE user_id = $1 FOR KEY SHARE"));
         assert!(!MARIADB.locks_rows("SELECT * FROM users WHERE user_id = 1 FOR KEY SHARE"));
