@@ -3,6 +3,7 @@
 //! connection serves the session next), and what ties a session to one
 //! backend connection (temporary tables, user locks, `LOCK TABLES`, ...).
 
+use super::dialect::Dialect;
 use super::lex::{Lexer, Spanned, Token};
 
 /// What the session layer needs to know about one statement.
@@ -92,13 +93,13 @@ pub struct Assignment {
 }
 
 /// Classifies `sql`, which may hold several statements separated by `;`.
-pub fn classify(sql: &str) -> Classified {
-    classify_lexed(sql, &Lexer::new(sql).collect::<Vec<_>>())
+pub fn classify(dialect: &dyn Dialect, sql: &str) -> Classified {
+    classify_lexed(dialect, sql, &Lexer::new(sql).collect::<Vec<_>>())
 }
 
 /// [`classify`] from the tokens of `sql`, lexed once for every reader of
 /// the statement.
-pub fn classify_lexed(sql: &str, tokens: &[Spanned<'_>]) -> Classified {
+pub fn classify_lexed(dialect: &dyn Dialect, sql: &str, tokens: &[Spanned<'_>]) -> Classified {
     let mut statements = Vec::new();
     let mut current = Vec::new();
     for &s in tokens {
@@ -123,7 +124,7 @@ pub fn classify_lexed(sql: &str, tokens: &[Spanned<'_>]) -> Classified {
     match statements.as_slice() {
         [] => {}
         [only] => {
-            classify_statement(sql, only, &mut out);
+            classify_statement(dialect, sql, only, &mut out);
             out.database_items = database_items(only);
         }
         several => {
@@ -132,7 +133,7 @@ pub fn classify_lexed(sql: &str, tokens: &[Spanned<'_>]) -> Classified {
             // to its connection instead of being replayed.
             for tokens in several {
                 let mut one = Classified::default();
-                classify_statement(sql, tokens, &mut one);
+                classify_statement(dialect, sql, tokens, &mut one);
                 out.holds_next |= one.holds_next;
                 if one.pins_session.is_some() {
                     out.pins_session = one.pins_session;
@@ -365,7 +366,12 @@ fn scan_functions(tokens: &[Spanned<'_>], out: &mut Classified) {
     }
 }
 
-fn classify_statement(sql: &str, tokens: &[Spanned<'_>], out: &mut Classified) {
+fn classify_statement(
+    dialect: &dyn Dialect,
+    sql: &str,
+    tokens: &[Spanned<'_>],
+    out: &mut Classified,
+) {
     let Some(first) = tokens.first() else {
         return;
     };
@@ -376,7 +382,7 @@ fn classify_statement(sql: &str, tokens: &[Spanned<'_>], out: &mut Classified) {
                 out.kind = Kind::Use(db.to_owned());
             }
         }
-        t if t.is_word("SET") => classify_set(sql, &tokens[1..], out),
+        t if t.is_word("SET") => dialect.classify_set(sql, &tokens[1..], out),
         t if t.is_word("BEGIN")
             || (t.is_word("START") && second.is_some_and(|s| s.token.is_word("TRANSACTION"))) =>
         {
@@ -444,7 +450,7 @@ fn classify_statement(sql: &str, tokens: &[Spanned<'_>], out: &mut Classified) {
     }
 }
 
-fn identifier(token: Token<'_>) -> Option<&str> {
+pub(crate) fn identifier(token: Token<'_>) -> Option<&str> {
     match token {
         Token::Word(w) | Token::QuotedIdent(w) => Some(w),
         _ => None,
@@ -464,194 +470,13 @@ fn savepoint_name(tokens: &[Spanned<'_>]) -> Option<String> {
     }
 }
 
-fn classify_set<'a>(sql: &'a str, tokens: &[Spanned<'a>], out: &mut Classified) {
-    let Some(next) = tokens.first() else {
-        return;
-    };
-    if next.token.is_word("TRANSACTION") {
-        // Applies to the next transaction only, which must start on this connection.
-        out.holds_next = true;
-        let end = tokens.last().map_or(next.end, |s| s.end);
-        out.next_transaction = Some(sql[next.end..end].trim().to_owned());
-        return;
-    }
-    if next.token.is_word("STATEMENT") || next.token.is_word("PASSWORD") {
-        return;
-    }
-    if next.token.is_word("ROLE") || next.token.is_word("DEFAULT") {
-        out.pins_session = Some("SET ROLE");
-        return;
-    }
-    let mut assignments: Vec<Assignment> = Vec::new();
-    for part in split_top_level_commas(tokens) {
-        let Some((first, rest)) = part.split_first() else {
-            continue;
-        };
-        match assignment(sql, *first, rest, tokens) {
-            Parsed::Session(a) => {
-                let whole_rest = a.key == "transaction";
-                assignments.push(a);
-                if whole_rest {
-                    break;
-                }
-            }
-            Parsed::Global => {}
-            Parsed::Untracked(reason) => {
-                out.pins_session = Some(reason);
-                return;
-            }
-        }
-    }
-    for a in &assignments {
-        if let Some(name) = a.key.strip_prefix('@').filter(|_| a.read_back) {
-            if !out
-                .assigned_vars
-                .iter()
-                .any(|n| n.eq_ignore_ascii_case(name))
-            {
-                out.assigned_vars.push(name.to_owned());
-            }
-        }
-    }
-    out.kind = Kind::Set(assignments);
-}
-
-enum Parsed {
-    Session(Assignment),
-    Global,
-    Untracked(&'static str),
-}
-
-/// The comma-separated parts of a token list (commas inside parentheses kept).
-fn split_top_level_commas<'t, 'a>(tokens: &'t [Spanned<'a>]) -> Vec<&'t [Spanned<'a>]> {
-    let mut parts = Vec::new();
-    let mut depth = 0usize;
-    let mut from = 0;
-    for (i, s) in tokens.iter().enumerate() {
-        match s.token {
-            Token::Punct(b'(') => depth += 1,
-            Token::Punct(b')') => depth = depth.saturating_sub(1),
-            Token::Punct(b',') if depth == 0 => {
-                parts.push(&tokens[from..i]);
-                from = i + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(&tokens[from..]);
-    parts
-}
-
-fn assignment<'a>(
-    sql: &'a str,
-    first: Spanned<'a>,
-    rest: &[Spanned<'a>],
-    all: &[Spanned<'a>],
-) -> Parsed {
-    let text_from = |from: usize| -> String {
-        let end = rest.last().map_or(first.end, |s| s.end);
-        sql[from..end].trim().to_owned()
-    };
-    match first.token {
-        Token::Word(w)
-            if w.eq_ignore_ascii_case("NAMES")
-                || w.eq_ignore_ascii_case("CHARSET")
-                || w.eq_ignore_ascii_case("CHARACTER") =>
-        {
-            Parsed::Session(Assignment {
-                key: "names".into(),
-                fragment: text_from(first.start),
-                read_back: false,
-            })
-        }
-        Token::Word(w) if w.eq_ignore_ascii_case("GLOBAL") => Parsed::Global,
-        Token::Word(w)
-            if (w.eq_ignore_ascii_case("SESSION") || w.eq_ignore_ascii_case("LOCAL"))
-                && rest.first().is_some_and(|s| s.token.is_word("TRANSACTION")) =>
-        {
-            // SESSION TRANSACTION takes the rest of the statement, commas included.
-            let end = all.last().map_or(first.end, |s| s.end);
-            Parsed::Session(Assignment {
-                key: "transaction".into(),
-                fragment: sql[first.start..end].trim().to_owned(),
-                read_back: false,
-            })
-        }
-        Token::Word(w) if w.eq_ignore_ascii_case("SESSION") || w.eq_ignore_ascii_case("LOCAL") => {
-            match rest.first().and_then(|s| identifier(s.token)) {
-                Some(name) => system_var(sql, name, &rest[1..]),
-                None => Parsed::Untracked("unrecognised SET"),
-            }
-        }
-        Token::Word(name) | Token::QuotedIdent(name) => system_var(sql, name, rest),
-        Token::SysVar(scoped) => {
-            let lower = scoped.to_ascii_lowercase();
-            if lower.starts_with("global.") {
-                Parsed::Global
-            } else {
-                let name = scoped
-                    .split_once('.')
-                    .filter(|(scope, _)| {
-                        scope.eq_ignore_ascii_case("session") || scope.eq_ignore_ascii_case("local")
-                    })
-                    .map_or(scoped, |(_, n)| n);
-                system_var(sql, name, rest)
-            }
-        }
-        Token::UserVar(name) => match value_of(sql, rest) {
-            Some((value, literal)) => Parsed::Session(Assignment {
-                key: format!("@{}", name.to_ascii_lowercase()),
-                fragment: format!("@`{}` = {value}", name.replace('`', "``")),
-                read_back: !literal,
-            }),
-            None => Parsed::Untracked("unrecognised SET"),
-        },
-        _ => Parsed::Untracked("unrecognised SET"),
-    }
-}
-
-fn system_var(sql: &str, name: &str, rest: &[Spanned<'_>]) -> Parsed {
-    let Some((value, literal)) = value_of(sql, rest) else {
-        return Parsed::Untracked("unrecognised SET");
-    };
-    let key = name.to_ascii_lowercase();
-    Parsed::Session(Assignment {
-        fragment: format!("@@session.{key} = {value}"),
-        key,
-        read_back: !literal,
-    })
-}
-
-/// The value text after `=` / `:=` and whether it is a single literal.
-fn value_of<'a>(sql: &'a str, rest: &[Spanned<'a>]) -> Option<(&'a str, bool)> {
-    let (op, value) = rest.split_first()?;
-    let value = match op.token {
-        Token::Punct(b'=') => value,
-        Token::Punct(b':') => match value.split_first() {
-            Some((eq, v)) if eq.token == Token::Punct(b'=') => v,
-            _ => return None,
-        },
-        _ => return None,
-    };
-    let first = value.first()?;
-    let last = value.last()?;
-    let literal = match value {
-        [one] => matches!(
-            one.token,
-            Token::Number(_) | Token::Str(_) | Token::Word(_) | Token::QuotedIdent(_)
-        ),
-        [sign, num] => sign.token == Token::Punct(b'-') && matches!(num.token, Token::Number(_)),
-        _ => false,
-    };
-    Some((&sql[first.start..last.end], literal))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dialect::MARIADB;
 
     fn set_fragments(sql: &str) -> Vec<(String, String, bool)> {
-        match classify(sql).kind {
+        match classify(&MARIADB, sql).kind {
             Kind::Set(a) => a
                 .into_iter()
                 .map(|a| (a.key, a.fragment, a.read_back))
@@ -662,23 +487,38 @@ mod tests {
 
     #[test]
     fn show_databases() {
-        assert_eq!(classify("SHOW DATABASES").kind, Kind::ShowDatabases(None));
         assert_eq!(
-            classify("show schemas like 'test%'").kind,
+            classify(&MARIADB, "SHOW DATABASES").kind,
+            Kind::ShowDatabases(None)
+        );
+        assert_eq!(
+            classify(&MARIADB, "show schemas like 'test%'").kind,
             Kind::ShowDatabases(Some("test%".into()))
         );
-        assert_eq!(classify("SHOW DATABASES WHERE 1").kind, Kind::Other);
-        assert_eq!(classify("create schema foo").kind, Kind::DatabaseDdl);
         assert_eq!(
-            classify("DROP DATABASE IF EXISTS foo").kind,
+            classify(&MARIADB, "SHOW DATABASES WHERE 1").kind,
+            Kind::Other
+        );
+        assert_eq!(
+            classify(&MARIADB, "create schema foo").kind,
+            Kind::DatabaseDdl
+        );
+        assert_eq!(
+            classify(&MARIADB, "DROP DATABASE IF EXISTS foo").kind,
             Kind::DatabaseDdl
         );
     }
 
     #[test]
     fn use_statement() {
-        assert_eq!(classify("use `wework`").kind, Kind::Use("wework".into()));
-        assert_eq!(classify("USE wework;").kind, Kind::Use("wework".into()));
+        assert_eq!(
+            classify(&MARIADB, "use `wework`").kind,
+            Kind::Use("wework".into())
+        );
+        assert_eq!(
+            classify(&MARIADB, "USE wework;").kind,
+            Kind::Use("wework".into())
+        );
     }
 
     #[test]
@@ -738,14 +578,17 @@ mod tests {
                 ),
             ]
         );
-        let c = classify("SET @x = (SELECT max(id) FROM t), @Y := @x + 1, @z = 5");
+        let c = classify(
+            &MARIADB,
+            "SET @x = (SELECT max(id) FROM t), @Y := @x + 1, @z = 5",
+        );
         assert!(c.pins_session.is_none());
         assert_eq!(c.assigned_vars, ["x", "y"]);
     }
 
     #[test]
     fn user_variables_assigned_by_statements() {
-        let vars = |sql: &str| classify(sql).assigned_vars;
+        let vars = |sql: &str| classify(&MARIADB, sql).assigned_vars;
         assert_eq!(vars("SELECT 5 INTO @y"), ["y"]);
         assert_eq!(
             vars("SELECT a, b INTO @a, @`B c` FROM t LIMIT 1"),
@@ -768,7 +611,7 @@ mod tests {
             "START TRANSACTION READ ONLY",
             "LOCK TABLES t WRITE",
         ] {
-            assert!(classify(sql).commits_implicitly, "{sql}");
+            assert!(classify(&MARIADB, sql).commits_implicitly, "{sql}");
         }
         for sql in [
             "CREATE TEMPORARY TABLE t (a INT)",
@@ -778,7 +621,7 @@ mod tests {
             "COMMIT",
             "START SLAVE",
         ] {
-            assert!(!classify(sql).commits_implicitly, "{sql}");
+            assert!(!classify(&MARIADB, sql).commits_implicitly, "{sql}");
         }
     }
 
@@ -803,16 +646,20 @@ mod tests {
 
     #[test]
     fn multi_statements_with_session_changes_pin() {
-        assert!(classify("SET @a = 1; SELECT @a").pins_session.is_some());
-        assert!(classify("SELECT 1; SELECT 2;").pins_session.is_none());
-        assert_eq!(classify("SELECT 1; SELECT 2;").kind, Kind::Other);
-        assert!(classify("SELECT 1; SELECT LAST_INSERT_ID()").reads_last_insert_id);
+        assert!(classify(&MARIADB, "SET @a = 1; SELECT @a")
+            .pins_session
+            .is_some());
+        assert!(classify(&MARIADB, "SELECT 1; SELECT 2;")
+            .pins_session
+            .is_none());
+        assert_eq!(classify(&MARIADB, "SELECT 1; SELECT 2;").kind, Kind::Other);
+        assert!(classify(&MARIADB, "SELECT 1; SELECT LAST_INSERT_ID()").reads_last_insert_id);
     }
 
     #[test]
     fn database_function_shows_the_logical_name() {
         let rewrite = |sql: &str| {
-            let c = classify(sql);
+            let c = classify(&MARIADB, sql);
             with_logical_database(sql, &c.database_items, Some("wework"))
         };
         assert_eq!(
@@ -835,7 +682,7 @@ mod tests {
             rewrite("SELECT CONCAT(DATABASE(), 'x')"),
             "SELECT CONCAT(DATABASE(), 'x')"
         );
-        let c = classify("SELECT DATABASE()");
+        let c = classify(&MARIADB, "SELECT DATABASE()");
         assert_eq!(
             with_logical_database("SELECT DATABASE()", &c.database_items, None),
             "SELECT NULL AS `DATABASE()`"
@@ -845,47 +692,50 @@ mod tests {
     #[test]
     fn transaction_statements() {
         assert_eq!(
-            classify("start transaction read only").kind,
+            classify(&MARIADB, "start transaction read only").kind,
             Kind::Begin("start transaction read only".into())
         );
-        assert_eq!(classify("BEGIN;").kind, Kind::Begin("BEGIN".into()));
         assert_eq!(
-            classify("COMMIT").kind,
+            classify(&MARIADB, "BEGIN;").kind,
+            Kind::Begin("BEGIN".into())
+        );
+        assert_eq!(
+            classify(&MARIADB, "COMMIT").kind,
             Kind::TransactionControl {
                 ends: true,
                 savepoint: None
             }
         );
         assert_eq!(
-            classify("rollback work").kind,
+            classify(&MARIADB, "rollback work").kind,
             Kind::TransactionControl {
                 ends: true,
                 savepoint: None
             }
         );
         assert_eq!(
-            classify("ROLLBACK TO SAVEPOINT a").kind,
+            classify(&MARIADB, "ROLLBACK TO SAVEPOINT a").kind,
             Kind::TransactionControl {
                 ends: false,
                 savepoint: Some(Savepoint::RollbackTo("a".into()))
             }
         );
         assert_eq!(
-            classify("rollback work to `b``c`;").kind,
+            classify(&MARIADB, "rollback work to `b``c`;").kind,
             Kind::TransactionControl {
                 ends: false,
                 savepoint: Some(Savepoint::RollbackTo("b`c".into()))
             }
         );
         assert_eq!(
-            classify("savepoint Sp1").kind,
+            classify(&MARIADB, "savepoint Sp1").kind,
             Kind::TransactionControl {
                 ends: false,
                 savepoint: Some(Savepoint::Set("Sp1".into()))
             }
         );
         assert_eq!(
-            classify("RELEASE SAVEPOINT sp1").kind,
+            classify(&MARIADB, "RELEASE SAVEPOINT sp1").kind,
             Kind::TransactionControl {
                 ends: false,
                 savepoint: Some(Savepoint::Release("sp1".into()))
@@ -904,10 +754,10 @@ mod tests {
             "SHOW INDEX FROM users",
             "SELECT * FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'wework'",
         ] {
-            assert!(classify(sql).reads_metadata, "{sql}");
+            assert!(classify(&MARIADB, sql).reads_metadata, "{sql}");
         }
         for sql in ["SELECT 1", "EXPLAIN SELECT * FROM users", "SHOW VARIABLES"] {
-            assert!(!classify(sql).reads_metadata, "{sql}");
+            assert!(!classify(&MARIADB, sql).reads_metadata, "{sql}");
         }
     }
 
@@ -921,7 +771,7 @@ mod tests {
 
     #[test]
     fn transaction_forms() {
-        let c = classify("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE");
+        let c = classify(&MARIADB, "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE");
         assert!(c.holds_next);
         assert_eq!(
             c.next_transaction.as_deref(),
@@ -946,17 +796,19 @@ mod tests {
             "SELECT GET_LOCK('a', 1)",
             "PREPARE s FROM 'select 1'",
         ] {
-            assert!(classify(sql).pins_session.is_some(), "{sql}");
+            assert!(classify(&MARIADB, sql).pins_session.is_some(), "{sql}");
         }
-        assert!(classify("SELECT 'get_lock'").pins_session.is_none());
-        assert!(classify("SELECT * FROM t").pins_session.is_none());
+        assert!(classify(&MARIADB, "SELECT 'get_lock'")
+            .pins_session
+            .is_none());
+        assert!(classify(&MARIADB, "SELECT * FROM t").pins_session.is_none());
     }
 
     #[test]
     fn last_insert_id_and_found_rows() {
-        assert!(classify("select LAST_INSERT_ID()").reads_last_insert_id);
-        assert!(!classify("select 'LAST_INSERT_ID()'").reads_last_insert_id);
-        assert!(classify("SELECT @@identity").reads_last_insert_id);
-        assert!(classify("SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1").holds_next);
+        assert!(classify(&MARIADB, "select LAST_INSERT_ID()").reads_last_insert_id);
+        assert!(!classify(&MARIADB, "select 'LAST_INSERT_ID()'").reads_last_insert_id);
+        assert!(classify(&MARIADB, "SELECT @@identity").reads_last_insert_id);
+        assert!(classify(&MARIADB, "SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1").holds_next);
     }
 }

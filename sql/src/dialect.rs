@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 
+use crate::classify::Classified;
 use crate::lex::{Lexer, Spanned, Token};
 
 /// One database's SQL, as far as the proxy writes or reads it.
@@ -64,6 +65,11 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
 
     /// An expression true when `left` equals `right`, NULL equal to NULL.
     fn null_safe_equal(&self, left: &str, right: &str) -> String;
+
+    /// Classifies a `SET` statement from the tokens after `SET`: the
+    /// session state it changes (as assignments a pooled connection can be
+    /// brought to), or why the session must keep its connection.
+    fn classify_set(&self, sql: &str, after_set: &[Spanned<'_>], out: &mut Classified);
 }
 
 /// A parameter marker in a statement's text: where it stands and which of
@@ -152,6 +158,10 @@ impl Dialect for MariaDb {
 
     fn null_safe_equal(&self, left: &str, right: &str) -> String {
         format!("{left} <=> ({right})")
+    }
+
+    fn classify_set(&self, sql: &str, after_set: &[Spanned<'_>], out: &mut Classified) {
+        crate::mariadb_set::classify_set(sql, after_set, out);
     }
 }
 

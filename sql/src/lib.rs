@@ -6,6 +6,7 @@ pub mod classify;
 pub mod dialect;
 pub mod label;
 pub mod lex;
+mod mariadb_set;
 pub mod reads;
 pub mod shard;
 pub mod statements;

@@ -621,7 +621,7 @@ impl Session {
         text: &str,
         tokens: &[Spanned<'_>],
     ) -> Result<(), Failure> {
-        let classified = classify_lexed(text, tokens);
+        let classified = classify_lexed(&MARIADB, text, tokens);
         if let Kind::Use(db) = &classified.kind {
             return self.use_database(db);
         }
@@ -991,7 +991,7 @@ impl Session {
             )));
         }
         let text = analysis_text(&payload[1..], self.charset);
-        let classified = classify(&text);
+        let classified = classify(&MARIADB, &text);
         let text = self.with_logical_database(&text, &classified);
         let rewritten;
         let payload = match &text {

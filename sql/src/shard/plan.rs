@@ -1497,6 +1497,48 @@ mod tests {
         fn null_safe_equal(&self, left: &str, right: &str) -> String {
             format!("{left} IS NOT DISTINCT FROM ({right})")
         }
+
+        /// PostgreSQL's `SET [SESSION] name {TO | =} value`; `SET LOCAL`
+        /// lasts the transaction only, and anything else is not kept.
+        fn classify_set(
+            &self,
+            sql: &str,
+            after_set: &[crate::lex::Spanned<'_>],
+            out: &mut crate::classify::Classified,
+        ) {
+            use crate::classify::{Assignment, Kind};
+            use crate::lex::Token;
+            let mut tokens = after_set;
+            if tokens.first().is_some_and(|t| t.token.is_word("LOCAL")) {
+                return;
+            }
+            if tokens.first().is_some_and(|t| t.token.is_word("SESSION")) {
+                tokens = &tokens[1..];
+            }
+            let assignment = match tokens {
+                [name, op, first, .., last]
+                    if (op.token.is_word("TO") || op.token == Token::Punct(b'='))
+                        && matches!(name.token, Token::Word(_)) =>
+                {
+                    Some((name, &sql[first.start..last.end]))
+                }
+                [name, op, value] if op.token.is_word("TO") || op.token == Token::Punct(b'=') => {
+                    Some((name, &sql[value.start..value.end]))
+                }
+                _ => None,
+            };
+            match assignment {
+                Some((name, value)) => {
+                    let key = sql[name.start..name.end].to_ascii_lowercase();
+                    out.kind = Kind::Set(vec![Assignment {
+                        fragment: format!("{key} TO {value}"),
+                        key,
+                        read_back: false,
+                    }]);
+                }
+                None => out.pins_session = Some("unrecognised SET"),
+            }
+        }
     }
 
     /// The node statements of `sql`'s route (data source, text), their
@@ -1554,6 +1596,33 @@ mod tests {
             names.to_physical_sql("SHOW CREATE TABLE users"),
             "SHOW CREATE TABLE \"users_0\""
         );
+    }
+
+    #[test]
+    fn set_statements_are_classified_by_the_dialect() {
+        use crate::classify::{classify, Kind};
+        let keys = |dialect: &dyn Dialect, sql: &str| match classify(dialect, sql).kind {
+            Kind::Set(assignments) => assignments
+                .into_iter()
+                .map(|a| (a.key, a.fragment))
+                .collect::<Vec<_>>(),
+            _ => Vec::new(),
+        };
+        assert_eq!(
+            keys(&Numbered, "SET search_path TO app, public"),
+            [(
+                "search_path".to_owned(),
+                "search_path TO app, public".to_owned()
+            )]
+        );
+        assert!(keys(&MARIADB, "SET search_path TO app, public").is_empty());
+        assert_eq!(
+            keys(&MARIADB, "SET NAMES utf8mb4"),
+            [("names".to_owned(), "NAMES utf8mb4".to_owned())]
+        );
+        assert!(classify(&Numbered, "SET NAMES utf8mb4")
+            .pins_session
+            .is_some());
     }
 
     #[test]
