@@ -34,10 +34,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = config.server.worker_threads {
-        builder.worker_threads(threads);
-    }
+    // One worker: a single-threaded runtime, as an event loop like
+    // HAProxy's (no cross-thread wake-ups or work stealing to pay for).
+    let mut builder = match config.server.worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        threads => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if let Some(threads) = threads {
+                builder.worker_threads(threads);
+            }
+            builder
+        }
+    };
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
