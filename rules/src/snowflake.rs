@@ -124,6 +124,32 @@ impl<C: Clock> SnowflakeGenerator<C> {
     /// Holds the lock while waiting out a small clock step-back or a full
     /// millisecond: callers would have to wait for a valid id anyway.
     pub fn next_id(&self) -> Result<i64, SnowflakeError> {
+        self.next_block(1)
+    }
+
+    /// `count` ids for the rows of one statement, each greater than every
+    /// id returned before. Up to a millisecond's sequence (4,096) they are
+    /// consecutive, as one server's AUTO_INCREMENT gives a multi-row INSERT:
+    /// drivers report every row's key from the first (JDBC's generated
+    /// keys, `lastrowid`).
+    pub fn next_ids(&self, count: usize) -> Result<Vec<i64>, SnowflakeError> {
+        let mut ids = Vec::with_capacity(count);
+        let mut left = count;
+        while left > 0 {
+            let block = left.min(usize::from(MAX_SEQUENCE) + 1);
+            // At most MAX_SEQUENCE + 1: fits a u16.
+            let n = u16::try_from(block).unwrap_or(MAX_SEQUENCE);
+            let first = self.next_block(n)?;
+            ids.extend((0..i64::from(n)).map(|k| first + k));
+            left -= usize::from(n);
+        }
+        Ok(ids)
+    }
+
+    /// The first of `count` (1 ..= MAX_SEQUENCE + 1) consecutive ids: one
+    /// millisecond's sequence numbers in a row.
+    fn next_block(&self, count: u16) -> Result<i64, SnowflakeError> {
+        let last_of_block = count.saturating_sub(1);
         // The state is updated only once an id is certain, so a panic in
         // another holder cannot have left it inconsistent.
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -141,19 +167,21 @@ impl<C: Clock> SnowflakeGenerator<C> {
                 }
             }
             if now == last {
-                if state.sequence < MAX_SEQUENCE {
-                    state.sequence += 1;
-                    state.issued += 1;
-                    return Ok(self.compose(now, state.sequence));
+                let first = state.sequence.saturating_add(1);
+                if first <= MAX_SEQUENCE - last_of_block {
+                    state.sequence = first + last_of_block;
+                    state.issued += u64::from(count);
+                    return Ok(self.compose(now, first));
                 }
                 now = self.wait_past(last)?;
             }
         }
         state.milliseconds_seen = state.milliseconds_seen.wrapping_add(1);
-        state.sequence = state.milliseconds_seen % START_OFFSETS;
+        let first = (state.milliseconds_seen % START_OFFSETS).min(MAX_SEQUENCE - last_of_block);
+        state.sequence = first + last_of_block;
         state.last_millis = Some(now);
-        state.issued += 1;
-        Ok(self.compose(now, state.sequence))
+        state.issued += u64::from(count);
+        Ok(self.compose(now, first))
     }
 
     /// How many ids this generator has returned.
@@ -284,6 +312,26 @@ mod tests {
             previous = id;
         }
         assert!(parts(previous).0 > 5, "the clock had to move on");
+    }
+
+    #[test]
+    fn a_statements_ids_are_consecutive_even_across_a_millisecond() {
+        let clock = ManualClock::default();
+        clock.set(EPOCH + 5);
+        let ids = generator(&clock, 0, 10);
+        // Fill the millisecond but for two sequence numbers.
+        let mut previous = ids.next_id().unwrap();
+        while parts(previous).2 < i64::from(MAX_SEQUENCE - 2) {
+            previous = ids.next_id().unwrap();
+        }
+        let block = ids.next_ids(3).unwrap();
+        assert_eq!(block.len(), 3);
+        assert!(block[0] > previous, "the clock had to move on");
+        assert!(block.windows(2).all(|w| w[1] == w[0] + 1), "{block:?}");
+        // More than a millisecond holds: increasing, in blocks.
+        let many = ids.next_ids(5_000).unwrap();
+        assert_eq!(many.len(), 5_000);
+        assert!(many[0] > block[2] && many.windows(2).all(|w| w[1] > w[0]));
     }
 
     #[test]

@@ -750,16 +750,18 @@ fn plan_insert(
         .rules
         .generated_key_column(table)
         .filter(|k| !shape.columns.iter().any(|c| c.eq_ignore_ascii_case(k)));
-    let mut generated = Vec::new();
-    if key_column.is_some() {
-        for _ in &shape.rows {
-            let id = ctx.keys.next_id().map_err(|e| PlanError::KeyGeneration {
+    // Consecutive, as one server's AUTO_INCREMENT: drivers compute every
+    // row's key from the first.
+    let generated = match key_column {
+        Some(_) => ctx
+            .keys
+            .next_ids(shape.rows.len())
+            .map_err(|e| PlanError::KeyGeneration {
                 table: table.to_owned(),
                 reason: e.to_string(),
-            })?;
-            generated.push(id);
-        }
-    }
+            })?,
+        None => Vec::new(),
+    };
     let sharding = ctx.rules.sharding_columns(table);
     let mut by_node: BTreeMap<DataNode, Vec<usize>> = BTreeMap::new();
     for (i, row) in shape.rows.iter().enumerate() {
