@@ -473,6 +473,7 @@ fn savepoint_name(tokens: &[Spanned<'_>]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dialect::numbered::Numbered;
     use crate::dialect::MARIADB;
 
     fn set_fragments(sql: &str) -> Vec<(String, String, bool)> {
@@ -810,5 +811,31 @@ mod tests {
         assert!(!classify(&MARIADB, "select 'LAST_INSERT_ID()'").reads_last_insert_id);
         assert!(classify(&MARIADB, "SELECT @@identity").reads_last_insert_id);
         assert!(classify(&MARIADB, "SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1").holds_next);
+    }
+
+    #[test]
+    fn set_statements_are_classified_by_the_dialect() {
+        let keys = |dialect: &dyn Dialect, sql: &str| match classify(dialect, sql).kind {
+            Kind::Set(assignments) => assignments
+                .into_iter()
+                .map(|a| (a.key, a.fragment))
+                .collect::<Vec<_>>(),
+            _ => Vec::new(),
+        };
+        assert_eq!(
+            keys(&Numbered, "SET search_path TO app, public"),
+            [(
+                "search_path".to_owned(),
+                "search_path TO app, public".to_owned()
+            )]
+        );
+        assert!(keys(&MARIADB, "SET search_path TO app, public").is_empty());
+        assert_eq!(
+            keys(&MARIADB, "SET NAMES utf8mb4"),
+            [("names".to_owned(), "NAMES utf8mb4".to_owned())]
+        );
+        assert!(classify(&Numbered, "SET NAMES utf8mb4")
+            .pins_session
+            .is_some());
     }
 }

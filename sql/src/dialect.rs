@@ -165,6 +165,130 @@ impl Dialect for MariaDb {
     }
 }
 
+/// A dialect for tests that differs from MariaDB wherever a `Dialect`
+/// method does.
+#[cfg(test)]
+pub(crate) mod numbered {
+    use super::{Dialect, Placeholder, MARIADB};
+    use crate::classify::{Assignment, Classified, Kind};
+    use crate::lex::{Spanned, Token};
+
+    /// Numbered parameters (`$1`), as PostgreSQL writes them, and
+    /// double-quoted identifiers: each marker takes its own parameter
+    /// wherever it stands, in node statements cut from the statement too.
+    /// Its lock clauses, null-safe equality and `SET` are PostgreSQL's as
+    /// well, so that a test over it fails where MariaDB's forms are written
+    /// instead of asked for.
+    #[derive(Debug)]
+    pub(crate) struct Numbered;
+
+    static NUMBERED_PARSER: sqlparser::dialect::PostgreSqlDialect =
+        sqlparser::dialect::PostgreSqlDialect {};
+
+    impl Dialect for Numbered {
+        fn parser(&self) -> &dyn sqlparser::dialect::Dialect {
+            &NUMBERED_PARSER
+        }
+
+        fn push_quoted(&self, out: &mut String, name: &str) {
+            out.push('"');
+            out.push_str(name);
+            out.push('"');
+        }
+
+        fn unquoted<'a>(&self, ident: &'a str) -> &'a str {
+            ident.trim_matches('"')
+        }
+
+        /// `$n` anywhere (the statements below have no strings).
+        fn placeholders(&self, sql: &str) -> Vec<Placeholder> {
+            let bytes = sql.as_bytes();
+            let mut found = Vec::new();
+            let mut at = 0;
+            while at < bytes.len() {
+                let start = at;
+                at += 1;
+                if bytes[start] != b'$' {
+                    continue;
+                }
+                while at < bytes.len() && bytes[at].is_ascii_digit() {
+                    at += 1;
+                }
+                if let Ok(n) = sql[start + 1..at].parse::<usize>() {
+                    found.push(Placeholder {
+                        start,
+                        end: at,
+                        index: n - 1,
+                    });
+                }
+            }
+            found
+        }
+
+        /// MariaDB's, so that the node statements compare.
+        fn sort_key(&self) -> (&'static str, &'static str) {
+            MARIADB.sort_key()
+        }
+
+        fn columns_query(&self, table: &str) -> String {
+            format!("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = '{table}' ORDER BY ordinal_position")
+        }
+
+        /// PostgreSQL's: `FOR [NO KEY] UPDATE`, `FOR [KEY] SHARE`.
+        fn lock_clause_at(&self, tokens: &[Spanned<'_>], at: usize) -> bool {
+            let word = |k: usize, w: &str| tokens.get(at + k).is_some_and(|t| t.token.is_word(w));
+            word(0, "FOR")
+                && (word(1, "UPDATE")
+                    || word(1, "SHARE")
+                    || (word(1, "NO") && word(2, "KEY") && word(3, "UPDATE"))
+                    || (word(1, "KEY") && word(2, "SHARE")))
+        }
+
+        fn exclusive_lock_clause(&self) -> &'static str {
+            "FOR NO KEY UPDATE"
+        }
+
+        fn null_safe_equal(&self, left: &str, right: &str) -> String {
+            format!("{left} IS NOT DISTINCT FROM ({right})")
+        }
+
+        /// PostgreSQL's `SET [SESSION] name {TO | =} value`; `SET LOCAL`
+        /// lasts the transaction only, and anything else is not kept.
+        fn classify_set(&self, sql: &str, after_set: &[Spanned<'_>], out: &mut Classified) {
+            let mut tokens = after_set;
+            if tokens.first().is_some_and(|t| t.token.is_word("LOCAL")) {
+                return;
+            }
+            if tokens.first().is_some_and(|t| t.token.is_word("SESSION")) {
+                tokens = &tokens[1..];
+            }
+            let assignment = match tokens {
+                [name, op, first, .., last]
+                    if (op.token.is_word("TO") || op.token == Token::Punct(b'='))
+                        && matches!(name.token, Token::Word(_)) =>
+                {
+                    Some((name, &sql[first.start..last.end]))
+                }
+                [name, op, value] if op.token.is_word("TO") || op.token == Token::Punct(b'=') => {
+                    Some((name, &sql[value.start..value.end]))
+                }
+                _ => None,
+            };
+            match assignment {
+                Some((name, value)) => {
+                    let key = sql[name.start..name.end].to_ascii_lowercase();
+                    out.kind = Kind::Set(vec![Assignment {
+                        fragment: format!("{key} TO {value}"),
+                        key,
+                        read_back: false,
+                    }]);
+                }
+                None => out.pins_session = Some("unrecognised SET"),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,5 +341,13 @@ mod tests {
         ] {
             assert!(!MARIADB.locks_rows(sql), "{sql}");
         }
+    }
+
+    #[test]
+    fn lock_clauses_are_the_dialects_own() {
+        use numbered::Numbered;
+        assert!(Numbered.locks_rows("SELECT * FROM users WHERE user_id = $1 FOR KEY SHARE"));
+        assert!(!MARIADB.locks_rows("SELECT * FROM users WHERE user_id = 1 FOR KEY SHARE"));
+        assert!(!Numbered.locks_rows("SELECT * FROM users LOCK IN SHARE MODE"));
     }
 }

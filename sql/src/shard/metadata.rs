@@ -240,12 +240,18 @@ impl MetadataNames {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dialect::numbered::Numbered;
     use crate::dialect::MARIADB;
 
     fn names() -> MetadataNames {
+        names_in(&MARIADB)
+    }
+
+    /// The seed's first logical database, its data sources in `dialect`.
+    fn names_in(dialect: &'static dyn Dialect) -> MetadataNames {
         let config = Config::from_toml_str(include_str!("../../../examples/wework.toml")).unwrap();
         let rules = ShardingRules::new(&config).unwrap();
-        MetadataNames::new(&config, &config.logical_databases()[0], &rules, &MARIADB)
+        MetadataNames::new(&config, &config.logical_databases()[0], &rules, dialect)
     }
 
     #[test]
@@ -304,6 +310,21 @@ mod tests {
         assert_eq!(
             n.logical_label("Tables_in_ds0 (user%)").as_deref(),
             Some("Tables_in_wework (user%)")
+        );
+    }
+
+    #[test]
+    fn metadata_names_are_written_as_the_dialect_quotes_them() {
+        let names = names_in(&Numbered);
+        assert_eq!(
+            names.to_physical_sql(
+                "SELECT * FROM information_schema.columns WHERE table_name = 'users'"
+            ),
+            "SELECT * FROM information_schema.columns WHERE table_name = 'users_0'"
+        );
+        assert_eq!(
+            names.to_physical_sql("SHOW CREATE TABLE users"),
+            "SHOW CREATE TABLE \"users_0\""
         );
     }
 }

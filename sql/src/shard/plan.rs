@@ -920,7 +920,8 @@ fn plan_broadcast(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dialect::{Placeholder, MARIADB};
+    use crate::dialect::numbered::Numbered;
+    use crate::dialect::MARIADB;
     use crate::shard::analyze::{analyze, Analysis};
     use crate::text::ClientCharset;
     use shardgate_rules::{Config, SystemClock};
@@ -1424,125 +1425,6 @@ mod tests {
         assert_eq!(targets.len(), 64);
     }
 
-    /// Numbered parameters (`$1`), as PostgreSQL writes them, and
-    /// double-quoted identifiers: each marker takes its own parameter
-    /// wherever it stands, in node statements cut from the statement too.
-    #[derive(Debug)]
-    struct Numbered;
-
-    static NUMBERED_PARSER: sqlparser::dialect::PostgreSqlDialect =
-        sqlparser::dialect::PostgreSqlDialect {};
-
-    impl Dialect for Numbered {
-        fn parser(&self) -> &dyn sqlparser::dialect::Dialect {
-            &NUMBERED_PARSER
-        }
-
-        fn push_quoted(&self, out: &mut String, name: &str) {
-            out.push('"');
-            out.push_str(name);
-            out.push('"');
-        }
-
-        fn unquoted<'a>(&self, ident: &'a str) -> &'a str {
-            ident.trim_matches('"')
-        }
-
-        /// `$n` anywhere (the statements below have no strings).
-        fn placeholders(&self, sql: &str) -> Vec<Placeholder> {
-            let bytes = sql.as_bytes();
-            let mut found = Vec::new();
-            let mut at = 0;
-            while at < bytes.len() {
-                let start = at;
-                at += 1;
-                if bytes[start] != b'$' {
-                    continue;
-                }
-                while at < bytes.len() && bytes[at].is_ascii_digit() {
-                    at += 1;
-                }
-                if let Ok(n) = sql[start + 1..at].parse::<usize>() {
-                    found.push(Placeholder {
-                        start,
-                        end: at,
-                        index: n - 1,
-                    });
-                }
-            }
-            found
-        }
-
-        /// MariaDB's, so that the node statements compare.
-        fn sort_key(&self) -> (&'static str, &'static str) {
-            MARIADB.sort_key()
-        }
-
-        fn columns_query(&self, table: &str) -> String {
-            format!("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = '{table}' ORDER BY ordinal_position")
-        }
-
-        /// PostgreSQL's: `FOR [NO KEY] UPDATE`, `FOR [KEY] SHARE`.
-        fn lock_clause_at(&self, tokens: &[crate::lex::Spanned<'_>], at: usize) -> bool {
-            let word = |k: usize, w: &str| tokens.get(at + k).is_some_and(|t| t.token.is_word(w));
-            word(0, "FOR")
-                && (word(1, "UPDATE")
-                    || word(1, "SHARE")
-                    || (word(1, "NO") && word(2, "KEY") && word(3, "UPDATE"))
-                    || (word(1, "KEY") && word(2, "SHARE")))
-        }
-
-        fn exclusive_lock_clause(&self) -> &'static str {
-            "FOR NO KEY UPDATE"
-        }
-
-        fn null_safe_equal(&self, left: &str, right: &str) -> String {
-            format!("{left} IS NOT DISTINCT FROM ({right})")
-        }
-
-        /// PostgreSQL's `SET [SESSION] name {TO | =} value`; `SET LOCAL`
-        /// lasts the transaction only, and anything else is not kept.
-        fn classify_set(
-            &self,
-            sql: &str,
-            after_set: &[crate::lex::Spanned<'_>],
-            out: &mut crate::classify::Classified,
-        ) {
-            use crate::classify::{Assignment, Kind};
-            use crate::lex::Token;
-            let mut tokens = after_set;
-            if tokens.first().is_some_and(|t| t.token.is_word("LOCAL")) {
-                return;
-            }
-            if tokens.first().is_some_and(|t| t.token.is_word("SESSION")) {
-                tokens = &tokens[1..];
-            }
-            let assignment = match tokens {
-                [name, op, first, .., last]
-                    if (op.token.is_word("TO") || op.token == Token::Punct(b'='))
-                        && matches!(name.token, Token::Word(_)) =>
-                {
-                    Some((name, &sql[first.start..last.end]))
-                }
-                [name, op, value] if op.token.is_word("TO") || op.token == Token::Punct(b'=') => {
-                    Some((name, &sql[value.start..value.end]))
-                }
-                _ => None,
-            };
-            match assignment {
-                Some((name, value)) => {
-                    let key = sql[name.start..name.end].to_ascii_lowercase();
-                    out.kind = Kind::Set(vec![Assignment {
-                        fragment: format!("{key} TO {value}"),
-                        key,
-                        read_back: false,
-                    }]);
-                }
-                None => out.pins_session = Some("unrecognised SET"),
-            }
-        }
-    }
-
     /// The node statements of `sql`'s route (data source, text), their
     /// markers bound as the session binds them for a text execution.
     fn node_statements_in(
@@ -1576,71 +1458,6 @@ mod tests {
                 (t.data_source, sql.replace('`', "\""))
             })
             .collect()
-    }
-
-    #[test]
-    fn metadata_names_are_written_as_the_dialect_quotes_them() {
-        static NUMBERED: Numbered = Numbered;
-        let (config, rules) = fixture();
-        let names = crate::shard::metadata::MetadataNames::new(
-            &config,
-            &config.logical_databases()[0],
-            &rules,
-            &NUMBERED,
-        );
-        assert_eq!(
-            names.to_physical_sql(
-                "SELECT * FROM information_schema.columns WHERE table_name = 'users'"
-            ),
-            "SELECT * FROM information_schema.columns WHERE table_name = 'users_0'"
-        );
-        assert_eq!(
-            names.to_physical_sql("SHOW CREATE TABLE users"),
-            "SHOW CREATE TABLE \"users_0\""
-        );
-    }
-
-    #[test]
-    fn set_statements_are_classified_by_the_dialect() {
-        use crate::classify::{classify, Kind};
-        let keys = |dialect: &dyn Dialect, sql: &str| match classify(dialect, sql).kind {
-            Kind::Set(assignments) => assignments
-                .into_iter()
-                .map(|a| (a.key, a.fragment))
-                .collect::<Vec<_>>(),
-            _ => Vec::new(),
-        };
-        assert_eq!(
-            keys(&Numbered, "SET search_path TO app, public"),
-            [(
-                "search_path".to_owned(),
-                "search_path TO app, public".to_owned()
-            )]
-        );
-        assert!(keys(&MARIADB, "SET search_path TO app, public").is_empty());
-        assert_eq!(
-            keys(&MARIADB, "SET NAMES utf8mb4"),
-            [("names".to_owned(), "NAMES utf8mb4".to_owned())]
-        );
-        assert!(classify(&Numbered, "SET NAMES utf8mb4")
-            .pins_session
-            .is_some());
-    }
-
-    #[test]
-    fn lock_clauses_and_the_move_guard_are_the_dialects() {
-        assert!(Numbered.locks_rows("SELECT * FROM users WHERE user_id = $1 FOR KEY SHARE"));
-        assert!(!MARIADB.locks_rows("SELECT * FROM users WHERE user_id = 1 FOR KEY SHARE"));
-        assert!(!Numbered.locks_rows("SELECT * FROM users LOCK IN SHARE MODE"));
-        assert_eq!(
-            crate::shard::rewrite::move_guard(
-                &Numbered,
-                "UPDATE users_1 SET user_id = $1 WHERE name = $2",
-                &["user_id"]
-            )
-            .as_deref(),
-            Some("SELECT COUNT(*) FROM users_1 WHERE (name = $2) AND NOT (user_id IS NOT DISTINCT FROM ($1)) FOR NO KEY UPDATE")
-        );
     }
 
     #[test]

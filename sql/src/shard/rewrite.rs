@@ -208,6 +208,7 @@ pub fn move_guard(dialect: &dyn Dialect, update: &str, columns: &[&str]) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dialect::numbered::Numbered;
     use crate::dialect::MARIADB;
     use crate::shard::analyze::{analyze, Analysis};
     use shardgate_rules::{Config, ShardingRules};
@@ -352,6 +353,19 @@ mod tests {
                 ]
             ),
             "SELECT * FROM users WHERE user_id = 7 AND name = CONVERT(X'78' USING latin1)"
+        );
+    }
+
+    #[test]
+    fn the_move_guard_is_written_in_the_dialect() {
+        assert_eq!(
+            move_guard(
+                &Numbered,
+                "UPDATE users_1 SET user_id = $1 WHERE name = $2",
+                &["user_id"]
+            )
+            .as_deref(),
+            Some("SELECT COUNT(*) FROM users_1 WHERE (name = $2) AND NOT (user_id IS NOT DISTINCT FROM ($1)) FOR NO KEY UPDATE")
         );
     }
 }
