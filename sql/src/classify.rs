@@ -375,6 +375,9 @@ fn classify_statement(
     let Some(first) = tokens.first() else {
         return;
     };
+    if dialect.classify_set(sql, tokens, out) {
+        return;
+    }
     let second = tokens.get(1);
     match first.token {
         t if t.is_word("USE") => {
@@ -382,7 +385,6 @@ fn classify_statement(
                 out.kind = Kind::Use(db.to_owned());
             }
         }
-        t if t.is_word("SET") => dialect.classify_set(sql, &tokens[1..], out),
         t if t.is_word("BEGIN")
             || (t.is_word("START") && second.is_some_and(|s| s.token.is_word("TRANSACTION"))) =>
         {
@@ -837,5 +839,18 @@ mod tests {
         assert!(classify(&Numbered, "SET NAMES utf8mb4")
             .pins_session
             .is_some());
+        // RESET is a statement of settings in PostgreSQL's grammar only.
+        assert_eq!(
+            keys(&Numbered, "RESET search_path"),
+            [(
+                "search_path".to_owned(),
+                "search_path TO DEFAULT".to_owned()
+            )]
+        );
+        assert!(classify(&Numbered, "RESET ALL").pins_session.is_some());
+        assert_eq!(
+            classify(&MARIADB, "RESET QUERY CACHE"),
+            Classified::default()
+        );
     }
 }

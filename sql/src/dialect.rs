@@ -66,10 +66,14 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     /// An expression true when `left` equals `right`, NULL equal to NULL.
     fn null_safe_equal(&self, left: &str, right: &str) -> String;
 
-    /// Classifies a `SET` statement from the tokens after `SET`: the
-    /// session state it changes (as assignments a pooled connection can be
-    /// brought to), or why the session must keep its connection.
-    fn classify_set(&self, sql: &str, after_set: &[Spanned<'_>], out: &mut Classified);
+    /// Classifies a statement that changes session settings in the
+    /// dialect's own grammar (`SET ...`; PostgreSQL's `RESET` too) from its
+    /// tokens: the session state it changes (as assignments a pooled
+    /// connection can be brought to), or why the session must keep its
+    /// connection. False, with `out` untouched, when the statement is not
+    /// one: the whole statement is given, not the tokens after `SET`,
+    /// because which statements change settings is the dialect's grammar.
+    fn classify_set(&self, sql: &str, tokens: &[Spanned<'_>], out: &mut Classified) -> bool;
 }
 
 /// A parameter marker in a statement's text: where it stands and which of
@@ -160,8 +164,15 @@ impl Dialect for MariaDb {
         format!("{left} <=> ({right})")
     }
 
-    fn classify_set(&self, sql: &str, after_set: &[Spanned<'_>], out: &mut Classified) {
-        crate::mariadb_set::classify_set(sql, after_set, out);
+    /// `SET ...`, MariaDB's only statement of session settings.
+    fn classify_set(&self, sql: &str, tokens: &[Spanned<'_>], out: &mut Classified) -> bool {
+        match tokens.split_first() {
+            Some((first, after_set)) if first.token.is_word("SET") => {
+                crate::mariadb_set::classify_set(sql, after_set, out);
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -252,27 +263,39 @@ pub(crate) mod numbered {
             format!("{left} IS NOT DISTINCT FROM ({right})")
         }
 
-        /// PostgreSQL's `SET [SESSION] name {TO | =} value`; `SET LOCAL`
-        /// lasts the transaction only, and anything else is not kept.
-        fn classify_set(&self, sql: &str, after_set: &[Spanned<'_>], out: &mut Classified) {
-            let mut tokens = after_set;
-            if tokens.first().is_some_and(|t| t.token.is_word("LOCAL")) {
-                return;
-            }
-            if tokens.first().is_some_and(|t| t.token.is_word("SESSION")) {
-                tokens = &tokens[1..];
-            }
+        /// PostgreSQL's `SET [SESSION] name {TO | =} value` and `RESET
+        /// name` (the setting's default, kept as `name TO DEFAULT`); `SET
+        /// LOCAL` lasts the transaction only, and anything else is not kept.
+        fn classify_set(&self, sql: &str, tokens: &[Spanned<'_>], out: &mut Classified) -> bool {
             let assignment = match tokens {
-                [name, op, first, .., last]
-                    if (op.token.is_word("TO") || op.token == Token::Punct(b'='))
-                        && matches!(name.token, Token::Word(_)) =>
-                {
-                    Some((name, &sql[first.start..last.end]))
+                [reset, name] if reset.token.is_word("RESET") && !name.token.is_word("ALL") => {
+                    Some((name, "DEFAULT"))
                 }
-                [name, op, value] if op.token.is_word("TO") || op.token == Token::Punct(b'=') => {
-                    Some((name, &sql[value.start..value.end]))
+                [reset, ..] if reset.token.is_word("RESET") => None,
+                [set, local, ..] if set.token.is_word("SET") && local.token.is_word("LOCAL") => {
+                    return true
                 }
-                _ => None,
+                [set, rest @ ..] if set.token.is_word("SET") => {
+                    let rest = match rest {
+                        [session, rest @ ..] if session.token.is_word("SESSION") => rest,
+                        _ => rest,
+                    };
+                    match rest {
+                        [name, op, first, .., last]
+                            if (op.token.is_word("TO") || op.token == Token::Punct(b'='))
+                                && matches!(name.token, Token::Word(_)) =>
+                        {
+                            Some((name, &sql[first.start..last.end]))
+                        }
+                        [name, op, value]
+                            if op.token.is_word("TO") || op.token == Token::Punct(b'=') =>
+                        {
+                            Some((name, &sql[value.start..value.end]))
+                        }
+                        _ => None,
+                    }
+                }
+                _ => return false,
             };
             match assignment {
                 Some((name, value)) => {
@@ -285,6 +308,7 @@ pub(crate) mod numbered {
                 }
                 None => out.pins_session = Some("unrecognised SET"),
             }
+            true
         }
     }
 }
