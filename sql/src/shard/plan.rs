@@ -1461,6 +1461,30 @@ mod tests {
     }
 
     #[test]
+    fn merged_clauses_end_at_the_dialects_lock_clauses() {
+        // `lock` is a column's name to PostgreSQL, not the start of
+        // MariaDB's LOCK IN SHARE MODE: the ORDER BY and HAVING the nodes
+        // run are cut where the dialect's clauses begin.
+        let first_node = |sql: &str| {
+            let nodes = node_statements_in(&Numbered, sql, &[]);
+            let (_, text) = nodes.first().cloned().unwrap_or_default();
+            text.split(" UNION ALL ").next().map(str::to_owned)
+        };
+        assert_eq!(
+            first_node("SELECT name FROM users ORDER BY lock").as_deref(),
+            Some("(SELECT name, lock AS \"__sg_0\", WEIGHT_STRING(lock) AS \"__sg_1\" FROM \"users_0\" ORDER BY \"__sg_0\")")
+        );
+        assert_eq!(
+            first_node("SELECT lock, COUNT(*) FROM users GROUP BY lock HAVING lock > 1 ORDER BY lock").as_deref(),
+            Some("(SELECT lock, COUNT(*), WEIGHT_STRING(lock) AS \"__sg_0\" FROM \"users_0\" GROUP BY lock  ORDER BY 1)")
+        );
+        assert_eq!(
+            first_node("SELECT name FROM users ORDER BY name LIMIT 2 FOR SHARE").as_deref(),
+            Some("(SELECT name, WEIGHT_STRING(name) AS \"__sg_0\" FROM \"users_0\" ORDER BY 1 LIMIT 2 FOR SHARE)")
+        );
+    }
+
+    #[test]
     fn numbered_parameters_bind_by_number_wherever_they_stand() {
         let int = |i: i64| ParamValue::Int(i);
         let cases: [(&str, &str, Vec<ParamValue>, Vec<ParamValue>); 4] = [

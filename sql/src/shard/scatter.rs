@@ -469,7 +469,7 @@ pub fn scatter_select(
         }
         if let Some(h) = &s.having {
             let cond = having_cond(&mut b, h, &mut out.aggregates, placeholders)?;
-            let range = having_range(sql)?;
+            let range = having_range(sql, b.dialect)?;
             out.having = Some((cond, range));
         }
         out.group = Some(keys);
@@ -511,7 +511,7 @@ pub fn scatter_select(
         }
         out.node_limit = true;
     }
-    let (insert_at, tail) = clause_positions(sql)?;
+    let (insert_at, tail) = clause_positions(sql, dialect)?;
     let tail_has_params = placeholders
         .iter()
         .any(|p| (tail.0..tail.1).contains(&p.start) && !limit_param_at(q, &b, p.start));
@@ -688,13 +688,13 @@ fn having_cond(
 }
 
 /// The byte range of the top-level HAVING clause (up to ORDER BY, LIMIT,
-/// a locking clause or the end).
-fn having_range(sql: &str) -> Result<(usize, usize), Unmergeable> {
+/// a locking clause of `dialect` or the end).
+fn having_range(sql: &str, dialect: &dyn Dialect) -> Result<(usize, usize), Unmergeable> {
     let tokens: Vec<Tok<'_>> = Lexer::new(sql).collect();
     let mut depth = 0usize;
     let mut start = None;
     let mut end = None;
-    for t in &tokens {
+    for (i, t) in tokens.iter().enumerate() {
         match t.token {
             Token::Punct(b'(') => depth += 1,
             Token::Punct(b')') => depth = depth.saturating_sub(1),
@@ -702,9 +702,10 @@ fn having_range(sql: &str) -> Result<(usize, usize), Unmergeable> {
             tok if depth == 0 && tok.is_word("HAVING") => start = Some(t.start),
             tok if depth == 0
                 && start.is_some()
-                && ["ORDER", "LIMIT", "FOR", "LOCK", "WINDOW", "INTO"]
+                && (["ORDER", "LIMIT", "WINDOW", "INTO"]
                     .iter()
-                    .any(|w| tok.is_word(w)) =>
+                    .any(|w| tok.is_word(w))
+                    || dialect.lock_clause_at(&tokens, i)) =>
             {
                 break
             }
@@ -788,8 +789,12 @@ fn limit_values(
 
 /// Where derived columns go (after the last select item) and the byte range
 /// of the top-level ORDER BY ... LIMIT ... (empty, at the end of the query
-/// proper, when there is none).
-fn clause_positions(sql: &str) -> Result<(usize, (usize, usize)), Unmergeable> {
+/// proper, when there is none). The query proper ends at a locking clause
+/// of `dialect` (`LOCK` is a column's name to PostgreSQL).
+fn clause_positions(
+    sql: &str,
+    dialect: &dyn Dialect,
+) -> Result<(usize, (usize, usize)), Unmergeable> {
     let tokens: Vec<Tok<'_>> = Lexer::new(sql).collect();
     let mut depth = 0usize;
     let mut from = None;
@@ -824,9 +829,10 @@ fn clause_positions(sql: &str) -> Result<(usize, (usize, usize)), Unmergeable> {
                         Token::Punct(b';') if d == 0 => break,
                         Token::Word(w)
                             if d == 0
-                                && ["FOR", "LOCK", "INTO", "PROCEDURE"]
+                                && (["INTO", "PROCEDURE"]
                                     .iter()
                                     .any(|k| w.eq_ignore_ascii_case(k))
+                                    || dialect.lock_clause_at(&tokens, j))
                                 || (d == 0
                                     && tok.is_word("ORDER")
                                     && w.eq_ignore_ascii_case("LIMIT")) =>
@@ -841,10 +847,10 @@ fn clause_positions(sql: &str) -> Result<(usize, (usize, usize)), Unmergeable> {
                 i = j;
                 continue;
             }
-            tok if depth == 0
+            _ if depth == 0
                 && from.is_some()
                 && tail_start.is_none()
-                && (tok.is_word("FOR") || tok.is_word("LOCK")) =>
+                && dialect.lock_clause_at(&tokens, i) =>
             {
                 core_end = tokens.get(i.wrapping_sub(1)).map_or(t.start, |p| p.end);
                 tail_start = Some(core_end);
