@@ -10,7 +10,7 @@ use foldhash::HashMap;
 use shardgate_rules::config::DatabaseRules;
 use shardgate_rules::{Config, ShardingRules, TableKind};
 
-use crate::dialect::Dialect;
+use crate::dialect::{Dialect, MARIADB};
 use crate::lex::{Lexer, Token};
 
 /// The names to translate between a logical database and its default
@@ -29,8 +29,8 @@ pub struct MetadataNames {
     schemas: HashMap<String, String>,
     /// Physical table on any data source → logical table (for column definitions).
     any_to_logical: HashMap<String, String>,
-    /// How the data sources quote the names written into statements and
-    /// shown in `SHOW CREATE TABLE`.
+    /// How the data sources quote the names written into the statements
+    /// sent to them.
     dialect: &'static dyn Dialect,
 }
 
@@ -186,6 +186,9 @@ impl MetadataNames {
         }
         // SHOW CREATE TABLE: the statement names the physical table, and
         // the physical databases of the tables its foreign keys reference.
+        // This text is MariaDB's own output (PostgreSQL has no SHOW CREATE
+        // TABLE: its definitions are read from the catalogs), so it is read
+        // and written with MariaDB's backquotes, whatever `self.dialect` is.
         let rest = text.strip_prefix("CREATE TABLE ")?;
         let first = Lexer::new(rest).next()?;
         let Token::QuotedIdent(named) = first.token else {
@@ -194,7 +197,7 @@ impl MetadataNames {
         let mut out = match self.to_logical.get(&named.to_ascii_lowercase()) {
             Some(logical) => format!(
                 "CREATE TABLE {}{}",
-                self.dialect.quoted(logical),
+                MARIADB.quoted(logical),
                 &rest[first.end..]
             ),
             None => text.to_owned(),
@@ -202,8 +205,8 @@ impl MetadataNames {
         for (logical, physical) in &self.same_server {
             if logical != physical {
                 out = out.replace(
-                    &format!("REFERENCES {}.", self.dialect.quoted(physical)),
-                    &format!("REFERENCES {}.", self.dialect.quoted(logical)),
+                    &format!("REFERENCES {}.", MARIADB.quoted(physical)),
+                    &format!("REFERENCES {}.", MARIADB.quoted(logical)),
                 );
             }
         }
@@ -325,6 +328,18 @@ mod tests {
         assert_eq!(
             names.to_physical_sql("SHOW CREATE TABLE users"),
             "SHOW CREATE TABLE \"users_0\""
+        );
+        assert_eq!(
+            names
+                .physical_qualifiers("SELECT * FROM wework.t", None)
+                .as_deref(),
+            Some("SELECT * FROM \"ds0\".t")
+        );
+        // SHOW CREATE TABLE's reply is MariaDB's text, whichever dialect
+        // the statements are written in.
+        assert_eq!(
+            names.logical_cell(b"CREATE TABLE `users_0` (\n  CONSTRAINT `f` FOREIGN KEY (`a`) REFERENCES `ds0`.`p` (`id`)"),
+            Some(b"CREATE TABLE `users` (\n  CONSTRAINT `f` FOREIGN KEY (`a`) REFERENCES `wework`.`p` (`id`)".to_vec())
         );
     }
 }
