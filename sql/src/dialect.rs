@@ -354,6 +354,11 @@ mod tests {
             "SELECT * FROM t WHERE id = 1 LOCK IN SHARE MODE",
             "SELECT * FROM t WHERE id IN (SELECT id FROM u FOR UPDATE)",
             "SELECT * FROM t FOR UPDATE SKIP LOCKED",
+            "SELECT * FROM t FOR UPDATE NOWAIT",
+            "SELECT * FROM t FOR UPDATE WAIT 5",
+            "SELECT * FROM t LOCK IN SHARE MODE NOWAIT",
+            // The server runs an executable comment's text.
+            "SELECT * FROM t /*!50000 FOR UPDATE */",
         ] {
             assert!(MARIADB.locks_rows(sql), "{sql}");
         }
@@ -362,6 +367,10 @@ mod tests {
             "SELECT * FROM t /* LOCK IN SHARE MODE */",
             "SELECT `for`, `update` FROM t",
             "SELECT * FROM t -- FOR UPDATE",
+            "SELECT * FROM t # LOCK IN SHARE MODE",
+            "SELECT \"for update\" FROM t",
+            "SELECT * FROM t WHERE a = 'x' 'for share'",
+            "SELECT * FROM lock_log FOR SYSTEM_TIME ALL",
         ] {
             assert!(!MARIADB.locks_rows(sql), "{sql}");
         }

@@ -99,6 +99,8 @@ mod tests {
             "(SELECT 1) UNION (SELECT 2)",
             "WITH t AS (SELECT 1 AS a) SELECT a FROM t",
             "SELECT name FROM users WHERE name = 'for update'",
+            "SELECT name FROM users /* FOR UPDATE */ WHERE user_id = 5",
+            "SELECT name FROM users -- LOCK IN SHARE MODE",
             "SELECT @x, SLEEP(0)",
         ] {
             assert!(replica_safe(&MARIADB, sql), "{sql}");
@@ -112,6 +114,9 @@ mod tests {
             "SELECT * FROM users WHERE user_id = 5 FOR UPDATE",
             "SELECT * FROM users FOR SHARE",
             "SELECT * FROM users LOCK IN SHARE MODE",
+            "SELECT * FROM users WHERE user_id = 5 FOR UPDATE NOWAIT",
+            "SELECT * FROM users LIMIT 1 FOR UPDATE SKIP LOCKED",
+            "SELECT * FROM users WHERE id IN (SELECT id FROM t FOR UPDATE)",
             "SELECT LAST_INSERT_ID()",
             "select get_lock('a', 1)",
             "SELECT SQL_CALC_FOUND_ROWS * FROM users LIMIT 1",
@@ -128,5 +133,16 @@ mod tests {
         ] {
             assert!(!replica_safe(&MARIADB, sql), "{sql}");
         }
+    }
+
+    #[test]
+    fn locking_reads_are_the_dialects() {
+        use crate::dialect::numbered::Numbered;
+        let sql = "SELECT * FROM users WHERE user_id = $1 FOR NO KEY UPDATE";
+        assert!(!replica_safe(&Numbered, sql));
+        assert!(replica_safe(
+            &Numbered,
+            "SELECT * FROM users WHERE lock IN (1, 2)"
+        ));
     }
 }

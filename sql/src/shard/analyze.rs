@@ -1061,3 +1061,41 @@ impl Analyzer<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialect::MARIADB;
+    use shardgate_rules::Config;
+
+    fn locking(sql: &str) -> bool {
+        let config = Config::from_toml_str(include_str!("../../../examples/wework.toml")).unwrap();
+        let rules = ShardingRules::new(&config).unwrap();
+        match analyze(sql, &MARIADB, &rules, "wework").unwrap() {
+            Analysis::Sharded(st) => st.select.locking,
+            Analysis::Unsharded => panic!("unsharded: {sql}"),
+        }
+    }
+
+    #[test]
+    fn locking_reads_are_found_in_clauses_not_in_text() {
+        for sql in [
+            "SELECT * FROM users WHERE user_id = 5 FOR UPDATE",
+            "SELECT * FROM users WHERE user_id > 5 LOCK IN SHARE MODE",
+            "SELECT * FROM users ORDER BY name LIMIT 1 FOR UPDATE SKIP LOCKED",
+            "SELECT * FROM users WHERE user_id = 5 FOR SHARE NOWAIT",
+            "SELECT * FROM users WHERE user_id IN (SELECT user_id FROM orders FOR UPDATE)",
+        ] {
+            assert!(locking(sql), "{sql}");
+        }
+        for sql in [
+            "SELECT * FROM users WHERE user_id = 5 AND name = 'lock in share mode'",
+            "SELECT * FROM users WHERE name = 'FOR UPDATE'",
+            "SELECT * FROM users /* FOR UPDATE */ WHERE user_id > 5",
+            "SELECT * FROM users WHERE user_id > 5 -- LOCK IN SHARE MODE",
+            "SELECT `for`, `update` FROM users",
+        ] {
+            assert!(!locking(sql), "{sql}");
+        }
+    }
+}
