@@ -1,11 +1,12 @@
 //! What differs between the SQL of the databases ShardGate fronts: how the
 //! parser reads a statement, how identifiers are quoted, how parameters
 //! are marked (`?`, `$n`), which expression orders a string as its
-//! collation does, which clauses the parser must be shown in another form.
-//! The
-//! analysis, the rewrite and the scatter planning ask a `Dialect` instead of
-//! writing MariaDB's forms themselves (as sqlparser's own `Dialect` does
-//! with capability methods).
+//! collation does, which clauses the parser must be shown in another form,
+//! which clauses lock the rows a SELECT reads, and which statements change
+//! session settings and how. The classification, read safety, the
+//! analysis, the rewrite, the scatter planning and the metadata names ask a
+//! `Dialect` instead of writing MariaDB's forms themselves (as sqlparser's
+//! own `Dialect` does with capability methods).
 
 use std::borrow::Cow;
 
@@ -149,7 +150,8 @@ impl Dialect for MariaDb {
         format!("SHOW COLUMNS FROM {}", self.quoted(table))
     }
 
-    /// `FOR UPDATE`, `FOR SHARE`, `LOCK IN SHARE MODE`.
+    /// `FOR UPDATE`, `FOR SHARE`, `LOCK IN SHARE MODE` (their first words
+    /// decide: `NOWAIT`, `SKIP LOCKED` or `WAIT n` may follow).
     fn lock_clause_at(&self, tokens: &[Spanned<'_>], at: usize) -> bool {
         let word = |k: usize, w: &str| tokens.get(at + k).is_some_and(|t| t.token.is_word(w));
         (word(0, "FOR") && (word(1, "UPDATE") || word(1, "SHARE")))
