@@ -75,6 +75,15 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     /// one: the whole statement is given, not the tokens after `SET`,
     /// because which statements change settings is the dialect's grammar.
     fn classify_set(&self, sql: &str, tokens: &[Spanned<'_>], out: &mut Classified) -> bool;
+
+    /// The settings (assignment keys) an assignment to `key` replaces
+    /// besides its own: MariaDB's `SET NAMES` sets the character sets of
+    /// the connection.
+    fn settings_replaced_by(&self, key: &str) -> &'static [&'static str];
+
+    /// The statements that bring a freshly reset connection to the
+    /// settings `assignments` (key, fragment), in the order of effect.
+    fn replay_settings(&self, assignments: &[(String, String)]) -> Vec<String>;
 }
 
 /// A parameter marker in a statement's text: where it stands and which of
@@ -175,6 +184,14 @@ impl Dialect for MariaDb {
             }
             _ => false,
         }
+    }
+
+    fn settings_replaced_by(&self, key: &str) -> &'static [&'static str] {
+        crate::mariadb_set::replaced_by(key)
+    }
+
+    fn replay_settings(&self, assignments: &[(String, String)]) -> Vec<String> {
+        crate::mariadb_set::replay(assignments)
     }
 }
 
@@ -312,6 +329,18 @@ pub(crate) mod numbered {
             }
             true
         }
+
+        fn settings_replaced_by(&self, _key: &str) -> &'static [&'static str] {
+            &[]
+        }
+
+        /// One `SET` per setting: PostgreSQL's takes one at a time.
+        fn replay_settings(&self, assignments: &[(String, String)]) -> Vec<String> {
+            assignments
+                .iter()
+                .map(|(_, fragment)| format!("SET {fragment}"))
+                .collect()
+        }
     }
 }
 
@@ -384,5 +413,29 @@ mod tests {
         assert!(Numbered.locks_rows("SELECT * FROM users WHERE user_id = $1 FOR KEY SHARE"));
         assert!(!MARIADB.locks_rows("SELECT * FROM users WHERE user_id = 1 FOR KEY SHARE"));
         assert!(!Numbered.locks_rows("SELECT * FROM users LOCK IN SHARE MODE"));
+    }
+
+    #[test]
+    fn settings_replay_in_each_dialects_statements() {
+        let settings = [
+            ("a".to_owned(), "a TO 1".to_owned()),
+            ("b".to_owned(), "b TO 2".to_owned()),
+        ];
+        assert_eq!(
+            numbered::Numbered.replay_settings(&settings),
+            ["SET a TO 1", "SET b TO 2"]
+        );
+        let settings = [
+            ("a".to_owned(), "@@session.a = 1".to_owned()),
+            ("b".to_owned(), "@@session.b = 2".to_owned()),
+        ];
+        assert_eq!(
+            MARIADB.replay_settings(&settings),
+            ["SET @@session.a = 1, @@session.b = 2"]
+        );
+        assert!(MARIADB
+            .settings_replaced_by("names")
+            .contains(&"character_set_client"));
+        assert!(numbered::Numbered.settings_replaced_by("names").is_empty());
     }
 }

@@ -189,3 +189,44 @@ fn value_of<'a>(sql: &'a str, rest: &[Spanned<'a>]) -> Option<(&'a str, bool)> {
     };
     Some((&sql[first.start..last.end], literal))
 }
+
+/// Keys whose value `SET NAMES` overrides.
+const CHARSET_KEYS: [&str; 4] = [
+    "character_set_client",
+    "character_set_connection",
+    "character_set_results",
+    "collation_connection",
+];
+
+/// The settings an assignment to `key` replaces besides its own.
+pub(crate) fn replaced_by(key: &str) -> &'static [&'static str] {
+    if key == "names" {
+        &CHARSET_KEYS
+    } else {
+        &[]
+    }
+}
+
+/// The statements that bring a freshly reset connection to `assignments`:
+/// merged into one `SET` where that parses the same.
+pub(crate) fn replay(assignments: &[(String, String)]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut merged: Vec<&str> = Vec::new();
+    for (key, fragment) in assignments {
+        // A transaction characteristic is its own statement; a backslash
+        // may parse differently once an earlier sql_mode has taken effect.
+        if key == "transaction" || fragment.contains('\\') {
+            if !merged.is_empty() {
+                out.push(format!("SET {}", merged.join(", ")));
+                merged.clear();
+            }
+            out.push(format!("SET {fragment}"));
+        } else {
+            merged.push(fragment);
+        }
+    }
+    if !merged.is_empty() {
+        out.push(format!("SET {}", merged.join(", ")));
+    }
+    out
+}

@@ -44,6 +44,7 @@ use prepared::{Executing, PreparedStatement, ShardedPrepared, Statements};
 use shardgate_core::error::{rolls_back_transaction, BackendError, ErrorKind, ProxyError};
 use shardgate_core::metrics;
 use shardgate_core::pause::Gate;
+use shardgate_core::session_vars::SessionVars;
 use shardgate_core::sessions::Registration;
 use shardgate_sql::admin::{may_be_admin, parse as parse_admin, AdminSqlError, AdminStatement};
 use shardgate_sql::classify::{
@@ -57,7 +58,7 @@ use shardgate_sql::shard::labels::{analyze_labelled, analyze_labelled_lexed};
 use shardgate_sql::shard::plan::{check_supported, prepare_target, single_node, PlanContext};
 use shardgate_sql::statements::{self, Piece};
 use shardgate_sql::text::{analysis_text, restore, value_text, ClientCharset};
-use state::{literal_from_read_back, SessionVars};
+use state::literal_from_read_back;
 
 /// Serves one client connection until it quits or goes away; it is
 /// greeted as `identity`.
@@ -105,7 +106,7 @@ pub async fn serve(proxy: Arc<Proxy>, identity: Arc<ServerIdentity>, stream: Tcp
             proxy,
             reader,
             writer,
-            vars: SessionVars::default(),
+            vars: SessionVars::new(&MARIADB),
             statements: Statements::default(),
             held: Vec::new(),
             holder: Holder::new(),
