@@ -6,12 +6,12 @@
 
 use tracing::warn;
 
-use super::sharded::start_query;
+use super::sharded::{push_result_header, start_query};
 use super::{Failure, Session};
 use crate::backend::result_set::RowPacket;
 use crate::backend::{ConnError, PooledConn};
-use crate::column::{logical_column, ColumnInfo};
-use crate::ok_err::{encode_eof, put_lenenc_int, OkInfo};
+use crate::column::ColumnInfo;
+use crate::ok_err::OkInfo;
 use crate::response::Outcome;
 use crate::row::{decode_row, encode_row, RowFormat};
 use shardgate_core::error::{ErrorKind, ProxyError};
@@ -191,18 +191,8 @@ impl Session {
 
     /// The column count and definitions of the answer, under logical names.
     fn send_columns(&mut self, columns: &[ColumnInfo]) {
-        let mut count = Vec::new();
-        put_lenenc_int(&mut count, columns.len() as u64);
-        self.writer.push(&count);
-        for column in columns {
-            match logical_column(&self.db.metadata, &column.raw) {
-                Some(logical) => self.writer.push(&logical),
-                None => self.writer.push(&column.raw),
-            }
-        }
-        if !self.flavor.deprecate_eof() {
-            self.writer.push(&encode_eof(0, self.reply_status()));
-        }
+        let eof_status = (!self.flavor.deprecate_eof()).then(|| self.reply_status());
+        push_result_header(&mut self.writer, &self.db.metadata, columns, eof_status);
     }
 
     /// One row of a node's text result, in the client's protocol.

@@ -35,7 +35,7 @@ mod merge;
 mod rows;
 mod transaction;
 
-pub(super) use rows::start_query;
+pub(super) use rows::{push_result_header, start_query};
 use shardgate_core::execute::fanout::FanoutWrite;
 use shardgate_sql::dialect::MARIADB;
 

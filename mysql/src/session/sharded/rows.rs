@@ -45,19 +45,31 @@ pub(super) struct ClientResult<'a> {
 
 impl MergedResult<ColumnInfo> for ClientResult<'_> {
     fn begin(&mut self, shown: &[ColumnInfo], visible: &[ColumnInfo]) {
-        let mut count = Vec::new();
-        put_lenenc_int(&mut count, shown.len() as u64);
-        self.writer.push(&count);
-        for column in shown {
-            match logical_column(self.names, &column.raw) {
-                Some(logical) => self.writer.push(&logical),
-                None => self.writer.push(&column.raw),
-            }
-        }
-        if let Some(status) = self.eof_status {
-            self.writer.push(&encode_eof(0, status));
-        }
+        push_result_header(self.writer, self.names, shown, self.eof_status);
         self.columns = visible.to_vec();
+    }
+}
+
+/// The start of a result set of node columns, as the client sees it: the
+/// column count, each definition under logical names, and the EOF after
+/// them (`eof_status`; None when the client deprecated EOF packets).
+pub(in crate::session) fn push_result_header(
+    writer: &mut PacketWriter<OwnedWriteHalf>,
+    names: &MetadataNames,
+    columns: &[ColumnInfo],
+    eof_status: Option<u16>,
+) {
+    let mut count = Vec::new();
+    put_lenenc_int(&mut count, columns.len() as u64);
+    writer.push(&count);
+    for column in columns {
+        match logical_column(names, &column.raw) {
+            Some(logical) => writer.push(&logical),
+            None => writer.push(&column.raw),
+        }
+    }
+    if let Some(status) = eof_status {
+        writer.push(&encode_eof(0, status));
     }
 }
 
