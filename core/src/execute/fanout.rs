@@ -16,6 +16,20 @@ use crate::error::{ErrorKind, ProxyError};
 /// transaction.
 const STATEMENT_SAVEPOINT: &str = "__shardgate_statement";
 
+/// The statement that sets the savepoint a write over several nodes
+/// inside the client's transaction goes back to when it fails.
+pub fn set_statement_savepoint(dialect: &dyn Dialect) -> String {
+    format!("SAVEPOINT {}", dialect.quoted(STATEMENT_SAVEPOINT))
+}
+
+/// The statement that undoes such a write: back to its savepoint.
+pub fn undo_to_statement_savepoint(dialect: &dyn Dialect) -> String {
+    format!(
+        "ROLLBACK TO SAVEPOINT {}",
+        dialect.quoted(STATEMENT_SAVEPOINT)
+    )
+}
+
 /// What a fanned-out write needs besides its targets.
 #[derive(Debug, Clone, Copy)]
 pub struct FanoutWrite<'a> {
@@ -53,7 +67,7 @@ pub async fn fan_out<S: Connections>(
     let opening = if implicit {
         Some("START TRANSACTION".to_owned())
     } else if savepoint {
-        Some(format!("SAVEPOINT {}", dialect.quoted(STATEMENT_SAVEPOINT)))
+        Some(set_statement_savepoint(dialect))
     } else {
         None
     };
@@ -230,10 +244,7 @@ async fn finish<C: StatementConn>(
     failed: bool,
 ) -> Option<ProxyError> {
     if savepoint && failed {
-        let undo = format!(
-            "ROLLBACK TO SAVEPOINT {}",
-            dialect.quoted(STATEMENT_SAVEPOINT)
-        );
+        let undo = undo_to_statement_savepoint(dialect);
         for conn in conns.iter_mut() {
             if let Err(e) = conn.execute(undo.as_bytes()).await {
                 warn!(

@@ -4,6 +4,8 @@
 //! of its VALUES, a DELETE's from every node, a broadcast table's once — in
 //! its own protocol, all or nothing as any fanned-out write.
 
+use shardgate_core::execute::fanout::{set_statement_savepoint, undo_to_statement_savepoint};
+use shardgate_sql::dialect::MARIADB;
 use tracing::warn;
 
 use super::sharded::{push_result_header, start_query};
@@ -17,11 +19,6 @@ use crate::row::{decode_row, encode_row, RowFormat};
 use shardgate_core::error::{ErrorKind, ProxyError};
 use shardgate_sql::classify::Classified;
 use shardgate_sql::shard::plan::{Returning, Target};
-
-/// The savepoint that makes a statement inside the client's transaction
-/// all or nothing.
-const STATEMENT_SAVEPOINT: &str = "SAVEPOINT `__shardgate_statement`";
-const UNDO_STATEMENT: &str = "ROLLBACK TO SAVEPOINT `__shardgate_statement`";
 
 impl Session {
     /// Runs a write with RETURNING on `targets` and answers with its rows.
@@ -54,14 +51,14 @@ impl Session {
             }
         }
         let opening = if implicit {
-            Some("START TRANSACTION")
+            Some("START TRANSACTION".to_owned())
         } else if savepoint {
-            Some(STATEMENT_SAVEPOINT)
+            Some(set_statement_savepoint(&MARIADB))
         } else {
             None
         };
         let mut outcome = Ok(());
-        if let Some(opening) = opening {
+        if let Some(opening) = &opening {
             for conn in &mut conns {
                 if let Err(e) = conn.execute_internal(opening).await {
                     outcome = Err(e.into());
@@ -75,12 +72,12 @@ impl Session {
                 .await;
         }
         let finish = match (&outcome, implicit, savepoint) {
-            (Ok(()), true, _) => Some("COMMIT"),
-            (Err(_), true, _) => Some("ROLLBACK"),
-            (Err(_), _, true) => Some(UNDO_STATEMENT),
+            (Ok(()), true, _) => Some("COMMIT".to_owned()),
+            (Err(_), true, _) => Some("ROLLBACK".to_owned()),
+            (Err(_), _, true) => Some(undo_to_statement_savepoint(&MARIADB)),
             _ => None,
         };
-        if let Some(finish) = finish {
+        if let Some(finish) = &finish {
             for conn in &mut conns {
                 if conn.broken {
                     continue;
