@@ -238,6 +238,14 @@ impl BackendConn {
         }
     }
 
+    /// The server's error reply to a command, as the connection's error.
+    pub(super) fn server_reply(&self, err: ErrInfo) -> ConnError {
+        ConnError::Server {
+            ds: self.ds.to_string(),
+            err: err.into(),
+        }
+    }
+
     pub(super) fn protocol(&self, what: String) -> ConnError {
         ConnError::Protocol {
             ds: self.ds.to_string(),
@@ -383,10 +391,7 @@ impl BackendConn {
     pub async fn read_ok(&mut self) -> Result<OkInfo, ConnError> {
         match self.read_outcome(ResponseKind::ResultSets).await? {
             Outcome::Ok(ok) => Ok(ok),
-            Outcome::Err(err) => Err(ConnError::Server {
-                ds: self.ds.to_string(),
-                err: err.into(),
-            }),
+            Outcome::Err(err) => Err(self.server_reply(err)),
             Outcome::Prepared(_) => Err(self.protocol("prepare reply to a query".into())),
         }
     }
@@ -493,10 +498,7 @@ impl BackendConn {
             if let Step::Done(outcome) = step {
                 self.note_outcome(&outcome);
                 return match outcome {
-                    Outcome::Err(err) => Err(ConnError::Server {
-                        ds: self.ds.to_string(),
-                        err: err.into(),
-                    }),
+                    Outcome::Err(err) => Err(self.server_reply(err)),
                     _ => Ok(TextRows { definitions, rows }),
                 };
             }
@@ -521,10 +523,7 @@ impl BackendConn {
     async fn expect_ok(&mut self) -> Result<(), ConnError> {
         match self.read_outcome(ResponseKind::Single).await? {
             Outcome::Ok(_) => Ok(()),
-            Outcome::Err(err) => Err(ConnError::Server {
-                ds: self.ds.to_string(),
-                err: err.into(),
-            }),
+            Outcome::Err(err) => Err(self.server_reply(err)),
             Outcome::Prepared(_) => Err(self.protocol("prepare reply to a reset".into())),
         }
     }

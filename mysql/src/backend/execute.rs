@@ -60,27 +60,14 @@ impl RowConn for BackendConn {
         match self.read_row().await? {
             RowPacket::Row(row) => decode_row(&row, columns, RowFormat::Text)
                 .map(Some)
-                .map_err(|e| ConnError::Protocol {
-                    ds: self.ds.to_string(),
-                    what: e.to_string(),
-                }),
+                .map_err(|e| self.protocol(e.to_string())),
             RowPacket::End { .. } => Ok(None),
-            RowPacket::Err(err) => Err(ConnError::Server {
-                ds: self.ds.to_string(),
-                err: err.into(),
-            }),
+            RowPacket::Err(err) => Err(self.server_reply(err)),
         }
     }
 
     async fn skip_row(&mut self) -> Result<bool, ConnError> {
-        match self.read_row().await? {
-            RowPacket::Row(_) => Ok(true),
-            RowPacket::End { .. } => Ok(false),
-            RowPacket::Err(err) => Err(ConnError::Server {
-                ds: self.ds.to_string(),
-                err: err.into(),
-            }),
-        }
+        BackendConn::skip_row(self).await
     }
 
     fn in_transaction(&self) -> bool {

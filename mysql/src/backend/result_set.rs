@@ -84,29 +84,26 @@ impl BackendConn {
         })
     }
 
-    /// Reads the rest of a result set's rows and drops them; the server's
-    /// error, if the rows end with one, is `ConnError::Server`.
-    pub async fn skip_rows(&mut self) -> Result<(), ConnError> {
-        loop {
-            match self.read_row().await? {
-                RowPacket::Row(_) => {}
-                RowPacket::End { .. } => return Ok(()),
-                RowPacket::Err(err) => {
-                    return Err(ConnError::Server {
-                        ds: self.ds.to_string(),
-                        err: err.into(),
-                    })
-                }
-            }
+    /// Reads past the next row without decoding it: false after the last.
+    /// The server's error, if the rows end with one, is `ConnError::Server`.
+    pub async fn skip_row(&mut self) -> Result<bool, ConnError> {
+        match self.read_row().await? {
+            RowPacket::Row(_) => Ok(true),
+            RowPacket::End { .. } => Ok(false),
+            RowPacket::Err(err) => Err(self.server_reply(err)),
         }
+    }
+
+    /// Reads the rest of a result set's rows and drops them (see
+    /// [`skip_row`](Self::skip_row)).
+    pub async fn skip_rows(&mut self) -> Result<(), ConnError> {
+        while self.skip_row().await? {}
+        Ok(())
     }
 
     fn server_error(&self, payload: &[u8]) -> ConnError {
         match ErrInfo::parse(payload) {
-            Some(err) => ConnError::Server {
-                ds: self.ds.to_string(),
-                err: err.into(),
-            },
+            Some(err) => self.server_reply(err),
             None => self.protocol("malformed error packet".into()),
         }
     }
