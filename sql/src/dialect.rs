@@ -57,8 +57,12 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     /// Whether `sql` has a clause that locks the rows it reads, anywhere
     /// (subqueries too; strings and comments are not clauses).
     fn locks_rows(&self, sql: &str) -> bool {
-        let tokens: Vec<_> = Lexer::new(sql).collect();
-        (0..tokens.len()).any(|at| self.lock_clause_at(&tokens, at))
+        self.lock_clause_in(&Lexer::new(sql).collect::<Vec<_>>())
+    }
+
+    /// [`locks_rows`](Dialect::locks_rows) from a statement's tokens.
+    fn lock_clause_in(&self, tokens: &[Spanned<'_>]) -> bool {
+        (0..tokens.len()).any(|at| self.lock_clause_at(tokens, at))
     }
 
     /// The clause that ends a SELECT locking the rows it reads for update.

@@ -241,7 +241,7 @@ fn analyze_from(
     if let Some(st) = super::simple::point_select(sql, rules) {
         return Ok(Analysis::Sharded(Box::new(st)));
     }
-    parsed(sql, dialect, rules, logical_db, &named)
+    parsed(sql, tokens, dialect, rules, logical_db, &named)
 }
 
 /// [`analyze`] from sqlparser's parse, whatever the statement (the tests
@@ -257,12 +257,13 @@ pub(crate) fn analyze_parsed(
     if named.is_empty() {
         return Ok(Analysis::Unsharded);
     }
-    parsed(sql, dialect, rules, logical_db, &named)
+    parsed(sql, None, dialect, rules, logical_db, &named)
 }
 
 /// The analysis of a statement naming the routed tables `named`, from its parse.
 fn parsed(
     sql: &str,
+    tokens: Option<&[Lexeme<'_>]>,
     dialect: &dyn Dialect,
     rules: &ShardingRules,
     logical_db: &str,
@@ -284,6 +285,7 @@ fn parsed(
     let lines = LineIndex::new(sql);
     let mut a = Analyzer {
         sql,
+        tokens,
         dialect,
         rules,
         logical_db,
@@ -557,6 +559,8 @@ impl LineIndex {
 
 struct Analyzer<'a> {
     sql: &'a str,
+    /// The statement's tokens, when the caller lexed it already.
+    tokens: Option<&'a [Lexeme<'a>]>,
     dialect: &'a dyn Dialect,
     rules: &'a ShardingRules,
     logical_db: &'a str,
@@ -894,8 +898,13 @@ impl Analyzer<'_> {
         let mut shape = SelectShape {
             order_by: q.order_by.is_some(),
             limit: q.limit_clause.is_some(),
-            // A subquery's locking clause locks too: the text is asked.
-            locking: !q.locks.is_empty() || self.dialect.locks_rows(self.sql),
+            // A subquery's locking clause locks too: the whole statement is
+            // asked, from the tokens the caller lexed when it did.
+            locking: !q.locks.is_empty()
+                || match self.tokens {
+                    Some(tokens) => self.dialect.lock_clause_in(tokens),
+                    None => self.dialect.locks_rows(self.sql),
+                },
             compound: q.with.is_some(),
             ..SelectShape::default()
         };
