@@ -188,6 +188,24 @@ pub async fn usable_is(proxy: &RunningProxy, name: &str, want: bool) -> bool {
     usable(proxy, name).await == Some(want)
 }
 
+/// How the proxy's monitor sees each replica of the data sources `dss`
+/// (in the rotation or not, and why): what an assertion about where a read
+/// went prints, so that a replica that left the rotation shows as such.
+pub async fn rotation(proxy: &RunningProxy, dss: &[&str]) -> String {
+    let mut out = Vec::new();
+    for ds in dss {
+        for i in 1..=proxy.cfg.data_sources[*ds].replicas.len() {
+            let name = format!("{ds}.replica{i}");
+            let state = &pool(proxy, &name).await["replication"];
+            out.push(format!(
+                "{name}: usable {}, lag {}, {}",
+                state["usable"], state["lag_seconds"], state["reason"]
+            ));
+        }
+    }
+    out.join("; ")
+}
+
 /// Waits until every replica of the data sources `dss` is in the proxy's
 /// read rotation.
 pub async fn in_rotation(proxy: &RunningProxy, dss: &[&str]) {

@@ -92,11 +92,27 @@ async fn each_statement_goes_where_it_may() {
     for _ in 0..4 {
         seen.insert(port(&mut c, &at("")).await);
     }
-    assert_eq!(seen, r3.iter().copied().collect(), "plain reads of ds3");
+    let dss = ["ds0", "ds3"];
+    assert_eq!(
+        seen,
+        r3.iter().copied().collect(),
+        "plain reads of ds3 ({})",
+        rotation(&proxy, &dss).await
+    );
     let prepared = format!("SELECT @@port, v FROM {TABLE} WHERE id = ?");
-    assert!(r3.contains(&port_prepared(&mut c, &prepared, 3).await));
+    let read = port_prepared(&mut c, &prepared, 3).await;
+    assert!(
+        r3.contains(&read),
+        "{read} ({})",
+        rotation(&proxy, &dss).await
+    );
     // A statement on no table goes to the default data source's replicas.
-    assert!(r0.contains(&port(&mut c, "SELECT @@port").await));
+    let read = port(&mut c, "SELECT @@port").await;
+    assert!(
+        r0.contains(&read),
+        "{read} ({})",
+        rotation(&proxy, &dss).await
+    );
 
     // Locking reads, the primary's own functions and the hint: the primary.
     for sql in [
@@ -161,6 +177,8 @@ async fn each_statement_goes_where_it_may() {
     direct3.close().await.ok();
     drop(c);
     drop(proxy);
+    // The replicas have applied the DDL before the next proxy counts on them.
+    caught_up(&cfg, &dss).await;
 
     // transaction_reads = "replica": a read-only transaction reads one
     // replica per data source from start to end; the next transaction may
@@ -171,7 +189,7 @@ async fn each_statement_goes_where_it_may() {
         &(read_section("ds3", "strategy = \"round_robin\"")
             + &read_section("ds0", "strategy = \"round_robin\"")),
     );
-    let proxy = proxy_in_rotation(&text, &["ds0", "ds3"]).await;
+    let proxy = proxy_in_rotation(&text, &dss).await;
     let mut c = connect(&proxy).await;
     let mut fixed = BTreeSet::new();
     for _ in 0..4 {
@@ -179,7 +197,11 @@ async fn each_statement_goes_where_it_may() {
             .await
             .expect("begin");
         let first = port(&mut c, &at("")).await;
-        assert!(r3.contains(&first), "{first} is a replica of ds3");
+        assert!(
+            r3.contains(&first),
+            "{first} is a replica of ds3 ({})",
+            rotation(&proxy, &dss).await
+        );
         for id in [7, 3, 11] {
             let sql = format!("SELECT @@port FROM {TABLE} WHERE id = {id}");
             assert_eq!(port(&mut c, &sql).await, first, "same replica all along");
@@ -188,14 +210,20 @@ async fn each_statement_goes_where_it_may() {
         let other = port(&mut c, &format!("SELECT @@port FROM {TABLE} WHERE id = 0")).await;
         assert!(
             r0.contains(&other),
-            "ds0 in the same transaction: its replica"
+            "ds0 in the same transaction: its replica ({})",
+            rotation(&proxy, &dss).await
         );
         let again = port(&mut c, &format!("SELECT @@port FROM {TABLE} WHERE id = 4")).await;
         assert_eq!(again, other);
         c.execute("COMMIT").await.expect("commit");
         fixed.insert(first);
     }
-    assert_eq!(fixed.len(), 2, "round robin: transactions take turns");
+    assert_eq!(
+        fixed.len(),
+        2,
+        "round robin: transactions take turns ({})",
+        rotation(&proxy, &dss).await
+    );
     for begin in ["BEGIN", "START TRANSACTION"] {
         c.execute(begin).await.expect(begin);
         assert_eq!(port(&mut c, &at("")).await, p3, "{begin} (read-write)");
