@@ -15,24 +15,26 @@ use super::{StatementConn, WriteDone};
 use crate::error::{ConnError, DbError};
 
 /// What a scripted node's reply holds next.
-enum Reply {
+pub(super) enum Reply {
     Row(i64),
     /// The connection drops.
     Lost,
 }
 
-struct Node {
-    ds: &'static str,
+pub(super) struct Node {
+    pub(super) ds: &'static str,
     /// Columns the plan derives (sort keys), each row's value's bytes.
     derived: usize,
-    columns: Result<Vec<ColumnMeta>, DbError>,
-    rows: VecDeque<Reply>,
-    in_transaction: bool,
-    broken: bool,
+    pub(super) columns: Result<Vec<ColumnMeta>, DbError>,
+    pub(super) rows: VecDeque<Reply>,
+    pub(super) in_transaction: bool,
+    pub(super) broken: bool,
+    /// The statements it ran that return no rows.
+    pub(super) executed: Vec<String>,
 }
 
 impl Node {
-    fn new(ds: &'static str, rows: &[i64]) -> Self {
+    pub(super) fn new(ds: &'static str, rows: &[i64]) -> Self {
         Node {
             ds,
             derived: 0,
@@ -43,6 +45,7 @@ impl Node {
             rows: rows.iter().map(|&v| Reply::Row(v)).collect(),
             in_transaction: false,
             broken: true,
+            executed: Vec::new(),
         }
     }
 
@@ -62,7 +65,9 @@ impl StatementConn for Node {
         self.ds
     }
 
-    async fn execute(&mut self, _: &[u8]) -> Result<WriteDone, ConnError> {
+    async fn execute(&mut self, sql: &[u8]) -> Result<WriteDone, ConnError> {
+        self.executed
+            .push(String::from_utf8_lossy(sql).into_owned());
         Ok(WriteDone::default())
     }
 
@@ -125,9 +130,9 @@ impl RowConn for Node {
 
 /// The client's result: its header's column names and its rows.
 #[derive(Default)]
-struct Collected {
-    shown: Vec<String>,
-    rows: Vec<i64>,
+pub(super) struct Collected {
+    pub(super) shown: Vec<String>,
+    pub(super) rows: Vec<i64>,
 }
 
 impl MergedResult<ColumnMeta> for Collected {

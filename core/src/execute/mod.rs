@@ -1,5 +1,6 @@
 //! Statement execution that does not depend on the client's protocol:
-//! writes fanned out to several data nodes ([`fanout`]) and transaction
+//! writes fanned out to several data nodes ([`fanout`], with RETURNING:
+//! [`returning`]), SELECTs merged from several ([`merge`]), transaction
 //! control across the data sources a transaction touched ([`control`]).
 //! A front end lends its session's connections through [`Connections`],
 //! runs statements on them through [`StatementConn`], and tells the client
@@ -9,12 +10,15 @@ use std::future::Future;
 
 use crate::backend::pool::PooledConn;
 use crate::backend::Connection;
+use shardgate_sql::shard::plan::Target;
+
 use crate::error::{ConnError, ProxyError};
 
 pub mod columns;
 pub mod control;
 pub mod fanout;
 pub mod merge;
+pub mod returning;
 
 /// A backend connection the executor runs statements on: one of the
 /// session's, checked out of a pool or held for its transaction.
@@ -73,6 +77,56 @@ pub trait Connections: Send {
     /// Gives a connection back: held by the session while its transaction
     /// needs it, to the pool otherwise (closed when not reusable).
     fn release(&mut self, conn: Self::Conn);
+}
+
+/// The connections of a statement over several targets: one per data
+/// source (its tables' statements share it), and each target's.
+pub struct TargetConns<C> {
+    pub conns: Vec<C>,
+    /// For each target, its connection in `conns`.
+    pub conn_of: Vec<usize>,
+}
+
+impl<C: StatementConn> TargetConns<C> {
+    /// Checks out a connection for each data source of `targets`; on a
+    /// failure, those already checked out go back.
+    pub async fn checkout<S: Connections<Conn = C>>(
+        session: &mut S,
+        targets: &[Target],
+    ) -> Result<Self, S::Error> {
+        let mut checked: TargetConns<C> = TargetConns {
+            conns: Vec::new(),
+            conn_of: Vec::with_capacity(targets.len()),
+        };
+        for target in targets {
+            let at = checked
+                .conns
+                .iter()
+                .position(|c| c.data_source() == target.data_source);
+            let at = match at {
+                Some(at) => at,
+                None => match session.checkout(&target.data_source).await {
+                    Ok(conn) => {
+                        checked.conns.push(conn);
+                        checked.conns.len() - 1
+                    }
+                    Err(e) => {
+                        checked.release(session);
+                        return Err(e);
+                    }
+                },
+            };
+            checked.conn_of.push(at);
+        }
+        Ok(checked)
+    }
+
+    /// Gives every connection back to the session.
+    pub fn release<S: Connections<Conn = C>>(self, session: &mut S) {
+        for conn in self.conns {
+            session.release(conn);
+        }
+    }
 }
 
 /// What a statement that returns no rows did, in any protocol's terms.
@@ -191,5 +245,7 @@ impl<C: StatementConn + Connection> StatementConn for PooledConn<C> {
 
 #[cfg(test)]
 mod merge_tests;
+#[cfg(test)]
+mod returning_tests;
 #[cfg(test)]
 mod tests;

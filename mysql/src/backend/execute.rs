@@ -12,6 +12,7 @@ use super::BackendConn;
 use crate::column::ColumnInfo;
 use crate::command::COM_QUERY;
 use crate::ok_err::OkInfo;
+use crate::response::Outcome;
 use crate::row::{decode_row, RowFormat};
 
 impl StatementConn for BackendConn {
@@ -61,7 +62,16 @@ impl RowConn for BackendConn {
             RowPacket::Row(row) => decode_row(&row, columns, RowFormat::Text)
                 .map(Some)
                 .map_err(|e| self.protocol(e.to_string())),
-            RowPacket::End { .. } => Ok(None),
+            RowPacket::End { status } => {
+                // The status says whether the statement left a transaction
+                // open (autocommit off), which decides where the
+                // connection goes back to.
+                self.note_outcome(&Outcome::Ok(OkInfo {
+                    status,
+                    ..OkInfo::default()
+                }));
+                Ok(None)
+            }
             RowPacket::Err(err) => Err(self.server_reply(err)),
         }
     }

@@ -9,7 +9,6 @@ mod forward;
 mod pausing;
 mod prepared;
 mod reads;
-mod returning;
 mod sharded;
 mod state;
 mod user_vars;
@@ -20,6 +19,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use mysql_common::constants::CapabilityFlags;
+use shardgate_core::execute::merge::MergeFailure;
 use shardgate_core::transaction::{OpenTransaction, TransactionState};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -236,6 +236,20 @@ impl From<BackendError> for Failure {
                 err: e.into(),
             },
             _ => Failure::Reply(e.into()),
+        }
+    }
+}
+
+impl From<MergeFailure> for Failure {
+    fn from(e: MergeFailure) -> Self {
+        match e {
+            MergeFailure::Node(e) => e.into(),
+            MergeFailure::Lost { data_source, err } => Failure::Lost {
+                server: data_source,
+                err,
+            },
+            MergeFailure::Reply(err) => Failure::Reply(err),
+            MergeFailure::ClientGone => Failure::ClientGone,
         }
     }
 }

@@ -1,12 +1,18 @@
 //! Writes fanned out to several nodes, run by the core's executor
-//! ([`shardgate_core::execute::fanout`]) on the session's connections; the
-//! client gets one OK with the combined counts.
+//! ([`shardgate_core::execute::fanout`], [`shardgate_core::execute::returning`])
+//! on the session's connections: the client gets one OK with the combined
+//! counts, or the RETURNING rows one server would send.
 
+use super::rows::ClientResult;
+use crate::backend::PooledConn;
 use crate::ok_err::OkInfo;
+use crate::row::RowFormat;
 use crate::session::{Failure, LastInsert, Session};
 use shardgate_core::execute::fanout::{fan_out, FanoutWrite};
+use shardgate_core::execute::returning::{fan_out_returning, ReturningWrite};
+use shardgate_core::execute::TargetConns;
 use shardgate_sql::dialect::MARIADB;
-use shardgate_sql::shard::plan::Target;
+use shardgate_sql::shard::plan::{Returning, Target};
 
 impl Session {
     /// Writes on several nodes; one OK with the combined count.
@@ -29,6 +35,40 @@ impl Session {
             }
             .encode(),
         );
+        Ok(())
+    }
+
+    /// A write with RETURNING on `targets`; its rows, in `format`.
+    pub(super) async fn fanout_returning(
+        &mut self,
+        targets: &[Target],
+        returning: &Returning,
+        insert_rows: &[Vec<usize>],
+        generated_id: Option<u64>,
+        format: RowFormat,
+    ) -> Result<(), Failure> {
+        let write = ReturningWrite {
+            returning,
+            insert_rows,
+            own_transaction: self.autocommit() && !self.in_transaction(),
+        };
+        let mut conns: TargetConns<PooledConn> = TargetConns::checkout(self, targets).await?;
+        let eof_status = (!self.flavor.deprecate_eof()).then(|| self.reply_status());
+        let mut result = ClientResult {
+            writer: &mut self.writer,
+            names: &self.db.metadata,
+            eof_status,
+            format,
+            columns: Vec::new(),
+            buf: Vec::new(),
+        };
+        let outcome = fan_out_returning(&mut conns, &MARIADB, targets, write, &mut result).await;
+        conns.release(self);
+        outcome?;
+        if let Some(id) = generated_id {
+            self.last_insert = Some(LastInsert { id, conn_uid: 0 });
+        }
+        self.push_end_of_result();
         Ok(())
     }
 }

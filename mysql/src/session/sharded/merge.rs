@@ -10,7 +10,8 @@ use crate::session::definitions::Ahead;
 use crate::session::forward::{forward_part, Part};
 use crate::session::{Failure, Session};
 use crate::stmt::set_statement_id;
-use shardgate_core::execute::merge::{merge_started, MergeFailure, MergeShape};
+use shardgate_core::execute::merge::{merge_started, MergeShape, RowConn};
+use shardgate_core::execute::TargetConns;
 use shardgate_sql::classify::Classified;
 use shardgate_sql::shard::having::Cond as HavingCond;
 use shardgate_sql::shard::params::ParamValue;
@@ -20,7 +21,7 @@ use shardgate_sql::text::restore;
 use std::sync::Arc;
 use tracing::debug;
 
-use super::rows::{start_query, ClientResult};
+use super::rows::ClientResult;
 use super::{bind_for_text, Execution};
 
 impl Session {
@@ -38,19 +39,8 @@ impl Session {
     ) -> Result<(), Failure> {
         let classified = Classified::default();
         let count = targets.len();
-        let mut conns: Vec<PooledConn> = Vec::new();
-        let mut conn_of: Vec<usize> = Vec::with_capacity(count);
-        for target in &targets {
-            let pool = self.pool_of(&target.data_source)?;
-            let at = match conns.iter().position(|c| Arc::ptr_eq(c.pool(), &pool)) {
-                Some(at) => at,
-                None => {
-                    conns.push(self.checkout_on(&pool, &classified).await?);
-                    conns.len() - 1
-                }
-            };
-            conn_of.push(at);
-        }
+        let TargetConns { mut conns, conn_of } =
+            TargetConns::<PooledConn>::checkout(self, &targets).await?;
         // Each node's command. Prepared on first use: before anything is
         // pipelined on the connection, whose replies must come in order.
         let mut commands: Vec<Vec<u8>> = Vec::with_capacity(count);
@@ -175,7 +165,7 @@ impl Session {
                 match spare {
                     Some(mut spare) => {
                         debug!("first table runs as a source of its own");
-                        start_query(&mut spare, &first.sql).await?;
+                        spare.start_query(&restore(&first.sql)).await?;
                         conns.push(spare);
                         sql = &first.rest;
                     }
@@ -192,7 +182,7 @@ impl Session {
                 }
             }
             // Every node starts at once; rows are read as the merge needs them.
-            start_query(&mut conn, sql).await?;
+            conn.start_query(&restore(sql)).await?;
             conns.push(conn);
         }
         let mut shown: Option<Vec<ColumnInfo>> = None;
@@ -229,18 +219,8 @@ impl Session {
         for conn in conns {
             self.release(conn, &classified);
         }
-        match merged {
-            Ok(_) => {
-                self.push_end_of_result();
-                Ok(())
-            }
-            Err(MergeFailure::Node(e)) => Err(e.into()),
-            Err(MergeFailure::Lost { data_source, err }) => Err(Failure::Lost {
-                server: data_source,
-                err,
-            }),
-            Err(MergeFailure::Reply(err)) => Err(Failure::Reply(err)),
-            Err(MergeFailure::ClientGone) => Err(Failure::ClientGone),
-        }
+        merged?;
+        self.push_end_of_result();
+        Ok(())
     }
 }

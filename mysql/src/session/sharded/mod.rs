@@ -35,7 +35,6 @@ mod merge;
 mod rows;
 mod transaction;
 
-pub(super) use rows::{push_result_header, start_query};
 use shardgate_core::execute::fanout::FanoutWrite;
 use shardgate_sql::dialect::MARIADB;
 
@@ -191,7 +190,7 @@ impl Session {
                 } else {
                     RowFormat::Text
                 };
-                self.fanout_returning(targets, returning, &insert_rows, generated_id, format)
+                self.fanout_returning(&targets, &returning, &insert_rows, generated_id, format)
                     .await
             }
             Route::Fanout {

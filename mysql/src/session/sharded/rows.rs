@@ -1,9 +1,7 @@
-//! The MySQL ends of a merge: a node's query sent whose reply is read
-//! later, and the client's result the merge writes its rows to.
+//! The client's end of rows from several nodes (a merge's, a write's
+//! RETURNING): the result the core's executor writes them to.
 
-use crate::backend::PooledConn;
 use crate::column::{logical_column, ColumnInfo};
-use crate::command::COM_QUERY;
 use crate::ok_err::{encode_eof, put_lenenc_int};
 use crate::packet::PacketWriter;
 use crate::row::{encode_row, RowFormat};
@@ -12,22 +10,7 @@ use shardgate_merge::engine::RowSink;
 use shardgate_merge::error::MergeError;
 use shardgate_merge::Value;
 use shardgate_sql::shard::metadata::MetadataNames;
-use shardgate_sql::text::restore;
 use tokio::net::tcp::OwnedWriteHalf;
-
-/// Sends a query whose reply is read later. Until it is read to the end
-/// the connection cannot go back to the pool: an early return closes it.
-pub(in crate::session) async fn start_query(
-    conn: &mut PooledConn,
-    sql: &str,
-) -> Result<(), shardgate_core::error::BackendError> {
-    let mut payload = Vec::with_capacity(sql.len() + 1);
-    payload.push(COM_QUERY);
-    payload.extend_from_slice(&restore(sql));
-    conn.send_command(&payload).await?;
-    conn.broken = true;
-    Ok(())
-}
 
 /// A merged result to the client, in its protocol: the header the
 /// merge starts it with (logical names for physical ones), then its rows.
@@ -53,7 +36,7 @@ impl MergedResult<ColumnInfo> for ClientResult<'_> {
 /// The start of a result set of node columns, as the client sees it: the
 /// column count, each definition under logical names, and the EOF after
 /// them (`eof_status`; None when the client deprecated EOF packets).
-pub(in crate::session) fn push_result_header(
+fn push_result_header(
     writer: &mut PacketWriter<OwnedWriteHalf>,
     names: &MetadataNames,
     columns: &[ColumnInfo],
