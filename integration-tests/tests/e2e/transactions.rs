@@ -2710,7 +2710,8 @@ async fn active(admin: std::net::SocketAddr) -> BTreeMap<String, u64> {
 
 /// 60 sessions that only ran `SET autocommit=0` (what drivers send on
 /// connect) hold no backend connection; 10 of them reading a row hold one
-/// each, on the row's primary, until they COMMIT.
+/// each, on the row's primary, until they COMMIT; one reading rows merged
+/// from four data sources holds one on each until it COMMITs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_autocommit_off_sessions_hold_no_connection() {
     let test = "idle_autocommit_off_sessions_hold_no_connection";
@@ -2784,6 +2785,43 @@ async fn idle_autocommit_off_sessions_hold_no_connection() {
     }
     if let Some(held) = connections_in_use(admin).await {
         problems.push(format!("after COMMIT: connections still in use: {held}"));
+    }
+    // A read merged from the four data sources (an aggregate) opens the
+    // implicit transaction on each: the session keeps all four connections.
+    let merged = format!(
+        "SELECT COUNT(*) FROM users WHERE user_id IN ({id}, {}, {}, {})",
+        id + 1,
+        id + 2,
+        id + 3
+    );
+    let o = timed(&mut conns[10], &Stmt::text(&merged)).await;
+    if o.rows().len() != 1 {
+        problems.push(format!("{merged}: {}", summary(&o)));
+    }
+    let busy_now: BTreeMap<String, u64> = active(admin)
+        .await
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    let expected: BTreeMap<String, u64> = ["ds0", "ds1", "ds2", "ds3"]
+        .map(|ds| (ds.to_string(), 1))
+        .into();
+    say(&format!(
+        "{test}: after a merged read over four data sources (autocommit off): connections in use {busy_now:?}"
+    ));
+    if busy_now != expected {
+        problems.push(format!(
+            "an autocommit-off session after a read merged from four data sources: connections in use {busy_now:?}, expected {expected:?} (its implicit transaction is open on each)"
+        ));
+    }
+    let o = timed(&mut conns[10], &Stmt::text("COMMIT")).await;
+    if !matches!(o, Outcome::Done { .. }) {
+        problems.push(format!("COMMIT: {}", summary(&o)));
+    }
+    if let Some(held) = connections_in_use(admin).await {
+        problems.push(format!(
+            "after the merged read's COMMIT: connections still in use: {held}"
+        ));
     }
     for c in conns {
         let _ = c.close().await;
