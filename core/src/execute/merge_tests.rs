@@ -17,6 +17,8 @@ use crate::error::{ConnError, DbError};
 /// What a scripted node's reply holds next.
 pub(super) enum Reply {
     Row(i64),
+    /// A row of these values, as they are.
+    Cells(Vec<Value>),
     /// The connection drops.
     Lost,
 }
@@ -49,9 +51,14 @@ impl Node {
         }
     }
 
-    fn next(&mut self) -> Result<Option<i64>, ConnError> {
+    fn next(&mut self) -> Result<Option<Vec<Value>>, ConnError> {
         match self.rows.pop_front() {
-            Some(Reply::Row(v)) => Ok(Some(v)),
+            Some(Reply::Row(v)) => {
+                let mut row = vec![Value::Int(v)];
+                row.extend((0..self.derived).map(|_| Value::Bytes(v.to_be_bytes().to_vec())));
+                Ok(Some(row))
+            }
+            Some(Reply::Cells(row)) => Ok(Some(row)),
             Some(Reply::Lost) => Err(ConnError::lost(self.ds, "connection reset")),
             None => Ok(None),
         }
@@ -107,12 +114,7 @@ impl RowConn for Node {
     }
 
     async fn next_row(&mut self, _: &[ColumnMeta]) -> Result<Option<Vec<Value>>, ConnError> {
-        let derived = self.derived;
-        Ok(self.next()?.map(|v| {
-            let mut row = vec![Value::Int(v)];
-            row.extend((0..derived).map(|_| Value::Bytes(v.to_be_bytes().to_vec())));
-            row
-        }))
+        self.next()
     }
 
     async fn skip_row(&mut self) -> Result<bool, ConnError> {
@@ -132,7 +134,9 @@ impl RowConn for Node {
 #[derive(Default)]
 pub(super) struct Collected {
     pub(super) shown: Vec<String>,
+    /// The first value of each row, when an integer.
     pub(super) rows: Vec<i64>,
+    pub(super) cells: Vec<Vec<Value>>,
 }
 
 impl MergedResult<ColumnMeta> for Collected {
@@ -146,6 +150,7 @@ impl RowSink for Collected {
         if let Some(Value::Int(v)) = row.first() {
             self.rows.push(*v);
         }
+        self.cells.push(row.to_vec());
         Ok(())
     }
 }

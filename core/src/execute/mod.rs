@@ -1,7 +1,8 @@
 //! Statement execution that does not depend on the client's protocol:
 //! writes fanned out to several data nodes ([`fanout`], with RETURNING:
-//! [`returning`]), SELECTs merged from several ([`merge`]), transaction
-//! control across the data sources a transaction touched ([`control`]).
+//! [`returning`]), SELECTs merged from several ([`merge`]), metadata
+//! queries answered in logical terms ([`metadata`]), transaction control
+//! across the data sources a transaction touched ([`control`]).
 //! A front end lends its session's connections through [`Connections`],
 //! runs statements on them through [`StatementConn`], and tells the client
 //! the outcome ([`WriteDone`]) in its own protocol.
@@ -18,6 +19,7 @@ pub mod columns;
 pub mod control;
 pub mod fanout;
 pub mod merge;
+pub mod metadata;
 pub mod returning;
 
 /// A backend connection the executor runs statements on: one of the
@@ -245,6 +247,8 @@ impl<C: StatementConn + Connection> StatementConn for PooledConn<C> {
 
 #[cfg(test)]
 mod merge_tests;
+#[cfg(test)]
+mod metadata_tests;
 #[cfg(test)]
 mod returning_tests;
 #[cfg(test)]

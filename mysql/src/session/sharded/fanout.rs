@@ -3,7 +3,7 @@
 //! on the session's connections: the client gets one OK with the combined
 //! counts, or the RETURNING rows one server would send.
 
-use super::rows::ClientResult;
+use super::rows::Header;
 use crate::backend::PooledConn;
 use crate::ok_err::OkInfo;
 use crate::row::RowFormat;
@@ -53,15 +53,7 @@ impl Session {
             own_transaction: self.autocommit() && !self.in_transaction(),
         };
         let mut conns: TargetConns<PooledConn> = TargetConns::checkout(self, targets).await?;
-        let eof_status = (!self.flavor.deprecate_eof()).then(|| self.reply_status());
-        let mut result = ClientResult {
-            writer: &mut self.writer,
-            names: &self.db.metadata,
-            eof_status,
-            format,
-            columns: Vec::new(),
-            buf: Vec::new(),
-        };
+        let mut result = self.client_result(format, Header::Tables);
         let outcome = fan_out_returning(&mut conns, &MARIADB, targets, write, &mut result).await;
         conns.release(self);
         outcome?;

@@ -21,7 +21,7 @@ use shardgate_sql::text::restore;
 use std::sync::Arc;
 use tracing::debug;
 
-use super::rows::ClientResult;
+use super::rows::Header;
 use super::{bind_for_text, Execution};
 
 impl Session {
@@ -205,16 +205,7 @@ impl Session {
             limit,
             having,
         };
-        let deprecate_eof = self.flavor.deprecate_eof();
-        let status = self.reply_status();
-        let mut result = ClientResult {
-            writer: &mut self.writer,
-            names: &self.db.metadata,
-            eof_status: (!deprecate_eof).then_some(status),
-            format,
-            columns: Vec::new(),
-            buf: Vec::new(),
-        };
+        let mut result = self.client_result(format, Header::Tables);
         let merged = merge_started(&mut conns, shown, shape, &mut result).await;
         for conn in conns {
             self.release(conn, &classified);

@@ -14,16 +14,13 @@ use super::{Failure, Session};
 use crate::backend::Pool;
 use crate::backend::PooledConn;
 use crate::command::COM_QUERY;
-use crate::ok_err::{encode_eof, put_lenenc_int};
 use crate::response::{Outcome, ResponseKind};
-use crate::row::{encode_row, RowFormat};
+use crate::row::RowFormat;
 use crate::stmt::set_statement_id;
-use shardgate_core::error::ConnError;
 use shardgate_core::error::{ErrorKind, ProxyError};
 use shardgate_core::execute::columns::{self, with_insert_columns};
-use shardgate_core::execute::merge::RowConn;
+use shardgate_core::execute::metadata::metadata_rows;
 use shardgate_core::execute::Connections;
-use shardgate_merge::Value;
 use shardgate_sql::classify::Classified;
 use shardgate_sql::shard::analyze::{ShardedStatement, StatementKind};
 use shardgate_sql::shard::params::ParamValue;
@@ -34,6 +31,8 @@ mod fanout;
 mod merge;
 mod rows;
 mod transaction;
+
+use rows::Header;
 
 use shardgate_core::execute::fanout::FanoutWrite;
 use shardgate_sql::dialect::MARIADB;
@@ -291,74 +290,12 @@ impl Session {
         let classified = Classified::default();
         let pool = self.db.default_pool.clone();
         let mut conn = self.checkout_on(&pool, &classified).await?;
-        let mut payload = Vec::with_capacity(physical.len() + 1);
-        payload.push(COM_QUERY);
-        payload.extend_from_slice(&restore(&physical));
-        conn.send_command(&payload).await?;
-        let columns = match conn.read_columns().await {
-            Ok(columns) => columns,
-            Err(err) => {
-                // Not a result set (or an error): nothing to map.
-                self.release(conn, &classified);
-                return Err(err.into());
-            }
-        };
-        let names = &self.db.metadata;
-        let deprecate_eof = self.flavor.deprecate_eof();
-        let mut count = Vec::new();
-        put_lenenc_int(&mut count, columns.len() as u64);
-        self.writer.push(&count);
-        for column in &columns {
-            let mut mapped = column.clone();
-            if let Some(label) = names.logical_label(&column.name) {
-                mapped.name = label;
-            }
-            if let Some(schema) = names.logical_cell(column.schema.as_bytes()) {
-                mapped.schema = String::from_utf8_lossy(&schema).into_owned();
-            }
-            self.writer.push(&mapped.encode());
-        }
-        if !deprecate_eof {
-            self.writer.push(&encode_eof(0, self.reply_status()));
-        }
-        let mut seen = std::collections::HashSet::new();
-        let mut buf = Vec::new();
-        let result = loop {
-            match RowConn::next_row(&mut conn, &columns).await {
-                Ok(Some(mut row)) => {
-                    for value in &mut row {
-                        if let Value::Bytes(b) = value {
-                            if let Some(mapped) = names.logical_cell(b) {
-                                *b = mapped;
-                            }
-                        }
-                    }
-                    buf.clear();
-                    encode_row(&row, &columns, RowFormat::Text, &mut buf);
-                    // One row per logical table: its physical tables' rows fold.
-                    if !seen.insert(buf.clone()) {
-                        continue;
-                    }
-                    if format == RowFormat::Binary {
-                        buf.clear();
-                        encode_row(&row, &columns, format, &mut buf);
-                    }
-                    self.writer.push(&buf);
-                }
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(e),
-            }
-        };
-        // A node's error reply was read whole; any other failure leaves
-        // the reply unfinished.
-        conn.broken = matches!(&result, Err(e) if !matches!(e, ConnError::Server { .. }));
+        let db = self.db.clone();
+        let mut result = self.client_result(format, Header::Metadata);
+        let outcome =
+            metadata_rows(&mut conn, &db.metadata, &restore(&physical), &mut result).await;
         self.release(conn, &classified);
-        if let Err(e) = result {
-            return Err(Failure::Reply(ProxyError::new(
-                ErrorKind::Internal,
-                e.to_string(),
-            )));
-        }
+        outcome?;
         self.push_end_of_result();
         Ok(())
     }
