@@ -20,6 +20,7 @@ pub mod pause;
 pub mod proxy;
 pub mod reload;
 pub mod replica;
+pub mod session_conns;
 pub mod session_vars;
 pub mod sessions;
 pub mod staging;

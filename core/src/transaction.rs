@@ -3,6 +3,7 @@
 //! savepoints (so that `ROLLBACK TO` works on every data source).
 
 use shardgate_sql::classify::Savepoint;
+use shardgate_sql::dialect::Dialect;
 
 /// A session's transaction state.
 #[derive(Debug, Default)]
@@ -35,6 +36,27 @@ impl TransactionState {
     pub fn end(&mut self) {
         self.open = None;
         self.savepoints.clear();
+    }
+
+    /// The statements that bring a connection into the transaction the
+    /// session has open on other data sources (`explicit`: opened by the
+    /// client; else the work autocommit off began): its characteristics,
+    /// its BEGIN, and its savepoints, so that `ROLLBACK TO` works there too.
+    pub fn joining_statements(&self, dialect: &dyn Dialect) -> Vec<String> {
+        let mut statements = Vec::with_capacity(2 + self.savepoints.len());
+        match &self.open {
+            Some(open) => {
+                if let Some(c) = &open.characteristics {
+                    statements.push(format!("SET TRANSACTION {c}"));
+                }
+                statements.push(open.begin.clone());
+            }
+            None => statements.push("START TRANSACTION".to_owned()),
+        }
+        for name in &self.savepoints {
+            statements.push(format!("SAVEPOINT {}", dialect.quoted(name)));
+        }
+        statements
     }
 
     /// Follows a savepoint statement that succeeded, as a server keeps its
@@ -115,5 +137,26 @@ mod tests {
         tx.track_savepoint(&set("a"));
         tx.end();
         assert!(tx.open.is_none() && tx.savepoints.is_empty());
+    }
+
+    #[test]
+    fn a_connection_joins_the_transaction_as_it_was_opened_with_its_savepoints() {
+        use shardgate_sql::dialect::MARIADB;
+        let mut tx = TransactionState::default();
+        assert_eq!(tx.joining_statements(&MARIADB), ["START TRANSACTION"]);
+        tx.open = Some(OpenTransaction {
+            begin: "START TRANSACTION READ ONLY".into(),
+            read_only: true,
+            characteristics: Some("ISOLATION LEVEL SERIALIZABLE".into()),
+        });
+        tx.track_savepoint(&set("a`b"));
+        assert_eq!(
+            tx.joining_statements(&MARIADB),
+            [
+                "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+                "START TRANSACTION READ ONLY",
+                "SAVEPOINT `a``b`"
+            ]
+        );
     }
 }

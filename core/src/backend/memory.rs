@@ -98,8 +98,12 @@ impl Connection for Memory {
         self.last_used
     }
 
-    fn reusable(&self) -> bool {
-        !self.broken && !self.in_transaction
+    fn in_transaction(&self) -> bool {
+        self.in_transaction
+    }
+
+    fn is_broken(&self) -> bool {
+        self.broken
     }
 
     fn mark_broken(&mut self) {

@@ -69,9 +69,19 @@ pub trait Connection: Send + Sync + Sized + 'static {
     /// When it last finished a command.
     fn last_used(&self) -> Instant;
 
+    /// A transaction is open on it: an explicit one, or the work that
+    /// autocommit off began.
+    fn in_transaction(&self) -> bool;
+
+    /// It must be closed, not pooled again: a reply was left unread, or a
+    /// statement failed midway.
+    fn is_broken(&self) -> bool;
+
     /// Clean enough to go back to the pool: its last reply was read to the
     /// end and no transaction is open on it.
-    fn reusable(&self) -> bool;
+    fn reusable(&self) -> bool {
+        !self.is_broken() && !self.in_transaction()
+    }
 
     /// It must be closed, not pooled again.
     fn mark_broken(&mut self);

@@ -570,11 +570,6 @@ impl BackendConn {
             self.queue_command(&close);
         }
     }
-
-    /// Whether the connection can serve another session as it is.
-    pub fn reusable(&self) -> bool {
-        !self.broken && !self.in_transaction()
-    }
 }
 
 /// What the core's pools need of a MariaDB connection.
@@ -607,8 +602,12 @@ impl Connection for BackendConn {
         self.last_used
     }
 
-    fn reusable(&self) -> bool {
-        BackendConn::reusable(self)
+    fn in_transaction(&self) -> bool {
+        BackendConn::in_transaction(self)
+    }
+
+    fn is_broken(&self) -> bool {
+        self.broken
     }
 
     fn mark_broken(&mut self) {

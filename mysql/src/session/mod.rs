@@ -20,7 +20,8 @@ use std::sync::Arc;
 
 use mysql_common::constants::CapabilityFlags;
 use shardgate_core::execute::merge::MergeFailure;
-use shardgate_core::transaction::{OpenTransaction, TransactionState};
+use shardgate_core::session_conns::SessionConns;
+use shardgate_core::transaction::OpenTransaction;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tracing::{debug, info_span, warn, Instrument};
@@ -28,7 +29,7 @@ use tracing::{debug, info_span, warn, Instrument};
 use crate::backend::conn::BackendStatement;
 use crate::backend::ConnError;
 use crate::backend::LogicalDatabase;
-use crate::backend::{Flavor, Holder, PooledConn};
+use crate::backend::{BackendConn, Flavor, Holder, PooledConn};
 use crate::backend::{Proxy, Shared};
 use crate::command::*;
 use crate::errors::ToClient;
@@ -108,13 +109,11 @@ pub async fn serve(proxy: Arc<Proxy>, identity: Arc<ServerIdentity>, stream: Tcp
             writer,
             vars: SessionVars::new(&MARIADB),
             statements: Statements::default(),
-            held: Vec::new(),
+            conns: SessionConns::default(),
             holder: Holder::new(),
             statement_metrics: metrics::SessionMetrics::new(hello.user.clone()),
             reads: ReadRouting::default(),
-            tx: TransactionState::default(),
             current: CommandState::default(),
-            pinned: None,
             last_insert: None,
             status: status::AUTOCOMMIT,
             registration,
@@ -158,20 +157,17 @@ struct Session {
     vars: SessionVars,
     statements: Statements,
     /// Backend connections kept between statements, at most one per data
-    /// source: in a transaction, pinned, or held for the next statement.
-    held: Vec<PooledConn>,
+    /// source (in a transaction, pinned, or held for the next statement),
+    /// and the client's transaction across data sources.
+    conns: SessionConns<BackendConn>,
     /// The pools this session holds connections of, for deadlock detection.
     holder: Arc<Holder>,
     /// The statements' counters (by the login user).
     statement_metrics: metrics::SessionMetrics,
     /// Where reads go, and what the session wrote (read-your-writes).
     reads: ReadRouting,
-    /// The client's transaction across data sources.
-    tx: TransactionState,
     /// What the command being run did so far.
     current: CommandState,
-    /// Why the session keeps its backend connection for good.
-    pinned: Option<&'static str>,
     last_insert: Option<LastInsert>,
     /// Server status flags after the last statement.
     status: u16,
@@ -390,7 +386,7 @@ impl Session {
     /// Whether the session may move to another configuration version now:
     /// no transaction, no held connection.
     fn follows_versions(&self) -> bool {
-        self.held.is_empty() && self.tx.open.is_none()
+        self.conns.is_idle()
     }
 
     /// Moves to the current configuration version after a reload, between
@@ -537,10 +533,16 @@ impl Session {
     /// statements of its multi-statement string follow.
     fn status_fix(&self) -> StatusFix {
         let mut set = 0;
-        if self.tx.open.is_some() || self.held.iter().any(|c| c.status & status::IN_TRANS != 0) {
+        if self.conns.tx.open.is_some()
+            || self
+                .conns
+                .held()
+                .iter()
+                .any(|c| c.status & status::IN_TRANS != 0)
+        {
             set |= status::IN_TRANS;
         }
-        if self.tx.open.as_ref().is_some_and(|t| t.read_only) {
+        if self.conns.tx.open.as_ref().is_some_and(|t| t.read_only) {
             set |= status::IN_TRANS_READONLY;
         }
         StatusFix {
@@ -567,7 +569,7 @@ impl Session {
     fn writes_in_read_only_transaction(&self, sql: &[u8]) -> bool {
         self.shared.config.server.transaction_reads
             == shardgate_rules::config::TransactionReads::Replica
-            && self.tx.open.as_ref().is_some_and(|t| t.read_only)
+            && self.conns.tx.open.as_ref().is_some_and(|t| t.read_only)
             && matches!(
                 shardgate_sql::label::statement_label(sql),
                 "insert" | "update" | "delete" | "replace"
@@ -662,7 +664,8 @@ impl Session {
         if !matches!(classified.kind, Kind::Begin(_)) {
             // SET TRANSACTION's characteristics are for the next
             // transaction: this statement's, or the BEGIN it names.
-            self.tx
+            self.conns
+                .tx
                 .next_characteristics
                 .clone_from(&classified.next_transaction);
         }
@@ -691,28 +694,28 @@ impl Session {
             }
             // Not with a connection held (pinned): it must begin there.
             Kind::Begin(begin)
-                if self.tx.open.is_none()
-                    && self.pinned.is_none()
-                    && self.held.iter().all(|c| !c.in_transaction()) =>
+                if self.conns.tx.open.is_none()
+                    && self.conns.pinned().is_none()
+                    && !self.conns.any_in_transaction() =>
             {
                 if let Some(read_only) = deferrable_begin(begin) {
                     // Opened lazily: each data source joins the transaction
                     // when a statement first reaches it, so a transaction
                     // holds only the connections it uses.
-                    let characteristics = self.tx.next_characteristics.take();
+                    let characteristics = self.conns.tx.next_characteristics.take();
                     let read_only = read_only
                         || characteristics
                             .as_deref()
                             .is_some_and(|c| c.to_ascii_uppercase().contains("READ ONLY"));
-                    self.tx.savepoints.clear();
-                    self.tx.open = Some(OpenTransaction {
+                    self.conns.tx.savepoints.clear();
+                    self.conns.tx.open = Some(OpenTransaction {
                         begin: begin.clone(),
                         read_only,
                         characteristics,
                     });
                     // The connection kept since SET TRANSACTION, on which
                     // its characteristics wait, begins now.
-                    for conn in &mut self.held {
+                    for conn in self.conns.held_mut() {
                         conn.execute_internal(begin).await?;
                     }
                     if consistent_snapshot(begin) {
@@ -751,14 +754,12 @@ impl Session {
             _ => {}
         }
         if let Some(reason) = classified.pins_session {
-            if self.pinned.is_none() {
+            if self.conns.pin(reason) {
                 debug!(reason, "session pinned to its backend connection");
             }
-            self.pinned = Some(reason);
         }
         if let Kind::Set(assignments) = &classified.kind {
-            if assignments.iter().any(|a| a.key == "autocommit")
-                && self.held.iter().any(|c| c.in_transaction())
+            if assignments.iter().any(|a| a.key == "autocommit") && self.conns.any_in_transaction()
             {
                 return self.set_autocommit(&payload, &classified).await;
             }
@@ -769,7 +770,7 @@ impl Session {
             .await?;
         let succeeded = matches!(outcome, Outcome::Ok(_));
         if let (Kind::Begin(begin), true) = (&classified.kind, succeeded) {
-            self.tx.open = Some(OpenTransaction {
+            self.conns.tx.open = Some(OpenTransaction {
                 begin: begin.clone(),
                 read_only: deferrable_begin(begin) == Some(true),
                 characteristics: None,
@@ -898,11 +899,16 @@ impl Session {
     /// gives back those no longer in a transaction.
     async fn sync_held_state(&mut self) -> Result<(), Failure> {
         let fingerprint = self.vars.fingerprint();
-        if self.held.iter().all(|c| c.applied_state == fingerprint) {
+        if self
+            .conns
+            .held()
+            .iter()
+            .all(|c| c.applied_state == fingerprint)
+        {
             return Ok(());
         }
         let statements = self.vars.replay_statements();
-        for conn in &mut self.held {
+        for conn in self.conns.held_mut() {
             if conn.applied_state == fingerprint {
                 continue;
             }
@@ -911,11 +917,13 @@ impl Session {
             }
             conn.applied_state = fingerprint;
         }
-        if self.pinned.is_none() && self.tx.open.is_none() {
-            let (keep, done): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
+        if self.conns.pinned().is_none() && self.conns.tx.open.is_none() {
+            let (keep, done): (Vec<_>, Vec<_>) = self
+                .conns
+                .take_all()
                 .into_iter()
                 .partition(|c| c.in_transaction());
-            self.held = keep;
+            self.conns.put_back(keep);
             for conn in done {
                 self.release(conn, &Classified::default());
             }
@@ -939,16 +947,8 @@ impl Session {
     /// without a reply, as MariaDB does before a statement that commits
     /// implicitly (DDL, `BEGIN` inside a transaction, `LOCK TABLES`, ...).
     async fn commit_implicitly(&mut self) -> Result<(), Failure> {
-        self.tx.end();
-        let mut failed = None;
-        for conn in &mut self.held {
-            if conn.in_transaction() {
-                if let Err(e) = conn.execute_internal("COMMIT").await {
-                    failed.get_or_insert(e);
-                }
-            }
-        }
-        for conn in std::mem::take(&mut self.held) {
+        let failed = self.conns.end_transaction(b"COMMIT").await;
+        for conn in self.conns.take_all() {
             self.release(conn, &Classified::default());
         }
         match failed {
@@ -1159,7 +1159,7 @@ impl Session {
             return Ok(Flow::Continue);
         }
         if let Some(reason) = classified.pins_session {
-            self.pinned = Some(reason);
+            self.conns.pin(reason);
         }
         if classified.commits_implicitly && self.in_transaction() {
             self.commit_implicitly().await?;
@@ -1279,21 +1279,36 @@ impl Session {
         self.flavor = self.flavor.with_multi_statements(on);
         self.capabilities
             .set(CapabilityFlags::CLIENT_MULTI_STATEMENTS, on);
-        if let Some(mut conn) = self.held.pop() {
-            // Held connections change with the session; the first one answers.
-            conn.flavor = self.flavor;
-            self.run_on(&mut conn, payload, ResponseKind::Single, Answer::Plain)
-                .await?;
-            for other in &mut self.held {
-                other.flavor = self.flavor;
-                other.send_command(payload).await?;
-                other.read_outcome(ResponseKind::Single).await?;
-            }
-            self.held.push(conn);
+        let mut held = self.conns.take_all();
+        if let Some((conn, others)) = held.split_first_mut() {
+            let answered = self.set_option_on(conn, others, payload).await;
+            // A connection the command failed on is closed.
+            held.retain(|c| !c.broken);
+            self.conns.put_back(held);
+            answered?;
         } else {
             self.push_end_of_result();
         }
         Ok(Flow::Continue)
+    }
+
+    /// COM_SET_OPTION on the connections the session holds, which change
+    /// with it; the first one answers the client.
+    async fn set_option_on(
+        &mut self,
+        first: &mut PooledConn,
+        others: &mut [PooledConn],
+        payload: &[u8],
+    ) -> Result<(), Failure> {
+        first.flavor = self.flavor;
+        self.run_on(first, payload, ResponseKind::Single, Answer::Plain)
+            .await?;
+        for other in others {
+            other.flavor = self.flavor;
+            other.send_command(payload).await?;
+            other.read_outcome(ResponseKind::Single).await?;
+        }
+        Ok(())
     }
 
     /// The backend connection of the default data source for the next
@@ -1312,10 +1327,8 @@ impl Session {
         pool: &Arc<crate::backend::Pool>,
         classified: &Classified,
     ) -> Result<PooledConn, Failure> {
-        let held = self.held.iter().position(|c| Arc::ptr_eq(c.pool(), pool));
-        let mut conn = match held {
-            Some(i) => {
-                let mut conn = self.held.swap_remove(i);
+        let mut conn = match self.conns.take(pool) {
+            Some(mut conn) => {
                 if conn.applied_state != self.vars.fingerprint() {
                     // Changed while the connection was held (in a
                     // transaction: no reset): assignments replay as they are.
@@ -1348,21 +1361,8 @@ impl Session {
                     self.apply_state(&mut conn).await?;
                 }
                 if in_transaction {
-                    let (begin, characteristics) = self
-                        .tx
-                        .open
-                        .as_ref()
-                        .map_or(("START TRANSACTION", None), |t| {
-                            (t.begin.as_str(), t.characteristics.as_deref())
-                        });
-                    if let Some(c) = characteristics {
-                        conn.execute_internal(&format!("SET TRANSACTION {c}"))
-                            .await?;
-                    }
-                    conn.execute_internal(begin).await?;
-                    for name in &self.tx.savepoints {
-                        conn.execute_internal(&format!("SAVEPOINT `{}`", name.replace('`', "``")))
-                            .await?;
+                    for sql in self.conns.tx.joining_statements(&MARIADB) {
+                        conn.execute_internal(&sql).await?;
                     }
                 }
                 conn
@@ -1382,7 +1382,7 @@ impl Session {
     /// Whether the session is in a transaction: an explicit one, or work
     /// of the implicit one that autocommit off opens, on some data source.
     fn in_transaction(&self) -> bool {
-        self.tx.open.is_some() || self.held.iter().any(|c| c.in_transaction())
+        self.conns.in_transaction()
     }
 
     async fn apply_state(&mut self, conn: &mut PooledConn) -> Result<(), BackendError> {
@@ -1448,16 +1448,8 @@ impl Session {
             return;
         }
         warn!("a deadlock rolled back this transaction's part on one data source; rolling back the rest");
-        self.tx.end();
-        for conn in &mut self.held {
-            if conn.in_transaction() {
-                if let Err(e) = conn.execute_internal("ROLLBACK").await {
-                    warn!(ds = %conn.ds, "rollback after a deadlock failed; closing the connection: {e}");
-                    conn.broken = true;
-                }
-            }
-        }
-        for conn in std::mem::take(&mut self.held) {
+        self.conns.end_transaction(b"ROLLBACK").await;
+        for conn in self.conns.take_all() {
             self.release(conn, &Classified::default());
         }
     }
@@ -1466,17 +1458,8 @@ impl Session {
     /// one in a transaction (explicit, or the work of an implicit one while
     /// autocommit is off) stays with the session until it ends.
     fn release(&mut self, mut conn: PooledConn, classified: &Classified) {
-        let in_transaction = conn.in_transaction();
-        if self.tx.open.is_some() && !in_transaction && !conn.broken {
-            // It had joined the transaction, which the statement ended
-            // (`SET autocommit = 1` after autocommit off, ...).
-            self.tx.end();
-        }
-        let keep = in_transaction || self.pinned.is_some() || classified.holds_next;
         self.note_possible_write(&mut conn);
-        if keep && !conn.broken {
-            self.held.push(conn);
-        }
+        self.conns.release(conn, classified.holds_next);
     }
 
     /// COM_RESET_CONNECTION: forget all session state; a held connection is
@@ -1485,7 +1468,7 @@ impl Session {
         self.return_held().await;
         self.vars.clear();
         self.statements.clear();
-        self.pinned = None;
+        self.conns.forget();
         self.last_insert = None;
         self.current.read_back_vars.clear();
         self.charset = crate::handshake::client_charset(self.flavor.collation);
@@ -1493,8 +1476,8 @@ impl Session {
     }
 
     async fn return_held(&mut self) {
-        self.tx.end();
-        for mut conn in std::mem::take(&mut self.held) {
+        self.conns.tx.end();
+        for mut conn in self.conns.take_all() {
             if let Err(e) = conn.reset().await {
                 warn!("could not reset a backend connection; closing it: {e}");
                 conn.broken = true;

@@ -85,14 +85,14 @@ impl Session {
     /// statement belongs to a transaction, as on one server), or inside a
     /// read-only transaction when `transaction_reads = "replica"`.
     fn replicas_may_serve(&self) -> bool {
-        if self.pinned.is_some()
+        if self.conns.pinned().is_some()
             || !self.shared.config.server.read_write_splitting
             || self.shared.replicas.values().all(Vec::is_empty)
         {
             return false;
         }
         if self.in_transaction() {
-            return self.tx.open.as_ref().is_some_and(|t| t.read_only)
+            return self.conns.tx.open.as_ref().is_some_and(|t| t.read_only)
                 && self.shared.config.server.transaction_reads == TransactionReads::Replica;
         }
         self.autocommit()
@@ -102,8 +102,8 @@ impl Session {
     /// connection the session holds there, else a replica for a read,
     /// else the primary.
     pub(super) fn pool_of(&mut self, ds: &str) -> Result<Arc<Pool>, Failure> {
-        if let Some(held) = self.held.iter().find(|c| c.pool().data_source() == ds) {
-            return Ok(held.pool().clone());
+        if let Some(held) = self.conns.pool_on(ds) {
+            return Ok(held.clone());
         }
         let primary = self.primary_pool(ds)?;
         if !self.reads.intent {
@@ -371,7 +371,7 @@ impl Session {
 
     /// `read_retry_point` of one statement of a query.
     fn statement_retry_point(&self) -> Option<Mark> {
-        if !self.reads.intent || self.in_transaction() || !self.held.is_empty() {
+        if !self.reads.intent || self.in_transaction() || !self.conns.held().is_empty() {
             return None;
         }
         Some(self.writer.mark())

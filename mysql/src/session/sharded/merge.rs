@@ -144,8 +144,8 @@ impl Session {
         // does only when no transaction (or pinned state) ties the session
         // to one connection.
         let may_split = first_table.is_some()
-            && self.held.is_empty()
-            && self.pinned.is_none()
+            && self.conns.held().is_empty()
+            && self.conns.pinned().is_none()
             && !self.in_transaction()
             && self.autocommit();
         let mut conns: Vec<PooledConn> = Vec::with_capacity(targets.len() + 1);

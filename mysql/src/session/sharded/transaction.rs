@@ -21,44 +21,44 @@ impl Session {
         classified: &Classified,
     ) -> Result<(), Failure> {
         if ends {
-            self.tx.savepoints.clear();
+            self.conns.tx.savepoints.clear();
         }
-        if self.held.is_empty() && ends && self.tx.open.is_some() {
+        if self.conns.held().is_empty() && ends && self.conns.tx.open.is_some() {
             // A transaction that never reached a data source.
-            self.tx.open = None;
+            self.conns.tx.open = None;
             self.reply_ok();
             return Ok(());
         }
-        if self.held.len() <= 1 {
-            let mut conn = match self.held.pop() {
+        if self.conns.held().len() <= 1 {
+            let mut conn = match self.conns.take_all().pop() {
                 Some(conn) => conn,
                 None => self.checkout(classified).await?,
             };
             if ends {
                 // The reply shows the transaction ended.
-                self.tx.open = None;
+                self.conns.tx.open = None;
             }
             let outcome = self
                 .run_on(&mut conn, payload, ResponseKind::ResultSets, Answer::Plain)
                 .await?;
             // A savepoint outside a transaction ends with its statement.
             if let (Some(op), Outcome::Ok(_), true) = (savepoint, outcome, conn.in_transaction()) {
-                self.tx.track_savepoint(op);
+                self.conns.tx.track_savepoint(op);
             }
             self.release(conn, classified);
             return Ok(());
         }
         let metrics = self.shared.metrics.clone();
-        let result = on_every_source(&mut self.held, &restore(sql), &metrics).await;
+        let result = on_every_source(self.conns.held_mut(), &restore(sql), &metrics).await;
         if ends {
-            self.tx.open = None;
+            self.conns.tx.open = None;
         }
-        for conn in std::mem::take(&mut self.held) {
+        for conn in self.conns.take_all() {
             self.release(conn, classified);
         }
         let last = result?;
         if let Some(op) = savepoint {
-            self.tx.track_savepoint(op);
+            self.conns.tx.track_savepoint(op);
         }
         self.status = last.status;
         self.writer.push(

@@ -1,0 +1,237 @@
+//! The backend connections a session keeps between statements, with the
+//! client's transaction: a connection a statement used stays with the
+//! session while a transaction is open on it, while the session is pinned
+//! (a statement left state on it that cannot be replayed elsewhere), or
+//! when the statement asked to keep it for the next one; otherwise it goes
+//! back to its pool. At most one is kept per data source.
+
+use std::sync::Arc;
+
+use tracing::warn;
+
+use crate::backend::pool::{Pool, PooledConn};
+use crate::backend::Connection;
+use crate::error::ConnError;
+use crate::execute::StatementConn;
+use crate::transaction::TransactionState;
+
+/// A session's kept connections and transaction.
+pub struct SessionConns<C: Connection> {
+    held: Vec<PooledConn<C>>,
+    /// Why the session keeps its backend connections for good.
+    pinned: Option<&'static str>,
+    /// The client's transaction across data sources.
+    pub tx: TransactionState,
+}
+
+impl<C: Connection> Default for SessionConns<C> {
+    fn default() -> Self {
+        SessionConns {
+            held: Vec::new(),
+            pinned: None,
+            tx: TransactionState::default(),
+        }
+    }
+}
+
+impl<C: Connection> SessionConns<C> {
+    /// The connections kept, in no particular order.
+    pub fn held(&self) -> &[PooledConn<C>] {
+        &self.held
+    }
+
+    /// The connections kept, to run a statement on each.
+    pub fn held_mut(&mut self) -> &mut [PooledConn<C>] {
+        &mut self.held
+    }
+
+    /// The kept connection of `pool`, taken out for a statement.
+    pub fn take(&mut self, pool: &Arc<Pool<C>>) -> Option<PooledConn<C>> {
+        let at = self.held.iter().position(|c| Arc::ptr_eq(c.pool(), pool))?;
+        Some(self.held.swap_remove(at))
+    }
+
+    /// Every kept connection, taken out (to end a transaction, or reset).
+    pub fn take_all(&mut self) -> Vec<PooledConn<C>> {
+        std::mem::take(&mut self.held)
+    }
+
+    /// Puts back connections [`take_all`](Self::take_all) took out, as
+    /// they were.
+    pub fn put_back(&mut self, conns: Vec<PooledConn<C>>) {
+        self.held.extend(conns);
+    }
+
+    /// The pool of the connection kept on data source `ds`, if any.
+    pub fn pool_on(&self, ds: &str) -> Option<&Arc<Pool<C>>> {
+        self.held
+            .iter()
+            .find(|c| c.pool().data_source() == ds)
+            .map(PooledConn::pool)
+    }
+
+    /// Whether the session is in a transaction: an explicit one, or work
+    /// of the implicit one that autocommit off opens, on some data source.
+    pub fn in_transaction(&self) -> bool {
+        self.tx.open.is_some() || self.held.iter().any(|c| c.in_transaction())
+    }
+
+    /// Whether a kept connection has a transaction open on it.
+    pub fn any_in_transaction(&self) -> bool {
+        self.held.iter().any(|c| c.in_transaction())
+    }
+
+    /// Neither a transaction open nor a connection kept: the session may
+    /// move to another configuration version.
+    pub fn is_idle(&self) -> bool {
+        self.held.is_empty() && self.tx.open.is_none()
+    }
+
+    /// Why the session keeps its connections for good, if it does.
+    pub fn pinned(&self) -> Option<&'static str> {
+        self.pinned
+    }
+
+    /// Keeps the session's connections for good from now on; true when it
+    /// was not pinned before.
+    pub fn pin(&mut self, reason: &'static str) -> bool {
+        self.pinned.replace(reason).is_none()
+    }
+
+    /// Gives back a connection a statement used: kept while a transaction
+    /// is open on it, while the session is pinned, or when the statement
+    /// holds it for the next one (`holds_next`); back to its pool
+    /// otherwise (closed there when broken).
+    pub fn release(&mut self, conn: PooledConn<C>, holds_next: bool) {
+        let in_transaction = conn.in_transaction();
+        if self.tx.open.is_some() && !in_transaction && !conn.is_broken() {
+            // It had joined the transaction, which the statement ended
+            // (`SET autocommit = 1` after autocommit off, ...).
+            self.tx.end();
+        }
+        let keep = in_transaction || self.pinned.is_some() || holds_next;
+        if keep && !conn.is_broken() {
+            self.held.push(conn);
+        }
+    }
+
+    /// Forgets the transaction and the pin (the connections were taken out
+    /// and reset): COM_RESET_CONNECTION, `DISCARD ALL`.
+    pub fn forget(&mut self) {
+        self.tx.end();
+        self.pinned = None;
+    }
+}
+
+impl<C: Connection + StatementConn> SessionConns<C> {
+    /// Ends the transaction on every kept connection that has one open
+    /// (`end`: COMMIT or ROLLBACK) without a reply to the client, as a
+    /// server commits before DDL or rolls back after a deadlock. A
+    /// connection whose end failed is closed; the first failure is returned.
+    /// The connections stay kept: the caller releases them.
+    pub async fn end_transaction(&mut self, end: &[u8]) -> Option<ConnError> {
+        self.tx.end();
+        let mut failed = None;
+        for conn in &mut self.held {
+            if !conn.in_transaction() {
+                continue;
+            }
+            if let Err(e) = conn.execute(end).await {
+                warn!(
+                    ds = conn.data_source(),
+                    "{} failed; closing the connection: {e}",
+                    String::from_utf8_lossy(end)
+                );
+                conn.mark_broken();
+                failed.get_or_insert(e);
+            }
+        }
+        failed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::memory::Memory;
+    use crate::backend::pool::{PoolContext, Role};
+    use crate::backend::waits::Holder;
+    use crate::metrics::Metrics;
+    use crate::transaction::OpenTransaction;
+    use shardgate_rules::config::{BackendUrl, PoolConfig};
+
+    fn pool(name: &str) -> Arc<Pool<Memory>> {
+        let url = BackendUrl::parse("mysql://root@127.0.0.1:1/db").expect("url");
+        let context = PoolContext::new(Arc::new(Metrics::new()));
+        Pool::new(
+            name,
+            name,
+            Role::Primary,
+            url,
+            PoolConfig::default(),
+            context,
+        )
+    }
+
+    fn open_transaction() -> Option<OpenTransaction> {
+        Some(OpenTransaction {
+            begin: "BEGIN".into(),
+            read_only: false,
+            characteristics: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_connection_stays_while_its_transaction_is_open_or_the_session_is_pinned() {
+        let (ds0, ds1) = (pool("sc-ds0"), pool("sc-ds1"));
+        let holder = Holder::new();
+        let mut conns = SessionConns::<Memory>::default();
+
+        let mut a = ds0.acquire(1, 0, &holder).await.expect("ds0");
+        a.in_transaction = true;
+        conns.release(a, false);
+        let b = ds1.acquire(1, 0, &holder).await.expect("ds1");
+        conns.release(b, false);
+        assert_eq!(conns.held().len(), 1, "only the one in a transaction");
+        assert!(conns.in_transaction());
+        assert!(conns.pool_on("sc-ds0").is_some());
+        assert!(conns.take(&ds1).is_none());
+
+        let mut a = conns.take(&ds0).expect("kept");
+        a.in_transaction = false;
+        conns.release(a, true);
+        assert_eq!(conns.held().len(), 1, "held for the next statement");
+        conns.take_all();
+
+        assert!(conns.pin("GET_LOCK"));
+        assert!(!conns.pin("GET_LOCK"), "already pinned");
+        let b = ds1.acquire(1, 0, &holder).await.expect("ds1");
+        conns.release(b, false);
+        assert_eq!(conns.held().len(), 1, "pinned: kept");
+        let mut b = conns.take(&ds1).expect("kept");
+        b.broken = true;
+        conns.release(b, false);
+        assert!(conns.held().is_empty(), "a broken one is never kept");
+        conns.forget();
+        assert_eq!(conns.pinned(), None);
+        assert!(conns.is_idle());
+    }
+
+    #[tokio::test]
+    async fn the_transaction_ends_when_a_joined_connection_left_it() {
+        let ds0 = pool("sc-end");
+        let holder = Holder::new();
+        let mut conns = SessionConns::<Memory>::default();
+        conns.tx.open = open_transaction();
+        let mut a = ds0.acquire(1, 0, &holder).await.expect("ds0");
+        a.in_transaction = true;
+        conns.release(a, false);
+        assert!(!conns.is_idle());
+        // `SET autocommit = 1` (or DDL) ended it on the server.
+        let mut a = conns.take(&ds0).expect("kept");
+        a.in_transaction = false;
+        conns.release(a, false);
+        assert!(conns.tx.open.is_none());
+        assert!(conns.is_idle());
+    }
+}
