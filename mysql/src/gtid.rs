@@ -77,6 +77,10 @@ impl ReplicaPosition for Position {
     fn includes_all(&self, other: &Position) -> bool {
         other.0.iter().all(|g| self.includes(g))
     }
+
+    fn is_empty(&self) -> bool {
+        Position::is_empty(self)
+    }
 }
 
 #[cfg(test)]

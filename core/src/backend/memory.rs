@@ -46,6 +46,10 @@ impl ReplicaPosition for Seq {
     fn includes_all(&self, other: &Seq) -> bool {
         self.0 >= other.0
     }
+
+    fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
 }
 
 impl Connection for Memory {
@@ -104,6 +108,10 @@ impl Connection for Memory {
 
     fn is_broken(&self) -> bool {
         self.broken
+    }
+
+    fn take_committed(&mut self) -> bool {
+        false
     }
 
     fn mark_broken(&mut self) {

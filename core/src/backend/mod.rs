@@ -77,6 +77,10 @@ pub trait Connection: Send + Sync + Sized + 'static {
     /// statement failed midway.
     fn is_broken(&self) -> bool;
 
+    /// Whether a transaction committed on it since it was last asked
+    /// (COMMIT, autocommit turned on, DDL): it may hold writes.
+    fn take_committed(&mut self) -> bool;
+
     /// Clean enough to go back to the pool: its last reply was read to the
     /// end and no transaction is open on it.
     fn reusable(&self) -> bool {
@@ -93,6 +97,9 @@ pub trait Connection: Send + Sync + Sized + 'static {
 pub trait ReplicaPosition: Clone + Default + Display + Debug + Send + Sync + 'static {
     /// Whether every transaction of `other` is included.
     fn includes_all(&self, other: &Self) -> bool;
+
+    /// No transaction at all.
+    fn is_empty(&self) -> bool;
 }
 
 /// What the proxy asks a server about replication, on a connection of the

@@ -4,6 +4,7 @@
 
 pub mod balance;
 pub mod monitor;
+pub mod session_reads;
 pub mod session_writes;
 pub mod watermark;
 

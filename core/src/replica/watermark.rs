@@ -107,21 +107,7 @@ impl<P: ReplicaPosition> Watermark<P> {
 mod tests {
     use super::*;
 
-    /// A position that is one sequence number.
-    #[derive(Debug, Clone, Default, PartialEq)]
-    struct Seq(u64);
-
-    impl std::fmt::Display for Seq {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "{}", self.0)
-        }
-    }
-
-    impl ReplicaPosition for Seq {
-        fn includes_all(&self, other: &Seq) -> bool {
-            self.0 >= other.0
-        }
-    }
+    use crate::backend::memory::Seq;
 
     #[tokio::test]
     async fn the_primary_is_asked_once_per_epoch() {

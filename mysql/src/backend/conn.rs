@@ -610,6 +610,10 @@ impl Connection for BackendConn {
         self.broken
     }
 
+    fn take_committed(&mut self) -> bool {
+        BackendConn::take_committed(self)
+    }
+
     fn mark_broken(&mut self) {
         self.broken = true;
     }

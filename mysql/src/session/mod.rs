@@ -13,13 +13,12 @@ mod sharded;
 mod state;
 mod user_vars;
 
-use reads::ReadRouting;
-
 use std::borrow::Cow;
 use std::sync::Arc;
 
 use mysql_common::constants::CapabilityFlags;
 use shardgate_core::execute::merge::MergeFailure;
+use shardgate_core::replica::session_reads::SessionReads;
 use shardgate_core::session_conns::SessionConns;
 use shardgate_core::transaction::OpenTransaction;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -112,7 +111,7 @@ pub async fn serve(proxy: Arc<Proxy>, identity: Arc<ServerIdentity>, stream: Tcp
             conns: SessionConns::default(),
             holder: Holder::new(),
             statement_metrics: metrics::SessionMetrics::new(hello.user.clone()),
-            reads: ReadRouting::default(),
+            reads: SessionReads::default(),
             current: CommandState::default(),
             last_insert: None,
             status: status::AUTOCOMMIT,
@@ -165,7 +164,7 @@ struct Session {
     /// The statements' counters (by the login user).
     statement_metrics: metrics::SessionMetrics,
     /// Where reads go, and what the session wrote (read-your-writes).
-    reads: ReadRouting,
+    reads: SessionReads<BackendConn>,
     /// What the command being run did so far.
     current: CommandState,
     last_insert: Option<LastInsert>,
