@@ -9,10 +9,12 @@ use std::sync::Arc;
 
 use tracing::warn;
 
-use crate::backend::pool::{Pool, PooledConn};
-use crate::backend::Connection;
-use crate::error::ConnError;
+use crate::backend::pool::{Pool, PooledConn, Role};
+use crate::backend::{Backend, Connection, Replicated};
+use crate::error::{BackendError, ConnError};
 use crate::execute::StatementConn;
+use crate::replica::session_reads::{ReadScope, SessionReads};
+use crate::session_vars::SessionVars;
 use crate::transaction::TransactionState;
 
 /// A session's kept connections and transaction.
@@ -123,6 +125,64 @@ impl<C: Connection> SessionConns<C> {
     }
 }
 
+impl<C: Replicated + StatementConn> SessionConns<C> {
+    /// A connection of `pool`'s data source for a statement: the one kept
+    /// there (brought to settings changed since), or one from the pool — a
+    /// replica's when the read may go there and it has what the read must
+    /// see, else the primary's — brought to the session's settings and
+    /// into its transaction when one is open on other data sources.
+    pub async fn checkout<B: Backend<Conn = C>>(
+        &mut self,
+        pool: &Arc<Pool<C>>,
+        reads: &mut SessionReads<C>,
+        scope: &ReadScope<'_, B>,
+        vars: &SessionVars,
+    ) -> Result<PooledConn<C>, BackendError> {
+        let fingerprint = vars.fingerprint();
+        if let Some(mut conn) = self.take(pool) {
+            if conn.applied_state() != fingerprint {
+                // Changed while the connection was kept (in a transaction:
+                // no reset): the assignments replay as they are.
+                for sql in vars.replay_statements() {
+                    conn.execute(sql.as_bytes()).await?;
+                }
+                conn.set_applied_state(fingerprint);
+            }
+            return Ok(conn);
+        }
+        let in_transaction = self.in_transaction();
+        let mut acquired = pool.acquire(scope.flavor, fingerprint, scope.holder).await;
+        if pool.role() != Role::Primary {
+            acquired = reads.replica_or_primary(scope, pool, acquired).await;
+        }
+        let mut conn = match acquired {
+            Ok(conn) => conn,
+            Err(e @ BackendError::Deadlock { .. }) => {
+                // As a server does for a lock deadlock: the whole
+                // transaction is rolled back, so the others proceed.
+                self.reset_all().await;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        if conn.applied_state() != fingerprint {
+            if conn.applied_state() != 0 {
+                conn.reset().await?;
+            }
+            for sql in vars.replay_statements() {
+                conn.execute(sql.as_bytes()).await?;
+            }
+            conn.set_applied_state(fingerprint);
+        }
+        if in_transaction {
+            for sql in self.tx.joining_statements(B::dialect()) {
+                conn.execute(sql.as_bytes()).await?;
+            }
+        }
+        Ok(conn)
+    }
+}
+
 impl<C: Connection + StatementConn> SessionConns<C> {
     /// Ends the transaction on every kept connection that has one open
     /// (`end`: COMMIT or ROLLBACK) without a reply to the client, as a
@@ -147,6 +207,22 @@ impl<C: Connection + StatementConn> SessionConns<C> {
             }
         }
         failed
+    }
+
+    /// Resets every kept connection and gives it back, forgetting the
+    /// transaction (COM_RESET_CONNECTION, a deadlock's rollback of the
+    /// whole transaction); one that cannot be reset is closed.
+    pub async fn reset_all(&mut self) {
+        self.tx.end();
+        for mut conn in self.take_all() {
+            if let Err(e) = conn.reset().await {
+                warn!(
+                    ds = conn.data_source(),
+                    "could not reset a backend connection; closing it: {e}"
+                );
+                conn.mark_broken();
+            }
+        }
     }
 }
 

@@ -98,6 +98,16 @@ impl Connection for Memory {
         self.state
     }
 
+    fn set_applied_state(&mut self, state: u64) {
+        self.state = state;
+    }
+
+    async fn reset(&mut self) -> Result<(), ConnError> {
+        self.state = 0;
+        self.in_transaction = false;
+        Ok(())
+    }
+
     fn last_used(&self) -> Instant {
         self.last_used
     }

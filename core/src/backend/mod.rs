@@ -66,6 +66,14 @@ pub trait Connection: Send + Sync + Sized + 'static {
     /// Fingerprint of the session state last applied (0: none).
     fn applied_state(&self) -> u64;
 
+    /// Records that the session state of fingerprint `state` was applied.
+    fn set_applied_state(&mut self, state: u64);
+
+    /// Drops every session state applied to it (settings, prepared
+    /// statements, temporary tables), rolling back its transaction: what
+    /// it had fresh from the pool.
+    fn reset(&mut self) -> impl Future<Output = Result<(), ConnError>> + Send;
+
     /// When it last finished a command.
     fn last_used(&self) -> Instant;
 

@@ -598,6 +598,15 @@ impl Connection for BackendConn {
         self.applied_state
     }
 
+    fn set_applied_state(&mut self, state: u64) {
+        self.applied_state = state;
+    }
+
+    /// COM_RESET_CONNECTION, then the connection's database again.
+    async fn reset(&mut self) -> Result<(), ConnError> {
+        BackendConn::reset(self).await
+    }
+
     fn last_used(&self) -> Instant {
         self.last_used
     }

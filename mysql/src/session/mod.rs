@@ -1318,55 +1318,16 @@ impl Session {
         self.checkout_on(&pool, classified).await
     }
 
-    /// A backend connection of `pool`'s data source: the held one, or one
-    /// from the pool brought to the session's state (and into the session's
-    /// transaction, when one is open on other data sources).
+    /// A backend connection of `pool`'s data source, as the core's
+    /// `SessionConns::checkout` gives it, with the session's last insert id
+    /// when the statement reads it and it was made on another connection.
     async fn checkout_on(
         &mut self,
         pool: &Arc<crate::backend::Pool>,
         classified: &Classified,
     ) -> Result<PooledConn, Failure> {
-        let mut conn = match self.conns.take(pool) {
-            Some(mut conn) => {
-                if conn.applied_state != self.vars.fingerprint() {
-                    // Changed while the connection was held (in a
-                    // transaction: no reset): assignments replay as they are.
-                    for sql in self.vars.replay_statements() {
-                        conn.execute_internal(&sql).await?;
-                    }
-                    conn.applied_state = self.vars.fingerprint();
-                }
-                conn
-            }
-            None => {
-                let in_transaction = self.in_transaction();
-                let mut acquired = pool
-                    .acquire(self.flavor, self.vars.fingerprint(), &self.holder)
-                    .await;
-                if pool.role() != crate::backend::Role::Primary {
-                    acquired = self.replica_or_primary(pool, acquired).await;
-                }
-                let mut conn = match acquired {
-                    Ok(conn) => conn,
-                    Err(e @ BackendError::Deadlock { .. }) => {
-                        // As a server does for a lock deadlock: the whole
-                        // transaction is rolled back, so the others proceed.
-                        self.return_held().await;
-                        return Err(e.into());
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                if conn.applied_state != self.vars.fingerprint() {
-                    self.apply_state(&mut conn).await?;
-                }
-                if in_transaction {
-                    for sql in self.conns.tx.joining_statements(&MARIADB) {
-                        conn.execute_internal(&sql).await?;
-                    }
-                }
-                conn
-            }
-        };
+        let (conns, reads, scope, vars) = self.backend_parts();
+        let mut conn = conns.checkout(pool, reads, &scope, vars).await?;
         if classified.reads_last_insert_id {
             if let Some(last) = self.last_insert {
                 if last.conn_uid != conn.uid {
@@ -1382,17 +1343,6 @@ impl Session {
     /// of the implicit one that autocommit off opens, on some data source.
     fn in_transaction(&self) -> bool {
         self.conns.in_transaction()
-    }
-
-    async fn apply_state(&mut self, conn: &mut PooledConn) -> Result<(), BackendError> {
-        if conn.applied_state != 0 {
-            conn.reset().await?;
-        }
-        for sql in self.vars.replay_statements() {
-            conn.execute_internal(&sql).await?;
-        }
-        conn.applied_state = self.vars.fingerprint();
-        Ok(())
     }
 
     /// Sends one command on `conn` and forwards the reply to the client.
@@ -1464,7 +1414,7 @@ impl Session {
     /// COM_RESET_CONNECTION: forget all session state; a held connection is
     /// reset (rolled back) and returned.
     async fn reset(&mut self) {
-        self.return_held().await;
+        self.conns.reset_all().await;
         self.vars.clear();
         self.statements.clear();
         self.conns.forget();
@@ -1474,18 +1424,8 @@ impl Session {
         self.status = status::AUTOCOMMIT;
     }
 
-    async fn return_held(&mut self) {
-        self.conns.tx.end();
-        for mut conn in self.conns.take_all() {
-            if let Err(e) = conn.reset().await {
-                warn!("could not reset a backend connection; closing it: {e}");
-                conn.broken = true;
-            }
-        }
-    }
-
     async fn close(&mut self) {
-        self.return_held().await;
+        self.conns.reset_all().await;
         let _ = self.writer.shutdown().await;
     }
 }

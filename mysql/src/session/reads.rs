@@ -5,12 +5,13 @@
 //! connection broke before the client got anything is retried elsewhere.
 
 use shardgate_core::replica::session_reads::{replicas_may_serve, ReadScope, SessionReads};
+use shardgate_core::session_conns::SessionConns;
+use shardgate_core::session_vars::SessionVars;
 
 use super::{Failure, Session};
 use crate::backend::{BackendConn, MariaDb, Pool, PooledConn};
 use crate::command::{Command, CommandKind};
 use crate::packet::Mark;
-use shardgate_core::error::BackendError;
 use shardgate_sql::dialect::MARIADB;
 use shardgate_sql::lex::{Lexer, Spanned};
 use shardgate_sql::reads::{replica_safe, replica_safe_lexed};
@@ -50,6 +51,21 @@ impl Session {
 
     /// The session's read routing with what it looks at.
     fn reads_in_scope(&mut self) -> (&mut SessionReads<BackendConn>, ReadScope<'_, MariaDb>) {
+        let (_, reads, scope, _) = self.backend_parts();
+        (reads, scope)
+    }
+
+    /// The session's kept connections and read routing, with what they
+    /// look at: the configuration, the proxy, the session's flavor and
+    /// settings.
+    pub(super) fn backend_parts(
+        &mut self,
+    ) -> (
+        &mut SessionConns<BackendConn>,
+        &mut SessionReads<BackendConn>,
+        ReadScope<'_, MariaDb>,
+        &SessionVars,
+    ) {
         let scope = ReadScope {
             shared: &self.shared,
             proxy: &self.proxy,
@@ -57,7 +73,7 @@ impl Session {
             state: self.vars.fingerprint(),
             holder: &self.holder,
         };
-        (&mut self.reads, scope)
+        (&mut self.conns, &mut self.reads, scope, &self.vars)
     }
 
     /// The pool a statement on data source `ds` uses: the one of a
@@ -70,17 +86,6 @@ impl Session {
         let primary = self.primary_pool(ds)?;
         let (reads, scope) = self.reads_in_scope();
         reads.pool_for(&scope, ds, primary).map_err(Failure::from)
-    }
-
-    /// A replica connection for a read, or the primary's when the replica
-    /// cannot be reached or has not caught up with the session's writes.
-    pub(super) async fn replica_or_primary(
-        &mut self,
-        replica: &Arc<Pool>,
-        acquired: Result<PooledConn, BackendError>,
-    ) -> Result<PooledConn, BackendError> {
-        let (reads, scope) = self.reads_in_scope();
-        reads.replica_or_primary(&scope, replica, acquired).await
     }
 
     /// Marks the data source of a connection coming back after a
