@@ -151,6 +151,24 @@ pub struct ReplicaStatus<P> {
     pub receiver_stopped: Option<String>,
     /// It has applied everything it received.
     pub applied_all_received: bool,
-    /// How far behind its primary it is, or why that is not known.
-    pub lag: Result<Duration, String>,
+    /// How far behind its primary it is.
+    pub lag: Lag,
+}
+
+/// How far a replica is behind its primary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lag {
+    Behind(Duration),
+    /// Not known, and why (not replicating, the server says NULL).
+    Unknown(String),
+}
+
+impl Lag {
+    /// The lag, when known.
+    pub fn known(&self) -> Option<Duration> {
+        match self {
+            Lag::Behind(lag) => Some(*lag),
+            Lag::Unknown(_) => None,
+        }
+    }
 }

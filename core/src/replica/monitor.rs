@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::backend::pool::{Pool, Replication};
-use crate::backend::{Connection, Replicated};
+use crate::backend::{Connection, Lag, Replicated};
 use crate::error::BackendError;
 use crate::metrics::Metrics;
 
@@ -109,19 +109,19 @@ async fn check<C: Replicated>(
         }
     } else {
         match &status.lag {
-            Err(unknown) => Some(unknown.clone()),
-            Ok(lag) if *lag > max_lag => Some(format!(
+            Lag::Unknown(why) => Some(why.clone()),
+            Lag::Behind(lag) if *lag > max_lag => Some(format!(
                 "lags {}s, more than max_replica_lag_ms = {}",
                 lag.as_secs(),
                 read.max_replica_lag_ms
             )),
-            Ok(_) => None,
+            Lag::Behind(_) => None,
         }
     };
     Ok(Replication {
         usable: reason.is_none(),
         reason,
-        lag: status.lag.ok(),
+        lag: status.lag.known(),
         applied: status.applied,
         checked_at: SystemTime::now(),
     })

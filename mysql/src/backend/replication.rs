@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use shardgate_core::backend::{ReplicaStatus, Replicated};
+use shardgate_core::backend::{Lag, ReplicaStatus, Replicated};
 
 use super::{BackendConn, ConnError};
 use crate::gtid::Position;
@@ -22,7 +22,7 @@ impl Replicated for BackendConn {
                 applier_stopped: Some("not replicating (SHOW SLAVE STATUS is empty)".into()),
                 receiver_stopped: None,
                 applied_all_received: false,
-                lag: Err("not replicating".into()),
+                lag: Lag::Unknown("not replicating".into()),
             });
         };
         let field = |name: &str| row.get(name).and_then(|v| v.as_deref()).unwrap_or("");
@@ -39,10 +39,10 @@ impl Replicated for BackendConn {
             // Everything the IO thread received has been applied.
             applied_all_received: field("Master_Log_File") == field("Relay_Master_Log_File")
                 && field("Read_Master_Log_Pos") == field("Exec_Master_Log_Pos"),
-            lag: field("Seconds_Behind_Master")
-                .parse::<u64>()
-                .map(Duration::from_secs)
-                .map_err(|_| "lag unknown (Seconds_Behind_Master is NULL)".to_owned()),
+            lag: match field("Seconds_Behind_Master").parse::<u64>() {
+                Ok(seconds) => Lag::Behind(Duration::from_secs(seconds)),
+                Err(_) => Lag::Unknown("lag unknown (Seconds_Behind_Master is NULL)".to_owned()),
+            },
         })
     }
 
