@@ -18,16 +18,33 @@ const STATEMENT_SAVEPOINT: &str = "__shardgate_statement";
 
 /// The statement that sets the savepoint a write over several nodes
 /// inside the client's transaction goes back to when it fails.
-pub fn set_statement_savepoint(dialect: &dyn Dialect) -> String {
+fn set_statement_savepoint(dialect: &dyn Dialect) -> String {
     format!("SAVEPOINT {}", dialect.quoted(STATEMENT_SAVEPOINT))
 }
 
 /// The statement that undoes such a write: back to its savepoint.
-pub fn undo_to_statement_savepoint(dialect: &dyn Dialect) -> String {
+pub(super) fn undo_to_statement_savepoint(dialect: &dyn Dialect) -> String {
     format!(
         "ROLLBACK TO SAVEPOINT {}",
         dialect.quoted(STATEMENT_SAVEPOINT)
     )
+}
+
+/// The statement each node of a write over several nodes runs first: a
+/// transaction the proxy opens (`implicit`), or the statement savepoint
+/// inside the client's; None when the write is not undone as a whole.
+pub(super) fn opening_statement(
+    dialect: &dyn Dialect,
+    implicit: bool,
+    savepoint: bool,
+) -> Option<String> {
+    if implicit {
+        Some("START TRANSACTION".to_owned())
+    } else if savepoint {
+        Some(set_statement_savepoint(dialect))
+    } else {
+        None
+    }
 }
 
 /// What a fanned-out write needs besides its targets.
@@ -64,13 +81,7 @@ pub async fn fan_out<S: Connections>(
     let mut run = Run::new(&write);
     let mut conns: Vec<S::Conn> = Vec::new();
     let mut failure: Option<(String, ProxyError)> = None;
-    let opening = if implicit {
-        Some("START TRANSACTION".to_owned())
-    } else if savepoint {
-        Some(set_statement_savepoint(dialect))
-    } else {
-        None
-    };
+    let opening = opening_statement(dialect, implicit, savepoint);
     for (n, target) in targets.iter().enumerate() {
         let at = conns
             .iter()

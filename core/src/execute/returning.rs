@@ -10,7 +10,7 @@ use shardgate_sql::shard::plan::{Returning, Target};
 use shardgate_sql::text::restore;
 use tracing::warn;
 
-use super::fanout::{set_statement_savepoint, undo_to_statement_savepoint};
+use super::fanout::{opening_statement, undo_to_statement_savepoint};
 use super::merge::{MergeFailure, MergedResult, RowConn};
 use super::TargetConns;
 use crate::error::{ConnError, ErrorKind, ProxyError};
@@ -50,13 +50,7 @@ where
     // Connections whose reply was not read to its end: nothing more is
     // sent on them, and they are closed.
     let mut unread = vec![false; conns.len()];
-    let opening = if implicit {
-        Some("START TRANSACTION".to_owned())
-    } else if savepoint {
-        Some(set_statement_savepoint(dialect))
-    } else {
-        None
-    };
+    let opening = opening_statement(dialect, implicit, savepoint);
     let mut outcome: Result<(), Failed> = Ok(());
     if let Some(opening) = &opening {
         for conn in conns.iter_mut() {
