@@ -154,7 +154,9 @@ pub struct Pool<C: Connection> {
     size: AtomicUsize,
     /// Permits to retire as connections in use come back (after a shrink).
     owed: AtomicUsize,
-    idle: Mutex<Vec<C>>,
+    /// Boxed: a connection moves in and out of sessions' hands on every
+    /// statement, and a pointer moves for less than the connection.
+    idle: Mutex<Vec<Box<C>>>,
     open: AtomicUsize,
     active: AtomicUsize,
     waiting: AtomicUsize,
@@ -281,7 +283,7 @@ impl<C: Connection> Pool<C> {
             None => match C::connect(self.name.clone(), &self.url, flavor).await {
                 Ok(conn) => {
                     self.open.fetch_add(1, Ordering::Relaxed);
-                    conn
+                    Box::new(conn)
                 }
                 Err(e) => {
                     self.errors.fetch_add(1, Ordering::Relaxed);
@@ -366,7 +368,7 @@ impl<C: Connection> Pool<C> {
 
     /// An idle connection of this flavor, best one carrying `state`,
     /// validated first when it has been idle long; broken ones are closed.
-    async fn take_valid_idle(&self, flavor: C::Flavor, state: u64) -> Option<C> {
+    async fn take_valid_idle(&self, flavor: C::Flavor, state: u64) -> Option<Box<C>> {
         let validate_after = Duration::from_millis(self.config.validate_idle_ms);
         loop {
             let mut conn = self.take_idle(flavor, state)?;
@@ -435,7 +437,7 @@ impl<C: Connection> Pool<C> {
                 match C::connect(self.name.clone(), &self.url, flavor).await {
                     Ok(conn) => {
                         self.open.fetch_add(1, Ordering::Relaxed);
-                        conn
+                        Box::new(conn)
                     }
                     Err(e) => {
                         tracing::debug!(ds = %self.name, "no extra connection: {e}");
@@ -455,7 +457,7 @@ impl<C: Connection> Pool<C> {
         })
     }
 
-    fn take_idle(&self, flavor: C::Flavor, state: u64) -> Option<C> {
+    fn take_idle(&self, flavor: C::Flavor, state: u64) -> Option<Box<C>> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let mut best: Option<usize> = None;
         for (i, conn) in idle.iter().enumerate().rev() {
@@ -479,7 +481,7 @@ impl<C: Connection> Pool<C> {
         None
     }
 
-    fn give_back(&self, conn: C, shrinking: bool) {
+    fn give_back(&self, conn: Box<C>, shrinking: bool) {
         if conn.reusable() && !shrinking {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             if idle.len() < self.size() {
@@ -497,7 +499,7 @@ impl<C: Connection> Pool<C> {
     fn add_spare(&self, conn: C) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < self.size() {
-            idle.insert(0, conn);
+            idle.insert(0, Box::new(conn));
         } else {
             self.open.fetch_sub(1, Ordering::Relaxed);
         }
@@ -752,7 +754,7 @@ impl LatencyWindow {
 /// A connection on loan from a pool; dropping it returns the connection if
 /// it is clean (reply read to its end, no open transaction), else closes it.
 pub struct PooledConn<C: Connection> {
-    conn: Option<C>,
+    conn: Option<Box<C>>,
     pool: Arc<Pool<C>>,
     permit: Option<OwnedSemaphorePermit>,
     holder: Arc<Holder>,
