@@ -310,4 +310,46 @@ mod tests {
         assert!(conns.tx.open.is_none());
         assert!(conns.is_idle());
     }
+
+    #[tokio::test]
+    async fn an_implicit_commit_ends_the_transaction_where_it_is_open_and_closes_a_failed_one() {
+        let (ds0, ds1, ds2) = (pool("sc-c0"), pool("sc-c1"), pool("sc-c2"));
+        let holder = Holder::new();
+        let mut conns = SessionConns::<Memory>::default();
+        conns.tx.open = open_transaction();
+        for (pool, in_transaction, gone) in [
+            (&ds0, true, false),
+            (&ds1, false, false),
+            (&ds2, true, true),
+        ] {
+            let mut conn = pool.acquire(1, 0, &holder).await.expect("a connection");
+            conn.in_transaction = in_transaction;
+            conn.server_gone = gone;
+            conns.put_back(vec![conn]);
+        }
+        let failed = conns.end_transaction(b"COMMIT").await;
+        assert!(matches!(failed, Some(ConnError::Lost { .. })), "{failed:?}");
+        assert!(conns.tx.open.is_none());
+        let executed = |conns: &SessionConns<Memory>, pool: &Arc<Pool<Memory>>| {
+            conns
+                .held()
+                .iter()
+                .find(|c| Arc::ptr_eq(c.pool(), pool))
+                .map(|c| (c.executed.clone(), c.broken))
+        };
+        assert_eq!(
+            executed(&conns, &ds0),
+            Some((vec!["COMMIT".to_owned()], false))
+        );
+        assert_eq!(
+            executed(&conns, &ds1),
+            Some((vec![], false)),
+            "nothing open there"
+        );
+        assert_eq!(executed(&conns, &ds2), Some((vec![], true)), "closed");
+        for conn in conns.take_all() {
+            conns.release(conn, false);
+        }
+        assert!(conns.is_idle());
+    }
 }

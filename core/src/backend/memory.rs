@@ -8,6 +8,7 @@ use shardgate_rules::config::BackendUrl;
 
 use super::{Connection, ReplicaPosition};
 use crate::error::ConnError;
+use crate::execute::{StatementConn, WriteDone};
 
 /// Connections opened so far, by pool name (each test its own names).
 static OPENED: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -22,7 +23,7 @@ pub fn opened(pool: &str) -> usize {
 }
 
 /// A connection in memory. Pools named `down*` cannot connect; a
-/// connection whose `server_gone` is set fails its ping.
+/// connection whose `server_gone` is set fails its ping and its statements.
 pub struct Memory {
     pub flavor: u8,
     pub state: u64,
@@ -30,6 +31,8 @@ pub struct Memory {
     pub in_transaction: bool,
     pub server_gone: bool,
     pub last_used: Instant,
+    /// The statements it ran, in order.
+    pub executed: Vec<String>,
 }
 
 /// A position that is a count of transactions.
@@ -79,6 +82,7 @@ impl Connection for Memory {
             in_transaction: false,
             server_gone: false,
             last_used: Instant::now(),
+            executed: Vec::new(),
         })
     }
 
@@ -126,5 +130,43 @@ impl Connection for Memory {
 
     fn mark_broken(&mut self) {
         self.broken = true;
+    }
+}
+
+/// Statements run in memory: recorded; COMMIT and ROLLBACK end the
+/// transaction; all fail once the server is gone.
+impl StatementConn for Memory {
+    type Done = WriteDone;
+
+    fn data_source(&self) -> &str {
+        "memory"
+    }
+
+    async fn execute(&mut self, sql: &[u8]) -> Result<WriteDone, ConnError> {
+        if self.server_gone {
+            return Err(ConnError::lost("memory", "server gone"));
+        }
+        let sql = String::from_utf8_lossy(sql).into_owned();
+        if sql == "COMMIT" || sql == "ROLLBACK" {
+            self.in_transaction = false;
+        }
+        self.executed.push(sql);
+        Ok(WriteDone::default())
+    }
+
+    async fn query_rows(&mut self, sql: &[u8]) -> Result<Vec<Vec<Option<String>>>, ConnError> {
+        self.execute(sql).await.map(|_| Vec::new())
+    }
+
+    async fn send(&mut self, sql: &[u8]) -> Result<(), ConnError> {
+        self.execute(sql).await.map(drop)
+    }
+
+    async fn read_done(&mut self) -> Result<WriteDone, ConnError> {
+        Ok(WriteDone::default())
+    }
+
+    fn set_broken(&mut self, broken: bool) {
+        self.broken = broken;
     }
 }
