@@ -1,5 +1,7 @@
 //! Command bytes of the client/server command phase.
 
+/// The server's own idle state: never a client's command.
+pub const COM_SLEEP: u8 = 0x00;
 pub const COM_QUIT: u8 = 0x01;
 pub const COM_INIT_DB: u8 = 0x02;
 pub const COM_QUERY: u8 = 0x03;
@@ -56,9 +58,15 @@ pub enum CommandKind<'a> {
 }
 
 impl<'a> Command<'a> {
-    /// Decodes a command packet; None for an empty one.
-    pub fn decode(packet: &'a [u8]) -> Option<Command<'a>> {
-        let (&byte, rest) = packet.split_first()?;
+    /// Decodes a command packet. MariaDB reads an empty one as COM_SLEEP,
+    /// a command no client may send (answered 1047, Unknown command).
+    pub fn decode(packet: &'a [u8]) -> Command<'a> {
+        let Some((&byte, rest)) = packet.split_first() else {
+            return Command {
+                kind: CommandKind::Unknown(COM_SLEEP),
+                packet,
+            };
+        };
         let id = || super::stmt::statement_id(packet);
         let kind = match byte {
             COM_QUERY => CommandKind::Query(rest),
@@ -77,7 +85,7 @@ impl<'a> Command<'a> {
             COM_CHANGE_USER => CommandKind::ChangeUser,
             other => CommandKind::Unknown(other),
         };
-        Some(Command { kind, packet })
+        Command { kind, packet }
     }
 }
 
@@ -88,31 +96,29 @@ mod tests {
     #[test]
     fn commands_decode_with_their_arguments() {
         let query = [COM_QUERY, b'S', b'E', b'L'];
-        assert_eq!(
-            Command::decode(&query).map(|c| c.kind),
-            Some(CommandKind::Query(b"SEL"))
-        );
+        assert_eq!(Command::decode(&query).kind, CommandKind::Query(b"SEL"));
         let execute = [COM_STMT_EXECUTE, 7, 0, 0, 0, 0, 1, 0, 0, 0];
-        let decoded = Command::decode(&execute).unwrap();
+        let decoded = Command::decode(&execute);
         assert_eq!(decoded.kind, CommandKind::Execute(Some(7)));
         assert_eq!(decoded.packet, &execute);
         assert_eq!(
-            Command::decode(&[COM_STMT_CLOSE, 1]).map(|c| c.kind),
-            Some(CommandKind::CloseStatement(None)),
+            Command::decode(&[COM_STMT_CLOSE, 1]).kind,
+            CommandKind::CloseStatement(None),
             "a statement id cut short is no id"
         );
         assert_eq!(
-            Command::decode(&[COM_INIT_DB, b'd', b'b']).map(|c| c.kind),
-            Some(CommandKind::InitDb(b"db"))
+            Command::decode(&[COM_INIT_DB, b'd', b'b']).kind,
+            CommandKind::InitDb(b"db")
+        );
+        assert_eq!(Command::decode(&[0x7F]).kind, CommandKind::Unknown(0x7F));
+        assert_eq!(
+            Command::decode(&[]).kind,
+            CommandKind::Unknown(COM_SLEEP),
+            "an empty packet is MariaDB's COM_SLEEP"
         );
         assert_eq!(
-            Command::decode(&[0x7F]).map(|c| c.kind),
-            Some(CommandKind::Unknown(0x7F))
-        );
-        assert_eq!(Command::decode(&[]), None);
-        assert_eq!(
-            Command::decode(&[COM_STMT_PREPARE, b'x']).map(|c| c.kind),
-            Some(CommandKind::Prepare(b"x"))
+            Command::decode(&[COM_STMT_PREPARE, b'x']).kind,
+            CommandKind::Prepare(b"x")
         );
     }
 }

@@ -1,6 +1,6 @@
 //! The protocol seen byte by byte, for what drivers do not exercise: a
 //! client that opens with `caching_sha2_password` is switched to
-//! `mysql_native_password`; unknown commands get 1047; COM_RESET_CONNECTION
+//! `mysql_native_password`; unknown and empty commands get 1047; COM_RESET_CONNECTION
 //! forgets session state; COM_FIELD_LIST answers; the admin listener is up.
 
 use mysql_common::auth::plugins::caching_sha2_password::scramble_sha256;
@@ -131,6 +131,14 @@ async fn wire_level_commands_and_admin() {
     let reply = wire.command(&[0x3F], 1).await;
     assert_eq!(reply[0][0], 0xFF);
     assert_eq!(u16::from_le_bytes([reply[0][1], reply[0][2]]), 1047);
+    let ping = wire.command(&[0x0E], 1).await;
+    assert_eq!(ping[0][0], 0x00);
+    // An empty command packet: MariaDB reads it as COM_SLEEP and answers
+    // 1047 too; the session goes on.
+    let reply = wire.command(&[], 1).await;
+    assert_eq!(reply[0][0], 0xFF);
+    assert_eq!(u16::from_le_bytes([reply[0][1], reply[0][2]]), 1047);
+    assert_eq!(&reply[0][3..9], b"#08S01");
     let ping = wire.command(&[0x0E], 1).await;
     assert_eq!(ping[0][0], 0x00);
 

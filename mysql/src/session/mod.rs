@@ -296,9 +296,7 @@ impl Session {
                 Err(_) => return,
             };
             self.writer.set_seq(seq.wrapping_add(1));
-            let Some(command) = Command::decode(&payload) else {
-                return;
-            };
+            let command = Command::decode(&payload);
             let started = std::time::Instant::now();
             self.current.executing = match command.kind {
                 CommandKind::Execute(id) => id.and_then(|id| self.statements.executing(id)),
