@@ -1,30 +1,46 @@
 //! The MySQL front end's listener: the accept loop that hands each client
-//! to a session, and the identity (server version, collation) it greets
+//! to a session (within `server.max_connections`), and the identity (server version, collation) it greets
 //! clients with, taken from the default data source.
 
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::HandshakePacket;
 use shardgate_rules::config::BackendUrl;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::warn;
 
 use crate::backend::Proxy;
+use crate::codes::ER_CON_COUNT_ERROR;
 use crate::handshake::ServerIdentity;
+use crate::ok_err::ErrInfo;
 use crate::packet::PacketReader;
 
-/// Hands each client to a session, greeting it as `identity`.
+/// Hands each client to a session, greeting it as `identity`, while fewer
+/// than `server.max_connections` are open (read at each accept, so a
+/// reload changes it); one more is refused with 1040 before any greeting.
 pub async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, identity: Arc<ServerIdentity>) {
+    let open = Arc::new(AtomicUsize::new(0));
+    let mut refusals = Refusals::default();
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(crate::session::serve(
-                    proxy.clone(),
-                    identity.clone(),
-                    stream,
-                ));
+            Ok((stream, peer)) => {
+                let max = proxy.current().config.server.max_connections;
+                if open.load(Ordering::Relaxed) >= max {
+                    refusals.note(peer, max);
+                    tokio::spawn(refuse(stream));
+                    continue;
+                }
+                let counted = Counted::new(open.clone());
+                let (proxy, identity) = (proxy.clone(), identity.clone());
+                tokio::spawn(async move {
+                    crate::session::serve(proxy, identity, stream).await;
+                    drop(counted);
+                });
             }
             Err(e) => {
                 // Out of file descriptors and the like: wait rather than spin.
@@ -32,6 +48,65 @@ pub async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, identity: Arc
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+/// One open client connection, counted until it ends.
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn new(open: Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        Counted(open)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Tells a client over the connection limit so, as MariaDB does: an error
+/// packet where the greeting would be, then the connection closes.
+async fn refuse(mut stream: TcpStream) {
+    let payload = ErrInfo::new(ER_CON_COUNT_ERROR, "08004", "Too many connections").encode();
+    let mut packet = Vec::with_capacity(4 + payload.len());
+    packet.extend_from_slice(&(payload.len() as u32).to_le_bytes()[..3]);
+    packet.push(0);
+    packet.extend_from_slice(&payload);
+    let write = async {
+        stream.write_all(&packet).await?;
+        stream.shutdown().await
+    };
+    // A client that does not read its refusal does not hold the task.
+    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+}
+
+/// Refused connections, logged at most once every ten seconds so that a
+/// flood of them cannot flood the log.
+#[derive(Default)]
+struct Refusals {
+    since_logged: u64,
+    logged_at: Option<Instant>,
+}
+
+impl Refusals {
+    fn note(&mut self, peer: SocketAddr, max: usize) {
+        self.since_logged += 1;
+        if self
+            .logged_at
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(10))
+        {
+            return;
+        }
+        warn!(
+            %peer,
+            refused = self.since_logged,
+            "server.max_connections = {max} connections are open; refusing new ones (1040)"
+        );
+        self.since_logged = 0;
+        self.logged_at = Some(Instant::now());
     }
 }
 

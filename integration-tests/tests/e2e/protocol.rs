@@ -112,6 +112,83 @@ async fn wrong_password_is_access_denied_1045() {
     assert_eq!(one, 1);
 }
 
+/// `server.max_connections` counts every open client connection, logged in
+/// or not: one more is refused with 1040 (Too many connections) as MariaDB
+/// refuses it, through sqlx and the mariadb CLI; a closed one frees its
+/// place. A connection that does not log in within
+/// `server.connect_timeout_ms` is closed, and frees its place too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_get_1040_and_silent_ones_are_closed() {
+    let _sandbox = sandbox::shared().await;
+    let test = "connections_over_the_limit_get_1040_and_silent_ones_are_closed";
+    let Some((_direct, proxy)) = setup(test, |cfg| {
+        cfg.server.max_connections = 3;
+        cfg.server.connect_timeout_ms = 500;
+    })
+    .await
+    else {
+        return;
+    };
+    let ep = proxy.endpoint();
+    let mut held = Vec::new();
+    for i in 0..2 {
+        held.push(ok(ep.connect().await, &format!("connection {i}")));
+    }
+    // The third place is taken by a client that connects and says nothing.
+    let mut silent = tokio::net::TcpStream::connect(proxy.addr)
+        .await
+        .expect("connect");
+    let (code, state, msg) = server_error(ep.connect().await.map(drop), "a fourth connection");
+    assert_eq!(
+        (code, state.as_deref(), msg.as_str()),
+        (1040, Some("08004"), "Too many connections")
+    );
+    let out = mariadb_cli(&ep, "SELECT 1;\n", &[]).await.unwrap();
+    // The CLI names the error (as "received before the TLS handshake"
+    // when it would negotiate TLS, as with a MariaDB server).
+    assert!(
+        out.contains("1040") && out.contains("Too many connections"),
+        "mariadb CLI over the limit:\n{out}"
+    );
+
+    // The silent one is closed after connect_timeout_ms: its greeting, then
+    // the end of the stream.
+    let mut bytes = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_to_end(&mut silent, &mut bytes),
+    )
+    .await;
+    assert!(
+        matches!(read, Ok(Ok(_))),
+        "a client that never logs in is closed: {read:?}"
+    );
+    assert_eq!(bytes.get(4), Some(&10), "it was greeted first");
+    let mut third = ok(ep.connect().await, "a connection in the silent one's place");
+    let (code, _, _) = server_error(ep.connect().await.map(drop), "over the limit again");
+    assert_eq!(code, 1040);
+    drop(held.pop());
+    // The place of a closed session is free once the proxy has seen it go.
+    let mut again = None;
+    for _ in 0..50 {
+        match ep.connect().await {
+            Ok(c) => {
+                again = Some(c);
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
+    let mut again = again.expect("a connection once another closed");
+    for conn in [&mut third, &mut again] {
+        let one: i64 = ok(
+            sqlx::query_scalar("SELECT 1").fetch_one(&mut *conn).await,
+            "SELECT 1",
+        );
+        assert_eq!(one, 1);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_database_is_1049() {
     let _sandbox = sandbox::shared().await;

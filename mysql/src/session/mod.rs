@@ -75,19 +75,24 @@ pub async fn serve(proxy: Arc<Proxy>, identity: Arc<ServerIdentity>, stream: Tcp
         let (r, w) = stream.into_split();
         let mut reader = PacketReader::new(r);
         let mut writer = PacketWriter::new(w);
-        let logged_in = match auth::login(
+        let login = auth::login(
             &shared,
             &identity,
             connection_id,
             &peer_ip,
             &mut reader,
             &mut writer,
-        )
-        .await
-        {
-            Ok(l) => l,
-            Err(e) => {
+        );
+        let connect_timeout =
+            std::time::Duration::from_millis(shared.config.server.connect_timeout_ms);
+        let logged_in = match tokio::time::timeout(connect_timeout, login).await {
+            Ok(Ok(l)) => l,
+            Ok(Err(e)) => {
                 debug!("login failed: {e}");
+                return;
+            }
+            Err(_) => {
+                debug!("no login within server.connect_timeout_ms = {connect_timeout:?}; closing");
                 return;
             }
         };

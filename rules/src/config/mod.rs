@@ -112,6 +112,14 @@ pub struct ServerConfig {
     /// Threads that serve sessions (default: one per CPU). Taken at start.
     #[serde(default)]
     pub worker_threads: Option<usize>,
+    /// Client connections served at once, logged in or not; one more is
+    /// refused with 1040 (Too many connections), as MariaDB refuses it.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// How long a client may take to log in after connecting (MariaDB's
+    /// `connect_timeout`); then the connection is closed.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
 }
 
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -517,6 +525,13 @@ impl Config {
                 Problem::Empty("data source"),
             ));
         }
+        if self.server.max_connections == 0 {
+            let problem = Problem::OutOfRange {
+                value: 0,
+                range: "1..",
+            };
+            return Err(ConfigError::invalid("server.max_connections", problem));
+        }
         if let Some(n) = self.server.worker_threads {
             if !(1..=MAX_WORKER_THREADS).contains(&n) {
                 let problem = Problem::OutOfRange {
@@ -695,6 +710,15 @@ fn default_pool_max_size() -> usize {
 
 fn default_acquire_timeout_ms() -> u64 {
     5_000
+}
+
+fn default_max_connections() -> usize {
+    4096
+}
+
+/// MariaDB's `connect_timeout` default, 10 s.
+fn default_connect_timeout_ms() -> u64 {
+    10_000
 }
 
 fn default_max_replica_lag_ms() -> u64 {

@@ -374,3 +374,24 @@ fn worker_threads_are_one_per_cpu_unless_bounded_otherwise() {
         );
     }
 }
+
+#[test]
+fn client_connections_are_bounded_and_must_log_in_in_time() {
+    let server = Config::from_toml_str(MINIMAL).unwrap().server;
+    assert_eq!(
+        (server.max_connections, server.connect_timeout_ms),
+        (4096, 10_000)
+    );
+    let set = MINIMAL.replace(
+        "[server]\n",
+        "[server]\nmax_connections = 3\nconnect_timeout_ms = 500\n",
+    );
+    let server = Config::from_toml_str(&set).unwrap().server;
+    assert_eq!(
+        (server.max_connections, server.connect_timeout_ms),
+        (3, 500)
+    );
+    let none = MINIMAL.replace("[server]\n", "[server]\nmax_connections = 0\n");
+    let err = Config::from_toml_str(&none).unwrap_err().to_string();
+    assert!(err.contains("server.max_connections"), "{err}");
+}
