@@ -26,8 +26,8 @@ pub enum ReadError {
     Closed,
     #[error("{0}")]
     Io(#[from] io::Error),
-    /// The logical payload exceeded the limit; the rest of it was drained so
-    /// the next packet starts at a packet boundary.
+    /// The logical payload exceeded the limit; it was drained, never
+    /// buffered, so the next packet starts at a packet boundary.
     #[error("packet larger than max_allowed_packet ({limit} bytes)")]
     TooLarge { limit: usize, seq: u8 },
 }
@@ -74,14 +74,18 @@ impl<R: tokio::io::AsyncRead + Unpin> PacketReader<R> {
         Ok(())
     }
 
-    /// Reads one physical packet: (sequence id, payload).
-    async fn read_physical(&mut self) -> Result<(u8, BytesMut), ReadError> {
-        self.fill_to(HEADER).await?;
-        let len = payload_len(&self.buf);
-        let seq = self.buf[3];
-        self.fill_to(HEADER + len).await?;
-        self.buf.advance(HEADER);
-        Ok((seq, self.buf.split_to(len)))
+    /// Reads past `n` bytes of the stream, keeping at most a read's worth
+    /// of them in memory at a time.
+    async fn skip(&mut self, mut n: usize) -> Result<(), ReadError> {
+        loop {
+            let take = n.min(self.buf.len());
+            self.buf.advance(take);
+            n -= take;
+            if n == 0 {
+                return Ok(());
+            }
+            self.fill().await?;
+        }
     }
 
     /// The next packet when it is buffered whole and not split (shorter
@@ -105,26 +109,36 @@ impl<R: tokio::io::AsyncRead + Unpin> PacketReader<R> {
     /// payloads larger than `limit` (the rest of such a payload is drained).
     /// Returns the sequence id of the last physical packet.
     pub async fn read_packet(&mut self, limit: usize) -> Result<(u8, BytesMut), ReadError> {
-        let (mut seq, mut payload) = self.read_physical().await?;
-        let mut last_len = payload.len();
-        let mut too_large = payload.len() > limit;
-        while last_len == MAX_PAYLOAD {
-            let (next_seq, next) = self.read_physical().await?;
-            seq = next_seq;
-            last_len = next.len();
-            if !too_large {
-                if payload.len() + next.len() > limit {
-                    too_large = true;
-                    payload.clear();
-                } else {
-                    payload.unsplit(next);
+        let mut payload: Option<BytesMut> = None;
+        let mut too_large = false;
+        loop {
+            self.fill_to(HEADER).await?;
+            let len = payload_len(&self.buf);
+            let seq = self.buf[3];
+            let so_far = payload.as_ref().map_or(0, BytesMut::len);
+            // The length is checked before the payload is read: a payload
+            // over the limit is never buffered, only drained.
+            too_large |= so_far.saturating_add(len) > limit;
+            if too_large {
+                payload = None;
+                self.buf.advance(HEADER);
+                self.skip(len).await?;
+            } else {
+                self.fill_to(HEADER + len).await?;
+                self.buf.advance(HEADER);
+                let part = self.buf.split_to(len);
+                match payload.as_mut() {
+                    Some(joined) => joined.unsplit(part),
+                    None => payload = Some(part),
                 }
             }
+            if len < MAX_PAYLOAD {
+                return match payload {
+                    Some(payload) if !too_large => Ok((seq, payload)),
+                    _ => Err(ReadError::TooLarge { limit, seq }),
+                };
+            }
         }
-        if too_large {
-            return Err(ReadError::TooLarge { limit, seq });
-        }
-        Ok((seq, payload))
     }
 }
 
@@ -361,6 +375,24 @@ mod tests {
         assert!(matches!(err, ReadError::TooLarge { limit: 1024, .. }));
         let (_, next) = reader.read_packet(1024).await.unwrap();
         assert_eq!(&next[..], b"ok");
+    }
+
+    #[tokio::test]
+    async fn a_payload_over_the_limit_is_drained_without_being_buffered() {
+        let payload = vec![1u8; 3 * MAX_PAYLOAD];
+        let mut framed = Vec::new();
+        frame_into(&mut framed, 0, &payload);
+        frame_into(&mut framed, 0, b"ok");
+        let mut reader = PacketReader::new(&framed[..]);
+        let err = reader.read_packet(64 * 1024).await.unwrap_err();
+        assert!(matches!(err, ReadError::TooLarge { seq: 3, .. }), "{err:?}");
+        assert!(
+            reader.buffer().capacity() <= 4 * READ_CHUNK,
+            "{} bytes buffered for a payload over the limit",
+            reader.buffer().capacity()
+        );
+        let (seq, next) = reader.read_packet(64 * 1024).await.unwrap();
+        assert_eq!((seq, &next[..]), (0, &b"ok"[..]));
     }
 
     #[tokio::test]
