@@ -15,6 +15,7 @@ pub mod backend;
 pub mod databases;
 pub mod error;
 pub mod execute;
+pub mod log_limit;
 pub mod metrics;
 pub mod pause;
 pub mod proxy;

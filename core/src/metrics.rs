@@ -27,6 +27,7 @@ pub struct Metrics {
     statements: IntCounterVec,
     statement_seconds: HistogramVec,
     errors: IntCounterVec,
+    failed_logins: IntCounterVec,
     routed_statements: IntCounterVec,
     routed_rows: IntCounterVec,
     partial_commits: IntCounter,
@@ -137,6 +138,12 @@ impl Metrics {
                 "shardgate_errors_total",
                 "Errors sent to clients by type: backend (a data source's own error), deadlock, refused (statements the proxy will not run), client (a bad command or argument), paused, pool_exhausted, backend_unreachable, partial_commit, proxy.",
                 &["type"],
+            ),
+            failed_logins: counter(
+                r,
+                "shardgate_failed_logins_total",
+                "Client connections that did not log in, by reason: access_denied (wrong user or password), refused (bad handshake, unknown database, a login packet over its limit), aborted (the client went away or did not log in within server.connect_timeout_ms).",
+                &["reason"],
             ),
             routed_statements: counter(
                 r,
@@ -267,6 +274,11 @@ impl Metrics {
     /// An error reply of the given type.
     pub fn error(&self, kind: &str) {
         self.errors.with_label_values(&[kind]).inc();
+    }
+
+    /// A client connection that did not log in, for `reason`.
+    pub fn failed_login(&self, reason: &str) {
+        self.failed_logins.with_label_values(&[reason]).inc();
     }
 
     /// A statement sent to `data_source` for `table`, touching `rows` rows.

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::HandshakePacket;
@@ -19,19 +19,19 @@ use crate::codes::ER_CON_COUNT_ERROR;
 use crate::handshake::ServerIdentity;
 use crate::ok_err::ErrInfo;
 use crate::packet::PacketReader;
+use shardgate_core::log_limit::LogLimit;
 
 /// Hands each client to a session, greeting it as `identity`, while fewer
 /// than `server.max_connections` are open (read at each accept, so a
 /// reload changes it); one more is refused with 1040 before any greeting.
 pub async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, identity: Arc<ServerIdentity>) {
     let open = Arc::new(AtomicUsize::new(0));
-    let mut refusals = Refusals::default();
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let max = proxy.current().config.server.max_connections;
                 if open.load(Ordering::Relaxed) >= max {
-                    refusals.note(peer, max);
+                    log_refusal(peer, max);
                     tokio::spawn(refuse(stream));
                     continue;
                 }
@@ -83,30 +83,16 @@ async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
 }
 
-/// Refused connections, logged at most once every ten seconds so that a
-/// flood of them cannot flood the log.
-#[derive(Default)]
-struct Refusals {
-    since_logged: u64,
-    logged_at: Option<Instant>,
-}
+/// Refused connections are logged at most once every 10 s.
+static REFUSALS_LOG: LogLimit = LogLimit::new(Duration::from_secs(10));
 
-impl Refusals {
-    fn note(&mut self, peer: SocketAddr, max: usize) {
-        self.since_logged += 1;
-        if self
-            .logged_at
-            .is_some_and(|at| at.elapsed() < Duration::from_secs(10))
-        {
-            return;
-        }
+fn log_refusal(peer: SocketAddr, max: usize) {
+    if let Some(held_back) = REFUSALS_LOG.allow() {
         warn!(
             %peer,
-            refused = self.since_logged,
+            held_back,
             "server.max_connections = {max} connections are open; refusing new ones (1040)"
         );
-        self.since_logged = 0;
-        self.logged_at = Some(Instant::now());
     }
 }
 

@@ -8,6 +8,7 @@
 
 use futures_util::TryStreamExt;
 use serde_json::{json, Value};
+use shardgate_integration_tests::fixtures::admin_request;
 use shardgate_integration_tests::sqlx_scenario::{render_rows, render_value, sha256_hex};
 use shardgate_integration_tests::{
     assert_same_transcript, db_error, direct_endpoint, mariadb_cli, sandbox, sandbox_ready,
@@ -103,6 +104,13 @@ async fn wrong_password_is_access_denied_1045() {
         "mariadb CLI, wrong password:\n{out}"
     );
 
+    // Each of the three is counted.
+    assert_eq!(
+        failed_logins(&proxy, "access_denied").await,
+        3,
+        "shardgate_failed_logins_total"
+    );
+
     // and the right password still works
     let mut conn = ok(ep.connect().await, "connect with the right password");
     let one: i64 = ok(
@@ -110,6 +118,17 @@ async fn wrong_password_is_access_denied_1045() {
         "SELECT 1",
     );
     assert_eq!(one, 1);
+}
+
+/// `shardgate_failed_logins_total{reason}` from the proxy's `/metrics`.
+async fn failed_logins(proxy: &RunningProxy, reason: &str) -> u64 {
+    let (_, metrics) = admin_request(proxy, "GET", "/metrics", "").await;
+    let series = format!("shardgate_failed_logins_total{{reason=\"{reason}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// `server.max_connections` counts every open client connection, logged in
@@ -164,6 +183,7 @@ async fn connections_over_the_limit_get_1040_and_silent_ones_are_closed() {
         "a client that never logs in is closed: {read:?}"
     );
     assert_eq!(bytes.get(4), Some(&10), "it was greeted first");
+    assert_eq!(failed_logins(&proxy, "aborted").await, 1, "the silent one");
     let mut third = ok(ep.connect().await, "a connection in the silent one's place");
     let (code, _, _) = server_error(ep.connect().await.map(drop), "over the limit again");
     assert_eq!(code, 1040);

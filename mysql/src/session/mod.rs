@@ -42,6 +42,7 @@ use crate::stmt::{long_data_param, retarget_execute, set_statement_id, statement
 use forward::{forward_reply, Answer, ForwardError};
 use prepared::{Executing, PreparedStatement, ShardedPrepared, Statements};
 use shardgate_core::error::{rolls_back_transaction, BackendError, ErrorKind, ProxyError};
+use shardgate_core::log_limit::LogLimit;
 use shardgate_core::metrics;
 use shardgate_core::pause::Gate;
 use shardgate_core::session_vars::SessionVars;
@@ -88,10 +89,11 @@ pub async fn serve(proxy: Arc<Proxy>, identity: Arc<ServerIdentity>, stream: Tcp
         let logged_in = match tokio::time::timeout(connect_timeout, login).await {
             Ok(Ok(l)) => l,
             Ok(Err(e)) => {
-                debug!("login failed: {e}");
+                failed_login(&shared, &e);
                 return;
             }
             Err(_) => {
+                shared.metrics.failed_login("aborted");
                 debug!("no login within server.connect_timeout_ms = {connect_timeout:?}; closing");
                 return;
             }
@@ -129,6 +131,32 @@ pub async fn serve(proxy: Arc<Proxy>, identity: Arc<ServerIdentity>, stream: Tcp
     }
     .instrument(span)
     .await
+}
+
+/// Wrong passwords are logged at WARN, at most once every 10 s.
+static ACCESS_DENIED_LOG: LogLimit = LogLimit::new(std::time::Duration::from_secs(10));
+
+/// Counts a login that failed, and logs it: a wrong user or password at
+/// WARN (rate-limited: a client can cause any number), others at debug.
+fn failed_login(shared: &Shared, e: &auth::LoginError) {
+    let reason = match e {
+        auth::LoginError::Refused(err) if err.kind == ErrorKind::AccessDenied => "access_denied",
+        auth::LoginError::Refused(_) | auth::LoginError::Gone(ReadError::TooLarge { .. }) => {
+            "refused"
+        }
+        auth::LoginError::Gone(_) | auth::LoginError::Io(_) => "aborted",
+    };
+    shared.metrics.failed_login(reason);
+    if reason != "access_denied" {
+        debug!("login failed: {e}");
+        return;
+    }
+    if let Some(held_back) = ACCESS_DENIED_LOG.allow() {
+        warn!(
+            held_back,
+            "login failed: {e} (shardgate_failed_logins_total counts them all)"
+        );
+    }
 }
 
 /// How many times a statement goes back to the pause gate (a new pause
