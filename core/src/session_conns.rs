@@ -140,14 +140,7 @@ impl<C: Replicated + StatementConn> SessionConns<C> {
     ) -> Result<PooledConn<C>, BackendError> {
         let fingerprint = vars.fingerprint();
         if let Some(mut conn) = self.take(pool) {
-            if conn.applied_state() != fingerprint {
-                // Changed while the connection was kept (in a transaction:
-                // no reset): the assignments replay as they are.
-                for sql in vars.replay_statements() {
-                    conn.execute(sql.as_bytes()).await?;
-                }
-                conn.set_applied_state(fingerprint);
-            }
+            replay_changed_settings(&mut *conn, vars).await?;
             return Ok(conn);
         }
         let in_transaction = self.in_transaction();
@@ -209,6 +202,16 @@ impl<C: Connection + StatementConn> SessionConns<C> {
         failed
     }
 
+    /// Brings every kept connection to the session's settings; false when
+    /// all had them already.
+    pub async fn replay_changed_settings(&mut self, vars: &SessionVars) -> Result<bool, ConnError> {
+        let mut changed = false;
+        for conn in &mut self.held {
+            changed |= replay_changed_settings(&mut **conn, vars).await?;
+        }
+        Ok(changed)
+    }
+
     /// Resets every kept connection and gives it back, forgetting the
     /// transaction (COM_RESET_CONNECTION, a deadlock's rollback of the
     /// whole transaction); one that cannot be reset is closed.
@@ -224,6 +227,23 @@ impl<C: Connection + StatementConn> SessionConns<C> {
             }
         }
     }
+}
+
+/// Brings a kept connection to settings the session changed since they
+/// were applied: kept in a transaction, it is not reset, so the
+/// assignments replay as they are. False when it had them already.
+async fn replay_changed_settings<C: Connection + StatementConn>(
+    conn: &mut C,
+    vars: &SessionVars,
+) -> Result<bool, ConnError> {
+    if conn.applied_state() == vars.fingerprint() {
+        return Ok(false);
+    }
+    for sql in vars.replay_statements() {
+        conn.execute(sql.as_bytes()).await?;
+    }
+    conn.set_applied_state(vars.fingerprint());
+    Ok(true)
 }
 
 #[cfg(test)]

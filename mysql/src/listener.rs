@@ -1,6 +1,7 @@
 //! The MySQL front end's listener: the accept loop that hands each client
-//! to a session (within `server.max_connections`), and the identity (server version, collation) it greets
-//! clients with, taken from the default data source.
+//! to a session (within `server.max_connections`), and the identity
+//! (server version, collation) it greets clients with, taken from the
+//! default data source.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +19,7 @@ use crate::backend::Proxy;
 use crate::codes::ER_CON_COUNT_ERROR;
 use crate::handshake::ServerIdentity;
 use crate::ok_err::ErrInfo;
-use crate::packet::PacketReader;
+use crate::packet::{frame_into, PacketReader};
 use shardgate_core::log_limit::LogLimit;
 
 /// Hands each client to a session, greeting it as `identity`, while fewer
@@ -71,10 +72,8 @@ impl Drop for Counted {
 /// packet where the greeting would be, then the connection closes.
 async fn refuse(mut stream: TcpStream) {
     let payload = ErrInfo::new(ER_CON_COUNT_ERROR, "08004", "Too many connections").encode();
-    let mut packet = Vec::with_capacity(4 + payload.len());
-    packet.extend_from_slice(&(payload.len() as u32).to_le_bytes()[..3]);
-    packet.push(0);
-    packet.extend_from_slice(&payload);
+    let mut packet = Vec::new();
+    frame_into(&mut packet, 0, &payload);
     let write = async {
         stream.write_all(&packet).await?;
         stream.shutdown().await

@@ -928,24 +928,8 @@ impl Session {
     /// (`SET autocommit = 1` commits their work, as on one server), and
     /// gives back those no longer in a transaction.
     async fn sync_held_state(&mut self) -> Result<(), Failure> {
-        let fingerprint = self.vars.fingerprint();
-        if self
-            .conns
-            .held()
-            .iter()
-            .all(|c| c.applied_state == fingerprint)
-        {
+        if !self.conns.replay_changed_settings(&self.vars).await? {
             return Ok(());
-        }
-        let statements = self.vars.replay_statements();
-        for conn in self.conns.held_mut() {
-            if conn.applied_state == fingerprint {
-                continue;
-            }
-            for sql in &statements {
-                conn.execute_internal(sql).await?;
-            }
-            conn.applied_state = fingerprint;
         }
         if self.conns.pinned().is_none() && self.conns.tx.open.is_none() {
             let (keep, done): (Vec<_>, Vec<_>) = self
