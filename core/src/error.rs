@@ -156,6 +156,11 @@ pub enum ErrorKind {
     UnknownStatement,
     /// A command packet larger than the configured limit.
     PacketTooLarge,
+    /// A prepared statement's long data over its bound (a parameter's,
+    /// `max_allowed_packet`, or the session's whole).
+    LongDataTooLong,
+    /// A session that holds as many prepared statements as it may.
+    TooManyPreparedStatements,
     /// One of the proxy's admin statements sent as a prepared statement.
     AdminNotPrepared,
     /// An admin statement the proxy cannot parse.
@@ -231,6 +236,8 @@ impl ProxyError {
             | ErrorKind::UnknownCommand
             | ErrorKind::UnknownStatement
             | ErrorKind::PacketTooLarge
+            | ErrorKind::LongDataTooLong
+            | ErrorKind::TooManyPreparedStatements
             | ErrorKind::AdminSyntax
             | ErrorKind::UnknownTable
             | ErrorKind::BadHandshake

@@ -236,6 +236,8 @@ fn describe_changes(old: &Config, new: &Config) -> Vec<String> {
             "server settings",
             old.server.default_data_source != new.server.default_data_source
                 || old.server.max_allowed_packet != new.server.max_allowed_packet
+                || old.server.max_long_data_per_session != new.server.max_long_data_per_session
+                || old.server.max_prepared_statements != new.server.max_prepared_statements
                 || old.server.read_write_splitting != new.server.read_write_splitting
                 || old.server.read_consistency != new.server.read_consistency
                 || old.server.transaction_reads != new.server.transaction_reads

@@ -43,6 +43,10 @@ impl ToClient for ProxyError {
             ErrorKind::UnknownCommand => (codes::ER_UNKNOWN_COM_ERROR, "08S01"),
             ErrorKind::UnknownStatement => (codes::ER_UNKNOWN_STMT_HANDLER, "HY000"),
             ErrorKind::PacketTooLarge => (codes::ER_NET_PACKET_TOO_LARGE, "08S01"),
+            ErrorKind::LongDataTooLong => (codes::ER_UNKNOWN_ERROR, "HY000"),
+            ErrorKind::TooManyPreparedStatements => {
+                (codes::ER_MAX_PREPARED_STMT_COUNT_REACHED, "42000")
+            }
             ErrorKind::AdminNotPrepared => (codes::ER_UNSUPPORTED_PS, "HY000"),
             ErrorKind::AdminSyntax => (codes::ER_PARSE_ERROR, "42000"),
             ErrorKind::UnknownTable => (codes::ER_NO_SUCH_TABLE, "42S02"),

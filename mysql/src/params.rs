@@ -1,6 +1,8 @@
 //! The parameters of a COM_STMT_EXECUTE, decoded from the binary protocol
 //! into `ParamValue`s.
 
+use std::borrow::Cow;
+
 use shardgate_sql::shard::params::ParamValue;
 use shardgate_sql::text::ClientCharset;
 
@@ -20,7 +22,7 @@ pub struct ParamError(pub &'static str);
 pub fn decode_params(
     packet: &[u8],
     num_params: usize,
-    long_data: &[(u16, Vec<u8>)],
+    long_data: &[(u16, Cow<'_, [u8]>)],
     charset: ClientCharset,
 ) -> Result<Vec<ParamValue>, ParamError> {
     if num_params == 0 {
@@ -53,7 +55,7 @@ pub fn decode_params(
         };
         if let Some((_, data)) = long_data.iter().find(|(p, _)| usize::from(*p) == i) {
             out.push(ParamValue::Text {
-                bytes: data.clone(),
+                bytes: data.to_vec(),
                 charset,
             });
             continue;
@@ -257,7 +259,13 @@ mod tests {
     #[test]
     fn unsigned_and_long_data() {
         let p = packet(2, 0, &[8, 0x80, 252, 0], &u64::MAX.to_le_bytes());
-        let got = decode_params(&p, 2, &[(1, b"blob".to_vec())], ClientCharset::UTF8).unwrap();
+        let got = decode_params(
+            &p,
+            2,
+            &[(1, Cow::Borrowed(&b"blob"[..]))],
+            ClientCharset::UTF8,
+        )
+        .unwrap();
         assert_eq!(got[0], ParamValue::UInt(u64::MAX));
         assert_eq!(got[1].sql_literal(), "X'626C6F62'");
     }

@@ -1,7 +1,9 @@
 //! The protocol seen byte by byte, for what drivers do not exercise: a
 //! client that opens with `caching_sha2_password` is switched to
 //! `mysql_native_password`; unknown and empty commands get 1047; COM_RESET_CONNECTION
-//! forgets session state; COM_FIELD_LIST answers; the admin listener is up.
+//! forgets session state; COM_FIELD_LIST answers; the admin listener is up;
+//! COM_STMT_SEND_LONG_DATA is joined per parameter and bounded as the
+//! server bounds it, and a session's prepared statements are bounded.
 
 use mysql_common::auth::plugins::caching_sha2_password::scramble_sha256;
 use mysql_common::auth::plugins::mysql_native_password::scramble_native;
@@ -9,8 +11,10 @@ use mysql_common::constants::CapabilityFlags;
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::{AuthPlugin, HandshakePacket, HandshakeResponse};
 use mysql_common::proto::MySerialize;
-use shardgate_integration_tests::{sandbox, sandbox_ready, test_config};
+use shardgate_integration_tests::fixtures::{config_with_table, connect};
+use shardgate_integration_tests::{sandbox, sandbox_ready, start_proxy, test_config};
 use shardgate_rules::config::UserConfig;
+use sqlx::{Executor, Row};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -65,6 +69,116 @@ impl Wire {
             }
         }
     }
+}
+
+impl Wire {
+    /// Prepares `sql`, reading its whole answer: the statement id, or the
+    /// error code.
+    async fn prepare(&mut self, sql: &str) -> Result<u32, u16> {
+        let mut payload = vec![0x16];
+        payload.extend_from_slice(sql.as_bytes());
+        self.write(0, &payload).await;
+        let (_, ok) = self.read().await;
+        if ok[0] == 0xFF {
+            return Err(u16::from_le_bytes([ok[1], ok[2]]));
+        }
+        let id = u32::from_le_bytes(ok[1..5].try_into().expect("statement id"));
+        let columns = u16::from_le_bytes([ok[5], ok[6]]);
+        let params = u16::from_le_bytes([ok[7], ok[8]]);
+        // Definitions, each list ended by an EOF (no CLIENT_DEPRECATE_EOF).
+        for n in [params, columns] {
+            for _ in 0..n + u16::from(n > 0) {
+                self.read().await;
+            }
+        }
+        Ok(id)
+    }
+
+    async fn long_data(&mut self, id: u32, param: u16, data: &[u8]) {
+        let mut payload = vec![0x18];
+        payload.extend_from_slice(&id.to_le_bytes());
+        payload.extend_from_slice(&param.to_le_bytes());
+        payload.extend_from_slice(data);
+        self.write(0, &payload).await;
+    }
+
+    /// Executes statement `id` whose parameters are BLOBs sent as long data
+    /// (no values in the packet): "ROW <first column as the binary row
+    /// holds it>", "OK", or "ERR <code> <sqlstate> <message>".
+    async fn execute_long_data(&mut self, id: u32, params: u16) -> String {
+        let mut payload = vec![0x17];
+        payload.extend_from_slice(&id.to_le_bytes());
+        payload.push(0);
+        payload.extend_from_slice(&1u32.to_le_bytes());
+        payload.extend(std::iter::repeat_n(0, usize::from(params).div_ceil(8)));
+        payload.push(1);
+        for _ in 0..params {
+            payload.extend_from_slice(&[0xFC, 0]);
+        }
+        self.answer(&payload).await
+    }
+
+    /// COM_STMT_RESET of statement `id`: "OK" or "ERR ...".
+    async fn reset(&mut self, id: u32) -> String {
+        let mut payload = vec![0x1A];
+        payload.extend_from_slice(&id.to_le_bytes());
+        self.answer(&payload).await
+    }
+
+    async fn answer(&mut self, payload: &[u8]) -> String {
+        let reply = self.command(payload, 2).await;
+        let first = &reply[0];
+        match first[0] {
+            0xFF => format!(
+                "ERR {} {} {}",
+                u16::from_le_bytes([first[1], first[2]]),
+                String::from_utf8_lossy(&first[4..9]),
+                String::from_utf8_lossy(&first[9..])
+            ),
+            0x00 => "OK".into(),
+            _ => {
+                // Column count, its definition, EOF, the row, EOF.
+                let row = &reply[reply.len() - 2];
+                format!("ROW {:?}", &row[2..])
+            }
+        }
+    }
+}
+
+/// Logs in with `mysql_native_password`, as every MariaDB client can.
+async fn login_native(addr: std::net::SocketAddr, user: &str, password: &str, db: &str) -> Wire {
+    let mut wire = Wire {
+        stream: TcpStream::connect(addr).await.expect("connect"),
+    };
+    let (_, greeting) = wire.read().await;
+    let handshake: HandshakePacket<'_> = ParseBuf(&greeting).parse(()).expect("greeting");
+    let nonce = handshake.nonce();
+    // No password: an empty answer.
+    let answer: Vec<u8> = scramble_native(&nonce[..20], password.as_bytes())
+        .map(|a| a.to_vec())
+        .unwrap_or_default();
+    let caps = CapabilityFlags::CLIENT_PROTOCOL_41
+        | CapabilityFlags::CLIENT_SECURE_CONNECTION
+        | CapabilityFlags::CLIENT_PLUGIN_AUTH
+        | CapabilityFlags::CLIENT_LONG_PASSWORD
+        | CapabilityFlags::CLIENT_TRANSACTIONS
+        | CapabilityFlags::CLIENT_CONNECT_WITH_DB;
+    let response = HandshakeResponse::new(
+        Some(&answer[..]),
+        (10, 11, 0),
+        Some(user.as_bytes()),
+        Some(db.as_bytes()),
+        Some(AuthPlugin::MysqlNativePassword),
+        caps,
+        None,
+        1 << 24,
+    );
+    let mut bytes = Vec::new();
+    response.serialize(&mut bytes);
+    wire.write(1, &bytes).await;
+    let (_, ok) = wire.read().await;
+    assert_eq!(ok[0], 0x00, "login OK, got {ok:?}");
+    wire
 }
 
 const PASSWORD: &str = "s3cret";
@@ -182,4 +296,131 @@ async fn wire_level_commands_and_admin() {
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.ends_with("ok\n"), "{text}");
     proxy.stop();
+}
+
+/// `SELECT LENGTH(?)` with its parameter as long data: each answer as MariaDB
+/// 10.11 gives it, measured against a server with `max_allowed_packet` =
+/// 16 MiB (the proxy's here; the sandbox's servers take 1 GiB, so they
+/// cannot be the reference in the same run): one parameter past the bound
+/// fails the execution with 1105, and every execution after it until
+/// COM_STMT_RESET; long data for a parameter the statement does not have
+/// fails it with 1210.
+const LONG_DATA_ANSWERS: [(&str, &str); 10] = [
+    ("two chunks", "ROW [4, 0, 0, 0]"),
+    ("no value", "ERR 1210 HY000 Incorrect arguments to mysqld_stmt_execute"),
+    ("past max_allowed_packet", "ERR 1105 HY000 Parameter of prepared statement which is set through mysql_send_long_data() is longer than 'max_allowed_packet' bytes"),
+    ("again", "ERR 1105 HY000 Parameter of prepared statement which is set through mysql_send_long_data() is longer than 'max_allowed_packet' bytes"),
+    ("more data", "ERR 1105 HY000 Parameter of prepared statement which is set through mysql_send_long_data() is longer than 'max_allowed_packet' bytes"),
+    ("reset", "OK"),
+    ("after the reset", "ROW [3, 0, 0, 0]"),
+    ("no such parameter", "ERR 1210 HY000 Incorrect arguments to mysqld_stmt_send_long_data"),
+    ("reset", "OK"),
+    ("after the reset", "ROW [1, 0, 0, 0]"),
+];
+
+const MIB: usize = 1024 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_data_and_prepared_statements_are_bounded() {
+    let _sandbox = sandbox::shared().await;
+    let table = "it_long_data";
+    let mut cfg = config_with_table(table, |_| {});
+    if !sandbox_ready(&cfg, "long_data_and_prepared_statements_are_bounded") {
+        return;
+    }
+    // The shipped config reads from replicas.
+    cfg.server.read_write_splitting = true;
+    cfg.server.max_allowed_packet = 16 * MIB;
+    cfg.server.max_long_data_per_session = 20 * MIB;
+    cfg.server.max_prepared_statements = 3;
+    let proxy = start_proxy(cfg).await;
+    let mut sql = connect(&proxy).await;
+    for ddl in [
+        format!("DROP TABLE IF EXISTS {table}"),
+        format!("CREATE TABLE {table} (id BIGINT PRIMARY KEY, body LONGTEXT)"),
+    ] {
+        sql.execute(ddl.as_str()).await.expect(&ddl);
+    }
+    let mut wire = login_native(proxy.addr, "root", "", "wework").await;
+
+    // The server's answers, one by one.
+    let length = wire.prepare("SELECT LENGTH(?)").await.expect("prepare");
+    let mut answers = Vec::new();
+    wire.long_data(length, 0, b"ab").await;
+    wire.long_data(length, 0, b"cd").await;
+    answers.push(wire.execute_long_data(length, 1).await);
+    answers.push(wire.execute_long_data(length, 1).await);
+    let chunk = vec![b'x'; MIB];
+    for _ in 0..16 {
+        wire.long_data(length, 0, &chunk).await;
+    }
+    wire.long_data(length, 0, b"y").await;
+    answers.push(wire.execute_long_data(length, 1).await);
+    answers.push(wire.execute_long_data(length, 1).await);
+    wire.long_data(length, 0, b"z").await;
+    answers.push(wire.execute_long_data(length, 1).await);
+    answers.push(wire.reset(length).await);
+    wire.long_data(length, 0, b"xyz").await;
+    answers.push(wire.execute_long_data(length, 1).await);
+    wire.long_data(length, 5, b"q").await;
+    answers.push(wire.execute_long_data(length, 1).await);
+    answers.push(wire.reset(length).await);
+    wire.long_data(length, 0, b"q").await;
+    answers.push(wire.execute_long_data(length, 1).await);
+    for ((step, expected), got) in LONG_DATA_ANSWERS.iter().zip(&answers) {
+        assert_eq!(got, expected, "{step}");
+    }
+
+    // The session's whole: 10 MiB held by one statement leaves no room for
+    // 10 MiB more (with the packets' headers) in 20 MiB.
+    let other = wire.prepare("SELECT LENGTH(?)").await.expect("prepare");
+    for _ in 0..10 {
+        wire.long_data(length, 0, &chunk).await;
+        wire.long_data(other, 0, &chunk).await;
+    }
+    let refused = wire.execute_long_data(other, 1).await;
+    assert!(
+        refused.starts_with("ERR 1105 HY000 ")
+            && refused.contains("server.max_long_data_per_session"),
+        "{refused}"
+    );
+    let ten_mib = (10 * MIB as u32).to_le_bytes();
+    assert_eq!(
+        wire.execute_long_data(length, 1).await,
+        format!("ROW {ten_mib:?}")
+    );
+    // The execution gave its bytes back.
+    assert_eq!(wire.reset(other).await, "OK");
+    for _ in 0..10 {
+        wire.long_data(other, 0, &chunk).await;
+    }
+    assert_eq!(
+        wire.execute_long_data(other, 1).await,
+        format!("ROW {ten_mib:?}")
+    );
+
+    // Chunks of a sharded statement's parameter are joined before it is
+    // routed and written.
+    let insert = wire
+        .prepare(&format!("INSERT INTO {table} (id, body) VALUES (7, ?)"))
+        .await
+        .expect("prepare");
+    wire.long_data(insert, 0, b"first half, ").await;
+    wire.long_data(insert, 0, b"second half").await;
+    assert_eq!(wire.execute_long_data(insert, 1).await, "OK");
+    let row = sqlx::query(&format!("SELECT body FROM {table} WHERE id = 7"))
+        .fetch_one(&mut sql)
+        .await
+        .expect("the row");
+    assert_eq!(row.get::<String, _>(0), "first half, second half");
+
+    // Three statements are this session's bound: a fourth is refused with
+    // MariaDB's code until one is closed.
+    assert_eq!(wire.prepare("SELECT 1").await, Err(1461));
+    wire.write(0, &[&[0x19][..], &other.to_le_bytes()].concat())
+        .await;
+    assert!(wire.prepare("SELECT 1").await.is_ok());
+    sql.execute(format!("DROP TABLE {table}").as_str())
+        .await
+        .expect("drop");
 }

@@ -6,6 +6,7 @@ mod admin;
 mod auth;
 mod definitions;
 mod forward;
+mod long_data;
 mod pausing;
 mod prepared;
 mod reads;
@@ -38,8 +39,9 @@ use crate::packet::{PacketReader, PacketWriter, ReadError};
 use crate::params::decode_params;
 use crate::response::{Outcome, ResponseKind, StatusFix};
 use crate::row::RowFormat;
-use crate::stmt::{long_data_param, retarget_execute, set_statement_id, statement_id};
+use crate::stmt::{retarget_execute, set_statement_id, statement_id};
 use forward::{forward_reply, Answer, ForwardError};
+use long_data::{parameter_values, LongData};
 use prepared::{Executing, PreparedStatement, ShardedPrepared, Statements};
 use shardgate_core::error::{rolls_back_transaction, BackendError, ErrorKind, ProxyError};
 use shardgate_core::log_limit::LogLimit;
@@ -492,14 +494,11 @@ impl Session {
                 Ok(Flow::Continue)
             }
             CommandKind::ResetStatement(id) => {
-                let stmt = id.and_then(|id| self.statements.get_mut(id));
-                match stmt {
-                    Some(stmt) => {
-                        stmt.long_data.clear();
-                        self.reply_ok();
-                        Ok(Flow::Continue)
-                    }
-                    None => Err(unknown_statement(payload, "mysqld_stmt_reset")),
+                if id.is_some_and(|id| self.statements.reset_long_data(id)) {
+                    self.reply_ok();
+                    Ok(Flow::Continue)
+                } else {
+                    Err(unknown_statement(payload, "mysqld_stmt_reset"))
                 }
             }
             CommandKind::Ping => {
@@ -1019,6 +1018,14 @@ impl Session {
                 "This command is not supported in the prepared statement protocol; send ShardGate's SHOW/PREVIEW admin statements as plain queries",
             )));
         }
+        let limit = self.shared.config.server.max_prepared_statements;
+        if self.statements.len() >= limit {
+            // MariaDB's words for its server-wide bound; this one is the session's.
+            return Err(Failure::Reply(ProxyError::new(
+                ErrorKind::TooManyPreparedStatements,
+                format!("Can't create more than max_prepared_stmt_count statements (current value: {limit}); this session holds that many: close some, or raise server.max_prepared_statements in the ShardGate config"),
+            )));
+        }
         let text = analysis_text(&payload[1..], self.charset);
         let classified = classify(&MARIADB, &text);
         let text = self.with_logical_database(&text, &classified);
@@ -1088,7 +1095,7 @@ impl Session {
                     replica_safe,
                     sharded,
                     param_types: None,
-                    long_data: Vec::new(),
+                    long_data: LongData::default(),
                 },
             );
         }
@@ -1130,6 +1137,12 @@ impl Session {
             // it may have to go back to the pause gate.
             self.note_writes(&st)?;
         }
+        // A refusal of its long data is the execution's answer, before
+        // anything else, as the server answers it.
+        let long_data = self
+            .statements
+            .take_long_data(id)
+            .map_err(|refusal| Failure::Reply(refusal.error()))?;
         let Some(stmt) = self.statements.get_mut(id) else {
             return Err(unknown_statement(payload, "mysqld_stmt_execute"));
         };
@@ -1141,7 +1154,6 @@ impl Session {
         if types.is_some() {
             stmt.param_types = types;
         }
-        let long_data = std::mem::take(&mut stmt.long_data);
         let sql = stmt.sql.clone();
         let classified = stmt.classified.clone();
         let num_params = stmt.num_params;
@@ -1193,10 +1205,7 @@ impl Session {
             .clone_from(&classified.assigned_vars);
         let mut packet = packet;
         if let Some((st, text)) = sharded {
-            let long: Vec<(u16, Vec<u8>)> = long_data
-                .iter()
-                .filter_map(|p| Some((long_data_param(p)?, p.get(7..)?.to_vec())))
-                .collect();
+            let long = parameter_values(&long_data);
             let params = decode_params(&packet, usize::from(num_params), &long, self.charset)
                 .map_err(|e| wrong_arguments(e.to_string()))?;
             // A row-returning execution that reaches one node runs that
@@ -1262,13 +1271,16 @@ impl Session {
     }
 
     fn send_long_data(&mut self, payload: &[u8]) {
-        // No reply, even on error, as the server does.
-        if long_data_param(payload).is_none() {
+        // No reply, even on error, as the server does: a refusal is the
+        // next execution's answer.
+        let Some(id) = statement_id(payload) else {
             return;
-        }
-        if let Some(stmt) = statement_id(payload).and_then(|id| self.statements.get_mut(id)) {
-            stmt.long_data.push(payload.to_vec());
-        }
+        };
+        let server = &self.shared.config.server;
+        let (per_parameter, per_session) =
+            (server.max_allowed_packet, server.max_long_data_per_session);
+        self.statements
+            .add_long_data(id, payload, per_parameter, per_session);
     }
 
     async fn pass_through(&mut self, payload: &[u8], kind: ResponseKind) -> CommandResult {

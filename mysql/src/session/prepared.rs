@@ -9,6 +9,7 @@
 use foldhash::{HashMap, HashSet};
 use std::sync::Arc;
 
+use super::long_data::{LongData, LongDataLimits, Refusal};
 use crate::backend::Pool;
 use shardgate_sql::classify::Classified;
 use shardgate_sql::shard::analyze::ShardedStatement;
@@ -28,8 +29,8 @@ pub struct PreparedStatement {
     pub sharded: Option<ShardedPrepared>,
     /// Parameter types from the last execute that sent them.
     pub param_types: Option<Vec<u8>>,
-    /// COM_STMT_SEND_LONG_DATA packets to replay before the next execute.
-    pub long_data: Vec<Vec<u8>>,
+    /// COM_STMT_SEND_LONG_DATA for the next execution.
+    pub long_data: LongData,
 }
 
 /// What a prepared statement on sharded or broadcast tables keeps.
@@ -104,6 +105,8 @@ pub struct Statements {
     last_prepared: Option<u32>,
     /// Statements whose sharding analysis predates a rules reload.
     stale: HashSet<u32>,
+    /// Long data kept by all of them, in bytes.
+    long_data_bytes: usize,
 }
 
 /// The id MariaDB clients use for "the statement prepared just before".
@@ -130,7 +133,7 @@ impl Statements {
             id,
             label: stmt.label,
             replica_safe: stmt.replica_safe,
-            has_long_data: !stmt.long_data.is_empty(),
+            has_long_data: stmt.long_data.is_pending(),
         })
     }
 
@@ -165,13 +168,68 @@ impl Statements {
         }
     }
 
+    /// How many statements the session holds.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Keeps COM_STMT_SEND_LONG_DATA `payload` for its statement `id`
+    /// within the per-parameter bound and what the session has left of
+    /// `per_session`; a statement it does not name ignores it, as the
+    /// server does.
+    pub fn add_long_data(
+        &mut self,
+        id: u32,
+        payload: &[u8],
+        per_parameter: usize,
+        per_session: usize,
+    ) {
+        let Some(id) = self.resolve(id) else { return };
+        let Some(stmt) = self.by_id.get_mut(&id) else {
+            return;
+        };
+        let limits = LongDataLimits {
+            per_parameter,
+            session_left: per_session.saturating_sub(self.long_data_bytes),
+            per_session,
+        };
+        let change = stmt.long_data.add(payload, stmt.num_params, limits);
+        self.long_data_bytes = self.long_data_bytes.saturating_add_signed(change);
+    }
+
+    /// The long data for an execution of statement `id` (consumed), or why
+    /// it was refused.
+    pub fn take_long_data(&mut self, id: u32) -> Result<Vec<Vec<u8>>, Refusal> {
+        let Some(stmt) = self.get_mut(id) else {
+            return Ok(Vec::new());
+        };
+        let packets = stmt.long_data.take()?;
+        let bytes: usize = packets.iter().map(Vec::len).sum();
+        self.long_data_bytes = self.long_data_bytes.saturating_sub(bytes);
+        Ok(packets)
+    }
+
+    /// COM_STMT_RESET: forgets statement `id`'s long data (false: no such statement).
+    pub fn reset_long_data(&mut self, id: u32) -> bool {
+        let Some(stmt) = self.get_mut(id) else {
+            return false;
+        };
+        let bytes = stmt.long_data.bytes();
+        stmt.long_data.reset();
+        self.long_data_bytes = self.long_data_bytes.saturating_sub(bytes);
+        true
+    }
+
     pub fn remove(&mut self, id: u32) {
-        self.by_id.remove(&id);
+        if let Some(stmt) = self.by_id.remove(&id) {
+            self.long_data_bytes = self.long_data_bytes.saturating_sub(stmt.long_data.bytes());
+        }
     }
 
     pub fn clear(&mut self) {
         self.by_id.clear();
         self.last_prepared = None;
+        self.long_data_bytes = 0;
     }
 }
 
@@ -188,7 +246,7 @@ mod tests {
             replica_safe: false,
             sharded: None,
             param_types: None,
-            long_data: Vec::new(),
+            long_data: LongData::default(),
         }
     }
 
@@ -206,5 +264,35 @@ mod tests {
         s.remove(b);
         assert!(s.get_mut(b).is_none());
         assert!(s.get_mut(a).is_some());
+    }
+
+    fn long_data(param: u16, data: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x18, 0, 0, 0, 0];
+        p.extend_from_slice(&param.to_le_bytes());
+        p.extend_from_slice(data);
+        p
+    }
+
+    #[test]
+    fn long_data_is_bounded_across_the_sessions_statements() {
+        let mut s = Statements::default();
+        for id in [1, 2] {
+            let mut one = stmt("select ?");
+            one.num_params = 1;
+            s.insert(id, one);
+        }
+        // 7 + 5 bytes each: the second does not fit in 20.
+        s.add_long_data(1, &long_data(0, b"12345"), 100, 20);
+        s.add_long_data(2, &long_data(0, b"12345"), 100, 20);
+        assert_eq!(s.take_long_data(2), Err(Refusal::SessionFull { limit: 20 }));
+        assert_eq!(s.take_long_data(1).map(|p| p.len()), Ok(1));
+        // The execution gave the session's bytes back.
+        assert!(s.reset_long_data(2));
+        s.add_long_data(2, &long_data(0, b"12345"), 100, 20);
+        s.add_long_data(1, &long_data(0, b"1"), 100, 20);
+        assert_eq!(s.long_data_bytes, 20);
+        s.remove(2);
+        assert_eq!(s.long_data_bytes, 8);
+        assert!(!s.reset_long_data(2));
     }
 }

@@ -120,6 +120,17 @@ pub struct ServerConfig {
     /// `connect_timeout`); then the connection is closed.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+    /// COM_STMT_SEND_LONG_DATA bytes one session's statements may hold until
+    /// they execute. Each parameter is bounded by `max_allowed_packet`, as
+    /// the server bounds it; this bounds their sum, which the proxy keeps in
+    /// memory where the server would have streamed it into the parameter.
+    #[serde(default = "default_max_long_data_per_session")]
+    pub max_long_data_per_session: usize,
+    /// Prepared statements one session may hold at once (MariaDB's
+    /// `max_prepared_stmt_count`, which bounds the server's whole; each
+    /// session here, whose statements the proxy keeps).
+    #[serde(default = "default_max_prepared_statements")]
+    pub max_prepared_statements: usize,
 }
 
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -532,6 +543,16 @@ impl Config {
             };
             return Err(ConfigError::invalid("server.max_connections", problem));
         }
+        if self.server.max_prepared_statements == 0 {
+            let problem = Problem::OutOfRange {
+                value: 0,
+                range: "1..",
+            };
+            return Err(ConfigError::invalid(
+                "server.max_prepared_statements",
+                problem,
+            ));
+        }
         if let Some(n) = self.server.worker_threads {
             if !(1..=MAX_WORKER_THREADS).contains(&n) {
                 let problem = Problem::OutOfRange {
@@ -714,6 +735,16 @@ fn default_acquire_timeout_ms() -> u64 {
 
 fn default_max_connections() -> usize {
     4096
+}
+
+/// Two parameters of the largest packet's size.
+fn default_max_long_data_per_session() -> usize {
+    2 * default_max_allowed_packet()
+}
+
+/// MariaDB's `max_prepared_stmt_count` default.
+fn default_max_prepared_statements() -> usize {
+    16_382
 }
 
 /// MariaDB's `connect_timeout` default, 10 s.

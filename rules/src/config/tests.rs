@@ -395,3 +395,18 @@ fn client_connections_are_bounded_and_must_log_in_in_time() {
     let err = Config::from_toml_str(&none).unwrap_err().to_string();
     assert!(err.contains("server.max_connections"), "{err}");
 }
+
+#[test]
+fn prepared_statements_and_their_long_data_are_bounded_per_session() {
+    let server = Config::from_toml_str(MINIMAL).unwrap().server;
+    assert_eq!(
+        (
+            server.max_prepared_statements,
+            server.max_long_data_per_session
+        ),
+        (16_382, 128 * 1024 * 1024)
+    );
+    let none = MINIMAL.replace("[server]\n", "[server]\nmax_prepared_statements = 0\n");
+    let err = Config::from_toml_str(&none).unwrap_err().to_string();
+    assert!(err.contains("server.max_prepared_statements"), "{err}");
+}
