@@ -28,6 +28,7 @@ pub struct Metrics {
     statement_seconds: HistogramVec,
     errors: IntCounterVec,
     failed_logins: IntCounterVec,
+    idle_sessions_closed: IntCounter,
     routed_statements: IntCounterVec,
     routed_rows: IntCounterVec,
     partial_commits: IntCounter,
@@ -145,6 +146,13 @@ impl Metrics {
                 "Client connections that did not log in, by reason: access_denied (wrong user or password), refused (bad handshake, unknown database, a login packet over its limit), aborted (the client went away or did not log in within server.connect_timeout_ms).",
                 &["reason"],
             ),
+            idle_sessions_closed: counter(
+                r,
+                "shardgate_idle_sessions_closed_total",
+                "Sessions closed after waiting longer than their wait_timeout (server.wait_timeout_ms, or the session's SET wait_timeout) for a command.",
+                &[],
+            )
+            .with_label_values::<&str>(&[]),
             routed_statements: counter(
                 r,
                 "shardgate_routed_statements_total",
@@ -279,6 +287,11 @@ impl Metrics {
     /// A client connection that did not log in, for `reason`.
     pub fn failed_login(&self, reason: &str) {
         self.failed_logins.with_label_values(&[reason]).inc();
+    }
+
+    /// A session closed for waiting longer than its wait_timeout.
+    pub fn idle_session_closed(&self) {
+        self.idle_sessions_closed.inc();
     }
 
     /// A statement sent to `data_source` for `table`, touching `rows` rows.

@@ -131,6 +131,67 @@ async fn failed_logins(proxy: &RunningProxy, reason: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A metric's value in `/metrics` (0 when absent); `series` is its name
+/// with labels, as the exposition writes them.
+async fn metric(proxy: &RunningProxy, series: &str) -> u64 {
+    let (_, metrics) = admin_request(proxy, "GET", "/metrics", "").await;
+    let prefix = format!("{series} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A session that waits longer than `server.wait_timeout_ms` for its next
+/// command is closed, as MariaDB closes it after `wait_timeout`: its open
+/// transaction is rolled back. A session's own `SET wait_timeout` (seconds)
+/// replaces the configured value for it (COM_RESET_CONNECTION brings the
+/// configured value back: `wire::reset_connection_brings_back_the_configured_wait_timeout`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sessions_are_closed_after_wait_timeout() {
+    let _sandbox = sandbox::shared().await;
+    let test = "idle_sessions_are_closed_after_wait_timeout";
+    let Some((_direct, proxy)) = setup(test, |cfg| cfg.server.wait_timeout_ms = 1500).await else {
+        return;
+    };
+    let ep = proxy.endpoint();
+    let mut setup_conn = ok(ep.connect().await, "connect");
+    exec(&mut setup_conn, "DROP TABLE IF EXISTS it_idle").await;
+    exec(&mut setup_conn, "CREATE TABLE it_idle (id INT PRIMARY KEY)").await;
+    drop(setup_conn);
+    let mut in_transaction = ok(ep.connect().await, "connect");
+    exec(&mut in_transaction, "BEGIN").await;
+    exec(&mut in_transaction, "INSERT INTO it_idle VALUES (1)").await;
+    let mut longer = ok(ep.connect().await, "connect");
+    exec(&mut longer, "SET SESSION wait_timeout = 30").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+
+    let closed = sqlx::query_scalar::<_, i64>("SELECT 1")
+        .fetch_one(&mut in_transaction)
+        .await;
+    assert!(closed.is_err(), "the idle session was closed: {closed:?}");
+    let one: i64 = ok(
+        sqlx::query_scalar("SELECT 1").fetch_one(&mut longer).await,
+        "the session with a longer wait_timeout",
+    );
+    assert_eq!(one, 1);
+    let mut check = ok(ep.connect().await, "connect");
+    let rows: i64 = ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM it_idle")
+            .fetch_one(&mut check)
+            .await,
+        "count",
+    );
+    assert_eq!(rows, 0, "the idle session's transaction was rolled back");
+    exec(&mut check, "DROP TABLE it_idle").await;
+    assert_eq!(
+        metric(&proxy, "shardgate_idle_sessions_closed_total").await,
+        1,
+        "counted in /metrics"
+    );
+}
+
 /// `server.max_connections` counts every open client connection, logged in
 /// or not: one more is refused with 1040 (Too many connections) as MariaDB
 /// refuses it, through sqlx and the mariadb CLI; a closed one frees its

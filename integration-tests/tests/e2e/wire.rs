@@ -424,3 +424,37 @@ async fn long_data_and_prepared_statements_are_bounded() {
         .await
         .expect("drop");
 }
+
+/// COM_RESET_CONNECTION forgets a session's `SET wait_timeout`: the session
+/// is closed after the configured `server.wait_timeout_ms` again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_connection_brings_back_the_configured_wait_timeout() {
+    let _sandbox = sandbox::shared().await;
+    let mut cfg = test_config();
+    if !sandbox_ready(
+        &cfg,
+        "reset_connection_brings_back_the_configured_wait_timeout",
+    ) {
+        return;
+    }
+    cfg.server.wait_timeout_ms = 1000;
+    let proxy = start_proxy(cfg).await;
+    let mut kept = login_native(proxy.addr, "root", "", "wework").await;
+    let mut reset = login_native(proxy.addr, "root", "", "wework").await;
+    for wire in [&mut kept, &mut reset] {
+        assert_eq!(wire.answer(b"\x03SET wait_timeout = 30").await, "OK");
+    }
+    assert_eq!(reset.answer(&[0x1F]).await, "OK");
+    tokio::time::sleep(std::time::Duration::from_millis(1800)).await;
+    assert_eq!(kept.answer(&[0x0E]).await, "OK", "30 s are not over");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        reset.stream.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(
+        matches!(closed, Ok(Ok(0))),
+        "the reset session was closed after 1 s without a word: {closed:?} {rest:?}"
+    );
+}

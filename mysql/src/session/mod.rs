@@ -105,6 +105,7 @@ pub async fn serve(proxy: Arc<Proxy>, identity: Arc<ServerIdentity>, stream: Tcp
         let registration = proxy
             .sessions()
             .register(connection_id, &hello.user, shared.version);
+        let wait_timeout = std::time::Duration::from_millis(shared.config.server.wait_timeout_ms);
         let mut session = Session {
             flavor: Flavor::for_client(hello.capabilities, hello.collation),
             charset: crate::handshake::client_charset(hello.collation),
@@ -127,6 +128,7 @@ pub async fn serve(proxy: Arc<Proxy>, identity: Arc<ServerIdentity>, stream: Tcp
             registration,
             admitted: Gate::default(),
             wrote: false,
+            wait_timeout,
         };
         session.run().await;
         session.close().await;
@@ -213,6 +215,8 @@ struct Session {
     /// Writes to logical tables are recorded for the open transaction (or
     /// the running statement).
     wrote: bool,
+    /// How long it may wait for its next command before it is closed.
+    wait_timeout: std::time::Duration,
 }
 
 /// What the command being run did so far.
@@ -311,7 +315,14 @@ impl Session {
     async fn run(&mut self) {
         let limit = self.shared.config.server.max_allowed_packet;
         loop {
-            let (seq, payload) = match self.reader.read_packet(limit).await {
+            let next = self.reader.read_packet(limit);
+            let Ok(read) = tokio::time::timeout(self.wait_timeout, next).await else {
+                // As MariaDB: closed without a word, its transaction rolled back.
+                debug!(wait_timeout = ?self.wait_timeout, "no command within wait_timeout; closing");
+                self.shared.metrics.idle_session_closed();
+                return;
+            };
+            let (seq, payload) = match read {
                 Ok(p) => p,
                 Err(ReadError::TooLarge { limit, seq }) => {
                     self.writer.set_seq(seq.wrapping_add(1));
@@ -888,6 +899,17 @@ impl Session {
             }
         }
         conn.applied_state = self.vars.fingerprint();
+        if assignments.iter().any(|a| a.key == "wait_timeout") {
+            // The server's value: clamped to its range, DEFAULT resolved.
+            let rows = conn.query_text("SELECT @@session.wait_timeout").await?;
+            let seconds = rows
+                .first()
+                .and_then(|r| r.first())
+                .and_then(|v| v.as_deref());
+            if let Some(seconds) = seconds.and_then(|s| s.parse::<u64>().ok()) {
+                self.wait_timeout = std::time::Duration::from_secs(seconds.max(1));
+            }
+        }
         let charset_changed = assignments
             .iter()
             .any(|a| a.key == "names" || a.key == "character_set_client");
@@ -1443,6 +1465,8 @@ impl Session {
     async fn reset(&mut self) {
         self.conns.reset_all().await;
         self.vars.clear();
+        self.wait_timeout =
+            std::time::Duration::from_millis(self.shared.config.server.wait_timeout_ms);
         self.statements.clear();
         self.conns.forget();
         self.last_insert = None;

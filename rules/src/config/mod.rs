@@ -120,6 +120,11 @@ pub struct ServerConfig {
     /// `connect_timeout`); then the connection is closed.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+    /// How long a logged-in session may wait for its next command before
+    /// it is closed, its transaction rolled back (MariaDB's `wait_timeout`;
+    /// a session's own `SET wait_timeout` replaces it for that session).
+    #[serde(default = "default_wait_timeout_ms")]
+    pub wait_timeout_ms: u64,
     /// COM_STMT_SEND_LONG_DATA bytes one session's statements may hold until
     /// they execute. Each parameter is bounded by `max_allowed_packet`, as
     /// the server bounds it; this bounds their sum, which the proxy keeps in
@@ -543,6 +548,13 @@ impl Config {
             };
             return Err(ConfigError::invalid("server.max_connections", problem));
         }
+        if self.server.wait_timeout_ms == 0 {
+            let problem = Problem::OutOfRange {
+                value: 0,
+                range: "1..",
+            };
+            return Err(ConfigError::invalid("server.wait_timeout_ms", problem));
+        }
         if self.server.max_prepared_statements == 0 {
             let problem = Problem::OutOfRange {
                 value: 0,
@@ -745,6 +757,11 @@ fn default_max_long_data_per_session() -> usize {
 /// MariaDB's `max_prepared_stmt_count` default.
 fn default_max_prepared_statements() -> usize {
     16_382
+}
+
+/// MariaDB's `wait_timeout` default, 8 hours.
+fn default_wait_timeout_ms() -> u64 {
+    8 * 3600 * 1000
 }
 
 /// MariaDB's `connect_timeout` default, 10 s.

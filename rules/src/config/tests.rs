@@ -410,3 +410,12 @@ fn prepared_statements_and_their_long_data_are_bounded_per_session() {
     let err = Config::from_toml_str(&none).unwrap_err().to_string();
     assert!(err.contains("server.max_prepared_statements"), "{err}");
 }
+
+#[test]
+fn idle_sessions_are_closed_after_the_wait_timeout() {
+    let server = Config::from_toml_str(MINIMAL).unwrap().server;
+    assert_eq!(server.wait_timeout_ms, 28_800_000);
+    let none = MINIMAL.replace("[server]\n", "[server]\nwait_timeout_ms = 0\n");
+    let err = Config::from_toml_str(&none).unwrap_err().to_string();
+    assert!(err.contains("server.wait_timeout_ms"), "{err}");
+}
