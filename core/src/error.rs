@@ -171,6 +171,8 @@ pub enum ErrorKind {
     BadHandshake,
     /// A wrong user name or password.
     AccessDenied,
+    /// A user with as many sessions open as it may have.
+    TooManyUserConnections,
     /// A logical database the proxy does not serve.
     UnknownDatabase,
     /// The proxy could not do what it should have (a key generator that
@@ -242,6 +244,7 @@ impl ProxyError {
             | ErrorKind::UnknownTable
             | ErrorKind::BadHandshake
             | ErrorKind::AccessDenied
+            | ErrorKind::TooManyUserConnections
             | ErrorKind::UnknownDatabase => "client",
             ErrorKind::Internal => "proxy",
         }

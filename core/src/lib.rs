@@ -10,6 +10,7 @@
 //! implements the traits; the proxy wires them together.
 
 pub mod admin;
+pub mod admission;
 pub mod alerts;
 pub mod backend;
 pub mod databases;

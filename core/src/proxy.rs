@@ -14,6 +14,7 @@ use shardgate_rules::config::{BackendUrl, Config};
 use shardgate_rules::{SnowflakeGenerator, SystemClock};
 use tokio::task::JoinHandle;
 
+use crate::admission::Admission;
 use crate::alerts::Alerts;
 use crate::backend::{Backend, Pool, PoolContext, Role};
 use crate::databases::LogicalDatabase;
@@ -97,6 +98,8 @@ pub struct Proxy<B: Backend> {
     /// Tables paused for a cutover; they outlive rules versions.
     pauses: Arc<Pauses>,
     sessions: Arc<Sessions>,
+    /// Sessions per user and failed logins per host.
+    admission: Arc<Admission>,
     /// The configuration staged to become the next version.
     staged: Mutex<Option<Staged>>,
     /// What reads must see of the writes this proxy acknowledged.
@@ -121,6 +124,7 @@ impl<B: Backend> Proxy<B> {
             reloading: tokio::sync::Mutex::new(()),
             pauses: Arc::new(Pauses::new(shared.metrics.clone())),
             sessions: Arc::default(),
+            admission: Arc::default(),
             staged: Mutex::new(None),
             watermarks: Arc::default(),
         });
@@ -157,6 +161,11 @@ impl<B: Backend> Proxy<B> {
     /// The logged-in client sessions.
     pub fn sessions(&self) -> &Arc<Sessions> {
         &self.sessions
+    }
+
+    /// Sessions per user and failed logins per host (who may log in).
+    pub fn admission(&self) -> &Arc<Admission> {
+        &self.admission
     }
 
     /// The write watermarks of the data sources (`read_consistency = "proxy"`).

@@ -239,6 +239,9 @@ fn describe_changes(old: &Config, new: &Config) -> Vec<String> {
                 || old.server.max_long_data_per_session != new.server.max_long_data_per_session
                 || old.server.max_prepared_statements != new.server.max_prepared_statements
                 || old.server.wait_timeout_ms != new.server.wait_timeout_ms
+                || old.server.max_user_connections != new.server.max_user_connections
+                || old.server.max_connect_errors != new.server.max_connect_errors
+                || old.server.host_block_ms != new.server.host_block_ms
                 || old.server.read_write_splitting != new.server.read_write_splitting
                 || old.server.read_consistency != new.server.read_consistency
                 || old.server.transaction_reads != new.server.transaction_reads

@@ -52,6 +52,7 @@ impl ToClient for ProxyError {
             ErrorKind::UnknownTable => (codes::ER_NO_SUCH_TABLE, "42S02"),
             ErrorKind::BadHandshake => (codes::ER_HANDSHAKE_ERROR, "08S01"),
             ErrorKind::AccessDenied => (codes::ER_ACCESS_DENIED_ERROR, "28000"),
+            ErrorKind::TooManyUserConnections => (codes::ER_TOO_MANY_USER_CONNECTIONS, "42000"),
             ErrorKind::UnknownDatabase => (codes::ER_BAD_DB_ERROR, "42000"),
         };
         ErrInfo::new(code, sqlstate, self.message.clone())

@@ -1,12 +1,13 @@
 //! The MySQL front end's listener: the accept loop that hands each client
-//! to a session (within `server.max_connections`), and the identity
+//! to a session (within `server.max_connections`, unless its host is
+//! blocked for failed logins), and the identity
 //! (server version, collation) it greets clients with, taken from the
 //! default data source.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::HandshakePacket;
@@ -16,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::warn;
 
 use crate::backend::Proxy;
-use crate::codes::ER_CON_COUNT_ERROR;
+use crate::codes::{ER_CON_COUNT_ERROR, ER_HOST_IS_BLOCKED};
 use crate::handshake::ServerIdentity;
 use crate::ok_err::ErrInfo;
 use crate::packet::{frame_into, PacketReader};
@@ -30,10 +31,16 @@ pub async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, identity: Arc
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let max = proxy.current().config.server.max_connections;
+                let shared = proxy.current();
+                let max = shared.config.server.max_connections;
                 if open.load(Ordering::Relaxed) >= max {
                     log_refusal(peer, max);
-                    tokio::spawn(refuse(stream));
+                    tokio::spawn(refuse(stream, too_many_connections()));
+                    continue;
+                }
+                if let Some(left) = proxy.admission().blocked(peer.ip(), Instant::now()) {
+                    shared.metrics.failed_login("host_blocked");
+                    tokio::spawn(refuse(stream, host_blocked(peer, left)));
                     continue;
                 }
                 let counted = Counted::new(open.clone());
@@ -68,10 +75,27 @@ impl Drop for Counted {
     }
 }
 
-/// Tells a client over the connection limit so, as MariaDB does: an error
-/// packet where the greeting would be, then the connection closes.
-async fn refuse(mut stream: TcpStream) {
-    let payload = ErrInfo::new(ER_CON_COUNT_ERROR, "08004", "Too many connections").encode();
+fn too_many_connections() -> ErrInfo {
+    ErrInfo::new(ER_CON_COUNT_ERROR, "08004", "Too many connections")
+}
+
+/// MariaDB's words, with when the block ends instead of FLUSH HOSTS.
+fn host_blocked(peer: SocketAddr, left: Duration) -> ErrInfo {
+    ErrInfo::new(
+        ER_HOST_IS_BLOCKED,
+        "HY000",
+        format!(
+            "Host '{}' is blocked because of many connection errors; it is unblocked in {} s (server.max_connect_errors, server.host_block_ms)",
+            peer.ip(),
+            left.as_secs().max(1)
+        ),
+    )
+}
+
+/// Tells a client it may not connect, as MariaDB does: an error packet
+/// where the greeting would be, then the connection closes.
+async fn refuse(mut stream: TcpStream, err: ErrInfo) {
+    let payload = err.encode();
     let mut packet = Vec::new();
     frame_into(&mut packet, 0, &payload);
     let write = async {

@@ -192,6 +192,96 @@ async fn idle_sessions_are_closed_after_wait_timeout() {
     );
 }
 
+/// A user has at most `server.max_user_connections` sessions open, or its
+/// own `max_connections` (one more gets MariaDB's 1203 after the password
+/// check); a host whose logins fail `server.max_connect_errors` times in a
+/// row (a success starts the count again) is refused with 1129 before the
+/// greeting, even with the right password, until `server.host_block_ms`
+/// has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_per_user_are_bounded_and_failing_hosts_blocked() {
+    let _sandbox = sandbox::shared().await;
+    let test = "sessions_per_user_are_bounded_and_failing_hosts_blocked";
+    let Some((_direct, proxy)) = setup(test, |cfg| {
+        cfg.server.max_user_connections = 2;
+        cfg.server.max_connect_errors = 3;
+        cfg.server.host_block_ms = 1500;
+        cfg.server.users.push(shardgate_rules::config::UserConfig {
+            name: "limited".into(),
+            password: "pw".into(),
+            max_connections: Some(1),
+        });
+    })
+    .await
+    else {
+        return;
+    };
+    let root = proxy.endpoint();
+    let limited = Endpoint {
+        user: "limited".into(),
+        password: "pw".into(),
+        ..root.clone()
+    };
+    let wrong = Endpoint {
+        password: "not the password".into(),
+        ..root.clone()
+    };
+    let mut first = ok(root.connect().await, "root's first session");
+    let _second = ok(root.connect().await, "root's second session");
+    let (code, state, msg) = server_error(root.connect().await.map(drop), "root's third");
+    assert_eq!((code, state.as_deref()), (1203, Some("42000")), "{msg}");
+    assert!(
+        msg.starts_with(
+            "User root already has more than 'max_user_connections' active connections"
+        ),
+        "{msg}"
+    );
+    let only = ok(limited.connect().await, "limited's session");
+    let (code, _, _) = server_error(limited.connect().await.map(drop), "limited's second");
+    assert_eq!(code, 1203, "the user's own limit of 1");
+    drop(only);
+    let one: i64 = ok(
+        sqlx::query_scalar("SELECT 1").fetch_one(&mut first).await,
+        "a session within the limit",
+    );
+    assert_eq!(one, 1);
+    drop(first);
+    let mut again = None;
+    for _ in 0..50 {
+        match root.connect().await {
+            Ok(c) => {
+                again = Some(c);
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
+    drop(again.expect("a place once root's first session closed"));
+
+    // Two failures, a success: the count starts again.
+    for _ in 0..2 {
+        let (code, _, _) = server_error(wrong.connect().await.map(drop), "a wrong password");
+        assert_eq!(code, 1045);
+    }
+    drop(ok(root.connect().await, "a success in between"));
+    for _ in 0..2 {
+        let (code, _, _) = server_error(wrong.connect().await.map(drop), "a wrong password");
+        assert_eq!(code, 1045, "not blocked: the success cleared the count");
+    }
+    let (code, _, _) = server_error(wrong.connect().await.map(drop), "the third in a row");
+    assert_eq!(code, 1045);
+    let (code, state, msg) = server_error(root.connect().await.map(drop), "blocked");
+    assert_eq!((code, state.as_deref()), (1129, Some("HY000")), "{msg}");
+    assert!(
+        msg.starts_with("Host '127.0.0.1' is blocked because of many connection errors"),
+        "{msg}"
+    );
+    assert_eq!(failed_logins(&proxy, "host_blocked").await, 1);
+    assert_eq!(failed_logins(&proxy, "user_limit").await, 2);
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    drop(ok(root.connect().await, "the block ran out"));
+}
+
 /// `server.max_connections` counts every open client connection, logged in
 /// or not: one more is refused with 1040 (Too many connections) as MariaDB
 /// refuses it, through sqlx and the mariadb CLI; a closed one frees its

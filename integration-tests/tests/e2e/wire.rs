@@ -237,6 +237,7 @@ async fn wire_level_commands_and_admin() {
     cfg.server.users.push(UserConfig {
         name: "app".into(),
         password: PASSWORD.into(),
+        max_connections: None,
     });
     let proxy = shardgate_proxy::start(cfg).await.expect("shardgate starts");
     let mut wire = login_with_sha2(proxy.mysql_addr()).await;

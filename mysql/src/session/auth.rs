@@ -13,6 +13,7 @@ use crate::handshake::{
 };
 use crate::ok_err::{status, OkInfo};
 use crate::packet::{PacketReader, PacketWriter, ReadError};
+use shardgate_core::admission::{Admission, UserSlot};
 use shardgate_core::error::{ErrorKind, ProxyError};
 
 /// Handshake packets are small; anything bigger is not a client.
@@ -23,6 +24,8 @@ pub struct LoggedIn {
     pub hello: ClientHello,
     /// The logical database it selected (the first one when none).
     pub database: std::sync::Arc<crate::backend::LogicalDatabase>,
+    /// Its place among its user's sessions, held while the session lasts.
+    pub user_slot: UserSlot,
 }
 
 /// Why the connection phase ended without a session.
@@ -38,6 +41,7 @@ pub enum LoginError {
 
 pub async fn login(
     shared: &Shared,
+    admission: &std::sync::Arc<Admission>,
     identity: &ServerIdentity,
     connection_id: u32,
     peer_ip: &str,
@@ -98,6 +102,18 @@ pub async fn login(
         },
         None => shared.first_database().clone(),
     };
+    let limit = user.and_then(|u| u.session_limit(&shared.config.server));
+    let Some(user_slot) = admission.admit_user(&hello.user, limit) else {
+        // MariaDB's words; the limit is ShardGate's.
+        let err = ProxyError::new(
+            ErrorKind::TooManyUserConnections,
+            format!(
+                "User {} already has more than 'max_user_connections' active connections (ShardGate's users[].max_connections or server.max_user_connections)",
+                hello.user
+            ),
+        );
+        return refuse(writer, err).await;
+    };
     writer.push(
         &OkInfo {
             status: status::AUTOCOMMIT,
@@ -106,7 +122,11 @@ pub async fn login(
         .encode(),
     );
     writer.flush().await?;
-    Ok(LoggedIn { hello, database })
+    Ok(LoggedIn {
+        hello,
+        database,
+        user_slot,
+    })
 }
 
 /// Error 1049 for a database the proxy does not serve.

@@ -43,6 +43,7 @@ use crate::stmt::{retarget_execute, set_statement_id, statement_id};
 use forward::{forward_reply, Answer, ForwardError};
 use long_data::{parameter_values, LongData};
 use prepared::{Executing, PreparedStatement, ShardedPrepared, Statements};
+use shardgate_core::admission::{Admission, HostLimit, UserSlot};
 use shardgate_core::error::{rolls_back_transaction, BackendError, ErrorKind, ProxyError};
 use shardgate_core::log_limit::LogLimit;
 use shardgate_core::metrics;
@@ -62,16 +63,15 @@ use shardgate_sql::shard::plan::{check_supported, prepare_target, single_node, P
 use shardgate_sql::statements::{self, Piece};
 use shardgate_sql::text::{analysis_text, restore, value_text, ClientCharset};
 use state::literal_from_read_back;
+use std::net::IpAddr;
 
 /// Serves one client connection until it quits or goes away; it is
 /// greeted as `identity`.
 pub async fn serve(proxy: Arc<Proxy>, identity: Arc<ServerIdentity>, stream: TcpStream) {
     let connection_id = proxy.next_connection_id();
     let shared = proxy.current();
-    let peer_ip = stream
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|_| "unknown".into());
+    let peer = stream.peer_addr().ok().map(|a| a.ip());
+    let peer_ip = peer.map_or_else(|| "unknown".into(), |ip| ip.to_string());
     let _ = stream.set_nodelay(true);
     let span = info_span!("session", id = connection_id, peer = %peer_ip);
     async move {
@@ -80,6 +80,7 @@ pub async fn serve(proxy: Arc<Proxy>, identity: Arc<ServerIdentity>, stream: Tcp
         let mut writer = PacketWriter::new(w);
         let login = auth::login(
             &shared,
+            proxy.admission(),
             &identity,
             connection_id,
             &peer_ip,
@@ -91,7 +92,7 @@ pub async fn serve(proxy: Arc<Proxy>, identity: Arc<ServerIdentity>, stream: Tcp
         let logged_in = match tokio::time::timeout(connect_timeout, login).await {
             Ok(Ok(l)) => l,
             Ok(Err(e)) => {
-                failed_login(&shared, &e);
+                failed_login(&shared, proxy.admission(), peer, &e);
                 return;
             }
             Err(_) => {
@@ -101,6 +102,9 @@ pub async fn serve(proxy: Arc<Proxy>, identity: Arc<ServerIdentity>, stream: Tcp
             }
         };
         debug!(user = %logged_in.hello.user, "logged in");
+        if let Some(ip) = peer {
+            proxy.admission().login_succeeded(ip);
+        }
         let (hello, db) = (logged_in.hello, logged_in.database);
         let registration = proxy
             .sessions()
@@ -129,6 +133,7 @@ pub async fn serve(proxy: Arc<Proxy>, identity: Arc<ServerIdentity>, stream: Tcp
             admitted: Gate::default(),
             wrote: false,
             wait_timeout,
+            _user_slot: logged_in.user_slot,
         };
         session.run().await;
         session.close().await;
@@ -140,17 +145,56 @@ pub async fn serve(proxy: Arc<Proxy>, identity: Arc<ServerIdentity>, stream: Tcp
 /// Wrong passwords are logged at WARN, at most once every 10 s.
 static ACCESS_DENIED_LOG: LogLimit = LogLimit::new(std::time::Duration::from_secs(10));
 
+/// Host blocks are logged at WARN, at most once every 10 s.
+static HOST_BLOCK_LOG: LogLimit = LogLimit::new(std::time::Duration::from_secs(10));
+
 /// Counts a login that failed, and logs it: a wrong user or password at
 /// WARN (rate-limited: a client can cause any number), others at debug.
-fn failed_login(shared: &Shared, e: &auth::LoginError) {
+/// Wrong passwords and malformed handshakes count towards blocking the
+/// host; a client that goes away does not (a load balancer's TCP health
+/// check would block it, as MariaDB's `max_connect_errors` notoriously
+/// does), nor one that names an unknown database or is over its user's limit.
+fn failed_login(
+    shared: &Shared,
+    admission: &Admission,
+    peer: Option<IpAddr>,
+    e: &auth::LoginError,
+) {
     let reason = match e {
         auth::LoginError::Refused(err) if err.kind == ErrorKind::AccessDenied => "access_denied",
+        auth::LoginError::Refused(err) if err.kind == ErrorKind::TooManyUserConnections => {
+            "user_limit"
+        }
         auth::LoginError::Refused(_) | auth::LoginError::Gone(ReadError::TooLarge { .. }) => {
             "refused"
         }
         auth::LoginError::Gone(_) | auth::LoginError::Io(_) => "aborted",
     };
     shared.metrics.failed_login(reason);
+    let against_host = match e {
+        auth::LoginError::Refused(err) => {
+            matches!(err.kind, ErrorKind::AccessDenied | ErrorKind::BadHandshake)
+        }
+        auth::LoginError::Gone(ReadError::TooLarge { .. }) => true,
+        auth::LoginError::Gone(_) | auth::LoginError::Io(_) => false,
+    };
+    if let (Some(ip), true) = (peer, against_host) {
+        let server = &shared.config.server;
+        let limit = HostLimit {
+            max_failures: server.max_connect_errors,
+            block: std::time::Duration::from_millis(server.host_block_ms),
+        };
+        if admission.login_failed(ip, limit, std::time::Instant::now()) {
+            if let Some(held_back) = HOST_BLOCK_LOG.allow() {
+                warn!(
+                    host = %ip,
+                    held_back,
+                    "{} failed logins in a row: host refused (1129) for server.host_block_ms = {} ms",
+                    limit.max_failures, server.host_block_ms
+                );
+            }
+        }
+    }
     if reason != "access_denied" {
         debug!("login failed: {e}");
         return;
@@ -217,6 +261,8 @@ struct Session {
     wrote: bool,
     /// How long it may wait for its next command before it is closed.
     wait_timeout: std::time::Duration,
+    /// Its place among its user's sessions (`server.max_user_connections`).
+    _user_slot: UserSlot,
 }
 
 /// What the command being run did so far.

@@ -125,6 +125,19 @@ pub struct ServerConfig {
     /// a session's own `SET wait_timeout` replaces it for that session).
     #[serde(default = "default_wait_timeout_ms")]
     pub wait_timeout_ms: u64,
+    /// Sessions one user may have open at once, unless the user sets its
+    /// own (`users[].max_connections`); 0: no limit (MariaDB's
+    /// `max_user_connections`). One more gets 1203.
+    #[serde(default)]
+    pub max_user_connections: usize,
+    /// Failed logins in a row (a wrong user or password, a malformed
+    /// handshake) after which a client host is refused with 1129 for
+    /// `host_block_ms` (MariaDB's `max_connect_errors`, which blocks until
+    /// FLUSH HOSTS). A successful login clears the count.
+    #[serde(default = "default_max_connect_errors")]
+    pub max_connect_errors: u32,
+    #[serde(default = "default_host_block_ms")]
+    pub host_block_ms: u64,
     /// COM_STMT_SEND_LONG_DATA bytes one session's statements may hold until
     /// they execute. Each parameter is bounded by `max_allowed_packet`, as
     /// the server bounds it; this bounds their sum, which the proxy keeps in
@@ -144,6 +157,20 @@ pub struct UserConfig {
     pub name: String,
     #[serde(default)]
     pub password: String,
+    /// Sessions this user may have open at once (replaces
+    /// `server.max_user_connections` for it; 0: no limit).
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+}
+
+impl UserConfig {
+    /// Sessions the user may have open at once (None: no limit).
+    pub fn session_limit(&self, server: &ServerConfig) -> Option<usize> {
+        match self.max_connections.unwrap_or(server.max_user_connections) {
+            0 => None,
+            n => Some(n),
+        }
+    }
 }
 
 /// Redacts the password so that logging a config never leaks it.
@@ -152,6 +179,7 @@ impl fmt::Debug for UserConfig {
         f.debug_struct("UserConfig")
             .field("name", &self.name)
             .field("password", &"***")
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
@@ -548,6 +576,13 @@ impl Config {
             };
             return Err(ConfigError::invalid("server.max_connections", problem));
         }
+        if self.server.max_connect_errors == 0 {
+            let problem = Problem::OutOfRange {
+                value: 0,
+                range: "1..",
+            };
+            return Err(ConfigError::invalid("server.max_connect_errors", problem));
+        }
         if self.server.wait_timeout_ms == 0 {
             let problem = Problem::OutOfRange {
                 value: 0,
@@ -757,6 +792,17 @@ fn default_max_long_data_per_session() -> usize {
 /// MariaDB's `max_prepared_stmt_count` default.
 fn default_max_prepared_statements() -> usize {
     16_382
+}
+
+/// MariaDB's `max_connect_errors` default.
+fn default_max_connect_errors() -> u32 {
+    100
+}
+
+/// Five minutes: long enough to make guessing passwords slow, short enough
+/// that a client whose password was fixed is not locked out for long.
+fn default_host_block_ms() -> u64 {
+    5 * 60 * 1000
 }
 
 /// MariaDB's `wait_timeout` default, 8 hours.

@@ -108,6 +108,7 @@ fn user_passwords_stay_out_of_debug_output() {
     let user = UserConfig {
         name: "root".into(),
         password: "secret".into(),
+        max_connections: None,
     };
     assert!(!format!("{user:?}").contains("secret"));
 }
@@ -418,4 +419,41 @@ fn idle_sessions_are_closed_after_the_wait_timeout() {
     let none = MINIMAL.replace("[server]\n", "[server]\nwait_timeout_ms = 0\n");
     let err = Config::from_toml_str(&none).unwrap_err().to_string();
     assert!(err.contains("server.wait_timeout_ms"), "{err}");
+}
+
+#[test]
+fn sessions_per_user_and_failed_logins_per_host_are_bounded() {
+    let config = Config::from_toml_str(MINIMAL).unwrap();
+    let server = &config.server;
+    assert_eq!(
+        (
+            server.max_user_connections,
+            server.max_connect_errors,
+            server.host_block_ms
+        ),
+        (0, 100, 300_000)
+    );
+    assert_eq!(
+        server.users[0].session_limit(server),
+        None,
+        "no limit by default"
+    );
+    let set = MINIMAL.replace("[server]\n", "[server]\nmax_user_connections = 5\n");
+    let config = Config::from_toml_str(&set).unwrap();
+    assert_eq!(
+        config.server.users[0].session_limit(&config.server),
+        Some(5)
+    );
+    let mut own = config.server.users[0].clone();
+    own.max_connections = Some(0);
+    assert_eq!(
+        own.session_limit(&config.server),
+        None,
+        "the user's own 0: no limit"
+    );
+    own.max_connections = Some(2);
+    assert_eq!(own.session_limit(&config.server), Some(2));
+    let none = MINIMAL.replace("[server]\n", "[server]\nmax_connect_errors = 0\n");
+    let err = Config::from_toml_str(&none).unwrap_err().to_string();
+    assert!(err.contains("server.max_connect_errors"), "{err}");
 }
