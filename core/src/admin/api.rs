@@ -27,7 +27,13 @@ pub const MAX_MANUAL_SIZE: usize = 1000;
 
 /// An error answer: `{"error": "..."}` with a status.
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
+    (status, Json(error_body(message))).into_response()
+}
+
+/// The body of every error answer (`Error` in docs/admin-api.yaml), also
+/// for the refusals the listener writes before a request reaches a route.
+pub(super) fn error_body(message: impl Into<String>) -> Value {
+    json!({ "error": message.into() })
 }
 
 /// A request to a path the API does not have.

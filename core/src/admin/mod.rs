@@ -11,6 +11,9 @@
 mod api;
 mod cutover;
 mod dashboard;
+mod head;
+mod listener;
+mod prefixed;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,7 +27,6 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
-use tracing::warn;
 
 use crate::backend::Backend;
 use crate::proxy::Proxy;
@@ -132,14 +134,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Serves the admin routes on `listener` in the background.
+/// Serves the admin routes on `listener` in the background; aborting the
+/// task stops the listener and its open connections.
 pub fn serve<B: Backend>(listener: TcpListener, proxy: Arc<Proxy<B>>) -> JoinHandle<()> {
     let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router(proxy, loopback)).await {
-            warn!("admin listener stopped: {e}");
-        }
-    })
+    tokio::spawn(listener::run(listener, router(proxy, loopback)))
 }
 
 /// The process is up and serving.

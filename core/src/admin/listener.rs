@@ -1,0 +1,160 @@
+//! The admin listener's accept loop: at most [`MAX_CONNECTIONS`] at a time,
+//! each one's head read and checked first ([`super::head`]), then its one
+//! request served by hyper.
+
+use std::time::Duration;
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
+
+use super::head::{self, Head};
+use super::prefixed::Prefixed;
+use crate::log_limit::LogLimit;
+
+/// Admin connections open at once. At the cap the listener stops
+/// accepting until one ends, rather than refusing: further clients wait in
+/// the kernel's backlog and are served as slots free, and a slot held by a
+/// client that sends nothing frees within [`head::HEAD_TIMEOUT`]. Operators,
+/// probes, scrapers and the migrator need a handful.
+pub(super) const MAX_CONNECTIONS: usize = 256;
+
+/// hyper's read buffer: above the largest head [`head`] lets through, so
+/// hyper never refuses one of those by itself (with an empty 431), and
+/// below hyper's default of 408 KiB, which a connection does not need.
+const HYPER_BUFFER: usize = head::MAX_HEAD + 16 * 1024;
+
+/// "Connections at the cap" comes at most this often.
+static AT_CAP_LOG: LogLimit = LogLimit::new(Duration::from_secs(10));
+
+/// Serves `router` on `listener` until the task running this is aborted,
+/// which aborts the open connections too.
+pub(super) async fn run(listener: TcpListener, router: Router) {
+    let mut connections = JoinSet::new();
+    loop {
+        while connections.try_join_next().is_some() {}
+        if connections.len() >= MAX_CONNECTIONS {
+            if let Some(held_back) = AT_CAP_LOG.allow() {
+                warn!(
+                    held_back,
+                    "{MAX_CONNECTIONS} admin connections are open; new ones wait until one ends"
+                );
+            }
+            connections.join_next().await;
+            continue;
+        }
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                connections.spawn(serve(stream, router.clone()));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: wait rather than spin.
+                warn!("admin accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// One connection: one request, or a JSON refusal of its head.
+async fn serve(mut stream: TcpStream, router: Router) {
+    match head::read(&mut stream).await {
+        Head::Read(bytes) => {
+            let io = TokioIo::new(Prefixed::new(bytes, stream));
+            let served = http1::Builder::new()
+                // One request per connection: a next request's head would
+                // reach hyper without the checks above.
+                .keep_alive(false)
+                .max_buf_size(HYPER_BUFFER)
+                .serve_connection(io, TowerToHyperService::new(router))
+                .await;
+            if let Err(e) = served {
+                debug!("admin connection ended: {e}");
+            }
+        }
+        Head::Refused(refusal) => refusal.answer(stream).await,
+        Head::Gone => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use std::net::SocketAddr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn start() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route("/", get(|| async { "ok" }));
+        (addr, tokio::spawn(run(listener, router)))
+    }
+
+    /// Sends `request` whole, then reads the answer to its end.
+    async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        String::from_utf8(answer).unwrap()
+    }
+
+    fn json_error(answer: &str, status: &str) {
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{answer}"
+        );
+        assert!(
+            answer.contains("content-type: application/json"),
+            "{answer}"
+        );
+        let body = answer.split("\r\n\r\n").nth(1).unwrap();
+        let error: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert!(error["error"].is_string(), "{error}");
+    }
+
+    #[tokio::test]
+    async fn over_long_heads_get_json_errors_and_the_listener_goes_on() {
+        let (addr, listener) = start().await;
+        let long_target = format!(
+            "GET /?sql={} HTTP/1.1\r\nHost: x\r\n\r\n",
+            "a".repeat(1 << 20)
+        );
+        json_error(&exchange(addr, long_target.as_bytes()).await, "414");
+        let big_headers = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\n{}\r\n",
+            "x-filler: fffffffffffffffffffffffffffffffffffffffffffffffff\r\n".repeat(2000)
+        );
+        json_error(&exchange(addr, big_headers.as_bytes()).await, "431");
+        let ok = exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(ok.starts_with("HTTP/1.1 200 "), "{ok}");
+        assert!(ok.ends_with("\r\n\r\nok"), "{ok}");
+        listener.abort();
+    }
+
+    #[tokio::test]
+    async fn at_the_cap_a_connection_waits_for_a_slot() {
+        let (addr, listener) = start().await;
+        let mut stalled = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            stream.write_all(b"GET / HT").await.unwrap();
+            stalled.push(stream);
+        }
+        let waiting = tokio::spawn(exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!waiting.is_finished(), "served beyond the cap");
+        stalled.pop();
+        let answer = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("served once a slot freed")
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+        listener.abort();
+    }
+}
