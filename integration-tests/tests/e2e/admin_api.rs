@@ -1,7 +1,7 @@
 //! The admin HTTP API seen from a client: pools and resizing, the redacted
 //! rules, route previews, Prometheus metrics, the bearer token, JSON errors
-//! for bad input, and `docs/admin-api.yaml` checked against the running API
-//! by schemathesis.
+//! for bad input and over-long requests, stalled request heads, and
+//! `docs/admin-api.yaml` checked against the running API by schemathesis.
 //!
 //! Only the metrics test (it runs a statement through the proxy) and
 //! schemathesis (`/ready` answers 503 while no data source answers) need
@@ -430,6 +430,72 @@ async fn unknown_paths_and_methods_answer_json() {
         "{:?}",
         answer.headers
     );
+}
+
+/// Issue 15's table: a 1 MiB statement in `/api/route?sql=` got hyper's 431
+/// with an empty body. An over-long request line is a JSON 414, over-large
+/// headers a JSON 431, and the listener goes on serving.
+#[tokio::test]
+async fn over_long_requests_answer_json_414_and_431() {
+    let _sandbox = sandbox::shared().await;
+    let proxy = start_proxy(admin_config()).await;
+    let admin = proxy.admin_addr;
+    let statement = format!("SELECT '{}'", "x".repeat(1 << 20));
+    let long = http::request(
+        admin,
+        "GET",
+        &format!("/api/route?sql={}", encode(&statement)),
+        &[],
+        None,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let error = long.expect_json(414, "GET /api/route with 1 MiB of SQL");
+    assert!(error["error"].is_string(), "{error}");
+
+    let filler = "f".repeat(2048);
+    let headers: Vec<(String, &str)> = (0..50)
+        .map(|i| (format!("X-Filler-{i}"), filler.as_str()))
+        .collect();
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+    let large = http::request(admin, "GET", "/api/pools", &headers, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let error = large.expect_json(431, "GET /api/pools with 100 KiB of headers");
+    assert!(error["error"].is_string(), "{error}");
+
+    http::get(admin, &format!("/api/route?sql={}", encode("SELECT 1")))
+        .await
+        .expect_json(200, "a route preview after the refusals");
+}
+
+/// A client that sends half a request line and stalls (slowloris) is
+/// disconnected once the 10 s it has to send its head are over.
+#[tokio::test]
+async fn a_stalled_request_head_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _sandbox = sandbox::shared().await;
+    let proxy = start_proxy(admin_config()).await;
+    let mut stream = tokio::net::TcpStream::connect(proxy.admin_addr)
+        .await
+        .expect("connect to the admin listener");
+    stream.write_all(b"GET /api/po").await.expect("write");
+    let start = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut rest))
+        .await
+        .expect("disconnected within 20 s");
+    let waited = start.elapsed();
+    assert!(
+        read.is_err() || rest.is_empty(),
+        "no answer to half a head: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+    assert!(
+        waited >= Duration::from_secs(9),
+        "disconnected after {waited:?}, before the head's 10 s were over"
+    );
+    proxy_stays_up(&proxy).await;
 }
 
 /// The bodies the proxy and the migrator exchange during a cutover are the
