@@ -1,10 +1,11 @@
 //! The `shardgate` binary: loads the config, starts the proxy, runs until
 //! interrupted.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use shardgate_proxy::StartError;
 use tracing_subscriber::EnvFilter;
 
@@ -15,17 +16,35 @@ struct Args {
     /// The configuration file (TOML), e.g. examples/wework.toml.
     #[arg(short, long)]
     config: PathBuf,
+    /// How log lines are written (to standard output): `text` for people,
+    /// `json` (one object per line) for log shippers.
+    #[arg(long, value_enum, env = "SHARDGATE_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs go to standard output, filtered by `RUST_LOG` (default `info`).
+fn init_logs(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    match format {
+        // Colours only when standard output, where the lines go, is a
+        // terminal: a file, a pipe or a journal gets plain text.
+        LogFormat::Text => logs.with_ansi(std::io::stdout().is_terminal()).init(),
+        LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
 }
 
 fn main() -> ExitCode {
-    // Colours only on a terminal: a log file or a journal gets plain text.
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
     let args = Args::parse();
+    init_logs(args.log_format);
     // Read before the runtime is built: it says how many threads to run.
     let config = match shardgate_proxy::read_config_file(&args.config) {
         Ok(config) => config,
@@ -68,12 +87,16 @@ fn main() -> ExitCode {
         let database = proxy.proxy().current().config.server.database.clone();
         reload_on_sighup(proxy.proxy().clone());
         let addr = proxy.mysql_addr();
-        println!(
-            "ShardGate is serving MySQL clients on {addr} (admin HTTP on {}); connect with: mysql -h{} -P{} -uroot {database}",
-            proxy.admin_addr(),
-            addr.ip(),
-            addr.port()
-        );
+        // A line for people; in JSON every line is a log event, and the
+        // start's "ShardGate listening" event has both addresses.
+        if args.log_format == LogFormat::Text {
+            println!(
+                "ShardGate is serving MySQL clients on {addr} (admin HTTP on {}); connect with: mysql -h{} -P{} -uroot {database}",
+                proxy.admin_addr(),
+                addr.ip(),
+                addr.port()
+            );
+        }
         wait_for_shutdown().await;
         proxy.stop();
         ExitCode::SUCCESS
