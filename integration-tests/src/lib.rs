@@ -3,13 +3,15 @@
 //! `drivers/`, plus the sqlx one in [`sqlx_scenario`]), the transcript
 //! comparison, an HTTP client for the admin API ([`http`]), a live
 //! write/read load with its checker for the migration tests ([`live_load`]),
-//! and the guard every test holds on the sandbox ([`sandbox`]).
+//! the `shardgate` binary for the tests that run it as a child process
+//! ([`binary`]), and the guard every test holds on the sandbox ([`sandbox`]).
 //!
 //! Every differential test runs a scenario twice — against the default data
 //! source's primary directly (`ds0`, database `ds0`) and through ShardGate
 //! (database `wework`) — and asserts that the two transcripts are identical.
 
 pub mod apps;
+pub mod binary;
 pub mod conformance;
 pub mod fixtures;
 pub mod http;

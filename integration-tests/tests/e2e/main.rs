@@ -15,6 +15,7 @@ mod dashboard;
 mod drivers;
 mod fidelity;
 mod live_load;
+mod logs;
 mod memory;
 mod peer_django;
 mod peer_sqlalchemy;
