@@ -66,13 +66,14 @@ pub(super) struct Refusal {
 pub(super) async fn read(stream: &mut TcpStream) -> Head {
     let mut bytes = Vec::new();
     let mut chunk = vec![0; READ_SIZE];
+    let mut scan = Scan::default();
     let reading = async {
         loop {
             match stream.read(&mut chunk).await {
                 Ok(0) | Err(_) => return Head::Gone,
                 Ok(n) => bytes.extend_from_slice(&chunk[..n]),
             }
-            match check(&bytes) {
+            match scan.check(&bytes) {
                 Check::Complete => return Head::Read(std::mem::take(&mut bytes)),
                 Check::Partial => {}
                 Check::Refused(refusal) => return Head::Refused(refusal),
@@ -118,52 +119,99 @@ enum Check {
     Refused(Refusal),
 }
 
-fn check(bytes: &[u8]) -> Check {
-    // Empty lines before the request line are skipped, as httparse does.
-    let start = bytes
-        .iter()
-        .position(|&b| b != b'\r' && b != b'\n')
-        .unwrap_or(bytes.len());
-    let line = &bytes[start..];
-    let line_len = line.iter().position(|&b| b == b'\n').unwrap_or(line.len());
-    if line_len > MAX_REQUEST_LINE {
-        return Check::Refused(Refusal::new(
-            StatusCode::URI_TOO_LONG,
-            format!("the request line is longer than {MAX_REQUEST_LINE} bytes"),
-        ));
-    }
-    let too_large = || {
-        Check::Refused(Refusal::new(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            format!("the request head is larger than {MAX_HEAD} bytes"),
-        ))
-    };
-    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-    let mut request = httparse::Request::new(&mut fields);
-    match request.parse(bytes) {
-        Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => too_large(),
-        // hyper reads the target into an `http::Uri`, which refuses some
-        // targets the head's syntax allows.
-        Ok(httparse::Status::Complete(_))
-            if request.path.is_some_and(|p| Uri::try_from(p).is_err()) =>
-        {
+/// How far the head read so far was looked at. Each read's bytes are
+/// looked at once, and the head is parsed once it has ended (as hyper's
+/// parser does): a client sending a byte at a time must not make each read
+/// cost the whole head again.
+#[derive(Default)]
+struct Scan {
+    /// Where the request line starts (after the empty lines httparse skips).
+    start: Option<usize>,
+    /// Where the request line ends (its `\n`).
+    line_end: Option<usize>,
+    /// How many bytes were looked at.
+    seen: usize,
+}
+
+impl Scan {
+    /// Looks at `bytes` (the head read so far, the bytes seen before
+    /// unchanged) past what was seen.
+    fn check(&mut self, bytes: &[u8]) -> Check {
+        let new = self.seen;
+        self.seen = bytes.len();
+        let too_large = || {
             Check::Refused(Refusal::new(
-                StatusCode::BAD_REQUEST,
-                "the request target is not a valid URI",
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                format!("the request head is larger than {MAX_HEAD} bytes"),
             ))
+        };
+        let partial = || {
+            if bytes.len() < MAX_HEAD {
+                Check::Partial
+            } else {
+                too_large()
+            }
+        };
+        let start = match self.start {
+            Some(start) => start,
+            None => match bytes[new..].iter().position(|&b| b != b'\r' && b != b'\n') {
+                Some(at) => *self.start.insert(new + at),
+                None => return partial(),
+            },
+        };
+        let from = new.max(start);
+        if self.line_end.is_none() {
+            self.line_end = bytes[from..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map(|at| from + at);
         }
-        Ok(httparse::Status::Complete(_)) => Check::Complete,
-        Ok(httparse::Status::Partial) if bytes.len() < MAX_HEAD => Check::Partial,
-        Ok(httparse::Status::Partial) => too_large(),
-        Err(httparse::Error::TooManyHeaders) => Check::Refused(Refusal::new(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            format!("the request has more than {MAX_FIELDS} header fields"),
-        )),
-        Err(e) => Check::Refused(Refusal::new(
-            StatusCode::BAD_REQUEST,
-            format!("malformed request head: {e}"),
-        )),
+        if self.line_end.unwrap_or(bytes.len()) - start > MAX_REQUEST_LINE {
+            return Check::Refused(Refusal::new(
+                StatusCode::URI_TOO_LONG,
+                format!("the request line is longer than {MAX_REQUEST_LINE} bytes"),
+            ));
+        }
+        // The head ends with an empty line; one split across reads is found
+        // from the two bytes before the new ones.
+        let tail = &bytes[new.saturating_sub(2).max(start)..];
+        let ended =
+            tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n");
+        if !ended {
+            return partial();
+        }
+        let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+        let mut request = httparse::Request::new(&mut fields);
+        match request.parse(bytes) {
+            Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => too_large(),
+            // hyper reads the target into an `http::Uri`, which refuses some
+            // targets the head's syntax allows.
+            Ok(httparse::Status::Complete(_))
+                if request.path.is_some_and(|p| Uri::try_from(p).is_err()) =>
+            {
+                Check::Refused(Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    "the request target is not a valid URI",
+                ))
+            }
+            Ok(httparse::Status::Complete(_)) => Check::Complete,
+            Ok(httparse::Status::Partial) => partial(),
+            Err(httparse::Error::TooManyHeaders) => Check::Refused(Refusal::new(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                format!("the request has more than {MAX_FIELDS} header fields"),
+            )),
+            Err(e) => Check::Refused(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                format!("malformed request head: {e}"),
+            )),
+        }
     }
+}
+
+/// The check of a head read at once.
+#[cfg(test)]
+fn check(bytes: &[u8]) -> Check {
+    Scan::default().check(bytes)
 }
 
 #[cfg(test)]
@@ -221,6 +269,33 @@ mod tests {
         many.extend_from_slice(b"\r\n");
         assert_eq!(
             status(check(&many)),
+            Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        );
+    }
+
+    #[test]
+    fn a_head_read_a_byte_at_a_time_is_checked_as_a_whole() {
+        let feed = |head: &[u8]| {
+            let mut scan = Scan::default();
+            (1..=head.len())
+                .map(|end| scan.check(&head[..end]))
+                .find(|c| *c != Check::Partial)
+                .unwrap_or(Check::Partial)
+        };
+        assert_eq!(
+            feed(b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Check::Complete
+        );
+        assert_eq!(feed(b"GET / HTTP/1.1\nHost: x\n\n"), Check::Complete);
+        assert_eq!(feed(b"GET / HTTP/1.1\r\nHost: x\r\n"), Check::Partial);
+        let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(MAX_REQUEST_LINE));
+        assert_eq!(
+            status(feed(long.as_bytes())),
+            Some(StatusCode::URI_TOO_LONG)
+        );
+        let empty_lines = b"\r\n".repeat(MAX_HEAD);
+        assert_eq!(
+            status(feed(&empty_lines)),
             Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
         );
     }
