@@ -77,6 +77,12 @@ pub enum BackendError {
         max: usize,
         waited: std::time::Duration,
     },
+    #[error("data source {ds} is down ({why}, {} ago); statements for it fail at once until it answers again", seconds(.since))]
+    Down {
+        ds: String,
+        since: std::time::Duration,
+        why: String,
+    },
     #[error("no usable replica for reads on {ds} ({why}); data_sources.{ds}.read.fallback = \"error\" forbids reading the primary")]
     NoUsableReplica { ds: String, why: String },
     #[error("Deadlock found when trying to get a connection to {ds} ({in_use}/{max} in use by transactions waiting on each other); try restarting transaction")]
@@ -106,7 +112,11 @@ impl BackendError {
     /// The data source did not answer at all (refused, reset, closed):
     /// it is down or cut off, not merely busy or refusing the statement.
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, BackendError::Conn(e) if e.is_unreachable())
+        match self {
+            BackendError::Conn(e) => e.is_unreachable(),
+            BackendError::Down { .. } => true,
+            _ => false,
+        }
     }
 }
 
@@ -281,7 +291,9 @@ impl From<&BackendError> for ProxyError {
     fn from(e: &BackendError) -> Self {
         let kind = match e {
             BackendError::Conn(e) => return e.into(),
-            BackendError::NoUsableReplica { .. } => ErrorKind::DataSourceUnreachable,
+            BackendError::NoUsableReplica { .. } | BackendError::Down { .. } => {
+                ErrorKind::DataSourceUnreachable
+            }
             BackendError::PoolExhausted { .. } => ErrorKind::PoolExhausted,
             BackendError::Deadlock { .. } => ErrorKind::PoolDeadlock,
         };

@@ -8,6 +8,7 @@
 
 use bytes::{Buf, BytesMut};
 use std::io;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Largest payload one packet carries; a payload of exactly this length is
@@ -30,12 +31,17 @@ pub enum ReadError {
     /// buffered, so the next packet starts at a packet boundary.
     #[error("packet larger than max_allowed_packet ({limit} bytes)")]
     TooLarge { limit: usize, seq: u8 },
+    /// Nothing came for longer than the reader's silence limit.
+    #[error("no answer for {} ms (its pool's query_timeout_ms)", .0.as_millis())]
+    Silent(Duration),
 }
 
 /// Reads packets from one side of a connection.
 pub struct PacketReader<R> {
     inner: R,
     buf: BytesMut,
+    /// How long a read may wait for bytes (None: as long as it takes).
+    silence_limit: Option<Duration>,
 }
 
 impl<R: tokio::io::AsyncRead + Unpin> PacketReader<R> {
@@ -43,7 +49,13 @@ impl<R: tokio::io::AsyncRead + Unpin> PacketReader<R> {
         Self {
             inner,
             buf: BytesMut::with_capacity(READ_CHUNK),
+            silence_limit: None,
         }
+    }
+
+    /// Bounds how long each read waits for bytes.
+    pub fn set_silence_limit(&mut self, limit: Option<Duration>) {
+        self.silence_limit = limit;
     }
 
     /// The bytes read but not consumed yet.
@@ -56,7 +68,14 @@ impl<R: tokio::io::AsyncRead + Unpin> PacketReader<R> {
         if self.buf.capacity() - self.buf.len() < READ_CHUNK {
             self.buf.reserve(READ_CHUNK);
         }
-        let n = self.inner.read_buf(&mut self.buf).await?;
+        let read = self.inner.read_buf(&mut self.buf);
+        let n = match self.silence_limit {
+            None => read.await?,
+            Some(limit) => match tokio::time::timeout(limit, read).await {
+                Ok(n) => n?,
+                Err(_) => return Err(ReadError::Silent(limit)),
+            },
+        };
         if n == 0 {
             return Err(ReadError::Closed);
         }

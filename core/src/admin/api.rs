@@ -95,6 +95,10 @@ pub fn pool_json<C: Connection>(pool: &Pool<C>) -> Value {
             "resize_interval_ms": config.resize_interval_ms,
         },
         "last_health_check": health_json(&s.last_health_check),
+        "down": pool.down().map(|d| json!({
+            "since_ms": u64::try_from(d.since.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "reason": d.why,
+        })),
         "lag_seconds": pool.replication().and_then(|r| r.lag).map(|d| d.as_secs_f64()),
         "replication": pool.replication().map(|r| json!({
             "usable": r.usable,
@@ -224,6 +228,8 @@ pub fn rules_json(config: &Config, version: u64) -> Value {
                     "validate_idle_ms": p.validate_idle_ms,
                     "validation_timeout_ms": p.validation_timeout_ms,
                     "health_check_interval_ms": p.health_check_interval_ms,
+                    "connect_timeout_ms": p.connect_timeout_ms,
+                    "query_timeout_ms": p.query_timeout_ms,
                 },
                 "read": read_json(&ds.read),
             });

@@ -108,7 +108,9 @@ impl<C: Connection> Care<C> {
 
     async fn check_health(&mut self) {
         let interval = Duration::from_millis(self.pool.config().health_check_interval_ms);
-        if self.last_health.is_some_and(|at| at.elapsed() < interval) {
+        // A server marked down is checked at every tick, to come back soon.
+        if self.pool.down().is_none() && self.last_health.is_some_and(|at| at.elapsed() < interval)
+        {
             return;
         }
         self.last_health = Some(Instant::now());

@@ -63,7 +63,12 @@ impl Connection for Memory {
         0
     }
 
-    async fn connect(ds: Arc<str>, url: &BackendUrl, flavor: u8) -> Result<Self, ConnError> {
+    async fn connect(
+        ds: Arc<str>,
+        url: &BackendUrl,
+        flavor: u8,
+        _limits: super::ConnLimits,
+    ) -> Result<Self, ConnError> {
         if ds.starts_with("down") {
             return Err(ConnError::Connect {
                 ds: ds.to_string(),

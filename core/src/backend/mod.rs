@@ -5,6 +5,7 @@
 //! answer ([`ReplicaPosition`]), and the pools that share connections
 //! between sessions.
 
+pub mod breaker;
 pub mod maintenance;
 #[cfg(test)]
 pub(crate) mod memory;
@@ -22,6 +23,7 @@ use shardgate_sql::dialect::Dialect;
 
 use crate::error::{ConnError, DbError, ProxyError};
 
+pub use breaker::Breaker;
 pub use pool::{Pool, PoolContext, PooledConn, Role};
 pub use waits::Holder;
 
@@ -38,6 +40,27 @@ pub trait Backend: Send + Sync + 'static {
     fn client_error(error: &ProxyError) -> DbError;
 }
 
+/// The time bounds a data source's connections work within (its pool's
+/// `connect_timeout_ms` and `query_timeout_ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// Opening the connection and logging in.
+    pub connect: Duration,
+    /// The longest the server may stay silent while an answer is awaited
+    /// (None: no limit).
+    pub silence: Option<Duration>,
+}
+
+impl ConnLimits {
+    pub fn of(config: &shardgate_rules::config::PoolConfig) -> Self {
+        ConnLimits {
+            connect: Duration::from_millis(config.connect_timeout_ms),
+            silence: (config.query_timeout_ms > 0)
+                .then(|| Duration::from_millis(config.query_timeout_ms)),
+        }
+    }
+}
+
 /// One logged-in connection to a data source, as a pool keeps it.
 pub trait Connection: Send + Sync + Sized + 'static {
     /// The connection options a connection shares with the session it
@@ -50,13 +73,19 @@ pub trait Connection: Send + Sync + Sized + 'static {
     /// The flavor of the proxy's own connections (health checks).
     fn internal_flavor() -> Self::Flavor;
 
-    /// Connects and logs in with the data source's URL; `ds` names the
-    /// pool in errors.
+    /// Connects and logs in with the data source's URL within `limits`,
+    /// which its reads keep to; `ds` names the pool in errors.
     fn connect(
         ds: Arc<str>,
         url: &BackendUrl,
         flavor: Self::Flavor,
+        limits: ConnLimits,
     ) -> impl Future<Output = Result<Self, ConnError>> + Send;
+
+    /// What breaks its socket from outside (None: nothing can).
+    fn breaker(&self) -> Option<&Arc<Breaker>> {
+        None
+    }
 
     /// A round trip that proves the server answers.
     fn ping(&mut self) -> impl Future<Output = Result<(), ConnError>> + Send;

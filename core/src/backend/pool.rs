@@ -2,10 +2,12 @@
 //! bounded waiting, deadlock detection between waiting sessions,
 //! connections matched to the session's flavor and state, validation of
 //! long-idle connections, resizing that never closes a connection in use,
-//! and a guard that puts a connection back only when it is clean.
+//! a guard that puts a connection back only when it is clean, and the
+//! server marked down when it stops answering (statements for it fail at
+//! once, those waiting on it are broken off) until it answers again.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -13,9 +15,10 @@ use shardgate_rules::config::{BackendUrl, PoolConfig};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
 
+use super::breaker::Breakers;
 use super::waits::{Holder, WaitGraph};
-use super::Connection;
-use crate::error::BackendError;
+use super::{ConnLimits, Connection};
+use crate::error::{BackendError, ConnError};
 use crate::metrics::Metrics;
 
 /// What a pool's server is to its data source.
@@ -34,6 +37,18 @@ impl Role {
         }
     }
 }
+
+/// Why and since when a pool's server is marked down.
+#[derive(Debug, Clone)]
+pub struct Down {
+    pub since: Instant,
+    pub why: String,
+    /// It stopped answering (rather than refusing): checkouts fail at once.
+    pub silent: bool,
+}
+
+/// How often a server that stopped answering is probed.
+const DOWN_PROBE_INTERVAL: Duration = Duration::from_millis(200);
 
 /// The outcome of the last health check.
 #[derive(Debug, Clone)]
@@ -173,6 +188,15 @@ pub struct Pool<C: Connection> {
     /// Set by the replica monitor (replicas only).
     replication: Mutex<Option<Arc<Replication<C::Position>>>>,
     observed: Mutex<Observed>,
+    /// The bounds its connections work within.
+    limits: ConnLimits,
+    /// What breaks its open connections when it is marked down.
+    breakers: Breakers,
+    /// Marked down; `down` says why.
+    is_down: AtomicBool,
+    /// Marked down for silence: read on every checkout, which fails at once.
+    silent: AtomicBool,
+    down: Mutex<Option<Down>>,
 }
 
 static NEXT_POOL: AtomicUsize = AtomicUsize::new(0);
@@ -195,6 +219,11 @@ impl<C: Connection> Pool<C> {
             role,
             url,
             acquire_timeout: Duration::from_millis(config.acquire_timeout_ms),
+            limits: ConnLimits::of(&config),
+            breakers: Breakers::default(),
+            is_down: AtomicBool::new(false),
+            silent: AtomicBool::new(false),
+            down: Mutex::new(None),
             config,
             context,
             permits: Arc::new(Semaphore::new(size)),
@@ -239,6 +268,116 @@ impl<C: Connection> Pool<C> {
         &self.config
     }
 
+    /// The bounds its connections work within.
+    pub fn limits(&self) -> ConnLimits {
+        self.limits
+    }
+
+    /// Opens a connection within the pool's limits, which `mark_down` can
+    /// break. Not counted in `open` (the caller counts what it keeps).
+    async fn open_connection(&self, flavor: C::Flavor) -> Result<C, ConnError> {
+        let conn = C::connect(self.name.clone(), &self.url, flavor, self.limits).await?;
+        if let Some(breaker) = conn.breaker() {
+            self.breakers.add(breaker);
+        }
+        Ok(conn)
+    }
+
+    /// Why its server is marked down, if it is.
+    pub fn down(&self) -> Option<Down> {
+        if !self.is_down.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.down.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Marks the server down for `why`, breaking every connection open to
+    /// it (a statement waiting on it ends with an error) and closing the
+    /// idle ones. A `silent` server (it let a connect or a check time out)
+    /// fails checkouts at once, so that statements do not queue behind it,
+    /// and is probed in the background until it answers; one that refuses
+    /// connections fails them quickly by itself, so checkouts keep trying
+    /// and the first that connects brings it back.
+    pub fn mark_down(self: &Arc<Self>, why: String, silent: bool) {
+        {
+            let mut down = self.down.lock().unwrap_or_else(|e| e.into_inner());
+            match down.as_mut() {
+                Some(was) if was.silent || !silent => return,
+                Some(was) => {
+                    was.silent = true;
+                    was.why = why;
+                }
+                None => {
+                    warn!(pool = %self.name, "marked down: {why}; statements for it fail until it answers again");
+                    *down = Some(Down {
+                        since: Instant::now(),
+                        why,
+                        silent,
+                    });
+                    self.is_down.store(true, Ordering::Relaxed);
+                    self.context.metrics.pool_event(&self.name, "down");
+                }
+            }
+            self.silent.store(silent, Ordering::Relaxed);
+        }
+        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
+        self.open.fetch_sub(idle.len(), Ordering::Relaxed);
+        drop(idle);
+        self.breakers.trip_all();
+        if silent {
+            self.probe_until_up();
+        }
+    }
+
+    /// Probes a silent server every [`DOWN_PROBE_INTERVAL`] until it
+    /// answers (or the pool is gone).
+    fn probe_until_up(self: &Arc<Self>) {
+        let pool = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(DOWN_PROBE_INTERVAL).await;
+                let Some(pool) = pool.upgrade() else { return };
+                if !pool.silent.load(Ordering::Relaxed) {
+                    return;
+                }
+                let flavor = (*pool.last_flavor.lock().unwrap_or_else(|e| e.into_inner()))
+                    .unwrap_or_else(C::internal_flavor);
+                let timeout = Duration::from_millis(pool.config.validation_timeout_ms);
+                let probe = tokio::time::timeout(timeout, async {
+                    let mut conn = pool.open_connection(flavor).await?;
+                    pool.validate(&mut conn).await
+                });
+                if let Ok(Ok(())) = probe.await {
+                    pool.mark_up();
+                    return;
+                }
+            }
+        });
+    }
+
+    /// The server answered: it takes statements again.
+    fn mark_up(&self) {
+        let mut down = self.down.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(was) = down.take() {
+            self.is_down.store(false, Ordering::Relaxed);
+            self.silent.store(false, Ordering::Relaxed);
+            info!(pool = %self.name, after = ?was.since.elapsed(), "answers again; no longer marked down");
+            self.context.metrics.pool_event(&self.name, "up");
+        }
+    }
+
+    fn down_error(&self) -> BackendError {
+        let (since, why) = match self.down() {
+            Some(down) => (down.since.elapsed(), down.why),
+            None => (Duration::ZERO, String::new()),
+        };
+        BackendError::Down {
+            ds: self.name.to_string(),
+            since,
+            why,
+        }
+    }
+
     /// The current size: connections in use at most.
     pub fn size(&self) -> usize {
         self.size.load(Ordering::Relaxed)
@@ -262,6 +401,10 @@ impl<C: Connection> Pool<C> {
         state: u64,
         holder: &Arc<Holder>,
     ) -> Result<PooledConn<C>, BackendError> {
+        if self.silent.load(Ordering::Relaxed) {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+            return Err(self.down_error());
+        }
         let started = Instant::now();
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(permit) => {
@@ -280,14 +423,23 @@ impl<C: Connection> Pool<C> {
         holder.add(self.id);
         let conn = match self.take_valid_idle(flavor, state).await {
             Some(conn) => conn,
-            None => match C::connect(self.name.clone(), &self.url, flavor).await {
+            None => match self.open_connection(flavor).await {
                 Ok(conn) => {
                     self.open.fetch_add(1, Ordering::Relaxed);
+                    if self.is_down.load(Ordering::Relaxed) {
+                        self.mark_up();
+                    }
                     Box::new(conn)
                 }
                 Err(e) => {
                     self.errors.fetch_add(1, Ordering::Relaxed);
                     self.context.metrics.pool_event(&self.name, "connect_error");
+                    if let ConnError::Connect { source, .. } = &e {
+                        // Refused or timed out: not merely busy.
+                        let silent = source.kind() == std::io::ErrorKind::TimedOut;
+                        self.mark_down(e.to_string(), silent);
+                        return Err(self.down_error());
+                    }
                     return Err(e.into());
                 }
             },
@@ -421,7 +573,7 @@ impl<C: Connection> Pool<C> {
         holder: &Arc<Holder>,
     ) -> Option<PooledConn<C>> {
         let size = self.size();
-        if self.permits.available_permits() <= size / 2 {
+        if self.permits.available_permits() <= size / 2 || self.silent.load(Ordering::Relaxed) {
             return None;
         }
         let permit = self.permits.clone().try_acquire_owned().ok()?;
@@ -434,7 +586,7 @@ impl<C: Connection> Pool<C> {
         let conn = match idle {
             Some(conn) => conn,
             None if state == 0 && self.open.load(Ordering::Relaxed) < size => {
-                match C::connect(self.name.clone(), &self.url, flavor).await {
+                match self.open_connection(flavor).await {
                     Ok(conn) => {
                         self.open.fetch_add(1, Ordering::Relaxed);
                         Box::new(conn)
@@ -563,9 +715,12 @@ impl<C: Connection> Pool<C> {
         let Some(flavor) = *self.last_flavor.lock().unwrap_or_else(|e| e.into_inner()) else {
             return;
         };
+        if self.is_down.load(Ordering::Relaxed) {
+            return;
+        }
         let want = self.config.min_idle().min(self.size());
         while self.idle_count() < want && self.open.load(Ordering::Relaxed) < self.size() {
-            match C::connect(self.name.clone(), &self.url, flavor).await {
+            match self.open_connection(flavor).await {
                 Ok(conn) => {
                     self.open.fetch_add(1, Ordering::Relaxed);
                     self.add_spare(conn);
@@ -583,33 +738,48 @@ impl<C: Connection> Pool<C> {
     }
 
     /// Takes a connection and validates it within the validation timeout.
+    /// A server that does not answer (refused, cut off, silent) is marked
+    /// down; one that answers again is marked up.
     pub async fn health_check(self: &Arc<Self>) -> HealthCheck {
         let started = Instant::now();
         let flavor = (*self.last_flavor.lock().unwrap_or_else(|e| e.into_inner()))
             .unwrap_or_else(C::internal_flavor);
         let timeout = Duration::from_millis(self.config.validation_timeout_ms);
         let holder = Holder::new();
+        let down = self.is_down.load(Ordering::Relaxed);
         let result = tokio::time::timeout(timeout, async {
-            if self.permits.available_permits() > 0 {
+            if !down && self.permits.available_permits() > 0 {
                 // Not `acquire`: a health check is not a sign of use that
                 // should open min_idle connections.
                 let mut conn = self.checkout(flavor, 0, &holder).await?;
                 self.validate(&mut conn).await
             } else {
-                // Every connection is in use: a busy pool is not a sick
-                // server, so check with a connection of its own.
-                let mut conn = C::connect(self.name.clone(), &self.url, flavor).await?;
+                // Every connection is in use (a busy pool is not a sick
+                // server), or the server is down (checkouts fail): check
+                // with a connection of its own.
+                let mut conn = self.open_connection(flavor).await?;
                 self.validate(&mut conn).await
             }
         })
         .await;
-        let error = match result {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some(format!("no validated connection within {timeout:?}")),
+        let (error, unreachable) = match result {
+            Ok(Ok(())) => (None, false),
+            Ok(Err(e)) => (Some(e.to_string()), e.is_unreachable()),
+            Err(_) => (
+                Some(format!("no validated connection within {timeout:?}")),
+                true,
+            ),
         };
-        if error.is_some() {
-            self.context.metrics.pool_event(&self.name, "health_failed");
+        match &error {
+            Some(why) => {
+                self.context.metrics.pool_event(&self.name, "health_failed");
+                if unreachable {
+                    // A refusal comes at once; silence takes the whole wait.
+                    let silent = started.elapsed() >= timeout;
+                    self.mark_down(format!("health check failed: {why}"), silent);
+                }
+            }
+            None => self.mark_up(),
         }
         let check = HealthCheck {
             at: std::time::SystemTime::now(),
@@ -991,5 +1161,49 @@ mod tests {
         assert_eq!((stats.errors, stats.open, stats.active), (1, 0, 0));
         let check = pool.health_check().await;
         assert!(!check.ok && check.error.is_some_and(|e| e.contains("down-ds")));
+    }
+
+    #[tokio::test]
+    async fn a_server_marked_down_fails_checkouts_at_once_until_it_answers_a_health_check() {
+        let pool = pool("marked", &context(), sized(2));
+        let holder = Holder::new();
+        let kept = pool.acquire(1, 0, &holder).await.expect("a connection");
+        drop(kept);
+        assert_eq!(pool.stats().idle, 1);
+        pool.mark_down("it stopped answering".into(), true);
+        assert_eq!(pool.stats().idle, 0, "idle connections closed");
+        let down = pool.down().expect("marked down");
+        assert_eq!(down.why, "it stopped answering");
+        let err = match pool.acquire(1, 0, &holder).await {
+            Err(e) => e,
+            Ok(_) => panic!("a connection from a pool marked down"),
+        };
+        assert!(matches!(err, BackendError::Down { .. }) && err.is_unreachable());
+        let message = err.to_string();
+        assert!(
+            message.contains("data source marked is down (it stopped answering"),
+            "{message}"
+        );
+        assert!(pool.try_acquire_ready(1, 0, &holder).await.is_none());
+        // The in-memory server answers: the check brings the pool back.
+        assert!(pool.health_check().await.ok);
+        assert!(pool.down().is_none());
+        assert!(pool.acquire(1, 0, &holder).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_failed_connect_or_health_check_marks_the_server_down() {
+        let pool = pool("down-marked", &context(), sized(2));
+        assert!(pool.acquire(1, 0, &Holder::new()).await.is_err());
+        let down = pool.down().expect("a refused connect marks it down");
+        assert!(down.why.contains("down-marked"), "{}", down.why);
+        assert!(
+            !down.silent,
+            "refused: checkouts keep trying, and fail by themselves"
+        );
+        let pool = self::pool("down-checked", &context(), sized(2));
+        assert!(!pool.health_check().await.ok);
+        let down = pool.down().expect("a failed health check marks it down");
+        assert!(down.why.contains("down-checked"), "{}", down.why);
     }
 }

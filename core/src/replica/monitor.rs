@@ -89,7 +89,7 @@ async fn check<C: Replicated>(
 ) -> Result<Replication<C::Position>, BackendError> {
     if conn.is_none() {
         let name: Arc<str> = Arc::from(format!("{} (monitor)", pool.name()));
-        *conn = Some(C::connect(name, pool.url(), C::internal_flavor()).await?);
+        *conn = Some(C::connect(name, pool.url(), C::internal_flavor(), pool.limits()).await?);
     }
     let Some(c) = conn.as_mut() else {
         unreachable!("connected above");
@@ -131,7 +131,7 @@ async fn check<C: Replicated>(
 /// within a short bound.
 async fn answers<C: Connection>(primary: &Pool<C>) -> bool {
     let name: Arc<str> = Arc::from(format!("{} (replica monitor)", primary.name()));
-    let connect = C::connect(name, primary.url(), C::internal_flavor());
+    let connect = C::connect(name, primary.url(), C::internal_flavor(), primary.limits());
     matches!(
         tokio::time::timeout(PRIMARY_PROBE_TIMEOUT, connect).await,
         Ok(Ok(_))

@@ -650,3 +650,256 @@ async fn broken_idle_connections_are_replaced_not_handed_out() {
     );
     drop_table(&proxy, TABLE).await;
 }
+
+/// When the primary was stopped, and when continued (None: still stopped).
+type FreezeWindow = Arc<std::sync::Mutex<Option<(Instant, Option<Instant>)>>>;
+
+/// What one session of the stalled-primary load saw.
+#[derive(Default)]
+struct Outcomes {
+    acked: u64,
+    errors: u64,
+    /// Errors that ended after the freeze began, before it ended.
+    errors_while_frozen: u64,
+    first_error_after_freeze: Option<Duration>,
+}
+
+/// A primary that stops answering (SIGSTOP) under a 16-session write load
+/// on the shipped config (replicas on): once a health check finds it silent
+/// it is marked down; the statements waiting on it end with an error naming
+/// it, new ones for it fail at once, the sessions writing to the other data
+/// sources go on throughout, and it takes statements again by itself once
+/// it answers (SIGCONT). No acknowledged write is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_primary_is_marked_down_and_comes_back_by_itself() {
+    const TABLE: &str = "pool_stalled";
+    const SESSIONS: u64 = 16;
+    let mut cfg = config(TABLE, |p| {
+        p.health_check_interval_ms = 300;
+        p.validation_timeout_ms = 700;
+    });
+    cfg.server.read_write_splitting = true;
+    let ds2_port = cfg.data_sources["ds2"].url.port;
+    let Some((proxy, _sandbox)) = start(
+        "a_stopped_primary_is_marked_down_and_comes_back_by_itself",
+        cfg,
+        TABLE,
+    )
+    .await
+    else {
+        return;
+    };
+    let pid = shardgate_integration_tests::replication::Server::locate(ds2_port)
+        .pid()
+        .expect("ds2's primary runs in the sandbox");
+    let frozen_at: FreezeWindow = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    // Session `id` updates row `id`, on data source id % 4: four write ds2.
+    for id in 0..SESSIONS {
+        let (proxy, stop, frozen_at) = (proxy.clone(), stop.clone(), frozen_at.clone());
+        load.push(tokio::spawn(async move {
+            let mut conn = connect(&proxy).await;
+            let mut seen = Outcomes::default();
+            let sql = format!("UPDATE {TABLE} SET v = v + 1 WHERE id = {id}");
+            while !stop.load(Ordering::Relaxed) {
+                match conn.execute(sql.as_str()).await {
+                    Ok(_) => seen.acked += 1,
+                    Err(e) => {
+                        seen.errors += 1;
+                        let (code, _, message) = db_error(&e).unwrap_or((0, None, e.to_string()));
+                        assert!(
+                            message.contains("ds2"),
+                            "session {id}: an error that does not name ds2: {code} {message}"
+                        );
+                        let frozen = *frozen_at.lock().unwrap();
+                        if let Some((from, until)) = frozen {
+                            if until.is_none() {
+                                seen.errors_while_frozen += 1;
+                                seen.first_error_after_freeze.get_or_insert(from.elapsed());
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+            seen
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let down_after;
+    let other_ds_went_on;
+    {
+        let _frozen = Frozen::new(pid);
+        let freeze = Instant::now();
+        *frozen_at.lock().unwrap() = Some((freeze, None));
+        // Marked down by a health check (every 300 ms, 700 ms to answer).
+        let state = pool_state_when(&proxy, "ds2", |s| !s["down"].is_null()).await;
+        assert!(!state["down"].is_null(), "ds2 never marked down: {state}");
+        down_after = freeze.elapsed();
+        // New statements for it fail at once, naming it.
+        let mut conn = connect(&proxy).await;
+        let err = conn
+            .execute(format!("UPDATE {TABLE} SET v = v WHERE id = 2").as_str())
+            .await
+            .expect_err("a write to ds2 while it is down");
+        let (code, _, message) = db_error(&err).expect("a server error");
+        assert_eq!(code, 1429, "{message}");
+        assert!(message.contains("data source ds2 is down"), "{message}");
+        // The other data sources answer meanwhile.
+        let rows = conn
+            .execute(format!("UPDATE {TABLE} SET v = v WHERE id IN (0, 1, 3)").as_str())
+            .await
+            .expect("writes to ds0, ds1 and ds3 while ds2 is down");
+        other_ds_went_on = rows.rows_affected() == 3;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        if let Some(frozen) = frozen_at.lock().unwrap().as_mut() {
+            frozen.1 = Some(Instant::now());
+        }
+    }
+    assert!(other_ds_went_on);
+    // It comes back by itself.
+    let resumed = Instant::now();
+    let mut conn = connect(&proxy).await;
+    let recovered_after = loop {
+        let write = conn
+            .execute(format!("UPDATE {TABLE} SET v = v WHERE id = 2").as_str())
+            .await;
+        if write.is_ok() {
+            break resumed.elapsed();
+        }
+        assert!(
+            resumed.elapsed() < Duration::from_secs(20),
+            "ds2 not back 20 s after SIGCONT: {write:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let state = pool_state(&proxy, "ds2").await;
+    assert!(state["down"].is_null(), "{state}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut outcomes = Vec::new();
+    for task in load {
+        outcomes.push(task.await.expect("a load session"));
+    }
+    // Every write acknowledged is there; one that failed may have run (the
+    // server read it after SIGCONT from a connection the proxy had cut).
+    let mut tx = connect(&proxy).await;
+    tx.execute("BEGIN").await.expect("begin");
+    let rows = sqlx::query(&format!(
+        "SELECT id, v FROM {TABLE} WHERE id < {SESSIONS} ORDER BY id"
+    ))
+    .fetch_all(&mut tx)
+    .await
+    .expect("the rows, from the primaries");
+    tx.execute("COMMIT").await.expect("commit");
+    let mut first_error: Option<Duration> = None;
+    let (mut failed, mut lost) = (0, 0);
+    for (row, seen) in rows.iter().zip(&outcomes) {
+        let id: i64 = row.get(0);
+        let v: i64 = row.get(1);
+        let applied = u64::try_from(v - id).expect("v only grows");
+        failed += seen.errors;
+        if applied < seen.acked {
+            lost += seen.acked - applied;
+        }
+        assert!(
+            applied <= seen.acked + seen.errors,
+            "row {id}: {applied} applied, {} acknowledged, {} failed",
+            seen.acked,
+            seen.errors
+        );
+        if id % 4 == 2 {
+            assert!(
+                seen.errors_while_frozen > 0,
+                "session {id} on ds2 got no error while ds2 was stopped: it hung"
+            );
+            first_error = match (first_error, seen.first_error_after_freeze) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        } else {
+            assert_eq!(seen.errors, 0, "session {id} is not on ds2");
+        }
+    }
+    assert_eq!(lost, 0, "acknowledged writes lost");
+    eprintln!(
+        "stopped ds2 primary under {SESSIONS} sessions: marked down after {down_after:?}, first error after {first_error:?}, {failed} failed statements, back {recovered_after:?} after SIGCONT, 0 wrong answers, 0 acknowledged writes lost"
+    );
+    drop_table(&proxy, TABLE).await;
+}
+
+/// `query_timeout_ms` bounds how long a statement waits for its data
+/// source to answer: a statement on a server that stays silent longer
+/// (stopped, or computing) fails with an error naming the data source and
+/// its connection is closed, not pooled again; the next statement gets a
+/// fresh connection and works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_silent_data_source_fails_statements_after_query_timeout_ms() {
+    const TABLE: &str = "pool_silent";
+    let mut cfg = config(TABLE, |p| {
+        // One connection: a timed-out one pooled again would answer the
+        // next statement with the late reply of the one before.
+        p.max_size = 1;
+        p.adaptive = false;
+        p.min_idle = Some(0);
+        p.query_timeout_ms = 400;
+        // No health check during the test: the timeout alone acts.
+        p.health_check_interval_ms = 600_000;
+    });
+    cfg.server.read_write_splitting = true;
+    let ds2_port = cfg.data_sources["ds2"].url.port;
+    let Some((proxy, _sandbox)) = start(
+        "a_silent_data_source_fails_statements_after_query_timeout_ms",
+        cfg,
+        TABLE,
+    )
+    .await
+    else {
+        return;
+    };
+    let mut conn = connect(&proxy).await;
+    let slow = sqlx::query_scalar::<_, i64>("SELECT SLEEP(1)")
+        .fetch_one(&mut conn)
+        .await;
+    let (code, _, message) = db_error(&slow.expect_err("silent for 1 s")).expect("server error");
+    assert!(
+        message.contains("data source ds0") && message.contains("no answer for 400 ms"),
+        "{code} {message}"
+    );
+    let one: i64 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(&mut conn)
+        .await
+        .expect("the session goes on");
+    assert_eq!(one, 1, "on a new connection, not SLEEP's late 0");
+    let pid = shardgate_integration_tests::replication::Server::locate(ds2_port)
+        .pid()
+        .expect("ds2's primary runs in the sandbox");
+    {
+        let _frozen = Frozen::new(pid);
+        let err = conn
+            .execute(format!("UPDATE {TABLE} SET v = v + 1 WHERE id = 2").as_str())
+            .await
+            .expect_err("ds2 is stopped");
+        let (_, _, message) = db_error(&err).expect("server error");
+        assert!(
+            message.contains("data source ds2") && message.contains("no answer for 400 ms"),
+            "{message}"
+        );
+    }
+    let mut written = None;
+    for _ in 0..50 {
+        match conn
+            .execute(format!("UPDATE {TABLE} SET v = v + 1 WHERE id = 2").as_str())
+            .await
+        {
+            Ok(r) => {
+                written = Some(r.rows_affected());
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert_eq!(written, Some(1), "ds2 answers again once continued");
+    drop_table(&proxy, TABLE).await;
+}

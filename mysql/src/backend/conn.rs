@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mysql_common::auth::plugins::mysql_native_password::scramble_native;
 use mysql_common::constants::{CapabilityFlags, MariadbCapabilities};
@@ -28,7 +28,7 @@ use crate::gtid::Position;
 use crate::ok_err::{status, take_lenenc_int, ErrInfo, OkInfo};
 use crate::packet::{PacketReader, PacketWriter};
 use crate::response::{Outcome, PrepareOk, ResponseKind, ResponseScanner, Step};
-use shardgate_core::backend::Connection;
+use shardgate_core::backend::{Breaker, ConnLimits, Connection};
 
 /// Capabilities every backend connection asks for; the session-visible ones
 /// come from the client through `Flavor`.
@@ -43,7 +43,6 @@ fn base_capabilities() -> CapabilityFlags {
         | CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
 }
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Statements kept prepared per connection before the oldest are closed.
 const STATEMENT_CACHE: usize = 256;
 /// Backend replies are not limited by the client's max_allowed_packet.
@@ -100,6 +99,15 @@ pub struct BackendConn {
     /// with, by backend statement id, for executes the server answers
     /// without them.
     result_columns: foldhash::HashMap<u32, ResultColumns>,
+    /// What lets the pool break the socket when it marks the server down.
+    breaker: Arc<Breaker>,
+}
+
+impl Drop for BackendConn {
+    fn drop(&mut self) {
+        // The duplicate goes before the socket: a breaker never outlives it.
+        self.breaker.disarm();
+    }
 }
 
 impl BackendConn {
@@ -108,6 +116,7 @@ impl BackendConn {
         ds: Arc<str>,
         url: &BackendUrl,
         flavor: Flavor,
+        limits: ConnLimits,
     ) -> Result<Self, ConnError> {
         let addr = format!("{}:{}", url.host, url.port);
         let ds_name = ds.to_string();
@@ -116,18 +125,24 @@ impl BackendConn {
             addr: addr.clone(),
             source,
         };
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr))
+        let stream = tokio::time::timeout(limits.connect, TcpStream::connect(&addr))
             .await
             .map_err(|_| connect_err(std::io::Error::from(std::io::ErrorKind::TimedOut)))?
             .map_err(connect_err)?;
         stream.set_nodelay(true).map_err(connect_err)?;
+        // A duplicate of the socket, for the pool to break it from outside.
+        let std_stream = stream.into_std().map_err(connect_err)?;
+        let breaker = Breaker::new(std_stream.try_clone().map_err(connect_err)?);
+        let stream = TcpStream::from_std(std_stream).map_err(connect_err)?;
         let (r, w) = stream.into_split();
+        let mut reader = PacketReader::new(r);
+        reader.set_silence_limit(limits.silence);
         let mut conn = BackendConn {
             uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
             ds,
             flavor,
             thread_id: 0,
-            reader: PacketReader::new(r),
+            reader,
             writer: PacketWriter::new(w),
             physical_db: Arc::from(url.database.as_str()),
             applied_state: 0,
@@ -141,8 +156,9 @@ impl BackendConn {
             last_used: Instant::now(),
             cache_metadata: false,
             result_columns: HashMap::default(),
+            breaker,
         };
-        tokio::time::timeout(CONNECT_TIMEOUT, conn.login(url))
+        tokio::time::timeout(limits.connect, conn.login(url))
             .await
             .map_err(|_| connect_err(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
         Ok(conn)
@@ -581,8 +597,17 @@ impl Connection for BackendConn {
         Flavor::internal()
     }
 
-    async fn connect(ds: Arc<str>, url: &BackendUrl, flavor: Flavor) -> Result<Self, ConnError> {
-        BackendConn::connect(ds, url, flavor).await
+    async fn connect(
+        ds: Arc<str>,
+        url: &BackendUrl,
+        flavor: Flavor,
+        limits: ConnLimits,
+    ) -> Result<Self, ConnError> {
+        BackendConn::connect(ds, url, flavor, limits).await
+    }
+
+    fn breaker(&self) -> Option<&Arc<Breaker>> {
+        Some(&self.breaker)
     }
 
     /// `SELECT 1` rather than COM_PING: it proves the server runs statements.

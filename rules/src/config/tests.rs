@@ -84,7 +84,9 @@ fn defaults_fill_what_is_left_out() {
             resize_interval_ms: 300_000,
             validate_idle_ms: 30_000,
             validation_timeout_ms: 5_000,
-            health_check_interval_ms: 60_000,
+            health_check_interval_ms: 2_000,
+            connect_timeout_ms: 5_000,
+            query_timeout_ms: 0,
         }
     );
     assert_eq!(config.data_sources["ds0"].pool.min_idle(), 5);
