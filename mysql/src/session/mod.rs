@@ -207,6 +207,63 @@ fn failed_login(
     }
 }
 
+/// When a session that waits for its next command is closed: `wait` after
+/// its last command ended. One timer per session, moved only when it fires
+/// early (the session was busy since it was set) or `wait` changes, so
+/// that a busy session pays no timer per command.
+struct IdleDeadline {
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    wait: std::time::Duration,
+    since: std::time::Instant,
+}
+
+impl IdleDeadline {
+    fn new(wait: std::time::Duration) -> Self {
+        IdleDeadline {
+            timer: Box::pin(tokio::time::sleep(wait)),
+            wait,
+            since: std::time::Instant::now(),
+        }
+    }
+
+    /// The session's `wait_timeout` now (a SET may have changed it).
+    fn follow(&mut self, wait: std::time::Duration) {
+        if wait != self.wait {
+            self.wait = wait;
+            self.timer.as_mut().reset((self.since + wait).into());
+        }
+    }
+
+    fn command_ended(&mut self, at: std::time::Instant) {
+        self.since = at;
+    }
+
+    /// The next packet, or None when it has not come within `wait` of the
+    /// last command's end. The timer firing early only moves it: the read
+    /// goes on.
+    async fn read_within(
+        &mut self,
+        reader: &mut PacketReader<tokio::net::tcp::OwnedReadHalf>,
+        limit: usize,
+    ) -> Option<Result<(u8, bytes::BytesMut), ReadError>> {
+        let read = reader.read_packet(limit);
+        tokio::pin!(read);
+        loop {
+            tokio::select! {
+                biased;
+                packet = &mut read => return Some(packet),
+                () = self.timer.as_mut() => {
+                    let due = self.since + self.wait;
+                    if std::time::Instant::now() >= due {
+                        return None;
+                    }
+                    self.timer.as_mut().reset(due.into());
+                }
+            }
+        }
+    }
+}
+
 /// How many times a statement goes back to the pause gate (a new pause
 /// began while it was being analysed) before it is refused.
 const MAX_REQUEUES: usize = 3;
@@ -360,9 +417,10 @@ type CommandResult = Result<Flow, Failure>;
 impl Session {
     async fn run(&mut self) {
         let limit = self.shared.config.server.max_allowed_packet;
+        let mut idle = IdleDeadline::new(self.wait_timeout);
         loop {
-            let next = self.reader.read_packet(limit);
-            let Ok(read) = tokio::time::timeout(self.wait_timeout, next).await else {
+            idle.follow(self.wait_timeout);
+            let Some(read) = idle.read_within(&mut self.reader, limit).await else {
                 // As MariaDB: closed without a word, its transaction rolled back.
                 debug!(wait_timeout = ?self.wait_timeout, "no command within wait_timeout; closing");
                 self.shared.metrics.idle_session_closed();
@@ -433,9 +491,11 @@ impl Session {
             if self.writer.flush().await.is_err() {
                 return;
             }
-            self.observe_replicas(started.elapsed());
+            let took = started.elapsed();
+            idle.command_ended(started + took);
+            self.observe_replicas(took);
             if let Some(label) = label {
-                self.count_statement(label, started.elapsed());
+                self.count_statement(label, took);
             }
         }
     }
@@ -1207,10 +1267,18 @@ impl Session {
         }
         // A refusal of its long data is the execution's answer, before
         // anything else, as the server answers it.
-        let long_data = self
-            .statements
-            .take_long_data(id)
-            .map_err(|refusal| Failure::Reply(refusal.error()))?;
+        let pending = self
+            .current
+            .executing
+            .as_ref()
+            .is_some_and(|e| e.has_long_data);
+        let long_data = if pending {
+            self.statements
+                .take_long_data(id)
+                .map_err(|refusal| Failure::Reply(refusal.error()))?
+        } else {
+            Vec::new()
+        };
         let Some(stmt) = self.statements.get_mut(id) else {
             return Err(unknown_statement(payload, "mysqld_stmt_execute"));
         };
