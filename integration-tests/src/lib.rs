@@ -248,6 +248,17 @@ pub fn seed_config_text() -> String {
         .replace("127.0.0.1:9797", "127.0.0.1:0")
 }
 
+/// [`seed_config_text`] with secrets to keep out of logs and answers: an
+/// admin token, and a password for the seed's user.
+pub fn seed_config_with_secrets(admin_token: &str, password: &str) -> String {
+    seed_config_text()
+        .replace(
+            "[server]\n",
+            &format!("[server]\nadmin_token = \"{admin_token}\"\n"),
+        )
+        .replace("password = \"\"", &format!("password = \"{password}\""))
+}
+
 /// Writes a config file for one test (under the system's temp folder, one
 /// subfolder per test process).
 pub fn write_config_file(name: &str, text: &str) -> PathBuf {

@@ -697,15 +697,7 @@ async fn schemathesis_finds_no_problem() {
         return;
     };
     // From a file, so that POST /api/reload has something to re-read.
-    let text = shardgate_integration_tests::seed_config_text()
-        .replace(
-            "[server]\n",
-            &format!("[server]\nadmin_token = \"{TOKEN}\"\n"),
-        )
-        .replace(
-            "password = \"\"",
-            &format!("password = \"{USER_PASSWORD}\""),
-        );
+    let text = shardgate_integration_tests::seed_config_with_secrets(TOKEN, USER_PASSWORD);
     let path = shardgate_integration_tests::write_config_file("schemathesis", &text);
     let proxy = shardgate_integration_tests::start_proxy_from_file(&path).await;
     let base = format!("http://{}", proxy.admin_addr);

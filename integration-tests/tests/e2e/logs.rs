@@ -15,7 +15,8 @@ use std::time::Duration;
 use serde_json::Value;
 use shardgate_integration_tests::binary::shardgate_binary;
 use shardgate_integration_tests::{
-    http, sandbox, sandbox_ready, seed_config_text, test_config, write_config_file, Endpoint,
+    http, sandbox, sandbox_ready, seed_config_with_secrets, test_config, write_config_file,
+    Endpoint,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -31,15 +32,7 @@ async fn json_logs_parse_and_hold_no_secret() {
     if !sandbox_ready(&test_config(), TEST) {
         return;
     }
-    let text = seed_config_text()
-        .replace(
-            "[server]\n",
-            &format!("[server]\nadmin_token = \"{TOKEN}\"\n"),
-        )
-        .replace(
-            "password = \"\"",
-            &format!("password = \"{USER_PASSWORD}\""),
-        );
+    let text = seed_config_with_secrets(TOKEN, USER_PASSWORD);
     let path = write_config_file("json_logs", &text);
     let mut child = Command::new(shardgate_binary())
         .arg("--config")

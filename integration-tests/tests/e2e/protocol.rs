@@ -122,13 +122,11 @@ async fn wrong_password_is_access_denied_1045() {
 
 /// `shardgate_failed_logins_total{reason}` from the proxy's `/metrics`.
 async fn failed_logins(proxy: &RunningProxy, reason: &str) -> u64 {
-    let (_, metrics) = admin_request(proxy, "GET", "/metrics", "").await;
-    let series = format!("shardgate_failed_logins_total{{reason=\"{reason}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&series))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    metric(
+        proxy,
+        &format!("shardgate_failed_logins_total{{reason=\"{reason}\"}}"),
+    )
+    .await
 }
 
 /// A metric's value in `/metrics` (0 when absent); `series` is its name

@@ -145,6 +145,38 @@ impl Wire {
     }
 }
 
+/// No CLIENT_DEPRECATE_EOF: result sets end with EOF packets.
+fn base_caps() -> CapabilityFlags {
+    CapabilityFlags::CLIENT_PROTOCOL_41
+        | CapabilityFlags::CLIENT_SECURE_CONNECTION
+        | CapabilityFlags::CLIENT_PLUGIN_AUTH
+        | CapabilityFlags::CLIENT_LONG_PASSWORD
+        | CapabilityFlags::CLIENT_TRANSACTIONS
+}
+
+/// A handshake response packet's payload.
+fn handshake_response(
+    answer: &[u8],
+    user: &str,
+    db: &str,
+    plugin: AuthPlugin<'_>,
+    caps: CapabilityFlags,
+) -> Vec<u8> {
+    let response = HandshakeResponse::new(
+        Some(answer),
+        (10, 11, 0),
+        Some(user.as_bytes()),
+        Some(db.as_bytes()),
+        Some(plugin),
+        caps,
+        None,
+        1 << 24,
+    );
+    let mut bytes = Vec::new();
+    response.serialize(&mut bytes);
+    bytes
+}
+
 /// Logs in with `mysql_native_password`, as every MariaDB client can.
 async fn login_native(addr: std::net::SocketAddr, user: &str, password: &str, db: &str) -> Wire {
     let mut wire = Wire {
@@ -157,25 +189,9 @@ async fn login_native(addr: std::net::SocketAddr, user: &str, password: &str, db
     let answer: Vec<u8> = scramble_native(&nonce[..20], password.as_bytes())
         .map(|a| a.to_vec())
         .unwrap_or_default();
-    let caps = CapabilityFlags::CLIENT_PROTOCOL_41
-        | CapabilityFlags::CLIENT_SECURE_CONNECTION
-        | CapabilityFlags::CLIENT_PLUGIN_AUTH
-        | CapabilityFlags::CLIENT_LONG_PASSWORD
-        | CapabilityFlags::CLIENT_TRANSACTIONS
-        | CapabilityFlags::CLIENT_CONNECT_WITH_DB;
-    let response = HandshakeResponse::new(
-        Some(&answer[..]),
-        (10, 11, 0),
-        Some(user.as_bytes()),
-        Some(db.as_bytes()),
-        Some(AuthPlugin::MysqlNativePassword),
-        caps,
-        None,
-        1 << 24,
-    );
-    let mut bytes = Vec::new();
-    response.serialize(&mut bytes);
-    wire.write(1, &bytes).await;
+    let caps = base_caps() | CapabilityFlags::CLIENT_CONNECT_WITH_DB;
+    let response = handshake_response(&answer, user, db, AuthPlugin::MysqlNativePassword, caps);
+    wire.write(1, &response).await;
     let (_, ok) = wire.read().await;
     assert_eq!(ok[0], 0x00, "login OK, got {ok:?}");
     wire
@@ -191,25 +207,14 @@ async fn login_with_sha2(addr: std::net::SocketAddr) -> Wire {
     let handshake: HandshakePacket<'_> = ParseBuf(&greeting).parse(()).expect("greeting");
     let nonce: [u8; 20] = handshake.nonce()[..20].try_into().expect("20-byte nonce");
     let answer = scramble_sha256(&nonce, PASSWORD.as_bytes()).expect("scramble");
-    // No CLIENT_DEPRECATE_EOF: result sets end with EOF packets.
-    let caps = CapabilityFlags::CLIENT_PROTOCOL_41
-        | CapabilityFlags::CLIENT_SECURE_CONNECTION
-        | CapabilityFlags::CLIENT_PLUGIN_AUTH
-        | CapabilityFlags::CLIENT_LONG_PASSWORD
-        | CapabilityFlags::CLIENT_TRANSACTIONS;
-    let response = HandshakeResponse::new(
-        Some(&answer[..]),
-        (10, 11, 0),
-        Some(&b"app"[..]),
-        Some(&b"wework"[..]),
-        Some(AuthPlugin::CachingSha2Password),
-        caps,
-        None,
-        1 << 24,
+    let response = handshake_response(
+        &answer,
+        "app",
+        "wework",
+        AuthPlugin::CachingSha2Password,
+        base_caps(),
     );
-    let mut bytes = Vec::new();
-    response.serialize(&mut bytes);
-    wire.write(1, &bytes).await;
+    wire.write(1, &response).await;
     let (seq, switch) = wire.read().await;
     assert_eq!(seq, 2);
     assert_eq!(switch[0], 0xFE, "expected an auth switch request");

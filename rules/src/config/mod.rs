@@ -583,36 +583,22 @@ impl Config {
                 Problem::Empty("data source"),
             ));
         }
-        if self.server.max_connections == 0 {
-            let problem = Problem::OutOfRange {
-                value: 0,
-                range: "1..",
-            };
-            return Err(ConfigError::invalid("server.max_connections", problem));
-        }
-        if self.server.max_connect_errors == 0 {
-            let problem = Problem::OutOfRange {
-                value: 0,
-                range: "1..",
-            };
-            return Err(ConfigError::invalid("server.max_connect_errors", problem));
-        }
-        if self.server.wait_timeout_ms == 0 {
-            let problem = Problem::OutOfRange {
-                value: 0,
-                range: "1..",
-            };
-            return Err(ConfigError::invalid("server.wait_timeout_ms", problem));
-        }
-        if self.server.max_prepared_statements == 0 {
-            let problem = Problem::OutOfRange {
-                value: 0,
-                range: "1..",
-            };
-            return Err(ConfigError::invalid(
+        let server = &self.server;
+        let at_least_one = [
+            ("server.max_connections", server.max_connections == 0),
+            ("server.max_connect_errors", server.max_connect_errors == 0),
+            ("server.wait_timeout_ms", server.wait_timeout_ms == 0),
+            (
                 "server.max_prepared_statements",
-                problem,
-            ));
+                server.max_prepared_statements == 0,
+            ),
+        ];
+        if let Some((key, _)) = at_least_one.into_iter().find(|(_, zero)| *zero) {
+            let problem = Problem::OutOfRange {
+                value: 0,
+                range: "1..",
+            };
+            return Err(ConfigError::invalid(key, problem));
         }
         if let Some(n) = self.server.worker_threads {
             if !(1..=MAX_WORKER_THREADS).contains(&n) {
