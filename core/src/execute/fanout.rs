@@ -73,7 +73,7 @@ pub struct FanoutWrite<'a> {
 pub async fn fan_out<S: Connections>(
     session: &mut S,
     dialect: &dyn Dialect,
-    targets: &[Target],
+    targets: &[Target<'_>],
     write: FanoutWrite<'_>,
 ) -> Result<WriteDone, S::Error> {
     let implicit = write.transactional && write.own_transaction;
@@ -188,9 +188,9 @@ impl<'w> Run<'w> {
         conn: &mut C,
         dialect: &dyn Dialect,
         n: usize,
-        target: &Target,
+        target: &Target<'_>,
     ) -> Result<(), ProxyError> {
-        if let Some(guard) = move_guard(dialect, &target.sql, &self.guarded) {
+        if let Some(guard) = move_guard(dialect, &target.sql.text(), &self.guarded) {
             let rows = conn.query_rows(&restore(&guard)).await?;
             let moving: u64 = rows
                 .first()
@@ -204,7 +204,7 @@ impl<'w> Run<'w> {
                 )));
             }
         }
-        let done: WriteDone = conn.execute(&restore(&target.sql)).await?.into();
+        let done: WriteDone = conn.execute(&target.sql.to_bytes()).await?.into();
         self.total = self.total.saturating_add(done.affected_rows);
         self.warnings = self.warnings.saturating_add(done.warnings);
         if Some(n) == self.last_row_target {

@@ -94,7 +94,7 @@ impl<C: StatementConn> TargetConns<C> {
     /// failure, those already checked out go back.
     pub async fn checkout<S: Connections<Conn = C>>(
         session: &mut S,
-        targets: &[Target],
+        targets: &[Target<'_>],
     ) -> Result<Self, S::Error> {
         let mut checked: TargetConns<C> = TargetConns {
             conns: Vec::new(),

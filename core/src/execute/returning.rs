@@ -7,7 +7,6 @@
 use shardgate_merge::{RowSink, Value};
 use shardgate_sql::dialect::Dialect;
 use shardgate_sql::shard::plan::{Returning, Target};
-use shardgate_sql::text::restore;
 use tracing::warn;
 
 use super::fanout::{opening_statement, undo_to_statement_savepoint};
@@ -35,7 +34,7 @@ pub struct ReturningWrite<'a> {
 pub async fn fan_out_returning<C, R>(
     conns: &mut TargetConns<C>,
     dialect: &dyn Dialect,
-    targets: &[Target],
+    targets: &[Target<'_>],
     write: ReturningWrite<'_>,
     result: &mut R,
 ) -> Result<(), MergeFailure>
@@ -117,7 +116,7 @@ impl<C: RowConn> Run<'_, C> {
     /// Runs each target's statement and sends its rows on.
     async fn answer<R: MergedResult<C::Column>>(
         &mut self,
-        targets: &[Target],
+        targets: &[Target<'_>],
         write: &ReturningWrite<'_>,
         result: &mut R,
     ) -> Result<(), Failed> {
@@ -130,7 +129,7 @@ impl<C: RowConn> Run<'_, C> {
             let conn = &mut self.conns[at];
             let unread = &mut self.unread[at];
             *unread = true;
-            conn.start_query(&restore(&target.sql))
+            conn.start_query(&target.sql.to_bytes())
                 .await
                 .map_err(Failed::Conn)?;
             let node_columns = conn.read_columns().await.map_err(|e| failed(unread, e))?;

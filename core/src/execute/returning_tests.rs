@@ -22,7 +22,7 @@ fn run(
         .iter()
         .map(|n| Target {
             data_source: n.ds.to_owned(),
-            sql: format!("INSERT INTO users_0 ... RETURNING user_id -- on {}", n.ds),
+            sql: format!("INSERT INTO users_0 ... RETURNING user_id -- on {}", n.ds).into(),
         })
         .collect();
     let mut conns = TargetConns {

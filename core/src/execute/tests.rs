@@ -134,7 +134,7 @@ impl Connections for Session {
     }
 }
 
-fn targets(nodes: &[(&str, &str)]) -> Vec<Target> {
+fn targets(nodes: &[(&str, &str)]) -> Vec<Target<'static>> {
     nodes
         .iter()
         .map(|(ds, sql)| Target {

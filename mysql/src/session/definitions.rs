@@ -30,6 +30,7 @@ use crate::column::ColumnInfo;
 use crate::command::{COM_QUERY, COM_STMT_CLOSE, COM_STMT_PREPARE};
 use crate::response::PrepareOk;
 use shardgate_core::error::ConnError;
+use shardgate_sql::shard::node_sql::NodeSql;
 
 /// A command pipelined ahead of the first data source's statement for the
 /// definitions (ways 2 and 3 above).
@@ -43,14 +44,11 @@ pub(super) enum Ahead {
 
 impl Ahead {
     /// The command packet's payload for the first table's statement `sql`.
-    pub(super) fn command(self, sql: &str) -> Vec<u8> {
-        let mut payload = Vec::with_capacity(sql.len() + 1);
-        payload.push(match self {
+    pub(super) fn command(self, sql: &NodeSql<'_>) -> Vec<u8> {
+        sql.command(match self {
             Ahead::Run => COM_QUERY,
             Ahead::Prepare => COM_STMT_PREPARE,
-        });
-        payload.extend_from_slice(&shardgate_sql::text::restore(sql));
-        payload
+        })
     }
 
     /// Reads the reply to the command, which comes before the data

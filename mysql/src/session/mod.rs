@@ -1192,7 +1192,7 @@ impl Session {
                 let target = prepare_target(st, &sh.text, &self.plan_context());
                 (
                     self.pool_of(&target.data_source)?,
-                    Arc::<[u8]>::from(restore(&target.sql).as_ref()),
+                    Arc::<[u8]>::from(target.sql.to_bytes()),
                 )
             }
             None => (self.db.default_pool.clone(), sql.clone()),

@@ -1,6 +1,6 @@
 //! Sharded statements: what a statement touches (`analyze`, `simple` for
 //! point SELECTs that need no parse), where it goes
-//! (`plan`), and the SQL each data node runs (`labels`, `rewrite`). The executor in
+//! (`plan`), and the SQL each data node runs (`labels`, `rewrite`, `node_sql`). The executor in
 //! `session` carries a plan out.
 
 pub mod analyze;
@@ -11,6 +11,7 @@ mod golden;
 pub mod having;
 pub mod labels;
 pub mod metadata;
+pub mod node_sql;
 pub mod params;
 pub mod plan;
 pub mod preview;

@@ -15,16 +15,18 @@ use super::analyze::{Cond, InsertShape, Replacement, ShardedStatement, Statement
 use super::column_values::{compared, stored};
 use super::error::{MergeShapeError, PlanError};
 use super::having::Cond as HavingCond;
+use super::node_sql::NodeSql;
 use super::params::ParamValue;
 use super::rewrite::{bind_in_order, insert_rows, splice_tables, with_params_bound};
 use super::scatter::{derived_columns, node_tail, node_text, LimitVal, ScatterSelect};
 use crate::dialect::Dialect;
 
-/// One statement for one data source.
+/// One statement for one data source. Its text borrows the client's
+/// statement (`'s`): see [`NodeSql`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub struct Target<'s> {
     pub data_source: String,
-    pub sql: String,
+    pub sql: NodeSql<'s>,
 }
 
 /// How the affected-row counts of a fan-out add up.
@@ -38,18 +40,18 @@ pub enum Affected {
 
 /// Where a statement runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
+pub enum Route<'s> {
     /// One node; its reply goes to the client unchanged.
-    One(Target),
+    One(Target<'s>),
     /// Several nodes; their rows are concatenated in node order.
-    Concat(Vec<Target>),
+    Concat(Vec<Target<'s>>),
     /// Several data sources (one statement each, its tables' rows combined
     /// with UNION ALL); their rows are merged as `scatter` says.
     Merge {
-        targets: Vec<Target>,
+        targets: Vec<Target<'s>>,
         /// When the first data source combines several tables: its first
         /// table's own statement, whose column definitions the client sees.
-        first_table: Option<FirstTable>,
+        first_table: Option<FirstTable<'s>>,
         scatter: Box<ScatterSelect>,
         offset: u64,
         limit: Option<u64>,
@@ -58,7 +60,7 @@ pub enum Route {
     },
     /// Writes on several nodes (or one with a generated key); one OK.
     Fanout {
-        targets: Vec<Target>,
+        targets: Vec<Target<'s>>,
         affected: Affected,
         /// All or nothing: the nodes run in one transaction.
         transactional: bool,
@@ -96,13 +98,13 @@ pub enum Returning {
 /// tables and the flags MariaDB gives a single table's result (GROUP_FLAG,
 /// NOT_NULL, ...), so the client sees those of this statement run on its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FirstTable {
+pub struct FirstTable<'s> {
     /// The first table's statement, exactly as it runs inside the data
     /// source's UNION.
-    pub sql: String,
+    pub sql: NodeSql<'s>,
     /// The data source's statement without that table: its other tables'
     /// rows, sorted and limited as the whole data source's.
-    pub rest: String,
+    pub rest: NodeSql<'s>,
     /// Whether the first table's statement may run a second time for its
     /// definitions ([`ScatterSelect::repeatable`]).
     pub repeatable: bool,
@@ -123,20 +125,20 @@ pub struct PlanContext<'a> {
 /// Plans `st` (the analysis of `sql`) with the bound parameters `params`.
 /// `as_text` says whether targets must carry the parameters as literals
 /// (text protocol) or keep the `?` (prepared on the node).
-pub fn plan(
+pub fn plan<'s>(
     st: &ShardedStatement,
-    sql: &str,
+    sql: &'s str,
     params: &[ParamValue],
     as_text: bool,
     ctx: &PlanContext<'_>,
-) -> Result<Route, PlanError> {
+) -> Result<Route<'s>, PlanError> {
     check_supported(st, ctx)?;
     let layout = Layout::of(st, ctx);
-    let text_of = |s: &str| {
+    let text_of = |s: NodeSql<'s>| {
         if as_text && !params.is_empty() {
-            with_params_bound(ctx.dialect, s, params)
+            NodeSql::from(with_params_bound(ctx.dialect, &s.text(), params))
         } else {
-            s.to_owned()
+            s
         }
     };
     match layout.first_table() {
@@ -180,12 +182,12 @@ pub fn single_node(
 
 /// The statement for the node at `position` of `st`'s sharded tables, as
 /// `plan` sends it there (parameters left as `?`); None past the last node.
-pub fn node_target(
+pub fn node_target<'s>(
     st: &ShardedStatement,
-    sql: &str,
+    sql: &'s str,
     position: usize,
     ctx: &PlanContext<'_>,
-) -> Option<Target> {
+) -> Option<Target<'s>> {
     let layout = Layout::of(st, ctx);
     (position < layout.width()).then(|| Target {
         data_source: layout.data_source(position).to_owned(),
@@ -262,7 +264,11 @@ fn joined_on_sharding_columns(tables: &[&String], joins: &[(String, String)]) ->
 /// Where a prepared statement is prepared to learn its parameters and
 /// columns: the first node of its sharded table, or the default data
 /// source for broadcast tables.
-pub fn prepare_target(st: &ShardedStatement, sql: &str, ctx: &PlanContext<'_>) -> Target {
+pub fn prepare_target<'s>(
+    st: &ShardedStatement,
+    sql: &'s str,
+    ctx: &PlanContext<'_>,
+) -> Target<'s> {
     let layout = Layout::of(st, ctx);
     match layout.first_position() {
         Some(position) => Target {
@@ -271,7 +277,7 @@ pub fn prepare_target(st: &ShardedStatement, sql: &str, ctx: &PlanContext<'_>) -
         },
         None => Target {
             data_source: ctx.default_data_source.to_owned(),
-            sql: splice_tables(sql, &st.replacements, str::to_owned, ctx.dialect),
+            sql: same_names(st, sql, ctx.dialect),
         },
     }
 }
@@ -335,12 +341,31 @@ impl<'a> Layout<'a> {
     }
 }
 
-fn node_sql(st: &ShardedStatement, sql: &str, layout: &Layout<'_>, position: usize) -> String {
-    splice_tables(
+/// The statement of the node at `position`: `sql` with its tables' names
+/// spliced in ([`splice_tables`]), sharing the rest of the text.
+fn node_sql<'s>(
+    st: &ShardedStatement,
+    sql: &'s str,
+    layout: &Layout<'_>,
+    position: usize,
+) -> NodeSql<'s> {
+    let physical = layout.names(position);
+    NodeSql::spliced(
         sql,
-        &st.replacements,
-        layout.names(position),
-        layout.dialect,
+        st.replacements
+            .iter()
+            .map(|r| (r.start, r.end, layout.dialect.quoted(&physical(&r.table)))),
+    )
+}
+
+/// `sql` with its tables' names quoted as the dialect does, unchanged
+/// otherwise (broadcast tables, whose nodes use the logical names).
+fn same_names<'s>(st: &ShardedStatement, sql: &'s str, dialect: &dyn Dialect) -> NodeSql<'s> {
+    NodeSql::spliced(
+        sql,
+        st.replacements
+            .iter()
+            .map(|r| (r.start, r.end, dialect.quoted(&r.table))),
     )
 }
 
@@ -434,19 +459,19 @@ pub fn route_error(e: &RouteError) -> PlanError {
     }
 }
 
-fn plan_sharded(
+fn plan_sharded<'s>(
     st: &ShardedStatement,
-    sql: &str,
+    sql: &'s str,
     table: &str,
     layout: &Layout<'_>,
     params: &[ParamValue],
     ctx: &PlanContext<'_>,
-    text_of: &dyn Fn(&str) -> String,
-) -> Result<Route, PlanError> {
+    text_of: &dyn Fn(NodeSql<'s>) -> NodeSql<'s>,
+) -> Result<Route<'s>, PlanError> {
     let target = |position: usize, text: bool| Target {
         data_source: layout.data_source(position).to_owned(),
         sql: if text {
-            text_of(&node_sql(st, sql, layout, position))
+            text_of(node_sql(st, sql, layout, position))
         } else {
             node_sql(st, sql, layout, position)
         },
@@ -540,14 +565,14 @@ fn plan_sharded(
 
 /// Node statements for a merged SELECT: per data source, its tables' rows
 /// as one sorted stream (UNION ALL under the same ORDER BY / LIMIT).
-fn plan_merge(
+fn plan_merge<'s>(
     st: &ShardedStatement,
-    sql: &str,
+    sql: &'s str,
     sc: &ScatterSelect,
     layout: &Layout<'_>,
     nodes: &[usize],
     params: &[ParamValue],
-) -> Result<Route, PlanError> {
+) -> Result<Route<'s>, PlanError> {
     let value = |v: LimitVal| -> Result<u64, PlanError> {
         match v {
             LimitVal::Lit(n) => Ok(n),
@@ -587,7 +612,7 @@ fn plan_merge(
         .map(|(cond, _)| bind_having_params(cond, params))
         .transpose()
         .map_err(|e| PlanError::BadArguments(e.to_string()))?;
-    let mut by_source: Vec<(String, Vec<String>)> = Vec::new();
+    let mut by_source: Vec<(String, Vec<NodeSql<'s>>)> = Vec::new();
     for &node in nodes {
         let physical = layout.names(node);
         let mut edits: Vec<(usize, usize, String)> = st
@@ -621,22 +646,13 @@ fn plan_merge(
             edits.push((having_range.0, having_range.1, String::new()));
         }
         edits.sort_by_key(|e| (e.0, e.1));
-        let mut text = String::with_capacity(sql.len() + 128);
-        let mut from = 0;
-        for (start, end, with) in edits {
-            if start < from {
-                continue;
-            }
-            text.push_str(&sql[from..start]);
-            text.push_str(&with);
-            from = end;
-        }
-        text.push_str(&sql[from..]);
-        let text = text.trim_end().trim_end_matches(';').to_owned();
+        let mut text = NodeSql::spliced(sql, edits);
+        text.trim_end_matches(char::is_whitespace);
+        text.trim_end_matches(|c| c == ';');
         let text = if kept.is_empty() {
             text
         } else {
-            bind_in_order(layout.dialect, &text, &kept)
+            NodeSql::from(bind_in_order(layout.dialect, &text.text(), &kept))
         };
         let data_source = layout.data_source(node);
         match by_source.iter_mut().find(|(ds, _)| ds == data_source) {
@@ -644,11 +660,11 @@ fn plan_merge(
             None => by_source.push((data_source.to_owned(), vec![text])),
         }
     }
-    // A data source's tables as one sorted stream.
-    let combined = |parts: &[String]| {
-        if parts.len() == 1 {
-            parts.concat()
-        } else {
+    // A data source's tables as one sorted stream; its parts' shared text
+    // stays shared.
+    let combined = |parts: &[NodeSql<'s>]| match parts {
+        [one] => one.clone(),
+        _ => {
             // DISTINCT rows must stay distinct across a data source's
             // tables, or its LIMIT would count duplicates.
             let glue = if sc.distinct.is_some() {
@@ -656,8 +672,17 @@ fn plan_merge(
             } else {
                 " UNION ALL "
             };
-            let union: Vec<String> = parts.iter().map(|p| format!("({p})")).collect();
-            format!("{}{}", union.join(glue), tail)
+            let mut union = NodeSql::default();
+            for (i, part) in parts.iter().enumerate() {
+                if i > 0 {
+                    union.push_own(glue);
+                }
+                union.push_own("(");
+                union.append(part.clone());
+                union.push_own(")");
+            }
+            union.push_own(tail.as_str());
+            union
         }
     };
     let first_table = by_source
@@ -727,15 +752,15 @@ fn bind_having_params(
     })
 }
 
-fn plan_insert(
+fn plan_insert<'s>(
     st: &ShardedStatement,
-    sql: &str,
+    sql: &'s str,
     shape: &InsertShape,
     table: &str,
     params: &[ParamValue],
     ctx: &PlanContext<'_>,
-    text_of: &dyn Fn(&str) -> String,
-) -> Result<Route, PlanError> {
+    text_of: &dyn Fn(NodeSql<'s>) -> NodeSql<'s>,
+) -> Result<Route<'s>, PlanError> {
     if shape.columns.is_empty() {
         return Err(PlanError::NotSupported(format!(
             "INSERT into sharded table {table} without a column list: the proxy could not learn the table's columns"
@@ -843,10 +868,11 @@ fn plan_insert(
             .filter(|p| row_of(p.start).is_none_or(|r| rows.contains(&r)))
             .filter_map(|p| params.get(p.index).cloned())
             .collect();
+        // Each node's own rows: its text is its own.
         let text = if params.is_empty() {
-            text_of(&text)
+            text_of(NodeSql::from(text))
         } else {
-            bind_in_order(ctx.dialect, &text, &kept)
+            NodeSql::from(bind_in_order(ctx.dialect, &text, &kept))
         };
         targets.push(Target {
             data_source: node.data_source.clone(),
@@ -864,21 +890,21 @@ fn plan_insert(
     })
 }
 
-fn plan_broadcast(
+fn plan_broadcast<'s>(
     st: &ShardedStatement,
-    sql: &str,
+    sql: &'s str,
     ctx: &PlanContext<'_>,
-    text_of: &dyn Fn(&str) -> String,
-) -> Result<Route, PlanError> {
-    let same_name = splice_tables(sql, &st.replacements, str::to_owned, ctx.dialect);
-    let everywhere = || -> Vec<Target> {
+    text_of: &dyn Fn(NodeSql<'s>) -> NodeSql<'s>,
+) -> Result<Route<'s>, PlanError> {
+    let same_name = same_names(st, sql, ctx.dialect);
+    let everywhere = || -> Vec<Target<'s>> {
         let first = st.tables.first().map(String::as_str).unwrap_or_default();
         ctx.rules
             .nodes(first)
             .into_iter()
             .map(|n| Target {
                 data_source: n.data_source,
-                sql: text_of(&same_name),
+                sql: text_of(same_name.clone()),
             })
             .collect()
     };
@@ -932,7 +958,7 @@ mod tests {
         (config, rules)
     }
 
-    fn route(sql: &str, params: &[ParamValue]) -> Result<Route, PlanError> {
+    fn route<'s>(sql: &'s str, params: &[ParamValue]) -> Result<Route<'s>, PlanError> {
         let (config, rules) = fixture();
         let keys = SnowflakeGenerator::new(&config.snowflake, SystemClock);
         let ctx = PlanContext {
@@ -948,7 +974,7 @@ mod tests {
         plan(&st, sql, params, true, &ctx)
     }
 
-    fn one(ds: &str, sql: &str) -> Route {
+    fn one(ds: &str, sql: &str) -> Route<'static> {
         Route::One(Target {
             data_source: ds.into(),
             sql: sql.into(),
@@ -1086,7 +1112,7 @@ mod tests {
         assert_eq!((offset, limit), (5, Some(10)));
         assert_eq!(targets.len(), 4);
         assert!(
-            targets[0].sql.starts_with(
+            targets[0].sql.text().starts_with(
                 "(SELECT name, u.name AS `__sg_0`, WEIGHT_STRING(u.name) AS `__sg_1` FROM `users_0` u ORDER BY `__sg_0` DESC LIMIT 15) UNION ALL ("
             ),
             "{}",
@@ -1095,6 +1121,7 @@ mod tests {
         assert!(
             targets[0]
                 .sql
+                .text()
                 .ends_with(") ORDER BY `__sg_0` DESC LIMIT 15"),
             "{}",
             targets[0].sql
@@ -1120,17 +1147,19 @@ mod tests {
         assert_eq!(first.sql, format!("{node} `users_0` {tail}"));
         assert!(first.repeatable);
         // the data source's UNION is the first table's statement and the rest's
-        let (head, rest) = targets[0].sql.split_once(" UNION ALL ").unwrap();
+        let text = targets[0].sql.text();
+        let (head, rest) = text.split_once(" UNION ALL ").unwrap();
         assert_eq!(head, format!("({})", first.sql));
         assert!(
             first
                 .rest
+                .text()
                 .starts_with(&format!("({node} `users_1` {tail}) UNION ALL (")),
             "{}",
             first.rest
         );
-        assert!(rest.ends_with(&first.rest[first.rest.len() - 40..]));
-        assert_eq!(first.rest.matches(" UNION ALL ").count(), 14);
+        assert!(rest.ends_with(&first.rest.text()[first.rest.len() - 40..]));
+        assert_eq!(first.rest.text().matches(" UNION ALL ").count(), 14);
 
         let Route::Merge { first_table, .. } = route(
             "SELECT name, SLEEP(0) FROM users ORDER BY name LIMIT 3",
@@ -1157,6 +1186,7 @@ mod tests {
         assert!(
             targets[0]
                 .sql
+                .text()
                 .contains("SUM(balance) AS `__sg_1`, COUNT(balance) AS `__sg_2` FROM `users_0` GROUP BY status ORDER BY 1)"),
             "{}",
             targets[0].sql
@@ -1174,6 +1204,7 @@ mod tests {
         assert!(
             targets[0]
                 .sql
+                .text()
                 .contains("FROM `users_0` GROUP BY tenant_id ORDER BY `__sg_0`"),
             "{}",
             targets[0].sql
@@ -1208,7 +1239,11 @@ mod tests {
             panic!()
         };
         assert!(having.is_some());
-        assert!(!targets[0].sql.contains("HAVING"), "{}", targets[0].sql);
+        assert!(
+            !targets[0].sql.text().contains("HAVING"),
+            "{}",
+            targets[0].sql
+        );
     }
 
     #[test]
@@ -1230,9 +1265,11 @@ mod tests {
             panic!()
         };
         assert_eq!((affected, transactional), (Affected::Sum, true));
+        let texts: Vec<_> = targets.iter().map(|t| t.sql.to_string()).collect();
         let got: Vec<_> = targets
             .iter()
-            .map(|t| (t.data_source.as_str(), t.sql.as_str()))
+            .zip(&texts)
+            .map(|(t, sql)| (t.data_source.as_str(), sql.as_str()))
             .collect();
         assert_eq!(
             got,
@@ -1266,6 +1303,7 @@ mod tests {
         let id = generated_id.unwrap();
         assert!(targets[0]
             .sql
+            .text()
             .ends_with(&format!("(name, `user_id`) VALUES ('a', {id})")));
         assert_eq!(targets[0].data_source, format!("ds{}", id % 4));
     }
@@ -1300,7 +1338,7 @@ mod tests {
             let Route::One(target) = route(sql, &[]).unwrap() else {
                 panic!("{sql}")
             };
-            assert!(target.sql.contains("users_0"), "{sql}");
+            assert!(target.sql.text().contains("users_0"), "{sql}");
         }
         let Route::One(target) =
             route("SELECT * FROM users WHERE user_id IN (NULL, 5)", &[]).unwrap()
@@ -1321,7 +1359,10 @@ mod tests {
         };
         assert_eq!(target.data_source, "ds1");
         assert!(
-            target.sql.ends_with("WHERE user_id = 5 LOCK IN SHARE MODE"),
+            target
+                .sql
+                .text()
+                .ends_with("WHERE user_id = 5 LOCK IN SHARE MODE"),
             "{}",
             target.sql
         );
@@ -1383,7 +1424,7 @@ mod tests {
             keys: &keys,
             kinds: ColumnKinds::none(),
         };
-        let plan_of = |sql: &str| {
+        let plan_of = |sql: &'static str| {
             let Analysis::Sharded(st) = analyze(sql, &MARIADB, &rules, "wework").unwrap() else {
                 panic!()
             };
@@ -1404,7 +1445,10 @@ mod tests {
         };
         assert_eq!(targets.len(), 64);
         assert!(
-            targets[17].sql.contains("`users_1` u JOIN `orders_1` o"),
+            targets[17]
+                .sql
+                .text()
+                .contains("`users_1` u JOIN `orders_1` o"),
             "{}",
             targets[17].sql
         );
@@ -1454,7 +1498,7 @@ mod tests {
         targets
             .into_iter()
             .map(|t| {
-                let sql = with_params_bound(dialect, &t.sql, params);
+                let sql = with_params_bound(dialect, &t.sql.text(), params);
                 (t.data_source, sql.replace('`', "\""))
             })
             .collect()

@@ -72,7 +72,7 @@ pub fn preview(sql: &str, logical_db: &str, ctx: &PlanContext<'_>) -> Result<Pre
             .iter()
             .map(|t| NodeStatement {
                 data_source: t.data_source.clone(),
-                sql: t.sql.clone(),
+                sql: t.sql.to_string(),
             })
             .collect()
     };

@@ -18,7 +18,7 @@ impl Session {
     /// Writes on several nodes; one OK with the combined count.
     pub(super) async fn fanout(
         &mut self,
-        targets: &[Target],
+        targets: &[Target<'_>],
         write: FanoutWrite<'_>,
     ) -> Result<(), Failure> {
         let done = fan_out(self, &MARIADB, targets, write).await?;
@@ -41,7 +41,7 @@ impl Session {
     /// A write with RETURNING on `targets`; its rows, in `format`.
     pub(super) async fn fanout_returning(
         &mut self,
-        targets: &[Target],
+        targets: &[Target<'_>],
         returning: &Returning,
         insert_rows: &[Vec<usize>],
         generated_id: Option<u64>,

@@ -3,7 +3,6 @@
 
 use crate::backend::PooledConn;
 use crate::column::ColumnInfo;
-use crate::command::COM_QUERY;
 use crate::response::Outcome;
 use crate::row::RowFormat;
 use crate::session::definitions::Ahead;
@@ -17,12 +16,11 @@ use shardgate_sql::shard::having::Cond as HavingCond;
 use shardgate_sql::shard::params::ParamValue;
 use shardgate_sql::shard::plan::{FirstTable, Target};
 use shardgate_sql::shard::scatter::ScatterSelect;
-use shardgate_sql::text::restore;
 use std::sync::Arc;
 use tracing::debug;
 
 use super::rows::Header;
-use super::{bind_for_text, Execution};
+use super::{query_command, Execution};
 
 impl Session {
     /// Rows of several nodes, one after the other, as one result set.
@@ -33,7 +31,7 @@ impl Session {
     /// order.
     pub(super) async fn concat(
         &mut self,
-        targets: Vec<Target>,
+        targets: Vec<Target<'_>>,
         params: &[ParamValue],
         execution: Option<Execution<'_>>,
     ) -> Result<(), Failure> {
@@ -41,58 +39,50 @@ impl Session {
         let count = targets.len();
         let TargetConns { mut conns, conn_of } =
             TargetConns::<PooledConn>::checkout(self, &targets).await?;
-        // Each node's command. Prepared on first use: before anything is
-        // pipelined on the connection, whose replies must come in order.
-        let mut commands: Vec<Vec<u8>> = Vec::with_capacity(count);
-        // The backend statement each node executes (None: a query).
+        // The backend statement each node executes (None: a query),
+        // prepared on first use: before anything is pipelined on the
+        // connection, whose replies must come in order.
         let mut executed: Vec<Option<u32>> = Vec::with_capacity(count);
         for (target, &at) in targets.iter().zip(&conn_of) {
-            let command = match &execution {
-                None => {
-                    let sql = if params.is_empty() {
-                        target.sql.clone()
-                    } else {
-                        bind_for_text(target, params)
-                    };
-                    let mut payload = Vec::with_capacity(sql.len() + 1);
-                    payload.push(COM_QUERY);
-                    payload.extend_from_slice(&restore(&sql));
-                    executed.push(None);
-                    payload
+            if execution.is_none() {
+                executed.push(None);
+                continue;
+            }
+            let node_sql: Arc<[u8]> = Arc::from(target.sql.to_bytes());
+            match crate::session::ensure_prepared(&mut conns[at], &node_sql).await? {
+                Ok(backend) => executed.push(Some(backend.id)),
+                Err(err) => {
+                    for conn in conns {
+                        self.release(conn, &classified);
+                    }
+                    return Err(Failure::Reply(err));
                 }
-                Some(exec) => {
-                    let node_sql: Arc<[u8]> = Arc::from(restore(&target.sql).as_ref());
-                    let backend =
-                        match crate::session::ensure_prepared(&mut conns[at], &node_sql).await? {
-                            Ok(b) => b,
-                            Err(err) => {
-                                for conn in conns {
-                                    self.release(conn, &classified);
-                                }
-                                return Err(Failure::Reply(err));
-                            }
-                        };
+            }
+        }
+        let mut unread: Vec<usize> = vec![0; conns.len()];
+        for ((target, &at), backend_id) in targets.iter().zip(&conn_of).zip(&executed) {
+            // Each command is built as it is sent and dropped after: one
+            // node's copy of the statement in memory at a time, not one
+            // per node (a statement on 64 tables would take 64 copies).
+            let command = match (&execution, backend_id) {
+                (Some(exec), Some(id)) => {
                     // The packet carries its parameter types: only the
                     // statement id differs from node to node. Cursors are
                     // not kept (see `Session::execute`): flags 0.
                     let mut packet = exec.packet.to_vec();
-                    set_statement_id(&mut packet, backend.id);
+                    set_statement_id(&mut packet, *id);
                     if let Some(flags) = packet.get_mut(5) {
                         *flags = 0;
                     }
-                    executed.push(Some(backend.id));
                     packet
                 }
+                _ => query_command(target, params),
             };
-            commands.push(command);
-        }
-        let mut unread: Vec<usize> = vec![0; conns.len()];
-        for (command, &at) in commands.iter().zip(&conn_of) {
             // Until its replies are read, a connection cannot be reused:
             // an early return closes it.
             conns[at].broken = true;
             unread[at] += 1;
-            conns[at].send_command(command).await?;
+            conns[at].send_command(&command).await?;
         }
         for (i, &at) in conn_of.iter().enumerate() {
             let part = Part {
@@ -131,8 +121,8 @@ impl Session {
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn merge_select(
         &mut self,
-        targets: Vec<Target>,
-        first_table: Option<&FirstTable>,
+        targets: Vec<Target<'_>>,
+        first_table: Option<&FirstTable<'_>>,
         scatter: &ScatterSelect,
         offset: u64,
         limit: Option<u64>,
@@ -153,7 +143,7 @@ impl Session {
         for (i, target) in targets.iter().enumerate() {
             let pool = self.pool_of(&target.data_source)?;
             let mut conn = self.checkout_on(&pool, &classified).await?;
-            let mut sql = target.sql.as_str();
+            let mut sql = &target.sql;
             if let (0, Some(first)) = (i, first_table) {
                 // The column definitions the client sees: see `definitions`.
                 let spare = if may_split {
@@ -165,7 +155,7 @@ impl Session {
                 match spare {
                     Some(mut spare) => {
                         debug!("first table runs as a source of its own");
-                        spare.start_query(&restore(&first.sql)).await?;
+                        spare.start_query(&first.sql.to_bytes()).await?;
                         conns.push(spare);
                         sql = &first.rest;
                     }
@@ -181,8 +171,9 @@ impl Session {
                     }
                 }
             }
-            // Every node starts at once; rows are read as the merge needs them.
-            conn.start_query(&restore(sql)).await?;
+            // Every node starts at once; rows are read as the merge needs
+            // them. Each statement's text is built as it is sent.
+            conn.start_query(&sql.to_bytes()).await?;
             conns.push(conn);
         }
         let mut shown: Option<Vec<ColumnInfo>> = None;

@@ -23,6 +23,7 @@ use shardgate_core::execute::metadata::metadata_rows;
 use shardgate_core::execute::Connections;
 use shardgate_sql::classify::Classified;
 use shardgate_sql::shard::analyze::{ShardedStatement, StatementKind};
+use shardgate_sql::shard::node_sql::NodeSql;
 use shardgate_sql::shard::params::ParamValue;
 use shardgate_sql::shard::plan::{node_target, plan, PlanContext, Route, Target};
 use shardgate_sql::text::restore;
@@ -91,7 +92,7 @@ impl Session {
         };
         let node = NodeStatement {
             pool: primary_pool_of(shared, &target.data_source)?,
-            sql: Arc::from(restore(&target.sql).as_ref()),
+            sql: Arc::from(target.sql.to_bytes()),
         };
         prepared.keep_node(position, node.clone());
         Ok(Some(node))
@@ -140,16 +141,13 @@ impl Session {
             Route::One(target) => match execution {
                 Some(exec) if st.returns_rows() => {
                     let pool = self.pool_of(&target.data_source)?;
-                    let node_sql: Arc<[u8]> = Arc::from(restore(&target.sql).as_ref());
+                    let node_sql: Arc<[u8]> = Arc::from(target.sql.to_bytes());
                     self.execute_on(&pool, node_sql, exec.packet).await
                 }
                 _ => {
-                    let text = if binary_rows {
-                        bind_for_text(&target, params)
-                    } else {
-                        target.sql.clone()
-                    };
-                    self.query_on(&target.data_source, &text).await
+                    let params = if binary_rows { params } else { &[] };
+                    self.query_on(&target.data_source, query_command(&target, params))
+                        .await
                 }
             },
             Route::Concat(targets) => self.concat(targets, params, execution).await,
@@ -258,14 +256,11 @@ impl Session {
         columns::column_kinds(self, &db, st).await
     }
 
-    /// Runs one text statement on a data source, forwarding the reply.
-    async fn query_on(&mut self, data_source: &str, sql: &str) -> Result<(), Failure> {
+    /// Runs one COM_QUERY `payload` on a data source, forwarding the reply.
+    async fn query_on(&mut self, data_source: &str, payload: Vec<u8>) -> Result<(), Failure> {
         let pool = self.pool_of(data_source)?;
         let classified = Classified::default();
         let mut conn = self.checkout_on(&pool, &classified).await?;
-        let mut payload = Vec::with_capacity(sql.len() + 1);
-        payload.push(COM_QUERY);
-        payload.extend_from_slice(&restore(sql));
         let outcome = self
             .run_on(&mut conn, &payload, ResponseKind::ResultSets, Answer::Plain)
             .await?;
@@ -391,9 +386,16 @@ fn primary_pool_of(
     })
 }
 
-/// The text form of a node statement with parameter markers (parameters bound).
-fn bind_for_text(target: &Target, params: &[ParamValue]) -> String {
-    shardgate_sql::shard::rewrite::with_params_bound(&MARIADB, &target.sql, params)
+/// The COM_QUERY payload of a node statement, its parameter markers bound
+/// to `params` (a prepared statement's execution run as text) when there
+/// are any. Built when it is sent: see [`shardgate_sql::shard::node_sql`].
+fn query_command(target: &Target<'_>, params: &[ParamValue]) -> Vec<u8> {
+    if params.is_empty() {
+        return target.sql.command(COM_QUERY);
+    }
+    let bound =
+        shardgate_sql::shard::rewrite::with_params_bound(&MARIADB, &target.sql.text(), params);
+    NodeSql::from(bound).command(COM_QUERY)
 }
 
 /// The session lends the core's execution its connections to the data
