@@ -795,15 +795,7 @@ impl Session {
         // What runs: DATABASE() naming the logical database, and for other
         // statements, tables of logical databases named by qualifier.
         let logical = self.with_logical_database(text, &classified);
-        let payload = match classified.kind {
-            Kind::Other => match self.db.metadata.physical_qualifiers(&logical, None) {
-                Some(physical) => command_payload(COM_QUERY, &restore(&physical)),
-                None if matches!(logical, Cow::Borrowed(_)) => command_payload(COM_QUERY, sql),
-                None => command_payload(COM_QUERY, &restore(&logical)),
-            },
-            _ if matches!(logical, Cow::Borrowed(_)) => command_payload(COM_QUERY, sql),
-            _ => command_payload(COM_QUERY, &restore(&logical)),
-        };
+        let as_sent = matches!(logical, Cow::Borrowed(_));
         if classified.commits_implicitly && self.in_transaction() {
             self.commit_implicitly().await?;
         }
@@ -874,6 +866,7 @@ impl Session {
                 }
             }
             Kind::TransactionControl { ends, savepoint } => {
+                let payload = self.forwarded_query(sql, &logical, as_sent, &classified.kind);
                 return self
                     .transaction_control(&payload, text, *ends, savepoint.as_ref(), &classified)
                     .await;
@@ -904,6 +897,10 @@ impl Session {
                 debug!(reason, "session pinned to its backend connection");
             }
         }
+        // Built only here, past the sharded statements, which never send
+        // the client's text as it is: a large statement is not copied once
+        // more for nothing.
+        let payload = self.forwarded_query(sql, &logical, as_sent, &classified.kind);
         if let Kind::Set(assignments) = &classified.kind {
             if assignments.iter().any(|a| a.key == "autocommit") && self.conns.any_in_transaction()
             {
@@ -924,6 +921,23 @@ impl Session {
         }
         self.keep_session_changes(conn, &classified, succeeded)
             .await
+    }
+
+    /// The COM_QUERY payload that runs a statement on a data source as it
+    /// is: `sql` as the client sent it, `logical` its analysis text with
+    /// DATABASE() naming the logical database (`as_sent`: unchanged);
+    /// tables of other logical databases named by qualifier get their
+    /// physical names.
+    fn forwarded_query(&self, sql: &[u8], logical: &str, as_sent: bool, kind: &Kind) -> Vec<u8> {
+        let physical = match kind {
+            Kind::Other => self.db.metadata.physical_qualifiers(logical, None),
+            _ => None,
+        };
+        match physical {
+            Some(physical) => command_payload(COM_QUERY, &restore(&physical)),
+            None if as_sent => command_payload(COM_QUERY, sql),
+            None => command_payload(COM_QUERY, &restore(logical)),
+        }
     }
 
     /// After a statement ran on `conn`: what it changed of the session
