@@ -18,6 +18,7 @@ use sqlparser::ast::{
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Location;
 
+use super::condensed::Condensed;
 use crate::dialect::{Dialect, Placeholder};
 use crate::lex::{Lexer, Spanned as Lexeme, Token};
 
@@ -269,22 +270,45 @@ fn parsed(
     logical_db: &str,
     named: &BTreeSet<String>,
 ) -> Result<Analysis, AnalyzeError> {
-    let tables_text = || named.iter().cloned().collect::<Vec<_>>().join(", ");
     let parsable = dialect.parsable(sql);
-    let statements =
-        Parser::parse_sql(dialect.parser(), &parsable).map_err(|e| AnalyzeError::Unparsable {
+    let condensed = Condensed::of(&parsable);
+    let analysis = analyzed(sql, &condensed, tokens, dialect, rules, logical_db, named);
+    if condensed.is_condensed() && (analysis.is_err() || condensed.asked()) {
+        // An emptied literal's value is needed, or the statement is not
+        // understood (its error must quote it whole): the whole text.
+        let whole = Condensed::whole(&parsable);
+        return analyzed(sql, &whole, tokens, dialect, rules, logical_db, named);
+    }
+    analysis
+}
+
+/// [`parsed`] from the parse of `condensed` (`sql` as sqlparser reads it).
+fn analyzed(
+    sql: &str,
+    condensed: &Condensed<'_>,
+    tokens: Option<&[Lexeme<'_>]>,
+    dialect: &dyn Dialect,
+    rules: &ShardingRules,
+    logical_db: &str,
+    named: &BTreeSet<String>,
+) -> Result<Analysis, AnalyzeError> {
+    let tables_text = || named.iter().cloned().collect::<Vec<_>>().join(", ");
+    let statements = Parser::parse_sql(dialect.parser(), condensed.text()).map_err(|e| {
+        AnalyzeError::Unparsable {
             tables: tables_text(),
             reason: e.to_string(),
-        })?;
+        }
+    })?;
     let [statement] = statements.as_slice() else {
         return Err(AnalyzeError::Unsupported(format!(
             "multi-statements on sharded table(s) {} are not supported; send one statement at a time",
             tables_text()
         )));
     };
-    let lines = LineIndex::new(sql);
+    let lines = LineIndex::new(condensed.text());
     let mut a = Analyzer {
         sql,
+        condensed,
         tokens,
         dialect,
         rules,
@@ -330,12 +354,14 @@ fn parsed(
                     || shape.distinct
                     || shape.having
                 {
-                    let offset = |loc| a.lines.offset(sql, loc);
+                    let offset = |loc| a.offset(loc);
+                    let emptied = |start| condensed.emptied(start);
                     out.scatter = Some(super::scatter::scatter_select(
                         sql,
                         q,
                         s,
                         &offset,
+                        &emptied,
                         &out.placeholders,
                         dialect,
                     ));
@@ -559,6 +585,8 @@ impl LineIndex {
 
 struct Analyzer<'a> {
     sql: &'a str,
+    /// `sql` as sqlparser read it: positions in its parse are there.
+    condensed: &'a Condensed<'a>,
     /// The statement's tokens, when the caller lexed it already.
     tokens: Option<&'a [Lexeme<'a>]>,
     dialect: &'a dyn Dialect,
@@ -577,11 +605,14 @@ impl Analyzer<'_> {
         !matches!(self.rules.table_kind(name), TableKind::Single)
     }
 
+    /// The offset in `sql` of a position in the parse.
+    fn offset(&self, loc: Location) -> Option<usize> {
+        let at = self.lines.offset(self.condensed.text(), loc)?;
+        Some(self.condensed.original(at))
+    }
+
     fn span_bytes(&self, span: sqlparser::tokenizer::Span) -> Option<(usize, usize)> {
-        Some((
-            self.lines.offset(self.sql, span.start)?,
-            self.lines.offset(self.sql, span.end)?,
-        ))
+        Some((self.offset(span.start)?, self.offset(span.end)?))
     }
 
     /// Records an object name that is a relation.
@@ -793,6 +824,11 @@ impl Analyzer<'_> {
                     Err(_) => Val::Number(n.clone()),
                 }),
                 Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => {
+                    let start = self.span_bytes(v.span).map(|(start, _)| start);
+                    if self.condensed.emptied(start) {
+                        // Not read here: the statement is analysed again whole.
+                        return None;
+                    }
                     Some(Val::Lit(ShardValue::Text(s.clone())))
                 }
                 Value::Null => Some(Val::Lit(ShardValue::Null)),
@@ -1076,6 +1112,35 @@ mod tests {
     use super::*;
     use crate::dialect::MARIADB;
     use shardgate_rules::Config;
+
+    /// A statement with long literals analyses as its whole text does,
+    /// whether the literals' values are read or not.
+    #[test]
+    fn long_literals_analyse_as_the_whole_text() {
+        let config = Config::from_toml_str(include_str!("../../../examples/wework.toml")).unwrap();
+        let rules = ShardingRules::new(&config).unwrap();
+        let long = "a".repeat(10_000);
+        for (sql, emptied_read) in [
+            (format!("SELECT user_id, name FROM users WHERE user_id = 1 OR name = '{long}'"), false),
+            (format!("SELECT name, '{long}' x FROM users u WHERE u.status = 1 ORDER BY name LIMIT 3"), false),
+            (format!("UPDATE users SET name = '{long}' WHERE user_id IN (1, 5) AND email = '{long}'"), false),
+            (format!("SELECT * FROM message_records WHERE tenant_id = '{long}' AND created_at = '2024-03-01'"), true),
+            (format!("INSERT INTO users (user_id, name) VALUES (1, '{long}'), (2, 'b')"), true),
+            (format!("SELECT status, COUNT(*) FROM users GROUP BY status HAVING MAX(name) > '{long}'"), true),
+            (format!("SELECT name FROM users WHERE name = '{long}' AND"), false),
+        ] {
+            let named = named_tables(Lexer::new(&sql), &rules);
+            let condensed = Condensed::of(&sql);
+            assert!(condensed.is_condensed(), "{sql:.60}");
+            let whole = analyzed(&sql, &Condensed::whole(&sql), None, &MARIADB, &rules, "wework", &named);
+            let from_condensed = analyzed(&sql, &condensed, None, &MARIADB, &rules, "wework", &named);
+            assert_eq!(condensed.asked(), emptied_read, "{sql:.60}");
+            if !emptied_read && whole.is_ok() {
+                assert_eq!(from_condensed, whole, "{sql:.60}");
+            }
+            assert_eq!(analyze(&sql, &MARIADB, &rules, "wework"), whole, "{sql:.60}");
+        }
+    }
 
     fn locking(sql: &str) -> bool {
         let config = Config::from_toml_str(include_str!("../../../examples/wework.toml")).unwrap();

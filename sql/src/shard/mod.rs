@@ -5,6 +5,7 @@
 
 pub mod analyze;
 pub mod column_values;
+mod condensed;
 pub mod error;
 #[cfg(test)]
 mod golden;

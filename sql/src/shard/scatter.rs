@@ -130,6 +130,9 @@ struct Builder<'a> {
     sql: &'a str,
     dialect: &'a dyn Dialect,
     offset: &'a dyn Fn(Span) -> Option<usize>,
+    /// Whether the literal starting at an offset of `sql` was left out of
+    /// the parse (see `condensed`): its value is not in the tree.
+    emptied: &'a dyn Fn(Option<usize>) -> bool,
     items: Vec<Item>,
     wildcard: bool,
     derived: Vec<Derived>,
@@ -276,6 +279,7 @@ pub fn scatter_select(
     q: &Query,
     s: &Select,
     offset: &dyn Fn(Span) -> Option<usize>,
+    emptied: &dyn Fn(Option<usize>) -> bool,
     placeholders: &[Placeholder],
     dialect: &dyn Dialect,
 ) -> Result<ScatterSelect, Unmergeable> {
@@ -283,6 +287,7 @@ pub fn scatter_select(
         sql,
         dialect,
         offset,
+        emptied,
         items: Vec::new(),
         wildcard: false,
         derived: Vec::new(),
@@ -661,6 +666,10 @@ fn having_cond(
         Expr::Value(v) => match &v.value {
             Value::Number(n, _) => HavingCond::Number(n.clone()),
             Value::SingleQuotedString(t) | Value::DoubleQuotedString(t) => {
+                if (b.emptied)(b.range(e).ok().map(|(start, _)| start)) {
+                    // The statement is analysed again whole.
+                    return Err("a literal left out of the parse".into());
+                }
                 HavingCond::Text(t.clone().into_bytes())
             }
             Value::Null => HavingCond::Null,
