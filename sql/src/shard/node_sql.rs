@@ -119,10 +119,18 @@ impl<'s> NodeSql<'s> {
 
     /// A command packet's payload: `command`, then the text's bytes.
     pub fn command(&self, command: u8) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.len().saturating_add(1));
-        out.push(command);
-        self.write_bytes(&mut out);
+        let mut out = Vec::new();
+        self.write_command(command, &mut out);
         out
+    }
+
+    /// [`NodeSql::command`] into `out`, cleared first: a buffer reused
+    /// from node to node is allocated once.
+    pub fn write_command(&self, command: u8, out: &mut Vec<u8>) {
+        out.clear();
+        out.reserve(self.len().saturating_add(1));
+        out.push(command);
+        self.write_bytes(out);
     }
 }
 

@@ -60,24 +60,25 @@ impl Session {
             }
         }
         let mut unread: Vec<usize> = vec![0; conns.len()];
+        // Each command is built as it is sent, in this one buffer: one
+        // node's copy of the statement in memory at a time, not one per
+        // node (a statement on 64 tables would take 64 copies).
+        let mut command = Vec::new();
         for ((target, &at), backend_id) in targets.iter().zip(&conn_of).zip(&executed) {
-            // Each command is built as it is sent and dropped after: one
-            // node's copy of the statement in memory at a time, not one
-            // per node (a statement on 64 tables would take 64 copies).
-            let command = match (&execution, backend_id) {
+            match (&execution, backend_id) {
                 (Some(exec), Some(id)) => {
                     // The packet carries its parameter types: only the
                     // statement id differs from node to node. Cursors are
                     // not kept (see `Session::execute`): flags 0.
-                    let mut packet = exec.packet.to_vec();
-                    set_statement_id(&mut packet, *id);
-                    if let Some(flags) = packet.get_mut(5) {
+                    command.clear();
+                    command.extend_from_slice(exec.packet);
+                    set_statement_id(&mut command, *id);
+                    if let Some(flags) = command.get_mut(5) {
                         *flags = 0;
                     }
-                    packet
                 }
-                _ => query_command(target, params),
-            };
+                _ => query_command(target, params, &mut command),
+            }
             // Until its replies are read, a connection cannot be reused:
             // an early return closes it.
             conns[at].broken = true;

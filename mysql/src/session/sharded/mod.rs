@@ -146,8 +146,9 @@ impl Session {
                 }
                 _ => {
                     let params = if binary_rows { params } else { &[] };
-                    self.query_on(&target.data_source, query_command(&target, params))
-                        .await
+                    let mut payload = Vec::new();
+                    query_command(&target, params, &mut payload);
+                    self.query_on(&target.data_source, payload).await
                 }
             },
             Route::Concat(targets) => self.concat(targets, params, execution).await,
@@ -386,16 +387,18 @@ fn primary_pool_of(
     })
 }
 
-/// The COM_QUERY payload of a node statement, its parameter markers bound
-/// to `params` (a prepared statement's execution run as text) when there
-/// are any. Built when it is sent: see [`shardgate_sql::shard::node_sql`].
-fn query_command(target: &Target<'_>, params: &[ParamValue]) -> Vec<u8> {
+/// The COM_QUERY payload of a node statement into `out` (cleared first),
+/// its parameter markers bound to `params` (a prepared statement's
+/// execution run as text) when there are any. Built when it is sent: see
+/// [`shardgate_sql::shard::node_sql`].
+fn query_command(target: &Target<'_>, params: &[ParamValue], out: &mut Vec<u8>) {
     if params.is_empty() {
-        return target.sql.command(COM_QUERY);
+        target.sql.write_command(COM_QUERY, out);
+    } else {
+        let bound =
+            shardgate_sql::shard::rewrite::with_params_bound(&MARIADB, &target.sql.text(), params);
+        NodeSql::from(bound).write_command(COM_QUERY, out);
     }
-    let bound =
-        shardgate_sql::shard::rewrite::with_params_bound(&MARIADB, &target.sql.text(), params);
-    NodeSql::from(bound).command(COM_QUERY)
 }
 
 /// The session lends the core's execution its connections to the data
