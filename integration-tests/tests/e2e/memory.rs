@@ -21,6 +21,10 @@
 //! Skipped (with a `SKIPPED` line) when the sandbox is not running, unless
 //! `SHARDGATE_REQUIRE_SANDBOX=1`. Creates and drops `mem_rows` (physical
 //! `mem_rows_0..3` in ds0..ds3) and nothing else.
+//!
+//! `big_statement` measures one large statement the same way.
+
+mod big_statement;
 
 use shardgate_integration_tests::binary::shardgate_binary;
 use shardgate_integration_tests::{
@@ -46,6 +50,11 @@ const MEM_RULES: &str = r#"
 nodes = "ds${0..3}.mem_rows_${0..3}"
 database = { column = "id", algorithm = "mod", count = 4 }
 table = { column = "id", expression = "mem_rows_${(id / 4) % 4}" }
+
+[tables.mem_big]
+nodes = "ds${0..3}.mem_big_${0..15}"
+database = { column = "id", algorithm = "mod", count = 4 }
+table = { column = "id", expression = "mem_big_${(id / 4) % 16}" }
 "#;
 const DATA_SOURCES: [&str; 4] = ["ds0", "ds1", "ds2", "ds3"];
 const TABLES_PER_NODE: u64 = 4;
