@@ -68,13 +68,17 @@ impl<R: tokio::io::AsyncRead + Unpin> PacketReader<R> {
         if self.buf.capacity() - self.buf.len() < READ_CHUNK {
             self.buf.reserve(READ_CHUNK);
         }
-        let read = self.inner.read_buf(&mut self.buf);
         let n = match self.silence_limit {
-            None => read.await?,
-            Some(limit) => match tokio::time::timeout(limit, read).await {
-                Ok(n) => n?,
-                Err(_) => return Err(ReadError::Silent(limit)),
-            },
+            None => self.inner.read_buf(&mut self.buf).await?,
+            // Boxed: the bounded read is the rare case, and its timer would
+            // otherwise weigh on every read's future.
+            Some(limit) => {
+                let read = tokio::time::timeout(limit, self.inner.read_buf(&mut self.buf));
+                match Box::pin(read).await {
+                    Ok(n) => n?,
+                    Err(_) => return Err(ReadError::Silent(limit)),
+                }
+            }
         };
         if n == 0 {
             return Err(ReadError::Closed);

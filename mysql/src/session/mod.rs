@@ -213,6 +213,9 @@ fn failed_login(
 /// that a busy session pays no timer per command.
 struct IdleDeadline {
     timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// The waker the timer holds: it wakes the session when it fires, and
+    /// needs no polling until then while the session's waker is this one.
+    armed: Option<std::task::Waker>,
     wait: std::time::Duration,
     since: std::time::Instant,
 }
@@ -221,6 +224,7 @@ impl IdleDeadline {
     fn new(wait: std::time::Duration) -> Self {
         IdleDeadline {
             timer: Box::pin(tokio::time::sleep(wait)),
+            armed: None,
             wait,
             since: std::time::Instant::now(),
         }
@@ -231,6 +235,7 @@ impl IdleDeadline {
         if wait != self.wait {
             self.wait = wait;
             self.timer.as_mut().reset((self.since + wait).into());
+            self.armed = None;
         }
     }
 
@@ -246,21 +251,34 @@ impl IdleDeadline {
         reader: &mut PacketReader<tokio::net::tcp::OwnedReadHalf>,
         limit: usize,
     ) -> Option<Result<(u8, bytes::BytesMut), ReadError>> {
+        use std::future::Future;
+        use std::task::Poll;
         let read = reader.read_packet(limit);
         tokio::pin!(read);
-        loop {
-            tokio::select! {
-                biased;
-                packet = &mut read => return Some(packet),
-                () = self.timer.as_mut() => {
-                    let due = self.since + self.wait;
-                    if std::time::Instant::now() >= due {
-                        return None;
-                    }
-                    self.timer.as_mut().reset(due.into());
-                }
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(packet) = read.as_mut().poll(cx) {
+                return Poll::Ready(Some(packet));
             }
-        }
+            // The timer is polled only to hand it a new waker, or once it
+            // has fired: not on every read.
+            loop {
+                let armed = self.armed.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+                if armed && !self.timer.is_elapsed() {
+                    return Poll::Pending;
+                }
+                if self.timer.as_mut().poll(cx).is_pending() {
+                    self.armed = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+                let due = self.since + self.wait;
+                if std::time::Instant::now() >= due {
+                    return Poll::Ready(None);
+                }
+                self.timer.as_mut().reset(due.into());
+                self.armed = None;
+            }
+        })
+        .await
     }
 }
 
