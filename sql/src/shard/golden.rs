@@ -4,7 +4,7 @@
 //! protocol, no parameters), and the plan — where it runs, the SQL each data
 //! source runs, and how a multi-node answer is merged — must read exactly
 //! as recorded under it. A change of plan shows as a diff of that file;
-//! `SHARDGATE_BLESS=1 cargo test -p shardgate-proxy --lib golden` rewrites it
+//! `SHARDGATE_BLESS=1 cargo test -p shardgate-sql --lib golden` rewrites it
 //! after the new plans were read and found right.
 
 use super::analyze::{analyze, Analysis};
