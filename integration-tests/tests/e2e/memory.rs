@@ -25,6 +25,7 @@
 //! `big_statement` measures one large statement the same way.
 
 mod big_statement;
+mod long_data;
 
 use shardgate_integration_tests::binary::shardgate_binary;
 use shardgate_integration_tests::{

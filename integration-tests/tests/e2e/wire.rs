@@ -18,7 +18,7 @@ use sqlx::{Executor, Row};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-struct Wire {
+pub(crate) struct Wire {
     stream: TcpStream,
 }
 
@@ -74,7 +74,7 @@ impl Wire {
 impl Wire {
     /// Prepares `sql`, reading its whole answer: the statement id, or the
     /// error code.
-    async fn prepare(&mut self, sql: &str) -> Result<u32, u16> {
+    pub(crate) async fn prepare(&mut self, sql: &str) -> Result<u32, u16> {
         let mut payload = vec![0x16];
         payload.extend_from_slice(sql.as_bytes());
         self.write(0, &payload).await;
@@ -94,7 +94,7 @@ impl Wire {
         Ok(id)
     }
 
-    async fn long_data(&mut self, id: u32, param: u16, data: &[u8]) {
+    pub(crate) async fn long_data(&mut self, id: u32, param: u16, data: &[u8]) {
         let mut payload = vec![0x18];
         payload.extend_from_slice(&id.to_le_bytes());
         payload.extend_from_slice(&param.to_le_bytes());
@@ -105,7 +105,7 @@ impl Wire {
     /// Executes statement `id` whose parameters are BLOBs sent as long data
     /// (no values in the packet): "ROW <first column as the binary row
     /// holds it>", "OK", or "ERR <code> <sqlstate> <message>".
-    async fn execute_long_data(&mut self, id: u32, params: u16) -> String {
+    pub(crate) async fn execute_long_data(&mut self, id: u32, params: u16) -> String {
         let mut payload = vec![0x17];
         payload.extend_from_slice(&id.to_le_bytes());
         payload.push(0);
@@ -125,7 +125,7 @@ impl Wire {
         self.answer(&payload).await
     }
 
-    async fn answer(&mut self, payload: &[u8]) -> String {
+    pub(crate) async fn answer(&mut self, payload: &[u8]) -> String {
         let reply = self.command(payload, 2).await;
         let first = &reply[0];
         match first[0] {
@@ -178,7 +178,12 @@ fn handshake_response(
 }
 
 /// Logs in with `mysql_native_password`, as every MariaDB client can.
-async fn login_native(addr: std::net::SocketAddr, user: &str, password: &str, db: &str) -> Wire {
+pub(crate) async fn login_native(
+    addr: std::net::SocketAddr,
+    user: &str,
+    password: &str,
+    db: &str,
+) -> Wire {
     let mut wire = Wire {
         stream: TcpStream::connect(addr).await.expect("connect"),
     };
