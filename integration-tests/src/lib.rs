@@ -13,6 +13,7 @@
 pub mod apps;
 pub mod binary;
 pub mod conformance;
+pub mod fault_link;
 pub mod fixtures;
 pub mod http;
 pub mod live_load;

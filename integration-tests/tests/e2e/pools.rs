@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use shardgate_integration_tests::fault_link::{Fault, FaultLink};
 use shardgate_integration_tests::fixtures::{
     admin_request as http, config_with_table as config, connect, drop_table, pool as pool_state,
     start_with_table,
@@ -651,17 +652,191 @@ async fn broken_idle_connections_are_replaced_not_handed_out() {
     drop_table(&proxy, TABLE).await;
 }
 
-/// When the primary was stopped, and when continued (None: still stopped).
-type FreezeWindow = Arc<std::sync::Mutex<Option<(Instant, Option<Instant>)>>>;
+/// When the fault began, and when it ended (None: still on).
+type FaultWindow = Arc<std::sync::Mutex<Option<(Instant, Option<Instant>)>>>;
 
-/// What one session of the stalled-primary load saw.
+/// What one session of a write load saw.
 #[derive(Default)]
 struct Outcomes {
     acked: u64,
     errors: u64,
-    /// Errors that ended after the freeze began, before it ended.
-    errors_while_frozen: u64,
-    first_error_after_freeze: Option<Duration>,
+    /// Errors that ended while the fault was on.
+    errors_during_fault: u64,
+    /// Errors before the fault began (latency alone must cause none).
+    errors_before_fault: u64,
+    first_error_after_fault: Option<Duration>,
+}
+
+/// Sessions each adding 1 to their own row (`id` = the session, on data
+/// source id % 4) until stopped, through a fault on `faulty` (a data
+/// source): every error must name it.
+struct WriteLoad {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    window: FaultWindow,
+    tasks: Vec<tokio::task::JoinHandle<Outcomes>>,
+}
+
+/// What a write load found at the end.
+struct LoadReport {
+    failed: u64,
+    first_error: Option<Duration>,
+}
+
+impl WriteLoad {
+    async fn start(
+        proxy: &Arc<RunningProxy>,
+        table: &'static str,
+        sessions: u64,
+        faulty: &'static str,
+    ) -> WriteLoad {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let window: FaultWindow = Arc::default();
+        let mut tasks = Vec::new();
+        for id in 0..sessions {
+            let (proxy, stop, window) = (proxy.clone(), stop.clone(), window.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut conn = connect(&proxy).await;
+                let mut seen = Outcomes::default();
+                let sql = format!("UPDATE {table} SET v = v + 1 WHERE id = {id}");
+                while !stop.load(Ordering::Relaxed) {
+                    match conn.execute(sql.as_str()).await {
+                        Ok(_) => seen.acked += 1,
+                        Err(e) => {
+                            seen.errors += 1;
+                            let (code, _, message) =
+                                db_error(&e).unwrap_or((0, None, e.to_string()));
+                            assert!(
+                                message.contains(faulty),
+                                "session {id}: an error that does not name {faulty}: {code} {message}"
+                            );
+                            let fault = *window.lock().unwrap();
+                            match fault {
+                                Some((from, None)) => {
+                                    seen.errors_during_fault += 1;
+                                    seen.first_error_after_fault.get_or_insert(from.elapsed());
+                                }
+                                None => seen.errors_before_fault += 1,
+                                Some(_) => {}
+                            }
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+                seen
+            }));
+        }
+        WriteLoad {
+            stop,
+            window,
+            tasks,
+        }
+    }
+
+    fn fault_began(&self) -> Instant {
+        let now = Instant::now();
+        *self.window.lock().unwrap() = Some((now, None));
+        now
+    }
+
+    fn fault_ended(&self) {
+        if let Some(window) = self.window.lock().unwrap().as_mut() {
+            window.1 = Some(Instant::now());
+        }
+    }
+
+    /// Stops the sessions and checks the rows: every acknowledged write is
+    /// there (one that failed may have run: the server may have read it
+    /// from a connection the proxy had cut), and each session on the
+    /// `faulty_ds` (by id % 4) got an error during the fault, the others
+    /// none.
+    async fn finish(self, proxy: &RunningProxy, table: &str, faulty_ds: i64) -> LoadReport {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut outcomes = Vec::new();
+        for task in self.tasks {
+            outcomes.push(task.await.expect("a load session"));
+        }
+        let mut tx = connect(proxy).await;
+        tx.execute("BEGIN").await.expect("begin");
+        let sessions = outcomes.len();
+        let rows = sqlx::query(&format!(
+            "SELECT id, v FROM {table} WHERE id < {sessions} ORDER BY id"
+        ))
+        .fetch_all(&mut tx)
+        .await
+        .expect("the rows, from the primaries");
+        tx.execute("COMMIT").await.expect("commit");
+        let mut report = LoadReport {
+            failed: 0,
+            first_error: None,
+        };
+        for (row, seen) in rows.iter().zip(&outcomes) {
+            let id: i64 = row.get(0);
+            let v: i64 = row.get(1);
+            let applied = u64::try_from(v - id).expect("v only grows");
+            report.failed += seen.errors;
+            assert_eq!(
+                seen.errors_before_fault, 0,
+                "session {id} failed before the fault"
+            );
+            assert!(
+                seen.acked <= applied && applied <= seen.acked + seen.errors,
+                "row {id}: {applied} applied, {} acknowledged, {} failed",
+                seen.acked,
+                seen.errors
+            );
+            if id % 4 == faulty_ds {
+                assert!(
+                    seen.errors_during_fault > 0,
+                    "session {id} got no error during the fault: it hung"
+                );
+                report.first_error = match (report.first_error, seen.first_error_after_fault) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            } else {
+                assert_eq!(
+                    seen.errors, 0,
+                    "session {id} is not on the faulty data source"
+                );
+            }
+        }
+        report
+    }
+}
+
+/// Until `write` succeeds (bounded), how long it took.
+async fn until_it_writes(proxy: &RunningProxy, sql: &str) -> Duration {
+    let since = Instant::now();
+    let mut conn = connect(proxy).await;
+    loop {
+        let write = conn.execute(sql).await;
+        if write.is_ok() {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(20),
+            "no write 20 s after the fault ended: {write:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// While ds2 is marked down: a write there fails at once with 1429 naming
+/// it, and writes to the other data sources go on.
+async fn check_down_but_others_serve(proxy: &RunningProxy, table: &str) {
+    let mut conn = connect(proxy).await;
+    let err = conn
+        .execute(format!("UPDATE {table} SET v = v WHERE id = 2").as_str())
+        .await
+        .expect_err("a write to ds2 while it is down");
+    let (code, _, message) = db_error(&err).expect("a server error");
+    assert_eq!(code, 1429, "{message}");
+    assert!(message.contains("data source ds2 is down"), "{message}");
+    let rows = conn
+        .execute(format!("UPDATE {table} SET v = v WHERE id IN (0, 1, 3)").as_str())
+        .await
+        .expect("writes to ds0, ds1 and ds3 while ds2 is down");
+    assert_eq!(rows.rows_affected(), 3);
 }
 
 /// A primary that stops answering (SIGSTOP) under a 16-session write load
@@ -673,7 +848,6 @@ struct Outcomes {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stopped_primary_is_marked_down_and_comes_back_by_itself() {
     const TABLE: &str = "pool_stalled";
-    const SESSIONS: u64 = 16;
     let mut cfg = config(TABLE, |p| {
         p.health_check_interval_ms = 300;
         p.validation_timeout_ms = 700;
@@ -692,139 +866,80 @@ async fn a_stopped_primary_is_marked_down_and_comes_back_by_itself() {
     let pid = shardgate_integration_tests::replication::Server::locate(ds2_port)
         .pid()
         .expect("ds2's primary runs in the sandbox");
-    let frozen_at: FreezeWindow = Arc::default();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut load = Vec::new();
-    // Session `id` updates row `id`, on data source id % 4: four write ds2.
-    for id in 0..SESSIONS {
-        let (proxy, stop, frozen_at) = (proxy.clone(), stop.clone(), frozen_at.clone());
-        load.push(tokio::spawn(async move {
-            let mut conn = connect(&proxy).await;
-            let mut seen = Outcomes::default();
-            let sql = format!("UPDATE {TABLE} SET v = v + 1 WHERE id = {id}");
-            while !stop.load(Ordering::Relaxed) {
-                match conn.execute(sql.as_str()).await {
-                    Ok(_) => seen.acked += 1,
-                    Err(e) => {
-                        seen.errors += 1;
-                        let (code, _, message) = db_error(&e).unwrap_or((0, None, e.to_string()));
-                        assert!(
-                            message.contains("ds2"),
-                            "session {id}: an error that does not name ds2: {code} {message}"
-                        );
-                        let frozen = *frozen_at.lock().unwrap();
-                        if let Some((from, until)) = frozen {
-                            if until.is_none() {
-                                seen.errors_while_frozen += 1;
-                                seen.first_error_after_freeze.get_or_insert(from.elapsed());
-                            }
-                        }
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                }
-            }
-            seen
-        }));
-    }
+    let load = WriteLoad::start(&proxy, TABLE, 16, "ds2").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let down_after;
-    let other_ds_went_on;
     {
         let _frozen = Frozen::new(pid);
-        let freeze = Instant::now();
-        *frozen_at.lock().unwrap() = Some((freeze, None));
+        let freeze = load.fault_began();
         // Marked down by a health check (every 300 ms, 700 ms to answer).
         let state = pool_state_when(&proxy, "ds2", |s| !s["down"].is_null()).await;
         assert!(!state["down"].is_null(), "ds2 never marked down: {state}");
         down_after = freeze.elapsed();
-        // New statements for it fail at once, naming it.
-        let mut conn = connect(&proxy).await;
-        let err = conn
-            .execute(format!("UPDATE {TABLE} SET v = v WHERE id = 2").as_str())
-            .await
-            .expect_err("a write to ds2 while it is down");
-        let (code, _, message) = db_error(&err).expect("a server error");
-        assert_eq!(code, 1429, "{message}");
-        assert!(message.contains("data source ds2 is down"), "{message}");
-        // The other data sources answer meanwhile.
-        let rows = conn
-            .execute(format!("UPDATE {TABLE} SET v = v WHERE id IN (0, 1, 3)").as_str())
-            .await
-            .expect("writes to ds0, ds1 and ds3 while ds2 is down");
-        other_ds_went_on = rows.rows_affected() == 3;
+        check_down_but_others_serve(&proxy, TABLE).await;
         tokio::time::sleep(Duration::from_millis(1000)).await;
-        if let Some(frozen) = frozen_at.lock().unwrap().as_mut() {
-            frozen.1 = Some(Instant::now());
-        }
+        load.fault_ended();
     }
-    assert!(other_ds_went_on);
-    // It comes back by itself.
-    let resumed = Instant::now();
-    let mut conn = connect(&proxy).await;
-    let recovered_after = loop {
-        let write = conn
-            .execute(format!("UPDATE {TABLE} SET v = v WHERE id = 2").as_str())
-            .await;
-        if write.is_ok() {
-            break resumed.elapsed();
-        }
-        assert!(
-            resumed.elapsed() < Duration::from_secs(20),
-            "ds2 not back 20 s after SIGCONT: {write:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let state = pool_state(&proxy, "ds2").await;
-    assert!(state["down"].is_null(), "{state}");
+    let recovered_after =
+        until_it_writes(&proxy, &format!("UPDATE {TABLE} SET v = v WHERE id = 2")).await;
+    assert!(pool_state(&proxy, "ds2").await["down"].is_null());
     tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut outcomes = Vec::new();
-    for task in load {
-        outcomes.push(task.await.expect("a load session"));
-    }
-    // Every write acknowledged is there; one that failed may have run (the
-    // server read it after SIGCONT from a connection the proxy had cut).
-    let mut tx = connect(&proxy).await;
-    tx.execute("BEGIN").await.expect("begin");
-    let rows = sqlx::query(&format!(
-        "SELECT id, v FROM {TABLE} WHERE id < {SESSIONS} ORDER BY id"
-    ))
-    .fetch_all(&mut tx)
-    .await
-    .expect("the rows, from the primaries");
-    tx.execute("COMMIT").await.expect("commit");
-    let mut first_error: Option<Duration> = None;
-    let (mut failed, mut lost) = (0, 0);
-    for (row, seen) in rows.iter().zip(&outcomes) {
-        let id: i64 = row.get(0);
-        let v: i64 = row.get(1);
-        let applied = u64::try_from(v - id).expect("v only grows");
-        failed += seen.errors;
-        if applied < seen.acked {
-            lost += seen.acked - applied;
-        }
-        assert!(
-            applied <= seen.acked + seen.errors,
-            "row {id}: {applied} applied, {} acknowledged, {} failed",
-            seen.acked,
-            seen.errors
-        );
-        if id % 4 == 2 {
-            assert!(
-                seen.errors_while_frozen > 0,
-                "session {id} on ds2 got no error while ds2 was stopped: it hung"
-            );
-            first_error = match (first_error, seen.first_error_after_freeze) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-        } else {
-            assert_eq!(seen.errors, 0, "session {id} is not on ds2");
-        }
-    }
-    assert_eq!(lost, 0, "acknowledged writes lost");
+    let report = load.finish(&proxy, TABLE, 2).await;
     eprintln!(
-        "stopped ds2 primary under {SESSIONS} sessions: marked down after {down_after:?}, first error after {first_error:?}, {failed} failed statements, back {recovered_after:?} after SIGCONT, 0 wrong answers, 0 acknowledged writes lost"
+        "fault: ds2's primary stopped (SIGSTOP), 16 sessions: marked down after {down_after:?}, first error after {:?}, {} failed statements, back {recovered_after:?} after SIGCONT, 0 wrong answers, 0 acknowledged writes lost",
+        report.first_error, report.failed
+    );
+    drop_table(&proxy, TABLE).await;
+}
+
+/// The link to ds2's primary slowed by 50 ms each way, then cut (a
+/// partition: nothing crosses, nothing is refused), then healed, under a
+/// 16-session write load on the shipped config: through the latency no
+/// statement fails; through the cut the primary is marked down, statements
+/// waiting on it fail naming it and new ones fail at once, the other data
+/// sources' sessions go on; after the heal it takes statements again by
+/// itself. No acknowledged write is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_primary_behind_a_slow_then_cut_link() {
+    const TABLE: &str = "pool_link";
+    let mut cfg = config(TABLE, |p| {
+        p.health_check_interval_ms = 300;
+        p.validation_timeout_ms = 1000;
+    });
+    cfg.server.read_write_splitting = true;
+    let ds2 = cfg.data_sources["ds2"].url.clone();
+    let target = format!("{}:{}", ds2.host, ds2.port)
+        .parse()
+        .expect("ds2's address");
+    let link = FaultLink::start(target).await;
+    cfg.data_sources.get_mut("ds2").expect("ds2").url.port = link.addr.port();
+    let Some((proxy, _sandbox)) = start("a_primary_behind_a_slow_then_cut_link", cfg, TABLE).await
+    else {
+        return;
+    };
+    let load = WriteLoad::start(&proxy, TABLE, 16, "ds2").await;
+    link.set(Fault::Latency(Duration::from_millis(50)));
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert!(
+        pool_state(&proxy, "ds2").await["down"].is_null(),
+        "slow is not down"
+    );
+    link.set(Fault::Cut);
+    let cut = load.fault_began();
+    let state = pool_state_when(&proxy, "ds2", |s| !s["down"].is_null()).await;
+    assert!(!state["down"].is_null(), "ds2 never marked down: {state}");
+    let down_after = cut.elapsed();
+    check_down_but_others_serve(&proxy, TABLE).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    load.fault_ended();
+    link.set(Fault::None);
+    let recovered_after =
+        until_it_writes(&proxy, &format!("UPDATE {TABLE} SET v = v WHERE id = 2")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report = load.finish(&proxy, TABLE, 2).await;
+    eprintln!(
+        "fault: ds2's link +50 ms each way for 2 s, then cut, 16 sessions: no failure while slow; marked down {down_after:?} after the cut, first error after {:?}, {} failed statements, back {recovered_after:?} after the heal, 0 wrong answers, 0 acknowledged writes lost",
+        report.first_error, report.failed
     );
     drop_table(&proxy, TABLE).await;
 }
