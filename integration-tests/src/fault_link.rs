@@ -53,6 +53,21 @@ impl FaultLink {
     pub fn set(&self, fault: Fault) {
         self.fault.send_replace(fault);
     }
+
+    /// Cuts the link until the guard is dropped.
+    pub fn cut(&self) -> Cut<'_> {
+        self.set(Fault::Cut);
+        Cut(self)
+    }
+}
+
+/// A cut link, healed when dropped.
+pub struct Cut<'a>(&'a FaultLink);
+
+impl Drop for Cut<'_> {
+    fn drop(&mut self) {
+        self.0.set(Fault::None);
+    }
 }
 
 impl Drop for FaultLink {

@@ -418,6 +418,30 @@ fn write_config(dir: &Path) -> (PathBuf, Config) {
     (path, cfg)
 }
 
+/// The proxy binary running on the memory tests' config in a scratch
+/// folder of its own (removed by [`ProxyRun::end`]).
+struct ProxyRun {
+    proxy: ProxyProcess,
+    cfg: Config,
+    tmp: PathBuf,
+}
+
+impl ProxyRun {
+    fn start() -> ProxyRun {
+        let tmp = scratch_dir();
+        let (config_path, cfg) = write_config(&tmp);
+        let proxy = ProxyProcess::start(&shardgate_binary(), &config_path, &tmp);
+        ProxyRun { proxy, cfg, tmp }
+    }
+
+    /// Stops the proxy; its log's tail.
+    fn end(mut self) -> String {
+        let log = self.proxy.stop();
+        let _ = std::fs::remove_dir_all(&self.tmp);
+        log
+    }
+}
+
 // ------------------------------------------------------------- proxy ----
 
 struct Memory {

@@ -839,6 +839,38 @@ async fn check_down_but_others_serve(proxy: &RunningProxy, table: &str) {
     assert_eq!(rows.rows_affected(), 3);
 }
 
+/// A fault on ds2's primary under `load`, from `begin` until what it
+/// returns is dropped: ds2 is marked down, a write there then fails at once
+/// while the others go on, and once the fault ends it takes writes again
+/// by itself; then the load's rows are checked.
+async fn through_fault<G>(
+    proxy: &Arc<RunningProxy>,
+    load: WriteLoad,
+    table: &str,
+    begin: impl FnOnce() -> G,
+) -> String {
+    let down_after;
+    {
+        let _fault = begin();
+        let began = load.fault_began();
+        let state = pool_state_when(proxy, "ds2", |s| !s["down"].is_null()).await;
+        assert!(!state["down"].is_null(), "ds2 never marked down: {state}");
+        down_after = began.elapsed();
+        check_down_but_others_serve(proxy, table).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        load.fault_ended();
+    }
+    let recovered_after =
+        until_it_writes(proxy, &format!("UPDATE {table} SET v = v WHERE id = 2")).await;
+    assert!(pool_state(proxy, "ds2").await["down"].is_null());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report = load.finish(proxy, table, 2).await;
+    format!(
+        "marked down after {down_after:?}, first error after {:?}, {} failed statements, back {recovered_after:?} after the fault ended, 0 wrong answers, 0 acknowledged writes lost",
+        report.first_error, report.failed
+    )
+}
+
 /// A primary that stops answering (SIGSTOP) under a 16-session write load
 /// on the shipped config (replicas on): once a health check finds it silent
 /// it is marked down; the statements waiting on it end with an error naming
@@ -868,27 +900,8 @@ async fn a_stopped_primary_is_marked_down_and_comes_back_by_itself() {
         .expect("ds2's primary runs in the sandbox");
     let load = WriteLoad::start(&proxy, TABLE, 16, "ds2").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let down_after;
-    {
-        let _frozen = Frozen::new(pid);
-        let freeze = load.fault_began();
-        // Marked down by a health check (every 300 ms, 700 ms to answer).
-        let state = pool_state_when(&proxy, "ds2", |s| !s["down"].is_null()).await;
-        assert!(!state["down"].is_null(), "ds2 never marked down: {state}");
-        down_after = freeze.elapsed();
-        check_down_but_others_serve(&proxy, TABLE).await;
-        tokio::time::sleep(Duration::from_millis(1000)).await;
-        load.fault_ended();
-    }
-    let recovered_after =
-        until_it_writes(&proxy, &format!("UPDATE {TABLE} SET v = v WHERE id = 2")).await;
-    assert!(pool_state(&proxy, "ds2").await["down"].is_null());
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let report = load.finish(&proxy, TABLE, 2).await;
-    eprintln!(
-        "fault: ds2's primary stopped (SIGSTOP), 16 sessions: marked down after {down_after:?}, first error after {:?}, {} failed statements, back {recovered_after:?} after SIGCONT, 0 wrong answers, 0 acknowledged writes lost",
-        report.first_error, report.failed
-    );
+    let figures = through_fault(&proxy, load, TABLE, || Frozen::new(pid)).await;
+    eprintln!("fault: ds2's primary stopped (SIGSTOP), 16 sessions: {figures}");
     drop_table(&proxy, TABLE).await;
 }
 
@@ -924,22 +937,9 @@ async fn a_primary_behind_a_slow_then_cut_link() {
         pool_state(&proxy, "ds2").await["down"].is_null(),
         "slow is not down"
     );
-    link.set(Fault::Cut);
-    let cut = load.fault_began();
-    let state = pool_state_when(&proxy, "ds2", |s| !s["down"].is_null()).await;
-    assert!(!state["down"].is_null(), "ds2 never marked down: {state}");
-    let down_after = cut.elapsed();
-    check_down_but_others_serve(&proxy, TABLE).await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    load.fault_ended();
-    link.set(Fault::None);
-    let recovered_after =
-        until_it_writes(&proxy, &format!("UPDATE {TABLE} SET v = v WHERE id = 2")).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let report = load.finish(&proxy, TABLE, 2).await;
+    let figures = through_fault(&proxy, load, TABLE, || link.cut()).await;
     eprintln!(
-        "fault: ds2's link +50 ms each way for 2 s, then cut, 16 sessions: no failure while slow; marked down {down_after:?} after the cut, first error after {:?}, {} failed statements, back {recovered_after:?} after the heal, 0 wrong answers, 0 acknowledged writes lost",
-        report.first_error, report.failed
+        "fault: ds2's link +50 ms each way for 2 s (no failure), then cut, 16 sessions: {figures}"
     );
     drop_table(&proxy, TABLE).await;
 }

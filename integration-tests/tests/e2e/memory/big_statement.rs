@@ -14,7 +14,7 @@
 //! Creates and drops `mem_big` (physical `mem_big_0..15` on ds0..ds3) and
 //! `mem_big_plain` (on ds0).
 
-use super::{exec, scratch_dir, shardgate_binary, write_config, ProxyProcess};
+use super::{exec, ProxyProcess, ProxyRun};
 use shardgate_integration_tests::{proxy_endpoint, sandbox, sandbox_ready, say, test_config};
 use sqlx::mysql::MySqlConnection;
 use sqlx::{Connection, Row};
@@ -34,24 +34,20 @@ async fn a_large_statement_on_a_sharded_table_keeps_proxy_memory_bounded() {
     if !sandbox_ready(&test_config(), TEST) {
         return;
     }
-    let bin = shardgate_binary();
-    let tmp = scratch_dir();
-    let (config_path, cfg) = write_config(&tmp);
-    let mut proxy = ProxyProcess::start(&bin, &config_path, &tmp);
-    let ep = proxy_endpoint(&cfg, proxy.addr);
+    let mut proxy = ProxyRun::start();
+    let ep = proxy_endpoint(&proxy.cfg, proxy.proxy.addr);
     let mut conn = ep
         .connect()
         .await
         .unwrap_or_else(|e| panic!("connect to shardgate at {}: {e}", ep.addr()));
 
-    let outcome = run(&mut conn, &mut proxy).await;
+    let outcome = run(&mut conn, &mut proxy.proxy).await;
 
     for table in ["mem_big", "mem_big_plain"] {
         let _ = exec(&mut conn, &format!("DROP TABLE IF EXISTS {table}")).await;
     }
     let _ = conn.close().await;
-    let log = proxy.stop();
-    let _ = std::fs::remove_dir_all(&tmp);
+    let log = proxy.end();
     match outcome {
         Ok(growth_kib) => {
             let growth_mib = growth_kib as f64 / 1024.0;

@@ -9,7 +9,7 @@
 //! execution with 1105. The proxy runs as a child process, as in the deep
 //! page test.
 
-use super::{scratch_dir, shardgate_binary, write_config, ProxyProcess};
+use super::ProxyRun;
 use crate::wire::login_native;
 use shardgate_integration_tests::{sandbox, sandbox_ready, test_config};
 
@@ -27,10 +27,8 @@ async fn long_data_piled_up_by_a_client_keeps_proxy_memory_bounded() {
     if !sandbox_ready(&test_config(), TEST) {
         return;
     }
-    let bin = shardgate_binary();
-    let tmp = scratch_dir();
-    let (config_path, cfg) = write_config(&tmp);
-    let mut proxy = ProxyProcess::start(&bin, &config_path, &tmp);
+    let mut run = ProxyRun::start();
+    let (proxy, cfg) = (&mut run.proxy, &run.cfg);
     let user = cfg.server.users.first().expect("a user");
     let mut wire = login_native(proxy.addr, &user.name, &user.password, &cfg.server.database).await;
     let before = proxy.memory().expect("the proxy's memory");
@@ -46,8 +44,7 @@ async fn long_data_piled_up_by_a_client_keeps_proxy_memory_bounded() {
     let refused = wire.execute_long_data(last, 1).await;
     let kept = wire.execute_long_data(ids[0], 1).await;
     let after = proxy.memory().expect("the proxy's memory");
-    let log = proxy.stop();
-    let _ = std::fs::remove_dir_all(&tmp);
+    let log = run.end();
     let growth_mib = after.hwm_kib.saturating_sub(before.hwm_kib) / 1024;
     eprintln!(
         "{STATEMENTS} x {CHUNK_MIB} MiB of long data: peak RSS {} -> {} MiB (+{growth_mib} MiB)",
