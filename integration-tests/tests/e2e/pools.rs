@@ -944,6 +944,84 @@ async fn a_primary_behind_a_slow_then_cut_link() {
     drop_table(&proxy, TABLE).await;
 }
 
+/// The link to one of ds2's replicas cut (a partition) under 16 reading
+/// sessions on the shipped config: the replica is marked down, reads that
+/// were waiting on it are retried elsewhere and new ones go to the other
+/// replica or the primary: no read fails; once healed, it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_go_on_when_a_replica_is_cut_off() {
+    const TABLE: &str = "pool_replica_cut";
+    let mut cfg = config(TABLE, |p| {
+        p.health_check_interval_ms = 300;
+        p.validation_timeout_ms = 1000;
+    });
+    cfg.server.read_write_splitting = true;
+    let replica = cfg.data_sources["ds2"].replicas[0].clone();
+    let target = format!("{}:{}", replica.host, replica.port)
+        .parse()
+        .expect("the replica's address");
+    let link = FaultLink::start(target).await;
+    cfg.data_sources.get_mut("ds2").expect("ds2").replicas[0].port = link.addr.port();
+    let Some((proxy, _sandbox)) = start("reads_go_on_when_a_replica_is_cut_off", cfg, TABLE).await
+    else {
+        return;
+    };
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for s in 0..16u64 {
+        let (proxy, stop) = (proxy.clone(), stop.clone());
+        readers.push(tokio::spawn(async move {
+            let mut conn = connect(&proxy).await;
+            let (mut answered, mut failed) = (0u64, Vec::new());
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                // Rows 2, 6, 10, ...: all on ds2; v = id.
+                let id = 4 * ((s + n) % 10) + 2;
+                n += 1;
+                let sql = format!("SELECT v FROM {TABLE} WHERE id = {id}");
+                match sqlx::query_scalar::<_, i32>(&sql)
+                    .fetch_one(&mut conn)
+                    .await
+                {
+                    Ok(v) if i64::from(v) == i64::try_from(id).unwrap_or(-1) => answered += 1,
+                    Ok(v) => failed.push(format!("row {id}: v = {v}")),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (answered, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let down_after;
+    {
+        let _cut = link.cut();
+        let cut = Instant::now();
+        let state = pool_state_when(&proxy, "ds2.replica1", |s| !s["down"].is_null()).await;
+        assert!(
+            !state["down"].is_null(),
+            "the replica never marked down: {state}"
+        );
+        down_after = cut.elapsed();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    let healed = Instant::now();
+    let state = pool_state_when(&proxy, "ds2.replica1", |s| s["down"].is_null()).await;
+    assert!(state["down"].is_null(), "the replica not back: {state}");
+    let back_after = healed.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let (mut answered, mut failed) = (0, Vec::new());
+    for reader in readers {
+        let (a, f) = reader.await.expect("a reader");
+        answered += a;
+        failed.extend(f);
+    }
+    assert!(failed.is_empty(), "failed or wrong reads: {failed:?}");
+    eprintln!(
+        "fault: ds2.replica1's link cut, 16 reading sessions: marked down after {down_after:?}, back {back_after:?} after the heal, {answered} reads, 0 failed, 0 wrong answers"
+    );
+    drop_table(&proxy, TABLE).await;
+}
+
 /// `query_timeout_ms` bounds how long a statement waits for its data
 /// source to answer: a statement on a server that stays silent longer
 /// (stopped, or computing) fails with an error naming the data source and
