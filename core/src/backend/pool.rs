@@ -340,19 +340,27 @@ impl<C: Connection> Pool<C> {
                 if !pool.silent.load(Ordering::Relaxed) {
                     return;
                 }
-                let flavor = (*pool.last_flavor.lock().unwrap_or_else(|e| e.into_inner()))
-                    .unwrap_or_else(C::internal_flavor);
                 let timeout = Duration::from_millis(pool.config.validation_timeout_ms);
-                let probe = tokio::time::timeout(timeout, async {
-                    let mut conn = pool.open_connection(flavor).await?;
-                    pool.validate(&mut conn).await
-                });
+                let probe = tokio::time::timeout(timeout, pool.probe(pool.check_flavor()));
                 if let Ok(Ok(())) = probe.await {
                     pool.mark_up();
                     return;
                 }
             }
         });
+    }
+
+    /// The flavor a check's connection takes: the one sessions used last.
+    fn check_flavor(&self) -> C::Flavor {
+        (*self.last_flavor.lock().unwrap_or_else(|e| e.into_inner()))
+            .unwrap_or_else(C::internal_flavor)
+    }
+
+    /// Whether the server answers, on a connection of the check's own,
+    /// whatever the pool's state.
+    async fn probe(&self, flavor: C::Flavor) -> Result<(), BackendError> {
+        let mut conn = self.open_connection(flavor).await?;
+        self.validate(&mut conn).await
     }
 
     /// The server answered: it takes statements again.
@@ -742,8 +750,7 @@ impl<C: Connection> Pool<C> {
     /// down; one that answers again is marked up.
     pub async fn health_check(self: &Arc<Self>) -> HealthCheck {
         let started = Instant::now();
-        let flavor = (*self.last_flavor.lock().unwrap_or_else(|e| e.into_inner()))
-            .unwrap_or_else(C::internal_flavor);
+        let flavor = self.check_flavor();
         let timeout = Duration::from_millis(self.config.validation_timeout_ms);
         let holder = Holder::new();
         let down = self.is_down.load(Ordering::Relaxed);
@@ -755,10 +762,8 @@ impl<C: Connection> Pool<C> {
                 self.validate(&mut conn).await
             } else {
                 // Every connection is in use (a busy pool is not a sick
-                // server), or the server is down (checkouts fail): check
-                // with a connection of its own.
-                let mut conn = self.open_connection(flavor).await?;
-                self.validate(&mut conn).await
+                // server), or the server is down (checkouts fail).
+                self.probe(flavor).await
             }
         })
         .await;
