@@ -16,6 +16,7 @@ pub mod backend;
 pub mod databases;
 pub mod error;
 pub mod execute;
+pub mod idle;
 pub mod log_limit;
 pub mod metrics;
 pub mod pause;

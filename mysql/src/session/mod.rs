@@ -45,6 +45,7 @@ use long_data::{parameter_values, LongData};
 use prepared::{Executing, PreparedStatement, ShardedPrepared, Statements};
 use shardgate_core::admission::{Admission, HostLimit, UserSlot};
 use shardgate_core::error::{rolls_back_transaction, BackendError, ErrorKind, ProxyError};
+use shardgate_core::idle::IdleDeadline;
 use shardgate_core::log_limit::LogLimit;
 use shardgate_core::metrics;
 use shardgate_core::pause::Gate;
@@ -160,24 +161,18 @@ fn failed_login(
     peer: Option<IpAddr>,
     e: &auth::LoginError,
 ) {
-    let reason = match e {
-        auth::LoginError::Refused(err) if err.kind == ErrorKind::AccessDenied => "access_denied",
-        auth::LoginError::Refused(err) if err.kind == ErrorKind::TooManyUserConnections => {
-            "user_limit"
-        }
-        auth::LoginError::Refused(_) | auth::LoginError::Gone(ReadError::TooLarge { .. }) => {
-            "refused"
-        }
-        auth::LoginError::Gone(_) | auth::LoginError::Io(_) => "aborted",
+    // Its metric's reason, and whether it counts towards blocking the host.
+    let (reason, against_host) = match e {
+        auth::LoginError::Refused(err) => match err.kind {
+            ErrorKind::AccessDenied => ("access_denied", true),
+            ErrorKind::BadHandshake => ("refused", true),
+            ErrorKind::TooManyUserConnections => ("user_limit", false),
+            _ => ("refused", false),
+        },
+        auth::LoginError::Gone(ReadError::TooLarge { .. }) => ("refused", true),
+        auth::LoginError::Gone(_) | auth::LoginError::Io(_) => ("aborted", false),
     };
     shared.metrics.failed_login(reason);
-    let against_host = match e {
-        auth::LoginError::Refused(err) => {
-            matches!(err.kind, ErrorKind::AccessDenied | ErrorKind::BadHandshake)
-        }
-        auth::LoginError::Gone(ReadError::TooLarge { .. }) => true,
-        auth::LoginError::Gone(_) | auth::LoginError::Io(_) => false,
-    };
     if let (Some(ip), true) = (peer, against_host) {
         let server = &shared.config.server;
         let limit = HostLimit {
@@ -204,81 +199,6 @@ fn failed_login(
             held_back,
             "login failed: {e} (shardgate_failed_logins_total counts them all)"
         );
-    }
-}
-
-/// When a session that waits for its next command is closed: `wait` after
-/// its last command ended. One timer per session, moved only when it fires
-/// early (the session was busy since it was set) or `wait` changes, so
-/// that a busy session pays no timer per command.
-struct IdleDeadline {
-    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
-    /// The waker the timer holds: it wakes the session when it fires, and
-    /// needs no polling until then while the session's waker is this one.
-    armed: Option<std::task::Waker>,
-    wait: std::time::Duration,
-    since: std::time::Instant,
-}
-
-impl IdleDeadline {
-    fn new(wait: std::time::Duration) -> Self {
-        IdleDeadline {
-            timer: Box::pin(tokio::time::sleep(wait)),
-            armed: None,
-            wait,
-            since: std::time::Instant::now(),
-        }
-    }
-
-    /// The session's `wait_timeout` now (a SET may have changed it).
-    fn follow(&mut self, wait: std::time::Duration) {
-        if wait != self.wait {
-            self.wait = wait;
-            self.timer.as_mut().reset((self.since + wait).into());
-            self.armed = None;
-        }
-    }
-
-    fn command_ended(&mut self, at: std::time::Instant) {
-        self.since = at;
-    }
-
-    /// The next packet, or None when it has not come within `wait` of the
-    /// last command's end. The timer firing early only moves it: the read
-    /// goes on.
-    async fn read_within(
-        &mut self,
-        reader: &mut PacketReader<tokio::net::tcp::OwnedReadHalf>,
-        limit: usize,
-    ) -> Option<Result<(u8, bytes::BytesMut), ReadError>> {
-        use std::future::Future;
-        use std::task::Poll;
-        let read = reader.read_packet(limit);
-        tokio::pin!(read);
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(packet) = read.as_mut().poll(cx) {
-                return Poll::Ready(Some(packet));
-            }
-            // The timer is polled only to hand it a new waker, or once it
-            // has fired: not on every read.
-            loop {
-                let armed = self.armed.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
-                if armed && !self.timer.is_elapsed() {
-                    return Poll::Pending;
-                }
-                if self.timer.as_mut().poll(cx).is_pending() {
-                    self.armed = Some(cx.waker().clone());
-                    return Poll::Pending;
-                }
-                let due = self.since + self.wait;
-                if std::time::Instant::now() >= due {
-                    return Poll::Ready(None);
-                }
-                self.timer.as_mut().reset(due.into());
-                self.armed = None;
-            }
-        })
-        .await
     }
 }
 
@@ -438,7 +358,7 @@ impl Session {
         let mut idle = IdleDeadline::new(self.wait_timeout);
         loop {
             idle.follow(self.wait_timeout);
-            let Some(read) = idle.read_within(&mut self.reader, limit).await else {
+            let Some(read) = idle.within(self.reader.read_packet(limit)).await else {
                 // As MariaDB: closed without a word, its transaction rolled back.
                 debug!(wait_timeout = ?self.wait_timeout, "no command within wait_timeout; closing");
                 self.shared.metrics.idle_session_closed();
