@@ -84,25 +84,21 @@ async fn deep_scatter_page_keeps_proxy_memory_bounded() {
     assert!(rows >= 1000, "SHARDGATE_MEM_ROWS must be at least 1000");
 
     let started = Instant::now();
-    let bin = shardgate_binary();
-    let tmp = scratch_dir();
-    let (config_path, cfg) = write_config(&tmp);
+    let mut proxy = ProxyRun::start();
+    let cfg = &proxy.cfg;
     let nodes: Vec<Endpoint> = DATA_SOURCES
         .iter()
-        .map(|ds| data_source_endpoint(&cfg, ds).expect("the data source is configured"))
+        .map(|ds| data_source_endpoint(cfg, ds).expect("the data source is configured"))
         .collect();
-
-    let mut proxy = ProxyProcess::start(&bin, &config_path, &tmp);
-    let ep = proxy_endpoint(&cfg, proxy.addr);
+    let ep = proxy_endpoint(cfg, proxy.proxy.addr);
     say(&format!(
-        "memory: shardgate pid {} on {} ({}), {} rows",
-        proxy.pid(),
-        proxy.addr,
-        bin.display(),
+        "memory: shardgate pid {} on {}, {} rows",
+        proxy.proxy.pid(),
+        proxy.proxy.addr,
         rows
     ));
 
-    let outcome = run(&ep, &nodes, &mut proxy, rows).await;
+    let outcome = run(&ep, &nodes, &mut proxy.proxy, rows).await;
 
     // Cleanup whatever happened: through the proxy, then directly (idempotent).
     if let Ok(mut c) = ep.connect().await {
@@ -112,8 +108,7 @@ async fn deep_scatter_page_keeps_proxy_memory_bounded() {
         let _ = c.close().await;
     }
     drop_physical(&nodes).await;
-    let log = proxy.stop();
-    let _ = std::fs::remove_dir_all(&tmp);
+    let log = proxy.end();
 
     match outcome {
         Ok(report) => {

@@ -652,6 +652,24 @@ async fn broken_idle_connections_are_replaced_not_handed_out() {
     drop_table(&proxy, TABLE).await;
 }
 
+/// The shipped config (replicas on) with `table`, every server
+/// health-checked every 300 ms within `validation_ms`.
+fn fault_config(table: &str, validation_ms: u64) -> Config {
+    let mut cfg = config(table, |p| {
+        p.health_check_interval_ms = 300;
+        p.validation_timeout_ms = validation_ms;
+    });
+    cfg.server.read_write_splitting = true;
+    cfg
+}
+
+/// A server's address, to put a fault link in front of it.
+fn address(url: &shardgate_rules::config::BackendUrl) -> std::net::SocketAddr {
+    format!("{}:{}", url.host, url.port)
+        .parse()
+        .expect("a server's address")
+}
+
 /// When the fault began, and when it ended (None: still on).
 type FaultWindow = Arc<std::sync::Mutex<Option<(Instant, Option<Instant>)>>>;
 
@@ -880,11 +898,7 @@ async fn through_fault<G>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stopped_primary_is_marked_down_and_comes_back_by_itself() {
     const TABLE: &str = "pool_stalled";
-    let mut cfg = config(TABLE, |p| {
-        p.health_check_interval_ms = 300;
-        p.validation_timeout_ms = 700;
-    });
-    cfg.server.read_write_splitting = true;
+    let cfg = fault_config(TABLE, 700);
     let ds2_port = cfg.data_sources["ds2"].url.port;
     let Some((proxy, _sandbox)) = start(
         "a_stopped_primary_is_marked_down_and_comes_back_by_itself",
@@ -915,17 +929,10 @@ async fn a_stopped_primary_is_marked_down_and_comes_back_by_itself() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_primary_behind_a_slow_then_cut_link() {
     const TABLE: &str = "pool_link";
-    let mut cfg = config(TABLE, |p| {
-        p.health_check_interval_ms = 300;
-        p.validation_timeout_ms = 1000;
-    });
-    cfg.server.read_write_splitting = true;
-    let ds2 = cfg.data_sources["ds2"].url.clone();
-    let target = format!("{}:{}", ds2.host, ds2.port)
-        .parse()
-        .expect("ds2's address");
-    let link = FaultLink::start(target).await;
-    cfg.data_sources.get_mut("ds2").expect("ds2").url.port = link.addr.port();
+    let mut cfg = fault_config(TABLE, 1000);
+    let ds2 = &mut cfg.data_sources.get_mut("ds2").expect("ds2").url;
+    let link = FaultLink::start(address(ds2)).await;
+    ds2.port = link.addr.port();
     let Some((proxy, _sandbox)) = start("a_primary_behind_a_slow_then_cut_link", cfg, TABLE).await
     else {
         return;
@@ -951,17 +958,10 @@ async fn a_primary_behind_a_slow_then_cut_link() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reads_go_on_when_a_replica_is_cut_off() {
     const TABLE: &str = "pool_replica_cut";
-    let mut cfg = config(TABLE, |p| {
-        p.health_check_interval_ms = 300;
-        p.validation_timeout_ms = 1000;
-    });
-    cfg.server.read_write_splitting = true;
-    let replica = cfg.data_sources["ds2"].replicas[0].clone();
-    let target = format!("{}:{}", replica.host, replica.port)
-        .parse()
-        .expect("the replica's address");
-    let link = FaultLink::start(target).await;
-    cfg.data_sources.get_mut("ds2").expect("ds2").replicas[0].port = link.addr.port();
+    let mut cfg = fault_config(TABLE, 1000);
+    let replica = &mut cfg.data_sources.get_mut("ds2").expect("ds2").replicas[0];
+    let link = FaultLink::start(address(replica)).await;
+    replica.port = link.addr.port();
     let Some((proxy, _sandbox)) = start("reads_go_on_when_a_replica_is_cut_off", cfg, TABLE).await
     else {
         return;

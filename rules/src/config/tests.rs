@@ -378,6 +378,12 @@ fn worker_threads_are_one_per_cpu_unless_bounded_otherwise() {
     }
 }
 
+/// Why the minimal config with `line` in `[server]` does not load.
+fn server_setting_error(line: &str) -> String {
+    let text = MINIMAL.replace("[server]\n", &format!("[server]\n{line}\n"));
+    Config::from_toml_str(&text).unwrap_err().to_string()
+}
+
 #[test]
 fn client_connections_are_bounded_and_must_log_in_in_time() {
     let server = Config::from_toml_str(MINIMAL).unwrap().server;
@@ -394,8 +400,7 @@ fn client_connections_are_bounded_and_must_log_in_in_time() {
         (server.max_connections, server.connect_timeout_ms),
         (3, 500)
     );
-    let none = MINIMAL.replace("[server]\n", "[server]\nmax_connections = 0\n");
-    let err = Config::from_toml_str(&none).unwrap_err().to_string();
+    let err = server_setting_error("max_connections = 0");
     assert!(err.contains("server.max_connections"), "{err}");
 }
 
@@ -409,8 +414,7 @@ fn prepared_statements_and_their_long_data_are_bounded_per_session() {
         ),
         (16_382, 128 * 1024 * 1024)
     );
-    let none = MINIMAL.replace("[server]\n", "[server]\nmax_prepared_statements = 0\n");
-    let err = Config::from_toml_str(&none).unwrap_err().to_string();
+    let err = server_setting_error("max_prepared_statements = 0");
     assert!(err.contains("server.max_prepared_statements"), "{err}");
 }
 
@@ -418,8 +422,7 @@ fn prepared_statements_and_their_long_data_are_bounded_per_session() {
 fn idle_sessions_are_closed_after_the_wait_timeout() {
     let server = Config::from_toml_str(MINIMAL).unwrap().server;
     assert_eq!(server.wait_timeout_ms, 28_800_000);
-    let none = MINIMAL.replace("[server]\n", "[server]\nwait_timeout_ms = 0\n");
-    let err = Config::from_toml_str(&none).unwrap_err().to_string();
+    let err = server_setting_error("wait_timeout_ms = 0");
     assert!(err.contains("server.wait_timeout_ms"), "{err}");
 }
 
@@ -455,7 +458,6 @@ fn sessions_per_user_and_failed_logins_per_host_are_bounded() {
     );
     own.max_connections = Some(2);
     assert_eq!(own.session_limit(&config.server), Some(2));
-    let none = MINIMAL.replace("[server]\n", "[server]\nmax_connect_errors = 0\n");
-    let err = Config::from_toml_str(&none).unwrap_err().to_string();
+    let err = server_setting_error("max_connect_errors = 0");
     assert!(err.contains("server.max_connect_errors"), "{err}");
 }
