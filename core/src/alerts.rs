@@ -89,9 +89,7 @@ impl Alerts {
 }
 
 async fn post_alerts(url: String, mut rx: mpsc::Receiver<Alert>) {
-    // ring as rustls' crypto; installed once per process, so a second
-    // install is refused, harmlessly.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::tls::install_crypto_provider();
     let client = match reqwest::Client::builder().timeout(ATTEMPT_TIMEOUT).build() {
         Ok(client) => client,
         Err(e) => {
@@ -159,7 +157,7 @@ mod tests {
     /// `localhost`, made trusted through `SSL_CERT_FILE` (the system trust
     /// store's override); returns its URL and the JSON bodies posted to it.
     async fn https_receiver() -> (String, mpsc::Receiver<serde_json::Value>) {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::tls::install_crypto_provider();
         let issued = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
         let dir = std::env::temp_dir().join(format!("shardgate-webhook-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -32,6 +32,8 @@ pub enum BuildError {
     NoDefaultDataSource(String),
     #[error("invalid sharding rules: {0}")]
     Rules(#[from] shardgate_rules::ConfigError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// What every session shares: one version of the configuration and what
@@ -52,6 +54,9 @@ pub struct Shared<B: Backend> {
     /// Kept across reloads unless `[snowflake]` changes, so ids stay unique.
     pub keys: Arc<SnowflakeGenerator>,
     pub reads: ReadRouter,
+    /// What clients negotiate TLS with (`server.tls`), read from its files
+    /// when this version was built.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl<B: Backend> Shared<B> {
@@ -306,6 +311,12 @@ pub fn build_shared<B: Backend>(
         _ => Arc::new(SnowflakeGenerator::new(&config.snowflake, SystemClock)),
     };
     let reads = ReadRouter::new(&config);
+    let tls = config
+        .server
+        .tls
+        .as_ref()
+        .map(crate::tls::acceptor)
+        .transpose()?;
     Ok(Shared {
         version,
         config,
@@ -316,5 +327,6 @@ pub fn build_shared<B: Backend>(
         databases,
         keys,
         reads,
+        tls,
     })
 }

@@ -29,6 +29,8 @@ impl ConfigError {
 pub enum Problem {
     #[error("missing '{0}'")]
     Missing(&'static str),
+    #[error("needs '{0}'")]
+    Requires(&'static str),
     #[error("at least one {0} is required")]
     Empty(&'static str),
     #[error("unknown data source '{name}' (declared: {declared})")]

@@ -149,6 +149,26 @@ pub struct ServerConfig {
     /// session here, whose statements the proxy keeps).
     #[serde(default = "default_max_prepared_statements")]
     pub max_prepared_statements: usize,
+    /// The certificate and key clients are offered TLS with; none: clients
+    /// connect in the clear.
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+    /// Refuse clients that did not negotiate TLS (MariaDB's
+    /// `require_secure_transport`); needs `server.tls`.
+    #[serde(default)]
+    pub require_secure_transport: bool,
+}
+
+/// A certificate chain and its private key, PEM files read at start and at
+/// each reload (so renewed files take effect on SIGHUP). Relative paths are
+/// from the working directory.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The server's certificate, then the chain up to (not including) the
+    /// root clients trust.
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -599,6 +619,12 @@ impl Config {
                 range: "1..",
             };
             return Err(ConfigError::invalid(key, problem));
+        }
+        if server.require_secure_transport && server.tls.is_none() {
+            return Err(ConfigError::invalid(
+                "server.require_secure_transport",
+                Problem::Requires("server.tls"),
+            ));
         }
         if let Some(n) = self.server.worker_threads {
             if !(1..=MAX_WORKER_THREADS).contains(&n) {
