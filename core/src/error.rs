@@ -181,6 +181,9 @@ pub enum ErrorKind {
     BadHandshake,
     /// A wrong user name or password.
     AccessDenied,
+    /// A client in the clear where `server.require_secure_transport` asks
+    /// for TLS.
+    InsecureTransport,
     /// A user with as many sessions open as it may have.
     TooManyUserConnections,
     /// A logical database the proxy does not serve.
@@ -254,6 +257,7 @@ impl ProxyError {
             | ErrorKind::UnknownTable
             | ErrorKind::BadHandshake
             | ErrorKind::AccessDenied
+            | ErrorKind::InsecureTransport
             | ErrorKind::TooManyUserConnections
             | ErrorKind::UnknownDatabase => "client",
             ErrorKind::Internal => "proxy",

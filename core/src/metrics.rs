@@ -143,7 +143,7 @@ impl Metrics {
             failed_logins: counter(
                 r,
                 "shardgate_failed_logins_total",
-                "Client connections that did not log in, by reason: access_denied (wrong user or password), refused (bad handshake, unknown database, a login packet over its limit), user_limit (the user has server.max_user_connections sessions open), host_blocked (the host failed to log in server.max_connect_errors times in a row), aborted (the client went away or did not log in within server.connect_timeout_ms).",
+                "Client connections that did not log in, by reason: access_denied (wrong user or password), refused (bad handshake, unknown database, a login packet over its limit), user_limit (the user has server.max_user_connections sessions open), host_blocked (the host failed to log in server.max_connect_errors times in a row), insecure_transport (a client in the clear under server.require_secure_transport), tls (the TLS handshake failed), aborted (the client went away or did not log in within server.connect_timeout_ms).",
                 &["reason"],
             ),
             idle_sessions_closed: counter(

@@ -1,9 +1,11 @@
 //! The `shardgate` binary, for the tests that run the proxy as a child
 //! process (its memory its own, its logs on its standard output).
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::{crate_dir, say};
 
@@ -73,4 +75,139 @@ pub fn shardgate_binary() -> PathBuf {
         t.elapsed().as_secs_f64()
     ));
     bin
+}
+
+/// The proxy binary running as a child process (killed when dropped).
+pub struct ProxyProcess {
+    child: Child,
+    /// Where it serves MySQL clients.
+    pub addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl ProxyProcess {
+    /// Starts `bin` on the config file `config`, its log in `dir`, and
+    /// waits until it says where it serves.
+    pub fn start(bin: &Path, config: &Path, dir: &Path) -> ProxyProcess {
+        let log = dir.join("shardgate.log");
+        std::fs::File::create(&log).expect("create the proxy log");
+        let mut child = Command::new(bin)
+            .arg("--config")
+            .arg(config)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(append_to(&log))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        // "ShardGate is serving MySQL clients on 127.0.0.1:PORT (admin ...); ..."
+        let stdout = child.stdout.take().expect("piped stdout");
+        // Its logs (on stdout) go to the log file after its errors (stderr).
+        let mut log_file = append_to(&log);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let mut sent = false;
+            for line in lines.by_ref().map_while(Result::ok) {
+                let _ = writeln!(log_file, "{line}");
+                if !sent {
+                    if let Some(rest) = line.split(" clients on ").nth(1) {
+                        let addr: String = rest
+                            .trim_start()
+                            .chars()
+                            .take_while(|c| !c.is_whitespace() && *c != ';' && *c != ',')
+                            .collect();
+                        let _ = tx.send(addr);
+                        sent = true;
+                    }
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "shardgate did not report its address within 30s:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+        };
+        let addr: SocketAddr = match addr.parse() {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("shardgate's address {addr:?}: {e}");
+            }
+        };
+        ProxyProcess { child, addr, log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// How it ended, if it did.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Sends it a signal by name (`HUP`, `STOP`, ...).
+    pub fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .map(|s| s.success());
+        assert_eq!(sent.ok(), Some(true), "kill -{name} {}", self.pid());
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the proxy; returns the tail of its log.
+    pub fn stop(&mut self) -> String {
+        if let Ok(None) = self.child.try_wait() {
+            // SIGTERM first, so that it shuts down cleanly
+            let _ = Command::new("kill")
+                .arg(self.pid().to_string())
+                .stderr(Stdio::null())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn append_to(path: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .expect("open the proxy log")
 }

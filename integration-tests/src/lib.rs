@@ -12,6 +12,7 @@
 
 pub mod apps;
 pub mod binary;
+pub mod certs;
 pub mod conformance;
 pub mod fault_link;
 pub mod fixtures;
@@ -396,6 +397,13 @@ impl Driver {
             ep.database
         );
         self.run_with(self.scenario_file().1, ep, &what).await
+    }
+
+    /// As [`Driver::run`], with environment variables `env` for the
+    /// scenario (e.g. `SG_TLS_CA`: connect over TLS, verifying the
+    /// server's certificate and name).
+    pub async fn run_env(self, ep: &Endpoint, env: &[(&str, &str)]) -> Result<String, String> {
+        self.run_file_env(self.scenario_file().1, ep, env).await
     }
 
     /// Runs another scenario of this driver, `file` in its folder under

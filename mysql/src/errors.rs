@@ -51,7 +51,11 @@ impl ToClient for ProxyError {
             ErrorKind::AdminSyntax => (codes::ER_PARSE_ERROR, "42000"),
             ErrorKind::UnknownTable => (codes::ER_NO_SUCH_TABLE, "42S02"),
             ErrorKind::BadHandshake => (codes::ER_HANDSHAKE_ERROR, "08S01"),
-            ErrorKind::AccessDenied => (codes::ER_ACCESS_DENIED_ERROR, "28000"),
+            // MariaDB 10.11 refuses a client in the clear under
+            // require_secure_transport with 1045, as a wrong password.
+            ErrorKind::AccessDenied | ErrorKind::InsecureTransport => {
+                (codes::ER_ACCESS_DENIED_ERROR, "28000")
+            }
             ErrorKind::TooManyUserConnections => (codes::ER_TOO_MANY_USER_CONNECTIONS, "42000"),
             ErrorKind::UnknownDatabase => (codes::ER_BAD_DB_ERROR, "42000"),
         };

@@ -12,7 +12,8 @@ use shardgate_sql::text::ClientCharset;
 
 pub const NATIVE_PASSWORD: &str = "mysql_native_password";
 
-/// Capabilities the proxy offers clients. No TLS, compression or LOCAL
+/// Capabilities a session works with (TLS, offered apart by [`greeting`],
+/// is done when the session starts). No compression or LOCAL
 /// INFILE yet; session tracking is the backend's, passed through; CLIENT_LONG_PASSWORD (CLIENT_MYSQL) is set, so
 /// MariaDB clients do not expect MariaDB extended capabilities (bulk
 /// execute, metadata caching) that the proxy does not speak.
@@ -53,8 +54,15 @@ pub struct ServerIdentity {
     pub collation: u8,
 }
 
-/// The initial handshake packet payload.
-pub fn greeting(identity: &ServerIdentity, connection_id: u32, salt: &[u8; 20]) -> Vec<u8> {
+/// The initial handshake packet payload; `tls`: the proxy offers TLS.
+pub fn greeting(
+    identity: &ServerIdentity,
+    connection_id: u32,
+    salt: &[u8; 20],
+    tls: bool,
+) -> Vec<u8> {
+    let mut capabilities = server_capabilities();
+    capabilities.set(CapabilityFlags::CLIENT_SSL, tls);
     let mut first = [0u8; 8];
     first.copy_from_slice(&salt[..8]);
     // The second part is NUL-terminated on the wire.
@@ -66,7 +74,7 @@ pub fn greeting(identity: &ServerIdentity, connection_id: u32, salt: &[u8; 20]) 
         connection_id,
         first,
         Some(second),
-        server_capabilities(),
+        capabilities,
         identity.collation,
         StatusFlags::SERVER_STATUS_AUTOCOMMIT,
         Some(NATIVE_PASSWORD.as_bytes()),
@@ -98,6 +106,16 @@ pub enum HelloError {
     Malformed,
 }
 
+/// Whether a client's first answer asks to start TLS (the SSL request: the
+/// handshake response's first 32 bytes, with CLIENT_SSL, and nothing else).
+pub fn is_ssl_request(payload: &[u8]) -> bool {
+    payload.len() == 32
+        && CapabilityFlags::from_bits_truncate(u32::from_le_bytes([
+            payload[0], payload[1], payload[2], payload[3],
+        ]))
+        .contains(CapabilityFlags::CLIENT_SSL)
+}
+
 /// Parses the client's handshake response.
 pub fn parse_hello(payload: &[u8]) -> Result<ClientHello, HelloError> {
     if payload.len() < 4 {
@@ -109,7 +127,7 @@ pub fn parse_hello(payload: &[u8]) -> Result<ClientHello, HelloError> {
     if !caps.contains(CapabilityFlags::CLIENT_PROTOCOL_41) {
         return Err(HelloError::NoProtocol41);
     }
-    if caps.contains(CapabilityFlags::CLIENT_SSL) && payload.len() == 32 {
+    if is_ssl_request(payload) {
         return Err(HelloError::SslRequested);
     }
     let response: HandshakeResponse<'_> = ParseBuf(payload)
@@ -183,8 +201,12 @@ mod tests {
             collation: 45,
         };
         let salt = new_salt();
-        let bytes = greeting(&identity, 7, &salt);
+        let bytes = greeting(&identity, 7, &salt, false);
         let parsed: HandshakePacket<'_> = ParseBuf(&bytes).parse(()).unwrap();
+        assert!(!parsed.capabilities().contains(CapabilityFlags::CLIENT_SSL));
+        let with_tls = greeting(&identity, 7, &salt, true);
+        let offered: HandshakePacket<'_> = ParseBuf(&with_tls).parse(()).unwrap();
+        assert!(offered.capabilities().contains(CapabilityFlags::CLIENT_SSL));
         assert_eq!(parsed.connection_id(), 7);
         assert_eq!(parsed.nonce(), salt.to_vec());
         assert_eq!(parsed.server_version_ref(), b"10.11.6-MariaDB");

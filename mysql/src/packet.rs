@@ -165,6 +165,35 @@ impl<R: tokio::io::AsyncRead + Unpin> PacketReader<R> {
     }
 }
 
+/// Reads one packet and not a byte past it: for a client's first answer,
+/// which an SSL request makes the last bytes before a TLS handshake. A
+/// payload over `limit` (a split one included) is refused before it is read.
+pub async fn read_packet_exact<R: tokio::io::AsyncRead + Unpin>(
+    inner: &mut R,
+    limit: usize,
+) -> Result<(u8, Vec<u8>), ReadError> {
+    let mut header = [0u8; HEADER];
+    read_exact_or_closed(inner, &mut header).await?;
+    let (len, seq) = (payload_len(&header), header[3]);
+    if len > limit.min(MAX_PAYLOAD - 1) {
+        return Err(ReadError::TooLarge { limit, seq });
+    }
+    let mut payload = vec![0u8; len];
+    read_exact_or_closed(inner, &mut payload).await?;
+    Ok((seq, payload))
+}
+
+async fn read_exact_or_closed<R: tokio::io::AsyncRead + Unpin>(
+    inner: &mut R,
+    buf: &mut [u8],
+) -> Result<(), ReadError> {
+    match inner.read_exact(buf).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(ReadError::Closed),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Length field of the packet whose header starts `buf`.
 pub fn payload_len(buf: &[u8]) -> usize {
     usize::from(buf[0]) | usize::from(buf[1]) << 8 | usize::from(buf[2]) << 16
@@ -291,7 +320,7 @@ impl<W: tokio::io::AsyncWrite + Unpin> PacketWriter<W> {
             framed = &framed[n - from_queued..];
         }
         self.buf.clear();
-        Ok(())
+        self.inner.flush().await
     }
 
     /// Writes everything queued.
@@ -304,6 +333,8 @@ impl<W: tokio::io::AsyncWrite + Unpin> PacketWriter<W> {
             if self.buf.capacity() > 4 * 1024 * 1024 {
                 self.buf.shrink_to(READ_CHUNK);
             }
+            // A no-op on TCP; TLS may hold the last record until flushed.
+            self.inner.flush().await?;
         }
         Ok(())
     }

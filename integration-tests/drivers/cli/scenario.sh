@@ -30,6 +30,8 @@ big+=${pattern:0:320} # 390*256 + 160 = 100000 bytes
 
 args=(--no-defaults --batch --raw --force --unbuffered --default-character-set=utf8mb4
       --connect-timeout=10 -h "$HOST" -P "$PORT" -u "$USER_" -D "$DB")
+# SG_TLS_CA: connect over TLS, verifying the server's certificate and name.
+[[ -n ${SG_TLS_CA:-} ]] && args+=(--ssl --ssl-ca="$SG_TLS_CA" --ssl-verify-server-cert)
 export MYSQL_PWD="$PASS"
 
 "$CLIENT" "${args[@]}" -e "DROP TABLE IF EXISTS $T" || exit 1

@@ -246,6 +246,13 @@ public class Scenario {
         String password = arg(a, 3, "SG_PASSWORD", "");
         String db = arg(a, 4, "SG_DATABASE", "ds0");
         String url = "jdbc:mariadb://" + host + ":" + port + "/" + db + "?useServerPrepStmts=true";
+        // SG_TLS_CA: TLS, verifying the server's certificate and name
+        // (Connector/J 3's sslMode=verify-full; 2.x's useSsl with its
+        // default host name check).
+        String ca = System.getenv("SG_TLS_CA");
+        if (ca != null && !ca.isEmpty()) {
+            url += "&sslMode=verify-full&useSsl=true&serverSslCert=" + ca;
+        }
 
         try (Connection c = DriverManager.getConnection(url, user, password)) {
             String t = TABLE;

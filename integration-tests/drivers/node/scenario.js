@@ -102,6 +102,10 @@ async function main() {
     rowsAsArray: true,
     connectTimeout: 10000,
   };
+  // SG_TLS_CA: TLS, verifying the server's certificate and name.
+  if (env.SG_TLS_CA) {
+    cfg.ssl = { ca: require('fs').readFileSync(env.SG_TLS_CA), rejectUnauthorized: true };
+  }
   const conn = await mysql.createConnection(cfg);
   const t = TABLE;
   const cols = 'id, name, qty, price, ratio, day, created, created6, data, note';

@@ -128,7 +128,11 @@ def main():
     password = args[3] if len(args) > 3 else os.environ.get("SG_PASSWORD", "")
     database = args[4] if len(args) > 4 else os.environ.get("SG_DATABASE", "ds0")
 
+    # SG_TLS_CA: connect over TLS, verifying the server's certificate and name.
+    ca = os.environ.get("SG_TLS_CA")
+    tls = {"ssl_ca": ca, "ssl_verify_cert": True, "ssl_verify_identity": True} if ca else {}
     conn = pymysql.connect(
+        **tls,
         host=host,
         port=port,
         user=user,

@@ -27,18 +27,16 @@
 mod big_statement;
 mod long_data;
 
-use shardgate_integration_tests::binary::shardgate_binary;
+use shardgate_integration_tests::binary::{shardgate_binary, ProxyProcess};
 use shardgate_integration_tests::{
     data_source_endpoint, proxy_endpoint, sandbox, sandbox_ready, say, test_config, Config,
     Endpoint,
 };
 use sqlx::mysql::MySqlConnection;
 use sqlx::{Connection, Row};
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Peak-RSS growth allowed during the deep page, in MiB.
 const BOUND_MIB: u64 = 64;
@@ -444,75 +442,14 @@ struct Memory {
     rss_kib: u64,
 }
 
-struct ProxyProcess {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
+/// The proxy's peak and current resident memory.
+trait ProcessMemory {
+    fn memory(&mut self) -> Result<Memory, String>;
 }
 
-impl ProxyProcess {
-    fn start(bin: &Path, config: &Path, dir: &Path) -> ProxyProcess {
-        let log = dir.join("shardgate.log");
-        let mut child = Command::new(bin)
-            .arg("--config")
-            .arg(config)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).expect("create the proxy log"))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        // "ShardGate is serving MySQL clients on 127.0.0.1:PORT (admin ...); ..."
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let mut sent = false;
-            for line in lines.by_ref().map_while(Result::ok) {
-                if !sent {
-                    if let Some(rest) = line.split(" clients on ").nth(1) {
-                        let addr: String = rest
-                            .trim_start()
-                            .chars()
-                            .take_while(|c| !c.is_whitespace() && *c != ';' && *c != ',')
-                            .collect();
-                        let _ = tx.send(addr);
-                        sent = true;
-                    }
-                }
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "shardgate did not report its address within 30s:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-        };
-        let addr: SocketAddr = match addr.parse() {
-            Ok(a) => a,
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("shardgate's address {addr:?}: {e}");
-            }
-        };
-        ProxyProcess { child, addr, log }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
+impl ProcessMemory for ProxyProcess {
     fn memory(&mut self) -> Result<Memory, String> {
-        if let Ok(Some(status)) = self.child.try_wait() {
+        if let Some(status) = self.exited() {
             return Err(format!("shardgate exited ({status})"));
         }
         let path = format!("/proc/{}/status", self.pid());
@@ -528,37 +465,5 @@ impl ProxyProcess {
             hwm_kib: field("VmHWM:")?,
             rss_kib: field("VmRSS:")?,
         })
-    }
-
-    /// Stops the proxy; returns the tail of its log.
-    fn stop(&mut self) -> String {
-        if let Ok(None) = self.child.try_wait() {
-            // SIGTERM first, so that it shuts down cleanly
-            let _ = Command::new("kill")
-                .arg(self.pid().to_string())
-                .stderr(Stdio::null())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-}
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }

@@ -121,7 +121,7 @@ async fn wrong_password_is_access_denied_1045() {
 }
 
 /// `shardgate_failed_logins_total{reason}` from the proxy's `/metrics`.
-async fn failed_logins(proxy: &RunningProxy, reason: &str) -> u64 {
+pub(crate) async fn failed_logins(proxy: &RunningProxy, reason: &str) -> u64 {
     metric(
         proxy,
         &format!("shardgate_failed_logins_total{{reason=\"{reason}\"}}"),

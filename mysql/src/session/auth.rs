@@ -3,18 +3,20 @@
 //! plugin), default database.
 
 use mysql_common::constants::CapabilityFlags;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 use crate::backend::Shared;
 use crate::errors::ToClient;
 use crate::handshake::{
-    auth_switch_request, greeting, new_salt, parse_hello, verify_native_password, ClientHello,
-    ServerIdentity, NATIVE_PASSWORD,
+    auth_switch_request, greeting, is_ssl_request, new_salt, parse_hello, verify_native_password,
+    ClientHello, ServerIdentity, NATIVE_PASSWORD,
 };
 use crate::ok_err::{status, OkInfo};
-use crate::packet::{PacketReader, PacketWriter, ReadError};
+use crate::packet::{frame_into, read_packet_exact, PacketReader, PacketWriter, ReadError};
 use shardgate_core::admission::{Admission, UserSlot};
 use shardgate_core::error::{ErrorKind, ProxyError};
+use shardgate_core::net::{split_plain, split_tls, ReadHalf, WriteHalf};
 
 /// Handshake packets are small; anything bigger is not a client.
 const HANDSHAKE_LIMIT: usize = 64 * 1024;
@@ -26,6 +28,9 @@ pub struct LoggedIn {
     pub database: std::sync::Arc<crate::backend::LogicalDatabase>,
     /// Its place among its user's sessions, held while the session lasts.
     pub user_slot: UserSlot,
+    /// The connection, over TLS when the client asked for it.
+    pub reader: PacketReader<ReadHalf>,
+    pub writer: PacketWriter<WriteHalf>,
 }
 
 /// Why the connection phase ended without a session.
@@ -35,6 +40,8 @@ pub enum LoginError {
     Gone(#[from] ReadError),
     #[error("write to client failed: {0}")]
     Io(#[from] std::io::Error),
+    #[error("TLS handshake failed: {0}")]
+    Tls(std::io::Error),
     #[error("refused: {0}")]
     Refused(ProxyError),
 }
@@ -45,26 +52,54 @@ pub async fn login(
     identity: &ServerIdentity,
     connection_id: u32,
     peer_ip: &str,
-    reader: &mut PacketReader<OwnedReadHalf>,
-    writer: &mut PacketWriter<OwnedWriteHalf>,
+    mut stream: TcpStream,
 ) -> Result<LoggedIn, LoginError> {
     let salt = new_salt();
-    writer.set_seq(0);
-    writer.push(&greeting(identity, connection_id, &salt));
-    writer.flush().await?;
+    let mut framed = Vec::with_capacity(128);
+    let offer = greeting(identity, connection_id, &salt, shared.tls.is_some());
+    frame_into(&mut framed, 0, &offer);
+    stream.write_all(&framed).await?;
 
-    let (seq, payload) = reader.read_packet(HANDSHAKE_LIMIT).await?;
+    // Read exactly: after an SSL request the next bytes are TLS's.
+    let (seq, first) = read_packet_exact(&mut stream, HANDSHAKE_LIMIT).await?;
+    let (mut reader, mut writer, seq, payload, secure) = match &shared.tls {
+        Some(acceptor) if is_ssl_request(&first) => {
+            let tls = acceptor.accept(stream).await.map_err(LoginError::Tls)?;
+            let (r, w) = split_tls(tls);
+            let mut reader = PacketReader::new(r);
+            let (seq, payload) = reader.read_packet(HANDSHAKE_LIMIT).await?;
+            (reader, PacketWriter::new(w), seq, payload.to_vec(), true)
+        }
+        _ => {
+            let (r, w) = split_plain(stream);
+            (
+                PacketReader::new(r),
+                PacketWriter::new(w),
+                seq,
+                first,
+                false,
+            )
+        }
+    };
     writer.set_seq(seq.wrapping_add(1));
     let hello = match parse_hello(&payload) {
         Ok(hello) => hello,
         Err(e) => {
-            return refuse(
-                writer,
-                ProxyError::new(ErrorKind::BadHandshake, format!("Bad handshake: {e}")),
-            )
-            .await
+            let err = ProxyError::new(ErrorKind::BadHandshake, format!("Bad handshake: {e}"));
+            return refuse(&mut writer, err).await;
         }
     };
+    if shared.config.server.require_secure_transport && !secure {
+        // MariaDB's answer to a client in the clear, with the reason.
+        let err = ProxyError::new(
+            ErrorKind::InsecureTransport,
+            format!(
+                "Access denied for user '{}'@'{peer_ip}': connections must use TLS (server.require_secure_transport)",
+                hello.user
+            ),
+        );
+        return refuse(&mut writer, err).await;
+    }
     let user = shared
         .config
         .server
@@ -93,12 +128,12 @@ pub async fn login(
                 hello.user, peer_ip
             ),
         );
-        return refuse(writer, err).await;
+        return refuse(&mut writer, err).await;
     }
     let database = match &hello.database {
         Some(name) => match shared.database(name) {
             Some(db) => db.clone(),
-            None => return refuse(writer, unknown_database(name)).await,
+            None => return refuse(&mut writer, unknown_database(name)).await,
         },
         None => shared.first_database().clone(),
     };
@@ -112,7 +147,7 @@ pub async fn login(
                 hello.user
             ),
         );
-        return refuse(writer, err).await;
+        return refuse(&mut writer, err).await;
     };
     writer.push(
         &OkInfo {
@@ -126,6 +161,8 @@ pub async fn login(
         hello,
         database,
         user_slot,
+        reader,
+        writer,
     })
 }
 
@@ -137,10 +174,7 @@ pub fn unknown_database(name: &str) -> ProxyError {
     )
 }
 
-async fn refuse<T>(
-    writer: &mut PacketWriter<OwnedWriteHalf>,
-    err: ProxyError,
-) -> Result<T, LoginError> {
+async fn refuse<T>(writer: &mut PacketWriter<WriteHalf>, err: ProxyError) -> Result<T, LoginError> {
     writer.push(&err.to_client().encode());
     writer.flush().await?;
     Err(LoginError::Refused(err))

@@ -19,10 +19,10 @@ use std::sync::Arc;
 
 use mysql_common::constants::CapabilityFlags;
 use shardgate_core::execute::merge::MergeFailure;
+use shardgate_core::net::{ReadHalf, WriteHalf};
 use shardgate_core::replica::session_reads::SessionReads;
 use shardgate_core::session_conns::SessionConns;
 use shardgate_core::transaction::OpenTransaction;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tracing::{debug, info_span, warn, Instrument};
 
@@ -76,17 +76,13 @@ pub async fn serve(proxy: Arc<Proxy>, identity: Arc<ServerIdentity>, stream: Tcp
     let _ = stream.set_nodelay(true);
     let span = info_span!("session", id = connection_id, peer = %peer_ip);
     async move {
-        let (r, w) = stream.into_split();
-        let mut reader = PacketReader::new(r);
-        let mut writer = PacketWriter::new(w);
         let login = auth::login(
             &shared,
             proxy.admission(),
             &identity,
             connection_id,
             &peer_ip,
-            &mut reader,
-            &mut writer,
+            stream,
         );
         let connect_timeout =
             std::time::Duration::from_millis(shared.config.server.connect_timeout_ms);
@@ -106,7 +102,13 @@ pub async fn serve(proxy: Arc<Proxy>, identity: Arc<ServerIdentity>, stream: Tcp
         if let Some(ip) = peer {
             proxy.admission().login_succeeded(ip);
         }
-        let (hello, db) = (logged_in.hello, logged_in.database);
+        let auth::LoggedIn {
+            hello,
+            database: db,
+            user_slot,
+            reader,
+            writer,
+        } = logged_in;
         let registration = proxy
             .sessions()
             .register(connection_id, &hello.user, shared.version);
@@ -134,7 +136,7 @@ pub async fn serve(proxy: Arc<Proxy>, identity: Arc<ServerIdentity>, stream: Tcp
             admitted: Gate::default(),
             wrote: false,
             wait_timeout,
-            _user_slot: logged_in.user_slot,
+            _user_slot: user_slot,
         };
         session.run().await;
         session.close().await;
@@ -167,9 +169,13 @@ fn failed_login(
             ErrorKind::AccessDenied => ("access_denied", true),
             ErrorKind::BadHandshake => ("refused", true),
             ErrorKind::TooManyUserConnections => ("user_limit", false),
+            // Not a guess at a password: a client that will try with TLS
+            // from the same host must not find it blocked.
+            ErrorKind::InsecureTransport => ("insecure_transport", false),
             _ => ("refused", false),
         },
         auth::LoginError::Gone(ReadError::TooLarge { .. }) => ("refused", true),
+        auth::LoginError::Tls(_) => ("tls", true),
         auth::LoginError::Gone(_) | auth::LoginError::Io(_) => ("aborted", false),
     };
     shared.metrics.failed_login(reason);
@@ -220,8 +226,8 @@ struct Session {
     /// client selected none), of that version.
     db: Arc<LogicalDatabase>,
     proxy: Arc<Proxy>,
-    reader: PacketReader<OwnedReadHalf>,
-    writer: PacketWriter<OwnedWriteHalf>,
+    reader: PacketReader<ReadHalf>,
+    writer: PacketWriter<WriteHalf>,
     capabilities: CapabilityFlags,
     flavor: Flavor,
     /// The character set the client writes statements in

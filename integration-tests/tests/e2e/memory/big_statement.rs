@@ -14,7 +14,7 @@
 //! Creates and drops `mem_big` (physical `mem_big_0..15` on ds0..ds3) and
 //! `mem_big_plain` (on ds0).
 
-use super::{exec, ProxyProcess, ProxyRun};
+use super::{exec, ProcessMemory, ProxyProcess, ProxyRun};
 use shardgate_integration_tests::{proxy_endpoint, sandbox, sandbox_ready, say, test_config};
 use sqlx::mysql::MySqlConnection;
 use sqlx::{Connection, Row};

@@ -9,7 +9,7 @@
 //! execution with 1105. The proxy runs as a child process, as in the deep
 //! page test.
 
-use super::ProxyRun;
+use super::{ProcessMemory, ProxyRun};
 use crate::wire::login_native;
 use shardgate_integration_tests::{sandbox, sandbox_ready, test_config};
 

@@ -7,16 +7,16 @@ use crate::packet::PacketWriter;
 use crate::row::{encode_row, RowFormat};
 use crate::session::Session;
 use shardgate_core::execute::merge::MergedResult;
+use shardgate_core::net::WriteHalf;
 use shardgate_merge::engine::RowSink;
 use shardgate_merge::error::MergeError;
 use shardgate_merge::Value;
 use shardgate_sql::shard::metadata::MetadataNames;
-use tokio::net::tcp::OwnedWriteHalf;
 
 /// Rows of nodes to the client, in its protocol: the header the executor
 /// starts it with (logical names for physical ones), then its rows.
 pub(super) struct ClientResult<'a> {
-    writer: &'a mut PacketWriter<OwnedWriteHalf>,
+    writer: &'a mut PacketWriter<WriteHalf>,
     names: &'a MetadataNames,
     header: Header,
     /// The status of the EOF packet after the column definitions; None

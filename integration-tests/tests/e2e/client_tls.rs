@@ -1,0 +1,166 @@
+//! TLS for clients, on the shipped config (replicas on) with `server.tls`
+//! and `require_secure_transport`: real drivers log in over TLS, verifying
+//! the proxy's certificate and name, and get the answers the server gives
+//! them directly; a client in the clear is refused as MariaDB refuses it;
+//! the binary serves a renewed certificate after SIGHUP.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use shardgate_integration_tests::binary::{shardgate_binary, ProxyProcess};
+use shardgate_integration_tests::certs::{self, TestCerts};
+use shardgate_integration_tests::{
+    assert_same_transcript, direct_endpoint, proxy_endpoint, sandbox, sandbox_ready,
+    seed_config_text, start_proxy, test_config, Driver, Endpoint,
+};
+use shardgate_rules::config::TlsFiles;
+use shardgate_rules::Config;
+
+use crate::protocol::failed_logins;
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("shardgate-tls-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    dir
+}
+
+fn tls_files(certs: &TestCerts) -> TlsFiles {
+    TlsFiles {
+        cert: certs.cert.clone(),
+        key: certs.key.clone(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drivers_over_tls_get_the_answers_the_server_gives() {
+    let _sandbox = sandbox::shared().await;
+    let issued = certs::issue(&scratch("drivers"), "drivers");
+    let mut cfg = test_config();
+    cfg.server.tls = Some(tls_files(&issued));
+    cfg.server.require_secure_transport = true;
+    if !sandbox_ready(&cfg, "client_tls") {
+        return;
+    }
+    let direct = direct_endpoint(&cfg);
+    let proxy = start_proxy(cfg).await;
+    let ca = issued.ca.to_string_lossy().into_owned();
+    // Each scenario in the clear straight at ds0, then over TLS through the
+    // proxy, which refuses the clear: a transcript at all proves TLS.
+    for driver in [Driver::Cli, Driver::PyMySql, Driver::Jdbc, Driver::Node] {
+        let name = driver.name();
+        let direct_t = driver
+            .run(&direct)
+            .await
+            .unwrap_or_else(|e| panic!("{name} against ds0 directly: {e}"));
+        let proxied_t = driver
+            .run_env(&proxy.endpoint(), &[("SG_TLS_CA", &ca)])
+            .await
+            .unwrap_or_else(|e| panic!("{name} over TLS through shardgate: {e}"));
+        assert_same_transcript(&format!("{name} over TLS"), &direct_t, &proxied_t);
+    }
+
+    let refused = proxy.endpoint().connect().await.expect_err("refused");
+    let db = refused.as_database_error().expect("a server error");
+    assert_eq!(db.code().as_deref(), Some("28000"), "{db}");
+    assert_eq!(
+        db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+            .map(|e| e.number()),
+        Some(1045)
+    );
+    assert!(
+        db.message()
+            .contains("connections must use TLS (server.require_secure_transport)"),
+        "{db}"
+    );
+    assert_eq!(failed_logins(&proxy, "insecure_transport").await, 1);
+    assert_eq!(failed_logins(&proxy, "access_denied").await, 0);
+}
+
+/// `mariadb -e "SELECT 1"` over TLS, trusting only `ca`: Ok when the
+/// proxy's certificate verifies (chain and name), else the client's error.
+async fn select_over_tls(ep: &Endpoint, ca: &std::path::Path) -> Result<String, String> {
+    let out = tokio::process::Command::new("mariadb")
+        .args(["--no-defaults", "--batch", "--skip-column-names"])
+        .args(["-h", &ep.host, "-P", &ep.port.to_string(), "-u", &ep.user])
+        .arg("--ssl")
+        .arg(format!("--ssl-ca={}", ca.display()))
+        .arg("--ssl-verify-server-cert")
+        .args(["-D", &ep.database, "-e", "SELECT 1"])
+        .env("MYSQL_PWD", &ep.password)
+        .output()
+        .await
+        .map_err(|e| format!("cannot run mariadb: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_serves_a_renewed_certificate_and_keeps_the_old_when_the_new_is_broken() {
+    let _sandbox = sandbox::shared().await;
+    let cfg = test_config();
+    if !sandbox_ready(&cfg, "client_tls") {
+        return;
+    }
+    let dir = scratch("sighup");
+    let first = certs::issue(&dir, "first");
+    let renewed = certs::issue(&dir, "renewed");
+    // The files the config names; the test swaps their contents.
+    let served = TestCerts {
+        ca: first.ca.clone(),
+        cert: dir.join("served-cert.pem"),
+        key: dir.join("served-key.pem"),
+    };
+    let install = |from: &TestCerts| {
+        std::fs::copy(&from.cert, &served.cert).expect("copy the certificate");
+        std::fs::copy(&from.key, &served.key).expect("copy the key");
+    };
+    install(&first);
+    let text = format!(
+        "{}\n{}",
+        seed_config_text().replace("[server]\n", "[server]\nrequire_secure_transport = true\n"),
+        served.server_toml()
+    );
+    let loaded = Config::from_toml_str(&text).expect("the TLS config loads");
+    let config = dir.join("shardgate.toml");
+    std::fs::write(&config, &text).expect("write the config");
+    let mut proxy = ProxyProcess::start(&shardgate_binary(), &config, &dir);
+    let ep = proxy_endpoint(&loaded, proxy.addr);
+
+    assert_eq!(select_over_tls(&ep, &first.ca).await.as_deref(), Ok("1"));
+    let refused = select_over_tls(&ep, &renewed.ca).await;
+    assert!(refused.is_err(), "a CA that did not sign it: {refused:?}");
+
+    install(&renewed);
+    proxy.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while select_over_tls(&ep, &renewed.ca).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate is not served 10 s after SIGHUP:\n{}",
+            proxy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(select_over_tls(&ep, &first.ca).await.is_err());
+
+    // A key that does not go with the certificate: the reload is refused,
+    // logged, and the renewed pair goes on serving.
+    std::fs::copy(&first.key, &served.key).expect("copy a key of another pair");
+    proxy.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !proxy.log().contains("server.tls") {
+        assert!(
+            Instant::now() < deadline,
+            "no reload error logged:\n{}",
+            proxy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(select_over_tls(&ep, &renewed.ca).await.as_deref(), Ok("1"));
+    let log = proxy.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!log.contains("panicked"), "{log}");
+}
