@@ -154,6 +154,11 @@ pub struct Registration {
 }
 
 impl Registration {
+    /// The session's connection id.
+    pub fn id(&self) -> u32 {
+        self.info.id
+    }
+
     /// A command begins on `version`.
     pub fn command_started(&self, version: u64) {
         self.info.version.store(version, Ordering::Relaxed);

@@ -476,7 +476,8 @@ fn tail(s: &str, n: usize) -> String {
         .join("\n")
 }
 
-fn python() -> String {
+/// The python3 that has the Python drivers.
+pub fn python() -> String {
     std::env::var("SHARDGATE_IT_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 

@@ -1,16 +1,13 @@
-//! The server side of the connection phase: the greeting the proxy sends,
-//! the client's handshake response, `mysql_native_password` verification
-//! and the auth switch for clients that open with another plugin.
+//! The server side of the connection phase's packets: the greeting the
+//! proxy sends, the SSL request and the client's handshake response, and
+//! the auth switch request (the plugins' checks are in `auth`).
 
-use mysql_common::auth::plugins::mysql_native_password::scramble_native;
 use mysql_common::constants::{CapabilityFlags, StatusFlags};
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::{HandshakePacket, HandshakeResponse};
 use mysql_common::proto::MySerialize;
 use rand::Rng;
 use shardgate_sql::text::ClientCharset;
-
-pub const NATIVE_PASSWORD: &str = "mysql_native_password";
 
 /// Capabilities a session works with (TLS, offered apart by [`greeting`],
 /// is done when the session starts). No compression or LOCAL
@@ -77,7 +74,7 @@ pub fn greeting(
         capabilities,
         identity.collation,
         StatusFlags::SERVER_STATUS_AUTOCOMMIT,
-        Some(NATIVE_PASSWORD.as_bytes()),
+        Some(crate::auth::native::NAME.as_bytes()),
     );
     let mut out = Vec::with_capacity(96);
     packet.serialize(&mut out);
@@ -104,6 +101,78 @@ pub enum HelloError {
     SslRequested,
     #[error("malformed handshake response")]
     Malformed,
+}
+
+/// COM_CHANGE_USER's fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeUser {
+    pub user: String,
+    pub auth_response: Vec<u8>,
+    pub database: Option<String>,
+    /// The collation the client now speaks, when it says.
+    pub collation: Option<u8>,
+    pub auth_plugin: Option<String>,
+}
+
+/// Parses COM_CHANGE_USER (its command byte first) as a client with
+/// `capabilities` writes it: user NUL, the answer (length-prefixed under
+/// CLIENT_SECURE_CONNECTION), database NUL, then optionally the collation
+/// (2 bytes), the plugin name NUL and connection attributes (ignored).
+pub fn parse_change_user(
+    packet: &[u8],
+    capabilities: CapabilityFlags,
+) -> Result<ChangeUser, HelloError> {
+    fn until_nul<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], HelloError> {
+        let end = rest
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or(HelloError::Malformed)?;
+        let (field, tail) = rest.split_at(end);
+        *rest = &tail[1..];
+        Ok(field)
+    }
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let mut rest = packet.get(1..).ok_or(HelloError::Malformed)?;
+    let user = text(until_nul(&mut rest)?);
+    let auth_response = if capabilities.contains(CapabilityFlags::CLIENT_SECURE_CONNECTION) {
+        let (&len, tail) = rest.split_first().ok_or(HelloError::Malformed)?;
+        let len = usize::from(len);
+        let answer = tail.get(..len).ok_or(HelloError::Malformed)?;
+        rest = &tail[len..];
+        answer.to_vec()
+    } else {
+        until_nul(&mut rest)?.to_vec()
+    };
+    let database = Some(text(until_nul(&mut rest)?)).filter(|db| !db.is_empty());
+    let mut collation = None;
+    if let [low, _high, tail @ ..] = rest {
+        collation = Some(*low);
+        rest = tail;
+    }
+    let auth_plugin =
+        if capabilities.contains(CapabilityFlags::CLIENT_PLUGIN_AUTH) && !rest.is_empty() {
+            Some(text(until_nul(&mut rest)?))
+        } else {
+            None
+        };
+    Ok(ChangeUser {
+        user,
+        auth_response,
+        database,
+        collation,
+        auth_plugin,
+    })
+}
+
+/// The AuthSwitchRequest asking the client to answer `challenge` with
+/// `plugin`.
+pub fn auth_switch_request(plugin: &str, challenge: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + plugin.len() + challenge.len());
+    out.push(0xFE);
+    out.extend_from_slice(plugin.as_bytes());
+    out.push(0);
+    out.extend_from_slice(challenge);
+    out
 }
 
 /// Whether a client's first answer asks to start TLS (the SSL request: the
@@ -149,26 +218,6 @@ pub fn parse_hello(payload: &[u8]) -> Result<ClientHello, HelloError> {
     })
 }
 
-/// The AuthSwitchRequest asking the client to answer with `mysql_native_password`.
-pub fn auth_switch_request(salt: &[u8; 20]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(2 + NATIVE_PASSWORD.len() + 21);
-    out.push(0xFE);
-    out.extend_from_slice(NATIVE_PASSWORD.as_bytes());
-    out.push(0);
-    out.extend_from_slice(salt);
-    out.push(0);
-    out
-}
-
-/// Checks a `mysql_native_password` answer against the configured password.
-pub fn verify_native_password(salt: &[u8; 20], password: &str, answer: &[u8]) -> bool {
-    match scramble_native(salt, password.as_bytes()) {
-        // scramble_native gives None for an empty password: the client sends nothing.
-        None => answer.is_empty(),
-        Some(expected) => constant_time_eq(&expected, answer),
-    }
-}
-
 /// The character set of a collation id, as a handshake or
 /// `SET NAMES` leaves it on a connection.
 pub fn client_charset(collation: u8) -> ClientCharset {
@@ -177,13 +226,11 @@ pub fn client_charset(collation: u8) -> ClientCharset {
     ClientCharset::named(collation.charset())
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::native;
+    use mysql_common::auth::plugins::mysql_native_password::scramble_native;
     use mysql_common::packets::AuthPlugin;
 
     #[test]
@@ -212,18 +259,46 @@ mod tests {
         assert_eq!(parsed.server_version_ref(), b"10.11.6-MariaDB");
         assert_eq!(
             parsed.auth_plugin().map(|p| p.as_bytes().to_vec()),
-            Some(NATIVE_PASSWORD.as_bytes().to_vec())
+            Some(crate::auth::native::NAME.as_bytes().to_vec())
         );
     }
 
     #[test]
-    fn native_password_round_trip() {
-        let salt = new_salt();
-        let answer = scramble_native(&salt, b"secret").unwrap();
-        assert!(verify_native_password(&salt, "secret", &answer));
-        assert!(!verify_native_password(&salt, "other", &answer));
-        assert!(verify_native_password(&salt, "", &[]));
-        assert!(!verify_native_password(&salt, "secret", &[]));
+    fn change_user_parses_as_clients_write_it() {
+        let caps = CapabilityFlags::CLIENT_PROTOCOL_41
+            | CapabilityFlags::CLIENT_SECURE_CONNECTION
+            | CapabilityFlags::CLIENT_PLUGIN_AUTH;
+        let mut packet = vec![0x11];
+        packet.extend_from_slice(b"app\0");
+        packet.push(3);
+        packet.extend_from_slice(b"\x01\x02\x03");
+        packet.extend_from_slice(b"wework\0");
+        packet.extend_from_slice(&[45, 0]);
+        packet.extend_from_slice(b"mysql_native_password\0");
+        packet.extend_from_slice(&[0x00]); // no attributes
+        let parsed = parse_change_user(&packet, caps).unwrap();
+        assert_eq!(
+            parsed,
+            ChangeUser {
+                user: "app".into(),
+                auth_response: vec![1, 2, 3],
+                database: Some("wework".into()),
+                collation: Some(45),
+                auth_plugin: Some("mysql_native_password".into()),
+            }
+        );
+        // An older client: no collation, no plugin, no database.
+        let short = [&[0x11][..], b"app\0", &[0], b"\0"].concat();
+        let parsed = parse_change_user(&short, caps).unwrap();
+        assert_eq!(
+            (parsed.database, parsed.collation, parsed.auth_plugin),
+            (None, None, None)
+        );
+        // Cut short anywhere: malformed, never a panic.
+        for end in 0..packet.len() - 26 {
+            let _ = parse_change_user(&packet[..end], caps);
+        }
+        assert!(parse_change_user(&packet[..6], caps).is_err());
     }
 
     #[test]
@@ -247,8 +322,12 @@ mod tests {
         let hello = parse_hello(&bytes).unwrap();
         assert_eq!(hello.user, "app");
         assert_eq!(hello.database.as_deref(), Some("wework"));
-        assert_eq!(hello.auth_plugin.as_deref(), Some(NATIVE_PASSWORD));
-        assert!(verify_native_password(&salt, "pw", &hello.auth_response));
+        assert_eq!(hello.auth_plugin.as_deref(), Some(native::NAME));
+        assert!(native::verify(
+            &salt,
+            &native::stored_hash(b"pw"),
+            &hello.auth_response
+        ));
         assert!(hello
             .capabilities
             .contains(CapabilityFlags::CLIENT_DEPRECATE_EOF));

@@ -8,6 +8,7 @@
 //! It depends on the SQL and merge crates (for their neutral types), never
 //! on the proxy: the layering is the crate graph's.
 
+pub mod auth;
 pub mod backend;
 pub mod codes;
 pub mod column;

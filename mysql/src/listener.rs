@@ -16,17 +16,23 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::warn;
 
+use crate::auth::caching_sha2::FastAuthCache;
 use crate::backend::Proxy;
 use crate::codes::{ER_CON_COUNT_ERROR, ER_HOST_IS_BLOCKED};
 use crate::handshake::ServerIdentity;
 use crate::ok_err::ErrInfo;
 use crate::packet::{frame_into, PacketReader};
+use crate::session::Front;
 use shardgate_core::log_limit::LogLimit;
 
 /// Hands each client to a session, greeting it as `identity`, while fewer
 /// than `server.max_connections` are open (read at each accept, so a
 /// reload changes it); one more is refused with 1040 before any greeting.
-pub async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, identity: Arc<ServerIdentity>) {
+pub async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, identity: ServerIdentity) {
+    let front = Arc::new(Front {
+        identity,
+        fast_auth: FastAuthCache::default(),
+    });
     let open = Arc::new(AtomicUsize::new(0));
     loop {
         match listener.accept().await {
@@ -44,9 +50,9 @@ pub async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, identity: Arc
                     continue;
                 }
                 let counted = Counted::new(open.clone());
-                let (proxy, identity) = (proxy.clone(), identity.clone());
+                let (proxy, front) = (proxy.clone(), front.clone());
                 tokio::spawn(async move {
-                    crate::session::serve(proxy, identity, stream).await;
+                    crate::session::serve(proxy, front, stream).await;
                     drop(counted);
                 });
             }

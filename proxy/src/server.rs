@@ -119,7 +119,7 @@ async fn start_with(
         .ok_or_else(|| {
             BuildError::NoDefaultDataSource(config.server.default_data_source.clone())
         })?;
-    let identity = Arc::new(probe_identity(&default_url).await);
+    let identity = probe_identity(&default_url).await;
     let shared = build_shared(config, 1, None, &context, metrics, alerts)?;
     let listen = shared.config.server.mysql_listen.clone();
     let listener = TcpListener::bind(&listen)

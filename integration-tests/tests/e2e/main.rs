@@ -8,6 +8,7 @@
 
 mod admin_api;
 mod app_scenarios;
+mod client_auth;
 mod client_tls;
 mod commit_failure;
 mod conformance;

@@ -205,9 +205,8 @@ async fn sessions_per_user_are_bounded_and_failing_hosts_blocked() {
         cfg.server.max_connect_errors = 3;
         cfg.server.host_block_ms = 1500;
         cfg.server.users.push(shardgate_rules::config::UserConfig {
-            name: "limited".into(),
-            password: "pw".into(),
             max_connections: Some(1),
+            ..shardgate_rules::config::UserConfig::with_password("limited", "pw")
         });
     })
     .await

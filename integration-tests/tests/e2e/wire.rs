@@ -244,11 +244,9 @@ async fn wire_level_commands_and_admin() {
     if !sandbox_ready(&cfg, "wire_level_commands_and_admin") {
         return;
     }
-    cfg.server.users.push(UserConfig {
-        name: "app".into(),
-        password: PASSWORD.into(),
-        max_connections: None,
-    });
+    cfg.server
+        .users
+        .push(UserConfig::with_password("app", PASSWORD));
     let proxy = shardgate_proxy::start(cfg).await.expect("shardgate starts");
     let mut wire = login_with_sha2(proxy.mysql_addr()).await;
 

@@ -2,15 +2,14 @@
 //! password check (with an auth switch for clients that open with another
 //! plugin), default database.
 
-use mysql_common::constants::CapabilityFlags;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use crate::auth::caching_sha2::FastAuthCache;
 use crate::backend::Shared;
 use crate::errors::ToClient;
 use crate::handshake::{
-    auth_switch_request, greeting, is_ssl_request, new_salt, parse_hello, verify_native_password,
-    ClientHello, ServerIdentity, NATIVE_PASSWORD,
+    greeting, is_ssl_request, new_salt, parse_hello, ClientHello, ServerIdentity,
 };
 use crate::ok_err::{status, OkInfo};
 use crate::packet::{frame_into, read_packet_exact, PacketReader, PacketWriter, ReadError};
@@ -18,8 +17,15 @@ use shardgate_core::admission::{Admission, UserSlot};
 use shardgate_core::error::{ErrorKind, ProxyError};
 use shardgate_core::net::{split_plain, split_tls, ReadHalf, WriteHalf};
 
-/// Handshake packets are small; anything bigger is not a client.
-const HANDSHAKE_LIMIT: usize = 64 * 1024;
+use super::authenticate::{authenticate, Claim, Exchange, Verdict, LOGIN_PACKET_LIMIT};
+
+/// What the logins on one listener share.
+pub struct Front {
+    /// What the greeting says of the server.
+    pub identity: ServerIdentity,
+    /// caching_sha2_password's digests learnt from full authentications.
+    pub fast_auth: FastAuthCache,
+}
 
 /// A client that logged in.
 pub struct LoggedIn {
@@ -28,6 +34,11 @@ pub struct LoggedIn {
     pub database: std::sync::Arc<crate::backend::LogicalDatabase>,
     /// Its place among its user's sessions, held while the session lasts.
     pub user_slot: UserSlot,
+    /// The challenge its answers were checked against (COM_CHANGE_USER's
+    /// are too).
+    pub challenge: [u8; 20],
+    /// Whether the connection is over TLS.
+    pub secure: bool,
     /// The connection, over TLS when the client asked for it.
     pub reader: PacketReader<ReadHalf>,
     pub writer: PacketWriter<WriteHalf>,
@@ -49,25 +60,25 @@ pub enum LoginError {
 pub async fn login(
     shared: &Shared,
     admission: &std::sync::Arc<Admission>,
-    identity: &ServerIdentity,
+    front: &Front,
     connection_id: u32,
     peer_ip: &str,
     mut stream: TcpStream,
 ) -> Result<LoggedIn, LoginError> {
     let salt = new_salt();
     let mut framed = Vec::with_capacity(128);
-    let offer = greeting(identity, connection_id, &salt, shared.tls.is_some());
+    let offer = greeting(&front.identity, connection_id, &salt, shared.tls.is_some());
     frame_into(&mut framed, 0, &offer);
     stream.write_all(&framed).await?;
 
     // Read exactly: after an SSL request the next bytes are TLS's.
-    let (seq, first) = read_packet_exact(&mut stream, HANDSHAKE_LIMIT).await?;
+    let (seq, first) = read_packet_exact(&mut stream, LOGIN_PACKET_LIMIT).await?;
     let (mut reader, mut writer, seq, payload, secure) = match &shared.tls {
         Some(acceptor) if is_ssl_request(&first) => {
             let tls = acceptor.accept(stream).await.map_err(LoginError::Tls)?;
             let (r, w) = split_tls(tls);
             let mut reader = PacketReader::new(r);
-            let (seq, payload) = reader.read_packet(HANDSHAKE_LIMIT).await?;
+            let (seq, payload) = reader.read_packet(LOGIN_PACKET_LIMIT).await?;
             (reader, PacketWriter::new(w), seq, payload.to_vec(), true)
         }
         _ => {
@@ -106,28 +117,20 @@ pub async fn login(
         .users
         .iter()
         .find(|u| u.name == hello.user);
-    let mut answer = hello.auth_response.clone();
-    let switch = hello
-        .capabilities
-        .contains(CapabilityFlags::CLIENT_PLUGIN_AUTH)
-        && hello.auth_plugin.as_deref() != Some(NATIVE_PASSWORD);
-    if switch && user.is_some() {
-        writer.push(&auth_switch_request(&salt));
-        writer.flush().await?;
-        let (seq, payload) = reader.read_packet(HANDSHAKE_LIMIT).await?;
-        writer.set_seq(seq.wrapping_add(1));
-        answer = payload.to_vec();
-    }
-    let authenticated = user.is_some_and(|u| verify_native_password(&salt, &u.password, &answer));
-    if !authenticated {
-        let using = if answer.is_empty() { "NO" } else { "YES" };
-        let err = ProxyError::new(
-            ErrorKind::AccessDenied,
-            format!(
-                "Access denied for user '{}'@'{}' (using password: {using})",
-                hello.user, peer_ip
-            ),
-        );
+    let claim = Claim {
+        capabilities: hello.capabilities,
+        plugin: hello.auth_plugin.as_deref(),
+        answer: &hello.auth_response,
+    };
+    let mut exchange = Exchange {
+        reader: &mut reader,
+        writer: &mut writer,
+        challenge: &salt,
+        secure,
+        fast_auth: &front.fast_auth,
+    };
+    let verdict = authenticate(&mut exchange, &claim, user).await?;
+    if let Some(err) = refusal(verdict, &hello.user, peer_ip) {
         return refuse(&mut writer, err).await;
     }
     let database = match &hello.database {
@@ -161,9 +164,27 @@ pub async fn login(
         hello,
         database,
         user_slot,
+        challenge: salt,
+        secure,
         reader,
         writer,
     })
+}
+
+/// The error for a proof that failed (None: it did not).
+pub fn refusal(verdict: Verdict, user: &str, peer_ip: &str) -> Option<ProxyError> {
+    let message = match verdict {
+        Verdict::Proved => return None,
+        Verdict::Denied { used_password } => {
+            let using = if used_password { "YES" } else { "NO" };
+            format!("Access denied for user '{user}'@'{peer_ip}' (using password: {using})")
+        }
+        // MariaDB's code; the reason and the way out in the message.
+        Verdict::NeedsTls => format!(
+            "Access denied for user '{user}'@'{peer_ip}': caching_sha2_password needs the password sent over TLS (server.tls) the first time it logs in after a start or a change of its password_hash"
+        ),
+    };
+    Some(ProxyError::new(ErrorKind::AccessDenied, message))
 }
 
 /// Error 1049 for a database the proxy does not serve.

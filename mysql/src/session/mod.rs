@@ -4,6 +4,9 @@
 
 mod admin;
 mod auth;
+pub use auth::Front;
+mod authenticate;
+mod change_user;
 mod definitions;
 mod forward;
 mod long_data;
@@ -33,7 +36,6 @@ use crate::backend::{BackendConn, Flavor, Holder, PooledConn};
 use crate::backend::{Proxy, Shared};
 use crate::command::*;
 use crate::errors::ToClient;
-use crate::handshake::ServerIdentity;
 use crate::ok_err::{encode_eof, status, OkInfo};
 use crate::packet::{PacketReader, PacketWriter, ReadError};
 use crate::params::decode_params;
@@ -67,8 +69,8 @@ use state::literal_from_read_back;
 use std::net::IpAddr;
 
 /// Serves one client connection until it quits or goes away; it is
-/// greeted as `identity`.
-pub async fn serve(proxy: Arc<Proxy>, identity: Arc<ServerIdentity>, stream: TcpStream) {
+/// greeted as `front` says.
+pub async fn serve(proxy: Arc<Proxy>, front: Arc<Front>, stream: TcpStream) {
     let connection_id = proxy.next_connection_id();
     let shared = proxy.current();
     let peer = stream.peer_addr().ok().map(|a| a.ip());
@@ -79,7 +81,7 @@ pub async fn serve(proxy: Arc<Proxy>, identity: Arc<ServerIdentity>, stream: Tcp
         let login = auth::login(
             &shared,
             proxy.admission(),
-            &identity,
+            &front,
             connection_id,
             &peer_ip,
             stream,
@@ -108,6 +110,8 @@ pub async fn serve(proxy: Arc<Proxy>, identity: Arc<ServerIdentity>, stream: Tcp
             user_slot,
             reader,
             writer,
+            challenge,
+            secure,
         } = logged_in;
         let registration = proxy
             .sessions()
@@ -137,6 +141,10 @@ pub async fn serve(proxy: Arc<Proxy>, identity: Arc<ServerIdentity>, stream: Tcp
             wrote: false,
             wait_timeout,
             _user_slot: user_slot,
+            front,
+            challenge,
+            secure,
+            peer,
         };
         session.run().await;
         session.close().await;
@@ -264,6 +272,14 @@ struct Session {
     wait_timeout: std::time::Duration,
     /// Its place among its user's sessions (`server.max_user_connections`).
     _user_slot: UserSlot,
+    /// What the listener's logins share (COM_CHANGE_USER is one).
+    front: Arc<Front>,
+    /// The challenge of the connection's greeting, which COM_CHANGE_USER
+    /// answers too.
+    challenge: [u8; 20],
+    /// Whether the client connected over TLS.
+    secure: bool,
+    peer: Option<IpAddr>,
 }
 
 /// What the command being run did so far.
@@ -579,10 +595,7 @@ impl Session {
                 self.reply_ok();
                 Ok(Flow::Continue)
             }
-            CommandKind::ChangeUser => Err(Failure::Reply(ProxyError::new(
-                ErrorKind::UnknownCommand,
-                "COM_CHANGE_USER is not supported by ShardGate; open a new connection as the other user",
-            ))),
+            CommandKind::ChangeUser => self.change_user(payload).await,
             CommandKind::Unknown(byte) => Err(Failure::Reply(ProxyError::new(
                 ErrorKind::UnknownCommand,
                 format!("Unknown command 0x{byte:02x}"),

@@ -3,10 +3,12 @@
 //! loaded [`Config`] is one the proxy can run.
 
 mod backend_url;
+mod credential;
 mod error;
 mod table;
 
 pub use backend_url::{BackendUrl, BackendUrlError};
+pub use credential::{AuthPlugin, Credential};
 pub(crate) use error::declared_list;
 pub use error::{ConfigError, Problem};
 pub use table::{AlgorithmConfig, KeyConfig, KeyGenerator, StrategyConfig, TableConfig};
@@ -175,8 +177,25 @@ pub struct TlsFiles {
 #[serde(deny_unknown_fields)]
 pub struct UserConfig {
     pub name: String,
+    /// The password, in the file; or one of the three below.
     #[serde(default)]
     pub password: String,
+    /// The hash a MariaDB server stores (see [`Credential`]).
+    #[serde(default)]
+    pub password_hash: Option<String>,
+    /// A file holding the password (one trailing line ending is dropped),
+    /// read at each load.
+    #[serde(default)]
+    pub password_file: Option<std::path::PathBuf>,
+    /// An environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// The plugin it logs in with (default: see [`UserConfig::plugin`]).
+    #[serde(default)]
+    pub auth_plugin: Option<AuthPlugin>,
+    /// The secret from whichever of the four was given, read at load.
+    #[serde(skip)]
+    pub credential: Credential,
     /// Sessions this user may have open at once (replaces
     /// `server.max_user_connections` for it; 0: no limit).
     #[serde(default)]
@@ -184,6 +203,20 @@ pub struct UserConfig {
 }
 
 impl UserConfig {
+    /// A user with a password (mysql_native_password), and no limits.
+    pub fn with_password(name: &str, password: &str) -> UserConfig {
+        UserConfig {
+            name: name.into(),
+            password: password.into(),
+            password_hash: None,
+            password_file: None,
+            password_env: None,
+            auth_plugin: None,
+            credential: Credential::Password(password.into()),
+            max_connections: None,
+        }
+    }
+
     /// Sessions the user may have open at once (None: no limit).
     pub fn session_limit(&self, server: &ServerConfig) -> Option<usize> {
         match self.max_connections.unwrap_or(server.max_user_connections) {
@@ -198,7 +231,8 @@ impl fmt::Debug for UserConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UserConfig")
             .field("name", &self.name)
-            .field("password", &"***")
+            .field("credential", &self.credential)
+            .field("auth_plugin", &self.auth_plugin)
             .field("max_connections", &self.max_connections)
             .finish()
     }
@@ -520,8 +554,12 @@ impl Config {
                 Ok((name, db))
             })
             .collect::<Result<_, ConfigError>>()?;
+        let mut server = raw.server;
+        for user in &mut server.users {
+            user.resolve_credential()?;
+        }
         let config = Config {
-            server: raw.server,
+            server,
             data_sources: raw.data_sources,
             tables,
             broadcast: raw.broadcast,

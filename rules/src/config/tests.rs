@@ -105,14 +105,88 @@ fn snowflake_section_is_read() {
     assert_eq!(config.snowflake.max_clock_backward_ms, 3);
 }
 
+/// MINIMAL with a second user, `app`, whose fields are `fields`.
+fn with_user(fields: &str) -> Result<Config, String> {
+    let text = MINIMAL.replace(
+        "[data_sources.ds0]",
+        &format!("[[server.users]]\nname = \"app\"\n{fields}\n[data_sources.ds0]"),
+    );
+    Config::from_toml_str(&text).map_err(|e| e.to_string())
+}
+
+fn app(config: &Config) -> &UserConfig {
+    &config.server.users[1]
+}
+
 #[test]
 fn user_passwords_stay_out_of_debug_output() {
-    let user = UserConfig {
-        name: "root".into(),
-        password: "secret".into(),
-        max_connections: None,
-    };
-    assert!(!format!("{user:?}").contains("secret"));
+    let config = with_user("password = \"secret\"").unwrap();
+    assert_eq!(
+        app(&config).credential,
+        Credential::Password("secret".into())
+    );
+    assert!(!format!("{config:?}").contains("secret"));
+    let config =
+        with_user("password_hash = \"*14E65567ABDB5135D0CFD9A70B3032C179A49EE7\"").unwrap();
+    assert!(!format!("{config:?}").contains("14E6"));
+}
+
+#[test]
+fn passwords_come_from_a_file_or_the_environment() {
+    let path = std::env::temp_dir().join(format!("sg-password-{}", std::process::id()));
+    std::fs::write(&path, "from a file\r\n").unwrap();
+    let config = with_user(&format!("password_file = \"{}\"", path.display())).unwrap();
+    assert_eq!(
+        app(&config).credential,
+        Credential::Password("from a file".into())
+    );
+    std::fs::remove_file(&path).unwrap();
+    let missing = with_user(&format!("password_file = \"{}\"", path.display())).unwrap_err();
+    assert!(
+        missing.starts_with("server.users.app.password_file: "),
+        "{missing}"
+    );
+
+    // A name no other test sets: the environment is the process's.
+    std::env::set_var("SG_RULES_TEST_PASSWORD", "from the environment");
+    let config = with_user("password_env = \"SG_RULES_TEST_PASSWORD\"").unwrap();
+    assert_eq!(
+        app(&config).credential,
+        Credential::Password("from the environment".into())
+    );
+    let unset = with_user("password_env = \"SG_RULES_TEST_UNSET\"").unwrap_err();
+    assert!(
+        unset.starts_with("server.users.app.password_env: 'SG_RULES_TEST_UNSET' is not valid"),
+        "{unset}"
+    );
+}
+
+#[test]
+fn one_secret_per_user_and_a_plugin_that_can_check_it() {
+    let both = with_user("password = \"x\"\npassword_env = \"HOME\"").unwrap_err();
+    assert!(
+        both.contains("not both password and password_env"),
+        "{both}"
+    );
+    let bad = with_user("password_hash = \"not a hash\"").unwrap_err();
+    assert!(
+        bad.starts_with("server.users.app.password_hash: '***' is not valid"),
+        "{bad}"
+    );
+
+    let ed = "password_hash = \"ZIgUREUg5PVgQ6LskhXmO+eZLS0nC8be6HPjYWR4YJY\"";
+    assert_eq!(app(&with_user(ed).unwrap()).plugin(), AuthPlugin::Ed25519);
+    let err = with_user(&format!("{ed}\nauth_plugin = \"caching_sha2_password\"")).unwrap_err();
+    assert!(err.starts_with("server.users.app.auth_plugin: "), "{err}");
+    let native = "password_hash = \"*14E65567ABDB5135D0CFD9A70B3032C179A49EE7\"";
+    let config = with_user(&format!(
+        "{native}\nauth_plugin = \"caching_sha2_password\""
+    ))
+    .unwrap();
+    assert_eq!(app(&config).plugin(), AuthPlugin::CachingSha2Password);
+    assert!(with_user(&format!("{native}\nauth_plugin = \"ed25519\"")).is_err());
+    let plain = with_user("password = \"x\"").unwrap();
+    assert_eq!(app(&plain).plugin(), AuthPlugin::MysqlNativePassword);
 }
 
 #[test]

@@ -1,0 +1,90 @@
+//! COM_CHANGE_USER: the session goes on as another user, as MariaDB does
+//! it: the new user proves its credential against the connection's
+//! challenge (with an auth switch when its plugin asks), then the session
+//! is reset as COM_RESET_CONNECTION resets it (transaction rolled back,
+//! variables, prepared statements and held connections gone) and takes the
+//! new user, database and character set. A refused change leaves the
+//! session as it was, with the error.
+
+use shardgate_core::error::{ErrorKind, ProxyError};
+use shardgate_core::metrics;
+
+use super::auth::{refusal, unknown_database, LoginError};
+use super::authenticate::{authenticate, Claim, Exchange};
+use super::{failed_login, CommandResult, Failure, Flow, Session};
+use crate::backend::Flavor;
+use crate::handshake::{client_charset, parse_change_user};
+
+impl Session {
+    pub(super) async fn change_user(&mut self, packet: &[u8]) -> CommandResult {
+        let Ok(request) = parse_change_user(packet, self.capabilities) else {
+            return Err(Failure::Reply(ProxyError::new(
+                ErrorKind::BadHandshake,
+                "Malformed COM_CHANGE_USER packet",
+            )));
+        };
+        let shared = self.shared.clone();
+        let user = shared
+            .config
+            .server
+            .users
+            .iter()
+            .find(|u| u.name == request.user);
+        let claim = Claim {
+            capabilities: self.capabilities,
+            plugin: request.auth_plugin.as_deref(),
+            answer: &request.auth_response,
+        };
+        let mut exchange = Exchange {
+            reader: &mut self.reader,
+            writer: &mut self.writer,
+            challenge: &self.challenge,
+            secure: self.secure,
+            fast_auth: &self.front.fast_auth,
+        };
+        let verdict = match authenticate(&mut exchange, &claim, user).await {
+            Ok(verdict) => verdict,
+            Err(_) => return Err(Failure::ClientGone),
+        };
+        let peer_ip = self
+            .peer
+            .map_or_else(|| "unknown".into(), |ip| ip.to_string());
+        if let Some(err) = refusal(verdict, &request.user, &peer_ip) {
+            let failed = LoginError::Refused(err.clone());
+            failed_login(&shared, self.proxy.admission(), self.peer, &failed);
+            return Err(Failure::Reply(err));
+        }
+        let db = match &request.database {
+            Some(name) => match shared.database(name) {
+                Some(db) => db.clone(),
+                None => return Err(Failure::Reply(unknown_database(name))),
+            },
+            None => shared.first_database().clone(),
+        };
+        let limit = user.and_then(|u| u.session_limit(&shared.config.server));
+        let Some(slot) = self.proxy.admission().admit_user(&request.user, limit) else {
+            return Err(Failure::Reply(ProxyError::new(
+                ErrorKind::TooManyUserConnections,
+                format!(
+                    "User {} already has more than 'max_user_connections' active connections (ShardGate's users[].max_connections or server.max_user_connections)",
+                    request.user
+                ),
+            )));
+        };
+        self.reset().await;
+        if let Some(collation) = request.collation {
+            self.flavor = Flavor::for_client(self.capabilities, collation);
+            self.charset = client_charset(collation);
+        }
+        self.db = db;
+        self.database = request.database;
+        self._user_slot = slot;
+        self.statement_metrics = metrics::SessionMetrics::new(request.user.clone());
+        self.registration =
+            self.proxy
+                .sessions()
+                .register(self.registration.id(), &request.user, shared.version);
+        self.reply_ok();
+        Ok(Flow::Continue)
+    }
+}
