@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use shardgate_rules::config::Credential;
 pub use shardgate_rules::Config;
 
 /// The seed's topology, as `docker/sandbox.sh up` starts it.
@@ -147,14 +148,18 @@ pub fn data_source_endpoint(cfg: &Config, name: &str) -> Option<Endpoint> {
     })
 }
 
-/// ShardGate at `addr`, as the config's first user, with the logical database.
+/// ShardGate at `addr`, as the config's first user (whose password the
+/// config gives), with the logical database.
 pub fn proxy_endpoint(cfg: &Config, addr: SocketAddr) -> Endpoint {
     let user = cfg.server.users.first().expect("the config has a user");
+    let Credential::Password(password) = &user.credential else {
+        panic!("the config's first user has a hash, not a password to log in with");
+    };
     Endpoint {
         host: addr.ip().to_string(),
         port: addr.port(),
         user: user.name.clone(),
-        password: user.password.clone(),
+        password: password.clone(),
         database: cfg.server.database.clone(),
     }
 }

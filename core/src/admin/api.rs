@@ -13,8 +13,8 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use shardgate_rules::config::{
-    AlgorithmConfig, BalanceStrategy, Config, PrimaryReads, ReadConfig, ReadConsistency,
-    ReadFallback, StrategyConfig, TransactionReads,
+    AlgorithmConfig, BalanceStrategy, Config, Credential, PrimaryReads, ReadConfig,
+    ReadConsistency, ReadFallback, StrategyConfig, TransactionReads,
 };
 
 use crate::backend::pool::HealthCheck;
@@ -268,7 +268,12 @@ pub fn rules_json(config: &Config, version: u64) -> Value {
                 TransactionReads::Replica => "replica",
             },
             "max_allowed_packet": server.max_allowed_packet,
-            "users": server.users.iter().map(|u| json!({ "name": u.name, "password": redacted(&u.password) })).collect::<Vec<_>>(),
+            "users": server.users.iter().map(|u| json!({
+                "name": u.name,
+                // Whether it has a secret, never the secret or its hash.
+                "password": if u.credential == Credential::default() { "" } else { "***" },
+                "auth_plugin": u.plugin().name(),
+            })).collect::<Vec<_>>(),
             "admin_token": server.admin_token.as_deref().map(redacted),
         },
         "data_sources": data_sources,

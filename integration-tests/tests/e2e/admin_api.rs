@@ -19,6 +19,7 @@ use shardgate_integration_tests::{
     crate_dir, sandbox, sandbox_ready, say, skip, start_proxy, test_config, which, Config,
 };
 use shardgate_proxy::StartError;
+use shardgate_rules::config::Credential;
 
 const TOKEN: &str = "it-admin-token-7f3a";
 const USER_PASSWORD: &str = "it-user-password-91c2";
@@ -33,7 +34,7 @@ fn admin_config() -> Config {
         .users
         .first_mut()
         .expect("the test config has a user");
-    user.password = USER_PASSWORD.into();
+    user.credential = Credential::Password(USER_PASSWORD.into());
     cfg
 }
 

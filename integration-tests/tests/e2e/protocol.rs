@@ -204,10 +204,9 @@ async fn sessions_per_user_are_bounded_and_failing_hosts_blocked() {
         cfg.server.max_user_connections = 2;
         cfg.server.max_connect_errors = 3;
         cfg.server.host_block_ms = 1500;
-        cfg.server.users.push(shardgate_rules::config::UserConfig {
-            max_connections: Some(1),
-            ..shardgate_rules::config::UserConfig::with_password("limited", "pw")
-        });
+        let mut limited = shardgate_rules::config::UserConfig::with_password("limited", "pw");
+        limited.max_connections = Some(1);
+        cfg.server.users.push(limited);
     })
     .await
     else {

@@ -52,6 +52,15 @@ pub enum AuthPlugin {
 }
 
 impl AuthPlugin {
+    /// As the config spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthPlugin::MysqlNativePassword => "mysql_native_password",
+            AuthPlugin::CachingSha2Password => "caching_sha2_password",
+            AuthPlugin::Ed25519 => "ed25519",
+        }
+    }
+
     /// Whether the plugin can check `credential`: an ed25519 key only
     /// checks ed25519 signatures, and a native hash cannot check them.
     fn checks(self, credential: &Credential) -> bool {
@@ -138,7 +147,7 @@ impl UserConfig {
             return Err(ConfigError::invalid(
                 key("auth_plugin"),
                 Problem::BadValue {
-                    value: format!("{plugin:?}"),
+                    value: plugin.name().into(),
                     reason: format!(
                         "it cannot check a {:?}; give the password (or a hash of this plugin's)",
                         self.credential

@@ -179,21 +179,22 @@ pub struct UserConfig {
     pub name: String,
     /// The password, in the file; or one of the three below.
     #[serde(default)]
-    pub password: String,
+    password: String,
     /// The hash a MariaDB server stores (see [`Credential`]).
     #[serde(default)]
-    pub password_hash: Option<String>,
+    password_hash: Option<String>,
     /// A file holding the password (one trailing line ending is dropped),
     /// read at each load.
     #[serde(default)]
-    pub password_file: Option<std::path::PathBuf>,
+    password_file: Option<std::path::PathBuf>,
     /// An environment variable holding the password.
     #[serde(default)]
-    pub password_env: Option<String>,
+    password_env: Option<String>,
     /// The plugin it logs in with (default: see [`UserConfig::plugin`]).
     #[serde(default)]
     pub auth_plugin: Option<AuthPlugin>,
-    /// The secret from whichever of the four was given, read at load.
+    /// The secret from whichever of the four above was given, read at load
+    /// (they are private: this is the one to read or change).
     #[serde(skip)]
     pub credential: Credential,
     /// Sessions this user may have open at once (replaces

@@ -11,7 +11,7 @@
 
 use super::{ProcessMemory, ProxyRun};
 use crate::wire::login_native;
-use shardgate_integration_tests::{sandbox, sandbox_ready, test_config};
+use shardgate_integration_tests::{proxy_endpoint, sandbox, sandbox_ready, test_config};
 
 const STATEMENTS: u32 = 64;
 const CHUNK_MIB: usize = 8;
@@ -29,8 +29,8 @@ async fn long_data_piled_up_by_a_client_keeps_proxy_memory_bounded() {
     }
     let mut run = ProxyRun::start();
     let (proxy, cfg) = (&mut run.proxy, &run.cfg);
-    let user = cfg.server.users.first().expect("a user");
-    let mut wire = login_native(proxy.addr, &user.name, &user.password, &cfg.server.database).await;
+    let ep = proxy_endpoint(cfg, proxy.addr);
+    let mut wire = login_native(proxy.addr, &ep.user, &ep.password, &ep.database).await;
     let before = proxy.memory().expect("the proxy's memory");
     let chunk = vec![b'x'; CHUNK_MIB * 1024 * 1024];
     let mut ids = Vec::new();
