@@ -17,7 +17,7 @@ use shardgate_core::admission::{Admission, UserSlot};
 use shardgate_core::error::{ErrorKind, ProxyError};
 use shardgate_core::net::{split_plain, split_tls, ReadHalf, WriteHalf};
 
-use super::authenticate::{authenticate, Claim, Exchange, Verdict, LOGIN_PACKET_LIMIT};
+use super::authenticate::{authenticate, Claim, Exchange, Refused, LOGIN_PACKET_LIMIT};
 
 /// What the logins on one listener share.
 pub struct Front {
@@ -129,10 +129,10 @@ pub async fn login(
         secure,
         fast_auth: &front.fast_auth,
     };
-    let verdict = authenticate(&mut exchange, &claim, user).await?;
-    if let Some(err) = refusal(verdict, &hello.user, peer_ip) {
-        return refuse(&mut writer, err).await;
-    }
+    let user = match authenticate(&mut exchange, &claim, user).await? {
+        Ok(user) => user,
+        Err(refused) => return refuse(&mut writer, refusal(refused, &hello.user, peer_ip)).await,
+    };
     let database = match &hello.database {
         Some(name) => match shared.database(name) {
             Some(db) => db.clone(),
@@ -140,7 +140,7 @@ pub async fn login(
         },
         None => shared.first_database().clone(),
     };
-    let limit = user.and_then(|u| u.session_limit(&shared.config.server));
+    let limit = user.session_limit(&shared.config.server);
     let Some(user_slot) = admission.admit_user(&hello.user, limit) else {
         // MariaDB's words; the limit is ShardGate's.
         let err = ProxyError::new(
@@ -171,20 +171,19 @@ pub async fn login(
     })
 }
 
-/// The error for a proof that failed (None: it did not).
-pub fn refusal(verdict: Verdict, user: &str, peer_ip: &str) -> Option<ProxyError> {
-    let message = match verdict {
-        Verdict::Proved => return None,
-        Verdict::Denied { used_password } => {
+/// The error for a proof that failed.
+pub fn refusal(refused: Refused, user: &str, peer_ip: &str) -> ProxyError {
+    let message = match refused {
+        Refused::Denied { used_password } => {
             let using = if used_password { "YES" } else { "NO" };
             format!("Access denied for user '{user}'@'{peer_ip}' (using password: {using})")
         }
         // MariaDB's code; the reason and the way out in the message.
-        Verdict::NeedsTls => format!(
+        Refused::NeedsTls => format!(
             "Access denied for user '{user}'@'{peer_ip}': caching_sha2_password needs the password sent over TLS (server.tls) the first time it logs in after a start or a change of its password_hash"
         ),
     };
-    Some(ProxyError::new(ErrorKind::AccessDenied, message))
+    ProxyError::new(ErrorKind::AccessDenied, message)
 }
 
 /// Error 1049 for a database the proxy does not serve.

@@ -25,18 +25,18 @@ pub struct Claim<'a> {
     pub answer: &'a [u8],
 }
 
-/// How the proof ended.
+/// Why a proof failed.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Proved,
+pub enum Refused {
     /// No such user, or a wrong answer; whether the client sent a password.
-    Denied {
-        used_password: bool,
-    },
+    Denied { used_password: bool },
     /// `caching_sha2_password` needs the password itself, which the proxy
     /// takes over TLS only.
     NeedsTls,
 }
+
+/// The user who proved its credential, or why none did.
+pub type Verdict<'u> = Result<&'u UserConfig, Refused>;
 
 /// The connection the exchanges go over, and what they need from it.
 pub struct Exchange<'a> {
@@ -88,72 +88,85 @@ impl Exchange<'_> {
 }
 
 /// Proves `claim` against `user` (None: no such user).
-pub async fn authenticate(
+pub async fn authenticate<'u>(
     exchange: &mut Exchange<'_>,
     claim: &Claim<'_>,
-    user: Option<&UserConfig>,
-) -> Result<Verdict, LoginError> {
-    let denied = |answer: &[u8]| Verdict::Denied {
-        used_password: !answer.is_empty(),
-    };
+    user: Option<&'u UserConfig>,
+) -> Result<Verdict<'u>, LoginError> {
     let Some(user) = user else {
-        return Ok(denied(claim.answer));
+        return Ok(Err(denied(claim.answer)));
     };
-    let challenge = *exchange.challenge;
-    match user.plugin() {
-        AuthPlugin::MysqlNativePassword => {
-            let mut with_nul = challenge.to_vec();
-            with_nul.push(0);
-            let Some(answer) = exchange.answer_with(claim, native::NAME, &with_nul).await? else {
-                return Ok(denied(claim.answer));
-            };
-            let proved = match &user.credential {
-                Credential::Password(p) if p.is_empty() => answer.is_empty(),
-                Credential::Password(p) => {
-                    native::verify(&challenge, &native::stored_hash(p.as_bytes()), &answer)
-                }
-                Credential::NativeHash(stored) => native::verify(&challenge, stored, &answer),
-                Credential::Ed25519Key(_) => false,
-            };
-            Ok(if proved {
-                Verdict::Proved
-            } else {
-                denied(&answer)
-            })
-        }
-        AuthPlugin::CachingSha2Password => caching_sha2(exchange, claim, user).await,
-        AuthPlugin::Ed25519 => {
-            if !claim
-                .capabilities
-                .contains(CapabilityFlags::CLIENT_PLUGIN_AUTH)
-            {
-                return Ok(denied(claim.answer));
-            }
-            // A fresh 32-byte challenge, as MariaDB's plugin sends, always
-            // by an auth switch: a client cannot have answered it yet.
-            let nonce: [u8; 32] = rand::random();
-            let answer = exchange
-                .ask(&auth_switch_request(ed25519::NAME, &nonce))
-                .await?;
-            let key = match &user.credential {
-                Credential::Password(p) => ed25519::public_key(p.as_bytes()),
-                Credential::Ed25519Key(key) => *key,
-                Credential::NativeHash(_) => return Ok(denied(&answer)),
-            };
-            Ok(if ed25519::verify(&key, &nonce, &answer) {
-                Verdict::Proved
-            } else {
-                denied(&answer)
-            })
-        }
+    let proof = match user.plugin() {
+        AuthPlugin::MysqlNativePassword => native(exchange, claim, user).await?,
+        AuthPlugin::CachingSha2Password => caching_sha2(exchange, claim, user).await?,
+        AuthPlugin::Ed25519 => ed25519(exchange, claim, user).await?,
+    };
+    Ok(proof.map(|()| user))
+}
+
+/// A refusal of `answer`.
+fn denied(answer: &[u8]) -> Refused {
+    Refused::Denied {
+        used_password: !answer.is_empty(),
     }
+}
+
+async fn native(
+    exchange: &mut Exchange<'_>,
+    claim: &Claim<'_>,
+    user: &UserConfig,
+) -> Result<Result<(), Refused>, LoginError> {
+    let challenge = *exchange.challenge;
+    let mut with_nul = challenge.to_vec();
+    with_nul.push(0);
+    let Some(answer) = exchange.answer_with(claim, native::NAME, &with_nul).await? else {
+        return Ok(Err(denied(claim.answer)));
+    };
+    let proved = match &user.credential {
+        Credential::Password(p) if p.is_empty() => answer.is_empty(),
+        Credential::Password(p) => {
+            native::verify(&challenge, &native::stored_hash(p.as_bytes()), &answer)
+        }
+        Credential::NativeHash(stored) => native::verify(&challenge, stored, &answer),
+        Credential::Ed25519Key(_) => false,
+    };
+    Ok(if proved { Ok(()) } else { Err(denied(&answer)) })
+}
+
+async fn ed25519(
+    exchange: &mut Exchange<'_>,
+    claim: &Claim<'_>,
+    user: &UserConfig,
+) -> Result<Result<(), Refused>, LoginError> {
+    if !claim
+        .capabilities
+        .contains(CapabilityFlags::CLIENT_PLUGIN_AUTH)
+    {
+        return Ok(Err(denied(claim.answer)));
+    }
+    // A fresh 32-byte challenge, as MariaDB's plugin sends, always by an
+    // auth switch: a client cannot have answered it yet.
+    let nonce: [u8; 32] = rand::random();
+    let answer = exchange
+        .ask(&auth_switch_request(ed25519::NAME, &nonce))
+        .await?;
+    let key = match &user.credential {
+        Credential::Password(p) => ed25519::public_key(p.as_bytes()),
+        Credential::Ed25519Key(key) => *key,
+        Credential::NativeHash(_) => return Ok(Err(denied(&answer))),
+    };
+    Ok(if ed25519::verify(&key, &nonce, &answer) {
+        Ok(())
+    } else {
+        Err(denied(&answer))
+    })
 }
 
 async fn caching_sha2(
     exchange: &mut Exchange<'_>,
     claim: &Claim<'_>,
     user: &UserConfig,
-) -> Result<Verdict, LoginError> {
+) -> Result<Result<(), Refused>, LoginError> {
     let challenge = *exchange.challenge;
     let mut with_nul = challenge.to_vec();
     with_nul.push(0);
@@ -161,32 +174,22 @@ async fn caching_sha2(
         .answer_with(claim, caching_sha2::NAME, &with_nul)
         .await?
     else {
-        return Ok(Verdict::Denied {
-            used_password: !claim.answer.is_empty(),
-        });
+        return Ok(Err(denied(claim.answer)));
     };
     // An empty password is answered with nothing (or a lone NUL).
     if answer.is_empty() || answer == [0] {
         let proved = user.credential == Credential::Password(String::new());
-        return Ok(if proved {
-            Verdict::Proved
-        } else {
-            Verdict::Denied {
-                used_password: false,
-            }
-        });
+        return Ok(if proved { Ok(()) } else { Err(denied(&[])) });
     }
-    let denied = Verdict::Denied {
-        used_password: true,
-    };
+    let wrong = || Ok(Err(denied(&answer)));
     let digest = match &user.credential {
         Credential::Password(p) => Some(caching_sha2::digest(p.as_bytes())),
         Credential::NativeHash(stored) => exchange.fast_auth.digest(&user.name, stored),
-        Credential::Ed25519Key(_) => return Ok(denied),
+        Credential::Ed25519Key(_) => return wrong(),
     };
     if digest.is_some_and(|digest| caching_sha2::verify(&challenge, &digest, &answer)) {
         exchange.writer.push(&[0x01, caching_sha2::FAST_AUTH_OK]);
-        return Ok(Verdict::Proved);
+        return Ok(Ok(()));
     }
     // Full authentication, also after a scramble that does not match, as
     // MySQL asks for it (some clients scramble wrongly and rely on that):
@@ -196,19 +199,19 @@ async fn caching_sha2(
         .await?;
     if !exchange.secure {
         // The client asks for an RSA key (or sends nothing useful).
-        return Ok(Verdict::NeedsTls);
+        return Ok(Err(Refused::NeedsTls));
     }
     let password = reply.strip_suffix(&[0]).unwrap_or(&reply);
     let stored = match &user.credential {
         Credential::Password(p) => native::stored_hash(p.as_bytes()),
         Credential::NativeHash(stored) => *stored,
-        Credential::Ed25519Key(_) => return Ok(denied),
+        Credential::Ed25519Key(_) => return wrong(),
     };
     if !crate::auth::constant_time_eq(&native::stored_hash(password), &stored) {
-        return Ok(denied);
+        return wrong();
     }
     exchange
         .fast_auth
         .learn(&user.name, stored, caching_sha2::digest(password));
-    Ok(Verdict::Proved)
+    Ok(Ok(()))
 }

@@ -42,18 +42,22 @@ impl Session {
             secure: self.secure,
             fast_auth: &self.front.fast_auth,
         };
-        let verdict = match authenticate(&mut exchange, &claim, user).await {
-            Ok(verdict) => verdict,
+        let proved = match authenticate(&mut exchange, &claim, user).await {
+            Ok(proved) => proved,
             Err(_) => return Err(Failure::ClientGone),
         };
-        let peer_ip = self
-            .peer
-            .map_or_else(|| "unknown".into(), |ip| ip.to_string());
-        if let Some(err) = refusal(verdict, &request.user, &peer_ip) {
-            let failed = LoginError::Refused(err.clone());
-            failed_login(&shared, self.proxy.admission(), self.peer, &failed);
-            return Err(Failure::Reply(err));
-        }
+        let user = match proved {
+            Ok(user) => user,
+            Err(refused) => {
+                let peer_ip = self
+                    .peer
+                    .map_or_else(|| "unknown".into(), |ip| ip.to_string());
+                let err = refusal(refused, &request.user, &peer_ip);
+                let failed = LoginError::Refused(err.clone());
+                failed_login(&shared, self.proxy.admission(), self.peer, &failed);
+                return Err(Failure::Reply(err));
+            }
+        };
         let db = match &request.database {
             Some(name) => match shared.database(name) {
                 Some(db) => db.clone(),
@@ -61,7 +65,7 @@ impl Session {
             },
             None => shared.first_database().clone(),
         };
-        let limit = user.and_then(|u| u.session_limit(&shared.config.server));
+        let limit = user.session_limit(&shared.config.server);
         let Some(slot) = self.proxy.admission().admit_user(&request.user, limit) else {
             return Err(Failure::Reply(ProxyError::new(
                 ErrorKind::TooManyUserConnections,
