@@ -201,6 +201,16 @@ pub struct UserConfig {
     /// `server.max_user_connections` for it; 0: no limit).
     #[serde(default)]
     pub max_connections: Option<usize>,
+    /// The logical databases the user may use (None: every one). A login,
+    /// `USE` or table naming another is refused as MariaDB refuses a
+    /// database the user has no grant on.
+    #[serde(default)]
+    pub databases: Option<Vec<String>>,
+    /// The user may only read: statements that write, and the admin
+    /// commands that change the proxy, are refused before they reach a
+    /// data source.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 impl UserConfig {
@@ -215,6 +225,8 @@ impl UserConfig {
             auth_plugin: None,
             credential: Credential::Password(password.into()),
             max_connections: None,
+            databases: None,
+            read_only: false,
         }
     }
 
@@ -235,6 +247,8 @@ impl fmt::Debug for UserConfig {
             .field("credential", &self.credential)
             .field("auth_plugin", &self.auth_plugin)
             .field("max_connections", &self.max_connections)
+            .field("databases", &self.databases)
+            .field("read_only", &self.read_only)
             .finish()
     }
 }
@@ -769,6 +783,42 @@ impl Config {
                 ));
             }
             ShardingRules::for_database(self, &db)?;
+        }
+        self.validate_user_databases()
+    }
+
+    /// Each user's `databases` names logical databases only, at least one.
+    fn validate_user_databases(&self) -> Result<(), ConfigError> {
+        let declared = self.logical_databases();
+        for (i, user) in self.server.users.iter().enumerate() {
+            let Some(names) = &user.databases else {
+                continue;
+            };
+            let key = format!("server.users[{i}].databases");
+            if names.is_empty() {
+                return Err(ConfigError::invalid(
+                    key,
+                    Problem::Empty("logical database"),
+                ));
+            }
+            if let Some(unknown) = names
+                .iter()
+                .find(|n| !declared.iter().any(|d| d.name == *n))
+            {
+                let problem = Problem::BadValue {
+                    value: unknown.clone(),
+                    reason: format!(
+                        "user '{}' may only be given logical databases (declared: {})",
+                        user.name,
+                        declared
+                            .iter()
+                            .map(|d| d.name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                return Err(ConfigError::invalid(key, problem));
+            }
         }
         Ok(())
     }

@@ -535,3 +535,44 @@ fn sessions_per_user_and_failed_logins_per_host_are_bounded() {
     let err = server_setting_error("max_connect_errors = 0");
     assert!(err.contains("server.max_connect_errors"), "{err}");
 }
+
+/// The seed's `MINIMAL` with a second logical database (`ops`) and the
+/// user lines `user` appended to its only user.
+fn with_user_keys(user: &str) -> String {
+    MINIMAL.replace("name = \"root\"\n", &format!("name = \"root\"\n{user}\n"))
+        + "[data_sources.ops0]\nurl = \"mysql://root@127.0.0.1:13306/ops\"\n[databases.ops]\ndefault_data_source = \"ops0\"\n"
+}
+
+#[test]
+fn users_may_be_given_databases_and_a_read_only_role() {
+    let config = Config::from_toml_str(&with_user_keys("")).unwrap();
+    let user = &config.server.users[0];
+    assert_eq!((&user.databases, user.read_only), (&None, false));
+    let config =
+        Config::from_toml_str(&with_user_keys("databases = [\"ops\"]\nread_only = true")).unwrap();
+    let user = &config.server.users[0];
+    assert_eq!(user.databases.as_deref(), Some(&["ops".to_owned()][..]));
+    assert!(user.read_only);
+}
+
+#[test]
+fn user_databases_must_be_logical_databases() {
+    let err = Config::from_toml_str(&with_user_keys("databases = [\"ops\", \"ds1\"]"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "server.users[0].databases: 'ds1' is not valid: user 'root' may only be given logical databases (declared: wework, ops)"
+    );
+    let err = Config::from_toml_str(&with_user_keys("databases = []"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "server.users[0].databases: at least one logical database is required"
+    );
+    let err = Config::from_toml_str(&with_user_keys("read_only = \"yes\""))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("read_only"), "{err}");
+}
