@@ -43,6 +43,19 @@ pub enum AdminStatement {
     Preview(String),
 }
 
+impl AdminStatement {
+    /// The logical database it names (`FROM db`), if any.
+    pub fn database(&self) -> Option<&str> {
+        match self {
+            AdminStatement::ShardingTableRules { database, .. }
+            | AdminStatement::ShardingTableNodes { database, .. }
+            | AdminStatement::BroadcastTableRules { database }
+            | AdminStatement::StorageUnits { database } => database.as_deref(),
+            AdminStatement::Pools | AdminStatement::Stats | AdminStatement::Preview(_) => None,
+        }
+    }
+}
+
 /// An admin statement that does not parse. Its statement family is clear
 /// (no server has `SHOW SHARDING ...`), so the client is told how to write
 /// it instead of getting the backend's bare syntax error.

@@ -205,6 +205,33 @@ impl<'a> Iterator for Lexer<'a> {
     }
 }
 
+/// The `qualifier.name` pairs of a statement's tokens (`db.t`,
+/// `` `db`.`t` ``, also with space around the dot, as the server reads
+/// them): a table's database, or a column's table. Of `a.b.c` only `a.b`.
+pub fn qualified_names<'a>(tokens: &[Spanned<'a>]) -> Vec<(&'a str, &'a str)> {
+    let name = |i: usize| match tokens.get(i).map(|s| s.token) {
+        Some(Token::Word(w) | Token::QuotedIdent(w)) => Some(w),
+        _ => None,
+    };
+    let mut pairs = Vec::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        let dot = tokens.get(i + 1).map(|s| s.token) == Some(Token::Punct(b'.'));
+        match (name(i), dot, name(i + 2)) {
+            (Some(qualifier), true, Some(object)) => {
+                pairs.push((qualifier, object));
+                // `a.b.c`: `b` qualifies a column of table `a.b`, not a table.
+                i += 3;
+                while tokens.get(i).map(|s| s.token) == Some(Token::Punct(b'.')) {
+                    i += 2;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    pairs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +258,16 @@ mod tests {
                 Token::Punct(b'='),
                 Token::Number("1.5"),
             ]
+        );
+    }
+
+    #[test]
+    fn qualified_names_are_pairs_around_a_dot() {
+        let sql = "SELECT a.b.c, t . d, 1.5 FROM `db`.`t` JOIN x.y ON 'q.r' = s.u";
+        let tokens: Vec<_> = Lexer::new(sql).collect();
+        assert_eq!(
+            qualified_names(&tokens),
+            [("a", "b"), ("t", "d"), ("db", "t"), ("x", "y"), ("s", "u")]
         );
     }
 

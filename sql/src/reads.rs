@@ -2,8 +2,13 @@
 //! locks, writes, changes session state or asks about the primary's own
 //! state (`LAST_INSERT_ID()`, `GET_LOCK()`, `FOUND_ROWS()` ...) goes to the
 //! primary, as does any statement carrying the hint `/* shardgate:primary */`.
+//! Among those that go to the primary, [`writes`] tells the ones a
+//! read-only user may not send: those MariaDB's `read_only` refuses, and
+//! those whose effect the proxy cannot see (procedures, SQL-level prepared
+//! statements, compound statements).
 
 use super::dialect::Dialect;
+use super::label::statement_label;
 use super::lex::{Lexer, Spanned, Token};
 
 /// The hint that sends a read to the primary.
@@ -79,6 +84,89 @@ pub fn replica_safe_lexed(dialect: &dyn Dialect, sql: &str, lexed: &[Spanned<'_>
     true
 }
 
+/// First keywords of statements that write, besides those
+/// [`statement_label`] calls insert, replace, update, delete or ddl; or
+/// that run SQL the proxy does not see (`CALL`, `PREPARE`, `EXECUTE`, and
+/// compound statements); or that change the server (`SHUTDOWN`, `PURGE`,
+/// ...), which its backend user may be allowed to.
+const WRITING_STATEMENTS: &[&str] = &[
+    "LOAD",
+    "GRANT",
+    "REVOKE",
+    "OPTIMIZE",
+    "REPAIR",
+    "CALL",
+    "PREPARE",
+    "EXECUTE",
+    "IMPORT",
+    "INSTALL",
+    "UNINSTALL",
+    "BINLOG",
+    "PURGE",
+    "RESET",
+    "CHANGE",
+    "SHUTDOWN",
+    "IF",
+    "CASE",
+    "LOOP",
+    "WHILE",
+    "REPEAT",
+    "FOR",
+];
+
+/// Functions that write: the next value of a sequence.
+const WRITING_FUNCTIONS: &[&str] = &["NEXTVAL", "SETVAL"];
+
+/// Whether any statement of `sql` (each between `;`s) writes, as MariaDB's
+/// `read_only` sees it: INSERT, REPLACE, UPDATE, DELETE, LOAD DATA, DDL
+/// (temporary tables too: the proxy cannot tell them apart from the
+/// statements that use them), TRUNCATE, `LOCK TABLES ... WRITE`, `SELECT
+/// ... FOR UPDATE` (refused by `read_only`, unlike `LOCK IN SHARE MODE`),
+/// `ANALYZE TABLE`, a sequence's next value, `SET GLOBAL`, and the
+/// statements of [`WRITING_STATEMENTS`].
+pub fn writes_lexed(dialect: &dyn Dialect, sql: &str, lexed: &[Spanned<'_>]) -> bool {
+    lexed
+        .split(|s| s.token == Token::Punct(b';'))
+        .any(|statement| statement_writes(dialect, sql, statement))
+}
+
+fn statement_writes(dialect: &dyn Dialect, sql: &str, tokens: &[Spanned<'_>]) -> bool {
+    let Some(first) = tokens.first() else {
+        return false;
+    };
+    let word = |k: usize, w: &str| tokens.get(k).is_some_and(|t| t.token.is_word(w));
+    let label = statement_label(&sql.as_bytes()[first.start..]);
+    if matches!(label, "insert" | "replace" | "update" | "delete" | "ddl")
+        || WRITING_STATEMENTS.iter().any(|w| word(0, w))
+        || (word(0, "BEGIN") && word(1, "NOT") && word(2, "ATOMIC"))
+        || (word(0, "ANALYZE")
+            && ["TABLE", "TABLES", "LOCAL", "NO_WRITE_TO_BINLOG"]
+                .iter()
+                .any(|w| word(1, w)))
+    {
+        return true;
+    }
+    if word(0, "LOCK") {
+        return tokens.iter().any(|t| t.token.is_word("WRITE"));
+    }
+    if word(0, "SET") {
+        return tokens.iter().any(|t| {
+            t.token.is_word("GLOBAL")
+                || matches!(t.token, Token::SysVar(v) if v.len() > 7 && v[..7].eq_ignore_ascii_case("global."))
+        });
+    }
+    let exclusive: Vec<&str> = dialect.exclusive_lock_clause().split(' ').collect();
+    (0..tokens.len()).any(|i| {
+        let next = tokens.get(i + 1).map(|s| &s.token);
+        let function = matches!(tokens[i].token, Token::Word(w)
+            if next == Some(&Token::Punct(b'('))
+                && WRITING_FUNCTIONS.iter().any(|f| f.eq_ignore_ascii_case(w)));
+        let next_value = word(i, "NEXT") && word(i + 1, "VALUE");
+        let locks = exclusive.iter().enumerate().all(|(k, w)| word(i + k, w));
+        function || next_value || locks
+    })
+}
+
 fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
     haystack
         .as_bytes()
@@ -88,8 +176,80 @@ fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::replica_safe;
+    use super::{replica_safe, writes_lexed};
     use crate::dialect::MARIADB;
+    use crate::lex::Lexer;
+
+    fn writes(sql: &str) -> bool {
+        writes_lexed(&MARIADB, sql, &Lexer::new(sql).collect::<Vec<_>>())
+    }
+
+    /// As MariaDB 10.11's `read_only` answers a user without READ_ONLY
+    /// ADMIN (measured), and stricter where the proxy cannot see the effect.
+    #[test]
+    fn writes_are_what_read_only_refuses() {
+        for sql in [
+            "INSERT INTO t VALUES (1)",
+            "/* c */ replace into t values (1)",
+            "UPDATE t SET a = 1 WHERE 1 = 0",
+            "DELETE FROM t",
+            "LOAD DATA LOCAL INFILE 'x' INTO TABLE t",
+            "CREATE TABLE t (id INT)",
+            "CREATE TEMPORARY TABLE t (id INT)",
+            "DROP TABLE IF EXISTS t",
+            "ALTER TABLE t ADD c INT",
+            "TRUNCATE t",
+            "RENAME TABLE a TO b",
+            "LOCK TABLES t READ, u LOW_PRIORITY WRITE",
+            "SELECT * FROM t WHERE id = 1 FOR UPDATE",
+            "SELECT NEXTVAL(s)",
+            "SELECT NEXT VALUE FOR s",
+            "ANALYZE TABLE t",
+            "OPTIMIZE TABLE t",
+            "GRANT SELECT ON *.* TO u",
+            "CALL p()",
+            "PREPARE s FROM 'SELECT 1'",
+            "EXECUTE IMMEDIATE 'DELETE FROM t'",
+            "BEGIN NOT ATOMIC DELETE FROM t; END",
+            "SET GLOBAL max_connections = 10",
+            "SET @@global.max_connections = 10",
+            "SHUTDOWN",
+            "SELECT 1; DELETE FROM t",
+        ] {
+            assert!(writes(sql), "{sql}");
+        }
+    }
+
+    #[test]
+    fn reads_and_session_statements_do_not_write() {
+        for sql in [
+            "SELECT * FROM t",
+            "(SELECT 1) UNION (SELECT 2)",
+            "SELECT * FROM t LOCK IN SHARE MODE",
+            "SELECT 'FOR UPDATE', `update` FROM t",
+            "SELECT a INTO @v FROM t",
+            "SHOW TABLES",
+            "DESCRIBE t",
+            "EXPLAIN DELETE FROM t",
+            "ANALYZE SELECT * FROM t",
+            "LOCK TABLES t READ",
+            "UNLOCK TABLES",
+            "SET @a = 1, sql_mode = ''",
+            "SET SESSION wait_timeout = 10",
+            "BEGIN",
+            "START TRANSACTION READ ONLY",
+            "COMMIT",
+            "ROLLBACK",
+            "SAVEPOINT s",
+            "XA START 'x'",
+            "DO 1",
+            "HANDLER t OPEN",
+            "SELECT LASTVAL(s)",
+            "",
+        ] {
+            assert!(!writes(sql), "{sql}");
+        }
+    }
 
     #[test]
     fn plain_reads_may_use_a_replica() {
