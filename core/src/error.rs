@@ -188,6 +188,15 @@ pub enum ErrorKind {
     TooManyUserConnections,
     /// A logical database the proxy does not serve.
     UnknownDatabase,
+    /// A logical database the user may not use (`users[].databases`), named
+    /// at login, by `USE` or COM_INIT_DB.
+    DatabaseAccessDenied,
+    /// A table of a logical database the user may not use, named by a
+    /// statement.
+    TableAccessDenied,
+    /// A statement that writes, or an admin command that changes the proxy,
+    /// from a user who may only read (`users[].read_only`).
+    ReadOnlyUser,
     /// The proxy could not do what it should have (a key generator that
     /// failed, node results it could not merge).
     Internal,
@@ -245,7 +254,10 @@ impl ProxyError {
             | ErrorKind::MissingShardingValue
             | ErrorKind::Unroutable
             | ErrorKind::ReadOnlyTransaction
-            | ErrorKind::AdminNotPrepared => "refused",
+            | ErrorKind::AdminNotPrepared
+            | ErrorKind::DatabaseAccessDenied
+            | ErrorKind::TableAccessDenied
+            | ErrorKind::ReadOnlyUser => "refused",
             ErrorKind::PausedTooLong | ErrorKind::RulesChanged => "paused",
             ErrorKind::BadArguments
             | ErrorKind::UnknownCommand

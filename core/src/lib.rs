@@ -9,6 +9,7 @@
 //! alerts and the admin HTTP API. A protocol crate (`shardgate-mysql`)
 //! implements the traits; the proxy wires them together.
 
+pub mod access;
 pub mod admin;
 pub mod admission;
 pub mod alerts;

@@ -58,6 +58,9 @@ impl ToClient for ProxyError {
             }
             ErrorKind::TooManyUserConnections => (codes::ER_TOO_MANY_USER_CONNECTIONS, "42000"),
             ErrorKind::UnknownDatabase => (codes::ER_BAD_DB_ERROR, "42000"),
+            ErrorKind::DatabaseAccessDenied => (codes::ER_DBACCESS_DENIED_ERROR, "42000"),
+            ErrorKind::TableAccessDenied => (codes::ER_TABLEACCESS_DENIED_ERROR, "42000"),
+            ErrorKind::ReadOnlyUser => (codes::ER_OPTION_PREVENTS_STATEMENT, "HY000"),
         };
         ErrInfo::new(code, sqlstate, self.message.clone())
     }

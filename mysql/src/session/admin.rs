@@ -67,20 +67,30 @@ impl Session {
     pub(super) fn admin(&mut self, parsed: Result<AdminStatement, AdminSqlError>) -> CommandResult {
         let statement = parsed
             .map_err(|e| Failure::Reply(ProxyError::new(ErrorKind::AdminSyntax, e.to_string())))?;
+        if let Some(name) = statement.database() {
+            self.access.check_database(name)?;
+        }
         let table = answer(&self.shared, &self.db, &statement).map_err(Failure::Reply)?;
         self.push_table(&table, RowFormat::Text);
         Ok(Flow::Continue)
     }
 
     /// `SHOW DATABASES | SCHEMAS [LIKE 'pattern']`: the logical databases
-    /// (and information_schema), sorted, as a server lists its own.
+    /// the user may use (and information_schema), sorted, as a server
+    /// lists those a user has grants on.
     pub(super) fn show_databases(&mut self, like: Option<&str>, format: RowFormat) {
         let header = match like {
             Some(pattern) => format!("Database ({pattern})"),
             None => "Database".to_owned(),
         };
         let mut names: Vec<&str> = std::iter::once("information_schema")
-            .chain(self.shared.databases.iter().map(|d| d.name.as_str()))
+            .chain(
+                self.shared
+                    .databases
+                    .iter()
+                    .map(|d| d.name.as_str())
+                    .filter(|name| self.access.may_use(name)),
+            )
             .filter(|name| like.is_none_or(|p| like_matches(p, name)))
             .collect();
         names.sort_unstable();

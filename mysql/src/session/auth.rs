@@ -13,6 +13,7 @@ use crate::handshake::{
 };
 use crate::ok_err::{status, OkInfo};
 use crate::packet::{frame_into, read_packet_exact, PacketReader, PacketWriter, ReadError};
+use shardgate_core::access::UserAccess;
 use shardgate_core::admission::{Admission, UserSlot};
 use shardgate_core::error::{ErrorKind, ProxyError};
 use shardgate_core::net::{split_plain, split_tls, ReadHalf, WriteHalf};
@@ -30,8 +31,10 @@ pub struct Front {
 /// A client that logged in.
 pub struct LoggedIn {
     pub hello: ClientHello,
-    /// The logical database it selected (the first one when none).
+    /// The logical database it selected (the first it may use when none).
     pub database: std::sync::Arc<crate::backend::LogicalDatabase>,
+    /// What its user may do, as the configuration said at login.
+    pub access: UserAccess,
     /// Its place among its user's sessions, held while the session lasts.
     pub user_slot: UserSlot,
     /// The challenge its answers were checked against (COM_CHANGE_USER's
@@ -133,12 +136,10 @@ pub async fn login(
         Ok(user) => user,
         Err(refused) => return refuse(&mut writer, refusal(refused, &hello.user, peer_ip)).await,
     };
-    let database = match &hello.database {
-        Some(name) => match shared.database(name) {
-            Some(db) => db.clone(),
-            None => return refuse(&mut writer, unknown_database(name)).await,
-        },
-        None => shared.first_database().clone(),
+    let access = UserAccess::new(user, peer_ip);
+    let database = match login_database(shared, &access, hello.database.as_deref()) {
+        Ok(db) => db,
+        Err(e) => return refuse(&mut writer, e).await,
     };
     let limit = user.session_limit(&shared.config.server);
     let Some(user_slot) = admission.admit_user(&hello.user, limit) else {
@@ -163,6 +164,7 @@ pub async fn login(
     Ok(LoggedIn {
         hello,
         database,
+        access,
         user_slot,
         challenge: salt,
         secure,
@@ -184,6 +186,44 @@ pub fn refusal(refused: Refused, user: &str, peer_ip: &str) -> ProxyError {
         ),
     };
     ProxyError::new(ErrorKind::AccessDenied, message)
+}
+
+type Database = std::sync::Arc<crate::backend::LogicalDatabase>;
+
+/// The logical database a login lands on: the one it names, when the user
+/// may use it (checked first, so that a restricted user learns nothing of
+/// the others, as from MariaDB) and the proxy serves it; else the first
+/// the user may use.
+fn login_database(
+    shared: &Shared,
+    access: &UserAccess,
+    named: Option<&str>,
+) -> Result<Database, ProxyError> {
+    match named {
+        Some(name) => {
+            access.check_database(name)?;
+            shared
+                .database(name)
+                .cloned()
+                .ok_or_else(|| unknown_database(name))
+        }
+        None => first_allowed(shared, access).ok_or_else(|| {
+            // The config's validation gives each user a declared one.
+            ProxyError::new(
+                ErrorKind::Internal,
+                "the user may use no logical database this configuration declares",
+            )
+        }),
+    }
+}
+
+/// The first logical database (in `Shared::databases` order) `access` may use.
+pub fn first_allowed(shared: &Shared, access: &UserAccess) -> Option<Database> {
+    shared
+        .databases
+        .iter()
+        .find(|db| access.may_use(&db.name))
+        .cloned()
 }
 
 /// Error 1049 for a database the proxy does not serve.

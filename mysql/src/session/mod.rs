@@ -45,6 +45,7 @@ use crate::stmt::{retarget_execute, set_statement_id, statement_id};
 use forward::{forward_reply, Answer, ForwardError};
 use long_data::{parameter_values, LongData};
 use prepared::{Executing, PreparedStatement, ShardedPrepared, Statements};
+use shardgate_core::access::UserAccess;
 use shardgate_core::admission::{Admission, HostLimit, UserSlot};
 use shardgate_core::error::{rolls_back_transaction, BackendError, ErrorKind, ProxyError};
 use shardgate_core::idle::IdleDeadline;
@@ -55,11 +56,12 @@ use shardgate_core::session_vars::SessionVars;
 use shardgate_core::sessions::Registration;
 use shardgate_sql::admin::{may_be_admin, parse as parse_admin, AdminSqlError, AdminStatement};
 use shardgate_sql::classify::{
-    classify, classify_lexed, with_logical_database, Assignment, Classified, Kind,
+    classify_lexed, with_logical_database, Assignment, Classified, Kind,
 };
 use shardgate_sql::dialect::MARIADB;
 use shardgate_sql::label::statement_label;
 use shardgate_sql::lex::{Lexer, Spanned};
+use shardgate_sql::reads::writes_lexed;
 use shardgate_sql::shard::analyze::{Analysis, ShardedStatement};
 use shardgate_sql::shard::labels::{analyze_labelled, analyze_labelled_lexed};
 use shardgate_sql::shard::plan::{check_supported, prepare_target, single_node, PlanContext};
@@ -112,6 +114,7 @@ pub async fn serve(proxy: Arc<Proxy>, front: Arc<Front>, stream: TcpStream) {
             writer,
             challenge,
             secure,
+            access,
         } = logged_in;
         let registration = proxy
             .sessions()
@@ -140,6 +143,7 @@ pub async fn serve(proxy: Arc<Proxy>, front: Arc<Front>, stream: TcpStream) {
             admitted: Gate::default(),
             wrote: false,
             wait_timeout,
+            access,
             _user_slot: user_slot,
             front,
             challenge,
@@ -270,6 +274,8 @@ struct Session {
     wrote: bool,
     /// How long it may wait for its next command before it is closed.
     wait_timeout: std::time::Duration,
+    /// What its user may do, as at login (see `core::access`).
+    access: UserAccess,
     /// Its place among its user's sessions (`server.max_user_connections`).
     _user_slot: UserSlot,
     /// What the listener's logins share (COM_CHANGE_USER is one).
@@ -509,12 +515,17 @@ impl Session {
             return false;
         }
         self.shared = self.proxy.current();
-        self.db = self
+        // The access of the login stands: with no database left that it
+        // allows (a reload removed them), the session keeps the one it has.
+        if let Some(db) = self
             .database
             .as_deref()
             .and_then(|name| self.shared.database(name))
-            .unwrap_or_else(|| self.shared.first_database())
-            .clone();
+            .cloned()
+            .or_else(|| auth::first_allowed(&self.shared, &self.access))
+        {
+            self.db = db;
+        }
         // Analyses made under the old rules may be wrong under the new.
         self.statements.forget_analyses();
         debug!(
@@ -685,6 +696,7 @@ impl Session {
     }
 
     fn use_database(&mut self, name: &str) -> Result<(), Failure> {
+        self.access.check_database(name)?;
         if let Some(db) = self.shared.database(name) {
             self.db = db.clone();
             self.database = Some(name.to_owned());
@@ -741,6 +753,7 @@ impl Session {
         text: &str,
         tokens: &[Spanned<'_>],
     ) -> Result<(), Failure> {
+        self.check_access(text, tokens)?;
         let classified = classify_lexed(&MARIADB, text, tokens);
         if let Kind::Use(db) = &classified.kind {
             return self.use_database(db);
@@ -878,6 +891,27 @@ impl Session {
         }
         self.keep_session_changes(conn, &classified, succeeded)
             .await
+    }
+
+    /// Refuses a statement the user may not send (see `core::access`):
+    /// tables of logical databases it may not use, then writes from a
+    /// read-only user, as MariaDB checks grants before `read_only`.
+    fn check_access(&self, text: &str, tokens: &[Spanned<'_>]) -> Result<(), ProxyError> {
+        self.access
+            .check_tables(text, tokens, |qualifier| self.database_named(qualifier))?;
+        self.access.check_write(&MARIADB, text, tokens)
+    }
+
+    /// The logical database a statement's qualifier names: by its logical
+    /// name (in any letter case, so that none slips past the check) or by
+    /// the physical name of one of its data sources.
+    fn database_named(&self, qualifier: &str) -> Option<&str> {
+        self.shared
+            .databases
+            .iter()
+            .find(|db| db.name.eq_ignore_ascii_case(qualifier))
+            .map(|db| db.name.as_str())
+            .or_else(|| self.db.metadata.logical_schema(qualifier))
     }
 
     /// The COM_QUERY payload that runs a statement on a data source as it
@@ -1126,7 +1160,12 @@ impl Session {
             )));
         }
         let text = analysis_text(&payload[1..], self.charset);
-        let classified = classify(&MARIADB, &text);
+        let tokens: Vec<Spanned<'_>> = Lexer::new(&text).collect();
+        // Grants at prepare, as MariaDB checks them; `read_only` at execute.
+        self.access
+            .check_tables(&text, &tokens, |qualifier| self.database_named(qualifier))?;
+        let writes = writes_lexed(&MARIADB, &text, &tokens);
+        let classified = classify_lexed(&MARIADB, &text, &tokens);
         let text = self.with_logical_database(&text, &classified);
         let rewritten;
         let payload = match &text {
@@ -1192,6 +1231,7 @@ impl Session {
                     num_params: ok.num_params,
                     classified: classified.clone(),
                     replica_safe,
+                    writes,
                     sharded,
                     param_types: None,
                     long_data: LongData::default(),
@@ -1231,6 +1271,10 @@ impl Session {
         let Some(stmt) = self.statements.get_mut(id) else {
             return Err(unknown_statement(payload, "mysqld_stmt_execute"));
         };
+        // As MariaDB's `read_only`: the write prepares, its executions fail.
+        if stmt.writes && self.access.is_read_only() {
+            return Err(Failure::Reply(self.access.read_only_refusal()));
+        }
         if let Some(st) = stmt.sharded.as_ref().map(|sh| sh.statement.clone()) {
             // Before anything of the execution is consumed (long data):
             // it may have to go back to the pause gate.

@@ -25,6 +25,9 @@ pub struct PreparedStatement {
     /// Whether an execution may read a replica (`sql::reads::replica_safe`
     /// of its text, worked out once at prepare).
     pub replica_safe: bool,
+    /// Whether it writes (`sql::reads::writes_lexed`, at prepare): a
+    /// read-only user's executions of it are refused.
+    pub writes: bool,
     /// Set when the statement names sharded or broadcast tables.
     pub sharded: Option<ShardedPrepared>,
     /// Parameter types from the last execute that sent them.
@@ -244,6 +247,7 @@ mod tests {
             num_params: 0,
             classified: Classified::default(),
             replica_safe: false,
+            writes: false,
             sharded: None,
             param_types: None,
             long_data: LongData::default(),
