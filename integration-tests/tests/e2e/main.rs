@@ -6,6 +6,7 @@
 //! whole run: shared, or exclusive for those that disturb everybody or need
 //! quiet servers (see `shardgate_integration_tests::sandbox`).
 
+mod access;
 mod admin_api;
 mod app_scenarios;
 mod client_auth;
