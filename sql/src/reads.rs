@@ -87,8 +87,8 @@ pub fn replica_safe_lexed(dialect: &dyn Dialect, sql: &str, lexed: &[Spanned<'_>
 /// First keywords of statements that write, besides those
 /// [`statement_label`] calls insert, replace, update, delete or ddl; or
 /// that run SQL the proxy does not see (`CALL`, `PREPARE`, `EXECUTE`, and
-/// compound statements); or that change the server (`SHUTDOWN`, `PURGE`,
-/// ...), which its backend user may be allowed to.
+/// compound statements); or that change or hold up the server (`SHUTDOWN`,
+/// `PURGE`, `FLUSH`, ...), which its backend user may be allowed to.
 const WRITING_STATEMENTS: &[&str] = &[
     "LOAD",
     "GRANT",
@@ -106,6 +106,9 @@ const WRITING_STATEMENTS: &[&str] = &[
     "RESET",
     "CHANGE",
     "SHUTDOWN",
+    "FLUSH",
+    "BACKUP",
+    "STOP",
     "IF",
     "CASE",
     "LOOP",
@@ -122,8 +125,10 @@ const WRITING_FUNCTIONS: &[&str] = &["NEXTVAL", "SETVAL"];
 /// (temporary tables too: the proxy cannot tell them apart from the
 /// statements that use them), TRUNCATE, `LOCK TABLES ... WRITE`, `SELECT
 /// ... FOR UPDATE` (refused by `read_only`, unlike `LOCK IN SHARE MODE`),
-/// `ANALYZE TABLE`, a sequence's next value, `SET GLOBAL`, and the
-/// statements of [`WRITING_STATEMENTS`].
+/// `ANALYZE TABLE`, a sequence's next value, a file written on the server
+/// (`INTO OUTFILE | DUMPFILE`, which `read_only` allows but the proxy's
+/// backend user may be able to write), `SET GLOBAL`, `SET PASSWORD`,
+/// `START SLAVE | REPLICA`, and the statements of [`WRITING_STATEMENTS`].
 pub fn writes_lexed(dialect: &dyn Dialect, sql: &str, lexed: &[Spanned<'_>]) -> bool {
     lexed
         .split(|s| s.token == Token::Punct(b';'))
@@ -139,6 +144,7 @@ fn statement_writes(dialect: &dyn Dialect, sql: &str, tokens: &[Spanned<'_>]) ->
     if matches!(label, "insert" | "replace" | "update" | "delete" | "ddl")
         || WRITING_STATEMENTS.iter().any(|w| word(0, w))
         || (word(0, "BEGIN") && word(1, "NOT") && word(2, "ATOMIC"))
+        || (word(0, "START") && (word(1, "SLAVE") || word(1, "REPLICA")))
         || (word(0, "ANALYZE")
             && ["TABLE", "TABLES", "LOCAL", "NO_WRITE_TO_BINLOG"]
                 .iter()
@@ -149,11 +155,17 @@ fn statement_writes(dialect: &dyn Dialect, sql: &str, tokens: &[Spanned<'_>]) ->
     if word(0, "LOCK") {
         return tokens.iter().any(|t| t.token.is_word("WRITE"));
     }
-    if word(0, "SET") {
-        return tokens.iter().any(|t| {
-            t.token.is_word("GLOBAL")
-                || matches!(t.token, Token::SysVar(v) if v.len() > 7 && v[..7].eq_ignore_ascii_case("global."))
-        });
+    let global = |t: &Spanned<'_>| {
+        t.token.is_word("GLOBAL")
+            || matches!(t.token, Token::SysVar(v)
+                if v.get(..7).is_some_and(|scope| scope.eq_ignore_ascii_case("global.")))
+    };
+    if word(0, "SET")
+        && (tokens.iter().any(global)
+            || word(1, "PASSWORD")
+            || (word(1, "DEFAULT") && word(2, "ROLE")))
+    {
+        return true;
     }
     let exclusive: Vec<&str> = dialect.exclusive_lock_clause().split(' ').collect();
     (0..tokens.len()).any(|i| {
@@ -163,7 +175,8 @@ fn statement_writes(dialect: &dyn Dialect, sql: &str, tokens: &[Spanned<'_>]) ->
                 && WRITING_FUNCTIONS.iter().any(|f| f.eq_ignore_ascii_case(w)));
         let next_value = word(i, "NEXT") && word(i + 1, "VALUE");
         let locks = exclusive.iter().enumerate().all(|(k, w)| word(i + k, w));
-        function || next_value || locks
+        let file = word(i, "INTO") && (word(i + 1, "OUTFILE") || word(i + 1, "DUMPFILE"));
+        function || next_value || locks || file
     })
 }
 
@@ -215,6 +228,14 @@ mod tests {
             "SET @@global.max_connections = 10",
             "SHUTDOWN",
             "SELECT 1; DELETE FROM t",
+            "SELECT * FROM t INTO OUTFILE '/tmp/x'",
+            "SELECT a INTO DUMPFILE '/tmp/x' FROM t",
+            "SET PASSWORD FOR root = PASSWORD('x')",
+            "SET DEFAULT ROLE r FOR u",
+            "FLUSH TABLES WITH READ LOCK",
+            "START SLAVE",
+            "STOP REPLICA",
+            "SET @a = NEXTVAL(s)",
         ] {
             assert!(writes(sql), "{sql}");
         }
@@ -238,6 +259,8 @@ mod tests {
             "SET SESSION wait_timeout = 10",
             "BEGIN",
             "START TRANSACTION READ ONLY",
+            "SET @password = 1, @role = 'x'",
+            "SET ROLE admin",
             "COMMIT",
             "ROLLBACK",
             "SAVEPOINT s",

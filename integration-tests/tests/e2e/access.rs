@@ -358,6 +358,8 @@ async fn a_read_only_user_reads_but_never_writes() {
         "INSERT INTO ops.notes VALUES (9, 'other database')",
         "SELECT 1; DELETE FROM access_notes",
         "CALL some_procedure()",
+        "SELECT * FROM access_notes INTO OUTFILE '/tmp/shardgate-access-outfile'",
+        "SET @next = NEXTVAL(some_sequence)",
     ] {
         assert_eq!(refusal(&mut report, sql).await, read_only, "{sql}");
     }
