@@ -3,6 +3,8 @@
 //! configuration keeps serving and the errors are returned. A valid one
 //! becomes a new version: unchanged pools are kept, new statements use it,
 //! and sessions in a transaction finish theirs on the old one first.
+//! Users (passwords, `databases`, `read_only`) apply to new logins: a
+//! session keeps the access it logged in with (see `access`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
