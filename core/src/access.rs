@@ -163,13 +163,9 @@ mod tests {
     use shardgate_sql::lex::Lexer;
 
     fn user(databases: Option<&[&str]>, read_only: bool) -> UserAccess {
-        let config = UserConfig {
-            name: "report".into(),
-            password: String::new(),
-            max_connections: None,
-            databases: databases.map(|d| d.iter().map(|s| s.to_string()).collect()),
-            read_only,
-        };
+        let mut config = UserConfig::with_password("report", "");
+        config.databases = databases.map(|d| d.iter().map(|s| s.to_string()).collect());
+        config.read_only = read_only;
         UserAccess::new(&config, "10.0.0.7")
     }
 

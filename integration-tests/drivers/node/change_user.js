@@ -5,7 +5,9 @@
 //
 // Usage: node change_user.js HOST PORT USER PASSWORD DATABASE
 //   The users to change to come from env SG_CHANGE_USERS, a JSON list of
-//   {user, password} (the first must be able to log in).
+//   {user, password} (the first must be able to log in); SG_CHANGE_READER,
+//   {user, password, other}, a read-only user restricted to DATABASE and
+//   a database it may not use.
 //
 // Prints one JSON object per step.
 'use strict';
@@ -64,6 +66,18 @@ async function main() {
       conn.changeUser({ user: other.user, password: other.password, database }),
     );
     await attempt(`select_as_${other.user}`, () => scalar('SELECT 1'));
+  }
+  const reader = JSON.parse(process.env.SG_CHANGE_READER || 'null');
+  if (reader) {
+    await attempt('reader_other_database', () =>
+      conn.changeUser({ user: reader.user, password: reader.password, database: reader.other }),
+    );
+    await attempt('reader', () =>
+      conn.changeUser({ user: reader.user, password: reader.password, database }),
+    );
+    await attempt('reader_writes', () => conn.query('INSERT INTO it_node_change VALUES (2)'));
+    await attempt('reader_reads', () => scalar('SELECT COUNT(*) FROM it_node_change'));
+    await conn.changeUser({ user: first.user, password: first.password, database });
   }
   await conn.query('DROP TABLE IF EXISTS it_node_change');
   await conn.end();

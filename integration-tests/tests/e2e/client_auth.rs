@@ -2,7 +2,8 @@
 //! the shipped config (replicas on) with TLS offered: sqlx, PyMySQL, the
 //! mariadb CLI and mysql2 log in, or are refused with MariaDB's 1045 and a
 //! message that says what to change; COM_CHANGE_USER (mysql2's changeUser)
-//! goes on as another user with the session reset.
+//! goes on as another user with the session reset and the new user's
+//! access (its databases, read-only).
 
 use std::path::PathBuf;
 
@@ -59,6 +60,12 @@ password_hash = "{ED25519_KEY}"
 name = "ed_plain"
 password = "secret3"
 auth_plugin = "ed25519"
+
+[[server.users]]
+name = "reader"
+password = "secret4"
+databases = ["wework"]
+read_only = true
 "#,
         file = password_file.display()
     );
@@ -269,6 +276,10 @@ async fn change_user_goes_on_as_another_user_with_the_session_reset() {
         r#"{"step":"select_as_sha2_plain","ok":1}"#,
         r#"{"step":"change_to_from_env","ok":true}"#,
         r#"{"step":"select_as_from_env","ok":1}"#,
+        r#"{"step":"reader_other_database","errno":1044,"sqlState":"42000","message":"Access denied for user 'reader'@'%' to database 'ops'"}"#,
+        r#"{"step":"reader","ok":true}"#,
+        r#"{"step":"reader_writes","errno":1290,"sqlState":"HY000","message":"The ShardGate user 'reader' is read-only (users[].read_only), so it cannot execute this statement"}"#,
+        r#"{"step":"reader_reads","ok":0}"#,
     ];
     assert_eq!(
         transcript.lines().collect::<Vec<_>>(),

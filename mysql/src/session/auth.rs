@@ -190,11 +190,11 @@ pub fn refusal(refused: Refused, user: &str, peer_ip: &str) -> ProxyError {
 
 type Database = std::sync::Arc<crate::backend::LogicalDatabase>;
 
-/// The logical database a login lands on: the one it names, when the user
+/// The logical database a login (or COM_CHANGE_USER) lands on: the one it names, when the user
 /// may use it (checked first, so that a restricted user learns nothing of
 /// the others, as from MariaDB) and the proxy serves it; else the first
 /// the user may use.
-fn login_database(
+pub(super) fn login_database(
     shared: &Shared,
     access: &UserAccess,
     named: Option<&str>,

@@ -1,19 +1,21 @@
 //! COM_CHANGE_USER: the session goes on as another user, as MariaDB does
-//! it: the new user proves its credential against the connection's
-//! challenge (with an auth switch when its plugin asks), then the session
-//! is reset as COM_RESET_CONNECTION resets it (transaction rolled back,
-//! variables, prepared statements and held connections gone) and takes the
-//! new user, database and character set. A refused change leaves the
+//! it. The new user proves its credential against the connection's
+//! challenge (with an auth switch when its plugin asks) and must be allowed
+//! the database it names (`users[].databases`); then the session is reset
+//! as COM_RESET_CONNECTION resets it (transaction rolled back, variables,
+//! prepared statements and held connections gone) and takes the new user,
+//! its access, database and character set. A refused change leaves the
 //! session as it was, with the error.
 
 use shardgate_core::error::{ErrorKind, ProxyError};
 use shardgate_core::metrics;
 
-use super::auth::{refusal, unknown_database, LoginError};
+use super::auth::{login_database, refusal, LoginError};
 use super::authenticate::{authenticate, Claim, Exchange};
 use super::{failed_login, CommandResult, Failure, Flow, Session};
 use crate::backend::Flavor;
 use crate::handshake::{client_charset, parse_change_user};
+use shardgate_core::access::UserAccess;
 
 impl Session {
     pub(super) async fn change_user(&mut self, packet: &[u8]) -> CommandResult {
@@ -58,13 +60,12 @@ impl Session {
                 return Err(Failure::Reply(err));
             }
         };
-        let db = match &request.database {
-            Some(name) => match shared.database(name) {
-                Some(db) => db.clone(),
-                None => return Err(Failure::Reply(unknown_database(name))),
-            },
-            None => shared.first_database().clone(),
-        };
+        let peer_ip = self
+            .peer
+            .map_or_else(|| "unknown".into(), |ip| ip.to_string());
+        let access = UserAccess::new(user, &peer_ip);
+        let db = login_database(&shared, &access, request.database.as_deref())
+            .map_err(Failure::Reply)?;
         let limit = user.session_limit(&shared.config.server);
         let Some(slot) = self.proxy.admission().admit_user(&request.user, limit) else {
             return Err(Failure::Reply(ProxyError::new(
@@ -81,6 +82,7 @@ impl Session {
             self.charset = client_charset(collation);
         }
         self.db = db;
+        self.access = access;
         self.database = request.database;
         self._user_slot = slot;
         self.statement_metrics = metrics::SessionMetrics::new(request.user.clone());
