@@ -260,7 +260,13 @@ async fn change_user_goes_on_as_another_user_with_the_session_reset() {
         .run_file_env(
             "change_user.js",
             &proxy.endpoint(),
-            &[("SG_CHANGE_USERS", users)],
+            &[
+                ("SG_CHANGE_USERS", users),
+                (
+                    "SG_CHANGE_READER",
+                    r#"{"user":"reader","password":"secret4","other":"ops"}"#,
+                ),
+            ],
         )
         .await
         .expect("the change_user scenario runs");
