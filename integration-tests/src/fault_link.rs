@@ -2,6 +2,13 @@
 //! one server: added latency each way, or a cut (nothing crosses; the
 //! connections stay open, silent, as behind a partition). User space stands
 //! in for `tc netem`, which this machine's kernel does not offer.
+//!
+//! Packet loss cannot be had this way: a relay sees a byte stream, not
+//! packets (dropping bytes would corrupt the stream, not lose a packet for
+//! TCP to retransmit). [`lossy`] puts the link's listening end in a network
+//! namespace instead, where nftables drops real packets.
+
+pub mod lossy;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -31,6 +38,20 @@ pub struct FaultLink {
 impl FaultLink {
     pub async fn start(target: SocketAddr) -> FaultLink {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        FaultLink::serve(listener, target)
+    }
+
+    /// A link accepting on `listener` (made elsewhere: in another network
+    /// namespace, say); it connects to `target` from this process's own
+    /// namespace. Needs a Tokio runtime.
+    pub fn on(listener: std::net::TcpListener, target: SocketAddr) -> FaultLink {
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking listener");
+        FaultLink::serve(TcpListener::from_std(listener).expect("listen"), target)
+    }
+
+    fn serve(listener: TcpListener, target: SocketAddr) -> FaultLink {
         let addr = listener.local_addr().expect("addr");
         let (fault, watching) = watch::channel(Fault::None);
         let task = tokio::spawn(async move {
