@@ -8,6 +8,12 @@
 //! through the proxy). The tests have the sandbox to themselves
 //! ([`sandbox::exclusive`]): their pools are tiny, their bounds are
 //! timings, and one freezes a replica.
+//!
+//! The fault tests of issue 15 ("Proof") put a fault on ds2's primary under
+//! a write load: stopped, a slow then cut link, a cut replica link, and a
+//! link losing packets ([`loss`]).
+
+mod loss;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -677,6 +683,9 @@ type FaultWindow = Arc<std::sync::Mutex<Option<(Instant, Option<Instant>)>>>;
 #[derive(Default)]
 struct Outcomes {
     acked: u64,
+    /// Writes acknowledged before the fault began, and while it was on.
+    acked_before_fault: u64,
+    acked_during_fault: u64,
     errors: u64,
     /// Errors that ended while the fault was on.
     errors_during_fault: u64,
@@ -698,6 +707,20 @@ struct WriteLoad {
 struct LoadReport {
     failed: u64,
     first_error: Option<Duration>,
+    /// Writes to the faulty data source acknowledged before the fault
+    /// and during it.
+    acked_before_fault: u64,
+    acked_during_fault: u64,
+}
+
+/// What shows that no session on the faulty data source hung through the
+/// fault.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NotHung {
+    /// Each got an error during the fault (it was cut off or stopped).
+    Errors,
+    /// Each had writes acknowledged during the fault (it was degraded).
+    Writes,
 }
 
 impl WriteLoad {
@@ -718,7 +741,14 @@ impl WriteLoad {
                 let sql = format!("UPDATE {table} SET v = v + 1 WHERE id = {id}");
                 while !stop.load(Ordering::Relaxed) {
                     match conn.execute(sql.as_str()).await {
-                        Ok(_) => seen.acked += 1,
+                        Ok(_) => {
+                            seen.acked += 1;
+                            match *window.lock().unwrap() {
+                                None => seen.acked_before_fault += 1,
+                                Some((_, None)) => seen.acked_during_fault += 1,
+                                Some(_) => {}
+                            }
+                        }
                         Err(e) => {
                             seen.errors += 1;
                             let (code, _, message) =
@@ -764,10 +794,15 @@ impl WriteLoad {
 
     /// Stops the sessions and checks the rows: every acknowledged write is
     /// there (one that failed may have run: the server may have read it
-    /// from a connection the proxy had cut), and each session on the
-    /// `faulty_ds` (by id % 4) got an error during the fault, the others
-    /// none.
-    async fn finish(self, proxy: &RunningProxy, table: &str, faulty_ds: i64) -> LoadReport {
+    /// from a connection the proxy had cut), no session on the `faulty_ds`
+    /// (by id % 4) hung (as `not_hung` says), the others got no error.
+    async fn finish(
+        self,
+        proxy: &RunningProxy,
+        table: &str,
+        faulty_ds: i64,
+        not_hung: NotHung,
+    ) -> LoadReport {
         self.stop.store(true, Ordering::Relaxed);
         let mut outcomes = Vec::new();
         for task in self.tasks {
@@ -786,6 +821,8 @@ impl WriteLoad {
         let mut report = LoadReport {
             failed: 0,
             first_error: None,
+            acked_before_fault: 0,
+            acked_during_fault: 0,
         };
         for (row, seen) in rows.iter().zip(&outcomes) {
             let id: i64 = row.get(0);
@@ -803,10 +840,18 @@ impl WriteLoad {
                 seen.errors
             );
             if id % 4 == faulty_ds {
-                assert!(
-                    seen.errors_during_fault > 0,
-                    "session {id} got no error during the fault: it hung"
-                );
+                match not_hung {
+                    NotHung::Errors => assert!(
+                        seen.errors_during_fault > 0,
+                        "session {id} got no error during the fault: it hung"
+                    ),
+                    NotHung::Writes => assert!(
+                        seen.acked_during_fault > 0,
+                        "session {id} had no write acknowledged during the fault: it hung"
+                    ),
+                }
+                report.acked_before_fault += seen.acked_before_fault;
+                report.acked_during_fault += seen.acked_during_fault;
                 report.first_error = match (report.first_error, seen.first_error_after_fault) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -882,7 +927,7 @@ async fn through_fault<G>(
         until_it_writes(proxy, &format!("UPDATE {table} SET v = v WHERE id = 2")).await;
     assert!(pool_state(proxy, "ds2").await["down"].is_null());
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let report = load.finish(proxy, table, 2).await;
+    let report = load.finish(proxy, table, 2, NotHung::Errors).await;
     format!(
         "marked down after {down_after:?}, first error after {:?}, {} failed statements, back {recovered_after:?} after the fault ended, 0 wrong answers, 0 acknowledged writes lost",
         report.first_error, report.failed
