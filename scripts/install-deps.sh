@@ -5,8 +5,10 @@
 #   Debian packages: mariadb-server mariadb-client (the sandbox's servers and
 #     the CLI driver), libmariadb-java (Connector/J for the JDBC test),
 #     sysbench and haproxy (the benchmark), chromium (the dashboard's
-#     browser test); default-jdk-headless only when javac is missing,
-#     nodejs/npm only when node/npm are missing.
+#     browser test), nftables and iproute2 (the packet-loss fault test:
+#     a network namespace whose nftables rules drop packets);
+#     default-jdk-headless only when javac is missing, nodejs/npm only when
+#     node/npm are missing.
 #   PyMySQL for python3 (pip; Debian's python3-pymysql when pip cannot).
 #   schemathesis 4.x in a virtualenv at .venv (git-ignored) for the admin
 #     API's contract test; python3-venv when python3 cannot make one.
@@ -71,7 +73,7 @@ apt_install() {
 # ------------------------------------------------------------ Debian packages
 
 missing=()
-for pkg in mariadb-server mariadb-client libmariadb-java sysbench haproxy chromium; do
+for pkg in mariadb-server mariadb-client libmariadb-java sysbench haproxy chromium nftables iproute2; do
   installed "$pkg" || missing+=("$pkg")
 done
 command -v javac >/dev/null || missing+=(default-jdk-headless)
