@@ -1,6 +1,6 @@
-//! The connection phase with a client: greeting, handshake response,
-//! password check (with an auth switch for clients that open with another
-//! plugin), default database.
+//! The connection phase with a client: greeting, TLS when the client asks
+//! for it, handshake response, the proof of the user's credential (see
+//! `authenticate`), its access and default database, its session slot.
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -66,35 +66,17 @@ pub async fn login(
     front: &Front,
     connection_id: u32,
     peer_ip: &str,
-    mut stream: TcpStream,
+    stream: TcpStream,
 ) -> Result<LoggedIn, LoginError> {
     let salt = new_salt();
-    let mut framed = Vec::with_capacity(128);
     let offer = greeting(&front.identity, connection_id, &salt, shared.tls.is_some());
-    frame_into(&mut framed, 0, &offer);
-    stream.write_all(&framed).await?;
-
-    // Read exactly: after an SSL request the next bytes are TLS's.
-    let (seq, first) = read_packet_exact(&mut stream, LOGIN_PACKET_LIMIT).await?;
-    let (mut reader, mut writer, seq, payload, secure) = match &shared.tls {
-        Some(acceptor) if is_ssl_request(&first) => {
-            let tls = acceptor.accept(stream).await.map_err(LoginError::Tls)?;
-            let (r, w) = split_tls(tls);
-            let mut reader = PacketReader::new(r);
-            let (seq, payload) = reader.read_packet(LOGIN_PACKET_LIMIT).await?;
-            (reader, PacketWriter::new(w), seq, payload.to_vec(), true)
-        }
-        _ => {
-            let (r, w) = split_plain(stream);
-            (
-                PacketReader::new(r),
-                PacketWriter::new(w),
-                seq,
-                first,
-                false,
-            )
-        }
-    };
+    let Opened {
+        mut reader,
+        mut writer,
+        seq,
+        payload,
+        secure,
+    } = open(shared, stream, &offer).await?;
     writer.set_seq(seq.wrapping_add(1));
     let hello = match parse_hello(&payload) {
         Ok(hello) => hello,
@@ -171,6 +153,53 @@ pub async fn login(
         reader,
         writer,
     })
+}
+
+/// A connection past the greeting: over TLS when the client asked for it,
+/// with the client's handshake response.
+struct Opened {
+    reader: PacketReader<ReadHalf>,
+    writer: PacketWriter<WriteHalf>,
+    /// The handshake response's sequence id and payload.
+    seq: u8,
+    payload: Vec<u8>,
+    secure: bool,
+}
+
+/// Greets the client with `offer` and reads its answer; an SSL request
+/// (when TLS is offered) is answered with the TLS handshake, and the
+/// handshake response read over TLS.
+async fn open(shared: &Shared, mut stream: TcpStream, offer: &[u8]) -> Result<Opened, LoginError> {
+    let mut framed = Vec::with_capacity(128);
+    frame_into(&mut framed, 0, offer);
+    stream.write_all(&framed).await?;
+    // Read exactly: after an SSL request the next bytes are TLS's.
+    let (seq, first) = read_packet_exact(&mut stream, LOGIN_PACKET_LIMIT).await?;
+    match &shared.tls {
+        Some(acceptor) if is_ssl_request(&first) => {
+            let tls = acceptor.accept(stream).await.map_err(LoginError::Tls)?;
+            let (r, w) = split_tls(tls);
+            let mut reader = PacketReader::new(r);
+            let (seq, payload) = reader.read_packet(LOGIN_PACKET_LIMIT).await?;
+            Ok(Opened {
+                reader,
+                writer: PacketWriter::new(w),
+                seq,
+                payload: payload.to_vec(),
+                secure: true,
+            })
+        }
+        _ => {
+            let (r, w) = split_plain(stream);
+            Ok(Opened {
+                reader: PacketReader::new(r),
+                writer: PacketWriter::new(w),
+                seq,
+                payload: first,
+                secure: false,
+            })
+        }
+    }
 }
 
 /// The error for a proof that failed.
