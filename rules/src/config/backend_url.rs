@@ -1,8 +1,11 @@
-//! `mysql://user[:password]@host[:port]/database` URLs of backend servers,
-//! with a `Display` and `Debug` that never show the password.
+//! `mysql://user[:password]@host[:port]/database[?options]` URLs of
+//! backend servers, with a `Display` and `Debug` that never show the
+//! password. The options are TLS's ([`BackendTls`]).
 
 use std::fmt;
 use thiserror::Error;
+
+use super::backend_tls::{BackendTls, TlsOptionError};
 
 const DEFAULT_PORT: u16 = 3306;
 
@@ -15,6 +18,8 @@ pub struct BackendUrl {
     pub host: String,
     pub port: u16,
     pub database: String,
+    /// How the connection is encrypted (`?ssl-mode=...`; none by default).
+    pub tls: BackendTls,
 }
 
 /// Messages deliberately omit the URL: it may hold a password.
@@ -32,8 +37,8 @@ pub enum BackendUrlError {
     MissingDatabase,
     #[error("backend URL has a bad percent-encoding")]
     BadPercentEncoding,
-    #[error("backend URL options ('?...') are not supported")]
-    Options,
+    #[error(transparent)]
+    Tls(#[from] TlsOptionError),
 }
 
 impl BackendUrl {
@@ -41,11 +46,10 @@ impl BackendUrl {
         let rest = url
             .strip_prefix("mysql://")
             .ok_or(BackendUrlError::Scheme)?;
-        if rest.contains('?') {
-            return Err(BackendUrlError::Options);
-        }
-        // The last '@' ends the credentials: a raw '@' in a password is common.
+        // The last '@' ends the credentials: a raw '@' in a password is
+        // common (so an '@' in an option's value must be written %40).
         let (credentials, location) = rest.rsplit_once('@').ok_or(BackendUrlError::MissingUser)?;
+        let (location, query) = location.split_once('?').unwrap_or((location, ""));
         let (user, password) = credentials.split_once(':').unwrap_or((credentials, ""));
         if user.is_empty() {
             return Err(BackendUrlError::MissingUser);
@@ -63,6 +67,7 @@ impl BackendUrl {
             host,
             port,
             database: percent_decode(database)?,
+            tls: BackendTls::from_options(query.split('&'), percent_decode)?,
         })
     }
 }
@@ -87,7 +92,23 @@ impl fmt::Display for BackendUrl {
             f,
             "mysql://{}{password}@{host}:{}/{}",
             self.user, self.port, self.database
-        )
+        )?;
+        let tls = &self.tls;
+        if tls.mode != Default::default() {
+            write!(f, "?ssl-mode={}", tls.mode)?;
+        }
+        if let Some(ca) = &tls.ca {
+            write!(f, "&ssl-ca={}", ca.display())?;
+        }
+        if let Some(client) = &tls.client_cert {
+            write!(
+                f,
+                "&ssl-cert={}&ssl-key={}",
+                client.cert.display(),
+                client.key.display()
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -202,10 +223,44 @@ mod tests {
             ("mysql://u@h", BackendUrlError::MissingDatabase),
             ("mysql://u@h/", BackendUrlError::MissingDatabase),
             ("mysql://u:%zz@h/d", BackendUrlError::BadPercentEncoding),
-            ("mysql://u@h/d?ssl=1", BackendUrlError::Options),
+            (
+                "mysql://u@h/d?ssl=1",
+                TlsOptionError::Unknown("ssl".into()).into(),
+            ),
+            (
+                "mysql://u:secret@h/d?ssl-mode=VERIFY_CA",
+                TlsOptionError::NeedsCa(crate::config::SslMode::VerifyCa).into(),
+            ),
         ];
         for (url, expected) in cases {
-            assert_eq!(BackendUrl::parse(url), Err(expected), "{url}");
+            let err = BackendUrl::parse(url).err();
+            assert!(!err.iter().any(|e| e.to_string().contains("secret")));
+            assert_eq!(err, Some(expected), "{url}");
         }
+    }
+
+    #[test]
+    fn tls_options_follow_the_database() {
+        use crate::config::SslMode;
+        let url = BackendUrl::parse(
+            "mysql://app:p?w@db:3307/shop?ssl-mode=verify_identity&ssl-ca=/etc/my%20ca.pem",
+        )
+        .unwrap();
+        assert_eq!(
+            (url.password.as_str(), url.database.as_str()),
+            ("p?w", "shop")
+        );
+        assert_eq!(url.tls.mode, SslMode::VerifyIdentity);
+        assert_eq!(
+            url.tls.ca.as_deref(),
+            Some(std::path::Path::new("/etc/my ca.pem"))
+        );
+        assert_eq!(
+            url.to_string(),
+            "mysql://app:***@db:3307/shop?ssl-mode=VERIFY_IDENTITY&ssl-ca=/etc/my ca.pem"
+        );
+        let plain = BackendUrl::parse("mysql://app@db/shop?").unwrap();
+        assert_eq!(plain.tls.mode, SslMode::Disabled);
+        assert_eq!(plain.to_string(), "mysql://app@db:3306/shop");
     }
 }

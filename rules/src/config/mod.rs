@@ -2,11 +2,13 @@
 //! (`deny_unknown_fields` everywhere) and validated as a whole, so that a
 //! loaded [`Config`] is one the proxy can run.
 
+mod backend_tls;
 mod backend_url;
 mod credential;
 mod error;
 mod table;
 
+pub use backend_tls::{BackendTls, ClientCert, SslMode, TlsOptionError};
 pub use backend_url::{BackendUrl, BackendUrlError};
 pub use credential::{AuthPlugin, Credential};
 pub(crate) use error::declared_list;
