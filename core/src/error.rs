@@ -39,6 +39,16 @@ pub enum ConnError {
         addr: String,
         source: std::io::Error,
     },
+    /// TLS the data source's URL asks for could not be set up: its files,
+    /// a server that does not offer it, a certificate that fails the check.
+    #[error("TLS to data source {ds} ({addr}) failed: {source}")]
+    Tls {
+        ds: String,
+        addr: String,
+        /// Boxed: rustls' errors are large, and every result over a
+        /// connection carries this type.
+        source: Box<crate::data_source_tls::DataSourceTlsError>,
+    },
     #[error("data source {ds} refused the proxy's login: {err}")]
     Login { ds: String, err: DbError },
     #[error("connection to data source {ds} lost: {reason}")]
@@ -293,7 +303,7 @@ impl From<&ConnError> for ProxyError {
     fn from(e: &ConnError) -> Self {
         match e {
             ConnError::Server { err, .. } => ProxyError::server(err.clone()),
-            ConnError::Connect { .. } | ConnError::Login { .. } => {
+            ConnError::Connect { .. } | ConnError::Tls { .. } | ConnError::Login { .. } => {
                 ProxyError::new(ErrorKind::DataSourceUnreachable, e.to_string())
             }
             ConnError::Lost { .. } | ConnError::Protocol { .. } => {

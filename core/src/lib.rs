@@ -14,6 +14,7 @@ pub mod admin;
 pub mod admission;
 pub mod alerts;
 pub mod backend;
+pub mod data_source_tls;
 pub mod databases;
 pub mod error;
 pub mod execute;
