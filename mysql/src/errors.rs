@@ -189,6 +189,22 @@ mod tests {
         let err = refused.to_client();
         assert_eq!((err.code, &err.sqlstate), (1429, b"HY000"));
         assert!(err.message.contains("ds2"), "{}", err.message);
+        let no_tls = BackendError::from(ConnError::Tls {
+            ds: "ds3".into(),
+            addr: "127.0.0.1:13309".into(),
+            source: Box::new(
+                shardgate_core::data_source_tls::DataSourceTlsError::NotOffered(
+                    shardgate_rules::config::SslMode::Required,
+                ),
+            ),
+        });
+        let err = no_tls.to_client();
+        assert_eq!((err.code, &err.sqlstate), (1429, b"HY000"));
+        assert!(
+            err.message.starts_with("TLS to data source ds3 "),
+            "{}",
+            err.message
+        );
         let exhausted = BackendError::PoolExhausted {
             ds: "ds1".into(),
             in_use: 4,

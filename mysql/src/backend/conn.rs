@@ -8,15 +8,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mysql_common::auth::plugins::mysql_native_password::scramble_native;
-use mysql_common::constants::{CapabilityFlags, MariadbCapabilities};
-use mysql_common::io::ParseBuf;
-use mysql_common::packets::{AuthPlugin, HandshakePacket, HandshakeResponse};
-use mysql_common::proto::MySerialize;
+use shardgate_core::data_source_tls::DataSourceTls;
+use shardgate_core::net::{ReadHalf, WriteHalf};
 use shardgate_rules::config::BackendUrl;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 use super::columns::{KeptColumns, ResultColumns};
+use super::login::Opening;
 use super::ConnError;
 use super::Flavor;
 use crate::codes;
@@ -29,19 +27,6 @@ use crate::ok_err::{status, take_lenenc_int, ErrInfo, OkInfo};
 use crate::packet::{PacketReader, PacketWriter};
 use crate::response::{Outcome, PrepareOk, ResponseKind, ResponseScanner, Step};
 use shardgate_core::backend::{Breaker, ConnLimits, Connection};
-
-/// Capabilities every backend connection asks for; the session-visible ones
-/// come from the client through `Flavor`.
-fn base_capabilities() -> CapabilityFlags {
-    CapabilityFlags::CLIENT_LONG_PASSWORD
-        | CapabilityFlags::CLIENT_LONG_FLAG
-        | CapabilityFlags::CLIENT_CONNECT_WITH_DB
-        | CapabilityFlags::CLIENT_PROTOCOL_41
-        | CapabilityFlags::CLIENT_TRANSACTIONS
-        | CapabilityFlags::CLIENT_SECURE_CONNECTION
-        | CapabilityFlags::CLIENT_PLUGIN_AUTH
-        | CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
-}
 
 /// Statements kept prepared per connection before the oldest are closed.
 const STATEMENT_CACHE: usize = 256;
@@ -66,8 +51,8 @@ pub struct BackendConn {
     pub flavor: Flavor,
     pub thread_id: u32,
     /// Read directly by whoever forwards or parses a reply in flight.
-    pub reader: PacketReader<OwnedReadHalf>,
-    writer: PacketWriter<OwnedWriteHalf>,
+    pub reader: PacketReader<ReadHalf>,
+    writer: PacketWriter<WriteHalf>,
     physical_db: Arc<str>,
     /// Fingerprint of the session state last applied (0: none since login or reset).
     pub applied_state: u64,
@@ -111,7 +96,8 @@ impl Drop for BackendConn {
 }
 
 impl BackendConn {
-    /// Connects and logs in with the data source's URL.
+    /// Connects and logs in with the data source's URL, over TLS when its
+    /// `ssl-mode` asks for it (see [`DataSourceTls`]).
     pub async fn connect(
         ds: Arc<str>,
         url: &BackendUrl,
@@ -125,26 +111,53 @@ impl BackendConn {
             addr: addr.clone(),
             source,
         };
+        // Before the socket: an unreadable CA fails at once.
+        let tls = DataSourceTls::for_url(url).map_err(|source| ConnError::Tls {
+            ds: ds_name.clone(),
+            addr: addr.clone(),
+            source: Box::new(source),
+        })?;
         let stream = tokio::time::timeout(limits.connect, TcpStream::connect(&addr))
             .await
             .map_err(|_| connect_err(std::io::Error::from(std::io::ErrorKind::TimedOut)))?
             .map_err(connect_err)?;
         stream.set_nodelay(true).map_err(connect_err)?;
-        // A duplicate of the socket, for the pool to break it from outside.
+        // A duplicate of the socket, for the pool to break it from outside
+        // (shutting the TCP socket down ends a TLS session on it too).
         let std_stream = stream.into_std().map_err(connect_err)?;
         let breaker = Breaker::new(std_stream.try_clone().map_err(connect_err)?);
         let stream = TcpStream::from_std(std_stream).map_err(connect_err)?;
-        let (r, w) = stream.into_split();
-        let mut reader = PacketReader::new(r);
-        reader.set_silence_limit(limits.silence);
-        let mut conn = BackendConn {
+        let opening = Opening {
+            ds,
+            addr: &addr,
+            url,
+            flavor,
+            limits,
+            tls: tls.as_ref(),
+            breaker,
+        };
+        tokio::time::timeout(limits.connect, opening.login(stream))
+            .await
+            .map_err(|_| connect_err(std::io::Error::from(std::io::ErrorKind::TimedOut)))?
+    }
+
+    /// A connection whose handshake response just went out.
+    pub(super) fn new(
+        ds: Arc<str>,
+        flavor: Flavor,
+        reader: PacketReader<ReadHalf>,
+        writer: PacketWriter<WriteHalf>,
+        database: &str,
+        breaker: Arc<Breaker>,
+    ) -> Self {
+        BackendConn {
             uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
             ds,
             flavor,
             thread_id: 0,
             reader,
-            writer: PacketWriter::new(w),
-            physical_db: Arc::from(url.database.as_str()),
+            writer,
+            physical_db: Arc::from(database),
             applied_state: 0,
             statements: HashMap::default(),
             use_counter: 0,
@@ -157,61 +170,12 @@ impl BackendConn {
             cache_metadata: false,
             result_columns: HashMap::default(),
             breaker,
-        };
-        tokio::time::timeout(limits.connect, conn.login(url))
-            .await
-            .map_err(|_| connect_err(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
-        Ok(conn)
+        }
     }
 
-    async fn login(&mut self, url: &BackendUrl) -> Result<(), ConnError> {
-        let (_, greeting) = self.read().await?;
-        if greeting.first() == Some(&0xFF) {
-            return Err(self.login_error(&greeting));
-        }
-        let handshake: HandshakePacket<'_> = ParseBuf(&greeting)
-            .parse(())
-            .map_err(|e| self.protocol(format!("bad greeting: {e}")))?;
-        self.thread_id = handshake.connection_id();
-        let nonce = handshake.nonce();
-        let scramble = scramble_native(&nonce, url.password.as_bytes());
-        let mut caps = base_capabilities() | self.flavor.capabilities();
-        // A MariaDB server (no CLIENT_MYSQL bit) that can skip the column
-        // definitions of repeated executes: they are the larger part of a
-        // point select's reply, and building them is work on the server.
-        let mariadb_caps = MariadbCapabilities::MARIADB_CLIENT_CACHE_METADATA;
-        self.cache_metadata = !handshake
-            .capabilities()
-            .contains(CapabilityFlags::CLIENT_LONG_PASSWORD)
-            && handshake.mariadb_ext_capabilities().contains(mariadb_caps);
-        if self.cache_metadata {
-            caps.remove(CapabilityFlags::CLIENT_LONG_PASSWORD);
-        }
-        let response = HandshakeResponse::new(
-            Some(scramble.as_ref().map(|s| &s[..]).unwrap_or(&[])),
-            handshake.server_version_parsed().unwrap_or((10, 0, 0)),
-            Some(url.user.as_bytes()),
-            Some(url.database.as_bytes()),
-            Some(AuthPlugin::MysqlNativePassword),
-            caps,
-            None,
-            1 << 30,
-        )
-        .with_mariadb_ext_capabilities(if self.cache_metadata {
-            mariadb_caps
-        } else {
-            MariadbCapabilities::empty()
-        });
-        let mut payload = Vec::with_capacity(128);
-        response.serialize(&mut payload);
-        // The collation byte follows capabilities and max packet size; it
-        // must be the client's so the backend converts text as the client expects.
-        if let Some(b) = payload.get_mut(8) {
-            *b = self.flavor.collation;
-        }
-        self.writer.set_seq(1);
-        self.writer.push(&payload);
-        self.flush().await?;
+    /// Answers the server's challenge until it accepts the login (OK) or
+    /// refuses it; the handshake response went out already.
+    pub(super) async fn authenticate(&mut self, url: &BackendUrl) -> Result<(), ConnError> {
         loop {
             let (seq, reply) = self.read().await?;
             match reply.first() {
@@ -237,20 +201,9 @@ impl BackendConn {
                         .push(answer.as_ref().map(|a| &a[..]).unwrap_or(&[]));
                     self.flush().await?;
                 }
-                Some(0xFF) => return Err(self.login_error(&reply)),
+                Some(0xFF) => return Err(login_error(&self.ds, &reply)),
                 _ => return Err(self.protocol("unexpected packet during login".into())),
             }
-        }
-    }
-
-    fn login_error(&self, payload: &[u8]) -> ConnError {
-        ConnError::Login {
-            ds: self.ds.to_string(),
-            err: ErrInfo::parse(payload)
-                .unwrap_or_else(|| {
-                    ErrInfo::new(codes::ER_ACCESS_DENIED_ERROR, "28000", "login refused")
-                })
-                .into(),
         }
     }
 
@@ -650,6 +603,18 @@ impl Connection for BackendConn {
 
     fn mark_broken(&mut self) {
         self.broken = true;
+    }
+}
+
+/// A data source's refusal of the login, as the connection's error.
+pub(super) fn login_error(ds: &str, payload: &[u8]) -> ConnError {
+    ConnError::Login {
+        ds: ds.to_string(),
+        err: ErrInfo::parse(payload)
+            .unwrap_or_else(|| {
+                ErrInfo::new(codes::ER_ACCESS_DENIED_ERROR, "28000", "login refused")
+            })
+            .into(),
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod columns;
 pub mod conn;
 mod execute;
+mod login;
 mod replication;
 pub mod result_set;
 
