@@ -15,6 +15,12 @@
 # User root, empty password, over TCP from 127.0.0.1; replication user repl/repl.
 # On replicas root@127.0.0.1 lacks READ_ONLY ADMIN, so read_only=ON refuses its
 # writes (error 1290); root@localhost over the socket can still write.
+# TLS: every server offers it (not required) with one certificate for
+# 127.0.0.1 and localhost, issued by a CA made at the first `up`:
+# $SANDBOX_DIR/tls/ca.pem (a server tells its own: SELECT @@ssl_ca), so a
+# client can connect with ssl-mode=VERIFY_IDENTITY to 127.0.0.1. Servers
+# started before their my.cnf named the certificate offer no TLS until
+# restarted (`up` says which).
 #
 # `up` is idempotent: running servers are left alone, stopped ones started,
 # replicas re-attached and checked. A replica whose data went wrong is rebuilt
@@ -55,6 +61,7 @@ REPL_USER=repl
 REPL_PASSWORD=repl
 MARKER=.shardgate-sandbox
 TEMPLATE=.template
+TLS_DIR= # set_ports
 
 usage() {
   sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}"
@@ -120,6 +127,7 @@ set_ports() {
   fi
   PRIMARY_PORT0=$base
   REPLICA_PORT0=$((base + 10))
+  TLS_DIR=$BASE/tls
 }
 
 # last_topology : prints "PRIMARIES REPLICAS" of the last successful 'up'.
@@ -246,6 +254,11 @@ table-definition-cache      = 400
 thread-cache-size           = 16
 tmp-table-size              = 16M
 max-heap-table-size         = 16M
+
+# TLS for clients that ask (see make_tls)
+ssl-ca                      = $TLS_DIR/ca.pem
+ssl-cert                    = $TLS_DIR/server-cert.pem
+ssl-key                     = $TLS_DIR/server-key.pem
 EOF
   if [[ $role == replica ]]; then
     cat >>"$tmp" <<EOF
@@ -261,6 +274,44 @@ EOF
     rm -f "$tmp"
   else
     mv "$tmp" "$dir/my.cnf"
+  fi
+}
+
+# make_tls : a CA and one server certificate (for 127.0.0.1 and localhost)
+# that every server uses, made once and kept; EC keys, quick to make.
+make_tls() {
+  local tmp ext
+  if [[ -s $TLS_DIR/ca.pem && -s $TLS_DIR/server-cert.pem && -s $TLS_DIR/server-key.pem ]]; then
+    return 0
+  fi
+  command -v openssl >/dev/null || die "openssl not found (run scripts/install-deps.sh)"
+  tmp=$(mktemp -d "$BASE/tls.XXXXXX")
+  ext=$tmp/server.ext
+  printf '%s\n' 'subjectAltName = IP:127.0.0.1, DNS:localhost' 'basicConstraints = critical, CA:FALSE' \
+    'keyUsage = critical, digitalSignature, keyEncipherment' 'extendedKeyUsage = serverAuth' >"$ext"
+  if ! {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+      -subj "/CN=ShardGate sandbox CA" -addext 'basicConstraints = critical, CA:TRUE' \
+      -addext 'keyUsage = critical, keyCertSign, cRLSign' \
+      -keyout "$tmp/ca-key.pem" -out "$tmp/ca.pem" &&
+      openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -subj "/CN=localhost" -keyout "$tmp/server-key.pem" -out "$tmp/server.csr" &&
+      openssl x509 -req -in "$tmp/server.csr" -CA "$tmp/ca.pem" -CAkey "$tmp/ca-key.pem" \
+        -CAcreateserial -days 3650 -extfile "$ext" -out "$tmp/server-cert.pem"
+  } >"$tmp/openssl.log" 2>&1; then
+    cat "$tmp/openssl.log" >&2
+    rm -rf "$tmp"
+    die "could not make the TLS certificates"
+  fi
+  rm -rf "$TLS_DIR"
+  mv "$tmp" "$TLS_DIR"
+}
+
+# warn_no_tls NAME : a server that was running already and offers no TLS
+# (started before its my.cnf named the certificate).
+warn_no_tls() {
+  if [[ $(sql "$(port_of "$1")" 'SELECT @@have_ssl' 2>/dev/null) != YES ]]; then
+    log "note: $1 offers no TLS (started before TLS was configured); 'down' and 'up' to restart it"
   fi
 }
 
@@ -445,6 +496,7 @@ cmd_up() {
   mkdir -p "$BASE"
   touch "$BASE/$MARKER"
   lock
+  make_tls
   for ((i = FIRST_PRIMARY; i < PRIMARIES; i++)); do
     write_cnf "ds$i" primary "$(primary_port "$i")"
     servers+=("ds$i")
@@ -466,11 +518,16 @@ cmd_up() {
   run_all "initialising data directories" init_datadir "${servers[@]}"
 
   # 2. start what is not running, then wait for every server
+  local already=()
   for name in "${servers[@]}"; do
     start_server "$name"
     launched+=("$name $LAUNCHED")
+    [[ -n $LAUNCHED ]] || already+=("$name")
   done
   run_all "starting servers" wait_ready "${launched[@]}"
+  for name in "${already[@]}"; do
+    warn_no_tls "$name"
+  done
 
   # 3. replicas follow their primaries (before any database exists, so the
   #    CREATE DATABASE below replicates like everything after it)

@@ -3,7 +3,8 @@
 # nothing that is already there. Safe to run again; prints what it installs.
 #
 #   Debian packages: mariadb-server mariadb-client (the sandbox's servers and
-#     the CLI driver), libmariadb-java (Connector/J for the JDBC test),
+#     the CLI driver), openssl (the sandbox's TLS certificates),
+#     libmariadb-java (Connector/J for the JDBC test),
 #     sysbench and haproxy (the benchmark), chromium (the dashboard's
 #     browser test), nftables and iproute2 (the packet-loss fault test:
 #     a network namespace whose nftables rules drop packets);
@@ -73,7 +74,7 @@ apt_install() {
 # ------------------------------------------------------------ Debian packages
 
 missing=()
-for pkg in mariadb-server mariadb-client libmariadb-java sysbench haproxy chromium nftables iproute2; do
+for pkg in mariadb-server mariadb-client openssl libmariadb-java sysbench haproxy chromium nftables iproute2; do
   installed "$pkg" || missing+=("$pkg")
 done
 command -v javac >/dev/null || missing+=(default-jdk-headless)
