@@ -22,6 +22,7 @@ pub mod replication;
 pub mod sandbox;
 pub mod sharding;
 pub mod sqlx_scenario;
+pub mod tls;
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlSslMode};
 use sqlx::ConnectOptions;

@@ -38,6 +38,9 @@
 //! - `memory`: a million rows through a proxy whose peak memory it measures;
 //! - `protocol::packets_over_16_mib_both_ways`: raises the server's
 //!   `max_allowed_packet` when it is low, and sends 40 MiB statements.
+//! - `data_source_tls::every_backend_session_is_encrypted_and_verified`:
+//!   counts the servers' TLS handshakes (`Ssl_finished_accepts`), which
+//!   any other client (the mariadb CLI asks for TLS by default) moves too.
 //!
 //! A test takes its guard once, and before any other lock it takes (the
 //! sharding harness's [`STATE`](crate::sharding::STATE)), so that no two

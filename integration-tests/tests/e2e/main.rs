@@ -15,6 +15,7 @@ mod commit_failure;
 mod conformance;
 mod cutover_api;
 mod dashboard;
+mod data_source_tls;
 mod drivers;
 mod fidelity;
 mod live_load;
