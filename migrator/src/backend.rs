@@ -3,14 +3,19 @@
 //! database), the replicas for throttling, and the primaries' binlog
 //! positions.
 //!
+//! Each connection is encrypted as its data source's URL says
+//! ([`ssl_opts`]), the change streams' too (they take these options).
+//!
 //! Every pooled session runs in UTC ([`WRITE_TIME_ZONE`]): the change
 //! stream gives TIMESTAMP values in UTC, and the copy, the applied changes
 //! and verification must all read and write them in the same zone.
 
 use crate::error::{DbContext, MigrateError};
-use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
+use mysql_async::{
+    ClientIdentity, Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, SslOpts,
+};
 use shardgate_cdc::{BinlogPosition, WRITE_TIME_ZONE};
-use shardgate_rules::config::{BackendUrl, Config};
+use shardgate_rules::config::{BackendTls, BackendUrl, Config, SslMode};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -58,6 +63,33 @@ fn opts(url: &BackendUrl) -> OptsBuilder {
         .user(Some(url.user.clone()))
         .pass(Some(url.password.clone()))
         .db_name(Some(url.database.clone()))
+        .ssl_opts(ssl_opts(&url.tls))
+}
+
+/// A URL's `ssl-mode` in mysql_async's terms. mysql_async cannot go on in
+/// the clear once it asked for TLS, so PREFERRED is REQUIRED here: a server
+/// that offers no TLS fails the migrator's connections (where the proxy's
+/// fall back). The verifying modes trust the URL's CA alone.
+fn ssl_opts(tls: &BackendTls) -> Option<SslOpts> {
+    // A path, which mysql_async reads when it builds its TLS connector.
+    let path = |p: &std::path::PathBuf| p.clone().into();
+    let opts = match tls.mode {
+        SslMode::Disabled => return None,
+        SslMode::Preferred | SslMode::Required => {
+            return Some(SslOpts::default().with_danger_accept_invalid_certs(true))
+        }
+        SslMode::VerifyCa => SslOpts::default().with_danger_skip_domain_validation(true),
+        SslMode::VerifyIdentity => SslOpts::default(),
+    };
+    let identity = tls
+        .client_cert
+        .as_ref()
+        .map(|c| ClientIdentity::new(path(&c.cert), path(&c.key)));
+    Some(
+        opts.with_root_certs(tls.ca.iter().map(path).collect())
+            .with_disable_built_in_roots(true)
+            .with_client_identity(identity),
+    )
 }
 
 /// How long an idle pooled connection is kept. mysql_async's default (0)
@@ -186,5 +218,27 @@ mod tests {
         assert_eq!(moved.len(), 1);
         assert_eq!(moved[0].name, "ds1");
         assert!(moved[0].to.ends_with("/other"), "{:?}", moved[0]);
+    }
+
+    fn ssl(query: &str) -> Option<SslOpts> {
+        let url = BackendUrl::parse(&format!("mysql://root@127.0.0.1:13306/ds0?{query}")).unwrap();
+        Opts::from(opts(&url)).ssl_opts().cloned()
+    }
+
+    #[test]
+    fn the_urls_ssl_mode_decides_what_is_checked() {
+        assert!(ssl("").is_none());
+        for mode in ["PREFERRED", "REQUIRED"] {
+            let unchecked = ssl(&format!("ssl-mode={mode}")).expect("TLS");
+            assert!(unchecked.accept_invalid_certs(), "{mode}");
+        }
+        let chain = ssl("ssl-mode=VERIFY_CA&ssl-ca=/ca.pem").expect("TLS");
+        assert!(!chain.accept_invalid_certs() && chain.skip_domain_validation());
+        assert!(chain.disable_built_in_roots());
+        assert_eq!(chain.root_certs().len(), 1);
+        let identity =
+            ssl("ssl-mode=VERIFY_IDENTITY&ssl-ca=/ca.pem&ssl-cert=c&ssl-key=k").expect("TLS");
+        assert!(!identity.accept_invalid_certs() && !identity.skip_domain_validation());
+        assert!(identity.client_identity().is_some());
     }
 }
