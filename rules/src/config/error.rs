@@ -7,15 +7,21 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    /// TOML syntax or shape (unknown field, wrong type): toml's own message,
-    /// which already points at the line and key.
+    /// TOML syntax or shape (unknown field, wrong type, a malformed data
+    /// source URL): toml's own message, which points at the line and quotes
+    /// it, with the passwords of the URLs it quotes masked.
     #[error("{0}")]
-    Syntax(#[from] toml::de::Error),
+    Syntax(String),
     #[error("{key}: {problem}")]
     Invalid { key: String, problem: Problem },
 }
 
 impl ConfigError {
+    /// toml's error, its quote of the file masked (see [`mask_passwords`]).
+    pub(crate) fn syntax(error: &toml::de::Error) -> Self {
+        ConfigError::Syntax(mask_passwords(&error.to_string()))
+    }
+
     pub(crate) fn invalid(key: impl Into<String>, problem: Problem) -> Self {
         ConfigError::Invalid {
             key: key.into(),
@@ -89,4 +95,54 @@ pub(crate) fn declared_list<'a>(names: impl IntoIterator<Item = &'a String>) -> 
         .map(String::as_str)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// `text` with the password of every `mysql://user:password@...` in it
+/// replaced by `***`, as [`super::BackendUrl`]'s `Display` shows it. A URL
+/// ends at a quote or white space; its credentials at its last '@', as the
+/// parser splits them.
+fn mask_passwords(text: &str) -> String {
+    const SCHEME: &str = "mysql://";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(SCHEME) {
+        let (before, url) = rest.split_at(at + SCHEME.len());
+        out.push_str(before);
+        let end = url
+            .find(|c: char| c == '"' || c == '\'' || c.is_whitespace())
+            .unwrap_or(url.len());
+        let (token, after) = url.split_at(end);
+        match token
+            .rfind('@')
+            .and_then(|at| Some((at, token[..at].find(':')?)))
+        {
+            Some((at, colon)) => {
+                out.push_str(&token[..=colon]);
+                out.push_str("***");
+                out.push_str(&token[at..]);
+            }
+            None => out.push_str(token),
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_passwords;
+
+    #[test]
+    fn quoted_urls_lose_their_passwords_only() {
+        assert_eq!(
+            mask_passwords("9 | url = \"mysql://app:p@ss@db:3306/x?ssl-mode=ON\"\n  | ^^^"),
+            "9 | url = \"mysql://app:***@db:3306/x?ssl-mode=ON\"\n  | ^^^"
+        );
+        assert_eq!(
+            mask_passwords("'mysql://root@h/d' and mysql://a:b@h/d"),
+            "'mysql://root@h/d' and mysql://a:***@h/d"
+        );
+        assert_eq!(mask_passwords("no url here"), "no url here");
+    }
 }

@@ -555,7 +555,7 @@ struct RawSnowflakeConfig {
 impl Config {
     /// Parses and validates a whole configuration file's text.
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text)?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::syntax(&e))?;
         let tables = tables_of(raw.tables, "")?;
         let databases = raw
             .databases

@@ -576,3 +576,19 @@ fn user_databases_must_be_logical_databases() {
         .to_string();
     assert!(err.contains("read_only"), "{err}");
 }
+
+#[test]
+fn a_data_source_url_with_a_bad_tls_option_names_it() {
+    let text = MINIMAL.replace(
+        "root@127.0.0.1:13307/ds1\"",
+        "root:s3cret@127.0.0.1:13307/ds1?ssl-mode=VERIFY_IDENTITY&sslca=/ca.pem\"",
+    );
+    let err = Config::from_toml_str(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("backend URL option 'sslca' is unknown"),
+        "{err}"
+    );
+    // toml quotes the line: with the password masked.
+    assert!(err.contains("root:***@127.0.0.1:13307"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+}
