@@ -57,6 +57,9 @@ pub struct Shared<B: Backend> {
     /// What clients negotiate TLS with (`server.tls`), read from its files
     /// when this version was built.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// What the admin HTTP listener serves HTTPS with (`server.admin_tls`),
+    /// read from its files when this version was built.
+    pub admin_tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl<B: Backend> Shared<B> {
@@ -315,7 +318,13 @@ pub fn build_shared<B: Backend>(
         .server
         .tls
         .as_ref()
-        .map(crate::tls::acceptor)
+        .map(|files| crate::tls::acceptor("server.tls", files))
+        .transpose()?;
+    let admin_tls = config
+        .server
+        .admin_tls
+        .as_ref()
+        .map(|files| crate::tls::acceptor("server.admin_tls", files))
         .transpose()?;
     Ok(Shared {
         version,
@@ -328,5 +337,6 @@ pub fn build_shared<B: Backend>(
         keys,
         reads,
         tls,
+        admin_tls,
     })
 }

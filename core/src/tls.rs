@@ -1,5 +1,6 @@
 //! The TLS the proxy offers clients: the certificate chain and key that
-//! `server.tls` names, read whenever a configuration version is built (at
+//! `server.tls` names (MySQL clients) or `server.admin_tls` (the admin
+//! HTTP listener), read whenever a configuration version is built (at
 //! start, on SIGHUP, on POST /api/reload), so renewed files take effect
 //! without a restart and a broken pair keeps the previous version serving.
 
@@ -11,41 +12,56 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use shardgate_rules::config::TlsFiles;
 use tokio_rustls::TlsAcceptor;
 
-/// Why `server.tls` could not be loaded.
+/// Why a setting's certificate and key (`setting`: `server.tls`,
+/// `server.admin_tls`) could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("server.tls.cert {}: {source}", path.display())]
+    #[error("{setting}.cert {}: {source}", path.display())]
     Cert {
+        setting: &'static str,
         path: PathBuf,
         source: rustls::pki_types::pem::Error,
     },
-    #[error("server.tls.key {}: {source}", path.display())]
+    #[error("{setting}.key {}: {source}", path.display())]
     Key {
+        setting: &'static str,
         path: PathBuf,
         source: rustls::pki_types::pem::Error,
     },
-    #[error("server.tls.cert {} holds no certificate", .0.display())]
-    NoCertificate(PathBuf),
-    #[error("server.tls: the certificate and key do not make a TLS server: {0}")]
-    Rejected(#[from] rustls::Error),
+    #[error("{setting}.cert {} holds no certificate", path.display())]
+    NoCertificate {
+        setting: &'static str,
+        path: PathBuf,
+    },
+    #[error("{setting}: the certificate and key do not make a TLS server: {source}")]
+    Rejected {
+        setting: &'static str,
+        source: rustls::Error,
+    },
 }
 
-/// A TLS acceptor for clients, from the PEM files named in the config.
-pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
+/// A TLS acceptor from the PEM files the config's `setting` names.
+pub fn acceptor(setting: &'static str, files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
     install_crypto_provider();
-    let chain = certificates(&files.cert)?;
+    let chain = certificates(setting, &files.cert)?;
     let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|source| TlsError::Key {
+        setting,
         path: files.key.clone(),
         source,
     })?;
     let config = rustls::ServerConfig::builder()
         .with_no_client_auth()
-        .with_single_cert(chain, key)?;
+        .with_single_cert(chain, key)
+        .map_err(|source| TlsError::Rejected { setting, source })?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+fn certificates(
+    setting: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let cert_err = |source| TlsError::Cert {
+        setting,
         path: path.to_path_buf(),
         source,
     };
@@ -54,7 +70,10 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(cert_err)?;
     if chain.is_empty() {
-        return Err(TlsError::NoCertificate(path.to_path_buf()));
+        return Err(TlsError::NoCertificate {
+            setting,
+            path: path.to_path_buf(),
+        });
     }
     Ok(chain)
 }
@@ -89,7 +108,7 @@ mod tests {
             cert: write(&dir, "cert.pem", &issued.cert.pem()),
             key: write(&dir, "key.pem", &issued.signing_key.serialize_pem()),
         };
-        assert!(acceptor(&files).is_ok());
+        assert!(acceptor("server.tls", &files).is_ok());
     }
 
     fn error(cert: &Path, key: &Path) -> TlsError {
@@ -97,7 +116,7 @@ mod tests {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
         };
-        acceptor(&files).err().expect("refused")
+        acceptor("server.tls", &files).err().expect("refused")
     }
 
     #[test]
@@ -114,7 +133,7 @@ mod tests {
         assert!(err.to_string().contains("missing.pem"), "{err}");
 
         let err = error(&empty, &key);
-        assert!(matches!(err, TlsError::NoCertificate(_)), "{err}");
+        assert!(matches!(err, TlsError::NoCertificate { .. }), "{err}");
 
         let err = error(&cert, &cert);
         assert!(err.to_string().starts_with("server.tls.key "), "{err}");
@@ -122,6 +141,6 @@ mod tests {
         let other = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
         let other_key = write(&dir, "other.pem", &other.signing_key.serialize_pem());
         let err = error(&cert, &other_key);
-        assert!(matches!(err, TlsError::Rejected(_)), "{err}");
+        assert!(matches!(err, TlsError::Rejected { .. }), "{err}");
     }
 }

@@ -11,8 +11,7 @@
 use std::time::Duration;
 
 use axum::http::{StatusCode, Uri};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::api::error_body;
 
@@ -63,7 +62,7 @@ pub(super) struct Refusal {
 }
 
 /// Reads a request head from `stream`, bounded in size and time.
-pub(super) async fn read(stream: &mut TcpStream) -> Head {
+pub(super) async fn read<S: AsyncRead + Unpin>(stream: &mut S) -> Head {
     let mut bytes = Vec::new();
     let mut chunk = vec![0; READ_SIZE];
     let mut scan = Scan::default();
@@ -94,7 +93,7 @@ impl Refusal {
     }
 
     /// Writes the JSON error, then closes the connection.
-    pub(super) async fn answer(self, mut stream: TcpStream) {
+    pub(super) async fn answer<S: AsyncRead + AsyncWrite + Unpin>(self, mut stream: S) {
         let body = error_body(self.message).to_string();
         let answer = format!(
             "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",

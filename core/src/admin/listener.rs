@@ -1,6 +1,7 @@
 //! The admin listener's accept loop: at most [`MAX_CONNECTIONS`] at a time,
-//! each one's head read and checked first ([`super::head`]), then its one
-//! request served by hyper.
+//! each one's TLS handshake done first when `server.admin_tls` is set, its
+//! head read and checked ([`super::head`]), then its one request served by
+//! hyper.
 
 use std::time::Duration;
 
@@ -8,8 +9,10 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 use super::head::{self, Head};
@@ -32,8 +35,14 @@ const HYPER_BUFFER: usize = head::MAX_HEAD + 16 * 1024;
 static AT_CAP_LOG: LogLimit = LogLimit::new(Duration::from_secs(10));
 
 /// Serves `router` on `listener` until the task running this is aborted,
-/// which aborts the open connections too.
-pub(super) async fn run(listener: TcpListener, router: Router) {
+/// which aborts the open connections too; over TLS with what `tls` gives
+/// when a connection comes (the current configuration version's, so a
+/// renewed certificate serves the next connection after a reload).
+pub(super) async fn run(
+    listener: TcpListener,
+    router: Router,
+    tls: impl Fn() -> Option<TlsAcceptor>,
+) {
     let mut connections = JoinSet::new();
     loop {
         while connections.try_join_next().is_some() {}
@@ -49,7 +58,7 @@ pub(super) async fn run(listener: TcpListener, router: Router) {
         }
         match listener.accept().await {
             Ok((stream, _)) => {
-                connections.spawn(serve(stream, router.clone()));
+                connections.spawn(serve(stream, router.clone(), tls()));
             }
             Err(e) => {
                 // Out of file descriptors and the like: wait rather than spin.
@@ -60,8 +69,25 @@ pub(super) async fn run(listener: TcpListener, router: Router) {
     }
 }
 
-/// One connection: one request, or a JSON refusal of its head.
-async fn serve(mut stream: TcpStream, router: Router) {
+/// One connection, after its TLS handshake when there is an acceptor.
+async fn serve(stream: TcpStream, router: Router, tls: Option<TlsAcceptor>) {
+    let Some(acceptor) = tls else {
+        return serve_http(stream, router).await;
+    };
+    // Bounded as a head is: a client stalling in the handshake holds its
+    // slot no longer than one stalling in its head.
+    match tokio::time::timeout(head::HEAD_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => serve_http(stream, router).await,
+        Ok(Err(e)) => debug!("admin TLS handshake failed: {e}"),
+        Err(_) => debug!("admin TLS handshake timed out"),
+    }
+}
+
+/// One request, or a JSON refusal of its head.
+async fn serve_http<S>(mut stream: S, router: Router)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     match head::read(&mut stream).await {
         Head::Read(bytes) => {
             let io = TokioIo::new(Prefixed::new(bytes, stream));
@@ -92,7 +118,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let router = Router::new().route("/", get(|| async { "ok" }));
-        (addr, tokio::spawn(run(listener, router)))
+        (addr, tokio::spawn(run(listener, router, || None)))
     }
 
     /// Sends `request` whole, then reads the answer to its end.
@@ -156,5 +182,41 @@ mod tests {
             .unwrap();
         assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
         listener.abort();
+    }
+
+    #[tokio::test]
+    async fn with_an_acceptor_the_api_is_served_over_https() {
+        crate::tls::install_crypto_provider();
+        let issued = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let key =
+            rustls::pki_types::PrivateKeyDer::Pkcs8(issued.signing_key.serialize_der().into());
+        let server = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![issued.cert.der().clone()], key)
+            .unwrap();
+        let acceptor = TlsAcceptor::from(std::sync::Arc::new(server));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route("/", get(|| async { "ok" }));
+        let serving = tokio::spawn(run(listener, router, move || Some(acceptor.clone())));
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(issued.cert.der().clone()).unwrap();
+        let trusting = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(trusting)
+            .resolve("localhost", addr)
+            .build()
+            .unwrap();
+        let url = format!("https://localhost:{}/", addr.port());
+        let answer = client.get(&url).send().await.expect("an HTTPS answer");
+        assert_eq!(answer.status(), 200);
+        assert_eq!(answer.text().await.unwrap(), "ok");
+        // Plain HTTP gets a TLS alert, not the API.
+        let plain = exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(!plain.contains("HTTP/1.1"), "{plain}");
+        serving.abort();
     }
 }

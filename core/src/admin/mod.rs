@@ -138,7 +138,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// task stops the listener and its open connections.
 pub fn serve<B: Backend>(listener: TcpListener, proxy: Arc<Proxy<B>>) -> JoinHandle<()> {
     let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
-    tokio::spawn(listener::run(listener, router(proxy, loopback)))
+    let routes = router(proxy.clone(), loopback);
+    tokio::spawn(listener::run(listener, routes, move || {
+        proxy.current().admin_tls.clone()
+    }))
 }
 
 /// The process is up and serving.

@@ -157,6 +157,11 @@ pub struct ServerConfig {
     /// connect in the clear.
     #[serde(default)]
     pub tls: Option<TlsFiles>,
+    /// The certificate and key the admin HTTP listener serves HTTPS with
+    /// (the API, the dashboard, /metrics); none: plain HTTP. Read with each
+    /// configuration version, as `server.tls` is.
+    #[serde(default)]
+    pub admin_tls: Option<TlsFiles>,
     /// Refuse clients that did not negotiate TLS (MariaDB's
     /// `require_secure_transport`); needs `server.tls`.
     #[serde(default)]

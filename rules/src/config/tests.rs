@@ -578,6 +578,24 @@ fn user_databases_must_be_logical_databases() {
 }
 
 #[test]
+fn admin_tls_names_a_certificate_and_key() {
+    let with = |table: &str| MINIMAL.replacen("[server]\n", &format!("[server]\n{table}\n"), 1);
+    let cfg = Config::from_toml_str(&with(
+        r#"admin_tls = { cert = "admin.pem", key = "admin-key.pem" }"#,
+    ))
+    .unwrap();
+    let files = cfg.server.admin_tls.expect("admin_tls");
+    assert_eq!(files.cert, std::path::PathBuf::from("admin.pem"));
+    assert_eq!(files.key, std::path::PathBuf::from("admin-key.pem"));
+    assert!(Config::from_toml_str(MINIMAL)
+        .unwrap()
+        .server
+        .admin_tls
+        .is_none());
+    assert!(Config::from_toml_str(&with(r#"admin_tls = { cert = "admin.pem" }"#)).is_err());
+}
+
+#[test]
 fn a_data_source_url_with_a_bad_tls_option_names_it() {
     let text = MINIMAL.replace(
         "root@127.0.0.1:13307/ds1\"",
