@@ -129,6 +129,19 @@ impl<'a> Lexer<'a> {
         b.len()
     }
 
+    /// Where the contents of the quoted token opened at `open` and ending
+    /// at `end` stop: before its closing quote, or at `end` when the text
+    /// ends before the quote closes (`end - 1` would then cut a
+    /// multi-byte character that ends the text).
+    fn contents_end(&self, open: usize, end: usize) -> usize {
+        let b = self.bytes();
+        if end > open + 1 && b[end - 1] == b[open] {
+            end - 1
+        } else {
+            end
+        }
+    }
+
     fn word_end(&self, start: usize) -> usize {
         let b = self.bytes();
         let mut i = start;
@@ -165,7 +178,7 @@ impl<'a> Iterator for Lexer<'a> {
             }
             b'`' => {
                 let end = self.quoted_end(start);
-                let inner_end = end.saturating_sub(1).max(start + 1);
+                let inner_end = self.contents_end(start, end);
                 (Token::QuotedIdent(&self.sql[start + 1..inner_end]), end)
             }
             b'@' if b.get(start + 1) == Some(&b'@') => {
@@ -179,7 +192,7 @@ impl<'a> Iterator for Lexer<'a> {
                 Some(q @ (b'\'' | b'"' | b'`')) => {
                     let _ = q;
                     let end = self.quoted_end(start + 1);
-                    let inner_end = end.saturating_sub(1).max(start + 2);
+                    let inner_end = self.contents_end(start + 1, end);
                     (Token::UserVar(&self.sql[start + 2..inner_end]), end)
                 }
                 _ => {
@@ -259,6 +272,23 @@ mod tests {
                 Token::Number("1.5"),
             ]
         );
+    }
+
+    /// Found by the rewrite_splice fuzz target: a quote left open before a
+    /// multi-byte character that ends the statement panicked (its contents
+    /// were cut one byte short of the end, inside the character).
+    #[test]
+    fn quotes_left_open_before_a_last_multibyte_character() {
+        assert_eq!(
+            tokens("SELECT `é"),
+            vec![Token::Word("SELECT"), Token::QuotedIdent("é")]
+        );
+        assert_eq!(tokens("SET @`名"), vec![Token::Word("SET"), Token::UserVar("名")]);
+        assert_eq!(tokens("`x`"), vec![Token::QuotedIdent("x")]);
+        assert_eq!(tokens("``"), vec![Token::QuotedIdent("")]);
+        assert_eq!(tokens("`"), vec![Token::QuotedIdent("")]);
+        assert_eq!(tokens("@'v'"), vec![Token::UserVar("v")]);
+        assert_eq!(tokens("@'"), vec![Token::UserVar("")]);
     }
 
     #[test]
