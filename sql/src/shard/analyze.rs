@@ -630,7 +630,15 @@ impl Analyzer<'_> {
             self.others.insert(last.value.to_ascii_lowercase());
             return;
         }
-        if idents.len() == 2 && !idents[0].value.eq_ignore_ascii_case(self.logical_db) {
+        // `users` or `wework.users`: another database's table is not this
+        // one, and a name of three parts (which MariaDB refuses) is no
+        // table of this database either: spliced, its qualifiers would go.
+        let this_database = match idents.as_slice() {
+            [_] => true,
+            [db, _] => db.value.eq_ignore_ascii_case(self.logical_db),
+            _ => false,
+        };
+        if !this_database {
             return;
         }
         let first = idents[0];
@@ -1140,6 +1148,32 @@ mod tests {
             }
             assert_eq!(analyze(&sql, &MARIADB, &rules, "wework"), whole, "{sql:.60}");
         }
+    }
+
+    /// Found by the rewrite_splice fuzz target: a three-part name ending
+    /// in a sharded table's name was spliced whole, its qualifiers
+    /// dropped, so that a statement MariaDB refuses ran on a node's table.
+    #[test]
+    fn names_of_three_parts_are_not_the_logical_tables() {
+        let config = Config::from_toml_str(include_str!("../../../examples/wework.toml")).unwrap();
+        let rules = ShardingRules::new(&config).unwrap();
+        for sql in [
+            "SELECT * FROM `x`.`wework`.`users` u WHERE u.user_id = 3",
+            "SELECT * FROM x.users.users",
+        ] {
+            let names_kept = match analyze(sql, &MARIADB, &rules, "wework") {
+                Ok(Analysis::Sharded(st)) => st.replacements.is_empty(),
+                Ok(Analysis::Unsharded) | Err(_) => true,
+            };
+            assert!(names_kept, "{sql}");
+        }
+        let Ok(Analysis::Sharded(st)) =
+            analyze("SELECT * FROM wework.users u JOIN x.y.users v", &MARIADB, &rules, "wework")
+        else {
+            panic!("wework.users is sharded");
+        };
+        let spliced: Vec<(usize, usize)> = st.replacements.iter().map(|r| (r.start, r.end)).collect();
+        assert_eq!(spliced, [(14, 26)], "only wework.users is the logical table");
     }
 
     fn locking(sql: &str) -> bool {
