@@ -99,7 +99,7 @@ long)
   ensure_tools
   build
   say "fuzz $target for ${minutes} min (nice 19, one job)"
-  nice -n 19 "$0" _run "$target" $((minutes * 60))
+  nice -n 19 "$REPO/scripts/fuzz.sh" _run "$target" $((minutes * 60))
   ;;
 _run)
   # One fuzzing process in the foreground (libFuzzer's -jobs would move
