@@ -19,7 +19,8 @@
 
 use fuzz_support::{ready, Trickle};
 use libfuzzer_sys::fuzz_target;
-use shardgate_mysql::handshake::{parse_hello, server_capabilities, verify_native_password};
+use shardgate_mysql::auth::native;
+use shardgate_mysql::handshake::{parse_hello, server_capabilities};
 use shardgate_mysql::packet::{PacketReader, ReadError, HEADER, MAX_PAYLOAD};
 
 /// The login's packet limit (`session::auth`'s HANDSHAKE_LIMIT).
@@ -81,7 +82,11 @@ fn check_hello(payload: &[u8], password: &str) {
         "an empty database name was kept"
     );
     let salt = [7u8; 20];
-    let _ = verify_native_password(&salt, password, &hello.auth_response);
+    let _ = native::verify(
+        &salt,
+        &native::stored_hash(password.as_bytes()),
+        &hello.auth_response,
+    );
 }
 
 fuzz_target!(|data: &[u8]| {

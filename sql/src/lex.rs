@@ -283,7 +283,10 @@ mod tests {
             tokens("SELECT `é"),
             vec![Token::Word("SELECT"), Token::QuotedIdent("é")]
         );
-        assert_eq!(tokens("SET @`名"), vec![Token::Word("SET"), Token::UserVar("名")]);
+        assert_eq!(
+            tokens("SET @`名"),
+            vec![Token::Word("SET"), Token::UserVar("名")]
+        );
         assert_eq!(tokens("`x`"), vec![Token::QuotedIdent("x")]);
         assert_eq!(tokens("``"), vec![Token::QuotedIdent("")]);
         assert_eq!(tokens("`"), vec![Token::QuotedIdent("")]);

@@ -1167,13 +1167,21 @@ mod tests {
             };
             assert!(names_kept, "{sql}");
         }
-        let Ok(Analysis::Sharded(st)) =
-            analyze("SELECT * FROM wework.users u JOIN x.y.users v", &MARIADB, &rules, "wework")
-        else {
+        let Ok(Analysis::Sharded(st)) = analyze(
+            "SELECT * FROM wework.users u JOIN x.y.users v",
+            &MARIADB,
+            &rules,
+            "wework",
+        ) else {
             panic!("wework.users is sharded");
         };
-        let spliced: Vec<(usize, usize)> = st.replacements.iter().map(|r| (r.start, r.end)).collect();
-        assert_eq!(spliced, [(14, 26)], "only wework.users is the logical table");
+        let spliced: Vec<(usize, usize)> =
+            st.replacements.iter().map(|r| (r.start, r.end)).collect();
+        assert_eq!(
+            spliced,
+            [(14, 26)],
+            "only wework.users is the logical table"
+        );
     }
 
     fn locking(sql: &str) -> bool {
