@@ -85,6 +85,18 @@ impl Exchange<'_> {
             .await
             .map(Some)
     }
+
+    /// The client's answer with `plugin` to the connection's challenge,
+    /// which an auth switch sends NUL-terminated, as MySQL does.
+    async fn answer_with_challenge(
+        &mut self,
+        claim: &Claim<'_>,
+        plugin: &str,
+    ) -> Result<Option<Vec<u8>>, LoginError> {
+        let mut with_nul = self.challenge.to_vec();
+        with_nul.push(0);
+        self.answer_with(claim, plugin, &with_nul).await
+    }
 }
 
 /// Proves `claim` against `user` (None: no such user).
@@ -117,9 +129,7 @@ async fn native(
     user: &UserConfig,
 ) -> Result<Result<(), Refused>, LoginError> {
     let challenge = *exchange.challenge;
-    let mut with_nul = challenge.to_vec();
-    with_nul.push(0);
-    let Some(answer) = exchange.answer_with(claim, native::NAME, &with_nul).await? else {
+    let Some(answer) = exchange.answer_with_challenge(claim, native::NAME).await? else {
         return Ok(Err(denied(claim.answer)));
     };
     let proved = match &user.credential {
@@ -168,10 +178,8 @@ async fn caching_sha2(
     user: &UserConfig,
 ) -> Result<Result<(), Refused>, LoginError> {
     let challenge = *exchange.challenge;
-    let mut with_nul = challenge.to_vec();
-    with_nul.push(0);
     let Some(answer) = exchange
-        .answer_with(claim, caching_sha2::NAME, &with_nul)
+        .answer_with_challenge(claim, caching_sha2::NAME)
         .await?
     else {
         return Ok(Err(denied(claim.answer)));
