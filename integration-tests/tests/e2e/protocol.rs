@@ -272,7 +272,10 @@ async fn sessions_per_user_are_bounded_and_failing_hosts_blocked() {
         msg.starts_with("Host '127.0.0.1' is blocked because of many connection errors"),
         "{msg}"
     );
-    assert_eq!(failed_logins(&proxy, "host_blocked").await, 1);
+    // At least this test's refusal: while the host is blocked, a client of
+    // another test in this process (its proxy's old port handed to this
+    // one) may be refused here too.
+    assert!(failed_logins(&proxy, "host_blocked").await >= 1);
     assert_eq!(failed_logins(&proxy, "user_limit").await, 2);
     tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
     drop(ok(root.connect().await, "the block ran out"));
