@@ -53,7 +53,9 @@ async fn pool_state_when(
     name: &str,
     settled: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    // Generous: on a loaded 2-core machine (CI) a health check every 300 ms
+    // can be late by seconds; a state that never comes still fails.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
         let state = pool_state(proxy, name).await;
         if settled(&state) || std::time::Instant::now() > deadline {
