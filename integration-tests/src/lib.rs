@@ -482,6 +482,33 @@ fn tail(s: &str, n: usize) -> String {
         .join("\n")
 }
 
+/// `mariadb -e "SELECT 1"` against `ep`: in the clear, or over TLS trusting
+/// only `tls_ca` and checking the server's name. Ok with what it printed,
+/// else the client's error.
+pub async fn mariadb_select_one(ep: &Endpoint, tls_ca: Option<&Path>) -> Result<String, String> {
+    let mut cmd = tokio::process::Command::new("mariadb");
+    cmd.args(["--no-defaults", "--batch", "--skip-column-names"])
+        .args(["-h", &ep.host, "-P", &ep.port.to_string(), "-u", &ep.user])
+        .args(["-D", &ep.database, "-e", "SELECT 1"])
+        .env("MYSQL_PWD", &ep.password);
+    match tls_ca {
+        Some(ca) => cmd
+            .arg("--ssl")
+            .arg(format!("--ssl-ca={}", ca.display()))
+            .arg("--ssl-verify-server-cert"),
+        None => cmd.arg("--skip-ssl"),
+    };
+    let out = cmd
+        .output()
+        .await
+        .map_err(|e| format!("cannot run mariadb: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
 /// The python3 that has the Python drivers.
 pub fn python() -> String {
     std::env::var("SHARDGATE_IT_PYTHON").unwrap_or_else(|_| "python3".into())

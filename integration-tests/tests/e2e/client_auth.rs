@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use shardgate_integration_tests::certs::{self, TestCerts};
 use shardgate_integration_tests::{
-    python, sandbox, sandbox_ready, seed_config_text, start_proxy, test_config, Driver, Endpoint,
-    RunningProxy,
+    mariadb_select_one, python, sandbox, sandbox_ready, seed_config_text, start_proxy, test_config,
+    Driver, Endpoint, RunningProxy,
 };
 use shardgate_rules::Config;
 
@@ -126,27 +126,10 @@ cur = c.cursor(); cur.execute("SELECT 1"); print(cur.fetchone()[0], c._sock.vers
     }
 }
 
-/// A login with the mariadb CLI (in the clear), which switches to
-/// client_ed25519 when asked.
+/// A login with the mariadb CLI in the clear (it switches to client_ed25519
+/// when asked).
 async fn cli_login(ep: &Endpoint, user: &str, password: &str) -> Result<String, String> {
-    let out = tokio::process::Command::new("mariadb")
-        .args([
-            "--no-defaults",
-            "--batch",
-            "--skip-column-names",
-            "--skip-ssl",
-        ])
-        .args(["-h", &ep.host, "-P", &ep.port.to_string(), "-u", user])
-        .args(["-D", &ep.database, "-e", "SELECT 1"])
-        .env("MYSQL_PWD", password)
-        .output()
-        .await
-        .map_err(|e| format!("cannot run mariadb: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-    }
+    mariadb_select_one(&ep.with_user(user).with_password(password), None).await
 }
 
 async fn start(dir: &std::path::Path) -> (RunningProxy, TestCerts) {

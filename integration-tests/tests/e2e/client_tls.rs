@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use shardgate_integration_tests::binary::{shardgate_binary, ProxyProcess};
 use shardgate_integration_tests::certs::{self, TestCerts};
 use shardgate_integration_tests::{
-    assert_same_transcript, direct_endpoint, proxy_endpoint, sandbox, sandbox_ready,
-    seed_config_text, start_proxy, test_config, Driver, Endpoint,
+    assert_same_transcript, direct_endpoint, mariadb_select_one, proxy_endpoint, sandbox,
+    sandbox_ready, seed_config_text, start_proxy, test_config, Driver, Endpoint,
 };
 use shardgate_rules::config::TlsFiles;
 use shardgate_rules::Config;
@@ -79,22 +79,7 @@ async fn drivers_over_tls_get_the_answers_the_server_gives() {
 /// `mariadb -e "SELECT 1"` over TLS, trusting only `ca`: Ok when the
 /// proxy's certificate verifies (chain and name), else the client's error.
 async fn select_over_tls(ep: &Endpoint, ca: &std::path::Path) -> Result<String, String> {
-    let out = tokio::process::Command::new("mariadb")
-        .args(["--no-defaults", "--batch", "--skip-column-names"])
-        .args(["-h", &ep.host, "-P", &ep.port.to_string(), "-u", &ep.user])
-        .arg("--ssl")
-        .arg(format!("--ssl-ca={}", ca.display()))
-        .arg("--ssl-verify-server-cert")
-        .args(["-D", &ep.database, "-e", "SELECT 1"])
-        .env("MYSQL_PWD", &ep.password)
-        .output()
-        .await
-        .map_err(|e| format!("cannot run mariadb: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-    }
+    mariadb_select_one(ep, Some(ca)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

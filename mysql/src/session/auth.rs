@@ -17,6 +17,7 @@ use shardgate_core::access::UserAccess;
 use shardgate_core::admission::{Admission, UserSlot};
 use shardgate_core::error::{ErrorKind, ProxyError};
 use shardgate_core::net::{split_plain, split_tls, ReadHalf, WriteHalf};
+use shardgate_rules::config::UserConfig;
 
 use super::authenticate::{authenticate, Claim, Exchange, Refused, LOGIN_PACKET_LIMIT};
 
@@ -96,13 +97,8 @@ pub async fn login(
         );
         return refuse(&mut writer, err).await;
     }
-    let user = shared
-        .config
-        .server
-        .users
-        .iter()
-        .find(|u| u.name == hello.user);
     let claim = Claim {
+        user: &hello.user,
         capabilities: hello.capabilities,
         plugin: hello.auth_plugin.as_deref(),
         answer: &hello.auth_response,
@@ -114,7 +110,7 @@ pub async fn login(
         secure,
         fast_auth: &front.fast_auth,
     };
-    let user = match authenticate(&mut exchange, &claim, user).await? {
+    let user = match authenticate(&mut exchange, &claim, &shared.config.server.users).await? {
         Ok(user) => user,
         Err(refused) => return refuse(&mut writer, refusal(refused, &hello.user, peer_ip)).await,
     };
@@ -123,17 +119,9 @@ pub async fn login(
         Ok(db) => db,
         Err(e) => return refuse(&mut writer, e).await,
     };
-    let limit = user.session_limit(&shared.config.server);
-    let Some(user_slot) = admission.admit_user(&hello.user, limit) else {
-        // MariaDB's words; the limit is ShardGate's.
-        let err = ProxyError::new(
-            ErrorKind::TooManyUserConnections,
-            format!(
-                "User {} already has more than 'max_user_connections' active connections (ShardGate's users[].max_connections or server.max_user_connections)",
-                hello.user
-            ),
-        );
-        return refuse(&mut writer, err).await;
+    let user_slot = match admit(admission, shared, user) {
+        Ok(slot) => slot,
+        Err(err) => return refuse(&mut writer, err).await,
     };
     writer.push(
         &OkInfo {
@@ -200,6 +188,26 @@ async fn open(shared: &Shared, mut stream: TcpStream, offer: &[u8]) -> Result<Op
             })
         }
     }
+}
+
+/// `user`'s place among its sessions, or 1203 when it has as many as it
+/// may (`users[].max_connections`, `server.max_user_connections`).
+pub(super) fn admit(
+    admission: &std::sync::Arc<Admission>,
+    shared: &Shared,
+    user: &UserConfig,
+) -> Result<UserSlot, ProxyError> {
+    let limit = user.session_limit(&shared.config.server);
+    admission.admit_user(&user.name, limit).ok_or_else(|| {
+        // MariaDB's words; the limit is ShardGate's.
+        ProxyError::new(
+            ErrorKind::TooManyUserConnections,
+            format!(
+                "User {} already has more than 'max_user_connections' active connections (ShardGate's users[].max_connections or server.max_user_connections)",
+                user.name
+            ),
+        )
+    })
 }
 
 /// The error for a proof that failed.

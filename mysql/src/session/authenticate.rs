@@ -19,6 +19,7 @@ pub const LOGIN_PACKET_LIMIT: usize = 64 * 1024;
 /// What the client claimed: the user and its first answer to the
 /// connection's 20-byte challenge.
 pub struct Claim<'a> {
+    pub user: &'a str,
     pub capabilities: CapabilityFlags,
     /// The plugin the client answered with.
     pub plugin: Option<&'a str>,
@@ -99,13 +100,13 @@ impl Exchange<'_> {
     }
 }
 
-/// Proves `claim` against `user` (None: no such user).
+/// Proves `claim` against the configured user it names.
 pub async fn authenticate<'u>(
     exchange: &mut Exchange<'_>,
     claim: &Claim<'_>,
-    user: Option<&'u UserConfig>,
+    users: &'u [UserConfig],
 ) -> Result<Verdict<'u>, LoginError> {
-    let Some(user) = user else {
+    let Some(user) = users.iter().find(|u| u.name == claim.user) else {
         return Ok(Err(denied(claim.answer)));
     };
     let proof = match user.plugin() {

@@ -10,7 +10,7 @@
 use shardgate_core::error::{ErrorKind, ProxyError};
 use shardgate_core::metrics;
 
-use super::auth::{login_database, refusal, LoginError};
+use super::auth::{admit, login_database, refusal, LoginError};
 use super::authenticate::{authenticate, Claim, Exchange};
 use super::{failed_login, CommandResult, Failure, Flow, Session};
 use crate::backend::Flavor;
@@ -26,13 +26,8 @@ impl Session {
             )));
         };
         let shared = self.shared.clone();
-        let user = shared
-            .config
-            .server
-            .users
-            .iter()
-            .find(|u| u.name == request.user);
         let claim = Claim {
+            user: &request.user,
             capabilities: self.capabilities,
             plugin: request.auth_plugin.as_deref(),
             answer: &request.auth_response,
@@ -44,7 +39,7 @@ impl Session {
             secure: self.secure,
             fast_auth: &self.front.fast_auth,
         };
-        let proved = match authenticate(&mut exchange, &claim, user).await {
+        let proved = match authenticate(&mut exchange, &claim, &shared.config.server.users).await {
             Ok(proved) => proved,
             Err(_) => return Err(Failure::ClientGone),
         };
@@ -66,16 +61,7 @@ impl Session {
         let access = UserAccess::new(user, &peer_ip);
         let db = login_database(&shared, &access, request.database.as_deref())
             .map_err(Failure::Reply)?;
-        let limit = user.session_limit(&shared.config.server);
-        let Some(slot) = self.proxy.admission().admit_user(&request.user, limit) else {
-            return Err(Failure::Reply(ProxyError::new(
-                ErrorKind::TooManyUserConnections,
-                format!(
-                    "User {} already has more than 'max_user_connections' active connections (ShardGate's users[].max_connections or server.max_user_connections)",
-                    request.user
-                ),
-            )));
-        };
+        let slot = admit(self.proxy.admission(), &shared, user).map_err(Failure::Reply)?;
         self.reset().await;
         if let Some(collation) = request.collation {
             self.flavor = Flavor::for_client(self.capabilities, collation);
