@@ -232,9 +232,12 @@ fn analyze_from(
     rules: &ShardingRules,
     logical_db: &str,
 ) -> Result<Analysis, AnalyzeError> {
-    let named = match tokens {
-        Some(tokens) => named_tables(tokens.iter().copied(), rules),
-        None => named_tables(Lexer::new(sql), rules),
+    let (named, token_count) = match tokens {
+        Some(tokens) => (named_tables(tokens.iter().copied(), rules), tokens.len()),
+        None => (
+            named_tables(Lexer::new(sql), rules),
+            Lexer::new(sql).count(),
+        ),
     };
     if named.is_empty() {
         return Ok(Analysis::Unsharded);
@@ -242,7 +245,27 @@ fn analyze_from(
     if let Some(st) = super::simple::point_select(sql, rules) {
         return Ok(Analysis::Sharded(Box::new(st)));
     }
-    parsed(sql, tokens, dialect, rules, logical_db, &named)
+    with_stack_for(token_count, || {
+        parsed(sql, tokens, dialect, rules, logical_db, &named)
+    })
+}
+
+/// Runs `f`, the parse and analysis of a statement of `tokens` tokens, with
+/// the stack its deepest tree may need.
+///
+/// A tree is at most one level per two tokens deep (an operator and a term),
+/// and sqlparser's `Drop` of it recurses once per level — on its own error
+/// path too, where a long chain is dropped before [`super::chains`] could
+/// regroup it. The stack is grown (mapped, touched only as deep as a walk
+/// goes) only past what the thread has left: never for what people write.
+fn with_stack_for<R>(tokens: usize, f: impl FnOnce() -> R) -> R {
+    /// Room for the analysis itself above the deepest walk.
+    const BASE: usize = 256 << 10;
+    /// The frames of one level of `Drop` (drop glue for an `Expr` and its
+    /// `Box`), with a margin; unoptimized builds' frames are larger.
+    const PER_LEVEL: usize = if cfg!(debug_assertions) { 512 } else { 192 };
+    let needed = (tokens / 2).saturating_mul(PER_LEVEL).saturating_add(BASE);
+    stacker::maybe_grow(needed, needed, f)
 }
 
 /// [`analyze`] from sqlparser's parse, whatever the statement (the tests
@@ -293,12 +316,13 @@ fn analyzed(
     named: &BTreeSet<String>,
 ) -> Result<Analysis, AnalyzeError> {
     let tables_text = || named.iter().cloned().collect::<Vec<_>>().join(", ");
-    let statements = Parser::parse_sql(dialect.parser(), condensed.text()).map_err(|e| {
+    let mut statements = Parser::parse_sql(dialect.parser(), condensed.text()).map_err(|e| {
         AnalyzeError::Unparsable {
             tables: tables_text(),
             reason: e.to_string(),
         }
     })?;
+    statements.iter_mut().for_each(super::chains::balance);
     let [statement] = statements.as_slice() else {
         return Err(AnalyzeError::Unsupported(format!(
             "multi-statements on sharded table(s) {} are not supported; send one statement at a time",
@@ -1120,6 +1144,68 @@ mod tests {
     use super::*;
     use crate::dialect::MARIADB;
     use shardgate_rules::Config;
+
+    /// Analyses `sql` on a thread with a tokio worker's stack (2 MiB).
+    fn analyze_on_a_worker_stack(sql: String) -> Result<Analysis, AnalyzeError> {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let config =
+                    Config::from_toml_str(include_str!("../../../examples/wework.toml")).unwrap();
+                let rules = ShardingRules::new(&config).unwrap();
+                analyze(&sql, &MARIADB, &rules, "wework")
+            })
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    #[test]
+    fn long_chains_analyse_on_a_worker_stack() {
+        let terms = |n: usize, op: &str| {
+            (0..n)
+                .map(|i| format!("user_id = {i}"))
+                .collect::<Vec<_>>()
+                .join(op)
+        };
+        for (sql, ok) in [
+            (
+                format!("SELECT * FROM users WHERE {}", terms(1000, " OR ")),
+                true,
+            ),
+            (
+                format!("SELECT * FROM users WHERE {}", terms(200_000, " OR ")),
+                true,
+            ),
+            (
+                format!("SELECT * FROM users WHERE {} OR (", terms(200_000, " OR ")),
+                false,
+            ),
+            (
+                format!(
+                    "SELECT * FROM users WHERE user_id = {}",
+                    (0..20_000)
+                        .map(|i| i.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" + ")
+                ),
+                true,
+            ),
+            (
+                format!(
+                    "SELECT * FROM users WHERE user_id = {} + (",
+                    (0..20_000)
+                        .map(|i| i.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" - ")
+                ),
+                false,
+            ),
+        ] {
+            let analysed = analyze_on_a_worker_stack(sql.clone());
+            assert_eq!(analysed.is_ok(), ok, "{:.80}: {analysed:?}", sql);
+        }
+    }
 
     /// A statement with long literals analyses as its whole text does,
     /// whether the literals' values are read or not.

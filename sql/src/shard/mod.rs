@@ -4,6 +4,7 @@
 //! `session` carries a plan out.
 
 pub mod analyze;
+mod chains;
 pub mod column_values;
 mod condensed;
 pub mod error;
