@@ -174,6 +174,10 @@ pub enum ErrorKind {
     UnknownCommand,
     /// A prepared statement id the session does not have.
     UnknownStatement,
+    /// A command packet cut short inside a part of fixed length.
+    MalformedPacket,
+    /// A fetch from a prepared statement without an open cursor.
+    NoOpenCursor,
     /// A command packet larger than the configured limit.
     PacketTooLarge,
     /// A prepared statement's long data over its bound (a parameter's,
@@ -272,6 +276,8 @@ impl ProxyError {
             ErrorKind::BadArguments
             | ErrorKind::UnknownCommand
             | ErrorKind::UnknownStatement
+            | ErrorKind::MalformedPacket
+            | ErrorKind::NoOpenCursor
             | ErrorKind::PacketTooLarge
             | ErrorKind::LongDataTooLong
             | ErrorKind::TooManyPreparedStatements

@@ -44,6 +44,8 @@ pub enum CommandKind<'a> {
     CloseStatement(Option<u32>),
     /// COM_STMT_RESET of a statement id.
     ResetStatement(Option<u32>),
+    /// COM_STMT_FETCH from a statement id's cursor.
+    Fetch(Option<u32>),
     Ping,
     Quit,
     /// COM_INIT_DB: the database name.
@@ -75,6 +77,7 @@ impl<'a> Command<'a> {
             COM_STMT_SEND_LONG_DATA => CommandKind::SendLongData,
             COM_STMT_CLOSE => CommandKind::CloseStatement(id()),
             COM_STMT_RESET => CommandKind::ResetStatement(id()),
+            COM_STMT_FETCH => CommandKind::Fetch(id()),
             COM_PING => CommandKind::Ping,
             COM_QUIT => CommandKind::Quit,
             COM_INIT_DB => CommandKind::InitDb(rest),
@@ -111,6 +114,10 @@ mod tests {
             CommandKind::InitDb(b"db")
         );
         assert_eq!(Command::decode(&[0x7F]).kind, CommandKind::Unknown(0x7F));
+        assert_eq!(
+            Command::decode(&[COM_STMT_FETCH, 2, 0, 0, 0, 1, 0, 0, 0]).kind,
+            CommandKind::Fetch(Some(2))
+        );
         assert_eq!(
             Command::decode(&[]).kind,
             CommandKind::Unknown(COM_SLEEP),

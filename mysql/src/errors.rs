@@ -42,6 +42,8 @@ impl ToClient for ProxyError {
             }
             ErrorKind::UnknownCommand => (codes::ER_UNKNOWN_COM_ERROR, "08S01"),
             ErrorKind::UnknownStatement => (codes::ER_UNKNOWN_STMT_HANDLER, "HY000"),
+            ErrorKind::MalformedPacket => (codes::ER_MALFORMED_PACKET, "HY000"),
+            ErrorKind::NoOpenCursor => (codes::ER_STMT_HAS_NO_OPEN_CURSOR, "HY000"),
             ErrorKind::PacketTooLarge => (codes::ER_NET_PACKET_TOO_LARGE, "08S01"),
             ErrorKind::LongDataTooLong => (codes::ER_UNKNOWN_ERROR, "HY000"),
             ErrorKind::TooManyPreparedStatements => {

@@ -22,11 +22,16 @@ pub fn execute_flags(payload: &[u8]) -> u8 {
     payload.get(5).copied().unwrap_or(0)
 }
 
-/// Why an execute packet could not be re-targeted.
+/// Why an execute packet could not be re-targeted. MariaDB tells the two
+/// apart: a packet cut inside its fixed part or its parameter types is
+/// malformed (1835), one that stops before the parameters' part or never
+/// sent their types has wrong arguments (1210).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ExecuteError {
     #[error("malformed COM_STMT_EXECUTE packet")]
     Malformed,
+    #[error("the parameters' null bitmap or types flag is missing")]
+    NoParameters,
     #[error("parameter types were never sent for this statement")]
     NoTypes,
 }
@@ -58,9 +63,9 @@ pub fn retarget_execute(
     let bound_at = FIXED + bitmap_len;
     let bitmap = payload
         .get(FIXED..bound_at)
-        .ok_or(ExecuteError::Malformed)?;
+        .ok_or(ExecuteError::NoParameters)?;
     out.extend_from_slice(bitmap);
-    let bound = *payload.get(bound_at).ok_or(ExecuteError::Malformed)?;
+    let bound = *payload.get(bound_at).ok_or(ExecuteError::NoParameters)?;
     out.push(1);
     let types_len = 2 * usize::from(num_params);
     if bound == 1 {
@@ -129,6 +134,24 @@ mod tests {
             retarget_execute(&execute(1, false), 3, 2, None),
             Err(ExecuteError::NoTypes)
         );
+    }
+
+    /// Cut where MariaDB answers 1835, or 1210.
+    #[test]
+    fn packets_cut_short_are_malformed_or_lack_arguments() {
+        let whole = execute(1, true);
+        for (len, expected) in [
+            (6, ExecuteError::Malformed),
+            (10, ExecuteError::NoParameters),
+            (11, ExecuteError::NoParameters),
+            (13, ExecuteError::Malformed),
+        ] {
+            assert_eq!(
+                retarget_execute(&whole[..len], 3, 2, None),
+                Err(expected),
+                "cut at {len}"
+            );
+        }
     }
 
     #[test]

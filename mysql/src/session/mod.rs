@@ -41,7 +41,7 @@ use crate::packet::{PacketReader, PacketWriter, ReadError};
 use crate::params::decode_params;
 use crate::response::{Outcome, ResponseKind, StatusFix};
 use crate::row::RowFormat;
-use crate::stmt::{retarget_execute, set_statement_id, statement_id};
+use crate::stmt::{retarget_execute, set_statement_id, statement_id, ExecuteError};
 use forward::{forward_reply, Answer, ForwardError};
 use long_data::{parameter_values, LongData};
 use prepared::{Executing, PreparedStatement, ShardedPrepared, Statements};
@@ -589,6 +589,7 @@ impl Session {
                     Err(unknown_statement(payload, "mysqld_stmt_reset"))
                 }
             }
+            CommandKind::Fetch(id) => Err(fetch_refusal(&self.statements, payload, id)),
             CommandKind::Ping => {
                 self.reply_ok();
                 Ok(Flow::Continue)
@@ -1299,9 +1300,8 @@ impl Session {
         };
         // The packet with parameter types, whatever the client sent this time.
         let (packet, types) =
-            retarget_execute(payload, 0, stmt.num_params, stmt.param_types.as_deref()).map_err(
-                |e| wrong_arguments(format!("Incorrect arguments to mysqld_stmt_execute: {e}")),
-            )?;
+            retarget_execute(payload, 0, stmt.num_params, stmt.param_types.as_deref())
+                .map_err(execute_refusal)?;
         if types.is_some() {
             stmt.param_types = types;
         }
@@ -1699,6 +1699,32 @@ async fn ensure_prepared(
 /// A client-given argument the command cannot take (1210).
 fn wrong_arguments(message: String) -> Failure {
     Failure::Reply(ProxyError::new(ErrorKind::BadArguments, message))
+}
+
+/// MariaDB's answer to a COM_STMT_EXECUTE it cannot take.
+fn execute_refusal(e: ExecuteError) -> Failure {
+    match e {
+        ExecuteError::Malformed => Failure::Reply(ProxyError::new(
+            ErrorKind::MalformedPacket,
+            "Malformed communication packet",
+        )),
+        ExecuteError::NoParameters | ExecuteError::NoTypes => {
+            wrong_arguments(format!("Incorrect arguments to mysqld_stmt_execute: {e}"))
+        }
+    }
+}
+
+/// The answer to COM_STMT_FETCH: the proxy keeps no cursor open (an
+/// execution that asked for one got its whole result), so a fetch has
+/// none to read from, as MariaDB answers for a statement without one.
+fn fetch_refusal(statements: &Statements, payload: &[u8], id: Option<u32>) -> Failure {
+    match id.filter(|id| statements.get(*id).is_some()) {
+        Some(id) => Failure::Reply(ProxyError::new(
+            ErrorKind::NoOpenCursor,
+            format!("The statement ({id}) has no open cursor"),
+        )),
+        None => unknown_statement(payload, "mysqld_stmt_fetch"),
+    }
 }
 
 fn unknown_statement(payload: &[u8], command: &str) -> Failure {
