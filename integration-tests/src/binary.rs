@@ -167,6 +167,33 @@ impl ProxyProcess {
         assert_eq!(sent.ok(), Some(true), "kill -{name} {}", self.pid());
     }
 
+    /// A `kB` field of its `/proc/<pid>/status` (`VmHWM:`, the peak
+    /// resident memory; `VmRSS:`, the current one), in KiB; an error once
+    /// it has exited.
+    pub fn status_kib(&mut self, field: &str) -> Result<u64, String> {
+        if let Some(status) = self.exited() {
+            return Err(format!("shardgate exited ({status})"));
+        }
+        let path = format!("/proc/{}/status", self.pid());
+        let status = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| format!("no {field} in {path}"))
+    }
+
+    /// The number of its open file descriptors (`/proc/<pid>/fd`).
+    pub fn open_fds(&mut self) -> Result<usize, String> {
+        if let Some(status) = self.exited() {
+            return Err(format!("shardgate exited ({status})"));
+        }
+        let path = format!("/proc/{}/fd", self.pid());
+        std::fs::read_dir(&path)
+            .map(|d| d.count())
+            .map_err(|e| format!("{path}: {e}"))
+    }
+
     /// Its log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

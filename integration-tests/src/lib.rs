@@ -4,7 +4,8 @@
 //! comparison, an HTTP client for the admin API ([`http`]), a live
 //! write/read load with its checker for the migration tests ([`live_load`]),
 //! the `shardgate` binary for the tests that run it as a child process
-//! ([`binary`]), and the guard every test holds on the sandbox ([`sandbox`]).
+//! ([`binary`]), a raw protocol client for malformed packets ([`raw_mysql`]),
+//! and the guard every test holds on the sandbox ([`sandbox`]).
 //!
 //! Every differential test runs a scenario twice — against the default data
 //! source's primary directly (`ds0`, database `ds0`) and through ShardGate
@@ -18,6 +19,7 @@ pub mod fault_link;
 pub mod fixtures;
 pub mod http;
 pub mod live_load;
+pub mod raw_mysql;
 pub mod replication;
 pub mod sandbox;
 pub mod sharding;
