@@ -18,6 +18,7 @@ mod dashboard;
 mod data_source_tls;
 mod drivers;
 mod fidelity;
+mod hostile;
 mod live_load;
 mod logs;
 mod memory;

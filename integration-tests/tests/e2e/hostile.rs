@@ -1,0 +1,830 @@
+//! Hostile input: statements and packets no well-behaved driver sends,
+//! each sent to ShardGate and to MariaDB itself (ds0's primary, the
+//! reference), whose answers must agree or stay within a stated bound,
+//! and after each of which the proxy must still be serving.
+//!
+//! The proxy runs as a child process (the `shardgate` binary, as in the
+//! `memory` tests), so that its liveness, peak RSS and open descriptors
+//! are its own. Its config is the seed's plus `hostile_users`, sharded on
+//! `user_id` over ds0..ds3 (4 × 4 physical tables), with reads on the
+//! primaries; `hostile_plain` is the same rows in one unsharded table (on
+//! ds0), whose answers are the reference for the sharded statements.
+//! The packets are written by [`RawConn`], a raw protocol client.
+//!
+//! The probes, run in turn on one proxy (6 first, so that its peak-RSS
+//! growth is measured from the warmed-up proxy's) and named in the output
+//! (`hostile: [N name] PASS|FAIL ...`):
+//! 1. long `user_id = N OR ...` chains (1,000 and 50,000 terms) on the
+//!    sharded table answer as on the unsharded one (this aborted the proxy
+//!    before commit c314bff);
+//! 2. a 20,000-term `1 + 2 - 3 ...` chain, whole and cut by a syntax
+//!    error: a clean error or the right answer;
+//! 3. malformed COM_STMT_EXECUTE packets of `SELECT ? + ?`: the codes
+//!    MariaDB answers (1835, 1210) measured in the same run;
+//! 4. COM_STMT_FETCH of an unknown statement (1243) and of one without a
+//!    cursor (1421);
+//! 5. an empty command packet (1047);
+//! 6. a 200,000-value `IN (...)`: the answer, and the proxy's peak-RSS
+//!    growth under [`IN_LIST_BOUND_FACTOR`] × the statement's size;
+//! 7. while one session's large sharded statement is in flight, another
+//!    session's `SELECT 1`s complete (times printed, never asserted);
+//! 8. a canary: the proxy alive, a query answered, its open descriptors
+//!    back within [`FD_MARGIN`] of the start.
+//!
+//! The test fails at its end, listing every failed probe; a probe after
+//! which the proxy is gone fails, and so do those that could not run.
+//! Creates and drops `hostile_users` (physical `hostile_users_0..3` on
+//! ds0..ds3) and `hostile_plain` (on ds0), and nothing else.
+
+use shardgate_integration_tests::binary::{shardgate_binary, ProxyProcess};
+use shardgate_integration_tests::raw_mysql::{
+    query_payload, RawConn, Reply, COM_STMT_EXECUTE, COM_STMT_FETCH,
+};
+use shardgate_integration_tests::{
+    data_source_endpoint, proxy_endpoint, sandbox, sandbox_ready, say, test_config, Config,
+    Endpoint, SEED_CONFIG,
+};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SHARDED: &str = "hostile_users";
+const PLAIN: &str = "hostile_plain";
+/// Rows `user_id` 1..=ROWS, in both tables.
+const ROWS: u64 = 2_000;
+const COLUMNS: &str = "(user_id BIGINT NOT NULL PRIMARY KEY, name VARCHAR(64) NOT NULL)";
+const RULES: &str = r#"
+[tables.hostile_users]
+nodes = "ds${0..3}.hostile_users_${0..3}"
+database = { column = "user_id", algorithm = "mod", count = 4 }
+table = { column = "user_id", expression = "hostile_users_${(user_id / 4) % 4}" }
+"#;
+const DATA_SOURCES: [&str; 4] = ["ds0", "ds1", "ds2", "ds3"];
+const TABLES_PER_NODE: u32 = 4;
+
+/// Probe 1: the OR chains' lengths.
+const OR_CHAINS: [usize; 2] = [1_000, 50_000];
+/// Probe 2: the arithmetic chain's terms.
+const ARITH_TERMS: usize = 20_000;
+/// Probe 6: the `IN (...)` list's values.
+const IN_LIST_VALUES: u64 = 200_000;
+/// Probe 6: the proxy's peak-RSS growth allowed, times the statement's size.
+const IN_LIST_BOUND_FACTOR: u64 = 64;
+/// Probe 7: the string literal of the first large statement, in MiB.
+const LITERAL_MIB: usize = 5;
+/// Probe 7: the terms of the second large statement's OR chain.
+const BIG_OR_TERMS: usize = 100_000;
+/// Probe 8: open descriptors allowed above the start's (after warm-up).
+const FD_MARGIN: usize = 16;
+
+/// The name every row of `user_id` has.
+fn name_of(id: u64) -> String {
+    format!("user-{id}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_statements_and_packets_get_mariadbs_answers_and_leave_the_proxy_serving() {
+    let _sandbox = sandbox::shared().await;
+    const TEST: &str =
+        "hostile_statements_and_packets_get_mariadbs_answers_and_leave_the_proxy_serving";
+    if !sandbox_ready(&test_config(), TEST) {
+        return;
+    }
+    let tmp = scratch_dir();
+    let (config_path, cfg) = write_config(&tmp);
+    let proxy = ProxyProcess::start(&shardgate_binary(), &config_path, &tmp);
+    let mut ctx = Ctx {
+        proxy_ep: proxy_endpoint(&cfg, proxy.addr),
+        direct_ep: data_source_endpoint(&cfg, "ds0").expect("ds0 is configured"),
+        nodes: DATA_SOURCES
+            .iter()
+            .map(|ds| data_source_endpoint(&cfg, ds).expect("the data source is configured"))
+            .collect(),
+        proxy,
+        results: Vec::new(),
+    };
+    say(&format!(
+        "hostile: shardgate pid {} on {}, reference MariaDB {} (database {})",
+        ctx.proxy.pid(),
+        ctx.proxy.addr,
+        ctx.direct_ep.addr(),
+        ctx.direct_ep.database
+    ));
+
+    let outcome = match setup(&ctx).await {
+        Ok(()) => run_probes(&mut ctx).await,
+        Err(e) => Err(format!("setup: {e}")),
+    };
+    cleanup(&ctx).await;
+    let log = ctx.proxy.stop();
+    let _ = std::fs::remove_dir_all(&tmp);
+
+    let failed: Vec<String> = ctx
+        .results
+        .iter()
+        .filter_map(|(name, r)| r.as_ref().err().map(|e| format!("[{name}] {e}")))
+        .collect();
+    say(&format!(
+        "hostile: {} probes, {} passed, {} failed",
+        ctx.results.len(),
+        ctx.results.len() - failed.len(),
+        failed.len()
+    ));
+    if let Err(e) = outcome {
+        panic!("{e}\n--- shardgate log (tail) ---\n{log}");
+    }
+    assert!(
+        failed.is_empty(),
+        "hostile probes failed:\n{}\n--- shardgate log (tail) ---\n{log}",
+        failed.join("\n")
+    );
+}
+
+/// The proxy under test, where to reach it and the reference, and the
+/// probes' outcomes so far.
+struct Ctx {
+    proxy: ProxyProcess,
+    proxy_ep: Endpoint,
+    /// ds0's primary, database ds0: the reference MariaDB.
+    direct_ep: Endpoint,
+    /// The primaries of ds0..ds3 (for the cleanup).
+    nodes: Vec<Endpoint>,
+    /// Each probe's name and outcome (a summary, or why it failed).
+    results: Vec<(String, Result<String, String>)>,
+}
+
+impl Ctx {
+    async fn proxy_conn(&self) -> Result<RawConn, String> {
+        connect(&self.proxy_ep).await
+    }
+
+    async fn direct_conn(&self) -> Result<RawConn, String> {
+        connect(&self.direct_ep).await
+    }
+
+    /// Records a probe's outcome, failing it too when the proxy has gone.
+    fn record(&mut self, name: &str, outcome: Result<String, String>) {
+        let outcome = match (outcome, self.proxy.exited()) {
+            (Ok(s), None) => Ok(s),
+            (Ok(s), Some(status)) => Err(format!("{s}; but the proxy exited: {status}")),
+            (Err(e), None) => Err(e),
+            (Err(e), Some(status)) => Err(format!("{e}; the proxy exited: {status}")),
+        };
+        match &outcome {
+            Ok(s) => say(&format!("hostile: [{name}] PASS: {s}")),
+            Err(e) => say(&format!("hostile: [{name}] FAIL: {e}")),
+        }
+        self.results.push((name.to_string(), outcome));
+    }
+}
+
+async fn connect(ep: &Endpoint) -> Result<RawConn, String> {
+    RawConn::connect(&ep.addr(), &ep.user, &ep.password, &ep.database).await
+}
+
+/// Runs the probes in turn; stops early (an error) only when the proxy is
+/// gone, after recording the probe that saw it.
+async fn run_probes(ctx: &mut Ctx) -> Result<(), String> {
+    let fds_before = warm_up(ctx).await?;
+    say(&format!(
+        "hostile: after warm-up the proxy has {fds_before} open descriptors, VmHWM {} KiB",
+        ctx.proxy.status_kib("VmHWM:")?
+    ));
+
+    // Probe 6 first: its peak-RSS growth is measured from the warmed-up
+    // proxy's, before the other large statements have raised the peak.
+    let r = probe_in_list(ctx).await;
+    ctx.record(&format!("6 IN list of {IN_LIST_VALUES} values"), r);
+    alive(ctx)?;
+
+    for terms in OR_CHAINS {
+        let r = probe_or_chain(ctx, terms).await;
+        ctx.record(&format!("1 OR chain of {terms} terms"), r);
+        alive(ctx)?;
+    }
+
+    let r = probe_arith_chain(ctx, false).await;
+    ctx.record(&format!("2 arithmetic chain of {ARITH_TERMS} terms"), r);
+    alive(ctx)?;
+    let r = probe_arith_chain(ctx, true).await;
+    ctx.record(
+        &format!("2 arithmetic chain of {ARITH_TERMS} terms cut by `+ (`"),
+        r,
+    );
+    alive(ctx)?;
+
+    for case in ExecCase::ALL {
+        let r = probe_malformed_execute(ctx, case).await;
+        ctx.record(
+            &format!("3{} COM_STMT_EXECUTE {}", case.letter(), case.what()),
+            r,
+        );
+        alive(ctx)?;
+    }
+
+    let r = probe_fetch(ctx, false).await;
+    ctx.record("4a COM_STMT_FETCH of an unknown statement", r);
+    alive(ctx)?;
+    let r = probe_fetch(ctx, true).await;
+    ctx.record("4b COM_STMT_FETCH of a statement without a cursor", r);
+    alive(ctx)?;
+
+    let r = probe_empty_packet(ctx).await;
+    ctx.record("5 zero-length command packet", r);
+    alive(ctx)?;
+
+    let literal = "a".repeat(LITERAL_MIB * 1024 * 1024);
+    let r = probe_progress(ctx, &|t| {
+        format!("SELECT user_id, name FROM {t} WHERE user_id = 1 OR name = '{literal}'")
+    })
+    .await;
+    ctx.record(
+        &format!("7a other sessions served during a {LITERAL_MIB} MiB sharded statement"),
+        r,
+    );
+    alive(ctx)?;
+    let ids: Vec<u64> = (1..=BIG_OR_TERMS as u64).collect();
+    let r = probe_progress(ctx, &|t| or_chain_sql(t, &ids)).await;
+    ctx.record(
+        &format!("7b other sessions served during a {BIG_OR_TERMS}-term OR chain"),
+        r,
+    );
+    alive(ctx)?;
+
+    let r = probe_canary(ctx, fds_before).await;
+    ctx.record("8 canary: alive, answering, descriptors back", r);
+    Ok(())
+}
+
+fn alive(ctx: &mut Ctx) -> Result<(), String> {
+    match ctx.proxy.exited() {
+        None => Ok(()),
+        Some(status) => Err(format!(
+            "the proxy exited ({status}); the remaining probes did not run"
+        )),
+    }
+}
+
+// ------------------------------------------------------------- setup ----
+
+/// Creates both tables through the proxy and fills them with the same rows.
+async fn setup(ctx: &Ctx) -> Result<(), String> {
+    drop_physical(&ctx.nodes).await;
+    let mut c = ctx.proxy_conn().await?;
+    for table in [SHARDED, PLAIN] {
+        expect_ok(&mut c, &format!("DROP TABLE IF EXISTS {table}")).await?;
+        expect_ok(&mut c, &format!("CREATE TABLE {table} {COLUMNS}")).await?;
+        let ids: Vec<u64> = (1..=ROWS).collect();
+        for chunk in ids.chunks(250) {
+            let values: Vec<String> = chunk
+                .iter()
+                .map(|id| format!("({id}, '{}')", name_of(*id)))
+                .collect();
+            expect_ok(
+                &mut c,
+                &format!(
+                    "INSERT INTO {table} (user_id, name) VALUES {}",
+                    values.join(", ")
+                ),
+            )
+            .await?;
+        }
+        let count = c
+            .query(&format!("SELECT COUNT(*) FROM {table}"))
+            .await?
+            .text_rows()?;
+        if count != vec![vec![Some(ROWS.to_string())]] {
+            return Err(format!("SELECT COUNT(*) FROM {table} gave {count:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// Three sessions at once run a sharded and a plain statement, so that the
+/// pools hold what the probes will use; the proxy's open descriptors once
+/// they have closed.
+async fn warm_up(ctx: &mut Ctx) -> Result<usize, String> {
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let ep = ctx.proxy_ep.clone();
+        sessions.push(tokio::spawn(async move {
+            let mut c = connect(&ep).await?;
+            for sql in [
+                format!("SELECT user_id, name FROM {SHARDED} WHERE user_id IN (1, 2, 3, 4, 5)"),
+                format!("SELECT user_id, name FROM {PLAIN} WHERE user_id = 1"),
+                "SELECT 1".to_string(),
+            ] {
+                match c.query(&sql).await? {
+                    Reply::ResultSet { .. } => {}
+                    other => return Err(format!("warm-up `{sql}`: {other}")),
+                }
+            }
+            Ok::<(), String>(())
+        }));
+    }
+    for s in sessions {
+        s.await.map_err(|e| format!("warm-up session: {e}"))??;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ctx.proxy.open_fds()
+}
+
+/// Drops both tables through the proxy, then their physical tables
+/// straight (idempotent; the proxy may be gone).
+async fn cleanup(ctx: &Ctx) {
+    if let Ok(mut c) = ctx.proxy_conn().await {
+        for table in [SHARDED, PLAIN] {
+            let _ = c.query(&format!("DROP TABLE IF EXISTS {table}")).await;
+        }
+    }
+    drop_physical(&ctx.nodes).await;
+}
+
+async fn drop_physical(nodes: &[Endpoint]) {
+    for (i, node) in nodes.iter().enumerate() {
+        if let Ok(mut c) = connect(node).await {
+            for t in 0..TABLES_PER_NODE {
+                let _ = c
+                    .query(&format!("DROP TABLE IF EXISTS {SHARDED}_{t}"))
+                    .await;
+            }
+            if i == 0 {
+                let _ = c.query(&format!("DROP TABLE IF EXISTS {PLAIN}")).await;
+            }
+        }
+    }
+}
+
+async fn expect_ok(c: &mut RawConn, sql: &str) -> Result<(), String> {
+    match c.query(sql).await? {
+        Reply::Ok => Ok(()),
+        other => Err(format!("{}: {other}", head(sql))),
+    }
+}
+
+/// The start of a statement, for messages.
+fn head(sql: &str) -> String {
+    if sql.len() <= 80 {
+        return sql.to_string();
+    }
+    let cut: String = sql.chars().take(80).collect();
+    format!("{cut}... ({} bytes)", sql.len())
+}
+
+/// Two answers agree: the same rows (in any order), or the same error code.
+fn same_answer(a: &Reply, b: &Reply) -> bool {
+    match (a, b) {
+        (Reply::ResultSet { .. }, Reply::ResultSet { .. }) => {
+            matches!((a.text_rows(), b.text_rows()), (Ok(x), Ok(y)) if x == y)
+        }
+        (Reply::Err { code: x, .. }, Reply::Err { code: y, .. }) => x == y,
+        (x, y) => x == y,
+    }
+}
+
+/// The expected rows of `user_id`s `ids` (those that exist), sorted as
+/// [`Reply::text_rows`] sorts.
+fn rows_of(ids: impl IntoIterator<Item = u64>) -> Vec<Vec<Option<String>>> {
+    let mut rows: Vec<Vec<Option<String>>> = ids
+        .into_iter()
+        .filter(|id| (1..=ROWS).contains(id))
+        .map(|id| vec![Some(id.to_string()), Some(name_of(id))])
+        .collect();
+    rows.sort();
+    rows.dedup();
+    rows
+}
+
+// ------------------------------------------------------------ probes ----
+
+fn or_chain_sql(table: &str, ids: &[u64]) -> String {
+    let terms: Vec<String> = ids.iter().map(|id| format!("user_id = {id}")).collect();
+    format!(
+        "SELECT user_id, name FROM {table} WHERE {}",
+        terms.join(" OR ")
+    )
+}
+
+/// Probe 1: `user_id = a OR user_id = b ...` of `terms` distinct ids (about
+/// half of them existing) on both tables through the proxy.
+async fn probe_or_chain(ctx: &Ctx, terms: usize) -> Result<String, String> {
+    let span = 2 * terms.max(ROWS as usize) as u64;
+    let ids: Vec<u64> = (0..terms as u64).map(|i| (i * 7919) % span + 1).collect();
+    let mut c = ctx.proxy_conn().await?;
+    let sharded_sql = or_chain_sql(SHARDED, &ids);
+    let t = Instant::now();
+    let sharded = c.query(&sharded_sql).await?;
+    let took = t.elapsed();
+    let plain = c.query(&or_chain_sql(PLAIN, &ids)).await?;
+    let want = rows_of(ids.iter().copied());
+    let summary = format!(
+        "{} bytes; sharded: {sharded} in {:.2}s; unsharded: {plain}; {} rows expected",
+        sharded_sql.len(),
+        took.as_secs_f64(),
+        want.len()
+    );
+    if !same_answer(&sharded, &plain) {
+        return Err(format!("the answers differ: {summary}"));
+    }
+    if sharded.text_rows().ok() != Some(want) {
+        return Err(format!("not the expected rows: {summary}"));
+    }
+    Ok(summary)
+}
+
+/// Probe 2: `WHERE user_id = 5 + a - a + b - b ...` of [`ARITH_TERMS`]
+/// terms (its value computed here), whole (`cut` false: the right row or a
+/// clean error) or ending in `+ (` (an error).
+async fn probe_arith_chain(ctx: &Ctx, cut: bool) -> Result<String, String> {
+    let mut expr = String::from("5");
+    let mut value: i64 = 5;
+    for i in 1..ARITH_TERMS {
+        let a = ((i / 2) % 97 + 1) as i64;
+        if i % 2 == 1 {
+            expr.push_str(&format!(" + {a}"));
+            value += a;
+        } else {
+            expr.push_str(&format!(" - {a}"));
+            value -= a;
+        }
+    }
+    if cut {
+        expr.push_str(" + (");
+    }
+    let sql = |t: &str| format!("SELECT user_id, name FROM {t} WHERE user_id = {expr}");
+    let mut c = ctx.proxy_conn().await?;
+    let t = Instant::now();
+    let sharded = c.query(&sql(SHARDED)).await?;
+    let took = t.elapsed();
+    let plain = c.query(&sql(PLAIN)).await?;
+    let direct = ctx.direct_conn().await?.query(&sql(PLAIN)).await?;
+    let summary = format!(
+        "{} bytes, value {value}; sharded via proxy: {sharded} in {:.2}s; unsharded via proxy: \
+         {plain}; MariaDB direct: {direct}",
+        sql(SHARDED).len(),
+        took.as_secs_f64()
+    );
+    let summary = match (sharded.code(), direct.code()) {
+        (Some(p), Some(m)) if p != m => {
+            format!("{summary} [note: the proxy's code {p} is not MariaDB's {m}]")
+        }
+        _ => summary,
+    };
+    let value = u64::try_from(value).map_err(|_| format!("a negative chain: {summary}"))?;
+    match (&sharded, cut) {
+        (Reply::Err { .. }, _) => Ok(summary),
+        (Reply::ResultSet { .. }, false) if sharded.text_rows().ok() == Some(rows_of([value])) => {
+            Ok(summary)
+        }
+        (_, true) => Err(format!("a syntax error answered as no error: {summary}")),
+        _ => Err(format!("neither a clean error nor the row: {summary}")),
+    }
+}
+
+/// Probe 3's malformed COM_STMT_EXECUTE packets of `SELECT ? + ?`.
+#[derive(Clone, Copy)]
+enum ExecCase {
+    /// (a) the statement id and flags only (6 bytes).
+    IdAndFlags,
+    /// (b) the iteration count, then nothing (no NULL bitmap).
+    NoNullBitmap,
+    /// (c) the NULL bitmap, then nothing (no new-params-bound byte).
+    NoBoundByte,
+    /// (d) new-params-bound = 0 on the statement's first execution.
+    UnboundFirst,
+    /// (e) new-params-bound = 1, one type of the two.
+    TypesCut,
+    /// (f) both types, the second value cut short.
+    ValuesCut,
+}
+
+impl ExecCase {
+    const ALL: [ExecCase; 6] = [
+        ExecCase::IdAndFlags,
+        ExecCase::NoNullBitmap,
+        ExecCase::NoBoundByte,
+        ExecCase::UnboundFirst,
+        ExecCase::TypesCut,
+        ExecCase::ValuesCut,
+    ];
+
+    fn letter(self) -> char {
+        match self {
+            ExecCase::IdAndFlags => 'a',
+            ExecCase::NoNullBitmap => 'b',
+            ExecCase::NoBoundByte => 'c',
+            ExecCase::UnboundFirst => 'd',
+            ExecCase::TypesCut => 'e',
+            ExecCase::ValuesCut => 'f',
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            ExecCase::IdAndFlags => "with only id and flags",
+            ExecCase::NoNullBitmap => "without a NULL bitmap",
+            ExecCase::NoBoundByte => "without the new-params-bound byte",
+            ExecCase::UnboundFirst => "with no types bound on the first execution",
+            ExecCase::TypesCut => "with its types cut short",
+            ExecCase::ValuesCut => "with its values cut short",
+        }
+    }
+
+    /// What MariaDB 10.11 answers (for the message only: the test
+    /// compares with the code measured in the same run).
+    fn mariadb_code(self) -> u16 {
+        match self {
+            ExecCase::IdAndFlags | ExecCase::TypesCut => 1835,
+            _ => 1210,
+        }
+    }
+
+    fn payload(self, id: u32) -> Vec<u8> {
+        let mut p = vec![COM_STMT_EXECUTE];
+        p.extend_from_slice(&id.to_le_bytes());
+        p.push(0); // flags: no cursor
+        if matches!(self, ExecCase::IdAndFlags) {
+            return p;
+        }
+        p.extend_from_slice(&1u32.to_le_bytes()); // iterations
+        if matches!(self, ExecCase::NoNullBitmap) {
+            return p;
+        }
+        p.push(0); // NULL bitmap of 2 parameters: none NULL
+        if matches!(self, ExecCase::NoBoundByte) {
+            return p;
+        }
+        if matches!(self, ExecCase::UnboundFirst) {
+            p.push(0);
+            return p;
+        }
+        p.push(1);
+        p.extend_from_slice(&[0x08, 0x00]); // LONGLONG
+        if matches!(self, ExecCase::TypesCut) {
+            return p;
+        }
+        p.extend_from_slice(&[0x08, 0x00]);
+        p.extend_from_slice(&1i64.to_le_bytes());
+        p.extend_from_slice(&[2, 0, 0]); // 3 of the second value's 8 bytes
+        p
+    }
+}
+
+/// Prepares `sql` on a fresh connection and sends what `payload` makes of
+/// the statement's id: the answer.
+async fn prepared_then(
+    mut c: RawConn,
+    sql: &str,
+    payload: impl Fn(u32) -> Vec<u8>,
+) -> Result<Reply, String> {
+    let stmt = c
+        .prepare(sql)
+        .await?
+        .map_err(|r| format!("PREPARE {sql}: {r}"))?;
+    c.command(&payload(stmt.id)).await
+}
+
+/// Compares a command's error with MariaDB's: both ERR, the same code.
+fn same_error(proxy: &Reply, mariadb: &Reply, expected: &str) -> Result<String, String> {
+    let summary = format!("ShardGate: {proxy}; MariaDB: {mariadb} (expected {expected})");
+    match (proxy.code(), mariadb.code()) {
+        (Some(p), Some(m)) if p == m => Ok(summary),
+        (_, None) => Err(format!("MariaDB answered no error: {summary}")),
+        _ => Err(format!("the codes differ: {summary}")),
+    }
+}
+
+/// Probe 3: one malformed COM_STMT_EXECUTE, on fresh connections to both.
+async fn probe_malformed_execute(ctx: &Ctx, case: ExecCase) -> Result<String, String> {
+    const SQL: &str = "SELECT ? + ?";
+    let proxy = prepared_then(ctx.proxy_conn().await?, SQL, |id| case.payload(id)).await?;
+    let mariadb = prepared_then(ctx.direct_conn().await?, SQL, |id| case.payload(id)).await?;
+    same_error(&proxy, &mariadb, &case.mariadb_code().to_string())
+}
+
+/// Probe 4: COM_STMT_FETCH of statement 999999 (never prepared), or of a
+/// prepared `SELECT 1` never executed (no cursor).
+async fn probe_fetch(ctx: &Ctx, known: bool) -> Result<String, String> {
+    let fetch = |id: u32| {
+        let mut p = vec![COM_STMT_FETCH];
+        p.extend_from_slice(&id.to_le_bytes());
+        p.extend_from_slice(&1u32.to_le_bytes());
+        p
+    };
+    let (proxy, mariadb, expected) = if known {
+        (
+            prepared_then(ctx.proxy_conn().await?, "SELECT 1", fetch).await?,
+            prepared_then(ctx.direct_conn().await?, "SELECT 1", fetch).await?,
+            "1421 The statement (N) has no open cursor",
+        )
+    } else {
+        (
+            ctx.proxy_conn().await?.command(&fetch(999_999)).await?,
+            ctx.direct_conn().await?.command(&fetch(999_999)).await?,
+            "1243 Unknown prepared statement handler (999999) given to mysqld_stmt_fetch",
+        )
+    };
+    same_error(&proxy, &mariadb, expected)
+}
+
+/// Probe 5: a command packet of length 0.
+async fn probe_empty_packet(ctx: &Ctx) -> Result<String, String> {
+    let proxy = ctx.proxy_conn().await?.command(&[]).await?;
+    let mariadb = ctx.direct_conn().await?.command(&[]).await?;
+    same_error(&proxy, &mariadb, "1047 Unknown command")
+}
+
+/// Probe 6: `user_id IN (1, 2, ..., 200000)` on the sharded table: the
+/// answer of the unsharded table, and the proxy's peak-RSS growth.
+async fn probe_in_list(ctx: &mut Ctx) -> Result<String, String> {
+    let values: Vec<String> = (1..=IN_LIST_VALUES).map(|v| v.to_string()).collect();
+    let sql = |t: &str| {
+        format!(
+            "SELECT user_id, name FROM {t} WHERE user_id IN ({})",
+            values.join(", ")
+        )
+    };
+    let size = sql(SHARDED).len() as u64;
+    let mut c = ctx.proxy_conn().await?;
+    // The same statement, small: connections open, columns known.
+    c.query(&format!(
+        "SELECT user_id, name FROM {SHARDED} WHERE user_id IN (1, 2, 3)"
+    ))
+    .await?;
+    let before = ctx.proxy.status_kib("VmHWM:")?;
+    let rss_before = ctx.proxy.status_kib("VmRSS:")?;
+    let t = Instant::now();
+    let sharded = c.query(&sql(SHARDED)).await?;
+    let took = t.elapsed();
+    let after = ctx.proxy.status_kib("VmHWM:")?;
+    let plain = c.query(&sql(PLAIN)).await?;
+    let growth_bytes = after.saturating_sub(before) * 1024;
+    let bound = IN_LIST_BOUND_FACTOR * size;
+    let summary = format!(
+        "statement {size} bytes ({:.2} MiB); sharded: {sharded} in {:.2}s; unsharded: {plain}; \
+         VmRSS {rss_before} KiB, VmHWM {before} -> {after} KiB (+{:.1} MiB), {:.1} x the statement's size \
+         (bound {IN_LIST_BOUND_FACTOR} x = {:.1} MiB)",
+        size as f64 / 1048576.0,
+        took.as_secs_f64(),
+        growth_bytes as f64 / 1048576.0,
+        growth_bytes as f64 / size as f64,
+        bound as f64 / 1048576.0
+    );
+    if !same_answer(&sharded, &plain) || sharded.text_rows().ok() != Some(rows_of(1..=ROWS)) {
+        return Err(format!("the answers differ: {summary}"));
+    }
+    if growth_bytes >= bound {
+        return Err(format!("the peak RSS grew past the bound: {summary}"));
+    }
+    Ok(summary)
+}
+
+/// Probe 7: while session A's large statement (`sql` of the sharded
+/// table) is in flight — from the moment it is written to the moment its
+/// answer has been read — session B's `SELECT 1`s must complete (at least
+/// one). A's answer must be the unsharded table's.
+async fn probe_progress(ctx: &Ctx, sql: &dyn Fn(&str) -> String) -> Result<String, String> {
+    let mut a = ctx.proxy_conn().await?;
+    let mut b = ctx.proxy_conn().await?;
+    // B is logged in and served before A begins.
+    match b.query("SELECT 1").await? {
+        Reply::ResultSet { .. } => {}
+        other => return Err(format!("SELECT 1 before the large statement: {other}")),
+    }
+    let in_flight = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicU64::new(0));
+    let b_task = {
+        let (in_flight, done, served) = (in_flight.clone(), done.clone(), served.clone());
+        tokio::spawn(async move {
+            let mut total = 0u64;
+            let mut slowest = Duration::ZERO;
+            while !done.load(Ordering::SeqCst) {
+                let began_in_flight = in_flight.load(Ordering::SeqCst);
+                let t = Instant::now();
+                match b.query("SELECT 1").await {
+                    Ok(Reply::ResultSet { .. }) => {}
+                    Ok(other) => return Err(format!("B's SELECT 1: {other}")),
+                    Err(e) => return Err(format!("B's SELECT 1: {e}")),
+                }
+                total += 1;
+                if began_in_flight && !done.load(Ordering::SeqCst) {
+                    served.fetch_add(1, Ordering::SeqCst);
+                    slowest = slowest.max(t.elapsed());
+                }
+            }
+            Ok((total, slowest))
+        })
+    };
+    let statement = sql(SHARDED);
+    let t = Instant::now();
+    let sent = a.send_command(&query_payload(&statement)).await;
+    let written = t.elapsed();
+    in_flight.store(true, Ordering::SeqCst);
+    let answer = match sent {
+        Ok(()) => a.read_reply().await,
+        Err(e) => Err(e),
+    };
+    let served_meanwhile = served.load(Ordering::SeqCst);
+    done.store(true, Ordering::SeqCst);
+    let took = t.elapsed();
+    let (b_total, slowest) = b_task.await.map_err(|e| format!("session B: {e}"))??;
+    let answer = answer.map_err(|e| format!("A's statement: {e}"))?;
+    let plain = ctx.proxy_conn().await?.query(&sql(PLAIN)).await?;
+    let summary = format!(
+        "A: {} bytes written in {:.2}s, answered in {:.2}s: {answer}; B: {served_meanwhile} \
+         SELECT 1 completed while A was in flight (slowest {:.1} ms), {b_total} in all; \
+         unsharded: {plain}",
+        statement.len(),
+        written.as_secs_f64(),
+        took.as_secs_f64(),
+        slowest.as_secs_f64() * 1000.0
+    );
+    if !same_answer(&answer, &plain) || !matches!(answer, Reply::ResultSet { .. }) {
+        return Err(format!(
+            "A's answer differs from the unsharded table's: {summary}"
+        ));
+    }
+    if served_meanwhile == 0 {
+        return Err(format!("no other session was served meanwhile: {summary}"));
+    }
+    Ok(summary)
+}
+
+/// Probe 8: the proxy is alive, answers a query, and its open descriptors
+/// fall back within [`FD_MARGIN`] of `fds_before` (waiting up to 10 s for
+/// closed sessions to go).
+async fn probe_canary(ctx: &mut Ctx, fds_before: usize) -> Result<String, String> {
+    if let Some(status) = ctx.proxy.exited() {
+        return Err(format!("the proxy exited: {status}"));
+    }
+    let count = {
+        let mut c = ctx.proxy_conn().await?;
+        c.query(&format!("SELECT COUNT(*) FROM {SHARDED}"))
+            .await?
+            .text_rows()?
+    };
+    if count != vec![vec![Some(ROWS.to_string())]] {
+        return Err(format!("SELECT COUNT(*) FROM {SHARDED} gave {count:?}"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut fds = ctx.proxy.open_fds()?;
+    while fds > fds_before + FD_MARGIN && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        fds = ctx.proxy.open_fds()?;
+    }
+    let summary = format!(
+        "COUNT(*) = {ROWS}; open descriptors {fds_before} after warm-up, {fds} now (margin \
+         {FD_MARGIN}); VmHWM {} KiB, VmRSS {} KiB",
+        ctx.proxy.status_kib("VmHWM:")?,
+        ctx.proxy.status_kib("VmRSS:")?
+    );
+    if fds > fds_before + FD_MARGIN {
+        return Err(format!("descriptors not released: {summary}"));
+    }
+    Ok(summary)
+}
+
+// ------------------------------------------------------------ config ----
+
+fn scratch_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("shardgate-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create the scratch dir");
+    dir
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The seed config plus `hostile_users`, reads on the primaries, listening
+/// on an ephemeral port (read back from the proxy's start-up line) with the
+/// admin endpoint on a free port.
+fn write_config(dir: &Path) -> (PathBuf, Config) {
+    let mut section = String::new();
+    let mut text = String::new();
+    for line in SEED_CONFIG.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            section = trimmed.to_string();
+        }
+        if section == "[server]" && trimmed.starts_with("mysql_listen") {
+            text.push_str("mysql_listen = \"127.0.0.1:0\"\nread_write_splitting = false\n");
+        } else if section == "[server]" && trimmed.starts_with("admin_listen") {
+            text.push_str(&format!("admin_listen = \"127.0.0.1:{}\"\n", free_port()));
+        } else {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    text.push_str(RULES);
+    let cfg = Config::from_toml_str(&text).expect("the hostile test config loads");
+    let path = dir.join("shardgate.toml");
+    std::fs::write(&path, &text).expect("write the config");
+    (path, cfg)
+}
