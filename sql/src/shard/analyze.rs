@@ -848,6 +848,26 @@ impl Analyzer<'_> {
         pairs
     }
 
+    /// The values of a list [`Condensed`] cut to its first item, read from
+    /// the statement's text (integers, as [`Analyzer::value`] reads them).
+    fn cut_list_values(&self, list: &[Expr]) -> Option<Vec<Val>> {
+        let [Expr::Value(first)] = list else {
+            return None;
+        };
+        let (start, _) = self.span_bytes(first.span)?;
+        let items = self.condensed.cut_list(start)?;
+        let values = Lexer::new(&self.sql[items])
+            .filter_map(|t| match t.token {
+                Token::Number(n) => Some(match n.parse::<i64>() {
+                    Ok(i) => Val::Lit(ShardValue::Int(i)),
+                    Err(_) => Val::Number(n.to_owned()),
+                }),
+                _ => None,
+            })
+            .collect();
+        Some(values)
+    }
+
     fn value(&self, e: &Expr, placeholders: &[Placeholder]) -> Option<Val> {
         match e {
             Expr::Value(v) => match &v.value {
@@ -939,6 +959,9 @@ impl Analyzer<'_> {
                 ..
             } => match self.sharding_column(expr) {
                 Some(c) => {
+                    if let Some(values) = self.cut_list_values(list) {
+                        return Cond::In(c, values);
+                    }
                     let values: Option<Vec<Val>> = list.iter().map(|v| self.value(v, ph)).collect();
                     values.map_or(Cond::Unknown, |v| Cond::In(c, v))
                 }
@@ -1214,6 +1237,14 @@ mod tests {
         let config = Config::from_toml_str(include_str!("../../../examples/wework.toml")).unwrap();
         let rules = ShardingRules::new(&config).unwrap();
         let long = "a".repeat(10_000);
+        let ids = (0..100)
+            .map(|i| (i * 7).to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let big_ids = (0..100)
+            .map(|i| format!("{}{i}", u64::MAX))
+            .collect::<Vec<_>>()
+            .join(",\n");
         for (sql, emptied_read) in [
             (format!("SELECT user_id, name FROM users WHERE user_id = 1 OR name = '{long}'"), false),
             (format!("SELECT name, '{long}' x FROM users u WHERE u.status = 1 ORDER BY name LIMIT 3"), false),
@@ -1222,6 +1253,12 @@ mod tests {
             (format!("INSERT INTO users (user_id, name) VALUES (1, '{long}'), (2, 'b')"), true),
             (format!("SELECT status, COUNT(*) FROM users GROUP BY status HAVING MAX(name) > '{long}'"), true),
             (format!("SELECT name FROM users WHERE name = '{long}' AND"), false),
+            (format!("SELECT * FROM users WHERE user_id IN ({ids})"), false),
+            (format!("SELECT * FROM users WHERE user_id IN ({ids}) AND name IN ({ids}) ORDER BY name"), false),
+            (format!("UPDATE users SET status = 2 WHERE user_id IN ({ids})\n AND email = '{long}'"), false),
+            (format!("DELETE FROM users WHERE status IN ({ids}) OR user_id IN (3, 4)"), false),
+            (format!("SELECT * FROM users WHERE user_id NOT IN ({ids})"), false),
+            (format!("SELECT * FROM users WHERE user_id IN ({big_ids})"), false),
         ] {
             let named = named_tables(Lexer::new(&sql), &rules);
             let condensed = Condensed::of(&sql);
