@@ -1,20 +1,21 @@
 //! The admin listener's accept loop: at most [`MAX_CONNECTIONS`] at a time,
 //! each one's TLS handshake done first when `server.admin_tls` is set, its
 //! head read and checked ([`super::head`]), then its one request served by
-//! hyper.
+//! hyper, its body read whole within a deadline ([`super::body`]) before
+//! the router sees it.
 
 use std::time::Duration;
 
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
+use super::body::Bounded;
 use super::head::{self, Head};
 use super::prefixed::Prefixed;
 use crate::log_limit::LogLimit;
@@ -22,8 +23,9 @@ use crate::log_limit::LogLimit;
 /// Admin connections open at once. At the cap the listener stops
 /// accepting until one ends, rather than refusing: further clients wait in
 /// the kernel's backlog and are served as slots free, and a slot held by a
-/// client that sends nothing frees within [`head::HEAD_TIMEOUT`]. Operators,
-/// probes, scrapers and the migrator need a handful.
+/// client that sends nothing frees within [`head::HEAD_TIMEOUT`] (one that
+/// stalls in its body, within [`super::body::BODY_TIMEOUT`] more).
+/// Operators, probes, scrapers and the migrator need a handful.
 pub(super) const MAX_CONNECTIONS: usize = 256;
 
 /// hyper's read buffer: above the largest head [`head`] lets through, so
@@ -37,12 +39,16 @@ static AT_CAP_LOG: LogLimit = LogLimit::new(Duration::from_secs(10));
 /// Serves `router` on `listener` until the task running this is aborted,
 /// which aborts the open connections too; over TLS with what `tls` gives
 /// when a connection comes (the current configuration version's, so a
-/// renewed certificate serves the next connection after a reload).
+/// renewed certificate serves the next connection after a reload). A
+/// request's body must arrive within `body_timeout` of its head
+/// ([`super::body::BODY_TIMEOUT`]; shorter in tests).
 pub(super) async fn run(
     listener: TcpListener,
     router: Router,
     tls: impl Fn() -> Option<TlsAcceptor>,
+    body_timeout: Duration,
 ) {
+    let service = Bounded::new(router, body_timeout);
     let mut connections = JoinSet::new();
     loop {
         while connections.try_join_next().is_some() {}
@@ -58,7 +64,7 @@ pub(super) async fn run(
         }
         match listener.accept().await {
             Ok((stream, _)) => {
-                connections.spawn(serve(stream, router.clone(), tls()));
+                connections.spawn(serve(stream, service.clone(), tls()));
             }
             Err(e) => {
                 // Out of file descriptors and the like: wait rather than spin.
@@ -70,21 +76,22 @@ pub(super) async fn run(
 }
 
 /// One connection, after its TLS handshake when there is an acceptor.
-async fn serve(stream: TcpStream, router: Router, tls: Option<TlsAcceptor>) {
+async fn serve(stream: TcpStream, service: Bounded, tls: Option<TlsAcceptor>) {
     let Some(acceptor) = tls else {
-        return serve_http(stream, router).await;
+        return serve_http(stream, service).await;
     };
     // Bounded as a head is: a client stalling in the handshake holds its
     // slot no longer than one stalling in its head.
     match tokio::time::timeout(head::HEAD_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(stream)) => serve_http(stream, router).await,
+        Ok(Ok(stream)) => serve_http(stream, service).await,
         Ok(Err(e)) => debug!("admin TLS handshake failed: {e}"),
         Err(_) => debug!("admin TLS handshake timed out"),
     }
 }
 
-/// One request, or a JSON refusal of its head.
-async fn serve_http<S>(mut stream: S, router: Router)
+/// One request, or a JSON refusal of its head (or of its body, by
+/// `service`).
+async fn serve_http<S>(mut stream: S, service: Bounded)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -96,7 +103,7 @@ where
                 // reach hyper without the checks above.
                 .keep_alive(false)
                 .max_buf_size(HYPER_BUFFER)
-                .serve_connection(io, TowerToHyperService::new(router))
+                .serve_connection(io, service)
                 .await;
             if let Err(e) = served {
                 debug!("admin connection ended: {e}");
@@ -110,15 +117,39 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::routing::get;
+    use crate::admin::body::{BODY_TIMEOUT, MAX_BODY};
+    use axum::routing::{get, post};
+    use axum::Json;
     use std::net::SocketAddr;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn start() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+        let router = Router::new().route("/", get(|| async { "ok" }));
+        start_with(router, BODY_TIMEOUT).await
+    }
+
+    /// Serves `router` with bodies due within `body_timeout`.
+    async fn start_with(
+        router: Router,
+        body_timeout: Duration,
+    ) -> (SocketAddr, tokio::task::JoinHandle<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let router = Router::new().route("/", get(|| async { "ok" }));
-        (addr, tokio::spawn(run(listener, router, || None)))
+        (
+            addr,
+            tokio::spawn(run(listener, router, || None, body_timeout)),
+        )
+    }
+
+    /// A POST route that reads its JSON body (as the cutover API's do) and
+    /// one that takes none (as `POST /api/reload`).
+    fn post_routes() -> Router {
+        Router::new()
+            .route(
+                "/json",
+                post(|Json(body): Json<serde_json::Value>| async move { body.to_string() }),
+            )
+            .route("/bodiless", post(|| async { "done" }))
     }
 
     /// Sends `request` whole, then reads the answer to its end.
@@ -163,6 +194,68 @@ mod tests {
         listener.abort();
     }
 
+    /// A client that sends the head of a POST announcing 1000 bytes of body
+    /// and 10 of them, then stalls, gets a JSON 408 once the body's deadline
+    /// is over and the connection is closed, whether the route reads a body
+    /// or takes none; a whole body is served as before.
+    #[tokio::test]
+    async fn a_stalled_body_gets_a_json_408_and_the_connection_closes() {
+        let deadline = Duration::from_millis(300);
+        let (addr, listener) = start_with(post_routes(), deadline).await;
+        for path in ["/json", "/bodiless"] {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            let request = format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                 Content-Length: 1000\r\n\r\n{{\"size\": 1"
+            );
+            stream.write_all(request.as_bytes()).await.unwrap();
+            // The answer and the end of the connection, well within the
+            // deadline and a margin; never, before the deadline existed.
+            let mut answer = Vec::new();
+            tokio::time::timeout(
+                deadline + Duration::from_secs(10),
+                stream.read_to_end(&mut answer),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("POST {path}: no answer to a stalled body"))
+            .unwrap();
+            let answer = String::from_utf8(answer).unwrap();
+            json_error(&answer, "408");
+            assert!(answer.contains("connection: close"), "{answer}");
+        }
+        let whole = exchange(
+            addr,
+            b"POST /json HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 11\r\n\r\n{\"size\": 1}",
+        )
+        .await;
+        assert!(whole.starts_with("HTTP/1.1 200 "), "{whole}");
+        assert!(whole.ends_with("\r\n\r\n{\"size\":1}"), "{whole}");
+        listener.abort();
+    }
+
+    /// A body announced beyond the limit is a JSON 413 before any of it is
+    /// read, on a route that reads bodies or not.
+    #[tokio::test]
+    async fn a_body_beyond_the_limit_is_json_413() {
+        let (addr, listener) = start_with(post_routes(), BODY_TIMEOUT).await;
+        for path in ["/json", "/bodiless"] {
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\n\r\n",
+                MAX_BODY + 1
+            );
+            let answer =
+                tokio::time::timeout(Duration::from_secs(10), exchange(addr, head.as_bytes()))
+                    .await
+                    .unwrap_or_else(|_| {
+                        panic!("POST {path}: no answer to a body beyond the limit")
+                    });
+            json_error(&answer, "413");
+        }
+        listener.abort();
+    }
+
     #[tokio::test]
     async fn at_the_cap_a_connection_waits_for_a_slot() {
         let (addr, listener) = start().await;
@@ -198,7 +291,12 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let router = Router::new().route("/", get(|| async { "ok" }));
-        let serving = tokio::spawn(run(listener, router, move || Some(acceptor.clone())));
+        let serving = tokio::spawn(run(
+            listener,
+            router,
+            move || Some(acceptor.clone()),
+            BODY_TIMEOUT,
+        ));
 
         let mut roots = rustls::RootCertStore::empty();
         roots.add(issued.cert.der().clone()).unwrap();

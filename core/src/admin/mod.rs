@@ -9,6 +9,7 @@
 //! and every endpoint but `/health` and `/ready` asks for it.
 
 mod api;
+mod body;
 mod cutover;
 mod dashboard;
 mod head;
@@ -139,9 +140,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 pub fn serve<B: Backend>(listener: TcpListener, proxy: Arc<Proxy<B>>) -> JoinHandle<()> {
     let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
     let routes = router(proxy.clone(), loopback);
-    tokio::spawn(listener::run(listener, routes, move || {
-        proxy.current().admin_tls.clone()
-    }))
+    tokio::spawn(listener::run(
+        listener,
+        routes,
+        move || proxy.current().admin_tls.clone(),
+        body::BODY_TIMEOUT,
+    ))
 }
 
 /// The process is up and serving.
