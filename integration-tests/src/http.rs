@@ -116,7 +116,9 @@ async fn exchange(
     parse(&raw)
 }
 
-fn parse(raw: &[u8]) -> Result<HttpResponse, String> {
+/// An answer read raw from a socket (by a test that writes its own
+/// request): status, headers and body, a chunked one put together.
+pub fn parse(raw: &[u8]) -> Result<HttpResponse, String> {
     let end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -1,7 +1,8 @@
 //! The admin HTTP API seen from a client: pools and resizing, the redacted
 //! rules, route previews, Prometheus metrics, the bearer token, JSON errors
-//! for bad input and over-long requests, stalled request heads, and
-//! `docs/admin-api.yaml` checked against the running API by schemathesis.
+//! for bad input and over-long requests, stalled request heads and bodies,
+//! and `docs/admin-api.yaml` checked against the running API by
+//! schemathesis.
 //!
 //! Only the metrics test (it runs a statement through the proxy) and
 //! schemathesis (`/ready` answers 503 while no data source answers) need
@@ -496,6 +497,55 @@ async fn a_stalled_request_head_is_disconnected() {
         waited >= Duration::from_secs(9),
         "disconnected after {waited:?}, before the head's 10 s were over"
     );
+    proxy_stays_up(&proxy).await;
+}
+
+/// A client that sends the head of a POST (or PUT) announcing
+/// `Content-Length: 1000` and 10 bytes of the body, then stalls, held its
+/// connection and the handler's task for ever. Now it gets a JSON 408 once
+/// the body's 10 s are over, and the connection is closed: on the cutover
+/// API's routes, which read a body, and on `/api/reload`, which takes none.
+#[tokio::test]
+async fn a_stalled_request_body_gets_a_json_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _sandbox = sandbox::shared().await;
+    let proxy = start_proxy(admin_config()).await;
+    let auth = bearer(TOKEN);
+    let mut stalled = Vec::new();
+    for (method, target) in [
+        ("POST", "/api/pauses"),
+        ("POST", "/api/rules/activate"),
+        ("PUT", "/api/rules/staged"),
+        ("POST", "/api/reload"),
+    ] {
+        let request = format!(
+            "{method} {target} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\
+             Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"tables\":"
+        );
+        let admin = proxy.admin_addr;
+        // All at once: the test waits for one deadline, not four.
+        stalled.push(tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(admin)
+                .await
+                .expect("connect to the admin listener");
+            stream.write_all(request.as_bytes()).await.expect("write");
+            let mut raw = Vec::new();
+            // The body's 10 s and a margin; the end of the connection
+            // included.
+            tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
+                .await
+                .unwrap_or_else(|_| panic!("{method} {target}: no answer to a stalled body"))
+                .expect("read");
+            let answer = http::parse(&raw).unwrap_or_else(|e| panic!("{method} {target}: {e}"));
+            let what = format!("{method} {target} with a stalled body");
+            let error = answer.expect_json(408, &what);
+            assert!(error["error"].is_string(), "{what}: {error}");
+            assert_eq!(answer.header("connection"), Some("close"), "{what}");
+        }));
+    }
+    for request in stalled {
+        request.await.expect("the stalled request's check");
+    }
     proxy_stays_up(&proxy).await;
 }
 
