@@ -84,9 +84,24 @@ impl Val {
         }
     }
 
-    /// Orders two values where SQL orders them alike (integers, canonical dates).
+    /// The value as a DATETIME's canonical text: a date is its midnight,
+    /// as SQL compares a date with a date and time.
+    fn datetime_text(&self) -> Option<String> {
+        match self {
+            Val::Date(..) => self.date_text().map(|d| format!("{d} 00:00:00")),
+            _ => self.date_text(),
+        }
+    }
+
+    /// Orders two values where SQL orders them alike (integers, canonical
+    /// dates and times).
     fn order(&self, other: &Val) -> Option<std::cmp::Ordering> {
-        match (self.int(), other.int(), self.date_text(), other.date_text()) {
+        match (
+            self.int(),
+            other.int(),
+            self.datetime_text(),
+            other.datetime_text(),
+        ) {
             (Some(a), Some(b), _, _) => Some(a.cmp(&b)),
             (_, _, Some(a), Some(b)) => Some(a.cmp(&b)),
             _ => None,
