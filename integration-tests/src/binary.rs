@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{crate_dir, say};
+use crate::{crate_dir, say, Config, SEED_CONFIG};
 
 /// The `shardgate` binary: `SHARDGATE_BIN`, or built now with cargo into the
 /// target dir and profile of this test executable.
@@ -237,4 +237,46 @@ fn append_to(path: &Path) -> std::fs::File {
         .append(true)
         .open(path)
         .expect("open the proxy log")
+}
+
+/// A scratch folder for one child proxy run: `purpose` and this process's id.
+pub fn scratch_dir(purpose: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("shardgate-{purpose}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create the scratch dir");
+    dir
+}
+
+/// The seed config with `rules` appended, for a child proxy: it listens on
+/// an ephemeral port (read back from its start-up line), its admin endpoint
+/// on a free port, and reads on the primaries (the tests load rows straight
+/// into them). Written to `dir`/shardgate.toml.
+pub fn write_child_config(dir: &Path, rules: &str) -> (PathBuf, Config) {
+    let mut section = String::new();
+    let mut text = String::new();
+    for line in SEED_CONFIG.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            section = trimmed.to_string();
+        }
+        if section == "[server]" && trimmed.starts_with("mysql_listen") {
+            text.push_str("mysql_listen = \"127.0.0.1:0\"\nread_write_splitting = false\n");
+        } else if section == "[server]" && trimmed.starts_with("admin_listen") {
+            text.push_str(&format!("admin_listen = \"127.0.0.1:{}\"\n", free_port()));
+        } else {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    text.push_str(rules);
+    let cfg = Config::from_toml_str(&text).expect("the child proxy's config loads");
+    let path = dir.join("shardgate.toml");
+    std::fs::write(&path, &text).expect("write the config");
+    (path, cfg)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }

@@ -36,16 +36,15 @@
 //! Creates and drops `hostile_users` (physical `hostile_users_0..3` on
 //! ds0..ds3) and `hostile_plain` (on ds0), and nothing else.
 
-use shardgate_integration_tests::binary::{shardgate_binary, ProxyProcess};
+use shardgate_integration_tests::binary::{
+    scratch_dir, shardgate_binary, write_child_config, ProxyProcess,
+};
 use shardgate_integration_tests::raw_mysql::{
     query_payload, RawConn, Reply, COM_STMT_EXECUTE, COM_STMT_FETCH,
 };
 use shardgate_integration_tests::{
-    data_source_endpoint, proxy_endpoint, sandbox, sandbox_ready, say, test_config, Config,
-    Endpoint, SEED_CONFIG,
+    data_source_endpoint, proxy_endpoint, sandbox, sandbox_ready, say, test_config, Endpoint,
 };
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -94,8 +93,8 @@ async fn hostile_statements_and_packets_get_mariadbs_answers_and_leave_the_proxy
     if !sandbox_ready(&test_config(), TEST) {
         return;
     }
-    let tmp = scratch_dir();
-    let (config_path, cfg) = write_config(&tmp);
+    let tmp = scratch_dir("hostile");
+    let (config_path, cfg) = write_child_config(&tmp, RULES);
     let proxy = ProxyProcess::start(&shardgate_binary(), &config_path, &tmp);
     let mut ctx = Ctx {
         proxy_ep: proxy_endpoint(&cfg, proxy.addr),
@@ -790,43 +789,3 @@ async fn probe_canary(ctx: &mut Ctx, fds_before: usize) -> Result<String, String
 }
 
 // ------------------------------------------------------------ config ----
-
-fn scratch_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("shardgate-hostile-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("create the scratch dir");
-    dir
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// The seed config plus `hostile_users`, reads on the primaries, listening
-/// on an ephemeral port (read back from the proxy's start-up line) with the
-/// admin endpoint on a free port.
-fn write_config(dir: &Path) -> (PathBuf, Config) {
-    let mut section = String::new();
-    let mut text = String::new();
-    for line in SEED_CONFIG.lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with('[') {
-            section = trimmed.to_string();
-        }
-        if section == "[server]" && trimmed.starts_with("mysql_listen") {
-            text.push_str("mysql_listen = \"127.0.0.1:0\"\nread_write_splitting = false\n");
-        } else if section == "[server]" && trimmed.starts_with("admin_listen") {
-            text.push_str(&format!("admin_listen = \"127.0.0.1:{}\"\n", free_port()));
-        } else {
-            text.push_str(line);
-            text.push('\n');
-        }
-    }
-    text.push_str(RULES);
-    let cfg = Config::from_toml_str(&text).expect("the hostile test config loads");
-    let path = dir.join("shardgate.toml");
-    std::fs::write(&path, &text).expect("write the config");
-    (path, cfg)
-}

@@ -27,15 +27,16 @@
 mod big_statement;
 mod long_data;
 
-use shardgate_integration_tests::binary::{shardgate_binary, ProxyProcess};
+use shardgate_integration_tests::binary::{
+    scratch_dir, shardgate_binary, write_child_config, ProxyProcess,
+};
 use shardgate_integration_tests::{
     data_source_endpoint, proxy_endpoint, sandbox, sandbox_ready, say, test_config, Config,
     Endpoint,
 };
 use sqlx::mysql::MySqlConnection;
 use sqlx::{Connection, Row};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// Peak-RSS growth allowed during the deep page, in MiB.
@@ -371,46 +372,6 @@ async fn exec(conn: &mut MySqlConnection, sql: &str) -> Result<(), String> {
 
 // ------------------------------------------------------------ config ----
 
-fn scratch_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("shardgate-memtest-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("create the scratch dir");
-    dir
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// The seed config plus `mem_rows`, listening on an ephemeral port (read back
-/// from the proxy's start-up line) with the admin endpoint on a free port.
-fn write_config(dir: &Path) -> (PathBuf, Config) {
-    let mut section = String::new();
-    let mut text = String::new();
-    for line in shardgate_integration_tests::SEED_CONFIG.lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with('[') {
-            section = trimmed.to_string();
-        }
-        if section == "[server]" && trimmed.starts_with("mysql_listen") {
-            // Rows are loaded straight into the primaries: read them there.
-            text.push_str("mysql_listen = \"127.0.0.1:0\"\nread_write_splitting = false\n");
-        } else if section == "[server]" && trimmed.starts_with("admin_listen") {
-            text.push_str(&format!("admin_listen = \"127.0.0.1:{}\"\n", free_port()));
-        } else {
-            text.push_str(line);
-            text.push('\n');
-        }
-    }
-    text.push_str(MEM_RULES);
-    let cfg = Config::from_toml_str(&text).expect("the memory test config loads");
-    let path = dir.join("shardgate.toml");
-    std::fs::write(&path, &text).expect("write the config");
-    (path, cfg)
-}
-
 /// The proxy binary running on the memory tests' config in a scratch
 /// folder of its own (removed by [`ProxyRun::end`]).
 struct ProxyRun {
@@ -421,8 +382,8 @@ struct ProxyRun {
 
 impl ProxyRun {
     fn start() -> ProxyRun {
-        let tmp = scratch_dir();
-        let (config_path, cfg) = write_config(&tmp);
+        let tmp = scratch_dir("memtest");
+        let (config_path, cfg) = write_child_config(&tmp, MEM_RULES);
         let proxy = ProxyProcess::start(&shardgate_binary(), &config_path, &tmp);
         ProxyRun { proxy, cfg, tmp }
     }
