@@ -194,6 +194,43 @@ impl ProxyProcess {
             .map_err(|e| format!("{path}: {e}"))
     }
 
+    /// Its accepted client connections still open: TCP sockets it holds
+    /// whose local port is its listening one. Unlike its descriptors, these
+    /// do not move with its pools' sizes.
+    pub fn client_connections(&mut self) -> Result<usize, String> {
+        if let Some(status) = self.exited() {
+            return Err(format!("shardgate exited ({status})"));
+        }
+        let fd_dir = format!("/proc/{}/fd", self.pid());
+        let inodes: std::collections::HashSet<String> = std::fs::read_dir(&fd_dir)
+            .map_err(|e| format!("{fd_dir}: {e}"))?
+            .filter_map(|entry| {
+                let link = std::fs::read_link(entry.ok()?.path()).ok()?;
+                let link = link.to_str()?;
+                Some(link.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+            })
+            .collect();
+        let port = format!("{:04X}", self.addr.port());
+        let mut count = 0;
+        for table in ["tcp", "tcp6"] {
+            let path = format!("/proc/{}/net/{table}", self.pid());
+            let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+            // sl local_address rem_address st ... inode (the tenth field).
+            count += text
+                .lines()
+                .skip(1)
+                .map(|line| line.split_whitespace().collect::<Vec<_>>())
+                .filter(|f| {
+                    f.len() > 9
+                        && f[1].rsplit(':').next() == Some(port.as_str())
+                        && f[3] != "0A"
+                        && inodes.contains(f[9])
+                })
+                .count();
+        }
+        Ok(count)
+    }
+
     /// Its log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -4,7 +4,7 @@
 //! and after each of which the proxy must still be serving.
 //!
 //! The proxy runs as a child process (the `shardgate` binary, as in the
-//! `memory` tests), so that its liveness, peak RSS and open descriptors
+//! `memory` tests), so that its liveness, peak RSS and connections
 //! are its own. Its config is the seed's plus `hostile_users`, sharded on
 //! `user_id` over ds0..ds3 (4 × 4 physical tables), with reads on the
 //! primaries; `hostile_plain` is the same rows in one unsharded table (on
@@ -28,8 +28,8 @@
 //!    growth under [`IN_LIST_BOUND_FACTOR`] × the statement's size;
 //! 7. while one session's large sharded statement is in flight, another
 //!    session's `SELECT 1`s complete (times printed, never asserted);
-//! 8. a canary: the proxy alive, a query answered, its open descriptors
-//!    back within [`FD_MARGIN`] of the start.
+//! 8. a canary: the proxy alive, a query answered, and no client
+//!    connection left open once the probes' clients have gone.
 //!
 //! The test fails at its end, listing every failed probe; a probe after
 //! which the proxy is gone fails, and so do those that could not run.
@@ -77,8 +77,6 @@ const IN_LIST_BOUND_FACTOR: u64 = 48;
 const LITERAL_MIB: usize = 5;
 /// Probe 7: the terms of the second large statement's OR chain.
 const BIG_OR_TERMS: usize = 100_000;
-/// Probe 8: open descriptors allowed above the start's (after warm-up).
-const FD_MARGIN: usize = 16;
 
 /// The name every row of `user_id` has.
 fn name_of(id: u64) -> String {
@@ -188,9 +186,9 @@ async fn connect(ep: &Endpoint) -> Result<RawConn, String> {
 /// Runs the probes in turn; stops early (an error) only when the proxy is
 /// gone, after recording the probe that saw it.
 async fn run_probes(ctx: &mut Ctx) -> Result<(), String> {
-    let fds_before = warm_up(ctx).await?;
+    let clients_before = warm_up(ctx).await?;
     say(&format!(
-        "hostile: after warm-up the proxy has {fds_before} open descriptors, VmHWM {} KiB",
+        "hostile: after warm-up the proxy has {clients_before} client connections open, VmHWM {} KiB",
         ctx.proxy.status_kib("VmHWM:")?
     ));
 
@@ -254,8 +252,8 @@ async fn run_probes(ctx: &mut Ctx) -> Result<(), String> {
     );
     alive(ctx)?;
 
-    let r = probe_canary(ctx, fds_before).await;
-    ctx.record("8 canary: alive, answering, descriptors back", r);
+    let r = probe_canary(ctx, clients_before).await;
+    ctx.record("8 canary: alive, answering, client connections released", r);
     Ok(())
 }
 
@@ -304,7 +302,7 @@ async fn setup(ctx: &Ctx) -> Result<(), String> {
 }
 
 /// Three sessions at once run a sharded and a plain statement, so that the
-/// pools hold what the probes will use; the proxy's open descriptors once
+/// pools hold what the probes will use; the client connections the proxy holds once
 /// they have closed.
 async fn warm_up(ctx: &mut Ctx) -> Result<usize, String> {
     let mut sessions = Vec::new();
@@ -329,7 +327,7 @@ async fn warm_up(ctx: &mut Ctx) -> Result<usize, String> {
         s.await.map_err(|e| format!("warm-up session: {e}"))??;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    ctx.proxy.open_fds()
+    ctx.proxy.client_connections()
 }
 
 /// Drops both tables through the proxy, then their physical tables
@@ -754,10 +752,10 @@ async fn probe_progress(ctx: &Ctx, sql: &dyn Fn(&str) -> String) -> Result<Strin
     Ok(summary)
 }
 
-/// Probe 8: the proxy is alive, answers a query, and its open descriptors
-/// fall back within [`FD_MARGIN`] of `fds_before` (waiting up to 10 s for
-/// closed sessions to go).
-async fn probe_canary(ctx: &mut Ctx, fds_before: usize) -> Result<String, String> {
+/// Probe 8: the proxy is alive, answers a query, and holds no more client
+/// connections than `clients_before` (waiting up to 10 s for closed
+/// sessions to go).
+async fn probe_canary(ctx: &mut Ctx, clients_before: usize) -> Result<String, String> {
     if let Some(status) = ctx.proxy.exited() {
         return Err(format!("the proxy exited: {status}"));
     }
@@ -771,19 +769,19 @@ async fn probe_canary(ctx: &mut Ctx, fds_before: usize) -> Result<String, String
         return Err(format!("SELECT COUNT(*) FROM {SHARDED} gave {count:?}"));
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut fds = ctx.proxy.open_fds()?;
-    while fds > fds_before + FD_MARGIN && Instant::now() < deadline {
+    let mut clients = ctx.proxy.client_connections()?;
+    while clients > clients_before && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        fds = ctx.proxy.open_fds()?;
+        clients = ctx.proxy.client_connections()?;
     }
     let summary = format!(
-        "COUNT(*) = {ROWS}; open descriptors {fds_before} after warm-up, {fds} now (margin \
-         {FD_MARGIN}); VmHWM {} KiB, VmRSS {} KiB",
+        "COUNT(*) = {ROWS}; client connections open {clients_before} after warm-up, \
+         {clients} now; VmHWM {} KiB, VmRSS {} KiB",
         ctx.proxy.status_kib("VmHWM:")?,
         ctx.proxy.status_kib("VmRSS:")?
     );
-    if fds > fds_before + FD_MARGIN {
-        return Err(format!("descriptors not released: {summary}"));
+    if clients > clients_before {
+        return Err(format!("client connections not released: {summary}"));
     }
     Ok(summary)
 }
