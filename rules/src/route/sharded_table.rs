@@ -12,7 +12,7 @@ use crate::config::{
     AlgorithmConfig, ConfigError, DataSourceConfig, Problem, StrategyConfig, TableConfig,
 };
 use crate::inline::{expand_data_nodes, DataNode};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 
 /// What a leaf condition says about one column.
@@ -67,16 +67,13 @@ impl ShardedTable {
                 ));
             }
         }
-        let source_targets = distinct_in_order(nodes.iter().map(|node| &node.data_source));
-        let table_targets = distinct_in_order(nodes.iter().map(|node| &node.table));
-        let node_targets = nodes
-            .iter()
-            .map(|node| {
-                [
-                    position_of(&source_targets, &node.data_source),
-                    position_of(&table_targets, &node.table),
-                ]
-            })
+        let (source_targets, source_of) =
+            distinct_in_order(nodes.iter().map(|node| &node.data_source));
+        let (table_targets, table_of) = distinct_in_order(nodes.iter().map(|node| &node.table));
+        let node_targets = source_of
+            .into_iter()
+            .zip(table_of)
+            .map(|(source, table)| [source, table])
             .collect();
         let database_key = format!("{key}.database");
         let table_key = format!("{key}.table");
@@ -397,15 +394,18 @@ fn map_bound<'a>(
     })
 }
 
-fn distinct_in_order<'a>(names: impl Iterator<Item = &'a String>) -> Vec<String> {
-    let mut seen = HashSet::new();
-    names.filter(|name| seen.insert(*name)).cloned().collect()
-}
-
-fn position_of(targets: &[String], name: &str) -> usize {
-    // Targets were collected from these very names, so the name is present.
-    targets
-        .iter()
-        .position(|target| target == name)
-        .unwrap_or_default()
+/// The distinct names in order of first appearance, and the position of
+/// each name among them (in one pass: a layout may have 65,536 nodes).
+fn distinct_in_order<'a>(names: impl Iterator<Item = &'a String>) -> (Vec<String>, Vec<usize>) {
+    let mut distinct = Vec::new();
+    let mut position_of: HashMap<&String, usize> = HashMap::new();
+    let positions = names
+        .map(|name| {
+            *position_of.entry(name).or_insert_with(|| {
+                distinct.push(name.clone());
+                distinct.len() - 1
+            })
+        })
+        .collect();
+    (distinct, positions)
 }
