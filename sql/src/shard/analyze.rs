@@ -234,10 +234,12 @@ fn analyze_from(
 ) -> Result<Analysis, AnalyzeError> {
     let (named, token_count) = match tokens {
         Some(tokens) => (named_tables(tokens.iter().copied(), rules), tokens.len()),
-        None => (
-            named_tables(Lexer::new(sql), rules),
-            Lexer::new(sql).count(),
-        ),
+        None => {
+            // Counted in the one pass that finds the tables.
+            let mut count = 0;
+            let named = named_tables(Lexer::new(sql).inspect(|_| count += 1), rules);
+            (named, count)
+        }
     };
     if named.is_empty() {
         return Ok(Analysis::Unsharded);
