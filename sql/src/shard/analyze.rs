@@ -567,24 +567,69 @@ fn named_tables<'a>(
     named
 }
 
+/// A number's value as the analysis reads it: an integer when it is one
+/// that fits, otherwise its text.
+fn number(n: &str) -> Val {
+    match n.parse::<i64>() {
+        Ok(i) => Val::Lit(ShardValue::Int(i)),
+        Err(_) => Val::Number(n.to_owned()),
+    }
+}
+
+/// `-v`, for a number.
+fn negated(v: Val) -> Option<Val> {
+    match v {
+        Val::Lit(ShardValue::Int(i)) => Some(Val::Lit(ShardValue::Int(i.checked_neg()?))),
+        Val::Number(n) => Some(Val::Number(match n.strip_prefix('-') {
+            Some(positive) => positive.to_owned(),
+            None => format!("-{n}"),
+        })),
+        _ => None,
+    }
+}
+
+/// The parameter whose marker starts at `start` (markers in text order).
+fn parameter_at(placeholders: &[Placeholder], start: usize) -> Option<Val> {
+    placeholders
+        .binary_search_by_key(&start, |p| p.start)
+        .ok()
+        .map(|i| Val::Param(placeholders[i].index))
+}
+
 /// Converts sqlparser's line/column locations (columns count characters)
-/// to byte offsets. Lookups mostly move forward through the text, so the
-/// last position found is kept and the scan resumes from it: a long
-/// multi-row INSERT costs linear, not quadratic, time.
+/// to byte offsets in any order, each in bounded time: an ASCII text maps
+/// by arithmetic; otherwise a mark every [`LineIndex::STEP`] characters
+/// of a line bounds the scan. (A cursor resumed from the last lookup was
+/// quadratic where lookups went back: a 100,000-row INSERT, whose
+/// values are looked up after its rows' ends, took 311 s.)
 struct LineIndex {
     starts: Vec<usize>,
-    /// (line, character column, byte offset) of the last lookup.
-    cursor: std::cell::Cell<(usize, usize, usize)>,
+    /// (line, character column, byte offset) every `STEP` characters of
+    /// each line, in text order; empty for an ASCII text.
+    marks: Vec<(usize, usize, usize)>,
 }
 
 impl LineIndex {
+    const STEP: usize = 256;
+
     fn new(sql: &str) -> Self {
         let mut starts = vec![0];
         starts.extend(sql.match_indices('\n').map(|(i, _)| i + 1));
-        Self {
-            starts,
-            cursor: std::cell::Cell::new((0, 0, 0)),
+        let mut marks = Vec::new();
+        if !sql.is_ascii() {
+            let (mut line, mut column) = (0, 0);
+            for (byte, ch) in sql.char_indices() {
+                if column > 0 && column % Self::STEP == 0 {
+                    marks.push((line, column, byte));
+                }
+                if ch == '\n' {
+                    (line, column) = (line + 1, 0);
+                } else {
+                    column += 1;
+                }
+            }
         }
+        Self { starts, marks }
     }
 
     fn offset(&self, sql: &str, loc: Location) -> Option<usize> {
@@ -592,19 +637,23 @@ impl LineIndex {
         let column = usize::try_from(loc.column).ok()?.checked_sub(1)?;
         let line_start = *self.starts.get(line)?;
         let line_end = self.starts.get(line + 1).map_or(sql.len(), |s| s - 1);
-        let (cursor_line, cursor_col, cursor_byte) = self.cursor.get();
-        let (mut col, mut byte) = if cursor_line == line && cursor_col <= column {
-            (cursor_col, cursor_byte)
-        } else {
-            (0, line_start)
+        if self.marks.is_empty() {
+            let byte = line_start.checked_add(column)?;
+            return (byte <= line_end).then_some(byte);
+        }
+        let at = self
+            .marks
+            .partition_point(|&(l, c, _)| (l, c) <= (line, column));
+        let (mut col, mut byte) = match at.checked_sub(1).map(|i| self.marks[i]) {
+            Some((l, c, b)) if l == line => (c, b),
+            _ => (0, line_start),
         };
         let text = &sql[..line_end];
         while col < column {
-            let ch = text[byte..].chars().next()?;
+            let ch = text.get(byte..)?.chars().next()?;
             byte += ch.len_utf8();
             col += 1;
         }
-        self.cursor.set((line, col, byte));
         Some(byte)
     }
 }
@@ -860,23 +909,76 @@ impl Analyzer<'_> {
         let items = self.condensed.cut_list(start)?;
         let values = Lexer::new(&self.sql[items])
             .filter_map(|t| match t.token {
-                Token::Number(n) => Some(match n.parse::<i64>() {
-                    Ok(i) => Val::Lit(ShardValue::Int(i)),
-                    Err(_) => Val::Number(n.to_owned()),
-                }),
+                Token::Number(n) => Some(number(n)),
                 _ => None,
             })
             .collect();
         Some(values)
     }
 
+    /// The rows [`Condensed`] cut after the row that ends at `end`, read
+    /// from the statement's text: each value as [`Analyzer::value`] reads
+    /// it from the parse.
+    fn cut_rows(&self, end: usize, ph: &[Placeholder]) -> Vec<InsertRow> {
+        let Some(range) = self.condensed.cut_rows(end) else {
+            return Vec::new();
+        };
+        let mut rows = Vec::new();
+        let (mut row_start, mut values, mut minus) = (0, Vec::new(), false);
+        for t in Lexer::new(&self.sql[range.clone()]) {
+            let (start, end) = (range.start + t.start, range.start + t.end);
+            let value = match t.token {
+                Token::Punct(b'(') => {
+                    row_start = start;
+                    continue;
+                }
+                Token::Punct(b')') => {
+                    let row_values = Vec::with_capacity(values.len());
+                    rows.push(InsertRow {
+                        start: row_start,
+                        end,
+                        values: std::mem::replace(&mut values, row_values),
+                    });
+                    continue;
+                }
+                Token::Punct(b',') => continue,
+                Token::Punct(b'-') => {
+                    minus = true;
+                    continue;
+                }
+                Token::Punct(b'?') => parameter_at(ph, start),
+                Token::Number(n) => Some(number(n)),
+                Token::Str(s) => self.string(s),
+                tok if tok.is_word("NULL") => Some(Val::Lit(ShardValue::Null)),
+                tok => Some(Val::Lit(ShardValue::Int(i64::from(tok.is_word("TRUE"))))),
+            };
+            values.push(match std::mem::take(&mut minus) {
+                true => value.and_then(negated),
+                false => value,
+            });
+        }
+        rows
+    }
+
+    /// A string literal's value as sqlparser reads it (escapes undone),
+    /// from its text, quotes included.
+    fn string(&self, literal: &str) -> Option<Val> {
+        let tokens = sqlparser::tokenizer::Tokenizer::new(self.dialect.parser(), literal)
+            .tokenize()
+            .ok()?;
+        match tokens.as_slice() {
+            [sqlparser::tokenizer::Token::SingleQuotedString(s)
+            | sqlparser::tokenizer::Token::DoubleQuotedString(s)] => {
+                Some(Val::Lit(ShardValue::Text(s.clone())))
+            }
+            _ => None,
+        }
+    }
+
     fn value(&self, e: &Expr, placeholders: &[Placeholder]) -> Option<Val> {
         match e {
             Expr::Value(v) => match &v.value {
-                Value::Number(n, _) => Some(match n.parse::<i64>() {
-                    Ok(i) => Val::Lit(ShardValue::Int(i)),
-                    Err(_) => Val::Number(n.clone()),
-                }),
+                Value::Number(n, _) => Some(number(n)),
                 Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => {
                     let start = self.span_bytes(v.span).map(|(start, _)| start);
                     if self.condensed.emptied(start) {
@@ -889,24 +991,14 @@ impl Analyzer<'_> {
                 Value::Boolean(b) => Some(Val::Lit(ShardValue::Int(i64::from(*b)))),
                 Value::Placeholder(_) => {
                     let (start, _) = self.span_bytes(v.span)?;
-                    placeholders
-                        .iter()
-                        .find(|p| p.start == start)
-                        .map(|p| Val::Param(p.index))
+                    parameter_at(placeholders, start)
                 }
                 _ => None,
             },
             Expr::UnaryOp {
                 op: UnaryOperator::Minus,
                 expr,
-            } => match self.value(expr, placeholders)? {
-                Val::Lit(ShardValue::Int(i)) => Some(Val::Lit(ShardValue::Int(-i))),
-                Val::Number(n) => Some(Val::Number(match n.strip_prefix('-') {
-                    Some(positive) => positive.to_owned(),
-                    None => format!("-{n}"),
-                })),
-                _ => None,
-            },
+            } => negated(self.value(expr, placeholders)?),
             Expr::Nested(inner) => self.value(inner, placeholders),
             _ => None,
         }
@@ -928,6 +1020,18 @@ impl Analyzer<'_> {
                 | BinaryOperator::GtEq => {
                     let (column, value, flipped) =
                         match (self.sharding_column(left), self.sharding_column(right)) {
+                            (Some(c), _) if *op == BinaryOperator::Eq => {
+                                // The first of a cut run of equalities stands for them all.
+                                if let Some(values) =
+                                    self.cut_list_values(std::slice::from_ref(right.as_ref()))
+                                {
+                                    return Cond::In(c, values);
+                                }
+                                match self.value(right, ph) {
+                                    Some(v) => (c, v, false),
+                                    None => return Cond::Unknown,
+                                }
+                            }
                             (Some(c), _) => match self.value(right, ph) {
                                 Some(v) => (c, v, false),
                                 None => return Cond::Unknown,
@@ -1104,6 +1208,7 @@ impl Analyzer<'_> {
                 end,
                 values: row.iter().map(|v| self.value(v, ph)).collect(),
             });
+            rows.extend(self.cut_rows(end, ph));
         }
         Ok(InsertShape {
             implicit_columns: columns.is_empty(),
@@ -1169,6 +1274,35 @@ mod tests {
     use super::*;
     use crate::dialect::MARIADB;
     use shardgate_rules::Config;
+
+    /// Every character's location maps to its byte offset, looked up
+    /// backwards and forwards, in ASCII and in multi-byte texts.
+    #[test]
+    fn line_index_maps_every_location_in_any_order() {
+        let wide = "é€😀".repeat(300);
+        for sql in [
+            "SELECT 1\nFROM t\n\nWHERE a = 'x'".to_owned(),
+            format!("SELECT '{wide}'\n, 'é' -- {wide}\n\nFROM t WHERE a = 1"),
+        ] {
+            let index = LineIndex::new(&sql);
+            let mut locations = Vec::new();
+            let (mut line, mut column) = (1u64, 1u64);
+            for (byte, ch) in sql.char_indices() {
+                locations.push((Location::new(line, column), byte));
+                (line, column) = if ch == '\n' {
+                    (line + 1, 1)
+                } else {
+                    (line, column + 1)
+                };
+            }
+            locations.push((Location::new(line, column), sql.len()));
+            for (loc, byte) in locations.iter().rev().chain(locations.iter()) {
+                assert_eq!(index.offset(&sql, *loc), Some(*byte), "{loc:?}");
+            }
+            assert_eq!(index.offset(&sql, Location::new(line, column + 1)), None);
+            assert_eq!(index.offset(&sql, Location::new(line + 1, 1)), None);
+        }
+    }
 
     /// Analyses `sql` on a thread with a tokio worker's stack (2 MiB).
     fn analyze_on_a_worker_stack(sql: String) -> Result<Analysis, AnalyzeError> {
@@ -1272,6 +1406,97 @@ mod tests {
                 assert_eq!(from_condensed, whole, "{sql:.60}");
             }
             assert_eq!(analyze(&sql, &MARIADB, &rules, "wework"), whole, "{sql:.60}");
+        }
+    }
+
+    /// A statement with long runs of equalities or many INSERT rows
+    /// analyses as its whole text does: the same rows, values and
+    /// positions, the same values for each column under its ORs.
+    #[test]
+    fn long_runs_and_rows_analyse_as_the_whole_text() {
+        let config = Config::from_toml_str(include_str!("../../../examples/wework.toml")).unwrap();
+        let rules = ShardingRules::new(&config).unwrap();
+        let run = |column: &str, n: usize| {
+            (0..n)
+                .map(|i| format!("{column} = {}", i * 7))
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        };
+        let rows = |n: usize| {
+            (0..n)
+                .map(|i| match i % 3 {
+                    0 => format!("({i}, 'n{i}', 'it''s\\n{i}', -{i})"),
+                    1 => format!("( -9223372036854775808 , \"e{i}\" , NULL,1.50)"),
+                    _ => "(?, ?, TRUE, FALSE)".to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join(",\n")
+        };
+        /// The condition as sets, and the analysis without it.
+        fn split(analysis: Result<Analysis, AnalyzeError>) -> (String, String) {
+            /// `c` with its ORs and ANDs as sets: the values each column
+            /// is equal to under an OR gathered.
+            fn canonical(c: &Cond) -> String {
+                fn gather<'c>(c: &'c Cond, or: bool, out: &mut Vec<&'c Cond>) {
+                    match c {
+                        Cond::Or(cs) if or => cs.iter().for_each(|c| gather(c, or, out)),
+                        Cond::And(cs) if !or => cs.iter().for_each(|c| gather(c, or, out)),
+                        c => out.push(c),
+                    }
+                }
+                let mut terms = Vec::new();
+                let or = !matches!(c, Cond::And(_));
+                gather(c, or, &mut terms);
+                let mut set = BTreeSet::new();
+                for t in terms {
+                    match t {
+                        Cond::Eq(column, v) if or => {
+                            set.insert(format!("{column} = {v:?}"));
+                        }
+                        Cond::In(column, vs) if or => {
+                            set.extend(vs.iter().map(|v| format!("{column} = {v:?}")))
+                        }
+                        Cond::Or(_) | Cond::And(_) => {
+                            set.insert(canonical(t));
+                        }
+                        other => {
+                            set.insert(format!("{other:?}"));
+                        }
+                    }
+                }
+                format!("{}{set:?}", if or { "OR" } else { "AND" })
+            }
+            match analysis {
+                Ok(Analysis::Sharded(mut st)) => {
+                    let condition = std::mem::replace(&mut st.condition, Cond::Unknown);
+                    (canonical(&condition), format!("{st:?}"))
+                }
+                other => (String::new(), format!("{other:?}")),
+            }
+        }
+        for (sql, asked) in [
+            (format!("SELECT * FROM users WHERE {}", run("user_id", 100)), false),
+            (format!("SELECT * FROM users u WHERE u.user_id = 5 OR {}\n OR user_id = 2", run("u.user_id", 70)), false),
+            (format!("SELECT * FROM users WHERE status = 1 AND {} OR user_id = 3 LIMIT 2", run("user_id", 80)), false),
+            (format!("DELETE FROM users WHERE ({}) AND status = 2", run("status", 90)), false),
+            (format!("UPDATE users SET name = 'x' WHERE {} OR {}", run("user_id", 65), run("status", 65)), false),
+            (format!("SELECT status, COUNT(*) FROM users GROUP BY status HAVING {}", run("status", 66)), true),
+            (format!("INSERT INTO users (user_id, name, email, status) VALUES {}", rows(100)), false),
+            (format!("INSERT INTO users (user_id, name, email, status) VALUE {}\n ON DUPLICATE KEY UPDATE name = VALUES(name)", rows(64)), false),
+            (format!("REPLACE users VALUES (1, 'a', 'b', 2), {} -- c", rows(70)), false),
+            (format!("INSERT INTO users (user_id, name, email, status) VALUES {}, (1, 'a', 'b', 2) /* c */, {}", rows(70), rows(3)), false),
+        ] {
+            let named = named_tables(Lexer::new(&sql), &rules);
+            let condensed = Condensed::of(&sql);
+            assert!(condensed.is_condensed(), "{sql:.60}");
+            let whole = analyzed(&sql, &Condensed::whole(&sql), None, &MARIADB, &rules, "wework", &named);
+            let from_condensed = analyzed(&sql, &condensed, None, &MARIADB, &rules, "wework", &named);
+            assert!(whole.is_ok(), "{sql:.60}: {whole:?}");
+            assert_eq!(condensed.asked(), asked, "{sql:.60}");
+            if !asked {
+                assert_eq!(split(from_condensed), split(whole.clone()), "{sql:.60}");
+            }
+            assert_eq!(split(analyze(&sql, &MARIADB, &rules, "wework")), split(whole), "{sql:.60}");
         }
     }
 

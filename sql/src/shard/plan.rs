@@ -845,7 +845,15 @@ fn plan_insert<'s>(
             .collect()
     };
     // Parameters outside the rows (ON DUPLICATE KEY UPDATE ... = ?) go with every node.
-    let row_of = |at: usize| shape.rows.iter().position(|r| r.start <= at && at < r.end);
+    // Rows are in text order: found by halving (a prepared INSERT of
+    // 10,000 rows has 10,000s of parameters).
+    let row_of = |at: usize| {
+        let i = shape
+            .rows
+            .partition_point(|r| r.start <= at)
+            .checked_sub(1)?;
+        (at < shape.rows[i].end).then_some(i)
+    };
     let mut targets = Vec::with_capacity(by_node.len());
     for (node, rows) in &by_node {
         let extra = key_column.map(|k| (k, generated_text.as_slice()));
@@ -865,7 +873,7 @@ fn plan_insert<'s>(
         let kept: Vec<ParamValue> = st
             .placeholders
             .iter()
-            .filter(|p| row_of(p.start).is_none_or(|r| rows.contains(&r)))
+            .filter(|p| row_of(p.start).is_none_or(|r| rows.binary_search(&r).is_ok()))
             .filter_map(|p| params.get(p.index).cloned())
             .collect();
         // Each node's own rows: its text is its own.

@@ -664,7 +664,13 @@ fn having_cond(
             )
         }
         Expr::Value(v) => match &v.value {
-            Value::Number(n, _) => HavingCond::Number(n.clone()),
+            Value::Number(n, _) => {
+                if (b.emptied)(b.range(e).ok().map(|(start, _)| start)) {
+                    // It stands for a cut run: the statement is analysed again whole.
+                    return Err("a run of terms left out of the parse".into());
+                }
+                HavingCond::Number(n.clone())
+            }
             Value::SingleQuotedString(t) | Value::DoubleQuotedString(t) => {
                 if (b.emptied)(b.range(e).ok().map(|(start, _)| start)) {
                     // The statement is analysed again whole.
