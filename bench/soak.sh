@@ -8,7 +8,8 @@
 # at once:
 #   mixed     oltp_read_write, SOAK_THREADS threads, on sysbench's tables
 #             (unsharded, on ds0), every transaction a mix of reads and writes
-#   connects  SOAK_CONNECT_WORKERS PyMySQL processes opening together
+#   connects  SOAK_CONNECT_WORKERS Python processes (mysqlclient, the C
+#             driver) opening together
 #             SOAK_CONNECT_RATE new connections a second (login, a point
 #             select, quit): 60/s would be 108,000 in 30 minutes; each
 #             worker goes as fast as it can when it falls behind
@@ -21,7 +22,9 @@
 #
 # Exit status: 0 when the soak held, 1 when it did not or could not run,
 # 2 on a usage error. Needs: the sandbox up, sysbench, the mariadb client,
-# PyMySQL (scripts/install-deps.sh installs them).
+# mysqlclient in the repository's .venv (scripts/install-deps.sh installs
+# them). Not PyMySQL: its connect takes some 30 ms of its own, so that a
+# few processes could not keep 60/s.
 
 set -uo pipefail
 
@@ -61,6 +64,9 @@ die() {
 }
 
 command -v sysbench >/dev/null || die "sysbench not found (scripts/install-deps.sh installs it)"
+PYTHON=$REPO/.venv/bin/python
+"$PYTHON" -c 'import MySQLdb' 2>/dev/null ||
+  die "mysqlclient not found in $REPO/.venv (scripts/install-deps.sh installs it)"
 mariadb --no-defaults -h127.0.0.1 -P13306 -uroot -e 'SELECT 1' ds0 >/dev/null 2>&1 ||
   die "ds0's primary (127.0.0.1:13306) does not answer: docker/sandbox.sh up"
 
@@ -105,7 +111,7 @@ sysbench oltp_read_write "${SB[@]}" --threads="$SOAK_THREADS" --time="$SECONDS_T
   >"$TMP/mixed.out" 2>&1 &
 MIXED=$!
 cat >"$TMP/connects.py" <<'PY'
-import sys, time, pymysql
+import sys, time, MySQLdb
 port, rate, seconds = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
 connects = errors = 0
 start = time.monotonic()
@@ -115,7 +121,7 @@ while time.monotonic() - start < seconds:
         time.sleep(due - time.monotonic())
     connects += 1
     try:
-        c = pymysql.connect(host="127.0.0.1", port=port, user="root", database="wework")
+        c = MySQLdb.connect(host="127.0.0.1", port=port, user="root", database="wework")
         with c.cursor() as cur:
             cur.execute("SELECT c FROM sbtest1 WHERE id = %s", (connects % 10000 + 1,))
             cur.fetchall()
@@ -129,7 +135,7 @@ PY
 worker_rate=$(python3 -c "print($SOAK_CONNECT_RATE / $SOAK_CONNECT_WORKERS)")
 WORKERS=()
 for i in $(seq "$SOAK_CONNECT_WORKERS"); do
-  python3 "$TMP/connects.py" "$PORT" "$worker_rate" "$SECONDS_TOTAL" >"$TMP/connects.$i.out" 2>&1 &
+  "$PYTHON" "$TMP/connects.py" "$PORT" "$worker_rate" "$SECONDS_TOTAL" >"$TMP/connects.$i.out" 2>&1 &
   WORKERS+=($!)
 done
 
