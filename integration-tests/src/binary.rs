@@ -183,6 +183,17 @@ impl ProxyProcess {
             .ok_or_else(|| format!("no {field} in {path}"))
     }
 
+    /// Sets its peak resident memory (VmHWM) to its current one, so that
+    /// the next peak read is that of what runs from now on (Linux's
+    /// `clear_refs`, value 5).
+    pub fn reset_peak(&mut self) -> Result<(), String> {
+        if let Some(status) = self.exited() {
+            return Err(format!("shardgate exited ({status})"));
+        }
+        let path = format!("/proc/{}/clear_refs", self.pid());
+        std::fs::write(&path, "5").map_err(|e| format!("{path}: {e}"))
+    }
+
     /// The number of its open file descriptors (`/proc/<pid>/fd`).
     pub fn open_fds(&mut self) -> Result<usize, String> {
         if let Some(status) = self.exited() {
