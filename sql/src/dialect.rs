@@ -119,16 +119,21 @@ impl Dialect for MariaDb {
     /// it parses has the latter written as the former (the node statements
     /// are cut from `sql`, which keeps its own words).
     fn parsable<'a>(&self, sql: &'a str) -> Cow<'a, str> {
-        let tokens: Vec<_> = Lexer::new(sql).collect();
-        let Some(at) = tokens.windows(4).find(|w| {
-            w[0].token.is_word("LOCK")
-                && w[1].token.is_word("IN")
-                && w[2].token.is_word("SHARE")
-                && w[3].token.is_word("MODE")
-        }) else {
+        // Streamed, four tokens at a time: a statement's tokens take some
+        // 40 bytes each, many times its size.
+        const CLAUSE: [&str; 4] = ["LOCK", "IN", "SHARE", "MODE"];
+        let mut last = [None; 4];
+        let found = Lexer::new(sql).find(|t| {
+            last.rotate_left(1);
+            last[3] = Some(*t);
+            last.iter()
+                .zip(CLAUSE)
+                .all(|(t, word)| t.is_some_and(|t| t.token.is_word(word)))
+        });
+        let (Some(first), Some(at)) = (last[0], found) else {
             return Cow::Borrowed(sql);
         };
-        let (start, end) = (at[0].start, at[3].end);
+        let (start, end) = (first.start, at.end);
         let replacement = format!("{:<width$}", "FOR SHARE", width = end - start);
         Cow::Owned(format!("{}{replacement}{}", &sql[..start], &sql[end..]))
     }
