@@ -20,6 +20,12 @@ pub const HEADER: usize = 4;
 
 const READ_CHUNK: usize = 16 * 1024;
 
+/// How many queued bytes a payload written in parts
+/// ([`PacketWriter::begin_long`]) lets build up before writing them out:
+/// large enough that a write costs little next to the copy, small next to
+/// the statements that are streamed (megabytes).
+const STREAM_AT: usize = 256 * 1024;
+
 /// Why a logical packet could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -236,6 +242,28 @@ pub struct Mark {
     flushes: u64,
 }
 
+/// A logical packet being queued in parts: see
+/// [`PacketWriter::begin_long`].
+#[derive(Debug)]
+pub struct LongPayload {
+    len: usize,
+    /// Payload bytes not yet queued.
+    left: usize,
+    /// Payload bytes the packet begun last still takes.
+    in_packet: usize,
+    /// Whether a last packet shorter than MAX_PAYLOAD (maybe empty) is
+    /// still due: always, until one was framed.
+    end_due: bool,
+}
+
+/// The error of a [`LongPayload`] given parts that are not its length.
+fn parts_mismatch(len: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("a payload announced as {len} bytes was given in parts of another length"),
+    )
+}
+
 impl<W: tokio::io::AsyncWrite + Unpin> PacketWriter<W> {
     pub fn new(inner: W) -> Self {
         Self {
@@ -323,6 +351,75 @@ impl<W: tokio::io::AsyncWrite + Unpin> PacketWriter<W> {
         self.inner.flush().await
     }
 
+    /// Begins one logical packet of `len` payload bytes, queued in parts
+    /// ([`PacketWriter::queue_part`]) and written out as they come
+    /// ([`PacketWriter::write_if_full`]), so that a payload of any size
+    /// takes a buffer of bounded size, not a copy of itself; ended by
+    /// [`PacketWriter::end_long`]. The packet follows what is queued.
+    pub fn begin_long(&self, len: usize) -> LongPayload {
+        LongPayload {
+            len,
+            left: len,
+            in_packet: 0,
+            end_due: true,
+        }
+    }
+
+    /// Queues `bytes`, the next part of `payload`, framed: a header
+    /// before each packet's first byte. `InvalidInput` when the parts go
+    /// past the announced length.
+    pub fn queue_part(&mut self, payload: &mut LongPayload, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            if payload.in_packet == 0 {
+                if payload.left == 0 {
+                    return Err(parts_mismatch(payload.len));
+                }
+                payload.in_packet = payload.left.min(MAX_PAYLOAD);
+                self.push_header(payload.in_packet);
+                payload.end_due = payload.in_packet == MAX_PAYLOAD;
+            }
+            let n = bytes.len().min(payload.in_packet);
+            self.buf.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            payload.in_packet -= n;
+            payload.left -= n;
+        }
+        Ok(())
+    }
+
+    /// Writes out what is queued once it is [`STREAM_AT`] bytes or more.
+    pub async fn write_if_full(&mut self) -> io::Result<()> {
+        if self.buf.len() >= STREAM_AT {
+            // Counted before writing, as in `flush`.
+            self.flushes += 1;
+            self.inner.write_all(&self.buf).await?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Ends `payload` (the last, shorter packet it may still need) and
+    /// writes everything queued. `InvalidInput` when its parts fell short
+    /// of the announced length: the packet is then cut short on the wire,
+    /// and the stream must be dropped.
+    pub async fn end_long(&mut self, payload: LongPayload) -> io::Result<()> {
+        if payload.left != 0 {
+            return Err(parts_mismatch(payload.len));
+        }
+        if payload.end_due {
+            self.push_header(0);
+        }
+        self.flush().await
+    }
+
+    /// Queues a packet header for a payload of `len` (at most
+    /// MAX_PAYLOAD) bytes, with the next sequence id.
+    fn push_header(&mut self, len: usize) {
+        self.buf
+            .extend_from_slice(&[len as u8, (len >> 8) as u8, (len >> 16) as u8, self.seq]);
+        self.seq = self.seq.wrapping_add(1);
+    }
+
     /// Writes everything queued.
     pub async fn flush(&mut self) -> io::Result<()> {
         if !self.buf.is_empty() {
@@ -402,6 +499,58 @@ mod tests {
         expected.extend_from_slice(b"queued");
         expected.extend_from_slice(b"from the backend's buffer");
         assert_eq!(reader.await.unwrap(), expected);
+    }
+
+    #[tokio::test]
+    async fn parts_are_framed_as_the_whole_payload() {
+        let sizes = [
+            0,
+            1,
+            STREAM_AT + 5,
+            MAX_PAYLOAD - 1,
+            MAX_PAYLOAD,
+            MAX_PAYLOAD + 1,
+            2 * MAX_PAYLOAD,
+        ];
+        for size in sizes {
+            let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let mut want = Vec::new();
+            frame_into(&mut want, 0, b"queued");
+            let next = frame_into(&mut want, 0, &payload);
+            let mut w = PacketWriter::new(Vec::new());
+            w.push(b"queued");
+            w.set_seq(0);
+            // Parts of uneven sizes, some empty.
+            let mut long = w.begin_long(size);
+            for part in payload.chunks(100_003).flat_map(|c| [c, &[][..]]) {
+                w.queue_part(&mut long, part).unwrap();
+                w.write_if_full().await.unwrap();
+                assert!(w.pending() < STREAM_AT + 100_003 + 2 * HEADER);
+            }
+            w.end_long(long).await.unwrap();
+            assert_eq!(w.seq(), next, "size {size}");
+            assert_eq!(w.pending(), 0);
+            assert!(w.inner == want, "size {size}");
+        }
+    }
+
+    #[tokio::test]
+    async fn parts_of_another_length_are_refused() {
+        let mut w = PacketWriter::new(Vec::new());
+        let mut short = w.begin_long(5);
+        w.queue_part(&mut short, b"abc").unwrap();
+        let ended = w.end_long(short).await;
+        assert_eq!(
+            ended.map_err(|e| e.kind()),
+            Err(io::ErrorKind::InvalidInput)
+        );
+        let mut w = PacketWriter::new(Vec::new());
+        let mut long = w.begin_long(2);
+        let queued = w.queue_part(&mut long, b"abc");
+        assert_eq!(
+            queued.map_err(|e| e.kind()),
+            Err(io::ErrorKind::InvalidInput)
+        );
     }
 
     #[tokio::test]

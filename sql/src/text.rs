@@ -226,6 +226,17 @@ pub fn restore(text: &str) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
+/// The length of [`restore`]'s bytes of `text`, without building them: a
+/// character of the raw range is one byte.
+pub fn restored_len(text: &str) -> usize {
+    if !text.as_bytes().contains(&0xF4) {
+        return text.len();
+    }
+    text.chars()
+        .map(|c| if is_raw(c) { 1 } else { c.len_utf8() })
+        .sum()
+}
+
 /// A string value (a literal's contents) from an analysis text, as the
 /// server reads it: decoded from the client's character set.
 pub fn value_text(value: &str, charset: ClientCharset) -> Cow<'_, str> {

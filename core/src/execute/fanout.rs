@@ -190,7 +190,14 @@ impl<'w> Run<'w> {
         n: usize,
         target: &Target<'_>,
     ) -> Result<(), ProxyError> {
-        if let Some(guard) = move_guard(dialect, &target.sql.text(), &self.guarded) {
+        // Only an UPDATE of sharding columns has a guard: other statements
+        // are not built whole (nor lexed again) for it.
+        let guard = if self.guarded.is_empty() {
+            None
+        } else {
+            move_guard(dialect, &target.sql.text(), &self.guarded)
+        };
+        if let Some(guard) = guard {
             let rows = conn.query_rows(&restore(&guard)).await?;
             let moving: u64 = rows
                 .first()
@@ -204,7 +211,7 @@ impl<'w> Run<'w> {
                 )));
             }
         }
-        let done: WriteDone = conn.execute(&target.sql.to_bytes()).await?.into();
+        let done: WriteDone = conn.execute_node(&target.sql).await?.into();
         self.total = self.total.saturating_add(done.affected_rows);
         self.warnings = self.warnings.saturating_add(done.warnings);
         if Some(n) == self.last_row_target {

@@ -8,6 +8,7 @@ use std::future::Future;
 
 use shardgate_merge::{merge, ColumnMeta, MergeError, MergeStats, RowSink, RowSource, Value};
 use shardgate_sql::shard::having::Cond as HavingCond;
+use shardgate_sql::shard::node_sql::NodeSql;
 use shardgate_sql::shard::scatter::{merge_plan, ScatterSelect};
 use tracing::debug;
 
@@ -24,6 +25,18 @@ pub trait RowConn: StatementConn {
     /// Sends a query whose reply is read later; until it is read to its
     /// end the connection is marked broken (an early return closes it).
     fn start_query(&mut self, sql: &[u8]) -> impl Future<Output = Result<(), ConnError>> + Send;
+
+    /// [`start_query`](RowConn::start_query) of a node's statement. By
+    /// default built whole; a connection may write it out in pieces
+    /// instead (a long statement spliced for its node is then never
+    /// copied whole).
+    fn start_node_query(
+        &mut self,
+        sql: &NodeSql<'_>,
+    ) -> impl Future<Output = Result<(), ConnError>> + Send {
+        let bytes = sql.to_bytes();
+        async move { self.start_query(&bytes).await }
+    }
 
     /// The column definitions of the reply (a node's error reply as
     /// [`ConnError::Server`]).
@@ -256,6 +269,13 @@ impl<C: RowConn + Connection> RowConn for PooledConn<C> {
 
     fn start_query(&mut self, sql: &[u8]) -> impl Future<Output = Result<(), ConnError>> + Send {
         (**self).start_query(sql)
+    }
+
+    fn start_node_query(
+        &mut self,
+        sql: &NodeSql<'_>,
+    ) -> impl Future<Output = Result<(), ConnError>> + Send {
+        (**self).start_node_query(sql)
     }
 
     fn read_columns(&mut self) -> impl Future<Output = Result<Vec<C::Column>, ConnError>> + Send {

@@ -11,6 +11,7 @@ use std::future::Future;
 
 use crate::backend::pool::PooledConn;
 use crate::backend::Connection;
+use shardgate_sql::shard::node_sql::NodeSql;
 use shardgate_sql::shard::plan::Target;
 
 use crate::error::{ConnError, ProxyError};
@@ -37,6 +38,18 @@ pub trait StatementConn: Send {
     /// character set kept).
     fn execute(&mut self, sql: &[u8])
         -> impl Future<Output = Result<Self::Done, ConnError>> + Send;
+
+    /// Runs a node's statement that returns no rows. By default built
+    /// whole and run as [`execute`](StatementConn::execute); a connection
+    /// may write it out in pieces instead (a long statement spliced for
+    /// its node is then never copied whole).
+    fn execute_node(
+        &mut self,
+        sql: &NodeSql<'_>,
+    ) -> impl Future<Output = Result<Self::Done, ConnError>> + Send {
+        let bytes = sql.to_bytes();
+        async move { self.execute(&bytes).await }
+    }
 
     /// Runs a query whose rows are read whole, as text (NULL as None):
     /// the proxy's own small queries.
@@ -223,6 +236,13 @@ impl<C: StatementConn + Connection> StatementConn for PooledConn<C> {
         sql: &[u8],
     ) -> impl Future<Output = Result<Self::Done, ConnError>> + Send {
         (**self).execute(sql)
+    }
+
+    fn execute_node(
+        &mut self,
+        sql: &NodeSql<'_>,
+    ) -> impl Future<Output = Result<Self::Done, ConnError>> + Send {
+        (**self).execute_node(sql)
     }
 
     fn query_rows(

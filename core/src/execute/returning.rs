@@ -129,7 +129,7 @@ impl<C: RowConn> Run<'_, C> {
             let conn = &mut self.conns[at];
             let unread = &mut self.unread[at];
             *unread = true;
-            conn.start_query(&target.sql.to_bytes())
+            conn.start_node_query(&target.sql)
                 .await
                 .map_err(Failed::Conn)?;
             let node_columns = conn.read_columns().await.map_err(|e| failed(unread, e))?;

@@ -11,6 +11,7 @@ use mysql_common::auth::plugins::mysql_native_password::scramble_native;
 use shardgate_core::data_source_tls::DataSourceTls;
 use shardgate_core::net::{ReadHalf, WriteHalf};
 use shardgate_rules::config::BackendUrl;
+use shardgate_sql::shard::node_sql::NodeSql;
 use tokio::net::TcpStream;
 
 use super::columns::{KeptColumns, ResultColumns};
@@ -30,6 +31,15 @@ use shardgate_core::backend::{Breaker, ConnLimits, Connection};
 
 /// Statements kept prepared per connection before the oldest are closed.
 const STATEMENT_CACHE: usize = 256;
+/// Node statements at least this long are streamed to the server
+/// ([`BackendConn::send_node_command`]); shorter ones are built in one
+/// buffer, which costs less than framing them in parts.
+const STREAM_NODE_SQL_AT: usize = 64 * 1024;
+/// How much of a streamed statement's start decides its transaction
+/// effect (its first word, after comments).
+const EFFECT_HEAD: usize = 4 * 1024;
+/// The size of the parts a streamed statement is written in.
+const STREAM_CHUNK: usize = 64 * 1024;
 /// Backend replies are not limited by the client's max_allowed_packet.
 const NO_LIMIT: usize = usize::MAX;
 
@@ -251,6 +261,92 @@ impl BackendConn {
         self.writer.set_seq(0);
         self.writer.push(payload);
         self.flush().await
+    }
+
+    /// Sends one command packet (sequence 0): `command`, then the client's
+    /// bytes of a node's statement. A long statement is written out as
+    /// its pieces are framed ([`PacketWriter::begin_long`]), never built
+    /// whole: a statement spliced for many tables (a data source's UNION
+    /// of 16 tables repeats the client's text 16 times) would otherwise
+    /// take that many copies, twice, in memory at once (issue 15). A short
+    /// one is built, as any command is.
+    pub async fn send_node_command(
+        &mut self,
+        command: u8,
+        sql: &NodeSql<'_>,
+    ) -> Result<(), ConnError> {
+        let len = sql.byte_len();
+        if len < STREAM_NODE_SQL_AT {
+            return self.send_command(&sql.command(command)).await;
+        }
+        // The transaction effect, from the statement's start: an effect
+        // that reads past the first word (ROLLBACK ... TO, SET ...
+        // SELECT), or a first word the start does not hold whole, is
+        // decided on the statement built whole, as a short one's.
+        // The start: the statement's first bytes over its first pieces
+        // (a UNION's first piece is its "(").
+        let mut head = Vec::with_capacity(EFFECT_HEAD + 1);
+        head.push(command);
+        for chunk in sql.byte_chunks(EFFECT_HEAD) {
+            let room = EFFECT_HEAD + 1 - head.len();
+            head.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if head.len() > EFFECT_HEAD {
+                break;
+            }
+        }
+        let Some(effect) = effect_from_start(&head) else {
+            return self.send_command(&sql.command(command)).await;
+        };
+        drop(head);
+        self.last_used = Instant::now();
+        self.effect = effect;
+        if self.effect == Effect::MayOpen && self.status & status::AUTOCOMMIT == 0 {
+            self.open_work = true;
+        }
+        self.writer.set_seq(0);
+        let mut payload = self.writer.begin_long(len.saturating_add(1));
+        let mut chunks = sql.byte_chunks(STREAM_CHUNK);
+        let mut queued = self.writer.queue_part(&mut payload, &[command]);
+        while queued.is_ok() {
+            // A chunk is queued (copied) before the write: none is held
+            // across an await.
+            match chunks.next() {
+                Some(chunk) => queued = self.writer.queue_part(&mut payload, &chunk),
+                None => break,
+            }
+            if queued.is_ok() {
+                queued = self.writer.write_if_full().await;
+            }
+        }
+        let sent = match queued {
+            Ok(()) => self.writer.end_long(payload).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
+            self.broken = true;
+            return Err(ConnError::lost(&self.ds, e));
+        }
+        Ok(())
+    }
+
+    /// Queues a node's statement's command as [`queue_command`] does when
+    /// it is short; a long one is written out now, streamed as
+    /// [`send_node_command`] does (its reply is still the caller's to
+    /// read before the next command's).
+    ///
+    /// [`queue_command`]: BackendConn::queue_command
+    /// [`send_node_command`]: BackendConn::send_node_command
+    pub async fn queue_node_command(
+        &mut self,
+        command: u8,
+        sql: &NodeSql<'_>,
+    ) -> Result<(), ConnError> {
+        if sql.byte_len() < STREAM_NODE_SQL_AT {
+            self.queue_command(&sql.command(command));
+            Ok(())
+        } else {
+            self.send_node_command(command, sql).await
+        }
     }
 
     /// Queues a command to go out with the next `send_command`, in the same
@@ -629,6 +725,25 @@ enum Effect {
     None,
     /// Anything else: with autocommit off it may open a transaction.
     MayOpen,
+}
+
+/// [`transaction_effect`] of a payload given its start `head` (the
+/// command byte and the statement's first bytes), when the start decides
+/// it: the statement's first word whole in it, and neither ROLLBACK nor
+/// SET (whose effect depends on the rest).
+fn effect_from_start(head: &[u8]) -> Option<Effect> {
+    use shardgate_sql::label::first_word;
+    let sql = head.get(1..)?;
+    let word = first_word(sql);
+    if word.is_empty() {
+        return None;
+    }
+    // A word found is a part of `sql`: where it ends in it.
+    let word_end = (word.as_ptr() as usize).wrapping_sub(sql.as_ptr() as usize) + word.len();
+    let decided = word_end < sql.len()
+        && !word.eq_ignore_ascii_case(b"rollback")
+        && !word.eq_ignore_ascii_case(b"set");
+    decided.then(|| transaction_effect(head))
 }
 
 fn transaction_effect(payload: &[u8]) -> Effect {

@@ -6,6 +6,7 @@ use shardgate_core::error::ConnError;
 use shardgate_core::execute::merge::RowConn;
 use shardgate_core::execute::StatementConn;
 use shardgate_merge::{ColumnMeta, Value};
+use shardgate_sql::shard::node_sql::NodeSql;
 
 use super::result_set::RowPacket;
 use super::BackendConn;
@@ -24,6 +25,11 @@ impl StatementConn for BackendConn {
 
     async fn execute(&mut self, sql: &[u8]) -> Result<OkInfo, ConnError> {
         self.execute_statement(sql).await
+    }
+
+    async fn execute_node(&mut self, sql: &NodeSql<'_>) -> Result<OkInfo, ConnError> {
+        self.send_node_command(COM_QUERY, sql).await?;
+        self.read_ok().await
     }
 
     async fn query_rows(&mut self, sql: &[u8]) -> Result<Vec<Vec<Option<String>>>, ConnError> {
@@ -49,6 +55,12 @@ impl RowConn for BackendConn {
 
     async fn start_query(&mut self, sql: &[u8]) -> Result<(), ConnError> {
         self.send_command(&query_command(sql)).await?;
+        self.broken = true;
+        Ok(())
+    }
+
+    async fn start_node_query(&mut self, sql: &NodeSql<'_>) -> Result<(), ConnError> {
+        self.send_node_command(COM_QUERY, sql).await?;
         self.broken = true;
         Ok(())
     }

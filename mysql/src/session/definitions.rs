@@ -30,7 +30,6 @@ use crate::column::ColumnInfo;
 use crate::command::{COM_QUERY, COM_STMT_CLOSE, COM_STMT_PREPARE};
 use crate::response::PrepareOk;
 use shardgate_core::error::ConnError;
-use shardgate_sql::shard::node_sql::NodeSql;
 
 /// A command pipelined ahead of the first data source's statement for the
 /// definitions (ways 2 and 3 above).
@@ -43,12 +42,12 @@ pub(super) enum Ahead {
 }
 
 impl Ahead {
-    /// The command packet's payload for the first table's statement `sql`.
-    pub(super) fn command(self, sql: &NodeSql<'_>) -> Vec<u8> {
-        sql.command(match self {
+    /// The command that carries the first table's statement.
+    pub(super) fn command_code(self) -> u8 {
+        match self {
             Ahead::Run => COM_QUERY,
             Ahead::Prepare => COM_STMT_PREPARE,
-        })
+        }
     }
 
     /// Reads the reply to the command, which comes before the data

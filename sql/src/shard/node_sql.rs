@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use crate::text::restore;
+use crate::text::{restore, restored_len};
 
 /// One node's statement: its pieces, in order, borrowed from the
 /// statement text `'s` where they are the client's own.
@@ -115,6 +115,28 @@ impl<'s> NodeSql<'s> {
         }
     }
 
+    /// The length of the client's bytes of the text (those
+    /// [`NodeSql::write_bytes`] writes), without building them.
+    pub fn byte_len(&self) -> usize {
+        self.pieces
+            .iter()
+            .fold(0usize, |n, p| n.saturating_add(restored_len(p)))
+    }
+
+    /// The client's bytes of the text, in order, in chunks of about `max`
+    /// bytes of the analysis text each (cut between characters; a piece
+    /// shorter than that is one chunk): a node's statement written out as
+    /// it is read, never built whole. Chunks of the client's own UTF-8
+    /// are borrowed; others (raw bytes of another character set) are
+    /// restored one chunk at a time.
+    pub fn byte_chunks(&self, max: usize) -> ByteChunks<'_> {
+        ByteChunks {
+            pieces: &self.pieces,
+            at: 0,
+            max: max.max(1),
+        }
+    }
+
     /// The client's bytes of the text.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.len());
@@ -136,6 +158,40 @@ impl<'s> NodeSql<'s> {
         out.reserve(self.len().saturating_add(1));
         out.push(command);
         self.write_bytes(out);
+    }
+}
+
+/// The client's bytes of a [`NodeSql`], chunk by chunk: see
+/// [`NodeSql::byte_chunks`]. A named type, not a chain of closures: it is
+/// held across the awaits of a write, whose future must be `Send`.
+#[derive(Debug, Clone)]
+pub struct ByteChunks<'a> {
+    /// The pieces not yet read whole, the first from `at`.
+    pieces: &'a [Cow<'a, str>],
+    at: usize,
+    max: usize,
+}
+
+impl<'a> Iterator for ByteChunks<'a> {
+    type Item = Cow<'a, [u8]>;
+
+    fn next(&mut self) -> Option<Cow<'a, [u8]>> {
+        let (piece, rest) = self.pieces.split_first()?;
+        let piece: &'a str = piece;
+        let text = piece.get(self.at..).unwrap_or_default();
+        let mut cut = self.max.min(text.len());
+        // Forward to the next boundary: `text.len()` is one, so this ends.
+        while !text.is_char_boundary(cut) {
+            cut += 1;
+        }
+        let chunk = &text[..cut];
+        if cut == text.len() {
+            self.pieces = rest;
+            self.at = 0;
+        } else {
+            self.at += cut;
+        }
+        Some(restore(chunk))
     }
 }
 
@@ -247,6 +303,32 @@ mod tests {
         }
         assert_eq!(union, "(SELECT a FROM t_0) UNION ALL (SELECT a FROM t_1)");
         assert_eq!(union, NodeSql::from(union.to_string()));
+    }
+
+    #[test]
+    fn chunks_are_the_bytes_cut_between_characters() {
+        let bytes = b"SELECT '\xe9\xe9\xe9' FROM t WHERE x = '\xc3'";
+        let text = analysis_text(bytes, ClientCharset::named("latin1"));
+        let at = text.find(" t ").map(|i| i + 1).unwrap_or_default();
+        let mut node = NodeSql::spliced(&text, [(at, at + 1, "t_1".to_owned())]);
+        node.push_own("é");
+        let want = node.to_bytes();
+        assert_eq!(node.byte_len(), want.len());
+        for max in [0, 1, 2, 3, 5, 64, 1 << 20] {
+            let chunks: Vec<_> = node.byte_chunks(max).collect();
+            assert_eq!(chunks.concat(), want, "max {max}");
+            if max >= 4 {
+                assert!(chunks.iter().all(|c| c.len() <= max + 3), "max {max}");
+            }
+        }
+        // UTF-8 of the client's own is lent, not copied.
+        let plain = NodeSql::spliced("SELECT 'été'", []);
+        assert_eq!(plain.byte_len(), "SELECT 'été'".len());
+        assert!(plain.byte_chunks(4).all(|c| matches!(c, Cow::Borrowed(_))));
+        assert_eq!(
+            plain.byte_chunks(4).collect::<Vec<_>>().concat(),
+            plain.to_bytes()
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use crate::backend::PooledConn;
 use crate::column::ColumnInfo;
+use crate::command::COM_QUERY;
 use crate::response::Outcome;
 use crate::row::RowFormat;
 use crate::session::definitions::Ahead;
@@ -62,7 +63,8 @@ impl Session {
         let mut unread: Vec<usize> = vec![0; conns.len()];
         // Each command is built as it is sent, in this one buffer: one
         // node's copy of the statement in memory at a time, not one per
-        // node (a statement on 64 tables would take 64 copies).
+        // node (a statement on 64 tables would take 64 copies); a long
+        // query is streamed, without a copy.
         let mut command = Vec::new();
         for ((target, &at), backend_id) in targets.iter().zip(&conn_of).zip(&executed) {
             match (&execution, backend_id) {
@@ -76,6 +78,12 @@ impl Session {
                     if let Some(flags) = command.get_mut(5) {
                         *flags = 0;
                     }
+                }
+                _ if params.is_empty() => {
+                    conns[at].broken = true;
+                    unread[at] += 1;
+                    conns[at].send_node_command(COM_QUERY, &target.sql).await?;
+                    continue;
                 }
                 _ => query_command(target, params, &mut command),
             }
@@ -156,7 +164,7 @@ impl Session {
                 match spare {
                     Some(mut spare) => {
                         debug!("first table runs as a source of its own");
-                        spare.start_query(&first.sql.to_bytes()).await?;
+                        spare.start_node_query(&first.sql).await?;
                         conns.push(spare);
                         sql = &first.rest;
                     }
@@ -167,14 +175,17 @@ impl Session {
                             Ahead::Prepare
                         };
                         debug!(?how, "first table's definitions from a command ahead");
-                        conn.queue_command(&how.command(&first.sql));
+                        conn.queue_node_command(how.command_code(), &first.sql)
+                            .await?;
                         ahead = Some(how);
                     }
                 }
             }
             // Every node starts at once; rows are read as the merge needs
-            // them. Each statement's text is built as it is sent.
-            conn.start_query(&sql.to_bytes()).await?;
+            // them. Each statement is written out as it is sent, never
+            // built whole when long (a data source's UNION of its tables
+            // repeats the client's text once per table).
+            conn.start_node_query(sql).await?;
             conns.push(conn);
         }
         let mut shown: Option<Vec<ColumnInfo>> = None;
