@@ -34,8 +34,8 @@
 //!    INSERT leaves in the unsharded one, the proxy's peak-RSS growth under
 //!    [`INSERT_BOUND_FACTOR`] × the statement's size;
 //! 10. a 20 MiB UPDATE on every node (no sharding condition; it matches no
-//!    row): MariaDB's answer, and the proxy's peak-RSS growth under
-//!    [`FANOUT_UPDATE_BOUND_FACTOR`] × the statement's size.
+//!     row): MariaDB's answer, and the proxy's peak-RSS growth under
+//!     [`FANOUT_UPDATE_BOUND_FACTOR`] × the statement's size.
 //!
 //! Each peak is measured from the peak reset just before its statement
 //! ([`ProxyProcess::reset_peak`]).
