@@ -604,8 +604,10 @@ fn parameter_at(placeholders: &[Placeholder], start: usize) -> Option<Val> {
 /// values are looked up after its rows' ends, took 311 s.)
 struct LineIndex {
     starts: Vec<usize>,
+    /// Every character is a byte.
+    ascii: bool,
     /// (line, character column, byte offset) every `STEP` characters of
-    /// each line, in text order; empty for an ASCII text.
+    /// each line, in text order; none for an ASCII text.
     marks: Vec<(usize, usize, usize)>,
 }
 
@@ -616,7 +618,8 @@ impl LineIndex {
         let mut starts = vec![0];
         starts.extend(sql.match_indices('\n').map(|(i, _)| i + 1));
         let mut marks = Vec::new();
-        if !sql.is_ascii() {
+        let ascii = sql.is_ascii();
+        if !ascii {
             let (mut line, mut column) = (0, 0);
             for (byte, ch) in sql.char_indices() {
                 if column > 0 && column % Self::STEP == 0 {
@@ -629,7 +632,11 @@ impl LineIndex {
                 }
             }
         }
-        Self { starts, marks }
+        Self {
+            starts,
+            ascii,
+            marks,
+        }
     }
 
     fn offset(&self, sql: &str, loc: Location) -> Option<usize> {
@@ -637,7 +644,7 @@ impl LineIndex {
         let column = usize::try_from(loc.column).ok()?.checked_sub(1)?;
         let line_start = *self.starts.get(line)?;
         let line_end = self.starts.get(line + 1).map_or(sql.len(), |s| s - 1);
-        if self.marks.is_empty() {
+        if self.ascii {
             let byte = line_start.checked_add(column)?;
             return (byte <= line_end).then_some(byte);
         }
@@ -1282,6 +1289,7 @@ mod tests {
         let wide = "é€😀".repeat(300);
         for sql in [
             "SELECT 1\nFROM t\n\nWHERE a = 'x'".to_owned(),
+            "SELECT 'é', '🦀'\nFROM t WHERE a = '漢字' OR b = 2".to_owned(),
             format!("SELECT '{wide}'\n, 'é' -- {wide}\n\nFROM t WHERE a = 1"),
         ] {
             let index = LineIndex::new(&sql);
