@@ -33,9 +33,9 @@ usage() {
   cat <<'EOF'
 Environment (defaults in brackets):
   SOAK_MINUTES       how long the load runs                       [30]
-  SOAK_THREADS       oltp_read_write threads                      [4]
+  SOAK_THREADS       oltp_read_write threads                      [2]
   SOAK_CONNECT_RATE  new connections a second, all workers       [60]
-  SOAK_CONNECT_WORKERS  processes opening them                  [3]
+  SOAK_CONNECT_WORKERS  processes opening them                  [6]
   SOAK_SAMPLE        seconds between samples                      [10]
   SOAK_TOLERANCE     allowed growth of RSS and fds, percent       [10]
   SHARDGATE_BUILD    1 = cargo build --release -p shardgate-proxy  [1]
@@ -48,9 +48,9 @@ EOF
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SOAK_MINUTES=${SOAK_MINUTES:-30}
-SOAK_THREADS=${SOAK_THREADS:-4}
+SOAK_THREADS=${SOAK_THREADS:-2}
 SOAK_CONNECT_RATE=${SOAK_CONNECT_RATE:-60}
-SOAK_CONNECT_WORKERS=${SOAK_CONNECT_WORKERS:-3}
+SOAK_CONNECT_WORKERS=${SOAK_CONNECT_WORKERS:-6}
 SOAK_SAMPLE=${SOAK_SAMPLE:-10}
 SOAK_TOLERANCE=${SOAK_TOLERANCE:-10}
 SHARDGATE_BUILD=${SHARDGATE_BUILD:-1}
