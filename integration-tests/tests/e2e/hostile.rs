@@ -457,11 +457,8 @@ async fn probe_or_chain(ctx: &mut Ctx, terms: usize) -> Result<String, String> {
     let mut c = ctx.proxy_conn().await?;
     let sharded_sql = or_chain_sql(SHARDED, &ids);
     let size = sharded_sql.len() as u64;
-    let peak = Peak::start(ctx)?;
-    let t = Instant::now();
-    let sharded = c.query(&sharded_sql).await?;
-    let took = t.elapsed();
-    let peak = peak.end(ctx, size, OR_CHAIN_BOUND_FACTOR)?;
+    let (sharded, took, peak) =
+        measured_query(ctx, &mut c, &sharded_sql, OR_CHAIN_BOUND_FACTOR).await?;
     let plain = c.query(&or_chain_sql(PLAIN, &ids)).await?;
     let want = rows_of(ids.iter().copied());
     let summary = format!(
@@ -482,12 +479,7 @@ async fn probe_or_chain(ctx: &mut Ctx, terms: usize) -> Result<String, String> {
     Ok(summary)
 }
 
-/// A peak-RSS measurement of one statement.
-struct Peak {
-    before_kib: u64,
-}
-
-/// What [`Peak::end`] found.
+/// What one statement's run through [`measured_query`] found.
 struct PeakGrowth {
     text: String,
     over: bool,
@@ -499,31 +491,34 @@ impl std::fmt::Display for PeakGrowth {
     }
 }
 
-impl Peak {
-    /// Resets the proxy's peak to its current RSS and reads it.
-    fn start(ctx: &mut Ctx) -> Result<Peak, String> {
-        ctx.proxy.reset_peak()?;
-        Ok(Peak {
-            before_kib: ctx.proxy.status_kib("VmHWM:")?,
-        })
-    }
-
-    /// The growth since [`Peak::start`] against `factor` × `size` bytes.
-    fn end(self, ctx: &mut Ctx, size: u64, factor: u64) -> Result<PeakGrowth, String> {
-        let after = ctx.proxy.status_kib("VmHWM:")?;
-        let growth = after.saturating_sub(self.before_kib) * 1024;
-        let bound = factor * size;
-        Ok(PeakGrowth {
-            text: format!(
-                "VmHWM {} -> {after} KiB (+{:.1} MiB), {:.1} x the statement's size (bound {factor} x = {:.1} MiB)",
-                self.before_kib,
-                growth as f64 / 1048576.0,
-                growth as f64 / size as f64,
-                bound as f64 / 1048576.0
-            ),
-            over: growth >= bound,
-        })
-    }
+/// Runs `sql` on `c` with the proxy's peak reset to its current RSS just
+/// before: its reply, how long it took, and the peak's growth against
+/// `factor` × the statement's size.
+async fn measured_query(
+    ctx: &mut Ctx,
+    c: &mut RawConn,
+    sql: &str,
+    factor: u64,
+) -> Result<(Reply, Duration, PeakGrowth), String> {
+    ctx.proxy.reset_peak()?;
+    let before = ctx.proxy.status_kib("VmHWM:")?;
+    let t = Instant::now();
+    let reply = c.query(sql).await?;
+    let took = t.elapsed();
+    let after = ctx.proxy.status_kib("VmHWM:")?;
+    let size = sql.len() as u64;
+    let growth = after.saturating_sub(before) * 1024;
+    let bound = factor * size;
+    let peak = PeakGrowth {
+        text: format!(
+            "VmHWM {before} -> {after} KiB (+{:.1} MiB), {:.1} x the statement's size (bound {factor} x = {:.1} MiB)",
+            growth as f64 / 1048576.0,
+            growth as f64 / size as f64,
+            bound as f64 / 1048576.0
+        ),
+        over: growth >= bound,
+    };
+    Ok((reply, took, peak))
 }
 
 /// Probe 9: one INSERT of [`INSERT_ROWS`] rows into each table; the rows
@@ -540,11 +535,8 @@ async fn probe_insert(ctx: &mut Ctx) -> Result<String, String> {
     let sharded_sql = sql(SHARDED);
     let size = sharded_sql.len() as u64;
     let mut c = ctx.proxy_conn().await?;
-    let peak = Peak::start(ctx)?;
-    let t = Instant::now();
-    let sharded = c.query(&sharded_sql).await?;
-    let took = t.elapsed();
-    let peak = peak.end(ctx, size, INSERT_BOUND_FACTOR)?;
+    let (sharded, took, peak) =
+        measured_query(ctx, &mut c, &sharded_sql, INSERT_BOUND_FACTOR).await?;
     let plain = c.query(&sql(PLAIN)).await?;
     let read = |t: &str| {
         format!("SELECT user_id, name FROM {t} WHERE user_id >= {INSERT_FIRST_ID} ORDER BY user_id")
@@ -793,11 +785,8 @@ async fn probe_in_list(ctx: &mut Ctx) -> Result<String, String> {
         "SELECT user_id, name FROM {SHARDED} WHERE user_id IN (1, 2, 3)"
     ))
     .await?;
-    let peak = Peak::start(ctx)?;
-    let t = Instant::now();
-    let sharded = c.query(&sql(SHARDED)).await?;
-    let took = t.elapsed();
-    let peak = peak.end(ctx, size, IN_LIST_BOUND_FACTOR)?;
+    let (sharded, took, peak) =
+        measured_query(ctx, &mut c, &sql(SHARDED), IN_LIST_BOUND_FACTOR).await?;
     let plain = c.query(&sql(PLAIN)).await?;
     let summary = format!(
         "statement {size} bytes ({:.2} MiB); sharded: {sharded} in {:.2}s; unsharded: {plain}; {peak}",
@@ -829,11 +818,8 @@ async fn probe_fanout_update(ctx: &mut Ctx) -> Result<String, String> {
     .await?;
     let statement = sql(SHARDED);
     let size = statement.len() as u64;
-    let peak = Peak::start(ctx)?;
-    let t = Instant::now();
-    let sharded = c.query(&statement).await?;
-    let took = t.elapsed();
-    let peak = peak.end(ctx, size, FANOUT_UPDATE_BOUND_FACTOR)?;
+    let (sharded, took, peak) =
+        measured_query(ctx, &mut c, &statement, FANOUT_UPDATE_BOUND_FACTOR).await?;
     drop(statement);
     let plain = c.query(&sql(PLAIN)).await?;
     let summary = format!(
