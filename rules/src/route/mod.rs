@@ -387,11 +387,14 @@ fn route_condition(table: &ShardedTable, condition: &Condition) -> Result<NodeSe
     let range = |column: &str, lower, upper| leaf(column, Pick::Range(lower, upper));
     match condition {
         Condition::Eq(column, value) => leaf(column, Pick::Value(value)),
-        Condition::In(column, values) => values
-            .iter()
-            .map(|value| leaf(column, Pick::Value(value)))
-            .collect::<Result<Vec<_>, _>>()
-            .map(NodeSet::union),
+        Condition::In(column, values) => {
+            values
+                .iter()
+                .try_fold(NodeSet::default(), |mut reached, value| {
+                    reached.add(leaf(column, Pick::Value(value))?);
+                    Ok(reached)
+                })
+        }
         Condition::Between(column, low, high) => range(column, Included(low), Included(high)),
         Condition::Lt(column, value) => range(column, Unbounded, Excluded(value)),
         Condition::Le(column, value) => range(column, Unbounded, Included(value)),
@@ -405,11 +408,14 @@ fn route_condition(table: &ShardedTable, condition: &Condition) -> Result<NodeSe
                     Ok(reached)
                 })
         }
-        Condition::Or(conditions) => conditions
-            .iter()
-            .map(|condition| route_condition(table, condition))
-            .collect::<Result<Vec<_>, _>>()
-            .map(NodeSet::union),
+        Condition::Or(conditions) => {
+            conditions
+                .iter()
+                .try_fold(NodeSet::default(), |mut reached, condition| {
+                    reached.add(route_condition(table, condition)?);
+                    Ok(reached)
+                })
+        }
         Condition::Unknown => Ok(table.all_nodes()),
     }
 }

@@ -19,15 +19,16 @@ impl NodeSet {
         set
     }
 
-    /// Every position of any of the sets.
-    pub(crate) fn union(sets: impl IntoIterator<Item = NodeSet>) -> Self {
-        let mut all: Vec<usize> = Vec::new();
-        for set in sets {
-            all.extend(set.0);
+    /// Adds the positions of `other`. Sets are merged one by one as they
+    /// are routed: an `IN` list of 200,000 values holds one set, not one
+    /// per value.
+    pub(crate) fn add(&mut self, other: NodeSet) {
+        if other.0.iter().all(|p| self.contains(*p)) {
+            return;
         }
-        all.sort_unstable();
-        all.dedup();
-        NodeSet(all)
+        self.0.extend(other.0);
+        self.0.sort_unstable();
+        self.0.dedup();
     }
 
     /// Keeps the positions that are also in `other`.
@@ -61,7 +62,10 @@ mod tests {
     fn union_and_intersection_stay_sorted_and_distinct() {
         let a = NodeSet::from_ascending([1, 4, 7].into_iter());
         let b = NodeSet::from_ascending([0, 4, 9].into_iter());
-        let mut u = NodeSet::union([a.clone(), b.clone(), NodeSet::default()]);
+        let mut u = NodeSet::default();
+        for set in [a.clone(), b.clone(), NodeSet::default(), a.clone()] {
+            u.add(set);
+        }
         assert_eq!(u.clone().into_vec(), [0, 1, 4, 7, 9]);
         u.intersect(&NodeSet::all(5));
         assert_eq!(u.clone().into_vec(), [0, 1, 4]);
@@ -69,6 +73,6 @@ mod tests {
         assert_eq!(u.into_vec(), [0, 4]);
         assert!(a.contains(7) && !a.contains(5));
         assert_eq!(a.first(), Some(1));
-        assert!(NodeSet::union(Vec::new()).is_empty());
+        assert!(NodeSet::default().is_empty());
     }
 }
