@@ -60,7 +60,7 @@ use shardgate_sql::classify::{
 };
 use shardgate_sql::dialect::MARIADB;
 use shardgate_sql::label::statement_label;
-use shardgate_sql::lex::{Lexer, Spanned};
+use shardgate_sql::lex::{statement_tokens, Spanned};
 use shardgate_sql::reads::writes_lexed;
 use shardgate_sql::shard::analyze::{Analysis, ShardedStatement};
 use shardgate_sql::shard::labels::{analyze_labelled, analyze_labelled_lexed};
@@ -1161,7 +1161,7 @@ impl Session {
             )));
         }
         let text = analysis_text(&payload[1..], self.charset);
-        let tokens: Vec<Spanned<'_>> = Lexer::new(&text).collect();
+        let tokens = statement_tokens(&text);
         // Grants at prepare, as MariaDB checks them; `read_only` at execute.
         self.access
             .check_tables(&text, &tokens, |qualifier| self.database_named(qualifier))?;
@@ -1329,7 +1329,7 @@ impl Session {
                 }
                 _ => {
                     let text = analysis_text(&sql, self.charset);
-                    let tokens: Vec<Spanned<'_>> = Lexer::new(&text).collect();
+                    let tokens = statement_tokens(&text);
                     self.query_statement(&sql, &text, &tokens).await?
                 }
             }

@@ -13,7 +13,7 @@ use crate::backend::{BackendConn, MariaDb, Pool, PooledConn};
 use crate::command::{Command, CommandKind};
 use crate::packet::Mark;
 use shardgate_sql::dialect::MARIADB;
-use shardgate_sql::lex::{Lexer, Spanned};
+use shardgate_sql::lex::statement_tokens;
 use shardgate_sql::reads::{replica_safe, replica_safe_lexed};
 use shardgate_sql::shard::analyze::ShardedStatement;
 use shardgate_sql::text::analysis_text;
@@ -154,7 +154,7 @@ impl Session {
         self.current.statement_label = Some(shardgate_sql::label::statement_label(sql));
         // Lexed once for read safety, classification and analysis.
         let text = analysis_text(sql, self.charset);
-        let tokens: Vec<Spanned<'_>> = Lexer::new(&text).collect();
+        let tokens = statement_tokens(&text);
         self.set_read_intent(replica_safe_lexed(&MARIADB, &text, &tokens));
         self.resolve_pending_writes().await;
         let retry_from = self.statement_retry_point();

@@ -186,6 +186,23 @@ impl<'a> Condensed<'a> {
         }
     }
 
+    /// The ranges of the statement its long lists, runs and rows were
+    /// cut from, in order (not its emptied literals: each is one token).
+    pub(crate) fn cut_items(&self) -> impl Iterator<Item = Range<usize>> + '_ {
+        let literals = &self.emptied;
+        let mut before = 0;
+        self.cuts.iter().filter_map(move |cut| {
+            let start = cut.at + before;
+            let end = cut.at + cut.removed;
+            before = cut.removed;
+            // An emptied literal's cut starts just past its opening quote.
+            let literal = start
+                .checked_sub(1)
+                .is_some_and(|quote| literals.binary_search(&quote).is_ok());
+            (!literal).then_some(start..end)
+        })
+    }
+
     /// The text to parse.
     pub(crate) fn text(&self) -> &str {
         &self.text

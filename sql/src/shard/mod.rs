@@ -6,7 +6,7 @@
 pub mod analyze;
 mod chains;
 pub mod column_values;
-mod condensed;
+pub(crate) mod condensed;
 pub mod error;
 #[cfg(test)]
 mod golden;

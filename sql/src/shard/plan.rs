@@ -5,13 +5,16 @@
 //! naming the tables.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use shardgate_rules::{
     ColumnKinds, Condition, DataNode, RouteError, ShardValue, ShardingRules, SnowflakeGenerator,
     TableKind,
 };
 
-use super::analyze::{Cond, InsertShape, Replacement, ShardedStatement, StatementKind, Val};
+use super::analyze::{
+    cut_numbers, number, Cond, InsertShape, Replacement, ShardedStatement, StatementKind, Val,
+};
 use super::column_values::{compared, stored};
 use super::error::{MergeShapeError, PlanError};
 use super::having::Cond as HavingCond;
@@ -163,7 +166,14 @@ pub fn single_node(
     if st.kind != StatementKind::Select {
         return None;
     }
-    let condition = resolve(&st.condition, params, ctx.kinds);
+    // Without the statement's text: a cut list reaches every node.
+    let resolver = Resolver {
+        sql: None,
+        params,
+        kinds: ctx.kinds,
+        table: None,
+    };
+    let condition = resolver.resolve(&st.condition);
     // Routing answers for sharded tables only: that finds the one sharded
     // table without looking each table up twice.
     let mut routed = st
@@ -191,7 +201,7 @@ pub fn node_target<'s>(
     let layout = Layout::of(st, ctx);
     (position < layout.width()).then(|| Target {
         data_source: layout.data_source(position).to_owned(),
-        sql: node_sql(st, sql, &layout, position),
+        sql: node_sql(st, sql, &layout, position, None),
     })
 }
 
@@ -273,7 +283,7 @@ pub fn prepare_target<'s>(
     match layout.first_position() {
         Some(position) => Target {
             data_source: layout.data_source(position).to_owned(),
-            sql: node_sql(st, sql, &layout, position),
+            sql: node_sql(st, sql, &layout, position, None),
         },
         None => Target {
             data_source: ctx.default_data_source.to_owned(),
@@ -348,14 +358,88 @@ fn node_sql<'s>(
     sql: &'s str,
     layout: &Layout<'_>,
     position: usize,
+    split: Option<&SplitItems>,
 ) -> NodeSql<'s> {
     let physical = layout.names(position);
-    NodeSql::spliced(
-        sql,
-        st.replacements
+    let mut edits: Vec<(usize, usize, String)> = st
+        .replacements
+        .iter()
+        .map(|r| (r.start, r.end, layout.dialect.quoted(&physical(&r.table))))
+        .collect();
+    if let Some(edit) = split.and_then(|s| s.edit(position)) {
+        edits.push(edit);
+        edits.sort_by_key(|e| (e.0, e.1));
+    }
+    NodeSql::spliced(sql, edits)
+}
+
+/// The items of a statement's [`SplitList`](super::analyze::SplitList)
+/// that each node gets: those whose value routes to it.
+struct SplitItems {
+    items: Range<usize>,
+    /// By position; the nodes a statement goes to have at least one.
+    by_position: Vec<String>,
+}
+
+impl SplitItems {
+    /// The list's items for the statement of the node at `nodes`' members
+    /// when `st` has a split list, on one sharded table and no other (so
+    /// that its column is that table's), each of those nodes keeping at
+    /// least one item; None otherwise, and the whole list goes everywhere.
+    fn of(
+        st: &ShardedStatement,
+        sql: &str,
+        nodes: &[usize],
+        width: usize,
+        params: &[ParamValue],
+        ctx: &PlanContext<'_>,
+    ) -> Option<SplitItems> {
+        let split = st.split_list.as_ref()?;
+        if nodes.len() < 2
+            || st.tables.len() != 1
+            || !st.other_tables.is_empty()
+            || st.updates_sharding_column
+        {
+            return None;
+        }
+        let mut wanted = vec![false; width];
+        for &n in nodes {
+            *wanted.get_mut(n)? = true;
+        }
+        let kind = ctx.kinds.of(&split.column);
+        let mut by_position = vec![String::new(); width];
+        for n in cut_numbers(sql.get(split.items.clone())?) {
+            let value = compared(&number(n), params, kind)?;
+            let reached = reached(
+                &split.table,
+                &Condition::Eq(split.column.clone(), value),
+                ctx,
+            )
+            .ok()?;
+            for p in reached {
+                if let (Some(true), Some(list)) = (wanted.get(p), by_position.get_mut(p)) {
+                    if !list.is_empty() {
+                        list.push_str(&split.separator);
+                    }
+                    list.push_str(n);
+                }
+            }
+        }
+        nodes
             .iter()
-            .map(|r| (r.start, r.end, layout.dialect.quoted(&physical(&r.table)))),
-    )
+            .all(|&n| !by_position[n].is_empty())
+            .then_some(SplitItems {
+                items: split.items.clone(),
+                by_position,
+            })
+    }
+
+    /// The edit that leaves the node at `position` its own items (none
+    /// for a node that has none: it keeps them all).
+    fn edit(&self, position: usize) -> Option<(usize, usize, String)> {
+        let own = self.by_position.get(position).filter(|l| !l.is_empty())?;
+        Some((self.items.start, self.items.end, own.clone()))
+    }
 }
 
 /// `sql` with its tables' names quoted as the dialect does, unchanged
@@ -402,45 +486,87 @@ fn bound_positions(
 /// Binds a condition's parameters, each value taken as its column
 /// compares it. A comparison with NULL is never true in SQL, so it matches
 /// no row and reaches no node.
-fn resolve(cond: &Cond, params: &[ParamValue], kinds: &ColumnKinds) -> Condition {
-    let nothing = || Condition::Or(Vec::new());
-    let value = |c: &str, val: &Val| compared(val, params, kinds.of(c));
-    let leaf =
-        |make: fn(String, ShardValue) -> Condition, c: &String, val: &Val| match value(c, val) {
+struct Resolver<'a> {
+    /// The statement's text, for the values of cut lists; None where it
+    /// is not at hand (such a list is then `Unknown`: every node).
+    sql: Option<&'a str>,
+    params: &'a [ParamValue],
+    kinds: &'a ColumnKinds,
+    /// The statement's one sharded table, when it has one: a cut list
+    /// keeps one value for each set of its nodes that its values reach,
+    /// which reaches what all of them do.
+    table: Option<(&'a str, &'a PlanContext<'a>)>,
+}
+
+impl Resolver<'_> {
+    fn resolve(&self, cond: &Cond) -> Condition {
+        let nothing = || Condition::Or(Vec::new());
+        let value = |c: &str, val: &Val| compared(val, self.params, self.kinds.of(c));
+        let leaf = |make: fn(String, ShardValue) -> Condition, c: &String, val: &Val| match value(
+            c, val,
+        ) {
             Some(ShardValue::Null) => nothing(),
             Some(value) => make(c.clone(), value),
             None => Condition::Unknown,
         };
-    match cond {
-        Cond::Eq(c, val) => leaf(Condition::Eq, c, val),
-        Cond::Lt(c, val) => leaf(Condition::Lt, c, val),
-        Cond::Le(c, val) => leaf(Condition::Le, c, val),
-        Cond::Gt(c, val) => leaf(Condition::Gt, c, val),
-        Cond::Ge(c, val) => leaf(Condition::Ge, c, val),
-        Cond::In(c, vals) => match vals
-            .iter()
-            .map(|val| value(c, val))
-            .collect::<Option<Vec<_>>>()
-        {
-            Some(values) => Condition::In(
-                c.clone(),
-                values
-                    .into_iter()
-                    .filter(|x| *x != ShardValue::Null)
-                    .collect(),
-            ),
-            None => Condition::Unknown,
-        },
-        Cond::Between(c, lo, hi) => match (value(c, lo), value(c, hi)) {
-            (Some(ShardValue::Null), _) | (_, Some(ShardValue::Null)) => nothing(),
-            (Some(lo), Some(hi)) => Condition::Between(c.clone(), lo, hi),
-            _ => Condition::Unknown,
-        },
-        Cond::And(parts) => {
-            Condition::And(parts.iter().map(|p| resolve(p, params, kinds)).collect())
+        match cond {
+            Cond::Eq(c, val) => leaf(Condition::Eq, c, val),
+            Cond::Lt(c, val) => leaf(Condition::Lt, c, val),
+            Cond::Le(c, val) => leaf(Condition::Le, c, val),
+            Cond::Gt(c, val) => leaf(Condition::Gt, c, val),
+            Cond::Ge(c, val) => leaf(Condition::Ge, c, val),
+            Cond::In(c, vals) => match vals
+                .iter()
+                .map(|val| value(c, val))
+                .collect::<Option<Vec<_>>>()
+            {
+                Some(values) => Condition::In(
+                    c.clone(),
+                    values
+                        .into_iter()
+                        .filter(|x| *x != ShardValue::Null)
+                        .collect(),
+                ),
+                None => Condition::Unknown,
+            },
+            Cond::InText(c, items) => self
+                .cut_list(c, items.clone())
+                .map_or(Condition::Unknown, |values| {
+                    Condition::In(c.clone(), values)
+                }),
+            Cond::Between(c, lo, hi) => match (value(c, lo), value(c, hi)) {
+                (Some(ShardValue::Null), _) | (_, Some(ShardValue::Null)) => nothing(),
+                (Some(lo), Some(hi)) => Condition::Between(c.clone(), lo, hi),
+                _ => Condition::Unknown,
+            },
+            Cond::And(parts) => Condition::And(parts.iter().map(|p| self.resolve(p)).collect()),
+            Cond::Or(parts) => Condition::Or(parts.iter().map(|p| self.resolve(p)).collect()),
+            Cond::Unknown => Condition::Unknown,
         }
-        Cond::Or(parts) => Condition::Or(parts.iter().map(|p| resolve(p, params, kinds)).collect()),
-        Cond::Unknown => Condition::Unknown,
+    }
+
+    /// The values of a cut list of `column` that routing needs: with one
+    /// sharded table, the first value to reach each set of its nodes (and
+    /// any that does not route, so that routing the list reports it);
+    /// otherwise all of them.
+    fn cut_list(&self, column: &str, items: Range<usize>) -> Option<Vec<ShardValue>> {
+        let kind = self.kinds.of(column);
+        let mut values = Vec::new();
+        let mut reached_sets: Vec<Vec<usize>> = Vec::new();
+        for n in cut_numbers(self.sql?.get(items)?) {
+            let value = compared(&number(n), self.params, kind)?;
+            if let Some((table, ctx)) = self.table {
+                let one = Condition::Eq(column.to_owned(), value.clone());
+                if let Ok(positions) = reached(table, &one, ctx) {
+                    if reached_sets.contains(&positions) {
+                        continue;
+                    }
+                    reached_sets.push(positions);
+                }
+            }
+            values.push(value);
+        }
+        Some(values)
     }
 }
 
@@ -468,12 +594,12 @@ fn plan_sharded<'s>(
     ctx: &PlanContext<'_>,
     text_of: &dyn Fn(NodeSql<'s>) -> NodeSql<'s>,
 ) -> Result<Route<'s>, PlanError> {
-    let target = |position: usize, text: bool| Target {
+    let target = |position: usize, text: bool, split: Option<&SplitItems>| Target {
         data_source: layout.data_source(position).to_owned(),
         sql: if text {
-            text_of(node_sql(st, sql, layout, position))
+            text_of(node_sql(st, sql, layout, position, split))
         } else {
-            node_sql(st, sql, layout, position)
+            node_sql(st, sql, layout, position, split)
         },
     };
     match st.kind {
@@ -485,7 +611,7 @@ fn plan_sharded<'s>(
             plan_insert(st, sql, shape, table, params, ctx, text_of)
         }
         StatementKind::Ddl => Ok(Route::Fanout {
-            targets: (0..layout.width()).map(|p| target(p, true)).collect(),
+            targets: (0..layout.width()).map(|p| target(p, true, None)).collect(),
             affected: Affected::OneCopy,
             transactional: false,
             generated_id: None,
@@ -499,10 +625,16 @@ fn plan_sharded<'s>(
                     "table {table} has no data nodes"
                 )));
             }
-            Ok(Route::One(target(0, false)))
+            Ok(Route::One(target(0, false, None)))
         }
         StatementKind::Select | StatementKind::Update | StatementKind::Delete => {
-            let condition = resolve(&st.condition, params, ctx.kinds);
+            let resolver = Resolver {
+                sql: Some(sql),
+                params,
+                kinds: ctx.kinds,
+                table: (layout.tables.len() == 1).then_some((table, ctx)),
+            };
+            let condition = resolver.resolve(&st.condition);
             let mut nodes = if layout.tables.len() > 1 {
                 bound_positions(layout, &condition, ctx)?
             } else {
@@ -517,7 +649,7 @@ fn plan_sharded<'s>(
                 // Runs where its rows are, after a guard has found none
                 // whose sharding values it would change (see `move_guard`).
                 return Ok(Route::Fanout {
-                    targets: nodes.iter().map(|n| target(*n, true)).collect(),
+                    targets: nodes.iter().map(|n| target(*n, true, None)).collect(),
                     affected: Affected::Sum,
                     transactional: true,
                     generated_id: None,
@@ -532,12 +664,16 @@ fn plan_sharded<'s>(
                 });
             }
             if let [node] = nodes.as_slice() {
-                return Ok(Route::One(target(*node, false)));
+                return Ok(Route::One(target(*node, false, None)));
             }
+            let split = SplitItems::of(st, sql, &nodes, layout.width(), params, ctx);
+            let split = split.as_ref();
             if st.kind == StatementKind::Select {
                 return match &st.scatter {
-                    None => Ok(Route::Concat(nodes.iter().map(|n| target(*n, false)).collect())),
-                    Some(Ok(sc)) => plan_merge(st, sql, sc, layout, &nodes, params),
+                    None => Ok(Route::Concat(
+                        nodes.iter().map(|n| target(*n, false, split)).collect(),
+                    )),
+                    Some(Ok(sc)) => plan_merge(st, sql, sc, layout, &nodes, params, split),
                     Some(Err(why)) => Err(PlanError::NotSupported(format!(
                         "{why} is not supported on sharded table {table} (its rows are on {} data nodes); add a condition on its sharding column",
                         nodes.len()
@@ -551,7 +687,7 @@ fn plan_sharded<'s>(
                 )));
             }
             Ok(Route::Fanout {
-                targets: nodes.iter().map(|n| target(*n, true)).collect(),
+                targets: nodes.iter().map(|n| target(*n, true, split)).collect(),
                 affected: Affected::Sum,
                 transactional: true,
                 generated_id: None,
@@ -572,6 +708,7 @@ fn plan_merge<'s>(
     layout: &Layout<'_>,
     nodes: &[usize],
     params: &[ParamValue],
+    split: Option<&SplitItems>,
 ) -> Result<Route<'s>, PlanError> {
     let value = |v: LimitVal| -> Result<u64, PlanError> {
         match v {
@@ -621,6 +758,7 @@ fn plan_merge<'s>(
             .filter(|r| !removed(r.start))
             .map(|r| (r.start, r.end, layout.dialect.quoted(&physical(&r.table))))
             .collect();
+        edits.extend(split.and_then(|s| s.edit(node)));
         edits.push((
             sc.insert_at,
             sc.insert_at,
@@ -1571,6 +1709,196 @@ mod tests {
                 node_statements_in(&MARIADB, marked, &marked_params),
                 "{numbered}"
             );
+        }
+    }
+
+    /// The ids of each `IN (...)` in a node statement, by the physical
+    /// `users_` table named last before it.
+    fn lists_by_table(sql: &str) -> Vec<(String, Vec<i64>)> {
+        let mut out = Vec::new();
+        let mut rest = sql;
+        while let Some(at) = rest.find("\"users_") {
+            rest = &rest[at + 1..];
+            let table = rest[..rest.find('"').unwrap()].to_owned();
+            let open = rest.find("IN (").unwrap() + 4;
+            let close = open + rest[open..].find(')').unwrap();
+            let ids = rest[open..close]
+                .split(',')
+                .map(|v| v.trim().parse().unwrap())
+                .collect();
+            out.push((table, ids));
+            rest = &rest[close..];
+        }
+        out
+    }
+
+    #[test]
+    fn long_in_lists_the_where_requires_are_split_by_node() {
+        let ids: Vec<i64> = (0..300).map(|i| i * 7 + 1).collect();
+        let list = ids
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let statements = [
+            format!("SELECT name FROM users WHERE name <> 'x' AND (user_id IN ({list}))"),
+            format!("SELECT name FROM users WHERE user_id IN ({list}) ORDER BY name LIMIT 5"),
+            format!("UPDATE users SET name = 'y' WHERE user_id IN ({list}) AND name = 'x'"),
+            format!("DELETE FROM users WHERE user_id IN ({list})"),
+        ];
+        for sql in &statements {
+            let mut seen = Vec::new();
+            for (ds, node_sql) in node_statements_in(&MARIADB, sql, &[]) {
+                for (table, node_ids) in lists_by_table(&node_sql) {
+                    for id in node_ids {
+                        let point = format!("SELECT * FROM users WHERE user_id = {id}");
+                        let Route::One(home) = route(&point, &[]).unwrap() else {
+                            panic!("{point} is not routed to one node");
+                        };
+                        assert_eq!(home.data_source, ds, "{id} in {node_sql}");
+                        assert!(
+                            home.sql.text().contains(&format!("`{table}`")),
+                            "{id} in {node_sql}"
+                        );
+                        seen.push(id);
+                    }
+                }
+            }
+            seen.sort_unstable();
+            assert_eq!(seen, ids, "every id once: {sql}");
+        }
+    }
+
+    #[test]
+    fn in_lists_that_do_not_bound_every_row_go_whole() {
+        let list = (0..100)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let statements = [
+            // Rows may match the other side of the OR, or the NOT.
+            format!("SELECT name FROM users WHERE user_id IN ({list}) OR name = 'x'"),
+            format!("SELECT name FROM users WHERE NOT (user_id IN ({list}))"),
+            format!("SELECT name FROM users WHERE user_id NOT IN ({list}) AND name = 'x'"),
+            // Rows move: the guard reads them by the whole condition.
+            format!("UPDATE users SET user_id = user_id + 1 WHERE user_id IN ({list})"),
+        ];
+        for sql in &statements {
+            for (_, node_sql) in node_statements_in(&MARIADB, sql, &[]) {
+                for (_, node_ids) in lists_by_table(&node_sql) {
+                    assert_eq!(node_ids, (0..100).collect::<Vec<_>>(), "{sql}");
+                }
+            }
+        }
+    }
+
+    /// A value of the database column reaches all of its data source's
+    /// tables: each of them gets that data source's values.
+    #[test]
+    fn a_database_columns_list_goes_to_its_data_sources_tables() {
+        let tenants = (0..80).map(|i| i.to_string()).collect::<Vec<_>>();
+        let sql = format!(
+            "SELECT * FROM message_records WHERE tenant_id IN ({})",
+            tenants.join(", ")
+        );
+        let mut by_source: BTreeMap<String, String> = BTreeMap::new();
+        for (ds, node_sql) in node_statements_in(&MARIADB, &sql, &[]) {
+            let list = &node_sql[node_sql.find("IN (").unwrap()..];
+            assert_eq!(by_source.entry(ds).or_insert_with(|| list.to_owned()), list);
+        }
+        let mut seen: Vec<&str> = by_source
+            .values()
+            .flat_map(|l| {
+                l.trim_start_matches("IN (")
+                    .trim_end_matches(')')
+                    .split(", ")
+            })
+            .collect();
+        seen.sort_unstable_by_key(|t| t.parse::<u32>().unwrap());
+        assert_eq!(seen, tenants, "each tenant on one data source");
+        assert_eq!(by_source.len(), 4);
+    }
+
+    /// The values of each run of `user_id = n` terms in a node statement,
+    /// by the physical `users_` table named last before it.
+    fn runs_by_table(sql: &str) -> Vec<(String, Vec<i64>)> {
+        sql.split("\"users_")
+            .skip(1)
+            .map(|part| {
+                let table = format!("users_{}", &part[..part.find('"').unwrap()]);
+                let values = part
+                    .split("user_id = ")
+                    .skip(1)
+                    .map(|v| {
+                        let digits = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+                        v[..digits].parse().unwrap()
+                    })
+                    .collect();
+                (table, values)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn long_runs_of_equalities_the_where_requires_are_split_by_node() {
+        let ids: Vec<i64> = (0..200).map(|i| i * 5 + 2).collect();
+        let run = |column: &str| {
+            ids.iter()
+                .map(|i| format!("{column} = {i}"))
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        };
+        let statements = [
+            format!("SELECT name FROM users WHERE {}", run("user_id")),
+            format!(
+                "SELECT name FROM users u WHERE (u.status = 1) AND ({}) ORDER BY name",
+                run("u.user_id")
+            ),
+            format!(
+                "DELETE FROM users WHERE ({})  AND  name = 'x'",
+                run("user_id")
+            ),
+        ];
+        for sql in &statements {
+            let mut seen = Vec::new();
+            for (ds, node_sql) in node_statements_in(&MARIADB, sql, &[]) {
+                for (table, node_ids) in runs_by_table(&node_sql) {
+                    for id in node_ids {
+                        let point = format!("SELECT * FROM users WHERE user_id = {id}");
+                        let Route::One(home) = route(&point, &[]).unwrap() else {
+                            panic!("{point} is not routed to one node");
+                        };
+                        assert_eq!(home.data_source, ds, "{id} in {node_sql:.200}");
+                        assert!(home.sql.text().contains(&format!("`{table}`")));
+                        seen.push(id);
+                    }
+                }
+            }
+            seen.sort_unstable();
+            assert_eq!(seen, ids, "every id once: {sql:.100}");
+        }
+        // Not every term the column's equality: a row may match another.
+        let whole = [
+            format!(
+                "SELECT name FROM users WHERE {} OR name = 'x'",
+                run("user_id")
+            ),
+            format!(
+                "SELECT name FROM users WHERE {} OR user_id IN (3)",
+                run("user_id")
+            ),
+            format!(
+                "SELECT name FROM users WHERE {} OR status = 3",
+                run("user_id")
+            ),
+            format!("SELECT name FROM users WHERE NOT ({})", run("user_id")),
+        ];
+        for sql in &whole {
+            for (_, node_sql) in node_statements_in(&MARIADB, sql, &[]) {
+                for (_, node_ids) in runs_by_table(&node_sql) {
+                    assert_eq!(node_ids, ids, "{sql:.100}");
+                }
+            }
         }
     }
 }

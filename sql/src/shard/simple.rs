@@ -107,6 +107,7 @@ pub fn point_select(sql: &str, rules: &ShardingRules) -> Option<ShardedStatement
         scatter: None,
         sharding_joins: Vec::new(),
         returning: false,
+        split_list: None,
     })
 }
 
