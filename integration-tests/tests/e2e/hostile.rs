@@ -79,19 +79,20 @@ const TABLES_PER_NODE: u32 = 4;
 /// Probe 1: the OR chains' lengths.
 const OR_CHAINS: [usize; 2] = [1_000, 50_000];
 /// Probe 1: the proxy's peak-RSS growth allowed for the longer chain,
-/// times the statement's size. Measured 4.7 x here (5 x in a release
-/// build, 200,000 terms) with the run's tokens left out of the session's
-/// (`lex::statement_tokens`); 17.8 x when they were kept, 128 x before
-/// runs of equalities were cut before the parse.
-const OR_CHAIN_BOUND_FACTOR: u64 = 12;
+/// times the statement's size. Measured 2.4 x here (3.7 x in a release
+/// build for 1,000,000 terms, 19 MiB) with the run's tokens left out of
+/// the session's and its values held as their text; 17.8 x before, 128 x
+/// before runs of equalities were cut before the parse.
+const OR_CHAIN_BOUND_FACTOR: u64 = 8;
 /// Probe 9: the INSERT's rows, and the first row's `user_id`.
 const INSERT_ROWS: u64 = 20_000;
 const INSERT_FIRST_ID: u64 = 1_000_001;
 /// Probe 9: the proxy's peak-RSS growth allowed, times the statement's
-/// size. Measured 7.6 x here (10 x in a release build, 100,000 rows)
-/// with the rows' tokens left out of the session's; 15.8 x when they were
-/// kept, 90 x before rows after the first were cut before the parse.
-const INSERT_BOUND_FACTOR: u64 = 16;
+/// size. Measured 4.8 x here (4.9 x in a release build for 1,000,000
+/// rows, 21 MiB) with the rows' tokens left out of the session's and
+/// only their sharding values kept, in one vector; 15.8 x before, 90 x
+/// before rows after the first were cut before the parse.
+const INSERT_BOUND_FACTOR: u64 = 10;
 /// Probe 10: the fanned-out UPDATE's string literal, in MiB.
 const FANOUT_UPDATE_MIB: usize = 20;
 /// Probe 10: the proxy's peak-RSS growth allowed, times the statement's
@@ -104,12 +105,12 @@ const ARITH_TERMS: usize = 20_000;
 /// Probe 6: the `IN (...)` list's values.
 const IN_LIST_VALUES: u64 = 200_000;
 /// Probe 6: the proxy's peak-RSS growth allowed, times the statement's size.
-/// Measured 8.6 x (+12 MiB for 1.42 MiB; 10.7 x in a release build for
-/// 1,000,000 values) with the list's tokens left out of the session's and
-/// its node sets merged as they are routed: each value still costs a
-/// `Val` and a `ShardValue` (some 80 bytes with their vectors' slack).
-/// 25.6 x before that; 111 x before long lists were cut before the parse.
-const IN_LIST_BOUND_FACTOR: u64 = 16;
+/// Measured 2.1 x here (5.8 x on a fresh release proxy, whose fixed costs
+/// weigh more; 3.7 x for 2,700,000 values, 22 MiB) with the list's tokens
+/// left out of the session's and its values held as their text, one per
+/// set of nodes; 25.6 x before, 111 x before long lists were cut before
+/// the parse.
+const IN_LIST_BOUND_FACTOR: u64 = 10;
 /// Probe 7: the string literal of the first large statement, in MiB.
 const LITERAL_MIB: usize = 5;
 /// Probe 7: the terms of the second large statement's OR chain.

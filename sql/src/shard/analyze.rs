@@ -96,15 +96,12 @@ pub struct SelectShape {
     pub compound: bool,
 }
 
-/// One row of an INSERT ... VALUES: its text range and its values.
+/// One row of an INSERT ... VALUES: its text range (its values are the
+/// shape's, [`InsertShape::row_values`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InsertRow {
     pub start: usize,
     pub end: usize,
-    /// The value of each listed column that routing reads (see
-    /// [`RoutedValues`]): Some for a literal or `?`, None for an
-    /// expression the proxy does not evaluate or a value it does not keep.
-    pub values: Vec<Option<Val>>,
 }
 
 /// Which values of an INSERT's rows the analysis keeps: those of its
@@ -116,16 +113,18 @@ pub struct InsertRow {
 pub(crate) struct RoutedValues {
     /// By listed column; None: every column.
     read: Option<Vec<bool>>,
-    /// How many leading values a row keeps (past the last one read, none).
+    /// How many leading values each row keeps: up to the last one read.
     width: usize,
 }
 
 impl RoutedValues {
-    fn of(rules: &ShardingRules, table: &str, columns: &[String]) -> Self {
+    /// For `columns` of `table`; `first_row` values in the first row (the
+    /// width of rows when no columns are listed).
+    fn of(rules: &ShardingRules, table: &str, columns: &[String], first_row: usize) -> Self {
         if columns.is_empty() {
             return RoutedValues {
                 read: None,
-                width: usize::MAX,
+                width: first_row,
             };
         }
         let sharding = rules.sharding_columns(table);
@@ -146,13 +145,18 @@ impl RoutedValues {
             .is_none_or(|read| read.get(column).copied().unwrap_or(false))
     }
 
-    /// A row's kept values, each read by `value`.
-    fn values<T>(&self, row: &[T], value: impl Fn(&T) -> Option<Val>) -> Vec<Option<Val>> {
-        row.iter()
-            .take(self.width)
-            .enumerate()
-            .map(|(i, v)| if self.reads(i) { value(v) } else { None })
-            .collect()
+    /// Appends a row's kept values to `out`, each read by `value`: exactly
+    /// `width` of them, None past the row's end.
+    fn push_row<T>(
+        &self,
+        out: &mut Vec<Option<Val>>,
+        row: &[T],
+        value: impl Fn(&T) -> Option<Val>,
+    ) {
+        out.extend((0..self.width).map(|i| match row.get(i) {
+            Some(v) if self.reads(i) => value(v),
+            _ => None,
+        }));
     }
 }
 
@@ -164,6 +168,11 @@ pub struct InsertShape {
     /// Byte offset just after the last listed column (inside the parentheses).
     pub columns_end: Option<usize>,
     pub rows: Vec<InsertRow>,
+    /// The values of the rows that routing reads ([`RoutedValues`]), the
+    /// same number for each row, row after row: one vector for them all,
+    /// not one per row (each a heap block of its own).
+    values: Vec<Option<Val>>,
+    row_width: usize,
     /// ON DUPLICATE KEY UPDATE assigns a sharding column.
     pub updates_sharding_column: bool,
     /// `INSERT ... SET col = value, ...`: one row, its assignments as the row.
@@ -171,6 +180,18 @@ pub struct InsertShape {
     /// No column list: `columns` is the table's own order, filled in by the
     /// session from the table's definition before planning.
     pub implicit_columns: bool,
+}
+
+impl InsertShape {
+    /// Row `i`'s kept values, by listed column: Some for a literal or `?`,
+    /// None for an expression the proxy does not evaluate or a value it
+    /// does not keep (those of columns that do not route).
+    pub fn row_values(&self, i: usize) -> &[Option<Val>] {
+        let start = i.saturating_mul(self.row_width);
+        self.values
+            .get(start..start.saturating_add(self.row_width))
+            .unwrap_or(&[])
+    }
 }
 
 /// The analysis of a statement that names sharded or broadcast tables.
@@ -240,10 +261,12 @@ impl ShardedStatement {
             }
         };
         self.condition.for_each_value(&mut |v| text(v));
-        for row in self.insert.iter_mut().flat_map(|i| i.rows.iter_mut()) {
-            for v in row.values.iter_mut().flatten() {
-                text(v);
-            }
+        for v in self
+            .insert
+            .iter_mut()
+            .flat_map(|i| i.values.iter_mut().flatten())
+        {
+            text(v);
         }
     }
 }
@@ -1137,15 +1160,20 @@ impl Analyzer<'_> {
     }
 
     /// The rows [`Condensed`] cut after the row that ends at `end`, read
-    /// from the statement's text: each value as [`Analyzer::value`] reads
-    /// it from the parse.
-    fn cut_rows(&self, end: usize, ph: &[Placeholder], kept: &RoutedValues) -> Vec<InsertRow> {
+    /// from the statement's text, their kept values appended to `values`:
+    /// each value as [`Analyzer::value`] reads it from the parse.
+    fn cut_rows(
+        &self,
+        end: usize,
+        ph: &[Placeholder],
+        kept: &RoutedValues,
+        values: &mut Vec<Option<Val>>,
+    ) -> Vec<InsertRow> {
         let Some(range) = self.condensed.cut_rows(end) else {
             return Vec::new();
         };
         let mut rows = Vec::new();
-        let (mut row_start, mut values, mut minus) = (0, Vec::new(), false);
-        let mut column = 0;
+        let (mut row_start, mut column, mut minus) = (0, 0, false);
         for t in Lexer::new(&self.sql[range.clone()]) {
             let (start, end) = (range.start + t.start, range.start + t.end);
             let value = match t.token {
@@ -1154,11 +1182,11 @@ impl Analyzer<'_> {
                     continue;
                 }
                 Token::Punct(b')') => {
-                    let row_values = Vec::with_capacity(values.len());
+                    // A short row's missing values, as `push_row` leaves them.
+                    values.extend((column..kept.width).map(|_| None));
                     rows.push(InsertRow {
                         start: row_start,
                         end,
-                        values: std::mem::replace(&mut values, row_values),
                     });
                     column = 0;
                     continue;
@@ -1168,12 +1196,12 @@ impl Analyzer<'_> {
                     minus = true;
                     continue;
                 }
-                _ if !kept.reads(column) => {
-                    column += 1;
-                    minus = false;
-                    if column <= kept.width {
+                _ if column >= kept.width || !kept.reads(column) => {
+                    if column < kept.width {
                         values.push(None);
                     }
+                    column += 1;
+                    minus = false;
                     continue;
                 }
                 Token::Punct(b'?') => parameter_at(ph, start),
@@ -1415,11 +1443,16 @@ impl Analyzer<'_> {
         let Some(source) = &ins.source else {
             return self.insert_set_shape(ins, ph, &table);
         };
-        let kept = RoutedValues::of(self.rules, &self.logical_name(&table), &columns);
+        let first_row = match source.body.as_ref() {
+            SetExpr::Values(values) => values.rows.first().map_or(0, |row| row.len()),
+            _ => 0,
+        };
+        let kept = RoutedValues::of(self.rules, &self.logical_name(&table), &columns, first_row);
         let SetExpr::Values(values) = source.body.as_ref() else {
             return Err(unsupported("INSERT ... SELECT"));
         };
         let mut rows = Vec::with_capacity(values.rows.len());
+        let mut kept_values = Vec::new();
         for row in &values.rows {
             let (Some(first), Some(last)) = (row.first(), row.last()) else {
                 return Err(unsupported("an empty VALUES row"));
@@ -1435,18 +1468,17 @@ impl Analyzer<'_> {
             let end = self.sql[last_end..]
                 .find(')')
                 .map_or(last_end, |p| last_end + p + 1);
-            rows.push(InsertRow {
-                start,
-                end,
-                values: kept.values(row, |v| self.value(v, ph)),
-            });
-            rows.extend(self.cut_rows(end, ph, &kept));
+            rows.push(InsertRow { start, end });
+            kept.push_row(&mut kept_values, row, |v| self.value(v, ph));
+            rows.extend(self.cut_rows(end, ph, &kept, &mut kept_values));
         }
         Ok(InsertShape {
             implicit_columns: columns.is_empty(),
             columns,
             columns_end,
             rows,
+            values: kept_values,
+            row_width: kept.width,
             updates_sharding_column: updates_sharding_column(self, ins),
             set_form: false,
         })
@@ -1485,15 +1517,13 @@ impl Analyzer<'_> {
                 })
                 .collect(),
             columns_end: None,
-            rows: vec![InsertRow {
-                start,
-                end,
-                values: ins
-                    .assignments
-                    .iter()
-                    .map(|a| self.value(&a.value, ph))
-                    .collect(),
-            }],
+            rows: vec![InsertRow { start, end }],
+            values: ins
+                .assignments
+                .iter()
+                .map(|a| self.value(&a.value, ph))
+                .collect(),
+            row_width: ins.assignments.len(),
             updates_sharding_column: updates_sharding_column(self, ins),
             set_form: true,
             implicit_columns: false,
@@ -1632,7 +1662,12 @@ mod tests {
         let config = Config::from_toml_str(include_str!("../../../examples/wework.toml")).unwrap();
         let rules = ShardingRules::new(&config).unwrap();
         let rows_of = |sql: &str| match analyze(sql, &MARIADB, &rules, "wework") {
-            Ok(Analysis::Sharded(st)) => st.insert.unwrap().rows,
+            Ok(Analysis::Sharded(st)) => {
+                let shape = st.insert.unwrap();
+                (0..shape.rows.len())
+                    .map(|i| shape.row_values(i).to_vec())
+                    .collect::<Vec<_>>()
+            }
             other => panic!("{other:?}"),
         };
         let int = |i: i64| Some(Val::Lit(ShardValue::Int(i)));
@@ -1643,13 +1678,13 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join(", ");
             let sql = format!("INSERT INTO users (name, user_id, email) VALUES {rows}");
-            let values: Vec<_> = rows_of(&sql).into_iter().map(|r| r.values).collect();
+            let values = rows_of(&sql);
             let expected: Vec<_> = (0..n).map(|i| vec![None, int(i)]).collect();
             assert_eq!(values, expected, "{n} rows");
         }
         let rows = rows_of("INSERT INTO users VALUES (7, 'n', 'e')");
         assert_eq!(
-            rows[0].values,
+            rows[0],
             vec![
                 int(7),
                 Some(Val::Lit(ShardValue::Text("n".into()))),
@@ -1660,7 +1695,7 @@ mod tests {
             "INSERT INTO message_records (id, tenant_id, created_at) VALUES (1, 't', '2024-03-01')",
         );
         assert_eq!(
-            rows[0].values,
+            rows[0],
             vec![
                 None,
                 Some(Val::Lit(ShardValue::Text("t".into()))),

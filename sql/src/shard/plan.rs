@@ -927,7 +927,7 @@ fn plan_insert<'s>(
     };
     let sharding = ctx.rules.sharding_columns(table);
     let mut by_node: BTreeMap<DataNode, Vec<usize>> = BTreeMap::new();
-    for (i, row) in shape.rows.iter().enumerate() {
+    for (i, _) in shape.rows.iter().enumerate() {
         let mut values: Vec<(&str, ShardValue)> = Vec::new();
         for column in &sharding {
             if key_column.is_some_and(|k| k.eq_ignore_ascii_case(column)) {
@@ -941,7 +941,7 @@ fn plan_insert<'s>(
             else {
                 continue;
             };
-            let value = match row.values.get(pos).and_then(Option::as_ref) {
+            let value = match shape.row_values(i).get(pos).and_then(Option::as_ref) {
                 Some(val) => stored(val, params, ctx.kinds.of(column))?.ok_or_else(|| {
                     PlanError::NotSupported(format!("a parameter of the INSERT into {table} has no value"))
                 })?,
