@@ -53,7 +53,7 @@ use shardgate_integration_tests::binary::{
     scratch_dir, shardgate_binary, write_child_config, ProxyProcess,
 };
 use shardgate_integration_tests::raw_mysql::{
-    query_payload, RawConn, Reply, COM_STMT_EXECUTE, COM_STMT_FETCH,
+    query_payload, Prepared, RawConn, Reply, COM_STMT_EXECUTE, COM_STMT_FETCH,
 };
 use shardgate_integration_tests::{
     data_source_endpoint, proxy_endpoint, sandbox, sandbox_ready, say, test_config, Endpoint,
@@ -576,7 +576,8 @@ async fn probe_insert(ctx: &mut Ctx) -> Result<String, String> {
 
 /// Probe 2: `WHERE user_id = 5 + a - a + b - b ...` of [`ARITH_TERMS`]
 /// terms (its value computed here), whole (`cut` false: the right row or a
-/// clean error) or ending in `+ (` (an error).
+/// clean error) or ending in `+ (` (MariaDB's syntax error, its code and
+/// message, as text and prepared).
 async fn probe_arith_chain(ctx: &Ctx, cut: bool) -> Result<String, String> {
     let mut expr = String::from("5");
     let mut value: i64 = 5;
@@ -613,6 +614,33 @@ async fn probe_arith_chain(ctx: &Ctx, cut: bool) -> Result<String, String> {
         _ => summary,
     };
     let value = u64::try_from(value).map_err(|_| format!("a negative chain: {summary}"))?;
+    if cut {
+        // MariaDB's own syntax error (see `session/syntax.rs`), as text
+        // and as a prepared statement.
+        let prepared = |r: Result<Prepared, Reply>| r.err().unwrap_or(Reply::Ok);
+        let sharded_prepare = prepared(c.prepare(&sql(SHARDED)).await?);
+        let direct_prepare = prepared(ctx.direct_conn().await?.prepare(&sql(PLAIN)).await?);
+        let same = |a: &Reply, b: &Reply| match (a, b) {
+            (
+                Reply::Err {
+                    code: x,
+                    message: m,
+                    ..
+                },
+                Reply::Err {
+                    code: y,
+                    message: n,
+                    ..
+                },
+            ) => x == y && m == n,
+            _ => false,
+        };
+        if !same(&sharded, &direct) || !same(&sharded_prepare, &direct_prepare) {
+            return Err(format!(
+                "not MariaDB's syntax error: {summary}; prepared: {sharded_prepare} vs MariaDB's {direct_prepare}"
+            ));
+        }
+    }
     match (&sharded, cut) {
         (Reply::Err { .. }, _) => Ok(summary),
         (Reply::ResultSet { .. }, false) if sharded.text_rows().ok() == Some(rows_of([value])) => {

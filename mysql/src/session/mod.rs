@@ -15,6 +15,7 @@ mod prepared;
 mod reads;
 mod sharded;
 mod state;
+mod syntax;
 mod user_vars;
 
 use std::borrow::Cow;
@@ -62,7 +63,7 @@ use shardgate_sql::dialect::MARIADB;
 use shardgate_sql::label::statement_label;
 use shardgate_sql::lex::{statement_tokens, Spanned};
 use shardgate_sql::reads::writes_lexed;
-use shardgate_sql::shard::analyze::{Analysis, ShardedStatement};
+use shardgate_sql::shard::analyze::{Analysis, AnalyzeError, ShardedStatement};
 use shardgate_sql::shard::labels::{analyze_labelled, analyze_labelled_lexed};
 use shardgate_sql::shard::plan::{check_supported, prepare_target, single_node, PlanContext};
 use shardgate_sql::statements::{self, Piece};
@@ -329,6 +330,10 @@ enum Failure {
     /// A pause that began after the statement passed the pause gate holds a
     /// table it writes; nothing of it ran: it goes back to the gate.
     Requeue,
+    /// The analysis could not parse a statement on sharded tables: its
+    /// refusal, which stands unless MariaDB finds a syntax error in it
+    /// (`Session::unparsable`, see `syntax.rs`).
+    Unparsable(ProxyError),
 }
 
 impl From<BackendError> for Failure {
@@ -430,7 +435,7 @@ impl Session {
             match flow {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Quit) | Err(Failure::ClientGone) => return,
-                Err(Failure::Reply(err) | Failure::Lost { err, .. }) => {
+                Err(Failure::Reply(err) | Failure::Lost { err, .. } | Failure::Unparsable(err)) => {
                     let reply = err.to_client();
                     debug!(code = reply.code, "statement failed: {}", err.message);
                     self.shared.metrics.error(err.metric_label());
@@ -856,7 +861,13 @@ impl Session {
                 let lexed =
                     (other_dbs.is_none() && matches!(logical, Cow::Borrowed(_))).then_some(tokens);
                 let text = other_dbs.as_deref().unwrap_or(&logical);
-                if let (Analysis::Sharded(st), text) = self.analyze_from(text, lexed)? {
+                let analyzed = match self.analyze_from(text, lexed) {
+                    Err(Failure::Unparsable(refusal)) => {
+                        return Err(self.unparsable(sql, refusal).await)
+                    }
+                    analyzed => analyzed?,
+                };
+                if let (Analysis::Sharded(st), text) = analyzed {
                     self.note_writes(&st)?;
                     return self.run_sharded(&st, &text, &[], None).await;
                 }
@@ -1122,8 +1133,13 @@ impl Session {
             Some(tokens) => analyze_labelled_lexed(sql, tokens, &MARIADB, rules, db),
             None => analyze_labelled(sql, &MARIADB, rules, db),
         };
-        let (mut analysis, sql) = analyzed
-            .map_err(|e| Failure::Reply(ProxyError::new(ErrorKind::NotSupported, e.to_string())))?;
+        let (mut analysis, sql) = analyzed.map_err(|e| {
+            let refusal = ProxyError::new(ErrorKind::NotSupported, e.to_string());
+            match e {
+                AnalyzeError::Unparsable { .. } => Failure::Unparsable(refusal),
+                AnalyzeError::Unsupported(_) => Failure::Reply(refusal),
+            }
+        })?;
         if let (Analysis::Sharded(st), false) = (&mut analysis, sql.is_ascii()) {
             // Values in the client's bytes are read in its character set.
             st.map_text_values(|v| value_text(v, self.charset).into_owned());
@@ -1187,7 +1203,13 @@ impl Session {
             .metadata
             .physical_qualifiers(&text, Some(&self.db.name));
         let text: &str = other_dbs.as_deref().unwrap_or(&text);
-        let sharded = match self.analyze(text)? {
+        let analyzed = match self.analyze(text) {
+            Err(Failure::Unparsable(refusal)) => {
+                return Err(self.unparsable(&payload[1..], refusal).await)
+            }
+            analyzed => analyzed?,
+        };
+        let sharded = match analyzed {
             (Analysis::Sharded(st), text) => Some(ShardedPrepared::new(
                 Arc::<ShardedStatement>::from(st),
                 Arc::from(text.as_ref()),
