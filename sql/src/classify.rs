@@ -100,27 +100,18 @@ pub fn classify(dialect: &dyn Dialect, sql: &str) -> Classified {
 /// [`classify`] from the tokens of `sql`, lexed once for every reader of
 /// the statement.
 pub fn classify_lexed(dialect: &dyn Dialect, sql: &str, tokens: &[Spanned<'_>]) -> Classified {
-    let mut statements = Vec::new();
-    let mut current = Vec::new();
-    for &s in tokens {
-        if s.token == Token::Punct(b';') {
-            if !current.is_empty() {
-                statements.push(std::mem::take(&mut current));
-            }
-        } else {
-            current.push(s);
-        }
-    }
-    if !current.is_empty() {
-        statements.push(current);
-    }
+    // Slices, not copies: a statement may have hundreds of thousands of tokens.
+    let statements: Vec<&[Spanned<'_>]> = tokens
+        .split(|s| s.token == Token::Punct(b';'))
+        .filter(|statement| !statement.is_empty())
+        .collect();
     let mut out = Classified::default();
     for tokens in &statements {
         scan_functions(tokens, &mut out);
         scan_assigned_vars(tokens, &mut out.assigned_vars);
         out.commits_implicitly |= commits_implicitly(tokens);
     }
-    out.reads_metadata = reads_metadata(statements.iter().flatten());
+    out.reads_metadata = reads_metadata(statements.iter().flat_map(|s| s.iter()));
     match statements.as_slice() {
         [] => {}
         [only] => {

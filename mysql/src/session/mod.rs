@@ -1137,7 +1137,9 @@ impl Session {
             let refusal = ProxyError::new(ErrorKind::NotSupported, e.to_string());
             match e {
                 AnalyzeError::Unparsable { .. } => Failure::Unparsable(refusal),
-                AnalyzeError::Unsupported(_) => Failure::Reply(refusal),
+                AnalyzeError::Unsupported(_) | AnalyzeError::TooLarge { .. } => {
+                    Failure::Reply(refusal)
+                }
             }
         })?;
         if let (Analysis::Sharded(st), false) = (&mut analysis, sql.is_ascii()) {

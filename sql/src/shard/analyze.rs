@@ -305,7 +305,16 @@ pub enum AnalyzeError {
     Unparsable { tables: String, reason: String },
     #[error("{0}")]
     Unsupported(String),
+    #[error("ShardGate does not analyse statements on sharded table(s) {tables} of more than {MAX_PARSED_TOKENS} tokens (this one has {tokens}; the items of long IN lists of integers and of runs of `OR column = integer`, and INSERT rows of plain values, are not counted): send it as several smaller statements")]
+    TooLarge { tables: String, tokens: usize },
 }
+
+/// The most tokens of a statement on sharded tables that the analysis
+/// parses, not counting what `condensed` cuts. sqlparser's tokens and tree
+/// take some 600 bytes per token (an INSERT of 50,000 rows of
+/// `(n, CONCAT('n', n))`, 1.5 MiB, took 321 MiB): at this bound, some
+/// 60 MiB for one statement.
+pub const MAX_PARSED_TOKENS: usize = 100_000;
 
 /// Analyses `sql`, written in `dialect`, against the rules.
 pub fn analyze(
@@ -338,10 +347,9 @@ fn analyze_from(
     let (named, token_count) = match tokens {
         Some(tokens) => (named_tables(tokens.iter().copied(), rules), tokens.len()),
         None => {
-            // Counted in the one pass that finds the tables.
-            let mut count = 0;
-            let named = named_tables(Lexer::new(sql).inspect(|_| count += 1), rules);
-            (named, count)
+            // Those the parse reads (`condensed` cuts the rest).
+            let tokens = crate::lex::statement_tokens(sql);
+            (named_tables(tokens.iter().copied(), rules), tokens.len())
         }
     };
     if named.is_empty() {
@@ -349,6 +357,9 @@ fn analyze_from(
     }
     if let Some(st) = super::simple::point_select(sql, rules) {
         return Ok(Analysis::Sharded(Box::new(st)));
+    }
+    if token_count > MAX_PARSED_TOKENS {
+        return Err(too_large(&named, token_count));
     }
     with_stack_for(token_count, || {
         parsed(sql, tokens, dialect, rules, logical_db, &named)
@@ -408,11 +419,26 @@ fn parsed(
         // The caller's tokens leave out what the condensed text does
         // (`lex::statement_tokens`): the whole text's tree may be deeper.
         let count = Lexer::new(&parsable).count();
+        if count > MAX_PARSED_TOKENS {
+            // The condensed parse's error stands (a syntax error's place
+            // is still found, by the data source: see the MySQL session).
+            return match analysis {
+                Err(e) => Err(e),
+                Ok(_) => Err(too_large(named, count)),
+            };
+        }
         return with_stack_for(count, || {
             analyzed(sql, &whole, tokens, dialect, rules, logical_db, named)
         });
     }
     analysis
+}
+
+fn too_large(named: &BTreeSet<String>, tokens: usize) -> AnalyzeError {
+    AnalyzeError::TooLarge {
+        tables: named.iter().cloned().collect::<Vec<_>>().join(", "),
+        tokens,
+    }
 }
 
 /// [`parsed`] from the parse of `condensed` (`sql` as sqlparser reads it).
@@ -1653,6 +1679,59 @@ mod tests {
             }
             other => other,
         })
+    }
+
+    /// Past `MAX_PARSED_TOKENS` tokens (what `condensed` cuts aside) a
+    /// statement on sharded tables is refused before the parse; long
+    /// lists and plain rows do not count.
+    #[test]
+    fn statements_of_too_many_parsed_tokens_are_refused() {
+        let config = Config::from_toml_str(include_str!("../../../examples/wework.toml")).unwrap();
+        let rules = ShardingRules::new(&config).unwrap();
+        let rows = |n: usize, row: &dyn Fn(usize) -> String| {
+            (0..n).map(row).collect::<Vec<_>>().join(", ")
+        };
+        // 11 tokens a row.
+        let computed = |n| {
+            format!(
+                "INSERT INTO users (user_id, name) VALUES {}",
+                rows(n, &|i| format!("({i}, CONCAT('n', {i}))"))
+            )
+        };
+        let refused = analyze(&computed(10_000), &MARIADB, &rules, "wework");
+        assert!(
+            matches!(refused, Err(AnalyzeError::TooLarge { tokens, .. }) if tokens > MAX_PARSED_TOKENS),
+            "{refused:?}"
+        );
+        assert!(refused
+            .unwrap_err()
+            .to_string()
+            .contains("smaller statements"));
+        assert!(analyze(&computed(8_000), &MARIADB, &rules, "wework").is_ok());
+        let plain = format!(
+            "INSERT INTO users (user_id, name) VALUES {}",
+            rows(200_000, &|i| format!("({i}, 'n{i}')"))
+        );
+        let list = format!(
+            "SELECT * FROM users WHERE user_id IN ({})",
+            rows(300_000, &|i| i.to_string())
+        );
+        for sql in [plain, list] {
+            assert!(
+                analyze(&sql, &MARIADB, &rules, "wework").is_ok(),
+                "{sql:.60}"
+            );
+        }
+        // Unsharded statements are not analysed: no bound.
+        assert_eq!(
+            analyze(
+                &computed(10_000).replace("users", "plain"),
+                &MARIADB,
+                &rules,
+                "wework"
+            ),
+            Ok(Analysis::Unsharded)
+        );
     }
 
     /// INSERT rows keep the values routing reads: their table's sharding
