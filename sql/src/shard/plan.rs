@@ -1714,7 +1714,7 @@ mod tests {
 
     /// The ids of each `IN (...)` in a node statement, by the physical
     /// `users_` table named last before it.
-    fn lists_by_table(sql: &str) -> Vec<(String, Vec<i64>)> {
+    fn lists_by_table(sql: &str) -> IdsByTable {
         let mut out = Vec::new();
         let mut rest = sql;
         while let Some(at) = rest.find("\"users_") {
@@ -1732,6 +1732,31 @@ mod tests {
         out
     }
 
+    /// The ids a node statement names, by physical table.
+    type IdsByTable = Vec<(String, Vec<i64>)>;
+
+    /// Each of `ids` is in exactly one node statement of `sql` (read by
+    /// `by_table`), the one at the node its point read goes to.
+    fn assert_each_id_once_at_its_node(sql: &str, ids: &[i64], by_table: fn(&str) -> IdsByTable) {
+        let mut seen = Vec::new();
+        for (ds, node_sql) in node_statements_in(&MARIADB, sql, &[]) {
+            for (table, node_ids) in by_table(&node_sql) {
+                for id in node_ids {
+                    let point = format!("SELECT * FROM users WHERE user_id = {id}");
+                    let Route::One(home) = route(&point, &[]).unwrap() else {
+                        panic!("{point} is not routed to one node");
+                    };
+                    assert_eq!(home.data_source, ds, "{id} in {node_sql:.200}");
+                    let named = home.sql.text().contains(&format!("`{table}`"));
+                    assert!(named, "{id} in {node_sql:.200}");
+                    seen.push(id);
+                }
+            }
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, ids, "every id once: {sql:.100}");
+    }
+
     #[test]
     fn long_in_lists_the_where_requires_are_split_by_node() {
         let ids: Vec<i64> = (0..300).map(|i| i * 7 + 1).collect();
@@ -1747,25 +1772,7 @@ mod tests {
             format!("DELETE FROM users WHERE user_id IN ({list})"),
         ];
         for sql in &statements {
-            let mut seen = Vec::new();
-            for (ds, node_sql) in node_statements_in(&MARIADB, sql, &[]) {
-                for (table, node_ids) in lists_by_table(&node_sql) {
-                    for id in node_ids {
-                        let point = format!("SELECT * FROM users WHERE user_id = {id}");
-                        let Route::One(home) = route(&point, &[]).unwrap() else {
-                            panic!("{point} is not routed to one node");
-                        };
-                        assert_eq!(home.data_source, ds, "{id} in {node_sql}");
-                        assert!(
-                            home.sql.text().contains(&format!("`{table}`")),
-                            "{id} in {node_sql}"
-                        );
-                        seen.push(id);
-                    }
-                }
-            }
-            seen.sort_unstable();
-            assert_eq!(seen, ids, "every id once: {sql}");
+            assert_each_id_once_at_its_node(sql, &ids, lists_by_table);
         }
     }
 
@@ -1821,7 +1828,7 @@ mod tests {
 
     /// The values of each run of `user_id = n` terms in a node statement,
     /// by the physical `users_` table named last before it.
-    fn runs_by_table(sql: &str) -> Vec<(String, Vec<i64>)> {
+    fn runs_by_table(sql: &str) -> IdsByTable {
         sql.split("\"users_")
             .skip(1)
             .map(|part| {
@@ -1860,22 +1867,7 @@ mod tests {
             ),
         ];
         for sql in &statements {
-            let mut seen = Vec::new();
-            for (ds, node_sql) in node_statements_in(&MARIADB, sql, &[]) {
-                for (table, node_ids) in runs_by_table(&node_sql) {
-                    for id in node_ids {
-                        let point = format!("SELECT * FROM users WHERE user_id = {id}");
-                        let Route::One(home) = route(&point, &[]).unwrap() else {
-                            panic!("{point} is not routed to one node");
-                        };
-                        assert_eq!(home.data_source, ds, "{id} in {node_sql:.200}");
-                        assert!(home.sql.text().contains(&format!("`{table}`")));
-                        seen.push(id);
-                    }
-                }
-            }
-            seen.sort_unstable();
-            assert_eq!(seen, ids, "every id once: {sql:.100}");
+            assert_each_id_once_at_its_node(sql, &ids, runs_by_table);
         }
         // Not every term the column's equality: a row may match another.
         let whole = [
