@@ -1556,6 +1556,16 @@ impl Session {
         answer: Answer,
     ) -> Result<Outcome, Failure> {
         conn.send_command(payload).await?;
+        self.forward_to_client(conn, kind, answer).await
+    }
+
+    /// Forwards the reply to the command just sent on `conn` to the client.
+    async fn forward_to_client(
+        &mut self,
+        conn: &mut PooledConn,
+        kind: ResponseKind,
+        answer: Answer,
+    ) -> Result<Outcome, Failure> {
         let fix = self.status_fix();
         let stream_end = self.reply_may_stream();
         let outcome = forward_reply(

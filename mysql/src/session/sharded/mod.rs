@@ -26,6 +26,7 @@ use shardgate_sql::shard::analyze::{ShardedStatement, StatementKind};
 use shardgate_sql::shard::node_sql::NodeSql;
 use shardgate_sql::shard::params::ParamValue;
 use shardgate_sql::shard::plan::{node_target, plan, PlanContext, Route, Target};
+use shardgate_sql::shard::rewrite::with_params_bound;
 use shardgate_sql::text::restore;
 
 mod fanout;
@@ -144,12 +145,12 @@ impl Session {
                     let node_sql: Arc<[u8]> = Arc::from(target.sql.to_bytes());
                     self.execute_on(&pool, node_sql, exec.packet).await
                 }
-                _ => {
-                    let params = if binary_rows { params } else { &[] };
-                    let mut payload = Vec::new();
-                    query_command(&target, params, &mut payload);
-                    self.query_on(&target.data_source, payload).await
+                _ if binary_rows && !params.is_empty() => {
+                    let bound = with_params_bound(&MARIADB, &target.sql.text(), params);
+                    self.query_on(&target.data_source, &NodeSql::from(bound))
+                        .await
                 }
+                _ => self.query_on(&target.data_source, &target.sql).await,
             },
             Route::Concat(targets) => self.concat(targets, params, execution).await,
             Route::Merge {
@@ -258,12 +259,14 @@ impl Session {
     }
 
     /// Runs one COM_QUERY `payload` on a data source, forwarding the reply.
-    async fn query_on(&mut self, data_source: &str, payload: Vec<u8>) -> Result<(), Failure> {
+    async fn query_on(&mut self, data_source: &str, sql: &NodeSql<'_>) -> Result<(), Failure> {
         let pool = self.pool_of(data_source)?;
         let classified = Classified::default();
         let mut conn = self.checkout_on(&pool, &classified).await?;
+        // Streamed when long: never built whole, as a fanned-out one's.
+        conn.send_node_command(COM_QUERY, sql).await?;
         let outcome = self
-            .run_on(&mut conn, &payload, ResponseKind::ResultSets, Answer::Plain)
+            .forward_to_client(&mut conn, ResponseKind::ResultSets, Answer::Plain)
             .await?;
         if let Outcome::Ok(_) = outcome {
             self.remember_user_vars(&mut conn).await?;
@@ -395,8 +398,7 @@ fn query_command(target: &Target<'_>, params: &[ParamValue], out: &mut Vec<u8>) 
     if params.is_empty() {
         target.sql.write_command(COM_QUERY, out);
     } else {
-        let bound =
-            shardgate_sql::shard::rewrite::with_params_bound(&MARIADB, &target.sql.text(), params);
+        let bound = with_params_bound(&MARIADB, &target.sql.text(), params);
         NodeSql::from(bound).write_command(COM_QUERY, out);
     }
 }
