@@ -361,16 +361,47 @@ fn node_sql<'s>(
     split: Option<&SplitItems>,
 ) -> NodeSql<'s> {
     let physical = layout.names(position);
-    let mut edits: Vec<(usize, usize, String)> = st
+    let names = st
         .replacements
         .iter()
-        .map(|r| (r.start, r.end, layout.dialect.quoted(&physical(&r.table))))
-        .collect();
-    if let Some(edit) = split.and_then(|s| s.edit(position)) {
-        edits.push(edit);
-        edits.sort_by_key(|e| (e.0, e.1));
+        .map(|r| (r.start, r.end, layout.dialect.quoted(&physical(&r.table))));
+    match split.and_then(|s| s.edit(position)) {
+        None => NodeSql::spliced(sql, names),
+        Some(edit) => {
+            let mut edits: Vec<_> = names.collect();
+            let at = edits.partition_point(|e| (e.0, e.1) <= (edit.0, edit.1));
+            edits.insert(at, edit);
+            NodeSql::spliced(sql, edits)
+        }
     }
-    NodeSql::spliced(sql, edits)
+}
+
+/// A cut list's integer as written and the node positions its value
+/// reaches (or why it routes nowhere); None: not a value its column compares.
+type RoutedItem<'s> = Option<(&'s str, Result<Vec<usize>, PlanError>)>;
+
+/// Each integer of a cut list of `column` (its `items`, in `sql`) as
+/// written, with the positions of `table`'s nodes its value reaches: None
+/// for the list when a value is not one the column compares; a value that
+/// does not route comes with its error.
+fn routed_cut_list<'s>(
+    sql: &'s str,
+    items: Range<usize>,
+    table: &'s str,
+    column: &str,
+    params: &'s [ParamValue],
+    ctx: &'s PlanContext<'s>,
+) -> Option<impl Iterator<Item = RoutedItem<'s>> + 's> {
+    let kind = ctx.kinds.of(column);
+    // One condition for them all, its value replaced: no name copied per value.
+    let mut one = Condition::Eq(column.to_owned(), ShardValue::Null);
+    Some(cut_numbers(sql.get(items)?).map(move |n| {
+        let value = compared(&number(n), params, kind)?;
+        if let Condition::Eq(_, v) = &mut one {
+            *v = value;
+        }
+        Some((n, reached(table, &one, ctx)))
+    }))
 }
 
 /// The items of a statement's [`SplitList`](super::analyze::SplitList)
@@ -406,17 +437,18 @@ impl SplitItems {
         for &n in nodes {
             *wanted.get_mut(n)? = true;
         }
-        let kind = ctx.kinds.of(&split.column);
         let mut by_position = vec![String::new(); width];
-        for n in cut_numbers(sql.get(split.items.clone())?) {
-            let value = compared(&number(n), params, kind)?;
-            let reached = reached(
-                &split.table,
-                &Condition::Eq(split.column.clone(), value),
-                ctx,
-            )
-            .ok()?;
-            for p in reached {
+        let values = routed_cut_list(
+            sql,
+            split.items.clone(),
+            &split.table,
+            &split.column,
+            params,
+            ctx,
+        )?;
+        for value in values {
+            let (n, reached) = value?;
+            for p in reached.ok()? {
                 if let (Some(true), Some(list)) = (wanted.get(p), by_position.get_mut(p)) {
                     if !list.is_empty() {
                         list.push_str(&split.separator);
@@ -550,21 +582,23 @@ impl Resolver<'_> {
     /// any that does not route, so that routing the list reports it);
     /// otherwise all of them.
     fn cut_list(&self, column: &str, items: Range<usize>) -> Option<Vec<ShardValue>> {
+        let sql = self.sql?;
         let kind = self.kinds.of(column);
+        let value = |n: &str| compared(&number(n), self.params, kind);
+        let Some((table, ctx)) = self.table else {
+            return cut_numbers(sql.get(items)?).map(value).collect();
+        };
         let mut values = Vec::new();
         let mut reached_sets: Vec<Vec<usize>> = Vec::new();
-        for n in cut_numbers(self.sql?.get(items)?) {
-            let value = compared(&number(n), self.params, kind)?;
-            if let Some((table, ctx)) = self.table {
-                let one = Condition::Eq(column.to_owned(), value.clone());
-                if let Ok(positions) = reached(table, &one, ctx) {
-                    if reached_sets.contains(&positions) {
-                        continue;
-                    }
-                    reached_sets.push(positions);
+        for routed in routed_cut_list(sql, items, table, column, self.params, ctx)? {
+            let (n, reached) = routed?;
+            if let Ok(positions) = reached {
+                if reached_sets.contains(&positions) {
+                    continue;
                 }
+                reached_sets.push(positions);
             }
-            values.push(value);
+            values.push(value(n)?);
         }
         Some(values)
     }
