@@ -226,16 +226,22 @@ impl<'a> Iterator for Lexer<'a> {
 /// that the rest does not show, and at some 40 bytes per token they cost
 /// many times the statement's size: a 200,000-item `IN` list took 20 MiB.
 pub fn statement_tokens(sql: &str) -> Vec<Spanned<'_>> {
-    let condensed = crate::shard::condensed::Condensed::of(sql);
-    let mut cuts = condensed.cut_items().peekable();
-    Lexer::new(sql)
-        .filter(|t| {
-            while cuts.peek().is_some_and(|cut| cut.end <= t.start) {
-                cuts.next();
-            }
-            !cuts.peek().is_some_and(|cut| cut.contains(&t.start))
-        })
-        .collect()
+    read_tokens(sql).collect()
+}
+
+/// [`statement_tokens`] as they are lexed, for a reader that needs them
+/// once.
+pub(crate) fn read_tokens(sql: &str) -> impl Iterator<Item = Spanned<'_>> {
+    let cuts: Vec<std::ops::Range<usize>> = crate::shard::condensed::Condensed::of(sql)
+        .cut_items()
+        .collect();
+    let mut cuts = cuts.into_iter().peekable();
+    Lexer::new(sql).filter(move |t| {
+        while cuts.peek().is_some_and(|cut| cut.end <= t.start) {
+            cuts.next();
+        }
+        !cuts.peek().is_some_and(|cut| cut.contains(&t.start))
+    })
 }
 
 /// The `qualifier.name` pairs of a statement's tokens (`db.t`,

@@ -347,9 +347,11 @@ fn analyze_from(
     let (named, token_count) = match tokens {
         Some(tokens) => (named_tables(tokens.iter().copied(), rules), tokens.len()),
         None => {
-            // Those the parse reads (`condensed` cuts the rest).
-            let tokens = crate::lex::statement_tokens(sql);
-            (named_tables(tokens.iter().copied(), rules), tokens.len())
+            // Those the parse reads (`condensed` cuts the rest), counted
+            // in the one pass that finds the tables.
+            let mut count = 0;
+            let named = named_tables(crate::lex::read_tokens(sql).inspect(|_| count += 1), rules);
+            (named, count)
         }
     };
     if named.is_empty() {
