@@ -861,13 +861,7 @@ impl Session {
                 let lexed =
                     (other_dbs.is_none() && matches!(logical, Cow::Borrowed(_))).then_some(tokens);
                 let text = other_dbs.as_deref().unwrap_or(&logical);
-                let analyzed = match self.analyze_from(text, lexed) {
-                    Err(Failure::Unparsable(refusal)) => {
-                        return Err(self.unparsable(sql, refusal).await)
-                    }
-                    analyzed => analyzed?,
-                };
-                if let (Analysis::Sharded(st), text) = analyzed {
+                if let (Analysis::Sharded(st), text) = self.analyze_sent(sql, text, lexed).await? {
                     self.note_writes(&st)?;
                     return self.run_sharded(&st, &text, &[], None).await;
                 }
@@ -1205,13 +1199,7 @@ impl Session {
             .metadata
             .physical_qualifiers(&text, Some(&self.db.name));
         let text: &str = other_dbs.as_deref().unwrap_or(&text);
-        let analyzed = match self.analyze(text) {
-            Err(Failure::Unparsable(refusal)) => {
-                return Err(self.unparsable(&payload[1..], refusal).await)
-            }
-            analyzed => analyzed?,
-        };
-        let sharded = match analyzed {
+        let sharded = match self.analyze_sent(&payload[1..], text, None).await? {
             (Analysis::Sharded(st), text) => Some(ShardedPrepared::new(
                 Arc::<ShardedStatement>::from(st),
                 Arc::from(text.as_ref()),

@@ -8,8 +8,12 @@
 //! error, as one unsharded server answers. A statement that prepares is
 //! closed at once.
 
+use std::borrow::Cow;
+
 use shardgate_core::error::{DbError, ProxyError};
 use shardgate_sql::classify::Classified;
+use shardgate_sql::lex::Spanned;
+use shardgate_sql::shard::analyze::Analysis;
 
 use super::{command_payload, Failure, Session};
 use crate::codes;
@@ -17,9 +21,24 @@ use crate::command::{COM_STMT_CLOSE, COM_STMT_PREPARE};
 use crate::response::{Outcome, ResponseKind};
 
 impl Session {
+    /// [`Session::analyze_from`] of `text`, the analysis text of `sent` (the
+    /// client's bytes); a statement it cannot parse is answered as
+    /// [`Session::unparsable`] says.
+    pub(super) async fn analyze_sent<'a>(
+        &mut self,
+        sent: &[u8],
+        text: &'a str,
+        tokens: Option<&[Spanned<'_>]>,
+    ) -> Result<(Analysis, Cow<'a, str>), Failure> {
+        match self.analyze_from(text, tokens) {
+            Err(Failure::Unparsable(refusal)) => Err(self.unparsable(sent, refusal).await),
+            analyzed => analyzed,
+        }
+    }
+
     /// The error for statement `sql` (the client's bytes) that the
     /// analysis could not parse: MariaDB's syntax error, or `refusal`.
-    pub(super) async fn unparsable(&mut self, sql: &[u8], refusal: ProxyError) -> Failure {
+    async fn unparsable(&mut self, sql: &[u8], refusal: ProxyError) -> Failure {
         match self.server_syntax_error(sql).await {
             Ok(Some(err)) => Failure::Reply(err),
             Ok(None) => Failure::Reply(refusal),
