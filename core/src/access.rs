@@ -11,7 +11,7 @@
 use shardgate_rules::config::UserConfig;
 use shardgate_sql::dialect::Dialect;
 use shardgate_sql::label::{first_word, statement_label};
-use shardgate_sql::lex::{qualified_names, Spanned, Token};
+use shardgate_sql::lex::{qualified_names, Token, Tokens};
 use shardgate_sql::reads::writes_lexed;
 
 use crate::error::{ErrorKind, ProxyError};
@@ -75,7 +75,7 @@ impl UserAccess {
     pub fn check_tables<'n>(
         &self,
         sql: &str,
-        tokens: &[Spanned<'_>],
+        tokens: Tokens<'_, '_>,
         database_of: impl Fn(&str) -> Option<&'n str>,
     ) -> Result<(), ProxyError> {
         if !self.is_restricted() {
@@ -95,10 +95,9 @@ impl UserAccess {
             }
         }
         if tokens.first().is_some_and(|t| t.token.is_word("SHOW")) {
-            for pair in tokens.windows(2) {
-                let from = pair[0].token.is_word("FROM") || pair[0].token.is_word("IN");
-                if let (true, Token::Word(name) | Token::QuotedIdent(name)) = (from, pair[1].token)
-                {
+            for (before, t) in tokens.iter().zip(tokens.iter().skip(1)) {
+                let from = before.token.is_word("FROM") || before.token.is_word("IN");
+                if let (true, Token::Word(name) | Token::QuotedIdent(name)) = (from, t.token) {
                     if let Some(db) = database_of(name) {
                         self.check_database(db)?;
                     }
@@ -114,7 +113,7 @@ impl UserAccess {
         &self,
         dialect: &dyn Dialect,
         sql: &str,
-        tokens: &[Spanned<'_>],
+        tokens: Tokens<'_, '_>,
     ) -> Result<(), ProxyError> {
         if self.read_only && writes_lexed(dialect, sql, tokens) {
             return Err(self.read_only_refusal());
@@ -160,7 +159,7 @@ fn command_of(sql: &str) -> String {
 mod tests {
     use super::*;
     use shardgate_sql::dialect::MARIADB;
-    use shardgate_sql::lex::Lexer;
+    use shardgate_sql::lex::TokenList;
 
     fn user(databases: Option<&[&str]>, read_only: bool) -> UserAccess {
         let mut config = UserConfig::with_password("report", "");
@@ -179,9 +178,8 @@ mod tests {
     }
 
     fn tables(access: &UserAccess, sql: &str) -> Result<(), String> {
-        let tokens: Vec<_> = Lexer::new(sql).collect();
         access
-            .check_tables(sql, &tokens, database_of)
+            .check_tables(sql, TokenList::of(sql).tokens(), database_of)
             .map_err(|e| e.message)
     }
 
@@ -229,8 +227,7 @@ mod tests {
     #[test]
     fn a_read_only_user_is_refused_writes_only() {
         let check = |access: &UserAccess, sql: &str| {
-            let tokens: Vec<_> = Lexer::new(sql).collect();
-            access.check_write(&MARIADB, sql, &tokens)
+            access.check_write(&MARIADB, sql, TokenList::of(sql).tokens())
         };
         let reader = user(None, true);
         let err = check(&reader, "DELETE FROM t").unwrap_err();

@@ -8,6 +8,7 @@
 //! planned against `examples/wework.toml`'s rules, text protocol, no
 //! parameters. Checked beyond "no panic":
 //! - the analysis text gives back the client's bytes exactly (`restore`);
+//! - its token list reads back the lexer's tokens (`lex::TokenList`);
 //! - each replacement is a range of the text, on character boundaries,
 //!   sorted, whose text names its table (`users`, `` `users` ``,
 //!   `wework.users`, any case);
@@ -31,6 +32,7 @@ use libfuzzer_sys::fuzz_target;
 use shardgate_rules::ColumnKinds;
 use shardgate_rules::ShardingRules;
 use shardgate_sql::dialect::{Dialect, MARIADB};
+use shardgate_sql::lex::{Lexer, TokenList};
 use shardgate_sql::shard::analyze::{analyze, Analysis, Replacement};
 use shardgate_sql::shard::node_sql::NodeSql;
 use shardgate_sql::shard::plan::{check_supported, node_target, plan, PlanContext, Route, Target};
@@ -236,6 +238,10 @@ fuzz_target!(|data: &[u8]| {
         restore(&sql),
         bytes,
         "the analysis text does not restore the client's bytes"
+    );
+    assert!(
+        TokenList::of(&sql).tokens().iter().eq(Lexer::new(&sql)),
+        "a token list reads back other tokens than the lexer made"
     );
     let seed = seed();
     let rules = &seed.rules;

@@ -4,7 +4,7 @@
 //! backend connection (temporary tables, user locks, `LOCK TABLES`, ...).
 
 use super::dialect::Dialect;
-use super::lex::{Lexer, Spanned, Token};
+use super::lex::{Spanned, Token, TokenList, Tokens};
 
 /// What the session layer needs to know about one statement.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -94,27 +94,27 @@ pub struct Assignment {
 
 /// Classifies `sql`, which may hold several statements separated by `;`.
 pub fn classify(dialect: &dyn Dialect, sql: &str) -> Classified {
-    classify_lexed(dialect, sql, &Lexer::new(sql).collect::<Vec<_>>())
+    classify_lexed(dialect, sql, TokenList::of(sql).tokens())
 }
 
 /// [`classify`] from the tokens of `sql`, lexed once for every reader of
 /// the statement.
-pub fn classify_lexed(dialect: &dyn Dialect, sql: &str, tokens: &[Spanned<'_>]) -> Classified {
-    // Slices, not copies: a statement may have hundreds of thousands of tokens.
-    let statements: Vec<&[Spanned<'_>]> = tokens
+pub fn classify_lexed(dialect: &dyn Dialect, sql: &str, tokens: Tokens<'_, '_>) -> Classified {
+    // Slices, not copies: a statement may have millions of tokens.
+    let statements: Vec<Tokens<'_, '_>> = tokens
         .split(|s| s.token == Token::Punct(b';'))
         .filter(|statement| !statement.is_empty())
         .collect();
     let mut out = Classified::default();
-    for tokens in &statements {
+    for &tokens in &statements {
         scan_functions(tokens, &mut out);
         scan_assigned_vars(tokens, &mut out.assigned_vars);
         out.commits_implicitly |= commits_implicitly(tokens);
     }
-    out.reads_metadata = reads_metadata(statements.iter().flat_map(|s| s.iter()));
+    out.reads_metadata = reads_metadata(statements.iter().flat_map(Tokens::iter));
     match statements.as_slice() {
         [] => {}
-        [only] => {
+        &[only] => {
             classify_statement(dialect, sql, only, &mut out);
             out.database_items = database_items(only);
         }
@@ -122,7 +122,7 @@ pub fn classify_lexed(dialect: &dyn Dialect, sql: &str, tokens: &[Spanned<'_>]) 
             // The proxy cannot tell which statements of a multi-statement ran
             // before one failed, so session changes inside one tie the session
             // to its connection instead of being replayed.
-            for tokens in several {
+            for &tokens in several {
                 let mut one = Classified::default();
                 classify_statement(dialect, sql, tokens, &mut one);
                 out.holds_next |= one.holds_next;
@@ -144,7 +144,7 @@ const CLAUSE_WORDS: [&str; 12] = [
 ];
 
 /// `DATABASE()` and `SCHEMA()` standing as whole items of a top-level select list.
-fn database_items(tokens: &[Spanned<'_>]) -> Vec<DatabaseItem> {
+fn database_items(tokens: Tokens<'_, '_>) -> Vec<DatabaseItem> {
     if !tokens.first().is_some_and(|t| t.token.is_word("SELECT")) {
         return Vec::new();
     }
@@ -159,9 +159,9 @@ fn database_items(tokens: &[Spanned<'_>]) -> Vec<DatabaseItem> {
                     && (w.eq_ignore_ascii_case("DATABASE") || w.eq_ignore_ascii_case("SCHEMA")) =>
             {
                 let starts_item = i > 0
-                    && (tokens[i - 1].token == Token::Punct(b',')
-                        || tokens[i - 1].token.is_word("SELECT")
-                        || tokens[i - 1].token.is_word("DISTINCT"));
+                    && (tokens.at(i - 1).token == Token::Punct(b',')
+                        || tokens.at(i - 1).token.is_word("SELECT")
+                        || tokens.at(i - 1).token.is_word("DISTINCT"));
                 let call = tokens.get(i + 1).map(|t| t.token) == Some(Token::Punct(b'('))
                     && tokens.get(i + 2).map(|t| t.token) == Some(Token::Punct(b')'));
                 if !(starts_item && call) {
@@ -183,7 +183,7 @@ fn database_items(tokens: &[Spanned<'_>]) -> Vec<DatabaseItem> {
                 };
                 items.push(DatabaseItem {
                     start: t.start,
-                    end: tokens[i + 2].end,
+                    end: tokens.at(i + 2).end,
                     aliased,
                 });
             }
@@ -221,7 +221,7 @@ pub fn with_logical_database(sql: &str, items: &[DatabaseItem], database: Option
 
 /// Whether the statement reads metadata (its first two words, or any
 /// mention of information_schema).
-fn reads_metadata<'a>(tokens: impl Iterator<Item = &'a Spanned<'a>> + Clone) -> bool {
+fn reads_metadata<'a>(tokens: impl Iterator<Item = Spanned<'a>> + Clone) -> bool {
     let mut words = tokens.clone();
     let Some(first) = words.next() else {
         return false;
@@ -271,7 +271,7 @@ const IMPLICIT_COMMIT: [&str; 16] = [
     "OPTIMIZE", "REPAIR", "FLUSH", "GRANT", "REVOKE", "CACHE", "INSTALL",
 ];
 
-fn commits_implicitly(tokens: &[Spanned<'_>]) -> bool {
+fn commits_implicitly(tokens: Tokens<'_, '_>) -> bool {
     let Some(first) = tokens.first() else {
         return false;
     };
@@ -296,7 +296,7 @@ fn commits_implicitly(tokens: &[Spanned<'_>]) -> bool {
 /// User variables a statement assigns from what only the server knows:
 /// `@v := expression`, `INTO @a, @b`, `CALL p(@out)`. (`SET @v =
 /// expression` is found by `classify_set`.)
-fn scan_assigned_vars(tokens: &[Spanned<'_>], out: &mut Vec<String>) {
+fn scan_assigned_vars(tokens: Tokens<'_, '_>, out: &mut Vec<String>) {
     let mut push = |name: &str| {
         if !out.iter().any(|n| n.eq_ignore_ascii_case(name)) {
             out.push(name.to_owned());
@@ -331,7 +331,7 @@ fn scan_assigned_vars(tokens: &[Spanned<'_>], out: &mut Vec<String>) {
 }
 
 /// Functions and variables that tie a statement to its connection's history.
-fn scan_functions(tokens: &[Spanned<'_>], out: &mut Classified) {
+fn scan_functions(tokens: Tokens<'_, '_>, out: &mut Classified) {
     for (i, s) in tokens.iter().enumerate() {
         let call = tokens
             .get(i + 1)
@@ -360,7 +360,7 @@ fn scan_functions(tokens: &[Spanned<'_>], out: &mut Classified) {
 fn classify_statement(
     dialect: &dyn Dialect,
     sql: &str,
-    tokens: &[Spanned<'_>],
+    tokens: Tokens<'_, '_>,
     out: &mut Classified,
 ) {
     let Some(first) = tokens.first() else {
@@ -398,9 +398,10 @@ fn classify_statement(
             && second
                 .is_some_and(|s| s.token.is_word("DATABASES") || s.token.is_word("SCHEMAS")) =>
         {
-            match &tokens[2..] {
-                [] => out.kind = Kind::ShowDatabases(None),
-                [like, pattern] if like.token.is_word("LIKE") => {
+            let rest = tokens.slice(2..);
+            match (rest.len(), rest.first(), rest.last()) {
+                (0, ..) => out.kind = Kind::ShowDatabases(None),
+                (2, Some(like), Some(pattern)) if like.token.is_word("LIKE") => {
                     if let Token::Str(quoted) = pattern.token {
                         let inner = &quoted[1..quoted.len().saturating_sub(1).max(1)];
                         out.kind = Kind::ShowDatabases(Some(inner.to_owned()));
@@ -451,7 +452,7 @@ pub(crate) fn identifier(token: Token<'_>) -> Option<&str> {
 }
 
 /// The savepoint a savepoint statement names: its last token.
-fn savepoint_name(tokens: &[Spanned<'_>]) -> Option<String> {
+fn savepoint_name(tokens: Tokens<'_, '_>) -> Option<String> {
     let last = tokens
         .iter()
         .rev()

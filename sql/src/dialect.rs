@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 
 use crate::classify::Classified;
-use crate::lex::{Lexer, Spanned, Token};
+use crate::lex::{Lexer, Token, TokenList, Tokens};
 
 /// One database's SQL, as far as the proxy writes or reads it.
 pub trait Dialect: Send + Sync + std::fmt::Debug {
@@ -52,16 +52,16 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
 
     /// Whether the tokens from `at` begin a clause that locks the rows a
     /// SELECT reads (`FOR UPDATE`, ...).
-    fn lock_clause_at(&self, tokens: &[Spanned<'_>], at: usize) -> bool;
+    fn lock_clause_at(&self, tokens: Tokens<'_, '_>, at: usize) -> bool;
 
     /// Whether `sql` has a clause that locks the rows it reads, anywhere
     /// (subqueries too; strings and comments are not clauses).
     fn locks_rows(&self, sql: &str) -> bool {
-        self.lock_clause_in(&Lexer::new(sql).collect::<Vec<_>>())
+        self.lock_clause_in(TokenList::of_statement(sql).tokens())
     }
 
     /// [`locks_rows`](Dialect::locks_rows) from a statement's tokens.
-    fn lock_clause_in(&self, tokens: &[Spanned<'_>]) -> bool {
+    fn lock_clause_in(&self, tokens: Tokens<'_, '_>) -> bool {
         (0..tokens.len()).any(|at| self.lock_clause_at(tokens, at))
     }
 
@@ -78,7 +78,7 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     /// connection. False, with `out` untouched, when the statement is not
     /// one: the whole statement is given, not the tokens after `SET`,
     /// because which statements change settings is the dialect's grammar.
-    fn classify_set(&self, sql: &str, tokens: &[Spanned<'_>], out: &mut Classified) -> bool;
+    fn classify_set(&self, sql: &str, tokens: Tokens<'_, '_>, out: &mut Classified) -> bool;
 
     /// The settings (assignment keys) an assignment to `key` replaces
     /// besides its own: MariaDB's `SET NAMES` sets the character sets of
@@ -170,7 +170,7 @@ impl Dialect for MariaDb {
 
     /// `FOR UPDATE`, `FOR SHARE`, `LOCK IN SHARE MODE` (their first words
     /// decide: `NOWAIT`, `SKIP LOCKED` or `WAIT n` may follow).
-    fn lock_clause_at(&self, tokens: &[Spanned<'_>], at: usize) -> bool {
+    fn lock_clause_at(&self, tokens: Tokens<'_, '_>, at: usize) -> bool {
         let word = |k: usize, w: &str| tokens.get(at + k).is_some_and(|t| t.token.is_word(w));
         (word(0, "FOR") && (word(1, "UPDATE") || word(1, "SHARE")))
             || (word(0, "LOCK") && word(1, "IN") && word(2, "SHARE") && word(3, "MODE"))
@@ -185,7 +185,7 @@ impl Dialect for MariaDb {
     }
 
     /// `SET ...`, MariaDB's only statement of session settings.
-    fn classify_set(&self, sql: &str, tokens: &[Spanned<'_>], out: &mut Classified) -> bool {
+    fn classify_set(&self, sql: &str, tokens: Tokens<'_, '_>, out: &mut Classified) -> bool {
         match tokens.split_first() {
             Some((first, after_set)) if first.token.is_word("SET") => {
                 crate::mariadb_set::classify_set(sql, after_set, out);
@@ -210,7 +210,7 @@ impl Dialect for MariaDb {
 pub(crate) mod numbered {
     use super::{Dialect, Placeholder, MARIADB};
     use crate::classify::{Assignment, Classified, Kind};
-    use crate::lex::{Spanned, Token};
+    use crate::lex::{Spanned, Token, Tokens};
 
     /// Numbered parameters (`$1`), as PostgreSQL writes them, and
     /// double-quoted identifiers: each marker takes its own parameter
@@ -274,7 +274,7 @@ pub(crate) mod numbered {
         }
 
         /// PostgreSQL's: `FOR [NO KEY] UPDATE`, `FOR [KEY] SHARE`.
-        fn lock_clause_at(&self, tokens: &[Spanned<'_>], at: usize) -> bool {
+        fn lock_clause_at(&self, tokens: Tokens<'_, '_>, at: usize) -> bool {
             let word = |k: usize, w: &str| tokens.get(at + k).is_some_and(|t| t.token.is_word(w));
             word(0, "FOR")
                 && (word(1, "UPDATE")
@@ -294,8 +294,9 @@ pub(crate) mod numbered {
         /// PostgreSQL's `SET [SESSION] name {TO | =} value` and `RESET
         /// name` (the setting's default, kept as `name TO DEFAULT`); `SET
         /// LOCAL` lasts the transaction only, and anything else is not kept.
-        fn classify_set(&self, sql: &str, tokens: &[Spanned<'_>], out: &mut Classified) -> bool {
-            let assignment = match tokens {
+        fn classify_set(&self, sql: &str, tokens: Tokens<'_, '_>, out: &mut Classified) -> bool {
+            let tokens: Vec<Spanned<'_>> = tokens.iter().collect();
+            let assignment = match tokens.as_slice() {
                 [reset, name] if reset.token.is_word("RESET") && !name.token.is_word("ALL") => {
                     Some((name, "DEFAULT"))
                 }

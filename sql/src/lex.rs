@@ -2,6 +2,8 @@
 //! keywords, SET assignments, functions that tie a session to one backend
 //! connection) without a full parse on the pass-through path.
 
+use std::ops::Range;
+
 /// One token; text tokens borrow from the statement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Token<'a> {
@@ -163,91 +165,270 @@ fn find(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
         .map(|p| p + from)
 }
 
-impl<'a> Iterator for Lexer<'a> {
-    type Item = Spanned<'a>;
-
-    fn next(&mut self) -> Option<Spanned<'a>> {
-        self.skip_trivia();
+impl<'a> Lexer<'a> {
+    /// The end of the token that starts at `start`.
+    fn token_end(&self, start: usize) -> usize {
         let b = self.bytes();
-        let start = self.pos;
-        let c = *b.get(start)?;
-        let (token, end) = match c {
-            b'\'' | b'"' => {
-                let end = self.quoted_end(start);
-                (Token::Str(&self.sql[start..end]), end)
-            }
-            b'`' => {
-                let end = self.quoted_end(start);
-                let inner_end = self.contents_end(start, end);
-                (Token::QuotedIdent(&self.sql[start + 1..inner_end]), end)
-            }
+        match b[start] {
+            b'\'' | b'"' | b'`' => self.quoted_end(start),
             b'@' if b.get(start + 1) == Some(&b'@') => {
                 let mut end = start + 2;
                 while end < b.len() && (is_word_byte(b[end]) || b[end] == b'.') {
                     end += 1;
                 }
-                (Token::SysVar(&self.sql[start + 2..end]), end)
+                end
             }
             b'@' => match b.get(start + 1) {
-                Some(q @ (b'\'' | b'"' | b'`')) => {
-                    let _ = q;
-                    let end = self.quoted_end(start + 1);
-                    let inner_end = self.contents_end(start + 1, end);
-                    (Token::UserVar(&self.sql[start + 2..inner_end]), end)
-                }
-                _ => {
-                    let end = self.word_end(start + 1);
-                    (Token::UserVar(&self.sql[start + 1..end]), end)
-                }
+                Some(b'\'' | b'"' | b'`') => self.quoted_end(start + 1),
+                _ => self.word_end(start + 1),
             },
             b'0'..=b'9' => {
                 let mut end = start;
                 while end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'.') {
                     end += 1;
                 }
-                (Token::Number(&self.sql[start..end]), end)
+                end
             }
-            c if is_word_byte(c) => {
-                let end = self.word_end(start);
-                (Token::Word(&self.sql[start..end]), end)
-            }
-            c => (Token::Punct(c), start + 1),
-        };
+            c if is_word_byte(c) => self.word_end(start),
+            _ => start + 1,
+        }
+    }
+
+    /// The next token's byte range.
+    fn next_range(&mut self) -> Option<(usize, usize)> {
+        self.skip_trivia();
+        let start = self.pos;
+        self.bytes().get(start)?;
+        let end = self.token_end(start);
         self.pos = end;
-        Some(Spanned { token, start, end })
+        Some((start, end))
+    }
+
+    /// The token lexed at `start..end`: what it is follows from its first
+    /// bytes, as it did for [`Self::token_end`].
+    fn token_at(&self, start: usize, end: usize) -> Token<'a> {
+        let (b, sql) = (self.bytes(), self.sql);
+        match b[start] {
+            b'\'' | b'"' => Token::Str(&sql[start..end]),
+            b'`' => Token::QuotedIdent(&sql[start + 1..self.contents_end(start, end)]),
+            b'@' if b.get(start + 1) == Some(&b'@') => Token::SysVar(&sql[start + 2..end]),
+            b'@' => match b.get(start + 1) {
+                Some(b'\'' | b'"' | b'`') => {
+                    Token::UserVar(&sql[start + 2..self.contents_end(start + 1, end)])
+                }
+                _ => Token::UserVar(&sql[start + 1..end]),
+            },
+            b'0'..=b'9' => Token::Number(&sql[start..end]),
+            c if is_word_byte(c) => Token::Word(&sql[start..end]),
+            c => Token::Punct(c),
+        }
     }
 }
 
-/// The tokens of one statement that its readers need (classification,
-/// read safety, access checks, the tables the analysis looks for): all but
-/// those of its long lists of integers, runs of one column's equalities
-/// and INSERT rows of plain literals, which the analysis reads from the
-/// text (`shard::condensed`). Those hold no keyword, function or name
-/// that the rest does not show, and at some 40 bytes per token they cost
-/// many times the statement's size: a 200,000-item `IN` list took 20 MiB.
-pub fn statement_tokens(sql: &str) -> Vec<Spanned<'_>> {
-    read_tokens(sql).collect()
+impl<'a> Iterator for Lexer<'a> {
+    type Item = Spanned<'a>;
+
+    fn next(&mut self) -> Option<Spanned<'a>> {
+        let (start, end) = self.next_range()?;
+        Some(Spanned {
+            token: self.token_at(start, end),
+            start,
+            end,
+        })
+    }
 }
 
-/// [`statement_tokens`] as they are lexed, for a reader that needs them
-/// once.
-pub(crate) fn read_tokens(sql: &str) -> impl Iterator<Item = Spanned<'_>> {
-    let cuts: Vec<std::ops::Range<usize>> = crate::shard::condensed::Condensed::of(sql)
-        .cut_items()
-        .collect();
-    let mut cuts = cuts.into_iter().peekable();
-    Lexer::new(sql).filter(move |t| {
-        while cuts.peek().is_some_and(|cut| cut.end <= t.start) {
+/// Where one token stands in its statement, in 8 bytes: what the token is
+/// is read back from the statement's bytes there. Statements are bounded
+/// by `max_allowed_packet`, at most 1 GiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    fn of(start: usize, end: usize) -> Self {
+        let at = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
+        Span {
+            start: at(start),
+            end: at(end),
+        }
+    }
+}
+
+/// Statements longer than this have their tokens counted before they are
+/// kept, so that the list takes what it needs and no more (a growing
+/// vector holds up to twice that).
+const COUNTED_FIRST: usize = 1 << 20;
+
+/// A statement's tokens, kept as [`Span`]s: 8 bytes per token where a
+/// [`Spanned`] takes 40. A 20 MiB statement of short tokens has some ten
+/// million of them; every statement's tokens are kept while it is
+/// classified, checked and analysed.
+#[derive(Debug, Clone, Default)]
+pub struct TokenList<'a> {
+    sql: &'a str,
+    spans: Vec<Span>,
+}
+
+impl<'a> TokenList<'a> {
+    /// Every token of `sql`.
+    pub fn of(sql: &'a str) -> Self {
+        Self::from_ranges(sql, || {
+            let mut lexer = Lexer::new(sql);
+            std::iter::from_fn(move || lexer.next_range())
+        })
+    }
+
+    /// The tokens of one statement that its readers need (classification,
+    /// read safety, access checks, the tables the analysis looks for): all
+    /// but those of its long lists of integers, runs of one column's
+    /// equalities and INSERT rows of plain literals, which the analysis
+    /// reads from the text (`shard::condensed`). Those hold no keyword,
+    /// function or name that the rest does not show, and they can be most
+    /// of a long statement's tokens.
+    pub fn of_statement(sql: &'a str) -> Self {
+        let cuts: Vec<Range<usize>> = crate::shard::condensed::Condensed::of(sql)
+            .cut_items()
+            .collect();
+        Self::from_ranges(sql, || uncut(sql, cuts.iter().cloned()))
+    }
+
+    fn from_ranges<I: Iterator<Item = (usize, usize)>>(
+        sql: &'a str,
+        ranges: impl Fn() -> I,
+    ) -> Self {
+        let mut spans = Vec::new();
+        if sql.len() > COUNTED_FIRST {
+            spans.reserve_exact(ranges().count());
+        }
+        spans.extend(ranges().map(|(start, end)| Span::of(start, end)));
+        TokenList { sql, spans }
+    }
+
+    /// A view of all of them.
+    pub fn tokens(&self) -> Tokens<'_, 'a> {
+        Tokens {
+            sql: self.sql,
+            spans: &self.spans,
+        }
+    }
+}
+
+/// The token ranges of `sql` outside `cuts` (in order).
+fn uncut<'c>(
+    sql: &'c str,
+    cuts: impl Iterator<Item = Range<usize>> + 'c,
+) -> impl Iterator<Item = (usize, usize)> + 'c {
+    let mut lexer = Lexer::new(sql);
+    let mut cuts = cuts.peekable();
+    std::iter::from_fn(move || lexer.next_range()).filter(move |(start, _)| {
+        while cuts.peek().is_some_and(|cut| cut.end <= *start) {
             cuts.next();
         }
-        !cuts.peek().is_some_and(|cut| cut.contains(&t.start))
+        !cuts.peek().is_some_and(|cut| cut.contains(start))
     })
+}
+
+/// [`TokenList::of_statement`]'s tokens as they are lexed, for a reader
+/// that needs them once.
+pub(crate) fn read_tokens(sql: &str) -> impl Iterator<Item = Spanned<'_>> {
+    let cuts: Vec<Range<usize>> = crate::shard::condensed::Condensed::of(sql)
+        .cut_items()
+        .collect();
+    uncut(sql, cuts.into_iter()).map(move |(start, end)| spanned(sql, Span::of(start, end)))
+}
+
+/// The token at `span` of `sql`.
+fn spanned(sql: &str, span: Span) -> Spanned<'_> {
+    let (start, end) = (span.start as usize, span.end as usize);
+    Spanned {
+        token: Lexer::new(sql).token_at(start, end),
+        start,
+        end,
+    }
+}
+
+/// A run of a statement's tokens, read like a slice of [`Spanned`]: each
+/// is made from its [`Span`] as it is asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct Tokens<'t, 'a: 't> {
+    sql: &'a str,
+    spans: &'t [Span],
+}
+
+impl<'t, 'a: 't> Tokens<'t, 'a> {
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    pub fn get(&self, i: usize) -> Option<Spanned<'a>> {
+        self.spans.get(i).map(|&span| spanned(self.sql, span))
+    }
+
+    /// The `i`th token; `i` must be below [`Self::len`], as for a slice's
+    /// index.
+    pub fn at(&self, i: usize) -> Spanned<'a> {
+        spanned(self.sql, self.spans[i])
+    }
+
+    pub fn first(&self) -> Option<Spanned<'a>> {
+        self.get(0)
+    }
+
+    pub fn last(&self) -> Option<Spanned<'a>> {
+        self.spans.last().map(|&span| spanned(self.sql, span))
+    }
+
+    /// The first token and the rest, as `<[T]>::split_first`.
+    pub fn split_first(&self) -> Option<(Spanned<'a>, Self)> {
+        Some((self.first()?, self.slice(1..)))
+    }
+
+    /// The runs between tokens that `separator` picks, as
+    /// `<[T]>::split`.
+    pub fn split(
+        &self,
+        mut separator: impl FnMut(&Spanned<'a>) -> bool + 't,
+    ) -> impl Iterator<Item = Self> + 't {
+        let whole = *self;
+        let mut from = Some(0);
+        std::iter::from_fn(move || {
+            let start = from?;
+            let end = (start..whole.len())
+                .find(|&i| separator(&whole.at(i)))
+                .unwrap_or(whole.len());
+            from = (end < whole.len()).then_some(end + 1);
+            Some(whole.slice(start..end))
+        })
+    }
+
+    pub fn iter(
+        &self,
+    ) -> impl DoubleEndedIterator<Item = Spanned<'a>> + ExactSizeIterator + Clone + 't {
+        let sql = self.sql;
+        self.spans.iter().map(move |&span| spanned(sql, span))
+    }
+
+    /// The tokens in `range` of these, as `&slice[range]` (which it panics
+    /// like, out of bounds).
+    pub fn slice<R: std::slice::SliceIndex<[Span], Output = [Span]>>(&self, range: R) -> Self {
+        Tokens {
+            sql: self.sql,
+            spans: &self.spans[range],
+        }
+    }
 }
 
 /// The `qualifier.name` pairs of a statement's tokens (`db.t`,
 /// `` `db`.`t` ``, also with space around the dot, as the server reads
 /// them): a table's database, or a column's table. Of `a.b.c` only `a.b`.
-pub fn qualified_names<'a>(tokens: &[Spanned<'a>]) -> Vec<(&'a str, &'a str)> {
+pub fn qualified_names<'a>(tokens: Tokens<'_, 'a>) -> Vec<(&'a str, &'a str)> {
     let name = |i: usize| match tokens.get(i).map(|s| s.token) {
         Some(Token::Word(w) | Token::QuotedIdent(w)) => Some(w),
         _ => None,
@@ -323,9 +504,8 @@ mod tests {
     #[test]
     fn qualified_names_are_pairs_around_a_dot() {
         let sql = "SELECT a.b.c, t . d, 1.5 FROM `db`.`t` JOIN x.y ON 'q.r' = s.u";
-        let tokens: Vec<_> = Lexer::new(sql).collect();
         assert_eq!(
-            qualified_names(&tokens),
+            qualified_names(TokenList::of(sql).tokens()),
             [("a", "b"), ("t", "d"), ("db", "t"), ("x", "y"), ("s", "u")]
         );
     }
@@ -365,6 +545,56 @@ mod tests {
         for sql in ["'abc", "`abc", "/* abc", "@", "@@", "@'", "/*!", "x`"] {
             let _ = tokens(sql);
         }
+    }
+
+    /// A token list keeps where each token stands, not what it is: read
+    /// back, every token is the one the lexer made.
+    #[test]
+    fn token_lists_read_back_the_lexers_tokens() {
+        for sql in [
+            "SET @a = 'it''s', @@session.sql_mode=`x`, b=1.5 -- tail",
+            "SELECT `a``b`, \"q\"\"r\", @`u v`, @'w', @\"x\", @y, @@global.z, 0x1F, 1e5, é",
+            "/*!40101 SET NAMES utf8 */ /*M!100 x */ # c\n a */ b",
+            "SELECT `é",
+            "SET @`名",
+            "`",
+            "@'",
+            "@",
+            "@@",
+            "'abc",
+            "x`",
+            "a*/b",
+            "--x -- y\nz",
+        ] {
+            let list = TokenList::of(sql);
+            let read: Vec<_> = list.tokens().iter().collect();
+            let lexed: Vec<_> = Lexer::new(sql).collect();
+            assert_eq!(read, lexed, "{sql}");
+            let tokens = list.tokens();
+            assert_eq!(tokens.last(), lexed.last().copied());
+            for (i, t) in lexed.iter().enumerate() {
+                assert_eq!(tokens.get(i), Some(*t));
+                assert_eq!(tokens.slice(i..).first(), Some(*t));
+            }
+            assert_eq!(tokens.get(lexed.len()), None);
+        }
+    }
+
+    #[test]
+    fn token_lists_split_as_slices_do() {
+        let sql = ";SELECT 1; ; SET a = 2;";
+        let lexed: Vec<_> = Lexer::new(sql).collect();
+        let list = TokenList::of(sql);
+        let parts: Vec<Vec<Spanned<'_>>> = list
+            .tokens()
+            .split(|t| t.token == Token::Punct(b';'))
+            .map(|part| part.iter().collect())
+            .collect();
+        let expected: Vec<Vec<Spanned<'_>>> = lexed
+            .split(|t| t.token == Token::Punct(b';'))
+            .map(<[_]>::to_vec)
+            .collect();
+        assert_eq!(parts, expected);
     }
 
     /// Long lists, runs and rows leave the tokens; every reader of them
@@ -424,29 +654,31 @@ mod tests {
             format!("SELECT * FROM users WHERE {} AND", run("user_id", 50_000)),
         ];
         for sql in &statements {
-            let all: Vec<Spanned<'_>> = Lexer::new(sql).collect();
-            let read = statement_tokens(sql);
+            let all = TokenList::of(sql);
+            let all = all.tokens();
+            let read = TokenList::of_statement(sql);
+            let read = read.tokens();
             assert!(read.len() < 40, "{} tokens: {sql:.80}", read.len());
             assert_eq!(
-                classify_lexed(&MARIADB, sql, &read),
-                classify_lexed(&MARIADB, sql, &all),
+                classify_lexed(&MARIADB, sql, read),
+                classify_lexed(&MARIADB, sql, all),
                 "{sql:.80}"
             );
             assert_eq!(
-                writes_lexed(&MARIADB, sql, &read),
-                writes_lexed(&MARIADB, sql, &all)
+                writes_lexed(&MARIADB, sql, read),
+                writes_lexed(&MARIADB, sql, all)
             );
             assert_eq!(
-                replica_safe_lexed(&MARIADB, sql, &read),
-                replica_safe_lexed(&MARIADB, sql, &all)
+                replica_safe_lexed(&MARIADB, sql, read),
+                replica_safe_lexed(&MARIADB, sql, all)
             );
-            let mut names = qualified_names(&read);
+            let mut names = qualified_names(read);
             names.dedup();
-            let mut every = qualified_names(&all);
+            let mut every = qualified_names(all);
             every.dedup();
             assert_eq!(names, every, "{sql:.80}");
             assert_eq!(
-                analyze_labelled_lexed(sql, &read, &MARIADB, &rules, "wework"),
+                analyze_labelled_lexed(sql, read, &MARIADB, &rules, "wework"),
                 analyze_labelled(sql, &MARIADB, &rules, "wework"),
                 "{sql:.80}"
             );

@@ -5,10 +5,10 @@
 //! session to its connection. The MariaDB dialect's `classify_set`.
 
 use crate::classify::{identifier, Assignment, Classified, Kind};
-use crate::lex::{Spanned, Token};
+use crate::lex::{Spanned, Token, Tokens};
 
 /// Classifies `SET ...` from the tokens after `SET`.
-pub(crate) fn classify_set<'a>(sql: &'a str, tokens: &[Spanned<'a>], out: &mut Classified) {
+pub(crate) fn classify_set<'a>(sql: &'a str, tokens: Tokens<'_, 'a>, out: &mut Classified) {
     let Some(next) = tokens.first() else {
         return;
     };
@@ -31,7 +31,7 @@ pub(crate) fn classify_set<'a>(sql: &'a str, tokens: &[Spanned<'a>], out: &mut C
         let Some((first, rest)) = part.split_first() else {
             continue;
         };
-        match assignment(sql, *first, rest, tokens) {
+        match assignment(sql, first, rest, tokens) {
             Parsed::Session(a) => {
                 let whole_rest = a.key == "transaction";
                 assignments.push(a);
@@ -67,7 +67,7 @@ enum Parsed {
 }
 
 /// The comma-separated parts of a token list (commas inside parentheses kept).
-fn split_top_level_commas<'t, 'a>(tokens: &'t [Spanned<'a>]) -> Vec<&'t [Spanned<'a>]> {
+fn split_top_level_commas<'t, 'a>(tokens: Tokens<'t, 'a>) -> Vec<Tokens<'t, 'a>> {
     let mut parts = Vec::new();
     let mut depth = 0usize;
     let mut from = 0;
@@ -76,21 +76,21 @@ fn split_top_level_commas<'t, 'a>(tokens: &'t [Spanned<'a>]) -> Vec<&'t [Spanned
             Token::Punct(b'(') => depth += 1,
             Token::Punct(b')') => depth = depth.saturating_sub(1),
             Token::Punct(b',') if depth == 0 => {
-                parts.push(&tokens[from..i]);
+                parts.push(tokens.slice(from..i));
                 from = i + 1;
             }
             _ => {}
         }
     }
-    parts.push(&tokens[from..]);
+    parts.push(tokens.slice(from..));
     parts
 }
 
 fn assignment<'a>(
     sql: &'a str,
     first: Spanned<'a>,
-    rest: &[Spanned<'a>],
-    all: &[Spanned<'a>],
+    rest: Tokens<'_, 'a>,
+    all: Tokens<'_, 'a>,
 ) -> Parsed {
     let text_from = |from: usize| -> String {
         let end = rest.last().map_or(first.end, |s| s.end);
@@ -123,7 +123,7 @@ fn assignment<'a>(
         }
         Token::Word(w) if w.eq_ignore_ascii_case("SESSION") || w.eq_ignore_ascii_case("LOCAL") => {
             match rest.first().and_then(|s| identifier(s.token)) {
-                Some(name) => system_var(sql, name, &rest[1..]),
+                Some(name) => system_var(sql, name, rest.slice(1..)),
                 None => Parsed::Untracked("unrecognised SET"),
             }
         }
@@ -154,7 +154,7 @@ fn assignment<'a>(
     }
 }
 
-fn system_var(sql: &str, name: &str, rest: &[Spanned<'_>]) -> Parsed {
+fn system_var(sql: &str, name: &str, rest: Tokens<'_, '_>) -> Parsed {
     let Some((value, literal)) = value_of(sql, rest) else {
         return Parsed::Untracked("unrecognised SET");
     };
@@ -167,7 +167,7 @@ fn system_var(sql: &str, name: &str, rest: &[Spanned<'_>]) -> Parsed {
 }
 
 /// The value text after `=` / `:=` and whether it is a single literal.
-fn value_of<'a>(sql: &'a str, rest: &[Spanned<'a>]) -> Option<(&'a str, bool)> {
+fn value_of<'a>(sql: &'a str, rest: Tokens<'_, 'a>) -> Option<(&'a str, bool)> {
     let (op, value) = rest.split_first()?;
     let value = match op.token {
         Token::Punct(b'=') => value,
@@ -179,12 +179,12 @@ fn value_of<'a>(sql: &'a str, rest: &[Spanned<'a>]) -> Option<(&'a str, bool)> {
     };
     let first = value.first()?;
     let last = value.last()?;
-    let literal = match value {
-        [one] => matches!(
-            one.token,
+    let literal = match value.len() {
+        1 => matches!(
+            first.token,
             Token::Number(_) | Token::Str(_) | Token::Word(_) | Token::QuotedIdent(_)
         ),
-        [sign, num] => sign.token == Token::Punct(b'-') && matches!(num.token, Token::Number(_)),
+        2 => first.token == Token::Punct(b'-') && matches!(last.token, Token::Number(_)),
         _ => false,
     };
     Some((&sql[first.start..last.end], literal))

@@ -9,7 +9,7 @@
 
 use super::dialect::Dialect;
 use super::label::statement_label;
-use super::lex::{Lexer, Spanned, Token};
+use super::lex::{Spanned, Token, TokenList, Tokens};
 
 /// The hint that sends a read to the primary.
 pub const PRIMARY_HINT: &str = "shardgate:primary";
@@ -45,25 +45,26 @@ const PRIMARY_VARIABLES: &[&str] = &[
 
 /// Whether `sql`, written in `dialect`, is a read a replica may answer.
 pub fn replica_safe(dialect: &dyn Dialect, sql: &str) -> bool {
-    replica_safe_lexed(dialect, sql, &Lexer::new(sql).collect::<Vec<_>>())
+    replica_safe_lexed(dialect, sql, TokenList::of(sql).tokens())
 }
 
 /// [`replica_safe`] from the tokens of `sql`, lexed once for every reader
 /// of the statement.
-pub fn replica_safe_lexed(dialect: &dyn Dialect, sql: &str, lexed: &[Spanned<'_>]) -> bool {
+pub fn replica_safe_lexed(dialect: &dyn Dialect, sql: &str, lexed: Tokens<'_, '_>) -> bool {
     if contains_ignore_case(sql, PRIMARY_HINT) {
         return false;
     }
     let first_word = lexed
         .iter()
-        .map(|s| &s.token)
+        .map(|s| s.token)
         .find(|t| !matches!(t, Token::Punct(b'(')));
     if !first_word.is_some_and(|t| t.is_word("SELECT") || t.is_word("WITH")) {
         return false;
     }
     for (i, spanned) in lexed.iter().enumerate() {
         let token = &spanned.token;
-        let next = lexed.get(i + 1).map(|s| &s.token);
+        let next = lexed.get(i + 1).map(|s| s.token);
+        let next = next.as_ref();
         let locks = dialect.lock_clause_at(lexed, i);
         let stateful = token.is_word("INTO")
             || token.is_word("SQL_CALC_FOUND_ROWS")
@@ -129,13 +130,13 @@ const WRITING_FUNCTIONS: &[&str] = &["NEXTVAL", "SETVAL"];
 /// (`INTO OUTFILE | DUMPFILE`, which `read_only` allows but the proxy's
 /// backend user may be able to write), `SET GLOBAL`, `SET PASSWORD`,
 /// `START SLAVE | REPLICA`, and the statements of [`WRITING_STATEMENTS`].
-pub fn writes_lexed(dialect: &dyn Dialect, sql: &str, lexed: &[Spanned<'_>]) -> bool {
+pub fn writes_lexed(dialect: &dyn Dialect, sql: &str, lexed: Tokens<'_, '_>) -> bool {
     lexed
         .split(|s| s.token == Token::Punct(b';'))
         .any(|statement| statement_writes(dialect, sql, statement))
 }
 
-fn statement_writes(dialect: &dyn Dialect, sql: &str, tokens: &[Spanned<'_>]) -> bool {
+fn statement_writes(dialect: &dyn Dialect, sql: &str, tokens: Tokens<'_, '_>) -> bool {
     let Some(first) = tokens.first() else {
         return false;
     };
@@ -161,7 +162,7 @@ fn statement_writes(dialect: &dyn Dialect, sql: &str, tokens: &[Spanned<'_>]) ->
                 if v.get(..7).is_some_and(|scope| scope.eq_ignore_ascii_case("global.")))
     };
     if word(0, "SET")
-        && (tokens.iter().any(global)
+        && (tokens.iter().any(|t| global(&t))
             || word(1, "PASSWORD")
             || (word(1, "DEFAULT") && word(2, "ROLE")))
     {
@@ -169,9 +170,9 @@ fn statement_writes(dialect: &dyn Dialect, sql: &str, tokens: &[Spanned<'_>]) ->
     }
     let exclusive: Vec<&str> = dialect.exclusive_lock_clause().split(' ').collect();
     (0..tokens.len()).any(|i| {
-        let next = tokens.get(i + 1).map(|s| &s.token);
-        let function = matches!(tokens[i].token, Token::Word(w)
-            if next == Some(&Token::Punct(b'('))
+        let next = tokens.get(i + 1).map(|s| s.token);
+        let function = matches!(tokens.at(i).token, Token::Word(w)
+            if next == Some(Token::Punct(b'('))
                 && WRITING_FUNCTIONS.iter().any(|f| f.eq_ignore_ascii_case(w)));
         let next_value = word(i, "NEXT") && word(i + 1, "VALUE");
         let locks = exclusive.iter().enumerate().all(|(k, w)| word(i + k, w));
@@ -191,10 +192,10 @@ fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
 mod tests {
     use super::{replica_safe, writes_lexed};
     use crate::dialect::MARIADB;
-    use crate::lex::Lexer;
+    use crate::lex::TokenList;
 
     fn writes(sql: &str) -> bool {
-        writes_lexed(&MARIADB, sql, &Lexer::new(sql).collect::<Vec<_>>())
+        writes_lexed(&MARIADB, sql, TokenList::of(sql).tokens())
     }
 
     /// As MariaDB 10.11's `read_only` answers a user without READ_ONLY

@@ -3,7 +3,7 @@
 //! words that may name a table, and whether it only reads.
 
 use shardgate_sql::dialect::Dialect;
-use shardgate_sql::lex::{Lexer, Spanned, Token};
+use shardgate_sql::lex::{Token, TokenList};
 
 /// First words of statements that only read.
 const READ_WORDS: &[&str] = &[
@@ -25,7 +25,8 @@ impl<'a> StatementTables<'a> {
     /// Lexes `sql` (which may hold several statements), written in
     /// `dialect`.
     pub fn of(dialect: &dyn Dialect, sql: &'a str) -> Self {
-        let tokens: Vec<Spanned<'a>> = Lexer::new(sql).collect();
+        let list = TokenList::of(sql);
+        let tokens = list.tokens();
         let mut words = Vec::new();
         let mut pure_read = true;
         let mut first_of_statement = true;
@@ -43,7 +44,7 @@ impl<'a> StatementTables<'a> {
                 _ => {}
             }
             // Locking reads take the locks of a write, and usually lead to one.
-            if dialect.lock_clause_at(&tokens, at) {
+            if dialect.lock_clause_at(tokens, at) {
                 pure_read = false;
             }
             if let Token::Word(w) | Token::QuotedIdent(w) = token {

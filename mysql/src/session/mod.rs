@@ -61,7 +61,7 @@ use shardgate_sql::classify::{
 };
 use shardgate_sql::dialect::MARIADB;
 use shardgate_sql::label::statement_label;
-use shardgate_sql::lex::{statement_tokens, Spanned};
+use shardgate_sql::lex::{TokenList, Tokens};
 use shardgate_sql::reads::writes_lexed;
 use shardgate_sql::shard::analyze::{Analysis, AnalyzeError, ShardedStatement};
 use shardgate_sql::shard::labels::{analyze_labelled, analyze_labelled_lexed};
@@ -757,7 +757,7 @@ impl Session {
         &mut self,
         sql: &[u8],
         text: &str,
-        tokens: &[Spanned<'_>],
+        tokens: Tokens<'_, '_>,
     ) -> Result<(), Failure> {
         self.check_access(text, tokens)?;
         let classified = classify_lexed(&MARIADB, text, tokens);
@@ -902,7 +902,7 @@ impl Session {
     /// Refuses a statement the user may not send (see `core::access`):
     /// tables of logical databases it may not use, then writes from a
     /// read-only user, as MariaDB checks grants before `read_only`.
-    fn check_access(&self, text: &str, tokens: &[Spanned<'_>]) -> Result<(), ProxyError> {
+    fn check_access(&self, text: &str, tokens: Tokens<'_, '_>) -> Result<(), ProxyError> {
         self.access
             .check_tables(text, tokens, |qualifier| self.database_named(qualifier))?;
         self.access.check_write(&MARIADB, text, tokens)
@@ -1120,7 +1120,7 @@ impl Session {
     fn analyze_from<'a>(
         &self,
         sql: &'a str,
-        tokens: Option<&[Spanned<'_>]>,
+        tokens: Option<Tokens<'_, '_>>,
     ) -> Result<(Analysis, Cow<'a, str>), Failure> {
         let (rules, db) = (&self.db.rules, &self.db.name);
         let analyzed = match tokens {
@@ -1173,12 +1173,13 @@ impl Session {
             )));
         }
         let text = analysis_text(&payload[1..], self.charset);
-        let tokens = statement_tokens(&text);
+        let tokens = TokenList::of_statement(&text);
+        let tokens = tokens.tokens();
         // Grants at prepare, as MariaDB checks them; `read_only` at execute.
         self.access
-            .check_tables(&text, &tokens, |qualifier| self.database_named(qualifier))?;
-        let writes = writes_lexed(&MARIADB, &text, &tokens);
-        let classified = classify_lexed(&MARIADB, &text, &tokens);
+            .check_tables(&text, tokens, |qualifier| self.database_named(qualifier))?;
+        let writes = writes_lexed(&MARIADB, &text, tokens);
+        let classified = classify_lexed(&MARIADB, &text, tokens);
         let text = self.with_logical_database(&text, &classified);
         let rewritten;
         let payload = match &text {
@@ -1341,8 +1342,8 @@ impl Session {
                 }
                 _ => {
                     let text = analysis_text(&sql, self.charset);
-                    let tokens = statement_tokens(&text);
-                    self.query_statement(&sql, &text, &tokens).await?
+                    let tokens = TokenList::of_statement(&text);
+                    self.query_statement(&sql, &text, tokens.tokens()).await?
                 }
             }
             return Ok(Flow::Continue);

@@ -13,7 +13,7 @@ use crate::backend::{BackendConn, MariaDb, Pool, PooledConn};
 use crate::command::{Command, CommandKind};
 use crate::packet::Mark;
 use shardgate_sql::dialect::MARIADB;
-use shardgate_sql::lex::statement_tokens;
+use shardgate_sql::lex::TokenList;
 use shardgate_sql::reads::{replica_safe, replica_safe_lexed};
 use shardgate_sql::shard::analyze::ShardedStatement;
 use shardgate_sql::text::analysis_text;
@@ -154,15 +154,16 @@ impl Session {
         self.current.statement_label = Some(shardgate_sql::label::statement_label(sql));
         // Lexed once for read safety, classification and analysis.
         let text = analysis_text(sql, self.charset);
-        let tokens = statement_tokens(&text);
-        self.set_read_intent(replica_safe_lexed(&MARIADB, &text, &tokens));
+        let tokens = TokenList::of_statement(&text);
+        let tokens = tokens.tokens();
+        self.set_read_intent(replica_safe_lexed(&MARIADB, &text, tokens));
         self.resolve_pending_writes().await;
         let retry_from = self.statement_retry_point();
-        let result = self.query_statement(sql, &text, &tokens).await;
+        let result = self.query_statement(sql, &text, tokens).await;
         if let (Some(mark), Err(Failure::Lost { server, .. })) = (retry_from, &result) {
             let server = server.clone();
             if self.retry_read_elsewhere(&server, mark) {
-                return self.query_statement(sql, &text, &tokens).await;
+                return self.query_statement(sql, &text, tokens).await;
             }
         }
         result

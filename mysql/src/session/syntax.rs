@@ -12,7 +12,7 @@ use std::borrow::Cow;
 
 use shardgate_core::error::{DbError, ProxyError};
 use shardgate_sql::classify::Classified;
-use shardgate_sql::lex::Spanned;
+use shardgate_sql::lex::Tokens;
 use shardgate_sql::shard::analyze::Analysis;
 
 use super::{command_payload, Failure, Session};
@@ -28,7 +28,7 @@ impl Session {
         &mut self,
         sent: &[u8],
         text: &'a str,
-        tokens: Option<&[Spanned<'_>]>,
+        tokens: Option<Tokens<'_, '_>>,
     ) -> Result<(Analysis, Cow<'a, str>), Failure> {
         match self.analyze_from(text, tokens) {
             Err(Failure::Unparsable(refusal)) => Err(self.unparsable(sent, refusal).await),

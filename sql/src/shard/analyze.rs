@@ -20,7 +20,7 @@ use sqlparser::tokenizer::Location;
 
 use super::condensed::Condensed;
 use crate::dialect::{Dialect, Placeholder};
-use crate::lex::{Lexer, Spanned as Lexeme, Token};
+use crate::lex::{Lexer, Spanned as Lexeme, Token, TokenList, Tokens};
 
 /// A value in a condition: a literal, or the n-th `?` of a prepared statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -329,7 +329,7 @@ pub fn analyze(
 /// [`analyze`] with the tokens of `sql`, when the caller lexed it already.
 pub fn analyze_lexed(
     sql: &str,
-    tokens: &[Lexeme<'_>],
+    tokens: Tokens<'_, '_>,
     dialect: &dyn Dialect,
     rules: &ShardingRules,
     logical_db: &str,
@@ -339,13 +339,13 @@ pub fn analyze_lexed(
 
 fn analyze_from(
     sql: &str,
-    tokens: Option<&[Lexeme<'_>]>,
+    tokens: Option<Tokens<'_, '_>>,
     dialect: &dyn Dialect,
     rules: &ShardingRules,
     logical_db: &str,
 ) -> Result<Analysis, AnalyzeError> {
     let (named, token_count) = match tokens {
-        Some(tokens) => (named_tables(tokens.iter().copied(), rules), tokens.len()),
+        Some(tokens) => (named_tables(tokens.iter(), rules), tokens.len()),
         None => {
             // Those the parse reads (`condensed` cuts the rest), counted
             // in the one pass that finds the tables.
@@ -405,7 +405,7 @@ pub(crate) fn analyze_parsed(
 /// The analysis of a statement naming the routed tables `named`, from its parse.
 fn parsed(
     sql: &str,
-    tokens: Option<&[Lexeme<'_>]>,
+    tokens: Option<Tokens<'_, '_>>,
     dialect: &dyn Dialect,
     rules: &ShardingRules,
     logical_db: &str,
@@ -419,7 +419,7 @@ fn parsed(
         // understood (its error must quote it whole): the whole text.
         let whole = Condensed::whole(&parsable);
         // The caller's tokens leave out what the condensed text does
-        // (`lex::statement_tokens`): the whole text's tree may be deeper.
+        // (`lex::TokenList::of_statement`): the whole text's tree may be deeper.
         let count = Lexer::new(&parsable).count();
         if count > MAX_PARSED_TOKENS {
             // The condensed parse's error stands (a syntax error's place
@@ -447,7 +447,7 @@ fn too_large(named: &BTreeSet<String>, tokens: usize) -> AnalyzeError {
 fn analyzed(
     sql: &str,
     condensed: &Condensed<'_>,
-    tokens: Option<&[Lexeme<'_>]>,
+    tokens: Option<Tokens<'_, '_>>,
     dialect: &dyn Dialect,
     rules: &ShardingRules,
     logical_db: &str,
@@ -819,7 +819,7 @@ struct Analyzer<'a> {
     /// `sql` as sqlparser read it: positions in its parse are there.
     condensed: &'a Condensed<'a>,
     /// The statement's tokens, when the caller lexed it already.
-    tokens: Option<&'a [Lexeme<'a>]>,
+    tokens: Option<Tokens<'a, 'a>>,
     dialect: &'a dyn Dialect,
     rules: &'a ShardingRules,
     logical_db: &'a str,
@@ -941,7 +941,8 @@ impl Analyzer<'_> {
     /// For statements whose table names the visitor does not reach (DROP,
     /// SHOW): every word that names a routed table.
     fn collect_names_by_token(&mut self) {
-        let tokens: Vec<_> = Lexer::new(self.sql).collect();
+        let list = TokenList::of(self.sql);
+        let tokens = list.tokens();
         for (i, s) in tokens.iter().enumerate() {
             let (Token::Word(w) | Token::QuotedIdent(w)) = s.token else {
                 continue;
@@ -951,8 +952,8 @@ impl Analyzer<'_> {
             }
             // `wework.users`: the qualifier goes with the name.
             let start = match (
-                i.checked_sub(2).map(|j| tokens[j]),
-                i.checked_sub(1).map(|j| tokens[j]),
+                i.checked_sub(2).map(|j| tokens.at(j)),
+                i.checked_sub(1).map(|j| tokens.at(j)),
             ) {
                 (Some(db), Some(dot)) if dot.token == Token::Punct(b'.') => match db.token {
                     Token::Word(d) | Token::QuotedIdent(d)

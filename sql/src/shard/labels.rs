@@ -13,7 +13,7 @@ use sqlparser::ast::{Delete, Expr, Insert, SelectItem, SetExpr, Statement};
 
 use super::analyze::{analyze, analyze_lexed, Analysis, AnalyzeError, Replacement};
 use crate::dialect::Dialect;
-use crate::lex::{Lexer, Spanned, Token};
+use crate::lex::{Lexer, Token, Tokens};
 
 /// Words that may follow SELECT before its first item.
 const SELECT_OPTIONS: [&str; 11] = [
@@ -69,7 +69,7 @@ pub fn analyze_labelled<'a>(
 /// already.
 pub fn analyze_labelled_lexed<'a>(
     sql: &'a str,
-    tokens: &[Spanned<'_>],
+    tokens: Tokens<'_, '_>,
     dialect: &dyn Dialect,
     rules: &ShardingRules,
     logical_db: &str,

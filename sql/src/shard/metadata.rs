@@ -11,7 +11,7 @@ use shardgate_rules::config::DatabaseRules;
 use shardgate_rules::{Config, ShardingRules, TableKind};
 
 use crate::dialect::{Dialect, MARIADB};
-use crate::lex::{Lexer, Token};
+use crate::lex::{Lexer, Token, TokenList};
 
 /// The names to translate between a logical database and its default
 /// data source's physical one (and those of the other logical databases
@@ -134,7 +134,8 @@ impl MetadataNames {
         {
             return None;
         }
-        let tokens: Vec<_> = Lexer::new(sql).collect();
+        let list = TokenList::of_statement(sql);
+        let tokens = list.tokens();
         let mut out = String::with_capacity(sql.len() + 16);
         let mut from = 0;
         for (i, t) in tokens.iter().enumerate() {

@@ -6,7 +6,7 @@
 use super::analyze::{InsertShape, Replacement};
 use super::params::ParamValue;
 use crate::dialect::{Dialect, Placeholder};
-use crate::lex::{Lexer, Token};
+use crate::lex::{Token, TokenList};
 
 /// `sql` with each replacement's range set to the physical name of its table.
 /// `physical` maps a logical table (lower case) to its name on this node.
@@ -124,7 +124,8 @@ pub fn bind_in_order(dialect: &dyn Dialect, sql: &str, values: &[ParamValue]) ->
 /// saving every column assigns the sharding column its own value). None
 /// when the statement is not such an UPDATE.
 pub fn move_guard(dialect: &dyn Dialect, update: &str, columns: &[&str]) -> Option<String> {
-    let tokens: Vec<_> = Lexer::new(update).collect();
+    let list = TokenList::of_statement(update);
+    let tokens = list.tokens();
     if !tokens.first()?.token.is_word("UPDATE") {
         return None;
     }
@@ -145,14 +146,15 @@ pub fn move_guard(dialect: &dyn Dialect, update: &str, columns: &[&str]) -> Opti
         }
     }
     let set = set?;
-    let table_from = tokens[1..set]
+    let table_from = tokens
+        .slice(1..set)
         .iter()
         .find(|t| !(t.token.is_word("LOW_PRIORITY") || t.token.is_word("IGNORE")))?
         .start;
-    let table = &update[table_from..tokens[set].start];
-    let end = tail_at.map_or(update.len(), |i| tokens[i].start);
-    let assignments_end = where_at.map_or(end, |i| tokens[i].start);
-    let condition = where_at.map(|i| update[tokens[i].end..end].trim());
+    let table = &update[table_from..tokens.at(set).start];
+    let end = tail_at.map_or(update.len(), |i| tokens.at(i).start);
+    let assignments_end = where_at.map_or(end, |i| tokens.at(i).start);
+    let condition = where_at.map(|i| update[tokens.at(i).end..end].trim());
     // `target = value` pairs of the SET list, split at top-level commas.
     let mut moved = Vec::new();
     let mut from = set + 1;
@@ -170,13 +172,13 @@ pub fn move_guard(dialect: &dyn Dialect, update: &str, columns: &[&str]) -> Opti
             _ if !at_end => continue,
             _ => {}
         }
-        let part = &tokens[from..i];
+        let part = tokens.slice(from..i);
         from = i + 1;
         let Some(eq) = part.iter().position(|t| t.token == Token::Punct(b'=')) else {
             continue;
         };
         let (Some(target_last), Some(value_first), Some(value_last)) = (
-            eq.checked_sub(1).map(|k| part[k]),
+            eq.checked_sub(1).map(|k| part.at(k)),
             part.get(eq + 1),
             part.last(),
         ) else {
@@ -187,7 +189,7 @@ pub fn move_guard(dialect: &dyn Dialect, update: &str, columns: &[&str]) -> Opti
             _ => continue,
         };
         if columns.contains(&column.as_str()) {
-            let target = &update[part[0].start..target_last.end];
+            let target = &update[part.at(0).start..target_last.end];
             let value = &update[value_first.start..value_last.end];
             moved.push(dialect.null_safe_equal(target, value));
         }

@@ -15,7 +15,7 @@ use super::analyze::Replacement;
 use super::error::{MergeShapeError, Unmergeable};
 use super::having::{ArithOp, CmpOp, Cond as HavingCond};
 use crate::dialect::{Dialect, Placeholder};
-use crate::lex::{Lexer, Spanned as Tok, Token};
+use crate::lex::{Lexer, Spanned as Tok, Token, TokenList};
 use shardgate_merge::plan::{Aggregate, AggregateKind, Compared, MergePlan, SortKey};
 use shardgate_merge::ColumnMeta;
 
@@ -705,7 +705,8 @@ fn having_cond(
 /// The byte range of the top-level HAVING clause (up to ORDER BY, LIMIT,
 /// a locking clause of `dialect` or the end).
 fn having_range(sql: &str, dialect: &dyn Dialect) -> Result<(usize, usize), Unmergeable> {
-    let tokens: Vec<Tok<'_>> = Lexer::new(sql).collect();
+    let list = TokenList::of_statement(sql);
+    let tokens = list.tokens();
     let mut depth = 0usize;
     let mut start = None;
     let mut end = None;
@@ -720,7 +721,7 @@ fn having_range(sql: &str, dialect: &dyn Dialect) -> Result<(usize, usize), Unme
                 && (["ORDER", "LIMIT", "WINDOW", "INTO"]
                     .iter()
                     .any(|w| tok.is_word(w))
-                    || dialect.lock_clause_at(&tokens, i)) =>
+                    || dialect.lock_clause_at(tokens, i)) =>
             {
                 break
             }
@@ -810,7 +811,8 @@ fn clause_positions(
     sql: &str,
     dialect: &dyn Dialect,
 ) -> Result<(usize, (usize, usize)), Unmergeable> {
-    let tokens: Vec<Tok<'_>> = Lexer::new(sql).collect();
+    let list = TokenList::of_statement(sql);
+    let tokens = list.tokens();
     let mut depth = 0usize;
     let mut from = None;
     let mut tail_start = None;
@@ -818,7 +820,7 @@ fn clause_positions(
     let mut core_end = tokens.last().map_or(sql.len(), |t| t.end);
     let mut i = 0;
     while i < tokens.len() {
-        let t = tokens[i];
+        let t = tokens.at(i);
         match t.token {
             Token::Punct(b'(') => depth += 1,
             Token::Punct(b')') => depth = depth.saturating_sub(1),
@@ -838,7 +840,7 @@ fn clause_positions(
                 let mut j = i + 1;
                 let mut d = 0usize;
                 while j < tokens.len() {
-                    match tokens[j].token {
+                    match tokens.at(j).token {
                         Token::Punct(b'(') => d += 1,
                         Token::Punct(b')') if d > 0 => d -= 1,
                         Token::Punct(b';') if d == 0 => break,
@@ -847,7 +849,7 @@ fn clause_positions(
                                 && (["INTO", "PROCEDURE"]
                                     .iter()
                                     .any(|k| w.eq_ignore_ascii_case(k))
-                                    || dialect.lock_clause_at(&tokens, j))
+                                    || dialect.lock_clause_at(tokens, j))
                                 || (d == 0
                                     && tok.is_word("ORDER")
                                     && w.eq_ignore_ascii_case("LIMIT")) =>
@@ -858,14 +860,14 @@ fn clause_positions(
                     }
                     j += 1;
                 }
-                tail_end = Some(tokens[j - 1].end);
+                tail_end = Some(tokens.at(j - 1).end);
                 i = j;
                 continue;
             }
             _ if depth == 0
                 && from.is_some()
                 && tail_start.is_none()
-                && dialect.lock_clause_at(&tokens, i) =>
+                && dialect.lock_clause_at(tokens, i) =>
             {
                 core_end = tokens.get(i.wrapping_sub(1)).map_or(t.start, |p| p.end);
                 tail_start = Some(core_end);
