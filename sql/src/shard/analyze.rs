@@ -6,6 +6,7 @@
 //! Statements that name no sharded or broadcast table are not parsed at all:
 //! they go to the default data source as they are.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 
@@ -97,11 +98,75 @@ pub struct SelectShape {
 }
 
 /// One row of an INSERT ... VALUES: its text range (its values are the
-/// shape's, [`InsertShape::row_values`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// shape's, [`InsertShape::row_values`]), in 8 bytes: a 20 MiB INSERT may
+/// have millions of rows. Statements are bounded by `max_allowed_packet`,
+/// at most 1 GiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InsertRow {
-    pub start: usize,
-    pub end: usize,
+    start: u32,
+    end: u32,
+}
+
+impl InsertRow {
+    fn new(start: usize, end: usize) -> Self {
+        let at = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
+        InsertRow {
+            start: at(start),
+            end: at(end),
+        }
+    }
+
+    pub fn start(&self) -> usize {
+        self.start as usize
+    }
+
+    pub fn end(&self) -> usize {
+        self.end as usize
+    }
+}
+
+/// A kept row value in 16 bytes (an `Option<Val>` takes 32): integers,
+/// NULL and parameters inline, any other value in [`KeptValues::others`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kept {
+    Absent,
+    Int(i64),
+    Null,
+    Param(usize),
+    Other(usize),
+}
+
+/// The kept values of an INSERT's rows, row after row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct KeptValues {
+    values: Vec<Kept>,
+    others: Vec<Val>,
+}
+
+impl KeptValues {
+    fn push(&mut self, value: Option<Val>) {
+        let kept = match value {
+            None => Kept::Absent,
+            Some(Val::Lit(ShardValue::Int(i))) => Kept::Int(i),
+            Some(Val::Lit(ShardValue::Null)) => Kept::Null,
+            Some(Val::Param(p)) => Kept::Param(p),
+            Some(other) => {
+                self.others.push(other);
+                Kept::Other(self.others.len() - 1)
+            }
+        };
+        self.values.push(kept);
+    }
+
+    fn get(&self, i: usize) -> Option<Cow<'_, Val>> {
+        match self.values.get(i)? {
+            Kept::Absent => None,
+            Kept::Int(i) => Some(Cow::Owned(Val::Lit(ShardValue::Int(*i)))),
+            Kept::Null => Some(Cow::Owned(Val::Lit(ShardValue::Null))),
+            Kept::Param(p) => Some(Cow::Owned(Val::Param(*p))),
+            Kept::Other(k) => self.others.get(*k).map(Cow::Borrowed),
+        }
+    }
 }
 
 /// Which values of an INSERT's rows the analysis keeps: those of its
@@ -147,16 +212,13 @@ impl RoutedValues {
 
     /// Appends a row's kept values to `out`, each read by `value`: exactly
     /// `width` of them, None past the row's end.
-    fn push_row<T>(
-        &self,
-        out: &mut Vec<Option<Val>>,
-        row: &[T],
-        value: impl Fn(&T) -> Option<Val>,
-    ) {
-        out.extend((0..self.width).map(|i| match row.get(i) {
-            Some(v) if self.reads(i) => value(v),
-            _ => None,
-        }));
+    fn push_row<T>(&self, out: &mut KeptValues, row: &[T], value: impl Fn(&T) -> Option<Val>) {
+        for i in 0..self.width {
+            out.push(match row.get(i) {
+                Some(v) if self.reads(i) => value(v),
+                _ => None,
+            });
+        }
     }
 }
 
@@ -171,7 +233,7 @@ pub struct InsertShape {
     /// The values of the rows that routing reads ([`RoutedValues`]), the
     /// same number for each row, row after row: one vector for them all,
     /// not one per row (each a heap block of its own).
-    values: Vec<Option<Val>>,
+    values: KeptValues,
     row_width: usize,
     /// ON DUPLICATE KEY UPDATE assigns a sharding column.
     pub updates_sharding_column: bool,
@@ -183,14 +245,15 @@ pub struct InsertShape {
 }
 
 impl InsertShape {
-    /// Row `i`'s kept values, by listed column: Some for a literal or `?`,
+    /// Row `i`'s kept value of listed column `column`: Some for a literal or `?`,
     /// None for an expression the proxy does not evaluate or a value it
     /// does not keep (those of columns that do not route).
-    pub fn row_values(&self, i: usize) -> &[Option<Val>] {
-        let start = i.saturating_mul(self.row_width);
+    pub fn row_value(&self, i: usize, column: usize) -> Option<Cow<'_, Val>> {
+        if column >= self.row_width {
+            return None;
+        }
         self.values
-            .get(start..start.saturating_add(self.row_width))
-            .unwrap_or(&[])
+            .get(i.checked_mul(self.row_width)?.checked_add(column)?)
     }
 }
 
@@ -264,7 +327,7 @@ impl ShardedStatement {
         for v in self
             .insert
             .iter_mut()
-            .flat_map(|i| i.values.iter_mut().flatten())
+            .flat_map(|i| i.values.others.iter_mut())
         {
             text(v);
         }
@@ -1196,7 +1259,7 @@ impl Analyzer<'_> {
         end: usize,
         ph: &[Placeholder],
         kept: &RoutedValues,
-        values: &mut Vec<Option<Val>>,
+        values: &mut KeptValues,
     ) -> Vec<InsertRow> {
         let Some(range) = self.condensed.cut_rows(end) else {
             return Vec::new();
@@ -1212,11 +1275,10 @@ impl Analyzer<'_> {
                 }
                 Token::Punct(b')') => {
                     // A short row's missing values, as `push_row` leaves them.
-                    values.extend((column..kept.width).map(|_| None));
-                    rows.push(InsertRow {
-                        start: row_start,
-                        end,
-                    });
+                    for _ in column..kept.width {
+                        values.push(None);
+                    }
+                    rows.push(InsertRow::new(row_start, end));
                     column = 0;
                     continue;
                 }
@@ -1481,7 +1543,7 @@ impl Analyzer<'_> {
             return Err(unsupported("INSERT ... SELECT"));
         };
         let mut rows = Vec::with_capacity(values.rows.len());
-        let mut kept_values = Vec::new();
+        let mut kept_values = KeptValues::default();
         for row in &values.rows {
             let (Some(first), Some(last)) = (row.first(), row.last()) else {
                 return Err(unsupported("an empty VALUES row"));
@@ -1497,7 +1559,7 @@ impl Analyzer<'_> {
             let end = self.sql[last_end..]
                 .find(')')
                 .map_or(last_end, |p| last_end + p + 1);
-            rows.push(InsertRow { start, end });
+            rows.push(InsertRow::new(start, end));
             kept.push_row(&mut kept_values, row, |v| self.value(v, ph));
             rows.extend(self.cut_rows(end, ph, &kept, &mut kept_values));
         }
@@ -1546,12 +1608,14 @@ impl Analyzer<'_> {
                 })
                 .collect(),
             columns_end: None,
-            rows: vec![InsertRow { start, end }],
-            values: ins
-                .assignments
-                .iter()
-                .map(|a| self.value(&a.value, ph))
-                .collect(),
+            rows: vec![InsertRow::new(start, end)],
+            values: {
+                let mut values = KeptValues::default();
+                for a in &ins.assignments {
+                    values.push(self.value(&a.value, ph));
+                }
+                values
+            },
             row_width: ins.assignments.len(),
             updates_sharding_column: updates_sharding_column(self, ins),
             set_form: true,
@@ -1747,7 +1811,11 @@ mod tests {
             Ok(Analysis::Sharded(st)) => {
                 let shape = st.insert.unwrap();
                 (0..shape.rows.len())
-                    .map(|i| shape.row_values(i).to_vec())
+                    .map(|i| {
+                        (0..shape.row_width)
+                            .map(|c| shape.row_value(i, c).map(Cow::into_owned))
+                            .collect::<Vec<_>>()
+                    })
                     .collect::<Vec<_>>()
             }
             other => panic!("{other:?}"),

@@ -4,6 +4,7 @@
 //! exactly as one database would is refused with error 1235 and a message
 //! naming the tables.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::ops::Range;
 
@@ -409,7 +410,8 @@ fn routed_cut_list<'s>(
 struct SplitItems {
     items: Range<usize>,
     /// By position; the nodes a statement goes to have at least one.
-    by_position: Vec<String>,
+    /// Taken by the node's statement as it is built ([`Self::edit`]).
+    by_position: Vec<Cell<String>>,
 }
 
 impl SplitItems {
@@ -460,17 +462,19 @@ impl SplitItems {
         nodes
             .iter()
             .all(|&n| !by_position[n].is_empty())
-            .then_some(SplitItems {
+            .then(|| SplitItems {
                 items: split.items.clone(),
-                by_position,
+                by_position: by_position.into_iter().map(Cell::new).collect(),
             })
     }
 
     /// The edit that leaves the node at `position` its own items (none
-    /// for a node that has none: it keeps them all).
+    /// for a node that has none: it keeps them all). The items move into
+    /// the edit: each node's statement is built once, and a copy would
+    /// hold a long list twice. Asked again, the node keeps them all.
     fn edit(&self, position: usize) -> Option<(usize, usize, String)> {
-        let own = self.by_position.get(position).filter(|l| !l.is_empty())?;
-        Some((self.items.start, self.items.end, own.clone()))
+        let own = self.by_position.get(position)?.take();
+        (!own.is_empty()).then_some((self.items.start, self.items.end, own))
     }
 }
 
@@ -975,8 +979,8 @@ fn plan_insert<'s>(
             else {
                 continue;
             };
-            let value = match shape.row_values(i).get(pos).and_then(Option::as_ref) {
-                Some(val) => stored(val, params, ctx.kinds.of(column))?.ok_or_else(|| {
+            let value = match shape.row_value(i, pos) {
+                Some(val) => stored(&val, params, ctx.kinds.of(column))?.ok_or_else(|| {
                     PlanError::NotSupported(format!("a parameter of the INSERT into {table} has no value"))
                 })?,
                 None => {
@@ -994,8 +998,8 @@ fn plan_insert<'s>(
         by_node.entry(node).or_default().push(i);
     }
     let generated_text: Vec<String> = generated.iter().map(|g| g.to_string()).collect();
-    let first_row_start = shape.rows.first().map_or(sql.len(), |r| r.start);
-    let last_row_end = shape.rows.last().map_or(sql.len(), |r| r.end);
+    let first_row_start = shape.rows.first().map_or(sql.len(), |r| r.start());
+    let last_row_end = shape.rows.last().map_or(sql.len(), |r| r.end());
     let head_replacements: Vec<_> = st
         .replacements
         .iter()
@@ -1022,9 +1026,9 @@ fn plan_insert<'s>(
     let row_of = |at: usize| {
         let i = shape
             .rows
-            .partition_point(|r| r.start <= at)
+            .partition_point(|r| r.start() <= at)
             .checked_sub(1)?;
-        (at < shape.rows[i].end).then_some(i)
+        (at < shape.rows[i].end()).then_some(i)
     };
     let mut targets = Vec::with_capacity(by_node.len());
     for (node, rows) in &by_node {

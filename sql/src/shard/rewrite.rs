@@ -43,7 +43,7 @@ pub fn insert_rows(
         return sql.to_owned();
     };
     let mut out = String::with_capacity(sql.len());
-    let head = &sql[..first.start];
+    let head = &sql[..first.start()];
     match (extra, shape.columns_end) {
         (Some((column, _)), Some(at)) if !shape.set_form => {
             out.push_str(&head[..at]);
@@ -58,7 +58,7 @@ pub fn insert_rows(
             out.push_str(", ");
         }
         let row = &shape.rows[i];
-        let text = &sql[row.start..row.end];
+        let text = &sql[row.start()..row.end()];
         match extra {
             Some((column, values)) if shape.set_form => {
                 out.push_str(text);
@@ -77,7 +77,7 @@ pub fn insert_rows(
             None => out.push_str(text),
         }
     }
-    out.push_str(&sql[last.end..]);
+    out.push_str(&sql[last.end()..]);
     out
 }
 
