@@ -40,13 +40,16 @@
 //!     [`FANOUT_UPDATE_BOUND_FACTOR`] × the statement's size;
 //! 11. an INSERT of 50,000 rows of expressions, more tokens than the
 //!     analysis parses: refused (1235) before the parse, the proxy's
-//!     peak-RSS growth under [`FN_INSERT_BOUND_FACTOR`] × its size.
+//!     peak-RSS growth under [`FN_INSERT_BOUND_FACTOR`] × its size;
+//! 12. an `IN` list of 1,000,000 negative integers on the unsharded table
+//!     (three tokens a value, none cut): MariaDB's answer, and the proxy's
+//!     peak-RSS growth under [`DENSE_BOUND_FACTOR`] × its size.
 //!
 //! Each peak is measured from the peak reset just before its statement
 //! ([`ProxyProcess::reset_peak`]), so over the RSS the proxy then holds;
-//! probes 9, 1, 10 and 6 run first, in the order of the memory they are
-//! expected to take, so that what an earlier one freed hides little of a
-//! later one's growth.
+//! probes 9, 1, 6, 11, 10 and 12 run first, in the order of the memory
+//! they are expected to take, so that what an earlier one freed hides
+//! little of a later one's growth.
 //!
 //! The test fails at its end, listing every failed probe; a probe after
 //! which the proxy is gone fails, and so do those that could not run.
@@ -92,19 +95,19 @@ const OR_CHAIN_BOUND_FACTOR: u64 = 8;
 const INSERT_ROWS: u64 = 20_000;
 const INSERT_FIRST_ID: u64 = 1_000_001;
 /// Probe 9: the proxy's peak-RSS growth allowed, times the statement's
-/// size. Measured 4.8 x here (4.9 x in a release build for 1,000,000
-/// rows, 21 MiB) with the rows' tokens left out of the session's and
-/// only their sharding values kept, in one vector; 15.8 x before, 90 x
+/// size. Measured 3.7 x here (4.9 x in a release build for 1,500,000
+/// rows, 20 MB) with the rows' tokens left out of the session's and
+/// only their sharding values kept, 16 bytes each; 15.8 x before, 90 x
 /// before rows after the first were cut before the parse.
 const INSERT_BOUND_FACTOR: u64 = 10;
 /// Probe 11: the rows of the INSERT of expressions.
 const FN_INSERT_ROWS: u64 = 50_000;
 /// Probe 11: the proxy's peak-RSS growth allowed, times the statement's
 /// size: the statement is refused before it is parsed. What remains is the
-/// session's tokens of it (40 bytes each, 11 a row, their vector grown by
-/// doubling): 25.5 x measured here, 15.3 x on a fresh release proxy; 219 x
-/// when it was parsed.
-const FN_INSERT_BOUND_FACTOR: u64 = 32;
+/// session's tokens of it (11 a row, 8 bytes each in a `lex::TokenList`):
+/// 2.6 x measured here; 25.5 x when a token took 40 bytes, 219 x when the
+/// statement was parsed.
+const FN_INSERT_BOUND_FACTOR: u64 = 6;
 /// Probe 10: the fanned-out UPDATE's string literal, in MiB.
 const FANOUT_UPDATE_MIB: usize = 20;
 /// Probe 10: the proxy's peak-RSS growth allowed, times the statement's
@@ -117,13 +120,22 @@ const FANOUT_UPDATE_BOUND_FACTOR: u64 = 4;
 /// 4.8 x here when its command was built whole and then copied into the
 /// send buffer.
 const ONE_NODE_UPDATE_BOUND_FACTOR: u64 = 3;
+/// Probe 12: the values of the `IN` list of negative integers.
+const DENSE_VALUES: u64 = 1_000_000;
+/// Probe 12: the proxy's peak-RSS growth allowed, times the statement's
+/// size. A list of negative integers is not cut (`shard::condensed` cuts
+/// digits, commas and spaces only): its three tokens a value are all in
+/// the session's tokens, 8 bytes each (`lex::TokenList`). Measured 5.8 x
+/// here (3.8 x when run after larger probes, over memory they freed); some
+/// 16 x when each token took 40 bytes.
+const DENSE_BOUND_FACTOR: u64 = 10;
 /// Probe 2: the arithmetic chain's terms.
 const ARITH_TERMS: usize = 20_000;
 /// Probe 6: the `IN (...)` list's values.
 const IN_LIST_VALUES: u64 = 200_000;
 /// Probe 6: the proxy's peak-RSS growth allowed, times the statement's size.
 /// Measured 2.1 x here (5.8 x on a fresh release proxy, whose fixed costs
-/// weigh more; 3.7 x for 2,700,000 values, 22 MiB) with the list's tokens
+/// weigh more; 3.2 x for 2,600,000 values, 20 MB) with the list's tokens
 /// left out of the session's and its values held as their text, one per
 /// set of nodes; 25.6 x before, 111 x before long lists were cut before
 /// the parse.
@@ -261,10 +273,28 @@ async fn run_probes(ctx: &mut Ctx) -> Result<(), String> {
         alive(ctx)?;
     }
 
+    let r = probe_in_list(ctx).await;
+    ctx.record(&format!("6 IN list of {IN_LIST_VALUES} values"), r);
+    alive(ctx)?;
+
+    let r = probe_unparsed_insert(ctx).await;
+    ctx.record(
+        &format!("11 INSERT of {FN_INSERT_ROWS} rows of expressions"),
+        r,
+    );
+    alive(ctx)?;
+
     let r = probe_large_update(ctx, "name = 'nobody'", FANOUT_UPDATE_BOUND_FACTOR).await;
     let on = DATA_SOURCES.len() as u32 * TABLES_PER_NODE;
     ctx.record(
         &format!("10 UPDATE of {FANOUT_UPDATE_MIB} MiB fanned out to {on} tables"),
+        r,
+    );
+    alive(ctx)?;
+
+    let r = probe_dense_tokens(ctx).await;
+    ctx.record(
+        &format!("12 IN list of {DENSE_VALUES} negative integers, unsharded"),
         r,
     );
     alive(ctx)?;
@@ -279,17 +309,6 @@ async fn run_probes(ctx: &mut Ctx) -> Result<(), String> {
         &format!("10 UPDATE of {FANOUT_UPDATE_MIB} MiB on one node"),
         r,
     );
-    alive(ctx)?;
-
-    let r = probe_unparsed_insert(ctx).await;
-    ctx.record(
-        &format!("11 INSERT of {FN_INSERT_ROWS} rows of expressions"),
-        r,
-    );
-    alive(ctx)?;
-
-    let r = probe_in_list(ctx).await;
-    ctx.record(&format!("6 IN list of {IN_LIST_VALUES} values"), r);
     alive(ctx)?;
 
     let r = probe_arith_chain(ctx, false).await;
@@ -639,6 +658,35 @@ async fn probe_unparsed_insert(ctx: &mut Ctx) -> Result<String, String> {
         if message.contains("tokens") && message.contains("smaller statements"));
     if !refused || inserted.text_rows().ok() != Some(vec![vec![Some("0".to_owned())]]) {
         return Err(format!("not refused as too large: {summary}"));
+    }
+    if peak.over {
+        return Err(format!("the peak RSS grew past the bound: {summary}"));
+    }
+    Ok(summary)
+}
+
+/// Probe 12: a statement of short tokens that nothing cuts, on the
+/// unsharded table (classified, checked and passed through whole): the
+/// answer MariaDB gives, and the proxy's peak-RSS growth under
+/// [`DENSE_BOUND_FACTOR`] × its size.
+async fn probe_dense_tokens(ctx: &mut Ctx) -> Result<String, String> {
+    let values: Vec<String> = (1..=DENSE_VALUES).map(|v| format!("-{v}")).collect();
+    let sql = format!(
+        "SELECT COUNT(*) FROM {PLAIN} WHERE user_id IN ({}) OR user_id = 7",
+        values.join(",")
+    );
+    let mut c = ctx.proxy_conn().await?;
+    let (proxied, took, peak) = measured_query(ctx, &mut c, &sql, DENSE_BOUND_FACTOR).await?;
+    let direct = ctx.direct_conn().await?.query(&sql).await?;
+    let summary = format!(
+        "statement {} bytes; via proxy: {proxied} in {:.2}s; MariaDB direct: {direct}; {peak}",
+        sql.len(),
+        took.as_secs_f64()
+    );
+    if !same_answer(&proxied, &direct)
+        || proxied.text_rows().ok() != Some(vec![vec![Some("1".to_owned())]])
+    {
+        return Err(format!("not MariaDB's answer: {summary}"));
     }
     if peak.over {
         return Err(format!("the peak RSS grew past the bound: {summary}"));
