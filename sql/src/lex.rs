@@ -242,7 +242,7 @@ impl<'a> Iterator for Lexer<'a> {
 /// is read back from the statement's bytes there. Statements are bounded
 /// by `max_allowed_packet`, at most 1 GiB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Span {
+struct Span {
     start: u32,
     end: u32,
 }
@@ -262,14 +262,36 @@ impl Span {
 /// vector holds up to twice that).
 const COUNTED_FIRST: usize = 1 << 20;
 
+/// A counted statement with more tokens than one per this many bytes keeps
+/// their starts only: its tokens are short, and lexing one again from its
+/// start (for its end) costs little. `1+1+1...` has a token per byte: 8
+/// bytes of spans per byte of text, 4 of starts.
+const DENSE: usize = 4;
+
+/// Where a list's tokens stand.
+#[derive(Debug, Clone)]
+enum Positions {
+    Spans(Vec<Span>),
+    /// Starts only, for a long statement of short tokens ([`DENSE`]).
+    Starts(Vec<u32>),
+}
+
+/// A run of [`Positions`].
+#[derive(Debug, Clone, Copy)]
+enum PositionsOf<'t> {
+    Spans(&'t [Span]),
+    Starts(&'t [u32]),
+}
+
 /// A statement's tokens, kept as [`Span`]s: 8 bytes per token where a
-/// [`Spanned`] takes 40. A 20 MiB statement of short tokens has some ten
-/// million of them; every statement's tokens are kept while it is
-/// classified, checked and analysed.
-#[derive(Debug, Clone, Default)]
+/// [`Spanned`] takes 40 (4, their starts, for a long statement of short
+/// tokens). A 20 MiB statement of short tokens has some ten million of
+/// them; every statement's tokens are kept while it is classified,
+/// checked and analysed.
+#[derive(Debug, Clone)]
 pub struct TokenList<'a> {
     sql: &'a str,
-    spans: Vec<Span>,
+    positions: Positions,
 }
 
 impl<'a> TokenList<'a> {
@@ -299,19 +321,30 @@ impl<'a> TokenList<'a> {
         sql: &'a str,
         ranges: impl Fn() -> I,
     ) -> Self {
-        let mut spans = Vec::new();
-        if sql.len() > COUNTED_FIRST {
-            spans.reserve_exact(ranges().count());
-        }
-        spans.extend(ranges().map(|(start, end)| Span::of(start, end)));
-        TokenList { sql, spans }
+        let count = (sql.len() > COUNTED_FIRST).then(|| ranges().count());
+        let positions = match count {
+            Some(count) if count > sql.len() / DENSE => {
+                let mut starts = Vec::with_capacity(count);
+                starts.extend(ranges().map(|(start, end)| Span::of(start, end).start));
+                Positions::Starts(starts)
+            }
+            _ => {
+                let mut spans = Vec::with_capacity(count.unwrap_or(0));
+                spans.extend(ranges().map(|(start, end)| Span::of(start, end)));
+                Positions::Spans(spans)
+            }
+        };
+        TokenList { sql, positions }
     }
 
     /// A view of all of them.
     pub fn tokens(&self) -> Tokens<'_, 'a> {
         Tokens {
             sql: self.sql,
-            spans: &self.spans,
+            positions: match &self.positions {
+                Positions::Spans(spans) => PositionsOf::Spans(spans),
+                Positions::Starts(starts) => PositionsOf::Starts(starts),
+            },
         }
     }
 }
@@ -351,30 +384,43 @@ fn spanned(sql: &str, span: Span) -> Spanned<'_> {
 }
 
 /// A run of a statement's tokens, read like a slice of [`Spanned`]: each
-/// is made from its [`Span`] as it is asked for.
+/// is made from where it stands as it is asked for.
 #[derive(Debug, Clone, Copy)]
 pub struct Tokens<'t, 'a: 't> {
     sql: &'a str,
-    spans: &'t [Span],
+    positions: PositionsOf<'t>,
 }
 
 impl<'t, 'a: 't> Tokens<'t, 'a> {
     pub fn len(&self) -> usize {
-        self.spans.len()
+        match self.positions {
+            PositionsOf::Spans(spans) => spans.len(),
+            PositionsOf::Starts(starts) => starts.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
+        self.len() == 0
     }
 
     pub fn get(&self, i: usize) -> Option<Spanned<'a>> {
-        self.spans.get(i).map(|&span| spanned(self.sql, span))
+        match self.positions {
+            PositionsOf::Spans(spans) => spans.get(i).map(|&span| spanned(self.sql, span)),
+            PositionsOf::Starts(starts) => starts.get(i).map(|&start| {
+                let start = start as usize;
+                let end = Lexer::new(self.sql).token_end(start);
+                spanned(self.sql, Span::of(start, end))
+            }),
+        }
     }
 
     /// The `i`th token; `i` must be below [`Self::len`], as for a slice's
     /// index.
     pub fn at(&self, i: usize) -> Spanned<'a> {
-        spanned(self.sql, self.spans[i])
+        match self.get(i) {
+            Some(token) => token,
+            None => panic!("token {i} of {}", self.len()),
+        }
     }
 
     pub fn first(&self) -> Option<Spanned<'a>> {
@@ -382,7 +428,7 @@ impl<'t, 'a: 't> Tokens<'t, 'a> {
     }
 
     pub fn last(&self) -> Option<Spanned<'a>> {
-        self.spans.last().map(|&span| spanned(self.sql, span))
+        self.get(self.len().checked_sub(1)?)
     }
 
     /// The first token and the rest, as `<[T]>::split_first`.
@@ -411,16 +457,20 @@ impl<'t, 'a: 't> Tokens<'t, 'a> {
     pub fn iter(
         &self,
     ) -> impl DoubleEndedIterator<Item = Spanned<'a>> + ExactSizeIterator + Clone + 't {
-        let sql = self.sql;
-        self.spans.iter().map(move |&span| spanned(sql, span))
+        let whole = *self;
+        (0..whole.len()).map(move |i| whole.at(i))
     }
 
     /// The tokens in `range` of these, as `&slice[range]` (which it panics
     /// like, out of bounds).
-    pub fn slice<R: std::slice::SliceIndex<[Span], Output = [Span]>>(&self, range: R) -> Self {
+    pub fn slice(&self, range: impl std::ops::RangeBounds<usize>) -> Self {
+        let range = (range.start_bound().cloned(), range.end_bound().cloned());
         Tokens {
             sql: self.sql,
-            spans: &self.spans[range],
+            positions: match self.positions {
+                PositionsOf::Spans(spans) => PositionsOf::Spans(&spans[range]),
+                PositionsOf::Starts(starts) => PositionsOf::Starts(&starts[range]),
+            },
         }
     }
 }
@@ -577,6 +627,32 @@ mod tests {
                 assert_eq!(tokens.slice(i..).first(), Some(*t));
             }
             assert_eq!(tokens.get(lexed.len()), None);
+        }
+    }
+
+    /// A long statement of short tokens keeps their starts only; read
+    /// back, its tokens are still the lexer's. One of long tokens keeps
+    /// their spans.
+    #[test]
+    fn long_statements_of_short_tokens_keep_starts() {
+        let dense = format!(
+            "SELECT {}'it''s', `a``b` /* c */, @`u`, 1.5e3",
+            "1+".repeat(COUNTED_FIRST)
+        );
+        let sparse = format!("SELECT '{}', x", "a".repeat(COUNTED_FIRST));
+        for (sql, starts) in [(&dense, true), (&sparse, false)] {
+            let list = TokenList::of(sql);
+            assert_eq!(
+                matches!(list.positions, Positions::Starts(_)),
+                starts,
+                "{sql:.40}"
+            );
+            let tokens = list.tokens();
+            assert!(tokens.iter().eq(Lexer::new(sql)), "{sql:.40}");
+            let lexed: Vec<_> = Lexer::new(sql).collect();
+            assert_eq!(tokens.last(), lexed.last().copied());
+            let tail = tokens.slice(tokens.len() - 3..);
+            assert!(tail.iter().eq(lexed[lexed.len() - 3..].iter().copied()));
         }
     }
 

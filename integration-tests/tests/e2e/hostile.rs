@@ -104,9 +104,9 @@ const INSERT_BOUND_FACTOR: u64 = 10;
 const FN_INSERT_ROWS: u64 = 50_000;
 /// Probe 11: the proxy's peak-RSS growth allowed, times the statement's
 /// size: the statement is refused before it is parsed. What remains is the
-/// session's tokens of it (11 a row, 8 bytes each in a `lex::TokenList`):
-/// 2.6 x measured here; 25.5 x when a token took 40 bytes, 219 x when the
-/// statement was parsed.
+/// session's tokens of it (11 a row, their starts only, 4 bytes each, in
+/// a `lex::TokenList`): 1.3 x measured here; 2.6 x at 8 bytes a token,
+/// 25.5 x at 40, 219 x when the statement was parsed.
 const FN_INSERT_BOUND_FACTOR: u64 = 6;
 /// Probe 10: the fanned-out UPDATE's string literal, in MiB.
 const FANOUT_UPDATE_MIB: usize = 20;
@@ -125,10 +125,10 @@ const DENSE_VALUES: u64 = 1_000_000;
 /// Probe 12: the proxy's peak-RSS growth allowed, times the statement's
 /// size. A list of negative integers is not cut (`shard::condensed` cuts
 /// digits, commas and spaces only): its three tokens a value are all in
-/// the session's tokens, 8 bytes each (`lex::TokenList`). Measured 5.8 x
-/// here (3.8 x when run after larger probes, over memory they freed); some
-/// 16 x when each token took 40 bytes.
-const DENSE_BOUND_FACTOR: u64 = 10;
+/// the session's tokens, their starts only, 4 bytes each (`lex::TokenList`
+/// of a long statement of short tokens). Measured 4.5 x here; 5.8 x with
+/// 8 bytes a token, some 16 x with 40.
+const DENSE_BOUND_FACTOR: u64 = 8;
 /// Probe 2: the arithmetic chain's terms.
 const ARITH_TERMS: usize = 20_000;
 /// Probe 6: the `IN (...)` list's values.
