@@ -65,6 +65,7 @@ use shardgate_sql::lex::{TokenList, Tokens};
 use shardgate_sql::reads::writes_lexed;
 use shardgate_sql::shard::analyze::{Analysis, AnalyzeError, ShardedStatement};
 use shardgate_sql::shard::labels::{analyze_labelled, analyze_labelled_lexed};
+use shardgate_sql::shard::node_sql::NodeSql;
 use shardgate_sql::shard::plan::{check_supported, prepare_target, single_node, PlanContext};
 use shardgate_sql::statements::{self, Piece};
 use shardgate_sql::text::{analysis_text, restore, value_text, ClientCharset};
@@ -771,7 +772,6 @@ impl Session {
         // What runs: DATABASE() naming the logical database, and for other
         // statements, tables of logical databases named by qualifier.
         let logical = self.with_logical_database(text, &classified);
-        let as_sent = matches!(logical, Cow::Borrowed(_));
         if classified.commits_implicitly && self.in_transaction() {
             self.commit_implicitly().await?;
         }
@@ -842,7 +842,8 @@ impl Session {
                 }
             }
             Kind::TransactionControl { ends, savepoint } => {
-                let payload = self.forwarded_query(sql, &logical, as_sent, &classified.kind);
+                let forwarded = self.forwarded_text(&logical, &classified.kind);
+                let payload = command_payload(COM_QUERY, &restore(&forwarded));
                 return self
                     .transaction_control(&payload, text, *ends, savepoint.as_ref(), &classified)
                     .await;
@@ -873,19 +874,24 @@ impl Session {
                 debug!(reason, "session pinned to its backend connection");
             }
         }
-        // Built only here, past the sharded statements, which never send
-        // the client's text as it is: a large statement is not copied once
-        // more for nothing.
-        let payload = self.forwarded_query(sql, &logical, as_sent, &classified.kind);
+        // Streamed to the data source from the client's text: a large
+        // statement is not copied into a command, then into the send
+        // buffer (twice its size, issue 15). The client's bytes are the
+        // analysis text's, restored.
+        let forwarded = self.forwarded_text(&logical, &classified.kind);
+        let forwarded = NodeSql::spliced(&forwarded, []);
         if let Kind::Set(assignments) = &classified.kind {
             if assignments.iter().any(|a| a.key == "autocommit") && self.conns.any_in_transaction()
             {
-                return self.set_autocommit(&payload, &classified).await;
+                return self
+                    .set_autocommit(&forwarded.command(COM_QUERY), &classified)
+                    .await;
             }
         }
         let mut conn = self.checkout(&classified).await?;
+        conn.send_node_command(COM_QUERY, &forwarded).await?;
         let outcome = self
-            .run_on(&mut conn, &payload, ResponseKind::ResultSets, Answer::Plain)
+            .forward_to_client(&mut conn, ResponseKind::ResultSets, Answer::Plain)
             .await?;
         let succeeded = matches!(outcome, Outcome::Ok(_));
         if let (Kind::Begin(begin), true) = (&classified.kind, succeeded) {
@@ -920,21 +926,16 @@ impl Session {
             .or_else(|| self.db.metadata.logical_schema(qualifier))
     }
 
-    /// The COM_QUERY payload that runs a statement on a data source as it
-    /// is: `sql` as the client sent it, `logical` its analysis text with
-    /// DATABASE() naming the logical database (`as_sent`: unchanged);
-    /// tables of other logical databases named by qualifier get their
-    /// physical names.
-    fn forwarded_query(&self, sql: &[u8], logical: &str, as_sent: bool, kind: &Kind) -> Vec<u8> {
+    /// The text that runs a statement on a data source as it is: `logical`,
+    /// its analysis text with DATABASE() naming the logical database, and
+    /// tables of other logical databases named by qualifier by their
+    /// physical names. Restored, an unchanged text is the client's bytes.
+    fn forwarded_text<'t>(&self, logical: &'t str, kind: &Kind) -> Cow<'t, str> {
         let physical = match kind {
             Kind::Other => self.db.metadata.physical_qualifiers(logical, None),
             _ => None,
         };
-        match physical {
-            Some(physical) => command_payload(COM_QUERY, &restore(&physical)),
-            None if as_sent => command_payload(COM_QUERY, sql),
-            None => command_payload(COM_QUERY, &restore(logical)),
-        }
+        physical.map_or(Cow::Borrowed(logical), Cow::Owned)
     }
 
     /// After a statement ran on `conn`: what it changed of the session
