@@ -392,6 +392,11 @@ pub struct Tokens<'t, 'a: 't> {
 }
 
 impl<'t, 'a: 't> Tokens<'t, 'a> {
+    /// The statement these are tokens of.
+    pub fn sql(&self) -> &'a str {
+        self.sql
+    }
+
     pub fn len(&self) -> usize {
         match self.positions {
             PositionsOf::Spans(spans) => spans.len(),

@@ -583,8 +583,16 @@ fn analyzed(
                 {
                     let offset = |loc| a.offset(loc);
                     let emptied = |start| condensed.emptied(start);
+                    let lexed;
+                    let tokens = match tokens {
+                        Some(tokens) => tokens,
+                        None => {
+                            lexed = TokenList::of_statement(sql);
+                            lexed.tokens()
+                        }
+                    };
                     out.scatter = Some(super::scatter::scatter_select(
-                        sql,
+                        tokens,
                         q,
                         s,
                         &offset,

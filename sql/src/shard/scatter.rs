@@ -15,7 +15,7 @@ use super::analyze::Replacement;
 use super::error::{MergeShapeError, Unmergeable};
 use super::having::{ArithOp, CmpOp, Cond as HavingCond};
 use crate::dialect::{Dialect, Placeholder};
-use crate::lex::{Lexer, Spanned as Tok, Token, TokenList};
+use crate::lex::{Lexer, Spanned as Tok, Token, Tokens};
 use shardgate_merge::plan::{Aggregate, AggregateKind, Compared, MergePlan, SortKey};
 use shardgate_merge::ColumnMeta;
 
@@ -274,8 +274,10 @@ fn contains_aggregate(e: &Expr) -> bool {
 }
 
 /// Plans the merge of a SELECT over several nodes, or says why it cannot.
+/// `tokens` are those of the statement's text, its cut lists' left out
+/// (`lex::TokenList::of_statement`).
 pub fn scatter_select(
-    sql: &str,
+    tokens: Tokens<'_, '_>,
     q: &Query,
     s: &Select,
     offset: &dyn Fn(Span) -> Option<usize>,
@@ -283,6 +285,7 @@ pub fn scatter_select(
     placeholders: &[Placeholder],
     dialect: &dyn Dialect,
 ) -> Result<ScatterSelect, Unmergeable> {
+    let sql = tokens.sql();
     let mut b = Builder {
         sql,
         dialect,
@@ -474,7 +477,7 @@ pub fn scatter_select(
         }
         if let Some(h) = &s.having {
             let cond = having_cond(&mut b, h, &mut out.aggregates, placeholders)?;
-            let range = having_range(sql, b.dialect)?;
+            let range = having_range(tokens, b.dialect)?;
             out.having = Some((cond, range));
         }
         out.group = Some(keys);
@@ -516,7 +519,7 @@ pub fn scatter_select(
         }
         out.node_limit = true;
     }
-    let (insert_at, tail) = clause_positions(sql, dialect)?;
+    let (insert_at, tail) = clause_positions(sql, tokens, dialect)?;
     let tail_has_params = placeholders
         .iter()
         .any(|p| (tail.0..tail.1).contains(&p.start) && !limit_param_at(q, &b, p.start));
@@ -704,9 +707,10 @@ fn having_cond(
 
 /// The byte range of the top-level HAVING clause (up to ORDER BY, LIMIT,
 /// a locking clause of `dialect` or the end).
-fn having_range(sql: &str, dialect: &dyn Dialect) -> Result<(usize, usize), Unmergeable> {
-    let list = TokenList::of_statement(sql);
-    let tokens = list.tokens();
+fn having_range(
+    tokens: Tokens<'_, '_>,
+    dialect: &dyn Dialect,
+) -> Result<(usize, usize), Unmergeable> {
     let mut depth = 0usize;
     let mut start = None;
     let mut end = None;
@@ -809,10 +813,9 @@ fn limit_values(
 /// of `dialect` (`LOCK` is a column's name to PostgreSQL).
 fn clause_positions(
     sql: &str,
+    tokens: Tokens<'_, '_>,
     dialect: &dyn Dialect,
 ) -> Result<(usize, (usize, usize)), Unmergeable> {
-    let list = TokenList::of_statement(sql);
-    let tokens = list.tokens();
     let mut depth = 0usize;
     let mut from = None;
     let mut tail_start = None;
