@@ -119,8 +119,8 @@ impl Dialect for MariaDb {
     /// it parses has the latter written as the former (the node statements
     /// are cut from `sql`, which keeps its own words).
     fn parsable<'a>(&self, sql: &'a str) -> Cow<'a, str> {
-        // Streamed, four tokens at a time: a statement's tokens take some
-        // 40 bytes each, many times its size.
+        // Streamed, four tokens at a time: a statement's tokens, even as a
+        // `lex::TokenList`, can take several times its size.
         const CLAUSE: [&str; 4] = ["LOCK", "IN", "SHARE", "MODE"];
         let mut last = [None; 4];
         let found = Lexer::new(sql).find(|t| {
