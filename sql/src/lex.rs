@@ -238,22 +238,30 @@ impl<'a> Iterator for Lexer<'a> {
     }
 }
 
-/// Where one token stands in its statement, in 8 bytes: what the token is
-/// is read back from the statement's bytes there. Statements are bounded
-/// by `max_allowed_packet`, at most 1 GiB.
+/// A byte range of a statement in 8 bytes, where a token stands (what the
+/// token is is read back from the statement's bytes there) or an INSERT's
+/// row. Statements are bounded by `max_allowed_packet`, at most 1 GiB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Span {
+pub(crate) struct Span {
     start: u32,
     end: u32,
 }
 
 impl Span {
-    fn of(start: usize, end: usize) -> Self {
+    pub(crate) fn of(start: usize, end: usize) -> Self {
         let at = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
         Span {
             start: at(start),
             end: at(end),
         }
+    }
+
+    pub(crate) fn start(&self) -> usize {
+        self.start as usize
+    }
+
+    pub(crate) fn end(&self) -> usize {
+        self.end as usize
     }
 }
 
@@ -375,7 +383,7 @@ pub(crate) fn read_tokens(sql: &str) -> impl Iterator<Item = Spanned<'_>> {
 
 /// The token at `span` of `sql`.
 fn spanned(sql: &str, span: Span) -> Spanned<'_> {
-    let (start, end) = (span.start as usize, span.end as usize);
+    let (start, end) = (span.start(), span.end());
     Spanned {
         token: Lexer::new(sql).token_at(start, end),
         start,

@@ -686,6 +686,14 @@ impl Config {
                 Problem::Requires("server.tls"),
             ));
         }
+        // MariaDB's own range; statement positions are kept in 32 bits.
+        if !(1024..=MAX_ALLOWED_PACKET).contains(&self.server.max_allowed_packet) {
+            let problem = Problem::OutOfRange {
+                value: i64::try_from(self.server.max_allowed_packet).unwrap_or(i64::MAX),
+                range: "1024..=1073741824",
+            };
+            return Err(ConfigError::invalid("server.max_allowed_packet", problem));
+        }
         if let Some(n) = self.server.worker_threads {
             if !(1..=MAX_WORKER_THREADS).contains(&n) {
                 let problem = Problem::OutOfRange {
@@ -889,6 +897,9 @@ fn default_data_source() -> String {
 
 /// Most threads `server.worker_threads` may ask for.
 const MAX_WORKER_THREADS: usize = 1024;
+
+/// The largest `server.max_allowed_packet`: 1 GiB, MariaDB's largest.
+const MAX_ALLOWED_PACKET: usize = 1 << 30;
 
 fn default_max_allowed_packet() -> usize {
     64 * 1024 * 1024

@@ -452,6 +452,24 @@ fn worker_threads_are_one_per_cpu_unless_bounded_otherwise() {
     }
 }
 
+#[test]
+fn max_allowed_packet_is_bounded_as_mariadb_bounds_it() {
+    for good in ["1024", "1073741824"] {
+        let text = MINIMAL.replace(
+            "[server]\n",
+            &format!("[server]\nmax_allowed_packet = {good}\n"),
+        );
+        assert!(Config::from_toml_str(&text).is_ok(), "{good}");
+    }
+    for bad in ["1023", "1073741825"] {
+        let err = server_setting_error(&format!("max_allowed_packet = {bad}"));
+        assert!(
+            err.contains("server.max_allowed_packet") && err.contains("1024..=1073741824"),
+            "{err}"
+        );
+    }
+}
+
 /// Why the minimal config with `line` in `[server]` does not load.
 fn server_setting_error(line: &str) -> String {
     let text = MINIMAL.replace("[server]\n", &format!("[server]\n{line}\n"));

@@ -21,7 +21,7 @@ use sqlparser::tokenizer::Location;
 
 use super::condensed::Condensed;
 use crate::dialect::{Dialect, Placeholder};
-use crate::lex::{Lexer, Spanned as Lexeme, Token, TokenList, Tokens};
+use crate::lex::{Lexer, Span, Spanned as Lexeme, Token, TokenList, Tokens};
 
 /// A value in a condition: a literal, or the n-th `?` of a prepared statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,29 +99,21 @@ pub struct SelectShape {
 
 /// One row of an INSERT ... VALUES: its text range (its values are the
 /// shape's, [`InsertShape::row_values`]), in 8 bytes: a 20 MiB INSERT may
-/// have millions of rows. Statements are bounded by `max_allowed_packet`,
-/// at most 1 GiB.
+/// have millions of rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InsertRow {
-    start: u32,
-    end: u32,
-}
+pub struct InsertRow(Span);
 
 impl InsertRow {
     fn new(start: usize, end: usize) -> Self {
-        let at = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
-        InsertRow {
-            start: at(start),
-            end: at(end),
-        }
+        InsertRow(Span::of(start, end))
     }
 
     pub fn start(&self) -> usize {
-        self.start as usize
+        self.0.start()
     }
 
     pub fn end(&self) -> usize {
-        self.end as usize
+        self.0.end()
     }
 }
 
