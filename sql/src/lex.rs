@@ -4,6 +4,8 @@
 
 use std::ops::Range;
 
+use crate::shard::condensed::Condensed;
+
 /// One token; text tokens borrow from the statement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Token<'a> {
@@ -319,9 +321,7 @@ impl<'a> TokenList<'a> {
     /// function or name that the rest does not show, and they can be most
     /// of a long statement's tokens.
     pub fn of_statement(sql: &'a str) -> Self {
-        let cuts: Vec<Range<usize>> = crate::shard::condensed::Condensed::of(sql)
-            .cut_items()
-            .collect();
+        let cuts = Condensed::cut_ranges(sql);
         Self::from_ranges(sql, || uncut(sql, cuts.iter().cloned()))
     }
 
@@ -375,10 +375,8 @@ fn uncut<'c>(
 /// [`TokenList::of_statement`]'s tokens as they are lexed, for a reader
 /// that needs them once.
 pub(crate) fn read_tokens(sql: &str) -> impl Iterator<Item = Spanned<'_>> {
-    let cuts: Vec<Range<usize>> = crate::shard::condensed::Condensed::of(sql)
-        .cut_items()
-        .collect();
-    uncut(sql, cuts.into_iter()).map(move |(start, end)| spanned(sql, Span::of(start, end)))
+    uncut(sql, Condensed::cut_ranges(sql).into_iter())
+        .map(move |(start, end)| spanned(sql, Span::of(start, end)))
 }
 
 /// The token at `span` of `sql`.

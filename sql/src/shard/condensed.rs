@@ -203,6 +203,24 @@ impl<'a> Condensed<'a> {
         })
     }
 
+    /// The ranges [`Self::cut_items`] gives for `sql`, found without the
+    /// lexing [`Self::of`] does when `sql` cannot hold a long list, run or
+    /// rows: each of those has `LONG_LIST - 1` commas or `LONG_LIST`
+    /// equals signs, and most statements have neither. Every statement's
+    /// tokens leave these out (`lex::TokenList::of_statement`).
+    pub(crate) fn cut_ranges(sql: &str) -> Vec<Range<usize>> {
+        let (mut commas, mut equals) = (0, 0);
+        let may_cut = sql.bytes().any(|b| {
+            commas += usize::from(b == b',');
+            equals += usize::from(b == b'=');
+            commas + 1 >= LONG_LIST || equals >= LONG_LIST
+        });
+        if !may_cut {
+            return Vec::new();
+        }
+        Condensed::of(sql).cut_items().collect()
+    }
+
     /// The text to parse.
     pub(crate) fn text(&self) -> &str {
         &self.text
@@ -691,6 +709,46 @@ mod tests {
             format!("SELECT 1 FROM t WHERE b = ({ids})"),
         ] {
             assert_eq!(Condensed::of(&sql).text(), sql, "{sql:.40}");
+        }
+    }
+
+    /// The byte count that spares most statements the lexing finds the
+    /// same ranges as the lexing, around the shortest lists, runs and rows
+    /// that are cut.
+    #[test]
+    fn cut_ranges_are_the_cut_items_around_the_shortest_cut_statements() {
+        let joined = |n: usize, item: &dyn Fn(usize) -> String, sep: &str| {
+            (1..=n).map(item).collect::<Vec<_>>().join(sep)
+        };
+        let shapes: [&dyn Fn(usize) -> String; 3] = [
+            &|n| {
+                format!(
+                    "SELECT 1 FROM t WHERE b IN ({})",
+                    joined(n, &|i| i.to_string(), ",")
+                )
+            },
+            &|n| {
+                format!(
+                    "SELECT 1 FROM t WHERE {}",
+                    joined(n, &|i| format!("a = {i}"), " OR ")
+                )
+            },
+            &|n| {
+                format!(
+                    "INSERT INTO t VALUES {}",
+                    joined(n, &|i| format!("({i})"), ",")
+                )
+            },
+        ];
+        for shape in shapes {
+            let mut cut = 0;
+            for n in LONG_LIST - 2..LONG_LIST + 4 {
+                let sql = shape(n);
+                let items: Vec<_> = Condensed::of(&sql).cut_items().collect();
+                cut += usize::from(!items.is_empty());
+                assert_eq!(Condensed::cut_ranges(&sql), items, "{sql:.60}");
+            }
+            assert!(cut > 0, "{:.60}", shape(LONG_LIST));
         }
     }
 
