@@ -1795,14 +1795,18 @@ mod tests {
         assert_eq!(seen, ids, "every id once: {sql:.100}");
     }
 
+    /// `ids` as an `IN` list's items.
+    fn in_list(ids: &[i64]) -> String {
+        ids.iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     #[test]
     fn long_in_lists_the_where_requires_are_split_by_node() {
         let ids: Vec<i64> = (0..300).map(|i| i * 7 + 1).collect();
-        let list = ids
-            .iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = in_list(&ids);
         let statements = [
             format!("SELECT name FROM users WHERE name <> 'x' AND (user_id IN ({list}))"),
             format!("SELECT name FROM users WHERE user_id IN ({list}) ORDER BY name LIMIT 5"),
@@ -1816,10 +1820,7 @@ mod tests {
 
     #[test]
     fn in_lists_that_do_not_bound_every_row_go_whole() {
-        let list = (0..100)
-            .map(|i| i.to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = in_list(&(0..100).collect::<Vec<_>>());
         let statements = [
             // Rows may match the other side of the OR, or the NOT.
             format!("SELECT name FROM users WHERE user_id IN ({list}) OR name = 'x'"),
