@@ -2,7 +2,7 @@
 //! keywords, SET assignments, functions that tie a session to one backend
 //! connection) without a full parse on the pass-through path.
 
-use std::ops::Range;
+use std::ops::{Bound, Range};
 
 use crate::shard::condensed::Condensed;
 
@@ -251,11 +251,15 @@ pub(crate) struct Span {
 
 impl Span {
     pub(crate) fn of(start: usize, end: usize) -> Self {
-        let at = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
         Span {
-            start: at(start),
-            end: at(end),
+            start: Span::at(start),
+            end: Span::at(end),
         }
+    }
+
+    /// A position of a statement, in 32 bits.
+    fn at(i: usize) -> u32 {
+        u32::try_from(i).unwrap_or(u32::MAX)
     }
 
     pub(crate) fn start(&self) -> usize {
@@ -273,9 +277,9 @@ impl Span {
 const COUNTED_FIRST: usize = 1 << 20;
 
 /// A counted statement with more tokens than one per this many bytes keeps
-/// their starts only: its tokens are short, and lexing one again from its
-/// start (for its end) costs little. `1+1+1...` has a token per byte: 8
-/// bytes of spans per byte of text, 4 of starts.
+/// their starts only ([`Starts`]): its tokens are short, and lexing one
+/// again from its start (for its end) costs little. `1+1+1...` has a
+/// token per byte: 8 bytes of spans per byte of text, 1.25 of starts.
 const DENSE: usize = 4;
 
 /// Where a list's tokens stand.
@@ -283,14 +287,86 @@ const DENSE: usize = 4;
 enum Positions {
     Spans(Vec<Span>),
     /// Starts only, for a long statement of short tokens ([`DENSE`]).
-    Starts(Vec<u32>),
+    Starts(Starts),
 }
 
 /// A run of [`Positions`].
 #[derive(Debug, Clone, Copy)]
 enum PositionsOf<'t> {
     Spans(&'t [Span]),
-    Starts(&'t [u32]),
+    /// Tokens `from..to` of these.
+    Starts {
+        starts: &'t Starts,
+        from: usize,
+        to: usize,
+    },
+}
+
+/// Every [`STRIDE`]th token's start is kept whole in [`Starts`]; the
+/// others are found from it in fewer than this many steps.
+const STRIDE: usize = 16;
+
+/// A step too long for a byte: the token's start is kept in [`Starts::far`].
+const FAR: u8 = u8::MAX;
+
+/// Token starts in about a byte and a quarter each: each token's step from
+/// the previous token's start, a byte (short tokens are a few bytes
+/// apart), and every [`STRIDE`]th start whole, so that any start is a few
+/// additions away.
+#[derive(Debug, Clone, Default)]
+struct Starts {
+    marks: Vec<u32>,
+    steps: Vec<u8>,
+    /// The (token, start) of each token whose step is [`FAR`], in order:
+    /// at most one per 255 bytes of text.
+    far: Vec<(u32, u32)>,
+    last: u32,
+}
+
+impl Starts {
+    fn with_capacity(count: usize) -> Self {
+        Starts {
+            marks: Vec::with_capacity(count.div_ceil(STRIDE)),
+            steps: Vec::with_capacity(count),
+            ..Starts::default()
+        }
+    }
+
+    fn push(&mut self, start: u32) {
+        let i = self.steps.len();
+        if i % STRIDE == 0 {
+            self.marks.push(start);
+            self.steps.push(0);
+        } else {
+            match u8::try_from(start - self.last) {
+                Ok(step) if step < FAR => self.steps.push(step),
+                _ => {
+                    self.steps.push(FAR);
+                    self.far.push((Span::at(i), start));
+                }
+            }
+        }
+        self.last = start;
+    }
+
+    fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    fn get(&self, i: usize) -> Option<usize> {
+        let mark = i / STRIDE * STRIDE;
+        let steps = self.steps.get(mark + 1..=i)?;
+        // From the last far start before `i`, or else from the mark.
+        let (from, steps) = match steps.iter().rposition(|&step| step == FAR) {
+            Some(k) => {
+                let token = Span::at(mark + 1 + k);
+                let far = self.far.partition_point(|&(t, _)| t < token);
+                (self.far.get(far)?.1, &steps[k + 1..])
+            }
+            None => (*self.marks.get(i / STRIDE)?, steps),
+        };
+        Some(from as usize + steps.iter().map(|&step| usize::from(step)).sum::<usize>())
+    }
 }
 
 /// A statement's tokens, kept as [`Span`]s: 8 bytes per token where a
@@ -332,8 +408,8 @@ impl<'a> TokenList<'a> {
         let count = (sql.len() > COUNTED_FIRST).then(|| ranges().count());
         let positions = match count {
             Some(count) if count > sql.len() / DENSE => {
-                let mut starts = Vec::with_capacity(count);
-                starts.extend(ranges().map(|(start, end)| Span::of(start, end).start));
+                let mut starts = Starts::with_capacity(count);
+                ranges().for_each(|(start, _)| starts.push(Span::at(start)));
                 Positions::Starts(starts)
             }
             _ => {
@@ -351,7 +427,11 @@ impl<'a> TokenList<'a> {
             sql: self.sql,
             positions: match &self.positions {
                 Positions::Spans(spans) => PositionsOf::Spans(spans),
-                Positions::Starts(starts) => PositionsOf::Starts(starts),
+                Positions::Starts(starts) => PositionsOf::Starts {
+                    starts,
+                    from: 0,
+                    to: starts.len(),
+                },
             },
         }
     }
@@ -406,7 +486,7 @@ impl<'t, 'a: 't> Tokens<'t, 'a> {
     pub fn len(&self) -> usize {
         match self.positions {
             PositionsOf::Spans(spans) => spans.len(),
-            PositionsOf::Starts(starts) => starts.len(),
+            PositionsOf::Starts { from, to, .. } => to - from,
         }
     }
 
@@ -417,11 +497,11 @@ impl<'t, 'a: 't> Tokens<'t, 'a> {
     pub fn get(&self, i: usize) -> Option<Spanned<'a>> {
         match self.positions {
             PositionsOf::Spans(spans) => spans.get(i).map(|&span| spanned(self.sql, span)),
-            PositionsOf::Starts(starts) => starts.get(i).map(|&start| {
-                let start = start as usize;
+            PositionsOf::Starts { starts, from, to } => {
+                let start = starts.get(from.checked_add(i).filter(|&i| i < to)?)?;
                 let end = Lexer::new(self.sql).token_end(start);
-                spanned(self.sql, Span::of(start, end))
-            }),
+                Some(spanned(self.sql, Span::of(start, end)))
+            }
         }
     }
 
@@ -480,10 +560,34 @@ impl<'t, 'a: 't> Tokens<'t, 'a> {
             sql: self.sql,
             positions: match self.positions {
                 PositionsOf::Spans(spans) => PositionsOf::Spans(&spans[range]),
-                PositionsOf::Starts(starts) => PositionsOf::Starts(&starts[range]),
+                PositionsOf::Starts { starts, from, to } => {
+                    let (start, end) = bounds(range, to - from);
+                    PositionsOf::Starts {
+                        starts,
+                        from: from + start,
+                        to: from + end,
+                    }
+                }
             },
         }
     }
+}
+
+/// The `start..end` that `range` stands for in a run of `len`, which it
+/// must lie within, as a slice's index.
+fn bounds(range: (Bound<usize>, Bound<usize>), len: usize) -> (usize, usize) {
+    let start = match range.0 {
+        Bound::Included(start) => start,
+        Bound::Excluded(start) => start.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match range.1 {
+        Bound::Included(end) => end.saturating_add(1),
+        Bound::Excluded(end) => end,
+        Bound::Unbounded => len,
+    };
+    assert!(start <= end && end <= len, "tokens {start}..{end} of {len}");
+    (start, end)
 }
 
 /// The `qualifier.name` pairs of a statement's tokens (`db.t`,
@@ -646,9 +750,12 @@ mod tests {
     /// their spans.
     #[test]
     fn long_statements_of_short_tokens_keep_starts() {
+        // Steps too long for a byte: a long string, a long comment.
         let dense = format!(
-            "SELECT {}'it''s', `a``b` /* c */, @`u`, 1.5e3",
-            "1+".repeat(COUNTED_FIRST)
+            "SELECT {}'{}', `a``b` /* {} */, @`u`, 1.5e3",
+            "1+".repeat(COUNTED_FIRST),
+            "s".repeat(300),
+            "c".repeat(70_000),
         );
         let sparse = format!("SELECT '{}', x", "a".repeat(COUNTED_FIRST));
         for (sql, starts) in [(&dense, true), (&sparse, false)] {
@@ -664,6 +771,9 @@ mod tests {
             assert_eq!(tokens.last(), lexed.last().copied());
             let tail = tokens.slice(tokens.len() - 3..);
             assert!(tail.iter().eq(lexed[lexed.len() - 3..].iter().copied()));
+            let within = tokens.slice(1..=3).slice(1..);
+            assert!(within.iter().eq(lexed[2..=3].iter().copied()));
+            assert_eq!(tokens.slice(..3).get(3), None);
         }
     }
 
