@@ -62,7 +62,7 @@ pub struct FanoutWrite<'a> {
     pub generated_id: Option<u64>,
     /// For each target, the INSERT's rows (their positions in the
     /// statement) it got.
-    pub insert_rows: &'a [Vec<usize>],
+    pub insert_rows: &'a [Vec<u32>],
     /// Sharding columns an UPDATE sets: rows whose value would change
     /// are refused.
     pub guarded_columns: &'a [String],
@@ -142,7 +142,7 @@ pub async fn fan_out<S: Connections>(
 /// The nodes' answers so far.
 struct Run<'w> {
     guarded: Vec<&'w str>,
-    insert_rows: &'w [Vec<usize>],
+    insert_rows: &'w [Vec<u32>],
     /// Whether the nodes' counts add up (each changed its own rows) or
     /// the first stands for all (each holds a copy).
     sum: bool,
@@ -165,7 +165,7 @@ impl<'w> Run<'w> {
             write
                 .insert_rows
                 .iter()
-                .position(|rows| rows.last() == Some(&last))
+                .position(|rows| rows.last().is_some_and(|&row| row as usize == last))
         });
         Run {
             guarded: write.guarded_columns.iter().map(String::as_str).collect(),

@@ -20,7 +20,7 @@ pub struct ReturningWrite<'a> {
     pub returning: &'a Returning,
     /// For each target, the INSERT's rows (their positions in the
     /// statement) it got.
-    pub insert_rows: &'a [Vec<usize>],
+    pub insert_rows: &'a [Vec<u32>],
     /// Whether the proxy opens a transaction for it (autocommit on, no
     /// transaction open); otherwise it runs inside the client's, behind a
     /// savepoint.
@@ -176,7 +176,7 @@ impl<C: RowConn> Run<'_, C> {
                 ))));
             }
             for (k, &row) in rows.iter().enumerate() {
-                if let Some(slot) = order.get_mut(row) {
+                if let Some(slot) = order.get_mut(row as usize) {
                     *slot = Some((t, k));
                 }
             }

@@ -15,7 +15,7 @@ use crate::error::{ConnError, DbError};
 fn run(
     nodes: Vec<Node>,
     returning: Returning,
-    insert_rows: &[Vec<usize>],
+    insert_rows: &[Vec<u32>],
     own_transaction: bool,
 ) -> (Vec<Node>, Collected, Result<(), MergeFailure>) {
     let targets: Vec<Target> = nodes

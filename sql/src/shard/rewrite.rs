@@ -35,7 +35,7 @@ pub fn splice_tables(
 pub fn insert_rows(
     sql: &str,
     shape: &InsertShape,
-    keep: &[usize],
+    keep: &[u32],
     extra: Option<(&str, &[String])>,
     dialect: &dyn Dialect,
 ) -> String {
@@ -54,6 +54,7 @@ pub fn insert_rows(
         _ => out.push_str(head),
     }
     for (n, &i) in keep.iter().enumerate() {
+        let i = i as usize;
         if n > 0 {
             out.push_str(", ");
         }

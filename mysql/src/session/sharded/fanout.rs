@@ -43,7 +43,7 @@ impl Session {
         &mut self,
         targets: &[Target<'_>],
         returning: &Returning,
-        insert_rows: &[Vec<usize>],
+        insert_rows: &[Vec<u32>],
         generated_id: Option<u64>,
         format: RowFormat,
     ) -> Result<(), Failure> {
