@@ -98,19 +98,21 @@ const OR_CHAIN_BOUND_FACTOR: u64 = 8;
 const INSERT_ROWS: u64 = 20_000;
 const INSERT_FIRST_ID: u64 = 1_000_001;
 /// Probe 9: the proxy's peak-RSS growth allowed, times the statement's
-/// size. Measured 3.7 x here (4.9 x in a release build for 1,500,000
+/// size. Measured 3.2 x here (3.8 x in a release build for 1,500,000
 /// rows, 20 MB) with the rows' tokens left out of the session's and
-/// only their sharding values kept, 16 bytes each; 15.8 x before, 90 x
-/// before rows after the first were cut before the parse.
-const INSERT_BOUND_FACTOR: u64 = 10;
+/// only their sharding values kept, 8 bytes each, and each node's rows
+/// listed in 4 bytes a row; 3.7 x (4.9 x) with 16 and 8, 15.8 x before,
+/// 90 x before rows after the first were cut before the parse.
+const INSERT_BOUND_FACTOR: u64 = 5;
 /// Probe 11: the rows of the INSERT of expressions.
 const FN_INSERT_ROWS: u64 = 50_000;
 /// Probe 11: the proxy's peak-RSS growth allowed, times the statement's
 /// size: the statement is refused before it is parsed. What remains is the
-/// session's tokens of it (11 a row, their starts only, 4 bytes each, in
-/// a `lex::TokenList`): 1.3 x measured here; 2.6 x at 8 bytes a token,
-/// 25.5 x at 40, 219 x when the statement was parsed.
-const FN_INSERT_BOUND_FACTOR: u64 = 6;
+/// session's tokens of it (11 a row, their starts only, about a byte and
+/// a quarter each, in a `lex::TokenList`): 1.0 x measured here; 1.3 x at
+/// 4 bytes a token, 2.6 x at 8, 25.5 x at 40, 219 x when the statement
+/// was parsed.
+const FN_INSERT_BOUND_FACTOR: u64 = 2;
 /// Probe 10: the fanned-out UPDATE's string literal, in MiB.
 const FANOUT_UPDATE_MIB: usize = 20;
 /// Probe 10: the proxy's peak-RSS growth allowed, times the statement's
@@ -134,11 +136,12 @@ const DENSE_VALUES: u64 = 1_000_000;
 /// Probe 12: the proxy's peak-RSS growth allowed, times the statement's
 /// size. A list of negative integers is not cut (`shard::condensed` cuts
 /// digits, commas and spaces only): its three tokens a value are all in
-/// the session's tokens, their starts only, 4 bytes each (`lex::TokenList`
-/// of a long statement of short tokens), and the statement streamed to
-/// its data source. Measured 2.5 x here; 4.5 x when the statement was
-/// copied twice to be sent, 5.8 x with 8 bytes a token, some 16 x with 40.
-const DENSE_BOUND_FACTOR: u64 = 6;
+/// the session's tokens, their starts only, about a byte and a quarter
+/// each (`lex::TokenList` of a long statement of short tokens), and the
+/// statement streamed to its data source. Measured 1.0 x here; 2.5 x with
+/// 4 bytes a token, 4.5 x when the statement was copied twice to be sent,
+/// 5.8 x with 8 bytes a token, some 16 x with 40.
+const DENSE_BOUND_FACTOR: u64 = 2;
 /// Probe 2: the arithmetic chain's terms.
 const ARITH_TERMS: usize = 20_000;
 /// Probe 6: the `IN (...)` list's values.
