@@ -777,6 +777,33 @@ mod tests {
         }
     }
 
+    /// Starts read back as pushed, whatever the steps between them: short,
+    /// a byte's worth and far, at the marks and between them.
+    #[test]
+    fn starts_read_back_as_pushed() {
+        let mut pushed = Vec::new();
+        let mut start = 0u32;
+        let mut seed = 7u32;
+        for i in 0..5_000u32 {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let step = match i % 97 {
+                0 => 255,
+                1 => 254,
+                2 => 256 + seed % 70_000,
+                _ => 1 + seed % 9,
+            };
+            start += step;
+            pushed.push(start);
+        }
+        let mut starts = Starts::with_capacity(pushed.len());
+        pushed.iter().for_each(|&s| starts.push(s));
+        assert!(!starts.far.is_empty());
+        for (i, &s) in pushed.iter().enumerate() {
+            assert_eq!(starts.get(i), Some(s as usize), "start {i}");
+        }
+        assert_eq!(starts.get(pushed.len()), None);
+    }
+
     #[test]
     fn token_lists_split_as_slices_do() {
         let sql = ";SELECT 1; ; SET a = 2;";
