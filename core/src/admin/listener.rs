@@ -2,7 +2,8 @@
 //! each one's TLS handshake done first when `server.admin_tls` is set, its
 //! head read and checked ([`super::head`]), then its one request served by
 //! hyper, its body read whole within a deadline ([`super::body`]) before
-//! the router sees it.
+//! the router sees it, and the whole of it, answer written, within
+//! [`ANSWER_TIMEOUT`].
 
 use std::time::Duration;
 
@@ -33,22 +34,45 @@ pub(super) const MAX_CONNECTIONS: usize = 256;
 /// below hyper's default of 408 KiB, which a connection does not need.
 const HYPER_BUFFER: usize = head::MAX_HEAD + 16 * 1024;
 
+/// How long a connection may take from its head read to its answer
+/// written: its body ([`super::body::BODY_TIMEOUT`]), the route's work
+/// (reading state, staging rules: well under a second) and the answer's
+/// writing. A client that asks and then does not read (a large `/metrics`
+/// or dashboard answer fills the socket's buffers, and the write waits)
+/// would otherwise hold its slot, of [`MAX_CONNECTIONS`], for good; its
+/// connection is closed.
+pub(super) const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a connection's parts may take: see [`super::body::BODY_TIMEOUT`]
+/// and [`ANSWER_TIMEOUT`] (shorter in tests).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Deadlines {
+    pub body: Duration,
+    pub answer: Duration,
+}
+
+impl Deadlines {
+    pub(super) const SERVED: Deadlines = Deadlines {
+        body: super::body::BODY_TIMEOUT,
+        answer: ANSWER_TIMEOUT,
+    };
+}
+
 /// "Connections at the cap" comes at most this often.
 static AT_CAP_LOG: LogLimit = LogLimit::new(Duration::from_secs(10));
 
 /// Serves `router` on `listener` until the task running this is aborted,
 /// which aborts the open connections too; over TLS with what `tls` gives
 /// when a connection comes (the current configuration version's, so a
-/// renewed certificate serves the next connection after a reload). A
-/// request's body must arrive within `body_timeout` of its head
-/// ([`super::body::BODY_TIMEOUT`]; shorter in tests).
+/// renewed certificate serves the next connection after a reload), each
+/// within `deadlines`.
 pub(super) async fn run(
     listener: TcpListener,
     router: Router,
     tls: impl Fn() -> Option<TlsAcceptor>,
-    body_timeout: Duration,
+    deadlines: Deadlines,
 ) {
-    let service = Bounded::new(router, body_timeout);
+    let service = Bounded::new(router, deadlines.body);
     let mut connections = JoinSet::new();
     loop {
         while connections.try_join_next().is_some() {}
@@ -64,7 +88,7 @@ pub(super) async fn run(
         }
         match listener.accept().await {
             Ok((stream, _)) => {
-                connections.spawn(serve(stream, service.clone(), tls()));
+                connections.spawn(serve(stream, service.clone(), tls(), deadlines.answer));
             }
             Err(e) => {
                 // Out of file descriptors and the like: wait rather than spin.
@@ -76,22 +100,28 @@ pub(super) async fn run(
 }
 
 /// One connection, after its TLS handshake when there is an acceptor.
-async fn serve(stream: TcpStream, service: Bounded, tls: Option<TlsAcceptor>) {
+async fn serve(
+    stream: TcpStream,
+    service: Bounded,
+    tls: Option<TlsAcceptor>,
+    answer_timeout: Duration,
+) {
     let Some(acceptor) = tls else {
-        return serve_http(stream, service).await;
+        return serve_http(stream, service, answer_timeout).await;
     };
     // Bounded as a head is: a client stalling in the handshake holds its
     // slot no longer than one stalling in its head.
     match tokio::time::timeout(head::HEAD_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(stream)) => serve_http(stream, service).await,
+        Ok(Ok(stream)) => serve_http(stream, service, answer_timeout).await,
         Ok(Err(e)) => debug!("admin TLS handshake failed: {e}"),
         Err(_) => debug!("admin TLS handshake timed out"),
     }
 }
 
 /// One request, or a JSON refusal of its head (or of its body, by
-/// `service`).
-async fn serve_http<S>(mut stream: S, service: Bounded)
+/// `service`); the connection is closed if the request is not answered
+/// within `answer_timeout` of its head.
+async fn serve_http<S>(mut stream: S, service: Bounded, answer_timeout: Duration)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -103,10 +133,11 @@ where
                 // reach hyper without the checks above.
                 .keep_alive(false)
                 .max_buf_size(HYPER_BUFFER)
-                .serve_connection(io, service)
-                .await;
-            if let Err(e) = served {
-                debug!("admin connection ended: {e}");
+                .serve_connection(io, service);
+            match tokio::time::timeout(answer_timeout, served).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => debug!("admin connection ended: {e}"),
+                Err(_) => debug!("admin answer not done within {answer_timeout:?}; closed"),
             }
         }
         Head::Refused(refusal) => refusal.answer(stream).await,
@@ -117,7 +148,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin::body::{BODY_TIMEOUT, MAX_BODY};
+    use crate::admin::body::MAX_BODY;
     use axum::routing::{get, post};
     use axum::Json;
     use std::net::SocketAddr;
@@ -125,19 +156,19 @@ mod tests {
 
     async fn start() -> (SocketAddr, tokio::task::JoinHandle<()>) {
         let router = Router::new().route("/", get(|| async { "ok" }));
-        start_with(router, BODY_TIMEOUT).await
+        start_with(router, Deadlines::SERVED).await
     }
 
-    /// Serves `router` with bodies due within `body_timeout`.
+    /// Serves `router` within `deadlines`.
     async fn start_with(
         router: Router,
-        body_timeout: Duration,
+        deadlines: Deadlines,
     ) -> (SocketAddr, tokio::task::JoinHandle<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         (
             addr,
-            tokio::spawn(run(listener, router, || None, body_timeout)),
+            tokio::spawn(run(listener, router, || None, deadlines)),
         )
     }
 
@@ -201,7 +232,11 @@ mod tests {
     #[tokio::test]
     async fn a_stalled_body_gets_a_json_408_and_the_connection_closes() {
         let deadline = Duration::from_millis(300);
-        let (addr, listener) = start_with(post_routes(), deadline).await;
+        let deadlines = Deadlines {
+            body: deadline,
+            ..Deadlines::SERVED
+        };
+        let (addr, listener) = start_with(post_routes(), deadlines).await;
         for path in ["/json", "/bodiless"] {
             let mut stream = TcpStream::connect(addr).await.unwrap();
             let request = format!(
@@ -238,7 +273,7 @@ mod tests {
     /// read, on a route that reads bodies or not.
     #[tokio::test]
     async fn a_body_beyond_the_limit_is_json_413() {
-        let (addr, listener) = start_with(post_routes(), BODY_TIMEOUT).await;
+        let (addr, listener) = start_with(post_routes(), Deadlines::SERVED).await;
         for path in ["/json", "/bodiless"] {
             let head = format!(
                 "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
@@ -253,6 +288,39 @@ mod tests {
                     });
             json_error(&answer, "413");
         }
+        listener.abort();
+    }
+
+    /// A client that asks for a large answer and does not read it has its
+    /// connection closed at the answer's deadline: reading afterwards, it
+    /// gets no more than the socket buffers held. Without the deadline the
+    /// write waits, and a late reader gets the whole answer.
+    #[tokio::test]
+    async fn an_answer_left_unread_is_cut_at_its_deadline() {
+        const ANSWER: usize = 32 << 20;
+        let router = Router::new().route("/big", get(|| async { "x".repeat(ANSWER) }));
+        let deadlines = Deadlines {
+            answer: Duration::from_millis(500),
+            ..Deadlines::SERVED
+        };
+        let (addr, listener) = start_with(router, deadlines).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut answer = Vec::new();
+        // Closed by the server: an end, or a reset once buffers are dropped.
+        let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+            .await
+            .expect("the connection ends");
+        assert!(answer.starts_with(b"HTTP/1.1 200 "));
+        assert!(
+            answer.len() < ANSWER,
+            "{} bytes of {ANSWER} read after the deadline",
+            answer.len()
+        );
         listener.abort();
     }
 
@@ -295,7 +363,7 @@ mod tests {
             listener,
             router,
             move || Some(acceptor.clone()),
-            BODY_TIMEOUT,
+            Deadlines::SERVED,
         ));
 
         let mut roots = rustls::RootCertStore::empty();

@@ -144,7 +144,7 @@ pub fn serve<B: Backend>(listener: TcpListener, proxy: Arc<Proxy<B>>) -> JoinHan
         listener,
         routes,
         move || proxy.current().admin_tls.clone(),
-        body::BODY_TIMEOUT,
+        listener::Deadlines::SERVED,
     ))
 }
 
