@@ -2,7 +2,9 @@
 //! and `require_secure_transport`: real drivers log in over TLS, verifying
 //! the proxy's certificate and name, and get the answers the server gives
 //! them directly; a client in the clear is refused as MariaDB refuses it;
-//! the binary serves a renewed certificate after SIGHUP.
+//! the binary serves a renewed certificate after SIGHUP. The admin API
+//! over HTTPS (`server.admin_tls`), verified by curl, its certificate
+//! renewed by a reload.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -148,4 +150,96 @@ async fn sighup_serves_a_renewed_certificate_and_keeps_the_old_when_the_new_is_b
     let log = proxy.stop();
     let _ = std::fs::remove_dir_all(&dir);
     assert!(!log.contains("panicked"), "{log}");
+}
+
+/// `curl` at the admin listener over HTTPS, trusting only `ca`: the
+/// status and body, or curl's error (a certificate that does not verify,
+/// no TLS answer).
+fn admin_over_https(
+    admin: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    ca: &std::path::Path,
+) -> Result<(u16, String), String> {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-X", method, "--cacert"])
+        .arg(ca)
+        .args(["-w", "\n%{http_code}"])
+        .arg(format!("https://localhost:{}{path}", admin.port()))
+        .output()
+        .map_err(|e| format!("cannot run curl: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    Ok((code.parse().map_err(|_| text.clone())?, body.to_owned()))
+}
+
+/// `server.admin_tls` on the shipped config: curl, verifying the chain and
+/// the name, gets the API's JSON and the metrics over HTTPS; a client in the
+/// clear gets no HTTP answer; after `POST /api/reload` (over HTTPS) new
+/// connections get the renewed certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_is_served_over_https_and_its_certificate_reloads() {
+    let _sandbox = sandbox::shared().await;
+    if !sandbox_ready(&test_config(), "client_tls") {
+        return;
+    }
+    let dir = scratch("admin");
+    let first = certs::issue(&dir, "admin-first");
+    let renewed = certs::issue(&dir, "admin-renewed");
+    let served = TestCerts {
+        ca: first.ca.clone(),
+        cert: dir.join("admin-served-cert.pem"),
+        key: dir.join("admin-served-key.pem"),
+    };
+    let install = |from: &TestCerts| {
+        std::fs::copy(&from.cert, &served.cert).expect("copy the certificate");
+        std::fs::copy(&from.key, &served.key).expect("copy the key");
+    };
+    install(&first);
+    let text = format!(
+        "{}\n[server.admin_tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        seed_config_text(),
+        served.cert.display(),
+        served.key.display()
+    );
+    let config = dir.join("shardgate.toml");
+    std::fs::write(&config, &text).expect("write the config");
+    let proxy = shardgate_integration_tests::start_proxy_from_file(&config).await;
+    let admin = proxy.admin_addr;
+
+    let (status, body) =
+        admin_over_https(admin, "GET", "/api/stats", &first.ca).expect("HTTPS with the CA");
+    assert_eq!(status, 200, "{body}");
+    let stats: serde_json::Value = serde_json::from_str(&body).expect("JSON stats");
+    assert!(stats.is_object(), "{stats}");
+    let (status, metrics) =
+        admin_over_https(admin, "GET", "/metrics", &first.ca).expect("metrics over HTTPS");
+    assert_eq!(status, 200);
+    assert!(metrics.contains("shardgate_"), "{metrics:.200}");
+    let refused = admin_over_https(admin, "GET", "/api/stats", &renewed.ca);
+    assert!(refused.is_err(), "a CA that did not sign it: {refused:?}");
+    let clear = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .arg(format!("http://127.0.0.1:{}/api/stats", admin.port()))
+        .output()
+        .expect("curl");
+    assert!(
+        !clear.status.success() && clear.stdout.is_empty(),
+        "an answer in the clear: {}",
+        String::from_utf8_lossy(&clear.stdout)
+    );
+
+    install(&renewed);
+    let (status, body) =
+        admin_over_https(admin, "POST", "/api/reload", &first.ca).expect("reload over HTTPS");
+    assert_eq!(status, 200, "{body}");
+    let (status, _) =
+        admin_over_https(admin, "GET", "/api/stats", &renewed.ca).expect("the renewed one");
+    assert_eq!(status, 200);
+    assert!(admin_over_https(admin, "GET", "/api/stats", &first.ca).is_err());
+    drop(proxy);
+    let _ = std::fs::remove_dir_all(&dir);
 }
