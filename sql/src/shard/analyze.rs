@@ -1841,8 +1841,8 @@ mod tests {
         );
     }
 
-    /// INSERT rows keep the values routing reads: their table's sharding
-    /// columns', up to the last of them; all of them without a column list.
+    /// Kept values read back as pushed: integers inline up to 62 bits and
+    /// beside beyond, NULL, parameters, absent values and others.
     #[test]
     fn kept_values_read_back_as_pushed() {
         let mut kept = KeptValues::default();
@@ -1880,6 +1880,8 @@ mod tests {
         assert_eq!(std::mem::size_of::<Packed>(), 8);
     }
 
+    /// INSERT rows keep the values routing reads: their table's sharding
+    /// columns', up to the last of them; all of them without a column list.
     #[test]
     fn insert_rows_keep_the_values_routing_reads() {
         let config = Config::from_toml_str(include_str!("../../../examples/wework.toml")).unwrap();
