@@ -78,6 +78,44 @@ async fn drivers_over_tls_get_the_answers_the_server_gives() {
     assert_eq!(failed_logins(&proxy, "access_denied").await, 0);
 }
 
+/// Two certificate pairs of their own CAs, and the files a config names
+/// (`served`), which hold the first pair until [`Renewable::renew`].
+struct Renewable {
+    first: TestCerts,
+    renewed: TestCerts,
+    served: TestCerts,
+}
+
+impl Renewable {
+    /// Issued into `dir`, their names starting with `prefix`.
+    fn issue(dir: &std::path::Path, prefix: &str) -> Renewable {
+        let first = certs::issue(dir, &format!("{prefix}first"));
+        let renewed = certs::issue(dir, &format!("{prefix}renewed"));
+        let served = TestCerts {
+            ca: first.ca.clone(),
+            cert: dir.join(format!("{prefix}served-cert.pem")),
+            key: dir.join(format!("{prefix}served-key.pem")),
+        };
+        let pairs = Renewable {
+            first,
+            renewed,
+            served,
+        };
+        pairs.install(&pairs.first);
+        pairs
+    }
+
+    /// The renewed pair into the served files.
+    fn renew(&self) {
+        self.install(&self.renewed);
+    }
+
+    fn install(&self, from: &TestCerts) {
+        std::fs::copy(&from.cert, &self.served.cert).expect("copy the certificate");
+        std::fs::copy(&from.key, &self.served.key).expect("copy the key");
+    }
+}
+
 /// `mariadb -e "SELECT 1"` over TLS, trusting only `ca`: Ok when the
 /// proxy's certificate verifies (chain and name), else the client's error.
 async fn select_over_tls(ep: &Endpoint, ca: &std::path::Path) -> Result<String, String> {
@@ -92,19 +130,8 @@ async fn sighup_serves_a_renewed_certificate_and_keeps_the_old_when_the_new_is_b
         return;
     }
     let dir = scratch("sighup");
-    let first = certs::issue(&dir, "first");
-    let renewed = certs::issue(&dir, "renewed");
-    // The files the config names; the test swaps their contents.
-    let served = TestCerts {
-        ca: first.ca.clone(),
-        cert: dir.join("served-cert.pem"),
-        key: dir.join("served-key.pem"),
-    };
-    let install = |from: &TestCerts| {
-        std::fs::copy(&from.cert, &served.cert).expect("copy the certificate");
-        std::fs::copy(&from.key, &served.key).expect("copy the key");
-    };
-    install(&first);
+    let pairs = Renewable::issue(&dir, "");
+    let (first, renewed, served) = (&pairs.first, &pairs.renewed, &pairs.served);
     let text = format!(
         "{}\n{}",
         seed_config_text().replace("[server]\n", "[server]\nrequire_secure_transport = true\n"),
@@ -120,7 +147,7 @@ async fn sighup_serves_a_renewed_certificate_and_keeps_the_old_when_the_new_is_b
     let refused = select_over_tls(&ep, &renewed.ca).await;
     assert!(refused.is_err(), "a CA that did not sign it: {refused:?}");
 
-    install(&renewed);
+    pairs.renew();
     proxy.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(10);
     while select_over_tls(&ep, &renewed.ca).await.is_err() {
@@ -187,18 +214,8 @@ async fn the_admin_api_is_served_over_https_and_its_certificate_reloads() {
         return;
     }
     let dir = scratch("admin");
-    let first = certs::issue(&dir, "admin-first");
-    let renewed = certs::issue(&dir, "admin-renewed");
-    let served = TestCerts {
-        ca: first.ca.clone(),
-        cert: dir.join("admin-served-cert.pem"),
-        key: dir.join("admin-served-key.pem"),
-    };
-    let install = |from: &TestCerts| {
-        std::fs::copy(&from.cert, &served.cert).expect("copy the certificate");
-        std::fs::copy(&from.key, &served.key).expect("copy the key");
-    };
-    install(&first);
+    let pairs = Renewable::issue(&dir, "admin-");
+    let (first, renewed, served) = (&pairs.first, &pairs.renewed, &pairs.served);
     let text = format!(
         "{}\n[server.admin_tls]\ncert = \"{}\"\nkey = \"{}\"\n",
         seed_config_text(),
@@ -232,7 +249,7 @@ async fn the_admin_api_is_served_over_https_and_its_certificate_reloads() {
         String::from_utf8_lossy(&clear.stdout)
     );
 
-    install(&renewed);
+    pairs.renew();
     let (status, body) =
         admin_over_https(admin, "POST", "/api/reload", &first.ca).expect("reload over HTTPS");
     assert_eq!(status, 200, "{body}");
