@@ -1010,7 +1010,6 @@ fn plan_insert<'s>(
             .map_err(|e| route_error(&e))?;
         by_node.entry(node).or_default().push(row);
     }
-    let generated_text: Vec<String> = generated.iter().map(|g| g.to_string()).collect();
     let first_row_start = shape.rows.first().map_or(sql.len(), |r| r.start());
     let last_row_end = shape.rows.last().map_or(sql.len(), |r| r.end());
     let head_replacements: Vec<_> = st
@@ -1045,7 +1044,7 @@ fn plan_insert<'s>(
     };
     let mut targets = Vec::with_capacity(by_node.len());
     for (node, rows) in &by_node {
-        let extra = key_column.map(|k| (k, generated_text.as_slice()));
+        let extra = key_column.map(|k| (k, generated.as_slice()));
         let text = insert_rows(sql, shape, rows, extra, ctx.dialect);
         let text = splice_tables(
             &text,
