@@ -974,11 +974,15 @@ fn plan_insert<'s>(
     };
     let sharding = ctx.rules.sharding_columns(table);
     // Row indexes in 32 bits: a 20 MB INSERT has some 1.5 million rows.
+    if u32::try_from(shape.rows.len()).is_err() {
+        return Err(PlanError::NotSupported(format!(
+            "an INSERT into {table} of more than 2^32 rows"
+        )));
+    }
     let mut by_node: BTreeMap<DataNode, Vec<u32>> = BTreeMap::new();
     for (i, _) in shape.rows.iter().enumerate() {
-        let row = u32::try_from(i).map_err(|_| {
-            PlanError::NotSupported(format!("an INSERT into {table} of more than 2^32 rows"))
-        })?;
+        // Below 2^32, as checked above.
+        let row = i as u32;
         let mut values: Vec<(&str, ShardValue)> = Vec::new();
         for column in &sharding {
             if key_column.is_some_and(|k| k.eq_ignore_ascii_case(column)) {
@@ -1061,10 +1065,7 @@ fn plan_insert<'s>(
         let kept: Vec<ParamValue> = st
             .placeholders
             .iter()
-            .filter(|p| {
-                row_of(p.start)
-                    .is_none_or(|r| u32::try_from(r).is_ok_and(|r| rows.binary_search(&r).is_ok()))
-            })
+            .filter(|p| row_of(p.start).is_none_or(|r| rows.binary_search(&(r as u32)).is_ok()))
             .filter_map(|p| params.get(p.index).cloned())
             .collect();
         // Each node's own rows: its text is its own.
