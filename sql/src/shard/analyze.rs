@@ -1292,19 +1292,20 @@ impl Analyzer<'_> {
     }
 
     /// The rows [`Condensed`] cut after the row that ends at `end`, read
-    /// from the statement's text, their kept values appended to `values`:
+    /// from the statement's text and appended to `rows`, their kept values
+    /// appended to `values`:
     /// each value as [`Analyzer::value`] reads it from the parse.
     fn cut_rows(
         &self,
         end: usize,
         ph: &[Placeholder],
         kept: &RoutedValues,
+        rows: &mut Vec<InsertRow>,
         values: &mut KeptValues,
-    ) -> Vec<InsertRow> {
+    ) {
         let Some(range) = self.condensed.cut_rows(end) else {
-            return Vec::new();
+            return;
         };
-        let mut rows = Vec::new();
         let (mut row_start, mut column, mut minus) = (0, 0, false);
         for t in Lexer::new(&self.sql[range.clone()]) {
             let (start, end) = (range.start + t.start, range.start + t.end);
@@ -1347,7 +1348,6 @@ impl Analyzer<'_> {
             });
             column += 1;
         }
-        rows
     }
 
     /// A string literal's value as sqlparser reads it (escapes undone),
@@ -1601,7 +1601,9 @@ impl Analyzer<'_> {
                 .map_or(last_end, |p| last_end + p + 1);
             rows.push(InsertRow::new(start, end));
             kept.push_row(&mut kept_values, row, |v| self.value(v, ph));
-            rows.extend(self.cut_rows(end, ph, &kept, &mut kept_values));
+            // Straight into the statement's rows: a list of its own, then
+            // copied, was twice a 20 MB INSERT's 23 MB of rows at once.
+            self.cut_rows(end, ph, &kept, &mut rows, &mut kept_values);
         }
         Ok(InsertShape {
             implicit_columns: columns.is_empty(),
