@@ -16,4 +16,4 @@ pub use column_kind::{ColumnKind, ColumnKinds};
 pub use config::{Config, ConfigError};
 pub use inline::DataNode;
 pub use route::{Condition, RouteError, ShardingRules, TableKind};
-pub use snowflake::{Clock, SnowflakeError, SnowflakeGenerator, SystemClock};
+pub use snowflake::{Clock, Ids, SnowflakeError, SnowflakeGenerator, SystemClock};

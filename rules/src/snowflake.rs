@@ -35,6 +35,44 @@ impl Epoch {
     }
 }
 
+/// A millisecond's sequence: the most ids [`SnowflakeGenerator::next_ids`]
+/// hands out consecutively.
+const IDS_PER_BLOCK: usize = MAX_SEQUENCE as usize + 1;
+
+/// The ids of one statement's rows ([`SnowflakeGenerator::next_ids`]):
+/// blocks of consecutive ids, each full but the last, kept as their first
+/// ids. A 20 MB INSERT may take 3 million keys; one `i64` each would be
+/// 24 MB, this is 6 KB.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ids {
+    firsts: Vec<i64>,
+    count: usize,
+}
+
+impl Ids {
+    /// Id `i`, None past the last.
+    pub fn get(&self, i: usize) -> Option<i64> {
+        if i >= self.count {
+            return None;
+        }
+        let first = self.firsts.get(i / IDS_PER_BLOCK)?;
+        // Below 4096: the block's own sequence numbers.
+        Some(first + (i % IDS_PER_BLOCK) as i64)
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn first(&self) -> Option<i64> {
+        self.get(0)
+    }
+}
+
 /// A worker id in `0..=1023` (10 bits).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WorkerId(u16);
@@ -132,18 +170,17 @@ impl<C: Clock> SnowflakeGenerator<C> {
     /// consecutive, as one server's AUTO_INCREMENT gives a multi-row INSERT:
     /// drivers report every row's key from the first (JDBC's generated
     /// keys, `lastrowid`).
-    pub fn next_ids(&self, count: usize) -> Result<Vec<i64>, SnowflakeError> {
-        let mut ids = Vec::with_capacity(count);
+    pub fn next_ids(&self, count: usize) -> Result<Ids, SnowflakeError> {
+        let mut firsts = Vec::with_capacity(count.div_ceil(IDS_PER_BLOCK));
         let mut left = count;
         while left > 0 {
-            let block = left.min(usize::from(MAX_SEQUENCE) + 1);
+            let block = left.min(IDS_PER_BLOCK);
             // At most MAX_SEQUENCE + 1: fits a u16.
             let n = u16::try_from(block).unwrap_or(MAX_SEQUENCE);
-            let first = self.next_block(n)?;
-            ids.extend((0..i64::from(n)).map(|k| first + k));
+            firsts.push(self.next_block(n)?);
             left -= usize::from(n);
         }
-        Ok(ids)
+        Ok(Ids { firsts, count })
     }
 
     /// The first of `count` (1 ..= MAX_SEQUENCE + 1) consecutive ids: one
@@ -314,6 +351,10 @@ mod tests {
         assert!(parts(previous).0 > 5, "the clock had to move on");
     }
 
+    fn all(ids: &Ids) -> Vec<i64> {
+        (0..ids.len()).map_while(|i| ids.get(i)).collect()
+    }
+
     #[test]
     fn a_statements_ids_are_consecutive_even_across_a_millisecond() {
         let clock = ManualClock::default();
@@ -324,14 +365,22 @@ mod tests {
         while parts(previous).2 < i64::from(MAX_SEQUENCE - 2) {
             previous = ids.next_id().unwrap();
         }
-        let block = ids.next_ids(3).unwrap();
+        let block = all(&ids.next_ids(3).unwrap());
         assert_eq!(block.len(), 3);
         assert!(block[0] > previous, "the clock had to move on");
         assert!(block.windows(2).all(|w| w[1] == w[0] + 1), "{block:?}");
-        // More than a millisecond holds: increasing, in blocks.
-        let many = ids.next_ids(5_000).unwrap();
-        assert_eq!(many.len(), 5_000);
+        // More than a millisecond holds: increasing, in blocks of
+        // consecutive ids.
+        let many = ids.next_ids(10_000).unwrap();
+        assert_eq!(many.len(), 10_000);
+        assert_eq!(many.get(10_000), None);
+        let many = all(&many);
+        assert_eq!(many.len(), 10_000);
         assert!(many[0] > block[2] && many.windows(2).all(|w| w[1] > w[0]));
+        for run in [&many[..4096], &many[4096..8192], &many[8192..]] {
+            assert!(run.windows(2).all(|w| w[1] == w[0] + 1));
+        }
+        assert!(ids.next_ids(0).unwrap().is_empty());
     }
 
     #[test]

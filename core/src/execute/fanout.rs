@@ -3,6 +3,8 @@
 //! client has none open, behind a savepoint inside the client's — with the
 //! guard that refuses an UPDATE moving rows to another node.
 
+use std::sync::Arc;
+
 use shardgate_sql::dialect::Dialect;
 use shardgate_sql::shard::plan::{Affected, Target};
 use shardgate_sql::shard::rewrite::move_guard;
@@ -62,7 +64,7 @@ pub struct FanoutWrite<'a> {
     pub generated_id: Option<u64>,
     /// For each target, the INSERT's rows (their positions in the
     /// statement) it got.
-    pub insert_rows: &'a [Vec<u32>],
+    pub insert_rows: &'a [Arc<[u32]>],
     /// Sharding columns an UPDATE sets: rows whose value would change
     /// are refused.
     pub guarded_columns: &'a [String],
@@ -142,7 +144,7 @@ pub async fn fan_out<S: Connections>(
 /// The nodes' answers so far.
 struct Run<'w> {
     guarded: Vec<&'w str>,
-    insert_rows: &'w [Vec<u32>],
+    insert_rows: &'w [Arc<[u32]>],
     /// Whether the nodes' counts add up (each changed its own rows) or
     /// the first stands for all (each holds a copy).
     sum: bool,
@@ -160,7 +162,7 @@ struct Run<'w> {
 
 impl<'w> Run<'w> {
     fn new(write: &FanoutWrite<'w>) -> Self {
-        let row_count: usize = write.insert_rows.iter().map(Vec::len).sum();
+        let row_count: usize = write.insert_rows.iter().map(|rows| rows.len()).sum();
         let last_row_target = row_count.checked_sub(1).and_then(|last| {
             write
                 .insert_rows

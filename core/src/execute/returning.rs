@@ -4,6 +4,8 @@
 //! of its VALUES, a DELETE's from every node, a broadcast table's once —
 //! all or nothing as any fanned-out write.
 
+use std::sync::Arc;
+
 use shardgate_merge::{RowSink, Value};
 use shardgate_sql::dialect::Dialect;
 use shardgate_sql::shard::plan::{Returning, Target};
@@ -20,7 +22,7 @@ pub struct ReturningWrite<'a> {
     pub returning: &'a Returning,
     /// For each target, the INSERT's rows (their positions in the
     /// statement) it got.
-    pub insert_rows: &'a [Vec<u32>],
+    pub insert_rows: &'a [Arc<[u32]>],
     /// Whether the proxy opens a transaction for it (autocommit on, no
     /// transaction open); otherwise it runs inside the client's, behind a
     /// savepoint.
@@ -165,7 +167,7 @@ impl<C: RowConn> Run<'_, C> {
             return Ok(());
         };
         // Each target's rows are its rows of the statement, in order.
-        let total: usize = write.insert_rows.iter().map(Vec::len).sum();
+        let total: usize = write.insert_rows.iter().map(|rows| rows.len()).sum();
         let mut order: Vec<Option<(usize, usize)>> = vec![None; total];
         for (t, (rows, got)) in write.insert_rows.iter().zip(&inserted).enumerate() {
             if rows.len() != got.len() {

@@ -2,6 +2,8 @@
 //! order one server returns them, the statement all or nothing, and each
 //! connection left fit for reuse exactly when its reply was read whole.
 
+use std::sync::Arc;
+
 use shardgate_sql::dialect::MARIADB;
 use shardgate_sql::shard::plan::{Returning, Target};
 
@@ -15,7 +17,7 @@ use crate::error::{ConnError, DbError};
 fn run(
     nodes: Vec<Node>,
     returning: Returning,
-    insert_rows: &[Vec<u32>],
+    insert_rows: &[Arc<[u32]>],
     own_transaction: bool,
 ) -> (Vec<Node>, Collected, Result<(), MergeFailure>) {
     let targets: Vec<Target> = nodes
@@ -57,7 +59,7 @@ fn inserted_rows_come_back_in_the_statements_order_in_one_transaction() {
     let (nodes, result, done) = run(
         nodes,
         Returning::InsertedRows,
-        &[vec![1, 3], vec![0, 2]],
+        &[[1, 3].into(), [0, 2].into()],
         true,
     );
     assert!(done.is_ok(), "{done:?}");

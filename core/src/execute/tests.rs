@@ -298,7 +298,7 @@ fn counts_add_up_and_the_last_rows_node_gives_the_insert_id() {
         ("ds0", "INSERT INTO t_0 VALUES (1), (4)"),
         ("ds1", "INSERT INTO t_1 VALUES (2), (3)"),
     ]);
-    let rows = [vec![0, 3], vec![1, 2]];
+    let rows: [std::sync::Arc<[u32]>; 2] = [[0, 3].into(), [1, 2].into()];
     let insert = FanoutWrite {
         insert_rows: &rows,
         ..write(true)

@@ -13,6 +13,7 @@ mod golden;
 pub mod having;
 pub mod labels;
 pub mod metadata;
+pub mod node_rows;
 pub mod node_sql;
 pub mod params;
 pub mod plan;

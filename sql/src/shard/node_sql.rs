@@ -1,6 +1,7 @@
 //! The SQL a data node runs, kept as pieces: ranges of the client's
 //! statement text, shared by every node, and the few strings that differ
-//! from node to node (physical table names, a merge's tail, the UNION glue).
+//! from node to node (physical table names, a merge's tail, the UNION glue,
+//! an INSERT's rows: [`NodeRows`]).
 //!
 //! A statement over a sharded table may go to dozens of physical tables.
 //! Built as whole strings, a 20 MiB statement on 64 tables took 1.3 GB
@@ -11,13 +12,36 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use super::node_rows::{NodeRows, RowsCursor};
 use crate::text::{restore, restored_len};
 
 /// One node's statement: its pieces, in order, borrowed from the
 /// statement text `'s` where they are the client's own.
 #[derive(Debug, Clone, Default)]
 pub struct NodeSql<'s> {
-    pieces: Vec<Cow<'s, str>>,
+    pieces: Vec<Piece<'s>>,
+}
+
+#[derive(Debug, Clone)]
+enum Piece<'s> {
+    Text(Cow<'s, str>),
+    Rows(NodeRows<'s>),
+}
+
+impl Piece<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Piece::Text(text) => text.len(),
+            Piece::Rows(rows) => rows.len(),
+        }
+    }
+
+    fn byte_len(&self) -> usize {
+        match self {
+            Piece::Text(text) => restored_len(text),
+            Piece::Rows(rows) => rows.byte_len(),
+        }
+    }
 }
 
 impl<'s> NodeSql<'s> {
@@ -47,7 +71,7 @@ impl<'s> NodeSql<'s> {
     /// Appends a range of the shared text.
     pub fn push_shared(&mut self, text: &'s str) {
         if !text.is_empty() {
-            self.pieces.push(Cow::Borrowed(text));
+            self.pieces.push(Piece::Text(Cow::Borrowed(text)));
         }
     }
 
@@ -55,7 +79,14 @@ impl<'s> NodeSql<'s> {
     pub fn push_own(&mut self, text: impl Into<String>) {
         let text = text.into();
         if !text.is_empty() {
-            self.pieces.push(Cow::Owned(text));
+            self.pieces.push(Piece::Text(Cow::Owned(text)));
+        }
+    }
+
+    /// Appends an INSERT's rows, written out when the text is.
+    pub fn push_rows(&mut self, rows: NodeRows<'s>) {
+        if !rows.is_empty() {
+            self.pieces.push(Piece::Rows(rows));
         }
     }
 
@@ -64,9 +95,11 @@ impl<'s> NodeSql<'s> {
         self.pieces.extend(other.pieces);
     }
 
-    /// Removes trailing characters that `remove` matches, across pieces.
+    /// Removes trailing characters that `remove` matches, across text
+    /// pieces; an INSERT's rows stop it (a node's statement is trimmed
+    /// before its rows are added).
     pub fn trim_end_matches(&mut self, remove: impl Fn(char) -> bool) {
-        while let Some(last) = self.pieces.last_mut() {
+        while let Some(Piece::Text(last)) = self.pieces.last_mut() {
             let kept = last.trim_end_matches(&remove).len();
             if kept > 0 {
                 match last {
@@ -97,10 +130,15 @@ impl<'s> NodeSql<'s> {
     pub fn text(&self) -> Cow<'_, str> {
         match self.pieces.as_slice() {
             [] => Cow::Borrowed(""),
-            [one] => Cow::Borrowed(one),
+            [Piece::Text(one)] => Cow::Borrowed(one),
             many => {
                 let mut out = String::with_capacity(self.len());
-                many.iter().for_each(|p| out.push_str(p));
+                for piece in many {
+                    match piece {
+                        Piece::Text(text) => out.push_str(text),
+                        Piece::Rows(rows) => rows.write_text(&mut out),
+                    }
+                }
                 Cow::Owned(out)
             }
         }
@@ -111,7 +149,12 @@ impl<'s> NodeSql<'s> {
         for piece in &self.pieces {
             // Pieces are cut at token boundaries, never inside a
             // character: restoring them one by one is restoring the whole.
-            out.extend_from_slice(&restore(piece));
+            match piece {
+                Piece::Text(text) => out.extend_from_slice(&restore(text)),
+                Piece::Rows(rows) => {
+                    rows.write_bytes(&mut RowsCursor::default(), out, usize::MAX);
+                }
+            }
         }
     }
 
@@ -120,7 +163,7 @@ impl<'s> NodeSql<'s> {
     pub fn byte_len(&self) -> usize {
         self.pieces
             .iter()
-            .fold(0usize, |n, p| n.saturating_add(restored_len(p)))
+            .fold(0usize, |n, p| n.saturating_add(p.byte_len()))
     }
 
     /// The client's bytes of the text, in order, in chunks of about `max`
@@ -128,11 +171,13 @@ impl<'s> NodeSql<'s> {
     /// shorter than that is one chunk): a node's statement written out as
     /// it is read, never built whole. Chunks of the client's own UTF-8
     /// are borrowed; others (raw bytes of another character set) are
-    /// restored one chunk at a time.
+    /// restored one chunk at a time, and an INSERT's rows written out
+    /// one chunk at a time.
     pub fn byte_chunks(&self, max: usize) -> ByteChunks<'_> {
         ByteChunks {
             pieces: &self.pieces,
             at: 0,
+            rows_at: RowsCursor::default(),
             max: max.max(1),
         }
     }
@@ -166,9 +211,11 @@ impl<'s> NodeSql<'s> {
 /// held across the awaits of a write, whose future must be `Send`.
 #[derive(Debug, Clone)]
 pub struct ByteChunks<'a> {
-    /// The pieces not yet read whole, the first from `at`.
-    pieces: &'a [Cow<'a, str>],
+    /// The pieces not yet read whole, the first from `at` (text) or
+    /// `rows_at` (rows).
+    pieces: &'a [Piece<'a>],
     at: usize,
+    rows_at: RowsCursor,
     max: usize,
 }
 
@@ -177,7 +224,17 @@ impl<'a> Iterator for ByteChunks<'a> {
 
     fn next(&mut self) -> Option<Cow<'a, [u8]>> {
         let (piece, rest) = self.pieces.split_first()?;
-        let piece: &'a str = piece;
+        let piece: &'a str = match piece {
+            Piece::Text(text) => text,
+            Piece::Rows(rows) => {
+                let mut chunk = Vec::with_capacity(self.max.min(rows.byte_len()));
+                if rows.write_bytes(&mut self.rows_at, &mut chunk, self.max) {
+                    self.pieces = rest;
+                    self.rows_at = RowsCursor::default();
+                }
+                return Some(Cow::Owned(chunk));
+            }
+        };
         let text = piece.get(self.at..).unwrap_or_default();
         let mut cut = self.max.min(text.len());
         // Forward to the next boundary: `text.len()` is one, so this ends.
@@ -211,7 +268,7 @@ impl From<&str> for NodeSql<'_> {
 
 impl fmt::Display for NodeSql<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.pieces.iter().try_for_each(|p| f.write_str(p))
+        f.write_str(&self.text())
     }
 }
 

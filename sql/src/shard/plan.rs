@@ -7,21 +7,23 @@
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::sync::Arc;
 
 use shardgate_rules::{
-    ColumnKinds, Condition, DataNode, RouteError, ShardValue, ShardingRules, SnowflakeGenerator,
-    TableKind,
+    ColumnKinds, Condition, DataNode, Ids, RouteError, ShardValue, ShardingRules,
+    SnowflakeGenerator, TableKind,
 };
 
 use super::analyze::{
-    cut_numbers, number, Cond, InsertShape, Replacement, ShardedStatement, StatementKind, Val,
+    cut_numbers, number, Cond, InsertShape, ShardedStatement, StatementKind, Val,
 };
 use super::column_values::{compared, stored};
 use super::error::{MergeShapeError, PlanError};
 use super::having::Cond as HavingCond;
+use super::node_rows::{NodeRows, RowKeys};
 use super::node_sql::NodeSql;
 use super::params::ParamValue;
-use super::rewrite::{bind_in_order, insert_rows, splice_tables, with_params_bound};
+use super::rewrite::{bind_in_order, with_params_bound};
 use super::scatter::{derived_columns, node_tail, node_text, LimitVal, ScatterSelect};
 use crate::dialect::Dialect;
 
@@ -73,7 +75,7 @@ pub enum Route<'s> {
         /// For an INSERT: the statement's rows each target writes, in order
         /// (the OK's "Records" counts of a multi-row INSERT add up from
         /// them; the last row's target tells its insert id).
-        insert_rows: Vec<Vec<u32>>,
+        insert_rows: Vec<Arc<[u32]>>,
         /// For a write with RETURNING: how the targets' rows make the answer.
         returning: Option<Returning>,
         /// For an UPDATE assigning these sharding columns (lower case):
@@ -130,7 +132,7 @@ pub struct PlanContext<'a> {
 /// `as_text` says whether targets must carry the parameters as literals
 /// (text protocol) or keep the `?` (prepared on the node).
 pub fn plan<'s>(
-    st: &ShardedStatement,
+    st: &'s ShardedStatement,
     sql: &'s str,
     params: &[ParamValue],
     as_text: bool,
@@ -633,7 +635,7 @@ pub fn route_error(e: &RouteError) -> PlanError {
 }
 
 fn plan_sharded<'s>(
-    st: &ShardedStatement,
+    st: &'s ShardedStatement,
     sql: &'s str,
     table: &str,
     layout: &Layout<'_>,
@@ -940,7 +942,7 @@ fn bind_having_params(
 fn plan_insert<'s>(
     st: &ShardedStatement,
     sql: &'s str,
-    shape: &InsertShape,
+    shape: &'s InsertShape,
     table: &str,
     params: &[ParamValue],
     ctx: &PlanContext<'_>,
@@ -970,7 +972,7 @@ fn plan_insert<'s>(
                 table: table.to_owned(),
                 reason: e.to_string(),
             })?,
-        None => Vec::new(),
+        None => Ids::default(),
     };
     let sharding = ctx.rules.sharding_columns(table);
     // Row indexes in 32 bits: a 20 MB INSERT has some 1.5 million rows.
@@ -986,7 +988,11 @@ fn plan_insert<'s>(
         let mut values: Vec<(&str, ShardValue)> = Vec::new();
         for column in &sharding {
             if key_column.is_some_and(|k| k.eq_ignore_ascii_case(column)) {
-                values.push((column, ShardValue::Int(generated[i])));
+                let id = generated.get(i).ok_or_else(|| PlanError::KeyGeneration {
+                    table: table.to_owned(),
+                    reason: format!("no key for row {i}"),
+                })?;
+                values.push((column, ShardValue::Int(id)));
                 continue;
             }
             let Some(pos) = shape
@@ -1016,26 +1022,7 @@ fn plan_insert<'s>(
     }
     let first_row_start = shape.rows.first().map_or(sql.len(), |r| r.start());
     let last_row_end = shape.rows.last().map_or(sql.len(), |r| r.end());
-    let head_replacements: Vec<_> = st
-        .replacements
-        .iter()
-        .filter(|r| r.end <= first_row_start)
-        .cloned()
-        .collect();
-    // Names after the rows (`RETURNING users.id`, ON DUPLICATE KEY UPDATE
-    // `users.v`), at their offsets from the end of the text, which the
-    // rows before them do not change.
-    let tail_replacements = |text_len: usize| -> Vec<Replacement> {
-        st.replacements
-            .iter()
-            .filter(|r| r.start >= last_row_end)
-            .map(|r| Replacement {
-                start: text_len - (sql.len() - r.start),
-                end: text_len - (sql.len() - r.end),
-                table: r.table.clone(),
-            })
-            .collect()
-    };
+    let (head, tail) = (&sql[..first_row_start], &sql[last_row_end..]);
     // Parameters outside the rows (ON DUPLICATE KEY UPDATE ... = ?) go with every node.
     // Rows are in text order: found by halving (a prepared INSERT of
     // 10,000 rows has 10,000s of parameters).
@@ -1046,45 +1033,75 @@ fn plan_insert<'s>(
             .checked_sub(1)?;
         (at < shape.rows[i].end()).then_some(i)
     };
+    let keys = key_column.map(|column| RowKeys {
+        column: ctx.dialect.quoted(column),
+        ids: Arc::new(generated),
+    });
+    let generated_id = keys.as_ref().and_then(|k| k.ids.first()).map(|g| g as u64);
     let mut targets = Vec::with_capacity(by_node.len());
-    for (node, rows) in &by_node {
-        let extra = key_column.map(|k| (k, generated.as_slice()));
-        let text = insert_rows(sql, shape, rows, extra, ctx.dialect);
-        let text = splice_tables(
-            &text,
-            &tail_replacements(text.len()),
-            |_| node.table.clone(),
-            ctx.dialect,
-        );
-        let text = splice_tables(
-            &text,
-            &head_replacements,
-            |_| node.table.clone(),
-            ctx.dialect,
-        );
-        let kept: Vec<ParamValue> = st
-            .placeholders
+    let mut insert_rows = Vec::with_capacity(by_node.len());
+    for (node, rows) in by_node {
+        let physical = ctx.dialect.quoted(&node.table);
+        // The head with its tables' names and the generated key's column;
+        // the tail (`RETURNING users.id`, ON DUPLICATE KEY UPDATE
+        // `users.v`) with its tables' names.
+        let mut head_edits: Vec<(usize, usize, String)> = st
+            .replacements
             .iter()
-            .filter(|p| row_of(p.start).is_none_or(|r| rows.binary_search(&(r as u32)).is_ok()))
-            .filter_map(|p| params.get(p.index).cloned())
+            .filter(|r| r.end <= first_row_start)
+            .map(|r| (r.start, r.end, physical.clone()))
             .collect();
-        // Each node's own rows: its text is its own.
+        if let (Some(keys), Some(at), false) = (&keys, shape.columns_end, shape.set_form) {
+            let at_edit = head_edits.partition_point(|e| e.0 < at);
+            head_edits.insert(at_edit, (at, at, format!(", {}", keys.column)));
+        }
+        let tail_edits = st
+            .replacements
+            .iter()
+            .filter(|r| r.start >= last_row_end)
+            .map(|r| {
+                (
+                    r.start - last_row_end,
+                    r.end - last_row_end,
+                    physical.clone(),
+                )
+            });
+        let rows: Arc<[u32]> = Arc::from(rows);
+        let mut text = NodeSql::spliced(head, head_edits);
+        text.push_rows(NodeRows::new(
+            sql,
+            &shape.rows,
+            Arc::clone(&rows),
+            keys.clone(),
+            shape.set_form,
+        ));
+        text.append(NodeSql::spliced(tail, tail_edits));
         let text = if params.is_empty() {
-            text_of(NodeSql::from(text))
+            // Each node's rows are written out as it is sent.
+            text_of(text)
         } else {
-            NodeSql::from(bind_in_order(ctx.dialect, &text, &kept))
+            // A prepared INSERT: at most 65,535 parameters, bound in the
+            // text built whole.
+            let kept: Vec<ParamValue> = st
+                .placeholders
+                .iter()
+                .filter(|p| row_of(p.start).is_none_or(|r| rows.binary_search(&(r as u32)).is_ok()))
+                .filter_map(|p| params.get(p.index).cloned())
+                .collect();
+            NodeSql::from(bind_in_order(ctx.dialect, &text.text(), &kept))
         };
         targets.push(Target {
-            data_source: node.data_source.clone(),
+            data_source: node.data_source,
             sql: text,
         });
+        insert_rows.push(rows);
     }
     Ok(Route::Fanout {
         targets,
         affected: Affected::Sum,
         transactional: true,
-        generated_id: generated.first().map(|g| *g as u64),
-        insert_rows: by_node.into_values().collect(),
+        generated_id,
+        insert_rows,
         returning: st.returning.then_some(Returning::InsertedRows),
         guarded_columns: Vec::new(),
     })
@@ -1171,7 +1188,8 @@ mod tests {
         let Analysis::Sharded(st) = analyze(sql, &MARIADB, &rules, "wework").unwrap() else {
             panic!("unsharded: {sql}")
         };
-        plan(&st, sql, params, true, &ctx)
+        // A route borrows its statement's analysis, as the text.
+        plan(Box::leak(Box::new(st)), sql, params, true, &ctx)
     }
 
     fn one(ds: &str, sql: &str) -> Route<'static> {
@@ -1509,6 +1527,49 @@ mod tests {
     }
 
     #[test]
+    fn generated_keys_route_their_rows_and_names_after_the_rows_are_spliced() {
+        let rows = ["('a')", "('b')", "('c')", "('d')", "('e')", "('f')"];
+        let sql = format!(
+            "INSERT INTO users (name) VALUES {} ON DUPLICATE KEY UPDATE name = CONCAT(users.name, 'x')",
+            rows.join(", ")
+        );
+        let Route::Fanout {
+            targets,
+            generated_id,
+            insert_rows,
+            ..
+        } = route(&sql, &[]).unwrap()
+        else {
+            panic!()
+        };
+        let first = generated_id.unwrap() as i64;
+        let mut seen = 0;
+        for (target, taken) in targets.iter().zip(&insert_rows) {
+            // Consecutive keys from the first, each row on its key's node.
+            let id = |i: u32| first + i64::from(i);
+            let table = format!("`users_{}`", (id(taken[0]) / 4) % 16);
+            let values: Vec<String> = taken
+                .iter()
+                .map(|&i| {
+                    assert_eq!(target.data_source, format!("ds{}", id(i) % 4));
+                    assert_eq!((id(i) / 4) % 16, (id(taken[0]) / 4) % 16);
+                    format!("('{}', {})", (b'a' + i as u8) as char, id(i))
+                })
+                .collect();
+            assert_eq!(
+                target.sql,
+                format!(
+                    "INSERT INTO {table} (name, `user_id`) VALUES {} ON DUPLICATE KEY UPDATE name = CONCAT({table}.name, 'x')",
+                    values.join(", ")
+                )
+            );
+            assert_eq!(target.sql.byte_len(), target.sql.to_bytes().len());
+            seen += taken.len();
+        }
+        assert_eq!(seen, rows.len());
+    }
+
+    #[test]
     fn values_outside_the_nodes_are_refused() {
         let err = route(
             "INSERT INTO message_records (id, tenant_id, created_at) VALUES (1, 'acme', '2023-12-31 10:00:00')",
@@ -1628,7 +1689,7 @@ mod tests {
             let Analysis::Sharded(st) = analyze(sql, &MARIADB, &rules, "wework").unwrap() else {
                 panic!()
             };
-            plan(&st, sql, &[], true, &ctx)
+            plan(Box::leak(Box::new(st)), sql, &[], true, &ctx)
         };
         assert_eq!(
             plan_of("SELECT u.name, o.id FROM users u JOIN orders o ON o.user_id = u.user_id WHERE u.user_id = 5").unwrap(),

@@ -1,11 +1,9 @@
 //! The SQL a data node runs: the original text with each logical table name
 //! replaced by the node's physical one (comments, hints, aliases and
-//! formatting untouched), INSERT rows regrouped per node, and `?`
+//! formatting untouched), and `?`
 //! parameters bound as literals where a statement runs as text.
 
-use std::fmt::Write as _;
-
-use super::analyze::{InsertShape, Replacement};
+use super::analyze::Replacement;
 use super::params::ParamValue;
 use crate::dialect::{Dialect, Placeholder};
 use crate::lex::{Token, TokenList};
@@ -29,70 +27,6 @@ pub fn splice_tables(
         from = r.end;
     }
     out.push_str(&sql[from..]);
-    out
-}
-
-/// An INSERT keeping only the rows `keep` (indexes into `shape.rows`), with
-/// `extra` appended to the column list and `extra_values[i]` to row i
-/// (generated keys, written straight into the text: as a `String` each,
-/// they took 56 bytes a row).
-pub fn insert_rows(
-    sql: &str,
-    shape: &InsertShape,
-    keep: &[u32],
-    extra: Option<(&str, &[i64])>,
-    dialect: &dyn Dialect,
-) -> String {
-    let (Some(first), Some(last)) = (shape.rows.first(), shape.rows.last()) else {
-        return sql.to_owned();
-    };
-    // This node's rows, not the whole statement's: a 20 MB INSERT split
-    // over 32 nodes would reserve 640 MB.
-    let rows: usize = keep
-        .iter()
-        .filter_map(|&i| shape.rows.get(i as usize))
-        .map(|row| row.end() - row.start() + 2)
-        .sum();
-    // A snowflake key is 19 digits; `, ` before it.
-    let extra_len = extra.map_or(0, |(column, _)| column.len() + 8 + keep.len() * 21);
-    let mut out =
-        String::with_capacity(first.start() + rows + (sql.len() - last.end()) + extra_len);
-    let head = &sql[..first.start()];
-    match (extra, shape.columns_end) {
-        (Some((column, _)), Some(at)) if !shape.set_form => {
-            out.push_str(&head[..at]);
-            out.push_str(", ");
-            dialect.push_quoted(&mut out, column);
-            out.push_str(&head[at..]);
-        }
-        _ => out.push_str(head),
-    }
-    for (n, &i) in keep.iter().enumerate() {
-        let i = i as usize;
-        if n > 0 {
-            out.push_str(", ");
-        }
-        let row = &shape.rows[i];
-        let text = &sql[row.start()..row.end()];
-        match extra {
-            Some((column, values)) if shape.set_form => {
-                out.push_str(text);
-                out.push_str(", ");
-                dialect.push_quoted(&mut out, column);
-                // Writing into a String cannot fail.
-                let _ = write!(out, " = {}", values[i]);
-            }
-            Some((_, values)) => {
-                // Insert before the row's closing parenthesis.
-                let close = text.rfind(')').unwrap_or(text.len());
-                out.push_str(&text[..close]);
-                let _ = write!(out, ", {}", values[i]);
-                out.push_str(&text[close..]);
-            }
-            None => out.push_str(text),
-        }
-    }
-    out.push_str(&sql[last.end()..]);
     out
 }
 
@@ -287,39 +221,6 @@ mod tests {
         ] {
             assert_eq!(rewritten(sql, "users_1"), expected, "{sql}");
         }
-    }
-
-    #[test]
-    fn insert_rows_regrouped_with_generated_keys() {
-        let sql = "INSERT INTO users (name, email) VALUES ('a', NULL), ('b', 'x'), ('c', 'y')";
-        let Analysis::Sharded(st) = analyze(sql, &MARIADB, &rules(), "wework").unwrap() else {
-            panic!()
-        };
-        let shape = st.insert.as_ref().unwrap();
-        let ids = [11, 12, 13];
-        assert_eq!(
-            insert_rows(sql, shape, &[0, 2], Some(("user_id", &ids)), &MARIADB),
-            "INSERT INTO users (name, email, `user_id`) VALUES ('a', NULL, 11), ('c', 'y', 13)"
-        );
-        assert_eq!(
-            insert_rows(sql, shape, &[1], None, &MARIADB),
-            "INSERT INTO users (name, email) VALUES ('b', 'x')"
-        );
-    }
-
-    #[test]
-    fn insert_set_form_gets_the_generated_key() {
-        let sql = "INSERT INTO users SET name = 'a', email = CONCAT('x', '@y')";
-        let Analysis::Sharded(st) = analyze(sql, &MARIADB, &rules(), "wework").unwrap() else {
-            panic!()
-        };
-        let shape = st.insert.as_ref().unwrap();
-        assert!(shape.set_form);
-        let ids = [7];
-        assert_eq!(
-            insert_rows(sql, shape, &[0], Some(("user_id", &ids)), &MARIADB),
-            "INSERT INTO users SET name = 'a', email = CONCAT('x', '@y'), `user_id` = 7"
-        );
     }
 
     #[test]

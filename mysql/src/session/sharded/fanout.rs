@@ -3,6 +3,8 @@
 //! on the session's connections: the client gets one OK with the combined
 //! counts, or the RETURNING rows one server would send.
 
+use std::sync::Arc;
+
 use super::rows::Header;
 use crate::backend::PooledConn;
 use crate::ok_err::OkInfo;
@@ -43,7 +45,7 @@ impl Session {
         &mut self,
         targets: &[Target<'_>],
         returning: &Returning,
-        insert_rows: &[Vec<u32>],
+        insert_rows: &[Arc<[u32]>],
         generated_id: Option<u64>,
         format: RowFormat,
     ) -> Result<(), Failure> {

@@ -231,7 +231,7 @@ impl Session {
                 ..
             } => {
                 for (n, target) in targets.iter().enumerate() {
-                    let rows = insert_rows.get(n).map_or(0, Vec::len) as u64;
+                    let rows = insert_rows.get(n).map_or(0, |rows| rows.len()) as u64;
                     metrics.routed(&target.data_source, table, rows);
                 }
             }
