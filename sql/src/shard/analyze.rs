@@ -400,16 +400,34 @@ pub enum AnalyzeError {
     Unparsable { tables: String, reason: String },
     #[error("{0}")]
     Unsupported(String),
-    #[error("ShardGate does not analyse statements on sharded table(s) {tables} of more than {MAX_PARSED_TOKENS} tokens (this one has {tokens}; the items of long IN lists of integers and of runs of `OR column = integer`, and INSERT rows of plain values, are not counted): send it as several smaller statements")]
+    #[error("ShardGate does not analyse statements on sharded table(s) {tables} of more than {MAX_PARSED_TOKENS} tokens (this one has {tokens}; a SELECT counts as {SELECT_COST}, the items of long IN lists of integers and of runs of `OR column = integer`, and INSERT rows of plain values, are not counted): send it as several smaller statements")]
     TooLarge { tables: String, tokens: usize },
 }
 
 /// The most tokens of a statement on sharded tables that the analysis
 /// parses, not counting what `condensed` cuts. sqlparser's tokens and tree
-/// take some 600 bytes per token (an INSERT of 50,000 rows of
-/// `(n, CONCAT('n', n))`, 1.5 MiB, took 321 MiB): at this bound, some
-/// 60 MiB for one statement.
-pub const MAX_PARSED_TOKENS: usize = 100_000;
+/// take up to some 600 bytes per token (an INSERT of 50,000 rows of
+/// `(n, CONCAT('n', n))`, 1.5 MiB, took 321 MiB; a function call's
+/// arguments alone take 3 KB): at this bound, some 30 MiB for one
+/// statement. At 100,000, a 20 MB statement of 14,200 `CONCAT(name, n)`
+/// beside a cut list of 2.3 million integers grew the proxy 5.3 x its
+/// size; 3.3 x at this bound.
+pub const MAX_PARSED_TOKENS: usize = 50_000;
+
+/// What a `SELECT` costs the parse, in tokens: sqlparser's `Query` and
+/// `Select` take some 9 KB even for `(SELECT 1)`. Counted as one token,
+/// 9,800 such subqueries under the bound grew the proxy 6.8 x a 20 MB
+/// statement's size.
+pub const SELECT_COST: usize = 16;
+
+/// What `token` costs the parse, in tokens (see [`MAX_PARSED_TOKENS`]).
+fn parse_cost(token: &Token) -> usize {
+    if token.is_word("SELECT") {
+        SELECT_COST
+    } else {
+        1
+    }
+}
 
 /// Analyses `sql`, written in `dialect`, against the rules.
 pub fn analyze(
@@ -439,15 +457,13 @@ fn analyze_from(
     rules: &ShardingRules,
     logical_db: &str,
 ) -> Result<Analysis, AnalyzeError> {
-    let (named, token_count) = match tokens {
-        Some(tokens) => (named_tables(tokens.iter(), rules), tokens.len()),
-        None => {
-            // Those the parse reads (`condensed` cuts the rest), counted
-            // in the one pass that finds the tables.
-            let mut count = 0;
-            let named = named_tables(crate::lex::read_tokens(sql).inspect(|_| count += 1), rules);
-            (named, count)
-        }
+    // Those the parse reads (`condensed` cuts the rest), weighed in the
+    // one pass that finds the tables.
+    let mut token_count = 0usize;
+    let weigh = |t: &Lexeme| token_count = token_count.saturating_add(parse_cost(&t.token));
+    let named = match tokens {
+        Some(tokens) => named_tables(tokens.iter().inspect(weigh), rules),
+        None => named_tables(crate::lex::read_tokens(sql).inspect(weigh), rules),
     };
     if named.is_empty() {
         return Ok(Analysis::Unsharded);
@@ -515,7 +531,9 @@ fn parsed(
         let whole = Condensed::whole(&parsable);
         // The caller's tokens leave out what the condensed text does
         // (`lex::TokenList::of_statement`): the whole text's tree may be deeper.
-        let count = Lexer::new(&parsable).count();
+        let count = Lexer::new(&parsable)
+            .map(|t| parse_cost(&t.token))
+            .fold(0usize, usize::saturating_add);
         if count > MAX_PARSED_TOKENS {
             // The condensed parse's error stands (a syntax error's place
             // is still found, by the data source: see the MySQL session).
@@ -1807,7 +1825,12 @@ mod tests {
                 rows(n, &|i| format!("({i}, CONCAT('n', {i}))"))
             )
         };
-        let refused = analyze(&computed(10_000), &MARIADB, &rules, "wework");
+        let refused = analyze(
+            &computed(MAX_PARSED_TOKENS / 11 + 500),
+            &MARIADB,
+            &rules,
+            "wework",
+        );
         assert!(
             matches!(refused, Err(AnalyzeError::TooLarge { tokens, .. }) if tokens > MAX_PARSED_TOKENS),
             "{refused:?}"
@@ -1816,7 +1839,39 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("smaller statements"));
-        assert!(analyze(&computed(8_000), &MARIADB, &rules, "wework").is_ok());
+        assert!(analyze(
+            &computed(MAX_PARSED_TOKENS / 11 - 500),
+            &MARIADB,
+            &rules,
+            "wework"
+        )
+        .is_ok());
+        // A subquery weighs what its tree takes: 4 tokens and a SELECT.
+        let subqueries = |n| {
+            format!(
+                "SELECT * FROM users WHERE name IN ({})",
+                rows(n, &|_| "(SELECT 1)".to_owned())
+            )
+        };
+        let per_subquery = 4 + SELECT_COST;
+        let refused = analyze(
+            &subqueries(MAX_PARSED_TOKENS / per_subquery + 100),
+            &MARIADB,
+            &rules,
+            "wework",
+        );
+        assert!(
+            matches!(refused, Err(AnalyzeError::TooLarge { tokens, .. }) if tokens > MAX_PARSED_TOKENS),
+            "{refused:?}"
+        );
+        // Under the bound it is parsed (planning refuses its subqueries).
+        assert!(analyze(
+            &subqueries(MAX_PARSED_TOKENS / per_subquery - 100),
+            &MARIADB,
+            &rules,
+            "wework",
+        )
+        .is_ok());
         let plain = format!(
             "INSERT INTO users (user_id, name) VALUES {}",
             rows(200_000, &|i| format!("({i}, 'n{i}')"))
