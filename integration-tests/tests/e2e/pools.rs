@@ -10,8 +10,9 @@
 //! timings, and one freezes a replica.
 //!
 //! The fault tests of issue 15 ("Proof") put a fault on ds2's primary under
-//! a write load: stopped, a slow then cut link, a cut replica link, and a
-//! link losing packets ([`loss`]).
+//! a write load: stopped, a slow then cut link, and a link losing packets
+//! ([`loss`]); and on one of its replicas under a read load: a cut link,
+//! and its server stopped.
 
 mod loss;
 
@@ -1004,14 +1005,60 @@ async fn a_primary_behind_a_slow_then_cut_link() {
 /// replica or the primary: no read fails; once healed, it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reads_go_on_when_a_replica_is_cut_off() {
-    const TABLE: &str = "pool_replica_cut";
-    let mut cfg = fault_config(TABLE, 1000);
+    reads_go_on_through(
+        "reads_go_on_when_a_replica_is_cut_off",
+        "pool_replica_cut",
+        ReplicaFault::LinkCut,
+    )
+    .await;
+}
+
+/// The same with the replica's server stopped (SIGSTOP): its connections
+/// stay open and nothing answers on them; continued (SIGCONT), it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_go_on_when_a_replica_is_stopped() {
+    reads_go_on_through(
+        "reads_go_on_when_a_replica_is_stopped",
+        "pool_replica_stopped",
+        ReplicaFault::Stopped,
+    )
+    .await;
+}
+
+/// How ds2's first replica is made silent.
+#[derive(Clone, Copy)]
+enum ReplicaFault {
+    /// Its link cut: nothing crosses, nothing is refused.
+    LinkCut,
+    /// Its server stopped with SIGSTOP.
+    Stopped,
+}
+
+/// 16 sessions read rows of ds2 while its first replica is silent
+/// (`fault`), then after it answers again: no read fails or is wrong, the
+/// replica is marked down and comes back by itself.
+async fn reads_go_on_through(test: &str, table: &'static str, fault: ReplicaFault) {
+    let mut cfg = fault_config(table, 1000);
     let replica = &mut cfg.data_sources.get_mut("ds2").expect("ds2").replicas[0];
-    let link = FaultLink::start(address(replica)).await;
-    replica.port = link.addr.port();
-    let Some((proxy, _sandbox)) = start("reads_go_on_when_a_replica_is_cut_off", cfg, TABLE).await
-    else {
+    let replica_port = replica.port;
+    let link = match fault {
+        ReplicaFault::LinkCut => {
+            let link = FaultLink::start(address(replica)).await;
+            replica.port = link.addr.port();
+            Some(link)
+        }
+        ReplicaFault::Stopped => None,
+    };
+    let Some((proxy, _sandbox)) = start(test, cfg, table).await else {
         return;
+    };
+    let pid = match fault {
+        ReplicaFault::Stopped => Some(
+            shardgate_integration_tests::replication::Server::locate(replica_port)
+                .pid()
+                .expect("ds2's replica runs in the sandbox"),
+        ),
+        ReplicaFault::LinkCut => None,
     };
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut readers = Vec::new();
@@ -1025,7 +1072,7 @@ async fn reads_go_on_when_a_replica_is_cut_off() {
                 // Rows 2, 6, 10, ...: all on ds2; v = id.
                 let id = 4 * ((s + n) % 10) + 2;
                 n += 1;
-                let sql = format!("SELECT v FROM {TABLE} WHERE id = {id}");
+                let sql = format!("SELECT v FROM {table} WHERE id = {id}");
                 match sqlx::query_scalar::<_, i32>(&sql)
                     .fetch_one(&mut conn)
                     .await
@@ -1041,14 +1088,16 @@ async fn reads_go_on_when_a_replica_is_cut_off() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let down_after;
     {
-        let _cut = link.cut();
-        let cut = Instant::now();
+        // The fault, undone when these are dropped.
+        let _cut = link.as_ref().map(FaultLink::cut);
+        let _frozen = pid.map(Frozen::new);
+        let began = Instant::now();
         let state = pool_state_when(&proxy, "ds2.replica1", |s| !s["down"].is_null()).await;
         assert!(
             !state["down"].is_null(),
             "the replica never marked down: {state}"
         );
-        down_after = cut.elapsed();
+        down_after = began.elapsed();
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
     let healed = Instant::now();
@@ -1063,10 +1112,14 @@ async fn reads_go_on_when_a_replica_is_cut_off() {
         failed.extend(f);
     }
     assert!(failed.is_empty(), "failed or wrong reads: {failed:?}");
+    let what = match fault {
+        ReplicaFault::LinkCut => "link cut",
+        ReplicaFault::Stopped => "server stopped (SIGSTOP)",
+    };
     eprintln!(
-        "fault: ds2.replica1's link cut, 16 reading sessions: marked down after {down_after:?}, back {back_after:?} after the heal, {answered} reads, 0 failed, 0 wrong answers"
+        "fault: ds2.replica1's {what}, 16 reading sessions: marked down after {down_after:?}, back {back_after:?} after the fault ended, {answered} reads, 0 failed, 0 wrong answers"
     );
-    drop_table(&proxy, TABLE).await;
+    drop_table(&proxy, table).await;
 }
 
 /// `query_timeout_ms` bounds how long a statement waits for its data
