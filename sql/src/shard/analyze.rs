@@ -1825,27 +1825,15 @@ mod tests {
                 rows(n, &|i| format!("({i}, CONCAT('n', {i}))"))
             )
         };
-        let refused = analyze(
-            &computed(MAX_PARSED_TOKENS / 11 + 500),
-            &MARIADB,
-            &rules,
-            "wework",
-        );
-        assert!(
-            matches!(refused, Err(AnalyzeError::TooLarge { tokens, .. }) if tokens > MAX_PARSED_TOKENS),
-            "{refused:?}"
-        );
+        let analysed = |sql: &str| analyze(sql, &MARIADB, &rules, "wework");
+        let too_large = |r: &Result<Analysis, AnalyzeError>| matches!(r, Err(AnalyzeError::TooLarge { tokens, .. }) if *tokens > MAX_PARSED_TOKENS);
+        let refused = analysed(&computed(MAX_PARSED_TOKENS / 11 + 500));
+        assert!(too_large(&refused), "{refused:?}");
         assert!(refused
             .unwrap_err()
             .to_string()
             .contains("smaller statements"));
-        assert!(analyze(
-            &computed(MAX_PARSED_TOKENS / 11 - 500),
-            &MARIADB,
-            &rules,
-            "wework"
-        )
-        .is_ok());
+        assert!(analysed(&computed(MAX_PARSED_TOKENS / 11 - 500)).is_ok());
         // A subquery weighs what its tree takes: 4 tokens and a SELECT.
         let subqueries = |n| {
             format!(
@@ -1854,24 +1842,10 @@ mod tests {
             )
         };
         let per_subquery = 4 + SELECT_COST;
-        let refused = analyze(
-            &subqueries(MAX_PARSED_TOKENS / per_subquery + 100),
-            &MARIADB,
-            &rules,
-            "wework",
-        );
-        assert!(
-            matches!(refused, Err(AnalyzeError::TooLarge { tokens, .. }) if tokens > MAX_PARSED_TOKENS),
-            "{refused:?}"
-        );
+        let refused = analysed(&subqueries(MAX_PARSED_TOKENS / per_subquery + 100));
+        assert!(too_large(&refused), "{refused:?}");
         // Under the bound it is parsed (planning refuses its subqueries).
-        assert!(analyze(
-            &subqueries(MAX_PARSED_TOKENS / per_subquery - 100),
-            &MARIADB,
-            &rules,
-            "wework",
-        )
-        .is_ok());
+        assert!(analysed(&subqueries(MAX_PARSED_TOKENS / per_subquery - 100)).is_ok());
         let plain = format!(
             "INSERT INTO users (user_id, name) VALUES {}",
             rows(200_000, &|i| format!("({i}, 'n{i}')"))
@@ -1881,19 +1855,11 @@ mod tests {
             rows(300_000, &|i| i.to_string())
         );
         for sql in [plain, list] {
-            assert!(
-                analyze(&sql, &MARIADB, &rules, "wework").is_ok(),
-                "{sql:.60}"
-            );
+            assert!(analysed(&sql).is_ok(), "{sql:.60}");
         }
         // Unsharded statements are not analysed: no bound.
         assert_eq!(
-            analyze(
-                &computed(10_000).replace("users", "plain"),
-                &MARIADB,
-                &rules,
-                "wework"
-            ),
+            analysed(&computed(10_000).replace("users", "plain")),
             Ok(Analysis::Unsharded)
         );
     }
