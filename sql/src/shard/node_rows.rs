@@ -55,8 +55,9 @@ pub struct RowsCursor {
 const PARTS: u8 = 4;
 
 impl<'s> NodeRows<'s> {
-    /// Rows `rows` of `spans` (the statement `sql`'s rows); indexes past
-    /// the statement's rows are left out.
+    /// Rows `rows` of `spans` (the statement `sql`'s rows), in order. An
+    /// index past the statement's rows writes nothing (the planner's are
+    /// all in range).
     pub fn new(
         sql: &'s str,
         spans: &'s [InsertRow],
@@ -250,7 +251,7 @@ mod tests {
         );
         let rows = NodeRows::new(sql, &shape.rows, Arc::from([1]), None, false);
         assert_eq!(text(&rows), "('b', 'x')");
-        // An index past the statement's rows is left out.
+        // An index past the statement's rows writes nothing.
         let rows = NodeRows::new(sql, &shape.rows, Arc::from([3]), None, false);
         assert!(rows.is_empty());
     }

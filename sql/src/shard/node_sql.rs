@@ -268,7 +268,14 @@ impl From<&str> for NodeSql<'_> {
 
 impl fmt::Display for NodeSql<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text())
+        self.pieces.iter().try_for_each(|piece| match piece {
+            Piece::Text(text) => f.write_str(text),
+            Piece::Rows(rows) => {
+                let mut text = String::with_capacity(rows.len());
+                rows.write_text(&mut text);
+                f.write_str(&text)
+            }
+        })
     }
 }
 
@@ -386,6 +393,57 @@ mod tests {
             plain.byte_chunks(4).collect::<Vec<_>>().concat(),
             plain.to_bytes()
         );
+    }
+
+    #[test]
+    fn an_inserts_rows_read_as_the_text_around_them() {
+        use crate::dialect::MARIADB;
+        use crate::shard::analyze::{analyze, Analysis};
+        use shardgate_rules::{Config, ShardingRules};
+        use std::sync::Arc;
+
+        let bytes = b"INSERT INTO users (user_id, name) VALUES (1, '\xe9'), (2, 'b'), (3, 'c') ON DUPLICATE KEY UPDATE name = 'x'";
+        let sql = analysis_text(bytes, ClientCharset::named("latin1"));
+        let config = Config::from_toml_str(include_str!("../../../examples/wework.toml")).unwrap();
+        let rules = ShardingRules::new(&config).unwrap();
+        let Ok(Analysis::Sharded(st)) = analyze(&sql, &MARIADB, &rules, "wework") else {
+            panic!("not sharded")
+        };
+        let shape = st.insert.as_ref().unwrap();
+        let (first, last) = (shape.rows[0].start(), shape.rows[2].end());
+        let mut node = NodeSql::spliced(&sql[..first], [(12, 17, "`users_1`".to_owned())]);
+        node.push_rows(NodeRows::new(
+            &sql,
+            &shape.rows,
+            Arc::from([0, 2]),
+            None,
+            false,
+        ));
+        node.push_shared(&sql[last..]);
+        assert_eq!(node.text().len(), node.len());
+        assert_eq!(node.to_string(), node.text());
+        let bytes = node.to_bytes();
+        assert!(bytes
+            .starts_with(b"INSERT INTO `users_1` (user_id, name) VALUES (1, '\xe9'), (3, 'c') ON"));
+        assert_eq!(bytes.len(), node.byte_len());
+        for max in [1, 2, 7, 64, 1 << 20] {
+            assert_eq!(
+                node.byte_chunks(max).collect::<Vec<_>>().concat(),
+                bytes,
+                "max {max}"
+            );
+        }
+        // Trimming stops at the rows.
+        let mut rows_last = NodeSql::spliced(&sql[..first], []);
+        rows_last.push_rows(NodeRows::new(
+            &sql,
+            &shape.rows,
+            Arc::from([1]),
+            None,
+            false,
+        ));
+        rows_last.trim_end_matches(|_| true);
+        assert!(rows_last.to_string().ends_with("(2, 'b')"));
     }
 
     #[test]
