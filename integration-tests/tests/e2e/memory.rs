@@ -22,9 +22,11 @@
 //! `SHARDGATE_REQUIRE_SANDBOX=1`. Creates and drops `mem_rows` (physical
 //! `mem_rows_0..3` in ds0..ds3) and nothing else.
 //!
-//! `big_statement` measures one large statement the same way.
+//! `big_statement` measures one large statement the same way, `long_data`
+//! a client's long data, `login` clients announcing huge login packets.
 
 mod big_statement;
+mod login;
 mod long_data;
 
 use shardgate_integration_tests::binary::{
