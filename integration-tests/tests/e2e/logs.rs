@@ -1,7 +1,8 @@
 //! The `shardgate` binary's logs (issue 15, "Hardening"): with
 //! `--log-format json` every line on standard output is one JSON object for
 //! log shippers, and neither a client's password nor the admin token
-//! appears in the logs, even at `debug`, or in the admin API's answers.
+//! appears in the logs, even at `debug`, or in the admin API's answers;
+//! text logs have ANSI colours on a terminal and none in a pipe.
 //!
 //! Runs the binary as a child process (built as `memory` builds it, or
 //! `SHARDGATE_BIN`); skipped when the sandbox is not running, unless
@@ -132,6 +133,91 @@ async fn json_logs_parse_and_hold_no_secret() {
             assert!(!line.contains(secret), "a log line shows {secret}: {line}");
         }
     }
+}
+
+/// Text logs are coloured on a terminal (`script` runs the proxy on a
+/// pseudo-terminal and copies what it writes) and plain in a pipe, where a
+/// file or a log shipper reads them.
+#[tokio::test]
+async fn text_logs_are_coloured_only_on_a_terminal() {
+    const TEST: &str = "text_logs_are_coloured_only_on_a_terminal";
+    let _sandbox = sandbox::shared().await;
+    if !sandbox_ready(&test_config(), TEST) {
+        return;
+    }
+    let path = write_config_file("text_logs", &seed_config_with_secrets(TOKEN, USER_PASSWORD));
+    let binary = shardgate_binary();
+    let mut piped = Command::new(&binary);
+    piped.arg("--config").arg(&path);
+    let piped = lines_until_serving(piped).await;
+    let mut on_terminal = Command::new("script");
+    on_terminal.args([
+        "-qfec",
+        &format!("exec '{}' --config '{}'", binary.display(), path.display()),
+        "/dev/null",
+    ]);
+    let on_terminal = lines_until_serving(on_terminal).await;
+    let coloured = |lines: &[String]| lines.iter().any(|l| l.contains("\x1b["));
+    assert!(
+        !coloured(&piped),
+        "colours in a pipe:\n{}",
+        piped.join("\n")
+    );
+    assert!(
+        coloured(&on_terminal),
+        "no colours on a terminal:\n{}",
+        on_terminal.join("\n")
+    );
+}
+
+/// The lines `command` (the proxy, or `script` running it) writes until
+/// the proxy says it is serving, at most 30 s; the proxy is then stopped
+/// with SIGTERM (under `script` it is `script`'s child: a terminal's
+/// hang-up would be a reload to it, not a stop).
+async fn lines_until_serving(mut command: Command) -> Vec<String> {
+    let mut child = command
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the proxy");
+    let (lines, reader) = collect_lines(&mut child);
+    let serving = || {
+        lines
+            .lock()
+            .expect("log lines")
+            .iter()
+            .any(|l| l.contains("ShardGate is serving"))
+    };
+    for _ in 0..300 {
+        if serving() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pid = child.id().expect("the child runs").to_string();
+    let proxy = Command::new("pgrep")
+        .args(["-P", &pid])
+        .output()
+        .await
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .unwrap_or_default();
+    for pid in [proxy.as_str(), pid.as_str()] {
+        if !pid.is_empty() {
+            let _ = Command::new("kill").args(["-TERM", pid]).status().await;
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), reader).await;
+    let lines = lines.lock().expect("log lines").clone();
+    assert!(
+        serving(),
+        "the proxy never said it was serving:\n{}",
+        lines.join("\n")
+    );
+    lines
 }
 
 /// Every line the child writes to stdout, gathered as it comes by a task
