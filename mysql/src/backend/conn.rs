@@ -800,3 +800,44 @@ fn decode_text_row(payload: &[u8], columns: u64) -> Vec<Option<String>> {
     }
     row
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shardgate_rules::config::BackendUrl;
+    use tokio::net::TcpListener;
+
+    /// `connect_timeout_ms` bounds the whole opening: a server that takes
+    /// the connection and never greets fails it in that time, with an
+    /// error naming the data source.
+    #[tokio::test]
+    async fn a_server_that_never_greets_fails_the_connect_in_its_time() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("listen");
+        let port = listener.local_addr().expect("address").port();
+        // Takes connections and says nothing; keeps them open.
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let url = BackendUrl::parse(&format!("mysql://root@127.0.0.1:{port}/ds9")).expect("url");
+        let limits = ConnLimits {
+            connect: std::time::Duration::from_millis(300),
+            silence: None,
+        };
+        // A guard against a hang, far above the limit: not a timing.
+        let connect = BackendConn::connect(Arc::from("ds9"), &url, Flavor::internal(), limits);
+        let err = tokio::time::timeout(std::time::Duration::from_secs(60), connect)
+            .await
+            .expect("the connect ends")
+            .err()
+            .expect("no greeting, no connection");
+        silent.abort();
+        assert!(
+            matches!(&err, ConnError::Connect { ds, source, .. } if ds == "ds9" && source.kind() == std::io::ErrorKind::TimedOut),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("data source ds9"), "{err}");
+    }
+}
