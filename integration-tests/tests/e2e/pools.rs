@@ -10,9 +10,9 @@
 //! timings, and one freezes a replica.
 //!
 //! The fault tests of issue 15 ("Proof") put a fault on ds2's primary under
-//! a write load: stopped, a slow then cut link, and a link losing packets
-//! ([`loss`]); and on one of its replicas under a read load: a cut link,
-//! and its server stopped.
+//! a write load: stopped, killed, a slow then cut link, and a link losing
+//! packets ([`loss`]); and on one of its replicas under a read load: a cut
+//! link, and its server stopped.
 
 mod loss;
 
@@ -686,6 +686,9 @@ type FaultWindow = Arc<std::sync::Mutex<Option<(Instant, Option<Instant>)>>>;
 #[derive(Default)]
 struct Outcomes {
     acked: u64,
+    /// Acknowledged writes whose answer was wrong: an UPDATE of one row by
+    /// its key that did not report one row changed.
+    wrong: u64,
     /// Writes acknowledged before the fault began, and while it was on.
     acked_before_fault: u64,
     acked_during_fault: u64,
@@ -709,6 +712,7 @@ struct WriteLoad {
 /// What a write load found at the end.
 struct LoadReport {
     failed: u64,
+    wrong: u64,
     first_error: Option<Duration>,
     /// Writes to the faulty data source acknowledged before the fault
     /// and during it.
@@ -744,8 +748,9 @@ impl WriteLoad {
                 let sql = format!("UPDATE {table} SET v = v + 1 WHERE id = {id}");
                 while !stop.load(Ordering::Relaxed) {
                     match conn.execute(sql.as_str()).await {
-                        Ok(_) => {
+                        Ok(done) => {
                             seen.acked += 1;
+                            seen.wrong += u64::from(done.rows_affected() != 1);
                             match *window.lock().unwrap() {
                                 None => seen.acked_before_fault += 1,
                                 Some((_, None)) => seen.acked_during_fault += 1,
@@ -823,6 +828,7 @@ impl WriteLoad {
         tx.execute("COMMIT").await.expect("commit");
         let mut report = LoadReport {
             failed: 0,
+            wrong: 0,
             first_error: None,
             acked_before_fault: 0,
             acked_during_fault: 0,
@@ -832,6 +838,8 @@ impl WriteLoad {
             let v: i64 = row.get(1);
             let applied = u64::try_from(v - id).expect("v only grows");
             report.failed += seen.errors;
+            report.wrong += seen.wrong;
+            assert_eq!(seen.wrong, 0, "session {id}: wrong answers");
             assert_eq!(
                 seen.errors_before_fault, 0,
                 "session {id} failed before the fault"
@@ -917,8 +925,10 @@ async fn through_fault<G>(
 ) -> String {
     let down_after;
     {
-        let _fault = begin();
+        // The window opens first: a fault may take a while to set up (a
+        // kill waits for the process to be gone), its errors already come.
         let began = load.fault_began();
+        let _fault = begin();
         let state = pool_state_when(proxy, "ds2", |s| !s["down"].is_null()).await;
         assert!(!state["down"].is_null(), "ds2 never marked down: {state}");
         down_after = began.elapsed();
@@ -932,8 +942,8 @@ async fn through_fault<G>(
     tokio::time::sleep(Duration::from_millis(300)).await;
     let report = load.finish(proxy, table, 2, NotHung::Errors).await;
     format!(
-        "marked down after {down_after:?}, first error after {:?}, {} failed statements, back {recovered_after:?} after the fault ended, 0 wrong answers, 0 acknowledged writes lost",
-        report.first_error, report.failed
+        "marked down after {down_after:?}, first error after {:?}, {} failed statements, back {recovered_after:?} after the fault ended, {} wrong answers, 0 acknowledged writes lost",
+        report.first_error, report.failed, report.wrong
     )
 }
 
@@ -964,6 +974,42 @@ async fn a_stopped_primary_is_marked_down_and_comes_back_by_itself() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let figures = through_fault(&proxy, load, TABLE, || Frozen::new(pid)).await;
     eprintln!("fault: ds2's primary stopped (SIGSTOP), 16 sessions: {figures}");
+    drop_table(&proxy, TABLE).await;
+}
+
+/// A primary killed (SIGKILL) under a 16-session write load on the
+/// shipped config: refused connections mark it down, writes for it fail at
+/// once naming it while the other data sources take theirs, and once it is
+/// started again it takes writes by itself. No acknowledged write is lost
+/// (InnoDB's own recovery, seen through the proxy), and its replicas
+/// follow it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_primary_loses_no_acknowledged_write() {
+    const TABLE: &str = "pool_killed";
+    let cfg = fault_config(TABLE, 700);
+    let ds2 = &cfg.data_sources["ds2"];
+    let ds2_port = ds2.url.port;
+    let replicas: Vec<u16> = ds2.replicas.iter().map(|r| r.port).collect();
+    let Some((proxy, _sandbox)) =
+        start("a_killed_primary_loses_no_acknowledged_write", cfg, TABLE).await
+    else {
+        return;
+    };
+    let server = shardgate_integration_tests::replication::Server::locate(ds2_port);
+    let load = WriteLoad::start(&proxy, TABLE, 16, "ds2").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The guard starts the server again when the fault ends.
+    let figures = through_fault(&proxy, load, TABLE, || server.kill()).await;
+    for port in replicas {
+        shardgate_integration_tests::replication::blocking(move || {
+            shardgate_integration_tests::replication::wait_replicating(
+                port,
+                Duration::from_secs(30),
+            )
+        })
+        .await;
+    }
+    eprintln!("fault: ds2's primary killed (SIGKILL), then started again, 16 sessions: {figures}");
     drop_table(&proxy, TABLE).await;
 }
 
