@@ -2,6 +2,7 @@
 //! `--log-format json` every line on standard output is one JSON object for
 //! log shippers, and neither a client's password nor the admin token
 //! appears in the logs, even at `debug`, or in the admin API's answers;
+//! failed logins are logged at WARN, a line per period, not per login;
 //! text logs have ANSI colours on a terminal and none in a pipe.
 //!
 //! Runs the binary as a child process (built as `memory` builds it, or
@@ -25,6 +26,8 @@ use tokio::task::JoinHandle;
 
 const TOKEN: &str = "log-admin-token-5d1e";
 const USER_PASSWORD: &str = "log-user-password-c84a";
+/// Wrong passwords tried in a row: logged at WARN, rate-limited.
+const WRONG_LOGINS: usize = 10;
 
 #[tokio::test]
 async fn json_logs_parse_and_hold_no_secret() {
@@ -56,8 +59,10 @@ async fn json_logs_parse_and_hold_no_secret() {
         password: password.into(),
         database: "wework".into(),
     };
-    let denied = login("not-the-password").connect().await;
-    assert!(denied.is_err(), "a wrong password is refused");
+    for _ in 0..WRONG_LOGINS {
+        let denied = login("not-the-password").connect().await;
+        assert!(denied.is_err(), "a wrong password is refused");
+    }
     let mut conn = login(USER_PASSWORD)
         .connect()
         .await
@@ -120,12 +125,19 @@ async fn json_logs_parse_and_hold_no_secret() {
             "a log event has a level and fields: {line}"
         );
     }
+    // At WARN, but not a line each: one per 10 s, with the count held back.
+    let warned = events
+        .iter()
+        .filter(|e| {
+            e["level"] == "WARN"
+                && e["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("login failed"))
+        })
+        .count();
     assert!(
-        events.iter().any(|e| e["level"] == "WARN"
-            && e["fields"]["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("login failed"))),
-        "the wrong password is logged at WARN:\n{}",
+        (1..WRONG_LOGINS).contains(&warned),
+        "{WRONG_LOGINS} wrong passwords logged at WARN in {warned} lines:\n{}",
         lines.join("\n")
     );
     for line in lines.iter().map(String::as_str).chain(stderr.lines()) {
