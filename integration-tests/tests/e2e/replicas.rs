@@ -728,7 +728,8 @@ async fn broadcast_reads_spread_over_every_nodes_replicas() {
 }
 
 /// Reads from `sessions` sessions until `stop`: every answering server,
-/// and every failure.
+/// and every failure (a wrong value among them: rows have v = id, and only
+/// the rows `written` may have more).
 struct Load {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     stop: Arc<AtomicBool>,
@@ -737,7 +738,13 @@ struct Load {
 }
 
 impl Load {
-    async fn start(proxy: &RunningProxy, table: &str, ids: &[i64], sessions: usize) -> Load {
+    async fn start(
+        proxy: &RunningProxy,
+        table: &str,
+        ids: &[i64],
+        written: &[i64],
+        sessions: usize,
+    ) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let answers = Arc::new(Mutex::new(Vec::new()));
         let failures = Arc::new(Mutex::new(Vec::new()));
@@ -745,7 +752,7 @@ impl Load {
         for s in 0..sessions {
             let mut c: MySqlConnection = connect(proxy).await;
             let (stop, answers, failures) = (stop.clone(), answers.clone(), failures.clone());
-            let ids = ids.to_vec();
+            let (ids, written) = (ids.to_vec(), written.to_vec());
             let sql = format!("SELECT @@port, v FROM {table} WHERE id = ?");
             tasks.push(tokio::spawn(async move {
                 let mut n = 0;
@@ -759,10 +766,19 @@ impl Load {
                         c.fetch_one(sqlx::query(&sql).bind(id)).await
                     };
                     match result {
-                        Ok(row) => answers
-                            .lock()
-                            .expect("answers")
-                            .push((Instant::now(), int(&row, 0) as u16)),
+                        Ok(row) => {
+                            let v = int(&row, 1);
+                            if v < id || (v != id && !written.contains(&id)) {
+                                failures
+                                    .lock()
+                                    .expect("failures")
+                                    .push(format!("a wrong answer: row {id} has v = {v}"));
+                            }
+                            answers
+                                .lock()
+                                .expect("answers")
+                                .push((Instant::now(), int(&row, 0) as u16))
+                        }
                         Err(e) => failures.lock().expect("failures").push(e.to_string()),
                     }
                     n += 1;
@@ -862,7 +878,7 @@ async fn a_replica_killed_under_load_fails_no_read_and_comes_back() {
         (row.map(|r| int(&r, 0) as u16), started.elapsed())
     });
     let ids: Vec<i64> = (0..10).map(|k| 4 * k + 2).collect();
-    let load = Load::start(&proxy, TABLE, &ids, 16).await;
+    let load = Load::start(&proxy, TABLE, &ids, &[], 16).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let killed_at = Instant::now();
@@ -950,7 +966,7 @@ async fn a_killed_primary_fails_writes_fast_and_reads_go_on() {
     let server = blocking(move || Server::locate(p2)).await;
     assert!(!server.replica, "{p2} is a primary");
     let ids: Vec<i64> = (0..10).map(|k| 4 * k + 2).collect();
-    let load = Load::start(&proxy, TABLE, &ids, 16).await;
+    let load = Load::start(&proxy, TABLE, &ids, &[2], 16).await;
     // One session writes every 50 ms: each write's outcome and duration.
     let stop = Arc::new(AtomicBool::new(false));
     let writes = Arc::new(Mutex::new(Vec::new()));
