@@ -1,4 +1,5 @@
-//! A fault link that loses real packets, for the loss fault of issue 15.
+//! A fault link that loses real packets, for the loss fault of issue 15,
+//! and all of them for a partition; its relay adds latency.
 //!
 //! The kernel here has no `tc netem`, and a relay in user space cannot lose
 //! packets: TCP retransmits under it. So the link's listening socket lives
@@ -25,7 +26,7 @@ use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
-use super::FaultLink;
+use super::{Fault, FaultLink};
 
 /// Namespaces are named `sgloss-<pid>-<n>`.
 const PREFIX: &str = "sgloss-";
@@ -121,13 +122,25 @@ impl LossyLink {
         self.link.addr
     }
 
-    /// Drops `percent` of the packets each way until the guard is dropped.
+    /// Sets what the relay does with what crosses it (latency; see
+    /// [`FaultLink::set`]).
+    pub fn set(&self, fault: Fault) {
+        self.link.set(fault);
+    }
+
+    /// Drops `percent` of the packets each way until the guard is dropped:
+    /// at 100, a partition (nothing crosses, nothing is refused).
     pub fn lose(&self, percent: u8) -> Loss<'_> {
         assert!(percent <= 100, "{percent}% of the packets");
+        // nftables's random numbers are 0..=99: every packet needs no draw.
+        let draw = match percent {
+            100 => String::new(),
+            _ => format!("numgen random mod 100 < {percent} "),
+        };
         let rule = |chain: &str, dir: &str| {
             format!(
                 "add rule inet {TABLE} {chain} {dir} {INNER_IF} counter name {chain}_seen \
-                 numgen random mod 100 < {percent} counter name {chain}_lost drop\n"
+                 {draw}counter name {chain}_lost drop\n"
             )
         };
         let script = rule("to_server", "iifname") + &rule("to_client", "oifname");

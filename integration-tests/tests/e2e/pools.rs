@@ -10,9 +10,12 @@
 //! timings, and one freezes a replica.
 //!
 //! The fault tests of issue 15 ("Proof") put a fault on ds2's primary under
-//! a write load: stopped, killed, a slow then cut link, and a link losing
-//! packets ([`loss`]); and on one of its replicas under a read load: a cut
-//! link, and its server stopped.
+//! a write load: stopped, killed, a slow then partitioned link, and a link
+//! losing packets ([`loss`]); and on one of its replicas under a read load:
+//! a partitioned link, and its server stopped. Partitions and loss drop
+//! real packets, with nftables in a network namespace the link crosses
+//! (`fault_link::lossy`; root, `ip` and `nft`); latency is added by the
+//! link's relay, this kernel having no `tc netem`.
 
 mod loss;
 
@@ -20,13 +23,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shardgate_integration_tests::fault_link::{Fault, FaultLink};
+use shardgate_integration_tests::fault_link::lossy::{self, LossyLink};
+use shardgate_integration_tests::fault_link::Fault;
 use shardgate_integration_tests::fixtures::{
     admin_request as http, config_with_table as config, connect, drop_table, pool as pool_state,
     start_with_table,
 };
 use shardgate_integration_tests::{
-    data_source_endpoint, db_error, sandbox, sandbox_ready, start_proxy, Config, RunningProxy,
+    data_source_endpoint, db_error, sandbox, sandbox_ready, skip, start_proxy, Config, RunningProxy,
 };
 use sqlx::{Executor, Row};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1013,8 +1017,8 @@ async fn a_killed_primary_loses_no_acknowledged_write() {
     drop_table(&proxy, TABLE).await;
 }
 
-/// The link to ds2's primary slowed by 50 ms each way, then cut (a
-/// partition: nothing crosses, nothing is refused), then healed, under a
+/// The link to ds2's primary slowed by 50 ms each way, then partitioned
+/// (every packet dropped, nothing refused), then healed, under a
 /// 16-session write load on the shipped config: through the latency no
 /// statement fails; through the cut the primary is marked down, statements
 /// waiting on it fail naming it and new ones fail at once, the other data
@@ -1023,12 +1027,17 @@ async fn a_killed_primary_loses_no_acknowledged_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_primary_behind_a_slow_then_cut_link() {
     const TABLE: &str = "pool_link";
+    const TEST: &str = "a_primary_behind_a_slow_then_cut_link";
+    if let Some(reason) = lossy::unavailable() {
+        skip(TEST, &reason);
+        return;
+    }
     let mut cfg = fault_config(TABLE, 1000);
     let ds2 = &mut cfg.data_sources.get_mut("ds2").expect("ds2").url;
-    let link = FaultLink::start(address(ds2)).await;
-    ds2.port = link.addr.port();
-    let Some((proxy, _sandbox)) = start("a_primary_behind_a_slow_then_cut_link", cfg, TABLE).await
-    else {
+    let link = LossyLink::start(address(ds2));
+    ds2.host = link.addr().ip().to_string();
+    ds2.port = link.addr().port();
+    let Some((proxy, _sandbox)) = start(TEST, cfg, TABLE).await else {
         return;
     };
     let load = WriteLoad::start(&proxy, TABLE, 16, "ds2").await;
@@ -1038,17 +1047,20 @@ async fn a_primary_behind_a_slow_then_cut_link() {
         pool_state(&proxy, "ds2").await["down"].is_null(),
         "slow is not down"
     );
-    let figures = through_fault(&proxy, load, TABLE, || link.cut()).await;
+    link.set(Fault::None);
+    // The partition: every packet dropped in the link's namespace.
+    let figures = through_fault(&proxy, load, TABLE, || link.lose(100)).await;
     eprintln!(
-        "fault: ds2's link +50 ms each way for 2 s (no failure), then cut, 16 sessions: {figures}"
+        "fault: ds2's link +50 ms each way for 2 s (no failure), then partitioned (nftables, netns), 16 sessions: {figures}"
     );
     drop_table(&proxy, TABLE).await;
 }
 
-/// The link to one of ds2's replicas cut (a partition) under 16 reading
-/// sessions on the shipped config: the replica is marked down, reads that
-/// were waiting on it are retried elsewhere and new ones go to the other
-/// replica or the primary: no read fails; once healed, it is back.
+/// The link to one of ds2's replicas partitioned (every packet dropped)
+/// under 16 reading sessions on the shipped config: the replica is marked
+/// down, reads that were waiting on it are retried elsewhere and new ones
+/// go to the other replica or the primary: no read fails; once healed, it
+/// is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reads_go_on_when_a_replica_is_cut_off() {
     reads_go_on_through(
@@ -1074,7 +1086,7 @@ async fn reads_go_on_when_a_replica_is_stopped() {
 /// How ds2's first replica is made silent.
 #[derive(Clone, Copy)]
 enum ReplicaFault {
-    /// Its link cut: nothing crosses, nothing is refused.
+    /// Its link partitioned: every packet dropped, nothing refused.
     LinkCut,
     /// Its server stopped with SIGSTOP.
     Stopped,
@@ -1089,8 +1101,13 @@ async fn reads_go_on_through(test: &str, table: &'static str, fault: ReplicaFaul
     let replica_port = replica.port;
     let link = match fault {
         ReplicaFault::LinkCut => {
-            let link = FaultLink::start(address(replica)).await;
-            replica.port = link.addr.port();
+            if let Some(reason) = lossy::unavailable() {
+                skip(test, &reason);
+                return;
+            }
+            let link = LossyLink::start(address(replica));
+            replica.host = link.addr().ip().to_string();
+            replica.port = link.addr().port();
             Some(link)
         }
         ReplicaFault::Stopped => None,
@@ -1135,7 +1152,7 @@ async fn reads_go_on_through(test: &str, table: &'static str, fault: ReplicaFaul
     let down_after;
     {
         // The fault, undone when these are dropped.
-        let _cut = link.as_ref().map(FaultLink::cut);
+        let _cut = link.as_ref().map(|link| link.lose(100));
         let _frozen = pid.map(Frozen::new);
         let began = Instant::now();
         let state = pool_state_when(&proxy, "ds2.replica1", |s| !s["down"].is_null()).await;
@@ -1159,7 +1176,7 @@ async fn reads_go_on_through(test: &str, table: &'static str, fault: ReplicaFaul
     }
     assert!(failed.is_empty(), "failed or wrong reads: {failed:?}");
     let what = match fault {
-        ReplicaFault::LinkCut => "link cut",
+        ReplicaFault::LinkCut => "link partitioned",
         ReplicaFault::Stopped => "server stopped (SIGSTOP)",
     };
     eprintln!(
