@@ -14,6 +14,7 @@ use std::sync::Arc;
 use shardgate_rules::Ids;
 
 use super::analyze::InsertRow;
+use super::node_sql::cut_between_characters;
 use crate::text::{restore, restored_len};
 
 /// A key the proxy generates for every row: the column, quoted as the data
@@ -74,15 +75,42 @@ impl<'s> NodeRows<'s> {
             len: 0,
             byte_len: 0,
         };
-        let mut key = String::new();
+        // The keys' lengths are counted, not written: they are written
+        // when the rows are.
+        let mut none = String::new();
         for n in 0..out.rows.len() {
-            for part in 0..PARTS {
-                let text = out.part(n, part, &mut key);
+            let key = out.key_len(n);
+            out.len = out.len.saturating_add(key);
+            out.byte_len = out.byte_len.saturating_add(key);
+            for part in [0, 1, 3] {
+                let text = out.part(n, part, &mut none);
                 out.len = out.len.saturating_add(text.len());
                 out.byte_len = out.byte_len.saturating_add(restored_len(text));
             }
         }
         out
+    }
+
+    /// The length of the key [`NodeRows::part`] writes for the node's row
+    /// `n` (ASCII: the same in the client's bytes).
+    fn key_len(&self, n: usize) -> usize {
+        let (Some(keys), Some(&i)) = (&self.keys, self.rows.get(n)) else {
+            return 0;
+        };
+        if self.spans.get(i as usize).is_none() {
+            return 0;
+        }
+        let id = keys.ids.get(i as usize).unwrap_or_default();
+        let digits = id
+            .unsigned_abs()
+            .checked_ilog10()
+            .map_or(1, |d| d as usize + 1)
+            + usize::from(id < 0);
+        // ", id", or ", column = id".
+        match self.set_form {
+            true => keys.column.len() + 5 + digits,
+            false => 2 + digits,
+        }
     }
 
     /// The length of the text, in bytes of the analysis text.
@@ -164,14 +192,10 @@ impl<'s> NodeRows<'s> {
             }
             let text = self.part(cursor.n, cursor.part, &mut key);
             let text = text.get(cursor.at..).unwrap_or_default();
-            let mut cut = text.len();
-            if cursor.part != 2 {
-                cut = cut.min(max - out.len());
-                // Forward to the next boundary: `text.len()` is one.
-                while !text.is_char_boundary(cut) {
-                    cut += 1;
-                }
-            }
+            let cut = match cursor.part {
+                2 => text.len(),
+                _ => cut_between_characters(text, max - out.len()),
+            };
             out.extend_from_slice(&restore(&text[..cut]));
             if cut < text.len() {
                 cursor.at += cut;

@@ -236,11 +236,7 @@ impl<'a> Iterator for ByteChunks<'a> {
             }
         };
         let text = piece.get(self.at..).unwrap_or_default();
-        let mut cut = self.max.min(text.len());
-        // Forward to the next boundary: `text.len()` is one, so this ends.
-        while !text.is_char_boundary(cut) {
-            cut += 1;
-        }
+        let cut = cut_between_characters(text, self.max);
         let chunk = &text[..cut];
         if cut == text.len() {
             self.pieces = rest;
@@ -250,6 +246,17 @@ impl<'a> Iterator for ByteChunks<'a> {
         }
         Some(restore(chunk))
     }
+}
+
+/// Where to cut `text` for a chunk of about `max` bytes: `max`, or the
+/// next boundary between characters past it, or the end.
+pub(super) fn cut_between_characters(text: &str, max: usize) -> usize {
+    let mut cut = max.min(text.len());
+    // Forward to the next boundary: `text.len()` is one, so this ends.
+    while !text.is_char_boundary(cut) {
+        cut += 1;
+    }
+    cut
 }
 
 impl From<String> for NodeSql<'_> {
