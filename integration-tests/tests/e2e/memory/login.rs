@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use super::{ProcessMemory, ProxyRun};
 use shardgate_integration_tests::{proxy_endpoint, sandbox, sandbox_ready, test_config};
-use sqlx::{Connection, MySqlConnection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -42,12 +41,7 @@ async fn oversized_login_packets_are_refused_before_they_are_read() {
         outcomes.push(client.await.expect("a client"));
     }
     let after = proxy.memory().expect("the proxy's memory");
-    let ep = proxy_endpoint(cfg, addr);
-    let url = format!(
-        "mysql://{}:{}@{}/{}",
-        ep.user, ep.password, addr, ep.database
-    );
-    let served = match MySqlConnection::connect(&url).await {
+    let served = match proxy_endpoint(cfg, addr).connect().await {
         Ok(mut conn) => sqlx::query_scalar::<_, i64>("SELECT 1")
             .fetch_one(&mut conn)
             .await
